@@ -1,0 +1,82 @@
+# mxgate build.  `make` builds build/mxgate; `make test` runs every test;
+# `make SANITIZE=address,undefined test` does both under the sanitizers.
+
+CC       ?= cc
+SANITIZE ?=
+BUILD    ?= build
+PKGS     := libevent libevent_pthreads
+
+CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
+               -Wshadow -Wstrict-prototypes -Wmissing-prototypes -D_GNU_SOURCE -pthread \
+               -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+ifneq ($(SANITIZE),)
+CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS_SAN := -fsanitize=$(SANITIZE)
+endif
+CFLAGS  += $(CFLAGS_BASE)
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcdb -pthread
+LDFLAGS += $(LDFLAGS_SAN)
+
+# Every .c under src/ except main.c goes into a static library that the daemon,
+# the unit tests and the fuzz targets all link against.
+LIB_SRC  := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
+LIB_OBJ  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(BUILD)/obj/gen/postfix_names.o
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+SHIM_SRC := $(sort $(wildcard tests/shim/*.c))
+SHIM_SO  := $(patsubst tests/shim/%.c,$(BUILD)/shim/%.so,$(SHIM_SRC))
+
+.PHONY: all deps run test unit system compat bench fuzz clean check-deps
+all: $(BUILD)/mxgate
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+# The list of Postfix 3.7.11 parameter names is data (src/conf/postfix-3.7.11-params.txt);
+# it becomes a sorted C array so that "known to Postfix" is a binary search.
+$(BUILD)/gen/postfix_names.c: src/conf/postfix-3.7.11-params.txt scripts/gen-names.sh
+	@mkdir -p $(dir $@)
+	sh scripts/gen-names.sh $< > $@
+$(BUILD)/obj/gen/postfix_names.o: $(BUILD)/gen/postfix_names.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libmxgate.a: $(LIB_OBJ)
+	rm -f $@; ar rcs $@ $^
+
+$(BUILD)/mxgate: $(BUILD)/obj/main.o $(BUILD)/libmxgate.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmxgate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmxgate.a $(LDLIBS) -lcmocka
+
+# Fault-injection shims for LD_PRELOAD.  Never built with sanitizers: an
+# instrumented shim cannot be preloaded ahead of the sanitizer runtime.
+$(BUILD)/shim/%.so: tests/shim/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -shared -fPIC -o $@ $< -ldl
+
+deps:
+	sh scripts/deps.sh
+
+run: deps all
+	sh scripts/run-example.sh
+
+unit: $(UNIT_BIN)
+system: all $(SHIM_SO)
+
+test: all $(UNIT_BIN) $(SHIM_SO)
+	python3 tests/run.py --build $(BUILD)
+
+compat: all
+	python3 tests/compat/compat.py --record --build $(BUILD)
+
+fuzz:
+	$(MAKE) -f tests/fuzz/Makefile
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,210 @@
+#include "log/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util/buf.h"
+#include "util/xalloc.h"
+
+int msg_verbose;
+
+static const char *log_progname = "mxgate";
+static char *log_syslog_name;	/* NULL: stderr mode */
+static char *log_hostname;
+static int log_fd = -1;		/* maillog_file, or -1 for syslog */
+static int log_syslog_open;
+
+static const char *const log_prefix[] = {
+	[LOG_LVL_INFO] = "",
+	[LOG_LVL_WARNING] = "warning: ",
+	[LOG_LVL_ERROR] = "error: ",
+	[LOG_LVL_FATAL] = "fatal: ",
+	[LOG_LVL_PANIC] = "panic: ",
+};
+
+static const int log_syslog_prio[] = {
+	[LOG_LVL_INFO] = LOG_INFO,
+	[LOG_LVL_WARNING] = LOG_WARNING,
+	[LOG_LVL_ERROR] = LOG_ERR,
+	[LOG_LVL_FATAL] = LOG_CRIT,
+	[LOG_LVL_PANIC] = LOG_CRIT,
+};
+
+void
+log_set_progname(const char *name)
+{
+	log_progname = name;
+}
+
+int
+log_open(const char *syslog_name, const char *maillog_file, const char *hostname, char **err_r)
+{
+	log_close();
+	if (maillog_file != NULL && *maillog_file != '\0') {
+		int fd = open(maillog_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+
+		if (fd < 0) {
+			*err_r = xasprintf("open maillog_file \"%s\": %s", maillog_file,
+					   strerror(errno));
+			return -1;
+		}
+		log_fd = fd;
+	} else {
+		/* Ident "<syslog_name>/smtpd"; other process names are part of the text. */
+		static char ident[256];
+
+		snprintf(ident, sizeof(ident), "%s/smtpd", syslog_name);
+		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+		log_syslog_open = 1;
+	}
+	log_syslog_name = xstrdup(syslog_name);
+	log_hostname = xstrdup(hostname);
+	return 0;
+}
+
+void
+log_close(void)
+{
+	if (log_fd >= 0)
+		close(log_fd);
+	log_fd = -1;
+	if (log_syslog_open)
+		closelog();
+	log_syslog_open = 0;
+	free(log_syslog_name);
+	free(log_hostname);
+	log_syslog_name = log_hostname = NULL;
+}
+
+void
+log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
+{
+	struct buf line = BUF_INIT;
+	int saved_errno = errno;
+
+	if (log_syslog_name == NULL) {
+		buf_printf(&line, "%s: %s", log_progname, log_prefix[level]);
+		buf_vprintf(&line, fmt, ap);
+		buf_putc(&line, '\n');
+		(void)!write(STDERR_FILENO, line.data, line.len);
+	} else if (log_fd >= 0) {
+		char stamp[32];
+		struct tm tm;
+		time_t now = time(NULL);
+
+		localtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+		buf_printf(&line, "%s %s %s/%s[%ld]: %s", stamp, log_hostname, log_syslog_name,
+			   process, (long)getpid(), log_prefix[level]);
+		buf_vprintf(&line, fmt, ap);
+		buf_putc(&line, '\n');
+		(void)!write(log_fd, line.data, line.len);
+	} else {
+		if (strcmp(process, "smtpd") != 0)
+			buf_printf(&line, "[%s] ", process);
+		buf_puts(&line, log_prefix[level]);
+		buf_vprintf(&line, fmt, ap);
+		syslog(log_syslog_prio[level], "%s", line.data);
+	}
+	buf_free(&line);
+	errno = saved_errno;
+}
+
+void
+log_as(const char *process, enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(process, level, fmt, ap);
+	va_end(ap);
+}
+
+#define LOG_FN(name, level) \
+	void name(const char *fmt, ...) \
+	{ \
+		va_list ap; \
+		va_start(ap, fmt); \
+		log_vmsg("smtpd", level, fmt, ap); \
+		va_end(ap); \
+	}
+
+LOG_FN(msg_info, LOG_LVL_INFO)
+LOG_FN(msg_warn, LOG_LVL_WARNING)
+LOG_FN(msg_error, LOG_LVL_ERROR)
+
+void
+msg_debug(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!msg_verbose)
+		return;
+	va_start(ap, fmt);
+	log_vmsg("smtpd", LOG_LVL_INFO, fmt, ap);
+	va_end(ap);
+}
+
+void
+msg_fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg("smtpd", LOG_LVL_FATAL, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+msg_panic(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg("smtpd", LOG_LVL_PANIC, fmt, ap);
+	va_end(ap);
+	abort();
+}
+
+void
+log_escape(struct buf *out, const void *data, size_t len, size_t max)
+{
+	const unsigned char *p = data;
+	size_t i, n = len < max ? len : max;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = p[i];
+
+		switch (c) {
+		case '\r': buf_puts(out, "\\r"); break;
+		case '\n': buf_puts(out, "\\n"); break;
+		case '\t': buf_puts(out, "\\t"); break;
+		case '\\': buf_puts(out, "\\\\"); break;
+		default:
+			if (c >= 0x20 && c < 0x7f)
+				buf_putc(out, (char)c);
+			else
+				buf_printf(out, "\\%03o", c);
+		}
+	}
+	if (len > max)
+		buf_puts(out, "...");
+}
+
+const char *
+log_escape_str(const char *s, size_t max)
+{
+	static __thread struct buf tls;
+
+	buf_reset(&tls);
+	log_escape(&tls, s, strlen(s), max);
+	return buf_str(&tls);
+}
