@@ -26,19 +26,25 @@ UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 SHIM_SRC := $(sort $(wildcard tests/shim/*.c))
 SHIM_SO  := $(patsubst tests/shim/%.c,$(BUILD)/shim/%.so,$(SHIM_SRC))
 
-.PHONY: all deps run test unit system compat bench fuzz clean check-deps
+
+.PHONY: all deps test-deps run test unit system compat bench fuzz clean check-deps
 all: $(BUILD)/mxgate
 
-$(BUILD)/obj/%.o: src/%.c
+# Objects depend on the flags they were built with, so switching SANITIZE on
+# or off rebuilds everything in place (the tests always run build/mxgate).
+FLAGS_STAMP := $(BUILD)/.flags
+$(shell mkdir -p $(BUILD); echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $(FLAGS_STAMP))
+
+$(BUILD)/obj/%.o: src/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 # The list of Postfix 3.7.11 parameter names is data (src/conf/postfix-3.7.11-params.txt);
 # it becomes a sorted C array so that "known to Postfix" is a binary search.
-$(BUILD)/gen/postfix_names.c: src/conf/postfix-3.7.11-params.txt scripts/gen-names.sh
+$(BUILD)/gen/postfix_names.c: src/conf/postfix-3.7.11-params.txt src/conf/postfix-3.7.11-defaults.txt scripts/gen-names.sh
 	@mkdir -p $(dir $@)
-	sh scripts/gen-names.sh $< > $@
-$(BUILD)/obj/gen/postfix_names.o: $(BUILD)/gen/postfix_names.c
+	sh scripts/gen-names.sh $< src/conf/postfix-3.7.11-defaults.txt > $@
+$(BUILD)/obj/gen/postfix_names.o: $(BUILD)/gen/postfix_names.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -48,7 +54,7 @@ $(BUILD)/libmxgate.a: $(LIB_OBJ)
 $(BUILD)/mxgate: $(BUILD)/obj/main.o $(BUILD)/libmxgate.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmxgate.a
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmxgate.a $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmxgate.a $(LDLIBS) -lcmocka
 
@@ -61,17 +67,22 @@ $(BUILD)/shim/%.so: tests/shim/%.c
 deps:
 	sh scripts/deps.sh
 
+test-deps:
+	sh scripts/deps.sh --test
+
 run: deps all
 	sh scripts/run-example.sh
 
 unit: $(UNIT_BIN)
 system: all $(SHIM_SO)
 
-test: all $(UNIT_BIN) $(SHIM_SO)
+test: test-deps all $(UNIT_BIN) $(SHIM_SO)
 	python3 tests/run.py --build $(BUILD)
 
+# Re-record the Postfix transcripts (root, Postfix installed), then diff mxgate against them.
 compat: all
 	python3 tests/compat/compat.py --record --build $(BUILD)
+	python3 tests/compat/compat.py --build $(BUILD)
 
 fuzz:
 	$(MAKE) -f tests/fuzz/Makefile

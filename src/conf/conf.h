@@ -16,8 +16,17 @@
  *
  * Views: a conf_view holds the expanded, typed value of every implemented
  * parameter in one context (main.cf + -o overrides + one service's master.cf
- * -o options + a stress value).  Views are immutable after conf_load and may
- * be read from any thread without locks.
+ * -o options + a stress value; a service's -o wins over the command line,
+ * which wins over main.cf).  Views belong to the conf, are immutable after
+ * conf_load and may be read from any thread without locks.
+ *
+ * Expansion follows Postfix: $name, ${name}, $(name), $$, ${name?value},
+ * ${name:value}, ${name?{a}:{b}} and ${{A} op {B} ? {x} : {y}} with
+ * == != < <= > >= and their "level" forms; undefined names are empty.
+ * myhostname, mydomain and mynetworks default to what Postfix computes
+ * from the host (mynetworks from mynetworks_style and inet_interfaces).
+ * A name Postfix knows but mxgate does not implement keeps Postfix's
+ * default, so $mail_version and the like expand as they would in Postfix.
  */
 #ifndef MXGATE_CONF_CONF_H
 #define MXGATE_CONF_CONF_H
@@ -34,14 +43,24 @@ enum param_id {
 struct conf;
 struct conf_view;
 
+enum conf_problem_kind {
+	CONF_PROB_SYNTAX,	/* main.cf / master.cf / -o syntax */
+	CONF_PROB_VALUE,	/* a value that does not expand or does not fit its type */
+	CONF_PROB_UNUSED,	/* name unknown to Postfix and mxgate: "unused parameter" */
+	CONF_PROB_NOT_IMPLEMENTED,	/* a Postfix parameter mxgate ignores */
+	CONF_PROB_OTHER,	/* anything else (duplicate entries, no services) */
+};
+
 /* One problem found while reading the configuration. */
 struct conf_problem {
 	int	is_error;	/* 1: error (start-up refused), 0: warning */
-	char   *file;		/* "main.cf" path, or NULL (command line, built-in) */
+	enum conf_problem_kind kind;
+	char   *file;		/* main.cf or master.cf path, or NULL (command line, built-in) */
 	int	line;		/* 1-based line in file, 0 when none */
 	char   *param;		/* parameter name, or NULL */
 	char   *value;		/* offending value, or NULL */
-	char   *text;		/* full human-readable message, without "error: " */
+	char   *text;		/* message without location and without "error: ",
+				 * e.g. "unused parameter: foo_bar=1" */
 };
 
 struct conf_report {
@@ -51,6 +70,13 @@ struct conf_report {
 };
 
 void conf_report_free(struct conf_report *rep);
+
+/*
+ * The problem as one line without severity: "<file>, line <n>: <text>",
+ * "<file>: <text>" (no line) or "<text>" (no file).  Caller frees.  The
+ * daemon logs each one with msg_error/msg_warn; `mxgate check` prints them.
+ */
+char *conf_problem_format(const struct conf_problem *p);
 
 enum conf_stress_mode {
 	CONF_STRESS_AUTO,	/* master decides (eligible services only) */
@@ -64,17 +90,32 @@ struct conf_service {
 	char   *host;		/* NULL: every inet_interfaces address; else numeric or name */
 	char   *port;		/* numeric port as a string ("25") */
 	int	maxproc;	/* resolved: "-" = default_process_limit; 0 = no limit */
-	int	stress_eligible;/* maxproc > 1 (or 0) and not bound to loopback only */
+	int	stress_eligible;/* maxproc != 1 (0 = no limit counts) and not bound to
+				 * loopback only; host NULL is loopback only when
+				 * every inet_interfaces entry is */
 	enum conf_stress_mode stress_mode;
-	const struct conf_view *view;		/* stress = "" (or forced value) */
-	const struct conf_view *view_stress;	/* stress = "yes" */
+	/*
+	 * view: AUTO and eligible: stress = "" (as master's "-o stress=");
+	 * AUTO and not eligible: stress as main.cf/-o set it (normally "");
+	 * ON/OFF: the service's own -o stress value.
+	 * view_stress: the same with stress = "yes".
+	 */
+	const struct conf_view *view;
+	const struct conf_view *view_stress;
 	const char *file;	/* master.cf path or NULL when built in */
 	int	line;
 };
 
+/* The configuration directory when none is given. */
+#define CONF_DEFAULT_DIR "/etc/mxgate"
+
 /*
- * Load DIR.  overrides[] are "name=value" strings from -o.  Fills *rep (zero
- * it first).  Returns NULL when rep->errors > 0.
+ * Load DIR (NULL: CONF_DEFAULT_DIR).  overrides[] are "name=value" strings
+ * from -o.  Fills *rep (zero it first; free it with conf_report_free).
+ * Returns NULL when rep->errors > 0.  Warnings (unused or unimplemented
+ * parameters) are in rep either way: the daemon logs them once at start-up.
+ * The problems come sorted: command line first, then by file and line; the
+ * same problem seen in several views is listed once.
  */
 struct conf *conf_load(const char *dir, char *const *overrides, size_t noverrides,
 		       struct conf_report *rep);
@@ -83,7 +124,8 @@ void conf_free(struct conf **cp);
 /* The services found in master.cf (or the built-in "smtp" one). */
 size_t conf_service_count(const struct conf *c);
 const struct conf_service *conf_service_at(const struct conf *c, size_t i);
-/* The global view: main.cf + -o overrides, stress empty. */
+/* The global view: main.cf + -o overrides; stress as configured there
+ * (normally empty). */
 const struct conf_view *conf_global(const struct conf *c);
 
 /* Typed accessors.  Calling one with a parameter of another type panics. */
@@ -102,7 +144,15 @@ char *const *conf_list(const struct conf_view *v, enum param_id id, size_t *n_r)
 const char *conf_param_name(enum param_id id);
 
 /* Verbs.  argv excludes the verb itself.  They return the process exit status. */
-int conf_cmd_conf(int argc, char **argv);	/* mxgate conf [-c DIR] [-d|-n|-x|-h] [name...] */
-int conf_cmd_check(int argc, char **argv);	/* mxgate check [-c DIR] */
+/*
+ * mxgate conf [-c DIR] [-d|-n] [-x] [-h] [-o name=value]... [name...]
+ *     postconf(1) output: "name = value" on stdout; warnings on stderr.
+ *     Exit 0, or 1 on a usage error or a value that cannot be expanded.
+ * mxgate check [-c DIR] [-o name=value]...
+ *     every problem on stderr as "mxgate: error: <file>, line <n>: <text>"
+ *     or "mxgate: warning: ..."; exit 1 if any error, else 0.
+ */
+int conf_cmd_conf(int argc, char **argv);
+int conf_cmd_check(int argc, char **argv);
 
 #endif

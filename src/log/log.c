@@ -199,12 +199,34 @@ log_escape(struct buf *out, const void *data, size_t len, size_t max)
 		buf_puts(out, "...");
 }
 
+static pthread_key_t log_escape_key;
+static pthread_once_t log_escape_once = PTHREAD_ONCE_INIT;
+
+static void
+log_escape_key_free(void *p)
+{
+	buf_free(p);
+	free(p);
+}
+
+static void
+log_escape_key_init(void)
+{
+	pthread_key_create(&log_escape_key, log_escape_key_free);
+}
+
 const char *
 log_escape_str(const char *s, size_t max)
 {
-	static __thread struct buf tls;
+	struct buf *b;
 
-	buf_reset(&tls);
-	log_escape(&tls, s, strlen(s), max);
-	return buf_str(&tls);
+	/* One buffer per thread, freed when the thread ends. */
+	pthread_once(&log_escape_once, log_escape_key_init);
+	if ((b = pthread_getspecific(log_escape_key)) == NULL) {
+		b = xcalloc(1, sizeof(*b));
+		pthread_setspecific(log_escape_key, b);
+	}
+	buf_reset(b);
+	log_escape(b, s, strlen(s), max);
+	return buf_str(b);
 }

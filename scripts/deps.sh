@@ -1,0 +1,36 @@
+#!/bin/sh
+# Install what mxgate needs from Debian, and create its unprivileged user.
+# Does nothing, and needs no root, when everything is already there.
+#   scripts/deps.sh          build and run: compiler, libraries, the mxgate user
+#   scripts/deps.sh --test   also what the tests use: swaks, strace, Postfix
+#                            (reference server, smtp-source/smtp-sink), python3
+set -eu
+pkgs="gcc make pkg-config libevent-dev libcdb-dev libcmocka-dev"
+if [ "${1:-}" = "--test" ]; then
+	pkgs="$pkgs python3 swaks strace postfix postfix-cdb tinycdb"
+fi
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+need_user=0
+getent passwd mxgate >/dev/null 2>&1 || need_user=1
+if [ -z "$missing" ] && [ "$need_user" = 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "deps: missing:${missing:- }$( [ $need_user = 1 ] && echo ' (and the user mxgate)')" >&2
+	echo "deps: run 'sudo make deps' (or 'sudo sh scripts/deps.sh ${1:-}') once" >&2
+	exit 1
+fi
+if [ -n "$missing" ]; then
+	echo "deps: installing$missing"
+	# Postfix is only the tests' reference server: no questions, no system instance.
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+if [ "$need_user" = 1 ]; then
+	echo "deps: creating the system user mxgate (mail_owner)"
+	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin mxgate
+fi

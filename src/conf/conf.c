@@ -1,0 +1,816 @@
+/*
+ * conf: the parameter table, lookup layers, views and conf_load().
+ *
+ * A value is looked up, most specific first, in: a service's master.cf -o
+ * options, the command-line -o overrides, main.cf, mxgate's default
+ * (params.def), the defaults computed from the host (myhostname, mydomain,
+ * mynetworks) and Postfix 3.7.11's recorded default for names mxgate does
+ * not implement (so "$mail_version" still means what it means in Postfix).
+ */
+#include "conf/conf_impl.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "util/xalloc.h"
+
+const struct conf_param_def conf_params[P__COUNT] = {
+#define PARAM(name, type, def, min, max) { #name, CONF_T_##type, def, min, max },
+#include "conf/params.def"
+#undef PARAM
+};
+
+/* ---- names ---- */
+
+static int
+conf_cmp_def(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct conf_param_def *) elem)->name);
+}
+
+int
+conf_param_id(const char *name)
+{
+	const struct conf_param_def *d;
+
+	d = bsearch(name, conf_params, P__COUNT, sizeof(conf_params[0]), conf_cmp_def);
+	return d ? (int) (d - conf_params) : -1;
+}
+
+const char *
+conf_param_name(enum param_id id)
+{
+	if ((unsigned) id >= P__COUNT)
+		msg_panic("conf_param_name: bad parameter id %d", (int) id);
+	return conf_params[id].name;
+}
+
+static int
+conf_cmp_str(const void *key, const void *elem)
+{
+	return strcmp(key, *(const char *const *) elem);
+}
+
+static long
+conf_postfix_index(const char *name)
+{
+	const char *const *p;
+
+	p = bsearch(name, postfix_param_names, postfix_param_count, sizeof(postfix_param_names[0]),
+		    conf_cmp_str);
+	return p ? (long) (p - postfix_param_names) : -1;
+}
+
+int
+conf_postfix_known(const char *name)
+{
+	return conf_postfix_index(name) >= 0;
+}
+
+const char *
+conf_postfix_default(const char *name)
+{
+	long	i = conf_postfix_index(name);
+
+	return i >= 0 ? postfix_param_defaults[i] : NULL;
+}
+
+/* Observed with postconf -x on Postfix 3.7.11: these stay unexpanded. */
+static const char *const conf_raw_names[] = {
+	"command_execution_directory", "default_rbl_reply", "forward_path", "luser_relay",
+	"mailbox_command", "postscreen_expansion_filter", "postscreen_reject_footer",
+	"smtpd_expansion_filter", "smtpd_reject_footer",
+};
+
+int
+conf_param_is_raw(const char *name)
+{
+	for (size_t i = 0; i < sizeof(conf_raw_names) / sizeof(conf_raw_names[0]); i++)
+		if (strcmp(conf_raw_names[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+/* ---- report ---- */
+
+void
+conf_report_add(struct conf_report *rep, int is_error, enum conf_problem_kind kind,
+		const char *file, int line, const char *param, const char *value,
+		const char *fmt, ...)
+{
+	struct conf_problem *p;
+	va_list	ap;
+	char   *text;
+	struct buf b = BUF_INIT;
+
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	text = buf_steal(&b);
+	for (size_t i = 0; i < rep->count; i++) {
+		p = &rep->items[i];
+		if (p->is_error == is_error && p->line == line && strcmp(p->text, text) == 0
+		    && ((p->file == NULL && file == NULL)
+			|| (p->file && file && strcmp(p->file, file) == 0))) {
+			free(text);
+			return;
+		}
+	}
+	rep->items = xrealloc(rep->items, (rep->count + 1) * sizeof(*rep->items));
+	p = &rep->items[rep->count++];
+	p->is_error = is_error;
+	p->kind = kind;
+	p->file = file ? xstrdup(file) : NULL;
+	p->line = line;
+	p->param = param ? xstrdup(param) : NULL;
+	p->value = value ? xstrdup(value) : NULL;
+	p->text = text;
+	if (is_error)
+		rep->errors++;
+}
+
+void
+conf_report_free(struct conf_report *rep)
+{
+	for (size_t i = 0; i < rep->count; i++) {
+		free(rep->items[i].file);
+		free(rep->items[i].param);
+		free(rep->items[i].value);
+		free(rep->items[i].text);
+	}
+	free(rep->items);
+	memset(rep, 0, sizeof(*rep));
+}
+
+/* Order: command line and built-in first, then by file name and line. */
+static int
+conf_problem_before(const struct conf_problem *a, const struct conf_problem *b)
+{
+	int	c;
+
+	if (a->file == NULL || b->file == NULL)
+		return a->file == NULL && b->file != NULL;
+	if ((c = strcmp(a->file, b->file)) != 0)
+		return c < 0;
+	return a->line < b->line;
+}
+
+/* Stable insertion sort: problems found in one place keep their order. */
+static void
+conf_report_sort(struct conf_report *rep)
+{
+	for (size_t i = 1; i < rep->count; i++) {
+		struct conf_problem p = rep->items[i];
+		size_t	j = i;
+
+		for (; j > 0 && conf_problem_before(&p, &rep->items[j - 1]); j--)
+			rep->items[j] = rep->items[j - 1];
+		rep->items[j] = p;
+	}
+}
+
+char *
+conf_problem_format(const struct conf_problem *p)
+{
+	if (p->file && p->line > 0)
+		return xasprintf("%s, line %d: %s", p->file, p->line, p->text);
+	if (p->file)
+		return xasprintf("%s: %s", p->file, p->text);
+	return xstrdup(p->text);
+}
+
+/* ---- lookup contexts ---- */
+
+enum { COMP_MYHOSTNAME, COMP_MYDOMAIN, COMP_MYNETWORKS, COMP_PROCESS_ID, COMP_PROCESS_NAME,
+	COMP__COUNT };
+
+static const char *const conf_computed_names[COMP__COUNT] = {
+	"myhostname", "mydomain", "mynetworks", "process_id", "process_name",
+};
+
+void
+conf_ctx_init(struct conf_ctx *ctx, const struct conf_settings *svc,
+	      const struct conf_settings *over, const struct conf_settings *main,
+	      const char *force_stress)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->layer[0] = svc;
+	ctx->layer[1] = over;
+	ctx->layer[2] = main;
+	ctx->stress = force_stress;
+	ctx->ex = conf_exp_new(conf_ctx_lookup, ctx);
+}
+
+void
+conf_ctx_free(struct conf_ctx *ctx)
+{
+	conf_exp_free(&ctx->ex);
+	for (size_t i = 0; i < sizeof(ctx->computed) / sizeof(ctx->computed[0]); i++)
+		free(ctx->computed[i]);
+	memset(ctx, 0, sizeof(*ctx));
+}
+
+const struct conf_setting *
+conf_ctx_setting(const struct conf_ctx *ctx, const char *name)
+{
+	const struct conf_setting *s;
+
+	for (int i = 0; i < 3; i++)
+		if ((s = conf_settings_get(ctx->layer[i], name)) != NULL)
+			return s;
+	return NULL;
+}
+
+/* A default that Postfix computes from the host and other parameters. */
+static char *
+conf_compute(struct conf_ctx *ctx, int which, char **err_r)
+{
+	const char *a, *b, *c;
+	char   *host, *dot, *res;
+
+	switch (which) {
+	case COMP_MYHOSTNAME:
+		host = conf_host_name();
+		if (strchr(host, '.') != NULL)
+			return host;
+		/* A bare name gets mydomain only when that is set explicitly. */
+		a = "localdomain";
+		if (conf_ctx_setting(ctx, "mydomain") != NULL
+		    && (a = conf_exp_name(ctx->ex, "mydomain", err_r)) == NULL) {
+			free(host);
+			return NULL;
+		}
+		res = xasprintf("%s.%s", host, a);
+		free(host);
+		return res;
+	case COMP_MYDOMAIN:
+		if ((a = conf_exp_name(ctx->ex, "myhostname", err_r)) == NULL)
+			return NULL;
+		dot = strchr(a, '.');
+		return xstrdup(dot ? dot + 1 : "localdomain");
+	case COMP_MYNETWORKS:
+		if ((a = conf_exp_name(ctx->ex, "mynetworks_style", err_r)) == NULL
+		    || (b = conf_exp_name(ctx->ex, "inet_interfaces", err_r)) == NULL
+		    || (c = conf_exp_name(ctx->ex, "inet_protocols", err_r)) == NULL)
+			return NULL;
+		return conf_mynetworks(a, b, c, err_r);
+	case COMP_PROCESS_ID:
+		return xasprintf("%ld", (long) getpid());
+	default:
+		return xstrdup("mxgate");
+	}
+}
+
+const char *
+conf_ctx_lookup(void *vctx, const char *name, char **err_r)
+{
+	struct conf_ctx *ctx = vctx;
+	const struct conf_setting *s;
+	int	id;
+
+	*err_r = NULL;
+	if (ctx->stress != NULL && strcmp(name, "stress") == 0)
+		return ctx->stress;
+	if ((s = conf_ctx_setting(ctx, name)) != NULL)
+		return s->value;
+	for (int i = 0; i < COMP__COUNT; i++) {
+		if (strcmp(name, conf_computed_names[i]) != 0)
+			continue;
+		if (ctx->computed[i] == NULL)
+			ctx->computed[i] = conf_compute(ctx, i, err_r);
+		return ctx->computed[i];
+	}
+	if ((id = conf_param_id(name)) >= 0)
+		return conf_params[id].def;
+	return conf_postfix_default(name);
+}
+
+/* ---- raw configuration ---- */
+
+static void
+conf_add_ref(void *vraw, const char *name, size_t len)
+{
+	struct conf_raw *raw = vraw;
+
+	for (size_t i = 0; i < raw->nrefs; i++)
+		if (strlen(raw->refs[i]) == len && strncmp(raw->refs[i], name, len) == 0)
+			return;
+	raw->refs = xrealloc(raw->refs, (raw->nrefs + 1) * sizeof(*raw->refs));
+	raw->refs[raw->nrefs++] = xstrndup(name, len);
+}
+
+int
+conf_raw_is_ref(const struct conf_raw *raw, const char *name)
+{
+	for (size_t i = 0; i < raw->nrefs; i++)
+		if (strcmp(raw->refs[i], name) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+conf_collect_refs(struct conf_raw *raw, const struct conf_settings *s)
+{
+	for (size_t i = 0; i < s->count; i++)
+		conf_exp_refs(s->items[i].value, conf_add_ref, raw);
+}
+
+/* Warn about names that mxgate ignores: Postfix's but not ours, or nobody's. */
+static void
+conf_check_names(const struct conf_raw *raw, const struct conf_settings *s,
+		 struct conf_report *rep)
+{
+	for (size_t i = 0; i < s->count; i++) {
+		const struct conf_setting *it = &s->items[i];
+
+		if (conf_param_id(it->name) >= 0)
+			continue;
+		if (conf_postfix_known(it->name))
+			conf_report_add(rep, 0, CONF_PROB_NOT_IMPLEMENTED, it->file, it->line,
+					it->name, it->value,
+					"%s: parameter is not implemented by mxgate, ignored",
+					it->name);
+		else if (!conf_raw_is_ref(raw, it->name))
+			conf_report_add(rep, 0, CONF_PROB_UNUSED, it->file, it->line, it->name,
+					it->value, "unused parameter: %s=%s", it->name, it->value);
+	}
+}
+
+static int
+conf_read_opt(const char *path, char **text_r, struct conf_report *rep)
+{
+	*text_r = NULL;
+	if (conf_read_file(path, text_r) == 0)
+		return 1;
+	if (errno != ENOENT)
+		conf_report_add(rep, 1, CONF_PROB_SYNTAX, path, 0, NULL, NULL, "open: %s",
+				strerror(errno));
+	return 0;
+}
+
+int
+conf_raw_load(struct conf_raw *raw, const char *dir, char *const *overrides,
+	      size_t noverrides, int read_master, struct conf_report *rep)
+{
+	size_t	errors = rep->errors;
+	char   *text;
+
+	memset(raw, 0, sizeof(*raw));
+	raw->dir = xstrdup(dir ? dir : CONF_DEFAULT_DIR);
+	raw->main_path = xasprintf("%s/main.cf", raw->dir);
+	raw->master_path = xasprintf("%s/master.cf", raw->dir);
+	if (conf_read_opt(raw->main_path, &text, rep)) {
+		conf_parse_main(raw->main_path, text, &raw->main, rep);
+		free(text);
+	}
+	for (size_t i = 0; i < noverrides; i++) {
+		const char *o = overrides[i], *eq = strchr(o, '=');
+		size_t	a = 0, b;
+		char   *name, *value;
+
+		b = eq ? (size_t) (eq - o) : 0;
+		while (a < b && (o[a] == ' ' || o[a] == '\t'))
+			a++;
+		while (b > a && (o[b - 1] == ' ' || o[b - 1] == '\t'))
+			b--;
+		if (eq == NULL || a == b) {
+			conf_report_add(rep, 1, CONF_PROB_SYNTAX, NULL, 0, NULL, o,
+					"-o option requires name=value: \"%s\"", o);
+			continue;
+		}
+		name = xstrndup(o + a, b - a);
+		eq++;
+		while (*eq == ' ' || *eq == '\t')
+			eq++;
+		value = xstrdup(eq);
+		for (b = strlen(value); b > 0 && (value[b - 1] == ' ' || value[b - 1] == '\t'); b--)
+			value[b - 1] = 0;
+		conf_settings_set(&raw->over, name, value, NULL, 0);
+		free(name);
+		free(value);
+	}
+	if (read_master && conf_read_opt(raw->master_path, &text, rep)) {
+		raw->have_master = 1;
+		conf_parse_master(raw->master_path, text, &raw->ents, &raw->nents, rep);
+		free(text);
+	}
+	conf_collect_refs(raw, &raw->main);
+	conf_collect_refs(raw, &raw->over);
+	for (size_t i = 0; i < raw->nents; i++)
+		conf_collect_refs(raw, &raw->ents[i].opts);
+	conf_check_names(raw, &raw->main, rep);
+	conf_check_names(raw, &raw->over, rep);
+	for (size_t i = 0; i < raw->nents; i++)
+		conf_check_names(raw, &raw->ents[i].opts, rep);
+	return rep->errors > errors ? -1 : 0;
+}
+
+void
+conf_raw_free(struct conf_raw *raw)
+{
+	free(raw->dir);
+	free(raw->main_path);
+	free(raw->master_path);
+	conf_settings_free(&raw->main);
+	conf_settings_free(&raw->over);
+	conf_master_ents_free(raw->ents, raw->nents);
+	for (size_t i = 0; i < raw->nrefs; i++)
+		free(raw->refs[i]);
+	free(raw->refs);
+	memset(raw, 0, sizeof(*raw));
+}
+
+/* ---- views ---- */
+
+struct conf_view {
+	char   *str[P__COUNT];
+	long	num[P__COUNT];
+	char  **list[P__COUNT];
+	size_t	nlist[P__COUNT];
+};
+
+/* Parameters whose STR or LIST values come from a fixed set. */
+static const struct {
+	enum param_id id;
+	const char *const *values;
+} conf_enums[] = {
+	{P_smtpd_forbid_bare_newline, (const char *const[]) {"no", "normalize", "yes", "reject", NULL}},
+	{P_mynetworks_style, (const char *const[]) {"host", "subnet", "class", NULL}},
+	{P_inet_protocols, (const char *const[]) {"all", "ipv4", "ipv6", NULL}},
+};
+
+static void
+conf_view_free(struct conf_view *v)
+{
+	if (v == NULL)
+		return;
+	for (int i = 0; i < P__COUNT; i++) {
+		free(v->str[i]);
+		conf_list_free(v->list[i]);
+	}
+	free(v);
+}
+
+/* Decimal integer, whole string. */
+static int
+conf_parse_long(const char *s, long *v_r, const char **rest_r)
+{
+	char   *end;
+
+	if (!(*s == '-' || (*s >= '0' && *s <= '9')))
+		return -1;
+	errno = 0;
+	*v_r = strtol(s, &end, 10);
+	if (errno != 0 || end == s || (*s == '-' && end == s + 1))
+		return -1;
+	if (rest_r)
+		*rest_r = end;
+	else if (*end != 0)
+		return -1;
+	return 0;
+}
+
+static void
+conf_check_value(struct conf_view *v, int id, const struct conf_setting *origin,
+		 struct conf_report *rep)
+{
+	const struct conf_param_def *d = &conf_params[id];
+	const char *val = v->str[id], *file = origin ? origin->file : NULL;
+	int	line = origin ? origin->line : 0;
+	const char *rest;
+	long	n, mult = 1;
+	char   *err;
+
+#define BAD(...) conf_report_add(rep, 1, CONF_PROB_VALUE, file, line, d->name, val, __VA_ARGS__)
+	switch (d->type) {
+	case CONF_T_INT:
+		if (conf_parse_long(val, &n, NULL) < 0) {
+			BAD("bad numerical configuration: %s = %s", d->name, val);
+			return;
+		}
+		goto bounds;
+	case CONF_T_TIME:
+		if (conf_parse_long(val, &n, &rest) < 0 || (rest[0] && rest[1])) {
+			BAD("parameter %s: bad time value or unit: %s", d->name, val);
+			return;
+		}
+		switch (*rest) {
+		case 0: case 's': mult = 1; break;
+		case 'm': mult = 60; break;
+		case 'h': mult = 3600; break;
+		case 'd': mult = 86400; break;
+		case 'w': mult = 7 * 86400; break;
+		default:
+			BAD("parameter %s: bad time value or unit: %s", d->name, val);
+			return;
+		}
+		if (n > 0 && n > 2147483647L / mult) {
+			BAD("parameter %s: time value too large: %s", d->name, val);
+			return;
+		}
+		n *= mult;
+bounds:
+		v->num[id] = n;
+		if (d->min == 0 && d->max == 0)
+			return;
+		if (n < d->min)
+			BAD("invalid %s parameter value %s < %ld%s", d->name, val, d->min,
+			    d->type == CONF_T_TIME ? "s" : "");
+		else if (n > d->max)
+			BAD("invalid %s parameter value %s > %ld%s", d->name, val, d->max,
+			    d->type == CONF_T_TIME ? "s" : "");
+		return;
+	case CONF_T_BOOL:
+		if (strcasecmp(val, "yes") == 0)
+			v->num[id] = 1;
+		else if (strcasecmp(val, "no") == 0)
+			v->num[id] = 0;
+		else
+			BAD("bad boolean configuration: %s = %s", d->name, val);
+		return;
+	case CONF_T_LIST:
+		if ((v->list[id] = conf_split_list(val, &v->nlist[id], &err)) == NULL) {
+			BAD("%s = %s: %s", d->name, val, err);
+			free(err);
+			v->list[id] = xcalloc(1, sizeof(char *));
+			v->nlist[id] = 0;
+			return;
+		}
+		break;
+	case CONF_T_STR:
+		break;
+	}
+	if (id == P_compatibility_level) {
+		int	cmp;
+
+		if (conf_level_cmp(val, "0", &cmp) < 0)
+			BAD("malformed compatibility level syntax: %s = %s", d->name, val);
+		return;
+	}
+	for (size_t k = 0; k < sizeof(conf_enums) / sizeof(conf_enums[0]); k++) {
+		char   *one[] = {v->str[id], NULL};
+		char  **items = d->type == CONF_T_LIST ? v->list[id] : one;
+
+		if ((int) conf_enums[k].id != id)
+			continue;
+		for (char **it = items; *it; it++) {
+			const char *const *e;
+			struct buf allowed = BUF_INIT;
+
+			for (e = conf_enums[k].values; *e; e++)
+				if (strcasecmp(*e, *it) == 0)
+					break;
+			if (*e)
+				continue;
+			for (e = conf_enums[k].values; *e; e++)
+				buf_printf(&allowed, "%s%s", allowed.len ? ", " : "", *e);
+			BAD("%s = %s: unknown value \"%s\" (expected %s)", d->name, val, *it,
+			    buf_str(&allowed));
+			buf_free(&allowed);
+		}
+	}
+#undef BAD
+}
+
+/* Expand and type-check every implemented parameter in one context. */
+static struct conf_view *
+conf_view_build(const struct conf_settings *svc, const struct conf_settings *over,
+		const struct conf_settings *main, const char *force_stress,
+		struct conf_report *rep)
+{
+	struct conf_view *v = xcalloc(1, sizeof(*v));
+	struct conf_ctx ctx;
+
+	conf_ctx_init(&ctx, svc, over, main, force_stress);
+	for (int id = 0; id < P__COUNT; id++) {
+		const char *name = conf_params[id].name;
+		const struct conf_setting *origin = conf_ctx_setting(&ctx, name);
+		const char *val;
+		char   *err = NULL;
+
+		if (force_stress != NULL && id == P_stress)
+			origin = NULL;
+		if ((val = conf_exp_name(ctx.ex, name, &err)) == NULL) {
+			char   *raw_err = NULL;
+			const char *raw = conf_ctx_lookup(&ctx, name, &raw_err);
+
+			conf_report_add(rep, 1, CONF_PROB_VALUE, origin ? origin->file : NULL,
+					origin ? origin->line : 0, name, raw,
+					"%s = %s: %s", name, raw ? raw : "", err);
+			free(raw_err);
+			free(err);
+			v->str[id] = xstrdup("");
+			if (conf_params[id].type == CONF_T_LIST)
+				v->list[id] = xcalloc(1, sizeof(char *));
+			continue;
+		}
+		v->str[id] = xstrdup(val);
+		conf_check_value(v, id, origin, rep);
+	}
+	conf_ctx_free(&ctx);
+	return v;
+}
+
+/* ---- conf_load ---- */
+
+struct conf {
+	struct conf_raw raw;
+	struct conf_view *global;
+	struct conf_service *svcs;
+	size_t	nsvcs;
+};
+
+static void
+conf_service_free(struct conf_service *s)
+{
+	free(s->name);
+	free(s->host);
+	free(s->port);
+	conf_view_free((struct conf_view *) s->view);
+	conf_view_free((struct conf_view *) s->view_stress);
+}
+
+/* Services without a host listen on inet_interfaces: loopback only? */
+static int
+conf_interfaces_loopback(const struct conf_view *g)
+{
+	char  *const *l = g->list[P_inet_interfaces];
+
+	if (l == NULL || l[0] == NULL)
+		return 0;
+	for (; *l; l++)
+		if (!conf_host_is_loopback(*l))
+			return 0;
+	return 1;
+}
+
+static void
+conf_add_service(struct conf *c, const struct conf_master_ent *ent, long dpl,
+		 struct conf_report *rep)
+{
+	struct conf_service *s;
+	const struct conf_settings *opts = ent ? &ent->opts : NULL;
+	const struct conf_setting *st;
+	const char *file = ent ? c->raw.master_path : NULL;
+	int	line = ent ? ent->line : 0;
+	char   *host, *port, *err;
+	long	maxproc;
+
+	if (conf_parse_endpoint(ent ? ent->name : "smtp", &host, &port, &err) < 0) {
+		conf_report_add(rep, 1, CONF_PROB_SYNTAX, file, line, NULL, ent->name, "%s", err);
+		free(err);
+		return;
+	}
+	if (ent == NULL || strcmp(ent->maxproc, "-") == 0) {
+		maxproc = dpl;
+	} else if (conf_parse_long(ent->maxproc, &maxproc, NULL) < 0 || maxproc < 0
+		   || maxproc > 2147483647L) {
+		conf_report_add(rep, 1, CONF_PROB_SYNTAX, file, line, NULL, ent->maxproc,
+				"bad maxproc field: \"%s\"", ent->maxproc);
+		free(host);
+		free(port);
+		return;
+	}
+	c->svcs = xrealloc(c->svcs, (c->nsvcs + 1) * sizeof(*c->svcs));
+	s = &c->svcs[c->nsvcs++];
+	memset(s, 0, sizeof(*s));
+	s->name = xstrdup(ent ? ent->name : "smtp");
+	s->host = host;
+	s->port = port;
+	s->maxproc = (int) maxproc;
+	s->file = file;
+	s->line = line;
+	s->stress_eligible = maxproc != 1
+	    && !(host ? conf_host_is_loopback(host) : conf_interfaces_loopback(c->global));
+	st = conf_settings_get(opts, "stress");
+	s->stress_mode = st == NULL ? CONF_STRESS_AUTO : *st->value ? CONF_STRESS_ON
+	    : CONF_STRESS_OFF;
+	/*
+	 * Like Postfix's master: an eligible service runs with "-o stress="
+	 * until it is overloaded; others see stress as main.cf sets it.
+	 */
+	s->view = conf_view_build(opts, &c->raw.over, &c->raw.main,
+				  s->stress_mode == CONF_STRESS_AUTO && s->stress_eligible ? ""
+				  : NULL, rep);
+	s->view_stress = conf_view_build(opts, &c->raw.over, &c->raw.main, "yes", rep);
+}
+
+struct conf *
+conf_load(const char *dir, char *const *overrides, size_t noverrides,
+	  struct conf_report *rep)
+{
+	struct conf *c = xcalloc(1, sizeof(*c));
+	long	dpl;
+
+	(void) conf_raw_load(&c->raw, dir, overrides, noverrides, 1, rep);
+	c->global = conf_view_build(NULL, &c->raw.over, &c->raw.main, NULL, rep);
+	dpl = c->global->num[P_default_process_limit];
+	if (dpl <= 0)
+		dpl = 100;
+	if (!c->raw.have_master) {
+		conf_add_service(c, NULL, dpl, rep);
+	} else {
+		for (size_t i = 0; i < c->raw.nents; i++)
+			conf_add_service(c, &c->raw.ents[i], dpl, rep);
+		if (c->raw.nents == 0)
+			conf_report_add(rep, 0, CONF_PROB_OTHER, c->raw.master_path, 0, NULL, NULL,
+					"no \"inet\" service with command \"smtpd\": "
+					"nothing to listen on");
+	}
+	conf_report_sort(rep);
+	if (rep->errors > 0)
+		conf_free(&c);
+	return c;
+}
+
+void
+conf_free(struct conf **cp)
+{
+	struct conf *c = *cp;
+
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->nsvcs; i++)
+		conf_service_free(&c->svcs[i]);
+	free(c->svcs);
+	conf_view_free(c->global);
+	conf_raw_free(&c->raw);
+	free(c);
+	*cp = NULL;
+}
+
+size_t
+conf_service_count(const struct conf *c)
+{
+	return c->nsvcs;
+}
+
+const struct conf_service *
+conf_service_at(const struct conf *c, size_t i)
+{
+	if (i >= c->nsvcs)
+		msg_panic("conf_service_at: index %zu out of range (%zu services)", i, c->nsvcs);
+	return &c->svcs[i];
+}
+
+const struct conf_view *
+conf_global(const struct conf *c)
+{
+	return c->global;
+}
+
+/* ---- accessors ---- */
+
+static const struct conf_param_def *
+conf_want(const struct conf_view *v, enum param_id id, enum conf_type t, const char *fn)
+{
+	if (v == NULL || (unsigned) id >= P__COUNT)
+		msg_panic("%s: bad view or parameter id %d", fn, (int) id);
+	if (conf_params[id].type != t)
+		msg_panic("%s: parameter %s has another type", fn, conf_params[id].name);
+	return &conf_params[id];
+}
+
+long
+conf_int(const struct conf_view *v, enum param_id id)
+{
+	conf_want(v, id, CONF_T_INT, "conf_int");
+	return v->num[id];
+}
+
+long
+conf_time(const struct conf_view *v, enum param_id id)
+{
+	conf_want(v, id, CONF_T_TIME, "conf_time");
+	return v->num[id];
+}
+
+int
+conf_bool(const struct conf_view *v, enum param_id id)
+{
+	conf_want(v, id, CONF_T_BOOL, "conf_bool");
+	return (int) v->num[id];
+}
+
+const char *
+conf_str(const struct conf_view *v, enum param_id id)
+{
+	if (v == NULL || (unsigned) id >= P__COUNT)
+		msg_panic("conf_str: bad view or parameter id %d", (int) id);
+	return v->str[id];
+}
+
+char *const *
+conf_list(const struct conf_view *v, enum param_id id, size_t *n_r)
+{
+	conf_want(v, id, CONF_T_LIST, "conf_list");
+	if (n_r)
+		*n_r = v->nlist[id];
+	return v->list[id];
+}

@@ -1,0 +1,464 @@
+#include "deliver/maildir.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log/log.h"
+#include "util/buf.h"
+#include "util/xalloc.h"
+
+/* Where one copy stands, so that a failure can undo exactly what was done. */
+enum copy_state {
+	COPY_NONE,	/* nothing on disk */
+	COPY_STAGED,	/* tmp_path exists */
+	COPY_RENAMED,	/* new_path exists */
+	COPY_UNSURE,	/* rename failed: either may exist */
+};
+
+struct maildir_copy {
+	enum copy_state state;
+	char *tmp_path;
+	char *new_path;
+};
+
+/* A small list of distinct directory paths (no trailing '/'). */
+struct maildir_dirs {
+	char **v;
+	size_t n;
+	size_t cap;
+};
+
+/* Process-wide sequence number: unique tmp/ names across threads. */
+static unsigned long maildir_seq;
+
+/* Retries of O_EXCL on an existing tmp/ name before giving up. */
+#define MAILDIR_EXCL_TRIES 8
+
+static void
+maildir_set_err(struct buf *err, int errnum, const char *op, const char *path)
+{
+	char ebuf[256];
+
+	buf_reset(err);
+	buf_printf(err, "%s %s: %s", op, path, strerror_r(errnum, ebuf, sizeof(ebuf)));
+	errno = errnum;
+}
+
+static void
+maildir_dirs_add(struct maildir_dirs *d, const char *path, size_t len)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (strlen(d->v[i]) == len && memcmp(d->v[i], path, len) == 0)
+			return;
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 8;
+		d->v = xrealloc(d->v, d->cap * sizeof(*d->v));
+	}
+	d->v[d->n++] = xstrndup(path, len);
+}
+
+static void
+maildir_dirs_free(struct maildir_dirs *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i]);
+	free(d->v);
+	d->v = NULL;
+	d->n = d->cap = 0;
+}
+
+/* Absolute, ends in '/', no "." or ".." component. */
+static int
+maildir_path_ok(const char *p)
+{
+	size_t len = strlen(p);
+	const char *c, *e;
+
+	if (len < 2 || p[0] != '/' || p[len - 1] != '/')
+		return 0;
+	for (c = p + 1; *c; c = e + 1) {
+		e = strchr(c, '/');
+		if ((e - c == 1 && c[0] == '.') || (e - c == 2 && c[0] == '.' && c[1] == '.'))
+			return 0;
+	}
+	return 1;
+}
+
+/* SECURITY_CHECKLIST row 60: no CR, LF or other control byte in a header we write. */
+static int
+maildir_header_ok(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
+/*
+ * mkdir path[0..len) (no trailing '/') with its missing parents, mode 0700.
+ * The parent of every directory made here goes into fsync_dirs: a new
+ * directory entry is durable only once its parent is fsync'd.
+ */
+static int
+maildir_mkdirs(const char *path, size_t len, struct maildir_dirs *fsync_dirs, struct buf *err)
+{
+	char *p = xstrndup(path, len);
+	char *slash;
+	int ret = 0;
+
+	if (mkdir(p, 0700) == 0)
+		goto made;
+	if (errno == EEXIST)
+		goto out;
+	if (errno != ENOENT)
+		goto fail;
+	/* A parent is missing: make it, then try again. */
+	slash = strrchr(p, '/');
+	if (slash == NULL || slash == p) {
+		errno = ENOENT;
+		goto fail;
+	}
+	if (maildir_mkdirs(p, (size_t)(slash - p), fsync_dirs, err) < 0) {
+		ret = -1;
+		goto out;
+	}
+	if (mkdir(p, 0700) == 0)
+		goto made;
+	if (errno == EEXIST)	/* another thread made it meanwhile */
+		goto out;
+fail:
+	maildir_set_err(err, errno, "mkdir", p);
+	ret = -1;
+	goto out;
+made:
+	slash = strrchr(p, '/');
+	maildir_dirs_add(fsync_dirs, p, slash == p ? 1 : (size_t)(slash - p));
+out:
+	free(p);
+	return ret;
+}
+
+/* Step a for one Maildir: the Maildir itself, then tmp/ new/ cur/. */
+static int
+maildir_make(const char *maildir, struct maildir_dirs *fsync_dirs, struct buf *err)
+{
+	static const char *const sub[] = { "tmp", "new", "cur" };
+	struct buf p = BUF_INIT;
+	size_t len = strlen(maildir);
+	int ret = 0;
+
+	if (maildir_mkdirs(maildir, len - 1, fsync_dirs, err) < 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
+		buf_reset(&p);
+		buf_puts(&p, maildir);
+		buf_puts(&p, sub[i]);
+		if (maildir_mkdirs(p.data, p.len, fsync_dirs, err) < 0) {
+			ret = -1;
+			break;
+		}
+	}
+	buf_free(&p);
+	return ret;
+}
+
+/* write(2) all of it, through short writes and EINTR. */
+static int
+maildir_write_all(int fd, const char *data, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, data, len);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (w == 0) {
+			errno = EIO;
+			return -1;
+		}
+		data += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Step b for one copy: tmp/<unique>, written, fsync'd, closed. */
+static int
+maildir_stage(const struct maildir_msg *m, const struct maildir_rcpt *r, const char *host,
+	      struct maildir_copy *c, struct buf *err)
+{
+	struct buf hdr = BUF_INIT;
+	struct timespec ts;
+	struct stat st;
+	int fd = -1;
+	int tries;
+
+	for (tries = 0;; tries++) {
+		unsigned long seq = __atomic_fetch_add(&maildir_seq, 1, __ATOMIC_RELAXED);
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		free(c->tmp_path);
+		c->tmp_path = xasprintf("%stmp/%lld.M%ldP%ldQ%lu.%s", r->maildir,
+					(long long)ts.tv_sec, ts.tv_nsec / 1000L,
+					(long)getpid(), seq, host);
+		fd = open(c->tmp_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			break;
+		if (errno != EEXIST || tries + 1 >= MAILDIR_EXCL_TRIES) {
+			maildir_set_err(err, errno, "open file", c->tmp_path);
+			return -1;
+		}
+	}
+	c->state = COPY_STAGED;
+
+	/* Postfix virtual(8) order: Return-Path:, then Delivered-To:, then the message. */
+	buf_printf(&hdr, "Return-Path: <%s>\nDelivered-To: %s\n", m->return_path, r->delivered_to);
+	if (maildir_write_all(fd, hdr.data, hdr.len) < 0
+	    || maildir_write_all(fd, m->content, m->content_len) < 0) {
+		maildir_set_err(err, errno, "write file", c->tmp_path);
+		goto fail;
+	}
+	if (fsync(fd) < 0) {
+		maildir_set_err(err, errno, "fsync file", c->tmp_path);
+		goto fail;
+	}
+	if (fstat(fd, &st) < 0) {
+		maildir_set_err(err, errno, "fstat file", c->tmp_path);
+		goto fail;
+	}
+	/* Linux closes the descriptor even when close() says EINTR. */
+	if (close(fd) < 0 && errno != EINTR) {
+		fd = -1;
+		maildir_set_err(err, errno, "close file", c->tmp_path);
+		goto fail;
+	}
+	fd = -1;
+	buf_free(&hdr);
+	/*
+	 * Postfix's new/ name.  Device and inode of a file that still exists
+	 * are unique on the machine, so two deliveries in one microsecond
+	 * (two threads, or two recipients in one Maildir) never collide.
+	 */
+	c->new_path = xasprintf("%snew/%lld.V%lxI%lxM%ld.%s", r->maildir, (long long)ts.tv_sec,
+				(unsigned long)st.st_dev, (unsigned long)st.st_ino,
+				ts.tv_nsec / 1000L, host);
+	return 0;
+
+fail:
+	if (fd >= 0) {
+		int saved = errno;
+
+		close(fd);
+		errno = saved;
+	}
+	buf_free(&hdr);
+	return -1;
+}
+
+/* fsync a directory (path without trailing '/', or "/"). */
+static int
+maildir_fsync_dir(const char *dir, struct buf *err)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0) {
+		maildir_set_err(err, errno, "open directory", dir);
+		return -1;
+	}
+	if (fsync(fd) < 0) {
+		maildir_set_err(err, errno, "fsync directory", dir);
+		close(fd);
+		return -1;
+	}
+	if (close(fd) < 0 && errno != EINTR) {
+		maildir_set_err(err, errno, "close directory", dir);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Remove one file of a rolled-back copy.  ours: we know the file exists
+ * (renamed into new/ by us), so even ENOENT is worth a warning: a mail
+ * reader has already moved it to cur/ and we cannot take it back.
+ */
+static void
+maildir_unlink(const char *path, int ours)
+{
+	char ebuf[256];
+
+	if (unlink(path) == 0 || (!ours && (errno == ENOENT || errno == ENOTDIR)))
+		return;
+	msg_warn("maildir rollback: unlink %s: %s%s", path,
+		 strerror_r(errno, ebuf, sizeof(ebuf)),
+		 ours ? " (the sender's retry may deliver a duplicate)" : "");
+}
+
+/* Undo every copy; keeps errno. */
+static void
+maildir_rollback(struct maildir_copy *copies, size_t n, struct maildir_dirs *new_dirs)
+{
+	int saved = errno;
+	int renamed = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct maildir_copy *c = &copies[i];
+
+		switch (c->state) {
+		case COPY_NONE:
+			break;
+		case COPY_STAGED:
+			maildir_unlink(c->tmp_path, 0);
+			break;
+		case COPY_RENAMED:
+			renamed = 1;
+			maildir_unlink(c->new_path, 1);
+			break;
+		case COPY_UNSURE:
+			/* Some filesystems (NFS) can fail a rename that happened. */
+			renamed = 1;
+			maildir_unlink(c->tmp_path, 0);
+			maildir_unlink(c->new_path, 0);
+			break;
+		}
+		c->state = COPY_NONE;
+	}
+	/* Best effort: make the removals durable, so a crash does not bring a copy back. */
+	if (renamed) {
+		for (size_t i = 0; i < new_dirs->n; i++) {
+			int fd = open(new_dirs->v[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+			if (fd >= 0) {
+				(void)fsync(fd);
+				close(fd);
+			}
+		}
+	}
+	errno = saved;
+}
+
+int
+maildir_deliver(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
+		struct buf *err)
+{
+	struct maildir_dirs fsync_dirs = { NULL, 0, 0 };	/* parents of new directories */
+	struct maildir_dirs new_dirs = { NULL, 0, 0 };	/* distinct new/ directories */
+	struct maildir_copy *copies;
+	struct buf host = BUF_INIT;
+	int ret = -1;
+	size_t i, j;
+
+	/* Refuse bad arguments before touching the disk. */
+	if (n == 0) {
+		maildir_set_err(err, EINVAL, "deliver", "(no recipients)");
+		return -1;
+	}
+	if (!maildir_header_ok(m->return_path)) {
+		maildir_set_err(err, EINVAL, "deliver",
+				"(control character in Return-Path address)");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if (!maildir_path_ok(rcpts[i].maildir)) {
+			buf_reset(err);
+			buf_printf(err, "deliver %s: not an absolute Maildir path ending in '/'",
+				   rcpts[i].maildir);
+			errno = EINVAL;
+			return -1;
+		}
+		if (!maildir_header_ok(rcpts[i].delivered_to)) {
+			buf_reset(err);
+			buf_printf(err, "deliver %s: control character in Delivered-To address",
+				   rcpts[i].maildir);
+			errno = EINVAL;
+			return -1;
+		}
+	}
+
+	/* Maildir convention: '/' and ':' in the host name are written in octal. */
+	if (m->hostname == NULL || *m->hostname == '\0')
+		buf_puts(&host, "localhost");
+	for (const char *h = m->hostname ? m->hostname : ""; *h; h++) {
+		if (*h == '/')
+			buf_puts(&host, "\\057");
+		else if (*h == ':')
+			buf_puts(&host, "\\072");
+		else
+			buf_putc(&host, *h);
+	}
+
+	copies = xcalloc(n, sizeof(*copies));
+
+	/* a. Directories, once per distinct Maildir. */
+	for (i = 0; i < n; i++) {
+		struct buf nd = BUF_INIT;
+
+		for (j = 0; j < i; j++)
+			if (strcmp(rcpts[i].maildir, rcpts[j].maildir) == 0)
+				break;
+		if (j < i)
+			continue;
+		if (maildir_make(rcpts[i].maildir, &fsync_dirs, err) < 0)
+			goto out;
+		buf_puts(&nd, rcpts[i].maildir);
+		buf_puts(&nd, "new");
+		maildir_dirs_add(&new_dirs, nd.data, nd.len);
+		buf_free(&nd);
+	}
+
+	/* b. Stage every copy in tmp/. */
+	for (i = 0; i < n; i++)
+		if (maildir_stage(m, &rcpts[i], host.data, &copies[i], err) < 0)
+			goto out;
+
+	/* c. Only now that every copy is safe in tmp/, publish them in new/. */
+	for (i = 0; i < n; i++) {
+		if (rename(copies[i].tmp_path, copies[i].new_path) < 0) {
+			int saved = errno;
+			char *what = xasprintf("%s to %s", copies[i].tmp_path, copies[i].new_path);
+
+			copies[i].state = COPY_UNSURE;
+			maildir_set_err(err, saved, "rename file", what);
+			free(what);
+			errno = saved;
+			goto out;
+		}
+		copies[i].state = COPY_RENAMED;
+	}
+
+	/* d. Make the new names durable: each new/, then each new directory's parent. */
+	for (i = 0; i < new_dirs.n; i++)
+		if (maildir_fsync_dir(new_dirs.v[i], err) < 0)
+			goto out;
+	for (i = 0; i < fsync_dirs.n; i++)
+		if (maildir_fsync_dir(fsync_dirs.v[i], err) < 0)
+			goto out;
+	ret = 0;
+
+out:
+	if (ret < 0)
+		maildir_rollback(copies, n, &new_dirs);
+	{
+		int saved = errno;
+
+		for (i = 0; i < n; i++) {
+			free(copies[i].tmp_path);
+			free(copies[i].new_path);
+		}
+		free(copies);
+		maildir_dirs_free(&fsync_dirs);
+		maildir_dirs_free(&new_dirs);
+		buf_free(&host);
+		errno = saved;
+	}
+	return ret;
+}

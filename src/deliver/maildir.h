@@ -1,0 +1,101 @@
+/*
+ * maildir: all-or-nothing Maildir delivery of one message to N mailboxes.
+ *
+ * DESIGN.md promise 2, "250 means stored": maildir_deliver() returns 0 only
+ * when every copy is on disk (file fsync'd, renamed into new/, new/ and every
+ * newly created directory's parent fsync'd).  On any failure it removes every
+ * copy it made, in tmp/ and in new/, so the caller answers 4xx and the sender
+ * retries: RFC 5321 4.1.1.4, no partial acceptance.
+ *
+ * THREADS: synchronous and blocking (write, fsync, rename, mkdir).  Call it
+ * ONLY from a writer thread (deliver/pool.h), never on an event-loop thread.
+ * It keeps no state between calls and is safe to run concurrently from
+ * several threads, also into the same Maildir.
+ *
+ * TRUST: the Maildir paths come from configuration and maps, never from
+ * client bytes (SECURITY_CHECKLIST row 29: the caller maps a local part to a
+ * mailbox and refuses traversal).  As a second line, maildir_deliver()
+ * refuses a relative path, one without the trailing '/', and one with a "."
+ * or ".." component, and it refuses any control byte (below 0x20, or 0x7f:
+ * CR, LF, TAB...) in return_path and delivered_to (row 60: no header
+ * injection).  Both refusals return -1 with errno EINVAL before any disk
+ * work.
+ */
+#ifndef MXGATE_DELIVER_MAILDIR_H
+#define MXGATE_DELIVER_MAILDIR_H
+
+#include <stddef.h>
+
+struct buf;
+
+struct maildir_msg {
+	/*
+	 * Envelope sender as written between the brackets of Return-Path:
+	 * (already quoted where the local part needs it); "" for the null
+	 * sender <>.
+	 */
+	const char *return_path;
+	/* Received: header + message, LF line endings, no dot-stuffing. */
+	const char *content;
+	size_t content_len;
+	/*
+	 * myhostname, for unique file names.  '/' and ':' are written as
+	 * "\057" and "\072" (Maildir convention).  NULL or "" means "localhost".
+	 */
+	const char *hostname;
+};
+
+struct maildir_rcpt {
+	/* Absolute path of the Maildir, ending in '/'. */
+	const char *maildir;
+	/* Address for Delivered-To: (the caller folds case as Postfix does). */
+	const char *delivered_to;
+};
+
+/*
+ * Deliver one copy of m to each of the n recipients (n >= 1).  Each copy is
+ *
+ *	Return-Path: <return_path>\n
+ *	Delivered-To: <delivered_to>\n
+ *	content
+ *
+ * in that order, as Postfix's virtual(8) writes it.  One copy per rcpts[i]:
+ * two entries with the same maildir and different delivered_to get two
+ * copies; the caller removes entries that are identical.
+ *
+ * Steps:
+ *  a. Create each Maildir, its missing parents and tmp/ new/ cur/, mode 0700.
+ *  b. Stage every copy: tmp/<unique> opened O_CREAT|O_EXCL, 0600, written,
+ *     fsync'd, closed.
+ *  c. Only when every copy is staged, rename each into new/ as
+ *     "<sec>.V<dev hex>I<ino hex>M<usec>.<hostname>" (Postfix's name: device
+ *     and inode of the staged file make it unique even for two deliveries
+ *     in the same microsecond).
+ *  d. fsync each distinct new/ directory, and the parent of each directory
+ *     created in step a.
+ *
+ * Returns 0 when every copy is durable.  Returns -1 on any failure: no copy
+ * is left in any tmp/ or new/ (directories made in step a stay), *err is
+ * reset and set to "<operation> <path>: <strerror>", e.g. "fsync file
+ * /srv/mail/u/Maildir/tmp/1700000000.M5P7Q3.mx: No space left on device",
+ * and errno is that operation's errno (ENOSPC/EDQUOT let the caller choose
+ * 452 4.3.1 over 451 4.3.0; EINVAL means refused arguments).  A rollback
+ * step that fails is logged with msg_warn().
+ *
+ * BUGS:
+ *  - The message is passed in memory; a large message is written from one
+ *    contiguous buffer per copy.
+ *  - A copy renamed into new/ is visible to an IMAP server before step d;
+ *    if step d then fails and the server has already moved the file to
+ *    cur/, the rollback cannot remove it (logged) and the sender's retry
+ *    produces a duplicate.  Duplicates, never losses.
+ *  - Each delivery fsyncs its own files and directories.  Grouping fsyncs
+ *    of messages that finish together (DESIGN.md) is a later optimisation.
+ *  - Stale tmp/ files (a crash between open and rename: row 55) are
+ *    ignored by MUAs but not yet removed.  Cleanup of tmp/ files older than
+ *    36 hours (the Maildir 36-hour rule) is for later.
+ */
+int maildir_deliver(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
+		    struct buf *err);
+
+#endif

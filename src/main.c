@@ -1,0 +1,168 @@
+/*
+ * mxgate: an SMTP receiving server (MX) that behaves like Postfix's smtpd.
+ *
+ *   mxgate run   [-c DIR] [-o name=value]...   run in the foreground until SIGTERM
+ *   mxgate conf  [-c DIR] [-d|-n|-x|-h] [name ...]   postconf(1) semantics
+ *   mxgate check [-c DIR]                      validate the configuration
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "conf/conf.h"
+#include "log/log.h"
+#include "net/server.h"
+#include "smtp/session.h"
+#include "util/xalloc.h"
+#include "version.h"
+
+#define MXGATE_DEFAULT_CONFIG_DIR "/etc/mxgate"
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+		"usage: mxgate run   [-c DIR] [-o name=value]...\n"
+		"       mxgate conf  [-c DIR] [-d|-n|-x|-h] [-o name=value]... [name ...]\n"
+		"       mxgate check [-c DIR]\n");
+	exit(2);
+}
+
+static void
+print_report(const struct conf_report *rep, int errors_only)
+{
+	size_t i;
+
+	for (i = 0; i < rep->count; i++) {
+		const struct conf_problem *p = &rep->items[i];
+
+		if (errors_only && !p->is_error)
+			continue;
+		if (p->is_error)
+			msg_error("%s", p->text);
+		else
+			msg_warn("%s", p->text);
+	}
+}
+
+/* Started as root: become mail_owner for good, right after binding. */
+static int
+drop_privileges(struct server *srv)
+{
+	const char *owner = conf_str(srv->global, P_mail_owner);
+	struct passwd *pw;
+
+	if (geteuid() != 0) {
+		srv->run_uid = geteuid();
+		srv->run_gid = getegid();
+		return 0;
+	}
+	if ((pw = getpwnam(owner)) == NULL) {
+		msg_error("mail_owner = %s: no such user (create it with `make deps`, or set "
+			  "mail_owner)", owner);
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		msg_error("mail_owner = %s: must not be a privileged user", owner);
+		return -1;
+	}
+	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		msg_error("cannot drop privileges to mail_owner %s: %s", owner, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		msg_error("privileges could be regained after dropping them");
+		return -1;
+	}
+	srv->run_uid = pw->pw_uid;
+	srv->run_gid = pw->pw_gid;
+	return 0;
+}
+
+static int
+cmd_run(int argc, char **argv)
+{
+	const char *dir = MXGATE_DEFAULT_CONFIG_DIR;
+	char **overrides = xcalloc((size_t)argc + 1, sizeof(*overrides));
+	size_t noverrides = 0, i;
+	struct conf_report rep = { 0 };
+	struct server srv;
+	char *err = NULL;
+	int c, nworkers, rc;
+	long ncpu;
+
+	optind = 1;
+	while ((c = getopt(argc, argv, "c:o:v")) != -1) {
+		switch (c) {
+		case 'c': dir = optarg; break;
+		case 'o': overrides[noverrides++] = optarg; break;
+		case 'v': msg_verbose++; break;
+		default: usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+	memset(&srv, 0, sizeof(srv));
+	srv.config_dir = dir;
+	if ((srv.conf = conf_load(dir, overrides, noverrides, &rep)) == NULL) {
+		print_report(&rep, 1);
+		msg_fatal("configuration in %s has %zu error%s; see `mxgate check -c %s`", dir,
+			  rep.errors, rep.errors == 1 ? "" : "s", dir);
+	}
+	srv.global = conf_global(srv.conf);
+	if (log_open(conf_str(srv.global, P_syslog_name), conf_str(srv.global, P_maillog_file),
+		     conf_str(srv.global, P_myhostname), &err) < 0)
+		msg_fatal("%s", err);
+	print_report(&rep, 0);
+	conf_report_free(&rep);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (server_bind(&srv) < 0)
+		msg_fatal("cannot listen on the configured services");
+	for (i = 0; i < srv.nsvcs; i++)
+		if (session_service_init(&srv.svcs[i], &err) < 0)
+			msg_fatal("service %s: %s", srv.svcs[i].cs->name, err);
+	if (drop_privileges(&srv) < 0)
+		msg_fatal("refusing to run with the privileges of the starting user");
+
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	nworkers = ncpu > 0 ? (int)ncpu : 1;
+	msg_info("daemon started -- version %s, configuration %s", MXGATE_VERSION, dir);
+	rc = server_run(&srv, nworkers, 4);
+	for (c = 0; c < srv.nworkers; c++) {
+		session_free_all(&srv.workers[c]);
+	}
+	msg_info("daemon stopped");
+	server_free(&srv);
+	conf_free(&srv.conf);
+	free(overrides);
+	log_close();
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2)
+		usage();
+	evthread_use_pthreads();
+	if (strcmp(argv[1], "run") == 0)
+		return cmd_run(argc - 1, argv + 1);
+	if (strcmp(argv[1], "conf") == 0)
+		return conf_cmd_conf(argc - 2, argv + 2);
+	if (strcmp(argv[1], "check") == 0)
+		return conf_cmd_check(argc - 2, argv + 2);
+	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "-V") == 0) {
+		printf("mxgate %s\n", MXGATE_VERSION);
+		return 0;
+	}
+	usage();
+}

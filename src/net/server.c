@@ -1,0 +1,442 @@
+#include "net/server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "conf/conf.h"
+#include "deliver/pool.h"
+#include "log/log.h"
+#include "net/peername.h"
+#include "smtp/session.h"
+#include "util/xalloc.h"
+
+struct worker_handoff {
+	struct worker_handoff *next;
+	struct service_rt *svc;
+	int	fd;
+	socklen_t salen;
+	struct sockaddr_storage sa;
+};
+
+/* At most this many accept() calls per wake-up, so one flood cannot starve the loop. */
+#define SERVER_ACCEPT_BATCH	32
+
+static struct server *server_signal_target;
+
+/* ---- binding ---------------------------------------------------------- */
+
+static int
+server_listen_one(struct service_rt *svc, const struct addrinfo *ai)
+{
+	char host[NI_MAXHOST], port[NI_MAXSERV];
+	int fd, on = 1;
+
+	getnameinfo(ai->ai_addr, ai->ai_addrlen, host, sizeof(host), port, sizeof(port),
+		    NI_NUMERICHOST | NI_NUMERICSERV);
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+	if (fd < 0) {
+		if (errno == EAFNOSUPPORT && ai->ai_family == AF_INET6) {
+			msg_warn("service %s: IPv6 is not available, not listening on [%s]:%s",
+				 svc->cs->name, host, port);
+			return 0;
+		}
+		msg_error("service %s: socket for %s port %s: %s", svc->cs->name, host, port,
+			  strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (ai->ai_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		msg_error("service %s: bind %s port %s: %s", svc->cs->name, host, port,
+			  strerror(errno));
+		close(fd);
+		return -1;
+	}
+	/* Postfix master(8): the backlog is max(maxproc, default_process_limit). */
+	if (listen(fd, svc->backlog) < 0) {
+		msg_error("service %s: listen %s port %s: %s", svc->cs->name, host, port,
+			  strerror(errno));
+		close(fd);
+		return -1;
+	}
+	svc->fds = xrealloc(svc->fds, (svc->nfds + 1) * sizeof(*svc->fds));
+	svc->fds[svc->nfds++] = fd;
+	return 0;
+}
+
+static int
+server_bind_host(struct service_rt *svc, const char *host, int family)
+{
+	struct addrinfo hints, *res, *ai;
+	int err, rc = 0;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = family;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((err = getaddrinfo(host, svc->cs->port, &hints, &res)) != 0) {
+		msg_error("service %s: cannot resolve listen address \"%s\": %s",
+			  svc->cs->name, host ? host : "*", gai_strerror(err));
+		return -1;
+	}
+	for (ai = res; ai != NULL && rc == 0; ai = ai->ai_next)
+		rc = server_listen_one(svc, ai);
+	freeaddrinfo(res);
+	return rc;
+}
+
+static int
+server_bind_service(struct server *srv, struct service_rt *svc)
+{
+	const struct conf_view *v = svc->cs->view;
+	char *const *ifaces, *const *protos;
+	size_t nif, nproto, i;
+	int want4 = 0, want6 = 0;
+
+	if (svc->cs->host != NULL) {
+		const char *h = svc->cs->host;
+
+		if (*h == '[') {	/* [v6addr] */
+			char *bare = xstrndup(h + 1, strlen(h) - 2);
+			int rc = server_bind_host(svc, bare, AF_UNSPEC);
+
+			free(bare);
+			return rc;
+		}
+		return server_bind_host(svc, h, AF_UNSPEC);
+	}
+	protos = conf_list(v, P_inet_protocols, &nproto);
+	for (i = 0; i < nproto; i++) {
+		if (strcasecmp(protos[i], "all") == 0)
+			want4 = want6 = 1;
+		else if (strcasecmp(protos[i], "ipv4") == 0)
+			want4 = 1;
+		else if (strcasecmp(protos[i], "ipv6") == 0)
+			want6 = 1;
+	}
+	ifaces = conf_list(v, P_inet_interfaces, &nif);
+	for (i = 0; i < nif; i++) {
+		const char *ifc = ifaces[i];
+		int rc = 0;
+
+		if (strcasecmp(ifc, "all") == 0) {
+			if (want6)
+				rc = server_bind_host(svc, "::", AF_INET6);
+			if (rc == 0 && want4)
+				rc = server_bind_host(svc, "0.0.0.0", AF_INET);
+		} else if (strcasecmp(ifc, "loopback-only") == 0) {
+			if (want4)
+				rc = server_bind_host(svc, "127.0.0.1", AF_INET);
+			if (rc == 0 && want6)
+				rc = server_bind_host(svc, "::1", AF_INET6);
+		} else {
+			rc = server_bind_host(svc, ifc, AF_UNSPEC);
+		}
+		if (rc < 0)
+			return -1;
+	}
+	(void)srv;
+	return 0;
+}
+
+int
+server_bind(struct server *srv)
+{
+	size_t i;
+	long dpl = conf_int(srv->global, P_default_process_limit);
+
+	srv->nsvcs = conf_service_count(srv->conf);
+	srv->svcs = xcalloc(srv->nsvcs, sizeof(*srv->svcs));
+	for (i = 0; i < srv->nsvcs; i++) {
+		struct service_rt *svc = &srv->svcs[i];
+
+		svc->srv = srv;
+		svc->cs = conf_service_at(srv->conf, i);
+		svc->cap = svc->cs->maxproc;
+		svc->backlog = svc->cap > dpl ? svc->cap : (int)dpl;
+		atomic_init(&svc->sessions, 0);
+		if (server_bind_service(srv, svc) < 0)
+			return -1;
+		if (svc->nfds == 0) {
+			msg_error("service %s: no address to listen on", svc->cs->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* ---- accepting -------------------------------------------------------- */
+
+static void
+server_accepting(struct service_rt *svc, int on)
+{
+	size_t i;
+
+	if (svc->accepting == on)
+		return;
+	svc->accepting = on;
+	for (i = 0; i < svc->nfds; i++) {
+		if (on)
+			event_add(svc->lev[i], NULL);
+		else
+			event_del(svc->lev[i]);
+	}
+}
+
+static int
+server_at_cap(struct service_rt *svc)
+{
+	return svc->cap > 0 && atomic_load(&svc->sessions) >= svc->cap;
+}
+
+static void
+server_handoff(struct server *srv, struct service_rt *svc, int fd, struct sockaddr_storage *sa,
+	       socklen_t salen)
+{
+	struct worker *w = &srv->workers[srv->next_worker++ % (unsigned)srv->nworkers];
+	struct worker_handoff *h = xmalloc(sizeof(*h));
+
+	h->next = NULL;
+	h->svc = svc;
+	h->fd = fd;
+	h->salen = salen;
+	memcpy(&h->sa, sa, sizeof(*sa));
+	pthread_mutex_lock(&w->lock);
+	if (w->tail)
+		w->tail->next = h;
+	else
+		w->head = h;
+	w->tail = h;
+	pthread_mutex_unlock(&w->lock);
+	event_active(w->wake_ev, EV_READ, 0);
+}
+
+static void
+server_emfile_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct service_rt *svc = arg;
+
+	(void)fd;
+	(void)what;
+	if (!server_at_cap(svc) && !atomic_load(&svc->srv->stopping))
+		server_accepting(svc, 1);
+}
+
+static void
+server_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct service_rt *svc = arg;
+	struct server *srv = svc->srv;
+	int n;
+
+	(void)what;
+	for (n = 0; n < SERVER_ACCEPT_BATCH; n++) {
+		struct sockaddr_storage sa;
+		socklen_t salen = sizeof(sa);
+		int fd;
+
+		if (server_at_cap(svc)) {
+			server_accepting(svc, 0);
+			return;
+		}
+		fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* Back off instead of spinning on a readable listen socket. */
+				static const struct timeval one_second = { 1, 0 };
+
+				msg_warn("service %s: accept: %s; pausing new connections for 1s",
+					 svc->cs->name, strerror(errno));
+				server_accepting(svc, 0);
+				event_base_once(srv->workers[0].base, -1, EV_TIMEOUT,
+						server_emfile_retry, svc, &one_second);
+			}
+			return;
+		}
+		atomic_fetch_add(&svc->sessions, 1);
+		server_handoff(srv, svc, fd, &sa, salen);
+	}
+}
+
+static void
+server_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct service_rt *svc = arg;
+
+	(void)fd;
+	(void)what;
+	if (!server_at_cap(svc) && !atomic_load(&svc->srv->stopping))
+		server_accepting(svc, 1);
+}
+
+void
+server_session_ended(struct worker *w, struct service_rt *svc)
+{
+	int left = atomic_fetch_sub(&svc->sessions, 1) - 1;
+
+	w->nsessions--;
+	if (svc->cap > 0 && left == svc->cap - 1)
+		event_active(svc->resume_ev, EV_READ, 0);
+}
+
+/* ---- workers ---------------------------------------------------------- */
+
+static void
+server_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct worker_handoff *h;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&w->lock);
+	h = w->head;
+	w->head = w->tail = NULL;
+	pthread_mutex_unlock(&w->lock);
+	while (h != NULL) {
+		struct worker_handoff *next = h->next;
+
+		w->nsessions++;
+		session_start(w, h->svc, h->fd, (struct sockaddr *)&h->sa, h->salen);
+		free(h);
+		h = next;
+	}
+}
+
+static void *
+server_worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	event_base_dispatch(w->base);
+	return NULL;
+}
+
+static void
+server_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)what;
+	msg_info("terminating on signal %d", (int)sig);
+	server_stop(srv);
+}
+
+void
+server_stop(struct server *srv)
+{
+	int i;
+
+	atomic_store(&srv->stopping, 1);
+	for (i = 0; i < srv->nworkers; i++)
+		event_base_loopexit(srv->workers[i].base, NULL);
+}
+
+int
+server_run(struct server *srv, int nworkers, int nwriters)
+{
+	struct event *sigterm, *sigint;
+	sigset_t block, old;
+	size_t i;
+	int k;
+
+	srv->nworkers = nworkers;
+	srv->workers = xcalloc((size_t)nworkers, sizeof(*srv->workers));
+	for (k = 0; k < nworkers; k++) {
+		struct worker *w = &srv->workers[k];
+
+		w->srv = srv;
+		w->index = k;
+		pthread_mutex_init(&w->lock, NULL);
+		if ((w->base = event_base_new()) == NULL)
+			msg_fatal("cannot create an event loop");
+		w->wake_ev = event_new(w->base, -1, 0, server_wake_cb, w);
+		peername_worker_init(w);
+	}
+	srv->pool = deliver_pool_create(nwriters);
+	for (i = 0; i < srv->nsvcs; i++) {
+		struct service_rt *svc = &srv->svcs[i];
+		size_t j;
+
+		svc->lev = xcalloc(svc->nfds, sizeof(*svc->lev));
+		for (j = 0; j < svc->nfds; j++)
+			svc->lev[j] = event_new(srv->workers[0].base, svc->fds[j], EV_READ | EV_PERSIST,
+						server_accept_cb, svc);
+		svc->resume_ev = event_new(srv->workers[0].base, -1, 0, server_resume_cb, svc);
+		server_accepting(svc, 1);
+	}
+	server_signal_target = srv;
+	sigterm = evsignal_new(srv->workers[0].base, SIGTERM, server_signal_cb, srv);
+	sigint = evsignal_new(srv->workers[0].base, SIGINT, server_signal_cb, srv);
+	event_add(sigterm, NULL);
+	event_add(sigint, NULL);
+
+	/* Only worker 0 (this thread) takes signals. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	for (k = 1; k < nworkers; k++)
+		if (pthread_create(&srv->workers[k].tid, NULL, server_worker_main,
+				   &srv->workers[k]) != 0)
+			msg_fatal("cannot start event-loop thread: %s", strerror(errno));
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+	event_base_dispatch(srv->workers[0].base);
+
+	for (k = 1; k < nworkers; k++)
+		pthread_join(srv->workers[k].tid, NULL);
+	deliver_pool_destroy(&srv->pool);
+	event_free(sigterm);
+	event_free(sigint);
+	return 0;
+}
+
+void
+server_free(struct server *srv)
+{
+	size_t i, j;
+	int k;
+
+	for (i = 0; i < srv->nsvcs; i++) {
+		struct service_rt *svc = &srv->svcs[i];
+
+		for (j = 0; j < svc->nfds; j++) {
+			if (svc->lev)
+				event_free(svc->lev[j]);
+			close(svc->fds[j]);
+		}
+		if (svc->resume_ev)
+			event_free(svc->resume_ev);
+		free(svc->lev);
+		free(svc->fds);
+		session_service_free(svc);
+	}
+	free(srv->svcs);
+	srv->svcs = NULL;
+	for (k = 0; k < srv->nworkers; k++) {
+		struct worker *w = &srv->workers[k];
+
+		peername_worker_free(w);
+		event_free(w->wake_ev);
+		event_base_free(w->base);
+		pthread_mutex_destroy(&w->lock);
+	}
+	free(srv->workers);
+	srv->workers = NULL;
+}

@@ -1,0 +1,99 @@
+/*
+ * server: the daemon's runtime: event-loop threads ("workers"), one listening
+ * socket per master.cf service, accept with the per-service session cap, and
+ * the hand-off of accepted sockets to workers.
+ *
+ * Threads: worker 0 runs the acceptor for every service as well as its share
+ * of sessions; every worker owns its sessions for their whole life (a session
+ * never moves).  Sockets reach a worker through a mutex-protected queue and
+ * a wake-up event (event_active is thread-safe after evthread_use_pthreads).
+ *
+ * Session cap: each service counts its live sessions across all workers.  At
+ * maxproc the acceptor stops watching the listening socket, so further
+ * clients wait in the kernel's accept queue, whose length (the listen backlog)
+ * is max(maxproc, default_process_limit) as in Postfix's master(8).  When a
+ * session ends below the cap, the acceptor resumes.  EMFILE/ENFILE on accept
+ * pause accepting for a second instead of spinning.
+ */
+#ifndef MXGATE_NET_SERVER_H
+#define MXGATE_NET_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+struct conf;
+struct conf_service;
+struct conf_view;
+struct recipient_policy;
+struct deliver_pool;
+struct event_base;
+struct evdns_base;
+struct event;
+struct server;
+struct session;
+
+/* Runtime state of one master.cf smtpd service. */
+struct service_rt {
+	struct server *srv;
+	const struct conf_service *cs;
+	int    *fds;			/* listening sockets */
+	struct event **lev;		/* their accept events (worker 0) */
+	size_t	nfds;
+	int	cap;			/* maxproc; 0 = no limit */
+	int	backlog;
+	atomic_int sessions;		/* live sessions, all workers */
+	void   *smtp;			/* session.c's per-service data */
+	int	accepting;		/* acceptor-thread only */
+	struct event *resume_ev;	/* activated from any worker */
+};
+
+struct worker_handoff;
+
+struct worker {
+	struct server *srv;
+	int	index;
+	pthread_t tid;
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct event *wake_ev;
+	pthread_mutex_t lock;
+	struct worker_handoff *head, *tail;	/* sockets waiting for this worker */
+	size_t	nsessions;			/* this worker's thread only */
+	struct session *sessions;		/* list of live sessions (session.c) */
+};
+
+struct server {
+	struct conf *conf;
+	const struct conf_view *global;
+	const char *config_dir;
+	struct worker *workers;
+	int	nworkers;
+	struct service_rt *svcs;
+	size_t	nsvcs;
+	struct deliver_pool *pool;
+	unsigned next_worker;			/* acceptor thread only */
+	uid_t	run_uid;			/* the uid sessions run as */
+	gid_t	run_gid;
+	atomic_int stopping;
+};
+
+/*
+ * Bind every service's sockets (as root where needed).  Returns 0, or -1
+ * after logging what failed (address, port, errno).
+ */
+int server_bind(struct server *srv);
+/*
+ * Create workers and the writer pool, start accepting, and run until
+ * server_stop().  Returns the exit status.
+ */
+int server_run(struct server *srv, int nworkers, int nwriters);
+/* Release everything server_bind and server_run made (after session_free_all). */
+void server_free(struct server *srv);
+/* Async-signal-safe request to stop every loop. */
+void server_stop(struct server *srv);
+
+/* Called by a session, on its worker's thread, when it has ended. */
+void server_session_ended(struct worker *w, struct service_rt *svc);
+
+#endif

@@ -1,0 +1,185 @@
+/*
+ * anvil: per-client connection counts and event rates, as Postfix's anvil(8)
+ * keeps them for smtpd(8) (POSTFIX_REFERENCE.md section 3).
+ *
+ * One interface, several backends.  A struct anvil is opaque; today there is
+ * the in-memory backend (anvil_memory_create()), later a Redis one that
+ * several MX hosts share.  The daemon creates one struct anvil, shares it
+ * between all event-loop threads, and keeps it across a configuration reload
+ * so that counters survive SIGHUP (anvil_set_rate_time_unit() changes the
+ * window length in place).
+ *
+ * Idents.  Every request names an ident "<service>:<client-key>", built by
+ * the caller: <service> is the master.cf service name ("smtp",
+ * "127.0.0.1:2729"), <client-key> comes from anvil_client_key().
+ * anvil_ident() builds it the way Postfix does.  Separate services have
+ * separate counters for the same client.
+ *
+ * Asynchronous by design.  Every request takes a callback and a context.
+ * The callback receives the reply exactly once, and is never called with a
+ * backend lock held, so it may issue further anvil requests.  CALLERS MUST
+ * HANDLE BOTH KINDS OF COMPLETION:
+ *   - synchronous: the in-memory backend calls cb before the request function
+ *     returns (so cb may run before the code after the call, and a session
+ *     that cb frees must not be touched after the call returns);
+ *   - asynchronous: a network backend calls cb later, from the event loop of
+ *     the thread that made the request.
+ * The reply struct is only valid during the callback: copy what you need.
+ *
+ * Fail open.  status -1 means the backend could not answer; the caller then
+ * applies no limit (Postfix smtpd does the same when anvil fails), and mail
+ * keeps flowing.  A backend never makes the caller wait for a limit.
+ *
+ * Time.  Every request carries the caller's notion of "now" in whole
+ * seconds (the event loop's cached time), which keeps tests deterministic.
+ * Small differences between threads are harmless.
+ *
+ * The fixed-window algorithm (section 3.3):
+ *   - per ident: count (concurrent connections), five rate counters
+ *     (connection, message, recipient, newtls, auth) and ONE shared window
+ *     start, one-second resolution;
+ *   - on every increment: if start + unit < now (strictly), all five rates
+ *     are reset and start = now; then the counter is incremented, saturating
+ *     at INT_MAX; a connect also increments count after the rate update.
+ *     An event exactly `unit` seconds after start stays in the old window;
+ *   - read-only queries (newtls_report, lookup) report 0 rates for an
+ *     expired window without starting a new one; an unknown ident reports 0;
+ *   - when count drops to 0 the entry becomes idle; it is deleted `unit`
+ *     seconds later (at now >= idle_since + unit) unless a new connect comes
+ *     first, so rate history survives at least one time unit.  Removal is
+ *     done by anvil_sweep(); until then every request treats an expired idle
+ *     entry as absent.
+ */
+#ifndef MXGATE_POLICY_ANVIL_H
+#define MXGATE_POLICY_ANVIL_H
+
+#include <stddef.h>
+#include <time.h>
+
+struct anvil;
+struct buf;
+struct sockaddr;
+
+/* Defaults, as mxgate's parameter table has them. */
+#define ANVIL_DEF_RATE_TIME_UNIT	60	/* anvil_rate_time_unit, seconds */
+#define ANVIL_DEF_MAX_ENTRIES		100000
+#define ANVIL_DEF_V4_PREFIX		32
+#define ANVIL_DEF_V6_PREFIX		84	/* DESIGN.md: Postfix 3.8's grouping */
+
+/* Longest client key anvil_client_key() produces, with its NUL. */
+#define ANVIL_CLIENT_KEY_LEN		64	/* "ffff:...:ffff/128" is 44 */
+
+struct anvil_reply {
+	int status;	/* 0 ok; -1 backend failure: apply no limit (fail open) */
+	int count;	/* connect, lookup: concurrent connections; disconnect:
+			 * connections left */
+	int rate;	/* connect: connection rate; message: message rate;
+			 * recipient: recipient rate; newtls, newtls_report: new
+			 * TLS session rate; auth: AUTH rate; lookup: connection
+			 * rate */
+	/* lookup only (0 otherwise): */
+	int mail;	/* message rate */
+	int rcpt;	/* recipient rate */
+	int newtls;	/* new TLS session rate */
+	int auth;	/* AUTH rate */
+};
+
+typedef void anvil_cb(void *ctx, const struct anvil_reply *r);
+
+/*
+ * In-memory backend, shared by all threads of the process: a hash table of
+ * 64 shards with a mutex each.  rate_time_unit is anvil_rate_time_unit in
+ * seconds (values below 1 are taken as 1).
+ *
+ * MEMORY BOUND: the table holds at most max_entries idents (0 is taken as
+ * ANVIL_DEF_MAX_ENTRIES).  When a new ident arrives at the bound, expired
+ * idle entries are swept first; if the table is still full, the idle entry
+ * (count 0) closest to expiry is evicted, losing its rate history early.  If
+ * every entry is connected (count > 0), the new ident is NOT stored and the
+ * request answers status 0 with count 1 and rate 1, so that the client is
+ * not limited (fail open), and a warning is logged at most once a minute.  A
+ * later disconnect for an ident that was never stored does nothing.
+ * Memory use is about (100 + ident length) bytes per entry.
+ *
+ * Never fails (allocation failure ends the process, util/xalloc.h).
+ */
+struct anvil *anvil_memory_create(long rate_time_unit, size_t max_entries);
+
+/* Destroy the object and set *ap to NULL.  NULL *ap is fine.  No request may
+ * be running or pending. */
+void anvil_free(struct anvil **ap);
+
+/* Change anvil_rate_time_unit in place (reload): counters and windows are
+ * kept; the new unit applies from the next request on. */
+void anvil_set_rate_time_unit(struct anvil *a, long rate_time_unit);
+
+/*
+ * Requests, one per request of Postfix's anvil protocol.  ident must be a
+ * NUL-terminated string; the backend copies what it keeps.
+ */
+/* count++ and connection rate++: reply count, rate.  Every connect that the
+ * caller counts needs exactly one anvil_disconnect() later, also when the
+ * client was refused for its count or rate (rejected events still count). */
+void anvil_connect(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+/* count-- (never below 0); at 0 the entry starts to expire. */
+void anvil_disconnect(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+/* Message (MAIL) rate++: reply rate. */
+void anvil_message(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+/* Recipient (RCPT and VRFY) rate++: reply rate. */
+void anvil_recipient(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+/* New TLS session rate++ (after a new, non-resumed handshake): reply rate. */
+void anvil_newtls(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+/* New TLS session rate, read-only (at STARTTLS): reply rate. */
+void anvil_newtls_report(struct anvil *a, const char *ident, time_t now, anvil_cb *cb,
+			 void *ctx);
+/* AUTH rate++: reply rate. */
+void anvil_auth(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+/* Every value, read-only: count, rate, mail, rcpt, newtls, auth. */
+void anvil_lookup(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+
+/*
+ * Housekeeping, called by the daemon from one event loop.
+ */
+/* Remove idle entries whose time is up.  Call it about once a second. */
+void anvil_sweep(struct anvil *a, time_t now);
+
+/* The number of idents stored now, expired ones not yet swept included (for
+ * status output and tests); 0 from a backend that cannot tell. */
+size_t anvil_entries(struct anvil *a);
+
+/*
+ * Log the peaks since the last call as process "anvil", then reset them
+ * (section 3.4), in this order and only for values > 0:
+ *   statistics: max connection rate <N>/<unit>s for (<ident>) at <Mmm dd hh:mm:ss>
+ *   statistics: max connection count <N> for (<ident>) at <Mmm dd hh:mm:ss>
+ *   statistics: max message rate <N>/<unit>s for (<ident>) at ...
+ *   statistics: max recipient rate <N>/<unit>s for (<ident>) at ...
+ *   statistics: max newtls rate <N>/<unit>s for (<ident>) at ...
+ *   statistics: max auth rate <N>/<unit>s for (<ident>) at ...
+ *   statistics: max cache size <N> at <Mmm dd hh:mm:ss>
+ * Each peak names the FIRST ident and time (local time) that reached it:
+ * only a strictly greater value replaces it.  The daemon calls this every
+ * anvil_status_update_time and at shutdown.
+ */
+void anvil_log_statistics(struct anvil *a, time_t now);
+
+/*
+ * Helpers for callers.
+ */
+/*
+ * Write the anvil key for a client address into out: the address itself
+ * when the prefix is full (v4_prefix 32, v6_prefix 128), else the network in
+ * CIDR form ("192.0.2.0/24", "2001:db8::/84").  An IPv4-mapped IPv6 address
+ * (::ffff:192.0.2.1) counts as IPv4 and uses v4_prefix.  Returns 0, or -1
+ * (out set to "" when outlen > 0) for an address family other than AF_INET
+ * and AF_INET6, a prefix out of range (v4 0..32, v6 0..128) or an outlen
+ * below what the key needs (ANVIL_CLIENT_KEY_LEN is always enough).
+ */
+int anvil_client_key(char *out, size_t outlen, const struct sockaddr *sa, int v4_prefix,
+		     int v6_prefix);
+
+/* Append "<service>:<client_key>" to out, with every non-printable byte
+ * replaced by '?' (as Postfix's smtpd does). */
+void anvil_ident(struct buf *out, const char *service, const char *client_key);
+
+#endif

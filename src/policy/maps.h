@@ -1,0 +1,114 @@
+/*
+ * maps: Postfix-style lookup tables ("type:name"), read-only.
+ *
+ * Supported types, as a Postfix admin writes them in main.cf:
+ *
+ *   texthash:/path       the text file itself, read once at open: "key value"
+ *                        per line, '#' comments and blank lines skipped, a
+ *                        line starting with whitespace continues the previous
+ *                        one.  Keys are folded to lowercase; a duplicate key
+ *                        is warned about and the first entry wins (postmap).
+ *   cdb:/path            tinycdb file /path.cdb as built by "postmap cdb:/path"
+ *                        (keys without a trailing NUL) or "postmap -N" (with
+ *                        one); both are tried.  The file is mmap'd at open.
+ *   unix:passwd.byname   getpwnam_r(3); the value is the passwd entry as
+ *                        "name:passwd:uid:gid:gecos:dir:shell".
+ *   static:value         every key is found, with that value; also
+ *                        static:{value with spaces}.
+ *   inline:{k=v, k2=v2}  a small table in the spec itself; an element with
+ *                        spaces or commas is written { key = value }.
+ *
+ * "proxy:" in front of a spec is accepted and ignored (mxgate has no
+ * proxymap(8)).  Every other type is refused at open with a message that
+ * names the type and the spec.
+ *
+ * Lookups fold the key to lowercase, as Postfix does for these tables.
+ *
+ * Threads: a map never changes after map_open(); map_lookup() and
+ * maplist_lookup() may be called from any number of threads at once.
+ * map_free() must not race with lookups.
+ *
+ * Files are read when the map is opened.  A table rebuilt afterwards (postmap
+ * renames a new .cdb into place; an edited texthash file) is not seen until
+ * the map is opened again: map_changed() tells the caller when to do that.
+ */
+#ifndef MXGATE_POLICY_MAPS_H
+#define MXGATE_POLICY_MAPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct map;
+
+enum map_status {
+	MAP_NOTFOUND,	/* the table does not have the key */
+	MAP_FOUND,	/* *value_r is set */
+	MAP_FAIL,	/* the table could not answer: the caller tempfails */
+};
+
+enum map_type {
+	MAP_TYPE_TEXTHASH,
+	MAP_TYPE_CDB,
+	MAP_TYPE_PASSWD,	/* unix:passwd.byname */
+	MAP_TYPE_STATIC,
+	MAP_TYPE_INLINE,
+};
+
+/*
+ * Open the table named by spec ("texthash:/etc/mxgate/vmailbox").  Returns
+ * the map, or NULL with *err_r set (caller frees) to a message that names the
+ * spec: unsupported type, missing file, unreadable or corrupt file, bad syntax.
+ */
+struct map *map_open(const char *spec, char **err_r);
+
+/*
+ * Look key up.  On MAP_FOUND, *value_r is a malloc'd copy of the value
+ * (caller frees); otherwise *value_r is set to NULL.  value_r may be NULL when
+ * only the presence matters.  MAP_FAIL is logged here with the spec and key
+ * (escaped), as Postfix's "lookup error for" warning.
+ */
+enum map_status map_lookup(const struct map *m, const char *key, char **value_r);
+
+/* Free the map and set *mp to NULL; a NULL *mp is fine. */
+void map_free(struct map **mp);
+
+/* The spec as given to map_open(), "proxy:" included. */
+const char *map_spec(const struct map *m);
+enum map_type map_get_type(const struct map *m);
+
+/*
+ * True when the file behind a texthash or cdb map has been replaced or
+ * modified since open (inode, size or mtime differ, or it is gone).  Always
+ * false for the other types.
+ */
+bool map_changed(const struct map *m);
+
+/*
+ * maplist: the tables of one parameter, in order ("proxy:unix:passwd.byname
+ * $alias_maps" expands to two specs).  The first table that has the key wins.
+ */
+struct maplist;
+
+/*
+ * Open every spec (n may be 0: an empty list).  On failure returns NULL with
+ * *err_r set to the first map's error; nothing stays open.
+ */
+struct maplist *maplist_open(char *const *specs, size_t n, char **err_r);
+
+/*
+ * Look key up in each table in order.  MAP_FOUND from the first table that
+ * has the key (*found_in_r, when not NULL, is that table).  A MAP_FAIL stops
+ * the search and is returned as such, as Postfix does: a later table must not
+ * answer for one that could not.  An empty list gives MAP_NOTFOUND.
+ */
+enum map_status maplist_lookup(const struct maplist *l, const char *key, char **value_r,
+			       const struct map **found_in_r);
+
+/* True when the list has no tables (or l is NULL). */
+bool maplist_empty(const struct maplist *l);
+/* True when map_changed() is true for one of the tables. */
+bool maplist_changed(const struct maplist *l);
+size_t maplist_count(const struct maplist *l);
+void maplist_free(struct maplist **lp);
+
+#endif

@@ -1,0 +1,691 @@
+/*
+ * recipient: recipient classification for a receive-only MX.  See
+ * recipient.h for the contract and for what was checked against Postfix 3.7.
+ */
+#include "policy/recipient.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log/log.h"
+#include "policy/maps.h"
+#include "util/buf.h"
+#include "util/xalloc.h"
+
+/*
+ * Rewrites of sender-specified routing before we give up (relay denied).
+ * Each rewrite shortens the address, so this only bounds the work per RCPT;
+ * Postfix has no such limit (18 hops through our own domain were accepted).
+ */
+#define ROUTING_MAX_HOPS 64
+
+/* A domain list: literal names, then tables whose keys are domain names. */
+struct domlist {
+	char **names;		/* lowercase, no trailing dot */
+	size_t n_names;
+	struct maplist *maps;
+};
+
+struct recipient_policy {
+	struct domlist mydestination;
+	struct domlist virtual_domains;
+	char *myorigin;		/* lowercase, or NULL */
+	struct maplist *local_maps;
+	struct maplist *virtual_maps;
+	struct maplist *uid_maps;
+	struct maplist *gid_maps;
+	char *virtual_base;	/* as configured */
+	long virtual_minimum_uid;
+	char *delimiter;	/* NULL: no address extensions */
+	bool reject_unlisted;
+	bool relay_defer;	/* defer_unauth_destination comes first */
+	int local_code;
+	int virtual_code;
+	int relay_code;
+};
+
+enum lookup { LK_NOTFOUND, LK_FOUND, LK_FAIL };
+
+/* ---- small helpers ---- */
+
+/* Client or file data for a log line, C-escaped; caller frees. */
+static char *esc(const char *s, size_t max)
+{
+	struct buf b = BUF_INIT;
+	char *r;
+
+	log_escape(&b, s, strlen(s), max);
+	r = buf_steal(&b);
+	return r ? r : xstrdup("");
+}
+
+static void lower_inplace(char *s)
+{
+	for (; *s; s++)
+		if (*s >= 'A' && *s <= 'Z')
+			*s = (char)(*s - 'A' + 'a');
+}
+
+/* Lowercase copy without one trailing dot. */
+static char *domain_norm(const char *d)
+{
+	char *r = xstrdup(d);
+	size_t len = strlen(r);
+
+	if (len > 0 && r[len - 1] == '.')
+		r[len - 1] = '\0';
+	lower_inplace(r);
+	return r;
+}
+
+static int domlist_init(struct domlist *dl, const char *param, char *const *items, size_t n,
+			char **err_r)
+{
+	char **specs = xcalloc(n ? n : 1, sizeof(*specs));
+	size_t nspecs = 0;
+	int ret = 0;
+
+	dl->names = xcalloc(n ? n : 1, sizeof(*dl->names));
+	dl->n_names = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *it = items[i];
+
+		if (*it == '\0')
+			continue;
+		if (*it == '/' || *it == '!') {
+			*err_r = xasprintf("%s: \"%s\" is not supported: list domain names or"
+					   " type:table lookups", param, it);
+			ret = -1;
+			goto out;
+		}
+		if (strchr(it, ':') != NULL)
+			specs[nspecs++] = items[i];
+		else	/* lowercased but not stripped: "example.com." never matches, as in Postfix */
+			lower_inplace(dl->names[dl->n_names++] = xstrdup(it));
+	}
+	dl->maps = maplist_open(specs, nspecs, err_r);
+	if (dl->maps == NULL) {
+		char *e = *err_r;
+
+		*err_r = xasprintf("%s: %s", param, e);
+		free(e);
+		ret = -1;
+	}
+out:
+	free(specs);
+	return ret;
+}
+
+static void domlist_free(struct domlist *dl)
+{
+	for (size_t i = 0; i < dl->n_names; i++)
+		free(dl->names[i]);
+	free(dl->names);
+	dl->names = NULL;
+	dl->n_names = 0;
+	maplist_free(&dl->maps);
+}
+
+static enum lookup domlist_match(const struct domlist *dl, const char *domain)
+{
+	for (size_t i = 0; i < dl->n_names; i++)
+		if (strcmp(dl->names[i], domain) == 0)
+			return LK_FOUND;
+	switch (maplist_lookup(dl->maps, domain, NULL, NULL)) {
+	case MAP_FOUND:
+		return LK_FOUND;
+	case MAP_FAIL:
+		return LK_FAIL;
+	case MAP_NOTFOUND:
+		break;
+	}
+	return LK_NOTFOUND;
+}
+
+static int open_maps(struct maplist **lp, const char *param, char *const *specs, size_t n,
+		     char **err_r)
+{
+	*lp = maplist_open(specs, n, err_r);
+	if (*lp == NULL) {
+		char *e = *err_r;
+
+		*err_r = xasprintf("%s: %s", param, e);
+		free(e);
+		return -1;
+	}
+	return 0;
+}
+
+static int check_code(const char *param, int code, char **err_r)
+{
+	if (code < 400 || code > 599) {
+		*err_r = xasprintf("%s: bad reply code %d: need 4xx or 5xx", param, code);
+		return -1;
+	}
+	return 0;
+}
+
+/* First of defer_unauth_destination / reject_unauth_destination wins. */
+static int find_unauth(char *const *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcasecmp(list[i], "defer_unauth_destination") == 0)
+			return 1;
+		if (strcasecmp(list[i], "reject_unauth_destination") == 0)
+			return 0;
+	}
+	return -1;
+}
+
+/* ---- create / free ---- */
+
+struct recipient_policy *recipient_policy_create(const struct recipient_conf *rc, char **err_r)
+{
+	struct recipient_policy *p = xcalloc(1, sizeof(*p));
+	int defer;
+
+	*err_r = NULL;
+	if (check_code("unknown_local_recipient_reject_code", rc->unknown_local_code, err_r) < 0
+	    || check_code("unknown_virtual_mailbox_reject_code", rc->unknown_virtual_code, err_r) < 0
+	    || check_code("relay_domains_reject_code", rc->relay_reject_code, err_r) < 0)
+		goto fail;
+	if (domlist_init(&p->mydestination, "mydestination", rc->mydestination,
+			 rc->n_mydestination, err_r) < 0
+	    || domlist_init(&p->virtual_domains, "virtual_mailbox_domains",
+			    rc->virtual_mailbox_domains, rc->n_virtual_mailbox_domains, err_r) < 0
+	    || open_maps(&p->local_maps, "local_recipient_maps", rc->local_recipient_maps,
+			 rc->n_local_recipient_maps, err_r) < 0
+	    || open_maps(&p->virtual_maps, "virtual_mailbox_maps", rc->virtual_mailbox_maps,
+			 rc->n_virtual_mailbox_maps, err_r) < 0
+	    || open_maps(&p->uid_maps, "virtual_uid_maps", rc->virtual_uid_maps,
+			 rc->n_virtual_uid_maps, err_r) < 0
+	    || open_maps(&p->gid_maps, "virtual_gid_maps", rc->virtual_gid_maps,
+			 rc->n_virtual_gid_maps, err_r) < 0)
+		goto fail;
+	if (rc->myorigin && *rc->myorigin)
+		p->myorigin = domain_norm(rc->myorigin);
+	p->virtual_base = xstrdup(rc->virtual_mailbox_base ? rc->virtual_mailbox_base : "");
+	p->virtual_minimum_uid = rc->virtual_minimum_uid;
+	if (rc->recipient_delimiter && *rc->recipient_delimiter)
+		p->delimiter = xstrdup(rc->recipient_delimiter);
+	p->reject_unlisted = rc->reject_unlisted_recipient != 0;
+	p->local_code = rc->unknown_local_code;
+	p->virtual_code = rc->unknown_virtual_code;
+	p->relay_code = rc->relay_reject_code;
+	/* smtpd_relay_restrictions are evaluated before smtpd_recipient_restrictions. */
+	defer = find_unauth(rc->relay_restrictions, rc->n_relay_restrictions);
+	if (defer < 0)
+		defer = find_unauth(rc->recipient_restrictions, rc->n_recipient_restrictions);
+	p->relay_defer = defer != 0;
+	return p;
+fail:
+	recipient_policy_free(&p);
+	return NULL;
+}
+
+void recipient_policy_free(struct recipient_policy **pp)
+{
+	struct recipient_policy *p = *pp;
+
+	if (p == NULL)
+		return;
+	domlist_free(&p->mydestination);
+	domlist_free(&p->virtual_domains);
+	maplist_free(&p->local_maps);
+	maplist_free(&p->virtual_maps);
+	maplist_free(&p->uid_maps);
+	maplist_free(&p->gid_maps);
+	free(p->myorigin);
+	free(p->virtual_base);
+	free(p->delimiter);
+	free(p);
+	*pp = NULL;
+}
+
+bool recipient_policy_changed(const struct recipient_policy *p)
+{
+	return maplist_changed(p->mydestination.maps) || maplist_changed(p->virtual_domains.maps)
+	       || maplist_changed(p->local_maps) || maplist_changed(p->virtual_maps)
+	       || maplist_changed(p->uid_maps) || maplist_changed(p->gid_maps);
+}
+
+/* ---- results ---- */
+
+static void result_reply(struct rcpt_result *r, enum rcpt_verdict v, int code, char *reply,
+			 char *reason)
+{
+	r->verdict = v;
+	r->code = code;
+	r->reply = reply;
+	r->reason = reason;
+}
+
+static void result_tempfail_lookup(struct rcpt_result *r, const char *addr)
+{
+	result_reply(r, RCPT_TEMPFAIL, 451,
+		     xasprintf("451 4.3.0 <%s>: Temporary lookup failure", addr),
+		     xstrdup("table lookup failed"));
+}
+
+/* The sender sees Postfix's wording; the log gets why. */
+static void result_config_error(struct rcpt_result *r, char *reason)
+{
+	result_reply(r, RCPT_TEMPFAIL, 451, xstrdup("451 4.3.5 Server configuration error"),
+		     reason);
+}
+
+void rcpt_result_free(struct rcpt_result *r)
+{
+	free(r->reply);
+	free(r->reason);
+	free(r->user);
+	free(r->home);
+	free(r->maildir);
+	r->reply = r->reason = r->user = r->home = r->maildir = NULL;
+}
+
+/* ---- lookups in Postfix's order ---- */
+
+/* Length of the local part without its extension (Postfix recipient_delimiter). */
+static size_t base_len(const struct recipient_policy *p, const char *lp)
+{
+	size_t n;
+
+	if (p->delimiter == NULL || *lp == '\0')
+		return strlen(lp);
+	n = strcspn(lp + 1, p->delimiter) + 1;	/* a leading delimiter is not an extension */
+	return n;
+}
+
+/*
+ * Keys: user+ext@domain, user@domain, [user+ext, user when local], @domain.
+ * domain NULL (bare local part, no myorigin) leaves out the keys with '@'.
+ */
+static enum lookup addr_find(const struct recipient_policy *p, const struct maplist *l,
+			     const char *lp, const char *domain, bool local, char **value_r,
+			     const struct map **found_in_r)
+{
+	char *keys[5];
+	size_t nkeys = 0, blen = base_len(p, lp);
+	bool has_ext = blen < strlen(lp);
+	enum lookup res = LK_NOTFOUND;
+
+	if (domain) {
+		keys[nkeys++] = xasprintf("%s@%s", lp, domain);
+		if (has_ext)
+			keys[nkeys++] = xasprintf("%.*s@%s", (int)blen, lp, domain);
+	}
+	if (local) {
+		keys[nkeys++] = xstrdup(lp);
+		if (has_ext)
+			keys[nkeys++] = xstrndup(lp, blen);
+	}
+	if (domain)
+		keys[nkeys++] = xasprintf("@%s", domain);
+	for (size_t i = 0; i < nkeys && res == LK_NOTFOUND; i++) {
+		if (*keys[i] == '\0')
+			continue;
+		switch (maplist_lookup(l, keys[i], value_r, found_in_r)) {
+		case MAP_FOUND:
+			res = LK_FOUND;
+			break;
+		case MAP_FAIL:
+			res = LK_FAIL;
+			break;
+		case MAP_NOTFOUND:
+			break;
+		}
+	}
+	for (size_t i = 0; i < nkeys; i++)
+		free(keys[i]);
+	return res;
+}
+
+/* ---- local ---- */
+
+static bool is_special_local(const char *lp)
+{
+	return *lp == '\0' || strcasecmp(lp, "postmaster") == 0
+	       || strcasecmp(lp, "mailer-daemon") == 0;
+}
+
+/* A local part that can serve as a user name: never a path. */
+static char *safe_user(const char *lp, size_t len)
+{
+	char *u;
+
+	if (len == 0 || memchr(lp, '/', len) != NULL || (len == 1 && lp[0] == '.')
+	    || (len == 2 && lp[0] == '.' && lp[1] == '.'))
+		return NULL;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)lp[i] < 0x20 || lp[i] == 0x7f)
+			return NULL;
+	u = xstrndup(lp, len);
+	lower_inplace(u);
+	return u;
+}
+
+/* "name:pw:uid:gid:gecos:dir:shell" → user, uid, gid, home. */
+static bool parse_passwd(const char *v, struct rcpt_result *r)
+{
+	const char *f[7];
+	size_t flen[7];
+	const char *s = v;
+	char *end, *num;
+	unsigned long long uid, gid;
+
+	for (int i = 0; i < 7; i++) {
+		const char *c = strchr(s, ':');
+
+		f[i] = s;
+		if (i < 6) {
+			if (c == NULL)
+				return false;
+			flen[i] = (size_t)(c - s);
+			s = c + 1;
+		} else {
+			flen[i] = strlen(s);
+		}
+	}
+	num = xstrndup(f[2], flen[2]);
+	errno = 0;
+	uid = strtoull(num, &end, 10);
+	if (*num == '\0' || *end != '\0' || errno || uid > (uid_t)-1 - 1) {
+		free(num);
+		return false;
+	}
+	free(num);
+	num = xstrndup(f[3], flen[3]);
+	gid = strtoull(num, &end, 10);
+	if (*num == '\0' || *end != '\0' || errno || gid > (gid_t)-1 - 1) {
+		free(num);
+		return false;
+	}
+	free(num);
+	r->user = xstrndup(f[0], flen[0]);
+	r->home = xstrndup(f[5], flen[5]);
+	r->uid = (uid_t)uid;
+	r->gid = (gid_t)gid;
+	return true;
+}
+
+static void resolve_local(const struct recipient_policy *p, const char *addr, const char *lp,
+			  const char *domain, struct rcpt_result *r)
+{
+	const struct map *found_in = NULL;
+	char *value = NULL;
+	enum lookup lk = LK_NOTFOUND;
+	bool checked = p->reject_unlisted && !maplist_empty(p->local_maps);
+
+	if (!maplist_empty(p->local_maps))
+		lk = addr_find(p, p->local_maps, lp, domain, true, &value, &found_in);
+	if (lk == LK_FAIL) {
+		result_tempfail_lookup(r, addr);
+		return;
+	}
+	if (lk == LK_NOTFOUND && checked && !is_special_local(lp)) {
+		int c = p->local_code;
+
+		result_reply(r, RCPT_UNKNOWN_LOCAL, c,
+			     xasprintf("%d %d.1.1 <%s>: Recipient address rejected:"
+				       " User unknown in local recipient table", c, c / 100, addr),
+			     NULL);
+		return;
+	}
+	result_reply(r, RCPT_OK_LOCAL, 250, NULL, NULL);
+	if (lk == LK_FOUND && map_get_type(found_in) == MAP_TYPE_PASSWD) {
+		if (!parse_passwd(value, r)) {
+			char *e = esc(lp, 100);
+
+			rcpt_result_free(r);
+			r->uid = (uid_t)-1;
+			r->gid = (gid_t)-1;
+			result_config_error(r, xasprintf("%s: malformed passwd entry for \"%s\"",
+							 map_spec(found_in), e));
+			free(e);
+		}
+	} else if (*lp == '\0' || strcasecmp(lp, "mailer-daemon") == 0) {
+		r->user = xstrdup("postmaster");	/* where Postfix's local(8) ends up */
+	} else {
+		r->user = safe_user(lp, base_len(p, lp));
+	}
+	free(value);
+}
+
+/* ---- virtual ---- */
+
+/*
+ * Append the '/'-separated components of path to out, each preceded by '/',
+ * dropping empty and "." components.  Returns false for "..", control bytes,
+ * or nothing left when must_have is set.
+ */
+static bool append_components(struct buf *out, const char *path, bool must_have)
+{
+	const char *s = path;
+	int n = 0;
+
+	for (const char *q = path; *q; q++)
+		if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			return false;
+	while (*s) {
+		size_t len = strcspn(s, "/");
+
+		if (len == 2 && s[0] == '.' && s[1] == '.')
+			return false;
+		if (len > 0 && !(len == 1 && s[0] == '.')) {
+			buf_putc(out, '/');
+			buf_append(out, s, len);
+			n++;
+		}
+		s += len;
+		if (*s == '/')
+			s++;
+	}
+	return !must_have || n > 0;
+}
+
+static enum lookup id_find(const struct recipient_policy *p, const struct maplist *l,
+			   const char *lp, const char *domain, unsigned long long *id_r,
+			   bool *bad_r)
+{
+	char *value = NULL, *end;
+	enum lookup lk = addr_find(p, l, lp, domain, false, &value, NULL);
+
+	*bad_r = false;
+	if (lk == LK_FOUND) {
+		const char *v = value;
+
+		while (*v == ' ' || *v == '\t')
+			v++;
+		errno = 0;
+		*id_r = strtoull(v, &end, 10);
+		if (*v < '0' || *v > '9' || *end != '\0' || errno || *id_r >= UINT32_MAX)
+			*bad_r = true;
+	}
+	free(value);
+	return lk;
+}
+
+static void resolve_virtual(const struct recipient_policy *p, const char *addr, const char *lp,
+			    const char *domain, struct rcpt_result *r)
+{
+	struct buf path = BUF_INIT;
+	unsigned long long uid = 0, gid = 0;
+	char *value = NULL, *e = NULL;
+	enum lookup lk;
+	bool bad;
+	size_t vlen;
+
+	lk = addr_find(p, p->virtual_maps, lp, domain, false, &value, NULL);
+	if (lk == LK_FAIL) {
+		result_tempfail_lookup(r, addr);
+		return;
+	}
+	if (lk == LK_NOTFOUND) {
+		int c = p->virtual_code;
+
+		result_reply(r, RCPT_UNKNOWN_VIRTUAL, c,
+			     xasprintf("%d %d.1.1 <%s>: Recipient address rejected:"
+				       " User unknown in virtual mailbox table", c, c / 100, addr),
+			     NULL);
+		return;
+	}
+	vlen = strlen(value);
+	if (vlen == 0 || value[vlen - 1] != '/') {
+		result_config_error(r, xasprintf("virtual_mailbox_maps: mailbox \"%s\" for %s is"
+						 " mbox format, which mxgate does not deliver to;"
+						 " end the path with / for a Maildir",
+						 (e = esc(value, 200)), domain));
+		goto out;
+	}
+	if (p->virtual_base[0] != '/'
+	    || !append_components(&path, p->virtual_base, false)) {
+		result_config_error(r, xasprintf("virtual_mailbox_base \"%s\" is not an absolute"
+						 " path without \"..\"",
+						 (e = esc(p->virtual_base, 200))));
+		goto out;
+	}
+	if (!append_components(&path, value, true)) {
+		result_config_error(r, xasprintf("virtual_mailbox_maps: unsafe mailbox path \"%s\""
+						 " for a recipient in %s: it must stay under"
+						 " virtual_mailbox_base",
+						 (e = esc(value, 200)), domain));
+		goto out;
+	}
+	buf_putc(&path, '/');
+
+	lk = id_find(p, p->uid_maps, lp, domain, &uid, &bad);
+	if (lk == LK_FAIL) {
+		result_tempfail_lookup(r, addr);
+		goto out;
+	}
+	if (lk == LK_NOTFOUND || bad) {
+		result_config_error(r, xasprintf("recipient in %s: %s uid in virtual_uid_maps",
+						 domain, bad ? "bad" : "no"));
+		goto out;
+	}
+	if (uid == 0 || (long long)uid < (long long)p->virtual_minimum_uid) {
+		result_config_error(r, xasprintf("recipient in %s: bad uid %llu in virtual_uid_maps"
+						 " (virtual_minimum_uid = %ld)",
+						 domain, uid, p->virtual_minimum_uid));
+		goto out;
+	}
+	lk = id_find(p, p->gid_maps, lp, domain, &gid, &bad);
+	if (lk == LK_FAIL) {
+		result_tempfail_lookup(r, addr);
+		goto out;
+	}
+	if (lk == LK_NOTFOUND || bad || gid == 0) {
+		result_config_error(r, xasprintf("recipient in %s: %s gid in virtual_gid_maps",
+						 domain, lk == LK_NOTFOUND ? "no" : "bad"));
+		goto out;
+	}
+	result_reply(r, RCPT_OK_VIRTUAL, 250, NULL, NULL);
+	r->maildir = buf_steal(&path);
+	r->uid = (uid_t)uid;
+	r->gid = (gid_t)gid;
+out:
+	buf_free(&path);
+	free(value);
+	free(e);
+}
+
+/* ---- relay ---- */
+
+static void resolve_relay(const struct recipient_policy *p, const char *addr, bool routed,
+			  struct rcpt_result *r)
+{
+	int c = p->relay_defer ? 454 : p->relay_code;
+
+	result_reply(r, RCPT_RELAY_DENIED, c,
+		     xasprintf("%d %d.7.1 <%s>: Relay access denied", c, c / 100, addr),
+		     xstrdup(routed ? "sender-specified routing is not allowed"
+				    : "not a local or virtual mailbox domain; mxgate never relays"));
+}
+
+/* ---- classify ---- */
+
+void recipient_resolve(const struct recipient_policy *p, const char *addr, struct rcpt_result *r)
+{
+	char *cur = xstrdup(addr);
+
+	memset(r, 0, sizeof(*r));
+	r->uid = (uid_t)-1;
+	r->gid = (gid_t)-1;
+	for (int hop = 0;; hop++) {
+		char *at = strrchr(cur, '@'), *lp, *domain = NULL, *sep;
+		bool local, routed;
+		enum lookup lk;
+
+		if (hop >= ROUTING_MAX_HOPS) {
+			resolve_relay(p, addr, true, r);
+			break;
+		}
+		if (at && at[1] == '\0') {
+			*at = '\0';	/* "u@d@": the empty domain goes, as in Postfix */
+			continue;
+		}
+		lp = cur;
+		if (at) {
+			*at = '\0';
+			domain = domain_norm(at + 1);
+		} else if (p->myorigin && strcasecmp(lp, "postmaster") != 0) {
+			domain = xstrdup(p->myorigin);
+		}
+		if (domain == NULL) {
+			local = true;	/* bare local part, RFC 5321 4.5.1 postmaster */
+		} else {
+			lk = domlist_match(&p->mydestination, domain);
+			if (lk == LK_FAIL) {
+				result_tempfail_lookup(r, addr);
+				free(domain);
+				break;
+			}
+			local = lk == LK_FOUND;
+		}
+		routed = strpbrk(lp, "@%!") != NULL;
+		if (local && routed) {
+			/*
+			 * Sender-specified routing through one of our own domains:
+			 * u@d, then u%d (allow_percent_hack), then d!u
+			 * (swap_bangpath), classified again from the top.
+			 */
+			char *next;
+
+			if (strchr(lp, '@')) {
+				next = xstrdup(lp);
+			} else if ((sep = strrchr(lp, '%')) != NULL) {
+				next = xstrdup(lp);
+				next[sep - lp] = '@';
+			} else {
+				sep = strchr(lp, '!');
+				next = xasprintf("%s@%.*s", sep + 1, (int)(sep - lp), lp);
+			}
+			free(domain);
+			free(cur);
+			cur = next;
+			continue;
+		}
+		if (local) {
+			resolve_local(p, addr, lp, domain, r);
+			free(domain);
+			break;
+		}
+		lk = domlist_match(&p->virtual_domains, domain);
+		if (lk == LK_FAIL) {
+			result_tempfail_lookup(r, addr);
+		} else if (lk == LK_FOUND && !routed) {
+			resolve_virtual(p, addr, lp, domain, r);
+		} else {
+			resolve_relay(p, addr, routed, r);
+		}
+		free(domain);
+		break;
+	}
+	free(cur);
+}

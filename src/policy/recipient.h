@@ -1,0 +1,136 @@
+/*
+ * recipient: classify an envelope recipient as Postfix's smtpd(8) does for a
+ * receive-only MX, and say where it would be delivered.
+ *
+ * Classes, decided by the address's domain (case-insensitive, one trailing
+ * dot ignored; list entries are compared as written, lowercased: an entry
+ * "example.com." matches nothing, as in Postfix; no subdomain matching):
+ *
+ *   local    domain in mydestination.  With smtpd_reject_unlisted_recipient
+ *            and a non-empty local_recipient_maps, the address must be found
+ *            there ("user@domain", "user@domain" minus extension, "@domain",
+ *            "user", "user" minus extension: Postfix's order), else
+ *            "<code> 5.1.1 <addr>: Recipient address rejected: User unknown
+ *            in local recipient table".  postmaster, mailer-daemon and the
+ *            empty local part are always accepted (Postfix does the same).
+ *   virtual  domain in virtual_mailbox_domains.  The address must be found in
+ *            virtual_mailbox_maps ("user@domain", minus extension, "@domain"),
+ *            else "... User unknown in virtual mailbox table".  The value is
+ *            a Maildir path relative to virtual_mailbox_base, ending in '/';
+ *            uid and gid come from virtual_uid_maps and virtual_gid_maps.
+ *   relay    anything else: always denied, whoever the client is (mxgate
+ *            never relays: DESIGN.md).  "454 4.7.1 <addr>: Relay access
+ *            denied" when defer_unauth_destination comes first in
+ *            smtpd_relay_restrictions then smtpd_recipient_restrictions (and
+ *            when neither is listed), "<relay_domains_reject_code> 5.7.1 ..."
+ *            when reject_unauth_destination comes first.
+ *
+ * Sender-specified routing (allow_percent_hack and swap_bangpath as Postfix's
+ * defaults, "yes"): at a local domain, "u%d@local", "u@d@local" and
+ * "d!u@local" are rewritten to "u@d" and classified again, so that routing
+ * back to one of our own domains works and routing anywhere else is relay
+ * (denied).  A local part with '@', '%' or '!' at a non-local domain is
+ * relay (denied) too.  All as observed from Postfix 3.7.  After 64 rewrites
+ * the address is denied as relay (Postfix has no limit).
+ *
+ * A bare local part ("postmaster") gets "@" myorigin, or is treated as local
+ * when myorigin is NULL; a bare "postmaster" is always local (RFC 5321 4.5.1).
+ *
+ * Lookup failures give TEMPFAIL "451 4.3.0 <addr>: Temporary lookup
+ * failure" (Postfix's reply).  A virtual mailbox that mxgate will not deliver
+ * to (mbox, uid missing or below virtual_minimum_uid, a path that could leave
+ * virtual_mailbox_base) gives TEMPFAIL "451 4.3.5 Server configuration error"
+ * at RCPT, with the reason for the log: Postfix would accept and its
+ * virtual(8) would defer later; mxgate never accepts what it cannot store.
+ *
+ * Not supported (they give relay): address literals (user@[192.0.2.1]) even
+ * for our own addresses, which Postfix accepts as local.
+ *
+ * Threads: a policy is read-only after recipient_policy_create();
+ * recipient_resolve() may run in many threads at once.
+ */
+#ifndef MXGATE_POLICY_RECIPIENT_H
+#define MXGATE_POLICY_RECIPIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/*
+ * Already-expanded parameter values (the conf module's job).  Every list is
+ * an array of n strings; n == 0 means empty.  Map lists hold "type:name"
+ * specs; domain lists hold domain names or "type:name" tables whose keys are
+ * domains.  Nothing here is kept after recipient_policy_create(): it copies.
+ */
+struct recipient_conf {
+	char *const *mydestination;		size_t n_mydestination;
+	const char *myorigin;			/* NULL: bare local part is local */
+	char *const *local_recipient_maps;	size_t n_local_recipient_maps;
+	char *const *virtual_mailbox_domains;	size_t n_virtual_mailbox_domains;
+	char *const *virtual_mailbox_maps;	size_t n_virtual_mailbox_maps;
+	const char *virtual_mailbox_base;
+	char *const *virtual_uid_maps;		size_t n_virtual_uid_maps;
+	char *const *virtual_gid_maps;		size_t n_virtual_gid_maps;
+	long virtual_minimum_uid;		/* 100 */
+	char *const *relay_restrictions;	size_t n_relay_restrictions;
+	char *const *recipient_restrictions;	size_t n_recipient_restrictions;
+	const char *recipient_delimiter;	/* NULL or "": none (Postfix default) */
+	int reject_unlisted_recipient;		/* smtpd_reject_unlisted_recipient: 1 */
+	int unknown_local_code;			/* unknown_local_recipient_reject_code: 550 */
+	int unknown_virtual_code;		/* unknown_virtual_mailbox_reject_code: 550 */
+	int relay_reject_code;			/* relay_domains_reject_code: 554 */
+};
+
+struct recipient_policy;
+
+/*
+ * Open every table.  Returns NULL with *err_r set (caller frees) when a table
+ * cannot be opened or has an unsupported type, or a domain list holds a form
+ * mxgate does not support ("/file", "!domain"); the message starts with the
+ * parameter's name: 'virtual_mailbox_maps: unsupported map type "hash" in ...'.
+ */
+struct recipient_policy *recipient_policy_create(const struct recipient_conf *rc, char **err_r);
+void recipient_policy_free(struct recipient_policy **pp);
+
+/*
+ * True when a file behind one of the tables changed since create: build a
+ * new policy and swap it in (Postfix's smtpd restarts for the same reason).
+ */
+bool recipient_policy_changed(const struct recipient_policy *p);
+
+enum rcpt_verdict {
+	RCPT_OK_LOCAL,		/* accept; deliver as local user (privileged helper) */
+	RCPT_OK_VIRTUAL,	/* accept; deliver into r->maildir as r->uid:r->gid */
+	RCPT_UNKNOWN_LOCAL,	/* reject: user unknown in local recipient table */
+	RCPT_UNKNOWN_VIRTUAL,	/* reject: user unknown in virtual mailbox table */
+	RCPT_RELAY_DENIED,	/* reject: relay access denied */
+	RCPT_TEMPFAIL,		/* 451: lookup failure or undeliverable config */
+};
+
+struct rcpt_result {
+	enum rcpt_verdict verdict;
+	int code;		/* the reply's three-digit code */
+	char *reply;		/* whole reply line without CRLF; NULL for OK_* */
+	char *reason;		/* for the log, NULL if none; never sent to the client */
+	/* OK_LOCAL: */
+	char *user;		/* passwd name when found in unix:passwd.byname, else the
+				 * lowercased local part minus extension when it is
+				 * safe as a name (no '/', not "." or ".."), else NULL */
+	char *home;		/* passwd home directory, or NULL */
+	/* OK_VIRTUAL: absolute, normalised, ends in '/', under the base */
+	char *maildir;
+	/* OK_LOCAL from a passwd entry, and OK_VIRTUAL; (uid_t)-1 otherwise */
+	uid_t uid;
+	gid_t gid;
+};
+
+/*
+ * Classify addr, the recipient in internal form (source route stripped,
+ * quotes removed: "a b"@d is a b@d), which also appears in the reply
+ * text as given.  Fills *r (previous contents are ignored, not freed); release
+ * with rcpt_result_free().
+ */
+void recipient_resolve(const struct recipient_policy *p, const char *addr, struct rcpt_result *r);
+void rcpt_result_free(struct rcpt_result *r);
+
+#endif

@@ -1,0 +1,84 @@
+#include "smtp/reply.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log/log.h"
+#include "util/buf.h"
+
+struct reply_row {
+	int	code;
+	const char *dsn;
+	const char *text;
+};
+
+static const struct reply_row reply_table[RPL__COUNT] = {
+#define REPLY(id, code, dsn, text) [RPL_##id] = { code, dsn, text },
+#include "smtp/replies.def"
+#undef REPLY
+};
+
+int
+reply_code(enum reply_id id)
+{
+	return reply_table[id].code;
+}
+
+/* soft_bounce: 5xx becomes 4xx, and a 5.x.y enhanced code becomes 4.x.y. */
+static int
+reply_soften(struct buf *out, size_t start, int code)
+{
+	if (code < 500 || code > 599)
+		return code;
+	out->data[start] = '4';
+	if (out->len > start + 5 && out->data[start + 4] == '5' && out->data[start + 5] == '.')
+		out->data[start + 4] = '4';
+	return code - 100;
+}
+
+int
+reply_vformat(struct buf *out, int soft_bounce, enum reply_id id, va_list ap)
+{
+	const struct reply_row *r = &reply_table[id];
+	size_t start = out->len;
+	int code = r->code;
+
+	if (code == 0)
+		code = va_arg(ap, int);
+	if (*r->dsn)
+		buf_printf(out, "%d %s ", code, r->dsn);
+	else
+		buf_printf(out, "%d ", code);
+	buf_vprintf(out, r->text, ap);
+	buf_append(out, "\r\n", 2);
+	if (soft_bounce)
+		code = reply_soften(out, start, code);
+	return code;
+}
+
+int
+reply_format(struct buf *out, int soft_bounce, enum reply_id id, ...)
+{
+	va_list ap;
+	int code;
+
+	va_start(ap, id);
+	code = reply_vformat(out, soft_bounce, id, ap);
+	va_end(ap);
+	return code;
+}
+
+int
+reply_raw(struct buf *out, int soft_bounce, const char *text)
+{
+	size_t start = out->len;
+	int code = atoi(text);
+
+	if (code < 200 || code > 599)
+		msg_panic("reply_raw: bad reply \"%s\"", text);
+	buf_puts(out, text);
+	buf_append(out, "\r\n", 2);
+	if (soft_bounce)
+		code = reply_soften(out, start, code);
+	return code;
+}

@@ -1,0 +1,1562 @@
+#include "smtp/session.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <regex.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/ioctl.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "conf/conf.h"
+#include "deliver/maildir.h"
+#include "deliver/pool.h"
+#include "log/log.h"
+#include "net/peername.h"
+#include "net/server.h"
+#include "policy/recipient.h"
+#include "smtp/address.h"
+#include "smtp/dataread.h"
+#include "smtp/linereader.h"
+#include "smtp/reply.h"
+#include "util/buf.h"
+#include "util/xalloc.h"
+
+/* Input buffered at most (beyond it the kernel holds the client's bytes). */
+#define SESSION_READ_HIGH	(64 * 1024)
+
+/* ---- per-service data ------------------------------------------------- */
+
+struct smtp_forbid {
+	char  **words;		/* verbs that are never SMTP (CONNECT GET POST) */
+	size_t	nwords;
+	regex_t *res;		/* regexp: patterns matched against the verb */
+	size_t	nres;
+};
+
+struct smtp_service {
+	const struct conf_view *cf;
+	struct recipient_policy *policy;
+	struct smtp_forbid forbid;
+	char   *hostname;
+	char   *banner;
+	char  **ehlo;		/* EHLO keyword lines after the host name */
+	size_t	nehlo;
+	long	soft_limit, hard_limit, junk_limit, sleep_time, timeout;
+	long	line_limit, size_limit, rcpt_limit, overshoot_limit;
+	int	soft_bounce, helo_required, vrfy_disabled, forbid_pipelining;
+	int	bare_lf_reject, bare_lf_code, smtputf8;
+};
+
+/* ---- the command table ------------------------------------------------ */
+
+struct session;
+
+enum cmd_flags {
+	CMD_JUNK = 1 << 0,	/* counts against smtpd_junk_command_limit */
+	CMD_LAST = 1 << 1,	/* must be last in a pipelined group (RFC 2920) */
+};
+
+/* Handlers return 0 on success, -1 on failure (counted as an error). */
+typedef int (*cmd_fn)(struct session *s, const char *args);
+
+static int cmd_helo(struct session *, const char *);
+static int cmd_ehlo(struct session *, const char *);
+static int cmd_starttls(struct session *, const char *);
+static int cmd_auth(struct session *, const char *);
+static int cmd_mail(struct session *, const char *);
+static int cmd_rcpt(struct session *, const char *);
+static int cmd_data(struct session *, const char *);
+static int cmd_bdat(struct session *, const char *);
+static int cmd_rset(struct session *, const char *);
+static int cmd_noop(struct session *, const char *);
+static int cmd_vrfy(struct session *, const char *);
+static int cmd_etrn(struct session *, const char *);
+static int cmd_quit(struct session *, const char *);
+
+/* Postfix's order, which is also the order of the "disconnect" log line. */
+static const struct cmd {
+	const char *name;
+	const char *stat;	/* name in the disconnect line */
+	cmd_fn	fn;
+	int	flags;
+} cmd_table[] = {
+	{ "HELO", "helo", cmd_helo, CMD_JUNK | CMD_LAST },
+	{ "EHLO", "ehlo", cmd_ehlo, CMD_JUNK | CMD_LAST },
+	{ "STARTTLS", "starttls", cmd_starttls, 0 },
+	{ "AUTH", "auth", cmd_auth, 0 },
+	{ "MAIL", "mail", cmd_mail, 0 },
+	{ "RCPT", "rcpt", cmd_rcpt, 0 },
+	{ "DATA", "data", cmd_data, CMD_LAST },
+	{ "BDAT", "bdat", cmd_bdat, 0 },
+	{ "RSET", "rset", cmd_rset, CMD_JUNK },
+	{ "NOOP", "noop", cmd_noop, CMD_JUNK | CMD_LAST },
+	{ "VRFY", "vrfy", cmd_vrfy, CMD_JUNK | CMD_LAST },
+	{ "ETRN", "etrn", cmd_etrn, CMD_JUNK },
+	{ "QUIT", "quit", cmd_quit, 0 },
+};
+
+#define CMD_COUNT	(sizeof(cmd_table) / sizeof(cmd_table[0]))
+#define CMD_UNKNOWN	CMD_COUNT	/* stats slot for unknown commands */
+
+/* ---- the session ------------------------------------------------------ */
+
+enum sess_state {
+	S_LOOKUP,	/* waiting for the client's name; no banner yet */
+	S_CMD,		/* reading commands */
+	S_DATA,		/* reading a DATA body */
+	S_BDAT,		/* reading a BDAT chunk */
+	S_DELIVER,	/* the writer pool has the message */
+};
+
+struct outline {		/* a reply line waiting for the tarpit timer */
+	struct outline *next;
+	int	delay;
+	size_t	len;
+	char	data[];
+};
+
+struct rcpt {
+	char   *addr;
+	char   *maildir;
+};
+
+struct deliver_job;
+
+struct session {
+	struct session *next, *prev;	/* worker's list */
+	struct worker *w;
+	struct service_rt *svc;
+	struct smtp_service *ss;
+	struct bufferevent *bev;
+	struct event *free_ev;		/* frees the session at a safe point */
+	struct event *resume_ev;	/* continues input processing later */
+	struct event *tarpit_ev;
+	struct peername_req *lookup;
+	enum sess_state state;
+	const char *where;		/* for "<reason> after <where>" */
+	char	addr[64];
+	char   *namaddr;		/* "name[addr]" */
+	char   *helo;
+	int	esmtp;
+	int	closing, hangup, tarpit_armed;
+	int	error_count, junk_cmds, rcpt_overshoot;
+	unsigned stat_ok[CMD_COUNT + 1], stat_total[CMD_COUNT + 1];
+	struct outline *out_head, *out_tail;
+	struct linereader lr;
+
+	/* the mail transaction */
+	char   *sender;
+	struct rcpt *rcpts;
+	size_t	nrcpts, rcpt_cap;
+	char	queue_id[16];
+	struct buf body;
+	struct datareader dr;
+	struct bdat_state bdat;
+	size_t	bdat_left;		/* bytes of the current chunk still to read */
+	size_t	bdat_total;
+	int	bdat_last, bdat_discard, bdat_used;
+	struct deliver_job *job;
+	struct timeval t_arrival;
+};
+
+struct deliver_job {
+	struct session *s;
+	struct maildir_msg msg;
+	struct maildir_rcpt *rcpts;
+	size_t	nrcpts;
+	struct buf content;
+	struct buf err;
+	int	rc;
+	int	is_bdat;
+	size_t	size;
+};
+
+static void session_process(struct session *s);
+static void session_close(struct session *s);
+static void session_transaction_reset(struct session *s);
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void
+session_queue_id(char out[16])
+{
+	static atomic_uint seq;
+	struct timeval tv;
+	unsigned n = atomic_fetch_add(&seq, 1);
+
+	/* Postfix-like short id: microseconds (5 hex) then a per-process sequence mixed with time. */
+	gettimeofday(&tv, NULL);
+	snprintf(out, 16, "%05X%06X", (unsigned)tv.tv_usec & 0xFFFFF,
+		 ((unsigned)tv.tv_sec * 2654435761u + n * 40503u) & 0xFFFFFF);
+}
+
+static int
+session_is_busy(const struct session *s)
+{
+	return s->closing || s->out_head != NULL || s->state == S_DELIVER || s->state == S_LOOKUP;
+}
+
+/* ---- output and the tarpit -------------------------------------------- */
+
+static void
+session_write(struct session *s, const char *data, size_t len)
+{
+	bufferevent_write(s->bev, data, len);
+}
+
+static void session_pump(struct session *s);
+
+static void
+session_tarpit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->tarpit_armed = 0;
+	if (s->out_head != NULL)
+		s->out_head->delay = 0;
+	session_pump(s);
+}
+
+/* Write queued lines in order; a line marked delay first waits smtpd_error_sleep_time. */
+static void
+session_pump(struct session *s)
+{
+	while (s->out_head != NULL) {
+		struct outline *o = s->out_head;
+
+		if (o->delay) {
+			if (!s->tarpit_armed) {
+				struct timeval tv = { s->ss->sleep_time, 0 };
+
+				evtimer_add(s->tarpit_ev, &tv);
+				s->tarpit_armed = 1;
+			}
+			return;
+		}
+		session_write(s, o->data, o->len);
+		s->out_head = o->next;
+		if (s->out_head == NULL)
+			s->out_tail = NULL;
+		free(o);
+	}
+	if (s->hangup)
+		session_close(s);
+	else
+		event_active(s->resume_ev, EV_READ, 0);
+}
+
+/*
+ * Send reply lines (CRLF-terminated, one or more).  Postfix sleeps before
+ * every reply write once error_count >= smtpd_soft_error_limit; here each
+ * such line waits for a timer instead, and input is not processed meanwhile.
+ * A 421 or 521 reply ends the session after it is written.
+ */
+static void
+session_send(struct session *s, const struct buf *lines)
+{
+	const char *p = buf_str(lines), *end = p + lines->len;
+	int delay = s->ss->sleep_time > 0 && s->error_count >= s->ss->soft_limit;
+
+	if (lines->len >= 3 && (strncmp(p, "421", 3) == 0 || strncmp(p, "521", 3) == 0))
+		s->hangup = 1;
+	if (!delay && s->out_head == NULL) {
+		session_write(s, p, lines->len);
+		return;
+	}
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t len = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+		struct outline *o = xmalloc(sizeof(*o) + len);
+
+		o->next = NULL;
+		o->delay = delay;
+		o->len = len;
+		memcpy(o->data, p, len);
+		if (s->out_tail)
+			s->out_tail->next = o;
+		else
+			s->out_head = o;
+		s->out_tail = o;
+		p += len;
+	}
+	session_pump(s);
+}
+
+static int
+session_reply(struct session *s, enum reply_id id, ...)
+{
+	struct buf b = BUF_INIT;
+	va_list ap;
+	int code;
+
+	va_start(ap, id);
+	code = reply_vformat(&b, s->ss->soft_bounce, id, ap);
+	va_end(ap);
+	session_send(s, &b);
+	buf_free(&b);
+	return code;
+}
+
+static int
+session_reply_text(struct session *s, const char *text)
+{
+	struct buf b = BUF_INIT;
+	int code = reply_raw(&b, s->ss->soft_bounce, text);
+
+	session_send(s, &b);
+	buf_free(&b);
+	return code;
+}
+
+/* ---- life cycle ------------------------------------------------------- */
+
+static void
+session_log_disconnect(struct session *s)
+{
+	struct buf b = BUF_INIT;
+	unsigned ok = 0, total = 0;
+	size_t i;
+
+	for (i = 0; i <= CMD_COUNT; i++) {
+		if (s->stat_total[i] == 0)
+			continue;
+		buf_printf(&b, " %s=", i == CMD_UNKNOWN ? "unknown" : cmd_table[i].stat);
+		if (s->stat_ok[i] == s->stat_total[i])
+			buf_printf(&b, "%u", s->stat_ok[i]);
+		else
+			buf_printf(&b, "%u/%u", s->stat_ok[i], s->stat_total[i]);
+		ok += s->stat_ok[i];
+		total += s->stat_total[i];
+	}
+	if (ok == total)
+		buf_printf(&b, " commands=%u", ok);
+	else
+		buf_printf(&b, " commands=%u/%u", ok, total);
+	msg_info("disconnect from %s%s", s->namaddr, buf_str(&b));
+	buf_free(&b);
+}
+
+static void
+session_job_free(struct deliver_job **jp)
+{
+	struct deliver_job *j = *jp;
+
+	if (j == NULL)
+		return;
+	free(j->rcpts);
+	buf_free(&j->content);
+	buf_free(&j->err);
+	free(j);
+	*jp = NULL;
+}
+
+static void
+session_free(struct session *s)
+{
+	struct worker *w = s->w;
+	struct outline *o;
+
+	if (s->namaddr != NULL)
+		session_log_disconnect(s);
+	if (s->lookup)
+		peername_cancel(s->lookup);
+	session_transaction_reset(s);
+	session_job_free(&s->job);
+	while ((o = s->out_head) != NULL) {
+		s->out_head = o->next;
+		free(o);
+	}
+	if (s->bev)
+		bufferevent_free(s->bev);
+	event_free(s->free_ev);
+	event_free(s->resume_ev);
+	event_free(s->tarpit_ev);
+	lr_free(&s->lr);
+	free(s->namaddr);
+	free(s->helo);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		w->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	server_session_ended(w, s->svc);
+	free(s);
+}
+
+static void
+session_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	session_free(arg);
+}
+
+static void
+session_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (s->closing)
+		event_active(s->free_ev, EV_READ, 0);
+}
+
+/* Stop reading; free the session once what was written has been sent. */
+static void
+session_close(struct session *s)
+{
+	if (s->closing)
+		return;
+	s->closing = 1;
+	bufferevent_disable(s->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		event_active(s->free_ev, EV_READ, 0);
+}
+
+static void
+session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (s->closing) {
+		event_active(s->free_ev, EV_READ, 0);
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		msg_info("timeout after %s from %s", s->where, s->namaddr);
+		session_reply(s, RPL_TIMEOUT, s->ss->hostname);
+		s->hangup = 1;
+		if (s->out_head == NULL)
+			session_close(s);
+		return;
+	}
+	if (s->state == S_DATA || s->state == S_BDAT)
+		msg_info("lost connection after %s (%zu bytes) from %s", s->where,
+			 s->state == S_DATA ? s->dr.size : s->bdat_total, s->namaddr);
+	else
+		msg_info("lost connection after %s from %s", s->where, s->namaddr);
+	s->closing = 1;
+	event_active(s->free_ev, EV_READ, 0);
+}
+
+static void
+session_read_cb(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	session_process(arg);
+}
+
+static void
+session_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (!session_is_busy(s)) {
+		bufferevent_enable(s->bev, EV_READ);
+		session_process(s);
+	}
+}
+
+/* Bytes the client has sent that we have not processed yet, in our buffer or the kernel's. */
+static size_t
+session_pending(struct session *s)
+{
+	int n = 0;
+
+	ioctl(bufferevent_getfd(s->bev), FIONREAD, &n);
+	return evbuffer_get_length(bufferevent_get_input(s->bev)) + (n > 0 ? (size_t)n : 0);
+}
+
+/*
+ * RFC 2920 and smtpd_forbid_unauth_pipelining: input that is already waiting
+ * after a command that must end a pipelined group (or before the banner, or
+ * in a non-ESMTP session) is logged, and refused when the parameter is on.
+ * Returns 1 when the session was ended for it.
+ */
+static int
+session_check_pipelining(struct session *s, const char *after)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	char peek[100];
+	ssize_t n = 0;
+	size_t have = evbuffer_get_length(in);
+	struct buf esc = BUF_INIT;
+
+	if (session_pending(s) == 0)
+		return 0;
+	if (have > 0)
+		n = evbuffer_copyout(in, peek, sizeof(peek));
+	else
+		n = recv(bufferevent_getfd(s->bev), peek, sizeof(peek), MSG_PEEK);
+	if (n < 0)
+		n = 0;
+	log_escape(&esc, peek, (size_t)n, 100);
+	msg_info("improper command pipelining after %s from %s: %s", after, s->namaddr,
+		 buf_str(&esc));
+	buf_free(&esc);
+	if (!s->ss->forbid_pipelining)
+		return 0;
+	session_reply(s, RPL_SYNC_ERROR);
+	s->hangup = 1;
+	if (s->out_head == NULL)
+		session_close(s);
+	return 1;
+}
+
+static void
+session_banner(struct session *s)
+{
+	s->state = S_CMD;
+	if (session_check_pipelining(s, "CONNECT"))
+		return;
+	session_reply(s, RPL_BANNER, s->ss->banner);
+	bufferevent_enable(s->bev, EV_READ);
+}
+
+static void
+session_lookup_done(void *ctx, const char *name)
+{
+	struct session *s = ctx;
+
+	s->lookup = NULL;
+	s->namaddr = xasprintf("%s[%s]", name, s->addr);
+	msg_info("connect from %s", s->namaddr);
+	session_banner(s);
+}
+
+void
+session_start(struct worker *w, struct service_rt *svc, int fd, const struct sockaddr *sa,
+	      socklen_t salen)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+	struct smtp_service *ss = svc->smtp;
+	struct timeval tmo = { ss->timeout, 0 };
+
+	(void)salen;
+	s->w = w;
+	s->svc = svc;
+	s->ss = ss;
+	s->where = "CONNECT";
+	s->state = S_LOOKUP;
+	if (sa->sa_family == AF_INET6
+	    && IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr))
+		inet_ntop(AF_INET, &((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr[12], s->addr,
+			  sizeof(s->addr));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, s->addr,
+			  sizeof(s->addr));
+	else
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, s->addr,
+			  sizeof(s->addr));
+	s->next = w->sessions;
+	if (w->sessions)
+		w->sessions->prev = s;
+	w->sessions = s;
+	s->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->free_ev = event_new(w->base, -1, 0, session_free_cb, s);
+	s->resume_ev = event_new(w->base, -1, 0, session_resume_cb, s);
+	s->tarpit_ev = evtimer_new(w->base, session_tarpit_cb, s);
+	lr_init(&s->lr, (size_t)ss->line_limit);
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
+	bufferevent_set_timeouts(s->bev, &tmo, &tmo);
+	/* A client that keeps sending while its replies wait (tarpit, delivery) is not read further. */
+	bufferevent_setwatermark(s->bev, EV_READ, 0, SESSION_READ_HIGH);
+	bufferevent_disable(s->bev, EV_READ);
+	if (conf_bool(ss->cf, P_smtpd_peername_lookup))
+		s->lookup = peername_lookup(w, sa, session_lookup_done, s);
+	else
+		session_lookup_done(s, "unknown");
+}
+
+void
+session_free_all(struct worker *w)
+{
+	while (w->sessions != NULL) {
+		struct session *s = w->sessions;
+
+		session_free(s);
+	}
+}
+
+/* ---- transaction ------------------------------------------------------ */
+
+static void
+session_transaction_reset(struct session *s)
+{
+	size_t i;
+
+	free(s->sender);
+	s->sender = NULL;
+	for (i = 0; i < s->nrcpts; i++) {
+		free(s->rcpts[i].addr);
+		free(s->rcpts[i].maildir);
+	}
+	free(s->rcpts);
+	s->rcpts = NULL;
+	s->nrcpts = s->rcpt_cap = 0;
+	s->rcpt_overshoot = 0;
+	s->queue_id[0] = '\0';
+	buf_free(&s->body);
+	memset(&s->bdat, 0, sizeof(s->bdat));
+	s->bdat_total = s->bdat_left = 0;
+	s->bdat_used = 0;
+}
+
+static const char *
+session_proto(const struct session *s)
+{
+	return s->esmtp ? "ESMTP" : "SMTP";
+}
+
+static void
+session_log_reject(struct session *s, const char *verb, const char *reply, const char *rcpt)
+{
+	struct buf b = BUF_INIT;
+
+	buf_printf(&b, "%s: reject: %s from %s: %s;", s->queue_id[0] ? s->queue_id : "NOQUEUE",
+		   verb, s->namaddr, reply);
+	if (s->sender)
+		buf_printf(&b, " from=<%s>", log_escape_str(s->sender, 300));
+	if (rcpt)
+		buf_printf(&b, " to=<%s>", log_escape_str(rcpt, 300));
+	buf_printf(&b, " proto=%s", session_proto(s));
+	if (s->helo)
+		buf_printf(&b, " helo=<%s>", log_escape_str(s->helo, 100));
+	msg_info("%s", buf_str(&b));
+	buf_free(&b);
+}
+
+/* ---- commands --------------------------------------------------------- */
+
+static const char *
+session_skip_space(const char *p)
+{
+	while (*p == ' ' || *p == '\t')
+		p++;
+	return p;
+}
+
+static int
+session_set_helo(struct session *s, const char *args, int esmtp)
+{
+	const char *p = session_skip_space(args);
+	size_t len = strlen(p);
+
+	while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+		len--;
+	if (len == 0) {
+		session_reply(s, esmtp ? RPL_EHLO_SYNTAX : RPL_HELO_SYNTAX);
+		return -1;
+	}
+	free(s->helo);
+	s->helo = xstrndup(p, len < 255 ? len : 255);
+	s->esmtp = esmtp;
+	session_transaction_reset(s);
+	return 0;
+}
+
+static int
+cmd_helo(struct session *s, const char *args)
+{
+	if (session_set_helo(s, args, 0) < 0)
+		return -1;
+	session_reply(s, RPL_HELO, s->ss->hostname);
+	return 0;
+}
+
+static int
+cmd_ehlo(struct session *s, const char *args)
+{
+	struct buf b = BUF_INIT;
+	size_t i, last = 0;
+
+	if (session_set_helo(s, args, 1) < 0)
+		return -1;
+	reply_format(&b, 0, RPL_HELO, s->ss->hostname);
+	for (i = 0; i < s->ss->nehlo; i++) {
+		b.data[last + 3] = '-';		/* "250 host" becomes "250-host" */
+		last = b.len;
+		reply_format(&b, 0, RPL_HELO, s->ss->ehlo[i]);
+	}
+	session_send(s, &b);
+	buf_free(&b);
+	return 0;
+}
+
+static int
+cmd_starttls(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, RPL_NOT_IMPLEMENTED);
+	return -1;
+}
+
+static int
+cmd_auth(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, RPL_AUTH_DISABLED);
+	return -1;
+}
+
+/* The reply to a bad ESMTP parameter; nothing for PARAM_OK. */
+static void
+session_param_reply(struct session *s, int rc, const char *bad)
+{
+	switch (rc) {
+	case PARAM_OK:
+		break;
+	case PARAM_BAD_SIZE:
+		session_reply(s, RPL_SIZE_SYNTAX);
+		break;
+	case PARAM_SIZE_OVERFLOW:
+		session_reply(s, RPL_SIZE_FS_LIMIT);
+		break;
+	case PARAM_DSN_DISABLED:
+		session_reply(s, RPL_DSN_DISABLED);
+		break;
+	default:
+		session_reply(s, RPL_UNSUPPORTED_OPT, bad ? log_escape_str(bad, 100) : "");
+		break;
+	}
+}
+
+static int
+cmd_mail(struct session *s, const char *args)
+{
+	struct smtp_path path;
+	struct esmtp_params ep;
+	char *bad = NULL;
+	int rc;
+
+	if (s->ss->helo_required && s->helo == NULL) {
+		session_reply(s, RPL_NEED_HELO);
+		return -1;
+	}
+	if (s->sender != NULL) {
+		session_reply(s, RPL_MAIL_NESTED);
+		return -1;
+	}
+	if (s->bdat_discard) {
+		session_reply(s, RPL_MAIL_AFTER_BDAT);
+		return -1;
+	}
+	rc = smtp_parse_path(args, "FROM:", &path);
+	if (rc == PATH_SYNTAX) {
+		session_reply(s, RPL_MAIL_SYNTAX);
+		return -1;
+	}
+	if (rc != PATH_OK) {
+		session_reply(s, RPL_MAIL_BAD_ADDR);
+		return -1;
+	}
+	rc = smtp_parse_params(path.params, &ep, &bad);
+	session_param_reply(s, rc, bad);
+	if (rc == PARAM_OK && s->ss->size_limit > 0 && ep.has_size
+	    && ep.size > (uint64_t)s->ss->size_limit) {
+		session_reply(s, RPL_SIZE_TOO_BIG);
+		rc = -1;
+	}
+	free(bad);
+	if (rc != PARAM_OK) {
+		smtp_path_free(&path);
+		return -1;
+	}
+	s->sender = xstrdup(path.addr);
+	smtp_path_free(&path);
+	gettimeofday(&s->t_arrival, NULL);
+	session_reply(s, RPL_MAIL_OK);
+	return 0;
+}
+
+static int
+session_rcpt_known(struct session *s, const char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < s->nrcpts; i++)
+		if (strcasecmp(s->rcpts[i].addr, addr) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+cmd_rcpt(struct session *s, const char *args)
+{
+	struct smtp_path path;
+	struct rcpt_result r;
+	char *bad = NULL;
+	int rc;
+
+	if (s->sender == NULL) {
+		session_reply(s, RPL_NEED_MAIL);
+		return -1;
+	}
+	rc = smtp_parse_path(args, "TO:", &path);
+	if (rc == PATH_SYNTAX) {
+		session_reply(s, RPL_RCPT_SYNTAX);
+		return -1;
+	}
+	if (rc != PATH_OK || path.addr[0] == '\0') {
+		if (rc == PATH_OK)
+			smtp_path_free(&path);
+		session_reply(s, RPL_RCPT_BAD_ADDR);
+		return -1;
+	}
+	if (s->ss->rcpt_limit > 0 && (long)s->nrcpts >= s->ss->rcpt_limit) {
+		smtp_path_free(&path);
+		session_reply(s, RPL_TOO_MANY_RCPTS);
+		/* The first smtpd_recipient_overshoot_limit of these are not errors. */
+		return s->rcpt_overshoot++ < s->ss->overshoot_limit ? 0 : -1;
+	}
+	rc = smtp_parse_rcpt_params(path.params, &bad);
+	session_param_reply(s, rc, bad);
+	free(bad);
+	if (rc != PARAM_OK) {
+		smtp_path_free(&path);
+		return -1;
+	}
+	recipient_resolve(s->ss->policy, path.addr, &r);
+	if (r.verdict == RCPT_OK_VIRTUAL && r.uid != s->svc->srv->run_uid) {
+		msg_warn("%s: delivery as uid %ld needs the privileged delivery helper, which is not"
+			 " available yet; deferring", path.addr, (long)r.uid);
+		rcpt_result_free(&r);
+		r.verdict = RCPT_TEMPFAIL;
+		r.reply = xasprintf("451 4.3.0 <%s>: Recipient address rejected: "
+				    "Mailbox owner differs from the server user", path.addr);
+	} else if (r.verdict == RCPT_OK_LOCAL) {
+		msg_warn("%s: local delivery needs the privileged delivery helper, which is not"
+			 " available yet; deferring", path.addr);
+		rcpt_result_free(&r);
+		r.verdict = RCPT_TEMPFAIL;
+		r.reply = xasprintf("451 4.3.0 <%s>: Recipient address rejected: "
+				    "Local delivery is not available", path.addr);
+	}
+	if (r.verdict != RCPT_OK_VIRTUAL) {
+		session_reply_text(s, r.reply);
+		session_log_reject(s, "RCPT", r.reply, path.addr);
+		if (r.reason)
+			msg_warn("%s: %s", path.addr, r.reason);
+		rcpt_result_free(&r);
+		smtp_path_free(&path);
+		return -1;
+	}
+	if (!session_rcpt_known(s, path.addr)) {
+		if (s->nrcpts == s->rcpt_cap) {
+			s->rcpt_cap = s->rcpt_cap ? 2 * s->rcpt_cap : 4;
+			s->rcpts = xrealloc(s->rcpts, s->rcpt_cap * sizeof(*s->rcpts));
+		}
+		s->rcpts[s->nrcpts].addr = xstrdup(path.addr);
+		s->rcpts[s->nrcpts].maildir = xstrdup(r.maildir);
+		s->nrcpts++;
+	}
+	if (s->queue_id[0] == '\0') {
+		session_queue_id(s->queue_id);
+		msg_info("%s: client=%s", s->queue_id, s->namaddr);
+	}
+	rcpt_result_free(&r);
+	smtp_path_free(&path);
+	session_reply(s, RPL_RCPT_OK);
+	return 0;
+}
+
+static int
+cmd_data(struct session *s, const char *args)
+{
+	if (s->nrcpts == 0) {
+		session_reply(s, s->sender == NULL ? RPL_NEED_RCPT : RPL_NO_VALID_RCPTS);
+		return -1;
+	}
+	if (*session_skip_space(args) != '\0') {
+		session_reply(s, RPL_DATA_SYNTAX);
+		return -1;
+	}
+	if (s->bdat_used) {
+		session_reply(s, RPL_DATA_AFTER_BDAT);
+		return -1;
+	}
+	buf_reset(&s->body);
+	dr_init(&s->dr, &s->body, (size_t)s->ss->size_limit);
+	s->state = S_DATA;
+	session_reply(s, RPL_DATA_GO);
+	return 0;
+}
+
+static int
+cmd_rset(struct session *s, const char *args)
+{
+	if (*session_skip_space(args) != '\0') {
+		session_reply(s, RPL_RSET_SYNTAX);
+		return -1;
+	}
+	session_transaction_reset(s);
+	s->bdat_discard = 0;
+	session_reply(s, RPL_OK);
+	return 0;
+}
+
+static int
+cmd_noop(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, RPL_OK);
+	return 0;
+}
+
+static int
+cmd_vrfy(struct session *s, const char *args)
+{
+	const char *p = session_skip_space(args);
+	struct rcpt_result r;
+	char *addr;
+	size_t len;
+	int rc;
+
+	if (s->ss->vrfy_disabled) {
+		session_reply(s, RPL_VRFY_DISABLED);
+		return -1;
+	}
+	if (*p == '\0') {
+		session_reply(s, RPL_VRFY_SYNTAX);
+		return -1;
+	}
+	len = strlen(p);
+	if (*p == '<' && len >= 2 && p[len - 1] == '>')
+		addr = xstrndup(p + 1, len - 2);
+	else
+		addr = xstrdup(p);
+	recipient_resolve(s->ss->policy, addr, &r);
+	rc = 0;
+	if (r.verdict == RCPT_OK_VIRTUAL || r.verdict == RCPT_OK_LOCAL) {
+		session_reply(s, RPL_VRFY_OK, p);
+	} else {
+		session_reply_text(s, r.reply);
+		session_log_reject(s, "VRFY", r.reply, addr);
+		rc = -1;
+	}
+	rcpt_result_free(&r);
+	free(addr);
+	return rc;
+}
+
+static int
+cmd_etrn(struct session *s, const char *args)
+{
+	(void)args;
+	/* Deliberate difference: no queue to flush (DESIGN.md). */
+	session_reply(s, RPL_NOT_IMPLEMENTED);
+	return -1;
+}
+
+static int
+cmd_quit(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, RPL_BYE);
+	s->hangup = 1;
+	if (s->out_head == NULL)
+		session_close(s);
+	return 0;
+}
+
+/* ---- BDAT (RFC 3030) -------------------------------------------------- */
+
+static int
+cmd_bdat(struct session *s, const char *args)
+{
+	const char *p = session_skip_space(args);
+	char *end;
+	unsigned long long n;
+
+	s->where = "BDAT";
+	if (!isdigit((unsigned char)*p))
+		goto syntax;
+	errno = 0;
+	n = strtoull(p, &end, 10);
+	if (errno != 0 || (*end != '\0' && *end != ' ' && *end != '\t'))
+		goto syntax;
+	p = session_skip_space(end);
+	s->bdat_last = 0;
+	if (strncasecmp(p, "LAST", 4) == 0 && *session_skip_space(p + 4) == '\0')
+		s->bdat_last = 1;
+	else if (*p != '\0')
+		goto syntax;
+	s->bdat_left = (size_t)n;
+	if (s->bdat_discard || s->nrcpts == 0) {
+		if (!s->bdat_discard && s->bdat_left == 0 && s->bdat_last) {
+			session_reply(s, RPL_NEED_RCPT);
+			return -1;
+		}
+		if (!s->bdat_discard) {
+			/* Postfix: refuse, then discard this and every later chunk until LAST. */
+			s->bdat_discard = 2;	/* 2: first refusal not yet replied */
+		}
+	} else if (!s->bdat_used) {
+		s->bdat_used = 1;
+		buf_reset(&s->body);
+		bdat_init(&s->bdat, (size_t)s->ss->size_limit);
+		s->bdat_total = 0;
+	}
+	s->state = S_BDAT;
+	return 0;	/* the reply comes when the chunk has been read */
+syntax:
+	msg_warn("%s%smalformed BDAT command syntax from %s: %s",
+		 s->queue_id[0] ? s->queue_id : "", s->queue_id[0] ? ": " : "", s->namaddr,
+		 log_escape_str(s->lr.line.data, 100));
+	session_reply(s, RPL_BDAT_SYNTAX);
+	return -1;
+}
+
+/* ---- end of message --------------------------------------------------- */
+
+static void
+session_received(struct session *s, struct buf *out)
+{
+	char date[64];
+	struct tm tm;
+	time_t now = time(NULL);
+	const char *helo = s->helo;
+	const char *name = s->namaddr;
+	size_t namelen = strcspn(name, "[");
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %e %b %Y %H:%M:%S %z (%Z)", &tm);
+	buf_puts(out, "Received: from ");
+	if (helo) {
+		const char *p;
+
+		/* Client data in a header: no control characters survive (SECURITY_CHECKLIST 60). */
+		for (p = helo; *p; p++)
+			buf_putc(out, (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p);
+		buf_printf(out, " (%.*s [%s])", (int)namelen, name, s->addr);
+	} else {
+		buf_printf(out, "%.*s [%s]", (int)namelen, name, s->addr);
+	}
+	buf_printf(out, "\n\tby %s (%s) with %s id %s", s->ss->hostname,
+		   conf_str(s->ss->cf, P_mail_name), session_proto(s), s->queue_id);
+	if (s->nrcpts == 1)
+		buf_printf(out, "\n\tfor <%s>", s->rcpts[0].addr);
+	buf_printf(out, "; %s\n", date);
+}
+
+static void
+session_deliver_work(void *arg)
+{
+	struct deliver_job *j = arg;
+
+	j->rc = maildir_deliver(&j->msg, j->rcpts, j->nrcpts, &j->err);
+}
+
+static void session_message_done(struct session *s, int ok, enum reply_id fail, const char *why);
+
+static void
+session_deliver_done(void *arg)
+{
+	struct deliver_job *j = arg;
+	struct session *s = j->s;
+
+	s->state = S_CMD;
+	if (j->rc == 0) {
+		struct timeval now;
+		size_t i;
+		double delay;
+
+		gettimeofday(&now, NULL);
+		delay = (double)(now.tv_sec - s->t_arrival.tv_sec)
+			+ (double)(now.tv_usec - s->t_arrival.tv_usec) / 1e6;
+		msg_info("%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", s->queue_id,
+			 log_escape_str(s->sender, 300), j->size, j->nrcpts);
+		for (i = 0; i < j->nrcpts; i++)
+			msg_info("%s: to=<%s>, relay=virtual, delay=%.2g, dsn=2.0.0, status=sent "
+				 "(delivered to maildir)", s->queue_id,
+				 log_escape_str(j->rcpts[i].delivered_to, 300), delay);
+		msg_info("%s: removed", s->queue_id);
+		session_message_done(s, 1, RPL_OK, NULL);
+	} else {
+		msg_error("%s: maildir delivery failed: %s", s->queue_id, buf_str(&j->err));
+		session_message_done(s, 0, RPL_WRITE_ERROR, NULL);
+	}
+}
+
+/* The message is complete (DATA dot or BDAT LAST): check it, then deliver. */
+static void
+session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
+{
+	struct deliver_job *j;
+	size_t i;
+
+	s->where = "END-OF-MESSAGE";
+	if (too_big) {
+		msg_warn("%s: queue file size limit exceeded", s->queue_id[0] ? s->queue_id : "NOQUEUE");
+		session_message_done(s, 0, RPL_MSG_TOO_BIG, NULL);
+		return;
+	}
+	if (bare_lf && s->ss->bare_lf_reject) {
+		session_log_reject(s, "END-OF-MESSAGE", "bare <LF> received", NULL);
+		session_message_done(s, 0, RPL_BARE_LF, NULL);
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->s = s;
+	j->size = size;
+	j->is_bdat = s->bdat_used;
+	session_received(s, &j->content);
+	buf_append(&j->content, buf_str(&s->body), s->body.len);
+	buf_free(&s->body);
+	j->rcpts = xcalloc(s->nrcpts, sizeof(*j->rcpts));
+	j->nrcpts = s->nrcpts;
+	for (i = 0; i < s->nrcpts; i++) {
+		j->rcpts[i].maildir = s->rcpts[i].maildir;
+		j->rcpts[i].delivered_to = s->rcpts[i].addr;
+	}
+	j->msg.return_path = s->sender;
+	j->msg.content = buf_str(&j->content);
+	j->msg.content_len = j->content.len;
+	j->msg.hostname = s->ss->hostname;
+	s->job = j;
+	s->state = S_DELIVER;
+	bufferevent_disable(s->bev, EV_READ);
+	deliver_pool_submit(s->w->srv->pool, s->w->base, session_deliver_work,
+			    session_deliver_done, j);
+}
+
+static void session_after_command(struct session *s);
+
+/* Reply to the end of a message and reset the transaction. */
+static void
+session_message_done(struct session *s, int ok, enum reply_id fail, const char *why)
+{
+	size_t idx = s->bdat_used ? 7 : 6;	/* BDAT or DATA in cmd_table */
+	size_t size = s->job ? s->job->size : 0;
+
+	(void)why;
+	s->state = S_CMD;
+	s->stat_total[idx]++;
+	if (ok) {
+		/* Postfix resets the counters just before the 250, so it is never delayed. */
+		s->error_count = 0;
+		s->junk_cmds = 0;
+		s->stat_ok[idx]++;
+		if (s->bdat_used)
+			session_reply(s, RPL_BDAT_QUEUED, size, s->queue_id);
+		else
+			session_reply(s, RPL_QUEUED, s->queue_id);
+	} else {
+		if (fail == RPL_BARE_LF)
+			session_reply(s, RPL_BARE_LF, s->ss->bare_lf_code, s->ss->hostname);
+		else
+			session_reply(s, fail);
+		s->error_count++;
+	}
+	session_job_free(&s->job);
+	session_transaction_reset(s);
+	session_after_command(s);
+	/* Input may have waited while the message was checked or delivered. */
+	event_active(s->resume_ev, EV_READ, 0);
+}
+
+/* ---- input ------------------------------------------------------------ */
+
+static int
+session_is_header(const char *verb, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)verb[i];
+
+		if (c == ':')
+			return i > 0;
+		if (c <= ' ' || c >= 0x7f)
+			return 0;
+	}
+	return 0;
+}
+
+static int
+session_forbidden(const struct smtp_forbid *f, const char *verb, size_t len)
+{
+	char *v = xstrndup(verb, len);
+	size_t i;
+	int hit = 0;
+
+	for (i = 0; i < f->nwords && !hit; i++)
+		hit = strcasecmp(f->words[i], v) == 0;
+	for (i = 0; i < f->nres && !hit; i++)
+		hit = regexec(&f->res[i], v, 0, NULL, 0) == 0;
+	free(v);
+	return hit;
+}
+
+/* After every command: the hard error limit (Postfix checks it before the next read). */
+static void
+session_after_command(struct session *s)
+{
+	if (s->closing || s->hangup)
+		return;
+	if (s->error_count >= s->ss->hard_limit) {
+		msg_info("too many errors after %s from %s", s->where, s->namaddr);
+		session_reply(s, RPL_TOO_MANY_ERRORS, s->ss->hostname);
+		s->hangup = 1;
+		if (s->out_head == NULL)
+			session_close(s);
+	}
+}
+
+static void
+session_command(struct session *s)
+{
+	const char *line = buf_str(&s->lr.line);
+	const char *verb, *args;
+	size_t vlen, i;
+	const struct cmd *cmd = NULL;
+	int rc;
+
+	if (s->lr.overlong)
+		msg_warn("%s: request longer than %ld: %s", s->namaddr, s->ss->line_limit,
+			 log_escape_str(line, 30));
+	if (s->lr.bare_lf && s->ss->bare_lf_reject) {
+		session_log_reject(s, "CONNECT", "bare <LF> received", NULL);
+		session_reply(s, RPL_BARE_LF, s->ss->bare_lf_code, s->ss->hostname);
+		s->hangup = 1;
+		if (s->out_head == NULL)
+			session_close(s);
+		return;
+	}
+	if (smtp_split_command(line, strlen(line), &verb, &vlen, &args) < 0) {
+		s->where = "UNKNOWN";
+		s->stat_total[CMD_UNKNOWN]++;
+		session_reply(s, RPL_BAD_SYNTAX);
+		s->error_count++;
+		session_after_command(s);
+		return;
+	}
+	if (s->ss->smtputf8 && !smtp_utf8_valid(line, strlen(line))) {
+		s->where = "UNKNOWN";
+		s->stat_total[CMD_UNKNOWN]++;
+		session_reply(s, RPL_BAD_UTF8);
+		s->error_count++;
+		session_after_command(s);
+		return;
+	}
+	for (i = 0; i < CMD_COUNT; i++)
+		if (strlen(cmd_table[i].name) == vlen && strncasecmp(cmd_table[i].name, verb, vlen) == 0)
+			cmd = &cmd_table[i];
+	if (cmd == NULL) {
+		if (session_is_header(verb, vlen) || session_forbidden(&s->ss->forbid, verb, vlen)) {
+			msg_warn("non-SMTP command from %s: %s", s->namaddr, log_escape_str(line, 100));
+			session_reply(s, RPL_NON_SMTP);
+			s->hangup = 1;
+			if (s->out_head == NULL)
+				session_close(s);
+			return;
+		}
+		s->where = "UNKNOWN";
+		s->stat_total[CMD_UNKNOWN]++;
+		session_reply(s, RPL_UNKNOWN_CMD);
+		s->error_count++;
+		session_after_command(s);
+		return;
+	}
+	s->where = cmd->name;
+	rc = cmd->fn(s, args);
+	if (cmd->fn == cmd_bdat && rc == 0)
+		return;		/* counted when the chunk has been read */
+	if (cmd->fn != cmd_data || rc != 0)
+		s->stat_total[i = (size_t)(cmd - cmd_table)]++;
+	if (rc == 0 && cmd->fn != cmd_data)
+		s->stat_ok[cmd - cmd_table]++;
+	if (rc < 0)
+		s->error_count++;
+	if (cmd->flags & CMD_JUNK) {
+		if (s->junk_cmds++ > s->ss->junk_limit)
+			s->error_count++;
+	}
+	if (!s->closing && !s->hangup && ((cmd->flags & CMD_LAST) || !s->esmtp)
+	    && session_check_pipelining(s, cmd->name))
+		return;
+	session_after_command(s);
+}
+
+/* A BDAT chunk has been read completely. */
+static void
+session_bdat_chunk_done(struct session *s)
+{
+	size_t idx = 7;
+
+	s->state = S_CMD;
+	if (s->bdat_discard) {
+		size_t n = s->bdat_total;
+		int first = s->bdat_discard == 2;
+
+		s->stat_total[idx]++;
+		if (first)
+			session_reply(s, RPL_NEED_RCPT);
+		else
+			session_reply(s, RPL_BDAT_DISCARDED, n);
+		s->bdat_discard = s->bdat_last ? 0 : 1;
+		s->bdat_total = 0;
+		s->error_count++;
+		session_after_command(s);
+		return;
+	}
+	if (!s->bdat_last) {
+		s->stat_total[idx]++;
+		s->stat_ok[idx]++;
+		session_reply(s, RPL_BDAT_CHUNK, s->bdat_total);
+		session_after_command(s);
+		return;
+	}
+	bdat_finish(&s->bdat, &s->body);
+	session_message_end(s, s->bdat.too_big, 0, s->bdat_total);
+}
+
+#define SESSION_BATCH	64	/* commands or chunks per wake-up: fairness between clients */
+
+static void
+session_process(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	int budget = SESSION_BATCH;
+
+	while (!session_is_busy(s) && budget-- > 0) {
+		struct evbuffer_iovec v;
+		size_t used = 0;
+
+		if (s->state == S_BDAT && s->bdat_left == 0) {
+			session_bdat_chunk_done(s);
+			continue;
+		}
+		if (evbuffer_get_length(in) == 0)
+			return;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			return;
+		switch (s->state) {
+		case S_CMD:
+			if (lr_feed(&s->lr, v.iov_base, v.iov_len, &used) == LR_LINE) {
+				evbuffer_drain(in, used);
+				session_command(s);
+				lr_next(&s->lr);
+			} else {
+				evbuffer_drain(in, used);
+			}
+			break;
+		case S_DATA:
+			if (dr_feed(&s->dr, v.iov_base, v.iov_len, &used) == DR_DONE) {
+				evbuffer_drain(in, used);
+				session_message_end(s, s->dr.too_big, s->dr.bare_lf_seen, s->dr.size);
+			} else {
+				evbuffer_drain(in, used);
+			}
+			break;
+		case S_BDAT:
+			used = v.iov_len < s->bdat_left ? v.iov_len : s->bdat_left;
+			if (!s->bdat_discard)
+				bdat_append(&s->bdat, &s->body, v.iov_base, used);
+			s->bdat_total += used;
+			s->bdat_left -= used;
+			evbuffer_drain(in, used);
+			budget++;	/* reading a chunk is not a command */
+			break;
+		default:
+			return;
+		}
+	}
+	if (budget < 0 && !session_is_busy(s) && evbuffer_get_length(in) > 0)
+		event_active(s->resume_ev, EV_READ, 0);
+}
+
+/* ---- per-service set-up ----------------------------------------------- */
+
+static int
+session_forbid_init(struct smtp_forbid *f, const struct conf_view *cf, char **err_r)
+{
+	char *const *items;
+	size_t n, i;
+
+	items = conf_list(cf, P_smtpd_forbidden_commands, &n);
+	for (i = 0; i < n; i++) {
+		const char *it = items[i];
+
+		if (strncasecmp(it, "regexp:", 7) == 0) {
+			/* regexp:{{/pattern/flags result}} or regexp:{/pattern/ result} */
+			const char *p = it + 7, *pat, *end;
+			char *re;
+			int flags = REG_EXTENDED | REG_ICASE | REG_NOSUB;
+
+			while (*p == '{' || *p == ' ')
+				p++;
+			if (*p != '/' || (end = strchr(p + 1, '/')) == NULL) {
+				*err_r = xasprintf("smtpd_forbidden_commands: cannot parse \"%s\"", it);
+				return -1;
+			}
+			pat = p + 1;
+			re = xstrndup(pat, (size_t)(end - pat));
+			for (p = end + 1; *p && *p != ' ' && *p != '}'; p++)
+				if (*p == 'i')
+					flags ^= REG_ICASE;
+			f->res = xrealloc(f->res, (f->nres + 1) * sizeof(*f->res));
+			if (regcomp(&f->res[f->nres], re, flags) != 0) {
+				*err_r = xasprintf("smtpd_forbidden_commands: bad regular expression "
+						   "\"%s\"", re);
+				free(re);
+				return -1;
+			}
+			f->nres++;
+			free(re);
+		} else if (strchr(it, ':') != NULL) {
+			*err_r = xasprintf("smtpd_forbidden_commands: unsupported table \"%s\"", it);
+			return -1;
+		} else {
+			f->words = xrealloc(f->words, (f->nwords + 1) * sizeof(*f->words));
+			f->words[f->nwords++] = xstrdup(it);
+		}
+	}
+	return 0;
+}
+
+static void
+session_ehlo_init(struct smtp_service *ss, const struct conf_view *cf)
+{
+	static const char *const keywords[] = {
+		"PIPELINING", "SIZE", "VRFY", "ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8",
+		"CHUNKING",
+	};
+	char *const *discard;
+	size_t ndiscard, i, k;
+
+	discard = conf_list(cf, P_smtpd_discard_ehlo_keywords, &ndiscard);
+	ss->ehlo = xcalloc(sizeof(keywords) / sizeof(keywords[0]), sizeof(*ss->ehlo));
+	for (i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++) {
+		int drop = 0;
+
+		if (strcmp(keywords[i], "VRFY") == 0 && ss->vrfy_disabled)
+			continue;
+		if (strcmp(keywords[i], "SMTPUTF8") == 0 && !ss->smtputf8)
+			continue;
+		for (k = 0; k < ndiscard; k++)
+			if (strcasecmp(discard[k], keywords[i]) == 0)
+				drop = 1;
+		if (drop)
+			continue;
+		if (strcmp(keywords[i], "SIZE") == 0 && ss->size_limit > 0)
+			ss->ehlo[ss->nehlo++] = xasprintf("SIZE %ld", ss->size_limit);
+		else
+			ss->ehlo[ss->nehlo++] = xstrdup(keywords[i]);
+	}
+}
+
+static struct recipient_conf *
+session_recipient_conf(const struct conf_view *cf)
+{
+	struct recipient_conf *rc = xcalloc(1, sizeof(*rc));
+
+#define RC_LIST(field, param) rc->field = conf_list(cf, param, &rc->n_##field)
+	RC_LIST(mydestination, P_mydestination);
+	RC_LIST(local_recipient_maps, P_local_recipient_maps);
+	RC_LIST(virtual_mailbox_domains, P_virtual_mailbox_domains);
+	RC_LIST(virtual_mailbox_maps, P_virtual_mailbox_maps);
+	RC_LIST(virtual_uid_maps, P_virtual_uid_maps);
+	RC_LIST(virtual_gid_maps, P_virtual_gid_maps);
+	RC_LIST(relay_restrictions, P_smtpd_relay_restrictions);
+	RC_LIST(recipient_restrictions, P_smtpd_recipient_restrictions);
+#undef RC_LIST
+	rc->virtual_mailbox_base = conf_str(cf, P_virtual_mailbox_base);
+	rc->myorigin = conf_str(cf, P_myorigin);
+	rc->virtual_minimum_uid = conf_int(cf, P_virtual_minimum_uid);
+	rc->reject_unlisted_recipient = conf_bool(cf, P_smtpd_reject_unlisted_recipient);
+	rc->unknown_local_code = (int)conf_int(cf, P_unknown_local_recipient_reject_code);
+	rc->unknown_virtual_code = (int)conf_int(cf, P_unknown_virtual_mailbox_reject_code);
+	rc->relay_reject_code = (int)conf_int(cf, P_relay_domains_reject_code);
+	return rc;
+}
+
+int
+session_service_init(struct service_rt *svc, char **err_r)
+{
+	struct smtp_service *ss = xcalloc(1, sizeof(*ss));
+	const struct conf_view *cf = svc->cs->view;
+	struct recipient_conf *rc;
+	const char *bl;
+
+	svc->smtp = ss;
+	ss->cf = cf;
+	ss->hostname = xstrdup(conf_str(cf, P_myhostname));
+	ss->banner = xstrdup(conf_str(cf, P_smtpd_banner));
+	ss->soft_limit = conf_int(cf, P_smtpd_soft_error_limit);
+	ss->hard_limit = conf_int(cf, P_smtpd_hard_error_limit);
+	ss->junk_limit = conf_int(cf, P_smtpd_junk_command_limit);
+	ss->sleep_time = conf_time(cf, P_smtpd_error_sleep_time);
+	ss->timeout = conf_time(cf, P_smtpd_timeout);
+	ss->line_limit = conf_int(cf, P_line_length_limit);
+	ss->size_limit = conf_int(cf, P_message_size_limit);
+	ss->rcpt_limit = conf_int(cf, P_smtpd_recipient_limit);
+	ss->overshoot_limit = conf_int(cf, P_smtpd_recipient_overshoot_limit);
+	ss->soft_bounce = conf_bool(cf, P_soft_bounce);
+	ss->helo_required = conf_bool(cf, P_smtpd_helo_required);
+	ss->vrfy_disabled = conf_bool(cf, P_disable_vrfy_command);
+	ss->forbid_pipelining = conf_bool(cf, P_smtpd_forbid_unauth_pipelining);
+	ss->smtputf8 = conf_bool(cf, P_smtputf8_enable);
+	ss->bare_lf_code = (int)conf_int(cf, P_smtpd_forbid_bare_newline_reject_code);
+	bl = conf_str(cf, P_smtpd_forbid_bare_newline);
+	if (strcasecmp(bl, "reject") == 0) {
+		ss->bare_lf_reject = 1;
+	} else if (strcasecmp(bl, "normalize") != 0 && strcasecmp(bl, "yes") != 0) {
+		/* Never let a bare LF end DATA (SMTP smuggling, CVE-2023-51764). */
+		msg_warn("service %s: smtpd_forbid_bare_newline = %s is not supported, because it "
+			 "allows SMTP smuggling; using \"normalize\"", svc->cs->name, bl);
+	}
+	session_ehlo_init(ss, cf);
+	if (session_forbid_init(&ss->forbid, cf, err_r) < 0)
+		return -1;
+	rc = session_recipient_conf(cf);
+	ss->policy = recipient_policy_create(rc, err_r);
+	free(rc);
+	if (ss->policy == NULL)
+		return -1;
+	return 0;
+}
+
+void
+session_service_free(struct service_rt *svc)
+{
+	struct smtp_service *ss = svc->smtp;
+	size_t i;
+
+	if (ss == NULL)
+		return;
+	for (i = 0; i < ss->forbid.nwords; i++)
+		free(ss->forbid.words[i]);
+	free(ss->forbid.words);
+	for (i = 0; i < ss->forbid.nres; i++)
+		regfree(&ss->forbid.res[i]);
+	free(ss->forbid.res);
+	for (i = 0; i < ss->nehlo; i++)
+		free(ss->ehlo[i]);
+	free(ss->ehlo);
+	if (ss->policy)
+		recipient_policy_free(&ss->policy);
+	free(ss->hostname);
+	free(ss->banner);
+	free(ss);
+	svc->smtp = NULL;
+}

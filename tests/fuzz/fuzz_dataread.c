@@ -1,0 +1,179 @@
+/*
+ * libFuzzer target for src/smtp/dataread.c.  Input: byte 0 = split seed,
+ * byte 1 = size limit selector, rest = the DATA stream (and BDAT chunks).
+ *
+ * Checks: whole, 1 byte per feed and fuzzer-chosen splits agree; they agree
+ * with a simple line-at-a-time reference model of the normalize rules; and
+ * end of data is only ever reported right after "\r\n.\r\n" (the DATA CRLF
+ * counting as the first "\r\n") - the SMTP smuggling invariant.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "fuzz_split.h"
+#include "smtp/dataread.h"
+#include "util/buf.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+struct res {
+	struct buf out;
+	int	done, too_big, bare;
+	size_t	used, size;
+};
+
+static void
+run(const char *in, size_t len, size_t limit, struct fz_split *sp, struct res *r)
+{
+	struct datareader dr;
+	size_t off = 0, n, used;
+
+	memset(r, 0, sizeof(*r));
+	dr_init(&dr, &r->out, limit);
+	while (off < len) {
+		n = fz_split_next(sp, len - off);
+		if (dr_feed(&dr, in + off, n, &used) == DR_DONE) {
+			FZ_CHECK(used >= 1 && used <= n);
+			off += used;
+			r->done = 1;
+			break;
+		}
+		FZ_CHECK(used == n);
+		off += n;
+	}
+	r->used = off;
+	r->size = dr.size;
+	r->too_big = dr.too_big;
+	r->bare = dr.bare_lf_seen;
+	if (limit)
+		FZ_CHECK(r->out.len <= limit);
+}
+
+/* Reference: whole lines, Postfix 3.7.11 smtpd_forbid_bare_newline=normalize. */
+static void
+reference(const char *in, size_t len, struct res *r)
+{
+	size_t pos = 0, clen;
+	int prev_crlf = 1, crlf;
+	const char *lf, *c;
+
+	memset(r, 0, sizeof(*r));
+	while ((lf = memchr(in + pos, '\n', len - pos)) != NULL) {
+		c = in + pos;
+		clen = (size_t)(lf - c);
+		crlf = clen > 0 && c[clen - 1] == '\r';
+		if (crlf)
+			clen--;
+		else
+			r->bare = 1;
+		pos = (size_t)(lf - in) + 1;
+		if (clen == 1 && c[0] == '.') {
+			if (crlf && prev_crlf) {
+				r->done = 1;
+				r->used = pos;
+				return;
+			}
+		} else {
+			if (clen > 0 && c[0] == '.') {
+				c++;
+				clen--;
+			}
+			buf_append(&r->out, c, clen);
+			buf_putc(&r->out, '\n');
+			r->size += clen + 2;
+		}
+		prev_crlf = crlf;
+	}
+	r->used = len;
+}
+
+static void
+same(const struct res *a, const struct res *b)
+{
+	FZ_CHECK(a->done == b->done && a->used == b->used && a->size == b->size);
+	FZ_CHECK(a->too_big == b->too_big && a->bare == b->bare);
+	FZ_CHECK(a->out.len == b->out.len
+		 && (a->out.len == 0 || memcmp(a->out.data, b->out.data, a->out.len) == 0));
+}
+
+static void
+bdat(const char *in, size_t len, struct fz_split *sp, struct buf *out)
+{
+	struct bdat_state st;
+	size_t off = 0, n;
+
+	bdat_init(&st, 0);
+	while (off < len) {
+		n = fz_split_next(sp, len - off);
+		bdat_append(&st, out, in + off, n);
+		off += n;
+	}
+	bdat_finish(&st, out);
+	FZ_CHECK(st.size == len);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct res whole, bytes, ragged, ref;
+	struct buf b1 = BUF_INIT, b2 = BUF_INIT, bref = BUF_INIT;
+	struct fz_split sp;
+	const char *in;
+	size_t len, limit;
+
+	if (size < 2)
+		return 0;
+	in = (const char *)data + 2;
+	len = size - 2;
+	limit = data[1] < 128 ? 0 : (size_t)(data[1] - 128) * 3;
+
+	fz_split_init(&sp, 0, 0);
+	run(in, len, limit, &sp, &whole);
+	fz_split_init(&sp, 0, 1);
+	run(in, len, limit, &sp, &bytes);
+	fz_split_init(&sp, data[0], 1 + data[0] % 13);
+	run(in, len, limit, &sp, &ragged);
+	same(&whole, &bytes);
+	same(&whole, &ragged);
+
+	/* Smuggling invariant: DONE only right after <CR><LF>.<CR><LF>. */
+	if (whole.done) {
+		FZ_CHECK(whole.used >= 3 && memcmp(in + whole.used - 3, ".\r\n", 3) == 0);
+		FZ_CHECK(whole.used == 3 || (whole.used >= 5
+					     && memcmp(in + whole.used - 5, "\r\n", 2) == 0));
+	}
+	/* The reference model agrees (done runs fully; unfinished ones up to a line). */
+	reference(in, len, &ref);
+	FZ_CHECK(ref.done == whole.done && ref.used == whole.used);
+	if (whole.done && limit == 0) {
+		FZ_CHECK(ref.size == whole.size && ref.bare == whole.bare);
+		FZ_CHECK(ref.out.len == whole.out.len
+			 && (ref.out.len == 0
+			     || memcmp(ref.out.data, whole.out.data, ref.out.len) == 0));
+	}
+	if (whole.done && limit != 0)
+		FZ_CHECK(whole.too_big == (ref.size > limit));
+
+	/* BDAT: whole vs ragged vs "replace every CRLF by LF". */
+	fz_split_init(&sp, 0, 0);
+	bdat(in, len, &sp, &b1);
+	fz_split_init(&sp, data[0], 1 + data[0] % 5);
+	bdat(in, len, &sp, &b2);
+	for (size_t i = 0; i < len; i++) {
+		if (in[i] == '\r' && i + 1 < len && in[i + 1] == '\n')
+			continue;
+		buf_putc(&bref, in[i]);
+	}
+	FZ_CHECK(b1.len == bref.len && (b1.len == 0 || memcmp(b1.data, bref.data, b1.len) == 0));
+	FZ_CHECK(b2.len == bref.len && (b2.len == 0 || memcmp(b2.data, bref.data, b2.len) == 0));
+
+	buf_free(&whole.out);
+	buf_free(&bytes.out);
+	buf_free(&ragged.out);
+	buf_free(&ref.out);
+	buf_free(&b1);
+	buf_free(&b2);
+	buf_free(&bref);
+	return 0;
+}
