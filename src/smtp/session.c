@@ -628,14 +628,18 @@ session_proto(const struct session *s)
 }
 
 static void
-session_log_reject(struct session *s, const char *verb, const char *reply, const char *rcpt)
+session_log_reject(struct session *s, const char *verb, const char *reply, const char *from,
+		   const char *rcpt)
 {
 	struct buf b = BUF_INIT;
+	size_t len = strlen(reply);
 
-	buf_printf(&b, "%s: reject: %s from %s: %s;", s->queue_id[0] ? s->queue_id : "NOQUEUE",
-		   verb, s->namaddr, reply);
-	if (s->sender)
-		buf_printf(&b, " from=<%s>", log_escape_str(s->sender, 300));
+	while (len > 0 && (reply[len - 1] == '\n' || reply[len - 1] == '\r'))
+		len--;
+	buf_printf(&b, "%s: reject: %s from %s: %.*s;", s->queue_id[0] ? s->queue_id : "NOQUEUE",
+		   verb, s->namaddr, (int)len, reply);
+	if (from)
+		buf_printf(&b, " from=<%s>", log_escape_str(from, 300));
 	if (rcpt)
 		buf_printf(&b, " to=<%s>", log_escape_str(rcpt, 300));
 	buf_printf(&b, " proto=%s", session_proto(s));
@@ -718,6 +722,18 @@ cmd_auth(struct session *s, const char *args)
 	return -1;
 }
 
+/* Postfix warns when an address parses but is empty where one is required (RCPT TO:<>). */
+static void
+session_log_bad_address(struct session *s, const char *cmd, const char *args)
+{
+	const char *colon = strchr(args, ':');
+	const char *p = session_skip_space(colon ? colon + 1 : args);
+
+	if (strncmp(p, "<>", 2) == 0 && *session_skip_space(p + 2) == '\0')
+		msg_warn("Illegal address syntax from %s in %s command: %s", s->namaddr, cmd,
+			 log_escape_str(p, 100));
+}
+
 /* The reply to a bad ESMTP parameter; nothing for PARAM_OK. */
 static void
 session_param_reply(struct session *s, int rc, const char *bad)
@@ -773,7 +789,12 @@ cmd_mail(struct session *s, const char *args)
 	session_param_reply(s, rc, bad);
 	if (rc == PARAM_OK && s->ss->size_limit > 0 && ep.has_size
 	    && ep.size > (uint64_t)s->ss->size_limit) {
-		session_reply(s, RPL_SIZE_TOO_BIG);
+		struct buf r = BUF_INIT;
+
+		reply_format(&r, s->ss->soft_bounce, RPL_SIZE_TOO_BIG);
+		session_send(s, &r);
+		session_log_reject(s, "MAIL", buf_str(&r), path.addr, NULL);
+		buf_free(&r);
 		rc = -1;
 	}
 	free(bad);
@@ -819,6 +840,7 @@ cmd_rcpt(struct session *s, const char *args)
 	if (rc != PATH_OK || path.addr[0] == '\0') {
 		if (rc == PATH_OK)
 			smtp_path_free(&path);
+		session_log_bad_address(s, "RCPT", args);
 		session_reply(s, RPL_RCPT_BAD_ADDR);
 		return -1;
 	}
@@ -853,8 +875,8 @@ cmd_rcpt(struct session *s, const char *args)
 	}
 	if (r.verdict != RCPT_OK_VIRTUAL) {
 		session_reply_text(s, r.reply);
-		session_log_reject(s, "RCPT", r.reply, path.addr);
-		if (r.reason)
+		session_log_reject(s, "RCPT", r.reply, s->sender, path.addr);
+		if (r.reason && r.verdict == RCPT_TEMPFAIL)
 			msg_warn("%s: %s", path.addr, r.reason);
 		rcpt_result_free(&r);
 		smtp_path_free(&path);
@@ -950,7 +972,7 @@ cmd_vrfy(struct session *s, const char *args)
 		session_reply(s, RPL_VRFY_OK, p);
 	} else {
 		session_reply_text(s, r.reply);
-		session_log_reject(s, "VRFY", r.reply, addr);
+		session_log_reject(s, "VRFY", r.reply, s->sender, addr);
 		rc = -1;
 	}
 	rcpt_result_free(&r);
@@ -1083,13 +1105,14 @@ session_deliver_done(void *arg)
 		gettimeofday(&now, NULL);
 		delay = (double)(now.tv_sec - s->t_arrival.tv_sec)
 			+ (double)(now.tv_usec - s->t_arrival.tv_usec) / 1e6;
-		msg_info("%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)", s->queue_id,
-			 log_escape_str(s->sender, 300), j->size, j->nrcpts);
+		/* The lines Postfix's qmgr and virtual write, for pflogsumm and habits. */
+		log_as("qmgr", LOG_LVL_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)",
+		       s->queue_id, log_escape_str(s->sender, 300), j->size, j->nrcpts);
 		for (i = 0; i < j->nrcpts; i++)
-			msg_info("%s: to=<%s>, relay=virtual, delay=%.2g, dsn=2.0.0, status=sent "
-				 "(delivered to maildir)", s->queue_id,
-				 log_escape_str(j->rcpts[i].delivered_to, 300), delay);
-		msg_info("%s: removed", s->queue_id);
+			log_as("virtual", LOG_LVL_INFO, "%s: to=<%s>, relay=virtual, delay=%.2g, "
+			       "dsn=2.0.0, status=sent (delivered to maildir)", s->queue_id,
+			       log_escape_str(j->rcpts[i].delivered_to, 300), delay);
+		log_as("qmgr", LOG_LVL_INFO, "%s: removed", s->queue_id);
 		session_message_done(s, 1, RPL_OK, NULL);
 	} else {
 		msg_error("%s: maildir delivery failed: %s", s->queue_id, buf_str(&j->err));
@@ -1111,7 +1134,7 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 		return;
 	}
 	if (bare_lf && s->ss->bare_lf_reject) {
-		session_log_reject(s, "END-OF-MESSAGE", "bare <LF> received", NULL);
+		session_log_reject(s, "END-OF-MESSAGE", "bare <LF> received", s->sender, NULL);
 		session_message_done(s, 0, RPL_BARE_LF, NULL);
 		return;
 	}
@@ -1235,7 +1258,7 @@ session_command(struct session *s)
 		msg_warn("%s: request longer than %ld: %s", s->namaddr, s->ss->line_limit,
 			 log_escape_str(line, 30));
 	if (s->lr.bare_lf && s->ss->bare_lf_reject) {
-		session_log_reject(s, "CONNECT", "bare <LF> received", NULL);
+		session_log_reject(s, "CONNECT", "bare <LF> received", s->sender, NULL);
 		session_reply(s, RPL_BARE_LF, s->ss->bare_lf_code, s->ss->hostname);
 		s->hangup = 1;
 		if (s->out_head == NULL)
@@ -1243,8 +1266,8 @@ session_command(struct session *s)
 		return;
 	}
 	if (smtp_split_command(line, strlen(line), &verb, &vlen, &args) < 0) {
+		/* Postfix does not count an empty line in the disconnect statistics. */
 		s->where = "UNKNOWN";
-		s->stat_total[CMD_UNKNOWN]++;
 		session_reply(s, RPL_BAD_SYNTAX);
 		s->error_count++;
 		session_after_command(s);
@@ -1264,6 +1287,7 @@ session_command(struct session *s)
 	if (cmd == NULL) {
 		if (session_is_header(verb, vlen) || session_forbidden(&s->ss->forbid, verb, vlen)) {
 			msg_warn("non-SMTP command from %s: %s", s->namaddr, log_escape_str(line, 100));
+			s->stat_total[CMD_UNKNOWN]++;
 			session_reply(s, RPL_NON_SMTP);
 			s->hangup = 1;
 			if (s->out_head == NULL)
@@ -1278,6 +1302,16 @@ session_command(struct session *s)
 		return;
 	}
 	s->where = cmd->name;
+	/*
+	 * Postfix looks for input queued behind a command that must end a
+	 * pipelined group (or any command before EHLO) before it runs it: the
+	 * command then gets the 554 instead of its own reply.
+	 */
+	if (((cmd->flags & CMD_LAST) || !s->esmtp) && session_pending(s) > 0
+	    && session_check_pipelining(s, cmd->name)) {
+		s->stat_total[cmd - cmd_table]++;
+		return;
+	}
 	rc = cmd->fn(s, args);
 	if (cmd->fn == cmd_bdat && rc == 0)
 		return;		/* counted when the chunk has been read */
@@ -1291,9 +1325,6 @@ session_command(struct session *s)
 		if (s->junk_cmds++ > s->ss->junk_limit)
 			s->error_count++;
 	}
-	if (!s->closing && !s->hangup && ((cmd->flags & CMD_LAST) || !s->esmtp)
-	    && session_check_pipelining(s, cmd->name))
-		return;
 	session_after_command(s);
 }
 

@@ -208,11 +208,11 @@ POSTCONF_D = os.path.join(harness.REPO, "tests", "compat", "postconf-d.txt")
 RECEIVE_LIMITS = """
 anvil_rate_time_unit anvil_status_update_time default_process_limit line_length_limit
 message_size_limit smtpd_client_auth_rate_limit smtpd_client_connection_count_limit
-smtpd_client_connection_limit_exceptions smtpd_client_connection_rate_limit
+smtpd_client_connection_rate_limit
 smtpd_client_event_limit_exceptions smtpd_client_message_rate_limit
 smtpd_client_new_tls_session_rate_limit smtpd_client_recipient_rate_limit smtpd_error_sleep_time
 smtpd_forbid_bare_newline_exclusions smtpd_forbid_bare_newline_reject_code smtpd_forbidden_commands
-smtpd_hard_error_limit smtpd_junk_command_limit smtpd_min_data_rate smtpd_per_record_deadline
+smtpd_hard_error_limit smtpd_junk_command_limit smtpd_min_data_rate 
 smtpd_per_request_deadline smtpd_recipient_limit smtpd_recipient_overshoot_limit
 smtpd_soft_error_limit smtpd_timeout smtpd_relay_restrictions smtpd_recipient_restrictions
 smtpd_reject_unlisted_recipient relay_domains_reject_code unknown_local_recipient_reject_code
@@ -231,7 +231,7 @@ DELIBERATE = {
     "smtpd_client_ipv6_prefix_length": "84",
 }
 # Computed from the host at run time by both programs: not comparable with a file.
-COMPUTED = {"myhostname", "mydomain", "mynetworks"}
+COMPUTED = {"myhostname", "mydomain", "mynetworks", "process_id", "process_name"}
 
 
 def read_postconf(text):

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -424,9 +425,43 @@ test_fail_new_is_file(void **state)
 	buf_free(&err);
 }
 
-/* Row 57 as a user would set it up: chmod 0500 new/.  Root writes anyway: skipped. */
+/*
+ * Row 57 as a user would set it up: chmod 0500 new/.  Root writes anyway, so
+ * as root the check runs in a child that has become nobody (uid 65534), in a
+ * directory of its own under /tmp that nobody can reach.
+ */
+static void test_fail_new_readonly_as_user(void);
+
 static void
 test_fail_new_readonly(void **state)
+{
+	int status;
+	pid_t pid;
+
+	(void)state;
+	if (geteuid() != 0) {
+		test_fail_new_readonly_as_user();
+		return;
+	}
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char dir[] = "/tmp/mxgate-maildir-ro-XXXXXX";
+
+		if (mkdtemp(dir) == NULL || chown(dir, 65534, 65534) < 0
+		    || setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(2);
+		snprintf(base, sizeof(base), "%s", dir);
+		test_fail_new_readonly_as_user();
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void
+test_fail_new_readonly_as_user(void)
 {
 	const char *d[3] = { mdir("u1"), mdir("u2"), mdir("u3") };
 	struct maildir_rcpt r[3] = {
@@ -434,8 +469,6 @@ test_fail_new_readonly(void **state)
 	};
 	struct buf err = BUF_INIT;
 
-	if (geteuid() == 0)
-		skip();
 	make_maildir(d[0]);
 	make_maildir(d[1]);
 	make_maildir(d[2]);
