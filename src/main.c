@@ -112,6 +112,8 @@ cmd_run(int argc, char **argv)
 		usage();
 	memset(&srv, 0, sizeof(srv));
 	srv.config_dir = dir;
+	srv.overrides = overrides;
+	srv.noverrides = noverrides;
 	if ((srv.conf = conf_load(dir, overrides, noverrides, &rep)) == NULL) {
 		print_report(&rep, 1);
 		msg_fatal("configuration in %s has %zu error%s; see `mxgate check -c %s`", dir,
@@ -128,7 +130,8 @@ cmd_run(int argc, char **argv)
 	if (server_bind(&srv) < 0)
 		msg_fatal("cannot listen on the configured services");
 	for (i = 0; i < srv.nsvcs; i++)
-		if (session_service_init(&srv.svcs[i], &err) < 0)
+		if (session_service_build(srv.svcs[i].cs, &srv.svcs[i].smtp, &srv.svcs[i].smtp_stress,
+					  &err) < 0)
 			msg_fatal("service %s: %s", srv.svcs[i].cs->name, err);
 	if (drop_privileges(&srv) < 0)
 		msg_fatal("refusing to run with the privileges of the starting user");
@@ -137,9 +140,8 @@ cmd_run(int argc, char **argv)
 	nworkers = ncpu > 0 ? (int)ncpu : 1;
 	msg_info("daemon started -- version %s, configuration %s", MXGATE_VERSION, dir);
 	rc = server_run(&srv, nworkers, 4);
-	for (c = 0; c < srv.nworkers; c++) {
+	for (c = 0; c < srv.nworkers; c++)
 		session_free_all(&srv.workers[c]);
-	}
 	msg_info("daemon stopped");
 	server_free(&srv);
 	conf_free(&srv.conf);

@@ -16,10 +16,12 @@
 
 #include "conf/conf.h"
 #include "deliver/pool.h"
+#include "policy/anvil.h"
 #include "log/log.h"
 #include "net/peername.h"
 #include "smtp/session.h"
 #include "util/xalloc.h"
+#include "version.h"
 
 struct worker_handoff {
 	struct worker_handoff *next;
@@ -164,8 +166,8 @@ server_bind(struct server *srv)
 
 		svc->srv = srv;
 		svc->cs = conf_service_at(srv->conf, i);
-		svc->cap = svc->cs->maxproc;
-		svc->backlog = svc->cap > dpl ? svc->cap : (int)dpl;
+		atomic_init(&svc->cap, svc->cs->maxproc);
+		svc->backlog = svc->cs->maxproc > dpl ? svc->cs->maxproc : (int)dpl;
 		atomic_init(&svc->sessions, 0);
 		if (server_bind_service(srv, svc) < 0)
 			return -1;
@@ -198,7 +200,9 @@ server_accepting(struct service_rt *svc, int on)
 static int
 server_at_cap(struct service_rt *svc)
 {
-	return svc->cap > 0 && atomic_load(&svc->sessions) >= svc->cap;
+	int cap = atomic_load(&svc->cap);
+
+	return cap > 0 && atomic_load(&svc->sessions) >= cap;
 }
 
 static void
@@ -232,6 +236,56 @@ server_emfile_retry(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!server_at_cap(svc) && !atomic_load(&svc->srv->stopping))
 		server_accepting(svc, 1);
+}
+
+/* How Postfix's master names a service's endpoint: "25" for "smtp", "[host]:port" otherwise. */
+static void
+server_endpoint(const struct conf_service *cs, char *out, size_t outlen)
+{
+	if (cs->host == NULL)
+		snprintf(out, outlen, "%s", cs->port);
+	else if (*cs->host == '[')
+		snprintf(out, outlen, "%s:%s", cs->host, cs->port);
+	else
+		snprintf(out, outlen, "[%s]:%s", cs->host, cs->port);
+}
+
+/*
+ * The service has used its last slot (POSTFIX_REFERENCE.md §2.3): eligible
+ * services enter stress for 1000 s from now, and master's warning is logged
+ * at most once per 1000 s.  Loopback-only services and maxproc 1 never do.
+ */
+static void
+server_reached_limit(struct service_rt *svc)
+{
+	time_t now = time(NULL);
+	char endpoint[300];
+
+	if (!svc->cs->stress_eligible)
+		return;
+	atomic_store(&svc->stress_until, (long)now + 1000);
+	if (svc->limit_warned != 0 && now < svc->limit_warned + 1000)
+		return;
+	svc->limit_warned = now;
+	server_endpoint(svc->cs, endpoint, sizeof(endpoint));
+	log_as("master", LOG_LVL_WARNING, "service \"%s\" (%s) has reached its process limit \"%d\": "
+	       "new clients may experience noticeable delays", svc->cs->name, endpoint,
+	       atomic_load(&svc->cap));
+	log_as("master", LOG_LVL_WARNING, "to avoid this condition, increase the process count in "
+	       "master.cf or reduce the service time per client");
+	log_as("master", LOG_LVL_WARNING, "see http://www.postfix.org/STRESS_README.html for "
+	       "examples of stress-adapting configuration settings");
+}
+
+void *
+server_service_data(struct service_rt *svc)
+{
+	const struct conf_service *cs = __atomic_load_n(&svc->cs, __ATOMIC_ACQUIRE);
+
+	if (cs->stress_mode == CONF_STRESS_AUTO && cs->stress_eligible
+	    && atomic_load(&svc->stress_until) > (long)time(NULL))
+		return __atomic_load_n(&svc->smtp_stress, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&svc->smtp, __ATOMIC_ACQUIRE);
 }
 
 static void
@@ -268,6 +322,8 @@ server_accept_cb(evutil_socket_t lfd, short what, void *arg)
 			return;
 		}
 		atomic_fetch_add(&svc->sessions, 1);
+		if (server_at_cap(svc))
+			server_reached_limit(svc);
 		server_handoff(srv, svc, fd, &sa, salen);
 	}
 }
@@ -289,7 +345,9 @@ server_session_ended(struct worker *w, struct service_rt *svc)
 	int left = atomic_fetch_sub(&svc->sessions, 1) - 1;
 
 	w->nsessions--;
-	if (svc->cap > 0 && left == svc->cap - 1)
+	int cap = atomic_load(&svc->cap);
+
+	if (cap > 0 && left == cap - 1)
 		event_active(svc->resume_ev, EV_READ, 0);
 }
 
@@ -326,6 +384,151 @@ server_worker_main(void *arg)
 	return NULL;
 }
 
+/* ---- anvil housekeeping ------------------------------------------------ */
+
+static void
+server_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	anvil_sweep(srv->anvil, time(NULL));
+}
+
+static void
+server_stats_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	(void)fd;
+	(void)what;
+	anvil_log_statistics(srv->anvil, time(NULL));
+}
+
+static void
+server_stats_schedule(struct server *srv)
+{
+	struct timeval tv = { conf_time(srv->global, P_anvil_status_update_time), 0 };
+
+	event_del(srv->stats_ev);
+	event_add(srv->stats_ev, &tv);
+}
+
+/* ---- reload (SIGHUP) -------------------------------------------------- */
+
+static const struct conf_service *
+server_find_service(const struct conf *c, const struct conf_service *old)
+{
+	size_t i;
+
+	for (i = 0; i < conf_service_count(c); i++) {
+		const struct conf_service *cs = conf_service_at(c, i);
+
+		if (strcmp(cs->name, old->name) == 0 && strcmp(cs->port, old->port) == 0
+		    && ((cs->host == NULL && old->host == NULL)
+			|| (cs->host && old->host && strcmp(cs->host, old->host) == 0)))
+			return cs;
+	}
+	return NULL;
+}
+
+/*
+ * Read the configuration again.  Sessions that are running keep what they
+ * started with; new sessions get the new settings.  anvil's counters are
+ * kept (Postfix loses them).  Listening sockets stay: adding, removing or
+ * moving a master.cf service needs a restart, and says so.  A configuration
+ * with errors is not used: the running one stays, and the errors are logged.
+ * What a reload replaces is kept until shutdown, because a session that
+ * started before it may still point into it.
+ */
+static void
+server_reload(struct server *srv)
+{
+	struct conf_report rep = { 0 };
+	struct conf *nc;
+	size_t i, k;
+	long dpl;
+
+	nc = conf_load(srv->config_dir, srv->overrides, srv->noverrides, &rep);
+	if (nc == NULL) {
+		for (k = 0; k < rep.count; k++)
+			if (rep.items[k].is_error) {
+				char *t = conf_problem_format(&rep.items[k]);
+
+				msg_error("%s", t);
+				free(t);
+			}
+		msg_warn("reload: the configuration in %s has errors; keeping the running "
+			 "configuration", srv->config_dir);
+		conf_report_free(&rep);
+		return;
+	}
+	conf_report_free(&rep);
+	dpl = conf_int(conf_global(nc), P_default_process_limit);
+	for (i = 0; i < srv->nsvcs; i++) {
+		struct service_rt *svc = &srv->svcs[i];
+		const struct conf_service *old_cs = svc->cs, *ncs = server_find_service(nc, old_cs);
+		void *old_smtp = svc->smtp, *old_stress = svc->smtp_stress, *new_smtp, *new_stress;
+		char *err = NULL;
+		int backlog;
+
+		if (ncs == NULL) {
+			msg_warn("reload: service %s is no longer in master.cf; it keeps running "
+				 "until mxgate is restarted", old_cs->name);
+			continue;
+		}
+		if (session_service_build(ncs, &new_smtp, &new_stress, &err) < 0) {
+			msg_warn("reload: service %s: %s; keeping its running configuration",
+				 ncs->name, err);
+			free(err);
+			continue;
+		}
+		/* Publish the new data (workers read these atomically), retire the old. */
+		__atomic_store_n(&svc->smtp_stress, new_stress, __ATOMIC_RELEASE);
+		__atomic_store_n(&svc->smtp, new_smtp, __ATOMIC_RELEASE);
+		__atomic_store_n(&svc->cs, ncs, __ATOMIC_RELEASE);
+		srv->retired_smtp = xrealloc(srv->retired_smtp,
+					     (srv->nretired_smtp + 2) * sizeof(*srv->retired_smtp));
+		srv->retired_smtp[srv->nretired_smtp++] = old_smtp;
+		srv->retired_smtp[srv->nretired_smtp++] = old_stress;
+		atomic_store(&svc->cap, ncs->maxproc);
+		backlog = ncs->maxproc > dpl ? ncs->maxproc : (int)dpl;
+		if (backlog != svc->backlog) {
+			svc->backlog = backlog;
+			for (k = 0; k < svc->nfds; k++)
+				listen(svc->fds[k], backlog);	/* Linux: changes the backlog in place */
+		}
+		if (!server_at_cap(svc))
+			server_accepting(svc, 1);
+	}
+	for (k = 0; k < conf_service_count(nc); k++) {
+		const struct conf_service *cs = conf_service_at(nc, k);
+		int found = 0;
+
+		for (i = 0; i < srv->nsvcs && !found; i++)
+			found = srv->svcs[i].cs == cs;
+		if (!found)
+			msg_warn("reload: new service %s in master.cf needs a restart to listen",
+				 cs->name);
+	}
+	srv->retired = xrealloc(srv->retired, (srv->nretired + 1) * sizeof(*srv->retired));
+	srv->retired[srv->nretired++] = srv->conf;
+	srv->conf = nc;
+	srv->global = conf_global(nc);
+	anvil_set_rate_time_unit(srv->anvil, conf_time(srv->global, P_anvil_rate_time_unit));
+	server_stats_schedule(srv);
+	msg_info("reload -- version %s, configuration %s", MXGATE_VERSION, srv->config_dir);
+}
+
+static void
+server_hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	server_reload(arg);
+}
+
 static void
 server_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
@@ -356,6 +559,8 @@ server_run(struct server *srv, int nworkers, int nwriters)
 
 	srv->nworkers = nworkers;
 	srv->workers = xcalloc((size_t)nworkers, sizeof(*srv->workers));
+	srv->anvil = anvil_memory_create(conf_time(srv->global, P_anvil_rate_time_unit),
+					 ANVIL_DEF_MAX_ENTRIES);
 	for (k = 0; k < nworkers; k++) {
 		struct worker *w = &srv->workers[k];
 
@@ -382,8 +587,18 @@ server_run(struct server *srv, int nworkers, int nwriters)
 	server_signal_target = srv;
 	sigterm = evsignal_new(srv->workers[0].base, SIGTERM, server_signal_cb, srv);
 	sigint = evsignal_new(srv->workers[0].base, SIGINT, server_signal_cb, srv);
+	srv->hup_ev = evsignal_new(srv->workers[0].base, SIGHUP, server_hup_cb, srv);
 	event_add(sigterm, NULL);
 	event_add(sigint, NULL);
+	event_add(srv->hup_ev, NULL);
+	{
+		static const struct timeval one_second = { 1, 0 };
+
+		srv->sweep_ev = event_new(srv->workers[0].base, -1, EV_PERSIST, server_sweep_cb, srv);
+		event_add(srv->sweep_ev, &one_second);
+		srv->stats_ev = event_new(srv->workers[0].base, -1, EV_PERSIST, server_stats_cb, srv);
+		server_stats_schedule(srv);
+	}
 
 	/* Only worker 0 (this thread) takes signals. */
 	sigemptyset(&block);
@@ -404,6 +619,10 @@ server_run(struct server *srv, int nworkers, int nwriters)
 	deliver_pool_destroy(&srv->pool);
 	event_free(sigterm);
 	event_free(sigint);
+	event_free(srv->hup_ev);
+	event_free(srv->sweep_ev);
+	event_free(srv->stats_ev);
+	srv->hup_ev = srv->sweep_ev = srv->stats_ev = NULL;
 	return 0;
 }
 
@@ -425,10 +644,22 @@ server_free(struct server *srv)
 			event_free(svc->resume_ev);
 		free(svc->lev);
 		free(svc->fds);
-		session_service_free(svc);
+		session_service_data_free(svc->smtp, svc->smtp_stress);
+		svc->smtp = svc->smtp_stress = NULL;
 	}
 	free(srv->svcs);
 	srv->svcs = NULL;
+	for (i = 0; i < srv->nretired_smtp; i += 2)
+		session_service_data_free(srv->retired_smtp[i], srv->retired_smtp[i + 1]);
+	free(srv->retired_smtp);
+	for (i = 0; i < srv->nretired; i++)
+		conf_free(&srv->retired[i]);
+	free(srv->retired);
+	if (srv->anvil != NULL) {
+		/* anvil logs its statistics when it exits (§3.4). */
+		anvil_log_statistics(srv->anvil, time(NULL));
+		anvil_free(&srv->anvil);
+	}
 	for (k = 0; k < srv->nworkers; k++) {
 		struct worker *w = &srv->workers[k];
 

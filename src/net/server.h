@@ -40,10 +40,13 @@ struct service_rt {
 	int    *fds;			/* listening sockets */
 	struct event **lev;		/* their accept events (worker 0) */
 	size_t	nfds;
-	int	cap;			/* maxproc; 0 = no limit */
+	atomic_int cap;			/* maxproc; 0 = no limit (changed by reload) */
 	int	backlog;
 	atomic_int sessions;		/* live sessions, all workers */
-	void   *smtp;			/* session.c's per-service data */
+	void   *smtp;			/* session.c's per-service data (atomic pointer) */
+	void   *smtp_stress;		/* the same, for sessions that start under stress */
+	atomic_long stress_until;	/* stress (POSTFIX_REFERENCE.md §2.3) lasts until then */
+	time_t	limit_warned;		/* last "has reached its process limit" (acceptor) */
 	int	accepting;		/* acceptor-thread only */
 	struct event *resume_ev;	/* activated from any worker */
 };
@@ -63,8 +66,18 @@ struct worker {
 	struct session *sessions;		/* list of live sessions (session.c) */
 };
 
+struct anvil;
+
 struct server {
 	struct conf *conf;
+	struct conf **retired;			/* configurations replaced by reloads */
+	size_t	nretired;
+	void  **retired_smtp;			/* session.c data they used */
+	size_t	nretired_smtp;
+	char  **overrides;			/* -o name=value from the command line */
+	size_t	noverrides;
+	struct anvil *anvil;			/* shared by every worker */
+	struct event *sweep_ev, *stats_ev, *hup_ev;
 	const struct conf_view *global;
 	const char *config_dir;
 	struct worker *workers;
@@ -92,6 +105,13 @@ int server_run(struct server *srv, int nworkers, int nwriters);
 void server_free(struct server *srv);
 /* Async-signal-safe request to stop every loop. */
 void server_stop(struct server *srv);
+
+/*
+ * The session data for a session that starts now: the stress variant while
+ * the service is under stress (forced with -o stress=yes, or automatic for
+ * eligible services for 1000 s after they last reached their process limit).
+ */
+void *server_service_data(struct service_rt *svc);
 
 /* Called by a session, on its worker's thread, when it has ended. */
 void server_session_ended(struct worker *w, struct service_rt *svc);

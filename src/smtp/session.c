@@ -26,6 +26,8 @@
 #include "log/log.h"
 #include "net/peername.h"
 #include "net/server.h"
+#include "policy/addrlist.h"
+#include "policy/anvil.h"
 #include "policy/recipient.h"
 #include "smtp/address.h"
 #include "smtp/dataread.h"
@@ -48,6 +50,7 @@ struct smtp_forbid {
 
 struct smtp_service {
 	const struct conf_view *cf;
+	char   *service_name;	/* master.cf service name, for anvil and logs */
 	struct recipient_policy *policy;
 	struct smtp_forbid forbid;
 	char   *hostname;
@@ -58,6 +61,14 @@ struct smtp_service {
 	long	line_limit, size_limit, rcpt_limit, overshoot_limit;
 	int	soft_bounce, helo_required, vrfy_disabled, forbid_pipelining;
 	int	bare_lf_reject, bare_lf_code, smtputf8;
+	int	owns_policy;
+	int	deadline;		/* smtpd_per_request_deadline */
+	long	min_data_rate;
+	/* anvil (POSTFIX_REFERENCE.md §3) */
+	struct addrlist *exceptions;	/* smtpd_client_event_limit_exceptions */
+	int	anvil_on;		/* some limit is set: talk to anvil */
+	long	conn_count_limit, conn_rate_limit, msg_rate_limit, rcpt_rate_limit;
+	int	v4_prefix, v6_prefix;
 };
 
 /* ---- the command table ------------------------------------------------ */
@@ -170,6 +181,17 @@ struct session {
 	int	bdat_last, bdat_discard, bdat_used;
 	struct deliver_job *job;
 	struct timeval t_arrival;
+
+	/* anvil */
+	char   *ident;			/* "<service>:<client key>"; NULL: exempt or off */
+	char   *range;			/* the client key when it is a network, for logs */
+	int	anvil_connected;	/* a connect was counted: disconnect at the end */
+	struct sockaddr_storage sa;
+
+	/* smtpd_per_request_deadline */
+	struct event *deadline_ev;
+	int	deadline_armed;
+	struct timeval deadline_at;
 };
 
 struct deliver_job {
@@ -207,6 +229,23 @@ static int
 session_is_busy(const struct session *s)
 {
 	return s->closing || s->out_head != NULL || s->state == S_DELIVER || s->state == S_LOOKUP;
+}
+
+/* The event loop's cached time, in whole seconds, for anvil. */
+static time_t
+session_now(struct session *s)
+{
+	struct timeval tv;
+
+	event_base_gettimeofday_cached(s->w->base, &tv);
+	return tv.tv_sec;
+}
+
+static void
+session_anvil_ignore(void *ctx, const struct anvil_reply *r)
+{
+	(void)ctx;
+	(void)r;
 }
 
 /* ---- output and the tarpit -------------------------------------------- */
@@ -373,6 +412,8 @@ session_free(struct session *s)
 
 	if (s->namaddr != NULL)
 		session_log_disconnect(s);
+	if (s->anvil_connected)
+		anvil_disconnect(s->w->srv->anvil, s->ident, session_now(s), session_anvil_ignore, NULL);
 	if (s->lookup)
 		peername_cancel(s->lookup);
 	session_transaction_reset(s);
@@ -386,7 +427,10 @@ session_free(struct session *s)
 	event_free(s->free_ev);
 	event_free(s->resume_ev);
 	event_free(s->tarpit_ev);
+	event_free(s->deadline_ev);
 	lr_free(&s->lr);
+	free(s->ident);
+	free(s->range);
 	free(s->namaddr);
 	free(s->helo);
 	if (s->prev)
@@ -429,6 +473,98 @@ session_close(struct session *s)
 		event_active(s->free_ev, EV_READ, 0);
 }
 
+/* smtpd_timeout, or the per-request deadline, ran out. */
+static void
+session_timeout(struct session *s)
+{
+	if (s->state == S_DATA || s->state == S_BDAT)
+		msg_info("timeout after %s (%zu bytes) from %s", s->where,
+			 s->state == S_DATA ? s->dr.raw_bytes : s->bdat_total, s->namaddr);
+	else
+		msg_info("timeout after %s from %s", s->where, s->namaddr);
+	bufferevent_disable(s->bev, EV_READ);
+	session_reply(s, RPL_TIMEOUT, s->ss->hostname);
+	s->hangup = 1;
+	if (s->out_head == NULL)
+		session_close(s);
+}
+
+/*
+ * smtpd_per_request_deadline: smtpd_timeout is a budget for a whole request
+ * (a command line, or a DATA/BDAT transfer), not for each read, so a client
+ * trickling a byte at a time cannot stretch it.  During DATA and BDAT the
+ * budget grows by received bytes / smtpd_min_data_rate, never past
+ * smtpd_timeout from now.
+ */
+static void
+session_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->deadline_armed = 0;
+	if (!s->closing && !s->hangup)
+		session_timeout(s);
+}
+
+static void
+session_deadline_set(struct session *s, const struct timeval *at)
+{
+	struct timeval now, left;
+
+	event_base_gettimeofday_cached(s->w->base, &now);
+	s->deadline_at = *at;
+	if (timercmp(at, &now, <))
+		timerclear(&left);
+	else
+		timersub(at, &now, &left);
+	evtimer_add(s->deadline_ev, &left);
+	s->deadline_armed = 1;
+}
+
+/* Start the budget for the next request, unless one is running. */
+static void
+session_deadline_start(struct session *s)
+{
+	struct timeval now, tmo = { s->ss->timeout, 0 }, at;
+
+	if (!s->ss->deadline || s->deadline_armed)
+		return;
+	event_base_gettimeofday_cached(s->w->base, &now);
+	timeradd(&now, &tmo, &at);
+	session_deadline_set(s, &at);
+}
+
+static void
+session_deadline_stop(struct session *s)
+{
+	if (s->deadline_armed)
+		evtimer_del(s->deadline_ev);
+	s->deadline_armed = 0;
+}
+
+/* DATA/BDAT: n more bytes arrived; the budget grows by n / smtpd_min_data_rate. */
+static void
+session_deadline_credit(struct session *s, size_t n)
+{
+	struct timeval now, max, add, at;
+	long usec;
+
+	if (!s->deadline_armed || n == 0)
+		return;
+	usec = (long)((double)n * 1e6 / (double)s->ss->min_data_rate);
+	add.tv_sec = usec / 1000000;
+	add.tv_usec = usec % 1000000;
+	timeradd(&s->deadline_at, &add, &at);
+	event_base_gettimeofday_cached(s->w->base, &now);
+	max.tv_sec = now.tv_sec + s->ss->timeout;
+	max.tv_usec = now.tv_usec;
+	if (timercmp(&at, &max, >))
+		at = max;
+	session_deadline_set(s, &at);
+}
+
 static void
 session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -440,11 +576,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
-		msg_info("timeout after %s from %s", s->where, s->namaddr);
-		session_reply(s, RPL_TIMEOUT, s->ss->hostname);
-		s->hangup = 1;
-		if (s->out_head == NULL)
-			session_close(s);
+		session_timeout(s);
 		return;
 	}
 	if (s->state == S_DATA || s->state == S_BDAT)
@@ -525,11 +657,104 @@ session_check_pipelining(struct session *s, const char *after)
 static void
 session_banner(struct session *s)
 {
+	session_reply(s, RPL_BANNER, s->ss->banner);
+	bufferevent_enable(s->bev, EV_READ);
+	session_deadline_start(s);
+}
+
+/* "unknown[127.0.0.2]", plus the network when anvil groups clients by prefix. */
+static void
+session_limit_warning(struct session *s, const char *what, int value)
+{
+	msg_warn("%s limit exceeded: %d from %s%s%s%s for service %s", what, value, s->namaddr,
+		 s->range ? " (range " : "", s->range ? s->range : "", s->range ? ")" : "",
+		 s->ss->service_name);
+}
+
+/* anvil's answer to the connect event (§0 step 3). */
+static void
+session_anvil_connected(void *ctx, const struct anvil_reply *r)
+{
+	struct session *s = ctx;
+	const struct smtp_service *ss = s->ss;
+
+	if (r->status == 0 && ss->conn_count_limit > 0 && r->count > ss->conn_count_limit) {
+		session_limit_warning(s, "Connection concurrency", r->count);
+	} else if (r->status == 0 && ss->conn_rate_limit > 0 && r->rate > ss->conn_rate_limit) {
+		session_limit_warning(s, "Connection rate", r->rate);
+	} else {
+		session_banner(s);
+		return;
+	}
+	session_reply(s, RPL_TOO_MANY_CONN, ss->hostname, s->addr);
+	s->hangup = 1;
+	if (s->out_head == NULL)
+		session_close(s);
+}
+
+/* Before the banner: the early-talker check, then anvil's connect event. */
+static void
+session_greet(struct session *s)
+{
 	s->state = S_CMD;
 	if (session_check_pipelining(s, "CONNECT"))
 		return;
-	session_reply(s, RPL_BANNER, s->ss->banner);
-	bufferevent_enable(s->bev, EV_READ);
+	if (s->ident == NULL) {
+		session_banner(s);
+		return;
+	}
+	s->anvil_connected = 1;
+	anvil_connect(s->w->srv->anvil, s->ident, session_now(s), session_anvil_connected, s);
+}
+
+/* Set up the anvil ident, unless anvil is off or the client is exempt. */
+static void
+session_anvil_init(struct session *s, const char *name)
+{
+	char key[ANVIL_CLIENT_KEY_LEN];
+	struct buf b = BUF_INIT;
+
+	if (!s->ss->anvil_on
+	    || addrlist_match(s->ss->exceptions, name, (struct sockaddr *)&s->sa))
+		return;
+	if (anvil_client_key(key, sizeof(key), (struct sockaddr *)&s->sa, s->ss->v4_prefix,
+			     s->ss->v6_prefix) < 0)
+		return;
+	anvil_ident(&b, s->ss->service_name, key);
+	s->ident = buf_steal(&b);
+	if (strchr(key, '/') != NULL)
+		s->range = xstrdup(key);
+}
+
+struct session_anvil_wait {
+	int	done;
+	struct anvil_reply r;
+};
+
+static void
+session_anvil_store(void *ctx, const struct anvil_reply *r)
+{
+	struct session_anvil_wait *wt = ctx;
+
+	wt->r = *r;
+	wt->done = 1;
+}
+
+/*
+ * Count a MAIL or RCPT/VRFY event and return the rate, or 0 when there is no
+ * answer at once (fail open).  The in-memory backend always answers at once;
+ * a networked backend answers within the request or is treated as failed.
+ */
+static int
+session_anvil_rate(struct session *s, void (*req)(struct anvil *, const char *, time_t,
+						  anvil_cb *, void *))
+{
+	struct session_anvil_wait wt = { 0 };
+
+	if (s->ident == NULL)
+		return 0;
+	req(s->w->srv->anvil, s->ident, session_now(s), session_anvil_store, &wt);
+	return wt.done && wt.r.status == 0 ? wt.r.rate : 0;
 }
 
 static void
@@ -540,7 +765,8 @@ session_lookup_done(void *ctx, const char *name)
 	s->lookup = NULL;
 	s->namaddr = xasprintf("%s[%s]", name, s->addr);
 	msg_info("connect from %s", s->namaddr);
-	session_banner(s);
+	session_anvil_init(s, name);
+	session_greet(s);
 }
 
 void
@@ -548,10 +774,10 @@ session_start(struct worker *w, struct service_rt *svc, int fd, const struct soc
 	      socklen_t salen)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
-	struct smtp_service *ss = svc->smtp;
+	struct smtp_service *ss = server_service_data(svc);
 	struct timeval tmo = { ss->timeout, 0 };
 
-	(void)salen;
+	memcpy(&s->sa, sa, salen < sizeof(s->sa) ? salen : sizeof(s->sa));
 	s->w = w;
 	s->svc = svc;
 	s->ss = ss;
@@ -575,9 +801,11 @@ session_start(struct worker *w, struct service_rt *svc, int fd, const struct soc
 	s->free_ev = event_new(w->base, -1, 0, session_free_cb, s);
 	s->resume_ev = event_new(w->base, -1, 0, session_resume_cb, s);
 	s->tarpit_ev = evtimer_new(w->base, session_tarpit_cb, s);
+	s->deadline_ev = evtimer_new(w->base, session_deadline_cb, s);
 	lr_init(&s->lr, (size_t)ss->line_limit);
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
-	bufferevent_set_timeouts(s->bev, &tmo, &tmo);
+	/* With the per-request deadline, the deadline timer does this job. */
+	bufferevent_set_timeouts(s->bev, ss->deadline ? NULL : &tmo, &tmo);
 	/* A client that keeps sending while its replies wait (tarpit, delivery) is not read further. */
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SESSION_READ_HIGH);
 	bufferevent_disable(s->bev, EV_READ);
@@ -781,6 +1009,17 @@ cmd_mail(struct session *s, const char *args)
 		session_reply(s, RPL_MAIL_SYNTAX);
 		return -1;
 	}
+	/* smtpd_client_message_rate_limit: counted even when the request then fails. */
+	if (s->ss->msg_rate_limit > 0) {
+		int rate = session_anvil_rate(s, anvil_message);
+
+		if (rate > s->ss->msg_rate_limit) {
+			session_limit_warning(s, "Message delivery request rate", rate);
+			session_reply(s, RPL_MSG_RATE, s->addr);
+			smtp_path_free(&path);
+			return -1;
+		}
+	}
 	if (rc != PATH_OK) {
 		session_reply(s, RPL_MAIL_BAD_ADDR);
 		return -1;
@@ -820,6 +1059,22 @@ session_rcpt_known(struct session *s, const char *addr)
 	return 0;
 }
 
+/* smtpd_client_recipient_rate_limit, for RCPT and VRFY: 1 when refused (replied). */
+static int
+session_rcpt_rate_exceeded(struct session *s)
+{
+	int rate;
+
+	if (s->ss->rcpt_rate_limit <= 0)
+		return 0;
+	rate = session_anvil_rate(s, anvil_recipient);
+	if (rate <= s->ss->rcpt_rate_limit)
+		return 0;
+	session_limit_warning(s, "Recipient address rate", rate);
+	session_reply(s, RPL_RCPT_RATE, s->addr);
+	return 1;
+}
+
 static int
 cmd_rcpt(struct session *s, const char *args)
 {
@@ -835,6 +1090,10 @@ cmd_rcpt(struct session *s, const char *args)
 	rc = smtp_parse_path(args, "TO:", &path);
 	if (rc == PATH_SYNTAX) {
 		session_reply(s, RPL_RCPT_SYNTAX);
+		return -1;
+	}
+	if (session_rcpt_rate_exceeded(s)) {
+		smtp_path_free(&path);
 		return -1;
 	}
 	if (rc != PATH_OK || path.addr[0] == '\0') {
@@ -961,6 +1220,8 @@ cmd_vrfy(struct session *s, const char *args)
 		session_reply(s, RPL_VRFY_SYNTAX);
 		return -1;
 	}
+	if (session_rcpt_rate_exceeded(s))
+		return -1;
 	len = strlen(p);
 	if (*p == '<' && len >= 2 && p[len - 1] == '>')
 		addr = xstrndup(p + 1, len - 2);
@@ -1377,14 +1638,13 @@ session_process(struct session *s)
 			session_bdat_chunk_done(s);
 			continue;
 		}
-		if (evbuffer_get_length(in) == 0)
-			return;
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-			return;
+		if (evbuffer_get_length(in) == 0 || evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
 		switch (s->state) {
 		case S_CMD:
 			if (lr_feed(&s->lr, v.iov_base, v.iov_len, &used) == LR_LINE) {
 				evbuffer_drain(in, used);
+				session_deadline_stop(s);
 				session_command(s);
 				lr_next(&s->lr);
 			} else {
@@ -1394,9 +1654,11 @@ session_process(struct session *s)
 		case S_DATA:
 			if (dr_feed(&s->dr, v.iov_base, v.iov_len, &used) == DR_DONE) {
 				evbuffer_drain(in, used);
+				session_deadline_stop(s);
 				session_message_end(s, s->dr.too_big, s->dr.bare_lf_seen, s->dr.size);
 			} else {
 				evbuffer_drain(in, used);
+				session_deadline_credit(s, used);
 			}
 			break;
 		case S_BDAT:
@@ -1406,14 +1668,20 @@ session_process(struct session *s)
 			s->bdat_total += used;
 			s->bdat_left -= used;
 			evbuffer_drain(in, used);
+			if (s->bdat_left == 0)
+				session_deadline_stop(s);
+			else
+				session_deadline_credit(s, used);
 			budget++;	/* reading a chunk is not a command */
 			break;
 		default:
-			return;
+			break;
 		}
 	}
 	if (budget < 0 && !session_is_busy(s) && evbuffer_get_length(in) > 0)
 		event_active(s->resume_ev, EV_READ, 0);
+	if (!session_is_busy(s))
+		session_deadline_start(s);
 }
 
 /* ---- per-service set-up ----------------------------------------------- */
@@ -1521,16 +1789,21 @@ session_recipient_conf(const struct conf_view *cf)
 	return rc;
 }
 
-int
-session_service_init(struct service_rt *svc, char **err_r)
+static void session_service_destroy(struct smtp_service *ss);
+
+/* Everything a session of this service needs from one view (normal or stress). */
+static struct smtp_service *
+session_service_create(const struct conf_service *cs, const struct conf_view *cf,
+		       struct recipient_policy *policy, char **err_r)
 {
 	struct smtp_service *ss = xcalloc(1, sizeof(*ss));
-	const struct conf_view *cf = svc->cs->view;
 	struct recipient_conf *rc;
+	char *const *exc;
+	size_t nexc;
 	const char *bl;
 
-	svc->smtp = ss;
 	ss->cf = cf;
+	ss->service_name = xstrdup(cs->name);
 	ss->hostname = xstrdup(conf_str(cf, P_myhostname));
 	ss->banner = xstrdup(conf_str(cf, P_smtpd_banner));
 	ss->soft_limit = conf_int(cf, P_smtpd_soft_error_limit);
@@ -1538,6 +1811,8 @@ session_service_init(struct service_rt *svc, char **err_r)
 	ss->junk_limit = conf_int(cf, P_smtpd_junk_command_limit);
 	ss->sleep_time = conf_time(cf, P_smtpd_error_sleep_time);
 	ss->timeout = conf_time(cf, P_smtpd_timeout);
+	ss->deadline = conf_bool(cf, P_smtpd_per_request_deadline);
+	ss->min_data_rate = conf_int(cf, P_smtpd_min_data_rate);
 	ss->line_limit = conf_int(cf, P_line_length_limit);
 	ss->size_limit = conf_int(cf, P_message_size_limit);
 	ss->rcpt_limit = conf_int(cf, P_smtpd_recipient_limit);
@@ -1548,29 +1823,54 @@ session_service_init(struct service_rt *svc, char **err_r)
 	ss->forbid_pipelining = conf_bool(cf, P_smtpd_forbid_unauth_pipelining);
 	ss->smtputf8 = conf_bool(cf, P_smtputf8_enable);
 	ss->bare_lf_code = (int)conf_int(cf, P_smtpd_forbid_bare_newline_reject_code);
+	ss->conn_count_limit = conf_int(cf, P_smtpd_client_connection_count_limit);
+	ss->conn_rate_limit = conf_int(cf, P_smtpd_client_connection_rate_limit);
+	ss->msg_rate_limit = conf_int(cf, P_smtpd_client_message_rate_limit);
+	ss->rcpt_rate_limit = conf_int(cf, P_smtpd_client_recipient_rate_limit);
+	ss->v4_prefix = (int)conf_int(cf, P_smtpd_client_ipv4_prefix_length);
+	ss->v6_prefix = (int)conf_int(cf, P_smtpd_client_ipv6_prefix_length);
+	/* Postfix talks to anvil only when one of its limits is set (the count limit is, by default). */
+	ss->anvil_on = ss->conn_count_limit > 0 || ss->conn_rate_limit > 0 || ss->msg_rate_limit > 0
+		|| ss->rcpt_rate_limit > 0
+		|| conf_int(cf, P_smtpd_client_new_tls_session_rate_limit) > 0
+		|| conf_int(cf, P_smtpd_client_auth_rate_limit) > 0;
 	bl = conf_str(cf, P_smtpd_forbid_bare_newline);
 	if (strcasecmp(bl, "reject") == 0) {
 		ss->bare_lf_reject = 1;
 	} else if (strcasecmp(bl, "normalize") != 0 && strcasecmp(bl, "yes") != 0) {
 		/* Never let a bare LF end DATA (SMTP smuggling, CVE-2023-51764). */
 		msg_warn("service %s: smtpd_forbid_bare_newline = %s is not supported, because it "
-			 "allows SMTP smuggling; using \"normalize\"", svc->cs->name, bl);
+			 "allows SMTP smuggling; using \"normalize\"", cs->name, bl);
 	}
 	session_ehlo_init(ss, cf);
 	if (session_forbid_init(&ss->forbid, cf, err_r) < 0)
-		return -1;
-	rc = session_recipient_conf(cf);
-	ss->policy = recipient_policy_create(rc, err_r);
-	free(rc);
-	if (ss->policy == NULL)
-		return -1;
-	return 0;
+		goto fail;
+	exc = conf_list(cf, P_smtpd_client_event_limit_exceptions, &nexc);
+	if ((ss->exceptions = addrlist_create(exc, nexc, err_r)) == NULL) {
+		char *e = *err_r;
+
+		*err_r = xasprintf("smtpd_client_event_limit_exceptions: %s", e);
+		free(e);
+		goto fail;
+	}
+	if (policy == NULL) {
+		rc = session_recipient_conf(cf);
+		policy = recipient_policy_create(rc, err_r);
+		free(rc);
+		if (policy == NULL)
+			goto fail;
+		ss->owns_policy = 1;
+	}
+	ss->policy = policy;
+	return ss;
+fail:
+	session_service_destroy(ss);
+	return NULL;
 }
 
-void
-session_service_free(struct service_rt *svc)
+static void
+session_service_destroy(struct smtp_service *ss)
 {
-	struct smtp_service *ss = svc->smtp;
 	size_t i;
 
 	if (ss == NULL)
@@ -1584,10 +1884,37 @@ session_service_free(struct service_rt *svc)
 	for (i = 0; i < ss->nehlo; i++)
 		free(ss->ehlo[i]);
 	free(ss->ehlo);
-	if (ss->policy)
+	if (ss->owns_policy && ss->policy)
 		recipient_policy_free(&ss->policy);
+	if (ss->exceptions)
+		addrlist_free(&ss->exceptions);
+	free(ss->service_name);
 	free(ss->hostname);
 	free(ss->banner);
 	free(ss);
-	svc->smtp = NULL;
 }
+
+int
+session_service_build(const struct conf_service *cs, void **normal_r, void **stress_r,
+		      char **err_r)
+{
+	struct smtp_service *normal, *stress;
+
+	if ((normal = session_service_create(cs, cs->view, NULL, err_r)) == NULL)
+		return -1;
+	if ((stress = session_service_create(cs, cs->view_stress, normal->policy, err_r)) == NULL) {
+		session_service_destroy(normal);
+		return -1;
+	}
+	*normal_r = normal;
+	*stress_r = stress;
+	return 0;
+}
+
+void
+session_service_data_free(void *normal, void *stress)
+{
+	session_service_destroy(stress);
+	session_service_destroy(normal);
+}
+
