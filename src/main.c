@@ -9,6 +9,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,22 @@ print_report(const struct conf_report *rep, int errors_only)
 			msg_error("%s", p->text);
 		else
 			msg_warn("%s", p->text);
+	}
+}
+
+/*
+ * A session costs a descriptor, not a process: take every descriptor the
+ * hard limit allows (accept() backs off on EMFILE when they run out).
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			msg_warn("cannot raise the open file limit: %s", strerror(errno));
 	}
 }
 
@@ -126,6 +143,7 @@ cmd_run(int argc, char **argv)
 	print_report(&rep, 0);
 	conf_report_free(&rep);
 	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
 
 	if (server_bind(&srv) < 0)
 		msg_fatal("cannot listen on the configured services");

@@ -643,3 +643,122 @@ class MxTestCase(unittest.TestCase):
         c = Client(srv.port, **kw)
         self.addCleanup(c.close)
         return c
+
+
+# -- helpers for the limit and anvil tests (additive; used by test_limits.py, test_anvil.py) ------
+
+def service_line(listen="127.0.0.1:{port}", maxproc="-", options=None, command="smtpd"):
+    """A master.cf inet service line, e.g. service_line(maxproc=2, options={"stress": "yes"})
+    -> "127.0.0.1:{port} inet n - n - 2 smtpd -o stress=yes".  options: a dict or a list of
+    (name, value) pairs, each written as "-o name=value"."""
+    items = options.items() if isinstance(options, dict) else (options or [])
+    opts = "".join(" -o %s=%s" % (k, v) for k, v in items)
+    return "%s inet n - n - %s %s%s" % (listen, maxproc, command, opts)
+
+
+def service_name(srv, host="127.0.0.1"):
+    """The master.cf service name of a "host:{port}" line: what anvil idents and warnings use."""
+    return "%s:%d" % (host, srv.port)
+
+
+def wait_ports_listening(ports, timeout=READY_TIMEOUT):
+    """True once every port in ports has a LISTEN socket (from /proc, no probe session)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(port_listening(p) for p in ports):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def connect_nonblocking(port, host="127.0.0.1", source=None, timeout=1.0):
+    """(sock, connected): a TCP connect that gives up after timeout without failing (a SYN the
+    kernel drops because the accept queue is full leaves the socket in SYN-SENT).  The socket is
+    returned in blocking mode either way; the caller closes it."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if source:
+        s.bind((source, 0))
+    s.setblocking(False)
+    err = s.connect_ex((host, port))
+    ok = err == 0
+    if not ok:
+        _, w, _ = select.select([], [s], [], timeout)
+        ok = bool(w) and s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+    s.setblocking(True)
+    return s, ok
+
+
+def client_from_socket(sock, port, timeout=10.0):
+    """Wrap an already connected socket (from connect_nonblocking) in a Client."""
+    c = Client(port, timeout=timeout, connect=False)
+    sock.settimeout(timeout)
+    c.sock = sock
+    return c
+
+
+def listen_queue(port, host="127.0.0.1"):
+    """(Recv-Q, Send-Q) of the LISTEN socket on host:port as `ss -ltn` prints them: the
+    connections waiting in the accept queue and the listen() backlog.  None if not found."""
+    ss = shutil.which("ss")
+    if not ss:
+        raise AssertionError("ss (iproute2) is not installed")
+    out = subprocess.run([ss, "-ltnH"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         timeout=10).stdout.decode("utf-8", "replace")
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) >= 4 and f[0] == "LISTEN" and f[3] == "%s:%d" % (host, port):
+            return int(f[1]), int(f[2])
+    return None
+
+
+def rewrite_main_cf(srv, updates):
+    """Change main.cf parameters of a (running) Server in place: updates is merged into the
+    parameters it was written from (None drops one) and main.cf is written again."""
+    for k, v in updates.items():
+        if v is None:
+            srv.params.pop(k, None)
+        else:
+            srv.params[k] = v
+    path = os.path.join(srv.dir, "main.cf")
+    with open(path + ".new", "w") as f:
+        f.write(format_main_cf(srv.params))
+    os.chmod(path + ".new", 0o644)
+    if srv.as_user and os.geteuid() == 0:
+        os.chown(path + ".new", srv.uid, srv.gid)
+    os.rename(path + ".new", path)
+
+
+def log_matches(srv, regex):
+    """Every log line that matches regex (re.search)."""
+    r = re.compile(regex)
+    return [ln for ln in srv.log_lines() if r.search(ln)]
+
+
+def wait_log_count(srv, regex, count, timeout=5.0):
+    """Wait until at least count log lines match regex; returns the matching lines."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = log_matches(srv, regex)
+        if len(lines) >= count or time.monotonic() >= deadline:
+            return lines
+        time.sleep(0.02)
+
+
+def read_line_timed(client, timeout=None):
+    """(line, arrival): one reply LINE (not a whole multi-line reply) without its CRLF, and the
+    time.monotonic() at which its newline was received.  Raises Closed / TimeoutError."""
+    deadline = time.monotonic() + (client.timeout if timeout is None else timeout)
+    while True:
+        nl = client.buf.find(b"\n")
+        if nl >= 0:
+            line = client.buf[:nl].rstrip(b"\r").decode("utf-8", "replace")
+            client.buf = client.buf[nl + 1:]
+            return line, time.monotonic()
+        if not client._fill(deadline):
+            raise Closed("connection closed; partial line %r" % client.buf)
+
+
+def timed_reply(client, timeout=None):
+    """(Reply, arrival time): read_reply() and the time.monotonic() when it was complete."""
+    rep = client.read_reply(timeout)
+    return rep, time.monotonic()
