@@ -83,6 +83,53 @@ def sanitizer_env(base=None, ptrace=False, preload=False):
     return env
 
 
+def faultfs_shim():
+    """Path of the fault-injection shim (tests/shim/faultfs.c, built by `make test` or
+    `make BUILD=... build/shim/faultfs.so`) in the build directory."""
+    return os.path.join(build_dir(), "shim", "faultfs.so")
+
+
+def asan_runtime(binary=None):
+    """The ASan runtime the binary is linked with (from ldd), or None."""
+    try:
+        out = subprocess.run(["ldd", binary or mxgate_binary()], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, timeout=30).stdout.decode("utf-8", "replace")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in out.splitlines():
+        if "libasan" in line and "=>" in line:
+            path = line.split("=>", 1)[1].split("(")[0].strip()
+            if path:
+                return path
+    return None
+
+
+def faultfs_env(binary=None, **settings):
+    """Environment for a daemon run under the faultfs shim: LD_PRELOAD (with the ASan
+    runtime first when the binary is sanitized, as tests/unit/maildir_fault.sh does)
+    plus the MXGATE_FAULT* settings given as keywords, e.g.
+    faultfs_env(MXGATE_FAULT="fsync", MXGATE_FAULT_PATH="/vmail/bob/")."""
+    shim = faultfs_shim()
+    if not os.path.isfile(shim):
+        raise ServerError("%s is missing (run `make build/shim/faultfs.so`)" % shim)
+    asan = asan_runtime(binary)
+    env = {"LD_PRELOAD": (asan + " " + shim) if asan else shim}
+    env.update({k: str(v) for k, v in settings.items()})
+    return env
+
+
+def rss_kb(pid):
+    """VmRSS of a process in kB (from /proc/PID/status), or None if it is gone."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def sanitizer_reports(text):
     """The lines of text that show a sanitizer report (empty list: none)."""
     out = []
@@ -171,10 +218,12 @@ class Server:
                    strace -f -o DIR/strace.out.
     env:           extra environment (e.g. {"LD_PRELOAD": ".../shim.so"}).
     args:          extra command-line arguments after "run -c DIR".
+    virtual_map:   extra lines for DIR/vmailbox (e.g. "@virt.test alice/", a
+                   catch-all); needs virtual_users (may be []).
     """
 
     def __init__(self, main=None, master=None, *, virtual_users=None, as_user=None,
-                 strace=False, env=None, args=(), binary=None, files=None):
+                 strace=False, env=None, args=(), binary=None, files=None, virtual_map=None):
         self.binary = binary or mxgate_binary()
         self.as_user = as_user
         params = {"myhostname": "mx.example.test"}
@@ -191,6 +240,7 @@ class Server:
         self.returncode = None
         self.problems = []
         self.stopped = False
+        self.log_start = 0          # start() looks for its ready line from here on
         self.maillog = os.path.join(self.dir, "maillog")
         self.stderr_path = os.path.join(self.dir, "stderr")
         self.stdout_path = os.path.join(self.dir, "stdout")
@@ -206,6 +256,8 @@ class Server:
             with open(vmap, "w") as f:
                 for u in virtual_users:
                     f.write("%s@virt.test %s/\n" % (u, u))
+                for line in virtual_map or ():
+                    f.write(line.rstrip("\n") + "\n")
             os.chmod(vmap, 0o644)
             for k, v in (("virtual_mailbox_domains", "virt.test"),
                          ("virtual_mailbox_maps", "texthash:" + vmap),
@@ -287,7 +339,8 @@ class Server:
                 raise ServerError("mxgate exited with status %s before it was ready\n%s"
                                   % (self.proc.returncode, self.diagnostics()))
             if not started:
-                m = self.find_log(r"daemon started -- version \S+, configuration " + re.escape(self.dir))
+                m = self.find_log(r"daemon started -- version \S+, configuration " + re.escape(self.dir),
+                                  start=self.log_start)
                 if m:
                     started = True
                     pm = LOG_PREFIX.match(m)
@@ -316,6 +369,22 @@ class Server:
         self.expect_status = -signal.SIGKILL
 
     expect_status = 0
+
+    def restart(self):
+        """Start the daemon again on the same directories (config, Maildirs, log), for
+        example after kill9(): the previous run is stopped and checked first (its
+        problems, if any, raise ServerError).  Only log lines written after this call
+        count as the new run's ready line."""
+        problems = self.stop()
+        if problems:
+            raise ServerError("previous run: %s" % "\n".join(problems))
+        self.log_start = len(self.log_lines())
+        self.proc = None
+        self.pid = None
+        self.returncode = None
+        self.stopped = False
+        self.expect_status = 0
+        return self.start()
 
     def stop(self):
         """SIGTERM, wait (SIGKILL after STOP_TIMEOUT), then check exit status
@@ -396,9 +465,10 @@ class Server:
             out.append(line[m.end():])
         return out
 
-    def find_log(self, regex):
+    def find_log(self, regex, start=0):
+        """The first log line (from index start on) that matches regex, or None."""
         r = re.compile(regex)
-        for line in self.log_lines():
+        for line in self.log_lines()[start:]:
             if r.search(line):
                 return line
         return None

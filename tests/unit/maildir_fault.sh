@@ -13,6 +13,7 @@ set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root" || exit 1
 BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD=$root/$BUILD ;; esac
 CC=${CC:-cc}
 
 # The shim, as the Makefile's build/shim/%.so rule builds it (never with sanitizers).
@@ -22,13 +23,12 @@ if [ ! -f "$shim" ] || [ -n "$(find tests/shim/faultfs.c -newer "$shim")" ]; the
 	$CC -std=gnu11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -shared -fPIC \
 		-o "$shim" tests/shim/faultfs.c -ldl || { echo "FAIL: cannot build $shim"; exit 1; }
 fi
-shim=$root/$shim
 
-work=$(mktemp -d "$root/$BUILD/maildir_fault.XXXXXX") || exit 1
+work=$(mktemp -d "$BUILD/maildir_fault.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT INT TERM
 # The Maildirs live under $work: its path must not itself match the filters used below.
 case "$work" in
-*/tmp/*|*/new*|*/cur*) echo "FAIL: $work contains /tmp/, /new or /cur; set BUILD elsewhere"; exit 1 ;;
+*/Maildir/*) echo "FAIL: $work contains /Maildir/; set BUILD elsewhere"; exit 1 ;;
 esac
 
 bin=${1:-$BUILD/tests/test_maildir}
@@ -71,19 +71,19 @@ run_case() {
 run_case "fsync of the first staged file fails (EIO): no copy anywhere" \
 	MXGATE_FAULT=fsync
 run_case "fsync of a new/ directory fails after every rename: renamed copies removed" \
-	MXGATE_FAULT=fsync MXGATE_FAULT_PATH=/new
+	MXGATE_FAULT=fsync MXGATE_FAULT_PATH=Maildir/new
 run_case "fsync of the third staged file fails (ENOSPC): two staged copies removed" \
-	MXGATE_FAULT=fsync MXGATE_FAULT_PATH=/tmp/ MXGATE_FAULT_ERRNO=ENOSPC MXGATE_FAULT_AFTER=2
+	MXGATE_FAULT=fsync MXGATE_FAULT_PATH=Maildir/tmp/ MXGATE_FAULT_ERRNO=ENOSPC MXGATE_FAULT_AFTER=2
 run_case "write fails at once (ENOSPC)" \
 	MXGATE_FAULT=write MXGATE_FAULT_ERRNO=ENOSPC
 run_case "write of the second copy's body fails (EDQUOT)" \
-	MXGATE_FAULT=write MXGATE_FAULT_PATH=/tmp/ MXGATE_FAULT_ERRNO=EDQUOT MXGATE_FAULT_AFTER=3
+	MXGATE_FAULT=write MXGATE_FAULT_PATH=Maildir/tmp/ MXGATE_FAULT_ERRNO=EDQUOT MXGATE_FAULT_AFTER=3
 run_case "third rename fails (EIO): the two copies already in new/ are removed" \
 	MXGATE_FAULT=rename MXGATE_FAULT_AFTER=2
 run_case "open of the second tmp/ file fails (ENOSPC)" \
-	MXGATE_FAULT=open MXGATE_FAULT_PATH=/tmp/ MXGATE_FAULT_ERRNO=ENOSPC MXGATE_FAULT_AFTER=1
+	MXGATE_FAULT=open MXGATE_FAULT_PATH=Maildir/tmp/ MXGATE_FAULT_ERRNO=ENOSPC MXGATE_FAULT_AFTER=1
 run_case "open of a new/ directory for its fsync fails (EIO)" \
-	MXGATE_FAULT=open MXGATE_FAULT_PATH=/new
+	MXGATE_FAULT=open MXGATE_FAULT_PATH=Maildir/new
 
 # No fault asked for: the shim is transparent and the whole suite passes,
 # with every fsync delayed 2 ms (the 100-delivery test alone does ~200 fsyncs).
