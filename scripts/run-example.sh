@@ -18,7 +18,6 @@ else
 fi
 echo "mxgate: listening on 127.0.0.1:2525, delivering into $top/var/mail (Ctrl-C stops)"
 echo "try:    swaks --server 127.0.0.1:2525 --to alice@example.test"
-exec ./build/mxgate run -c etc/example \
+exec ./build/mxgate run -c "$top/etc/example" \
 	-o virtual_mailbox_base="$top/var/mail" \
-	-o virtual_mailbox_maps="texthash:$top/etc/example/vmailbox" \
 	-o virtual_uid_maps="static:$uid" -o virtual_gid_maps="static:$gid"

@@ -44,14 +44,63 @@ print_report(const struct conf_report *rep, int errors_only)
 
 	for (i = 0; i < rep->count; i++) {
 		const struct conf_problem *p = &rep->items[i];
+		char *line;
 
 		if (errors_only && !p->is_error)
 			continue;
+		line = conf_problem_format(p);
 		if (p->is_error)
-			msg_error("%s", p->text);
+			msg_error("%s", line);
 		else
-			msg_warn("%s", p->text);
+			msg_warn("%s", line);
+		free(line);
 	}
+}
+
+/*
+ * `mxgate check`, beyond the parameter values: open every lookup table the
+ * way the daemon would, and say which recipients will be deferred until the
+ * privileged delivery helper exists.  Returns the number of errors.
+ */
+static int
+check_services(const struct conf *c)
+{
+	const char *owner = conf_str(conf_global(c), P_mail_owner);
+	struct passwd *pw = getpwnam(owner);
+	uid_t run_uid = geteuid() == 0 ? (pw ? pw->pw_uid : (uid_t)-1) : geteuid();
+	int errors = 0;
+	size_t i, k, n;
+
+	if (geteuid() == 0 && pw == NULL) {
+		msg_error("mail_owner = %s: no such user (create it with `make deps`)", owner);
+		errors++;
+	}
+	for (i = 0; i < conf_service_count(c); i++) {
+		const struct conf_service *cs = conf_service_at(c, i);
+		void *normal, *stress;
+		char *err = NULL;
+		char *const *uids;
+
+		if (session_service_build(cs, &normal, &stress, &err) < 0) {
+			msg_error("service %s: %s", cs->name, err);
+			free(err);
+			errors++;
+			continue;
+		}
+		session_service_data_free(normal, stress);
+		uids = conf_list(cs->view, P_virtual_uid_maps, &n);
+		for (k = 0; k < n; k++)
+			if (strncmp(uids[k], "static:", 7) == 0
+			    && (uid_t)strtoul(uids[k] + 7, NULL, 10) != run_uid)
+				msg_warn("service %s: virtual_uid_maps = %s, but mxgate writes mail as "
+					 "uid %ld (%s); such recipients are deferred with 451 until the "
+					 "privileged delivery helper lands", cs->name, uids[k],
+					 (long)run_uid, geteuid() == 0 ? "mail_owner" : "the current user");
+		if (conf_list(cs->view, P_mydestination, &n), n > 0)
+			msg_warn("service %s: recipients in mydestination (local users) are deferred "
+				 "with 451 until the privileged delivery helper lands", cs->name);
+	}
+	return errors;
 }
 
 /*
@@ -179,7 +228,7 @@ main(int argc, char **argv)
 	if (strcmp(argv[1], "conf") == 0)
 		return conf_cmd_conf(argc - 2, argv + 2);
 	if (strcmp(argv[1], "check") == 0)
-		return conf_cmd_check(argc - 2, argv + 2);
+		return conf_cmd_check_deep(argc - 2, argv + 2, check_services);
 	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "-V") == 0) {
 		printf("mxgate %s\n", MXGATE_VERSION);
 		return 0;

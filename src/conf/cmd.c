@@ -260,6 +260,12 @@ conf_cmd_conf(int argc, char **argv)
 int
 conf_cmd_check(int argc, char **argv)
 {
+	return conf_cmd_check_deep(argc, argv, NULL);
+}
+
+int
+conf_cmd_check_deep(int argc, char **argv, int (*deep)(const struct conf *c))
+{
 	struct cmd_opts o;
 	struct conf_report rep = {0};
 	struct conf *c;
@@ -285,6 +291,8 @@ conf_cmd_check(int argc, char **argv)
 		free(line);
 	}
 	status = rep.errors > 0 ? 1 : 0;
+	if (c != NULL && deep != NULL && deep(c) > 0)
+		status = 1;
 	conf_free(&c);
 	conf_report_free(&rep);
 	cmd_opts_free(&o);

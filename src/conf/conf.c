@@ -395,6 +395,10 @@ conf_raw_load(struct conf_raw *raw, const char *dir, char *const *overrides,
 		free(name);
 		free(value);
 	}
+	/* $config_directory is the directory the configuration was read from. */
+	if (conf_settings_get(&raw->main, "config_directory") == NULL
+	    && conf_settings_get(&raw->over, "config_directory") == NULL)
+		conf_settings_set(&raw->over, "config_directory", raw->dir, NULL, 0);
 	if (read_master && conf_read_opt(raw->master_path, &text, rep)) {
 		raw->have_master = 1;
 		conf_parse_master(raw->master_path, text, &raw->ents, &raw->nents, rep);

@@ -154,5 +154,10 @@ const char *conf_param_name(enum param_id id);
  */
 int conf_cmd_conf(int argc, char **argv);
 int conf_cmd_check(int argc, char **argv);
+/*
+ * The same, then deep(c) for the checks that need other modules (opening
+ * lookup tables); deep logs its own findings and returns how many errors.
+ */
+int conf_cmd_check_deep(int argc, char **argv, int (*deep)(const struct conf *c));
 
 #endif

@@ -48,7 +48,15 @@ log_open(const char *syslog_name, const char *maillog_file, const char *hostname
 {
 	log_close();
 	if (maillog_file != NULL && *maillog_file != '\0') {
-		int fd = open(maillog_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		int fd;
+
+		/* As Postfix's postlog: /dev/stdout and /dev/stderr are the descriptors we have. */
+		if (strcmp(maillog_file, "/dev/stdout") == 0)
+			fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+		else if (strcmp(maillog_file, "/dev/stderr") == 0)
+			fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+		else
+			fd = open(maillog_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 
 		if (fd < 0) {
 			*err_r = xasprintf("open maillog_file \"%s\": %s", maillog_file,
@@ -95,6 +103,19 @@ log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 		buf_putc(&line, '\n');
 		(void)!write(STDERR_FILENO, line.data, line.len);
 	} else if (log_fd >= 0) {
+		/* A daemon that stops also says why on stderr, for whoever started it. */
+		if (level >= LOG_LVL_FATAL) {
+			struct buf e = BUF_INIT;
+			va_list ap2;
+
+			va_copy(ap2, ap);
+			buf_printf(&e, "%s: %s", log_progname, log_prefix[level]);
+			buf_vprintf(&e, fmt, ap2);
+			buf_putc(&e, '\n');
+			va_end(ap2);
+			(void)!write(STDERR_FILENO, e.data, e.len);
+			buf_free(&e);
+		}
 		char stamp[32];
 		struct tm tm;
 		time_t now = time(NULL);

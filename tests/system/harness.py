@@ -401,7 +401,7 @@ class Server:
                 self.signal(signal.SIGKILL)
                 self.proc.kill()
                 self.proc.wait()
-        else:
+        elif self.expect_status == 0:       # not after kill9(): that exit was asked for
             self.problems.append("exited on its own before stop() with status %s" % self.proc.returncode)
         self.returncode = self.proc.returncode
         # Under strace, strace reports the tracee's exit status (or 128+sig... as -sig).
