@@ -85,7 +85,7 @@ compat: all
 	python3 tests/compat/compat.py --build $(BUILD)
 
 fuzz:
-	$(MAKE) -f tests/fuzz/Makefile
+	$(MAKE) -C tests/fuzz
 
 clean:
 	rm -rf $(BUILD)

@@ -7,7 +7,7 @@
 set -eu
 pkgs="gcc make pkg-config libevent-dev libcdb-dev libcmocka-dev"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs python3 swaks strace postfix postfix-cdb tinycdb"
+	pkgs="$pkgs python3 swaks strace postfix postfix-cdb tinycdb clang libclang-rt-14-dev"
 fi
 missing=""
 for p in $pkgs; do

@@ -269,7 +269,9 @@ class AnvilTest(MxTestCase):
         size lines, in that order, with ident (service:addr) and a 'Mmm dd hh:mm:ss' stamp.  Peaks
         are reset after logging; at shutdown (SIGTERM) the lines for the events since are
         logged again."""
-        srv = self.server(main={"anvil_status_update_time": "5s"})
+        # smtpd tells anvil about MAIL and RCPT only when their rate limits are set.
+        srv = self.server(main={"anvil_status_update_time": "5s", "smtpd_client_message_rate_limit": 10,
+                                "smtpd_client_recipient_rate_limit": 10})
         svc = harness.service_name(srv)
         ident2 = re.escape("(%s:127.0.0.2)" % svc)
         ident3 = re.escape("(%s:127.0.0.3)" % svc)

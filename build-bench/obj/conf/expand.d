@@ -1,7 +1,0 @@
-build-bench/obj/conf/expand.o: src/conf/expand.c src/conf/conf_impl.h \
- src/conf/conf.h src/conf/params.def src/util/buf.h src/util/xalloc.h
-src/conf/conf_impl.h:
-src/conf/conf.h:
-src/conf/params.def:
-src/util/buf.h:
-src/util/xalloc.h:
