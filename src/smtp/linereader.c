@@ -15,9 +15,11 @@ lr_init(struct linereader *lr, size_t limit)
 	if (limit == 0)
 		msg_panic("lr_init: zero line limit");
 	lr->limit = limit;
-	/* One allocation up front: the line never grows past limit. */
-	buf_reserve(&lr->line, limit);
-	buf_reset(&lr->line);
+	/*
+	 * No allocation up front: most command lines are short, and an idle
+	 * session should cost little.  The buffer grows with the line and never
+	 * past limit (+1 for the NUL, rounded up by buf).
+	 */
 }
 
 void
