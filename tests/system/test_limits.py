@@ -9,7 +9,6 @@ Timing margins are for a loaded 2-core machine running an ASan build:
 """
 
 import re
-import socket
 import statistics
 import threading
 import time
@@ -132,7 +131,8 @@ class LimitsTest(MxTestCase):
 
     def test_tarpit_is_a_timer_other_clients_unaffected(self):
         """While clients on every event loop are tarpitted (each reply ~1s late), fresh clients of
-        the same server get their banner and NOOP replies at once (tarpit delays are timers)."""
+        the same server get their banner and NOOP replies at once (tarpit delays are timers):
+        median latency < 100 ms, none over 0.5 s (a loop that slept would show ~1 s waits)."""
         srv = self.server(main={"smtpd_soft_error_limit": 1, "smtpd_hard_error_limit": 100})
         stop = threading.Event()
         delays = []
@@ -189,7 +189,7 @@ class LimitsTest(MxTestCase):
         self.assertGreaterEqual(len(delays), 4, "the tarpitted clients made no progress")
         for d in delays:
             self.assert_delayed(d, "tarpitted NOOP")
-        self.assertLess(max(latencies), 0.3,
+        self.assertLess(max(latencies), IMMEDIATE,
                         "a client beside tarpitted ones waited: %s" % ["%.3f" % x for x in latencies])
         self.assertLess(statistics.median(latencies), 0.1,
                         "a client beside tarpitted ones waited: %s" % ["%.3f" % x for x in latencies])
