@@ -87,6 +87,12 @@ compat: all
 fuzz:
 	$(MAKE) -C tests/fuzz
 
+# Load benchmarks, mxgate against Postfix 3.7 (root; not part of `make test`): bench/README.md
+bench:
+	$(MAKE) BUILD=bench/build SANITIZE= bench/build/mxgate
+	python3 bench/tarpit.py --build bench/build
+	python3 bench/idle.py --build bench/build
+
 clean:
 	rm -rf $(BUILD)
 

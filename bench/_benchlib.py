@@ -125,7 +125,7 @@ def build_mxgate(build_dir=None):
     """Build (incrementally) a non-sanitized mxgate and return the binary's path."""
     build_dir = os.path.abspath(build_dir or os.environ.get("MXGATE_BENCH_BUILD") or DEFAULT_BUILD)
     rel = os.path.relpath(build_dir, REPO)
-    r = subprocess.run(["make", "-s", "BUILD=" + rel, os.path.join(rel, "mxgate")], cwd=REPO,
+    r = subprocess.run(["make", "-s", "BUILD=" + rel, "SANITIZE=", os.path.join(rel, "mxgate")], cwd=REPO,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=240)
     if r.returncode != 0:
         sys.stdout.write(r.stdout.decode("utf-8", "replace"))
@@ -373,6 +373,7 @@ class Load:
         self.on_reply = on_reply
         self.window = window
         self.next_open = 0
+        self.limit = count        # open at most this many (raise it to open more later)
         self.pending_open = 0
         self.closed = 0
         self.failed = 0
@@ -495,7 +496,7 @@ class Load:
                 self.send(c, nxt)
 
     def step(self, timeout):
-        while self.next_open < len(self.conns) and self.pending_open < self.window:
+        while self.next_open < min(self.limit, len(self.conns)) and self.pending_open < self.window:
             c = self.conns[self.next_open]
             self.next_open += 1
             self._open(c)
