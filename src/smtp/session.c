@@ -62,6 +62,7 @@ struct smtp_service {
 	int	soft_bounce, helo_required, vrfy_disabled, forbid_pipelining;
 	int	bare_lf_reject, bare_lf_code, smtputf8;
 	int	owns_policy;
+	int	chunking;		/* CHUNKING offered: BDAT allowed */
 	int	deadline;		/* smtpd_per_request_deadline */
 	long	min_data_rate;
 	/* anvil (POSTFIX_REFERENCE.md §3) */
@@ -140,7 +141,8 @@ struct outline {		/* a reply line waiting for the tarpit timer */
 };
 
 struct rcpt {
-	char   *addr;
+	char   *addr;		/* internal form: lookups, replies */
+	char   *quoted;		/* RFC 5321 form: headers, logs */
 	char   *maildir;
 };
 
@@ -204,6 +206,7 @@ struct deliver_job {
 	int	rc;
 	int	is_bdat;
 	size_t	size;
+	char   *sender_quoted;
 };
 
 static void session_process(struct session *s);
@@ -315,6 +318,8 @@ session_send(struct session *s, const struct buf *lines)
 		s->hangup = 1;
 	if (!delay && s->out_head == NULL) {
 		session_write(s, p, lines->len);
+		if (s->hangup)
+			session_close(s);
 		return;
 	}
 	while (p < end) {
@@ -398,6 +403,7 @@ session_job_free(struct deliver_job **jp)
 	if (j == NULL)
 		return;
 	free(j->rcpts);
+	free(j->sender_quoted);
 	buf_free(&j->content);
 	buf_free(&j->err);
 	free(j);
@@ -461,6 +467,17 @@ session_write_cb(struct bufferevent *bev, void *arg)
 		event_active(s->free_ev, EV_READ, 0);
 }
 
+static void session_close(struct session *s);
+
+/* End the session once the replies already queued (tarpit included) are written. */
+static void
+session_hangup(struct session *s)
+{
+	s->hangup = 1;
+	if (s->out_head == NULL)
+		session_close(s);
+}
+
 /* Stop reading; free the session once what was written has been sent. */
 static void
 session_close(struct session *s)
@@ -484,9 +501,7 @@ session_timeout(struct session *s)
 		msg_info("timeout after %s from %s", s->where, s->namaddr);
 	bufferevent_disable(s->bev, EV_READ);
 	session_reply(s, RPL_TIMEOUT, s->ss->hostname);
-	s->hangup = 1;
-	if (s->out_head == NULL)
-		session_close(s);
+	session_hangup(s);
 }
 
 /*
@@ -648,9 +663,7 @@ session_check_pipelining(struct session *s, const char *after)
 	if (!s->ss->forbid_pipelining)
 		return 0;
 	session_reply(s, RPL_SYNC_ERROR);
-	s->hangup = 1;
-	if (s->out_head == NULL)
-		session_close(s);
+	session_hangup(s);
 	return 1;
 }
 
@@ -687,9 +700,7 @@ session_anvil_connected(void *ctx, const struct anvil_reply *r)
 		return;
 	}
 	session_reply(s, RPL_TOO_MANY_CONN, ss->hostname, s->addr);
-	s->hangup = 1;
-	if (s->out_head == NULL)
-		session_close(s);
+	session_hangup(s);
 }
 
 /* Before the banner: the early-talker check, then anvil's connect event. */
@@ -836,6 +847,7 @@ session_transaction_reset(struct session *s)
 	s->sender = NULL;
 	for (i = 0; i < s->nrcpts; i++) {
 		free(s->rcpts[i].addr);
+		free(s->rcpts[i].quoted);
 		free(s->rcpts[i].maildir);
 	}
 	free(s->rcpts);
@@ -847,6 +859,17 @@ session_transaction_reset(struct session *s)
 	memset(&s->bdat, 0, sizeof(s->bdat));
 	s->bdat_total = s->bdat_left = 0;
 	s->bdat_used = 0;
+}
+
+/* An address in RFC 5321 form ("john smith"@x stays quoted), for headers and logs. */
+static char *
+session_quote(const char *addr)
+{
+	struct buf b = BUF_INIT;
+
+	if (*addr != '\0')
+		smtp_addr_quote(&b, addr);
+	return buf_steal(&b);
 }
 
 static const char *
@@ -866,10 +889,18 @@ session_log_reject(struct session *s, const char *verb, const char *reply, const
 		len--;
 	buf_printf(&b, "%s: reject: %s from %s: %.*s;", s->queue_id[0] ? s->queue_id : "NOQUEUE",
 		   verb, s->namaddr, (int)len, reply);
-	if (from)
-		buf_printf(&b, " from=<%s>", log_escape_str(from, 300));
-	if (rcpt)
-		buf_printf(&b, " to=<%s>", log_escape_str(rcpt, 300));
+	if (from) {
+		char *q = session_quote(from);
+
+		buf_printf(&b, " from=<%s>", log_escape_str(q, 300));
+		free(q);
+	}
+	if (rcpt) {
+		char *q = session_quote(rcpt);
+
+		buf_printf(&b, " to=<%s>", log_escape_str(q, 300));
+		free(q);
+	}
 	buf_printf(&b, " proto=%s", session_proto(s));
 	if (s->helo)
 		buf_printf(&b, " helo=<%s>", log_escape_str(s->helo, 100));
@@ -1147,6 +1178,7 @@ cmd_rcpt(struct session *s, const char *args)
 			s->rcpts = xrealloc(s->rcpts, s->rcpt_cap * sizeof(*s->rcpts));
 		}
 		s->rcpts[s->nrcpts].addr = xstrdup(path.addr);
+		s->rcpts[s->nrcpts].quoted = session_quote(path.addr);
 		s->rcpts[s->nrcpts].maildir = xstrdup(r.maildir);
 		s->nrcpts++;
 	}
@@ -1255,9 +1287,7 @@ cmd_quit(struct session *s, const char *args)
 {
 	(void)args;
 	session_reply(s, RPL_BYE);
-	s->hangup = 1;
-	if (s->out_head == NULL)
-		session_close(s);
+	session_hangup(s);
 	return 0;
 }
 
@@ -1271,6 +1301,11 @@ cmd_bdat(struct session *s, const char *args)
 	unsigned long long n;
 
 	s->where = "BDAT";
+	if (!s->ss->chunking) {
+		/* Not offered: the chunk that follows cannot be skipped safely, so hang up (as Postfix). */
+		session_reply(s, RPL_BDAT_DISABLED);
+		return -1;
+	}
 	if (!isdigit((unsigned char)*p))
 		goto syntax;
 	errno = 0;
@@ -1337,7 +1372,7 @@ session_received(struct session *s, struct buf *out)
 	buf_printf(out, "\n\tby %s (%s) with %s id %s", s->ss->hostname,
 		   conf_str(s->ss->cf, P_mail_name), session_proto(s), s->queue_id);
 	if (s->nrcpts == 1)
-		buf_printf(out, "\n\tfor <%s>", s->rcpts[0].addr);
+		buf_printf(out, "\n\tfor <%s>", s->rcpts[0].quoted);
 	buf_printf(out, "; %s\n", date);
 }
 
@@ -1368,7 +1403,7 @@ session_deliver_done(void *arg)
 			+ (double)(now.tv_usec - s->t_arrival.tv_usec) / 1e6;
 		/* The lines Postfix's qmgr and virtual write, for pflogsumm and habits. */
 		log_as("qmgr", LOG_LVL_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)",
-		       s->queue_id, log_escape_str(s->sender, 300), j->size, j->nrcpts);
+		       s->queue_id, log_escape_str(j->sender_quoted, 300), j->size, j->nrcpts);
 		for (i = 0; i < j->nrcpts; i++)
 			log_as("virtual", LOG_LVL_INFO, "%s: to=<%s>, relay=virtual, delay=%.2g, "
 			       "dsn=2.0.0, status=sent (delivered to maildir)", s->queue_id,
@@ -1410,9 +1445,10 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 	j->nrcpts = s->nrcpts;
 	for (i = 0; i < s->nrcpts; i++) {
 		j->rcpts[i].maildir = s->rcpts[i].maildir;
-		j->rcpts[i].delivered_to = s->rcpts[i].addr;
+		j->rcpts[i].delivered_to = s->rcpts[i].quoted;
 	}
-	j->msg.return_path = s->sender;
+	j->sender_quoted = session_quote(s->sender);
+	j->msg.return_path = j->sender_quoted;
 	j->msg.content = buf_str(&j->content);
 	j->msg.content_len = j->content.len;
 	j->msg.hostname = s->ss->hostname;
@@ -1500,9 +1536,7 @@ session_after_command(struct session *s)
 	if (s->error_count >= s->ss->hard_limit) {
 		msg_info("too many errors after %s from %s", s->where, s->namaddr);
 		session_reply(s, RPL_TOO_MANY_ERRORS, s->ss->hostname);
-		s->hangup = 1;
-		if (s->out_head == NULL)
-			session_close(s);
+		session_hangup(s);
 	}
 }
 
@@ -1521,9 +1555,7 @@ session_command(struct session *s)
 	if (s->lr.bare_lf && s->ss->bare_lf_reject) {
 		session_log_reject(s, "CONNECT", "bare <LF> received", s->sender, NULL);
 		session_reply(s, RPL_BARE_LF, s->ss->bare_lf_code, s->ss->hostname);
-		s->hangup = 1;
-		if (s->out_head == NULL)
-			session_close(s);
+		session_hangup(s);
 		return;
 	}
 	if (smtp_split_command(line, strlen(line), &verb, &vlen, &args) < 0) {
@@ -1550,9 +1582,7 @@ session_command(struct session *s)
 			msg_warn("non-SMTP command from %s: %s", s->namaddr, log_escape_str(line, 100));
 			s->stat_total[CMD_UNKNOWN]++;
 			session_reply(s, RPL_NON_SMTP);
-			s->hangup = 1;
-			if (s->out_head == NULL)
-				session_close(s);
+			session_hangup(s);
 			return;
 		}
 		s->where = "UNKNOWN";
@@ -1757,6 +1787,8 @@ session_ehlo_init(struct smtp_service *ss, const struct conf_view *cf)
 				drop = 1;
 		if (drop)
 			continue;
+		if (strcmp(keywords[i], "CHUNKING") == 0)
+			ss->chunking = 1;
 		if (strcmp(keywords[i], "SIZE") == 0 && ss->size_limit > 0)
 			ss->ehlo[ss->nehlo++] = xasprintf("SIZE %ld", ss->size_limit);
 		else
