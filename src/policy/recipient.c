@@ -4,6 +4,8 @@
  */
 #include "policy/recipient.h"
 
+#include "smtp/reply.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -268,15 +270,14 @@ static void result_reply(struct rcpt_result *r, enum rcpt_verdict v, int code, c
 static void result_tempfail_lookup(struct rcpt_result *r, const char *addr)
 {
 	result_reply(r, RCPT_TEMPFAIL, 451,
-		     xasprintf("451 4.3.0 <%s>: Temporary lookup failure", addr),
+		     reply_string(RPL_LOOKUP_FAILURE, addr),
 		     xstrdup("table lookup failed"));
 }
 
 /* The sender sees Postfix's wording; the log gets why. */
 static void result_config_error(struct rcpt_result *r, char *reason)
 {
-	result_reply(r, RCPT_TEMPFAIL, 451, xstrdup("451 4.3.5 Server configuration error"),
-		     reason);
+	result_reply(r, RCPT_TEMPFAIL, 451, reply_string(RPL_CONFIG_ERROR), reason);
 }
 
 void rcpt_result_free(struct rcpt_result *r)
@@ -432,8 +433,7 @@ static void resolve_local(const struct recipient_policy *p, const char *addr, co
 		int c = p->local_code;
 
 		result_reply(r, RCPT_UNKNOWN_LOCAL, c,
-			     xasprintf("%d %d.1.1 <%s>: Recipient address rejected:"
-				       " User unknown in local recipient table", c, c / 100, addr),
+			     reply_string(RPL_UNKNOWN_LOCAL, c, c / 100, addr),
 			     NULL);
 		return;
 	}
@@ -530,8 +530,7 @@ static void resolve_virtual(const struct recipient_policy *p, const char *addr, 
 		int c = p->virtual_code;
 
 		result_reply(r, RCPT_UNKNOWN_VIRTUAL, c,
-			     xasprintf("%d %d.1.1 <%s>: Recipient address rejected:"
-				       " User unknown in virtual mailbox table", c, c / 100, addr),
+			     reply_string(RPL_UNKNOWN_VIRTUAL, c, c / 100, addr),
 			     NULL);
 		return;
 	}
@@ -603,7 +602,7 @@ static void resolve_relay(const struct recipient_policy *p, const char *addr, bo
 	int c = p->relay_defer ? 454 : p->relay_code;
 
 	result_reply(r, RCPT_RELAY_DENIED, c,
-		     xasprintf("%d %d.7.1 <%s>: Relay access denied", c, c / 100, addr),
+		     reply_string(RPL_RELAY_DENIED, c, c / 100, addr),
 		     xstrdup(routed ? "sender-specified routing is not allowed"
 				    : "not a local or virtual mailbox domain; mxgate never relays"));
 }

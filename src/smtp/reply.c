@@ -24,6 +24,12 @@ reply_code(enum reply_id id)
 	return reply_table[id].code;
 }
 
+const char *
+reply_dsn(enum reply_id id)
+{
+	return reply_table[id].dsn;
+}
+
 /* soft_bounce: 5xx becomes 4xx, and a 5.x.y enhanced code becomes 4.x.y. */
 static int
 reply_soften(struct buf *out, size_t start, int code)
@@ -66,6 +72,19 @@ reply_format(struct buf *out, int soft_bounce, enum reply_id id, ...)
 	code = reply_vformat(out, soft_bounce, id, ap);
 	va_end(ap);
 	return code;
+}
+
+char *
+reply_string(enum reply_id id, ...)
+{
+	struct buf b = BUF_INIT;
+	va_list ap;
+
+	va_start(ap, id);
+	reply_vformat(&b, 0, id, ap);
+	va_end(ap);
+	buf_truncate(&b, b.len - 2);	/* the CRLF */
+	return buf_steal(&b);
 }
 
 int

@@ -22,9 +22,13 @@ enum reply_id {
 
 /* The numeric code of a row (0 for rows whose code is a parameter). */
 int reply_code(enum reply_id id);
+/* The enhanced status code of a row ("" when the row has none). */
+const char *reply_dsn(enum reply_id id);
 /* Append the formatted reply line (with CRLF); returns the code used. */
 int reply_format(struct buf *out, int soft_bounce, enum reply_id id, ...);
 int reply_vformat(struct buf *out, int soft_bounce, enum reply_id id, va_list ap);
+/* The same reply as a new string without CRLF (caller frees), for the recipient policy. */
+char *reply_string(enum reply_id id, ...);
 /*
  * Append a free-form reply "<text>\r\n" whose text already starts with the
  * code (as the recipient policy produces them), applying soft_bounce.

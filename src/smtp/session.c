@@ -1153,15 +1153,14 @@ cmd_rcpt(struct session *s, const char *args)
 			 " available yet; deferring", path.addr, (long)r.uid);
 		rcpt_result_free(&r);
 		r.verdict = RCPT_TEMPFAIL;
-		r.reply = xasprintf("451 4.3.0 <%s>: Recipient address rejected: "
-				    "Mailbox owner differs from the server user", path.addr);
+		r.reply = reply_string(RPL_NO_HELPER, path.addr,
+				       "Mailbox owner differs from the server user");
 	} else if (r.verdict == RCPT_OK_LOCAL) {
 		msg_warn("%s: local delivery needs the privileged delivery helper, which is not"
 			 " available yet; deferring", path.addr);
 		rcpt_result_free(&r);
 		r.verdict = RCPT_TEMPFAIL;
-		r.reply = xasprintf("451 4.3.0 <%s>: Recipient address rejected: "
-				    "Local delivery is not available", path.addr);
+		r.reply = reply_string(RPL_NO_HELPER, path.addr, "Local delivery is not available");
 	}
 	if (r.verdict != RCPT_OK_VIRTUAL) {
 		session_reply_text(s, r.reply);
