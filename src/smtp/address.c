@@ -25,6 +25,8 @@ smtp_split_command(const char *line, size_t len, const char **verb_r, size_t *ve
 {
 	size_t i = 0, start;
 
+	if (line == NULL)
+		line = "";	/* len is 0: no arithmetic on a null pointer */
 	while (i < len && IS_BLANK(line[i]))
 		i++;
 	if (i == len) {
@@ -45,10 +47,14 @@ smtp_split_command(const char *line, size_t len, const char **verb_r, size_t *ve
 int
 smtp_utf8_valid(const char *s, size_t len)
 {
-	const unsigned char *p = (const unsigned char *)s, *e = p + len;
+	const unsigned char *p, *e;
 	unsigned int cp;
 	int n;
 
+	if (len == 0)
+		return 1;	/* and s may be NULL: no pointer arithmetic on it */
+	p = (const unsigned char *)s;
+	e = p + len;
 	while (p < e) {
 		if (*p < 0x80) {
 			p++;

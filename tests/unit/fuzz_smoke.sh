@@ -18,7 +18,10 @@ for t in fuzz_linereader fuzz_dataread fuzz_address; do
 		"$work/$t" >"$work/$t.log" 2>&1); then
 		echo "ok   $t: $(grep -o 'Done [0-9]* runs' "$work/$t.log" | tail -1) in ${time}s"
 	else
-		echo "FAIL $t:"; tail -30 "$work/$t.log"; status=1
+		echo "FAIL $t:"
+		grep -E "runtime error|ERROR|SUMMARY|Base64|^0x" "$work/$t.log" | head -20
+		tail -5 "$work/$t.log"
+		status=1
 	fi
 done
 exit $status
