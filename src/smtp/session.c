@@ -215,6 +215,21 @@ static void session_transaction_reset(struct session *s);
 
 /* ---- helpers ---------------------------------------------------------- */
 
+static const char *const session_state_name[] = {
+	[S_LOOKUP] = "LOOKUP", [S_CMD] = "CMD", [S_DATA] = "DATA", [S_BDAT] = "BDAT",
+	[S_DELIVER] = "DELIVER",
+};
+
+/* The one place that changes a session's state (logged with -v). */
+static void
+session_enter_state(struct session *s, enum sess_state state)
+{
+	if (msg_verbose && s->state != state)
+		msg_debug("%s: state %s -> %s", s->addr, session_state_name[s->state],
+			  session_state_name[state]);
+	s->state = state;
+}
+
 static void
 session_queue_id(char out[16])
 {
@@ -707,7 +722,7 @@ session_anvil_connected(void *ctx, const struct anvil_reply *r)
 static void
 session_greet(struct session *s)
 {
-	s->state = S_CMD;
+	session_enter_state(s, S_CMD);
 	if (session_check_pipelining(s, "CONNECT"))
 		return;
 	if (s->ident == NULL) {
@@ -793,7 +808,7 @@ session_start(struct worker *w, struct service_rt *svc, int fd, const struct soc
 	s->svc = svc;
 	s->ss = ss;
 	s->where = "CONNECT";
-	s->state = S_LOOKUP;
+	s->state = S_LOOKUP;	/* the initial state */
 	if (sa->sa_family == AF_INET6
 	    && IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr))
 		inet_ntop(AF_INET, &((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr[12], s->addr,
@@ -1208,7 +1223,7 @@ cmd_data(struct session *s, const char *args)
 	}
 	buf_reset(&s->body);
 	dr_init(&s->dr, &s->body, (size_t)s->ss->size_limit);
-	s->state = S_DATA;
+	session_enter_state(s, S_DATA);
 	session_reply(s, RPL_DATA_GO);
 	return 0;
 }
@@ -1333,7 +1348,7 @@ cmd_bdat(struct session *s, const char *args)
 		bdat_init(&s->bdat, (size_t)s->ss->size_limit);
 		s->bdat_total = 0;
 	}
-	s->state = S_BDAT;
+	session_enter_state(s, S_BDAT);
 	return 0;	/* the reply comes when the chunk has been read */
 syntax:
 	msg_warn("%s%smalformed BDAT command syntax from %s: %s",
@@ -1391,7 +1406,7 @@ session_deliver_done(void *arg)
 	struct deliver_job *j = arg;
 	struct session *s = j->s;
 
-	s->state = S_CMD;
+	session_enter_state(s, S_CMD);
 	if (j->rc == 0) {
 		struct timeval now;
 		size_t i;
@@ -1452,7 +1467,7 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 	j->msg.content_len = j->content.len;
 	j->msg.hostname = s->ss->hostname;
 	s->job = j;
-	s->state = S_DELIVER;
+	session_enter_state(s, S_DELIVER);
 	bufferevent_disable(s->bev, EV_READ);
 	deliver_pool_submit(s->w->srv->pool, s->w->base, session_deliver_work,
 			    session_deliver_done, j);
@@ -1468,7 +1483,7 @@ session_message_done(struct session *s, int ok, enum reply_id fail, const char *
 	size_t size = s->job ? s->job->size : 0;
 
 	(void)why;
-	s->state = S_CMD;
+	session_enter_state(s, S_CMD);
 	s->stat_total[idx]++;
 	if (ok) {
 		/* Postfix resets the counters just before the 250, so it is never delayed. */
@@ -1624,7 +1639,7 @@ session_bdat_chunk_done(struct session *s)
 {
 	size_t idx = 7;
 
-	s->state = S_CMD;
+	session_enter_state(s, S_CMD);
 	if (s->bdat_discard) {
 		size_t n = s->bdat_total;
 		int first = s->bdat_discard == 2;

@@ -220,11 +220,15 @@ class Server:
     args:          extra command-line arguments after "run -c DIR".
     virtual_map:   extra lines for DIR/vmailbox (e.g. "@virt.test alice/", a
                    catch-all); needs virtual_users (may be []).
+    nofile:        RLIMIT_NOFILE (soft and hard) for the daemon, to run it out of
+                   descriptors.
     """
 
     def __init__(self, main=None, master=None, *, virtual_users=None, as_user=None,
-                 strace=False, env=None, args=(), binary=None, files=None, virtual_map=None):
+                 strace=False, env=None, args=(), binary=None, files=None, virtual_map=None,
+                 nofile=None):
         self.binary = binary or mxgate_binary()
+        self.nofile = nofile
         self.as_user = as_user
         params = {"myhostname": "mx.example.test"}
         params.update(main or {})
@@ -319,6 +323,10 @@ class Server:
             kw = dict(user=self.uid, group=self.gid, extra_groups=[])
             env["HOME"] = self.dir
             env["USER"] = env["LOGNAME"] = self.as_user
+        if self.nofile:
+            import resource
+            limit = self.nofile
+            kw["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
         out = open(self.stdout_path, "wb")
         err = open(self.stderr_path, "wb")
         try:
