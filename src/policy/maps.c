@@ -23,8 +23,7 @@
 #include "util/buf.h"
 #include "util/xalloc.h"
 
-#define MAPS_SUPPORTED "mxgate supports texthash, cdb, unix:passwd.byname, static, inline " \
-	"(and hash, btree, lmdb, dbm, sdbm through their source text; nis as empty)"
+#define MAPS_SUPPORTED "mxgate supports texthash, cdb, unix:passwd.byname, static, inline"
 
 /* Largest getpwnam_r() buffer we grow to before calling it a failure. */
 #define PASSWD_BUF_MAX (1024 * 1024)
@@ -222,9 +221,6 @@ static void texthash_entry(struct map *m, const char *path, int lineno, char *li
 	end = value + strlen(value);
 	while (end > value && is_space((unsigned char)end[-1]))
 		*--end = '\0';
-	/* aliases(5) source text: "name: value". */
-	if (m->type == MAP_TYPE_SOURCE && strlen(key) > 1 && key[strlen(key) - 1] == ':')
-		key[strlen(key) - 1] = '\0';
 	if (*key == '\0' || *value == '\0') {
 		msg_warn("%s, line %d: expected format: key whitespace value", path, lineno);
 		return;
@@ -559,24 +555,6 @@ struct map *map_open(const char *spec, char **err_r)
 			why = xstrdup("unbalanced braces");
 			goto fail;
 		}
-	} else if (strcmp(type, "hash") == 0 || strcmp(type, "btree") == 0
-		   || strcmp(type, "lmdb") == 0 || strcmp(type, "dbm") == 0
-		   || strcmp(type, "sdbm") == 0) {
-		/* The compiled database is not read: its source text is (maps.h). */
-		if (access(colon + 1, F_OK) < 0 && errno == ENOENT) {
-			m->type = MAP_TYPE_UNAVAILABLE;
-			msg_warn("%s: the source file %s does not exist; lookups in this table "
-				 "fail with a temporary error", spec, colon + 1);
-		} else {
-			m->type = MAP_TYPE_SOURCE;
-			if (texthash_load(m, colon + 1, &why) < 0)
-				goto fail;
-			msg_warn("%s: reading the source file %s as texthash (mxgate does not read "
-				 "%s database files)", spec, colon + 1, type);
-		}
-	} else if (strcmp(type, "nis") == 0) {
-		m->type = MAP_TYPE_EMPTY;
-		msg_warn("%s: NIS is not supported; the table is empty", spec);
 	} else if (strcmp(type, "inline") == 0) {
 		m->type = MAP_TYPE_INLINE;
 		if (inline_parse(m, colon + 1, err_r) < 0) {
@@ -617,7 +595,6 @@ enum map_status map_lookup(const struct map *m, const char *key, char **value_r)
 	k = fold_lower(key);
 	switch (m->type) {
 	case MAP_TYPE_TEXTHASH:
-	case MAP_TYPE_SOURCE:
 	case MAP_TYPE_INLINE:
 		e = htab_find(&m->tab, k);
 		if (e) {
@@ -633,10 +610,6 @@ enum map_status map_lookup(const struct map *m, const char *key, char **value_r)
 		st = passwd_lookup(k, value_r);
 		break;
 	case MAP_TYPE_STATIC:
-	case MAP_TYPE_EMPTY:
-		break;
-	case MAP_TYPE_UNAVAILABLE:
-		st = MAP_FAIL;
 		break;
 	}
 	if (st == MAP_FAIL) {

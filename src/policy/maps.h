@@ -18,23 +18,9 @@
  *   inline:{k=v, k2=v2}  a small table in the spec itself; an element with
  *                        spaces or commas is written { key = value }.
  *
- *   hash:/path btree:/path lmdb:/path dbm:/path sdbm:/path
- *                        the binary databases postmap builds are not read;
- *                        their source text, /path, is read as texthash, with
- *                        aliases(5)'s "name: value" form accepted too, and a
- *                        warning at open says so.  When /path is missing, the
- *                        table is unavailable: every lookup fails (MAP_FAIL,
- *                        so the caller tempfails), as Postfix does when a
- *                        table cannot be opened.  This is what lets a Debian
- *                        Postfix main.cf (alias_maps = hash:/etc/aliases) run
- *                        unchanged.
- *   nis:name             always empty, with a warning at open: Postfix does
- *                        the same on a host without a NIS domain (the default
- *                        alias_maps names nis:mail.aliases).
- *
  * "proxy:" in front of a spec is accepted and ignored (mxgate has no
- * proxymap(8)).  Every other type (ldap:, mysql:, regexp:, ...) is refused
- * at open with a message that names the type and the spec.
+ * proxymap(8)).  Every other type is refused at open with a message that
+ * names the type and the spec.
  *
  * Lookups fold the key to lowercase, as Postfix does for these tables.
  *
@@ -66,9 +52,6 @@ enum map_type {
 	MAP_TYPE_PASSWD,	/* unix:passwd.byname */
 	MAP_TYPE_STATIC,
 	MAP_TYPE_INLINE,
-	MAP_TYPE_SOURCE,	/* hash: and friends, read from their source text */
-	MAP_TYPE_EMPTY,		/* nis: */
-	MAP_TYPE_UNAVAILABLE,	/* a database whose source text is missing */
 };
 
 /*

@@ -230,6 +230,7 @@ DELIBERATE = {
     "smtpd_forbid_unauth_pipelining": "yes",
     "smtpd_client_ipv6_prefix_length": "84",
     "config_directory": "/etc/mxgate",
+    "alias_maps": "",
 }
 # Computed from the host at run time by both programs: not comparable with a file.
 COMPUTED = {"myhostname", "mydomain", "mynetworks", "process_id", "process_name"}

@@ -608,15 +608,15 @@ static void test_minimum_uid(void **state)
 
 static void test_create_errors(void **state)
 {
-	static char *hash[] = { (char *)"mysql:/etc/postfix/vmailbox.cf" };
-	static char *lrm[] = { (char *)"proxy:unix:passwd.byname", (char *)"ldap:/etc/aliases.cf" };
+	static char *hash[] = { (char *)"hash:/etc/postfix/vmailbox" };
+	static char *lrm[] = { (char *)"proxy:unix:passwd.byname", (char *)"hash:/etc/aliases" };
 	static char *file[] = { (char *)"local.test", (char *)"/etc/postfix/destinations" };
 	static char *neg[] = { (char *)"!local.test" };
 	static char *ldap[] = { (char *)"ldap:/etc/postfix/ldap-domains.cf" };
 	static char *missing[] = { (char *)"texthash:/nonexistent/mxgate/uids" };
 	static const char *want[] = {
-		"virtual_mailbox_maps: unsupported map type \"mysql\" in \"mysql:/etc/postfix/vmailbox.cf\"",
-		"local_recipient_maps: unsupported map type \"ldap\" in \"ldap:/etc/aliases.cf\"",
+		"virtual_mailbox_maps: unsupported map type \"hash\" in \"hash:/etc/postfix/vmailbox\"",
+		"local_recipient_maps: unsupported map type \"hash\" in \"hash:/etc/aliases\"",
 		"mydestination: \"/etc/postfix/destinations\" is not supported",
 		"mydestination: \"!local.test\" is not supported",
 		"virtual_mailbox_domains: unsupported map type \"ldap\"",
