@@ -663,6 +663,14 @@ server_free(struct server *srv)
 	for (k = 0; k < srv->nworkers; k++) {
 		struct worker *w = &srv->workers[k];
 
+		/* Sockets accepted but not yet taken over when the loops stopped. */
+		while (w->head != NULL) {
+			struct worker_handoff *h = w->head;
+
+			w->head = h->next;
+			close(h->fd);
+			free(h);
+		}
 		peername_worker_free(w);
 		event_free(w->wake_ev);
 		event_base_free(w->base);
