@@ -21,6 +21,7 @@
 #include "conf/conf.h"
 #include "log/log.h"
 #include "net/server.h"
+#include "smtp/service.h"
 #include "smtp/session.h"
 #include "util/xalloc.h"
 #include "version.h"
@@ -81,13 +82,13 @@ check_services(const struct conf *c)
 		char *err = NULL;
 		char *const *uids;
 
-		if (session_service_build(cs, &normal, &stress, &err) < 0) {
+		if (smtp_service_build(cs, &normal, &stress, &err) < 0) {
 			msg_error("service %s: %s", cs->name, err);
 			free(err);
 			errors++;
 			continue;
 		}
-		session_service_data_free(normal, stress);
+		smtp_service_data_free(normal, stress);
 		uids = conf_list(cs->view, P_virtual_uid_maps, &n);
 		for (k = 0; k < n; k++)
 			if (strncmp(uids[k], "static:", 7) == 0
@@ -197,7 +198,7 @@ cmd_run(int argc, char **argv)
 	if (server_bind(&srv) < 0)
 		msg_fatal("cannot listen on the configured services");
 	for (i = 0; i < srv.nsvcs; i++)
-		if (session_service_build(srv.svcs[i].cs, &srv.svcs[i].smtp, &srv.svcs[i].smtp_stress,
+		if (smtp_service_build(srv.svcs[i].cs, &srv.svcs[i].smtp, &srv.svcs[i].smtp_stress,
 					  &err) < 0)
 			msg_fatal("service %s: %s", srv.svcs[i].cs->name, err);
 	if (drop_privileges(&srv) < 0)

@@ -19,6 +19,7 @@
 #include "policy/anvil.h"
 #include "log/log.h"
 #include "net/peername.h"
+#include "smtp/service.h"
 #include "smtp/session.h"
 #include "util/xalloc.h"
 #include "version.h"
@@ -478,7 +479,7 @@ server_reload(struct server *srv)
 				 "until mxgate is restarted", old_cs->name);
 			continue;
 		}
-		if (session_service_build(ncs, &new_smtp, &new_stress, &err) < 0) {
+		if (smtp_service_build(ncs, &new_smtp, &new_stress, &err) < 0) {
 			msg_warn("reload: service %s: %s; keeping its running configuration",
 				 ncs->name, err);
 			free(err);
@@ -644,13 +645,13 @@ server_free(struct server *srv)
 			event_free(svc->resume_ev);
 		free(svc->lev);
 		free(svc->fds);
-		session_service_data_free(svc->smtp, svc->smtp_stress);
+		smtp_service_data_free(svc->smtp, svc->smtp_stress);
 		svc->smtp = svc->smtp_stress = NULL;
 	}
 	free(srv->svcs);
 	srv->svcs = NULL;
 	for (i = 0; i < srv->nretired_smtp; i += 2)
-		session_service_data_free(srv->retired_smtp[i], srv->retired_smtp[i + 1]);
+		smtp_service_data_free(srv->retired_smtp[i], srv->retired_smtp[i + 1]);
 	free(srv->retired_smtp);
 	for (i = 0; i < srv->nretired; i++)
 		conf_free(&srv->retired[i]);

@@ -16,20 +16,6 @@
 struct worker;
 struct service_rt;
 
-struct conf_service;
-
-/*
- * Prepare what every session of a service shares (recipient tables,
- * forbidden-command patterns, EHLO keywords, anvil settings), from cs->view
- * (*normal_r) and cs->view_stress (*stress_r).  Called per service before
- * accepting and again on reload; returns 0, or -1 with *err_r set (caller
- * frees).  The caller stores the results in service_rt.smtp/.smtp_stress.
- */
-int session_service_build(const struct conf_service *cs, void **normal_r, void **stress_r,
-			  char **err_r);
-/* Free per-service data that a reload replaced (normal, then stress). */
-void session_service_data_free(void *normal, void *stress);
-
 /* Take over an accepted socket: runs on w's thread. */
 void session_start(struct worker *w, struct service_rt *svc, int fd, const struct sockaddr *sa,
 		   socklen_t salen);

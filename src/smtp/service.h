@@ -1,0 +1,69 @@
+/*
+ * service: what every SMTP session of one master.cf service shares, built
+ * once from a configuration view (and again on reload): the limits and reply
+ * settings as plain numbers, the EHLO keyword list, the forbidden-command
+ * patterns, the anvil settings and client exceptions, and the recipient
+ * policy (lookup tables).  Read-only after it is built, so sessions on every
+ * event-loop thread share it without locks.
+ */
+#ifndef MXGATE_SMTP_SERVICE_H
+#define MXGATE_SMTP_SERVICE_H
+
+#include <regex.h>
+#include <stddef.h>
+
+struct addrlist;
+struct conf_service;
+struct conf_view;
+struct recipient_policy;
+
+struct smtp_forbid {
+	char  **words;		/* verbs that are never SMTP (CONNECT GET POST) */
+	size_t	nwords;
+	regex_t *res;		/* regexp: patterns matched against the verb */
+	size_t	nres;
+};
+
+struct smtp_service {
+	const struct conf_view *cf;
+	char   *service_name;	/* master.cf service name, for anvil and logs */
+	struct recipient_policy *policy;
+	struct smtp_forbid forbid;
+	char   *hostname;
+	char   *banner;
+	char  **ehlo;		/* EHLO keyword lines after the host name */
+	size_t	nehlo;
+	long	soft_limit, hard_limit, junk_limit, sleep_time, timeout;
+	long	line_limit, size_limit, rcpt_limit, overshoot_limit;
+	int	soft_bounce, helo_required, vrfy_disabled, forbid_pipelining;
+	int	bare_lf_reject, bare_lf_code, smtputf8;
+	int	owns_policy;
+	int	chunking;		/* CHUNKING offered: BDAT allowed */
+	int	deadline;		/* smtpd_per_request_deadline */
+	long	min_data_rate;
+	/* anvil (POSTFIX_REFERENCE.md §3) */
+	struct addrlist *exceptions;	/* smtpd_client_event_limit_exceptions */
+	int	anvil_on;		/* some limit is set: talk to anvil */
+	long	conn_count_limit, conn_rate_limit, msg_rate_limit, rcpt_rate_limit;
+	int	v4_prefix, v6_prefix;
+};
+
+/*
+ * Build the data for cs->view (*normal_r) and cs->view_stress (*stress_r);
+ * the stress data shares the normal data's recipient policy.  Returns 0, or
+ * -1 with *err_r set (caller frees) when a table cannot be opened or a
+ * pattern is bad.  The pointers are untyped so that the network layer can
+ * hold them without knowing this structure.
+ */
+int smtp_service_build(const struct conf_service *cs, void **normal_r, void **stress_r,
+		       char **err_r);
+/* Free what smtp_service_build made (normal, then stress; NULL is fine). */
+void smtp_service_data_free(void *normal, void *stress);
+
+/*
+ * Is this unknown verb a non-SMTP command (smtpd_forbidden_commands, or a
+ * mail header such as "Subject:")?  Postfix then answers 221 and hangs up.
+ */
+int smtp_service_forbidden(const struct smtp_service *ss, const char *verb, size_t len);
+
+#endif
