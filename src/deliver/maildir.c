@@ -223,6 +223,7 @@ maildir_stage(const struct maildir_msg *m, const struct maildir_rcpt *r, const c
 	/* Postfix virtual(8) order: Return-Path:, then Delivered-To:, then the message. */
 	buf_printf(&hdr, "Return-Path: <%s>\nDelivered-To: %s\n", m->return_path, r->delivered_to);
 	if (maildir_write_all(fd, hdr.data, hdr.len) < 0
+	    || (m->received_len > 0 && maildir_write_all(fd, m->received, m->received_len) < 0)
 	    || maildir_write_all(fd, m->content, m->content_len) < 0) {
 		maildir_set_err(err, errno, "write file", c->tmp_path);
 		goto fail;

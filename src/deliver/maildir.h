@@ -35,7 +35,10 @@ struct maildir_msg {
 	 * sender <>.
 	 */
 	const char *return_path;
-	/* Received: header + message, LF line endings, no dot-stuffing. */
+	/* Headers the server adds before the message (Received:), or NULL. */
+	const char *received;
+	size_t received_len;
+	/* The message, LF line endings, no dot-stuffing. */
 	const char *content;
 	size_t content_len;
 	/*
@@ -57,6 +60,7 @@ struct maildir_rcpt {
  *
  *	Return-Path: <return_path>\n
  *	Delivered-To: <delivered_to>\n
+ *	received
  *	content
  *
  * in that order, as Postfix's virtual(8) writes it.  One copy per rcpts[i]:

@@ -169,7 +169,8 @@ struct deliver_job {
 	struct maildir_msg msg;
 	struct maildir_rcpt *rcpts;
 	size_t	nrcpts;
-	struct buf content;
+	struct buf received;		/* the Received: header */
+	struct buf body;		/* the message, taken over from the session */
 	struct buf err;
 	int	rc;
 	int	is_bdat;
@@ -387,7 +388,8 @@ session_job_free(struct deliver_job **jp)
 		return;
 	free(j->rcpts);
 	free(j->sender_quoted);
-	buf_free(&j->content);
+	buf_free(&j->received);
+	buf_free(&j->body);
 	buf_free(&j->err);
 	free(j);
 	*jp = NULL;
@@ -1420,9 +1422,9 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 	j->s = s;
 	j->size = size;
 	j->is_bdat = s->bdat_used;
-	session_received(s, &j->content);
-	buf_append(&j->content, buf_str(&s->body), s->body.len);
-	buf_free(&s->body);
+	session_received(s, &j->received);
+	j->body = s->body;		/* no copy: the job owns the message now */
+	memset(&s->body, 0, sizeof(s->body));
 	j->rcpts = xcalloc(s->nrcpts, sizeof(*j->rcpts));
 	j->nrcpts = s->nrcpts;
 	for (i = 0; i < s->nrcpts; i++) {
@@ -1431,8 +1433,10 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 	}
 	j->sender_quoted = session_quote(s->sender);
 	j->msg.return_path = j->sender_quoted;
-	j->msg.content = buf_str(&j->content);
-	j->msg.content_len = j->content.len;
+	j->msg.received = buf_str(&j->received);
+	j->msg.received_len = j->received.len;
+	j->msg.content = buf_str(&j->body);
+	j->msg.content_len = j->body.len;
 	j->msg.hostname = s->ss->hostname;
 	s->job = j;
 	session_enter_state(s, S_DELIVER);

@@ -209,7 +209,8 @@ static int
 deliver(const char *return_path, const struct maildir_rcpt *r, size_t n, const char *host,
 	struct buf *err)
 {
-	struct maildir_msg m = { return_path, content, content_len, host };
+	struct maildir_msg m = { .return_path = return_path, .content = content,
+				  .content_len = content_len, .hostname = host };
 
 	return maildir_deliver(&m, r, n, err);
 }
