@@ -514,7 +514,7 @@ conf_check_value(struct conf_view *v, int id, const struct conf_setting *origin,
 			BAD("parameter %s: bad time value or unit: %s", d->name, val);
 			return;
 		}
-		if (n > 0 && n > 2147483647L / mult) {
+		if (n > 2147483647L / mult || n < -2147483647L / mult) {
 			BAD("parameter %s: time value too large: %s", d->name, val);
 			return;
 		}

@@ -1,6 +1,7 @@
 #include "deliver/maildir.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +75,90 @@ maildir_dirs_free(struct maildir_dirs *d)
 	d->n = d->cap = 0;
 }
 
+/*
+ * Directories whose own entry is known to be on disk: made or found by this
+ * process, and their parent fsync'd since.  An existing directory is not
+ * assumed durable (a failed or crashed delivery may have made it without
+ * fsyncing its parent), so the first delivery that finds it fsyncs its
+ * parents up to one that is known; later deliveries skip that work.
+ */
+static pthread_mutex_t maildir_durable_lock = PTHREAD_MUTEX_INITIALIZER;
+static char **maildir_durable;		/* open addressing; NULL = empty slot */
+static size_t maildir_durable_n, maildir_durable_cap;
+
+static size_t
+maildir_durable_slot(char **tab, size_t cap, const char *path)
+{
+	size_t h = 1469598103934665603ULL;
+
+	for (const char *c = path; *c; c++)
+		h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+	for (h &= cap - 1; tab[h] != NULL && strcmp(tab[h], path) != 0; h = (h + 1) & (cap - 1))
+		;
+	return h;
+}
+
+static int
+maildir_is_durable(const char *path)
+{
+	int known;
+
+	pthread_mutex_lock(&maildir_durable_lock);
+	known = maildir_durable_cap > 0
+		&& maildir_durable[maildir_durable_slot(maildir_durable, maildir_durable_cap,
+							path)] != NULL;
+	pthread_mutex_unlock(&maildir_durable_lock);
+	return known;
+}
+
+static void
+maildir_mark_durable(const struct maildir_dirs *d)
+{
+	pthread_mutex_lock(&maildir_durable_lock);
+	for (size_t i = 0; i < d->n; i++) {
+		size_t slot;
+
+		if (2 * (maildir_durable_n + 1) > maildir_durable_cap) {
+			size_t cap = maildir_durable_cap ? 2 * maildir_durable_cap : 256;
+			char **tab = xcalloc(cap, sizeof(*tab));
+
+			for (size_t k = 0; k < maildir_durable_cap; k++)
+				if (maildir_durable[k] != NULL)
+					tab[maildir_durable_slot(tab, cap, maildir_durable[k])] =
+						maildir_durable[k];
+			free(maildir_durable);
+			maildir_durable = tab;
+			maildir_durable_cap = cap;
+		}
+		slot = maildir_durable_slot(maildir_durable, maildir_durable_cap, d->v[i]);
+		if (maildir_durable[slot] == NULL) {
+			maildir_durable[slot] = xstrdup(d->v[i]);
+			maildir_durable_n++;
+		}
+	}
+	pthread_mutex_unlock(&maildir_durable_lock);
+}
+
+/*
+ * p exists: unless it is known durable, its parent must be fsync'd, and so
+ * on upwards until a known directory (or the root).
+ */
+static void
+maildir_existing(const char *path, struct maildir_dirs *fsync_dirs, struct maildir_dirs *pending)
+{
+	char *p = xstrdup(path), *slash;
+
+	while (strcmp(p, "/") != 0 && !maildir_is_durable(p)) {
+		maildir_dirs_add(pending, p, strlen(p));
+		slash = strrchr(p, '/');
+		if (slash == NULL)
+			break;
+		*(slash == p ? slash + 1 : slash) = '\0';
+		maildir_dirs_add(fsync_dirs, p, strlen(p));
+	}
+	free(p);
+}
+
 /* Absolute, ends in '/', no "." or ".." component. */
 static int
 maildir_path_ok(const char *p)
@@ -107,7 +192,8 @@ maildir_header_ok(const char *s)
  * directory entry is durable only once its parent is fsync'd.
  */
 static int
-maildir_mkdirs(const char *path, size_t len, struct maildir_dirs *fsync_dirs, struct buf *err)
+maildir_mkdirs(const char *path, size_t len, struct maildir_dirs *fsync_dirs,
+	       struct maildir_dirs *pending, struct buf *err)
 {
 	char *p = xstrndup(path, len);
 	char *slash;
@@ -116,7 +202,7 @@ maildir_mkdirs(const char *path, size_t len, struct maildir_dirs *fsync_dirs, st
 	if (mkdir(p, 0700) == 0)
 		goto made;
 	if (errno == EEXIST)
-		goto out;
+		goto existing;
 	if (errno != ENOENT)
 		goto fail;
 	/* A parent is missing: make it, then try again. */
@@ -125,14 +211,14 @@ maildir_mkdirs(const char *path, size_t len, struct maildir_dirs *fsync_dirs, st
 		errno = ENOENT;
 		goto fail;
 	}
-	if (maildir_mkdirs(p, (size_t)(slash - p), fsync_dirs, err) < 0) {
+	if (maildir_mkdirs(p, (size_t)(slash - p), fsync_dirs, pending, err) < 0) {
 		ret = -1;
 		goto out;
 	}
 	if (mkdir(p, 0700) == 0)
 		goto made;
 	if (errno == EEXIST)	/* another thread made it meanwhile */
-		goto out;
+		goto existing;
 fail:
 	maildir_set_err(err, errno, "mkdir", p);
 	ret = -1;
@@ -140,6 +226,10 @@ fail:
 made:
 	slash = strrchr(p, '/');
 	maildir_dirs_add(fsync_dirs, p, slash == p ? 1 : (size_t)(slash - p));
+	maildir_dirs_add(pending, p, strlen(p));
+	goto out;
+existing:
+	maildir_existing(p, fsync_dirs, pending);
 out:
 	free(p);
 	return ret;
@@ -147,20 +237,21 @@ out:
 
 /* Step a for one Maildir: the Maildir itself, then tmp/ new/ cur/. */
 static int
-maildir_make(const char *maildir, struct maildir_dirs *fsync_dirs, struct buf *err)
+maildir_make(const char *maildir, struct maildir_dirs *fsync_dirs, struct maildir_dirs *pending,
+	     struct buf *err)
 {
 	static const char *const sub[] = { "tmp", "new", "cur" };
 	struct buf p = BUF_INIT;
 	size_t len = strlen(maildir);
 	int ret = 0;
 
-	if (maildir_mkdirs(maildir, len - 1, fsync_dirs, err) < 0)
+	if (maildir_mkdirs(maildir, len - 1, fsync_dirs, pending, err) < 0)
 		return -1;
 	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
 		buf_reset(&p);
 		buf_puts(&p, maildir);
 		buf_puts(&p, sub[i]);
-		if (maildir_mkdirs(p.data, p.len, fsync_dirs, err) < 0) {
+		if (maildir_mkdirs(p.data, p.len, fsync_dirs, pending, err) < 0) {
 			ret = -1;
 			break;
 		}
@@ -275,7 +366,12 @@ maildir_fsync_dir(const char *dir, struct buf *err)
 		maildir_set_err(err, errno, "open directory", dir);
 		return -1;
 	}
-	if (fsync(fd) < 0) {
+	/*
+	 * EROFS/EINVAL: a file system that cannot or need not sync directories
+	 * (a read-only mount above the mailboxes): its entries are as durable
+	 * as they get.
+	 */
+	if (fsync(fd) < 0 && errno != EROFS && errno != EINVAL) {
 		maildir_set_err(err, errno, "fsync directory", dir);
 		close(fd);
 		return -1;
@@ -352,6 +448,7 @@ maildir_deliver(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, s
 		struct buf *err)
 {
 	struct maildir_dirs fsync_dirs = { NULL, 0, 0 };	/* parents of new directories */
+	struct maildir_dirs pending = { NULL, 0, 0 };	/* durable once fsync_dirs are */
 	struct maildir_dirs new_dirs = { NULL, 0, 0 };	/* distinct new/ directories */
 	struct maildir_copy *copies;
 	struct buf host = BUF_INIT;
@@ -408,7 +505,7 @@ maildir_deliver(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, s
 				break;
 		if (j < i)
 			continue;
-		if (maildir_make(rcpts[i].maildir, &fsync_dirs, err) < 0)
+		if (maildir_make(rcpts[i].maildir, &fsync_dirs, &pending, err) < 0)
 			goto out;
 		buf_puts(&nd, rcpts[i].maildir);
 		buf_puts(&nd, "new");
@@ -443,6 +540,7 @@ maildir_deliver(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, s
 	for (i = 0; i < fsync_dirs.n; i++)
 		if (maildir_fsync_dir(fsync_dirs.v[i], err) < 0)
 			goto out;
+	maildir_mark_durable(&pending);
 	ret = 0;
 
 out:
@@ -457,6 +555,7 @@ out:
 		}
 		free(copies);
 		maildir_dirs_free(&fsync_dirs);
+		maildir_dirs_free(&pending);
 		maildir_dirs_free(&new_dirs);
 		buf_free(&host);
 		errno = saved;

@@ -76,7 +76,10 @@ struct maildir_rcpt {
  *     and inode of the staged file make it unique even for two deliveries
  *     in the same microsecond).
  *  d. fsync each distinct new/ directory, and the parent of each directory
- *     created in step a.
+ *     created in step a.  A directory found already there is not assumed
+ *     durable (a failed delivery or a crash may have made it without
+ *     fsyncing its parent): its parents are fsync'd up to one this process
+ *     knows to be durable, once per directory per process.
  *
  * Returns 0 when every copy is durable.  Returns -1 on any failure: no copy
  * is left in any tmp/ or new/ (directories made in step a stay), *err is

@@ -293,14 +293,26 @@ void rcpt_result_free(struct rcpt_result *r)
 /* ---- lookups in Postfix's order ---- */
 
 /* Length of the local part without its extension (Postfix recipient_delimiter). */
+/*
+ * The length of the local part without its address extension, by Postfix's
+ * rules (split_addr): postmaster, mailer-daemon and double-bounce are never
+ * split, nor (with '-' among the delimiters and owner_request_special's
+ * default, yes) owner-x and x-request, nor a local part that starts with a
+ * delimiter.
+ */
 static size_t base_len(const struct recipient_policy *p, const char *lp)
 {
-	size_t n;
+	size_t len = strlen(lp), n;
 
-	if (p->delimiter == NULL || *lp == '\0')
-		return strlen(lp);
-	n = strcspn(lp + 1, p->delimiter) + 1;	/* a leading delimiter is not an extension */
-	return n;
+	if (p->delimiter == NULL || len == 0 || strcasecmp(lp, "postmaster") == 0
+	    || strcasecmp(lp, "mailer-daemon") == 0 || strcasecmp(lp, "double-bounce") == 0)
+		return len;
+	if (strchr(p->delimiter, '-') != NULL
+	    && (strncasecmp(lp, "owner-", 6) == 0
+		|| (len > 8 && strcasecmp(lp + len - 8, "-request") == 0)))
+		return len;
+	n = strcspn(lp, p->delimiter);
+	return n == 0 ? len : n;
 }
 
 /*

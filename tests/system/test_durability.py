@@ -209,6 +209,42 @@ class StraceOrderTest(DurabilityBase):
                                     % (user, parent))
 
 
+    def test_mailbox_left_by_a_failed_delivery_is_made_durable_later(self):
+        """A delivery that fails after making a new Maildir (its second recipient cannot be
+        written) leaves directories whose parents were never fsync'd.  The next delivery to
+        that Maildir finds them already there and must still fsync their parents before its
+        250: an existing directory is not assumed durable."""
+        srv = self.server(users=("bob", "carol"),
+                          strace=["-tt", "-y", "-s", "256", "-e",
+                                  "trace=write,writev,sendto,sendmsg,fsync,fdatasync,mkdir,openat"])
+        # carol's Maildir path is a plain file: step a fails there, after bob's was made.
+        with open(os.path.join(srv.vmail, "carol"), "w") as f:
+            f.write("not a directory\n")
+        c = self.session(srv)
+        rep = self.transaction(c, ["bob@virt.test", "carol@virt.test"],
+                               message("first", ["fails for carol"]))
+        self.assertEqual(rep.text, WRITE_ERROR)
+        rep = self.transaction(c, ["bob@virt.test"], message("second", ["only bob"]))
+        m = QUEUED.match(rep.text)
+        self.assertIsNotNone(m, rep.text)
+        qid = m.group(1)
+        c.send("QUIT\r\n")
+        c.expect(221)
+        c.close()
+        problems = srv.stop()
+        self.assertEqual(problems, [], "\n".join(problems))
+        with open(srv.strace_path, errors="replace") as f:
+            calls = parse_strace(f.read())
+        reply = [k for k in calls if k.name in ("write", "writev", "sendto", "sendmsg")
+                 and "socket:[" in k.args and "250 2.0.0 Ok: queued as " + qid in k.args]
+        self.assertEqual(len(reply), 1, reply)
+        vmail = os.path.realpath(srv.vmail)
+        for parent in (vmail, os.path.join(vmail, "bob")):
+            ps = [k for k in calls if k.name in ("fsync", "fdatasync") and k.ret == "0"
+                  and fd_path(k.args) == parent and k.end < reply[0].start]
+            self.assertTrue(ps, "no fsync of %s before the 250 for bob's mailbox" % parent)
+
+
 # -- fault injection -------------------------------------------------------------------------------
 
 class FaultInjectionTest(DurabilityBase):

@@ -489,6 +489,42 @@ static void test_unlisted_off(void **state)
 	recipient_policy_free(&p);
 }
 
+/*
+ * Address extensions split as Postfix's split_addr(): not for owner-x or
+ * x-request when '-' is a delimiter, not with a leading delimiter.  "listed"
+ * is in the local table: listed-ext is found through its base, but
+ * owner-listed, listed-request and -listed are not split and are unknown.
+ */
+static void test_extension_split(void **state)
+{
+	static const struct {
+		const char *addr;
+		enum rcpt_verdict verdict;
+	} cases[] = {
+		{ "listed-ext@local.test", RCPT_OK_LOCAL },
+		{ "owner-listed@local.test", RCPT_UNKNOWN_LOCAL },
+		{ "listed-request@local.test", RCPT_UNKNOWN_LOCAL },
+		{ "-listed@local.test", RCPT_UNKNOWN_LOCAL },
+		{ "listed+x@local.test", RCPT_OK_LOCAL },
+		{ "+listed@local.test", RCPT_UNKNOWN_LOCAL },
+	};
+	struct recipient_conf rc = base_conf();
+	struct recipient_policy *p;
+
+	rc.recipient_delimiter = "+-";
+	p = make_policy(&rc);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct rcpt_result r;
+
+		recipient_resolve(p, cases[i].addr, &r);
+		if (r.verdict != cases[i].verdict)
+			fail_msg("%s: verdict %d, want %d", cases[i].addr, r.verdict,
+				 cases[i].verdict);
+		rcpt_result_free(&r);
+	}
+	recipient_policy_free(&p);
+}
+
 /* A table that cannot answer gives Postfix's 451 4.3.0, never "unknown". */
 static void test_lookup_failure(void **state)
 {
@@ -701,6 +737,7 @@ int main(void)
 		cmocka_unit_test(test_codes),
 		cmocka_unit_test(test_relay_order),
 		cmocka_unit_test(test_unlisted_off),
+		cmocka_unit_test(test_extension_split),
 		cmocka_unit_test(test_lookup_failure),
 		cmocka_unit_test(test_base),
 		cmocka_unit_test(test_minimum_uid),
