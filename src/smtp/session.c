@@ -39,6 +39,9 @@
 
 /* Input buffered at most (beyond it the kernel holds the client's bytes). */
 #define SESSION_READ_HIGH	(64 * 1024)
+/* Unsent replies: above HIGH no command runs until they drain to LOW. */
+#define SESSION_WRITE_HIGH	(64 * 1024)
+#define SESSION_WRITE_LOW	(16 * 1024)
 
 /* ---- the command table ------------------------------------------------ */
 
@@ -133,6 +136,7 @@ struct session {
 	char   *helo;
 	int	esmtp;
 	int	closing, hangup, tarpit_armed;
+	int	output_blocked;		/* replies wait for the client: no new commands */
 	int	error_count, junk_cmds, rcpt_overshoot;
 	unsigned stat_ok[CMD_COUNT + 1], stat_total[CMD_COUNT + 1];
 	struct outline *out_head, *out_tail;
@@ -215,7 +219,8 @@ session_queue_id(char out[16])
 static int
 session_is_busy(const struct session *s)
 {
-	return s->closing || s->out_head != NULL || s->state == S_DELIVER || s->state == S_LOOKUP;
+	return s->closing || s->out_head != NULL || s->output_blocked || s->state == S_DELIVER
+		|| s->state == S_LOOKUP;
 }
 
 /* The event loop's cached time, in whole seconds, for anvil. */
@@ -237,10 +242,19 @@ session_anvil_ignore(void *ctx, const struct anvil_reply *r)
 
 /* ---- output and the tarpit -------------------------------------------- */
 
+/*
+ * A client that sends commands but does not read the replies must not make
+ * us queue replies without end: above SESSION_WRITE_HIGH unsent bytes no
+ * further command is processed until the output has drained to
+ * SESSION_WRITE_LOW (the write callback), as a blocking write would in
+ * Postfix.  The kernel's buffers then push back on the client.
+ */
 static void
 session_write(struct session *s, const char *data, size_t len)
 {
 	bufferevent_write(s->bev, data, len);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SESSION_WRITE_HIGH)
+		s->output_blocked = 1;
 }
 
 static void session_pump(struct session *s);
@@ -434,6 +448,19 @@ session_free(struct session *s)
 	free(s);
 }
 
+/*
+ * Free the session from its own event, at a safe point.  While the writer
+ * pool holds its message (S_DELIVER) the session only stays marked closing:
+ * the job reads the session's recipients, and its completion frees it.
+ */
+static void
+session_schedule_free(struct session *s)
+{
+	s->closing = 1;
+	if (s->state != S_DELIVER)
+		event_active(s->free_ev, EV_READ, 0);
+}
+
 static void
 session_free_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -449,7 +476,12 @@ session_write_cb(struct bufferevent *bev, void *arg)
 
 	(void)bev;
 	if (s->closing)
-		event_active(s->free_ev, EV_READ, 0);
+		session_schedule_free(s);
+	else if (s->output_blocked) {
+		/* The client has read enough of its replies: take commands again. */
+		s->output_blocked = 0;
+		event_active(s->resume_ev, EV_READ, 0);
+	}
 }
 
 static void session_close(struct session *s);
@@ -471,8 +503,16 @@ session_close(struct session *s)
 		return;
 	s->closing = 1;
 	bufferevent_disable(s->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		event_active(s->free_ev, EV_READ, 0);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+		session_schedule_free(s);
+	} else {
+		/* A client that never reads its last reply is not waited for past smtpd_timeout. */
+		struct timeval tmo = { s->ss->timeout, 0 };
+
+		evtimer_del(s->deadline_ev);
+		evtimer_add(s->deadline_ev, &tmo);
+		s->deadline_armed = 1;
+	}
 }
 
 /* smtpd_timeout, or the per-request deadline, ran out. */
@@ -504,7 +544,9 @@ session_deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	s->deadline_armed = 0;
-	if (!s->closing && !s->hangup)
+	if (s->closing)
+		session_schedule_free(s);
+	else if (!s->hangup)
 		session_timeout(s);
 }
 
@@ -572,20 +614,20 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	if (s->closing) {
-		event_active(s->free_ev, EV_READ, 0);
+		session_schedule_free(s);
 		return;
 	}
-	if (what & BEV_EVENT_TIMEOUT) {
+	if ((what & BEV_EVENT_TIMEOUT) && s->state != S_DELIVER) {
 		session_timeout(s);
 		return;
 	}
 	if (s->state == S_DATA || s->state == S_BDAT)
 		msg_info("lost connection after %s (%zu bytes) from %s", s->where,
-			 s->state == S_DATA ? s->dr.size : s->bdat_total, s->namaddr);
-	else
+			 s->state == S_DATA ? s->dr.raw_bytes : s->bdat_total, s->namaddr);
+	else if (strcmp(s->where, "END-OF-MESSAGE") != 0)	/* Postfix is quiet there too */
 		msg_info("lost connection after %s from %s", s->where, s->namaddr);
-	s->closing = 1;
-	event_active(s->free_ev, EV_READ, 0);
+	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	session_schedule_free(s);
 }
 
 static void
@@ -804,6 +846,7 @@ session_start(struct worker *w, struct service_rt *svc, int fd, const struct soc
 	bufferevent_set_timeouts(s->bev, ss->deadline ? NULL : &tmo, &tmo);
 	/* A client that keeps sending while its replies wait (tarpit, delivery) is not read further. */
 	bufferevent_setwatermark(s->bev, EV_READ, 0, SESSION_READ_HIGH);
+	bufferevent_setwatermark(s->bev, EV_WRITE, SESSION_WRITE_LOW, 0);
 	bufferevent_disable(s->bev, EV_READ);
 	if (conf_bool(ss->cf, P_smtpd_peername_lookup))
 		s->lookup = peername_lookup(w, sa, session_lookup_done, s);
@@ -1377,6 +1420,14 @@ session_deliver_done(void *arg)
 	struct session *s = j->s;
 
 	session_enter_state(s, S_CMD);
+	if (s->closing) {
+		/* The client went away meanwhile: no one to answer; the copies stay (or not). */
+		if (j->rc == 0)
+			log_as("qmgr", LOG_LVL_INFO, "%s: removed", s->queue_id);
+		session_job_free(&s->job);
+		session_schedule_free(s);
+		return;
+	}
 	if (j->rc == 0) {
 		struct timeval now;
 		size_t i;
@@ -1604,7 +1655,7 @@ session_bdat_chunk_done(struct session *s)
 		return;
 	}
 	bdat_finish(&s->bdat, &s->body);
-	session_message_end(s, s->bdat.too_big, 0, s->bdat_total);
+	session_message_end(s, s->bdat.too_big, s->bdat.bare_lf_seen, s->bdat_total);
 }
 
 #define SESSION_BATCH	64	/* commands or chunks per wake-up: fairness between clients */
