@@ -500,7 +500,7 @@ server_reload(struct server *srv)
 			for (k = 0; k < svc->nfds; k++)
 				listen(svc->fds[k], backlog);	/* Linux: changes the backlog in place */
 		}
-		if (!server_at_cap(svc))
+		if (!server_at_cap(svc) && !atomic_load(&srv->stopping))
 			server_accepting(svc, 1);
 	}
 	for (k = 0; k < conf_service_count(nc); k++) {
@@ -540,14 +540,39 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 	server_stop(srv);
 }
 
+/* Stop the loops once no message is with the writers (or after 10 s). */
+static void
+server_drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	int i;
+
+	(void)fd;
+	(void)what;
+	if (atomic_load(&srv->deliveries) > 0 && ++srv->drain_ticks < 200)
+		return;
+	for (i = 0; i < srv->nworkers; i++)
+		event_base_loopexit(srv->workers[i].base, NULL);
+}
+
+/*
+ * Stop accepting, let the messages the writers have finish and get their
+ * replies (a 250 that was earned is sent), then stop every loop.  Runs on
+ * worker 0 (the signal callback).
+ */
 void
 server_stop(struct server *srv)
 {
-	int i;
+	static const struct timeval tick = { 0, 50000 };
+	size_t i;
 
-	atomic_store(&srv->stopping, 1);
-	for (i = 0; i < srv->nworkers; i++)
-		event_base_loopexit(srv->workers[i].base, NULL);
+	if (atomic_exchange(&srv->stopping, 1))
+		return;
+	for (i = 0; i < srv->nsvcs; i++)
+		server_accepting(&srv->svcs[i], 0);
+	srv->drain_ev = event_new(srv->workers[0].base, -1, EV_PERSIST, server_drain_cb, srv);
+	event_add(srv->drain_ev, &tick);
+	server_drain_cb(-1, 0, srv);
 }
 
 int
@@ -623,7 +648,9 @@ server_run(struct server *srv, int nworkers, int nwriters)
 	event_free(srv->hup_ev);
 	event_free(srv->sweep_ev);
 	event_free(srv->stats_ev);
-	srv->hup_ev = srv->sweep_ev = srv->stats_ev = NULL;
+	if (srv->drain_ev)
+		event_free(srv->drain_ev);
+	srv->hup_ev = srv->sweep_ev = srv->stats_ev = srv->drain_ev = NULL;
 	return 0;
 }
 

@@ -77,7 +77,9 @@ struct server {
 	char  **overrides;			/* -o name=value from the command line */
 	size_t	noverrides;
 	struct anvil *anvil;			/* shared by every worker */
-	struct event *sweep_ev, *stats_ev, *hup_ev;
+	struct event *sweep_ev, *stats_ev, *hup_ev, *drain_ev;
+	atomic_int deliveries;			/* messages with the writer pool now */
+	int	drain_ticks;			/* shutdown: 50 ms ticks waited */
 	const struct conf_view *global;
 	const char *config_dir;
 	struct worker *workers;
@@ -103,7 +105,7 @@ int server_bind(struct server *srv);
 int server_run(struct server *srv, int nworkers, int nwriters);
 /* Release everything server_bind and server_run made (after session_free_all). */
 void server_free(struct server *srv);
-/* Async-signal-safe request to stop every loop. */
+/* Stop: no new clients, wait for the writers' messages (10 s at most), end the loops. */
 void server_stop(struct server *srv);
 
 /*

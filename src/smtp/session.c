@@ -1419,6 +1419,7 @@ session_deliver_done(void *arg)
 	struct deliver_job *j = arg;
 	struct session *s = j->s;
 
+	atomic_fetch_sub(&s->w->srv->deliveries, 1);
 	session_enter_state(s, S_CMD);
 	if (s->closing) {
 		/* The client went away meanwhile: no one to answer; the copies stay (or not). */
@@ -1492,6 +1493,7 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 	s->job = j;
 	session_enter_state(s, S_DELIVER);
 	bufferevent_disable(s->bev, EV_READ);
+	atomic_fetch_add(&s->w->srv->deliveries, 1);
 	deliver_pool_submit(s->w->srv->pool, s->w->base, session_deliver_work,
 			    session_deliver_done, j);
 }

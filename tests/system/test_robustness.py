@@ -77,3 +77,26 @@ class RobustnessTest(MxTestCase):
         other = self.connect(srv)
         other.expect("220")
         self.assertEqual(str(other.cmd("NOOP")), "250 2.0.0 Ok")
+
+    def test_sigterm_waits_for_the_message_being_written(self):
+        """SIGTERM while the writer has a message: the 250 is still sent, then mxgate exits 0."""
+        env = harness.faultfs_env(MXGATE_FSYNC_DELAY_MS="1500", MXGATE_FAULT_PATH="alice/tmp/")
+        srv = self.start_server(main=BASE, virtual_users=["alice"], env=env)
+        c = self.connect(srv)
+        c.expect("220")
+        for line, want in (("EHLO client.example", "250"), ("MAIL FROM:<a@example.org>", "250"),
+                           ("RCPT TO:<alice@virt.test>", "250"), ("DATA", "354")):
+            c.send(line + "\r\n")
+            c.expect(want)
+        c.send("Subject: stop\r\n\r\nbody\r\n.\r\n")
+        time.sleep(0.3)
+        result = {}
+        stopper = threading.Thread(target=lambda: result.update(problems=srv.stop()))
+        stopper.start()         # SIGTERM, then wait for the exit
+        rep = c.read_reply(timeout=10)
+        stopper.join(30)
+        self.assertTrue(rep.text.startswith("250 2.0.0 Ok: queued as "), rep.text)
+        self.assertEqual(result.get("problems"), [], result)
+        self.assertTrue(srv.find_log(r"mxgate/virtual\[\d+\]: \S+: to=<alice@virt.test>, "
+                                     r"relay=virtual, .*status=sent \(delivered to maildir\)"))
+        self.assertEqual(len(harness.maildir_files(srv.vmail, "new")), 1)
