@@ -8,6 +8,8 @@
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "util/buf.h"
@@ -19,7 +21,9 @@ static const char *log_progname = "mxgate";
 static char *log_syslog_name;	/* NULL: stderr mode */
 static char *log_hostname;
 static int log_fd = -1;		/* maillog_file, or -1 for syslog */
-static int log_syslog_open;
+static int log_syslog_open;	/* fallback: syslog(3), one ident for every line */
+static int log_dev_fd = -1;	/* /dev/log datagram socket: our own tag per line */
+static pthread_mutex_t log_dev_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const log_prefix[] = {
 	[LOG_LVL_INFO] = "",
@@ -43,6 +47,67 @@ log_set_progname(const char *name)
 	log_progname = name;
 }
 
+/*
+ * The local syslog socket.  Writing to it ourselves (as glibc's syslog does)
+ * lets each line carry its own tag, "mxgate/smtpd[pid]" or "mxgate/anvil[pid]",
+ * as Postfix's processes do, which pflogsumm and fail2ban filters key on.
+ */
+static int
+log_dev_connect(void)
+{
+	struct sockaddr_un sun;
+	const char *path = getenv("MXGATE_SYSLOG_SOCKET");	/* tests, containers */
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path && *path ? path : "/dev/log");
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/*
+ * One datagram per line; reconnect once if syslogd was restarted.  Never
+ * blocks: an event loop must not wait for a slow syslogd, so a line that
+ * does not fit is dropped and counted, and the count is reported with the
+ * next line that gets through.
+ */
+static unsigned long log_dev_dropped;
+
+static void
+log_dev_send(const char *data, size_t len)
+{
+	pthread_mutex_lock(&log_dev_lock);
+	if (send(log_dev_fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		if (errno == ECONNREFUSED || errno == ENOTCONN || errno == EPIPE) {
+			int fd = log_dev_connect();
+
+			if (fd >= 0) {
+				close(log_dev_fd);
+				log_dev_fd = fd;
+				if (send(log_dev_fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+					goto out;
+			}
+		}
+		log_dev_dropped++;
+	} else if (log_dev_dropped > 0) {
+		char note[128];
+		int n = snprintf(note, sizeof(note), "<%d>%s/smtpd[%ld]: warning: %lu log lines "
+				 "dropped: syslog did not keep up", LOG_MAIL | LOG_WARNING,
+				 log_syslog_name, (long)getpid(), log_dev_dropped);
+
+		if (n > 0 && send(log_dev_fd, note, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+			log_dev_dropped = 0;
+	}
+out:
+	pthread_mutex_unlock(&log_dev_lock);
+}
+
 int
 log_open(const char *syslog_name, const char *maillog_file, const char *hostname, char **err_r)
 {
@@ -64,8 +129,8 @@ log_open(const char *syslog_name, const char *maillog_file, const char *hostname
 			return -1;
 		}
 		log_fd = fd;
-	} else {
-		/* Ident "<syslog_name>/smtpd"; other process names are part of the text. */
+	} else if ((log_dev_fd = log_dev_connect()) < 0) {
+		/* No /dev/log: syslog(3) with one ident; other process names go in the text. */
 		static char ident[256];
 
 		snprintf(ident, sizeof(ident), "%s/smtpd", syslog_name);
@@ -86,6 +151,9 @@ log_close(void)
 	if (log_syslog_open)
 		closelog();
 	log_syslog_open = 0;
+	if (log_dev_fd >= 0)
+		close(log_dev_fd);
+	log_dev_fd = -1;
 	free(log_syslog_name);
 	free(log_hostname);
 	log_syslog_name = log_hostname = NULL;
@@ -102,11 +170,21 @@ log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 		buf_vprintf(&line, fmt, ap);
 		buf_putc(&line, '\n');
 		(void)!write(STDERR_FILENO, line.data, line.len);
-	} else if (log_fd >= 0) {
+	} else if (log_syslog_open) {
+		if (strcmp(process, "smtpd") != 0)
+			buf_printf(&line, "[%s] ", process);
+		buf_puts(&line, log_prefix[level]);
+		buf_vprintf(&line, fmt, ap);
+		syslog(log_syslog_prio[level], "%s", line.data);
+	} else {
+		char stamp[32];
+		struct tm tm;
+		time_t now = time(NULL);
+		va_list ap2;
+
 		/* A daemon that stops also says why on stderr, for whoever started it. */
 		if (level >= LOG_LVL_FATAL) {
 			struct buf e = BUF_INIT;
-			va_list ap2;
 
 			va_copy(ap2, ap);
 			buf_printf(&e, "%s: %s", log_progname, log_prefix[level]);
@@ -116,23 +194,22 @@ log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 			(void)!write(STDERR_FILENO, e.data, e.len);
 			buf_free(&e);
 		}
-		char stamp[32];
-		struct tm tm;
-		time_t now = time(NULL);
-
 		localtime_r(&now, &tm);
 		strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
-		buf_printf(&line, "%s %s %s/%s[%ld]: %s", stamp, log_hostname, log_syslog_name,
-			   process, (long)getpid(), log_prefix[level]);
+		/* maillog_file: "stamp host tag[pid]: text\n"; /dev/log: "<pri>stamp tag[pid]: text". */
+		if (log_fd >= 0)
+			buf_printf(&line, "%s %s ", stamp, log_hostname);
+		else
+			buf_printf(&line, "<%d>%s ", LOG_MAIL | log_syslog_prio[level], stamp);
+		buf_printf(&line, "%s/%s[%ld]: %s", log_syslog_name, process, (long)getpid(),
+			   log_prefix[level]);
 		buf_vprintf(&line, fmt, ap);
-		buf_putc(&line, '\n');
-		(void)!write(log_fd, line.data, line.len);
-	} else {
-		if (strcmp(process, "smtpd") != 0)
-			buf_printf(&line, "[%s] ", process);
-		buf_puts(&line, log_prefix[level]);
-		buf_vprintf(&line, fmt, ap);
-		syslog(log_syslog_prio[level], "%s", line.data);
+		if (log_fd >= 0) {
+			buf_putc(&line, '\n');
+			(void)!write(log_fd, line.data, line.len);
+		} else {
+			log_dev_send(line.data, line.len);
+		}
 	}
 	buf_free(&line);
 	errno = saved_errno;

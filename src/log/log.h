@@ -3,10 +3,13 @@
  *
  * Before log_open() every message goes to stderr as "mxgate: warning: text"
  * (the form postconf(1) uses), which is what the conf and check verbs want.
- * After log_open() messages go to syslog (facility mail, ident
- * "<syslog_name>/smtpd", LOG_PID) or, when maillog_file is set, are appended
- * to that file as "Mmm dd hh:mm:ss <host> <syslog_name>/smtpd[<pid>]: text",
- * one write(2) per line, so concurrent threads never interleave a line.
+ * After log_open() messages go to syslog, facility mail, one datagram per
+ * line on /dev/log (or $MXGATE_SYSLOG_SOCKET) tagged "<syslog_name>/<process>
+ * [<pid>]" as Postfix's processes tag theirs (syslog(3) with the one ident
+ * "<syslog_name>/smtpd" when there is no such socket), or, when maillog_file
+ * is set, are appended to that file as "Mmm dd hh:mm:ss <host>
+ * <syslog_name>/smtpd[<pid>]: text", one write(2) per line, so concurrent
+ * threads never interleave a line.
  *
  * Levels: info (no prefix), warning ("warning: "), error ("error: "),
  * fatal ("fatal: ", then exit(1)), panic ("panic: ", then abort()).  These
