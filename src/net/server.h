@@ -79,6 +79,7 @@ struct server {
 	struct anvil *anvil;			/* shared by every worker */
 	struct event *sweep_ev, *stats_ev, *hup_ev, *drain_ev;
 	atomic_int deliveries;			/* messages with the writer pool now */
+	atomic_long body_bytes;			/* message bodies held in memory, all sessions */
 	int	drain_ticks;			/* shutdown: 50 ms ticks waited */
 	const struct conf_view *global;
 	const char *config_dir;

@@ -171,6 +171,7 @@ service_create(const struct conf_service *cs, const struct conf_view *cf,
 	ss->timeout = conf_time(cf, P_smtpd_timeout);
 	ss->deadline = conf_bool(cf, P_smtpd_per_request_deadline);
 	ss->min_data_rate = conf_int(cf, P_smtpd_min_data_rate);
+	ss->body_memory_limit = conf_int(cf, P_mxgate_message_memory_limit);
 	ss->line_limit = conf_int(cf, P_line_length_limit);
 	ss->size_limit = conf_int(cf, P_message_size_limit);
 	ss->rcpt_limit = conf_int(cf, P_smtpd_recipient_limit);

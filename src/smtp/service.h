@@ -41,6 +41,7 @@ struct smtp_service {
 	int	chunking;		/* CHUNKING offered: BDAT allowed */
 	int	deadline;		/* smtpd_per_request_deadline */
 	long	min_data_rate;
+	long	body_memory_limit;	/* mxgate_message_memory_limit; 0 = none */
 	/* anvil (POSTFIX_REFERENCE.md §3) */
 	struct addrlist *exceptions;	/* smtpd_client_event_limit_exceptions */
 	int	anvil_on;		/* some limit is set: talk to anvil */

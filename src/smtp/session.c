@@ -155,6 +155,8 @@ struct session {
 	int	bdat_last, bdat_discard, bdat_used;
 	struct deliver_job *job;
 	struct timeval t_arrival;
+	size_t	body_charged;		/* bytes of body counted in srv->body_bytes */
+	int	body_refused;		/* over mxgate_message_memory_limit: 452 at the end */
 
 	/* anvil */
 	char   *ident;			/* "<service>:<client key>"; NULL: exempt or off */
@@ -180,6 +182,7 @@ struct deliver_job {
 	int	is_bdat;
 	size_t	size;
 	char   *sender_quoted;
+	size_t	body_charged;		/* moved from the session with the body */
 };
 
 static void session_process(struct session *s);
@@ -400,6 +403,7 @@ session_job_free(struct deliver_job **jp)
 
 	if (j == NULL)
 		return;
+	atomic_fetch_sub(&j->s->w->srv->body_bytes, (long)j->body_charged);
 	free(j->rcpts);
 	free(j->sender_quoted);
 	buf_free(&j->received);
@@ -864,6 +868,38 @@ session_free_all(struct worker *w)
 	}
 }
 
+/*
+ * Message bodies are held in memory until the writer has them, so the
+ * sessions' bodies together are bounded by mxgate_message_memory_limit:
+ * a message that would go past it is read to its end but not kept, and gets
+ * 452 4.3.1 Insufficient system storage (Postfix's reply when its queue
+ * file system is short of space), so the sender tries again later.
+ */
+static void
+session_body_account(struct session *s)
+{
+	struct server *srv = s->w->srv;
+	long delta = (long)s->body.len - (long)s->body_charged;
+	long total;
+
+	if (delta == 0)
+		return;
+	total = atomic_fetch_add(&srv->body_bytes, delta) + delta;
+	s->body_charged = s->body.len;
+	if (!s->body_refused && delta > 0 && s->ss->body_memory_limit > 0
+	    && total > s->ss->body_memory_limit) {
+		msg_warn("%s: message bodies in memory exceed mxgate_message_memory_limit (%ld); "
+			 "deferring the message from %s", s->queue_id[0] ? s->queue_id : "NOQUEUE",
+			 s->ss->body_memory_limit, s->namaddr);
+		s->body_refused = 1;
+	}
+	if (s->body_refused) {
+		atomic_fetch_sub(&srv->body_bytes, (long)s->body_charged);
+		s->body_charged = 0;
+		buf_free(&s->body);
+	}
+}
+
 /* ---- transaction ------------------------------------------------------ */
 
 static void
@@ -884,6 +920,8 @@ session_transaction_reset(struct session *s)
 	s->rcpt_overshoot = 0;
 	s->queue_id[0] = '\0';
 	buf_free(&s->body);
+	session_body_account(s);
+	s->body_refused = 0;
 	memset(&s->bdat, 0, sizeof(s->bdat));
 	s->bdat_total = s->bdat_left = 0;
 	s->bdat_used = 0;
@@ -1470,13 +1508,19 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 		session_message_done(s, 0, RPL_BARE_LF, NULL);
 		return;
 	}
+	if (s->body_refused) {
+		session_message_done(s, 0, RPL_NO_STORAGE, NULL);
+		return;
+	}
 	j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->size = size;
 	j->is_bdat = s->bdat_used;
 	session_received(s, &j->received);
 	j->body = s->body;		/* no copy: the job owns the message now */
+	j->body_charged = s->body_charged;
 	memset(&s->body, 0, sizeof(s->body));
+	s->body_charged = 0;
 	j->rcpts = xcalloc(s->nrcpts, sizeof(*j->rcpts));
 	j->nrcpts = s->nrcpts;
 	for (i = 0; i < s->nrcpts; i++) {
@@ -1692,17 +1736,21 @@ session_process(struct session *s)
 		case S_DATA:
 			if (dr_feed(&s->dr, v.iov_base, v.iov_len, &used) == DR_DONE) {
 				evbuffer_drain(in, used);
+				session_body_account(s);
 				session_deadline_stop(s);
 				session_message_end(s, s->dr.too_big, s->dr.bare_lf_seen, s->dr.size);
 			} else {
 				evbuffer_drain(in, used);
+				session_body_account(s);
 				session_deadline_credit(s, used);
 			}
 			break;
 		case S_BDAT:
 			used = v.iov_len < s->bdat_left ? v.iov_len : s->bdat_left;
-			if (!s->bdat_discard)
+			if (!s->bdat_discard) {
 				bdat_append(&s->bdat, &s->body, v.iov_base, used);
+				session_body_account(s);
+			}
 			s->bdat_total += used;
 			s->bdat_left -= used;
 			evbuffer_drain(in, used);

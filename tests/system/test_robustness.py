@@ -100,3 +100,26 @@ class RobustnessTest(MxTestCase):
         self.assertTrue(srv.find_log(r"mxgate/virtual\[\d+\]: \S+: to=<alice@virt.test>, "
                                      r"relay=virtual, .*status=sent \(delivered to maildir\)"))
         self.assertEqual(len(harness.maildir_files(srv.vmail, "new")), 1)
+
+    def test_message_bodies_in_memory_are_bounded(self):
+        """Over mxgate_message_memory_limit a message is read to its end but not kept: 452
+        4.3.1, nothing stored, and the session goes on (the next, small message is taken)."""
+        srv = self.start_server(main=dict(BASE, mxgate_message_memory_limit="100000"),
+                                virtual_users=["alice"])
+        c = self.connect(srv)
+        c.expect("220")
+        c.send("EHLO client.example\r\n")
+        c.expect("250")
+        for size, want in ((300000, "452 4.3.1 Insufficient system storage"),
+                           (1000, "250 2.0.0 Ok: queued as ")):
+            c.send("MAIL FROM:<a@example.org>\r\n")
+            c.expect("250")
+            c.send("RCPT TO:<alice@virt.test>\r\n")
+            c.expect("250")
+            c.send("DATA\r\n")
+            c.expect("354")
+            body = ("x" * 98 + "\r\n") * (size // 100)
+            c.send("Subject: big\r\n\r\n" + body + ".\r\n")
+            self.assertTrue(c.read_reply(timeout=20).text.startswith(want))
+        self.assertEqual(len(harness.maildir_files(srv.vmail, "new")), 1)
+        srv.wait_log(r"warning: \S+: message bodies in memory exceed mxgate_message_memory_limit")

@@ -1173,7 +1173,7 @@ test_cmd_conf_all(void **state)
 		prev = p;
 		lines++;
 	}
-	assert_int_equal(lines, postfix_param_count + 5);	/* 4 mxgate-only + x */
+	assert_int_equal(lines, postfix_param_count + 6);	/* 5 mxgate-only + x */
 	free(out);
 	free(err);
 	test_rmdir(dir);
