@@ -179,7 +179,10 @@ peername_valid_name(const char *name)
 {
 	const char *p;
 
-	if (*name == '\0' || strlen(name) > 255)
+	struct sockaddr_storage ss;
+
+	/* Postfix refuses a PTR name that is itself an address ("numeric hostname"). */
+	if (*name == '\0' || strlen(name) > 255 || peername_parse_addr(name, &ss) == 0)
 		return 0;
 	for (p = name; *p; p++)
 		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.' && *p != '_')

@@ -598,7 +598,6 @@ server_run(struct server *srv, int nworkers, int nwriters)
 		w->wake_ev = event_new(w->base, -1, 0, server_wake_cb, w);
 		peername_worker_init(w);
 	}
-	srv->pool = deliver_pool_create(nwriters);
 	for (i = 0; i < srv->nsvcs; i++) {
 		struct service_rt *svc = &srv->svcs[i];
 		size_t j;
@@ -632,6 +631,7 @@ server_run(struct server *srv, int nworkers, int nwriters)
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
+	srv->pool = deliver_pool_create(nwriters);	/* its threads inherit the mask */
 	for (k = 1; k < nworkers; k++)
 		if (pthread_create(&srv->workers[k].tid, NULL, server_worker_main,
 				   &srv->workers[k]) != 0)

@@ -94,6 +94,17 @@ static const struct cmd {
 #define CMD_COUNT	(sizeof(cmd_table) / sizeof(cmd_table[0]))
 #define CMD_UNKNOWN	CMD_COUNT	/* stats slot for unknown commands */
 
+/* A command's row, for its statistics. */
+static size_t
+cmd_index(cmd_fn fn)
+{
+	size_t i;
+
+	for (i = 0; i < CMD_COUNT && cmd_table[i].fn != fn; i++)
+		;
+	return i;
+}
+
 /* ---- the session ------------------------------------------------------ */
 
 enum sess_state {
@@ -488,7 +499,6 @@ session_write_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
-static void session_close(struct session *s);
 
 /* End the session once the replies already queued (tarpit included) are written. */
 static void
@@ -1449,7 +1459,7 @@ session_deliver_work(void *arg)
 	j->rc = maildir_deliver(&j->msg, j->rcpts, j->nrcpts, &j->err);
 }
 
-static void session_message_done(struct session *s, int ok, enum reply_id fail, const char *why);
+static void session_message_done(struct session *s, int ok, enum reply_id fail);
 
 static void
 session_deliver_done(void *arg)
@@ -1483,10 +1493,10 @@ session_deliver_done(void *arg)
 			       "dsn=2.0.0, status=sent (delivered to maildir)", s->queue_id,
 			       log_escape_str(j->rcpts[i].delivered_to, 300), delay);
 		log_as("qmgr", LOG_LVL_INFO, "%s: removed", s->queue_id);
-		session_message_done(s, 1, RPL_OK, NULL);
+		session_message_done(s, 1, RPL_OK);
 	} else {
 		msg_error("%s: maildir delivery failed: %s", s->queue_id, buf_str(&j->err));
-		session_message_done(s, 0, RPL_WRITE_ERROR, NULL);
+		session_message_done(s, 0, RPL_WRITE_ERROR);
 	}
 }
 
@@ -1500,16 +1510,16 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 	s->where = "END-OF-MESSAGE";
 	if (too_big) {
 		msg_warn("%s: queue file size limit exceeded", s->queue_id[0] ? s->queue_id : "NOQUEUE");
-		session_message_done(s, 0, RPL_MSG_TOO_BIG, NULL);
+		session_message_done(s, 0, RPL_MSG_TOO_BIG);
 		return;
 	}
 	if (bare_lf && s->ss->bare_lf_reject) {
 		session_log_reject(s, "END-OF-MESSAGE", "bare <LF> received", s->sender, NULL);
-		session_message_done(s, 0, RPL_BARE_LF, NULL);
+		session_message_done(s, 0, RPL_BARE_LF);
 		return;
 	}
 	if (s->body_refused) {
-		session_message_done(s, 0, RPL_NO_STORAGE, NULL);
+		session_message_done(s, 0, RPL_NO_STORAGE);
 		return;
 	}
 	j = xcalloc(1, sizeof(*j));
@@ -1546,12 +1556,11 @@ static void session_after_command(struct session *s);
 
 /* Reply to the end of a message and reset the transaction. */
 static void
-session_message_done(struct session *s, int ok, enum reply_id fail, const char *why)
+session_message_done(struct session *s, int ok, enum reply_id fail)
 {
-	size_t idx = s->bdat_used ? 7 : 6;	/* BDAT or DATA in cmd_table */
+	size_t idx = cmd_index(s->bdat_used ? cmd_bdat : cmd_data);
 	size_t size = s->job ? s->job->size : 0;
 
-	(void)why;
 	session_enter_state(s, S_CMD);
 	s->stat_total[idx]++;
 	if (ok) {
@@ -1675,7 +1684,7 @@ session_command(struct session *s)
 static void
 session_bdat_chunk_done(struct session *s)
 {
-	size_t idx = 7;
+	size_t idx = cmd_index(cmd_bdat);
 
 	session_enter_state(s, S_CMD);
 	if (s->bdat_discard) {
