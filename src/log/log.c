@@ -297,6 +297,15 @@ log_escape(struct buf *out, const void *data, size_t len, size_t max)
 		buf_puts(out, "...");
 }
 
+char *
+log_escape_dup(const char *s, size_t max)
+{
+	struct buf b = BUF_INIT;
+
+	log_escape(&b, s, strlen(s), max);
+	return buf_steal(&b);
+}
+
 static pthread_key_t log_escape_key;
 static pthread_once_t log_escape_once = PTHREAD_ONCE_INIT;
 

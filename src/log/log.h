@@ -59,6 +59,8 @@ void msg_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * escaped; when data is longer, "..." is appended.
  */
 void log_escape(struct buf *out, const void *data, size_t len, size_t max);
+/* The same, as a new string (caller frees). */
+char *log_escape_dup(const char *s, size_t max);
 /* The same, into a static per-thread buffer: valid until the next call. */
 const char *log_escape_str(const char *s, size_t max);
 

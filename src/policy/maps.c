@@ -65,16 +65,6 @@ struct maplist {
 
 /* ---- small helpers ---- */
 
-/* Client or file data for a log line, C-escaped; caller frees. */
-static char *esc(const char *s, size_t max)
-{
-	struct buf b = BUF_INIT;
-	char *r;
-
-	log_escape(&b, s, strlen(s), max);
-	r = buf_steal(&b);
-	return r ? r : xstrdup("");
-}
 
 static char *fold_lower(const char *s)
 {
@@ -226,7 +216,7 @@ static void texthash_entry(struct map *m, const char *path, int lineno, char *li
 		return;
 	}
 	if (!htab_add(&m->tab, fold_lower(key), xstrdup(value))) {
-		char *e = esc(key, 100);
+		char *e = log_escape_dup(key, 100);
 
 		msg_warn("%s, line %d: duplicate entry: \"%s\"", path, lineno, e);
 		free(e);
@@ -380,7 +370,7 @@ static enum map_status passwd_lookup(const char *key, char **value_r)
 		} else if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM) {
 			st = MAP_NOTFOUND;
 		} else {
-			char *e = esc(key, 100);
+			char *e = log_escape_dup(key, 100);
 
 			msg_warn("unix:passwd.byname: getpwnam_r(\"%s\"): %s", e, strerror(rc));
 			free(e);
@@ -445,12 +435,12 @@ static int inline_add(struct map *m, const char *elem, size_t len, char **err_r)
 	}
 	if (*v == '\0') {
 		/* Postfix warns and the key then finds nothing. */
-		char *e = esc(k, 100);
+		char *e = log_escape_dup(k, 100);
 
 		msg_warn("table %s: key %s: empty string result is not allowed", m->spec, e);
 		free(e);
 	} else if (!htab_add(&m->tab, fold_lower(k), xstrdup(v))) {
-		char *e = esc(k, 100);
+		char *e = log_escape_dup(k, 100);
 
 		msg_warn("table %s: duplicate key \"%s\" ignored", m->spec, e);
 		free(e);
@@ -613,7 +603,7 @@ enum map_status map_lookup(const struct map *m, const char *key, char **value_r)
 		break;
 	}
 	if (st == MAP_FAIL) {
-		char *ek = esc(k, 200);
+		char *ek = log_escape_dup(k, 200);
 
 		msg_warn("%s lookup error for \"%s\"", m->spec, ek);
 		free(ek);

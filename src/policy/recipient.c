@@ -55,16 +55,6 @@ enum lookup { LK_NOTFOUND, LK_FOUND, LK_FAIL };
 
 /* ---- small helpers ---- */
 
-/* Client or file data for a log line, C-escaped; caller frees. */
-static char *esc(const char *s, size_t max)
-{
-	struct buf b = BUF_INIT;
-	char *r;
-
-	log_escape(&b, s, strlen(s), max);
-	r = buf_steal(&b);
-	return r ? r : xstrdup("");
-}
 
 static void lower_inplace(char *s)
 {
@@ -452,7 +442,7 @@ static void resolve_local(const struct recipient_policy *p, const char *addr, co
 	result_reply(r, RCPT_OK_LOCAL, 250, NULL, NULL);
 	if (lk == LK_FOUND && map_get_type(found_in) == MAP_TYPE_PASSWD) {
 		if (!parse_passwd(value, r)) {
-			char *e = esc(lp, 100);
+			char *e = log_escape_dup(lp, 100);
 
 			rcpt_result_free(r);
 			r->uid = (uid_t)-1;
@@ -551,21 +541,21 @@ static void resolve_virtual(const struct recipient_policy *p, const char *addr, 
 		result_config_error(r, xasprintf("virtual_mailbox_maps: mailbox \"%s\" for %s is"
 						 " mbox format, which mxgate does not deliver to;"
 						 " end the path with / for a Maildir",
-						 (e = esc(value, 200)), domain));
+						 (e = log_escape_dup(value, 200)), domain));
 		goto out;
 	}
 	if (p->virtual_base[0] != '/'
 	    || !append_components(&path, p->virtual_base, false)) {
 		result_config_error(r, xasprintf("virtual_mailbox_base \"%s\" is not an absolute"
 						 " path without \"..\"",
-						 (e = esc(p->virtual_base, 200))));
+						 (e = log_escape_dup(p->virtual_base, 200))));
 		goto out;
 	}
 	if (!append_components(&path, value, true)) {
 		result_config_error(r, xasprintf("virtual_mailbox_maps: unsafe mailbox path \"%s\""
 						 " for a recipient in %s: it must stay under"
 						 " virtual_mailbox_base",
-						 (e = esc(value, 200)), domain));
+						 (e = log_escape_dup(value, 200)), domain));
 		goto out;
 	}
 	buf_putc(&path, '/');
