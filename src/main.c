@@ -159,7 +159,7 @@ cmd_run(int argc, char **argv)
 {
 	const char *dir = MXGATE_DEFAULT_CONFIG_DIR;
 	char **overrides = xcalloc((size_t)argc + 1, sizeof(*overrides));
-	size_t noverrides = 0, i;
+	size_t noverrides = 0;
 	struct conf_report rep = { 0 };
 	struct server srv;
 	char *err = NULL;
@@ -197,10 +197,8 @@ cmd_run(int argc, char **argv)
 
 	if (server_bind(&srv) < 0)
 		msg_fatal("cannot listen on the configured services");
-	for (i = 0; i < srv.nsvcs; i++)
-		if (smtp_service_build(srv.svcs[i].cs, &srv.svcs[i].smtp, &srv.svcs[i].smtp_stress,
-					  &err) < 0)
-			msg_fatal("service %s: %s", srv.svcs[i].cs->name, err);
+	if (server_build_services(&srv, &err) < 0)
+		msg_fatal("%s", err);
 	if (drop_privileges(&srv) < 0)
 		msg_fatal("refusing to run with the privileges of the starting user");
 

@@ -279,14 +279,93 @@ server_reached_limit(struct service_rt *svc)
 }
 
 void *
-server_service_data(struct service_rt *svc)
+server_service_acquire(struct service_rt *svc, struct service_gen **gen_r)
 {
-	const struct conf_service *cs = __atomic_load_n(&svc->cs, __ATOMIC_ACQUIRE);
+	struct server *srv = svc->srv;
+	struct service_gen *gen;
+	void *data;
 
-	if (cs->stress_mode == CONF_STRESS_AUTO && cs->stress_eligible
+	pthread_mutex_lock(&srv->gen_lock);
+	gen = svc->gen;
+	gen->refs++;
+	pthread_mutex_unlock(&srv->gen_lock);
+	*gen_r = gen;
+	data = gen->smtp;
+	if (gen->cs->stress_mode == CONF_STRESS_AUTO && gen->cs->stress_eligible
 	    && atomic_load(&svc->stress_until) > (long)time(NULL))
-		return __atomic_load_n(&svc->smtp_stress, __ATOMIC_ACQUIRE);
-	return __atomic_load_n(&svc->smtp, __ATOMIC_ACQUIRE);
+		data = gen->smtp_stress;
+	return data;
+}
+
+/* Drop one reference; the last one frees the data, then perhaps its configuration. */
+static void
+server_conf_gen_release(struct server *srv, struct conf_gen *cg)
+{
+	int last;
+
+	pthread_mutex_lock(&srv->gen_lock);
+	last = --cg->refs == 0;
+	pthread_mutex_unlock(&srv->gen_lock);
+	if (last) {
+		conf_free(&cg->conf);
+		free(cg);
+	}
+}
+
+void
+server_service_release(struct server *srv, struct service_gen *gen)
+{
+	int last;
+
+	pthread_mutex_lock(&srv->gen_lock);
+	last = --gen->refs == 0;
+	pthread_mutex_unlock(&srv->gen_lock);
+	if (last) {
+		smtp_service_data_free(gen->smtp, gen->smtp_stress);
+		server_conf_gen_release(srv, gen->cgen);
+		free(gen);
+	}
+}
+
+static struct service_gen *
+server_gen_build(struct server *srv, const struct conf_service *cs, char **err_r)
+{
+	struct service_gen *gen = xcalloc(1, sizeof(*gen));
+
+	if (smtp_service_build(cs, &gen->smtp, &gen->smtp_stress, err_r) < 0) {
+		free(gen);
+		return NULL;
+	}
+	gen->cs = cs;
+	gen->refs = 1;
+	gen->cgen = srv->cgen;
+	pthread_mutex_lock(&srv->gen_lock);
+	srv->cgen->refs++;
+	pthread_mutex_unlock(&srv->gen_lock);
+	return gen;
+}
+
+int
+server_build_services(struct server *srv, char **err_r)
+{
+	size_t i;
+
+	pthread_mutex_init(&srv->gen_lock, NULL);
+	srv->cgen = xcalloc(1, sizeof(*srv->cgen));
+	srv->cgen->conf = srv->conf;
+	srv->cgen->refs = 1;
+	for (i = 0; i < srv->nsvcs; i++) {
+		struct service_rt *svc = &srv->svcs[i];
+
+		if ((svc->gen = server_gen_build(srv, svc->cs, err_r)) == NULL) {
+			char *e = *err_r;
+
+			*err_r = xasprintf("service %s: %s", svc->cs->name, e);
+			free(e);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static void
@@ -440,13 +519,14 @@ server_find_service(const struct conf *c, const struct conf_service *old)
  * kept (Postfix loses them).  Listening sockets stay: adding, removing or
  * moving a master.cf service needs a restart, and says so.  A configuration
  * with errors is not used: the running one stays, and the errors are logged.
- * What a reload replaces is kept until shutdown, because a session that
- * started before it may still point into it.
+ * What a reload replaces is freed when the last session that started with it
+ * ends (struct service_gen, struct conf_gen).
  */
 static void
 server_reload(struct server *srv)
 {
 	struct conf_report rep = { 0 };
+	struct conf_gen *old_cgen;
 	struct conf *nc;
 	size_t i, k;
 	long dpl;
@@ -466,11 +546,15 @@ server_reload(struct server *srv)
 		return;
 	}
 	conf_report_free(&rep);
+	old_cgen = srv->cgen;
+	srv->cgen = xcalloc(1, sizeof(*srv->cgen));
+	srv->cgen->conf = nc;
+	srv->cgen->refs = 1;
 	dpl = conf_int(conf_global(nc), P_default_process_limit);
 	for (i = 0; i < srv->nsvcs; i++) {
 		struct service_rt *svc = &srv->svcs[i];
 		const struct conf_service *old_cs = svc->cs, *ncs = server_find_service(nc, old_cs);
-		void *old_smtp = svc->smtp, *old_stress = svc->smtp_stress, *new_smtp, *new_stress;
+		struct service_gen *gen, *old_gen;
 		char *err = NULL;
 		int backlog;
 
@@ -479,20 +563,19 @@ server_reload(struct server *srv)
 				 "until mxgate is restarted", old_cs->name);
 			continue;
 		}
-		if (smtp_service_build(ncs, &new_smtp, &new_stress, &err) < 0) {
+		if ((gen = server_gen_build(srv, ncs, &err)) == NULL) {
 			msg_warn("reload: service %s: %s; keeping its running configuration",
 				 ncs->name, err);
 			free(err);
 			continue;
 		}
-		/* Publish the new data (workers read these atomically), retire the old. */
-		__atomic_store_n(&svc->smtp_stress, new_stress, __ATOMIC_RELEASE);
-		__atomic_store_n(&svc->smtp, new_smtp, __ATOMIC_RELEASE);
-		__atomic_store_n(&svc->cs, ncs, __ATOMIC_RELEASE);
-		srv->retired_smtp = xrealloc(srv->retired_smtp,
-					     (srv->nretired_smtp + 2) * sizeof(*srv->retired_smtp));
-		srv->retired_smtp[srv->nretired_smtp++] = old_smtp;
-		srv->retired_smtp[srv->nretired_smtp++] = old_stress;
+		/* Publish the new data; the old goes when its last session ends. */
+		pthread_mutex_lock(&srv->gen_lock);
+		old_gen = svc->gen;
+		svc->gen = gen;
+		svc->cs = ncs;
+		pthread_mutex_unlock(&srv->gen_lock);
+		server_service_release(srv, old_gen);
 		atomic_store(&svc->cap, ncs->maxproc);
 		backlog = ncs->maxproc > dpl ? ncs->maxproc : (int)dpl;
 		if (backlog != svc->backlog) {
@@ -513,9 +596,8 @@ server_reload(struct server *srv)
 			msg_warn("reload: new service %s in master.cf needs a restart to listen",
 				 cs->name);
 	}
-	srv->retired = xrealloc(srv->retired, (srv->nretired + 1) * sizeof(*srv->retired));
-	srv->retired[srv->nretired++] = srv->conf;
 	srv->conf = nc;
+	server_conf_gen_release(srv, old_cgen);
 	srv->global = conf_global(nc);
 	anvil_set_rate_time_unit(srv->anvil, conf_time(srv->global, P_anvil_rate_time_unit));
 	server_stats_schedule(srv);
@@ -672,17 +754,18 @@ server_free(struct server *srv)
 			event_free(svc->resume_ev);
 		free(svc->lev);
 		free(svc->fds);
-		smtp_service_data_free(svc->smtp, svc->smtp_stress);
-		svc->smtp = svc->smtp_stress = NULL;
+		if (svc->gen)
+			server_service_release(srv, svc->gen);
+		svc->gen = NULL;
 	}
 	free(srv->svcs);
 	srv->svcs = NULL;
-	for (i = 0; i < srv->nretired_smtp; i += 2)
-		smtp_service_data_free(srv->retired_smtp[i], srv->retired_smtp[i + 1]);
-	free(srv->retired_smtp);
-	for (i = 0; i < srv->nretired; i++)
-		conf_free(&srv->retired[i]);
-	free(srv->retired);
+	if (srv->cgen) {
+		/* The last reference: frees srv->conf too. */
+		server_conf_gen_release(srv, srv->cgen);
+		srv->cgen = NULL;
+		srv->conf = NULL;
+	}
 	if (srv->anvil != NULL) {
 		/* anvil logs its statistics when it exits (§3.4). */
 		anvil_log_statistics(srv->anvil, time(NULL));

@@ -43,8 +43,7 @@ struct service_rt {
 	atomic_int cap;			/* maxproc; 0 = no limit (changed by reload) */
 	int	backlog;
 	atomic_int sessions;		/* live sessions, all workers */
-	void   *smtp;			/* session.c's per-service data (atomic pointer) */
-	void   *smtp_stress;		/* the same, for sessions that start under stress */
+	struct service_gen *gen;	/* the current session data (under srv->gen_lock) */
 	atomic_long stress_until;	/* stress (POSTFIX_REFERENCE.md §2.3) lasts until then */
 	time_t	limit_warned;		/* last "has reached its process limit" (acceptor) */
 	int	accepting;		/* acceptor-thread only */
@@ -68,12 +67,28 @@ struct worker {
 
 struct anvil;
 
+/*
+ * A configuration and what was built from it stay alive while a session
+ * uses them: a reload makes new ones current, and the old ones are freed
+ * when the last session that started with them ends.
+ */
+struct conf_gen {
+	struct conf *conf;
+	int	refs;		/* service_gens built from it, +1 while current */
+};
+
+struct service_gen {
+	const struct conf_service *cs;
+	void   *smtp;		/* smtp/service.h data for sessions */
+	void   *smtp_stress;	/* the same, for sessions that start under stress */
+	struct conf_gen *cgen;
+	int	refs;		/* sessions that use it, +1 while current */
+};
+
 struct server {
 	struct conf *conf;
-	struct conf **retired;			/* configurations replaced by reloads */
-	size_t	nretired;
-	void  **retired_smtp;			/* session.c data they used */
-	size_t	nretired_smtp;
+	struct conf_gen *cgen;			/* the current configuration */
+	pthread_mutex_t gen_lock;		/* every refs field above */
 	char  **overrides;			/* -o name=value from the command line */
 	size_t	noverrides;
 	struct anvil *anvil;			/* shared by every worker */
@@ -110,11 +125,18 @@ void server_free(struct server *srv);
 void server_stop(struct server *srv);
 
 /*
- * The session data for a session that starts now: the stress variant while
- * the service is under stress (forced with -o stress=yes, or automatic for
- * eligible services for 1000 s after they last reached their process limit).
+ * Build the session data of every service (start-up).  Returns 0, or -1 with
+ * *err_r set (caller frees).
  */
-void *server_service_data(struct service_rt *svc);
+int server_build_services(struct server *srv, char **err_r);
+/*
+ * The session data for a session that starts now, on any thread: the stress
+ * variant while the service is under stress (forced with -o stress=yes, or
+ * automatic for eligible services for 1000 s after they last reached their
+ * process limit).  *gen_r holds it alive until server_service_release().
+ */
+void *server_service_acquire(struct service_rt *svc, struct service_gen **gen_r);
+void server_service_release(struct server *srv, struct service_gen *gen);
 
 /* Called by a session, on its worker's thread, when it has ended. */
 void server_session_ended(struct worker *w, struct service_rt *svc);

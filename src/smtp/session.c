@@ -135,6 +135,7 @@ struct session {
 	struct worker *w;
 	struct service_rt *svc;
 	struct smtp_service *ss;
+	struct service_gen *gen;	/* keeps ss alive across a reload */
 	struct bufferevent *bev;
 	struct event *free_ev;		/* frees the session at a safe point */
 	struct event *resume_ev;	/* continues input processing later */
@@ -460,6 +461,7 @@ session_free(struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	server_session_ended(w, s->svc);
+	server_service_release(w->srv, s->gen);
 	free(s);
 }
 
@@ -826,13 +828,15 @@ session_start(struct worker *w, struct service_rt *svc, int fd, const struct soc
 	      socklen_t salen)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
-	struct smtp_service *ss = server_service_data(svc);
+	struct service_gen *gen;
+	struct smtp_service *ss = server_service_acquire(svc, &gen);
 	struct timeval tmo = { ss->timeout, 0 };
 
 	memcpy(&s->sa, sa, salen < sizeof(s->sa) ? salen : sizeof(s->sa));
 	s->w = w;
 	s->svc = svc;
 	s->ss = ss;
+	s->gen = gen;
 	s->where = "CONNECT";
 	s->state = S_LOOKUP;	/* the initial state */
 	if (sa->sa_family == AF_INET6

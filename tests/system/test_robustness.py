@@ -123,3 +123,27 @@ class RobustnessTest(MxTestCase):
             self.assertTrue(c.read_reply(timeout=20).text.startswith(want))
         self.assertEqual(len(harness.maildir_files(srv.vmail, "new")), 1)
         srv.wait_log(r"warning: \S+: message bodies in memory exceed mxgate_message_memory_limit")
+
+    def test_reloads_free_what_they_replace(self):
+        """Each SIGHUP builds the lookup tables again; the old ones are freed once no session
+        uses them, so memory does not grow with the number of reloads."""
+        env = {"ASAN_OPTIONS": harness.sanitizer_env()["ASAN_OPTIONS"] + ":quarantine_size_mb=0"}
+        extra = ["user%d@virt.test user%d/" % (i, i) for i in range(40000)]
+        srv = self.start_server(main=BASE, virtual_users=["alice"], virtual_map=extra, env=env)
+        import signal
+        held = self.connect(srv)        # a session from before the reloads keeps working
+        held.expect("220")
+
+        def reload_and_wait(n):
+            srv.signal(signal.SIGHUP)
+            harness.wait_log_count(srv, r"reload -- version", n, timeout=20)
+        reload_and_wait(1)
+        base = harness.rss_kb(srv.pid)
+        for n in range(2, 22):
+            reload_and_wait(n)
+        grown = harness.rss_kb(srv.pid) - base
+        self.assertLess(grown, 16 * 1024, "RSS grew by %d KiB over 20 reloads" % grown)
+        self.assertEqual(str(held.cmd("NOOP")), "250 2.0.0 Ok")
+        c = self.connect(srv)
+        c.expect("220")
+        self.assertEqual(str(c.cmd("VRFY user39999@virt.test")), "252 2.0.0 user39999@virt.test")
