@@ -58,6 +58,16 @@ SANITIZER_PATTERNS = (
 )
 
 
+# main.cf lines most system tests share: a local domain checked against the passwd file,
+# no aliases, and mynetworks away from the loopback test clients (so nothing is exempt).
+BASE_MAIN = {
+    "mydestination": "local.test",
+    "alias_maps": "",
+    "local_recipient_maps": "proxy:unix:passwd.byname $alias_maps",
+    "mynetworks": "192.0.2.0/24",
+}
+
+
 def build_dir():
     return os.path.abspath(os.environ.get("MXGATE_BUILD") or os.path.join(REPO, "build"))
 

@@ -17,13 +17,7 @@ import harness
 from harness import MxTestCase
 
 HOST = "mx.example.test"
-BASE = {
-    "mydestination": "local.test",
-    "alias_maps": "",
-    "local_recipient_maps": "proxy:unix:passwd.byname $alias_maps",
-    "mynetworks": "192.0.2.0/24",
-    "anvil_rate_time_unit": "5s",
-}
+BASE = dict(harness.BASE_MAIN, anvil_rate_time_unit="5s")
 BANNER = "220 %s ESMTP mxgate" % HOST
 STAMP = r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
 MESSAGE = "From: a@example.org\r\nTo: alice@virt.test\r\nSubject: anvil\r\n\r\nbody\r\n"

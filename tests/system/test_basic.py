@@ -14,12 +14,7 @@ from harness import MxTestCase
 
 HOST = "mx.example.test"
 # main.cf shared by these tests (virtual_* lines come from virtual_users=).
-BASE = {
-    "mydestination": "local.test",
-    "alias_maps": "",
-    "local_recipient_maps": "proxy:unix:passwd.byname $alias_maps",
-    "mynetworks": "192.0.2.0/24",
-}
+BASE = dict(harness.BASE_MAIN)
 EHLO_REPLY = [
     "250-mx.example.test",
     "250-PIPELINING",

@@ -32,12 +32,7 @@ import unittest
 import harness
 from harness import MxTestCase
 
-BASE = {
-    "mydestination": "local.test",
-    "alias_maps": "",
-    "local_recipient_maps": "proxy:unix:passwd.byname $alias_maps",
-    "mynetworks": "192.0.2.0/24",
-}
+BASE = dict(harness.BASE_MAIN)
 WRITE_ERROR = "451 4.3.0 Error: queue file write error"
 QUEUED = re.compile(r"^250 2\.0\.0 Ok: queued as ([0-9A-Za-z]+)$")
 

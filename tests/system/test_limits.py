@@ -26,12 +26,7 @@ UNKNOWN_500 = "500 5.5.2 Error: command not recognized"
 # main.cf shared by these tests.  mynetworks does not cover the loopback test clients, so
 # nothing here is exempt from anvil; local.test and $myhostname are local domains whose
 # recipients are checked against the passwd file; alice@virt.test is a virtual mailbox.
-BASE = {
-    "mydestination": "$myhostname, localhost, local.test",
-    "alias_maps": "",
-    "local_recipient_maps": "proxy:unix:passwd.byname $alias_maps",
-    "mynetworks": "192.0.2.0/24",
-}
+BASE = dict(harness.BASE_MAIN, mydestination="$myhostname, localhost, local.test")
 MESSAGE = "From: a@example.org\r\nTo: alice@virt.test\r\nSubject: limits\r\n\r\nbody\r\n"
 
 

@@ -34,12 +34,7 @@ import harness
 from harness import MxTestCase, Closed
 
 HOST = "mx.example.test"
-BASE = {
-    "mydestination": "local.test",
-    "alias_maps": "",
-    "local_recipient_maps": "proxy:unix:passwd.byname $alias_maps",
-    "mynetworks": "192.0.2.0/24",
-}
+BASE = dict(harness.BASE_MAIN)
 # For rows that make many errors on purpose: no tarpit, no 421.
 LENIENT = {"smtpd_soft_error_limit": "1000", "smtpd_hard_error_limit": "1000",
            "smtpd_error_sleep_time": "0s"}
