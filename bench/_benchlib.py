@@ -161,26 +161,24 @@ def stop_mxgate(srv):
 
 # -- /proc --------------------------------------------------------------------------------------
 
-def proc_status_kib(pid, field="VmRSS"):
+def _proc_kib(path, field):
+    """The number after "<field>:" in a /proc file (kB), 0 when absent."""
     try:
-        with open("/proc/%d/status" % pid) as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith(field + ":"):
                     return int(line.split()[1])
     except (OSError, ValueError):
         pass
     return 0
+
+
+def proc_status_kib(pid, field="VmRSS"):
+    return _proc_kib("/proc/%d/status" % pid, field)
 
 
 def proc_rollup_kib(pid, field="Pss"):
-    try:
-        with open("/proc/%d/smaps_rollup" % pid) as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
+    return _proc_kib("/proc/%d/smaps_rollup" % pid, field)
 
 
 def proc_comm(pid):
@@ -619,3 +617,15 @@ class ChildLoad:
                 self.pid = None
         self.poll()
         os.close(self.st)
+
+
+def prepare(build, nofile):
+    """What both benchmarks do first: check for root, start the time budget, raise the
+    descriptor limit, build mxgate and print the environment.  Returns (budget, binary)."""
+    if os.geteuid() != 0:
+        raise SystemExit("run as root (mxgate drops privileges; Postfix needs root)")
+    budget = Budget(295)
+    raise_nofile(nofile)
+    binary = build_mxgate(build)
+    print_environment(binary)
+    return budget, binary

@@ -174,12 +174,7 @@ def main():
     ap.add_argument("--postfix-sessions", type=int, default=500)
     ap.add_argument("--skip-postfix", action="store_true")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root (mxgate drops privileges; Postfix needs root)")
-    budget = B.Budget(295)
-    B.raise_nofile(args.sessions + 500)
-    binary = B.build_mxgate(args.build)
-    B.print_environment(binary)
+    budget, binary = B.prepare(args.build, args.sessions + 500)
     print("load: idle sessions (connect, banner, EHLO, 250 read, then nothing) from %d sources "
           "(%s ... %s)" % (len(SOURCES), SOURCES[0], SOURCES[-1]))
     print("\nmxgate:")

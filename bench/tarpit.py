@@ -251,12 +251,7 @@ def main():
     ap.add_argument("--clients", type=int, default=1500)
     ap.add_argument("--skip-postfix", action="store_true")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root (mxgate drops privileges; Postfix needs root)")
-    budget = B.Budget(295)
-    B.raise_nofile(args.clients + 500)
-    binary = B.build_mxgate(args.build)
-    B.print_environment(binary)
+    budget, binary = B.prepare(args.build, args.clients + 500)
     print("load: %d abusive clients from %d sources (%s ... %s), %d unknown commands each, "
           "then MAIL/RSET lock-step (1 s tarpit per reply); legitimate sender 127.0.0.1 x %d"
           % (args.clients, len(SOURCES), SOURCES[0], SOURCES[-1], BAD_COMMANDS, TRANSACTIONS))
