@@ -23,6 +23,13 @@ LIB_SRC  := $(filter-out src/main.c,$(shell find src -name '*.c' | sort))
 LIB_OBJ  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) $(BUILD)/obj/gen/postfix_names.o
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+# Test support (tests/common/): the virtual-time loop, the in-memory transport,
+# the whole-session helper and the anvil backend that answers late.  Linked as
+# objects (not an archive) so that the backend's constructor registers it.
+TCOMMON_SRC := $(sort $(wildcard tests/common/*.c))
+TCOMMON_OBJ := $(patsubst tests/common/%.c,$(BUILD)/obj/tests/common/%.o,$(TCOMMON_SRC))
+# The daemon with the test-only anvil backend (mxgate_anvil_backend = test-delay:MS).
+DELAYD   := $(BUILD)/tests/mxgate-anvil-delay
 SHIM_SRC := $(sort $(wildcard tests/shim/*.c))
 SHIM_SO  := $(patsubst tests/shim/%.c,$(BUILD)/shim/%.so,$(SHIM_SRC))
 
@@ -54,9 +61,18 @@ $(BUILD)/libmxgate.a: $(LIB_OBJ)
 $(BUILD)/mxgate: $(BUILD)/obj/main.o $(BUILD)/libmxgate.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmxgate.a $(FLAGS_STAMP)
+$(BUILD)/obj/tests/common/%.o: tests/common/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmxgate.a $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -Itests/common -MMD -MP -c -o $@ $<
+
+$(DELAYD): $(BUILD)/obj/main.o $(BUILD)/obj/tests/common/anvil_delay.o $(BUILD)/libmxgate.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmxgate.a $(TCOMMON_OBJ) $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/common $(LDFLAGS) -o $@ $< $(TCOMMON_OBJ) $(BUILD)/libmxgate.a \
+		$(LDLIBS) -lcmocka
 
 # Fault-injection shims for LD_PRELOAD.  Never built with sanitizers: an
 # instrumented shim cannot be preloaded ahead of the sanitizer runtime.
@@ -74,9 +90,9 @@ run: deps all
 	sh scripts/run-example.sh
 
 unit: $(UNIT_BIN)
-system: all $(SHIM_SO)
+system: all $(DELAYD) $(SHIM_SO)
 
-test: test-deps all $(UNIT_BIN) $(SHIM_SO)
+test: test-deps all $(DELAYD) $(UNIT_BIN) $(SHIM_SO)
 	python3 tests/run.py --build $(BUILD)
 
 # Re-record the Postfix transcripts (root, Postfix installed), then diff mxgate against them.

@@ -10,6 +10,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,8 +22,8 @@
 #include "conf/conf.h"
 #include "log/log.h"
 #include "net/server.h"
+#include "policy/anvil.h"
 #include "smtp/service.h"
-#include "smtp/session.h"
 #include "util/xalloc.h"
 #include "version.h"
 
@@ -76,6 +77,18 @@ check_services(const struct conf *c)
 		msg_error("mail_owner = %s: no such user (create it with `make deps`)", owner);
 		errors++;
 	}
+	{
+		const char *spec = conf_str(conf_global(c), P_mxgate_anvil_backend);
+		char *err = NULL;
+		struct anvil *a = anvil_create(spec, 60, 1, &err);
+
+		if (a == NULL) {
+			msg_error("mxgate_anvil_backend = %s: %s", spec, err);
+			free(err);
+			errors++;
+		}
+		anvil_free(&a);
+	}
 	for (i = 0; i < conf_service_count(c); i++) {
 		const struct conf_service *cs = conf_service_at(c, i);
 		void *normal, *stress;
@@ -122,14 +135,13 @@ raise_fd_limit(void)
 
 /* Started as root: become mail_owner for good, right after binding. */
 static int
-drop_privileges(struct server *srv)
+drop_privileges(struct server *srv, const struct conf_view *global)
 {
-	const char *owner = conf_str(srv->global, P_mail_owner);
+	const char *owner = conf_str(global, P_mail_owner);
 	struct passwd *pw;
 
 	if (geteuid() != 0) {
-		srv->run_uid = geteuid();
-		srv->run_gid = getegid();
+		server_set_run_ids(srv, geteuid(), getegid());
 		return 0;
 	}
 	if ((pw = getpwnam(owner)) == NULL) {
@@ -149,8 +161,7 @@ drop_privileges(struct server *srv)
 		msg_error("privileges could be regained after dropping them");
 		return -1;
 	}
-	srv->run_uid = pw->pw_uid;
-	srv->run_gid = pw->pw_gid;
+	server_set_run_ids(srv, pw->pw_uid, pw->pw_gid);
 	return 0;
 }
 
@@ -161,7 +172,9 @@ cmd_run(int argc, char **argv)
 	char **overrides = xcalloc((size_t)argc + 1, sizeof(*overrides));
 	size_t noverrides = 0;
 	struct conf_report rep = { 0 };
-	struct server srv;
+	const struct conf_view *global;
+	struct server *srv;
+	struct conf *conf;
 	char *err = NULL;
 	int c, nworkers, rc;
 	long ncpu;
@@ -177,40 +190,36 @@ cmd_run(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage();
-	memset(&srv, 0, sizeof(srv));
-	srv.config_dir = dir;
-	srv.overrides = overrides;
-	srv.noverrides = noverrides;
-	if ((srv.conf = conf_load(dir, overrides, noverrides, &rep)) == NULL) {
+	if ((conf = conf_load(dir, overrides, noverrides, &rep)) == NULL) {
 		print_report(&rep, 1);
 		msg_fatal("configuration in %s has %zu error%s; see `mxgate check -c %s`", dir,
 			  rep.errors, rep.errors == 1 ? "" : "s", dir);
 	}
-	srv.global = conf_global(srv.conf);
-	if (log_open(conf_str(srv.global, P_syslog_name), conf_str(srv.global, P_maillog_file),
-		     conf_str(srv.global, P_myhostname), &err) < 0)
+	global = conf_global(conf);
+	if (log_open(conf_str(global, P_syslog_name), conf_str(global, P_maillog_file),
+		     conf_str(global, P_myhostname), &err) < 0)
 		msg_fatal("%s", err);
 	print_report(&rep, 0);
 	conf_report_free(&rep);
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
+	tzset();	/* the time zone is read now, not by a loop writing a Received: header */
 
-	if (server_bind(&srv) < 0)
+	srv = server_create(conf, dir, overrides, noverrides);
+	if (server_bind(srv) < 0)
 		msg_fatal("cannot listen on the configured services");
-	if (server_build_services(&srv, &err) < 0)
+	if (server_build_services(srv, &err) < 0)
 		msg_fatal("%s", err);
-	if (drop_privileges(&srv) < 0)
+	if (drop_privileges(srv, global) < 0)
 		msg_fatal("refusing to run with the privileges of the starting user");
 
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	nworkers = ncpu > 0 ? (int)ncpu : 1;
-	msg_info("daemon started -- version %s, configuration %s", MXGATE_VERSION, dir);
-	rc = server_run(&srv, nworkers, 4);
-	for (c = 0; c < srv.nworkers; c++)
-		session_free_all(&srv.workers[c]);
-	msg_info("daemon stopped");
+	log_as("master", LOG_LVL_INFO, "daemon started -- version %s, configuration %s",
+	       MXGATE_VERSION, dir);
+	rc = server_run(srv, nworkers);
 	server_free(&srv);
-	conf_free(&srv.conf);
+	log_as("master", LOG_LVL_INFO, "daemon stopped");
 	free(overrides);
 	log_close();
 	return rc;

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deliver/spool.h"
 #include "log/log.h"
 #include "util/buf.h"
 #include "util/xalloc.h"
@@ -282,9 +283,27 @@ maildir_write_all(int fd, const char *data, size_t len)
 	return 0;
 }
 
+/* The message itself: from memory, or copied out of the spool in pieces. */
+static int
+maildir_write_content(int fd, const struct maildir_msg *m)
+{
+	char piece[64 * 1024];
+	size_t off = 0;
+	ssize_t n;
+
+	if (m->body == NULL)
+		return maildir_write_all(fd, m->content, m->content_len);
+	while ((n = spool_pread(m->body, piece, sizeof(piece), off)) > 0) {
+		if (maildir_write_all(fd, piece, (size_t)n) < 0)
+			return -1;
+		off += (size_t)n;
+	}
+	return n < 0 ? -1 : 0;
+}
+
 /* Step b for one copy: tmp/<unique>, written, fsync'd, closed. */
 static int
-maildir_stage(const struct maildir_msg *m, const struct maildir_rcpt *r, const char *host,
+maildir_stage_one(const struct maildir_msg *m, const struct maildir_rcpt *r, const char *host,
 	      struct maildir_copy *c, struct buf *err)
 {
 	struct buf hdr = BUF_INIT;
@@ -315,7 +334,7 @@ maildir_stage(const struct maildir_msg *m, const struct maildir_rcpt *r, const c
 	buf_printf(&hdr, "Return-Path: <%s>\nDelivered-To: %s\n", m->return_path, r->delivered_to);
 	if (maildir_write_all(fd, hdr.data, hdr.len) < 0
 	    || (m->received_len > 0 && maildir_write_all(fd, m->received, m->received_len) < 0)
-	    || maildir_write_all(fd, m->content, m->content_len) < 0) {
+	    || maildir_write_content(fd, m) < 0) {
 		maildir_set_err(err, errno, "write file", c->tmp_path);
 		goto fail;
 	}
@@ -402,7 +421,7 @@ maildir_unlink(const char *path, int ours)
 
 /* Undo every copy; keeps errno. */
 static void
-maildir_rollback(struct maildir_copy *copies, size_t n, struct maildir_dirs *new_dirs)
+maildir_undo(struct maildir_copy *copies, size_t n, struct maildir_dirs *new_dirs)
 {
 	int saved = errno;
 	int renamed = 0;
@@ -443,19 +462,43 @@ maildir_rollback(struct maildir_copy *copies, size_t n, struct maildir_dirs *new
 	errno = saved;
 }
 
-int
-maildir_deliver(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
-		struct buf *err)
-{
-	struct maildir_dirs fsync_dirs = { NULL, 0, 0 };	/* parents of new directories */
-	struct maildir_dirs pending = { NULL, 0, 0 };	/* durable once fsync_dirs are */
-	struct maildir_dirs new_dirs = { NULL, 0, 0 };	/* distinct new/ directories */
+struct maildir_batch {
 	struct maildir_copy *copies;
-	struct buf host = BUF_INIT;
-	int ret = -1;
-	size_t i, j;
+	size_t	n;
+	struct maildir_dirs fsync_dirs;	/* parents of new directories */
+	struct maildir_dirs pending;	/* durable once fsync_dirs are */
+	struct maildir_dirs new_dirs;	/* distinct new/ directories */
+};
 
-	/* Refuse bad arguments before touching the disk. */
+void
+maildir_batch_free(struct maildir_batch **bp)
+{
+	struct maildir_batch *b = *bp;
+	int saved = errno;
+	size_t i;
+
+	if (b == NULL)
+		return;
+	for (i = 0; i < b->n; i++) {
+		free(b->copies[i].tmp_path);
+		free(b->copies[i].new_path);
+	}
+	free(b->copies);
+	maildir_dirs_free(&b->fsync_dirs);
+	maildir_dirs_free(&b->pending);
+	maildir_dirs_free(&b->new_dirs);
+	free(b);
+	*bp = NULL;
+	errno = saved;
+}
+
+/* Refuse bad arguments before touching the disk. */
+static int
+maildir_check_args(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
+		   struct buf *err)
+{
+	size_t i;
+
 	if (n == 0) {
 		maildir_set_err(err, EINVAL, "deliver", "(no recipients)");
 		return -1;
@@ -481,7 +524,21 @@ maildir_deliver(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, s
 			return -1;
 		}
 	}
+	return 0;
+}
 
+int
+maildir_stage(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
+	      struct maildir_batch **batch_r, struct buf *err)
+{
+	struct maildir_batch *b;
+	struct buf host = BUF_INIT;
+	int ret = -1;
+	size_t i, j;
+
+	*batch_r = NULL;
+	if (maildir_check_args(m, rcpts, n, err) < 0)
+		return -1;
 	/* Maildir convention: '/' and ':' in the host name are written in octal. */
 	if (m->hostname == NULL || *m->hostname == '\0')
 		buf_puts(&host, "localhost");
@@ -493,8 +550,10 @@ maildir_deliver(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, s
 		else
 			buf_putc(&host, *h);
 	}
-
-	copies = xcalloc(n, sizeof(*copies));
+	b = xcalloc(1, sizeof(*b));
+	b->copies = xcalloc(n, sizeof(*b->copies));
+	b->n = n;
+	*batch_r = b;
 
 	/* a. Directories, once per distinct Maildir. */
 	for (i = 0; i < n; i++) {
@@ -505,60 +564,87 @@ maildir_deliver(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, s
 				break;
 		if (j < i)
 			continue;
-		if (maildir_make(rcpts[i].maildir, &fsync_dirs, &pending, err) < 0)
+		if (maildir_make(rcpts[i].maildir, &b->fsync_dirs, &b->pending, err) < 0)
 			goto out;
 		buf_puts(&nd, rcpts[i].maildir);
 		buf_puts(&nd, "new");
-		maildir_dirs_add(&new_dirs, nd.data, nd.len);
+		maildir_dirs_add(&b->new_dirs, nd.data, nd.len);
 		buf_free(&nd);
 	}
-
 	/* b. Stage every copy in tmp/. */
 	for (i = 0; i < n; i++)
-		if (maildir_stage(m, &rcpts[i], host.data, &copies[i], err) < 0)
+		if (maildir_stage_one(m, &rcpts[i], host.data, &b->copies[i], err) < 0)
 			goto out;
-
-	/* c. Only now that every copy is safe in tmp/, publish them in new/. */
-	for (i = 0; i < n; i++) {
-		if (rename(copies[i].tmp_path, copies[i].new_path) < 0) {
-			int saved = errno;
-			char *what = xasprintf("%s to %s", copies[i].tmp_path, copies[i].new_path);
-
-			copies[i].state = COPY_UNSURE;
-			maildir_set_err(err, saved, "rename file", what);
-			free(what);
-			errno = saved;
-			goto out;
-		}
-		copies[i].state = COPY_RENAMED;
-	}
-
-	/* d. Make the new names durable: each new/, then each new directory's parent. */
-	for (i = 0; i < new_dirs.n; i++)
-		if (maildir_fsync_dir(new_dirs.v[i], err) < 0)
-			goto out;
-	for (i = 0; i < fsync_dirs.n; i++)
-		if (maildir_fsync_dir(fsync_dirs.v[i], err) < 0)
-			goto out;
-	maildir_mark_durable(&pending);
 	ret = 0;
-
 out:
-	if (ret < 0)
-		maildir_rollback(copies, n, &new_dirs);
 	{
 		int saved = errno;
 
-		for (i = 0; i < n; i++) {
-			free(copies[i].tmp_path);
-			free(copies[i].new_path);
-		}
-		free(copies);
-		maildir_dirs_free(&fsync_dirs);
-		maildir_dirs_free(&pending);
-		maildir_dirs_free(&new_dirs);
 		buf_free(&host);
 		errno = saved;
 	}
+	return ret;
+}
+
+int
+maildir_publish(struct maildir_batch *b, struct buf *err)
+{
+	size_t i;
+
+	/* c. Only now that every copy is safe in tmp/, publish them in new/. */
+	for (i = 0; i < b->n; i++) {
+		struct maildir_copy *c = &b->copies[i];
+
+		if (rename(c->tmp_path, c->new_path) < 0) {
+			int saved = errno;
+			char *what = xasprintf("%s to %s", c->tmp_path, c->new_path);
+
+			c->state = COPY_UNSURE;
+			maildir_set_err(err, saved, "rename file", what);
+			free(what);
+			errno = saved;
+			return -1;
+		}
+		c->state = COPY_RENAMED;
+	}
+	return 0;
+}
+
+int
+maildir_sync(struct maildir_batch *b, struct buf *err)
+{
+	size_t i;
+
+	/* d. Make the new names durable: each new/, then each new directory's parent. */
+	for (i = 0; i < b->new_dirs.n; i++)
+		if (maildir_fsync_dir(b->new_dirs.v[i], err) < 0)
+			return -1;
+	for (i = 0; i < b->fsync_dirs.n; i++)
+		if (maildir_fsync_dir(b->fsync_dirs.v[i], err) < 0)
+			return -1;
+	maildir_mark_durable(&b->pending);
+	return 0;
+}
+
+void
+maildir_rollback(struct maildir_batch *b)
+{
+	if (b != NULL)
+		maildir_undo(b->copies, b->n, &b->new_dirs);
+}
+
+int
+maildir_deliver(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
+		struct buf *err)
+{
+	struct maildir_batch *b = NULL;
+	int ret = -1;
+
+	if (maildir_stage(m, rcpts, n, &b, err) == 0 && maildir_publish(b, err) == 0
+	    && maildir_sync(b, err) == 0)
+		ret = 0;
+	if (ret < 0)
+		maildir_rollback(b);
+	maildir_batch_free(&b);
 	return ret;
 }

@@ -27,6 +27,7 @@
 #include <stddef.h>
 
 struct buf;
+struct spool;
 
 struct maildir_msg {
 	/*
@@ -38,9 +39,14 @@ struct maildir_msg {
 	/* Headers the server adds before the message (Received:), or NULL. */
 	const char *received;
 	size_t received_len;
-	/* The message, LF line endings, no dot-stuffing. */
+	/*
+	 * The message, LF line endings, no dot-stuffing: content_len bytes at
+	 * content, or, when body is not NULL, the committed spool's bytes
+	 * (content is then ignored).
+	 */
 	const char *content;
 	size_t content_len;
+	const struct spool *body;
 	/*
 	 * myhostname, for unique file names.  '/' and ':' are written as
 	 * "\057" and "\072" (Maildir convention).  NULL or "" means "localhost".
@@ -56,7 +62,46 @@ struct maildir_rcpt {
 };
 
 /*
- * Deliver one copy of m to each of the n recipients (n >= 1).  Each copy is
+ * The copies of one message, between the steps below.  Steps (each returns
+ * 0, or -1 with *err set to "<operation> <path>: <strerror>" and errno set):
+ *
+ *  maildir_stage()    a. create each Maildir, its missing parents and
+ *                        tmp/ new/ cur/, mode 0700;
+ *                     b. write every copy to tmp/<unique> (O_CREAT|O_EXCL,
+ *                        0600) and fsync it.
+ *  maildir_publish()  c. only when every copy is staged, rename each into
+ *                        new/ as "<sec>.V<dev hex>I<ino hex>M<usec>.<hostname>"
+ *                        (Postfix's name: device and inode of the staged
+ *                        file make it unique even for two deliveries in the
+ *                        same microsecond).
+ *  maildir_sync()     d. fsync each distinct new/ directory and the parent
+ *                        of each directory created in step a.  A directory
+ *                        found already there is not assumed durable (a
+ *                        failed delivery or a crash may have made it without
+ *                        fsyncing its parent): its parents are fsync'd up to
+ *                        one this process knows to be durable, once per
+ *                        directory per process.
+ *  maildir_rollback() undo what the steps did: no copy is left in any tmp/
+ *                        or new/ (directories made in step a stay).  A
+ *                        rollback step that fails is logged with msg_warn().
+ *
+ * A batch is durable after maildir_sync() returned 0.  The steps are
+ * separate so that a caller may publish several messages and then sync the
+ * directories they share once (fsync batching).  maildir_batch_free() frees
+ * the batch without undoing anything.
+ */
+struct maildir_batch;
+
+int maildir_stage(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
+		  struct maildir_batch **batch_r, struct buf *err);
+int maildir_publish(struct maildir_batch *b, struct buf *err);
+int maildir_sync(struct maildir_batch *b, struct buf *err);
+void maildir_rollback(struct maildir_batch *b);
+void maildir_batch_free(struct maildir_batch **bp);
+
+/*
+ * Deliver one copy of m to each of the n recipients (n >= 1): stage,
+ * publish and sync, and roll back on any failure.  Each copy is
  *
  *	Return-Path: <return_path>\n
  *	Delivered-To: <delivered_to>\n
@@ -67,37 +112,18 @@ struct maildir_rcpt {
  * two entries with the same maildir and different delivered_to get two
  * copies; the caller removes entries that are identical.
  *
- * Steps:
- *  a. Create each Maildir, its missing parents and tmp/ new/ cur/, mode 0700.
- *  b. Stage every copy: tmp/<unique> opened O_CREAT|O_EXCL, 0600, written,
- *     fsync'd, closed.
- *  c. Only when every copy is staged, rename each into new/ as
- *     "<sec>.V<dev hex>I<ino hex>M<usec>.<hostname>" (Postfix's name: device
- *     and inode of the staged file make it unique even for two deliveries
- *     in the same microsecond).
- *  d. fsync each distinct new/ directory, and the parent of each directory
- *     created in step a.  A directory found already there is not assumed
- *     durable (a failed delivery or a crash may have made it without
- *     fsyncing its parent): its parents are fsync'd up to one this process
- *     knows to be durable, once per directory per process.
- *
  * Returns 0 when every copy is durable.  Returns -1 on any failure: no copy
  * is left in any tmp/ or new/ (directories made in step a stay), *err is
  * reset and set to "<operation> <path>: <strerror>", e.g. "fsync file
  * /srv/mail/u/Maildir/tmp/1700000000.M5P7Q3.mx: No space left on device",
  * and errno is that operation's errno (ENOSPC/EDQUOT let the caller choose
- * 452 4.3.1 over 451 4.3.0; EINVAL means refused arguments).  A rollback
- * step that fails is logged with msg_warn().
+ * 452 4.3.1 over 451 4.3.0; EINVAL means refused arguments).
  *
  * BUGS:
- *  - The message is passed in memory; a large message is written from one
- *    contiguous buffer per copy.
  *  - A copy renamed into new/ is visible to an IMAP server before step d;
  *    if step d then fails and the server has already moved the file to
  *    cur/, the rollback cannot remove it (logged) and the sender's retry
  *    produces a duplicate.  Duplicates, never losses.
- *  - Each delivery fsyncs its own files and directories.  Grouping fsyncs
- *    of messages that finish together (DESIGN.md) is a later optimisation.
  *  - Stale tmp/ files (a crash between open and rename: row 55) are
  *    ignored by MUAs but not yet removed.  Cleanup of tmp/ files older than
  *    36 hours (the Maildir 36-hour rule) is for later.

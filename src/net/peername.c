@@ -13,7 +13,6 @@
 #include <event2/event.h>
 
 #include "log/log.h"
-#include "net/server.h"
 #include "util/xalloc.h"
 
 struct peername_host {
@@ -26,7 +25,7 @@ static size_t peername_nhosts;
 static pthread_once_t peername_once = PTHREAD_ONCE_INIT;
 
 struct peername_req {
-	struct worker *w;
+	struct evdns_base *dns;
 	struct sockaddr_storage sa;
 	peername_cb cb;
 	void   *ctx;
@@ -115,26 +114,29 @@ peername_is_loopback(const struct sockaddr *sa)
 	return 1;
 }
 
-void
-peername_worker_init(struct worker *w)
+struct evdns_base *
+peername_dns_new(struct event_base *base)
 {
+	struct evdns_base *dns;
+
 	pthread_once(&peername_once, peername_load_hosts);
-	w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS
-				| EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	if (w->dns == NULL)
-		w->dns = evdns_base_new(w->base, 0);
-	if (w->dns != NULL) {
-		evdns_base_set_option(w->dns, "timeout:", "5");
-		evdns_base_set_option(w->dns, "attempts:", "2");
+	dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS
+			     | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (dns == NULL)
+		dns = evdns_base_new(base, 0);
+	if (dns != NULL) {
+		evdns_base_set_option(dns, "timeout:", "5");
+		evdns_base_set_option(dns, "attempts:", "2");
 	}
+	return dns;
 }
 
 void
-peername_worker_free(struct worker *w)
+peername_dns_free(struct evdns_base **dnsp)
 {
-	if (w->dns != NULL)
-		evdns_base_free(w->dns, 1);
-	w->dns = NULL;
+	if (*dnsp != NULL)
+		evdns_base_free(*dnsp, 1);
+	*dnsp = NULL;
 }
 
 static void
@@ -205,17 +207,17 @@ peername_ptr_cb(int result, char type, int count, int ttl, void *addresses, void
 	}
 	req->name = xstrdup(name);
 	if (req->sa.ss_family == AF_INET)
-		req->dreq = evdns_base_resolve_ipv4(req->w->dns, req->name, DNS_QUERY_NO_SEARCH,
+		req->dreq = evdns_base_resolve_ipv4(req->dns, req->name, DNS_QUERY_NO_SEARCH,
 						    peername_forward_cb, req);
 	else
-		req->dreq = evdns_base_resolve_ipv6(req->w->dns, req->name, DNS_QUERY_NO_SEARCH,
+		req->dreq = evdns_base_resolve_ipv6(req->dns, req->name, DNS_QUERY_NO_SEARCH,
 						    peername_forward_cb, req);
 	if (req->dreq == NULL)
 		peername_finish(req, "unknown");
 }
 
 struct peername_req *
-peername_lookup(struct worker *w, const struct sockaddr *sa, peername_cb cb, void *ctx)
+peername_lookup(struct evdns_base *dns, const struct sockaddr *sa, peername_cb cb, void *ctx)
 {
 	struct peername_req *req;
 	const char *name;
@@ -224,22 +226,22 @@ peername_lookup(struct worker *w, const struct sockaddr *sa, peername_cb cb, voi
 		cb(ctx, name);
 		return NULL;
 	}
-	if (peername_is_loopback(sa) || w->dns == NULL) {
+	if (peername_is_loopback(sa) || dns == NULL) {
 		cb(ctx, "unknown");
 		return NULL;
 	}
 	req = xcalloc(1, sizeof(*req));
-	req->w = w;
+	req->dns = dns;
 	req->cb = cb;
 	req->ctx = ctx;
 	memcpy(&req->sa, sa, sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
 	       : sizeof(struct sockaddr_in6));
 	if (sa->sa_family == AF_INET)
-		req->dreq = evdns_base_resolve_reverse(w->dns,
+		req->dreq = evdns_base_resolve_reverse(dns,
 						       &((const struct sockaddr_in *)sa)->sin_addr,
 						       DNS_QUERY_NO_SEARCH, peername_ptr_cb, req);
 	else
-		req->dreq = evdns_base_resolve_reverse_ipv6(w->dns,
+		req->dreq = evdns_base_resolve_reverse_ipv6(dns,
 							    &((const struct sockaddr_in6 *)sa)->sin6_addr,
 							    DNS_QUERY_NO_SEARCH, peername_ptr_cb, req);
 	if (req->dreq == NULL) {
@@ -257,5 +259,5 @@ peername_cancel(struct peername_req *req)
 		return;
 	req->cancelled = 1;
 	if (req->dreq != NULL)
-		evdns_cancel_request(req->w->dns, req->dreq);
+		evdns_cancel_request(req->dns, req->dreq);
 }

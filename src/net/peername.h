@@ -14,23 +14,24 @@
 
 #include <sys/socket.h>
 
-struct worker;
+struct event_base;
+struct evdns_base;
 struct peername_req;
 
 /* Called once with the verified name or "unknown"; the string is only valid during the call. */
 typedef void (*peername_cb)(void *ctx, const char *name);
 
-/* Set up the worker's DNS resolver (w->dns).  Call once per worker, on any thread. */
-void peername_worker_init(struct worker *w);
-void peername_worker_free(struct worker *w);
+/* A DNS resolver on base (one per worker; NULL when none can be set up). */
+struct evdns_base *peername_dns_new(struct event_base *base);
+void peername_dns_free(struct evdns_base **dnsp);
 
 /*
  * Start a lookup for sa.  When the answer is known at once, cb runs before
- * this returns and the result is NULL; otherwise cb runs later on w's loop
+ * this returns and the result is NULL; otherwise cb runs later on dns's loop
  * and the returned request may be cancelled until then (cb then never runs).
  */
-struct peername_req *peername_lookup(struct worker *w, const struct sockaddr *sa, peername_cb cb,
-				     void *ctx);
+struct peername_req *peername_lookup(struct evdns_base *dns, const struct sockaddr *sa,
+				     peername_cb cb, void *ctx);
 void peername_cancel(struct peername_req *req);
 
 #endif

@@ -1,3 +1,7 @@
+/*
+ * server: workers, listeners, accept and the session cap, pools,
+ * generations, reload and shutdown.  See server.h.
+ */
 #include "net/server.h"
 
 #include <errno.h>
@@ -5,37 +9,137 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
 
 #include "conf/conf.h"
-#include "deliver/pool.h"
-#include "policy/anvil.h"
+#include "deliver/deliver.h"
 #include "log/log.h"
+#include "net/evloop.h"
 #include "net/peername.h"
+#include "policy/anvil.h"
+#include "policy/recipient.h"
+#include "smtp/conn.h"
 #include "smtp/service.h"
 #include "smtp/session.h"
+#include "util/loop.h"
+#include "util/workpool.h"
 #include "util/xalloc.h"
 #include "version.h"
 
-struct worker_handoff {
-	struct worker_handoff *next;
-	struct service_rt *svc;
-	int	fd;
-	socklen_t salen;
-	struct sockaddr_storage sa;
-};
-
 /* At most this many accept() calls per wake-up, so one flood cannot starve the loop. */
 #define SERVER_ACCEPT_BATCH	32
+/* Threads of the writers and lookups pools. */
+#define SERVER_WRITERS		4
+#define SERVER_LOOKUPS		4
 
-static struct server *server_signal_target;
+/* Runtime state of one master.cf smtpd service. */
+struct service_rt {
+	struct server *srv;
+	const struct conf_service *cs;	/* worker 0 only (reload changes it there) */
+	int    *fds;			/* listening sockets */
+	struct event **lev;		/* their accept events (worker 0) */
+	size_t	nfds;
+	atomic_int cap;			/* maxproc; 0 = no limit (changed by reload) */
+	int	backlog;
+	atomic_int sessions;		/* live sessions, all workers */
+	struct service_gen *gen;	/* the current session data (under srv->gen_lock) */
+	pthread_mutex_t refresh_lock;	/* lookups threads: one table check at a time */
+	atomic_long stress_until;	/* stress (POSTFIX_REFERENCE.md §2.3) lasts until then */
+	time_t	limit_warned;		/* last "has reached its process limit" (acceptor) */
+	int	accepting;		/* acceptor-thread only */
+	struct event *resume_ev;	/* activated from any worker */
+};
+
+/*
+ * A configuration and what was built from it stay alive while a session
+ * uses them: a reload makes new ones current, and the old ones are freed
+ * when the last session that started with them ends.
+ */
+struct conf_gen {
+	struct conf *conf;
+	int	refs;		/* service_gens built from it, +1 while current */
+};
+
+struct service_gen {
+	struct server *srv;
+	const struct conf_service *cs;
+	void   *smtp;		/* smtp/service.h data for sessions */
+	void   *smtp_stress;	/* the same, for sessions that start under stress */
+	int	indexed;	/* its tables include an indexed one (cdb) */
+	struct conf_gen *cgen;
+	int	refs;		/* sessions that use it, +1 while current */
+};
+
+struct worker {
+	struct server *srv;
+	int	index;
+	pthread_t tid;
+	struct evloop *el;
+	struct evdns_base *dns;
+	struct session_env env;
+	struct conn *conns;		/* live connections (smtp/conn.c) */
+	size_t	nsessions;		/* this worker's thread only */
+};
+
+struct server {
+	struct conf *conf;			/* the current one (worker 0) */
+	struct conf_gen *cgen;
+	pthread_mutex_t gen_lock;		/* every refs field, svc->gen */
+	char  **overrides;			/* -o name=value from the command line */
+	size_t	noverrides;
+	struct anvil *anvil;			/* shared by every worker */
+	struct event *sweep_ev, *stats_ev, *hup_ev, *drain_ev, *sigterm_ev, *sigint_ev;
+	atomic_long body_bytes;			/* message bodies held in memory, all sessions */
+	int	drain_ticks;			/* shutdown: 50 ms ticks waited */
+	const struct conf_view *global;
+	const char *config_dir;
+	struct worker *workers;
+	int	nworkers;
+	struct service_rt *svcs;
+	size_t	nsvcs;
+	struct workpool *writers, *lookups, *config;
+	struct deliverer *deliver;
+	int	reloading;			/* worker 0: a reload is being built */
+	unsigned next_worker;			/* acceptor thread only */
+	uid_t	run_uid;			/* the uid sessions run as */
+	gid_t	run_gid;
+	atomic_int stopping;
+};
+
+struct server *
+server_create(struct conf *conf, const char *config_dir, char **overrides, size_t noverrides)
+{
+	struct server *srv = xcalloc(1, sizeof(*srv));
+
+	srv->conf = conf;
+	srv->global = conf_global(conf);
+	srv->config_dir = config_dir;
+	srv->overrides = overrides;
+	srv->noverrides = noverrides;
+	srv->run_uid = geteuid();
+	srv->run_gid = getegid();
+	atomic_init(&srv->body_bytes, 0);
+	pthread_mutex_init(&srv->gen_lock, NULL);
+	return srv;
+}
+
+void
+server_set_run_ids(struct server *srv, uid_t uid, gid_t gid)
+{
+	srv->run_uid = uid;
+	srv->run_gid = gid;
+}
 
 /* ---- binding ---------------------------------------------------------- */
 
@@ -180,7 +284,47 @@ server_bind(struct server *srv)
 	return 0;
 }
 
+/* ---- workers (accessors for the smtp module) ------------------------- */
+
+struct loop *
+worker_loop(struct worker *w)
+{
+	return evloop_loop(w->el);
+}
+
+struct event_base *
+worker_base(struct worker *w)
+{
+	return evloop_base(w->el);
+}
+
+struct evdns_base *
+worker_dns(struct worker *w)
+{
+	return w->dns;
+}
+
+const struct session_env *
+worker_session_env(struct worker *w)
+{
+	return &w->env;
+}
+
+struct conn **
+worker_conns(struct worker *w)
+{
+	return &w->conns;
+}
+
 /* ---- accepting -------------------------------------------------------- */
+
+struct server_handoff {
+	struct worker *w;
+	struct service_rt *svc;
+	int	fd;
+	socklen_t salen;
+	struct sockaddr_storage sa;
+};
 
 static void
 server_accepting(struct service_rt *svc, int on)
@@ -206,26 +350,37 @@ server_at_cap(struct service_rt *svc)
 	return cap > 0 && atomic_load(&svc->sessions) >= cap;
 }
 
+/* On the chosen worker: the socket becomes a connection. */
+static void
+server_handoff_cb(void *arg)
+{
+	struct server_handoff *h = arg;
+	struct worker *w = h->w;
+
+	if (atomic_load(&w->srv->stopping)) {
+		/* Accepted while the loops were stopping: nobody will serve it. */
+		close(h->fd);
+		atomic_fetch_sub(&h->svc->sessions, 1);
+	} else {
+		w->nsessions++;
+		conn_start(w, h->svc, h->fd, (struct sockaddr *)&h->sa, h->salen);
+	}
+	free(h);
+}
+
 static void
 server_handoff(struct server *srv, struct service_rt *svc, int fd, struct sockaddr_storage *sa,
 	       socklen_t salen)
 {
 	struct worker *w = &srv->workers[srv->next_worker++ % (unsigned)srv->nworkers];
-	struct worker_handoff *h = xmalloc(sizeof(*h));
+	struct server_handoff *h = xmalloc(sizeof(*h));
 
-	h->next = NULL;
+	h->w = w;
 	h->svc = svc;
 	h->fd = fd;
 	h->salen = salen;
 	memcpy(&h->sa, sa, sizeof(*sa));
-	pthread_mutex_lock(&w->lock);
-	if (w->tail)
-		w->tail->next = h;
-	else
-		w->head = h;
-	w->tail = h;
-	pthread_mutex_unlock(&w->lock);
-	event_active(w->wake_ev, EV_READ, 0);
+	loop_post(worker_loop(w), server_handoff_cb, h);
 }
 
 static void
@@ -278,12 +433,76 @@ server_reached_limit(struct service_rt *svc)
 	       "examples of stress-adapting configuration settings");
 }
 
-void *
+static void
+server_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	struct service_rt *svc = arg;
+	struct server *srv = svc->srv;
+	int n;
+
+	(void)what;
+	for (n = 0; n < SERVER_ACCEPT_BATCH; n++) {
+		struct sockaddr_storage sa;
+		socklen_t salen = sizeof(sa);
+		int fd;
+
+		if (server_at_cap(svc)) {
+			server_accepting(svc, 0);
+			return;
+		}
+		fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* Back off instead of spinning on a readable listen socket. */
+				static const struct timeval one_second = { 1, 0 };
+
+				msg_warn("service %s: accept: %s; pausing new connections for 1s",
+					 svc->cs->name, strerror(errno));
+				server_accepting(svc, 0);
+				event_base_once(worker_base(&srv->workers[0]), -1, EV_TIMEOUT,
+						server_emfile_retry, svc, &one_second);
+			}
+			return;
+		}
+		atomic_fetch_add(&svc->sessions, 1);
+		if (server_at_cap(svc))
+			server_reached_limit(svc);
+		server_handoff(srv, svc, fd, &sa, salen);
+	}
+}
+
+static void
+server_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct service_rt *svc = arg;
+
+	(void)fd;
+	(void)what;
+	if (!server_at_cap(svc) && !atomic_load(&svc->srv->stopping))
+		server_accepting(svc, 1);
+}
+
+void
+server_session_ended(struct worker *w, struct service_rt *svc)
+{
+	int left = atomic_fetch_sub(&svc->sessions, 1) - 1;
+	int cap = atomic_load(&svc->cap);
+
+	w->nsessions--;
+	if (cap > 0 && left == cap - 1)
+		event_active(svc->resume_ev, EV_READ, 0);
+}
+
+/* ---- generations -------------------------------------------------------- */
+
+const void *
 server_service_acquire(struct service_rt *svc, struct service_gen **gen_r)
 {
 	struct server *srv = svc->srv;
 	struct service_gen *gen;
-	void *data;
+	const void *data;
 
 	pthread_mutex_lock(&srv->gen_lock);
 	gen = svc->gen;
@@ -313,10 +532,14 @@ server_conf_gen_release(struct server *srv, struct conf_gen *cg)
 }
 
 void
-server_service_release(struct server *srv, struct service_gen *gen)
+server_service_release(struct service_gen *gen)
 {
+	struct server *srv;
 	int last;
 
+	if (gen == NULL)
+		return;
+	srv = gen->srv;
 	pthread_mutex_lock(&srv->gen_lock);
 	last = --gen->refs == 0;
 	pthread_mutex_unlock(&srv->gen_lock);
@@ -327,8 +550,10 @@ server_service_release(struct server *srv, struct service_gen *gen)
 	}
 }
 
+/* Build the session data of cs, from configuration generation cg (any thread). */
 static struct service_gen *
-server_gen_build(struct server *srv, const struct conf_service *cs, char **err_r)
+server_gen_build(struct server *srv, const struct conf_service *cs, struct conf_gen *cg,
+		 char **err_r)
 {
 	struct service_gen *gen = xcalloc(1, sizeof(*gen));
 
@@ -336,28 +561,55 @@ server_gen_build(struct server *srv, const struct conf_service *cs, char **err_r
 		free(gen);
 		return NULL;
 	}
+	gen->srv = srv;
 	gen->cs = cs;
 	gen->refs = 1;
-	gen->cgen = srv->cgen;
+	gen->cgen = cg;
+	gen->indexed = recipient_policy_has_indexed(((struct smtp_service *)gen->smtp)->policy);
 	pthread_mutex_lock(&srv->gen_lock);
-	srv->cgen->refs++;
+	cg->refs++;
 	pthread_mutex_unlock(&srv->gen_lock);
 	return gen;
+}
+
+/*
+ * Make gen current for svc, if the current one is still expected (NULL:
+ * whichever it is); the old one goes when its last session ends.  Returns 0,
+ * or -1 (gen released) when another generation came first.
+ */
+static int
+server_gen_publish(struct server *srv, struct service_rt *svc, struct service_gen *expected,
+		   struct service_gen *gen)
+{
+	struct service_gen *old;
+
+	pthread_mutex_lock(&srv->gen_lock);
+	old = svc->gen;
+	if (expected != NULL && old != expected) {
+		pthread_mutex_unlock(&srv->gen_lock);
+		server_service_release(gen);
+		return -1;
+	}
+	svc->gen = gen;
+	pthread_mutex_unlock(&srv->gen_lock);
+	server_service_release(old);
+	return 0;
 }
 
 int
 server_build_services(struct server *srv, char **err_r)
 {
+	char *err = NULL;
 	size_t i;
 
-	pthread_mutex_init(&srv->gen_lock, NULL);
 	srv->cgen = xcalloc(1, sizeof(*srv->cgen));
 	srv->cgen->conf = srv->conf;
 	srv->cgen->refs = 1;
 	for (i = 0; i < srv->nsvcs; i++) {
 		struct service_rt *svc = &srv->svcs[i];
 
-		if ((svc->gen = server_gen_build(srv, svc->cs, err_r)) == NULL) {
+		pthread_mutex_init(&svc->refresh_lock, NULL);
+		if ((svc->gen = server_gen_build(srv, svc->cs, srv->cgen, err_r)) == NULL) {
 			char *e = *err_r;
 
 			*err_r = xasprintf("service %s: %s", svc->cs->name, e);
@@ -365,103 +617,97 @@ server_build_services(struct server *srv, char **err_r)
 			return -1;
 		}
 	}
+	srv->anvil = anvil_create(conf_str(srv->global, P_mxgate_anvil_backend),
+				  conf_time(srv->global, P_anvil_rate_time_unit),
+				  ANVIL_DEF_MAX_ENTRIES, &err);
+	if (srv->anvil == NULL) {
+		*err_r = xasprintf("mxgate_anvil_backend = %s: %s",
+				   conf_str(srv->global, P_mxgate_anvil_backend), err);
+		free(err);
+		return -1;
+	}
+	anvil_set_timeout(srv->anvil, conf_time(srv->global, P_mxgate_anvil_timeout) * 1000);
 	return 0;
 }
 
+/* ---- indexed tables that changed ---------------------------------------- */
+
+struct service_check {
+	struct worker *w;
+	struct service_rt *svc;
+	struct service_gen *gen;	/* a reference of our own */
+	void	(*cb)(void *ctx);	/* NULL: cancelled */
+	void   *ctx;
+};
+
+/* On a lookups thread: did one of gen's indexed tables change?  Then rebuild, once. */
 static void
-server_accept_cb(evutil_socket_t lfd, short what, void *arg)
+server_check_work(void *arg)
 {
-	struct service_rt *svc = arg;
+	struct service_check *c = arg;
+	struct service_rt *svc = c->svc;
 	struct server *srv = svc->srv;
-	int n;
+	const struct smtp_service *ss = c->gen->smtp;
+	struct service_gen *gen;
+	const char *changed;
+	char *err = NULL;
+	int current;
 
-	(void)what;
-	for (n = 0; n < SERVER_ACCEPT_BATCH; n++) {
-		struct sockaddr_storage sa;
-		socklen_t salen = sizeof(sa);
-		int fd;
-
-		if (server_at_cap(svc)) {
-			server_accepting(svc, 0);
-			return;
+	pthread_mutex_lock(&svc->refresh_lock);
+	pthread_mutex_lock(&srv->gen_lock);
+	current = svc->gen == c->gen;
+	pthread_mutex_unlock(&srv->gen_lock);
+	if (current && (changed = recipient_policy_changed(ss->policy)) != NULL) {
+		/* Postfix's daemons log this and restart; new sessions get the new table. */
+		msg_info("table %s has changed -- restarting", changed);
+		if ((gen = server_gen_build(srv, c->gen->cs, c->gen->cgen, &err)) != NULL) {
+			/* A reload that came meanwhile wins: its tables are newer still. */
+			(void)server_gen_publish(srv, svc, c->gen, gen);
+		} else {
+			msg_warn("service %s: %s; keeping the tables in use", c->gen->cs->name, err);
+			free(err);
 		}
-		fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				/* Back off instead of spinning on a readable listen socket. */
-				static const struct timeval one_second = { 1, 0 };
-
-				msg_warn("service %s: accept: %s; pausing new connections for 1s",
-					 svc->cs->name, strerror(errno));
-				server_accepting(svc, 0);
-				event_base_once(srv->workers[0].base, -1, EV_TIMEOUT,
-						server_emfile_retry, svc, &one_second);
-			}
-			return;
-		}
-		atomic_fetch_add(&svc->sessions, 1);
-		if (server_at_cap(svc))
-			server_reached_limit(svc);
-		server_handoff(srv, svc, fd, &sa, salen);
 	}
+	pthread_mutex_unlock(&svc->refresh_lock);
 }
 
 static void
-server_resume_cb(evutil_socket_t fd, short what, void *arg)
+server_check_done(void *arg)
 {
-	struct service_rt *svc = arg;
+	struct service_check *c = arg;
 
-	(void)fd;
-	(void)what;
-	if (!server_at_cap(svc) && !atomic_load(&svc->srv->stopping))
-		server_accepting(svc, 1);
+	if (c->cb != NULL)
+		c->cb(c->ctx);
+	server_service_release(c->gen);
+	free(c);
+}
+
+struct service_check *
+server_service_check(struct worker *w, struct service_rt *svc, struct service_gen *gen,
+		     void (*cb)(void *ctx), void *ctx)
+{
+	struct service_check *c;
+
+	if (!gen->indexed)
+		return NULL;
+	c = xcalloc(1, sizeof(*c));
+	c->w = w;
+	c->svc = svc;
+	c->gen = gen;
+	c->cb = cb;
+	c->ctx = ctx;
+	pthread_mutex_lock(&svc->srv->gen_lock);
+	gen->refs++;
+	pthread_mutex_unlock(&svc->srv->gen_lock);
+	workpool_submit(svc->srv->lookups, worker_loop(w), server_check_work, server_check_done, c);
+	return c;
 }
 
 void
-server_session_ended(struct worker *w, struct service_rt *svc)
+server_service_check_cancel(struct service_check *c)
 {
-	int left = atomic_fetch_sub(&svc->sessions, 1) - 1;
-
-	w->nsessions--;
-	int cap = atomic_load(&svc->cap);
-
-	if (cap > 0 && left == cap - 1)
-		event_active(svc->resume_ev, EV_READ, 0);
-}
-
-/* ---- workers ---------------------------------------------------------- */
-
-static void
-server_wake_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct worker *w = arg;
-	struct worker_handoff *h;
-
-	(void)fd;
-	(void)what;
-	pthread_mutex_lock(&w->lock);
-	h = w->head;
-	w->head = w->tail = NULL;
-	pthread_mutex_unlock(&w->lock);
-	while (h != NULL) {
-		struct worker_handoff *next = h->next;
-
-		w->nsessions++;
-		session_start(w, h->svc, h->fd, (struct sockaddr *)&h->sa, h->salen);
-		free(h);
-		h = next;
-	}
-}
-
-static void *
-server_worker_main(void *arg)
-{
-	struct worker *w = arg;
-
-	event_base_dispatch(w->base);
-	return NULL;
+	if (c != NULL)
+		c->cb = NULL;
 }
 
 /* ---- anvil housekeeping ------------------------------------------------ */
@@ -497,6 +743,15 @@ server_stats_schedule(struct server *srv)
 
 /* ---- reload (SIGHUP) -------------------------------------------------- */
 
+/* A reload built off the loops (config pool), applied on worker 0. */
+struct server_reload {
+	struct server *srv;
+	struct conf *conf;		/* NULL: the configuration had errors */
+	struct conf_gen *cgen;
+	struct service_gen **gens;	/* per running service; NULL: keep its data */
+	const struct conf_service **found;	/* the new entry of each running service */
+};
+
 static const struct conf_service *
 server_find_service(const struct conf *c, const struct conf_service *old)
 {
@@ -513,26 +768,17 @@ server_find_service(const struct conf *c, const struct conf_service *old)
 	return NULL;
 }
 
-/*
- * Read the configuration again.  Sessions that are running keep what they
- * started with; new sessions get the new settings.  anvil's counters are
- * kept (Postfix loses them).  Listening sockets stay: adding, removing or
- * moving a master.cf service needs a restart, and says so.  A configuration
- * with errors is not used: the running one stays, and the errors are logged.
- * What a reload replaces is freed when the last session that started with it
- * ends (struct service_gen, struct conf_gen).
- */
+/* On the config thread: read the files and open the tables. */
 static void
-server_reload(struct server *srv)
+server_reload_work(void *arg)
 {
+	struct server_reload *r = arg;
+	struct server *srv = r->srv;
 	struct conf_report rep = { 0 };
-	struct conf_gen *old_cgen;
-	struct conf *nc;
 	size_t i, k;
-	long dpl;
 
-	nc = conf_load(srv->config_dir, srv->overrides, srv->noverrides, &rep);
-	if (nc == NULL) {
+	r->conf = conf_load(srv->config_dir, srv->overrides, srv->noverrides, &rep);
+	if (r->conf == NULL) {
 		for (k = 0; k < rep.count; k++)
 			if (rep.items[k].is_error) {
 				char *t = conf_problem_format(&rep.items[k]);
@@ -546,36 +792,75 @@ server_reload(struct server *srv)
 		return;
 	}
 	conf_report_free(&rep);
-	old_cgen = srv->cgen;
-	srv->cgen = xcalloc(1, sizeof(*srv->cgen));
-	srv->cgen->conf = nc;
-	srv->cgen->refs = 1;
-	dpl = conf_int(conf_global(nc), P_default_process_limit);
+	r->cgen = xcalloc(1, sizeof(*r->cgen));
+	r->cgen->conf = r->conf;
+	r->cgen->refs = 1;
+	r->gens = xcalloc(srv->nsvcs, sizeof(*r->gens));
+	r->found = xcalloc(srv->nsvcs, sizeof(*r->found));
 	for (i = 0; i < srv->nsvcs; i++) {
-		struct service_rt *svc = &srv->svcs[i];
-		const struct conf_service *old_cs = svc->cs, *ncs = server_find_service(nc, old_cs);
-		struct service_gen *gen, *old_gen;
+		/* svc->cs only changes on worker 0, after this job is over. */
+		const struct conf_service *old = srv->svcs[i].cs, *ncs;
 		char *err = NULL;
-		int backlog;
 
-		if (ncs == NULL) {
+		if ((ncs = server_find_service(r->conf, old)) == NULL) {
 			msg_warn("reload: service %s is no longer in master.cf; it keeps running "
-				 "until mxgate is restarted", old_cs->name);
+				 "until mxgate is restarted", old->name);
 			continue;
 		}
-		if ((gen = server_gen_build(srv, ncs, &err)) == NULL) {
+		r->found[i] = ncs;
+		if ((r->gens[i] = server_gen_build(srv, ncs, r->cgen, &err)) == NULL) {
 			msg_warn("reload: service %s: %s; keeping its running configuration",
 				 ncs->name, err);
 			free(err);
-			continue;
 		}
-		/* Publish the new data; the old goes when its last session ends. */
-		pthread_mutex_lock(&srv->gen_lock);
-		old_gen = svc->gen;
-		svc->gen = gen;
+	}
+	for (k = 0; k < conf_service_count(r->conf); k++) {
+		const struct conf_service *cs = conf_service_at(r->conf, k);
+		int found = 0;
+
+		for (i = 0; i < srv->nsvcs && !found; i++)
+			found = r->found[i] == cs;
+		if (!found)
+			msg_warn("reload: new service %s in master.cf needs a restart to listen",
+				 cs->name);
+	}
+}
+
+/*
+ * On worker 0: switch to what the config thread built.  Sessions that are
+ * running keep what they started with; new sessions get the new settings.
+ * anvil's counters are kept (Postfix loses them).  Listening sockets stay.
+ */
+static void
+server_reload_done(void *arg)
+{
+	struct server_reload *r = arg;
+	struct server *srv = r->srv;
+	struct conf_gen *old_cgen;
+	size_t i, k;
+	long dpl;
+
+	srv->reloading = 0;
+	if (r->conf == NULL) {
+		free(r);
+		return;
+	}
+	if (atomic_load(&srv->stopping)) {
+		for (i = 0; i < srv->nsvcs; i++)
+			server_service_release(r->gens[i]);
+		server_conf_gen_release(srv, r->cgen);
+		goto out;
+	}
+	dpl = conf_int(conf_global(r->conf), P_default_process_limit);
+	for (i = 0; i < srv->nsvcs; i++) {
+		struct service_rt *svc = &srv->svcs[i];
+		const struct conf_service *ncs = r->found[i];
+		int backlog;
+
+		if (r->gens[i] == NULL)
+			continue;
 		svc->cs = ncs;
-		pthread_mutex_unlock(&srv->gen_lock);
-		server_service_release(srv, old_gen);
+		(void)server_gen_publish(srv, svc, NULL, r->gens[i]);
 		atomic_store(&svc->cap, ncs->maxproc);
 		backlog = ncs->maxproc > dpl ? ncs->maxproc : (int)dpl;
 		if (backlog != svc->backlog) {
@@ -583,34 +868,45 @@ server_reload(struct server *srv)
 			for (k = 0; k < svc->nfds; k++)
 				listen(svc->fds[k], backlog);	/* Linux: changes the backlog in place */
 		}
-		if (!server_at_cap(svc) && !atomic_load(&srv->stopping))
+		if (!server_at_cap(svc))
 			server_accepting(svc, 1);
 	}
-	for (k = 0; k < conf_service_count(nc); k++) {
-		const struct conf_service *cs = conf_service_at(nc, k);
-		int found = 0;
-
-		for (i = 0; i < srv->nsvcs && !found; i++)
-			found = srv->svcs[i].cs == cs;
-		if (!found)
-			msg_warn("reload: new service %s in master.cf needs a restart to listen",
-				 cs->name);
-	}
-	srv->conf = nc;
+	old_cgen = srv->cgen;
+	srv->cgen = r->cgen;
+	srv->conf = r->conf;
+	srv->global = conf_global(r->conf);
 	server_conf_gen_release(srv, old_cgen);
-	srv->global = conf_global(nc);
 	anvil_set_rate_time_unit(srv->anvil, conf_time(srv->global, P_anvil_rate_time_unit));
+	anvil_set_timeout(srv->anvil, conf_time(srv->global, P_mxgate_anvil_timeout) * 1000);
 	server_stats_schedule(srv);
-	msg_info("reload -- version %s, configuration %s", MXGATE_VERSION, srv->config_dir);
+	log_as("master", LOG_LVL_INFO, "reload -- version %s, configuration %s", MXGATE_VERSION,
+	       srv->config_dir);
+out:
+	free(r->gens);
+	free(r->found);
+	free(r);
 }
 
 static void
 server_hup_cb(evutil_socket_t sig, short what, void *arg)
 {
+	struct server *srv = arg;
+	struct server_reload *r;
+
 	(void)sig;
 	(void)what;
-	server_reload(arg);
+	if (srv->reloading) {
+		msg_info("reload: a reload is already being read; this one is folded into it");
+		return;
+	}
+	srv->reloading = 1;
+	r = xcalloc(1, sizeof(*r));
+	r->srv = srv;
+	workpool_submit(srv->config, worker_loop(&srv->workers[0]), server_reload_work,
+			server_reload_done, r);
 }
+
+/* ---- shutdown ------------------------------------------------------------ */
 
 static void
 server_signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -618,11 +914,25 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 	struct server *srv = arg;
 
 	(void)what;
-	msg_info("terminating on signal %d", (int)sig);
+	log_as("master", LOG_LVL_INFO, "terminating on signal %d", (int)sig);
 	server_stop(srv);
 }
 
-/* Stop the loops once no message is with the writers (or after 10 s). */
+/*
+ * On each worker's own thread, as its last act: its connections go while
+ * the loop still runs (libevent finalizes a bufferevent from its loop), then
+ * the loop stops.
+ */
+static void
+server_worker_quit(void *arg)
+{
+	struct worker *w = arg;
+
+	conn_free_all(w);
+	evloop_stop(w->el);
+}
+
+/* Stop the loops once no message is being stored (or after 10 s). */
 static void
 server_drain_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -631,10 +941,11 @@ server_drain_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (atomic_load(&srv->deliveries) > 0 && ++srv->drain_ticks < 200)
+	if (deliverer_busy(srv->deliver) > 0 && ++srv->drain_ticks < 200)
 		return;
+	event_del(srv->drain_ev);
 	for (i = 0; i < srv->nworkers; i++)
-		event_base_loopexit(srv->workers[i].base, NULL);
+		loop_post(worker_loop(&srv->workers[i]), server_worker_quit, &srv->workers[i]);
 }
 
 /*
@@ -652,96 +963,122 @@ server_stop(struct server *srv)
 		return;
 	for (i = 0; i < srv->nsvcs; i++)
 		server_accepting(&srv->svcs[i], 0);
-	srv->drain_ev = event_new(srv->workers[0].base, -1, EV_PERSIST, server_drain_cb, srv);
+	srv->drain_ev = event_new(worker_base(&srv->workers[0]), -1, EV_PERSIST, server_drain_cb,
+				  srv);
 	event_add(srv->drain_ev, &tick);
 	server_drain_cb(-1, 0, srv);
 }
 
-int
-server_run(struct server *srv, int nworkers, int nwriters)
+/* ---- run ------------------------------------------------------------------ */
+
+static void *
+server_worker_main(void *arg)
 {
-	struct event *sigterm, *sigint;
+	struct worker *w = arg;
+
+	evloop_run(w->el);
+	return NULL;
+}
+
+int
+server_run(struct server *srv, int nworkers)
+{
+	static const struct timeval one_second = { 1, 0 };
+	struct event_base *base0;
 	sigset_t block, old;
 	size_t i;
 	int k;
 
 	srv->nworkers = nworkers;
 	srv->workers = xcalloc((size_t)nworkers, sizeof(*srv->workers));
-	srv->anvil = anvil_memory_create(conf_time(srv->global, P_anvil_rate_time_unit),
-					 ANVIL_DEF_MAX_ENTRIES);
+	/* Pools first: their threads inherit the signal mask set below. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	srv->writers = workpool_create("writers", SERVER_WRITERS);
+	srv->lookups = workpool_create("lookups", SERVER_LOOKUPS);
+	srv->config = workpool_create("config", 1);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	srv->deliver = deliverer_create(srv->writers, NULL, NULL);
 	for (k = 0; k < nworkers; k++) {
 		struct worker *w = &srv->workers[k];
 
 		w->srv = srv;
 		w->index = k;
-		pthread_mutex_init(&w->lock, NULL);
-		if ((w->base = event_base_new()) == NULL)
-			msg_fatal("cannot create an event loop");
-		w->wake_ev = event_new(w->base, -1, 0, server_wake_cb, w);
-		peername_worker_init(w);
+		w->el = evloop_new();
+		w->dns = peername_dns_new(evloop_base(w->el));
+		w->env.loop = evloop_loop(w->el);
+		w->env.anvil = srv->anvil;
+		w->env.lookups = srv->lookups;
+		w->env.deliver = srv->deliver;
+		w->env.body_bytes = &srv->body_bytes;
+		w->env.run_uid = srv->run_uid;
 	}
+	base0 = worker_base(&srv->workers[0]);
 	for (i = 0; i < srv->nsvcs; i++) {
 		struct service_rt *svc = &srv->svcs[i];
 		size_t j;
 
 		svc->lev = xcalloc(svc->nfds, sizeof(*svc->lev));
 		for (j = 0; j < svc->nfds; j++)
-			svc->lev[j] = event_new(srv->workers[0].base, svc->fds[j], EV_READ | EV_PERSIST,
+			svc->lev[j] = event_new(base0, svc->fds[j], EV_READ | EV_PERSIST,
 						server_accept_cb, svc);
-		svc->resume_ev = event_new(srv->workers[0].base, -1, 0, server_resume_cb, svc);
+		svc->resume_ev = event_new(base0, -1, 0, server_resume_cb, svc);
 		server_accepting(svc, 1);
 	}
-	server_signal_target = srv;
-	sigterm = evsignal_new(srv->workers[0].base, SIGTERM, server_signal_cb, srv);
-	sigint = evsignal_new(srv->workers[0].base, SIGINT, server_signal_cb, srv);
-	srv->hup_ev = evsignal_new(srv->workers[0].base, SIGHUP, server_hup_cb, srv);
-	event_add(sigterm, NULL);
-	event_add(sigint, NULL);
+	srv->sigterm_ev = evsignal_new(base0, SIGTERM, server_signal_cb, srv);
+	srv->sigint_ev = evsignal_new(base0, SIGINT, server_signal_cb, srv);
+	srv->hup_ev = evsignal_new(base0, SIGHUP, server_hup_cb, srv);
+	event_add(srv->sigterm_ev, NULL);
+	event_add(srv->sigint_ev, NULL);
 	event_add(srv->hup_ev, NULL);
-	{
-		static const struct timeval one_second = { 1, 0 };
-
-		srv->sweep_ev = event_new(srv->workers[0].base, -1, EV_PERSIST, server_sweep_cb, srv);
-		event_add(srv->sweep_ev, &one_second);
-		srv->stats_ev = event_new(srv->workers[0].base, -1, EV_PERSIST, server_stats_cb, srv);
-		server_stats_schedule(srv);
-	}
+	srv->sweep_ev = event_new(base0, -1, EV_PERSIST, server_sweep_cb, srv);
+	event_add(srv->sweep_ev, &one_second);
+	srv->stats_ev = event_new(base0, -1, EV_PERSIST, server_stats_cb, srv);
+	server_stats_schedule(srv);
 
 	/* Only worker 0 (this thread) takes signals. */
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
-	srv->pool = deliver_pool_create(nwriters);	/* its threads inherit the mask */
 	for (k = 1; k < nworkers; k++)
 		if (pthread_create(&srv->workers[k].tid, NULL, server_worker_main,
 				   &srv->workers[k]) != 0)
 			msg_fatal("cannot start event-loop thread: %s", strerror(errno));
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-	event_base_dispatch(srv->workers[0].base);
+	evloop_run(srv->workers[0].el);
 
 	for (k = 1; k < nworkers; k++)
 		pthread_join(srv->workers[k].tid, NULL);
-	deliver_pool_destroy(&srv->pool);
-	event_free(sigterm);
-	event_free(sigint);
-	event_free(srv->hup_ev);
-	event_free(srv->sweep_ev);
-	event_free(srv->stats_ev);
-	if (srv->drain_ev)
-		event_free(srv->drain_ev);
-	srv->hup_ev = srv->sweep_ev = srv->stats_ev = srv->drain_ev = NULL;
 	return 0;
 }
 
+/*
+ * After the loops stopped: connections first (their requests are cancelled,
+ * anvil gets their disconnects), then the pools (jobs still queued run, and
+ * their answers are posted), then the loops (which run those posts, so what
+ * they own is freed), then anvil, the generations and the configuration.
+ */
 void
-server_free(struct server *srv)
+server_free(struct server **srvp)
 {
+	struct server *srv = *srvp;
 	size_t i, j;
 	int k;
 
+	if (srv == NULL)
+		return;
+	atomic_store(&srv->stopping, 1);
+	for (k = 0; k < srv->nworkers; k++)
+		conn_free_all(&srv->workers[k]);
+	workpool_destroy(&srv->config);
+	workpool_destroy(&srv->lookups);
+	workpool_destroy(&srv->writers);
+	if (srv->anvil != NULL) {
+		/* anvil logs its statistics when it exits (§3.4). */
+		anvil_log_statistics(srv->anvil, time(NULL));
+	}
 	for (i = 0; i < srv->nsvcs; i++) {
 		struct service_rt *svc = &srv->svcs[i];
 
@@ -754,39 +1091,43 @@ server_free(struct server *srv)
 			event_free(svc->resume_ev);
 		free(svc->lev);
 		free(svc->fds);
-		if (svc->gen)
-			server_service_release(srv, svc->gen);
+	}
+	if (srv->sigterm_ev) {
+		event_free(srv->sigterm_ev);
+		event_free(srv->sigint_ev);
+		event_free(srv->hup_ev);
+		event_free(srv->sweep_ev);
+		event_free(srv->stats_ev);
+	}
+	if (srv->drain_ev)
+		event_free(srv->drain_ev);
+	for (k = 0; k < srv->nworkers; k++) {
+		struct worker *w = &srv->workers[k];
+
+		peername_dns_free(&w->dns);
+		evloop_free(&w->el);
+		/* Handoffs run by evloop_free() found the server stopping. */
+	}
+	free(srv->workers);
+	deliverer_free(&srv->deliver);
+	anvil_free(&srv->anvil);
+	for (i = 0; i < srv->nsvcs; i++) {
+		struct service_rt *svc = &srv->svcs[i];
+
+		server_service_release(svc->gen);
 		svc->gen = NULL;
+		pthread_mutex_destroy(&svc->refresh_lock);
 	}
 	free(srv->svcs);
-	srv->svcs = NULL;
 	if (srv->cgen) {
 		/* The last reference: frees srv->conf too. */
 		server_conf_gen_release(srv, srv->cgen);
 		srv->cgen = NULL;
 		srv->conf = NULL;
+	} else {
+		conf_free(&srv->conf);
 	}
-	if (srv->anvil != NULL) {
-		/* anvil logs its statistics when it exits (§3.4). */
-		anvil_log_statistics(srv->anvil, time(NULL));
-		anvil_free(&srv->anvil);
-	}
-	for (k = 0; k < srv->nworkers; k++) {
-		struct worker *w = &srv->workers[k];
-
-		/* Sockets accepted but not yet taken over when the loops stopped. */
-		while (w->head != NULL) {
-			struct worker_handoff *h = w->head;
-
-			w->head = h->next;
-			close(h->fd);
-			free(h);
-		}
-		peername_worker_free(w);
-		event_free(w->wake_ev);
-		event_base_free(w->base);
-		pthread_mutex_destroy(&w->lock);
-	}
-	free(srv->workers);
-	srv->workers = NULL;
+	pthread_mutex_destroy(&srv->gen_lock);
+	free(srv);
+	*srvp = NULL;
 }

@@ -1,17 +1,88 @@
 /*
- * anvil: the backend-independent part of the interface (dispatch) and the
- * helpers that build idents.  See anvil.h.
+ * anvil: the backend-independent part of the interface: the registry of
+ * backends, request dispatch with the answer bound and cancellation, and
+ * the helpers that build idents.  See anvil.h.
  */
 #include "policy/anvil.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
+#include "log/log.h"
 #include "policy/anvil_backend.h"
 #include "util/buf.h"
+#include "util/loop.h"
+#include "util/xalloc.h"
+
+/* Seconds between two "no answer" warnings. */
+#define ANVIL_WARN_EVERY	60
+
+/* ---- backends --------------------------------------------------------- */
+
+#define ANVIL_MAX_BACKENDS	8
+
+static struct {
+	const char *name;
+	anvil_factory *create;
+} anvil_backends[ANVIL_MAX_BACKENDS];
+static size_t anvil_nbackends;
+
+void
+anvil_backend_register(const char *name, anvil_factory *create)
+{
+	if (anvil_nbackends == ANVIL_MAX_BACKENDS)
+		msg_panic("anvil_backend_register: too many backends");
+	anvil_backends[anvil_nbackends].name = name;
+	anvil_backends[anvil_nbackends].create = create;
+	anvil_nbackends++;
+}
+
+struct anvil *
+anvil_create(const char *spec, long rate_time_unit, size_t max_entries, char **err_r)
+{
+	const char *colon = strchr(spec, ':');
+	size_t nlen = colon ? (size_t)(colon - spec) : strlen(spec);
+	size_t i;
+
+	*err_r = NULL;
+	if (nlen == 6 && strncmp(spec, "memory", 6) == 0 && colon == NULL)
+		return anvil_memory_create(rate_time_unit, max_entries);
+	for (i = 0; i < anvil_nbackends; i++)
+		if (strlen(anvil_backends[i].name) == nlen
+		    && strncmp(anvil_backends[i].name, spec, nlen) == 0)
+			return anvil_backends[i].create(colon ? colon + 1 : "", rate_time_unit,
+							max_entries, err_r);
+	*err_r = xasprintf("unknown anvil backend \"%.*s\" (mxgate supports: memory)", (int)nlen,
+			   spec);
+	return NULL;
+}
+
+void
+anvil_init(struct anvil *a, const struct anvil_ops *ops)
+{
+	a->ops = ops;
+	a->timeout_ms = ANVIL_DEF_TIMEOUT_MS;
+	a->next_warn = 0;
+	a->given_up = 0;
+}
+
+const char *
+anvil_op_name(enum anvil_op op)
+{
+	static const char *const names[] = {
+		[ANVIL_OP_CONNECT] = "connect", [ANVIL_OP_DISCONNECT] = "disconnect",
+		[ANVIL_OP_MESSAGE] = "message", [ANVIL_OP_RECIPIENT] = "recipient",
+		[ANVIL_OP_NEWTLS] = "newtls", [ANVIL_OP_NEWTLS_REPORT] = "newtls_report",
+		[ANVIL_OP_AUTH] = "auth", [ANVIL_OP_LOOKUP] = "lookup",
+	};
+
+	return names[op];
+}
 
 void
 anvil_free(struct anvil **ap)
@@ -28,10 +99,123 @@ anvil_set_rate_time_unit(struct anvil *a, long rate_time_unit)
 	a->ops->set_rate_time_unit(a, rate_time_unit);
 }
 
+void
+anvil_set_timeout(struct anvil *a, long msec)
+{
+	__atomic_store_n(&a->timeout_ms, msec < 1 ? 1 : msec, __ATOMIC_RELAXED);
+}
+
+/* ---- requests --------------------------------------------------------- */
+
+struct anvil_req {
+	struct anvil *a;
+	struct loop *loop;
+	anvil_cb *cb;
+	void   *ctx;
+	enum anvil_op op;
+	struct loop_timer *bound;	/* the answer bound, while pending */
+	void   *handle;			/* the backend's, while pending */
+	int	in_request;		/* inside ops->request(): cb may come at once */
+	int	answered;
+};
+
+static void
+anvil_req_free(struct anvil_req *req)
+{
+	if (req->bound != NULL)
+		loop_timer_free(req->loop, &req->bound);
+	free(req);
+}
+
+/* The backend's answer, on the caller's loop. */
+static void
+anvil_answer(void *ctx, const struct anvil_reply *r)
+{
+	struct anvil_req *req = ctx;
+
+	req->answered = 1;
+	req->cb(req->ctx, r);
+	if (!req->in_request)
+		anvil_req_free(req);
+}
+
+/* No answer within the bound: fail open, and say so now and then. */
+static void
+anvil_bound_cb(void *arg)
+{
+	struct anvil_req *req = arg;
+	struct anvil *a = req->a;
+	struct anvil_reply r = { .status = -1 };
+	long now = (long)time(NULL);
+	long ms = __atomic_load_n(&a->timeout_ms, __ATOMIC_RELAXED);
+	long next = __atomic_load_n(&a->next_warn, __ATOMIC_RELAXED);
+	long since = __atomic_fetch_add(&a->given_up, 1, __ATOMIC_RELAXED);
+
+	if (a->ops->cancel != NULL && req->handle != NULL)
+		a->ops->cancel(a, req->handle);
+	req->handle = NULL;
+	if (now >= next && __atomic_compare_exchange_n(&a->next_warn, &next,
+						       now + ANVIL_WARN_EVERY, 0,
+						       __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&a->given_up, 0, __ATOMIC_RELAXED);
+		if (since > 0)
+			msg_warn("anvil: no answer to a %s request within %.3gs; applying no limit "
+				 "(%ld more requests given up on since the last warning)",
+				 anvil_op_name(req->op), (double)ms / 1000.0, since);
+		else
+			msg_warn("anvil: no answer to a %s request within %.3gs; applying no limit",
+				 anvil_op_name(req->op), (double)ms / 1000.0);
+	}
+	req->cb(req->ctx, &r);
+	anvil_req_free(req);
+}
+
+static struct anvil_req *
+anvil_request(struct anvil *a, struct loop *l, enum anvil_op op, const char *ident, time_t now,
+	      anvil_cb *cb, void *ctx)
+{
+	struct anvil_req *req;
+
+	if (cb == NULL) {
+		(void)a->ops->request(a, l, op, ident, now, NULL, NULL);
+		return NULL;
+	}
+	req = xcalloc(1, sizeof(*req));
+	req->a = a;
+	req->loop = l;
+	req->cb = cb;
+	req->ctx = ctx;
+	req->op = op;
+	req->in_request = 1;
+	req->handle = a->ops->request(a, l, op, ident, now, anvil_answer, req);
+	req->in_request = 0;
+	if (req->answered) {
+		anvil_req_free(req);
+		return NULL;
+	}
+	if (l == NULL)
+		msg_panic("anvil %s: backend %s answers later, but the request has no loop",
+			  anvil_op_name(op), a->ops->name);
+	req->bound = loop_timer_new(l, anvil_bound_cb, req);
+	loop_timer_set(l, req->bound, __atomic_load_n(&a->timeout_ms, __ATOMIC_RELAXED));
+	return req;
+}
+
+void
+anvil_cancel(struct anvil_req *req)
+{
+	if (req == NULL)
+		return;
+	if (req->a->ops->cancel != NULL && req->handle != NULL)
+		req->a->ops->cancel(req->a, req->handle);
+	anvil_req_free(req);
+}
+
 #define ANVIL_REQUEST_FN(fn, op) \
-	void fn(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx) \
+	struct anvil_req *fn(struct anvil *a, struct loop *l, const char *ident, time_t now, \
+			     anvil_cb *cb, void *ctx) \
 	{ \
-		a->ops->request(a, op, ident, now, cb, ctx); \
+		return anvil_request(a, l, op, ident, now, cb, ctx); \
 	}
 
 ANVIL_REQUEST_FN(anvil_connect, ANVIL_OP_CONNECT)
@@ -42,6 +226,8 @@ ANVIL_REQUEST_FN(anvil_newtls, ANVIL_OP_NEWTLS)
 ANVIL_REQUEST_FN(anvil_newtls_report, ANVIL_OP_NEWTLS_REPORT)
 ANVIL_REQUEST_FN(anvil_auth, ANVIL_OP_AUTH)
 ANVIL_REQUEST_FN(anvil_lookup, ANVIL_OP_LOOKUP)
+
+/* ---- housekeeping ------------------------------------------------------ */
 
 void
 anvil_sweep(struct anvil *a, time_t now)
@@ -61,6 +247,8 @@ anvil_log_statistics(struct anvil *a, time_t now)
 	a->ops->log_statistics(a, now);
 }
 
+/* ---- idents ------------------------------------------------------------ */
+
 /* Clear every bit of addr (len bytes) after the first prefix bits. */
 static void
 anvil_mask(unsigned char *addr, size_t len, int prefix)
@@ -75,7 +263,6 @@ anvil_mask(unsigned char *addr, size_t len, int prefix)
 		addr[i] &= keep <= 0 ? 0 : (unsigned char)(0xff << (8 - keep));
 	}
 }
-
 int
 anvil_client_key(char *out, size_t outlen, const struct sockaddr *sa, int v4_prefix,
 		 int v6_prefix)

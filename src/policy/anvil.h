@@ -15,20 +15,34 @@
  * anvil_ident() builds it the way Postfix does.  Separate services have
  * separate counters for the same client.
  *
- * Asynchronous by design.  Every request takes a callback and a context.
- * The callback receives the reply exactly once, and is never called with a
+ * Asynchronous by design.  Every request takes the caller's loop
+ * (util/loop.h), a callback and a context.  The callback receives the
+ * reply exactly once, on that loop's thread, and is never called with a
  * backend lock held, so it may issue further anvil requests.  CALLERS MUST
  * HANDLE BOTH KINDS OF COMPLETION:
  *   - synchronous: the in-memory backend calls cb before the request function
- *     returns (so cb may run before the code after the call, and a session
- *     that cb frees must not be touched after the call returns);
- *   - asynchronous: a network backend calls cb later, from the event loop of
- *     the thread that made the request.
- * The reply struct is only valid during the callback: copy what you need.
+ *     returns, and the request function then returns NULL (so cb may run
+ *     before the code after the call, and a session that cb frees must not
+ *     be touched after the call returns);
+ *   - asynchronous: a networked backend (or the test backend that delays
+ *     its answers) calls cb later, from the loop the request was made on;
+ *     the request function returns a handle, valid until cb runs.
+ * anvil_cancel(handle) withdraws a request: cb will not be called, and a
+ * late answer is dropped.  The event itself may still have been counted (a
+ * cancelled connect still needs its disconnect).  The reply struct is only
+ * valid during the callback: copy what you need.
+ *
+ * The answer bound.  A backend that does not answer within the bound set by
+ * anvil_set_timeout() (mxgate_anvil_timeout, 5 s by default) is given up
+ * on: the request is cancelled in the backend, cb gets status -1, and the
+ * warning "anvil: no answer to a <op> request within <N>s; applying no
+ * limit" is logged (at most once a minute, with the number of requests
+ * given up on since).  It is the OUTER bound: a backend's own fallback (the
+ * Redis backend's local counts) acts sooner.
  *
  * Fail open.  status -1 means the backend could not answer; the caller then
  * applies no limit (Postfix smtpd does the same when anvil fails), and mail
- * keeps flowing.  A backend never makes the caller wait for a limit.
+ * keeps flowing.
  *
  * Time.  Every request carries the caller's notion of "now" in whole
  * seconds (the event loop's cached time), which keeps tests deterministic.
@@ -86,6 +100,29 @@ struct anvil_reply {
 
 typedef void anvil_cb(void *ctx, const struct anvil_reply *r);
 
+struct anvil_req;
+struct loop;
+
+/*
+ * The backend that mxgate_anvil_backend names: "memory" (built in), or
+ * "<name>[:<argument>]" for a backend registered with
+ * anvil_backend_register() (the test builds register "test-delay").
+ * Returns NULL with *err_r set (caller frees) for an unknown name or a bad
+ * argument; the message names the value.
+ */
+struct anvil *anvil_create(const char *spec, long rate_time_unit, size_t max_entries,
+			   char **err_r);
+
+/* A backend constructor: arg is the text after "<name>:" ("" when none). */
+typedef struct anvil *anvil_factory(const char *arg, long rate_time_unit, size_t max_entries,
+				    char **err_r);
+/* Make "<name>[:arg]" known to anvil_create().  Call before threads start. */
+void anvil_backend_register(const char *name, anvil_factory *create);
+
+/* The answer bound, in milliseconds (values below 1 are taken as 1). */
+void anvil_set_timeout(struct anvil *a, long msec);
+#define ANVIL_DEF_TIMEOUT_MS		5000	/* mxgate_anvil_timeout */
+
 /*
  * In-memory backend, shared by all threads of the process: a hash table of
  * 64 shards with a mutex each.  rate_time_unit is anvil_rate_time_unit in
@@ -115,27 +152,40 @@ void anvil_set_rate_time_unit(struct anvil *a, long rate_time_unit);
 
 /*
  * Requests, one per request of Postfix's anvil protocol.  ident must be a
- * NUL-terminated string; the backend copies what it keeps.
+ * NUL-terminated string; the backend copies what it keeps.  l is the
+ * caller's loop: cb runs there.  Each returns a handle while the answer is
+ * still to come, and NULL when cb already ran.  cb may be NULL (no answer
+ * wanted, as for most disconnects): then the result is always NULL.
  */
 /* count++ and connection rate++: reply count, rate.  Every connect that the
  * caller counts needs exactly one anvil_disconnect() later, also when the
  * client was refused for its count or rate (rejected events still count). */
-void anvil_connect(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+struct anvil_req *anvil_connect(struct anvil *a, struct loop *l, const char *ident, time_t now,
+				anvil_cb *cb, void *ctx);
 /* count-- (never below 0); at 0 the entry starts to expire. */
-void anvil_disconnect(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+struct anvil_req *anvil_disconnect(struct anvil *a, struct loop *l, const char *ident, time_t now,
+				anvil_cb *cb, void *ctx);
 /* Message (MAIL) rate++: reply rate. */
-void anvil_message(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+struct anvil_req *anvil_message(struct anvil *a, struct loop *l, const char *ident, time_t now,
+				anvil_cb *cb, void *ctx);
 /* Recipient (RCPT and VRFY) rate++: reply rate. */
-void anvil_recipient(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+struct anvil_req *anvil_recipient(struct anvil *a, struct loop *l, const char *ident, time_t now,
+				anvil_cb *cb, void *ctx);
 /* New TLS session rate++ (after a new, non-resumed handshake): reply rate. */
-void anvil_newtls(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+struct anvil_req *anvil_newtls(struct anvil *a, struct loop *l, const char *ident, time_t now,
+				anvil_cb *cb, void *ctx);
 /* New TLS session rate, read-only (at STARTTLS): reply rate. */
-void anvil_newtls_report(struct anvil *a, const char *ident, time_t now, anvil_cb *cb,
-			 void *ctx);
+struct anvil_req *anvil_newtls_report(struct anvil *a, struct loop *l, const char *ident, time_t now,
+				anvil_cb *cb, void *ctx);
 /* AUTH rate++: reply rate. */
-void anvil_auth(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+struct anvil_req *anvil_auth(struct anvil *a, struct loop *l, const char *ident, time_t now,
+				anvil_cb *cb, void *ctx);
 /* Every value, read-only: count, rate, mail, rcpt, newtls, auth. */
-void anvil_lookup(struct anvil *a, const char *ident, time_t now, anvil_cb *cb, void *ctx);
+struct anvil_req *anvil_lookup(struct anvil *a, struct loop *l, const char *ident, time_t now,
+				anvil_cb *cb, void *ctx);
+
+/* Withdraw a pending request (on its loop's thread): cb will not run. */
+void anvil_cancel(struct anvil_req *req);
 
 /*
  * Housekeeping, called by the daemon from one event loop.

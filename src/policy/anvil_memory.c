@@ -407,9 +407,10 @@ mem_rate_peek(const struct mem_entry *e, enum mem_rate which, time_t now, long u
 	return e->start + unit < now ? 0 : e->rate[which];
 }
 
-static void
-mem_request(struct anvil *a, enum anvil_op op, const char *ident, time_t now, anvil_cb *cb,
-	    void *ctx)
+/* Always answers at once: l is not used, and nothing is ever pending. */
+static void *
+mem_request(struct anvil *a, struct loop *l, enum anvil_op op, const char *ident, time_t now,
+	    anvil_cb *cb, void *ctx)
 {
 	struct anvil_mem *m = (struct anvil_mem *)a;
 	struct anvil_reply r = { 0 };
@@ -427,8 +428,9 @@ mem_request(struct anvil *a, enum anvil_op op, const char *ident, time_t now, an
 		if (op == ANVIL_OP_DISCONNECT || op == ANVIL_OP_NEWTLS_REPORT
 		    || op == ANVIL_OP_LOOKUP) {
 			pthread_mutex_unlock(&s->lock);
-			cb(ctx, &r);
-			return;
+			if (cb != NULL)
+				cb(ctx, &r);
+			return NULL;
 		}
 		/* Room is made without this shard's lock held (see the top). */
 		pthread_mutex_unlock(&s->lock);
@@ -445,8 +447,9 @@ mem_request(struct anvil *a, enum anvil_op op, const char *ident, time_t now, an
 			mem_warn_full(m, ident, now);
 			r.count = 1;
 			r.rate = 1;
-			cb(ctx, &r);
-			return;
+			if (cb != NULL)
+				cb(ctx, &r);
+			return NULL;
 		}
 	}
 
@@ -498,7 +501,10 @@ mem_request(struct anvil *a, enum anvil_op op, const char *ident, time_t now, an
 		mem_peak(m, peak, r.rate, ident, now);
 	if (op == ANVIL_OP_CONNECT)
 		mem_peak(m, PEAK_CONN_COUNT, r.count, ident, now);
-	cb(ctx, &r);
+	if (cb != NULL)
+		cb(ctx, &r);
+	(void)l;
+	return NULL;
 }
 
 /* ctime()'s "Mmm dd hh:mm:ss", the 15 characters after the weekday. */
@@ -609,7 +615,7 @@ anvil_memory_create(long rate_time_unit, size_t max_entries)
 	if (m == NULL)
 		msg_fatal("anvil: out of memory");
 	memset(m, 0, sizeof(*m));
-	m->base.ops = &mem_ops;
+	anvil_init(&m->base, &mem_ops);
 	m->unit = rate_time_unit < 1 ? 1 : rate_time_unit;
 	m->max_entries = max_entries > 0 ? max_entries : ANVIL_DEF_MAX_ENTRIES;
 	if (getrandom(m->key, sizeof(m->key), GRND_NONBLOCK) != (ssize_t)sizeof(m->key)) {

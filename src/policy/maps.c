@@ -640,9 +640,14 @@ enum map_type map_get_type(const struct map *m)
 	return m->type;
 }
 
+bool map_is_indexed(const struct map *m)
+{
+	return m->type == MAP_TYPE_CDB;
+}
+
 bool map_changed(const struct map *m)
 {
-	return stamp_changed(&m->stamp);
+	return map_is_indexed(m) && stamp_changed(&m->stamp);
 }
 
 struct maplist *maplist_open(char *const *specs, size_t n, char **err_r)
@@ -686,10 +691,18 @@ bool maplist_empty(const struct maplist *l)
 	return l == NULL || l->n == 0;
 }
 
-bool maplist_changed(const struct maplist *l)
+const char *maplist_changed(const struct maplist *l)
 {
 	for (size_t i = 0; l && i < l->n; i++)
 		if (map_changed(l->maps[i]))
+			return map_spec(l->maps[i]);
+	return NULL;
+}
+
+bool maplist_has_indexed(const struct maplist *l)
+{
+	for (size_t i = 0; l && i < l->n; i++)
+		if (map_is_indexed(l->maps[i]))
 			return true;
 	return false;
 }

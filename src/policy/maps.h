@@ -30,7 +30,10 @@
  *
  * Files are read when the map is opened.  A table rebuilt afterwards (postmap
  * renames a new .cdb into place; an edited texthash file) is not seen until
- * the map is opened again: map_changed() tells the caller when to do that.
+ * the map is opened again.  For indexed tables (cdb) map_changed() tells
+ * the caller when to do that, as Postfix's daemons notice that an indexed
+ * table changed and restart; a text table (texthash) changes at a reload,
+ * as in Postfix.
  */
 #ifndef MXGATE_POLICY_MAPS_H
 #define MXGATE_POLICY_MAPS_H
@@ -77,11 +80,13 @@ const char *map_spec(const struct map *m);
 enum map_type map_get_type(const struct map *m);
 
 /*
- * True when the file behind a texthash or cdb map has been replaced or
+ * True when the file behind an indexed (cdb) map has been replaced or
  * modified since open (inode, size or mtime differ, or it is gone).  Always
- * false for the other types.
+ * false for the other types.  It calls stat(2): not on an event loop.
  */
 bool map_changed(const struct map *m);
+/* True when the map is an indexed file table that map_changed() watches. */
+bool map_is_indexed(const struct map *m);
 
 /*
  * maplist: the tables of one parameter, in order ("proxy:unix:passwd.byname
@@ -106,8 +111,10 @@ enum map_status maplist_lookup(const struct maplist *l, const char *key, char **
 
 /* True when the list has no tables (or l is NULL). */
 bool maplist_empty(const struct maplist *l);
-/* True when map_changed() is true for one of the tables. */
-bool maplist_changed(const struct maplist *l);
+/* The spec of the first table for which map_changed() is true, or NULL. */
+const char *maplist_changed(const struct maplist *l);
+/* True when one of the tables is indexed (map_is_indexed()). */
+bool maplist_has_indexed(const struct maplist *l);
 size_t maplist_count(const struct maplist *l);
 void maplist_free(struct maplist **lp);
 

@@ -34,6 +34,7 @@ struct domlist {
 };
 
 struct recipient_policy {
+	int refs;		/* atomics */
 	struct domlist mydestination;
 	struct domlist virtual_domains;
 	char *myorigin;		/* lowercase, or NULL */
@@ -181,6 +182,7 @@ struct recipient_policy *recipient_policy_create(const struct recipient_conf *rc
 	struct recipient_policy *p = xcalloc(1, sizeof(*p));
 	int defer;
 
+	p->refs = 1;
 	*err_r = NULL;
 	if (check_code("unknown_local_recipient_reject_code", rc->unknown_local_code, err_r) < 0
 	    || check_code("unknown_virtual_mailbox_reject_code", rc->unknown_virtual_code, err_r) < 0
@@ -220,11 +222,20 @@ fail:
 	return NULL;
 }
 
+struct recipient_policy *recipient_policy_ref(const struct recipient_policy *cp)
+{
+	struct recipient_policy *p = (struct recipient_policy *)cp;
+
+	__atomic_fetch_add(&p->refs, 1, __ATOMIC_RELAXED);
+	return p;
+}
+
 void recipient_policy_free(struct recipient_policy **pp)
 {
 	struct recipient_policy *p = *pp;
 
-	if (p == NULL)
+	*pp = NULL;
+	if (p == NULL || __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
 	domlist_free(&p->mydestination);
 	domlist_free(&p->virtual_domains);
@@ -239,11 +250,26 @@ void recipient_policy_free(struct recipient_policy **pp)
 	*pp = NULL;
 }
 
-bool recipient_policy_changed(const struct recipient_policy *p)
+const char *recipient_policy_changed(const struct recipient_policy *p)
 {
-	return maplist_changed(p->mydestination.maps) || maplist_changed(p->virtual_domains.maps)
-	       || maplist_changed(p->local_maps) || maplist_changed(p->virtual_maps)
-	       || maplist_changed(p->uid_maps) || maplist_changed(p->gid_maps);
+	const struct maplist *lists[] = {
+		p->mydestination.maps, p->virtual_domains.maps, p->local_maps, p->virtual_maps,
+		p->uid_maps, p->gid_maps,
+	};
+	const char *spec;
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+		if ((spec = maplist_changed(lists[i])) != NULL)
+			return spec;
+	return NULL;
+}
+
+bool recipient_policy_has_indexed(const struct recipient_policy *p)
+{
+	return maplist_has_indexed(p->mydestination.maps)
+	       || maplist_has_indexed(p->virtual_domains.maps) || maplist_has_indexed(p->local_maps)
+	       || maplist_has_indexed(p->virtual_maps) || maplist_has_indexed(p->uid_maps)
+	       || maplist_has_indexed(p->gid_maps);
 }
 
 /* ---- results ---- */

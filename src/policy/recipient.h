@@ -90,13 +90,24 @@ struct recipient_policy;
  * parameter's name: 'virtual_mailbox_maps: unsupported map type "hash" in ...'.
  */
 struct recipient_policy *recipient_policy_create(const struct recipient_conf *rc, char **err_r);
+/*
+ * Policies are reference-counted, so that a lookup running on a pool thread
+ * keeps its policy alive while a reload replaces it: create gives one
+ * reference, recipient_policy_ref() another, and recipient_policy_free()
+ * drops one (the last frees) and sets *pp to NULL.  Any thread.
+ */
+struct recipient_policy *recipient_policy_ref(const struct recipient_policy *p);
 void recipient_policy_free(struct recipient_policy **pp);
 
 /*
- * True when a file behind one of the tables changed since create: build a
- * new policy and swap it in (Postfix's smtpd restarts for the same reason).
+ * The spec of an indexed table (cdb) whose file changed since create, or
+ * NULL: the caller builds a new policy and swaps it in (Postfix's smtpd
+ * restarts for the same reason: "table cdb:... has changed -- restarting").
+ * It calls stat(2): not on an event loop.  recipient_policy_has_indexed():
+ * whether there is any table to watch at all.
  */
-bool recipient_policy_changed(const struct recipient_policy *p);
+const char *recipient_policy_changed(const struct recipient_policy *p);
+bool recipient_policy_has_indexed(const struct recipient_policy *p);
 
 enum rcpt_verdict {
 	RCPT_OK_LOCAL,		/* accept; deliver as local user (privileged helper) */

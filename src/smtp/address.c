@@ -479,7 +479,130 @@ smtp_parse_path(const char *arg, const char *keyword, struct smtp_path *out)
 			out->has_8bit = 1;
 	out->addr = addr.data ? buf_steal(&addr) : xstrdup("");
 	out->params = skip_blanks(ae);
+	out->word = a;
+	out->word_len = (size_t)(ae - a);
 	return PATH_OK;
+}
+
+int
+smtp_parse_address(const char *text, struct smtp_path *out)
+{
+	struct buf addr = BUF_INIT;
+	size_t len = strlen(text);
+
+	memset(out, 0, sizeof(*out));
+	if (len == 0 || len > SMTP_ARG_MAX)
+		return PATH_BAD;
+	if (parse_address_word(text, len, &addr, out) < 0) {
+		buf_free(&addr);
+		memset(out, 0, sizeof(*out));
+		return PATH_BAD;
+	}
+	for (size_t i = 0; i < addr.len; i++)
+		if ((unsigned char)addr.data[i] >= 0x80)
+			out->has_8bit = 1;
+	out->addr = addr.data ? buf_steal(&addr) : xstrdup("");
+	out->params = text + len;
+	out->word = text;
+	out->word_len = len;
+	return PATH_OK;
+}
+
+int
+smtp_params_has(const char *params, const char *keyword)
+{
+	const char *w = skip_blanks(params), *we;
+	size_t klen = strlen(keyword);
+
+	for (; *w; w = skip_blanks(we)) {
+		we = word_end(w);
+		if ((size_t)(we - w) == klen && strncasecmp(w, keyword, klen) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Postfix's smtpd_token() white space: also CR, LF, VT and FF. */
+#define IS_TOKEN_SPACE(c) ((c) == ' ' || (c) == '\t' || (c) == '\r' || (c) == '\n' \
+			   || (c) == '\v' || (c) == '\f')
+
+/* The end of the "..." or <...> group that starts at p[-1] (close is '"' or '>'). */
+static const char *
+token_group_end(const char *p, char close)
+{
+	char stack[64];
+	size_t depth = 0;
+
+	stack[depth++] = close;
+	while (*p) {
+		char c = *p++;
+
+		if (c == '\\') {
+			if (*p == '\0')
+				break;
+			p++;
+		} else if (c == stack[depth - 1]) {
+			if (--depth == 0)
+				return p;
+		} else if (c == '"' && depth < sizeof(stack)) {
+			stack[depth++] = '"';
+		} else if (c == '<' && stack[depth - 1] == '>' && depth < sizeof(stack)) {
+			stack[depth++] = '>';
+		}
+	}
+	return p;
+}
+
+char *
+smtp_collapse_args(const char *args, const char *trailing, int *trailing_r)
+{
+	const char *tok[SMTP_ARG_MAX / 2 + 1];
+	size_t tlen[SMTP_ARG_MAX / 2 + 1];
+	size_t n = 0, i;
+	const char *p = args;
+	struct buf out = BUF_INIT;
+
+	*trailing_r = 0;
+	if (strlen(args) > SMTP_ARG_MAX)
+		return NULL;
+	while (*p) {
+		const char *start;
+
+		while (IS_TOKEN_SPACE(*p))
+			p++;
+		if (*p == '\0')
+			break;
+		start = p;
+		while (*p && !IS_TOKEN_SPACE(*p)) {
+			char c = *p++;
+
+			if (c == '<' || c == '"') {
+				p = token_group_end(p, c == '<' ? '>' : '"');
+			} else if (c == '\\' && *p) {
+				p++;
+			} else if (c == ':' && ((size_t)(p - start) == 3
+						|| (size_t)(p - start) == 5)
+				   && (strncasecmp(start, "to:", 3) == 0
+				       || strncasecmp(start, "from:", 5) == 0)) {
+				break;	/* "TO:" and "FROM:" end a token, as in Postfix */
+			}
+		}
+		tok[n] = start;
+		tlen[n++] = (size_t)(p - start);
+	}
+	if (trailing != NULL && n > 1 && tlen[n - 1] == strlen(trailing)
+	    && strncasecmp(tok[n - 1], trailing, tlen[n - 1]) == 0) {
+		n--;
+		*trailing_r = 1;
+	}
+	if (n == 0)
+		return NULL;
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			buf_putc(&out, ' ');
+		buf_append(&out, tok[i], tlen[i]);
+	}
+	return buf_steal(&out);
 }
 
 void

@@ -92,6 +92,8 @@ struct smtp_path {
 	int	has_8bit;	/* addr has a byte >= 0x80 (SMTPUTF8 policy is the caller's) */
 	int	domain_8bit;	/* the domain has UTF-8: acceptable only with SMTPUTF8,
 				 * else treat as PATH_BAD (Postfix does) */
+	const char *word;	/* points INTO arg: the address as written, for warnings */
+	size_t	word_len;
 };
 
 /*
@@ -104,6 +106,31 @@ struct smtp_path {
  */
 int smtp_parse_path(const char *arg, const char *keyword, struct smtp_path *out);
 void smtp_path_free(struct smtp_path *out);
+
+/*
+ * Parse text as one address (VRFY's argument, already collapsed by
+ * smtp_collapse_args()), with the rules above.  The null address parses
+ * (addr ""); the caller refuses it where one is required.
+ */
+int smtp_parse_address(const char *text, struct smtp_path *out);
+
+/*
+ * Non-zero when one of the ESMTP parameter words in params is keyword
+ * (case-insensitive): SMTPUTF8 decides how MAIL FROM's address is checked
+ * before the other parameters are.
+ */
+int smtp_params_has(const char *params, const char *keyword);
+
+/*
+ * Postfix's reading of a command's arguments as words (smtpd_token()):
+ * split at white space (space, tab, CR, LF, VT, FF) except inside "..." and
+ * <...>; "TO:" and "FROM:" end a word.  When the last of two or more words
+ * is trailing (case-insensitive; NULL: none), it is dropped and *trailing_r
+ * set.  Returns the remaining words joined by single spaces (caller frees),
+ * or NULL when none remain (or args is longer than SMTP_ARG_MAX).  VRFY's
+ * "address [SMTPUTF8]".
+ */
+char *smtp_collapse_args(const char *args, const char *trailing, int *trailing_r);
 
 /*
  * Append the external (RFC 5321 quoted) form of an internal address to out:

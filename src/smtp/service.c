@@ -42,6 +42,17 @@ smtp_service_forbidden(const struct smtp_service *ss, const char *verb, size_t l
 	return hit;
 }
 
+int
+smtp_service_noop_command(const struct smtp_service *ss, const char *verb, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < ss->nnoop; i++)
+		if (strlen(ss->noop_cmds[i]) == len && strncasecmp(ss->noop_cmds[i], verb, len) == 0)
+			return 1;
+	return 0;
+}
+
 static int
 service_forbid_init(struct smtp_forbid *f, const struct conf_view *cf, char **err_r)
 {
@@ -204,6 +215,21 @@ service_create(const struct conf_service *cs, const struct conf_view *cf,
 	service_ehlo_init(ss, cf);
 	if (service_forbid_init(&ss->forbid, cf, err_r) < 0)
 		goto fail;
+	{
+		char *const *noop = conf_list(cf, P_smtpd_noop_commands, &ss->nnoop);
+
+		ss->noop_cmds = xcalloc(ss->nnoop + 1, sizeof(*ss->noop_cmds));
+		for (size_t i = 0; i < ss->nnoop; i++)
+			ss->noop_cmds[i] = xstrdup(noop[i]);
+	}
+	exc = conf_list(cf, P_smtpd_forbid_bare_newline_exclusions, &nexc);
+	if ((ss->bare_lf_exclusions = addrlist_create(exc, nexc, err_r)) == NULL) {
+		char *e = *err_r;
+
+		*err_r = xasprintf("smtpd_forbid_bare_newline_exclusions: %s", e);
+		free(e);
+		goto fail;
+	}
 	exc = conf_list(cf, P_smtpd_client_event_limit_exceptions, &nexc);
 	if ((ss->exceptions = addrlist_create(exc, nexc, err_r)) == NULL) {
 		char *e = *err_r;
@@ -218,7 +244,8 @@ service_create(const struct conf_service *cs, const struct conf_view *cf,
 		free(rc);
 		if (policy == NULL)
 			goto fail;
-		ss->owns_policy = 1;
+	} else {
+		policy = recipient_policy_ref(policy);
 	}
 	ss->policy = policy;
 	return ss;
@@ -243,10 +270,15 @@ service_destroy(struct smtp_service *ss)
 	for (i = 0; i < ss->nehlo; i++)
 		free(ss->ehlo[i]);
 	free(ss->ehlo);
-	if (ss->owns_policy && ss->policy)
+	if (ss->policy)
 		recipient_policy_free(&ss->policy);
 	if (ss->exceptions)
 		addrlist_free(&ss->exceptions);
+	if (ss->bare_lf_exclusions)
+		addrlist_free(&ss->bare_lf_exclusions);
+	for (i = 0; i < ss->nnoop; i++)
+		free(ss->noop_cmds[i]);
+	free(ss->noop_cmds);
 	free(ss->service_name);
 	free(ss->hostname);
 	free(ss->banner);

@@ -4,7 +4,9 @@
  * settings as plain numbers, the EHLO keyword list, the forbidden-command
  * patterns, the anvil settings and client exceptions, and the recipient
  * policy (lookup tables).  Read-only after it is built, so sessions on every
- * event-loop thread share it without locks.
+ * event-loop thread share it without locks.  The recipient policy is
+ * reference-counted (policy/recipient.h): the normal and the stress data
+ * hold one reference each, and a lookup in flight holds its own.
  */
 #ifndef MXGATE_SMTP_SERVICE_H
 #define MXGATE_SMTP_SERVICE_H
@@ -37,7 +39,9 @@ struct smtp_service {
 	long	line_limit, size_limit, rcpt_limit, overshoot_limit;
 	int	soft_bounce, helo_required, vrfy_disabled, forbid_pipelining;
 	int	bare_lf_reject, bare_lf_code, smtputf8;
-	int	owns_policy;
+	struct addrlist *bare_lf_exclusions;	/* smtpd_forbid_bare_newline_exclusions */
+	char  **noop_cmds;	/* smtpd_noop_commands */
+	size_t	nnoop;
 	int	chunking;		/* CHUNKING offered: BDAT allowed */
 	int	deadline;		/* smtpd_per_request_deadline */
 	long	min_data_rate;
@@ -60,6 +64,9 @@ int smtp_service_build(const struct conf_service *cs, void **normal_r, void **st
 		       char **err_r);
 /* Free what smtp_service_build made (normal, then stress; NULL is fine). */
 void smtp_service_data_free(void *normal, void *stress);
+
+/* Is this verb one of smtpd_noop_commands (case-insensitive)? */
+int smtp_service_noop_command(const struct smtp_service *ss, const char *verb, size_t len);
 
 /*
  * Is this unknown verb a non-SMTP command (smtpd_forbidden_commands, or a

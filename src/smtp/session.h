@@ -1,26 +1,119 @@
 /*
- * session: one SMTP session, from accept to close, on one worker's event
- * loop.  It reads commands with a resumable line reader, runs them through
- * the command table, writes Postfix's replies, paces them with the tarpit
- * timer once the error count reaches smtpd_soft_error_limit, and hands
- * finished messages to the writer pool (no disk work on the loop thread).
+ * session: the SMTP protocol of one client, from the greeting to QUIT, as
+ * Postfix 3.7's smtpd(8) speaks it: the command table, the error and junk
+ * counts, the tarpit, smtpd_timeout and the per-request deadline, the
+ * pipelining checks, the anvil limits, and the mail transaction (through
+ * smtp/txn.h).  It owns no socket and knows no libevent: bytes come and go
+ * through a transport (struct session_io, smtp/transport.h implements it on
+ * a bufferevent), time and timers through a loop (util/loop.h), and every
+ * step that must ask someone else (anvil, a recipient table, the spool, a
+ * delivery) is a request whose answer comes later.  So the same code runs
+ * in the daemon, in a unit test and in the whole-session fuzzer.
  *
- * A session is never freed inside one of its own callbacks: it is marked
- * closing and freed from a separate event at a safe point.
+ * Suspend and resume.  A command handler either finishes at once or starts
+ * a request and WAITS.  While it waits the session takes no input: what the
+ * client has sent stays buffered (in the transport, then in the kernel), so
+ * pipelined commands keep their order, and it resumes exactly where it
+ * stopped when the answer comes.  The bookkeeping after a command (the
+ * disconnect-line statistics, the error count, the junk rule, the hard
+ * limit) runs once, when the command is complete, on either path.  A wait
+ * is bounded by its backend (anvil's answer bound, a table's own timeouts);
+ * smtpd_timeout bounds client I/O only.
+ *
+ * Life cycle.  session_new(), then session_start() once the client's name is
+ * known (the caller does the PTR lookup).  The transport reports input,
+ * drained output, a client timeout and end of input through the
+ * session_on_*() functions.  When the session is over it calls io->close():
+ * the transport sends what is queued and then tells ITS owner, who calls
+ * session_free() at a safe point (never inside a session callback).
+ * session_free() cancels the request in flight (its answer is dropped),
+ * sends anvil its disconnect and logs the "disconnect from" line.
+ *
+ * THREADS: everything runs on env->loop's thread.
  */
 #ifndef MXGATE_SMTP_SESSION_H
 #define MXGATE_SMTP_SESSION_H
 
+#include <stdatomic.h>
+#include <stddef.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
-struct worker;
-struct service_rt;
+struct anvil;
+struct deliverer;
+struct loop;
+struct session;
+struct smtp_service;
+struct workpool;
 
-/* Take over an accepted socket: runs on w's thread. */
-void session_start(struct worker *w, struct service_rt *svc, int fd, const struct sockaddr *sa,
-		   socklen_t salen);
+/* What a session needs from its server; the caller keeps all of it alive. */
+struct session_env {
+	struct loop *loop;
+	struct anvil *anvil;
+	struct workpool *lookups;	/* recipient tables */
+	struct deliverer *deliver;
+	atomic_long *body_bytes;	/* message bodies in memory, every session */
+	uid_t	run_uid;		/* the uid mail is written as */
+};
 
-/* Free every session of w (shutdown only, after its loop has stopped). */
-void session_free_all(struct worker *w);
+/*
+ * The transport, as the session uses it (io is the transport's own
+ * context).  Input is pulled: the session peeks and consumes what it has
+ * handled, and nothing else, so unhandled bytes stay where they are.
+ */
+struct session_io {
+	/* The first contiguous piece of unconsumed input (0: none yet). */
+	size_t	(*peek)(void *io, const char **data_r);
+	void	(*consume)(void *io, size_t n);
+	/*
+	 * Every byte the client sent that the session has not consumed: the
+	 * transport's buffer and what the kernel (or TLS, after decryption)
+	 * still holds.  peek_copy() copies the first max of them (for logs).
+	 */
+	size_t	(*pending)(void *io);
+	size_t	(*peek_copy)(void *io, char *out, size_t max);
+	/* Read from the network (on), or stop so the kernel pushes back (off). */
+	void	(*read)(void *io, int on);
+	void	(*write)(void *io, const void *data, size_t len);
+	/* Bytes written and not yet sent (back-pressure). */
+	size_t	(*unsent)(void *io);
+	/*
+	 * smtpd_timeout for reads (0: none; the session's deadline does it) and
+	 * writes, in seconds: on expiry the transport calls session_on_timeout().
+	 */
+	void	(*timeouts)(void *io, long read_sec, long write_sec);
+	/* Send what was written, then close; no session_on_*() call follows. */
+	void	(*close)(void *io);
+};
+
+/*
+ * A session for a connected client (sa: its address).  Nothing is sent
+ * before session_start().
+ */
+struct session *session_new(const struct session_env *env, const struct smtp_service *ss,
+			    const struct session_io *io, void *io_ctx, const struct sockaddr *sa,
+			    socklen_t salen);
+
+/*
+ * The client's name is known ("unknown" when it could not be verified):
+ * log "connect from", check for talk before the greeting, ask anvil, and
+ * send the banner or the 421.
+ */
+void session_start(struct session *s, const char *name);
+
+/* The transport's events. */
+void session_on_input(struct session *s);	/* new input is buffered */
+void session_on_drained(struct session *s);	/* unsent output fell below the low mark */
+void session_on_timeout(struct session *s);	/* smtpd_timeout on a read or a write */
+void session_on_eof(struct session *s);		/* the client closed, or the connection broke */
+
+/* The session asked its transport to close (it will not ask for anything else). */
+int session_closed(const struct session *s);
+
+/* Cancel what is in flight, log the disconnect, free, set *sp to NULL. */
+void session_free(struct session **sp);
+
+/* Bytes the session holds now (line reader, reply queue, transaction), for tests. */
+size_t session_memory(const struct session *s);
 
 #endif

@@ -697,13 +697,32 @@ static void test_changed(void **state)
 	p = make_policy(&rc);
 	free(d_vmaps[0]);
 	d_vmaps[0] = s_vmailbox;
-	assert_false(recipient_policy_changed(p));
+	assert_null(recipient_policy_changed(p));
+	assert_false(recipient_policy_has_indexed(p));
 	write_file("vmailbox2", "alice@virt.test virt.test/alice/\ncarol@virt.test virt.test/carol/\n");
-	assert_true(recipient_policy_changed(p));
+	/* A text table changes at a reload (as in Postfix): not reported. */
+	assert_null(recipient_policy_changed(p));
 	recipient_resolve(p, "carol@virt.test", &r);	/* not seen until re-created */
 	assert_int_equal(r.verdict, RCPT_UNKNOWN_VIRTUAL);
 	rcpt_result_free(&r);
 	recipient_policy_free(&p);
+}
+
+/* A lookup's reference keeps the policy alive after its owner let go. */
+static void test_refs(void **state)
+{
+	struct recipient_conf rc = base_conf();
+	struct recipient_policy *p = make_policy(&rc);
+	struct recipient_policy *q = recipient_policy_ref(p);
+	struct rcpt_result r;
+
+	recipient_policy_free(&p);
+	assert_null(p);
+	recipient_resolve(q, "alice@virt.test", &r);
+	assert_int_equal(r.verdict, RCPT_OK_VIRTUAL);
+	rcpt_result_free(&r);
+	recipient_policy_free(&q);
+	assert_null(q);
 }
 
 #define NTHREADS 8
@@ -743,6 +762,7 @@ int main(void)
 		cmocka_unit_test(test_minimum_uid),
 		cmocka_unit_test(test_create_errors),
 		cmocka_unit_test(test_changed),
+		cmocka_unit_test(test_refs),
 		cmocka_unit_test(test_threads),
 	};
 

@@ -1,7 +1,8 @@
 /*
- * deliver/pool: work() runs on writer threads, done() on the loop thread,
+ * util/workpool: work() runs on pool threads, done() on the loop thread,
  * every job completes, jobs start FIFO, the loop keeps running (timers fire)
- * while writers are busy, and destroy drains the queue.
+ * while the threads are busy, destroy drains the queue, and an inline pool
+ * (0 threads) runs work() at once but still posts done() to the loop.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -17,7 +18,9 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
-#include "deliver/pool.h"
+#include "net/evloop.h"
+#include "util/loop.h"
+#include "util/workpool.h"
 
 #define NJOBS 1000
 
@@ -39,6 +42,9 @@ static long works_finished;
 static int done_count;
 static int done_target;
 static struct event *tick_ev;
+static struct evloop *cur_loop;
+static int in_submit;		/* done() must never run inside workpool_submit() */
+static int done_in_submit;
 
 static void
 job_work(void *arg)
@@ -64,14 +70,20 @@ job_done(void *arg)
 		j->done_on_other = 1;
 	if (!__atomic_load_n(&j->worked, __ATOMIC_SEQ_CST))
 		j->done_before_work = 1;
-	if (++done_count == done_target && tick_ev != NULL)
-		event_del(tick_ev);
+	if (in_submit)
+		done_in_submit = 1;
+	if (++done_count == done_target) {
+		if (tick_ev != NULL)
+			event_del(tick_ev);
+		evloop_stop(cur_loop);
+	}
 }
 
 static void
 reset(int target)
 {
 	loop_thread = pthread_self();
+	done_in_submit = 0;
 	work_seq = 0;
 	works_finished = 0;
 	done_count = 0;
@@ -80,8 +92,17 @@ reset(int target)
 }
 
 static void
+submit(struct workpool *p, struct test_job *j)
+{
+	in_submit = 1;
+	workpool_submit(p, evloop_loop(cur_loop), job_work, job_done, j);
+	in_submit = 0;
+}
+
+static void
 check_jobs(struct test_job *jobs, int n)
 {
+	assert_int_equal(done_in_submit, 0);
 	for (int i = 0; i < n; i++) {
 		assert_int_equal(jobs[i].worked, 1);
 		assert_int_equal(jobs[i].on_loop_thread, 0);
@@ -95,21 +116,20 @@ check_jobs(struct test_job *jobs, int n)
 static void
 test_thousand_jobs(void **state)
 {
-	struct event_base *base = event_base_new();
-	struct deliver_pool *p = deliver_pool_create(4);
+	struct evloop *el = cur_loop = evloop_new();
+	struct workpool *p = workpool_create("test", 4);
 	struct test_job *jobs = calloc(NJOBS, sizeof(*jobs));
 	pthread_t seen[8];
 	int nseen = 0;
 
-	assert_non_null(base);
 	reset(NJOBS);
 	for (int i = 0; i < NJOBS; i++) {
 		jobs[i].idx = i;
 		jobs[i].sleep_us = 50;
-		deliver_pool_submit(p, base, job_work, job_done, &jobs[i]);
+		submit(p, &jobs[i]);
 	}
-	/* Returns only when every done() has run: each job holds the loop. */
-	assert_int_equal(event_base_dispatch(base), 1);
+	/* The last done() stops the loop. */
+	evloop_run(el);
 	assert_int_equal(done_count, NJOBS);
 	check_jobs(jobs, NJOBS);
 
@@ -126,9 +146,9 @@ test_thousand_jobs(void **state)
 	}
 	assert_true(nseen >= 2);
 
-	deliver_pool_destroy(&p);
+	workpool_destroy(&p);
 	assert_null(p);
-	event_base_free(base);
+	evloop_free(&el);
 	free(jobs);
 }
 
@@ -136,22 +156,22 @@ test_thousand_jobs(void **state)
 static void
 test_fifo(void **state)
 {
-	struct event_base *base = event_base_new();
-	struct deliver_pool *p = deliver_pool_create(1);
+	struct evloop *el = cur_loop = evloop_new();
+	struct workpool *p = workpool_create("test", 1);
 	struct test_job jobs[100];
 
 	memset(jobs, 0, sizeof(jobs));
 	reset(100);
 	for (int i = 0; i < 100; i++) {
 		jobs[i].idx = i;
-		deliver_pool_submit(p, base, job_work, job_done, &jobs[i]);
+		submit(p, &jobs[i]);
 	}
-	event_base_dispatch(base);
+	evloop_run(el);
 	check_jobs(jobs, 100);
 	for (int i = 0; i < 100; i++)
 		assert_int_equal(jobs[i].work_seq, i);
-	deliver_pool_destroy(&p);
-	event_base_free(base);
+	workpool_destroy(&p);
+	evloop_free(&el);
 }
 
 static int ticks;
@@ -166,52 +186,100 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 static void
 test_loop_not_blocked(void **state)
 {
-	struct event_base *base = event_base_new();
-	struct deliver_pool *p = deliver_pool_create(2);
+	struct evloop *el = cur_loop = evloop_new();
+	struct workpool *p = workpool_create("test", 2);
 	struct timeval ten_ms = { 0, 10000 };
 	struct test_job jobs[2];
 
 	memset(jobs, 0, sizeof(jobs));
 	reset(2);
 	ticks = 0;
-	tick_ev = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+	tick_ev = event_new(evloop_base(el), -1, EV_PERSIST, on_tick, NULL);
 	event_add(tick_ev, &ten_ms);
 	for (int i = 0; i < 2; i++) {
 		jobs[i].sleep_us = 300000;
-		deliver_pool_submit(p, base, job_work, job_done, &jobs[i]);
+		submit(p, &jobs[i]);
 	}
-	event_base_dispatch(base);
+	evloop_run(el);
 	check_jobs(jobs, 2);
 	/* ~30 expected; be lenient for loaded machines and sanitizers. */
 	assert_true(ticks >= 10);
 	event_free(tick_ev);
 	tick_ev = NULL;
-	deliver_pool_destroy(&p);
-	event_base_free(base);
+	workpool_destroy(&p);
+	evloop_free(&el);
 }
 
 /* destroy() runs every queued work() before it returns; done() runs later on the loop. */
 static void
 test_destroy_drains(void **state)
 {
-	struct event_base *base = event_base_new();
-	struct deliver_pool *p = deliver_pool_create(2);
+	struct evloop *el = cur_loop = evloop_new();
+	struct workpool *p = workpool_create("test", 2);
 	struct test_job jobs[50];
 
 	memset(jobs, 0, sizeof(jobs));
 	reset(50);
 	for (int i = 0; i < 50; i++) {
 		jobs[i].sleep_us = 1000;
-		deliver_pool_submit(p, base, job_work, job_done, &jobs[i]);
+		submit(p, &jobs[i]);
 	}
-	deliver_pool_destroy(&p);
+	workpool_destroy(&p);
 	assert_null(p);
 	assert_int_equal(works_finished, 50);
 	assert_int_equal(done_count, 0);
-	event_base_dispatch(base);
+	evloop_run(el);
 	assert_int_equal(done_count, 50);
 	check_jobs(jobs, 50);
-	event_base_free(base);
+	evloop_free(&el);
+}
+
+/* destroy() with done() posts still queued: evloop_free() runs them. */
+static void
+test_free_runs_posts(void **state)
+{
+	struct evloop *el = cur_loop = evloop_new();
+	struct workpool *p = workpool_create("test", 1);
+	struct test_job jobs[5];
+
+	memset(jobs, 0, sizeof(jobs));
+	reset(5);
+	for (int i = 0; i < 5; i++)
+		submit(p, &jobs[i]);
+	workpool_destroy(&p);
+	assert_int_equal(done_count, 0);
+	evloop_free(&el);
+	assert_null(el);
+	assert_int_equal(done_count, 5);
+	check_jobs(jobs, 5);
+}
+
+/* Inline pool: work() at once on the caller's thread, done() later on the loop, in order. */
+static void
+test_inline(void **state)
+{
+	struct evloop *el = cur_loop = evloop_new();
+	struct workpool *p = workpool_create("inline", 0);
+	struct test_job jobs[10];
+
+	memset(jobs, 0, sizeof(jobs));
+	reset(10);
+	for (int i = 0; i < 10; i++) {
+		submit(p, &jobs[i]);
+		assert_int_equal(jobs[i].worked, 1);
+		assert_true(pthread_equal(jobs[i].worker, loop_thread));
+	}
+	assert_int_equal(done_count, 0);
+	assert_int_equal(workpool_busy(p), 0);
+	evloop_run(el);
+	assert_int_equal(done_count, 10);
+	assert_int_equal(done_in_submit, 0);
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(jobs[i].done_calls, 1);
+		assert_int_equal(jobs[i].work_seq, i);
+	}
+	workpool_destroy(&p);
+	evloop_free(&el);
 }
 
 int
@@ -222,9 +290,11 @@ main(void)
 		cmocka_unit_test(test_fifo),
 		cmocka_unit_test(test_loop_not_blocked),
 		cmocka_unit_test(test_destroy_drains),
+		cmocka_unit_test(test_free_runs_posts),
+		cmocka_unit_test(test_inline),
 	};
 
 	if (evthread_use_pthreads() < 0)
 		return 1;
-	return cmocka_run_group_tests_name("deliver_pool", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("workpool", tests, NULL, NULL);
 }

@@ -1,0 +1,213 @@
+/*
+ * deliver: delivery requests and their transports.  See deliver.h.
+ */
+#include "deliver/deliver.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "deliver/maildir.h"
+#include "deliver/spool.h"
+#include "log/log.h"
+#include "util/loop.h"
+#include "util/workpool.h"
+#include "util/xalloc.h"
+
+struct deliverer {
+	struct workpool *writers;
+	deliver_store_fn *store;
+	void   *store_ctx;
+	atomic_int busy;
+};
+
+struct deliver_req {
+	struct deliverer *d;
+	struct deliver_msg *m;
+	struct loop *loop;
+	void	(*done)(void *ctx, const struct deliver_msg *m, int ok);
+	void   *ctx;		/* NULL done: cancelled */
+	int	ok;
+};
+
+struct deliver_msg *
+deliver_msg_new(const char *queue_id, const char *sender, const char *hostname,
+		struct spool *body)
+{
+	struct deliver_msg *m = xcalloc(1, sizeof(*m));
+
+	snprintf(m->queue_id, sizeof(m->queue_id), "%s", queue_id);
+	m->sender = xstrdup(sender);
+	m->hostname = xstrdup(hostname);
+	m->body = spool_ref(body);
+	gettimeofday(&m->arrival, NULL);
+	return m;
+}
+
+void
+deliver_msg_add_maildir(struct deliver_msg *m, const char *address, const char *maildir,
+			uid_t uid, gid_t gid)
+{
+	struct deliver_rcpt *r;
+
+	if (m->nrcpts == m->rcpt_cap) {
+		m->rcpt_cap = m->rcpt_cap ? 2 * m->rcpt_cap : 4;
+		m->rcpts = xrealloc(m->rcpts, m->rcpt_cap * sizeof(*m->rcpts));
+	}
+	r = &m->rcpts[m->nrcpts++];
+	memset(r, 0, sizeof(*r));
+	r->address = xstrdup(address);
+	r->transport = DELIVER_MAILDIR;
+	r->maildir = xstrdup(maildir);
+	r->uid = uid;
+	r->gid = gid;
+	r->status = -1;
+}
+
+void
+deliver_msg_free(struct deliver_msg **mp)
+{
+	struct deliver_msg *m = *mp;
+	size_t i;
+
+	if (m == NULL)
+		return;
+	for (i = 0; i < m->nrcpts; i++) {
+		free(m->rcpts[i].address);
+		free(m->rcpts[i].maildir);
+	}
+	free(m->rcpts);
+	free(m->sender);
+	free(m->received);
+	free(m->hostname);
+	spool_unref(&m->body);
+	buf_free(&m->err);
+	free(m);
+	*mp = NULL;
+}
+
+static deliver_store_fn deliver_maildir;
+
+struct deliverer *
+deliverer_create(struct workpool *writers, deliver_store_fn *store, void *ctx)
+{
+	struct deliverer *d = xcalloc(1, sizeof(*d));
+
+	d->writers = writers;
+	d->store = store != NULL ? store : deliver_maildir;
+	d->store_ctx = ctx;
+	atomic_init(&d->busy, 0);
+	return d;
+}
+
+void
+deliverer_free(struct deliverer **dp)
+{
+	free(*dp);
+	*dp = NULL;
+}
+
+int
+deliverer_busy(struct deliverer *d)
+{
+	return atomic_load(&d->busy);
+}
+
+/* The Maildir transport: every copy, or none. */
+static int
+deliver_maildir(void *ctx, struct deliver_msg *m)
+{
+	struct maildir_rcpt *mr = xcalloc(m->nrcpts, sizeof(*mr));
+	struct maildir_msg mm = {
+		.return_path = m->sender,
+		.received = m->received,
+		.received_len = m->received ? strlen(m->received) : 0,
+		.body = m->body,
+		.hostname = m->hostname,
+	};
+	size_t i;
+
+	int ok;
+
+	(void)ctx;
+	for (i = 0; i < m->nrcpts; i++) {
+		mr[i].maildir = m->rcpts[i].maildir;
+		mr[i].delivered_to = m->rcpts[i].address;
+	}
+	ok = maildir_deliver(&mm, mr, m->nrcpts, &m->err) == 0;
+	for (i = 0; i < m->nrcpts; i++)
+		m->rcpts[i].status = ok ? 0 : -1;
+	free(mr);
+	return ok ? 0 : -1;
+}
+
+/* On a writer thread. */
+static void
+deliver_work(void *arg)
+{
+	struct deliver_req *r = arg;
+
+	r->ok = r->d->store(r->d->store_ctx, r->m) == 0;
+}
+
+/* The lines Postfix's qmgr and virtual write, for pflogsumm and habits. */
+static void
+deliver_log(const struct deliver_msg *m, int ok)
+{
+	struct timeval now;
+	double delay;
+	size_t i;
+
+	if (!ok) {
+		msg_error("%s: maildir delivery failed: %s", m->queue_id, buf_str(&m->err));
+		return;
+	}
+	gettimeofday(&now, NULL);
+	delay = (double)(now.tv_sec - m->arrival.tv_sec)
+		+ (double)(now.tv_usec - m->arrival.tv_usec) / 1e6;
+	log_as("qmgr", LOG_LVL_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)",
+	       m->queue_id, log_escape_str(m->sender, 300), m->size, m->nrcpts);
+	for (i = 0; i < m->nrcpts; i++)
+		log_as("virtual", LOG_LVL_INFO, "%s: to=<%s>, relay=virtual, delay=%.2g, "
+		       "dsn=2.0.0, status=sent (delivered to maildir)", m->queue_id,
+		       log_escape_str(m->rcpts[i].address, 300), delay);
+	log_as("qmgr", LOG_LVL_INFO, "%s: removed", m->queue_id);
+}
+
+static void
+deliver_done(void *arg)
+{
+	struct deliver_req *r = arg;
+
+	atomic_fetch_sub(&r->d->busy, 1);
+	deliver_log(r->m, r->ok);
+	if (r->done != NULL)
+		r->done(r->ctx, r->m, r->ok);
+	deliver_msg_free(&r->m);
+	free(r);
+}
+
+struct deliver_req *
+deliver_submit(struct deliverer *d, struct deliver_msg *m, struct loop *l,
+	       void (*done)(void *ctx, const struct deliver_msg *m, int ok), void *ctx)
+{
+	struct deliver_req *r = xcalloc(1, sizeof(*r));
+
+	r->d = d;
+	r->m = m;
+	r->loop = l;
+	r->done = done;
+	r->ctx = ctx;
+	atomic_fetch_add(&d->busy, 1);
+	workpool_submit(d->writers, l, deliver_work, deliver_done, r);
+	return r;
+}
+
+void
+deliver_cancel(struct deliver_req *r)
+{
+	if (r != NULL)
+		r->done = NULL;
+}

@@ -1,0 +1,36 @@
+/*
+ * rcpt_lookup: recipient_resolve() (policy/recipient.h) off the event loop.
+ * The tables behind a recipient may block (getpwnam_r behind LDAP or sssd,
+ * and later SQL and LDAP tables), so the lookup runs on the lookups pool
+ * (util/workpool.h) and the answer comes back on the caller's loop.
+ *
+ * The request holds its own copy of the address and a reference to the
+ * policy, so a reload that replaces the policy, or a session that goes
+ * away, never pulls anything from under a running lookup.
+ *
+ * THREADS: rcpt_lookup_start() and rcpt_lookup_cancel() on the loop's
+ * thread; cb runs there, never inside rcpt_lookup_start().
+ */
+#ifndef MXGATE_POLICY_RCPT_LOOKUP_H
+#define MXGATE_POLICY_RCPT_LOOKUP_H
+
+struct loop;
+struct rcpt_lookup;
+struct rcpt_result;
+struct recipient_policy;
+struct workpool;
+
+/*
+ * The answer.  r is the lookup's result; cb may take its strings (set the
+ * fields it takes to NULL): whatever is left is freed after cb returns.
+ */
+typedef void rcpt_lookup_cb(void *ctx, struct rcpt_result *r);
+
+/* Classify addr (internal form) as recipient_resolve() does, on the pool. */
+struct rcpt_lookup *rcpt_lookup_start(const struct recipient_policy *p, struct workpool *pool,
+				      struct loop *l, const char *addr, rcpt_lookup_cb *cb,
+				      void *ctx);
+/* Withdraw the request: cb will not run; the lookup's result is discarded. */
+void rcpt_lookup_cancel(struct rcpt_lookup *q);
+
+#endif

@@ -1,0 +1,580 @@
+/*
+ * commands: the SMTP command table and its handlers (session_impl.h).
+ *
+ * Each handler checks its preconditions first, in Postfix 3.7's order (the
+ * order decides which reply a client gets for a command that is wrong in
+ * several ways), then acts.  A handler that must ask anvil or a recipient
+ * table returns CMD_WAIT and continues in a callback; the callback finishes
+ * the command with session_command_done().
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conf/conf.h"
+#include "log/log.h"
+#include "policy/anvil.h"
+#include "policy/rcpt_lookup.h"
+#include "policy/recipient.h"
+#include "smtp/service.h"
+#include "smtp/session_impl.h"
+#include "util/loop.h"
+#include "util/xalloc.h"
+
+static enum cmd_result cmd_helo(struct session *, const char *);
+static enum cmd_result cmd_ehlo(struct session *, const char *);
+static enum cmd_result cmd_starttls(struct session *, const char *);
+static enum cmd_result cmd_auth(struct session *, const char *);
+static enum cmd_result cmd_mail(struct session *, const char *);
+static enum cmd_result cmd_rcpt(struct session *, const char *);
+static enum cmd_result cmd_rset(struct session *, const char *);
+static enum cmd_result cmd_noop(struct session *, const char *);
+static enum cmd_result cmd_vrfy(struct session *, const char *);
+static enum cmd_result cmd_etrn(struct session *, const char *);
+static enum cmd_result cmd_quit(struct session *, const char *);
+
+const struct cmd session_cmds[] = {
+	{ "HELO", "helo", cmd_helo, CMD_JUNK | CMD_LAST },
+	{ "EHLO", "ehlo", cmd_ehlo, CMD_JUNK | CMD_LAST },
+	{ "STARTTLS", "starttls", cmd_starttls, 0 },
+	{ "AUTH", "auth", cmd_auth, 0 },
+	{ "MAIL", "mail", cmd_mail, 0 },
+	{ "RCPT", "rcpt", cmd_rcpt, 0 },
+	{ "DATA", "data", session_cmd_data, CMD_LAST },
+	{ "BDAT", "bdat", session_cmd_bdat, 0 },
+	{ "RSET", "rset", cmd_rset, CMD_JUNK },
+	{ "NOOP", "noop", cmd_noop, CMD_JUNK | CMD_LAST },
+	{ "VRFY", "vrfy", cmd_vrfy, CMD_JUNK | CMD_LAST },
+	{ "ETRN", "etrn", cmd_etrn, CMD_JUNK },
+	{ "QUIT", "quit", cmd_quit, 0 },
+};
+const size_t session_ncmds = sizeof(session_cmds) / sizeof(session_cmds[0]);
+
+_Static_assert(sizeof(session_cmds) / sizeof(session_cmds[0]) < CMD_MAX,
+	       "CMD_MAX must leave room for the unknown-command slot");
+
+const struct cmd *
+session_cmd_find(const char *verb, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < session_ncmds; i++)
+		if (strlen(session_cmds[i].name) == len
+		    && strncasecmp(session_cmds[i].name, verb, len) == 0)
+			return &session_cmds[i];
+	return NULL;
+}
+
+/* ---- HELO, EHLO ------------------------------------------------------- */
+
+static int
+session_set_helo(struct session *s, const char *args, int esmtp)
+{
+	const char *p = session_skip_space(args);
+	size_t len = strlen(p);
+
+	while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+		len--;
+	if (len == 0) {
+		session_reply(s, esmtp ? RPL_EHLO_SYNTAX : RPL_HELO_SYNTAX);
+		return -1;
+	}
+	free(s->helo);
+	s->helo = xstrndup(p, len < 255 ? len : 255);
+	s->esmtp = esmtp;
+	session_transaction_reset(s);
+	return 0;
+}
+
+static enum cmd_result
+cmd_helo(struct session *s, const char *args)
+{
+	if (session_set_helo(s, args, 0) < 0)
+		return CMD_FAIL;
+	session_reply(s, RPL_HELO, s->ss->hostname);
+	return CMD_OK;
+}
+
+static enum cmd_result
+cmd_ehlo(struct session *s, const char *args)
+{
+	struct buf b = BUF_INIT;
+	size_t i, last = 0;
+
+	if (session_set_helo(s, args, 1) < 0)
+		return CMD_FAIL;
+	reply_format(&b, 0, RPL_HELO, s->ss->hostname);
+	for (i = 0; i < s->ss->nehlo; i++) {
+		b.data[last + 3] = '-';		/* "250 host" becomes "250-host" */
+		last = b.len;
+		reply_format(&b, 0, RPL_HELO, s->ss->ehlo[i]);
+	}
+	session_send(s, &b);
+	buf_free(&b);
+	return CMD_OK;
+}
+
+static enum cmd_result
+cmd_starttls(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, RPL_NOT_IMPLEMENTED);
+	return CMD_FAIL;
+}
+
+static enum cmd_result
+cmd_auth(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, RPL_AUTH_DISABLED);
+	return CMD_FAIL;
+}
+
+/* ---- the anvil rates of MAIL, RCPT and VRFY ---------------------------- */
+
+/*
+ * Count a MAIL or RCPT/VRFY event with anvil; s->rate_next(s, rate)
+ * continues the command once the answer is there (rate -1: no answer, no
+ * limit).  Returns CMD_WAIT: the continuation has run, or will.
+ */
+static void
+session_rate_answer(void *ctx, const struct anvil_reply *r)
+{
+	struct session *s = ctx;
+
+	session_waited(s);
+	s->rate_next(s, r->status == 0 ? r->rate : -1);
+}
+
+static enum cmd_result
+session_rate(struct session *s, struct anvil_req *(*req)(struct anvil *, struct loop *,
+							 const char *, time_t, anvil_cb *, void *),
+	     session_rate_next *next)
+{
+	s->rate_next = next;
+	session_wait(s, W_ANVIL, req(s->env.anvil, s->loop, s->ident, session_now(s),
+				     session_rate_answer, s));
+	return CMD_WAIT;
+}
+
+/* ---- MAIL ------------------------------------------------------------- */
+
+/* Postfix warns when an address parses but is empty where one is required (RCPT TO:<>). */
+static void
+session_log_bad_address(struct session *s, const char *cmd, const char *args)
+{
+	const char *colon = strchr(args, ':');
+	const char *p = session_skip_space(colon ? colon + 1 : args);
+
+	if (strncmp(p, "<>", 2) == 0 && *session_skip_space(p + 2) == '\0')
+		msg_warn("Illegal address syntax from %s in %s command: %s", s->namaddr, cmd,
+			 log_escape_str(p, 100));
+}
+
+/* The address word as the client wrote it (after "FROM:"/"TO:"), for warnings. */
+static void
+session_log_illegal(struct session *s, const char *cmd, const char *text, size_t len)
+{
+	struct buf b = BUF_INIT;
+
+	log_escape(&b, text, len, 200);
+	msg_warn("Illegal address syntax from %s in %s command: %s", s->namaddr, cmd, buf_str(&b));
+	buf_free(&b);
+}
+
+/* The reply to a bad ESMTP parameter; nothing for PARAM_OK. */
+static void
+session_param_reply(struct session *s, int rc, const char *bad)
+{
+	switch (rc) {
+	case PARAM_OK:
+		break;
+	case PARAM_BAD_SIZE:
+		session_reply(s, RPL_SIZE_SYNTAX);
+		break;
+	case PARAM_SIZE_OVERFLOW:
+		session_reply(s, RPL_SIZE_FS_LIMIT);
+		break;
+	case PARAM_DSN_DISABLED:
+		session_reply(s, RPL_DSN_DISABLED);
+		break;
+	default:
+		session_reply(s, RPL_UNSUPPORTED_OPT, bad ? log_escape_str(bad, 100) : "");
+		break;
+	}
+}
+
+static void
+mail_finish(struct session *s, int rate)
+{
+	struct smtp_path *path = &s->path;
+	struct esmtp_params ep;
+	char *bad = NULL;
+	int rc, utf8;
+
+	/* smtpd_client_message_rate_limit: counted even when the request then fails. */
+	if (rate > s->ss->msg_rate_limit && s->ss->msg_rate_limit > 0) {
+		session_limit_warning(s, "Message delivery request rate", rate);
+		session_reply(s, RPL_MSG_RATE, s->addr);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	if (path->addr == NULL) {
+		session_reply(s, RPL_MAIL_BAD_ADDR);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	/*
+	 * RFC 6531: a domain in UTF-8 needs SMTPUTF8 on this MAIL command;
+	 * without it Postfix refuses the address (and warns), whatever else
+	 * the parameters say.
+	 */
+	utf8 = s->ss->smtputf8 && smtp_params_has(path->params, "SMTPUTF8");
+	if (path->domain_8bit && !utf8) {
+		session_log_illegal(s, "MAIL", path->word, path->word_len);
+		session_reply(s, RPL_MAIL_BAD_ADDR);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	rc = smtp_parse_params(path->params, &ep, &bad);
+	session_param_reply(s, rc, bad);
+	if (rc == PARAM_OK && s->ss->size_limit > 0 && ep.has_size
+	    && ep.size > (uint64_t)s->ss->size_limit) {
+		struct buf r = BUF_INIT;
+
+		reply_format(&r, s->ss->soft_bounce, RPL_SIZE_TOO_BIG);
+		session_send(s, &r);
+		session_log_reject(s, "MAIL", buf_str(&r), path->addr, NULL);
+		buf_free(&r);
+		rc = -1;
+	}
+	free(bad);
+	if (rc != PARAM_OK) {
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	s->txn.sender = xstrdup(path->addr);
+	s->txn.smtputf8 = utf8;
+	gettimeofday(&s->txn.arrival, NULL);
+	session_reply(s, RPL_MAIL_OK);
+	session_command_done(s, CMD_OK);
+}
+
+static enum cmd_result
+cmd_mail(struct session *s, const char *args)
+{
+	int rc;
+
+	if (s->ss->helo_required && s->helo == NULL) {
+		session_reply(s, RPL_NEED_HELO);
+		return CMD_FAIL;
+	}
+	if (s->txn.sender != NULL) {
+		session_reply(s, RPL_MAIL_NESTED);
+		return CMD_FAIL;
+	}
+	if (s->txn.bdat_discard) {
+		session_reply(s, RPL_MAIL_AFTER_BDAT);
+		return CMD_FAIL;
+	}
+	rc = smtp_parse_path(args, "FROM:", &s->path);
+	if (rc == PATH_SYNTAX) {
+		session_reply(s, RPL_MAIL_SYNTAX);
+		return CMD_FAIL;
+	}
+	/* Postfix asks anvil after the syntax check and before the address check. */
+	if (s->ss->msg_rate_limit > 0 && s->ident != NULL)
+		return session_rate(s, anvil_message, mail_finish);
+	mail_finish(s, -1);
+	return CMD_WAIT;
+}
+
+/* ---- RCPT ------------------------------------------------------------- */
+
+/* The recipient tables' answer. */
+static void
+rcpt_resolved(void *ctx, struct rcpt_result *r)
+{
+	struct session *s = ctx;
+	const char *addr = s->path.addr;
+	char *reply = NULL;
+
+	session_waited(s);
+	if (r->verdict == RCPT_OK_VIRTUAL && r->uid != s->env.run_uid) {
+		msg_warn("%s: delivery as uid %ld needs the privileged delivery helper, which is not"
+			 " available yet; deferring", addr, (long)r->uid);
+		reply = reply_string(RPL_NO_HELPER, addr,
+				     "Mailbox owner differs from the server user");
+	} else if (r->verdict == RCPT_OK_LOCAL) {
+		msg_warn("%s: local delivery needs the privileged delivery helper, which is not"
+			 " available yet; deferring", addr);
+		reply = reply_string(RPL_NO_HELPER, addr, "Local delivery is not available");
+	} else if (r->verdict != RCPT_OK_VIRTUAL) {
+		reply = xstrdup(r->reply);
+		if (r->reason && r->verdict == RCPT_TEMPFAIL)
+			msg_warn("%s: %s", addr, r->reason);
+	}
+	if (reply != NULL) {
+		session_reply_text(s, reply);
+		session_log_reject(s, "RCPT", reply, s->txn.sender, addr);
+		free(reply);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	/* Postfix counts every accepted RCPT, repeats included, toward the limit. */
+	s->txn.rcpt_count++;
+	if (!txn_has_rcpt(&s->txn, addr))
+		txn_add_rcpt(&s->txn, addr, r->maildir, r->uid, r->gid);
+	if (s->txn.queue_id[0] == '\0') {
+		txn_new_queue_id(&s->txn);
+		msg_info("%s: client=%s", s->txn.queue_id, s->namaddr);
+	}
+	session_reply(s, RPL_RCPT_OK);
+	session_command_done(s, CMD_OK);
+}
+
+static void
+rcpt_after_rate(struct session *s, int rate)
+{
+	struct smtp_path *path = &s->path;
+	char *bad = NULL;
+	int rc;
+
+	if (s->ss->rcpt_rate_limit > 0 && rate > s->ss->rcpt_rate_limit) {
+		session_limit_warning(s, "Recipient address rate", rate);
+		session_reply(s, RPL_RCPT_RATE, s->addr);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	if (path->addr == NULL || path->addr[0] == '\0') {
+		session_log_bad_address(s, "RCPT", s->args);
+		session_reply(s, RPL_RCPT_BAD_ADDR);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	if (path->domain_8bit && !s->txn.smtputf8) {
+		session_log_illegal(s, "RCPT", path->word, path->word_len);
+		session_reply(s, RPL_RCPT_BAD_ADDR);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	if (s->ss->rcpt_limit > 0 && (long)s->txn.rcpt_count >= s->ss->rcpt_limit) {
+		session_reply(s, RPL_TOO_MANY_RCPTS);
+		/* The first smtpd_recipient_overshoot_limit of these are not errors. */
+		session_command_done(s, s->txn.rcpt_overshoot++ < s->ss->overshoot_limit ? CMD_OK
+				     : CMD_FAIL);
+		return;
+	}
+	rc = smtp_parse_rcpt_params(path->params, &bad);
+	session_param_reply(s, rc, bad);
+	free(bad);
+	if (rc != PARAM_OK) {
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	session_wait(s, W_LOOKUP, rcpt_lookup_start(s->ss->policy, s->env.lookups, s->loop,
+						    path->addr, rcpt_resolved, s));
+}
+
+static enum cmd_result
+cmd_rcpt(struct session *s, const char *args)
+{
+	int rc;
+
+	if (s->txn.sender == NULL) {
+		session_reply(s, RPL_NEED_MAIL);
+		return CMD_FAIL;
+	}
+	rc = smtp_parse_path(args, "TO:", &s->path);
+	if (rc == PATH_SYNTAX) {
+		session_reply(s, RPL_RCPT_SYNTAX);
+		return CMD_FAIL;
+	}
+	if (s->ss->rcpt_rate_limit > 0 && s->ident != NULL)
+		return session_rate(s, anvil_recipient, rcpt_after_rate);
+	rcpt_after_rate(s, -1);
+	return CMD_WAIT;
+}
+
+/* ---- DATA ------------------------------------------------------------- */
+
+enum cmd_result
+session_cmd_data(struct session *s, const char *args)
+{
+	struct txn *t = &s->txn;
+
+	if (t->nrcpts == 0) {
+		session_reply(s, t->sender == NULL ? RPL_NEED_RCPT : RPL_NO_VALID_RCPTS);
+		return CMD_FAIL;
+	}
+	if (*session_skip_space(args) != '\0') {
+		session_reply(s, RPL_DATA_SYNTAX);
+		return CMD_FAIL;
+	}
+	if (t->bdat_used) {
+		session_reply(s, RPL_DATA_AFTER_BDAT);
+		return CMD_FAIL;
+	}
+	txn_body_start(t, s->env.body_bytes, s->ss->body_memory_limit);
+	dr_init(&t->dr, &t->chunk, (size_t)s->ss->size_limit);
+	session_enter_state(s, S_DATA);
+	session_reply(s, RPL_DATA_GO);
+	return CMD_BODY;
+}
+
+/* ---- BDAT (RFC 3030) -------------------------------------------------- */
+
+enum cmd_result
+session_cmd_bdat(struct session *s, const char *args)
+{
+	struct txn *t = &s->txn;
+	const char *p = session_skip_space(args);
+	char *end;
+	unsigned long long n;
+
+	s->where = "BDAT";
+	if (!s->ss->chunking) {
+		/* Not offered: the chunk that follows cannot be skipped safely, so hang up (as Postfix). */
+		session_reply(s, RPL_BDAT_DISABLED);
+		return CMD_FAIL;
+	}
+	if (!isdigit((unsigned char)*p))
+		goto syntax;
+	errno = 0;
+	n = strtoull(p, &end, 10);
+	if (errno != 0 || (*end != '\0' && *end != ' ' && *end != '\t'))
+		goto syntax;
+	p = session_skip_space(end);
+	t->bdat_last = 0;
+	if (strncasecmp(p, "LAST", 4) == 0 && *session_skip_space(p + 4) == '\0')
+		t->bdat_last = 1;
+	else if (*p != '\0')
+		goto syntax;
+	t->bdat_left = (size_t)n;
+	t->bdat_chunk = 0;
+	if (t->bdat_discard || t->nrcpts == 0) {
+		/*
+		 * Postfix: refuse (503 without MAIL, 554 with MAIL but no valid
+		 * recipient), then discard this and every later chunk until LAST.
+		 */
+		if (!t->bdat_discard)
+			t->bdat_discard = 2;	/* 2: first refusal not yet replied */
+	} else if (!t->bdat_used) {
+		t->bdat_used = 1;
+		txn_body_start(t, s->env.body_bytes, s->ss->body_memory_limit);
+		bdat_init(&t->bdat, (size_t)s->ss->size_limit);
+		t->bdat_raw = 0;
+	}
+	session_enter_state(s, S_BDAT);
+	return CMD_BODY;	/* the reply comes when the chunk has been read */
+syntax:
+	msg_warn("%s%smalformed BDAT command syntax from %s: %s",
+		 t->queue_id[0] ? t->queue_id : "", t->queue_id[0] ? ": " : "", s->namaddr,
+		 log_escape_str(s->lr.line.data, 100));
+	session_reply(s, RPL_BDAT_SYNTAX);
+	return CMD_FAIL;
+}
+
+/* ---- RSET, NOOP, ETRN, QUIT ------------------------------------------- */
+
+static enum cmd_result
+cmd_rset(struct session *s, const char *args)
+{
+	if (*session_skip_space(args) != '\0') {
+		session_reply(s, RPL_RSET_SYNTAX);
+		return CMD_FAIL;
+	}
+	session_transaction_reset(s);
+	session_reply(s, RPL_OK);
+	return CMD_OK;
+}
+
+static enum cmd_result
+cmd_noop(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, RPL_OK);
+	return CMD_OK;
+}
+
+static enum cmd_result
+cmd_etrn(struct session *s, const char *args)
+{
+	(void)args;
+	/* Deliberate difference: no queue to flush (DESIGN.md). */
+	session_reply(s, RPL_NOT_IMPLEMENTED);
+	return CMD_FAIL;
+}
+
+static enum cmd_result
+cmd_quit(struct session *s, const char *args)
+{
+	(void)args;
+	session_reply(s, RPL_BYE);
+	session_hangup(s);
+	return CMD_OK;
+}
+
+/* ---- VRFY ------------------------------------------------------------- */
+
+static void
+vrfy_resolved(void *ctx, struct rcpt_result *r)
+{
+	struct session *s = ctx;
+
+	session_waited(s);
+	if (r->verdict == RCPT_OK_VIRTUAL || r->verdict == RCPT_OK_LOCAL) {
+		session_reply(s, RPL_VRFY_OK, s->arg);
+		session_command_done(s, CMD_OK);
+		return;
+	}
+	session_reply_text(s, r->reply);
+	session_log_reject(s, "VRFY", r->reply, s->txn.sender, s->path.addr);
+	session_command_done(s, CMD_FAIL);
+}
+
+static void
+vrfy_after_rate(struct session *s, int rate)
+{
+	if (s->ss->rcpt_rate_limit > 0 && rate > s->ss->rcpt_rate_limit) {
+		session_limit_warning(s, "Recipient address rate", rate);
+		session_reply(s, RPL_RCPT_RATE, s->addr);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	/*
+	 * Postfix parses VRFY's argument as a recipient (an empty one is bad),
+	 * and a UTF-8 domain needs "VRFY address SMTPUTF8".
+	 */
+	if (smtp_parse_address(s->arg, &s->path) != PATH_OK || s->path.addr[0] == '\0'
+	    || (s->path.domain_8bit && !s->arg_utf8)) {
+		session_log_illegal(s, "VRFY", s->arg, strlen(s->arg));
+		session_reply(s, RPL_RCPT_BAD_ADDR);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	session_wait(s, W_LOOKUP, rcpt_lookup_start(s->ss->policy, s->env.lookups, s->loop,
+						    s->path.addr, vrfy_resolved, s));
+}
+
+static enum cmd_result
+cmd_vrfy(struct session *s, const char *args)
+{
+	if (s->ss->vrfy_disabled) {
+		session_reply(s, RPL_VRFY_DISABLED);
+		return CMD_FAIL;
+	}
+	s->arg = smtp_collapse_args(args, s->ss->smtputf8 ? "SMTPUTF8" : NULL, &s->arg_utf8);
+	if (s->arg == NULL) {
+		session_reply(s, RPL_VRFY_SYNTAX);
+		return CMD_FAIL;
+	}
+	if (s->ss->rcpt_rate_limit > 0 && s->ident != NULL)
+		return session_rate(s, anvil_recipient, vrfy_after_rate);
+	vrfy_after_rate(s, -1);
+	return CMD_WAIT;
+}

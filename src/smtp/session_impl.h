@@ -1,0 +1,154 @@
+/*
+ * session_impl.h: the session's internals, shared by smtp/session.c (the
+ * engine: input, replies, the tarpit, waits, bookkeeping, the greeting) and
+ * smtp/commands.c (the command table and its handlers).  Nothing else
+ * includes it.
+ */
+#ifndef MXGATE_SMTP_SESSION_IMPL_H
+#define MXGATE_SMTP_SESSION_IMPL_H
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "smtp/address.h"
+#include "smtp/linereader.h"
+#include "smtp/reply.h"
+#include "smtp/session.h"
+#include "smtp/txn.h"
+#include "util/buf.h"
+
+struct loop_timer;
+struct session;
+
+/* ---- commands (commands.c) ---- */
+
+enum cmd_flags {
+	CMD_JUNK = 1 << 0,	/* counts against smtpd_junk_command_limit */
+	CMD_LAST = 1 << 1,	/* must be last in a pipelined group (RFC 2920) */
+};
+
+/*
+ * What a handler returns.  CMD_WAIT: it started a request and will finish
+ * by calling session_command_done() itself (perhaps before it returns, when
+ * the answer came at once).  CMD_BODY: DATA or BDAT now reads a body; the
+ * command is complete when the body has been handled.
+ */
+enum cmd_result { CMD_OK = 0, CMD_FAIL = -1, CMD_WAIT = 1, CMD_BODY = 2 };
+
+typedef enum cmd_result (*cmd_fn)(struct session *s, const char *args);
+
+struct cmd {
+	const char *name;
+	const char *stat;	/* name in the disconnect line */
+	cmd_fn	fn;
+	int	flags;
+};
+
+/* Postfix's order, which is also the order of the "disconnect" line. */
+extern const struct cmd session_cmds[];
+extern const size_t session_ncmds;
+#define CMD_MAX		16	/* room for the table plus "unknown" */
+
+const struct cmd *session_cmd_find(const char *verb, size_t len);
+enum cmd_result session_cmd_data(struct session *s, const char *args);
+enum cmd_result session_cmd_bdat(struct session *s, const char *args);
+
+/* ---- the session ---- */
+
+enum sess_state {
+	S_CONNECT,	/* before the banner */
+	S_CMD,		/* reading commands */
+	S_DATA,		/* reading a DATA body */
+	S_BDAT,		/* reading a BDAT chunk */
+};
+
+/* The request a waiting session has in flight. */
+enum sess_wait {
+	W_NONE,
+	W_ANVIL,	/* struct anvil_req */
+	W_LOOKUP,	/* struct rcpt_lookup */
+	W_COMMIT,	/* the txn's spool commit */
+	W_DELIVER,	/* struct deliver_req */
+};
+
+/* How MAIL, RCPT and VRFY continue once anvil has counted them (rate -1: no limit). */
+typedef void session_rate_next(struct session *s, int rate);
+
+struct outline {		/* a reply line waiting for the tarpit timer */
+	struct outline *next;
+	int	delay;
+	size_t	len;
+	char	data[];
+};
+
+struct session {
+	struct session_env env;
+	const struct smtp_service *ss;
+	const struct session_io *io;
+	void   *ioc;
+	struct loop *loop;
+	enum sess_state state;
+	enum sess_wait wait;
+	void   *wait_handle;		/* NULL while the answer is being delivered at once */
+	const char *where;		/* for "<reason> after <where>" */
+	char	addr[64];
+	char   *namaddr;		/* "name[addr]"; NULL before session_start() */
+	char   *name;
+	char   *helo;
+	int	esmtp;
+	struct sockaddr_storage sa;
+	int	closing, hangup;
+	int	output_blocked;		/* replies wait for the client: no new commands */
+	int	in_process;		/* session_process() is on the stack */
+	int	bare_lf_reject;		/* smtpd_forbid_bare_newline=reject, client not excluded */
+	int	error_count, junk_cmds;
+	unsigned stat_ok[CMD_MAX], stat_total[CMD_MAX];
+	const struct cmd *cur;		/* the command being executed */
+	const char *args;		/* its arguments (in lr.line) */
+	session_rate_next *rate_next;	/* MAIL/RCPT/VRFY after anvil's answer */
+	struct outline *out_head, *out_tail;
+	struct loop_timer *tarpit_t, *deadline_t, *resume_t;
+	int	tarpit_armed;
+	struct timeval deadline_at;
+	int	deadline_armed;
+	struct linereader lr;
+	struct txn txn;
+	struct smtp_path path;		/* MAIL/RCPT's address across a wait */
+	char   *arg;			/* VRFY's argument across a wait */
+	int	arg_utf8;		/* VRFY ... SMTPUTF8 */
+
+	/* anvil */
+	char   *ident;			/* "<service>:<client key>"; NULL: exempt or off */
+	char   *range;			/* the client key when it is a network, for logs */
+	int	anvil_connected;	/* a connect was counted: disconnect at the end */
+};
+
+/* Replies (session.c).  They return the reply's code. */
+int session_reply(struct session *s, enum reply_id id, ...);
+int session_reply_text(struct session *s, const char *text);
+void session_send(struct session *s, const struct buf *lines);
+/* End the session once the replies already queued (tarpit included) are written. */
+void session_hangup(struct session *s);
+
+/* A handler that returned CMD_WAIT or CMD_BODY finishes here (ok: CMD_OK or CMD_FAIL). */
+void session_command_done(struct session *s, enum cmd_result rc);
+/* Wait for a request (kind) that may already have answered (handle NULL). */
+void session_wait(struct session *s, enum sess_wait kind, void *handle);
+/* The answer came: the session no longer waits. */
+void session_waited(struct session *s);
+
+void session_enter_state(struct session *s, enum sess_state state);
+void session_log_reject(struct session *s, const char *verb, const char *reply,
+			const char *from, const char *rcpt);
+void session_limit_warning(struct session *s, const char *what, int value);
+const char *session_proto(const struct session *s);
+const char *session_skip_space(const char *p);
+/* The event loop's cached time, in whole seconds, for anvil. */
+long session_now(struct session *s);
+
+/* The message is complete (DATA dot, BDAT LAST): check it, store it, reply. */
+void session_message_end(struct session *s, int too_big, int bare_lf, size_t size);
+/* The transaction is over: reset it (RSET, HELO, after a message). */
+void session_transaction_reset(struct session *s);
+
+#endif

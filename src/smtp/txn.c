@@ -1,0 +1,153 @@
+/*
+ * txn: the mail transaction.  See txn.h.
+ */
+#include "smtp/txn.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "deliver/deliver.h"
+#include "deliver/spool.h"
+#include "smtp/address.h"
+#include "util/xalloc.h"
+
+void
+txn_reset(struct txn *t)
+{
+	size_t i;
+
+	free(t->sender);
+	for (i = 0; i < t->nrcpts; i++) {
+		free(t->rcpts[i].addr);
+		free(t->rcpts[i].quoted);
+		free(t->rcpts[i].maildir);
+	}
+	free(t->rcpts);
+	spool_unref(&t->body);
+	buf_free(&t->chunk);
+	memset(t, 0, sizeof(*t));
+}
+
+void
+txn_new_queue_id(struct txn *t)
+{
+	static atomic_uint seq;
+	struct timeval tv;
+	unsigned n = atomic_fetch_add(&seq, 1);
+
+	/* Postfix-like short id: microseconds (5 hex) then a sequence mixed with time. */
+	gettimeofday(&tv, NULL);
+	snprintf(t->queue_id, sizeof(t->queue_id), "%05X%06X", (unsigned)tv.tv_usec & 0xFFFFF,
+		 ((unsigned)tv.tv_sec * 2654435761u + n * 40503u) & 0xFFFFFF);
+}
+
+int
+txn_has_rcpt(const struct txn *t, const char *addr)
+{
+	size_t i;
+
+	for (i = 0; i < t->nrcpts; i++)
+		if (strcasecmp(t->rcpts[i].addr, addr) == 0)
+			return 1;
+	return 0;
+}
+
+char *
+txn_quote(const char *addr)
+{
+	struct buf b = BUF_INIT;
+
+	if (*addr != '\0')
+		smtp_addr_quote(&b, addr);
+	return buf_steal(&b);
+}
+
+void
+txn_add_rcpt(struct txn *t, const char *addr, const char *maildir, uid_t uid, gid_t gid)
+{
+	struct txn_rcpt *r;
+
+	if (t->nrcpts == t->rcpt_cap) {
+		t->rcpt_cap = t->rcpt_cap ? 2 * t->rcpt_cap : 4;
+		t->rcpts = xrealloc(t->rcpts, t->rcpt_cap * sizeof(*t->rcpts));
+	}
+	r = &t->rcpts[t->nrcpts++];
+	r->addr = xstrdup(addr);
+	r->quoted = txn_quote(addr);
+	r->maildir = xstrdup(maildir ? maildir : "");
+	r->uid = uid;
+	r->gid = gid;
+}
+
+void
+txn_body_start(struct txn *t, atomic_long *total, long limit)
+{
+	spool_unref(&t->body);
+	t->body = spool_memory_new(total, limit);
+	buf_reset(&t->chunk);
+}
+
+void
+txn_body_flush(struct txn *t)
+{
+	if (t->chunk.len == 0)
+		return;
+	if (t->body != NULL)
+		(void)spool_write(t->body, t->chunk.data, t->chunk.len);
+	buf_reset(&t->chunk);
+	/* A large chunk buffer is not kept between reads: a session costs kilobytes. */
+	if (t->chunk.cap > 64 * 1024)
+		buf_free(&t->chunk);
+}
+
+void
+txn_received(const struct txn *t, const struct txn_client *c, struct buf *out)
+{
+	char date[64];
+	struct tm tm;
+	time_t now = time(NULL);
+	size_t namelen = strcspn(c->namaddr, "[");
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %e %b %Y %H:%M:%S %z (%Z)", &tm);
+	buf_puts(out, "Received: from ");
+	if (c->helo) {
+		const char *p;
+
+		/* Client data in a header: no control characters survive (SECURITY_CHECKLIST 60). */
+		for (p = c->helo; *p; p++)
+			buf_putc(out, (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p);
+		buf_printf(out, " (%.*s [%s])", (int)namelen, c->namaddr, c->addr);
+	} else {
+		buf_printf(out, "%.*s [%s]", (int)namelen, c->namaddr, c->addr);
+	}
+	buf_printf(out, "\n\tby %s (%s) with %s id %s", c->hostname, c->mail_name, c->proto,
+		   t->queue_id);
+	if (t->nrcpts == 1)
+		buf_printf(out, "\n\tfor <%s>", t->rcpts[0].quoted);
+	buf_printf(out, "; %s\n", date);
+}
+
+struct deliver_msg *
+txn_deliver_msg(const struct txn *t, const struct txn_client *c, size_t size)
+{
+	char *sender = txn_quote(t->sender ? t->sender : "");
+	struct deliver_msg *m = deliver_msg_new(t->queue_id, sender, c->hostname, t->body);
+	struct buf rcv = BUF_INIT;
+	size_t i;
+
+	free(sender);
+	txn_received(t, c, &rcv);
+	m->received = buf_steal(&rcv);
+	m->size = size;
+	m->arrival = t->arrival;
+	for (i = 0; i < t->nrcpts; i++)
+		deliver_msg_add_maildir(m, t->rcpts[i].quoted, t->rcpts[i].maildir, t->rcpts[i].uid,
+					t->rcpts[i].gid);
+	return m;
+}

@@ -1,0 +1,99 @@
+/*
+ * txn: one mail transaction (MAIL to the end of the message): the envelope,
+ * the recipients with where each one goes, and the body on its way into a
+ * spool (deliver/spool.h), plus what the delivery request is built from.
+ * Plain data with helpers; the session (smtp/session.c) drives it.
+ *
+ * Recipients.  rcpts holds the DISTINCT accepted recipients (a repeated RCPT
+ * for the same address is delivered once); rcpt_count counts every accepted
+ * RCPT, repeats included, because that is what smtpd_recipient_limit counts
+ * in Postfix.
+ */
+#ifndef MXGATE_SMTP_TXN_H
+#define MXGATE_SMTP_TXN_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <sys/time.h>
+#include <sys/types.h>
+
+#include "smtp/dataread.h"
+#include "util/buf.h"
+
+struct deliver_msg;
+struct spool;
+
+struct txn_rcpt {
+	char   *addr;		/* internal form: lookups, replies */
+	char   *quoted;		/* RFC 5321 form: headers, logs */
+	char   *maildir;	/* where it is delivered (virtual Maildir) */
+	uid_t	uid;
+	gid_t	gid;
+};
+
+struct txn {
+	char   *sender;		/* internal form; NULL before MAIL */
+	int	smtputf8;	/* MAIL had SMTPUTF8 */
+	struct timeval arrival;	/* when MAIL was accepted */
+	char	queue_id[16];	/* "" until the first accepted RCPT */
+	struct txn_rcpt *rcpts;
+	size_t	nrcpts, rcpt_cap;
+	size_t	rcpt_count;	/* accepted RCPTs, repeats included */
+	long	rcpt_overshoot;	/* RCPTs refused for the recipient limit */
+
+	/* the body */
+	struct spool *body;	/* NULL until DATA or the first BDAT */
+	struct buf chunk;	/* converted bytes on their way to the spool */
+	struct datareader dr;	/* DATA */
+	struct bdat_state bdat;	/* BDAT */
+	size_t	bdat_left;	/* bytes of the current chunk still to read */
+	size_t	bdat_chunk;	/* bytes of the current chunk read so far */
+	size_t	bdat_raw;	/* bytes of every chunk so far (logs) */
+	int	bdat_last;	/* the current chunk is the LAST one */
+	int	bdat_discard;	/* 0; 2: refuse this chunk; 1: discard until LAST */
+	int	bdat_used;	/* this transaction is a BDAT one */
+};
+
+/* Forget everything (RSET, HELO, after a message); keeps nothing allocated. */
+void txn_reset(struct txn *t);
+
+/* A new queue id, Postfix-like (11 hex digits), into t->queue_id. */
+void txn_new_queue_id(struct txn *t);
+
+/* Is addr (internal form) already one of the recipients?  (case-insensitive) */
+int txn_has_rcpt(const struct txn *t, const char *addr);
+/* Add a recipient (copies everything). */
+void txn_add_rcpt(struct txn *t, const char *addr, const char *maildir, uid_t uid, gid_t gid);
+
+/* An address in RFC 5321 form ("john smith"@x stays quoted); "" for <>. */
+char *txn_quote(const char *addr);
+
+/*
+ * Start the body: a new in-memory spool counted in *total against limit
+ * (mxgate_message_memory_limit; 0: none).
+ */
+void txn_body_start(struct txn *t, atomic_long *total, long limit);
+/* Move what the readers converted (t->chunk) into the spool. */
+void txn_body_flush(struct txn *t);
+
+/* What the Received: header says about the client and the server. */
+struct txn_client {
+	const char *helo;	/* NULL: no HELO/EHLO */
+	const char *namaddr;	/* "name[addr]" */
+	const char *addr;
+	const char *proto;	/* "SMTP", "ESMTP", "UTF8SMTP" ... */
+	const char *hostname;	/* myhostname */
+	const char *mail_name;
+};
+
+/* Append the Received: header Postfix would add (LF line ends). */
+void txn_received(const struct txn *t, const struct txn_client *c, struct buf *out);
+
+/*
+ * The delivery request for the committed body: envelope, recipients, the
+ * Received: header, and size (the message size as Postfix counts it).
+ */
+struct deliver_msg *txn_deliver_msg(const struct txn *t, const struct txn_client *c,
+				    size_t size);
+
+#endif

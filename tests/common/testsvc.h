@@ -1,0 +1,69 @@
+/*
+ * testsvc: a whole session in memory, for unit tests and the session
+ * fuzzer: a configuration directory written from main.cf text, the
+ * service data built from it, a virtual-time loop, anvil, an inline
+ * lookups pool and a deliverer whose store keeps messages in memory.
+ */
+#ifndef MXGATE_TESTS_TESTSVC_H
+#define MXGATE_TESTS_TESTSVC_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "memio.h"
+#include "smtp/session.h"
+#include "util/buf.h"
+
+struct anvil;
+struct conf;
+struct deliverer;
+struct fakeloop;
+struct smtp_service;
+struct workpool;
+
+/* The uid the virtual mailboxes belong to, and that the session runs as. */
+#define TESTSVC_UID	5000
+
+struct testsvc_msg {
+	char	queue_id[16];
+	struct buf body;
+	size_t	nrcpts;
+	int	bdat;		/* the session said BDAT when it was stored */
+	size_t	consumed;	/* input the client's transport had consumed then */
+};
+
+struct testsvc {
+	char	dir[64];
+	struct conf *conf;
+	void   *normal, *stress;	/* smtp_service_build() */
+	const struct smtp_service *ss;
+	struct fakeloop *fl;
+	struct anvil *anvil;
+	struct workpool *pool;
+	struct deliverer *deliver;
+	atomic_long body_bytes;
+	struct session_env env;
+	struct testsvc_msg *msgs;
+	size_t	nmsgs;
+	int	fail_store;	/* make the store fail */
+	/* the current session */
+	struct memio io;
+	struct session *s;
+};
+
+/*
+ * Write main_cf (plus a vmailbox with alice@ and bob@virt.test, and the
+ * virtual_* lines unless main_cf sets them) into a new directory and build
+ * everything.  anvil_spec: "memory", "test-delay:200" ...  Returns 0, or
+ * -1 with a message on stderr.
+ */
+int testsvc_init(struct testsvc *t, const char *main_cf, const char *anvil_spec);
+/* A new session from addr (IPv4 text), started with client name "unknown". */
+struct session *testsvc_connect(struct testsvc *t, const char *addr);
+/* Free the current session (as the connection would at close). */
+void testsvc_disconnect(struct testsvc *t);
+/* Run the loop until nothing is due, jumping over at most max timers. */
+void testsvc_settle(struct testsvc *t, int max_timers);
+void testsvc_free(struct testsvc *t);
+
+#endif

@@ -1,0 +1,316 @@
+/*
+ * smtp/session: the protocol engine driven in memory (no libevent), in
+ * virtual time: replies of a whole transaction; pipelined commands keep
+ * their order and get no reply before a late anvil answer; a limit whose
+ * answer comes late is still enforced, and one that never comes fails
+ * open after mxgate_anvil_timeout with one warning; the bookkeeping after a
+ * command (errors, tarpit, hard limit) is the same whether the answer came
+ * at once or later; a session freed while a lookup or a delivery is in
+ * flight drops the answer safely (ASan/LSan watch); the store failing gives
+ * 451 and no message.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fakeloop.h"
+#include "log/log.h"
+#include "testsvc.h"
+#include "util/xalloc.h"
+
+/* Everything the server wrote since the last call, as one string. */
+static char *
+take(struct testsvc *t)
+{
+	return memio_take(&t->io);
+}
+
+static void
+expect_out(struct testsvc *t, const char *want)
+{
+	char *got = take(t);
+
+	assert_string_equal(got, want);
+	free(got);
+}
+
+static const char EHLO_REPLY[] =
+	"250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"
+	"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n";
+
+static void
+test_transaction(void **state)
+{
+	struct testsvc t;
+
+	assert_int_equal(testsvc_init(&t, "", "memory"), 0);
+	testsvc_connect(&t, "198.51.100.7");
+	testsvc_settle(&t, 0);
+	expect_out(&t, "220 mx.example.test ESMTP mxgate\r\n");
+	memio_feeds(&t.io, "EHLO client.example\r\n");
+	testsvc_settle(&t, 0);
+	expect_out(&t, EHLO_REPLY);
+	memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@virt.test>\r\n"
+		    "RCPT TO:<nobody@virt.test>\r\nDATA\r\n");
+	testsvc_settle(&t, 0);
+	expect_out(&t, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 <nobody@virt.test>: Recipient "
+		   "address rejected: User unknown in virtual mailbox table\r\n"
+		   "354 End data with <CR><LF>.<CR><LF>\r\n");
+	/* Fed one byte at a time: nothing is answered before the final dot's LF. */
+	{
+		const char *body = "Subject: x\r\n\r\n..dot\r\nbody\r\n.\r\n";
+
+		for (size_t i = 0; body[i]; i++) {
+			char *got;
+
+			memio_feed(&t.io, body + i, 1);
+			testsvc_settle(&t, 0);
+			got = take(&t);
+			if (body[i + 1] != '\0')
+				assert_string_equal(got, "");
+			else
+				assert_non_null(strstr(got, "250 2.0.0 Ok: queued as "));
+			free(got);
+		}
+	}
+	assert_int_equal(t.nmsgs, 1);
+	assert_int_equal(t.msgs[0].nrcpts, 1);
+	assert_string_equal(t.msgs[0].body.data, "Subject: x\n\n.dot\nbody\n");
+	memio_feeds(&t.io, "QUIT\r\n");
+	testsvc_settle(&t, 0);
+	expect_out(&t, "221 2.0.0 Bye\r\n");
+	assert_true(t.io.closed);
+	testsvc_free(&t);
+}
+
+/*
+ * A late anvil: the banner waits for the connect answer, pipelined MAIL,
+ * RCPT and DATA are answered in order and only after each answer came, and
+ * the limits are enforced.
+ */
+static void
+test_late_anvil_enforced(void **state)
+{
+	struct testsvc t;
+	char *got;
+
+	assert_int_equal(testsvc_init(&t, "smtpd_client_message_rate_limit = 1\n"
+				      "smtpd_client_recipient_rate_limit = 1\n",
+				      "test-delay:200"), 0);
+	testsvc_connect(&t, "198.51.100.7");
+	fakeloop_run(t.fl);
+	expect_out(&t, "");			/* the banner waits for anvil */
+	fakeloop_sleep(t.fl, 199);
+	expect_out(&t, "");
+	fakeloop_sleep(t.fl, 1);
+	expect_out(&t, "220 mx.example.test ESMTP mxgate\r\n");
+	memio_feeds(&t.io, "EHLO c\r\n");
+	fakeloop_run(t.fl);
+	free(take(&t));
+	memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@virt.test>\r\n"
+		    "RCPT TO:<bob@virt.test>\r\nDATA\r\n");
+	fakeloop_run(t.fl);
+	expect_out(&t, "");			/* MAIL waits for its message rate */
+	fakeloop_sleep(t.fl, 200);
+	expect_out(&t, "250 2.1.0 Ok\r\n");	/* RCPT now waits for its rate */
+	fakeloop_sleep(t.fl, 200);
+	expect_out(&t, "250 2.1.5 Ok\r\n");
+	fakeloop_sleep(t.fl, 200);		/* the second RCPT is over the rate */
+	expect_out(&t, "450 4.7.1 Error: too many recipients from 198.51.100.7\r\n"
+		   "354 End data with <CR><LF>.<CR><LF>\r\n");
+	memio_feeds(&t.io, ".\r\nMAIL FROM:<b@example.org>\r\n");
+	testsvc_settle(&t, 10);
+	got = take(&t);
+	assert_non_null(strstr(got, "250 2.0.0 Ok: queued as "));
+	assert_non_null(strstr(got, "\r\n450 4.7.1 Error: too much mail from 198.51.100.7\r\n"));
+	free(got);
+	assert_int_equal(t.nmsgs, 1);
+	testsvc_free(&t);
+}
+
+/* No answer at all: after mxgate_anvil_timeout the session goes on without a limit. */
+static void
+test_never_answered_fails_open(void **state)
+{
+	struct testsvc t;
+	char logpath[] = "/tmp/mxgate-test-session-log-XXXXXX";
+	char *err = NULL, line[512];
+	int fd = mkstemp(logpath), warnings = 0;
+	FILE *fp;
+
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(log_open("mxgate", logpath, "mx.example.test", &err), 0);
+	assert_int_equal(testsvc_init(&t, "smtpd_client_connection_count_limit = 1\n"
+				      "mxgate_anvil_timeout = 3s\n", "test-delay:never"), 0);
+	testsvc_connect(&t, "198.51.100.7");
+	fakeloop_sleep(t.fl, 2999);
+	expect_out(&t, "");
+	fakeloop_sleep(t.fl, 1);
+	expect_out(&t, "220 mx.example.test ESMTP mxgate\r\n");
+	testsvc_free(&t);
+	log_close();
+	fp = fopen(logpath, "r");
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp) != NULL)
+		if (strstr(line, "warning: anvil: no answer to a connect request within 3s; "
+			   "applying no limit") != NULL)
+			warnings++;
+	fclose(fp);
+	unlink(logpath);
+	assert_int_equal(warnings, 1);
+}
+
+/*
+ * The bookkeeping runs once per command on both paths: with soft 2 and hard
+ * 3, three refused MAILs are answered at once, the third one 1 s late (the
+ * tarpit), and then the 421 comes, the same with a late anvil.
+ */
+static void
+run_errors(const char *anvil, long delay_ms)
+{
+	struct testsvc t;
+	long long t0;
+	char *got;
+
+	assert_int_equal(testsvc_init(&t, "smtpd_client_message_rate_limit = 1\n"
+				      "smtpd_soft_error_limit = 2\nsmtpd_hard_error_limit = 4\n",
+				      anvil), 0);
+	testsvc_connect(&t, "198.51.100.7");
+	testsvc_settle(&t, 5);
+	free(take(&t));
+	memio_feeds(&t.io, "EHLO c\r\n");
+	testsvc_settle(&t, 5);
+	free(take(&t));
+	memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\nRSET\r\n");
+	testsvc_settle(&t, 5);
+	expect_out(&t, "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n");
+	/* error 1, error 2: at once (after anvil's answer) */
+	for (int i = 0; i < 2; i++) {
+		t0 = fakeloop_now_ms(t.fl);
+		memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\n");
+		testsvc_settle(&t, 5);
+		expect_out(&t, "450 4.7.1 Error: too much mail from 198.51.100.7\r\n");
+		assert_int_equal(fakeloop_now_ms(t.fl) - t0, delay_ms);
+	}
+	/* error 3 and 4: error_count >= soft, so each reply waits 1 s */
+	for (int i = 0; i < 2; i++) {
+		memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\n");
+		fakeloop_sleep(t.fl, delay_ms + 999);
+		expect_out(&t, "");
+		fakeloop_sleep(t.fl, 1);
+		got = take(&t);
+		assert_string_equal(got, "450 4.7.1 Error: too much mail from 198.51.100.7\r\n");
+		free(got);
+	}
+	/* the hard limit: the 421 comes unasked, one more second later */
+	t0 = fakeloop_now_ms(t.fl);
+	testsvc_settle(&t, 5);
+	expect_out(&t, "421 4.7.0 mx.example.test Error: too many errors\r\n");
+	assert_int_equal(fakeloop_now_ms(t.fl) - t0, 1000);
+	assert_true(t.io.closed);
+	testsvc_free(&t);
+}
+
+static void
+test_bookkeeping_once(void **state)
+{
+	run_errors("memory", 0);
+	run_errors("test-delay:0", 0);
+	run_errors("test-delay:300", 300);
+}
+
+/* Freed while its recipient lookup's answer is still queued: dropped safely. */
+static void
+test_free_with_lookup_in_flight(void **state)
+{
+	struct testsvc t;
+
+	assert_int_equal(testsvc_init(&t, "", "memory"), 0);
+	testsvc_connect(&t, "198.51.100.7");
+	testsvc_settle(&t, 0);
+	memio_feeds(&t.io, "EHLO c\r\n");
+	testsvc_settle(&t, 0);
+	memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\n");
+	testsvc_settle(&t, 0);
+	free(take(&t));
+	memio_feeds(&t.io, "RCPT TO:<alice@virt.test>\r\n");
+	/* the inline pool has looked it up; the answer is posted, not run */
+	expect_out(&t, "");
+	testsvc_disconnect(&t);
+	testsvc_settle(&t, 0);		/* runs the posted answer: dropped */
+	testsvc_free(&t);
+}
+
+/* Freed while its message is being stored: the store finishes, no reply. */
+static void
+test_free_with_delivery_in_flight(void **state)
+{
+	struct testsvc t;
+
+	assert_int_equal(testsvc_init(&t, "", "memory"), 0);
+	testsvc_connect(&t, "198.51.100.7");
+	memio_feeds(&t.io, "EHLO c\r\n");
+	testsvc_settle(&t, 0);
+	memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\n");
+	testsvc_settle(&t, 0);
+	memio_feeds(&t.io, "RCPT TO:<alice@virt.test>\r\n");
+	testsvc_settle(&t, 0);
+	memio_feeds(&t.io, "DATA\r\n");
+	testsvc_settle(&t, 0);
+	free(take(&t));
+	memio_feeds(&t.io, "x\r\n.\r\n");
+	fakeloop_run(t.fl);	/* the commit answers; the delivery's answer is posted */
+	testsvc_disconnect(&t);
+	testsvc_settle(&t, 0);
+	assert_int_equal(t.nmsgs, 1);	/* stored: a duplicate is better than a loss */
+	testsvc_free(&t);
+}
+
+/* The store fails: 451, no message, the session goes on. */
+static void
+test_store_failure(void **state)
+{
+	struct testsvc t;
+
+	assert_int_equal(testsvc_init(&t, "", "memory"), 0);
+	t.fail_store = 1;
+	testsvc_connect(&t, "198.51.100.7");
+	memio_feeds(&t.io, "EHLO c\r\n");
+	testsvc_settle(&t, 0);
+	memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\n");
+	testsvc_settle(&t, 0);
+	memio_feeds(&t.io, "RCPT TO:<alice@virt.test>\r\n");
+	testsvc_settle(&t, 0);
+	memio_feeds(&t.io, "DATA\r\n");
+	testsvc_settle(&t, 0);
+	free(take(&t));
+	memio_feeds(&t.io, "x\r\n.\r\nNOOP\r\n");
+	testsvc_settle(&t, 0);
+	expect_out(&t, "451 4.3.0 Error: queue file write error\r\n250 2.0.0 Ok\r\n");
+	assert_int_equal(t.nmsgs, 0);
+	testsvc_free(&t);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_transaction),
+		cmocka_unit_test(test_late_anvil_enforced),
+		cmocka_unit_test(test_never_answered_fails_open),
+		cmocka_unit_test(test_bookkeeping_once),
+		cmocka_unit_test(test_free_with_lookup_in_flight),
+		cmocka_unit_test(test_free_with_delivery_in_flight),
+		cmocka_unit_test(test_store_failure),
+	};
+
+	return cmocka_run_group_tests_name("session", tests, NULL, NULL);
+}
