@@ -4,7 +4,7 @@
                        build of its own) and refuse a binary whose .flags show -fsanitize
     start_mxgate()     tests/system/harness.Server: scratch config dir, started as root (it
                        drops to the mxgate user), virtual mailboxes owned by that user
-    PostfixRef         Postfix 3.7 from a scratch dir via /work/shared/tools/postfix-ref
+    PostfixRef         Postfix 3.7 from a scratch dir via scripts/postfix-ref
     proc_* / tree_*    RSS (VmRSS) and Pss (smaps_rollup) of a process or a process tree
     Load               one selectors loop that drives many non-blocking SMTP clients; what a
                        client sends next is decided by a per-benchmark on_reply() function
@@ -31,8 +31,7 @@ REPO = os.path.dirname(BENCH)
 sys.path.insert(0, os.path.join(REPO, "tests", "system"))
 import harness  # noqa: E402  (tests/system/harness.py)
 
-POSTFIX_REF = os.environ.get("POSTFIX_REF") or os.path.join(
-    os.path.dirname(REPO), "shared", "tools", "postfix-ref")
+POSTFIX_REF = os.environ.get("POSTFIX_REF") or os.path.join(REPO, "scripts", "postfix-ref")
 DEFAULT_BUILD = os.path.join(BENCH, "build")
 
 
@@ -288,11 +287,11 @@ class PostfixRef:
     def _stop_leftover(self):
         """A previous run that was killed may have left this instance running."""
         if os.path.isdir(self.dir) and self._pidfile_pid():
-            subprocess.run(["bash", POSTFIX_REF, "stop", self.dir], timeout=60,
+            subprocess.run(["sh", POSTFIX_REF, "stop", self.dir], timeout=60,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def start(self, timeout=30):
-        r = subprocess.run(["bash", POSTFIX_REF, "start", self.dir], stdout=subprocess.PIPE,
+        r = subprocess.run(["sh", POSTFIX_REF, "start", self.dir], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=60)
         self.started = True
         if r.returncode != 0:
@@ -317,7 +316,7 @@ class PostfixRef:
         self.started = False
         if self.master_pid:
             self.pids_seen.update(proc_tree(self.master_pid))
-        subprocess.run(["bash", POSTFIX_REF, "stop", self.dir], timeout=60,
+        subprocess.run(["sh", POSTFIX_REF, "stop", self.dir], timeout=60,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Postfix's master SIGTERMs its children; wait for them, then SIGKILL stragglers
         # (only processes of this instance's tree, by pid).
