@@ -108,6 +108,7 @@ bench:
 	$(MAKE) BUILD=bench/build SANITIZE= bench/build/mxgate
 	python3 bench/tarpit.py --build bench/build
 	python3 bench/idle.py --build bench/build
+	python3 bench/throughput.py --build bench/build
 
 clean:
 	rm -rf $(BUILD)

@@ -4,8 +4,9 @@
                        build of its own) and refuse a binary whose .flags show -fsanitize
     start_mxgate()     tests/system/harness.Server: scratch config dir, started as root (it
                        drops to the mxgate user), virtual mailboxes owned by that user
-    PostfixRef         Postfix 3.7 from a scratch dir via /work/shared/tools/postfix-ref
-    proc_* / tree_*    RSS (VmRSS) and Pss (smaps_rollup) of a process or a process tree
+    PostfixRef         Postfix 3.7 from a scratch dir via scripts/postfix-ref
+    proc_* / tree_*    RSS (VmRSS) and Pss (smaps_rollup) of a process or a process tree, and
+                       the CPU time of a process tree
     Load               one selectors loop that drives many non-blocking SMTP clients; what a
                        client sends next is decided by a per-benchmark on_reply() function
     Budget             the whole run is time-bounded (SIGALRM), cleanup runs on any exit
@@ -31,8 +32,7 @@ REPO = os.path.dirname(BENCH)
 sys.path.insert(0, os.path.join(REPO, "tests", "system"))
 import harness  # noqa: E402  (tests/system/harness.py)
 
-POSTFIX_REF = os.environ.get("POSTFIX_REF") or os.path.join(
-    os.path.dirname(REPO), "shared", "tools", "postfix-ref")
+POSTFIX_REF = os.environ.get("POSTFIX_REF") or os.path.join(REPO, "scripts", "postfix-ref")
 DEFAULT_BUILD = os.path.join(BENCH, "build")
 
 
@@ -94,6 +94,30 @@ def _first(path, pattern):
     return "?"
 
 
+def filesystem(path):
+    """"type (device)" of the mount that holds path, from /proc/mounts."""
+    path = os.path.realpath(path)
+    best = ("", "?", "?")
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                dev, mnt, typ = line.split()[:3]
+                mnt = mnt.replace("\\040", " ")
+                if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[0]):
+                    best = (mnt, typ, dev)
+    except OSError:
+        pass
+    return "%s (%s on %s)" % (best[1], best[2], best[0] or "?")
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
 def print_environment(binary):
     try:
         pf = subprocess.run(["postconf", "-dh", "mail_version"], stdout=subprocess.PIPE,
@@ -116,6 +140,9 @@ def print_environment(binary):
     print("  mxgate       %s" % binary)
     print("  build flags  %s" % flags)
     print("  nofile       %d" % resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    print("  /tmp         %s (scratch dirs, Maildirs and Postfix's queue)" % filesystem("/tmp"))
+    print("  loadavg      %s (at start; other work on the machine skews the figures)" % loadavg())
+    print("  date         %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z"))
     sys.stdout.flush()
 
 
@@ -226,6 +253,23 @@ def tree_memory(root):
     return per, tot_rss, tot_pss
 
 
+def tree_cpu_seconds(root):
+    """User + system CPU seconds of a process tree: each live member's own time plus the time
+    of the children it has reaped (cutime/cstime), so processes that exited in between (a
+    Postfix smtpd past max_use) still count.  Only differences of two calls mean anything."""
+    tick = float(os.sysconf("SC_CLK_TCK"))
+    total = 0
+    for pid in proc_tree(root):
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        total += sum(int(x) for x in fields[11:15])   # utime stime cutime cstime
+    return total / tick
+
+
 def fmt_kib(k):
     if k >= 1024 * 1024:
         return "%.1f GiB" % (k / 1048576.0)
@@ -288,11 +332,11 @@ class PostfixRef:
     def _stop_leftover(self):
         """A previous run that was killed may have left this instance running."""
         if os.path.isdir(self.dir) and self._pidfile_pid():
-            subprocess.run(["bash", POSTFIX_REF, "stop", self.dir], timeout=60,
+            subprocess.run(["sh", POSTFIX_REF, "stop", self.dir], timeout=60,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def start(self, timeout=30):
-        r = subprocess.run(["bash", POSTFIX_REF, "start", self.dir], stdout=subprocess.PIPE,
+        r = subprocess.run(["sh", POSTFIX_REF, "start", self.dir], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, timeout=60)
         self.started = True
         if r.returncode != 0:
@@ -317,7 +361,7 @@ class PostfixRef:
         self.started = False
         if self.master_pid:
             self.pids_seen.update(proc_tree(self.master_pid))
-        subprocess.run(["bash", POSTFIX_REF, "stop", self.dir], timeout=60,
+        subprocess.run(["sh", POSTFIX_REF, "stop", self.dir], timeout=60,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Postfix's master SIGTERMs its children; wait for them, then SIGKILL stragglers
         # (only processes of this instance's tree, by pid).
@@ -619,12 +663,12 @@ class ChildLoad:
         os.close(self.st)
 
 
-def prepare(build, nofile):
-    """What both benchmarks do first: check for root, start the time budget, raise the
+def prepare(build, nofile, seconds=295):
+    """What every benchmark does first: check for root, start the time budget, raise the
     descriptor limit, build mxgate and print the environment.  Returns (budget, binary)."""
     if os.geteuid() != 0:
         raise SystemExit("run as root (mxgate drops privileges; Postfix needs root)")
-    budget = Budget(295)
+    budget = Budget(seconds)
     raise_nofile(nofile)
     binary = build_mxgate(build)
     print_environment(binary)

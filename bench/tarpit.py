@@ -18,7 +18,7 @@ So every client always has one delayed reply outstanding and stays well below th
 
     python3 bench/tarpit.py [--build DIR] [--clients N] [--skip-postfix]
 
-Needs root (mxgate drops to the mxgate user; Postfix via /work/shared/tools/postfix-ref).
+Needs root (mxgate drops to the mxgate user; Postfix via scripts/postfix-ref).
 The whole run is bounded to 295 s and stops both servers on any exit.
 """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """compat: play the same SMTP sessions against the real Postfix 3.7 and mxgate.
 
-    compat.py --record [--build DIR]   start Postfix with ../shared/tools/postfix-ref (root),
+    compat.py --record [--build DIR]   start Postfix with scripts/postfix-ref (root),
                                        play every session, write expected/<session>.txt
                                        (replies, close, deliveries) and expected/<session>.log
                                        (smtpd's log lines, for reference)
@@ -33,7 +33,7 @@ import harness  # noqa: E402
 
 SESSIONS = os.path.join(HERE, "sessions")
 EXPECTED = os.path.join(HERE, "expected")
-POSTFIX_REF = os.path.join(os.path.dirname(REPO), "shared", "tools", "postfix-ref")
+POSTFIX_REF = os.path.join(REPO, "scripts", "postfix-ref")
 RECORD_DIR = "/tmp/mxgate-compat-ref"   # fixed: postfix-ref lists it in /etc/postfix/main.cf
 RECORD_VUSER = "nobody"                 # owner of Postfix's virtual mailboxes while recording
 VIRTUAL_USERS = ("alice", "bob")
@@ -267,11 +267,11 @@ def smtpd_log(lines):
 def record(names):
     if os.geteuid() != 0:
         raise SystemExit("compat --record needs root (postfix-ref starts Postfix)")
-    if not os.access(POSTFIX_REF, os.X_OK) and not os.path.isfile(POSTFIX_REF):
+    if not os.path.isfile(POSTFIX_REF):
         raise SystemExit("missing %s" % POSTFIX_REF)
     d = RECORD_DIR
     if os.path.isdir(d):
-        subprocess.call(["bash", POSTFIX_REF, "stop", d])
+        subprocess.call(["sh", POSTFIX_REF, "stop", d])
         shutil.rmtree(d)
     os.makedirs(d)
     os.chmod(d, 0o755)
@@ -289,7 +289,7 @@ def record(names):
         f.write(harness.format_main_cf(params))
     with open(os.path.join(d, "master.cf"), "w") as f:
         f.write("127.0.0.1:%d inet n - n - - smtpd\n" % port)
-    rc = subprocess.call(["bash", POSTFIX_REF, "start", d])
+    rc = subprocess.call(["sh", POSTFIX_REF, "start", d])
     if rc != 0:
         raise SystemExit("postfix-ref start failed (%d); see %s/maillog" % (rc, d))
     maillog = os.path.join(d, "maillog")
@@ -327,7 +327,7 @@ def record(names):
                 f.write("\n".join(smtpd_log(log)) + "\n")
             print("recorded %s (%d lines)" % (name, len(transcript)))
     finally:
-        subprocess.call(["bash", POSTFIX_REF, "stop", d])
+        subprocess.call(["sh", POSTFIX_REF, "stop", d])
     return 0
 
 
