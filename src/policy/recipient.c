@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conf/conf.h"
 #include "log/log.h"
 #include "policy/maps.h"
 #include "util/buf.h"
@@ -160,6 +161,30 @@ static int check_code(const char *param, int code, char **err_r)
 		return -1;
 	}
 	return 0;
+}
+
+struct recipient_conf *recipient_conf_from_view(const struct conf_view *cf)
+{
+	struct recipient_conf *rc = xcalloc(1, sizeof(*rc));
+
+#define RC_LIST(field, param) rc->field = conf_list(cf, param, &rc->n_##field)
+	RC_LIST(mydestination, P_mydestination);
+	RC_LIST(local_recipient_maps, P_local_recipient_maps);
+	RC_LIST(virtual_mailbox_domains, P_virtual_mailbox_domains);
+	RC_LIST(virtual_mailbox_maps, P_virtual_mailbox_maps);
+	RC_LIST(virtual_uid_maps, P_virtual_uid_maps);
+	RC_LIST(virtual_gid_maps, P_virtual_gid_maps);
+	RC_LIST(relay_restrictions, P_smtpd_relay_restrictions);
+	RC_LIST(recipient_restrictions, P_smtpd_recipient_restrictions);
+#undef RC_LIST
+	rc->virtual_mailbox_base = conf_str(cf, P_virtual_mailbox_base);
+	rc->myorigin = conf_str(cf, P_myorigin);
+	rc->virtual_minimum_uid = conf_int(cf, P_virtual_minimum_uid);
+	rc->reject_unlisted_recipient = conf_bool(cf, P_smtpd_reject_unlisted_recipient);
+	rc->unknown_local_code = (int)conf_int(cf, P_unknown_local_recipient_reject_code);
+	rc->unknown_virtual_code = (int)conf_int(cf, P_unknown_virtual_mailbox_reject_code);
+	rc->relay_reject_code = (int)conf_int(cf, P_relay_domains_reject_code);
+	return rc;
 }
 
 /* First of defer_unauth_destination / reject_unauth_destination wins. */

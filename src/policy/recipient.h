@@ -81,6 +81,17 @@ struct recipient_conf {
 	int relay_reject_code;			/* relay_domains_reject_code: 554 */
 };
 
+struct conf_view;
+
+/*
+ * The recipient_conf of one configuration view (conf.h): the parameters of
+ * the same names (relay_restrictions and recipient_restrictions are
+ * smtpd_relay_restrictions and smtpd_recipient_restrictions).  The strings
+ * and lists belong to the view, which must outlive the result; free the
+ * result with free().
+ */
+struct recipient_conf *recipient_conf_from_view(const struct conf_view *cf);
+
 struct recipient_policy;
 
 /*
