@@ -179,6 +179,7 @@ struct recipient_conf *recipient_conf_from_view(const struct conf_view *cf)
 #undef RC_LIST
 	rc->virtual_mailbox_base = conf_str(cf, P_virtual_mailbox_base);
 	rc->myorigin = conf_str(cf, P_myorigin);
+	rc->recipient_delimiter = conf_str(cf, P_recipient_delimiter);
 	rc->virtual_minimum_uid = conf_int(cf, P_virtual_minimum_uid);
 	rc->reject_unlisted_recipient = conf_bool(cf, P_smtpd_reject_unlisted_recipient);
 	rc->unknown_local_code = (int)conf_int(cf, P_unknown_local_recipient_reject_code);
@@ -331,9 +332,19 @@ static size_t base_len(const struct recipient_policy *p, const char *lp)
 }
 
 /*
- * Keys: user+ext@domain, user@domain, [user+ext, user when local], @domain.
+ * Keys: user+ext@domain, user@domain, [user+ext, user when local], @domain
+ * (recipient.h).  local: domain is in mydestination or is myorigin, as
+ * Postfix's MA_FIND_LOCALPART_IF_LOCAL; a virtual domain that is also myorigin
+ * gets the bare keys too (observed with Postfix 3.7: "carol" in
+ * virtual_mailbox_maps matched carol@virt.test with myorigin = virt.test).
  * domain NULL (bare local part, no myorigin) leaves out the keys with '@'.
  */
+/* domain (normalised) is myorigin. */
+static bool is_myorigin(const struct recipient_policy *p, const char *domain)
+{
+	return domain != NULL && p->myorigin != NULL && strcmp(domain, p->myorigin) == 0;
+}
+
 static enum lookup addr_find(const struct recipient_policy *p, const struct maplist *l,
 			     const char *lp, const char *domain, bool local, char **value_r,
 			     const struct map **found_in_r)
@@ -521,7 +532,7 @@ static enum lookup id_find(const struct recipient_policy *p, const struct maplis
 			   bool *bad_r)
 {
 	char *value = NULL, *end;
-	enum lookup lk = addr_find(p, l, lp, domain, false, &value, NULL);
+	enum lookup lk = addr_find(p, l, lp, domain, is_myorigin(p, domain), &value, NULL);
 
 	*bad_r = false;
 	if (lk == LK_FOUND) {
@@ -548,7 +559,7 @@ static void resolve_virtual(const struct recipient_policy *p, const char *addr, 
 	bool bad;
 	size_t vlen;
 
-	lk = addr_find(p, p->virtual_maps, lp, domain, false, &value, NULL);
+	lk = addr_find(p, p->virtual_maps, lp, domain, is_myorigin(p, domain), &value, NULL);
 	if (lk == LK_FAIL) {
 		result_tempfail_lookup(r, addr);
 		return;

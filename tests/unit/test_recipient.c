@@ -685,6 +685,46 @@ static void test_create_errors(void **state)
 	}
 }
 
+/*
+ * With myorigin = the virtual domain, Postfix's mail_addr_find() also tries
+ * the bare local part (with and then without the extension) before @domain:
+ * observed with Postfix 3.7.11, where "carol carol/" in virtual_mailbox_maps
+ * accepted carol@virt.test and carol+x@virt.test and delivered both into
+ * carol/.  With another myorigin the bare key is not tried.
+ */
+static void test_virtual_bare_key_at_myorigin(void **state)
+{
+	static char *vmaps[1];
+	struct recipient_conf rc = base_conf();
+	struct recipient_policy *p;
+	struct rcpt_result r;
+	char *want;
+
+	write_file("vbare", "carol  virt.test/carol/\n@virt.test  virt.test/catchall/\n");
+	vmaps[0] = xasprintf("texthash:%s/vbare", tmpdir);
+	rc.virtual_mailbox_maps = vmaps;
+	rc.myorigin = "Virt.Test";
+	p = make_policy(&rc);
+	want = xasprintf("%s/virt.test/carol/", vbase);
+	recipient_resolve(p, "carol+x@virt.test", &r);
+	assert_int_equal(r.verdict, RCPT_OK_VIRTUAL);
+	assert_string_equal(r.maildir, want);
+	rcpt_result_free(&r);
+	recipient_policy_free(&p);
+	free(want);
+
+	rc.myorigin = "local.test";
+	p = make_policy(&rc);
+	want = xasprintf("%s/virt.test/catchall/", vbase);
+	recipient_resolve(p, "carol+x@virt.test", &r);
+	assert_int_equal(r.verdict, RCPT_OK_VIRTUAL);
+	assert_string_equal(r.maildir, want);	/* @virt.test, not "carol" */
+	rcpt_result_free(&r);
+	recipient_policy_free(&p);
+	free(want);
+	free(vmaps[0]);
+}
+
 static void test_changed(void **state)
 {
 	struct recipient_conf rc = base_conf();
@@ -742,6 +782,7 @@ int main(void)
 		cmocka_unit_test(test_base),
 		cmocka_unit_test(test_minimum_uid),
 		cmocka_unit_test(test_create_errors),
+		cmocka_unit_test(test_virtual_bare_key_at_myorigin),
 		cmocka_unit_test(test_changed),
 		cmocka_unit_test(test_threads),
 	};
