@@ -705,9 +705,9 @@ conf_add_service(struct conf *c, const struct conf_master_ent *ent, long dpl,
 	s->view_stress = conf_view_build(opts, &c->raw.over, &c->raw.main, "yes", rep);
 }
 
-struct conf *
-conf_load(const char *dir, char *const *overrides, size_t noverrides,
-	  struct conf_report *rep)
+static struct conf *
+conf_load_keep(const char *dir, char *const *overrides, size_t noverrides,
+	       struct conf_report *rep, int keep)
 {
 	struct conf *c = xcalloc(1, sizeof(*c));
 	long	dpl;
@@ -728,9 +728,23 @@ conf_load(const char *dir, char *const *overrides, size_t noverrides,
 					"nothing to listen on");
 	}
 	conf_report_sort(rep);
-	if (rep->errors > 0)
+	if (rep->errors > 0 && !keep)
 		conf_free(&c);
 	return c;
+}
+
+struct conf *
+conf_load(const char *dir, char *const *overrides, size_t noverrides,
+	  struct conf_report *rep)
+{
+	return conf_load_keep(dir, overrides, noverrides, rep, 0);
+}
+
+struct conf *
+conf_load_anyway(const char *dir, char *const *overrides, size_t noverrides,
+		 struct conf_report *rep)
+{
+	return conf_load_keep(dir, overrides, noverrides, rep, 1);
 }
 
 void
@@ -767,6 +781,75 @@ const struct conf_view *
 conf_global(const struct conf *c)
 {
 	return c->global;
+}
+
+/* ---- origins ---- */
+
+struct conf_refs {
+	char  **names;
+	size_t	n;
+};
+
+static void
+conf_refs_add(void *vrefs, const char *name, size_t len)
+{
+	struct conf_refs *r = vrefs;
+
+	r->names = xrealloc(r->names, (r->n + 1) * sizeof(*r->names));
+	r->names[r->n++] = xstrndup(name, len);
+}
+
+/* The setting, reached from name through $references, whose text holds item. */
+static const struct conf_setting *
+conf_origin_walk(struct conf_ctx *ctx, const char *name, const char *item, int depth)
+{
+	const struct conf_setting *s = conf_ctx_setting(ctx, name), *found = NULL;
+	struct conf_refs refs = {NULL, 0};
+	const char *raw;
+	char   *err = NULL;
+
+	if (depth > 16)		/* reference loops are reported elsewhere */
+		return NULL;
+	if (s != NULL && strstr(s->value, item) != NULL)
+		return s;
+	raw = s ? s->value : conf_ctx_lookup(ctx, name, &err);
+	free(err);
+	if (raw == NULL)
+		return NULL;
+	conf_exp_refs(raw, conf_refs_add, &refs);
+	for (size_t i = 0; i < refs.n; i++) {
+		if (found == NULL)
+			found = conf_origin_walk(ctx, refs.names[i], item, depth + 1);
+		free(refs.names[i]);
+	}
+	free(refs.names);
+	return found;
+}
+
+int
+conf_origin(const struct conf *c, const struct conf_service *cs, const char *name,
+	    const char *item, struct conf_origin *o_r)
+{
+	const struct conf_settings *opts = NULL;
+	const struct conf_setting *s = NULL;
+	struct conf_ctx ctx;
+
+	/* A service's -o options are those of the master.cf entry on its line. */
+	for (size_t i = 0; cs != NULL && cs->line > 0 && i < c->raw.nents; i++)
+		if (c->raw.ents[i].line == cs->line)
+			opts = &c->raw.ents[i].opts;
+	conf_ctx_init(&ctx, opts, &c->raw.over, &c->raw.main, NULL);
+	if (item != NULL)
+		s = conf_origin_walk(&ctx, name, item, 0);
+	if (s == NULL)
+		s = conf_ctx_setting(&ctx, name);
+	conf_ctx_free(&ctx);
+	if (s == NULL)
+		return 0;
+	o_r->file = s->file;
+	o_r->line = s->line;
+	o_r->name = s->name;
+	return 1;
 }
 
 /* ---- accessors ---- */

@@ -109,10 +109,29 @@ struct recipient_conf *recipient_conf_from_view(const struct conf_view *cf);
 struct recipient_policy;
 
 /*
- * Open every table.  Returns NULL with *err_r set (caller frees) when a table
- * cannot be opened or has an unsupported type, or a domain list holds a form
- * mxgate does not support ("/file", "!domain"); the message starts with the
- * parameter's name: 'virtual_mailbox_maps: unsupported map type "hash" in ...'.
+ * One thing that keeps a policy from being created: param is the parameter's
+ * name, item the list item at fault (a table spec such as
+ * "hash:/etc/aliases", or a domain list entry such as "/etc/destinations";
+ * NULL for a reply code), why the reason, which names the item.  The
+ * strings are valid during the call only.
+ */
+typedef void recipient_problem_fn(void *ctx, const char *param, const char *item,
+				  const char *why);
+
+/*
+ * Open every table of every parameter.  Does not stop at the first problem:
+ * report(ctx, ...) is called for each table that cannot be opened or has an
+ * unsupported type, each domain list entry of a form mxgate does not support
+ * ("/file", "!domain") and each bad reply code, in parameter order.  Returns
+ * NULL when there was any (nothing stays open).
+ */
+struct recipient_policy *recipient_policy_create_report(const struct recipient_conf *rc,
+						       recipient_problem_fn *report, void *ctx);
+
+/*
+ * The same, with the first problem in *err_r (caller frees) as
+ * "<param>: <why>", e.g. 'virtual_mailbox_maps: unsupported map type "hash"
+ * in "hash:/etc/postfix/vmailbox": ...'.
  */
 struct recipient_policy *recipient_policy_create(const struct recipient_conf *rc, char **err_r);
 void recipient_policy_free(struct recipient_policy **pp);

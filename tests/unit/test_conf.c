@@ -884,6 +884,65 @@ test_master_errors(void **state)
 	conf_report_free(&rep);
 }
 
+/* conf_origin: the line that wrote a value, through $references. */
+static void
+test_origin(void **state)
+{
+	struct conf_report rep;
+	char   *dir, *main_path, *master_path;
+	char   *over[] = {(char *) "virtual_gid_maps = static:7"};
+	struct conf *c = test_load("myhostname = mx.example.test\n"
+				   "alias_maps = hash:/etc/aliases\n"
+				   "maps_dir = /etc/mxgate\n"
+				   "virtual_mailbox_maps = texthash:$maps_dir/vmailbox\n"
+				   "virtual_uid_maps = static:5000\n"
+				   "virtual_mailbox_base = /var/vmail\n",
+				   "smtp inet n - n - - smtpd\n"
+				   "2525 inet n - n - - smtpd -o virtual_uid_maps=cdb:/x/uids\n",
+				   over, 1, &rep, &dir);
+	const struct conf_service *smtp, *sub;
+	struct conf_origin o;
+
+	if (c == NULL)
+		test_dump(&rep);
+	assert_non_null(c);
+	main_path = xasprintf("%s/main.cf", dir);
+	master_path = xasprintf("%s/master.cf", dir);
+	smtp = conf_service_at(c, 0);
+	sub = conf_service_at(c, 1);
+	/* the default "proxy:unix:passwd.byname $alias_maps" leads to alias_maps */
+	assert_int_equal(conf_origin(c, smtp, "local_recipient_maps", "hash:/etc/aliases", &o), 1);
+	assert_string_equal(o.file, main_path);
+	assert_int_equal(o.line, 2);
+	assert_string_equal(o.name, "alias_maps");
+	/* the built-in part of the default has no line */
+	assert_int_equal(conf_origin(c, smtp, "local_recipient_maps", "proxy:unix:passwd.byname",
+				     &o), 0);
+	/* pieced together by expansion: the parameter's own line */
+	assert_int_equal(conf_origin(c, smtp, "virtual_mailbox_maps",
+				     "texthash:/etc/mxgate/vmailbox", &o), 1);
+	assert_int_equal(o.line, 4);
+	assert_string_equal(o.name, "virtual_mailbox_maps");
+	/* a service's -o, and main.cf for the others */
+	assert_int_equal(conf_origin(c, sub, "virtual_uid_maps", "cdb:/x/uids", &o), 1);
+	assert_string_equal(o.file, master_path);
+	assert_int_equal(o.line, 2);
+	assert_int_equal(conf_origin(c, smtp, "virtual_uid_maps", "static:5000", &o), 1);
+	assert_string_equal(o.file, main_path);
+	assert_int_equal(o.line, 5);
+	assert_int_equal(conf_origin(c, NULL, "virtual_uid_maps", NULL, &o), 1);
+	assert_int_equal(o.line, 5);
+	/* the command line */
+	assert_int_equal(conf_origin(c, smtp, "virtual_gid_maps", "static:7", &o), 1);
+	assert_null(o.file);
+	assert_int_equal(o.line, 0);
+	conf_free(&c);
+	conf_report_free(&rep);
+	free(main_path);
+	free(master_path);
+	test_rmdir(dir);
+}
+
 static const struct {
 	const char *in;
 	const char *host;
@@ -1228,6 +1287,7 @@ main(void)
 		cmocka_unit_test(test_overrides),
 		cmocka_unit_test(test_master),
 		cmocka_unit_test(test_master_errors),
+		cmocka_unit_test(test_origin),
 		cmocka_unit_test(test_endpoint),
 		cmocka_unit_test(test_golden_defaults),
 		cmocka_unit_test(test_cmd_conf),
