@@ -5,16 +5,24 @@ CC       ?= cc
 SANITIZE ?=
 BUILD    ?= build
 PKGS     := libevent libevent_pthreads
+PKG_CONFIG ?= pkg-config
+# What installs the Debian packages (and the mxgate user) for `make run` / `make test`.
+DEPS     ?= sh scripts/deps.sh
 
+# pkg-config runs when this file is read.  On a machine without libevent that is before `deps`
+# has installed it, so `run`, `test` and `compat` install first and then build in a sub-make,
+# which reads this file again and finds the packages (a single `make run` works on a fresh
+# Debian 12; tests/system/test_makefile.py checks it).
 CFLAGS_BASE := -std=gnu11 -O2 -g -Wall -Wextra -Werror -Wno-unused-parameter \
                -Wshadow -Wstrict-prototypes -Wmissing-prototypes -D_GNU_SOURCE -pthread \
-               -Isrc $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+               -Isrc $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 ifneq ($(SANITIZE),)
 CFLAGS_BASE += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS_SAN := -fsanitize=$(SANITIZE)
 endif
 CFLAGS  += $(CFLAGS_BASE)
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcdb -pthread
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+LDLIBS  := $(PKG_LIBS) -lcdb -pthread
 LDFLAGS += $(LDFLAGS_SAN)
 
 # Every .c under src/ except main.c goes into a static library that the daemon,
@@ -59,6 +67,7 @@ $(BUILD)/libmxgate.a: $(LIB_OBJ)
 	rm -f $@; ar rcs $@ $^
 
 $(BUILD)/mxgate: $(BUILD)/obj/main.o $(BUILD)/libmxgate.a
+	@test -n "$(PKG_LIBS)" || { echo "make: $(PKG_CONFIG) finds no $(PKGS): run 'make deps' (or 'make run') first" >&2; exit 1; }
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/tests/common/%.o: tests/common/%.c $(FLAGS_STAMP)
@@ -81,22 +90,30 @@ $(BUILD)/shim/%.so: tests/shim/%.c
 	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -shared -fPIC -o $@ $< -ldl
 
 deps:
-	sh scripts/deps.sh
+	$(DEPS)
 
 test-deps:
-	sh scripts/deps.sh --test
+	$(DEPS) --test
 
-run: deps all
-	sh scripts/run-example.sh
+# The build runs in a sub-make, after deps: see pkg-config above.  Variables given on the
+# command line (SANITIZE, BUILD, ...) reach the sub-make through MAKEFLAGS.
+run: deps
+	$(MAKE) all
+	MXGATE=$(BUILD)/mxgate sh scripts/run-example.sh
 
 unit: $(UNIT_BIN)
 system: all $(DELAYD) $(SHIM_SO)
 
-test: test-deps all $(DELAYD) $(UNIT_BIN) $(SHIM_SO)
-	python3 tests/run.py --build $(BUILD)
+# What `make test` runs once everything is built (tests/system/test_makefile.py replaces it).
+RUN_TESTS ?= python3 tests/run.py --build $(BUILD)
+
+test: test-deps
+	$(MAKE) all $(DELAYD) $(UNIT_BIN) $(SHIM_SO)
+	$(RUN_TESTS)
 
 # Re-record the Postfix transcripts (root, Postfix installed), then diff mxgate against them.
-compat: all
+compat: test-deps
+	$(MAKE) all
 	python3 tests/compat/compat.py --record --build $(BUILD)
 	python3 tests/compat/compat.py --build $(BUILD)
 

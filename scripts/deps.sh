@@ -1,13 +1,14 @@
 #!/bin/sh
 # Install what mxgate needs from Debian, and create its unprivileged user.
 # Does nothing, and needs no root, when everything is already there.
-#   scripts/deps.sh          build and run: compiler, libraries, the mxgate user
-#   scripts/deps.sh --test   also what the tests use: swaks, strace, Postfix
-#                            (reference server, smtp-source/smtp-sink), python3
+#   scripts/deps.sh          build and run: compiler, libraries, the mxgate user, and swaks
+#                            (the README's first message to `make run`)
+#   scripts/deps.sh --test   also what the tests use: strace, Postfix (reference server,
+#                            smtp-source/smtp-sink), python3, clang (fuzz targets)
 set -eu
-pkgs="gcc make pkg-config libevent-dev libcdb-dev libcmocka-dev"
+pkgs="gcc make pkg-config libevent-dev libcdb-dev libcmocka-dev swaks"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs python3 swaks strace postfix postfix-cdb tinycdb clang libclang-rt-14-dev"
+	pkgs="$pkgs python3 strace postfix postfix-cdb tinycdb clang libclang-rt-14-dev"
 fi
 missing=""
 for p in $pkgs; do

@@ -1,6 +1,7 @@
 #!/bin/sh
 # `make run`: start mxgate in the foreground on the bundled example configuration,
-# listening on 127.0.0.1:2525 and delivering into ./var/mail.
+# listening on 127.0.0.1:2525 and delivering into ./var/mail.  MXGATE names the binary
+# (default ./build/mxgate; make passes $(BUILD)/mxgate).
 set -eu
 top=$(pwd)
 mkdir -p var/mail
@@ -18,6 +19,6 @@ else
 fi
 echo "mxgate: listening on 127.0.0.1:2525, delivering into $top/var/mail (Ctrl-C stops)"
 echo "try:    swaks --server 127.0.0.1:2525 --to alice@example.test"
-exec ./build/mxgate run -c "$top/etc/example" \
+exec "${MXGATE:-./build/mxgate}" run -c "$top/etc/example" \
 	-o virtual_mailbox_base="$top/var/mail" \
 	-o virtual_uid_maps="static:$uid" -o virtual_gid_maps="static:$gid"

@@ -23,6 +23,7 @@
 #include "log/log.h"
 #include "net/server.h"
 #include "policy/anvil.h"
+#include "policy/recipient.h"
 #include "smtp/service.h"
 #include "util/xalloc.h"
 #include "version.h"
@@ -59,10 +60,74 @@ print_report(const struct conf_report *rep, int errors_only)
 	}
 }
 
+/* What check_services() has printed, so that a problem shared by services is listed once. */
+struct check_seen {
+	const struct conf *c;
+	const struct conf_service *cs;
+	char  **lines;		/* printed, with location */
+	size_t	nlines;
+	char  **texts;		/* this service's table problems as "param: why" */
+	size_t	ntexts;
+	int	errors;
+};
+
+static void
+check_seen_add(char ***v, size_t *n, char *s)
+{
+	*v = xrealloc(*v, (*n + 1) * sizeof(**v));
+	(*v)[(*n)++] = s;
+}
+
+static int
+check_seen_has(char *const *v, size_t n, const char *s)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i], s) == 0)
+			return 1;
+	return 0;
+}
+
 /*
- * `mxgate check`, beyond the parameter values: open every lookup table the
- * way the daemon would, and say which recipients will be deferred until the
- * privileged delivery helper exists.  Returns the number of errors.
+ * A recipient_problem_fn: one table (or list entry) that cannot be used,
+ * printed at the main.cf or master.cf line that wrote it, once.
+ */
+static void
+check_table_problem(void *ctx, const char *param, const char *item, const char *why)
+{
+	struct check_seen *sn = ctx;
+	struct conf_origin o;
+	char *line;
+
+	check_seen_add(&sn->texts, &sn->ntexts, xasprintf("%s: %s", param, why));
+	if (item == NULL)
+		return;		/* a reply code: conf's bounds have said it already */
+	if (!conf_origin(sn->c, sn->cs, param, item, &o)) {
+		/* a built-in default: no line to point at */
+		line = xasprintf("service %s: %s: %s", sn->cs->name, param, why);
+	} else {
+		/* a -o on the command line (no file) prints as it is */
+		char *where = o.file ? xasprintf("%s, line %d: ", o.file, o.line) : xstrdup("");
+
+		if (strcmp(o.name, param) != 0)
+			line = xasprintf("%s%s (via $%s): %s", where, param, o.name, why);
+		else
+			line = xasprintf("%s%s: %s", where, param, why);
+		free(where);
+	}
+	if (check_seen_has(sn->lines, sn->nlines, line)) {
+		free(line);
+		return;
+	}
+	msg_error("%s", line);
+	check_seen_add(&sn->lines, &sn->nlines, line);
+	sn->errors++;
+}
+
+/*
+ * `mxgate check`, beyond the parameter values: open every lookup table of
+ * every service the way the daemon would, naming each one that cannot be
+ * opened (not only the first), and say which recipients will be deferred
+ * until the privileged delivery helper exists.  Returns the number of errors.
  */
 static int
 check_services(const struct conf *c)
@@ -70,12 +135,12 @@ check_services(const struct conf *c)
 	const char *owner = conf_str(conf_global(c), P_mail_owner);
 	struct passwd *pw = getpwnam(owner);
 	uid_t run_uid = geteuid() == 0 ? (pw ? pw->pw_uid : (uid_t)-1) : geteuid();
-	int errors = 0;
+	struct check_seen sn = { c, NULL, NULL, 0, NULL, 0, 0 };
 	size_t i, k, n;
 
 	if (geteuid() == 0 && pw == NULL) {
 		msg_error("mail_owner = %s: no such user (create it with `make deps`)", owner);
-		errors++;
+		sn.errors++;
 	}
 	{
 		const char *spec = conf_str(conf_global(c), P_mxgate_anvil_backend);
@@ -85,23 +150,37 @@ check_services(const struct conf *c)
 		if (a == NULL) {
 			msg_error("mxgate_anvil_backend = %s: %s", spec, err);
 			free(err);
-			errors++;
+			sn.errors++;
 		}
 		anvil_free(&a);
 	}
 	for (i = 0; i < conf_service_count(c); i++) {
 		const struct conf_service *cs = conf_service_at(c, i);
+		struct recipient_conf *rc = recipient_conf_from_view(cs->view);
+		struct recipient_policy *policy;
 		void *normal, *stress;
 		char *err = NULL;
 		char *const *uids;
 
+		sn.cs = cs;
+		policy = recipient_policy_create_report(rc, check_table_problem, &sn);
+		recipient_policy_free(&policy);
+		free(rc);
+		/* The other things a service needs (patterns, address lists), once each. */
 		if (smtp_service_build(cs, &normal, &stress, &err) < 0) {
-			msg_error("service %s: %s", cs->name, err);
+			if (!check_seen_has(sn.texts, sn.ntexts, err)) {
+				msg_error("service %s: %s", cs->name, err);
+				sn.errors++;
+			}
 			free(err);
-			errors++;
-			continue;
+		} else {
+			smtp_service_data_free(normal, stress);
 		}
-		smtp_service_data_free(normal, stress);
+		for (k = 0; k < sn.ntexts; k++)
+			free(sn.texts[k]);
+		sn.ntexts = 0;
+		if (err != NULL)
+			continue;
 		uids = conf_list(cs->view, P_virtual_uid_maps, &n);
 		for (k = 0; k < n; k++)
 			if (strncmp(uids[k], "static:", 7) == 0
@@ -114,7 +193,11 @@ check_services(const struct conf *c)
 			msg_warn("service %s: recipients in mydestination (local users) are deferred "
 				 "with 451 until the privileged delivery helper lands", cs->name);
 	}
-	return errors;
+	for (k = 0; k < sn.nlines; k++)
+		free(sn.lines[k]);
+	free(sn.lines);
+	free(sn.texts);
+	return sn.errors;
 }
 
 /*

@@ -280,7 +280,7 @@ conf_cmd_check_deep(int argc, char **argv, int (*deep)(const struct conf *c))
 		cmd_opts_free(&o);
 		return 1;
 	}
-	c = conf_load(o.dir, o.over, o.nover, &rep);
+	c = conf_load_anyway(o.dir, o.over, o.nover, &rep);
 	for (size_t i = 0; i < rep.count; i++) {
 		char   *line = conf_problem_format(&rep.items[i]);
 

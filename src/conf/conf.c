@@ -582,6 +582,37 @@ bounds:
 #undef BAD
 }
 
+/*
+ * virtual_mailbox_base must be an absolute path, as Postfix's virtual(8)
+ * requires.  Postfix finds out only when it delivers, and then stops: "fatal:
+ * do not specify relative pathname: virtual_mailbox_base = vmail", or, when
+ * it is empty, "fatal: bad string length 0 < 1: virtual_mailbox_base = "
+ * (both observed with 3.7.11).  mxgate refuses to start instead: otherwise
+ * every RCPT to a virtual mailbox would get 451 4.3.5.  An empty base is
+ * fine while there is no virtual mailbox domain.
+ */
+static void
+conf_check_virtual_base(const struct conf_view *v, const struct conf_ctx *ctx,
+			struct conf_report *rep)
+{
+	const char *base = v->str[P_virtual_mailbox_base];
+	const struct conf_setting *origin = conf_ctx_setting(ctx, "virtual_mailbox_base");
+	const char *file = origin ? origin->file : NULL;
+	int	line = origin ? origin->line : 0;
+
+	if (*base == '/')
+		return;
+	if (*base != 0)
+		conf_report_add(rep, 1, CONF_PROB_VALUE, file, line, "virtual_mailbox_base", base,
+				"do not specify relative pathname: virtual_mailbox_base = %s "
+				"(virtual mailboxes need an absolute path)", base);
+	else if (v->nlist[P_virtual_mailbox_domains] > 0)
+		conf_report_add(rep, 1, CONF_PROB_VALUE, file, line, "virtual_mailbox_base", base,
+				"bad string length 0 < 1: virtual_mailbox_base = "
+				"(virtual_mailbox_domains is not empty: virtual mailboxes need an "
+				"absolute path)");
+}
+
 /* Expand and type-check every implemented parameter in one context. */
 static struct conf_view *
 conf_view_build(const struct conf_settings *svc, const struct conf_settings *over,
@@ -617,6 +648,7 @@ conf_view_build(const struct conf_settings *svc, const struct conf_settings *ove
 		v->str[id] = xstrdup(val);
 		conf_check_value(v, id, origin, rep);
 	}
+	conf_check_virtual_base(v, &ctx, rep);
 	conf_ctx_free(&ctx);
 	return v;
 }
@@ -705,9 +737,55 @@ conf_add_service(struct conf *c, const struct conf_master_ent *ent, long dpl,
 	s->view_stress = conf_view_build(opts, &c->raw.over, &c->raw.main, "yes", rep);
 }
 
-struct conf *
-conf_load(const char *dir, char *const *overrides, size_t noverrides,
-	  struct conf_report *rep)
+/*
+ * The master.cf services.  Like Postfix's master (master_conf.c), an entry for
+ * an endpoint that a later entry names again is replaced by it, with
+ * master's warning, here at the later line and naming the earlier one:
+ * "duplicate master.cf entry for service "smtp" (25) -- using the last
+ * entry" (observed with Postfix 3.7.11, which then serves the last entry's
+ * options).  Two sockets on one endpoint would only make the bind fail.
+ */
+static void
+conf_add_master_services(struct conf *c, long dpl, struct conf_report *rep)
+{
+	size_t	n = c->raw.nents;
+	char  **canon = xcalloc(n ? n : 1, sizeof(*canon));
+	int    *replaced = xcalloc(n ? n : 1, sizeof(*replaced));
+
+	for (size_t i = 0; i < n; i++) {
+		char   *host, *port, *err;
+
+		if (conf_parse_endpoint(c->raw.ents[i].name, &host, &port, &err) < 0) {
+			free(err);	/* conf_add_service reports it */
+			continue;
+		}
+		canon[i] = conf_endpoint_name(host, port);
+		free(host);
+		free(port);
+		for (size_t k = i; k-- > 0;) {
+			if (canon[k] == NULL || replaced[k] || strcmp(canon[k], canon[i]) != 0)
+				continue;
+			replaced[k] = 1;
+			conf_report_add(rep, 0, CONF_PROB_OTHER, c->raw.master_path,
+					c->raw.ents[i].line, NULL, c->raw.ents[i].name,
+					"duplicate master.cf entry for service \"%s\" (%s) -- using "
+					"the last entry; the entry at line %d is ignored",
+					c->raw.ents[k].name, canon[i], c->raw.ents[k].line);
+			break;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!replaced[i])
+			conf_add_service(c, &c->raw.ents[i], dpl, rep);
+		free(canon[i]);
+	}
+	free(canon);
+	free(replaced);
+}
+
+static struct conf *
+conf_load_keep(const char *dir, char *const *overrides, size_t noverrides,
+	       struct conf_report *rep, int keep)
 {
 	struct conf *c = xcalloc(1, sizeof(*c));
 	long	dpl;
@@ -720,17 +798,30 @@ conf_load(const char *dir, char *const *overrides, size_t noverrides,
 	if (!c->raw.have_master) {
 		conf_add_service(c, NULL, dpl, rep);
 	} else {
-		for (size_t i = 0; i < c->raw.nents; i++)
-			conf_add_service(c, &c->raw.ents[i], dpl, rep);
+		conf_add_master_services(c, dpl, rep);
 		if (c->raw.nents == 0)
 			conf_report_add(rep, 0, CONF_PROB_OTHER, c->raw.master_path, 0, NULL, NULL,
 					"no \"inet\" service with command \"smtpd\": "
 					"nothing to listen on");
 	}
 	conf_report_sort(rep);
-	if (rep->errors > 0)
+	if (rep->errors > 0 && !keep)
 		conf_free(&c);
 	return c;
+}
+
+struct conf *
+conf_load(const char *dir, char *const *overrides, size_t noverrides,
+	  struct conf_report *rep)
+{
+	return conf_load_keep(dir, overrides, noverrides, rep, 0);
+}
+
+struct conf *
+conf_load_anyway(const char *dir, char *const *overrides, size_t noverrides,
+		 struct conf_report *rep)
+{
+	return conf_load_keep(dir, overrides, noverrides, rep, 1);
 }
 
 void
@@ -767,6 +858,75 @@ const struct conf_view *
 conf_global(const struct conf *c)
 {
 	return c->global;
+}
+
+/* ---- origins ---- */
+
+struct conf_refs {
+	char  **names;
+	size_t	n;
+};
+
+static void
+conf_refs_add(void *vrefs, const char *name, size_t len)
+{
+	struct conf_refs *r = vrefs;
+
+	r->names = xrealloc(r->names, (r->n + 1) * sizeof(*r->names));
+	r->names[r->n++] = xstrndup(name, len);
+}
+
+/* The setting, reached from name through $references, whose text holds item. */
+static const struct conf_setting *
+conf_origin_walk(struct conf_ctx *ctx, const char *name, const char *item, int depth)
+{
+	const struct conf_setting *s = conf_ctx_setting(ctx, name), *found = NULL;
+	struct conf_refs refs = {NULL, 0};
+	const char *raw;
+	char   *err = NULL;
+
+	if (depth > 16)		/* reference loops are reported elsewhere */
+		return NULL;
+	if (s != NULL && strstr(s->value, item) != NULL)
+		return s;
+	raw = s ? s->value : conf_ctx_lookup(ctx, name, &err);
+	free(err);
+	if (raw == NULL)
+		return NULL;
+	conf_exp_refs(raw, conf_refs_add, &refs);
+	for (size_t i = 0; i < refs.n; i++) {
+		if (found == NULL)
+			found = conf_origin_walk(ctx, refs.names[i], item, depth + 1);
+		free(refs.names[i]);
+	}
+	free(refs.names);
+	return found;
+}
+
+int
+conf_origin(const struct conf *c, const struct conf_service *cs, const char *name,
+	    const char *item, struct conf_origin *o_r)
+{
+	const struct conf_settings *opts = NULL;
+	const struct conf_setting *s = NULL;
+	struct conf_ctx ctx;
+
+	/* A service's -o options are those of the master.cf entry on its line. */
+	for (size_t i = 0; cs != NULL && cs->line > 0 && i < c->raw.nents; i++)
+		if (c->raw.ents[i].line == cs->line)
+			opts = &c->raw.ents[i].opts;
+	conf_ctx_init(&ctx, opts, &c->raw.over, &c->raw.main, NULL);
+	if (item != NULL)
+		s = conf_origin_walk(&ctx, name, item, 0);
+	if (s == NULL)
+		s = conf_ctx_setting(&ctx, name);
+	conf_ctx_free(&ctx);
+	if (s == NULL)
+		return 0;
+	o_r->file = s->file;
+	o_r->line = s->line;
+	o_r->name = s->name;
+	return 1;
 }
 
 /* ---- accessors ---- */

@@ -119,6 +119,14 @@ struct conf_service {
  */
 struct conf *conf_load(const char *dir, char *const *overrides, size_t noverrides,
 		       struct conf_report *rep);
+/*
+ * The same, but the configuration is returned even when rep holds errors
+ * (the bad values read as empty or 0), so that `mxgate check` can go on to
+ * open the tables and list every problem in one run.  Never run a daemon on
+ * it.
+ */
+struct conf *conf_load_anyway(const char *dir, char *const *overrides, size_t noverrides,
+			      struct conf_report *rep);
 void conf_free(struct conf **cp);
 
 /* The services found in master.cf (or the built-in "smtp" one). */
@@ -127,6 +135,28 @@ const struct conf_service *conf_service_at(const struct conf *c, size_t i);
 /* The global view: main.cf + -o overrides; stress as configured there
  * (normally empty). */
 const struct conf_view *conf_global(const struct conf *c);
+
+/* Where a setting was written. */
+struct conf_origin {
+	const char *file;	/* main.cf or master.cf path; NULL: the command line (-o) */
+	int	line;		/* 1-based; 0 with file NULL */
+	const char *name;	/* the parameter that this setting sets */
+};
+
+/*
+ * Where the value of parameter name, as service cs sees it (cs NULL: the
+ * global view), was written: cs's master.cf -o option, the command line or
+ * main.cf.  With item (one item of the expanded value, such as a table
+ * spec), the setting whose own text holds item is looked for, following
+ * $name references from name's value: for "local_recipient_maps =
+ * proxy:unix:passwd.byname $alias_maps" and item "hash:/etc/aliases", that
+ * is the alias_maps line (o_r->name "alias_maps").  When no setting holds
+ * item as written (it was pieced together by expansion), name's own setting
+ * is given.  Returns 1 and fills *o_r (its strings belong to c), or 0 when
+ * the value is a built-in default.
+ */
+int conf_origin(const struct conf *c, const struct conf_service *cs, const char *name,
+		const char *item, struct conf_origin *o_r);
 
 /* Typed accessors.  Calling one with a parameter of another type panics. */
 long conf_int(const struct conf_view *v, enum param_id id);	/* INT */
@@ -157,6 +187,8 @@ int conf_cmd_check(int argc, char **argv);
 /*
  * The same, then deep(c) for the checks that need other modules (opening
  * lookup tables); deep logs its own findings and returns how many errors.
+ * deep runs even when the configuration has errors (conf_load_anyway), so
+ * one run lists everything.
  */
 int conf_cmd_check_deep(int argc, char **argv, int (*deep)(const struct conf *c));
 

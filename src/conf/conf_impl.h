@@ -173,6 +173,16 @@ char *conf_mynetworks(const char *style, const char *interfaces, const char *pro
 /* 1 if every address of host (a name or numeric address) is loopback. */
 int conf_host_is_loopback(const char *host);
 
+/*
+ * Postfix master's internal name for an inet endpoint (master_ent.c), which
+ * is what makes two master.cf entries the same service: the numeric port
+ * when host is NULL (all interfaces: "smtp" and "25" are both "25"), else
+ * "[address]:port" with host's first address ("127.0.0.1:2525" and
+ * "localhost:2525" are both "[127.0.0.1]:2525"), or host as written,
+ * lowercased, when it does not resolve.  port is numeric.  Caller frees.
+ */
+char *conf_endpoint_name(const char *host, const char *port);
+
 /* ---- raw configuration and lookup contexts (conf.c) ---- */
 
 /* main.cf, -o overrides and master.cf as written, before expansion. */

@@ -321,3 +321,29 @@ conf_host_is_loopback(const char *host)
 	free(h);
 	return lo;
 }
+
+char *
+conf_endpoint_name(const char *host, const char *port)
+{
+	struct addrinfo hints, *res;
+	char	addr[NI_MAXHOST];
+	char   *name, *p;
+
+	if (host == NULL)
+		return xstrdup(port);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, NULL, &hints, &res) == 0) {
+		int	rc = getnameinfo(res->ai_addr, res->ai_addrlen, addr, sizeof(addr), NULL, 0,
+				 NI_NUMERICHOST);
+
+		freeaddrinfo(res);
+		if (rc == 0)
+			return xasprintf("[%s]:%s", addr, port);
+	}
+	name = xasprintf("[%s]:%s", host, port);
+	for (p = name; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char) (*p - 'A' + 'a');
+	return name;
+}

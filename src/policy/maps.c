@@ -650,21 +650,44 @@ bool map_changed(const struct map *m)
 	return map_is_indexed(m) && stamp_changed(&m->stamp);
 }
 
-struct maplist *maplist_open(char *const *specs, size_t n, char **err_r)
+struct maplist *maplist_open_report(char *const *specs, size_t n, maps_problem_fn *report,
+				    void *ctx)
 {
 	struct maplist *l = xcalloc(1, sizeof(*l));
+	bool failed = false;
 
-	*err_r = NULL;
 	l->maps = xcalloc(n ? n : 1, sizeof(*l->maps));
 	for (size_t i = 0; i < n; i++) {
-		l->maps[i] = map_open(specs[i], err_r);
-		if (l->maps[i] == NULL) {
-			maplist_free(&l);
-			return NULL;
+		char *why = NULL;
+		struct map *m = map_open(specs[i], &why);
+
+		if (m == NULL) {
+			report(ctx, specs[i], why);
+			free(why);
+			failed = true;
+			continue;
 		}
-		l->n = i + 1;
+		l->maps[l->n++] = m;
 	}
+	if (failed)
+		maplist_free(&l);
 	return l;
+}
+
+/* maplist_open(): keep the first problem. */
+static void maplist_first_problem(void *ctx, const char *spec, const char *why)
+{
+	char **err_r = ctx;
+
+	(void)spec;
+	if (*err_r == NULL)
+		*err_r = xstrdup(why);
+}
+
+struct maplist *maplist_open(char *const *specs, size_t n, char **err_r)
+{
+	*err_r = NULL;
+	return maplist_open_report(specs, n, maplist_first_problem, err_r);
 }
 
 enum map_status maplist_lookup(const struct maplist *l, const char *key, char **value_r,

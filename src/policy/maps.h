@@ -101,6 +101,21 @@ struct maplist;
 struct maplist *maplist_open(char *const *specs, size_t n, char **err_r);
 
 /*
+ * A spec that cannot be opened: why is map_open()'s message (it names the
+ * spec).  Both strings are valid during the call only.
+ */
+typedef void maps_problem_fn(void *ctx, const char *spec, const char *why);
+
+/*
+ * Like maplist_open(), but it does not stop at the first spec that cannot be
+ * opened: it tries them all and calls report(ctx, spec, why) for each one
+ * that fails, in list order.  Returns NULL when any failed (nothing stays
+ * open), so that `mxgate check` can name every bad table in one run.
+ */
+struct maplist *maplist_open_report(char *const *specs, size_t n, maps_problem_fn *report,
+				    void *ctx);
+
+/*
  * Look key up in each table in order.  MAP_FOUND from the first table that
  * has the key (*found_in_r, when not NULL, is that table).  A MAP_FAIL stops
  * the search and is returned as such, as Postfix does: a later table must not

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conf/conf.h"
 #include "log/log.h"
 #include "policy/maps.h"
 #include "util/buf.h"
@@ -76,12 +77,32 @@ static char *domain_norm(const char *d)
 	return r;
 }
 
-static int domlist_init(struct domlist *dl, const char *param, char *const *items, size_t n,
-			char **err_r)
+/* Where create reports its problems (see recipient_policy_create_report). */
+struct create_report {
+	recipient_problem_fn *fn;
+	void *ctx;
+	const char *param;	/* the parameter being opened */
+	size_t problems;
+};
+
+static void create_problem(struct create_report *cr, const char *item, const char *why)
+{
+	cr->fn(cr->ctx, cr->param, item, why);
+	cr->problems++;
+}
+
+/* maps_problem_fn: a table of cr->param that cannot be opened. */
+static void create_map_problem(void *ctx, const char *spec, const char *why)
+{
+	create_problem(ctx, spec, why);
+}
+
+/* Every item is checked and every table opened, even after a problem. */
+static void domlist_init(struct domlist *dl, struct create_report *cr, char *const *items,
+			 size_t n)
 {
 	char **specs = xcalloc(n ? n : 1, sizeof(*specs));
 	size_t nspecs = 0;
-	int ret = 0;
 
 	dl->names = xcalloc(n ? n : 1, sizeof(*dl->names));
 	dl->n_names = 0;
@@ -91,27 +112,19 @@ static int domlist_init(struct domlist *dl, const char *param, char *const *item
 		if (*it == '\0')
 			continue;
 		if (*it == '/' || *it == '!') {
-			*err_r = xasprintf("%s: \"%s\" is not supported: list domain names or"
-					   " type:table lookups", param, it);
-			ret = -1;
-			goto out;
-		}
-		if (strchr(it, ':') != NULL)
-			specs[nspecs++] = items[i];
-		else	/* lowercased but not stripped: "example.com." never matches, as in Postfix */
-			lower_inplace(dl->names[dl->n_names++] = xstrdup(it));
-	}
-	dl->maps = maplist_open(specs, nspecs, err_r);
-	if (dl->maps == NULL) {
-		char *e = *err_r;
+			char *why = xasprintf("\"%s\" is not supported: list domain names or"
+					      " type:table lookups", it);
 
-		*err_r = xasprintf("%s: %s", param, e);
-		free(e);
-		ret = -1;
+			create_problem(cr, it, why);
+			free(why);
+		} else if (strchr(it, ':') != NULL) {
+			specs[nspecs++] = items[i];
+		} else {	/* lowercased but not stripped: "example.com." never matches, as in Postfix */
+			lower_inplace(dl->names[dl->n_names++] = xstrdup(it));
+		}
 	}
-out:
+	dl->maps = maplist_open_report(specs, nspecs, create_map_problem, cr);
 	free(specs);
-	return ret;
 }
 
 static void domlist_free(struct domlist *dl)
@@ -140,27 +153,45 @@ static enum lookup domlist_match(const struct domlist *dl, const char *domain)
 	return LK_NOTFOUND;
 }
 
-static int open_maps(struct maplist **lp, const char *param, char *const *specs, size_t n,
-		     char **err_r)
+static void open_maps(struct maplist **lp, struct create_report *cr, char *const *specs,
+		      size_t n)
 {
-	*lp = maplist_open(specs, n, err_r);
-	if (*lp == NULL) {
-		char *e = *err_r;
-
-		*err_r = xasprintf("%s: %s", param, e);
-		free(e);
-		return -1;
-	}
-	return 0;
+	*lp = maplist_open_report(specs, n, create_map_problem, cr);
 }
 
-static int check_code(const char *param, int code, char **err_r)
+static void check_code(struct create_report *cr, int code)
 {
 	if (code < 400 || code > 599) {
-		*err_r = xasprintf("%s: bad reply code %d: need 4xx or 5xx", param, code);
-		return -1;
+		char *why = xasprintf("bad reply code %d: need 4xx or 5xx", code);
+
+		create_problem(cr, NULL, why);
+		free(why);
 	}
-	return 0;
+}
+
+struct recipient_conf *recipient_conf_from_view(const struct conf_view *cf)
+{
+	struct recipient_conf *rc = xcalloc(1, sizeof(*rc));
+
+#define RC_LIST(field, param) rc->field = conf_list(cf, param, &rc->n_##field)
+	RC_LIST(mydestination, P_mydestination);
+	RC_LIST(local_recipient_maps, P_local_recipient_maps);
+	RC_LIST(virtual_mailbox_domains, P_virtual_mailbox_domains);
+	RC_LIST(virtual_mailbox_maps, P_virtual_mailbox_maps);
+	RC_LIST(virtual_uid_maps, P_virtual_uid_maps);
+	RC_LIST(virtual_gid_maps, P_virtual_gid_maps);
+	RC_LIST(relay_restrictions, P_smtpd_relay_restrictions);
+	RC_LIST(recipient_restrictions, P_smtpd_recipient_restrictions);
+#undef RC_LIST
+	rc->virtual_mailbox_base = conf_str(cf, P_virtual_mailbox_base);
+	rc->myorigin = conf_str(cf, P_myorigin);
+	rc->recipient_delimiter = conf_str(cf, P_recipient_delimiter);
+	rc->virtual_minimum_uid = conf_int(cf, P_virtual_minimum_uid);
+	rc->reject_unlisted_recipient = conf_bool(cf, P_smtpd_reject_unlisted_recipient);
+	rc->unknown_local_code = (int)conf_int(cf, P_unknown_local_recipient_reject_code);
+	rc->unknown_virtual_code = (int)conf_int(cf, P_unknown_virtual_mailbox_reject_code);
+	rc->relay_reject_code = (int)conf_int(cf, P_relay_domains_reject_code);
+	return rc;
 }
 
 /* First of defer_unauth_destination / reject_unauth_destination wins. */
@@ -177,30 +208,39 @@ static int find_unauth(char *const *list, size_t n)
 
 /* ---- create / free ---- */
 
-struct recipient_policy *recipient_policy_create(const struct recipient_conf *rc, char **err_r)
+struct recipient_policy *recipient_policy_create_report(const struct recipient_conf *rc,
+						       recipient_problem_fn *report, void *ctx)
 {
 	struct recipient_policy *p = xcalloc(1, sizeof(*p));
+	struct create_report cr = { report, ctx, NULL, 0 };
 	int defer;
 
 	p->refs = 1;
-	*err_r = NULL;
-	if (check_code("unknown_local_recipient_reject_code", rc->unknown_local_code, err_r) < 0
-	    || check_code("unknown_virtual_mailbox_reject_code", rc->unknown_virtual_code, err_r) < 0
-	    || check_code("relay_domains_reject_code", rc->relay_reject_code, err_r) < 0)
-		goto fail;
-	if (domlist_init(&p->mydestination, "mydestination", rc->mydestination,
-			 rc->n_mydestination, err_r) < 0
-	    || domlist_init(&p->virtual_domains, "virtual_mailbox_domains",
-			    rc->virtual_mailbox_domains, rc->n_virtual_mailbox_domains, err_r) < 0
-	    || open_maps(&p->local_maps, "local_recipient_maps", rc->local_recipient_maps,
-			 rc->n_local_recipient_maps, err_r) < 0
-	    || open_maps(&p->virtual_maps, "virtual_mailbox_maps", rc->virtual_mailbox_maps,
-			 rc->n_virtual_mailbox_maps, err_r) < 0
-	    || open_maps(&p->uid_maps, "virtual_uid_maps", rc->virtual_uid_maps,
-			 rc->n_virtual_uid_maps, err_r) < 0
-	    || open_maps(&p->gid_maps, "virtual_gid_maps", rc->virtual_gid_maps,
-			 rc->n_virtual_gid_maps, err_r) < 0)
-		goto fail;
+#define PARAM(name) (cr.param = (name))
+	PARAM("unknown_local_recipient_reject_code");
+	check_code(&cr, rc->unknown_local_code);
+	PARAM("unknown_virtual_mailbox_reject_code");
+	check_code(&cr, rc->unknown_virtual_code);
+	PARAM("relay_domains_reject_code");
+	check_code(&cr, rc->relay_reject_code);
+	PARAM("mydestination");
+	domlist_init(&p->mydestination, &cr, rc->mydestination, rc->n_mydestination);
+	PARAM("virtual_mailbox_domains");
+	domlist_init(&p->virtual_domains, &cr, rc->virtual_mailbox_domains,
+		     rc->n_virtual_mailbox_domains);
+	PARAM("local_recipient_maps");
+	open_maps(&p->local_maps, &cr, rc->local_recipient_maps, rc->n_local_recipient_maps);
+	PARAM("virtual_mailbox_maps");
+	open_maps(&p->virtual_maps, &cr, rc->virtual_mailbox_maps, rc->n_virtual_mailbox_maps);
+	PARAM("virtual_uid_maps");
+	open_maps(&p->uid_maps, &cr, rc->virtual_uid_maps, rc->n_virtual_uid_maps);
+	PARAM("virtual_gid_maps");
+	open_maps(&p->gid_maps, &cr, rc->virtual_gid_maps, rc->n_virtual_gid_maps);
+#undef PARAM
+	if (cr.problems > 0) {
+		recipient_policy_free(&p);
+		return NULL;
+	}
 	if (rc->myorigin && *rc->myorigin)
 		p->myorigin = domain_norm(rc->myorigin);
 	p->virtual_base = xstrdup(rc->virtual_mailbox_base ? rc->virtual_mailbox_base : "");
@@ -217,9 +257,23 @@ struct recipient_policy *recipient_policy_create(const struct recipient_conf *rc
 		defer = find_unauth(rc->recipient_restrictions, rc->n_recipient_restrictions);
 	p->relay_defer = defer != 0;
 	return p;
-fail:
-	recipient_policy_free(&p);
-	return NULL;
+}
+
+/* recipient_policy_create(): "param: why" of the first problem. */
+static void create_first_problem(void *ctx, const char *param, const char *item,
+				 const char *why)
+{
+	char **err_r = ctx;
+
+	(void)item;
+	if (*err_r == NULL)
+		*err_r = xasprintf("%s: %s", param, why);
+}
+
+struct recipient_policy *recipient_policy_create(const struct recipient_conf *rc, char **err_r)
+{
+	*err_r = NULL;
+	return recipient_policy_create_report(rc, create_first_problem, err_r);
 }
 
 struct recipient_policy *recipient_policy_ref(const struct recipient_policy *cp)
@@ -332,9 +386,19 @@ static size_t base_len(const struct recipient_policy *p, const char *lp)
 }
 
 /*
- * Keys: user+ext@domain, user@domain, [user+ext, user when local], @domain.
+ * Keys: user+ext@domain, user@domain, [user+ext, user when local], @domain
+ * (recipient.h).  local: domain is in mydestination or is myorigin, as
+ * Postfix's MA_FIND_LOCALPART_IF_LOCAL; a virtual domain that is also myorigin
+ * gets the bare keys too (observed with Postfix 3.7: "carol" in
+ * virtual_mailbox_maps matched carol@virt.test with myorigin = virt.test).
  * domain NULL (bare local part, no myorigin) leaves out the keys with '@'.
  */
+/* domain (normalised) is myorigin. */
+static bool is_myorigin(const struct recipient_policy *p, const char *domain)
+{
+	return domain != NULL && p->myorigin != NULL && strcmp(domain, p->myorigin) == 0;
+}
+
 static enum lookup addr_find(const struct recipient_policy *p, const struct maplist *l,
 			     const char *lp, const char *domain, bool local, char **value_r,
 			     const struct map **found_in_r)
@@ -522,7 +586,7 @@ static enum lookup id_find(const struct recipient_policy *p, const struct maplis
 			   bool *bad_r)
 {
 	char *value = NULL, *end;
-	enum lookup lk = addr_find(p, l, lp, domain, false, &value, NULL);
+	enum lookup lk = addr_find(p, l, lp, domain, is_myorigin(p, domain), &value, NULL);
 
 	*bad_r = false;
 	if (lk == LK_FOUND) {
@@ -549,7 +613,7 @@ static void resolve_virtual(const struct recipient_policy *p, const char *addr, 
 	bool bad;
 	size_t vlen;
 
-	lk = addr_find(p, p->virtual_maps, lp, domain, false, &value, NULL);
+	lk = addr_find(p, p->virtual_maps, lp, domain, is_myorigin(p, domain), &value, NULL);
 	if (lk == LK_FAIL) {
 		result_tempfail_lookup(r, addr);
 		return;

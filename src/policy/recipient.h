@@ -8,16 +8,30 @@
  *
  *   local    domain in mydestination.  With smtpd_reject_unlisted_recipient
  *            and a non-empty local_recipient_maps, the address must be found
- *            there ("user@domain", "user@domain" minus extension, "@domain",
- *            "user", "user" minus extension: Postfix's order), else
- *            "<code> 5.1.1 <addr>: Recipient address rejected: User unknown
- *            in local recipient table".  postmaster, mailer-daemon and the
- *            empty local part are always accepted (Postfix does the same).
+ *            there (keys below), else "<code> 5.1.1 <addr>: Recipient address
+ *            rejected: User unknown in local recipient table".  postmaster,
+ *            mailer-daemon (exactly, any case) and the empty local part are
+ *            always accepted, as Postfix's smtpd does; "postmaster+x" is not.
  *   virtual  domain in virtual_mailbox_domains.  The address must be found in
- *            virtual_mailbox_maps ("user@domain", minus extension, "@domain"),
- *            else "... User unknown in virtual mailbox table".  The value is
- *            a Maildir path relative to virtual_mailbox_base, ending in '/';
- *            uid and gid come from virtual_uid_maps and virtual_gid_maps.
+ *            virtual_mailbox_maps (keys below), else "... User unknown in
+ *            virtual mailbox table".  The value is a Maildir path relative to
+ *            virtual_mailbox_base, ending in '/'; uid and gid come from
+ *            virtual_uid_maps and virtual_gid_maps, looked up the same way.
+ *
+ * Lookup keys, in order, the first table hit wins (Postfix's mail_addr_find()
+ * as smtpd(8) and virtual(8) call it):
+ *     user+ext@domain, user@domain, then, when domain is in mydestination or
+ *     is myorigin, user+ext and user, then @domain
+ * where "+ext" is the address extension: the local part from its first
+ * character that is in recipient_delimiter (every character of the value is
+ * a delimiter: "+-" splits "a-b" and "a+b").  No extension when
+ * recipient_delimiter is empty (its default) and, as Postfix's split_addr(),
+ * none for postmaster, mailer-daemon and double-bounce, none for owner-x and
+ * x-request when '-' is a delimiter (owner_request_special = yes), and none
+ * when the local part starts with a delimiter ("+user" is looked up whole).
+ * "user+" has the empty extension "+".  The message goes to the Maildir that
+ * the matching key names; Delivered-To is the recipient as given (the
+ * session's job).
  *   relay    anything else: always denied, whoever the client is (mxgate
  *            never relays: DESIGN.md).  "454 4.7.1 <addr>: Relay access
  *            denied" when defer_unauth_destination comes first in
@@ -81,13 +95,43 @@ struct recipient_conf {
 	int relay_reject_code;			/* relay_domains_reject_code: 554 */
 };
 
+struct conf_view;
+
+/*
+ * The recipient_conf of one configuration view (conf.h): the parameters of
+ * the same names (relay_restrictions and recipient_restrictions are
+ * smtpd_relay_restrictions and smtpd_recipient_restrictions).  The strings
+ * and lists belong to the view, which must outlive the result; free the
+ * result with free().
+ */
+struct recipient_conf *recipient_conf_from_view(const struct conf_view *cf);
+
 struct recipient_policy;
 
 /*
- * Open every table.  Returns NULL with *err_r set (caller frees) when a table
- * cannot be opened or has an unsupported type, or a domain list holds a form
- * mxgate does not support ("/file", "!domain"); the message starts with the
- * parameter's name: 'virtual_mailbox_maps: unsupported map type "hash" in ...'.
+ * One thing that keeps a policy from being created: param is the parameter's
+ * name, item the list item at fault (a table spec such as
+ * "hash:/etc/aliases", or a domain list entry such as "/etc/destinations";
+ * NULL for a reply code), why the reason, which names the item.  The
+ * strings are valid during the call only.
+ */
+typedef void recipient_problem_fn(void *ctx, const char *param, const char *item,
+				  const char *why);
+
+/*
+ * Open every table of every parameter.  Does not stop at the first problem:
+ * report(ctx, ...) is called for each table that cannot be opened or has an
+ * unsupported type, each domain list entry of a form mxgate does not support
+ * ("/file", "!domain") and each bad reply code, in parameter order.  Returns
+ * NULL when there was any (nothing stays open).
+ */
+struct recipient_policy *recipient_policy_create_report(const struct recipient_conf *rc,
+						       recipient_problem_fn *report, void *ctx);
+
+/*
+ * The same, with the first problem in *err_r (caller frees) as
+ * "<param>: <why>", e.g. 'virtual_mailbox_maps: unsupported map type "hash"
+ * in "hash:/etc/postfix/vmailbox": ...'.
  */
 struct recipient_policy *recipient_policy_create(const struct recipient_conf *rc, char **err_r);
 /*

@@ -133,31 +133,6 @@ service_ehlo_init(struct smtp_service *ss, const struct conf_view *cf)
 	}
 }
 
-static struct recipient_conf *
-service_recipient_conf(const struct conf_view *cf)
-{
-	struct recipient_conf *rc = xcalloc(1, sizeof(*rc));
-
-#define RC_LIST(field, param) rc->field = conf_list(cf, param, &rc->n_##field)
-	RC_LIST(mydestination, P_mydestination);
-	RC_LIST(local_recipient_maps, P_local_recipient_maps);
-	RC_LIST(virtual_mailbox_domains, P_virtual_mailbox_domains);
-	RC_LIST(virtual_mailbox_maps, P_virtual_mailbox_maps);
-	RC_LIST(virtual_uid_maps, P_virtual_uid_maps);
-	RC_LIST(virtual_gid_maps, P_virtual_gid_maps);
-	RC_LIST(relay_restrictions, P_smtpd_relay_restrictions);
-	RC_LIST(recipient_restrictions, P_smtpd_recipient_restrictions);
-#undef RC_LIST
-	rc->virtual_mailbox_base = conf_str(cf, P_virtual_mailbox_base);
-	rc->myorigin = conf_str(cf, P_myorigin);
-	rc->virtual_minimum_uid = conf_int(cf, P_virtual_minimum_uid);
-	rc->reject_unlisted_recipient = conf_bool(cf, P_smtpd_reject_unlisted_recipient);
-	rc->unknown_local_code = (int)conf_int(cf, P_unknown_local_recipient_reject_code);
-	rc->unknown_virtual_code = (int)conf_int(cf, P_unknown_virtual_mailbox_reject_code);
-	rc->relay_reject_code = (int)conf_int(cf, P_relay_domains_reject_code);
-	return rc;
-}
-
 static void service_destroy(struct smtp_service *ss);
 
 /* Everything a session of this service needs from one view (normal or stress). */
@@ -239,7 +214,7 @@ service_create(const struct conf_service *cs, const struct conf_view *cf,
 		goto fail;
 	}
 	if (policy == NULL) {
-		rc = service_recipient_conf(cf);
+		rc = recipient_conf_from_view(cf);
 		policy = recipient_policy_create(rc, err_r);
 		free(rc);
 		if (policy == NULL)

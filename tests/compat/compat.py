@@ -77,7 +77,8 @@ def session_names(pattern=None):
 def parse_session(path):
     """A list of steps: ("cmd", line), ("pipeline", [lines]), ("data", [lines]),
     ("bdat", "LAST"|"", [lines]), ("send", bytes), ("read",), ("sleep", secs).
-    The first element is ("banner", bool)."""
+    The first element is ("banner", bool); the main.cf lines of @main directives are in
+    session_main(path)."""
     steps = []
     banner = True
     block = None
@@ -113,6 +114,11 @@ def parse_session(path):
                 banner = False
             elif word == "line":
                 steps.append(("cmd", arg))
+            elif word == "main":
+                if steps:
+                    raise SystemExit("%s:%d: @main must come before the first step" % (path, no))
+                if "=" not in arg:
+                    raise SystemExit("%s:%d: @main needs name = value" % (path, no))
             else:
                 raise SystemExit("%s:%d: unknown directive @%s" % (path, no, word))
             continue
@@ -120,6 +126,19 @@ def parse_session(path):
     if block is not None:
         raise SystemExit("%s: @%s block without @end" % (path, block[0]))
     return [("banner", banner)] + steps
+
+
+def session_main(path):
+    """The session's extra main.cf parameters ({name: value} from its @main lines, in order),
+    given to both servers on top of COMMON_PARAMS."""
+    extra = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("@main "):
+                name, _, value = line[len("@main "):].partition("=")
+                extra[name.strip()] = value.strip()
+    return extra
 
 
 def eval_bytes(arg, path, no):
@@ -282,9 +301,29 @@ def record(names):
     os.chown(vmail, pw.pw_uid, pw.pw_gid)
     with open(vmap, "w") as f:
         f.writelines("%s@virt.test %s/\n" % (u, u) for u in VIRTUAL_USERS)
+    # Sessions with the same @main lines share one Postfix instance; main.cf differs between
+    # groups, so Postfix is stopped and started again with the group's own main.cf.
+    groups = []
+    for name in names:
+        extra = session_main(os.path.join(SESSIONS, name + ".txt"))
+        for g in groups:
+            if g[0] == extra:
+                g[1].append(name)
+                break
+        else:
+            groups.append((extra, [name]))
+    os.makedirs(EXPECTED, exist_ok=True)
+    for extra, group in groups:
+        record_group(d, vmail, vmap, pw, extra, group)
+    return 0
+
+
+def record_group(d, vmail, vmap, pw, extra, names):
+    """Start Postfix with COMMON_PARAMS + extra, record every session of names, stop it."""
     port = harness.free_port()
     params = dict(COMMON_PARAMS)
     params.update(virtual_params(vmap, vmail, pw.pw_uid, pw.pw_gid))
+    params.update(extra)
     with open(os.path.join(d, "main.cf"), "w") as f:
         f.write(harness.format_main_cf(params))
     with open(os.path.join(d, "master.cf"), "w") as f:
@@ -299,7 +338,6 @@ def record(names):
             if time.monotonic() > deadline:
                 raise SystemExit("Postfix is not listening on %d" % port)
             time.sleep(0.1)
-        os.makedirs(EXPECTED, exist_ok=True)
         for name in names:
             steps = parse_session(os.path.join(SESSIONS, name + ".txt"))
             before = set(harness.maildir_files(vmail, "new"))
@@ -327,8 +365,8 @@ def record(names):
                 f.write("\n".join(smtpd_log(log)) + "\n")
             print("recorded %s (%d lines)" % (name, len(transcript)))
     finally:
+        # postfix-ref stop waits until master has exited.
         subprocess.call(["sh", POSTFIX_REF, "stop", d])
-    return 0
 
 
 # -- deliberate differences ------------------------------------------------------------------------
@@ -412,8 +450,9 @@ def run_mxgate(name, as_user=None, env=None):
             res.expected_log = apply_log_differences(f.read().splitlines())
     except FileNotFoundError:
         res.expected_log = ["(no expected/%s.log: run compat.py --record)" % name]
-    srv = harness.Server(main=dict(COMMON_PARAMS), virtual_users=VIRTUAL_USERS, as_user=as_user,
-                         env=env)
+    params = dict(COMMON_PARAMS)
+    params.update(session_main(os.path.join(SESSIONS, name + ".txt")))
+    srv = harness.Server(main=params, virtual_users=VIRTUAL_USERS, as_user=as_user, env=env)
     res.server = srv
     try:
         srv.start()

@@ -884,6 +884,185 @@ test_master_errors(void **state)
 	conf_report_free(&rep);
 }
 
+/*
+ * An endpoint named again by a later master.cf entry: Postfix's master warns
+ * "duplicate master.cf entry for service "X" (canonical) -- using the last
+ * entry" and serves the last one (observed with Postfix 3.7.11); so does
+ * conf_load, at the later line, naming the earlier one.
+ */
+static void
+test_master_duplicates(void **state)
+{
+	struct conf_report rep;
+	char   *dir;
+	struct conf *c = test_load(NULL,
+				   "smtp inet n - n - - smtpd -o smtpd_banner=one\n"
+				   "127.0.0.1:2525 inet n - n - - smtpd\n"
+				   "25 inet n - n - - smtpd -o smtpd_banner=two\n"
+				   "[::1]:2526 inet n - n - - smtpd\n"
+				   "[0:0::1]:2526 inet n - n - - smtpd -o smtpd_banner=v6\n"
+				   "2527 inet n - n - - smtpd\n"
+				   "127.0.0.1:smtp inet n - n - - smtpd\n",
+				   NULL, 0, &rep, &dir);
+	char   *path = xasprintf("%s/master.cf", dir);
+	const struct conf_problem *p;
+
+	assert_non_null(c);
+	assert_int_equal(rep.errors, 0);
+	p = test_find(&rep, "duplicate master.cf entry for service \"smtp\" (25) -- using the "
+		      "last entry; the entry at line 1 is ignored");
+	assert_non_null(p);
+	assert_false(p->is_error);
+	assert_string_equal(p->file, path);
+	assert_int_equal(p->line, 3);
+	p = test_find(&rep, "duplicate master.cf entry for service \"[::1]:2526\" ([::1]:2526)");
+	assert_non_null(p);
+	assert_int_equal(p->line, 5);
+	assert_non_null(strstr(p->text, "the entry at line 4 is ignored"));
+	assert_int_equal(rep.count, 2);	/* 127.0.0.1:2525, 2527, 127.0.0.1:25 are distinct */
+	assert_int_equal(conf_service_count(c), 5);
+	assert_string_equal(conf_service_at(c, 0)->name, "127.0.0.1:2525");
+	assert_string_equal(conf_service_at(c, 1)->name, "25");
+	assert_string_equal(conf_str(conf_service_at(c, 1)->view, P_smtpd_banner), "two");
+	assert_int_equal(conf_service_at(c, 1)->line, 3);
+	assert_string_equal(conf_service_at(c, 2)->name, "[0:0::1]:2526");
+	assert_string_equal(conf_str(conf_service_at(c, 2)->view, P_smtpd_banner), "v6");
+	conf_free(&c);
+	conf_report_free(&rep);
+	free(path);
+	test_rmdir(dir);
+}
+
+/*
+ * virtual_mailbox_base must be absolute (Postfix's virtual(8) stops on a
+ * relative one, and on an empty one when it has mail to deliver): an error
+ * at the line that sets it, so that `run` refuses to start.
+ */
+static void
+test_virtual_base(void **state)
+{
+	struct conf_report rep;
+	char   *dir;
+	struct conf *c;
+	const struct conf_problem *p;
+	char   *path;
+
+	c = test_load("virtual_mailbox_domains = virt.test\nvirtual_mailbox_base = vmail\n", NULL,
+		      NULL, 0, &rep, &dir);
+	assert_null(c);
+	p = test_find(&rep, "do not specify relative pathname: virtual_mailbox_base = vmail");
+	assert_non_null(p);
+	assert_true(p->is_error);
+	path = xasprintf("%s/main.cf", dir);
+	assert_string_equal(p->file, path);
+	assert_int_equal(p->line, 2);
+	assert_string_equal(p->param, "virtual_mailbox_base");
+	assert_string_equal(p->value, "vmail");
+	assert_int_equal(rep.errors, 1);	/* once, though every view sees it */
+	free(path);
+	conf_report_free(&rep);
+	test_rmdir(dir);
+
+	/* relative even with no virtual domain: nothing could ever use it */
+	c = test_load("virtual_mailbox_base = ./vmail\n", NULL, NULL, 0, &rep, NULL);
+	assert_null(c);
+	assert_non_null(test_find(&rep, "relative pathname: virtual_mailbox_base = ./vmail"));
+	conf_report_free(&rep);
+
+	/* empty: an error only when there are virtual domains */
+	c = test_load("virtual_mailbox_maps = static:x/\n", NULL, NULL, 0, &rep, NULL);
+	assert_null(c);
+	p = test_find(&rep, "bad string length 0 < 1: virtual_mailbox_base = ");
+	assert_non_null(p);
+	assert_null(p->file);	/* the built-in default */
+	conf_report_free(&rep);
+	c = test_load("myhostname = mx.example.test\n", NULL, NULL, 0, &rep, NULL);
+	assert_non_null(c);
+	conf_free(&c);
+	conf_report_free(&rep);
+
+	/* a service's own -o: its master.cf line; the global view is fine */
+	c = test_load("virtual_mailbox_domains = virt.test\nvirtual_mailbox_base = /var/vmail\n",
+		      "smtp inet n - n - - smtpd\n2525 inet n - n - - smtpd\n"
+		      "  -o virtual_mailbox_base=var/vmail\n", NULL, 0, &rep, NULL);
+	assert_null(c);
+	p = test_find(&rep, "relative pathname: virtual_mailbox_base = var/vmail");
+	assert_non_null(p);
+	assert_int_equal(p->line, 3);
+	assert_int_equal(rep.errors, 1);
+	conf_report_free(&rep);
+
+	/* conf_load_anyway keeps the configuration for `mxgate check` */
+	dir = test_dir("virtual_mailbox_base = vmail\n", NULL);
+	memset(&rep, 0, sizeof(rep));
+	c = conf_load_anyway(dir, NULL, 0, &rep);
+	assert_non_null(c);
+	assert_int_equal(rep.errors, 1);
+	assert_int_equal(conf_service_count(c), 1);
+	conf_free(&c);
+	conf_report_free(&rep);
+	test_rmdir(dir);
+}
+
+/* conf_origin: the line that wrote a value, through $references. */
+static void
+test_origin(void **state)
+{
+	struct conf_report rep;
+	char   *dir, *main_path, *master_path;
+	char   *over[] = {(char *) "virtual_gid_maps = static:7"};
+	struct conf *c = test_load("myhostname = mx.example.test\n"
+				   "alias_maps = hash:/etc/aliases\n"
+				   "maps_dir = /etc/mxgate\n"
+				   "virtual_mailbox_maps = texthash:$maps_dir/vmailbox\n"
+				   "virtual_uid_maps = static:5000\n"
+				   "virtual_mailbox_base = /var/vmail\n",
+				   "smtp inet n - n - - smtpd\n"
+				   "2525 inet n - n - - smtpd -o virtual_uid_maps=cdb:/x/uids\n",
+				   over, 1, &rep, &dir);
+	const struct conf_service *smtp, *sub;
+	struct conf_origin o;
+
+	if (c == NULL)
+		test_dump(&rep);
+	assert_non_null(c);
+	main_path = xasprintf("%s/main.cf", dir);
+	master_path = xasprintf("%s/master.cf", dir);
+	smtp = conf_service_at(c, 0);
+	sub = conf_service_at(c, 1);
+	/* the default "proxy:unix:passwd.byname $alias_maps" leads to alias_maps */
+	assert_int_equal(conf_origin(c, smtp, "local_recipient_maps", "hash:/etc/aliases", &o), 1);
+	assert_string_equal(o.file, main_path);
+	assert_int_equal(o.line, 2);
+	assert_string_equal(o.name, "alias_maps");
+	/* the built-in part of the default has no line */
+	assert_int_equal(conf_origin(c, smtp, "local_recipient_maps", "proxy:unix:passwd.byname",
+				     &o), 0);
+	/* pieced together by expansion: the parameter's own line */
+	assert_int_equal(conf_origin(c, smtp, "virtual_mailbox_maps",
+				     "texthash:/etc/mxgate/vmailbox", &o), 1);
+	assert_int_equal(o.line, 4);
+	assert_string_equal(o.name, "virtual_mailbox_maps");
+	/* a service's -o, and main.cf for the others */
+	assert_int_equal(conf_origin(c, sub, "virtual_uid_maps", "cdb:/x/uids", &o), 1);
+	assert_string_equal(o.file, master_path);
+	assert_int_equal(o.line, 2);
+	assert_int_equal(conf_origin(c, smtp, "virtual_uid_maps", "static:5000", &o), 1);
+	assert_string_equal(o.file, main_path);
+	assert_int_equal(o.line, 5);
+	assert_int_equal(conf_origin(c, NULL, "virtual_uid_maps", NULL, &o), 1);
+	assert_int_equal(o.line, 5);
+	/* the command line */
+	assert_int_equal(conf_origin(c, smtp, "virtual_gid_maps", "static:7", &o), 1);
+	assert_null(o.file);
+	assert_int_equal(o.line, 0);
+	conf_free(&c);
+	conf_report_free(&rep);
+	free(main_path);
+	free(master_path);
+	test_rmdir(dir);
+}
+
 static const struct {
 	const char *in;
 	const char *host;
@@ -1235,6 +1414,9 @@ main(void)
 		cmocka_unit_test(test_overrides),
 		cmocka_unit_test(test_master),
 		cmocka_unit_test(test_master_errors),
+		cmocka_unit_test(test_master_duplicates),
+		cmocka_unit_test(test_virtual_base),
+		cmocka_unit_test(test_origin),
 		cmocka_unit_test(test_endpoint),
 		cmocka_unit_test(test_golden_defaults),
 		cmocka_unit_test(test_cmd_conf),

@@ -434,6 +434,55 @@ static void test_maplist(void **state)
 	free(bad);
 }
 
+/* Every spec that cannot be opened is reported, in order; nothing stays open. */
+struct problems {
+	char *spec[4];
+	char *why[4];
+	int n;
+};
+
+static void note_problem(void *ctx, const char *spec, const char *why)
+{
+	struct problems *pr = ctx;
+
+	assert_true(pr->n < 4);
+	pr->spec[pr->n] = xstrdup(spec);
+	pr->why[pr->n] = xstrdup(why);
+	pr->n++;
+}
+
+static void test_maplist_report(void **state)
+{
+	char *t1 = xasprintf("texthash:%s/r1", tmpdir), *gone = xasprintf("texthash:%s/gone", tmpdir);
+	char *specs[] = { (char *)"hash:/etc/aliases", t1, gone, (char *)"ldap:/etc/x.cf" };
+	struct problems pr = { { NULL }, { NULL }, 0 };
+	struct maplist *l;
+
+	write_file("r1", "a b\n");
+	l = maplist_open_report(specs, 4, note_problem, &pr);
+	assert_null(l);
+	assert_int_equal(pr.n, 3);
+	assert_string_equal(pr.spec[0], "hash:/etc/aliases");
+	assert_non_null(strstr(pr.why[0], "unsupported map type \"hash\" in \"hash:/etc/aliases\""));
+	assert_string_equal(pr.spec[1], gone);
+	assert_non_null(strstr(pr.why[1], "No such file or directory"));
+	assert_non_null(strstr(pr.why[1], gone));
+	assert_string_equal(pr.spec[2], "ldap:/etc/x.cf");
+	assert_non_null(strstr(pr.why[2], "\"ldap\""));
+	for (int i = 0; i < pr.n; i++) {
+		free(pr.spec[i]);
+		free(pr.why[i]);
+	}
+	pr.n = 0;
+	l = maplist_open_report(specs + 1, 1, note_problem, &pr);
+	assert_non_null(l);
+	assert_int_equal(pr.n, 0);
+	assert_int_equal(maplist_count(l), 1);
+	maplist_free(&l);
+	free(t1);
+	free(gone);
+}
+
 static void test_changed(void **state)
 {
 	char *spec = xasprintf("texthash:%s/ch", tmpdir);
@@ -538,6 +587,7 @@ int main(void)
 		cmocka_unit_test(test_static_inline),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_maplist),
+		cmocka_unit_test(test_maplist_report),
 		cmocka_unit_test(test_changed),
 		cmocka_unit_test(test_threads),
 	};

@@ -685,6 +685,104 @@ static void test_create_errors(void **state)
 	}
 }
 
+/*
+ * recipient_policy_create_report() does not stop at the first problem: every
+ * bad table of every parameter is reported with its parameter and item, in
+ * parameter order, and no policy is made.
+ */
+struct noted {
+	char *line[8];
+	int n;
+};
+
+static void note(void *ctx, const char *param, const char *item, const char *why)
+{
+	struct noted *nt = ctx;
+
+	assert_true(nt->n < 8);
+	nt->line[nt->n++] = xasprintf("%s | %s | %s", param, item ? item : "(none)", why);
+}
+
+static void test_create_report_all(void **state)
+{
+	static char *mydest[] = { (char *)"local.test", (char *)"/etc/postfix/destinations" };
+	static char *lrm[] = { (char *)"proxy:unix:passwd.byname", (char *)"hash:/etc/aliases" };
+	static char *vmaps[] = { (char *)"texthash:/nonexistent/vmailbox",
+				 (char *)"btree:/etc/postfix/vmailbox" };
+	static char *gids[] = { (char *)"ldap:/etc/postfix/gids.cf" };
+	static const char *want[] = {
+		"relay_domains_reject_code | (none) | bad reply code 250",
+		"mydestination | /etc/postfix/destinations | \"/etc/postfix/destinations\" is not supported",
+		"local_recipient_maps | hash:/etc/aliases | unsupported map type \"hash\" in \"hash:/etc/aliases\"",
+		"virtual_mailbox_maps | texthash:/nonexistent/vmailbox | texthash:/nonexistent/vmailbox: open",
+		"virtual_mailbox_maps | btree:/etc/postfix/vmailbox | unsupported map type \"btree\"",
+		"virtual_gid_maps | ldap:/etc/postfix/gids.cf | unsupported map type \"ldap\"",
+	};
+	struct recipient_conf rc = base_conf();
+	struct noted nt = { { NULL }, 0 };
+	char *err = NULL;
+
+	rc.relay_reject_code = 250;
+	rc.mydestination = mydest;
+	rc.n_mydestination = 2;
+	rc.local_recipient_maps = lrm;
+	rc.virtual_mailbox_maps = vmaps;
+	rc.n_virtual_mailbox_maps = 2;
+	rc.virtual_gid_maps = gids;
+	rc.n_virtual_gid_maps = 1;
+	assert_null(recipient_policy_create_report(&rc, note, &nt));
+	assert_int_equal(nt.n, (int)(sizeof(want) / sizeof(want[0])));
+	for (int i = 0; i < nt.n; i++) {
+		if (strncmp(nt.line[i], want[i], strlen(want[i])) != 0)
+			fail_msg("problem %d: \"%s\", want \"%s...\"", i, nt.line[i], want[i]);
+		free(nt.line[i]);
+	}
+	/* The one-error form keeps the first, as "param: why". */
+	assert_null(recipient_policy_create(&rc, &err));
+	assert_string_equal(err, "relay_domains_reject_code: bad reply code 250: need 4xx or 5xx");
+	free(err);
+}
+
+/*
+ * With myorigin = the virtual domain, Postfix's mail_addr_find() also tries
+ * the bare local part (with and then without the extension) before @domain:
+ * observed with Postfix 3.7.11, where "carol carol/" in virtual_mailbox_maps
+ * accepted carol@virt.test and carol+x@virt.test and delivered both into
+ * carol/.  With another myorigin the bare key is not tried.
+ */
+static void test_virtual_bare_key_at_myorigin(void **state)
+{
+	static char *vmaps[1];
+	struct recipient_conf rc = base_conf();
+	struct recipient_policy *p;
+	struct rcpt_result r;
+	char *want;
+
+	write_file("vbare", "carol  virt.test/carol/\n@virt.test  virt.test/catchall/\n");
+	vmaps[0] = xasprintf("texthash:%s/vbare", tmpdir);
+	rc.virtual_mailbox_maps = vmaps;
+	rc.myorigin = "Virt.Test";
+	p = make_policy(&rc);
+	want = xasprintf("%s/virt.test/carol/", vbase);
+	recipient_resolve(p, "carol+x@virt.test", &r);
+	assert_int_equal(r.verdict, RCPT_OK_VIRTUAL);
+	assert_string_equal(r.maildir, want);
+	rcpt_result_free(&r);
+	recipient_policy_free(&p);
+	free(want);
+
+	rc.myorigin = "local.test";
+	p = make_policy(&rc);
+	want = xasprintf("%s/virt.test/catchall/", vbase);
+	recipient_resolve(p, "carol+x@virt.test", &r);
+	assert_int_equal(r.verdict, RCPT_OK_VIRTUAL);
+	assert_string_equal(r.maildir, want);	/* @virt.test, not "carol" */
+	rcpt_result_free(&r);
+	recipient_policy_free(&p);
+	free(want);
+	free(vmaps[0]);
+}
+
 static void test_changed(void **state)
 {
 	struct recipient_conf rc = base_conf();
@@ -761,6 +859,8 @@ int main(void)
 		cmocka_unit_test(test_base),
 		cmocka_unit_test(test_minimum_uid),
 		cmocka_unit_test(test_create_errors),
+		cmocka_unit_test(test_create_report_all),
+		cmocka_unit_test(test_virtual_bare_key_at_myorigin),
 		cmocka_unit_test(test_changed),
 		cmocka_unit_test(test_refs),
 		cmocka_unit_test(test_threads),
