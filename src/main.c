@@ -58,6 +58,20 @@ print_report(const struct conf_report *rep, int errors_only)
 	}
 }
 
+/* Start daemon logging with the settings of main.cf (see log.h). */
+static int
+log_open_global(const struct conf_view *g, char **err_r)
+{
+	struct log_conf lc = {
+		.syslog_name = conf_str(g, P_syslog_name),
+		.maillog_file = conf_str(g, P_maillog_file),
+		.maillog_file_prefixes = conf_str(g, P_maillog_file_prefixes),
+		.hostname = conf_str(g, P_myhostname),
+	};
+
+	return log_open_conf(&lc, err_r);
+}
+
 /*
  * `mxgate check`, beyond the parameter values: open every lookup table the
  * way the daemon would, and say which recipients will be deferred until the
@@ -69,11 +83,19 @@ check_services(const struct conf *c)
 	const char *owner = conf_str(conf_global(c), P_mail_owner);
 	struct passwd *pw = getpwnam(owner);
 	uid_t run_uid = geteuid() == 0 ? (pw ? pw->pw_uid : (uid_t)-1) : geteuid();
+	const char *maillog = conf_str(conf_global(c), P_maillog_file);
+	char *why = NULL;
 	int errors = 0;
 	size_t i, k, n;
 
 	if (geteuid() == 0 && pw == NULL) {
 		msg_error("mail_owner = %s: no such user (create it with `make deps`)", owner);
+		errors++;
+	}
+	/* What `run` would refuse to open (the prefixes are checked with the values). */
+	if (*maillog != '\0' && log_file_check(maillog, &why) < 0) {
+		msg_error("%s", why);
+		free(why);
 		errors++;
 	}
 	for (i = 0; i < conf_service_count(c); i++) {
@@ -187,8 +209,7 @@ cmd_run(int argc, char **argv)
 			  rep.errors, rep.errors == 1 ? "" : "s", dir);
 	}
 	srv.global = conf_global(srv.conf);
-	if (log_open(conf_str(srv.global, P_syslog_name), conf_str(srv.global, P_maillog_file),
-		     conf_str(srv.global, P_myhostname), &err) < 0)
+	if (log_open_global(srv.global, &err) < 0)
 		msg_fatal("%s", err);
 	print_report(&rep, 0);
 	conf_report_free(&rep);

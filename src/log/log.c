@@ -9,6 +9,7 @@
 #include <syslog.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -108,38 +109,197 @@ out:
 	pthread_mutex_unlock(&log_dev_lock);
 }
 
+/* ---- opening maillog_file ---- */
+
 int
-log_open(const char *syslog_name, const char *maillog_file, const char *hostname, char **err_r)
+log_file_allowed(const char *path, const char *prefixes)
 {
-	log_close();
-	if (maillog_file != NULL && *maillog_file != '\0') {
-		int fd;
+	static const char sep[] = ", \t\r\n";	/* Postfix's CHARS_COMMA_SP */
+	const char *p = prefixes;
 
-		/* As Postfix's postlog: /dev/stdout and /dev/stderr are the descriptors we have. */
-		if (strcmp(maillog_file, "/dev/stdout") == 0)
-			fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
-		else if (strcmp(maillog_file, "/dev/stderr") == 0)
-			fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
-		else
-			fd = open(maillog_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	while (p != NULL && *(p += strspn(p, sep)) != '\0') {
+		size_t	n = strcspn(p, sep);
 
-		if (fd < 0) {
-			*err_r = xasprintf("open maillog_file \"%s\": %s", maillog_file,
-					   strerror(errno));
+		if (strncmp(path, p, n) == 0)
+			return 1;
+		p += n;
+	}
+	return 0;
+}
+
+static const char *
+log_file_type(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFLNK: return "a symbolic link";
+	case S_IFDIR: return "a directory";
+	case S_IFIFO: return "a FIFO";
+	case S_IFCHR: return "a character device";
+	case S_IFBLK: return "a block device";
+	case S_IFSOCK: return "a socket";
+	default: return "not a regular file";
+	}
+}
+
+/* Why st is no file for maillog_file (NULL: it is fine); buf for the number. */
+static const char *
+log_file_refusal(const struct stat *st, char *buf, size_t size)
+{
+	if (S_ISLNK(st->st_mode)) {
+		return "file is a symbolic link (mxgate opens maillog_file as root and follows no "
+		    "link)";
+	} else if (!S_ISREG(st->st_mode)) {
+		snprintf(buf, size, "file is %s, not a regular file", log_file_type(st->st_mode));
+		return buf;
+	} else if (st->st_nlink != 1) {
+		snprintf(buf, size, "file has %lu hard links", (unsigned long)st->st_nlink);
+		return buf;
+	}
+	return NULL;
+}
+
+static int
+log_file_is_stdio(const char *path)
+{
+	return strcmp(path, "/dev/stdout") == 0 || strcmp(path, "/dev/stderr") == 0;
+}
+
+int
+log_file_check(const char *path, char **err_r)
+{
+	struct stat st;
+	const char *why;
+	char	buf[128];
+
+	if (log_file_is_stdio(path))
+		return 0;
+	if (lstat(path, &st) < 0) {
+		char   *dir, *slash;
+		int	rc = 0;
+
+		if (errno != ENOENT) {
+			*err_r = xasprintf("maillog_file = %s: %s", path, strerror(errno));
 			return -1;
 		}
+		/* Created at start-up: its directory must be there. */
+		dir = xstrdup(path);
+		if ((slash = strrchr(dir, '/')) != NULL) {
+			const char *bad = NULL;
+
+			slash[slash == dir] = '\0';	/* "/log" is in "/" */
+			if (stat(dir, &st) < 0)
+				bad = strerror(errno);
+			else if (!S_ISDIR(st.st_mode))
+				bad = "not a directory";
+			if (bad != NULL) {
+				*err_r = xasprintf("maillog_file = %s: cannot create file: %s: %s", path,
+						   dir, bad);
+				rc = -1;
+			}
+		}
+		free(dir);
+		return rc;
+	}
+	if ((why = log_file_refusal(&st, buf, sizeof(buf))) != NULL) {
+		*err_r = xasprintf("maillog_file = %s: %s", path, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* Open maillog_file as described in log.h.  Returns the descriptor or -1. */
+static int
+log_file_open(const char *path, char **err_r)
+{
+	struct stat st;
+	const char *why;
+	char	buf[128];
+	int	fd, flags;
+
+	/* As Postfix's postlog: /dev/stdout and /dev/stderr are the descriptors we have. */
+	if (log_file_is_stdio(path)) {
+		fd = fcntl(strcmp(path, "/dev/stdout") == 0 ? STDOUT_FILENO : STDERR_FILENO,
+			   F_DUPFD_CLOEXEC, 3);
+		if (fd < 0)
+			*err_r = xasprintf("maillog_file = %s: %s", path, strerror(errno));
+		return fd;
+	}
+	/*
+	 * Look first, so that a device is not even opened (opening some has
+	 * effects); then open without following a link and without blocking (a
+	 * FIFO put there in between), and look again at what was opened.
+	 */
+	if (log_file_check(path, err_r) < 0)
+		return -1;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY
+		  | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		*err_r = errno == ELOOP
+		    ? xasprintf("maillog_file = %s: file is a symbolic link (mxgate opens "
+				"maillog_file as root and follows no link)", path)
+		    : xasprintf("maillog_file = %s: cannot open file: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		*err_r = xasprintf("maillog_file = %s: fstat: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if ((why = log_file_refusal(&st, buf, sizeof(buf))) != NULL) {
+		*err_r = xasprintf("maillog_file = %s: %s", path, why);
+		close(fd);
+		return -1;
+	}
+	if ((flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+		*err_r = xasprintf("maillog_file = %s: fcntl: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int
+log_open_conf(const struct log_conf *lc, char **err_r)
+{
+	const char *file = lc->maillog_file;
+
+	log_close();
+	if (file != NULL && *file != '\0') {
+		int	fd;
+
+		/* Postfix's maillog_client.c text. */
+		if (lc->maillog_file_prefixes != NULL
+		    && !log_file_allowed(file, lc->maillog_file_prefixes)) {
+			*err_r = xasprintf("maillog_file value '%s' does not match any prefix in "
+					   "maillog_file_prefixes", file);
+			return -1;
+		}
+		if ((fd = log_file_open(file, err_r)) < 0)
+			return -1;
 		log_fd = fd;
 	} else if ((log_dev_fd = log_dev_connect()) < 0) {
 		/* No /dev/log: syslog(3) with one ident; other process names go in the text. */
 		static char ident[256];
 
-		snprintf(ident, sizeof(ident), "%s/smtpd", syslog_name);
+		snprintf(ident, sizeof(ident), "%s/smtpd", lc->syslog_name);
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
 		log_syslog_open = 1;
 	}
-	log_syslog_name = xstrdup(syslog_name);
-	log_hostname = xstrdup(hostname);
+	log_syslog_name = xstrdup(lc->syslog_name);
+	log_hostname = xstrdup(lc->hostname);
 	return 0;
+}
+
+int
+log_open(const char *syslog_name, const char *maillog_file, const char *hostname, char **err_r)
+{
+	struct log_conf lc = {
+		.syslog_name = syslog_name,
+		.maillog_file = maillog_file,
+		.hostname = hostname,
+	};
+
+	return log_open_conf(&lc, err_r);
 }
 
 void

@@ -3,17 +3,25 @@
  *
  * Before log_open() every message goes to stderr as "mxgate: warning: text"
  * (the form postconf(1) uses), which is what the conf and check verbs want.
- * After log_open() messages go to syslog, facility mail, one datagram per
- * line on /dev/log (or $MXGATE_SYSLOG_SOCKET) tagged "<syslog_name>/<process>
- * [<pid>]" as Postfix's processes tag theirs (syslog(3) with the one ident
- * "<syslog_name>/smtpd" when there is no such socket), or, when maillog_file
- * is set, are appended to that file as "Mmm dd hh:mm:ss <host>
- * <syslog_name>/smtpd[<pid>]: text", one write(2) per line, so concurrent
- * threads never interleave a line.
+ * After log_open() messages go to one of:
+ *
+ * syslog (maillog_file empty): one datagram per line on /dev/log (or
+ *     $MXGATE_SYSLOG_SOCKET), facility mail, tagged
+ *     "<syslog_name>/<process>[<pid>]" as Postfix's processes tag theirs
+ *     (syslog(3) with the one ident "<syslog_name>/smtpd" when there is no
+ *     such socket).
+ *     A send never blocks: a line the socket does not take is dropped and
+ *     counted, and the count is reported with the next line that gets
+ *     through ("warning: N log lines dropped: syslog did not keep up").
+ *
+ * maillog_file: "Mmm dd hh:mm:ss <host> <syslog_name>/<process>[<pid>]: text"
+ *     appended to the file, one write(2) per line, so concurrent threads
+ *     never interleave a line.
  *
  * Levels: info (no prefix), warning ("warning: "), error ("error: "),
  * fatal ("fatal: ", then exit(1)), panic ("panic: ", then abort()).  These
- * are safe to call from any thread.
+ * are safe to call from any thread.  log_open() and log_close() are not:
+ * call them while no other thread logs (start-up, shutdown).
  */
 #ifndef MXGATE_LOG_LOG_H
 #define MXGATE_LOG_LOG_H
@@ -25,15 +33,53 @@ struct buf;
 
 enum log_level { LOG_LVL_INFO, LOG_LVL_WARNING, LOG_LVL_ERROR, LOG_LVL_FATAL, LOG_LVL_PANIC };
 
+/* What log_open_conf() needs from main.cf. */
+struct log_conf {
+	const char *syslog_name;	/* tag prefix: "mxgate" in "mxgate/smtpd" */
+	const char *maillog_file;	/* NULL or "": syslog */
+	const char *maillog_file_prefixes;	/* a maillog_file must start with one
+						 * of these (comma/space separated);
+						 * NULL: no restriction (unit tests) */
+	const char *hostname;		/* printed in maillog_file lines */
+};
+
 /*
- * Start daemon logging.  maillog_file NULL or "" means syslog.  hostname is
- * the name printed in maillog_file lines.  Returns 0, or -1 with *err_r set
- * to a message (caller frees) when the file cannot be opened.
+ * Start daemon logging.  Returns 0, or -1 with *err_r set to a message
+ * (caller frees) that names the parameter and its value: a maillog_file
+ * outside maillog_file_prefixes, or one that cannot be opened safely.
+ *
+ * maillog_file is opened in the calling process (root, before the privilege
+ * drop), so it is opened carefully: "/dev/stdout" and "/dev/stderr" are the
+ * descriptors the process already has; any other path must be a regular file
+ * with one link, or not exist (then it is created, mode 0644).  A symbolic
+ * link (even one owned by root), a FIFO, a device, a socket or a directory is
+ * refused, and the open never blocks.  Postfix's postlogd opens the file with
+ * safe_open(), which refuses directories, files with several links and
+ * symbolic links except those owned by root in a root-owned directory, but
+ * accepts FIFOs and devices.
  */
+int log_open_conf(const struct log_conf *lc, char **err_r);
+/* log_open_conf() without the maillog_file_prefixes check. */
 int log_open(const char *syslog_name, const char *maillog_file, const char *hostname,
 	     char **err_r);
 /* Back to stderr; closes the file.  For tests and for shutdown. */
 void log_close(void);
+
+/*
+ * 1 if path starts with one of the prefixes (a comma/whitespace separated
+ * list), as Postfix's maillog_file_prefixes check does: a plain string
+ * prefix, so "/var" also admits "/variable".  0 otherwise (and for an empty
+ * list).
+ */
+int log_file_allowed(const char *path, const char *prefixes);
+/*
+ * What log_open_conf() would say about path without opening or creating
+ * it: 0 when it is "/dev/stdout", "/dev/stderr", a regular file with one
+ * link or absent; -1 with *err_r (caller frees) otherwise.  For `mxgate
+ * check`.
+ */
+int log_file_check(const char *path, char **err_r);
+
 /* The program name used for stderr messages (default "mxgate"). */
 void log_set_progname(const char *name);
 
