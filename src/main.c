@@ -64,6 +64,7 @@ log_open_global(const struct conf_view *g, char **err_r)
 {
 	struct log_conf lc = {
 		.syslog_name = conf_str(g, P_syslog_name),
+		.syslog_facility = conf_str(g, P_syslog_facility),
 		.maillog_file = conf_str(g, P_maillog_file),
 		.maillog_file_prefixes = conf_str(g, P_maillog_file_prefixes),
 		.hostname = conf_str(g, P_myhostname),

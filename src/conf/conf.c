@@ -571,6 +571,11 @@ bounds:
 			BAD("malformed compatibility level syntax: %s = %s", d->name, val);
 		return;
 	}
+	/* The names are the log module's; the text is Postfix's mail_params.c. */
+	if (id == P_syslog_facility && log_facility_code(val) < 0) {
+		BAD("parameter %s: unrecognized value: %s", d->name, val);
+		return;
+	}
 	for (size_t k = 0; k < sizeof(conf_enums) / sizeof(conf_enums[0]); k++) {
 		char   *one[] = {v->str[id], NULL};
 		char  **items = d->type == CONF_T_LIST ? v->list[id] : one;

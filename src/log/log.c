@@ -21,6 +21,7 @@ int msg_verbose;
 static const char *log_progname = "mxgate";
 static char *log_syslog_name;	/* NULL: stderr mode */
 static char *log_hostname;
+static int log_facility = LOG_MAIL;
 static int log_fd = -1;		/* maillog_file, or -1 for syslog */
 static int log_syslog_open;	/* fallback: syslog(3), one ident for every line */
 static int log_dev_fd = -1;	/* /dev/log datagram socket: our own tag per line */
@@ -41,6 +42,51 @@ static const int log_syslog_prio[] = {
 	[LOG_LVL_FATAL] = LOG_CRIT,
 	[LOG_LVL_PANIC] = LOG_CRIT,
 };
+
+/* Postfix's syslog_facility names (msg_syslog.c), those this system has. */
+static const struct {
+	const char *name;
+	int	code;
+} log_facilities[] = {
+	{"auth", LOG_AUTH},
+#ifdef LOG_AUTHPRIV
+	{"authpriv", LOG_AUTHPRIV},
+#endif
+	{"cron", LOG_CRON},
+	{"daemon", LOG_DAEMON},
+#ifdef LOG_FTP
+	{"ftp", LOG_FTP},
+#endif
+	{"kern", LOG_KERN},
+	{"lpr", LOG_LPR},
+	{"mail", LOG_MAIL},
+	{"news", LOG_NEWS},
+#ifdef LOG_SECURITY
+	{"security", LOG_SECURITY},
+#endif
+	{"syslog", LOG_SYSLOG},
+	{"user", LOG_USER},
+	{"uucp", LOG_UUCP},
+	{"local0", LOG_LOCAL0},
+	{"local1", LOG_LOCAL1},
+	{"local2", LOG_LOCAL2},
+	{"local3", LOG_LOCAL3},
+	{"local4", LOG_LOCAL4},
+	{"local5", LOG_LOCAL5},
+	{"local6", LOG_LOCAL6},
+	{"local7", LOG_LOCAL7},
+};
+
+int
+log_facility_code(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(log_facilities) / sizeof(log_facilities[0]); i++)
+		if (strcmp(log_facilities[i].name, name) == 0)
+			return log_facilities[i].code;
+	return -1;
+}
 
 void
 log_set_progname(const char *name)
@@ -99,7 +145,7 @@ log_dev_send(const char *data, size_t len)
 	} else if (log_dev_dropped > 0) {
 		char note[128];
 		int n = snprintf(note, sizeof(note), "<%d>%s/smtpd[%ld]: warning: %lu log lines "
-				 "dropped: syslog did not keep up", LOG_MAIL | LOG_WARNING,
+				 "dropped: syslog did not keep up", log_facility | LOG_WARNING,
 				 log_syslog_name, (long)getpid(), log_dev_dropped);
 
 		if (n > 0 && send(log_dev_fd, note, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
@@ -262,8 +308,15 @@ int
 log_open_conf(const struct log_conf *lc, char **err_r)
 {
 	const char *file = lc->maillog_file;
+	int	facility = LOG_MAIL;
 
 	log_close();
+	if (lc->syslog_facility != NULL
+	    && (facility = log_facility_code(lc->syslog_facility)) < 0) {
+		*err_r = xasprintf("parameter syslog_facility: unrecognized value: %s",
+				   lc->syslog_facility);
+		return -1;
+	}
 	if (file != NULL && *file != '\0') {
 		int	fd;
 
@@ -282,9 +335,10 @@ log_open_conf(const struct log_conf *lc, char **err_r)
 		static char ident[256];
 
 		snprintf(ident, sizeof(ident), "%s/smtpd", lc->syslog_name);
-		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+		openlog(ident, LOG_PID | LOG_NDELAY, facility);
 		log_syslog_open = 1;
 	}
+	log_facility = facility;
 	log_syslog_name = xstrdup(lc->syslog_name);
 	log_hostname = xstrdup(lc->hostname);
 	return 0;
@@ -314,6 +368,7 @@ log_close(void)
 	if (log_dev_fd >= 0)
 		close(log_dev_fd);
 	log_dev_fd = -1;
+	log_facility = LOG_MAIL;
 	free(log_syslog_name);
 	free(log_hostname);
 	log_syslog_name = log_hostname = NULL;
@@ -360,7 +415,7 @@ log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 		if (log_fd >= 0)
 			buf_printf(&line, "%s %s ", stamp, log_hostname);
 		else
-			buf_printf(&line, "<%d>%s ", LOG_MAIL | log_syslog_prio[level], stamp);
+			buf_printf(&line, "<%d>%s ", log_facility | log_syslog_prio[level], stamp);
 		buf_printf(&line, "%s/%s[%ld]: %s", log_syslog_name, process, (long)getpid(),
 			   log_prefix[level]);
 		buf_vprintf(&line, fmt, ap);

@@ -6,10 +6,10 @@
  * After log_open() messages go to one of:
  *
  * syslog (maillog_file empty): one datagram per line on /dev/log (or
- *     $MXGATE_SYSLOG_SOCKET), facility mail, tagged
- *     "<syslog_name>/<process>[<pid>]" as Postfix's processes tag theirs
- *     (syslog(3) with the one ident "<syslog_name>/smtpd" when there is no
- *     such socket).
+ *     $MXGATE_SYSLOG_SOCKET) with priority <syslog_facility | severity>,
+ *     tagged "<syslog_name>/<process>[<pid>]" as Postfix's processes tag
+ *     theirs (syslog(3) with the one ident "<syslog_name>/smtpd" and that
+ *     facility when there is no such socket).
  *     A send never blocks: a line the socket does not take is dropped and
  *     counted, and the count is reported with the next line that gets
  *     through ("warning: N log lines dropped: syslog did not keep up").
@@ -36,6 +36,7 @@ enum log_level { LOG_LVL_INFO, LOG_LVL_WARNING, LOG_LVL_ERROR, LOG_LVL_FATAL, LO
 /* What log_open_conf() needs from main.cf. */
 struct log_conf {
 	const char *syslog_name;	/* tag prefix: "mxgate" in "mxgate/smtpd" */
+	const char *syslog_facility;	/* Postfix's name ("mail", "local3"); NULL: "mail" */
 	const char *maillog_file;	/* NULL or "": syslog */
 	const char *maillog_file_prefixes;	/* a maillog_file must start with one
 						 * of these (comma/space separated);
@@ -45,8 +46,9 @@ struct log_conf {
 
 /*
  * Start daemon logging.  Returns 0, or -1 with *err_r set to a message
- * (caller frees) that names the parameter and its value: a maillog_file
- * outside maillog_file_prefixes, or one that cannot be opened safely.
+ * (caller frees) that names the parameter and its value: an unknown
+ * syslog_facility, a maillog_file outside maillog_file_prefixes, or one that
+ * cannot be opened safely.
  *
  * maillog_file is opened in the calling process (root, before the privilege
  * drop), so it is opened carefully: "/dev/stdout" and "/dev/stderr" are the
@@ -59,12 +61,19 @@ struct log_conf {
  * accepts FIFOs and devices.
  */
 int log_open_conf(const struct log_conf *lc, char **err_r);
-/* log_open_conf() without the maillog_file_prefixes check. */
+/* log_open_conf() with facility mail and no maillog_file_prefixes check. */
 int log_open(const char *syslog_name, const char *maillog_file, const char *hostname,
 	     char **err_r);
 /* Back to stderr; closes the file.  For tests and for shutdown. */
 void log_close(void);
 
+/*
+ * The syslog facility code (LOG_MAIL, LOG_LOCAL3, ...) of a name that
+ * Postfix's syslog_facility accepts on this system (auth, authpriv, cron,
+ * daemon, ftp, kern, lpr, mail, news, syslog, user, uucp, local0..local7;
+ * case matters, as in Postfix), or -1.
+ */
+int log_facility_code(const char *name);
 /*
  * 1 if path starts with one of the prefixes (a comma/whitespace separated
  * list), as Postfix's maillog_file_prefixes check does: a plain string
