@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,7 @@ static const char *log_progname = "mxgate";
 static char *log_syslog_name;	/* NULL: stderr mode */
 static char *log_hostname;
 static int log_facility = LOG_MAIL;
-static int log_fd = -1;		/* maillog_file, or -1 for syslog */
+static struct log_writer *log_w;	/* maillog_file, or NULL for syslog */
 static int log_syslog_open;	/* fallback: syslog(3), one ident for every line */
 static int log_dev_fd = -1;	/* /dev/log datagram socket: our own tag per line */
 static pthread_mutex_t log_dev_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -153,6 +154,246 @@ log_dev_send(const char *data, size_t len)
 	}
 out:
 	pthread_mutex_unlock(&log_dev_lock);
+}
+
+/* ---- maillog_file: a bounded queue and one writer thread ---- */
+
+/* One queued line. */
+struct log_node {
+	struct log_node *next;
+	unsigned long dropped;	/* lines dropped just before this one: a note first */
+	time_t	stamp;		/* when it was queued (for the note) */
+	size_t	len;
+	char	data[];
+};
+
+struct log_writer {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t more;	/* to the writer: a node, a drop or stop */
+	pthread_cond_t done;	/* from the writer: a node written, or exited */
+	int	fd;
+	char   *tag;		/* "<host> <syslog_name>/smtpd[<pid>]: " for the notes */
+	struct log_node *head, **tail;
+	size_t	bytes;		/* queued or being written, bookkeeping included */
+	unsigned long dropped;	/* lines dropped since the last note */
+	int	dropping;	/* dropping until bytes <= LOG_QUEUE_BYTES / 2 */
+	unsigned long long queued, written;	/* nodes, ever */
+	int	stop, exited;
+};
+
+static size_t
+log_node_cost(const struct log_node *n)
+{
+	return sizeof(*n) + n->len;
+}
+
+/* All of it, in one write(2) unless the kernel takes less. */
+static void
+log_write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;	/* a full disk or a closed pipe: nobody to tell */
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static void
+log_write_note(struct log_writer *w, unsigned long dropped, time_t stamp)
+{
+	char	when[32];
+	struct tm tm;
+	struct buf b = BUF_INIT;
+
+	localtime_r(&stamp, &tm);
+	strftime(when, sizeof(when), "%b %e %H:%M:%S", &tm);
+	buf_printf(&b, "%s %swarning: %lu log lines dropped: maillog_file did not keep up\n",
+		   when, w->tag, dropped);
+	log_write_all(w->fd, b.data, b.len);
+	buf_free(&b);
+}
+
+static void *
+log_writer_main(void *arg)
+{
+	struct log_writer *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		struct log_node *n;
+		unsigned long dropped = 0;
+
+		while (w->head == NULL && w->dropped == 0 && !w->stop)
+			pthread_cond_wait(&w->more, &w->lock);
+		if ((n = w->head) != NULL) {
+			if ((w->head = n->next) == NULL)
+				w->tail = &w->head;
+		} else if (w->dropped > 0) {
+			/* Caught up with no line since the gap: say so now. */
+			dropped = w->dropped;
+			w->dropped = 0;
+			w->dropping = 0;
+		} else {
+			break;	/* stop, and nothing left */
+		}
+		pthread_mutex_unlock(&w->lock);
+		if (n == NULL) {
+			log_write_note(w, dropped, time(NULL));
+		} else {
+			if (n->dropped > 0)
+				log_write_note(w, n->dropped, n->stamp);
+			log_write_all(w->fd, n->data, n->len);
+		}
+		pthread_mutex_lock(&w->lock);
+		if (n != NULL) {
+			w->bytes -= log_node_cost(n);
+			w->written++;
+			free(n);
+		}
+		pthread_cond_broadcast(&w->done);
+	}
+	w->exited = 1;
+	pthread_cond_broadcast(&w->done);
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static void
+log_writer_append(struct log_writer *w, struct log_node *n)
+{
+	n->next = NULL;
+	*w->tail = n;
+	w->tail = &n->next;
+	w->bytes += log_node_cost(n);
+	w->queued++;
+}
+
+/*
+ * Queue one line (never blocks on the file).  force: a fatal or panic line,
+ * queued past the bound.  Returns the line's sequence number, or 0 when it
+ * was dropped.
+ */
+static unsigned long long
+log_writer_put(struct log_writer *w, const char *data, size_t len, int force)
+{
+	struct log_node *n = xmalloc(sizeof(*n) + len);
+	unsigned long long seq = 0;
+
+	n->len = len;
+	n->dropped = 0;
+	n->stamp = time(NULL);
+	memcpy(n->data, data, len);
+	pthread_mutex_lock(&w->lock);
+	if (w->dropping && w->bytes + log_node_cost(n) <= LOG_QUEUE_BYTES / 2)
+		w->dropping = 0;
+	if (!force && (w->dropping || w->bytes + log_node_cost(n) > LOG_QUEUE_BYTES)) {
+		w->dropping = 1;
+		w->dropped++;
+		pthread_mutex_unlock(&w->lock);
+		free(n);
+		return 0;
+	}
+	/* The gap ends here: the writer puts the note before this line. */
+	n->dropped = w->dropped;
+	w->dropped = 0;
+	w->dropping = 0;
+	log_writer_append(w, n);
+	seq = w->queued;
+	pthread_cond_signal(&w->more);
+	pthread_mutex_unlock(&w->lock);
+	return seq;
+}
+
+/* Wait until node seq is written or the writer is gone; 0, or -1 on timeout. */
+static int
+log_writer_wait(struct log_writer *w, unsigned long long seq, int seconds)
+{
+	struct timespec deadline;
+	int	rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += seconds;
+	pthread_mutex_lock(&w->lock);
+	while (w->written < seq && !w->exited && rc == 0)
+		if (pthread_cond_timedwait(&w->done, &w->lock, &deadline) == ETIMEDOUT)
+			rc = -1;
+	if (w->written >= seq || w->exited)
+		rc = 0;
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+static struct log_writer *
+log_writer_start(int fd, const char *hostname, const char *syslog_name, char **err_r)
+{
+	struct log_writer *w = xcalloc(1, sizeof(*w));
+	sigset_t all, old;
+	int	rc;
+
+	w->fd = fd;
+	w->tail = &w->head;
+	w->tag = xasprintf("%s %s/smtpd[%ld]: ", hostname, syslog_name, (long)getpid());
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->more, NULL);
+	pthread_cond_init(&w->done, NULL);
+	/*
+	 * The writer takes no signal: they go to the loops that handle them,
+	 * and a reader of /dev/stdout that goes away gives EPIPE, not SIGPIPE.
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&w->thread, NULL, log_writer_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		*err_r = xasprintf("cannot start the maillog_file writer thread: %s", strerror(rc));
+		pthread_mutex_destroy(&w->lock);
+		pthread_cond_destroy(&w->more);
+		pthread_cond_destroy(&w->done);
+		free(w->tag);
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+/*
+ * Drain, stop and free.  A writer still stuck in write(2) after the timeout
+ * (a reader that stopped reading) is left to the exiting process with its
+ * memory and descriptor: freeing them under it would be worse.
+ */
+static void
+log_writer_stop(struct log_writer *w)
+{
+	struct timespec deadline;
+	int	exited;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += LOG_FLUSH_TIMEOUT;
+	pthread_mutex_lock(&w->lock);
+	w->stop = 1;
+	pthread_cond_signal(&w->more);
+	while (!w->exited)
+		if (pthread_cond_timedwait(&w->done, &w->lock, &deadline) == ETIMEDOUT)
+			break;
+	exited = w->exited;
+	pthread_mutex_unlock(&w->lock);
+	if (!exited) {
+		pthread_detach(w->thread);
+		return;
+	}
+	pthread_join(w->thread, NULL);
+	close(w->fd);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->more);
+	pthread_cond_destroy(&w->done);
+	free(w->tag);
+	free(w);
 }
 
 /* ---- opening maillog_file ---- */
@@ -329,7 +570,10 @@ log_open_conf(const struct log_conf *lc, char **err_r)
 		}
 		if ((fd = log_file_open(file, err_r)) < 0)
 			return -1;
-		log_fd = fd;
+		if ((log_w = log_writer_start(fd, lc->hostname, lc->syslog_name, err_r)) == NULL) {
+			close(fd);
+			return -1;
+		}
 	} else if ((log_dev_fd = log_dev_connect()) < 0) {
 		/* No /dev/log: syslog(3) with one ident; other process names go in the text. */
 		static char ident[256];
@@ -359,9 +603,9 @@ log_open(const char *syslog_name, const char *maillog_file, const char *hostname
 void
 log_close(void)
 {
-	if (log_fd >= 0)
-		close(log_fd);
-	log_fd = -1;
+	if (log_w != NULL)
+		log_writer_stop(log_w);
+	log_w = NULL;
 	if (log_syslog_open)
 		closelog();
 	log_syslog_open = 0;
@@ -412,16 +656,22 @@ log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 		localtime_r(&now, &tm);
 		strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
 		/* maillog_file: "stamp host tag[pid]: text\n"; /dev/log: "<pri>stamp tag[pid]: text". */
-		if (log_fd >= 0)
+		if (log_w != NULL)
 			buf_printf(&line, "%s %s ", stamp, log_hostname);
 		else
 			buf_printf(&line, "<%d>%s ", log_facility | log_syslog_prio[level], stamp);
 		buf_printf(&line, "%s/%s[%ld]: %s", log_syslog_name, process, (long)getpid(),
 			   log_prefix[level]);
 		buf_vprintf(&line, fmt, ap);
-		if (log_fd >= 0) {
+		if (log_w != NULL) {
+			int fatal = level >= LOG_LVL_FATAL;
+			unsigned long long seq;
+
 			buf_putc(&line, '\n');
-			(void)!write(log_fd, line.data, line.len);
+			seq = log_writer_put(log_w, line.data, line.len, fatal);
+			/* The process ends next: the line must be in the file first. */
+			if (fatal)
+				(void)log_writer_wait(log_w, seq, LOG_FLUSH_TIMEOUT);
 		} else {
 			log_dev_send(line.data, line.len);
 		}

@@ -15,8 +15,24 @@
  *     through ("warning: N log lines dropped: syslog did not keep up").
  *
  * maillog_file: "Mmm dd hh:mm:ss <host> <syslog_name>/<process>[<pid>]: text"
- *     appended to the file, one write(2) per line, so concurrent threads
- *     never interleave a line.
+ *     appended to the file.  The thread that logs never writes the file: it
+ *     formats the line and puts it on a queue that one writer thread (started
+ *     by log_open(), ended by log_close()) empties with one write(2) per line,
+ *     so lines never interleave and an event loop never waits on the disk or
+ *     on a stalled reader of /dev/stdout.
+ *     Bound: LOG_QUEUE_BYTES of queued text (each line counted with its
+ *     bookkeeping).  Drop policy: a line that does not fit is dropped and
+ *     counted, and so is every later line until the queue has drained to half
+ *     the bound (so an overloaded file gets few, large gaps rather than a
+ *     warning between every two lines).  Where a gap ends, or as soon as the
+ *     writer has emptied the queue, the writer appends
+ *         warning: N log lines dropped: maillog_file did not keep up
+ *     (tagged <syslog_name>/smtpd) at the place of the gap.
+ *     fatal and panic lines are never dropped: the caller queues them past
+ *     the bound and waits until the writer has written them and every line
+ *     queued before them (at most LOG_FLUSH_TIMEOUT seconds: a reader that
+ *     never reads again must not keep a dying process alive; the line has
+ *     gone to stderr too).  log_close() drains the queue the same way.
  *
  * Levels: info (no prefix), warning ("warning: "), error ("error: "),
  * fatal ("fatal: ", then exit(1)), panic ("panic: ", then abort()).  These
@@ -32,6 +48,10 @@
 struct buf;
 
 enum log_level { LOG_LVL_INFO, LOG_LVL_WARNING, LOG_LVL_ERROR, LOG_LVL_FATAL, LOG_LVL_PANIC };
+
+/* Queue bound and drain time of maillog_file logging (see above). */
+#define LOG_QUEUE_BYTES		(1024 * 1024)
+#define LOG_FLUSH_TIMEOUT	10
 
 /* What log_open_conf() needs from main.cf. */
 struct log_conf {
@@ -64,7 +84,10 @@ int log_open_conf(const struct log_conf *lc, char **err_r);
 /* log_open_conf() with facility mail and no maillog_file_prefixes check. */
 int log_open(const char *syslog_name, const char *maillog_file, const char *hostname,
 	     char **err_r);
-/* Back to stderr; closes the file.  For tests and for shutdown. */
+/*
+ * Back to stderr: drains the maillog_file queue (at most LOG_FLUSH_TIMEOUT
+ * seconds), ends the writer thread, closes the file.  For tests and shutdown.
+ */
 void log_close(void);
 
 /*
