@@ -226,11 +226,13 @@ cmd_run(int argc, char **argv)
 
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	nworkers = ncpu > 0 ? (int)ncpu : 1;
-	msg_info("daemon started -- version %s, configuration %s", MXGATE_VERSION, dir);
+	/* Postfix's master(8) logs its start, reload and stop lines. */
+	log_as("master", LOG_LVL_INFO, "daemon started -- version %s, configuration %s",
+	       MXGATE_VERSION, dir);
 	rc = server_run(&srv, nworkers, 4);
 	for (c = 0; c < srv.nworkers; c++)
 		session_free_all(&srv.workers[c]);
-	msg_info("daemon stopped");
+	log_as("master", LOG_LVL_INFO, "daemon stopped");
 	server_free(&srv);
 	conf_free(&srv.conf);
 	free(overrides);

@@ -601,7 +601,7 @@ server_reload(struct server *srv)
 	srv->global = conf_global(nc);
 	anvil_set_rate_time_unit(srv->anvil, conf_time(srv->global, P_anvil_rate_time_unit));
 	server_stats_schedule(srv);
-	msg_info("reload -- version %s, configuration %s", MXGATE_VERSION, srv->config_dir);
+	log_as("master", LOG_LVL_INFO, "reload -- version %s, configuration %s", MXGATE_VERSION, srv->config_dir);
 }
 
 static void
@@ -618,7 +618,7 @@ server_signal_cb(evutil_socket_t sig, short what, void *arg)
 	struct server *srv = arg;
 
 	(void)what;
-	msg_info("terminating on signal %d", (int)sig);
+	log_as("master", LOG_LVL_INFO, "terminating on signal %d", (int)sig);
 	server_stop(srv);
 }
 

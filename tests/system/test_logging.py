@@ -1,7 +1,8 @@
 """Logging to maillog_file: the checks done before the file is opened as root (Postfix's
 maillog_file_prefixes; no symbolic link, nothing but a regular file), the queue to the writer
 thread (a stalled reader never stalls a session; what is dropped is counted and reported; a
-fatal line is written before the exit)."""
+fatal line is written before the exit), and the master(8) tag of the daemon's own start, reload
+and stop lines."""
 
 import fcntl
 import os
@@ -309,7 +310,7 @@ class MaillogQueueTest(MxTestCase):
         self.assertTrue(reader.eof.wait(10), "the daemon's end of the FIFO was not closed")
         reader.join(5)
         lines = reader.lines()
-        prefix = re.compile(r"^%s mx\.example\.test mxgate/(smtpd|anvil)\[%d\]: " % (STAMP, proc.pid))
+        prefix = re.compile(r"^%s mx\.example\.test mxgate/(smtpd|master|anvil)\[%d\]: " % (STAMP, proc.pid))
         bad = [ln for ln in lines if not prefix.match(ln)]
         self.assertEqual(bad, [], "lines that are not whole log lines")
         dropped = sum(int(m.group(1)) for m in (re.search(DROPPED, ln) for ln in lines) if m)
@@ -320,7 +321,7 @@ class MaillogQueueTest(MxTestCase):
         # lines of a few probe sessions.
         self.assertGreaterEqual(rejects + dropped, n_rcpt)
         self.assertLessEqual(rejects + dropped, n_rcpt + 2 * probes + 2)
-        self.assertTrue(any(re.search(r"mxgate/smtpd\[%d\]: daemon stopped$" % proc.pid, ln)
+        self.assertTrue(any(re.search(r"mxgate/master\[%d\]: daemon stopped$" % proc.pid, ln)
                             for ln in lines[-10:]), "\n".join(lines[-10:]))
         self.assertEqual(harness.sanitizer_reports(srv.stderr()), [])
         srv.cleanup()
@@ -364,3 +365,25 @@ class MaillogQueueTest(MxTestCase):
             % (port, port),
             "fatal: cannot listen on the configured services"], "\n".join(msgs[-5:]))
         self.assertEqual(harness.sanitizer_reports(err), [])
+
+
+class MasterTagTest(MxTestCase):
+    def test_start_reload_stop_lines_are_masters(self):
+        """Postfix's master(8) logs "daemon started -- version V, configuration DIR",
+        "reload -- ..." and "terminating on signal 15"; mxgate tags them, and its own
+        "daemon stopped", mxgate/master[pid]."""
+        rc, out, err = mxgate(["version"])
+        version = out.split()[1]
+        srv = self.start_server(main=dict(harness.BASE_MAIN))
+        srv.signal(signal.SIGHUP)
+        self.assertIsNotNone(srv.wait_log(r"reload -- version"))
+        self.assertEqual(srv.stop(), [])
+        tag = r"^%s mx\.example\.test mxgate/master\[%d\]: " % (STAMP, srv.pid)
+        msgs = [re.sub(tag, "", ln) for ln in srv.log_lines() if re.match(tag, ln)]
+        self.assertEqual(msgs, [
+            "daemon started -- version %s, configuration %s" % (version, srv.dir),
+            "reload -- version %s, configuration %s" % (version, srv.dir),
+            "terminating on signal 15",
+            "daemon stopped",
+        ], "\n".join(srv.log_lines()))
+        self.assertEqual(harness.log_matches(srv, r"mxgate/smtpd\[\d+\]: (daemon|reload|terminating)"), [])

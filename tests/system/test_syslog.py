@@ -80,7 +80,7 @@ class SyslogTest(MxTestCase):
 
     def test_syslog_facility_local3(self):
         """syslog_facility = local3: every datagram's priority is local3 (19) * 8 + severity,
-        for info and warning lines."""
+        for smtpd's info and warning lines and for master's start and stop lines."""
         d = tempfile.mkdtemp(prefix="mxgate-syslog-")
         os.chmod(d, 0o755)
         path = os.path.join(d, "log")
@@ -116,10 +116,10 @@ class SyslogTest(MxTestCase):
         stamp = r"<(\d+)>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d "
         local3 = 19 * 8
         for tag, msg, severity in (
-                ("smtpd", r"daemon started -- version \S+, configuration " + re.escape(srv.dir), 6),
+                ("master", r"daemon started -- version \S+, configuration " + re.escape(srv.dir), 6),
                 ("smtpd", r"connect from localhost\[127\.0\.0\.1\]", 6),
                 ("smtpd", r"warning: non-SMTP command from localhost\[127\.0\.0\.1\]: GET / HTTP/1\.0", 4),
-                ("smtpd", r"daemon stopped", 6)):
+                ("master", r"daemon stopped", 6)):
             m = re.search("^" + stamp + r"mxgate/%s\[%d\]: %s$" % (tag, proc.pid, msg), text, re.M)
             self.assertIsNotNone(m, "no %s line %r in:\n%s" % (tag, msg, text))
             self.assertEqual(int(m.group(1)), local3 + severity, m.group(0))
