@@ -87,6 +87,21 @@ check_seen_has(char *const *v, size_t n, const char *s)
 	return 0;
 }
 
+/* Start daemon logging with the settings of main.cf (see log.h). */
+static int
+log_open_global(const struct conf_view *g, char **err_r)
+{
+	struct log_conf lc = {
+		.syslog_name = conf_str(g, P_syslog_name),
+		.syslog_facility = conf_str(g, P_syslog_facility),
+		.maillog_file = conf_str(g, P_maillog_file),
+		.maillog_file_prefixes = conf_str(g, P_maillog_file_prefixes),
+		.hostname = conf_str(g, P_myhostname),
+	};
+
+	return log_open_conf(&lc, err_r);
+}
+
 /*
  * A recipient_problem_fn: one table (or list entry) that cannot be used,
  * printed at the main.cf or master.cf line that wrote it, once.
@@ -136,6 +151,8 @@ check_services(const struct conf *c)
 	struct passwd *pw = getpwnam(owner);
 	uid_t run_uid = geteuid() == 0 ? (pw ? pw->pw_uid : (uid_t)-1) : geteuid();
 	struct check_seen sn = { c, NULL, NULL, 0, NULL, 0, 0 };
+	const char *maillog = conf_str(conf_global(c), P_maillog_file);
+	char *why = NULL;
 	size_t i, k, n;
 
 	if (geteuid() == 0 && pw == NULL) {
@@ -153,6 +170,12 @@ check_services(const struct conf *c)
 			sn.errors++;
 		}
 		anvil_free(&a);
+	}
+	/* What `run` would refuse to open (the prefixes are checked with the values). */
+	if (*maillog != '\0' && log_file_check(maillog, &why) < 0) {
+		msg_error("%s", why);
+		free(why);
+		sn.errors++;
 	}
 	for (i = 0; i < conf_service_count(c); i++) {
 		const struct conf_service *cs = conf_service_at(c, i);
@@ -279,8 +302,7 @@ cmd_run(int argc, char **argv)
 			  rep.errors, rep.errors == 1 ? "" : "s", dir);
 	}
 	global = conf_global(conf);
-	if (log_open(conf_str(global, P_syslog_name), conf_str(global, P_maillog_file),
-		     conf_str(global, P_myhostname), &err) < 0)
+	if (log_open_global(global, &err) < 0)
 		msg_fatal("%s", err);
 	print_report(&rep, 0);
 	conf_report_free(&rep);
@@ -298,6 +320,7 @@ cmd_run(int argc, char **argv)
 
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	nworkers = ncpu > 0 ? (int)ncpu : 1;
+	/* Postfix's master(8) logs its start, reload and stop lines. */
 	log_as("master", LOG_LVL_INFO, "daemon started -- version %s, configuration %s",
 	       MXGATE_VERSION, dir);
 	rc = server_run(srv, nworkers);

@@ -539,6 +539,22 @@ bounds:
 			BAD("bad boolean configuration: %s = %s", d->name, val);
 		return;
 	case CONF_T_LIST:
+	case CONF_T_STR:
+		/* Postfix's mail_conf_str.c text. */
+		if (d->min > 0 && strlen(val) < (size_t) d->min) {
+			BAD("bad string length %zu < %ld: %s = %s", strlen(val), d->min, d->name, val);
+			if (d->type == CONF_T_LIST)
+				v->list[id] = xcalloc(1, sizeof(char *));
+			return;
+		}
+		if (d->max > 0 && strlen(val) > (size_t) d->max) {
+			BAD("bad string length %zu > %ld: %s = %s", strlen(val), d->max, d->name, val);
+			if (d->type == CONF_T_LIST)
+				v->list[id] = xcalloc(1, sizeof(char *));
+			return;
+		}
+		if (d->type == CONF_T_STR)
+			break;
 		if ((v->list[id] = conf_split_list(val, &v->nlist[id], &err)) == NULL) {
 			BAD("%s = %s: %s", d->name, val, err);
 			free(err);
@@ -547,14 +563,17 @@ bounds:
 			return;
 		}
 		break;
-	case CONF_T_STR:
-		break;
 	}
 	if (id == P_compatibility_level) {
 		int	cmp;
 
 		if (conf_level_cmp(val, "0", &cmp) < 0)
 			BAD("malformed compatibility level syntax: %s = %s", d->name, val);
+		return;
+	}
+	/* The names are the log module's; the text is Postfix's mail_params.c. */
+	if (id == P_syslog_facility && log_facility_code(val) < 0) {
+		BAD("parameter %s: unrecognized value: %s", d->name, val);
 		return;
 	}
 	for (size_t k = 0; k < sizeof(conf_enums) / sizeof(conf_enums[0]); k++) {
@@ -613,6 +632,28 @@ conf_check_virtual_base(const struct conf_view *v, const struct conf_ctx *ctx,
 				"absolute path)");
 }
 
+/*
+ * As Postfix's maillog_client.c at start-up: a maillog_file outside
+ * maillog_file_prefixes is refused (the rule is the log module's, which
+ * enforces it again when it opens the file).
+ */
+static void
+conf_check_maillog(const struct conf_view *v, const struct conf_ctx *ctx,
+		   struct conf_report *rep)
+{
+	const char *file = v->str[P_maillog_file];
+	const struct conf_setting *origin;
+
+	if (*file == '\0' || *v->str[P_maillog_file_prefixes] == '\0'
+	    || log_file_allowed(file, v->str[P_maillog_file_prefixes]))
+		return;
+	origin = conf_ctx_setting(ctx, "maillog_file");
+	conf_report_add(rep, 1, CONF_PROB_VALUE, origin ? origin->file : NULL,
+			origin ? origin->line : 0, "maillog_file", file,
+			"maillog_file value '%s' does not match any prefix in "
+			"maillog_file_prefixes", file);
+}
+
 /* Expand and type-check every implemented parameter in one context. */
 static struct conf_view *
 conf_view_build(const struct conf_settings *svc, const struct conf_settings *over,
@@ -649,6 +690,7 @@ conf_view_build(const struct conf_settings *svc, const struct conf_settings *ove
 		conf_check_value(v, id, origin, rep);
 	}
 	conf_check_virtual_base(v, &ctx, rep);
+	conf_check_maillog(v, &ctx, rep);
 	conf_ctx_free(&ctx);
 	return v;
 }

@@ -3,12 +3,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -20,7 +22,8 @@ int msg_verbose;
 static const char *log_progname = "mxgate";
 static char *log_syslog_name;	/* NULL: stderr mode */
 static char *log_hostname;
-static int log_fd = -1;		/* maillog_file, or -1 for syslog */
+static int log_facility = LOG_MAIL;
+static struct log_writer *log_w;	/* maillog_file, or NULL for syslog */
 static int log_syslog_open;	/* fallback: syslog(3), one ident for every line */
 static int log_dev_fd = -1;	/* /dev/log datagram socket: our own tag per line */
 static pthread_mutex_t log_dev_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -40,6 +43,51 @@ static const int log_syslog_prio[] = {
 	[LOG_LVL_FATAL] = LOG_CRIT,
 	[LOG_LVL_PANIC] = LOG_CRIT,
 };
+
+/* Postfix's syslog_facility names (msg_syslog.c), those this system has. */
+static const struct {
+	const char *name;
+	int	code;
+} log_facilities[] = {
+	{"auth", LOG_AUTH},
+#ifdef LOG_AUTHPRIV
+	{"authpriv", LOG_AUTHPRIV},
+#endif
+	{"cron", LOG_CRON},
+	{"daemon", LOG_DAEMON},
+#ifdef LOG_FTP
+	{"ftp", LOG_FTP},
+#endif
+	{"kern", LOG_KERN},
+	{"lpr", LOG_LPR},
+	{"mail", LOG_MAIL},
+	{"news", LOG_NEWS},
+#ifdef LOG_SECURITY
+	{"security", LOG_SECURITY},
+#endif
+	{"syslog", LOG_SYSLOG},
+	{"user", LOG_USER},
+	{"uucp", LOG_UUCP},
+	{"local0", LOG_LOCAL0},
+	{"local1", LOG_LOCAL1},
+	{"local2", LOG_LOCAL2},
+	{"local3", LOG_LOCAL3},
+	{"local4", LOG_LOCAL4},
+	{"local5", LOG_LOCAL5},
+	{"local6", LOG_LOCAL6},
+	{"local7", LOG_LOCAL7},
+};
+
+int
+log_facility_code(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(log_facilities) / sizeof(log_facilities[0]); i++)
+		if (strcmp(log_facilities[i].name, name) == 0)
+			return log_facilities[i].code;
+	return -1;
+}
 
 void
 log_set_progname(const char *name)
@@ -98,7 +146,7 @@ log_dev_send(const char *data, size_t len)
 	} else if (log_dev_dropped > 0) {
 		char note[128];
 		int n = snprintf(note, sizeof(note), "<%d>%s/smtpd[%ld]: warning: %lu log lines "
-				 "dropped: syslog did not keep up", LOG_MAIL | LOG_WARNING,
+				 "dropped: syslog did not keep up", log_facility | LOG_WARNING,
 				 log_syslog_name, (long)getpid(), log_dev_dropped);
 
 		if (n > 0 && send(log_dev_fd, note, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
@@ -108,52 +156,463 @@ out:
 	pthread_mutex_unlock(&log_dev_lock);
 }
 
-int
-log_open(const char *syslog_name, const char *maillog_file, const char *hostname, char **err_r)
+/* ---- maillog_file: a bounded queue and one writer thread ---- */
+
+/* One queued line. */
+struct log_node {
+	struct log_node *next;
+	unsigned long dropped;	/* lines dropped just before this one: a note first */
+	time_t	stamp;		/* when it was queued (for the note) */
+	size_t	len;
+	char	data[];
+};
+
+struct log_writer {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t more;	/* to the writer: a node, a drop or stop */
+	pthread_cond_t done;	/* from the writer: a node written, or exited */
+	int	fd;
+	char   *tag;		/* "<host> <syslog_name>/smtpd[<pid>]: " for the notes */
+	struct log_node *head, **tail;
+	size_t	bytes;		/* queued or being written, bookkeeping included */
+	unsigned long dropped;	/* lines dropped since the last note */
+	int	dropping;	/* dropping until bytes <= LOG_QUEUE_BYTES / 2 */
+	unsigned long long queued, written;	/* nodes, ever */
+	int	stop, exited;
+};
+
+static size_t
+log_node_cost(const struct log_node *n)
 {
-	log_close();
-	if (maillog_file != NULL && *maillog_file != '\0') {
-		int fd;
+	return sizeof(*n) + n->len;
+}
 
-		/* As Postfix's postlog: /dev/stdout and /dev/stderr are the descriptors we have. */
-		if (strcmp(maillog_file, "/dev/stdout") == 0)
-			fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
-		else if (strcmp(maillog_file, "/dev/stderr") == 0)
-			fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
-		else
-			fd = open(maillog_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+/* All of it, in one write(2) unless the kernel takes less. */
+static void
+log_write_all(int fd, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
 
-		if (fd < 0) {
-			*err_r = xasprintf("open maillog_file \"%s\": %s", maillog_file,
-					   strerror(errno));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;	/* a full disk or a closed pipe: nobody to tell */
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static void
+log_write_note(struct log_writer *w, unsigned long dropped, time_t stamp)
+{
+	char	when[32];
+	struct tm tm;
+	struct buf b = BUF_INIT;
+
+	localtime_r(&stamp, &tm);
+	strftime(when, sizeof(when), "%b %e %H:%M:%S", &tm);
+	buf_printf(&b, "%s %swarning: %lu log lines dropped: maillog_file did not keep up\n",
+		   when, w->tag, dropped);
+	log_write_all(w->fd, b.data, b.len);
+	buf_free(&b);
+}
+
+static void *
+log_writer_main(void *arg)
+{
+	struct log_writer *w = arg;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		struct log_node *n;
+		unsigned long dropped = 0;
+
+		while (w->head == NULL && w->dropped == 0 && !w->stop)
+			pthread_cond_wait(&w->more, &w->lock);
+		if ((n = w->head) != NULL) {
+			if ((w->head = n->next) == NULL)
+				w->tail = &w->head;
+		} else if (w->dropped > 0) {
+			/* Caught up with no line since the gap: say so now. */
+			dropped = w->dropped;
+			w->dropped = 0;
+			w->dropping = 0;
+		} else {
+			break;	/* stop, and nothing left */
+		}
+		pthread_mutex_unlock(&w->lock);
+		if (n == NULL) {
+			log_write_note(w, dropped, time(NULL));
+		} else {
+			if (n->dropped > 0)
+				log_write_note(w, n->dropped, n->stamp);
+			log_write_all(w->fd, n->data, n->len);
+		}
+		pthread_mutex_lock(&w->lock);
+		if (n != NULL) {
+			w->bytes -= log_node_cost(n);
+			w->written++;
+			free(n);
+		}
+		pthread_cond_broadcast(&w->done);
+	}
+	w->exited = 1;
+	pthread_cond_broadcast(&w->done);
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static void
+log_writer_append(struct log_writer *w, struct log_node *n)
+{
+	n->next = NULL;
+	*w->tail = n;
+	w->tail = &n->next;
+	w->bytes += log_node_cost(n);
+	w->queued++;
+}
+
+/*
+ * Queue one line (never blocks on the file).  force: a fatal or panic line,
+ * queued past the bound.  Returns the line's sequence number, or 0 when it
+ * was dropped.
+ */
+static unsigned long long
+log_writer_put(struct log_writer *w, const char *data, size_t len, int force)
+{
+	struct log_node *n = xmalloc(sizeof(*n) + len);
+	unsigned long long seq = 0;
+
+	n->len = len;
+	n->dropped = 0;
+	n->stamp = time(NULL);
+	memcpy(n->data, data, len);
+	pthread_mutex_lock(&w->lock);
+	if (w->dropping && w->bytes + log_node_cost(n) <= LOG_QUEUE_BYTES / 2)
+		w->dropping = 0;
+	if (!force && (w->dropping || w->bytes + log_node_cost(n) > LOG_QUEUE_BYTES)) {
+		w->dropping = 1;
+		w->dropped++;
+		pthread_mutex_unlock(&w->lock);
+		free(n);
+		return 0;
+	}
+	/* The gap ends here: the writer puts the note before this line. */
+	n->dropped = w->dropped;
+	w->dropped = 0;
+	w->dropping = 0;
+	log_writer_append(w, n);
+	seq = w->queued;
+	pthread_cond_signal(&w->more);
+	pthread_mutex_unlock(&w->lock);
+	return seq;
+}
+
+/* Wait until node seq is written or the writer is gone; 0, or -1 on timeout. */
+static int
+log_writer_wait(struct log_writer *w, unsigned long long seq, int seconds)
+{
+	struct timespec deadline;
+	int	rc = 0;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += seconds;
+	pthread_mutex_lock(&w->lock);
+	while (w->written < seq && !w->exited && rc == 0)
+		if (pthread_cond_timedwait(&w->done, &w->lock, &deadline) == ETIMEDOUT)
+			rc = -1;
+	if (w->written >= seq || w->exited)
+		rc = 0;
+	pthread_mutex_unlock(&w->lock);
+	return rc;
+}
+
+static struct log_writer *
+log_writer_start(int fd, const char *hostname, const char *syslog_name, char **err_r)
+{
+	struct log_writer *w = xcalloc(1, sizeof(*w));
+	sigset_t all, old;
+	int	rc;
+
+	w->fd = fd;
+	w->tail = &w->head;
+	w->tag = xasprintf("%s %s/smtpd[%ld]: ", hostname, syslog_name, (long)getpid());
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->more, NULL);
+	pthread_cond_init(&w->done, NULL);
+	/*
+	 * The writer takes no signal: they go to the loops that handle them,
+	 * and a reader of /dev/stdout that goes away gives EPIPE, not SIGPIPE.
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&w->thread, NULL, log_writer_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		*err_r = xasprintf("cannot start the maillog_file writer thread: %s", strerror(rc));
+		pthread_mutex_destroy(&w->lock);
+		pthread_cond_destroy(&w->more);
+		pthread_cond_destroy(&w->done);
+		free(w->tag);
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+/*
+ * Drain, stop and free.  A writer still stuck in write(2) after the timeout
+ * (a reader that stopped reading) is left to the exiting process with its
+ * memory and descriptor: freeing them under it would be worse.
+ */
+static void
+log_writer_stop(struct log_writer *w)
+{
+	struct timespec deadline;
+	int	exited;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += LOG_FLUSH_TIMEOUT;
+	pthread_mutex_lock(&w->lock);
+	w->stop = 1;
+	pthread_cond_signal(&w->more);
+	while (!w->exited)
+		if (pthread_cond_timedwait(&w->done, &w->lock, &deadline) == ETIMEDOUT)
+			break;
+	exited = w->exited;
+	pthread_mutex_unlock(&w->lock);
+	if (!exited) {
+		pthread_detach(w->thread);
+		return;
+	}
+	pthread_join(w->thread, NULL);
+	close(w->fd);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->more);
+	pthread_cond_destroy(&w->done);
+	free(w->tag);
+	free(w);
+}
+
+/* ---- opening maillog_file ---- */
+
+int
+log_file_allowed(const char *path, const char *prefixes)
+{
+	static const char sep[] = ", \t\r\n";	/* Postfix's CHARS_COMMA_SP */
+	const char *p = prefixes;
+
+	while (p != NULL && *(p += strspn(p, sep)) != '\0') {
+		size_t	n = strcspn(p, sep);
+
+		if (strncmp(path, p, n) == 0)
+			return 1;
+		p += n;
+	}
+	return 0;
+}
+
+static const char *
+log_file_type(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFLNK: return "a symbolic link";
+	case S_IFDIR: return "a directory";
+	case S_IFIFO: return "a FIFO";
+	case S_IFCHR: return "a character device";
+	case S_IFBLK: return "a block device";
+	case S_IFSOCK: return "a socket";
+	default: return "not a regular file";
+	}
+}
+
+/* Why st is no file for maillog_file (NULL: it is fine); buf for the number. */
+static const char *
+log_file_refusal(const struct stat *st, char *buf, size_t size)
+{
+	if (S_ISLNK(st->st_mode)) {
+		return "file is a symbolic link (mxgate opens maillog_file as root and follows no "
+		    "link)";
+	} else if (!S_ISREG(st->st_mode)) {
+		snprintf(buf, size, "file is %s, not a regular file", log_file_type(st->st_mode));
+		return buf;
+	} else if (st->st_nlink != 1) {
+		snprintf(buf, size, "file has %lu hard links", (unsigned long)st->st_nlink);
+		return buf;
+	}
+	return NULL;
+}
+
+static int
+log_file_is_stdio(const char *path)
+{
+	return strcmp(path, "/dev/stdout") == 0 || strcmp(path, "/dev/stderr") == 0;
+}
+
+int
+log_file_check(const char *path, char **err_r)
+{
+	struct stat st;
+	const char *why;
+	char	buf[128];
+
+	if (log_file_is_stdio(path))
+		return 0;
+	if (lstat(path, &st) < 0) {
+		char   *dir, *slash;
+		int	rc = 0;
+
+		if (errno != ENOENT) {
+			*err_r = xasprintf("maillog_file = %s: %s", path, strerror(errno));
 			return -1;
 		}
-		log_fd = fd;
+		/* Created at start-up: its directory must be there. */
+		dir = xstrdup(path);
+		if ((slash = strrchr(dir, '/')) != NULL) {
+			const char *bad = NULL;
+
+			slash[slash == dir] = '\0';	/* "/log" is in "/" */
+			if (stat(dir, &st) < 0)
+				bad = strerror(errno);
+			else if (!S_ISDIR(st.st_mode))
+				bad = "not a directory";
+			if (bad != NULL) {
+				*err_r = xasprintf("maillog_file = %s: cannot create file: %s: %s", path,
+						   dir, bad);
+				rc = -1;
+			}
+		}
+		free(dir);
+		return rc;
+	}
+	if ((why = log_file_refusal(&st, buf, sizeof(buf))) != NULL) {
+		*err_r = xasprintf("maillog_file = %s: %s", path, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* Open maillog_file as described in log.h.  Returns the descriptor or -1. */
+static int
+log_file_open(const char *path, char **err_r)
+{
+	struct stat st;
+	const char *why;
+	char	buf[128];
+	int	fd, flags;
+
+	/* As Postfix's postlog: /dev/stdout and /dev/stderr are the descriptors we have. */
+	if (log_file_is_stdio(path)) {
+		fd = fcntl(strcmp(path, "/dev/stdout") == 0 ? STDOUT_FILENO : STDERR_FILENO,
+			   F_DUPFD_CLOEXEC, 3);
+		if (fd < 0)
+			*err_r = xasprintf("maillog_file = %s: %s", path, strerror(errno));
+		return fd;
+	}
+	/*
+	 * Look first, so that a device is not even opened (opening some has
+	 * effects); then open without following a link and without blocking (a
+	 * FIFO put there in between), and look again at what was opened.
+	 */
+	if (log_file_check(path, err_r) < 0)
+		return -1;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY
+		  | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		*err_r = errno == ELOOP
+		    ? xasprintf("maillog_file = %s: file is a symbolic link (mxgate opens "
+				"maillog_file as root and follows no link)", path)
+		    : xasprintf("maillog_file = %s: cannot open file: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		*err_r = xasprintf("maillog_file = %s: fstat: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if ((why = log_file_refusal(&st, buf, sizeof(buf))) != NULL) {
+		*err_r = xasprintf("maillog_file = %s: %s", path, why);
+		close(fd);
+		return -1;
+	}
+	if ((flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+		*err_r = xasprintf("maillog_file = %s: fcntl: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int
+log_open_conf(const struct log_conf *lc, char **err_r)
+{
+	const char *file = lc->maillog_file;
+	int	facility = LOG_MAIL;
+
+	log_close();
+	if (lc->syslog_facility != NULL
+	    && (facility = log_facility_code(lc->syslog_facility)) < 0) {
+		*err_r = xasprintf("parameter syslog_facility: unrecognized value: %s",
+				   lc->syslog_facility);
+		return -1;
+	}
+	if (file != NULL && *file != '\0') {
+		int	fd;
+
+		/* Postfix's maillog_client.c text. */
+		if (lc->maillog_file_prefixes != NULL
+		    && !log_file_allowed(file, lc->maillog_file_prefixes)) {
+			*err_r = xasprintf("maillog_file value '%s' does not match any prefix in "
+					   "maillog_file_prefixes", file);
+			return -1;
+		}
+		if ((fd = log_file_open(file, err_r)) < 0)
+			return -1;
+		if ((log_w = log_writer_start(fd, lc->hostname, lc->syslog_name, err_r)) == NULL) {
+			close(fd);
+			return -1;
+		}
 	} else if ((log_dev_fd = log_dev_connect()) < 0) {
 		/* No /dev/log: syslog(3) with one ident; other process names go in the text. */
 		static char ident[256];
 
-		snprintf(ident, sizeof(ident), "%s/smtpd", syslog_name);
-		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+		snprintf(ident, sizeof(ident), "%s/smtpd", lc->syslog_name);
+		openlog(ident, LOG_PID | LOG_NDELAY, facility);
 		log_syslog_open = 1;
 	}
-	log_syslog_name = xstrdup(syslog_name);
-	log_hostname = xstrdup(hostname);
+	log_facility = facility;
+	log_syslog_name = xstrdup(lc->syslog_name);
+	log_hostname = xstrdup(lc->hostname);
 	return 0;
+}
+
+int
+log_open(const char *syslog_name, const char *maillog_file, const char *hostname, char **err_r)
+{
+	struct log_conf lc = {
+		.syslog_name = syslog_name,
+		.maillog_file = maillog_file,
+		.hostname = hostname,
+	};
+
+	return log_open_conf(&lc, err_r);
 }
 
 void
 log_close(void)
 {
-	if (log_fd >= 0)
-		close(log_fd);
-	log_fd = -1;
+	if (log_w != NULL)
+		log_writer_stop(log_w);
+	log_w = NULL;
 	if (log_syslog_open)
 		closelog();
 	log_syslog_open = 0;
 	if (log_dev_fd >= 0)
 		close(log_dev_fd);
 	log_dev_fd = -1;
+	log_facility = LOG_MAIL;
 	free(log_syslog_name);
 	free(log_hostname);
 	log_syslog_name = log_hostname = NULL;
@@ -197,16 +656,22 @@ log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 		localtime_r(&now, &tm);
 		strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
 		/* maillog_file: "stamp host tag[pid]: text\n"; /dev/log: "<pri>stamp tag[pid]: text". */
-		if (log_fd >= 0)
+		if (log_w != NULL)
 			buf_printf(&line, "%s %s ", stamp, log_hostname);
 		else
-			buf_printf(&line, "<%d>%s ", LOG_MAIL | log_syslog_prio[level], stamp);
+			buf_printf(&line, "<%d>%s ", log_facility | log_syslog_prio[level], stamp);
 		buf_printf(&line, "%s/%s[%ld]: %s", log_syslog_name, process, (long)getpid(),
 			   log_prefix[level]);
 		buf_vprintf(&line, fmt, ap);
-		if (log_fd >= 0) {
+		if (log_w != NULL) {
+			int fatal = level >= LOG_LVL_FATAL;
+			unsigned long long seq;
+
 			buf_putc(&line, '\n');
-			(void)!write(log_fd, line.data, line.len);
+			seq = log_writer_put(log_w, line.data, line.len, fatal);
+			/* The process ends next: the line must be in the file first. */
+			if (fatal)
+				(void)log_writer_wait(log_w, seq, LOG_FLUSH_TIMEOUT);
 		} else {
 			log_dev_send(line.data, line.len);
 		}

@@ -214,7 +214,8 @@ class Server:
 
     main:          main.cf parameters (values are written as given; None drops
                    a default).  Defaults: myhostname = mx.example.test,
-                   maillog_file = DIR/maillog.
+                   maillog_file = DIR/maillog, maillog_file_prefixes = DIR/ (so
+                   that the scratch maillog passes Postfix's prefix check).
     master:        master.cf lines; "{port}" is replaced by the chosen port.
                    Default: one "127.0.0.1:{port} inet n - n - - smtpd" line.
     virtual_users: local parts for virt.test; sets the virtual_* parameters,
@@ -261,6 +262,7 @@ class Server:
         self.strace_path = os.path.join(self.dir, "strace.out")
 
         params.setdefault("maillog_file", self.maillog)
+        params.setdefault("maillog_file_prefixes", self.dir + "/")
         self.maillog = params["maillog_file"]
         self.vmail = None
         if virtual_users is not None:

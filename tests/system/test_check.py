@@ -70,6 +70,7 @@ class CheckTest(harness.MxTestCase):
             "virtual_mailbox_base = %s" % base,                                    # 7
             "virtual_uid_maps = static:%d" % os.getuid(),                          # 8
             "virtual_gid_maps = ldap:/etc/postfix/gids.cf",                        # 9
+            "maillog_file_prefixes = %s" % d,                                      # 10
         ], [
             "127.0.0.1:{p1} inet n - n - - smtpd",                                 # 1
             "127.0.0.1:{p2} inet n - n - - smtpd -o virtual_uid_maps=cdb:%s/uids" % d,  # 2
@@ -134,7 +135,8 @@ class CheckTest(harness.MxTestCase):
         virtual_mailbox_base = " (Postfix 3.7.11); mxgate names it at check and run."""
         self.write(["virtual_mailbox_domains = virt.test",
                     "virtual_mailbox_maps = inline:{alice@virt.test=alice/}",
-                    "maillog_file = %s/maillog" % self.dir],
+                    "maillog_file = %s/maillog" % self.dir,
+                    "maillog_file_prefixes = %s" % self.dir],
                    ["127.0.0.1:{p1} inet n - n - - smtpd"])
         want = ("mxgate: error: bad string length 0 < 1: virtual_mailbox_base = "
                 "(virtual_mailbox_domains is not empty: virtual mailboxes need an absolute path)")
