@@ -420,7 +420,7 @@ session_cmd_data(struct session *s, const char *args)
 		return CMD_FAIL;
 	}
 	txn_body_start(t, s->env.body_bytes, s->ss->body_memory_limit);
-	dr_init(&t->dr, &t->chunk, (size_t)s->ss->size_limit);
+	dr_init_limits(&t->dr, &t->chunk, (size_t)s->ss->size_limit, (size_t)s->ss->line_limit);
 	session_enter_state(s, S_DATA);
 	session_reply(s, RPL_DATA_GO);
 	return CMD_BODY;
@@ -433,6 +433,7 @@ session_cmd_bdat(struct session *s, const char *args)
 {
 	struct txn *t = &s->txn;
 	const char *p = session_skip_space(args);
+	const char *qid = t->queue_id[0] ? t->queue_id : "NOQUEUE";
 	char *end;
 	unsigned long long n;
 
@@ -456,18 +457,31 @@ session_cmd_bdat(struct session *s, const char *args)
 		goto syntax;
 	t->bdat_left = (size_t)n;
 	t->bdat_chunk = 0;
-	if (t->bdat_discard || t->nrcpts == 0) {
-		/*
-		 * Postfix: refuse (503 without MAIL, 554 with MAIL but no valid
-		 * recipient), then discard this and every later chunk until LAST.
-		 */
-		if (!t->bdat_discard)
-			t->bdat_discard = 2;	/* 2: first refusal not yet replied */
-	} else if (!t->bdat_used) {
-		t->bdat_used = 1;
-		txn_body_start(t, s->env.body_bytes, s->ss->body_memory_limit);
-		bdat_init(&t->bdat, (size_t)s->ss->size_limit);
-		t->bdat_raw = 0;
+	/*
+	 * Postfix's order.  A refused chunk is read and dropped, the refusal
+	 * answers it, and every later chunk is dropped too until LAST (or RSET),
+	 * so that a pipelining client stays in step.
+	 */
+	if (n == 0 && !t->bdat_last) {
+		/* Empty chunks would be junk commands nobody counts. */
+		msg_warn("%s: null BDAT request from %s", qid, s->namaddr);
+		t->bdat_refuse = RPL_BDAT_NULL;
+	} else if (t->bdat_discard) {
+		;	/* "551 5.0.0 Discarded <n> bytes after earlier error" */
+	} else if (!t->bdat_used && t->nrcpts == 0) {
+		t->bdat_refuse = t->sender == NULL ? RPL_NEED_RCPT : RPL_NO_VALID_RCPTS;
+	} else {
+		if (!t->bdat_used) {
+			t->bdat_used = 1;
+			txn_body_start(t, s->env.body_bytes, s->ss->body_memory_limit);
+			bdat_init_limits(&t->bdat, (size_t)s->ss->size_limit, (size_t)s->ss->line_limit);
+			t->bdat_raw = 0;
+		}
+		if (s->ss->size_limit > 0
+		    && (unsigned long long)t->bdat.size > (unsigned long long)s->ss->size_limit - n) {
+			msg_warn("%s: BDAT request from %s exceeds message size limit", qid, s->namaddr);
+			t->bdat_refuse = RPL_BDAT_TOO_BIG;
+		}
 	}
 	session_enter_state(s, S_BDAT);
 	return CMD_BODY;	/* the reply comes when the chunk has been read */

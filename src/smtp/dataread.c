@@ -21,12 +21,52 @@ sat_add(size_t a, size_t b)
 	return a > SIZE_MAX - b ? SIZE_MAX : a + b;
 }
 
+static void dr_emit_plain(struct datareader *dr, const char *p, size_t n, size_t weight);
+
 /*
  * Store n bytes that count `weight` towards the size (n for content, 2 for a
  * line end stored as one LF).  Past the limit nothing more is stored.
  */
 static void
 dr_emit(struct datareader *dr, const char *p, size_t n, size_t weight)
+{
+	if (dr->line_limit > 0 && n > 0 && weight == n) {
+		/*
+		 * Content: Postfix reads a line in records of at most
+		 * line_length_limit bytes, and each record counts 2 more.
+		 */
+		while (n > 0) {
+			size_t room;
+
+			if (dr->rec_raw == dr->line_limit) {
+				dr->rec_raw = 0;
+				dr_emit_plain(dr, NULL, 0, 2);
+			}
+			room = dr->line_limit - dr->rec_raw;
+			if (room > n)
+				room = n;
+			dr_emit_plain(dr, p, room, room);
+			dr->rec_raw += room;
+			p += room;
+			n -= room;
+		}
+		return;
+	}
+	dr_emit_plain(dr, p, n, weight);
+}
+
+/* A line end (stored as one LF, counted 2): a full record before it counts 2 more. */
+static void
+dr_line_end(struct datareader *dr)
+{
+	if (dr->line_limit > 0 && dr->rec_raw == dr->line_limit)
+		dr_emit_plain(dr, NULL, 0, 2);
+	dr->rec_raw = 0;
+	dr_emit_plain(dr, "\n", 1, 2);
+}
+
+static void
+dr_emit_plain(struct datareader *dr, const char *p, size_t n, size_t weight)
 {
 	size_t room;
 
@@ -48,9 +88,16 @@ dr_emit(struct datareader *dr, const char *p, size_t n, size_t weight)
 void
 dr_init(struct datareader *dr, struct buf *out, size_t size_limit)
 {
+	dr_init_limits(dr, out, size_limit, 0);
+}
+
+void
+dr_init_limits(struct datareader *dr, struct buf *out, size_t size_limit, size_t line_limit)
+{
 	memset(dr, 0, sizeof(*dr));
 	dr->out = out;
 	dr->size_limit = size_limit;
+	dr->line_limit = line_limit;
 	dr->state = DR_S_BOL;
 	/* The DATA command's own CRLF precedes the first line. */
 	dr->prev_crlf = 1;
@@ -72,6 +119,7 @@ dr_feed(struct datareader *dr, const char *data, size_t len, size_t *used_r)
 		case DR_S_BOL:
 			if (c == '.') {
 				dr->state = DR_S_DOT;
+				dr->rec_raw = 1;	/* the dot is a byte of the record */
 				i++;
 			} else {
 				dr->state = DR_S_TEXT;
@@ -86,6 +134,7 @@ dr_feed(struct datareader *dr, const char *data, size_t len, size_t *used_r)
 				dr->bare_lf_seen = 1;
 				dr->dropped_dots++;
 				dr->prev_crlf = 0;
+				dr->rec_raw = 0;
 				dr->state = DR_S_BOL;
 				i++;
 			} else {
@@ -106,6 +155,7 @@ dr_feed(struct datareader *dr, const char *data, size_t len, size_t *used_r)
 				/* SMTP smuggling: "<LF>.<CR><LF>" is dropped, never the end. */
 				dr->dropped_dots++;
 				dr->prev_crlf = 1;
+				dr->rec_raw = 0;
 				dr->state = DR_S_BOL;
 			} else {
 				/* ".\r" + more: an unstuffed line that starts with a CR byte. */
@@ -121,7 +171,7 @@ dr_feed(struct datareader *dr, const char *data, size_t len, size_t *used_r)
 			if (i == len)
 				break;
 			if (data[i] == '\n') {
-				dr_emit(dr, "\n", 1, 2);
+				dr_line_end(dr);
 				dr->bare_lf_seen = 1;
 				dr->prev_crlf = 0;
 				dr->state = DR_S_BOL;
@@ -132,7 +182,7 @@ dr_feed(struct datareader *dr, const char *data, size_t len, size_t *used_r)
 			break;
 		case DR_S_CR:
 			if (c == '\n') {
-				dr_emit(dr, "\n", 1, 2);
+				dr_line_end(dr);
 				dr->prev_crlf = 1;
 				dr->state = DR_S_BOL;
 				i++;
@@ -156,15 +206,62 @@ dr_feed(struct datareader *dr, const char *data, size_t len, size_t *used_r)
 void
 bdat_init(struct bdat_state *st, size_t size_limit)
 {
+	bdat_init_limits(st, size_limit, 0);
+}
+
+void
+bdat_init_limits(struct bdat_state *st, size_t size_limit, size_t line_limit)
+{
 	memset(st, 0, sizeof(*st));
 	st->size_limit = size_limit;
+	st->line_limit = line_limit;
+}
+
+/* Count weight towards the size; past the limit the message is too big. */
+static void
+bdat_count(struct bdat_state *st, size_t weight)
+{
+	st->size = sat_add(st->size, weight);
+	if (st->size_limit && st->size > st->size_limit)
+		st->too_big = 1;
+}
+
+/* n content bytes of the current line, in records of at most line_limit bytes. */
+static void
+bdat_content(struct bdat_state *st, struct buf *out, const char *p, size_t n)
+{
+	while (n > 0) {
+		size_t room = n;
+
+		if (st->line_limit > 0) {
+			if (st->rec_raw == st->line_limit) {
+				st->rec_raw = 0;
+				bdat_count(st, 2);
+			}
+			room = st->line_limit - st->rec_raw;
+			if (room > n)
+				room = n;
+		}
+		bdat_count(st, room);
+		if (!st->too_big)
+			buf_append(out, p, room);
+		st->rec_raw += room;
+		st->in_line = 1;
+		p += room;
+		n -= room;
+	}
 }
 
 static void
-bdat_store(struct bdat_state *st, struct buf *out, const char *p, size_t n)
+bdat_line_end(struct bdat_state *st, struct buf *out)
 {
-	if (!st->too_big && n > 0)
-		buf_append(out, p, n);
+	if (st->line_limit > 0 && st->rec_raw == st->line_limit)
+		bdat_count(st, 2);
+	st->rec_raw = 0;
+	st->in_line = 0;
+	bdat_count(st, 2);
+	if (!st->too_big)
+		buf_append(out, "\n", 1);
 }
 
 void
@@ -174,36 +271,35 @@ bdat_append(struct bdat_state *st, struct buf *out, const char *data, size_t len
 
 	if (len == 0)
 		return;
-	st->size = sat_add(st->size, len);
-	if (st->size_limit && st->size > st->size_limit)
-		st->too_big = 1;
-
+	st->raw = sat_add(st->raw, len);
 	if (st->pending_cr) {
 		st->pending_cr = 0;
 		if (data[0] == '\n') {
-			bdat_store(st, out, "\n", 1);
+			bdat_line_end(st, out);
 			i = 1;
 		} else {
-			bdat_store(st, out, "\r", 1);
+			bdat_content(st, out, "\r", 1);
 		}
 	}
 	while (i < len) {
-		/* Copy up to the next CR, then decide what the CR is. */
-		for (j = i; j < len && data[j] != '\r'; j++)
-			if (data[j] == '\n' && (j == 0 || data[j - 1] != '\r'))
-				st->bare_lf_seen = 1;
-		bdat_store(st, out, data + i, j - i);
+		/* Content up to the next CR or LF, then decide what the CR is. */
+		for (j = i; j < len && data[j] != '\r' && data[j] != '\n'; j++)
+			;
+		bdat_content(st, out, data + i, j - i);
 		if (j == len)
 			break;
-		if (j + 1 == len) {
+		if (data[j] == '\n') {
+			st->bare_lf_seen = 1;
+			bdat_line_end(st, out);
+			i = j + 1;
+		} else if (j + 1 == len) {
 			st->pending_cr = 1;	/* CR at the end of the chunk: wait */
 			break;
-		}
-		if (data[j + 1] == '\n') {
-			bdat_store(st, out, "\n", 1);
+		} else if (data[j + 1] == '\n') {
+			bdat_line_end(st, out);
 			i = j + 2;
 		} else {
-			bdat_store(st, out, "\r", 1);
+			bdat_content(st, out, "\r", 1);
 			i = j + 1;
 		}
 	}
@@ -214,6 +310,12 @@ bdat_finish(struct bdat_state *st, struct buf *out)
 {
 	if (st->pending_cr) {
 		st->pending_cr = 0;
-		bdat_store(st, out, "\r", 1);
+		bdat_content(st, out, "\r", 1);
+	}
+	/* Postfix counts a last line without its end like any other line. */
+	if (st->in_line) {
+		st->in_line = 0;
+		st->rec_raw = 0;
+		bdat_count(st, 2);
 	}
 }

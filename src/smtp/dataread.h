@@ -28,8 +28,11 @@
  * Size (Postfix counts "the sum of line lengths + 2 per line"): size =
  * for every stored line, its length after unstuffing and without terminator,
  * plus 2, whether it ended with CRLF or a bare LF.  Unstuffed dots and
- * dropped "." lines do not count; the final "." line does not count.  (Postfix
- * also adds 2 per 2048-byte piece of a long line; we count real lines.)  When
+ * dropped "." lines do not count; the final "." line does not count.  With a
+ * line_limit (line_length_limit, dr_init_limits()), a line is read as
+ * Postfix's smtpd reads it, in records of at most line_limit bytes (the
+ * stuffing dot included), and every record counts 2 more: a 5000-byte line
+ * is 5006 with the default 2048, a line of exactly 2048 bytes 2052.  When
  * size_limit is not 0 and size would exceed it, nothing more is appended to
  * the buf, too_big is set, and reading goes on to the end of data, so the
  * caller can answer "552 5.3.4 Error: message file too big" in sync.
@@ -43,9 +46,13 @@
  * ----
  * bdat_append() converts CRLF to LF, also when the CR ends one chunk and the
  * LF starts the next; everything else (bare CR, bare LF, NUL, dots) is stored
- * byte-exact: BDAT has no dot-stuffing.  size counts the raw chunk octets as
- * received (the count Postfix reports in "250 2.0.0 Ok: <N> bytes queued").
- * bdat_finish() after the LAST chunk stores a trailing lone CR.
+ * byte-exact: BDAT has no dot-stuffing.  size is Postfix's count, the one it
+ * reports in "250 2.0.0 Ok: <N> bytes queued as ..." and checks against
+ * message_size_limit: as for DATA, every line (CRLF or a bare LF ends one)
+ * counts its length plus 2, in records of at most line_limit bytes, and a
+ * last line without its end counts plus 2 too ("ab\r\ncde\r\nfg\r\n." is 16).
+ * raw counts the octets received.  bdat_finish() after the LAST chunk stores
+ * a trailing lone CR and counts a last line without its end.
  */
 #ifndef MXGATE_SMTP_DATAREAD_H
 #define MXGATE_SMTP_DATAREAD_H
@@ -65,6 +72,8 @@ struct datareader {
 	/* private */
 	struct buf *out;
 	size_t	size_limit;
+	size_t	line_limit;	/* 0: lines are not cut into records */
+	size_t	rec_raw;	/* bytes of the current record */
 	int	state;
 	int	prev_crlf;	/* the previous line ending was CRLF */
 	int	done;
@@ -80,6 +89,9 @@ enum dr_status {
  * is message_size_limit; 0 means unlimited.
  */
 void dr_init(struct datareader *dr, struct buf *out, size_t size_limit);
+/* The same, with Postfix's records of at most line_limit bytes (0: none). */
+void dr_init_limits(struct datareader *dr, struct buf *out, size_t size_limit,
+		    size_t line_limit);
 
 /*
  * Consume bytes.  On DR_AGAIN all len bytes were consumed (*used_r = len).
@@ -92,17 +104,22 @@ enum dr_status dr_feed(struct datareader *dr, const char *data, size_t len, size
 
 struct bdat_state {
 	/* public, read-only for the caller */
-	size_t	size;		/* raw octets received in all chunks (saturates) */
+	size_t	size;		/* Postfix's message size, see above (saturates) */
+	size_t	raw;		/* octets received in all chunks (saturates) */
 	int	too_big;	/* size exceeded size_limit; output stopped */
 	int	bare_lf_seen;	/* an LF not preceded by CR was seen */
 
 	/* private */
 	size_t	size_limit;
+	size_t	line_limit;	/* 0: lines are not cut into records */
+	size_t	rec_raw;	/* bytes of the current record */
+	int	in_line;	/* the current line has content */
 	int	pending_cr;	/* the previous chunk ended with a CR */
 };
 
 /* Start a BDAT message; size_limit 0 means unlimited. */
 void bdat_init(struct bdat_state *st, size_t size_limit);
+void bdat_init_limits(struct bdat_state *st, size_t size_limit, size_t line_limit);
 
 /* Append one chunk's bytes (any split), CRLF -> LF, to out. */
 void bdat_append(struct bdat_state *st, struct buf *out, const char *data, size_t len);

@@ -473,14 +473,14 @@ session_bdat_chunk_done(struct session *s)
 	struct txn *t = &s->txn;
 
 	session_enter_state(s, S_CMD);
-	if (t->bdat_discard) {
-		int first = t->bdat_discard == 2;
-
-		if (first)
-			session_reply(s, t->sender == NULL ? RPL_NEED_RCPT : RPL_NO_VALID_RCPTS);
+	if (t->bdat_refuse >= 0 || t->bdat_discard) {
+		if (t->bdat_refuse >= 0)
+			session_reply(s, (enum reply_id)t->bdat_refuse);
 		else
 			session_reply(s, RPL_BDAT_DISCARDED, t->bdat_chunk);
-		t->bdat_discard = t->bdat_last ? 0 : 1;
+		t->bdat_refuse = -1;
+		t->bdat_discard = 1;
+		/* Postfix: a refused LAST chunk ends the transaction. */
 		if (t->bdat_last)
 			session_transaction_reset(s);
 		session_command_done(s, CMD_FAIL);
@@ -647,7 +647,7 @@ session_process(struct session *s)
 			break;
 		case S_BDAT:
 			used = len < t->bdat_left ? len : t->bdat_left;
-			if (!t->bdat_discard) {
+			if (!t->bdat_discard && t->bdat_refuse < 0) {
 				bdat_append(&t->bdat, &t->chunk, data, used);
 				txn_body_flush(t);
 			}
@@ -957,6 +957,7 @@ session_new(const struct session_env *env, const struct smtp_service *ss,
 	s->loop = env->loop;
 	s->where = "CONNECT";
 	s->state = S_CONNECT;
+	txn_reset(&s->txn);
 	memcpy(&s->sa, sa, salen < sizeof(s->sa) ? salen : sizeof(s->sa));
 	if (sa->sa_family == AF_INET6
 	    && IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)sa)->sin6_addr))

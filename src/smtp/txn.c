@@ -31,6 +31,7 @@ txn_reset(struct txn *t)
 	spool_unref(&t->body);
 	buf_free(&t->chunk);
 	memset(t, 0, sizeof(*t));
+	t->bdat_refuse = -1;
 }
 
 void

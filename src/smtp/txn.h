@@ -50,7 +50,8 @@ struct txn {
 	size_t	bdat_chunk;	/* bytes of the current chunk read so far */
 	size_t	bdat_raw;	/* bytes of every chunk so far (logs) */
 	int	bdat_last;	/* the current chunk is the LAST one */
-	int	bdat_discard;	/* 0; 2: refuse this chunk; 1: discard until LAST */
+	int	bdat_refuse;	/* reply id refusing this chunk once it is read; -1: none */
+	int	bdat_discard;	/* after a refusal: discard every chunk until LAST */
 	int	bdat_used;	/* this transaction is a BDAT one */
 };
 

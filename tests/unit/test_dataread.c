@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "smtp/dataread.h"
+#include "util/xalloc.h"
 #include "util/buf.h"
 
 struct dr_result {
@@ -288,7 +289,7 @@ test_caller_may_drain(void **state)
 
 /* BDAT: feed every split of the chunk data, then finish. */
 static void
-bdat_check(const char *in, size_t len, const char *want, size_t want_len, int bare)
+bdat_check(const char *in, size_t len, const char *want, size_t want_len, int bare, size_t size)
 {
 	for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
 		struct bdat_state st;
@@ -305,7 +306,8 @@ bdat_check(const char *in, size_t len, const char *want, size_t want_len, int ba
 		bdat_finish(&st, &out);
 		if (out.len != want_len || (want_len && memcmp(out.data, want, want_len) != 0))
 			fail_msg("bdat chunk %zu: output differs", chunks[c]);
-		assert_int_equal(st.size, len);
+		assert_int_equal(st.size, size);	/* Postfix's count: lines + 2 each */
+		assert_int_equal(st.raw, len);
 		assert_int_equal(st.bare_lf_seen, bare);
 		buf_free(&out);
 	}
@@ -314,16 +316,18 @@ bdat_check(const char *in, size_t len, const char *want, size_t want_len, int ba
 static void
 test_bdat(void **state)
 {
-	bdat_check(S("a\r\nb\r\n"), S("a\nb\n"), 0);
+	bdat_check(S("a\r\nb\r\n"), S("a\nb\n"), 0, 6);
 	/* No dot-stuffing and no end-of-data marker in BDAT. */
-	bdat_check(S(".\r\n..x\r\n.\r\n"), S(".\n..x\n.\n"), 0);
-	bdat_check(S("a\rb\r\r\n"), S("a\rb\r\n"), 0);
-	bdat_check(S("a\nb"), S("a\nb"), 1);
-	bdat_check(S("\n"), S("\n"), 1);
+	bdat_check(S(".\r\n..x\r\n.\r\n"), S(".\n..x\n.\n"), 0, 11);
+	bdat_check(S("a\rb\r\r\n"), S("a\rb\r\n"), 0, 6);
+	/* A last line without its end counts as a line (Postfix 3.7.11: "ab\r\ncde\r\nfg\r\n." is 16). */
+	bdat_check(S("a\nb"), S("a\nb"), 1, 6);
+	bdat_check(S("ab\r\ncde\r\nfg\r\n."), S("ab\ncde\nfg\n."), 0, 16);
+	bdat_check(S("\n"), S("\n"), 1, 2);
 	/* A trailing lone CR is flushed by bdat_finish(). */
-	bdat_check(S("a\r"), S("a\r"), 0);
-	bdat_check(S("a\r\r"), S("a\r\r"), 0);
-	bdat_check(S("\0\r\n\0"), S("\0\n\0"), 0);
+	bdat_check(S("a\r"), S("a\r"), 0, 4);
+	bdat_check(S("a\r\r"), S("a\r\r"), 0, 5);
+	bdat_check(S("\0\r\n\0"), S("\0\n\0"), 0, 6);
 }
 
 static void
@@ -342,6 +346,83 @@ test_bdat_limit(void **state)
 	buf_free(&out);
 }
 
+/* n bytes of x, then tail (a C string). */
+static char *
+xline(size_t n, const char *tail, size_t *len_r)
+{
+	size_t t = strlen(tail);
+	char *p = malloc(n + t + 1);
+
+	memset(p, 'x', n);
+	memcpy(p + n, tail, t + 1);
+	*len_r = n + t;
+	return p;
+}
+
+static size_t
+data_size(const char *in, size_t len, size_t line_limit)
+{
+	struct datareader dr;
+	struct buf out = BUF_INIT;
+	size_t used;
+
+	dr_init_limits(&dr, &out, 0, line_limit);
+	assert_int_equal(dr_feed(&dr, in, len, &used), DR_DONE);
+	buf_free(&out);
+	return dr.size;
+}
+
+static size_t
+bdat_size(const char *in, size_t len, size_t line_limit)
+{
+	struct bdat_state st;
+	struct buf out = BUF_INIT;
+
+	bdat_init_limits(&st, 0, line_limit);
+	for (size_t off = 0; off < len; off += 1000)
+		bdat_append(&st, &out, in + off, len - off < 1000 ? len - off : 1000);
+	bdat_finish(&st, &out);
+	buf_free(&out);
+	return st.size;
+}
+
+/*
+ * Long lines: Postfix reads them in records of line_length_limit bytes and
+ * counts 2 more per record; the stuffing dot is a byte of the first record.
+ */
+static void
+test_records(void **state)
+{
+	static const struct { size_t n; const char *tail; size_t data, bdat; } cases[] = {
+		{ 5000, "\r\n", 5006, 5006 },
+		{ 2048, "\r\n", 2052, 2052 },
+		{ 2047, "\r\n", 2049, 2049 },
+		{ 4096, "\r\n", 4102, 4102 },
+		{ 100000, "", 0, 100098 },	/* BDAT only: no line end at all */
+	};
+	char *p, *q;
+	size_t len, qlen;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		p = xline(cases[i].n, cases[i].tail, &len);
+		if (cases[i].data) {
+			q = xasprintf("%s.\r\n", p);
+			qlen = len + 3;
+			assert_int_equal(data_size(q, qlen, 2048), cases[i].data);
+			assert_int_equal(data_size(q, qlen, 0), cases[i].n + 2);	/* no records */
+			free(q);
+		}
+		assert_int_equal(bdat_size(p, len, 2048), cases[i].bdat);
+		free(p);
+	}
+	/* ".xxx" of 2048 raw bytes: 2047 after unstuffing, then an empty record before CRLF. */
+	p = xline(2047, "\r\n.\r\n", &len);
+	q = xasprintf(".%s", p);
+	assert_int_equal(data_size(q, len + 1, 2048), 2047 + 2 + 2);
+	free(p);
+	free(q);
+}
+
 int
 main(void)
 {
@@ -356,6 +437,7 @@ main(void)
 		cmocka_unit_test(test_caller_may_drain),
 		cmocka_unit_test(test_bdat),
 		cmocka_unit_test(test_bdat_limit),
+		cmocka_unit_test(test_records),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
