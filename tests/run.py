@@ -12,6 +12,11 @@ What runs:
   * system: every test method of tests/system/test_*.py (unittest), named
     system/<module>.<Class>.<method>.  A skipped test is a FAILURE: a system test that cannot
     run (missing tool, daemon not starting) must not pass silently.
+  * system, again with a late anvil: the anvil and limit tests (DELAYED_MODULES) once more for
+    each of DELAYS, against the daemon built with the test-only anvil backend that answers
+    that many milliseconds late (MXGATE_ANVIL_DELAY, see tests/system/harness.py), named
+    system/anvil-delay-<ms>/<module>.<Class>.<method>: every limit must hold however late
+    anvil answers.
 
 -k PATTERN keeps the tests whose name contains PATTERN (or matches it as a glob when it has
 * ? or [).  Unit binaries are always run, and only the matching cases are reported.
@@ -40,6 +45,9 @@ sys.path.insert(0, os.path.join(HERE, "system"))
 sys.path.insert(0, os.path.join(HERE, "compat"))
 
 UNIT_TIMEOUT = 300
+# The tests that run again with anvil answering late, and how late (ms).
+DELAYED_MODULES = ("test_anvil", "test_limits")
+DELAYS = ("0", "1", "200")
 
 
 class Results:
@@ -256,16 +264,18 @@ def iter_tests(suite):
             yield t
 
 
-def system_name(test):
-    return "system/" + test.id()
+def system_name(test, prefix="system/"):
+    return prefix + test.id()
 
 
-def run_system(build, res):
+def run_system(build, res, modules=None, prefix="system/"):
     os.environ["MXGATE_BUILD"] = build
     loader = unittest.TestLoader()
     files = sorted(glob.glob(os.path.join(HERE, "system", "test_*.py")))
     for f in files:
         mod = os.path.basename(f)[:-3]
+        if modules is not None and mod not in modules:
+            continue
         try:
             suite = loader.loadTestsFromName(mod)
         except Exception:
@@ -275,7 +285,7 @@ def run_system(build, res):
             continue
         chosen = unittest.TestSuite()
         for t in iter_tests(suite):
-            if res.selected(system_name(t)):
+            if res.selected(system_name(t, prefix)):
                 chosen.addTest(t)
         if loader.errors:
             for e in loader.errors:
@@ -283,7 +293,7 @@ def run_system(build, res):
             loader.errors = []
         if chosen.countTestCases() == 0:
             continue
-        chosen.run(LineResult(res, system_name))
+        chosen.run(LineResult(res, lambda t: system_name(t, prefix)))
 
 
 def main():
@@ -302,6 +312,12 @@ def main():
         run_unit(build, res)
     if not a.unit_only:
         run_system(build, res)
+        for delay in DELAYS:
+            os.environ["MXGATE_ANVIL_DELAY"] = delay
+            try:
+                run_system(build, res, DELAYED_MODULES, "system/anvil-delay-%s/" % delay)
+            finally:
+                del os.environ["MXGATE_ANVIL_DELAY"]
     print("%d passed, %d failed" % (res.passed, res.failed), flush=True)
     return 1 if res.failed or res.passed == 0 else 0
 

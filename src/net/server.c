@@ -658,8 +658,14 @@ server_check_work(void *arg)
 	current = svc->gen == c->gen;
 	pthread_mutex_unlock(&srv->gen_lock);
 	if (current && (changed = recipient_policy_changed(ss->policy)) != NULL) {
-		/* Postfix's daemons log this and restart; new sessions get the new table. */
-		msg_info("table %s has changed -- restarting", changed);
+		/*
+		 * Postfix's daemons log this (with the table's open flags, as
+		 * Postfix 3.7.11 prints them for smtpd's tables) and restart; new
+		 * sessions get the new table.
+		 */
+		while (strncmp(changed, "proxy:", 6) == 0)
+			changed += 6;
+		msg_info("table %s(0,lock|fold_fix|utf8_request) has changed -- restarting", changed);
 		if ((gen = server_gen_build(srv, c->gen->cs, c->gen->cgen, &err)) != NULL) {
 			/* A reload that came meanwhile wins: its tables are newer still. */
 			(void)server_gen_publish(srv, svc, c->gen, gen);

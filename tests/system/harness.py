@@ -114,6 +114,24 @@ def asan_runtime(binary=None):
     return None
 
 
+def shim_env(name, binary=None, **settings):
+    """Environment for a daemon run under the LD_PRELOAD shim build/shim/<name>.so (the ASan
+    runtime first when the binary is sanitized) plus the settings given as keywords."""
+    shim = os.path.join(build_dir(), "shim", name + ".so")
+    if not os.path.isfile(shim):
+        raise ServerError("%s is missing (run `make %s`)" % (shim, os.path.relpath(shim, REPO)))
+    asan = asan_runtime(binary)
+    env = {"LD_PRELOAD": (asan + " " + shim) if asan else shim}
+    env.update({k: str(v) for k, v in settings.items()})
+    return env
+
+
+def anvil_delay_binary():
+    """The daemon built with the test-only anvil backend (mxgate_anvil_backend = test-delay:MS):
+    tests/common/anvil_delay.c, `make build/tests/mxgate-anvil-delay`."""
+    return os.path.join(build_dir(), "tests", "mxgate-anvil-delay")
+
+
 def faultfs_env(binary=None, **settings):
     """Environment for a daemon run under the faultfs shim: LD_PRELOAD (with the ASan
     runtime first when the binary is sanitized, as tests/unit/maildir_fault.sh does)
@@ -233,6 +251,11 @@ class Server:
                    catch-all); needs virtual_users (may be []).
     nofile:        RLIMIT_NOFILE (soft and hard) for the daemon, to run it out of
                    descriptors.
+
+    MXGATE_ANVIL_DELAY (environment): when set (milliseconds, or "never"), the daemon is
+    build/tests/mxgate-anvil-delay and main.cf gets mxgate_anvil_backend = test-delay:<value>
+    unless the test sets the backend itself: anvil's answers then come that much later, and
+    the limit tests must pass all the same (tests/run.py runs them so with 0, 1 and 200).
     """
 
     def __init__(self, main=None, master=None, *, virtual_users=None, as_user=None,
@@ -243,6 +266,10 @@ class Server:
         self.as_user = as_user
         params = {"myhostname": "mx.example.test"}
         params.update(main or {})
+        delay = os.environ.get("MXGATE_ANVIL_DELAY")
+        if delay and binary is None and "mxgate_anvil_backend" not in params:
+            self.binary = anvil_delay_binary()
+            params["mxgate_anvil_backend"] = "test-delay:" + delay
         self.uid, self.gid = self.run_ids(params.get("mail_owner", "mxgate"))
         self.dir = tempfile.mkdtemp(prefix="mxgate-test-")
         os.chmod(self.dir, 0o755)
