@@ -62,6 +62,10 @@ mio_peek(void *io, const char **data_r)
 {
 	struct memio *m = io;
 
+	if (m->in_off == m->in.len) {
+		*data_r = NULL;
+		return 0;
+	}
 	*data_r = m->in.data + m->in_off;
 	return m->in.len - m->in_off;
 }
@@ -91,7 +95,8 @@ mio_peek_copy(void *io, char *out, size_t max)
 
 	if (n > max)
 		n = max;
-	memcpy(out, m->in.data + m->in_off, n);
+	if (n > 0)
+		memcpy(out, m->in.data + m->in_off, n);
 	return n;
 }
 

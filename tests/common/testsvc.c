@@ -67,6 +67,14 @@ testsvc_store(void *ctx, struct deliver_msg *m)
 int
 testsvc_init(struct testsvc *t, const char *main_cf, const char *anvil_spec)
 {
+	if (testsvc_init_service(t, main_cf) < 0)
+		return -1;
+	return testsvc_init_env(t, anvil_spec);
+}
+
+int
+testsvc_init_service(struct testsvc *t, const char *main_cf)
+{
 	struct conf_report rep = { 0 };
 	struct buf cf = BUF_INIT;
 	char *err = NULL;
@@ -106,6 +114,17 @@ testsvc_init(struct testsvc *t, const char *main_cf, const char *anvil_spec)
 		return -1;
 	}
 	t->ss = t->normal;
+	return 0;
+}
+
+int
+testsvc_init_env(struct testsvc *t, const char *anvil_spec)
+{
+	char *err = NULL;
+
+	t->nmsgs = 0;
+	t->msgs = NULL;
+	t->s = NULL;
 	if ((t->anvil = anvil_create(anvil_spec, 60, 0, &err)) == NULL) {
 		fprintf(stderr, "testsvc: %s\n", err);
 		free(err);
@@ -159,10 +178,9 @@ testsvc_settle(struct testsvc *t, int max_timers)
 }
 
 void
-testsvc_free(struct testsvc *t)
+testsvc_free_env(struct testsvc *t)
 {
 	size_t i;
-	char cmd[128];
 
 	if (t->s != NULL)
 		testsvc_disconnect(t);
@@ -173,11 +191,21 @@ testsvc_free(struct testsvc *t)
 	if (t->fl != NULL)
 		fakeloop_free(&t->fl);
 	deliverer_free(&t->deliver);
-	smtp_service_data_free(t->normal, t->stress);
-	conf_free(&t->conf);
 	for (i = 0; i < t->nmsgs; i++)
 		buf_free(&t->msgs[i].body);
 	free(t->msgs);
+	t->msgs = NULL;
+	t->nmsgs = 0;
+}
+
+void
+testsvc_free(struct testsvc *t)
+{
+	char cmd[128];
+
+	testsvc_free_env(t);
+	smtp_service_data_free(t->normal, t->stress);
+	conf_free(&t->conf);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t->dir);
 	if (system(cmd) != 0)
 		fprintf(stderr, "testsvc: cannot remove %s\n", t->dir);

@@ -55,9 +55,15 @@ struct testsvc {
  * Write main_cf (plus a vmailbox with alice@ and bob@virt.test, and the
  * virtual_* lines unless main_cf sets them) into a new directory and build
  * everything.  anvil_spec: "memory", "test-delay:200" ...  Returns 0, or
- * -1 with a message on stderr.
+ * -1 with a message on stderr.  testsvc_init() is testsvc_init_service()
+ * then testsvc_init_env(); the fuzzer builds the service once and an
+ * environment (loop, anvil, pool, deliverer) per input.
  */
 int testsvc_init(struct testsvc *t, const char *main_cf, const char *anvil_spec);
+int testsvc_init_service(struct testsvc *t, const char *main_cf);
+int testsvc_init_env(struct testsvc *t, const char *anvil_spec);
+/* Free the environment (and the current session and stored messages); the service stays. */
+void testsvc_free_env(struct testsvc *t);
 /* A new session from addr (IPv4 text), started with client name "unknown". */
 struct session *testsvc_connect(struct testsvc *t, const char *addr);
 /* Free the current session (as the connection would at close). */

@@ -23,6 +23,9 @@ struct res {
 	size_t	used, size;
 };
 
+/* Postfix's records of line_length_limit bytes in the size count (0: none). */
+static size_t fz_line_limit;
+
 static void
 run(const char *in, size_t len, size_t limit, struct fz_split *sp, struct res *r)
 {
@@ -30,7 +33,7 @@ run(const char *in, size_t len, size_t limit, struct fz_split *sp, struct res *r
 	size_t off = 0, n, used;
 
 	memset(r, 0, sizeof(*r));
-	dr_init(&dr, &r->out, limit);
+	dr_init_limits(&dr, &r->out, limit, fz_line_limit);
 	while (off < len) {
 		n = fz_split_next(sp, len - off);
 		if (dr_feed(&dr, in + off, n, &used) == DR_DONE) {
@@ -97,20 +100,39 @@ same(const struct res *a, const struct res *b)
 		 && (a->out.len == 0 || memcmp(a->out.data, b->out.data, a->out.len) == 0));
 }
 
-static void
-bdat(const char *in, size_t len, struct fz_split *sp, struct buf *out)
+/* BDAT in fuzzer-chosen chunks; returns Postfix's size, with records of line_limit. */
+static size_t
+bdat(const char *in, size_t len, struct fz_split *sp, struct buf *out, size_t line_limit)
 {
 	struct bdat_state st;
 	size_t off = 0, n;
 
-	bdat_init(&st, 0);
+	bdat_init_limits(&st, 0, line_limit);
 	while (off < len) {
 		n = fz_split_next(sp, len - off);
 		bdat_append(&st, out, in + off, n);
 		off += n;
 	}
 	bdat_finish(&st, out);
-	FZ_CHECK(st.size == len);
+	FZ_CHECK(st.raw == len);
+	return st.size;
+}
+
+/* Postfix's BDAT size, line by line: LF ends a line (a CR before it is not counted). */
+static size_t
+bdat_reference_size(const char *in, size_t len)
+{
+	size_t size = 0, line = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (in[i] == '\n') {
+			size += line + 2;
+			line = 0;
+		} else if (!(in[i] == '\r' && i + 1 < len && in[i + 1] == '\n')) {
+			line++;
+		}
+	}
+	return size + (line > 0 ? line + 2 : 0);
 }
 
 int
@@ -155,11 +177,42 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (whole.done && limit != 0)
 		FZ_CHECK(whole.too_big == (ref.size > limit));
 
-	/* BDAT: whole vs ragged vs "replace every CRLF by LF". */
+	/* Records of a small line limit: the same stream, the same output, a size that
+	 * does not depend on the splits and is at least the one without records. */
+	if (limit == 0) {
+		struct res rw, rb;
+
+		fz_line_limit = 1 + data[0] % 9;
+		fz_split_init(&sp, 0, 0);
+		run(in, len, 0, &sp, &rw);
+		fz_split_init(&sp, 0, 1);
+		run(in, len, 0, &sp, &rb);
+		fz_line_limit = 0;
+		same(&rw, &rb);
+		FZ_CHECK(rw.done == whole.done && rw.used == whole.used && rw.size >= whole.size);
+		FZ_CHECK(rw.out.len == whole.out.len);
+		buf_free(&rw.out);
+		buf_free(&rb.out);
+	}
+
+	/* BDAT: whole vs ragged vs "replace every CRLF by LF"; sizes as Postfix counts. */
 	fz_split_init(&sp, 0, 0);
-	bdat(in, len, &sp, &b1);
+	FZ_CHECK(bdat(in, len, &sp, &b1, 0) == bdat_reference_size(in, len));
 	fz_split_init(&sp, data[0], 1 + data[0] % 5);
-	bdat(in, len, &sp, &b2);
+	FZ_CHECK(bdat(in, len, &sp, &b2, 0) == bdat_reference_size(in, len));
+	{
+		/* records of a small line limit: the count does not depend on the splits */
+		struct buf r1 = BUF_INIT, r2 = BUF_INIT;
+		size_t rl = 1 + data[0] % 9, s1, s2;
+
+		fz_split_init(&sp, 0, 0);
+		s1 = bdat(in, len, &sp, &r1, rl);
+		fz_split_init(&sp, data[0], 1);
+		s2 = bdat(in, len, &sp, &r2, rl);
+		FZ_CHECK(s1 == s2 && s1 >= bdat_reference_size(in, len));
+		buf_free(&r1);
+		buf_free(&r2);
+	}
 	for (size_t i = 0; i < len; i++) {
 		if (in[i] == '\r' && i + 1 < len && in[i + 1] == '\n')
 			continue;
