@@ -24,6 +24,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,9 @@
 #include <cmocka.h>
 
 #include "deliver/maildir.h"
+#include "deliver/spool.h"
+#include "fakeloop.h"
+#include "util/loop.h"
 #include "util/buf.h"
 
 #define HOST "mx.example.com"
@@ -294,6 +298,64 @@ test_same_maildir_two_addresses(void **state)
 	assert_int_equal(deliver("s@example.org", r, 2, HOST, &err), 0);
 	assert_int_equal(count_files(sub(d, "new")), 2);
 	assert_int_equal(count_files(sub(d, "tmp")), 0);
+	buf_free(&err);
+}
+
+/*
+ * The steps one by one: staged copies are only in tmp/, published ones in
+ * new/, and a rollback after either step leaves no copy anywhere; the body
+ * can come from a committed spool.
+ */
+static void
+test_steps(void **state)
+{
+	const char *d[2] = { mdir("u1"), mdir("u2") };
+	struct maildir_rcpt r[2] = { { d[0], "u1@example.com" }, { d[1], "u2@example.com" } };
+	struct maildir_msg m = { .return_path = "s@example.org", .content = content,
+				 .content_len = content_len, .hostname = HOST };
+	struct maildir_batch *b = NULL;
+	struct buf err = BUF_INIT;
+
+	make_maildir(d[0]);
+	/* stage, then roll back */
+	assert_int_equal(maildir_stage(&m, r, 2, &b, &err), 0);
+	assert_int_equal(count_files(sub(d[0], "tmp")), 1);
+	assert_int_equal(count_files(sub(d[1], "tmp")), 1);	/* made by the stage */
+	assert_int_equal(count_files(sub(d[0], "new")), 0);
+	maildir_rollback(b);
+	maildir_batch_free(&b);
+	assert_null(b);
+	check_no_copy(d, 2);
+	/* stage, publish, then roll back */
+	assert_int_equal(maildir_stage(&m, r, 2, &b, &err), 0);
+	assert_int_equal(maildir_publish(b, &err), 0);
+	assert_int_equal(count_files(sub(d[0], "tmp")), 0);
+	assert_int_equal(count_files(sub(d[0], "new")), 1);
+	maildir_rollback(b);
+	maildir_batch_free(&b);
+	check_no_copy(d, 2);
+	/* the three steps, with the body from a spool */
+	{
+		atomic_long total = 0;
+		struct spool *sp = spool_memory_new(&total, 0);
+		struct fakeloop *fl = fakeloop_new();
+
+		assert_int_equal(spool_write(sp, content, content_len), SPOOL_OK);
+		spool_commit(sp, fakeloop_loop(fl), NULL, NULL);
+		fakeloop_run(fl);
+		m.content = NULL;
+		m.content_len = 0;
+		m.body = sp;
+		assert_int_equal(maildir_stage(&m, r, 2, &b, &err), 0);
+		assert_int_equal(maildir_publish(b, &err), 0);
+		assert_int_equal(maildir_sync(b, &err), 0);
+		maildir_batch_free(&b);
+		check_copy(d[0], "s@example.org", "u1@example.com");
+		check_copy(d[1], "s@example.org", "u2@example.com");
+		spool_unref(&sp);
+		assert_int_equal(total, 0);
+		fakeloop_free(&fl);
+	}
 	buf_free(&err);
 }
 
@@ -602,6 +664,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_one, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_steps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_three_null_sender, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_maildir_two_addresses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unique_names, setup, teardown),

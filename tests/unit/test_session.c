@@ -249,6 +249,22 @@ test_free_with_lookup_in_flight(void **state)
 	testsvc_free(&t);
 }
 
+/* Freed while anvil's answer is still to come: the request is withdrawn, the answer dropped. */
+static void
+test_free_with_anvil_in_flight(void **state)
+{
+	struct testsvc t;
+
+	assert_int_equal(testsvc_init(&t, "", "test-delay:200"), 0);
+	testsvc_connect(&t, "198.51.100.7");
+	fakeloop_run(t.fl);
+	expect_out(&t, "");
+	testsvc_disconnect(&t);
+	assert_int_equal(fakeloop_armed(t.fl), 0);	/* the delay timer went with it */
+	testsvc_settle(&t, 5);
+	testsvc_free(&t);
+}
+
 /* Freed while its message is being stored: the store finishes, no reply. */
 static void
 test_free_with_delivery_in_flight(void **state)
@@ -307,6 +323,7 @@ main(void)
 		cmocka_unit_test(test_late_anvil_enforced),
 		cmocka_unit_test(test_never_answered_fails_open),
 		cmocka_unit_test(test_bookkeeping_once),
+		cmocka_unit_test(test_free_with_anvil_in_flight),
 		cmocka_unit_test(test_free_with_lookup_in_flight),
 		cmocka_unit_test(test_free_with_delivery_in_flight),
 		cmocka_unit_test(test_store_failure),
