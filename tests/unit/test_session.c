@@ -41,6 +41,23 @@ expect_out(struct testsvc *t, const char *want)
 	free(got);
 }
 
+/* Connect, EHLO (lock-step: pipelining after EHLO is refused), MAIL, RCPT alice, DATA. */
+static void
+open_data(struct testsvc *t)
+{
+	static const char *const steps[] = {
+		"EHLO c\r\n", "MAIL FROM:<a@example.org>\r\n", "RCPT TO:<alice@virt.test>\r\n",
+		"DATA\r\n",
+	};
+
+	testsvc_connect(t, "198.51.100.7");
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		memio_feeds(&t->io, steps[i]);
+		testsvc_settle(t, 0);
+	}
+	free(take(t));
+}
+
 static const char EHLO_REPLY[] =
 	"250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-VRFY\r\n"
 	"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n";
@@ -272,16 +289,7 @@ test_free_with_delivery_in_flight(void **state)
 	struct testsvc t;
 
 	assert_int_equal(testsvc_init(&t, "", "memory"), 0);
-	testsvc_connect(&t, "198.51.100.7");
-	memio_feeds(&t.io, "EHLO c\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "RCPT TO:<alice@virt.test>\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "DATA\r\n");
-	testsvc_settle(&t, 0);
-	free(take(&t));
+	open_data(&t);
 	memio_feeds(&t.io, "x\r\n.\r\n");
 	fakeloop_run(t.fl);	/* the commit answers; the delivery's answer is posted */
 	testsvc_disconnect(&t);
@@ -298,16 +306,7 @@ test_store_failure(void **state)
 
 	assert_int_equal(testsvc_init(&t, "", "memory"), 0);
 	t.fail_store = 1;
-	testsvc_connect(&t, "198.51.100.7");
-	memio_feeds(&t.io, "EHLO c\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "RCPT TO:<alice@virt.test>\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "DATA\r\n");
-	testsvc_settle(&t, 0);
-	free(take(&t));
+	open_data(&t);
 	memio_feeds(&t.io, "x\r\n.\r\nNOOP\r\n");
 	testsvc_settle(&t, 0);
 	expect_out(&t, "451 4.3.0 Error: queue file write error\r\n250 2.0.0 Ok\r\n");
