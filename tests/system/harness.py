@@ -732,6 +732,31 @@ def read_message(path):
     return headers, body
 
 
+# -- process groups --------------------------------------------------------------------------------
+
+def start_group(testcase, args, log_path, **kw):
+    """Popen(args) in a session of its own, stdout and stderr to log_path, stdin closed; the
+    test's cleanup stops the whole process group (SIGTERM, SIGKILL after 10 s).  For commands
+    that start mxgate underneath (make run, scripts/run-example.sh).  proc.stop_group() stops
+    it earlier (the cleanup then has nothing left to do)."""
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, **kw)
+    log.close()
+
+    def stop():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    testcase.addCleanup(stop)
+    proc.stop_group = stop
+    return proc
+
+
 # -- unittest base ---------------------------------------------------------------------------------
 
 class MxTestCase(unittest.TestCase):

@@ -8,7 +8,6 @@ wherever the repository is.
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -39,21 +38,9 @@ class ExampleRunTest(harness.MxTestCase):
             harness.chown_tree(top, pw.pw_uid, pw.pw_gid)
             kw = dict(user=pw.pw_uid, group=pw.pw_gid, extra_groups=[])
         self.assertFalse(harness.port_listening(PORT), "port 2525 is already in use")
-        log = open(os.path.join(top, "run.log"), "wb")
-        proc = subprocess.Popen(["sh", "scripts/run-example.sh"], cwd=top, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=harness.sanitizer_env(), start_new_session=True, **kw)
-        log.close()
-
-        def stop():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-        self.addCleanup(stop)
+        proc = harness.start_group(self, ["sh", "scripts/run-example.sh"],
+                                   os.path.join(top, "run.log"), cwd=top,
+                                   env=harness.sanitizer_env(), **kw)
         deadline = time.monotonic() + 10
         while not harness.port_listening(PORT):
             self.assertIsNone(proc.poll(), open(os.path.join(top, "run.log")).read())
@@ -65,7 +52,7 @@ class ExampleRunTest(harness.MxTestCase):
         self.assertIn("250 2.0.0 Ok: queued as", out.stdout, out.stdout + out.stderr)
         files = harness.maildir_files(os.path.join(top, "var", "mail"), "new")
         self.assertEqual(len(files), 1)
-        stop()
+        proc.stop_group()
         self.assertEqual(proc.returncode, 0, open(os.path.join(top, "run.log")).read())
         text = open(os.path.join(top, "run.log"), errors="replace").read()
         self.assertIn("daemon started", text)

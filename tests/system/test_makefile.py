@@ -26,7 +26,6 @@ missing and an apt-get stand-in that records what it was asked to install.
 
 import os
 import shutil
-import signal
 import smtplib
 import stat
 import subprocess
@@ -118,21 +117,8 @@ class MakefileTest(unittest.TestCase):
 
     def test_one_make_run(self):
         self.assertFalse(harness.port_listening(PORT), "port 2525 is already in use")
-        out = open(os.path.join(self.top, "make.out"), "wb")
-        proc = subprocess.Popen(self.make_args("run"), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                env=make_env())
-        out.close()
-
-        def stop():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-        self.addCleanup(stop)
+        proc = harness.start_group(self, self.make_args("run"),
+                                   os.path.join(self.top, "make.out"), env=make_env())
 
         def output():
             with open(os.path.join(self.top, "make.out"), "rb") as f:
