@@ -16,8 +16,13 @@
  * makes the bytes durable, reads from any thread), so that a spool on disk
  * can replace it without changing its callers.
  *
- * THREADS: spool_write(), spool_busy(), spool_on_writable(), spool_commit()
- * and spool_commit_cancel() are called on the owner's loop thread.
+ * A spool is an interface (struct spool_ops, below): the in-memory spool
+ * implements it here, tests add one that pushes back, and the disk spool of
+ * the delivery issue will be another.
+ *
+ * THREADS: spool_write(), spool_busy(), spool_on_writable(),
+ * spool_on_writable_cancel(), spool_commit() and spool_commit_cancel() are
+ * called on the owner's loop thread.
  * spool_pread() and spool_size() may be called from any thread once the
  * commit has completed with SPOOL_OK; spool_ref()/spool_unref() from any
  * thread.
@@ -39,6 +44,36 @@ enum spool_status {
 	SPOOL_ERROR,		/* could not store (a write error) */
 };
 
+/* What a spool implements; the functions below dispatch to it. */
+struct spool_ops {
+	enum spool_status (*write)(struct spool *sp, const void *data, size_t len);
+	int	(*busy)(const struct spool *sp);
+	void	(*on_writable)(struct spool *sp, struct loop *l, loop_fn *fn, void *arg);
+	void	(*on_writable_cancel)(struct spool *sp);
+	void	(*commit)(struct spool *sp, struct loop *l,
+			  void (*done)(void *arg, enum spool_status st), void *arg);
+	void	(*commit_cancel)(struct spool *sp);
+	enum spool_status (*status)(const struct spool *sp);
+	size_t	(*size)(const struct spool *sp);
+	ssize_t	(*pread)(const struct spool *sp, void *buf, size_t len, size_t off);
+	void	(*free)(struct spool *sp);	/* the last reference went */
+};
+
+/* The common part; an implementation embeds it first and calls spool_init(). */
+struct spool {
+	const struct spool_ops *ops;
+	atomic_int refs;
+};
+
+void spool_init(struct spool *sp, const struct spool_ops *ops);
+
+/*
+ * How a session gets its spools: a factory with its context (the memory
+ * bound is the session's mxgate_message_memory_limit).  NULL factory:
+ * spool_memory_new().
+ */
+typedef struct spool *spool_factory(void *ctx, atomic_long *total, long limit);
+
 /*
  * An empty in-memory spool.  *total is the shared count of bytes held by
  * every in-memory spool; limit bounds it (0: no bound).  The caller holds
@@ -59,11 +94,14 @@ enum spool_status spool_write(struct spool *sp, const void *data, size_t len);
 
 /*
  * Back-pressure: non-zero while the writer should stop feeding bytes (a
- * disk spool with too much not yet written).  fn(arg) then runs on l once
- * the spool takes bytes again.  The in-memory spool is never busy.
+ * disk spool with too much not yet written).  fn(arg) then runs once on l,
+ * never inside the call, when the spool takes bytes again (at once, posted,
+ * if it is not busy); spool_on_writable_cancel() before then: it will not.
+ * The in-memory spool is never busy.
  */
 int spool_busy(const struct spool *sp);
 void spool_on_writable(struct spool *sp, struct loop *l, loop_fn *fn, void *arg);
+void spool_on_writable_cancel(struct spool *sp);
 
 /*
  * The last byte has been written: make the message whole and readable.
