@@ -645,6 +645,12 @@ bool map_is_indexed(const struct map *m)
 	return m->type == MAP_TYPE_CDB;
 }
 
+bool map_in_memory(const struct map *m)
+{
+	return m->type == MAP_TYPE_TEXTHASH || m->type == MAP_TYPE_INLINE
+	       || m->type == MAP_TYPE_STATIC;
+}
+
 bool map_changed(const struct map *m)
 {
 	return map_is_indexed(m) && stamp_changed(&m->stamp);
@@ -720,6 +726,14 @@ const char *maplist_changed(const struct maplist *l)
 		if (map_changed(l->maps[i]))
 			return map_spec(l->maps[i]);
 	return NULL;
+}
+
+bool maplist_in_memory(const struct maplist *l)
+{
+	for (size_t i = 0; l && i < l->n; i++)
+		if (!map_in_memory(l->maps[i]))
+			return false;
+	return true;
 }
 
 bool maplist_has_indexed(const struct maplist *l)

@@ -87,6 +87,12 @@ enum map_type map_get_type(const struct map *m);
 bool map_changed(const struct map *m);
 /* True when the map is an indexed file table that map_changed() watches. */
 bool map_is_indexed(const struct map *m);
+/*
+ * True when a lookup can never block: the table is all in memory after open
+ * (texthash, inline, static), so a lookup is a hash probe.  cdb (file pages
+ * read on demand) and unix:passwd.byname (NSS: files, LDAP, sssd) can block.
+ */
+bool map_in_memory(const struct map *m);
 
 /*
  * maplist: the tables of one parameter, in order ("proxy:unix:passwd.byname
@@ -130,6 +136,8 @@ bool maplist_empty(const struct maplist *l);
 const char *maplist_changed(const struct maplist *l);
 /* True when one of the tables is indexed (map_is_indexed()). */
 bool maplist_has_indexed(const struct maplist *l);
+/* True when every table is map_in_memory() (an empty list is). */
+bool maplist_in_memory(const struct maplist *l);
 size_t maplist_count(const struct maplist *l);
 void maplist_free(struct maplist **lp);
 

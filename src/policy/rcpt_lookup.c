@@ -42,8 +42,15 @@ struct rcpt_lookup *
 rcpt_lookup_start(const struct recipient_policy *p, struct workpool *pool, struct loop *l,
 		  const char *addr, rcpt_lookup_cb *cb, void *ctx)
 {
-	struct rcpt_lookup *q = xcalloc(1, sizeof(*q));
+	struct rcpt_lookup *q;
+	struct rcpt_result r;
 
+	if (recipient_try_resolve(p, addr, &r)) {
+		cb(ctx, &r);
+		rcpt_result_free(&r);
+		return NULL;
+	}
+	q = xcalloc(1, sizeof(*q));
 	q->policy = recipient_policy_ref(p);
 	q->addr = xstrdup(addr);
 	q->cb = cb;

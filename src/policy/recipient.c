@@ -137,12 +137,32 @@ static void domlist_free(struct domlist *dl)
 	maplist_free(&dl->maps);
 }
 
+/*
+ * recipient_try_resolve(): while set on this thread, a table that may block
+ * is not asked; the lookup fails and rcpt_would_block says why, so that the
+ * caller asks again from a pool thread.
+ */
+static __thread bool rcpt_try_only;
+static __thread bool rcpt_would_block;
+
+static enum map_status rcpt_maplist_lookup(const struct maplist *l, const char *key,
+					   char **value_r, const struct map **found_in_r)
+{
+	if (rcpt_try_only && !maplist_in_memory(l)) {
+		rcpt_would_block = true;
+		if (value_r)
+			*value_r = NULL;
+		return MAP_FAIL;
+	}
+	return maplist_lookup(l, key, value_r, found_in_r);
+}
+
 static enum lookup domlist_match(const struct domlist *dl, const char *domain)
 {
 	for (size_t i = 0; i < dl->n_names; i++)
 		if (strcmp(dl->names[i], domain) == 0)
 			return LK_FOUND;
-	switch (maplist_lookup(dl->maps, domain, NULL, NULL)) {
+	switch (rcpt_maplist_lookup(dl->maps, domain, NULL, NULL)) {
 	case MAP_FOUND:
 		return LK_FOUND;
 	case MAP_FAIL:
@@ -318,6 +338,19 @@ const char *recipient_policy_changed(const struct recipient_policy *p)
 	return NULL;
 }
 
+bool recipient_try_resolve(const struct recipient_policy *p, const char *addr,
+			   struct rcpt_result *r)
+{
+	rcpt_try_only = true;
+	rcpt_would_block = false;
+	recipient_resolve(p, addr, r);
+	rcpt_try_only = false;
+	if (!rcpt_would_block)
+		return true;
+	rcpt_result_free(r);
+	return false;
+}
+
 bool recipient_policy_has_indexed(const struct recipient_policy *p)
 {
 	return maplist_has_indexed(p->mydestination.maps)
@@ -423,7 +456,7 @@ static enum lookup addr_find(const struct recipient_policy *p, const struct mapl
 	for (size_t i = 0; i < nkeys && res == LK_NOTFOUND; i++) {
 		if (*keys[i] == '\0')
 			continue;
-		switch (maplist_lookup(l, keys[i], value_r, found_in_r)) {
+		switch (rcpt_maplist_lookup(l, keys[i], value_r, found_in_r)) {
 		case MAP_FOUND:
 			res = LK_FOUND;
 			break;

@@ -153,6 +153,7 @@ void recipient_policy_free(struct recipient_policy **pp);
 const char *recipient_policy_changed(const struct recipient_policy *p);
 bool recipient_policy_has_indexed(const struct recipient_policy *p);
 
+
 enum rcpt_verdict {
 	RCPT_OK_LOCAL,		/* accept; deliver as local user (privileged helper) */
 	RCPT_OK_VIRTUAL,	/* accept; deliver into r->maildir as r->uid:r->gid */
@@ -186,6 +187,15 @@ struct rcpt_result {
  * with rcpt_result_free().
  */
 void recipient_resolve(const struct recipient_policy *p, const char *addr, struct rcpt_result *r);
+/*
+ * recipient_resolve() using only tables that cannot block (map_in_memory():
+ * texthash, inline, static), for the event loop.  Returns true with *r set
+ * when that was enough; false (nothing to free) when the address needs a
+ * table that may block (cdb, unix:passwd.byname, ...): resolve it on a pool
+ * thread instead.
+ */
+bool recipient_try_resolve(const struct recipient_policy *p, const char *addr,
+			   struct rcpt_result *r);
 void rcpt_result_free(struct rcpt_result *r);
 
 #endif

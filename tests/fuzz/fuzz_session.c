@@ -55,8 +55,10 @@ static const char *const fz_main[] = {
 	"smtpd_client_message_rate_limit = 3\nsmtpd_client_recipient_rate_limit = 6\n"
 	"smtpd_client_connection_count_limit = 2\nsmtpd_noop_commands = XYZZY\n"
 	"line_length_limit = 600\n"),
-	/* 1: bare LF refused, no SMTPUTF8, no CHUNKING, helo required, VRFY off */
+	/* 1: bare LF refused, no SMTPUTF8, no CHUNKING, helo required, VRFY off,
+	 * local users (unix:passwd.byname: looked up on the pool) */
 	("smtpd_forbid_bare_newline = reject\nsmtputf8_enable = no\n"
+	"mydestination = local.test\nlocal_recipient_maps = unix:passwd.byname\n"
 	"smtpd_discard_ehlo_keywords = chunking\nsmtpd_helo_required = yes\n"
 	"disable_vrfy_command = yes\nmessage_size_limit = 5000\n"),
 	/* 2: no pipelining checks, per-request deadline */
