@@ -88,21 +88,29 @@ session_log_reject(struct session *s, const char *verb, const char *reply, const
 	buf_printf(&b, "%s: reject: %s from %s: %.*s;",
 		   s->txn.queue_id[0] ? s->txn.queue_id : "NOQUEUE", verb, s->namaddr, (int)len,
 		   reply);
+	/* Postfix logs these as printable() leaves them: UTF-8 stays readable. */
 	if (from) {
 		char *q = txn_quote(from);
 
-		buf_printf(&b, " from=<%s>", log_escape_str(q, 300));
+		buf_puts(&b, " from=<");
+		log_printable(&b, q, strlen(q), s->ss->smtputf8);
+		buf_putc(&b, '>');
 		free(q);
 	}
 	if (rcpt) {
 		char *q = txn_quote(rcpt);
 
-		buf_printf(&b, " to=<%s>", log_escape_str(q, 300));
+		buf_puts(&b, " to=<");
+		log_printable(&b, q, strlen(q), s->ss->smtputf8);
+		buf_putc(&b, '>');
 		free(q);
 	}
 	buf_printf(&b, " proto=%s", session_proto(s));
-	if (s->helo)
-		buf_printf(&b, " helo=<%s>", log_escape_str(s->helo, 100));
+	if (s->helo) {
+		buf_puts(&b, " helo=<");
+		log_printable(&b, s->helo, strlen(s->helo), s->ss->smtputf8);
+		buf_putc(&b, '>');
+	}
 	msg_info("%s", buf_str(&b));
 	buf_free(&b);
 }
