@@ -76,6 +76,13 @@ session_skip_space(const char *p)
 	return p;
 }
 
+/* Postfix's to=<> outside RCPT: the transaction's first accepted recipient, if any. */
+static const char *
+session_first_rcpt(const struct session *s)
+{
+	return s->txn.nrcpts > 0 ? s->txn.rcpts[0].addr : NULL;
+}
+
 void
 session_log_reject(struct session *s, const char *verb, const char *reply, const char *from,
 		   const char *rcpt)
@@ -408,21 +415,23 @@ session_command(struct session *s)
 		msg_warn("%s: request longer than %ld: %s", s->namaddr, s->ss->line_limit,
 			 log_escape_str(line, 30));
 	if (s->lr.bare_lf && s->bare_lf_reject) {
-		session_log_reject(s, "CONNECT", "bare <LF> received", s->txn.sender, NULL);
+		/* Logged as "reject: <the state so far> from ...", as Postfix does. */
+		session_log_reject(s, s->where, "bare <LF> received", s->txn.sender,
+				   session_first_rcpt(s));
 		session_reply(s, RPL_BARE_LF, s->ss->bare_lf_code, s->ss->hostname);
 		session_hangup(s);
 		lr_next(&s->lr);
 		return;
 	}
+	/*
+	 * Postfix answers these before it looks the verb up: they are neither in
+	 * the disconnect statistics nor a state ("too many errors after EHLO").
+	 */
 	if (s->ss->smtputf8 && !smtp_utf8_valid(line, strlen(line))) {
-		s->where = "UNKNOWN";
-		s->stat_total[CMD_UNKNOWN]++;
 		session_reply(s, RPL_BAD_UTF8);
 		goto error;
 	}
 	if (smtp_split_command(line, strlen(line), &verb, &vlen, &args) < 0) {
-		/* Postfix does not count an empty line in the disconnect statistics. */
-		s->where = "UNKNOWN";
 		session_reply(s, RPL_BAD_SYNTAX);
 		goto error;
 	}
@@ -586,7 +595,8 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 		return;
 	}
 	if (bare_lf && s->bare_lf_reject) {
-		session_log_reject(s, "END-OF-MESSAGE", "bare <LF> received", t->sender, NULL);
+		session_log_reject(s, "END-OF-MESSAGE", "bare <LF> received", t->sender,
+				   session_first_rcpt(s));
 		session_message_done(s, 0, RPL_BARE_LF);
 		return;
 	}
