@@ -477,6 +477,8 @@ session_cmd_bdat(struct session *s, const char *args)
 		    && (unsigned long long)t->bdat.size > (unsigned long long)s->ss->size_limit - n) {
 			msg_warn("%s: BDAT request from %s exceeds message size limit", qid, s->namaddr);
 			t->bdat_refuse = RPL_BDAT_TOO_BIG;
+		} else {
+			s->where = SESSION_BDAT_CONTENT;
 		}
 	}
 	session_enter_state(s, S_BDAT);

@@ -503,6 +503,27 @@ session_bdat_chunk_done(struct session *s)
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
+	if (!t->bdat_last && (t->bdat.too_big || (t->bdat.bare_lf_seen && s->bare_lf_reject))) {
+		/*
+		 * Postfix judges a chunk's content when the chunk has been read:
+		 * a bare LF (reject) or a message grown past message_size_limit
+		 * gets its end-of-message reply now, the transaction ends, and
+		 * the chunks that follow are discarded until LAST.
+		 */
+		if (t->bdat.too_big) {
+			msg_warn("%s: queue file size limit exceeded", t->queue_id[0] ? t->queue_id
+				 : "NOQUEUE");
+			session_reply(s, RPL_MSG_TOO_BIG);
+		} else {
+			session_log_reject(s, s->where, "bare <LF> received", t->sender,
+					   session_first_rcpt(s));
+			session_reply(s, RPL_BARE_LF, s->ss->bare_lf_code, s->ss->hostname);
+		}
+		session_transaction_reset(s);
+		t->bdat_discard = 1;
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
 	if (!t->bdat_last) {
 		session_reply(s, RPL_BDAT_CHUNK, t->bdat_chunk);
 		session_command_done(s, CMD_OK);
@@ -723,17 +744,30 @@ session_on_drained(struct session *s)
 
 /* ---- timeouts ---------------------------------------------------------- */
 
+/*
+ * "<reason> after <state> from <client>"; while a message is coming, as
+ * Postfix says it, "after DATA (N bytes)" and "after BDAT (N bytes)" (N:
+ * bytes received; Postfix counts its own way).
+ */
+static void
+session_log_end(struct session *s, const char *reason)
+{
+	if (s->state == S_DATA)
+		msg_info("%s after DATA (%zu bytes) from %s", reason, s->txn.dr.raw_bytes,
+			 s->namaddr);
+	else if (strcmp(s->where, SESSION_BDAT_CONTENT) == 0)
+		msg_info("%s after BDAT (%zu bytes) from %s", reason, s->txn.bdat_raw, s->namaddr);
+	else
+		msg_info("%s after %s from %s", reason, s->where, s->namaddr);
+}
+
 /* smtpd_timeout, or the per-request deadline, ran out. */
 static void
 session_timeout(struct session *s)
 {
 	if (s->closing || s->hangup)
 		return;
-	if (s->state == S_DATA || s->state == S_BDAT)
-		msg_info("timeout after %s (%zu bytes) from %s", s->where,
-			 s->state == S_DATA ? s->txn.dr.raw_bytes : s->txn.bdat_raw, s->namaddr);
-	else
-		msg_info("timeout after %s from %s", s->where, s->namaddr);
+	session_log_end(s, "timeout");
 	session_wait_cancel(s);
 	s->io->read(s->ioc, 0);
 	session_reply(s, RPL_TIMEOUT, s->ss->hostname);
@@ -811,11 +845,8 @@ session_on_eof(struct session *s)
 {
 	if (s->closing)
 		return;
-	if (s->state == S_DATA || s->state == S_BDAT)
-		msg_info("lost connection after %s (%zu bytes) from %s", s->where,
-			 s->state == S_DATA ? s->txn.dr.raw_bytes : s->txn.bdat_raw, s->namaddr);
-	else if (s->namaddr != NULL && strcmp(s->where, "END-OF-MESSAGE") != 0)
-		msg_info("lost connection after %s from %s", s->where, s->namaddr);
+	if (s->namaddr != NULL && strcmp(s->where, "END-OF-MESSAGE") != 0)
+		session_log_end(s, "lost connection");
 	session_close(s);
 }
 
