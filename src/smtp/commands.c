@@ -71,20 +71,29 @@ session_cmd_find(const char *verb, size_t len)
 
 /* ---- HELO, EHLO ------------------------------------------------------- */
 
+/*
+ * The HELO/EHLO name as Postfix keeps it (for the Received: header and the
+ * helo=<> of log lines): the argument's words joined by one space, then
+ * each of space < > ( ) \ " ; @ replaced with '?', so that the name reads as
+ * one token wherever it is written.  mxgate keeps at most 255 bytes.
+ */
 static int
 session_set_helo(struct session *s, const char *args, int esmtp)
 {
-	const char *p = session_skip_space(args);
-	size_t len = strlen(p);
+	int unused;
+	char *name = smtp_collapse_args(args, NULL, &unused), *p;
 
-	while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-		len--;
-	if (len == 0) {
+	if (name == NULL) {
 		session_reply(s, esmtp ? RPL_EHLO_SYNTAX : RPL_HELO_SYNTAX);
 		return -1;
 	}
+	for (p = name; *p; p++)
+		if (strchr(" <>()\\\";@", *p) != NULL)
+			*p = '?';
+	if (strlen(name) > 255)
+		name[255] = '\0';
 	free(s->helo);
-	s->helo = xstrndup(p, len < 255 ? len : 255);
+	s->helo = name;
 	s->esmtp = esmtp;
 	session_transaction_reset(s);
 	return 0;

@@ -351,6 +351,39 @@ test_bdat_content_refused(void **state)
 			     "550 5.5.2 mx.example.test Error: bare <LF> received\r\n");
 }
 
+/* The HELO name as Postfix keeps it: words joined by one space, specials as '?'. */
+static void
+test_helo_name(void **state)
+{
+	static const struct { const char *cmd, *want; } cases[] = {
+		{ "EHLO client.example\r\n", "Received: from client.example (" },
+		{ "EHLO client   example \r\n", "Received: from client?example (" },
+		{ "HELO \"x y\" <z>@w;(\\)\r\n", "Received: from ?x?y???z??w???? (" },
+		{ "EHLO a\rX-Injected: 1\r\n", "Received: from a?X-Injected:?1 (" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct testsvc t;
+
+		assert_int_equal(testsvc_init(&t, "", "memory"), 0);
+		testsvc_connect(&t, "198.51.100.7");
+		memio_feeds(&t.io, cases[i].cmd);
+		testsvc_settle(&t, 0);
+		memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\n");
+		testsvc_settle(&t, 0);
+		memio_feeds(&t.io, "RCPT TO:<alice@virt.test>\r\n");
+		testsvc_settle(&t, 0);
+		memio_feeds(&t.io, "DATA\r\n");
+		testsvc_settle(&t, 0);
+		memio_feeds(&t.io, "Subject: x\r\n\r\nbody\r\n.\r\n");
+		testsvc_settle(&t, 0);
+		assert_int_equal(t.nmsgs, 1);
+		if (strncmp(t.msgs[0].received, cases[i].want, strlen(cases[i].want)) != 0)
+			fail_msg("%s: got %s", cases[i].cmd, t.msgs[0].received);
+		testsvc_free(&t);
+	}
+}
+
 int
 main(void)
 {
@@ -363,6 +396,7 @@ main(void)
 		cmocka_unit_test(test_free_with_delivery_in_flight),
 		cmocka_unit_test(test_store_failure),
 		cmocka_unit_test(test_bdat_content_refused),
+		cmocka_unit_test(test_helo_name),
 	};
 
 	return cmocka_run_group_tests_name("session", tests, NULL, NULL);
