@@ -139,6 +139,8 @@ void msg_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_escape(struct buf *out, const void *data, size_t len, size_t max);
 /* The same, as a new string (caller frees). */
 char *log_escape_dup(const char *s, size_t max);
+/* The same, into a static per-thread buffer: valid until the next call. */
+const char *log_escape_str(const char *s, size_t max);
 
 /*
  * Append client text to out as Postfix's printable() leaves it where smtpd
@@ -150,7 +152,5 @@ char *log_escape_dup(const char *s, size_t max);
  * too, which a terminal may obey (U+009B is CSI); here they are '?'.)
  */
 void log_printable(struct buf *out, const void *data, size_t len, int utf8);
-/* The same, into a static per-thread buffer: valid until the next call. */
-const char *log_escape_str(const char *s, size_t max);
 
 #endif
