@@ -762,6 +762,58 @@ log_escape(struct buf *out, const void *data, size_t len, size_t max)
 		buf_puts(out, "...");
 }
 
+/* The length of the well-formed UTF-8 character at p[0..n), or 0. */
+static size_t
+log_utf8_char(const unsigned char *p, size_t n)
+{
+	size_t len, i;
+	unsigned cp;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10ffff
+	    || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+void
+log_printable(struct buf *out, const void *data, size_t len, int utf8)
+{
+	const unsigned char *p = data;
+	size_t i = 0, n;
+
+	while (i < len) {
+		if (p[i] >= 0x20 && p[i] < 0x7f) {
+			buf_putc(out, (char)p[i++]);
+		} else if (utf8 && p[i] >= 0x80 && (n = log_utf8_char(p + i, len - i)) > 0
+			   && !(n == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0)) {
+			buf_append(out, (const char *)p + i, n);
+			i += n;
+		} else {
+			buf_putc(out, '?');
+			i++;
+		}
+	}
+}
+
 char *
 log_escape_dup(const char *s, size_t max)
 {

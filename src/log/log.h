@@ -142,4 +142,15 @@ char *log_escape_dup(const char *s, size_t max);
 /* The same, into a static per-thread buffer: valid until the next call. */
 const char *log_escape_str(const char *s, size_t max);
 
+/*
+ * Append client text to out as Postfix's printable() leaves it where smtpd
+ * logs an address or a HELO name ("Illegal address syntax ... : <...>",
+ * "from=<...> to=<...> helo=<...>"): printable ASCII as is and, when utf8
+ * (smtputf8_enable), every well-formed UTF-8 character from U+00A0 up; every
+ * other byte becomes '?'.  Nothing is escaped and nothing is cut, so the
+ * caller bounds len.  (mxgate: Postfix keeps the C1 controls U+0080..U+009F
+ * too, which a terminal may obey (U+009B is CSI); here they are '?'.)
+ */
+void log_printable(struct buf *out, const void *data, size_t len, int utf8);
+
 #endif

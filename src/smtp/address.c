@@ -440,6 +440,59 @@ done:
 	return ret;
 }
 
+/* Postfix's smtpd_token() white space: also CR, LF, VT and FF. */
+#define IS_TOKEN_SPACE(c) ((c) == ' ' || (c) == '\t' || (c) == '\r' || (c) == '\n' \
+			   || (c) == '\v' || (c) == '\f')
+
+/*
+ * The end of the "..." or <...> group that starts at p[-1] (close is '"' or
+ * '>'); *open_r is set when the text ends before the group does (Postfix's
+ * tokenizer error).
+ */
+static const char *
+token_group_end(const char *p, char close, int *open_r)
+{
+	char stack[64];
+	size_t depth = 0;
+
+	stack[depth++] = close;
+	while (*p) {
+		char c = *p++;
+
+		if (c == '\\') {
+			if (*p == '\0')
+				break;
+			p++;
+		} else if (c == stack[depth - 1]) {
+			if (--depth == 0)
+				return p;
+		} else if (c == '"' && depth < sizeof(stack)) {
+			stack[depth++] = '"';
+		} else if (c == '<' && stack[depth - 1] == '>' && depth < sizeof(stack)) {
+			stack[depth++] = '>';
+		}
+	}
+	*open_r = 1;
+	return p;
+}
+
+/* Does the token that starts at p leave a "..." or <...> group open? */
+static int
+token_unclosed(const char *p)
+{
+	int open = 0;
+
+	while (*p && !IS_TOKEN_SPACE(*p) && !open) {
+		char c = *p++;
+
+		if (c == '<' || c == '"')
+			p = token_group_end(p, c == '<' ? '>' : '"', &open);
+		else if (c == '\\' && *p)
+			p++;
+	}
+	return open;
+}
+
 int
 smtp_parse_path(const char *arg, const char *keyword, struct smtp_path *out)
 {
@@ -464,15 +517,14 @@ smtp_parse_path(const char *arg, const char *keyword, struct smtp_path *out)
 	if (a == ae)
 		return PATH_SYNTAX;	/* "FROM:" with no address */
 
-	if (parse_address_word(a, (size_t)(ae - a), &addr, out) < 0) {
+	if (parse_address_word(a, (size_t)(ae - a), &addr, out) < 0
+	    || (addr.len == 0 && strcasecmp(keyword, "FROM:") != 0)) {	/* RCPT TO:<> */
 		buf_free(&addr);
 		memset(out, 0, sizeof(*out));
+		out->word = a;
+		out->word_len = (size_t)(ae - a);
+		out->unclosed = token_unclosed(a);
 		return PATH_BAD;
-	}
-	if (addr.len == 0 && strcasecmp(keyword, "FROM:") != 0) {
-		buf_free(&addr);
-		memset(out, 0, sizeof(*out));
-		return PATH_BAD;	/* RCPT TO:<> */
 	}
 	for (size_t i = 0; i < addr.len; i++)
 		if ((unsigned char)addr.data[i] >= 0x80)
@@ -509,6 +561,20 @@ smtp_parse_address(const char *text, struct smtp_path *out)
 }
 
 int
+smtp_path_resolvable(const struct smtp_path *p, int utf8)
+{
+	if (p->addr == NULL)
+		return 0;
+	/* Postfix's resolver, allow_min_user = no: "-x" could pass for an option. */
+	if (p->addr[0] == '-')
+		return 0;
+	/* RFC 6531: a domain in UTF-8 only with SMTPUTF8. */
+	if (p->domain_8bit && !utf8)
+		return 0;
+	return 1;
+}
+
+int
 smtp_params_has(const char *params, const char *keyword)
 {
 	const char *w = skip_blanks(params), *we;
@@ -522,37 +588,6 @@ smtp_params_has(const char *params, const char *keyword)
 	return 0;
 }
 
-/* Postfix's smtpd_token() white space: also CR, LF, VT and FF. */
-#define IS_TOKEN_SPACE(c) ((c) == ' ' || (c) == '\t' || (c) == '\r' || (c) == '\n' \
-			   || (c) == '\v' || (c) == '\f')
-
-/* The end of the "..." or <...> group that starts at p[-1] (close is '"' or '>'). */
-static const char *
-token_group_end(const char *p, char close)
-{
-	char stack[64];
-	size_t depth = 0;
-
-	stack[depth++] = close;
-	while (*p) {
-		char c = *p++;
-
-		if (c == '\\') {
-			if (*p == '\0')
-				break;
-			p++;
-		} else if (c == stack[depth - 1]) {
-			if (--depth == 0)
-				return p;
-		} else if (c == '"' && depth < sizeof(stack)) {
-			stack[depth++] = '"';
-		} else if (c == '<' && stack[depth - 1] == '>' && depth < sizeof(stack)) {
-			stack[depth++] = '>';
-		}
-	}
-	return p;
-}
-
 char *
 smtp_collapse_args(const char *args, const char *trailing, int *trailing_r)
 {
@@ -561,6 +596,7 @@ smtp_collapse_args(const char *args, const char *trailing, int *trailing_r)
 	size_t n = 0, i;
 	const char *p = args;
 	struct buf out = BUF_INIT;
+	int open = 0;		/* VRFY parses an unclosed group like any other text */
 
 	*trailing_r = 0;
 	if (strlen(args) > SMTP_ARG_MAX)
@@ -577,7 +613,7 @@ smtp_collapse_args(const char *args, const char *trailing, int *trailing_r)
 			char c = *p++;
 
 			if (c == '<' || c == '"') {
-				p = token_group_end(p, c == '<' ? '>' : '"');
+				p = token_group_end(p, c == '<' ? '>' : '"', &open);
 			} else if (c == '\\' && *p) {
 				p++;
 			} else if (c == ':' && ((size_t)(p - start) == 3

@@ -94,6 +94,8 @@ struct smtp_path {
 				 * else treat as PATH_BAD (Postfix does) */
 	const char *word;	/* points INTO arg: the address as written, for warnings */
 	size_t	word_len;
+	int	unclosed;	/* PATH_BAD: the address leaves a "..." or <...> open
+				 * (Postfix's tokenizer fails: 501 without a warning) */
 };
 
 /*
@@ -102,10 +104,26 @@ struct smtp_path {
  * and forms that reduce to it such as <@x:>) is PATH_OK with addr "" for
  * "FROM:", and PATH_BAD for any other keyword (RCPT TO:<> is 501 5.1.3).
  * On PATH_OK, out->addr must be released with smtp_path_free(); on other
- * results out holds nothing (addr NULL) and smtp_path_free() is harmless.
+ * results out->addr is NULL and smtp_path_free() is harmless.  On PATH_BAD
+ * out->word/word_len still name the address as written and out->unclosed
+ * says whether it leaves a quote or bracket open: Postfix logs "Illegal
+ * address syntax from <client> in <MAIL|RCPT> command: <word>" for every bad
+ * address except those.
  */
 int smtp_parse_path(const char *arg, const char *keyword, struct smtp_path *out);
 void smtp_path_free(struct smtp_path *out);
+
+/*
+ * Postfix's second check of an address that parsed (smtpd_check_addr(): what
+ * its resolver refuses): an internal form that starts with '-' (Postfix's
+ * allow_min_user = no, which mxgate does not make configurable: a command
+ * run for the address could take it for an option), and a domain in UTF-8
+ * unless utf8 (SMTPUTF8 given, RFC 6531; an 8-bit local part is fine).  The
+ * null address passes.  Returns 1 when the address is acceptable, 0 when the
+ * caller must log "Illegal address syntax" and reply 501 (5.1.7 for MAIL,
+ * 5.1.3 for RCPT and VRFY); also 0 when p->addr is NULL.
+ */
+int smtp_path_resolvable(const struct smtp_path *p, int utf8);
 
 /*
  * Parse text as one address (VRFY's argument, already collapsed by

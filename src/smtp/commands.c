@@ -71,20 +71,29 @@ session_cmd_find(const char *verb, size_t len)
 
 /* ---- HELO, EHLO ------------------------------------------------------- */
 
+/*
+ * The HELO/EHLO name as Postfix keeps it (for the Received: header and the
+ * helo=<> of log lines): the argument's words joined by one space, then
+ * each of space < > ( ) \ " ; @ replaced with '?', so that the name reads as
+ * one token wherever it is written.  mxgate keeps at most 255 bytes.
+ */
 static int
 session_set_helo(struct session *s, const char *args, int esmtp)
 {
-	const char *p = session_skip_space(args);
-	size_t len = strlen(p);
+	int unused;
+	char *name = smtp_collapse_args(args, NULL, &unused), *p;
 
-	while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-		len--;
-	if (len == 0) {
+	if (name == NULL) {
 		session_reply(s, esmtp ? RPL_EHLO_SYNTAX : RPL_HELO_SYNTAX);
 		return -1;
 	}
+	for (p = name; *p; p++)
+		if (strchr(" <>()\\\";@", *p) != NULL)
+			*p = '?';
+	if (strlen(name) > 255)
+		name[255] = '\0';
 	free(s->helo);
-	s->helo = xstrndup(p, len < 255 ? len : 255);
+	s->helo = name;
 	s->esmtp = esmtp;
 	session_transaction_reset(s);
 	return 0;
@@ -163,27 +172,35 @@ session_rate(struct session *s, struct anvil_req *(*req)(struct anvil *, struct 
 
 /* ---- MAIL ------------------------------------------------------------- */
 
-/* Postfix warns when an address parses but is empty where one is required (RCPT TO:<>). */
-static void
-session_log_bad_address(struct session *s, const char *cmd, const char *args)
-{
-	const char *colon = strchr(args, ':');
-	const char *p = session_skip_space(colon ? colon + 1 : args);
-
-	if (strncmp(p, "<>", 2) == 0 && *session_skip_space(p + 2) == '\0')
-		msg_warn("Illegal address syntax from %s in %s command: %s", s->namaddr, cmd,
-			 log_escape_str(p, 100));
-}
-
-/* The address word as the client wrote it (after "FROM:"/"TO:"), for warnings. */
+/*
+ * "Illegal address syntax": the address as the client wrote it (after
+ * "FROM:"/"TO:", or VRFY's argument), as Postfix's printable() shows it.
+ */
 static void
 session_log_illegal(struct session *s, const char *cmd, const char *text, size_t len)
 {
 	struct buf b = BUF_INIT;
 
-	log_escape(&b, text, len, 200);
+	log_printable(&b, text, len, s->ss->smtputf8);
 	msg_warn("Illegal address syntax from %s in %s command: %s", s->namaddr, cmd, buf_str(&b));
 	buf_free(&b);
+}
+
+/*
+ * A MAIL or RCPT address that Postfix refuses with 501: one that did not
+ * parse (warned about unless its quote or bracket is unclosed: Postfix's
+ * tokenizer refuses those before it looks at the address), or one that its
+ * resolver refuses (smtp_path_resolvable()).  Returns 1 when the address is
+ * bad; the caller replies.
+ */
+static int
+session_bad_address(struct session *s, const char *cmd, const struct smtp_path *path, int utf8)
+{
+	if (path->addr != NULL && smtp_path_resolvable(path, utf8))
+		return 0;
+	if (path->addr != NULL || !path->unclosed)
+		session_log_illegal(s, cmd, path->word, path->word_len);
+	return 1;
 }
 
 /* The reply to a bad ESMTP parameter; nothing for PARAM_OK. */
@@ -223,19 +240,13 @@ mail_finish(struct session *s, int rate)
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
-	if (path->addr == NULL) {
-		session_reply(s, RPL_MAIL_BAD_ADDR);
-		session_command_done(s, CMD_FAIL);
-		return;
-	}
 	/*
 	 * RFC 6531: a domain in UTF-8 needs SMTPUTF8 on this MAIL command;
 	 * without it Postfix refuses the address (and warns), whatever else
 	 * the parameters say.
 	 */
-	utf8 = s->ss->smtputf8 && smtp_params_has(path->params, "SMTPUTF8");
-	if (path->domain_8bit && !utf8) {
-		session_log_illegal(s, "MAIL", path->word, path->word_len);
+	utf8 = path->addr != NULL && s->ss->smtputf8 && smtp_params_has(path->params, "SMTPUTF8");
+	if (session_bad_address(s, "MAIL", path, utf8)) {
 		session_reply(s, RPL_MAIL_BAD_ADDR);
 		session_command_done(s, CMD_FAIL);
 		return;
@@ -350,15 +361,16 @@ rcpt_after_rate(struct session *s, int rate)
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
-	if (path->addr == NULL || path->addr[0] == '\0') {
-		session_log_bad_address(s, "RCPT", s->args);
+	if (session_bad_address(s, "RCPT", path, s->txn.smtputf8)) {
 		session_reply(s, RPL_RCPT_BAD_ADDR);
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
-	if (path->domain_8bit && !s->txn.smtputf8) {
-		session_log_illegal(s, "RCPT", path->word, path->word_len);
-		session_reply(s, RPL_RCPT_BAD_ADDR);
+	/* Postfix checks the parameters before the recipient limit. */
+	rc = smtp_parse_rcpt_params(path->params, &bad);
+	session_param_reply(s, rc, bad);
+	free(bad);
+	if (rc != PARAM_OK) {
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
@@ -367,13 +379,6 @@ rcpt_after_rate(struct session *s, int rate)
 		/* The first smtpd_recipient_overshoot_limit of these are not errors. */
 		session_command_done(s, s->txn.rcpt_overshoot++ < s->ss->overshoot_limit ? CMD_OK
 				     : CMD_FAIL);
-		return;
-	}
-	rc = smtp_parse_rcpt_params(path->params, &bad);
-	session_param_reply(s, rc, bad);
-	free(bad);
-	if (rc != PARAM_OK) {
-		session_command_done(s, CMD_FAIL);
 		return;
 	}
 	session_wait(s, W_LOOKUP, rcpt_lookup_start(s->ss->policy, s->env.lookups, s->loop,
@@ -481,6 +486,8 @@ session_cmd_bdat(struct session *s, const char *args)
 		    && (unsigned long long)t->bdat.size > (unsigned long long)s->ss->size_limit - n) {
 			msg_warn("%s: BDAT request from %s exceeds message size limit", qid, s->namaddr);
 			t->bdat_refuse = RPL_BDAT_TOO_BIG;
+		} else {
+			s->where = SESSION_BDAT_CONTENT;
 		}
 	}
 	session_enter_state(s, S_BDAT);
@@ -561,11 +568,12 @@ vrfy_after_rate(struct session *s, int rate)
 		return;
 	}
 	/*
-	 * Postfix parses VRFY's argument as a recipient (an empty one is bad),
-	 * and a UTF-8 domain needs "VRFY address SMTPUTF8".
+	 * Postfix parses VRFY's argument as a recipient (an empty one is bad,
+	 * and so is every one it cannot parse: no tokenizer check here), and a
+	 * UTF-8 domain needs "VRFY address SMTPUTF8".
 	 */
 	if (smtp_parse_address(s->arg, &s->path) != PATH_OK || s->path.addr[0] == '\0'
-	    || (s->path.domain_8bit && !s->arg_utf8)) {
+	    || !smtp_path_resolvable(&s->path, s->arg_utf8)) {
 		session_log_illegal(s, "VRFY", s->arg, strlen(s->arg));
 		session_reply(s, RPL_RCPT_BAD_ADDR);
 		session_command_done(s, CMD_FAIL);

@@ -15,6 +15,14 @@ enum {
 	DR_S_CR,		/* inside a line; a CR is held back (CRLF or ordinary byte?) */
 };
 
+/*
+ * What a CR that ends no line is stored as: a space, as Postfix 3.7.11's
+ * cleanup stores it (cleanup_replace_stray_cr_lf = yes).  Left in the
+ * message, the next hop might read it as a line end (outbound SMTP
+ * smuggling), and signatures would depend on how it does.
+ */
+#define STRAY_CR	" "
+
 static size_t
 sat_add(size_t a, size_t b)
 {
@@ -187,8 +195,8 @@ dr_feed(struct datareader *dr, const char *data, size_t len, size_t *used_r)
 				dr->state = DR_S_BOL;
 				i++;
 			} else {
-				/* A bare CR is an ordinary byte of the line. */
-				dr_emit(dr, "\r", 1, 1);
+				/* A bare CR is content, stored as a space (dataread.h). */
+				dr_emit(dr, STRAY_CR, 1, 1);
 				if (c == '\r') {
 					i++;	/* still holding one CR */
 				} else {
@@ -278,7 +286,7 @@ bdat_append(struct bdat_state *st, struct buf *out, const char *data, size_t len
 			bdat_line_end(st, out);
 			i = 1;
 		} else {
-			bdat_content(st, out, "\r", 1);
+			bdat_content(st, out, STRAY_CR, 1);
 		}
 	}
 	while (i < len) {
@@ -299,7 +307,7 @@ bdat_append(struct bdat_state *st, struct buf *out, const char *data, size_t len
 			bdat_line_end(st, out);
 			i = j + 2;
 		} else {
-			bdat_content(st, out, "\r", 1);
+			bdat_content(st, out, STRAY_CR, 1);
 			i = j + 1;
 		}
 	}
@@ -310,12 +318,18 @@ bdat_finish(struct bdat_state *st, struct buf *out)
 {
 	if (st->pending_cr) {
 		st->pending_cr = 0;
-		bdat_content(st, out, "\r", 1);
+		bdat_content(st, out, STRAY_CR, 1);
 	}
-	/* Postfix counts a last line without its end like any other line. */
+	/*
+	 * Postfix counts a last line without its end like any other line (a
+	 * full last record gets no empty one after it), and its delivery ends
+	 * the message with a line end, stored here.
+	 */
 	if (st->in_line) {
 		st->in_line = 0;
 		st->rec_raw = 0;
 		bdat_count(st, 2);
+		if (!st->too_big)
+			buf_append(out, "\n", 1);
 	}
 }

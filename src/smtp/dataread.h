@@ -18,12 +18,15 @@
  *    bare_lf_seen, but a "." line whose own ending or preceding ending was a
  *    bare LF is dropped: neither stored nor the end of data (Postfix 3.7.11
  *    normalize).  So "\n.\n", "\n.\r\n" and "\r\n.\n" never end data.
- *  - A bare CR is an ordinary byte and never part of a line ending: "\r.\r\n"
- *    and "x\r.\r\n" never end data; CR bytes not followed by LF are stored.
+ *  - A bare CR is never part of a line ending: "\r.\r\n" and "x\r.\r\n" never
+ *    end data.  A CR not followed by LF is content and is stored as a space,
+ *    as Postfix 3.7.11's cleanup stores it (cleanup_replace_stray_cr_lf =
+ *    yes): the next hop cannot take it for a line end (outbound smuggling).
  *  - Dot-unstuffing: a line starting with "." loses that first dot ("..x" ->
  *    ".x", ".x" -> "x").
  *  - Everything else, NUL and other C0 bytes and lines of any length
  *    included, is stored byte-exact; lines are never split or truncated.
+ *    (For BDAT too: a bare LF is a line end, a stray CR a space.)
  *
  * Size (Postfix counts "the sum of line lengths + 2 per line"): size =
  * for every stored line, its length after unstuffing and without terminator,
@@ -45,14 +48,15 @@
  * BDAT
  * ----
  * bdat_append() converts CRLF to LF, also when the CR ends one chunk and the
- * LF starts the next; everything else (bare CR, bare LF, NUL, dots) is stored
- * byte-exact: BDAT has no dot-stuffing.  size is Postfix's count, the one it
+ * LF starts the next; a bare CR is stored as a space (as for DATA); everything
+ * else (bare LF, NUL, dots) is stored byte-exact: BDAT has no dot-stuffing.  size is Postfix's count, the one it
  * reports in "250 2.0.0 Ok: <N> bytes queued as ..." and checks against
  * message_size_limit: as for DATA, every line (CRLF or a bare LF ends one)
  * counts its length plus 2, in records of at most line_limit bytes, and a
  * last line without its end counts plus 2 too ("ab\r\ncde\r\nfg\r\n." is 16).
  * raw counts the octets received.  bdat_finish() after the LAST chunk stores
- * a trailing lone CR and counts a last line without its end.
+ * a trailing lone CR (as a space) and ends a last line that has no end with
+ * an LF, counted as a line end, as Postfix stores and counts it.
  */
 #ifndef MXGATE_SMTP_DATAREAD_H
 #define MXGATE_SMTP_DATAREAD_H

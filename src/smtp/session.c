@@ -76,6 +76,13 @@ session_skip_space(const char *p)
 	return p;
 }
 
+/* Postfix's to=<> outside RCPT: the transaction's first accepted recipient, if any. */
+static const char *
+session_first_rcpt(const struct session *s)
+{
+	return s->txn.nrcpts > 0 ? s->txn.rcpts[0].addr : NULL;
+}
+
 void
 session_log_reject(struct session *s, const char *verb, const char *reply, const char *from,
 		   const char *rcpt)
@@ -88,21 +95,29 @@ session_log_reject(struct session *s, const char *verb, const char *reply, const
 	buf_printf(&b, "%s: reject: %s from %s: %.*s;",
 		   s->txn.queue_id[0] ? s->txn.queue_id : "NOQUEUE", verb, s->namaddr, (int)len,
 		   reply);
+	/* Postfix logs these as printable() leaves them: UTF-8 stays readable. */
 	if (from) {
 		char *q = txn_quote(from);
 
-		buf_printf(&b, " from=<%s>", log_escape_str(q, 300));
+		buf_puts(&b, " from=<");
+		log_printable(&b, q, strlen(q), s->ss->smtputf8);
+		buf_putc(&b, '>');
 		free(q);
 	}
 	if (rcpt) {
 		char *q = txn_quote(rcpt);
 
-		buf_printf(&b, " to=<%s>", log_escape_str(q, 300));
+		buf_puts(&b, " to=<");
+		log_printable(&b, q, strlen(q), s->ss->smtputf8);
+		buf_putc(&b, '>');
 		free(q);
 	}
 	buf_printf(&b, " proto=%s", session_proto(s));
-	if (s->helo)
-		buf_printf(&b, " helo=<%s>", log_escape_str(s->helo, 100));
+	if (s->helo) {
+		buf_puts(&b, " helo=<");
+		log_printable(&b, s->helo, strlen(s->helo), s->ss->smtputf8);
+		buf_putc(&b, '>');
+	}
 	msg_info("%s", buf_str(&b));
 	buf_free(&b);
 }
@@ -400,21 +415,23 @@ session_command(struct session *s)
 		msg_warn("%s: request longer than %ld: %s", s->namaddr, s->ss->line_limit,
 			 log_escape_str(line, 30));
 	if (s->lr.bare_lf && s->bare_lf_reject) {
-		session_log_reject(s, "CONNECT", "bare <LF> received", s->txn.sender, NULL);
+		/* Logged as "reject: <the state so far> from ...", as Postfix does. */
+		session_log_reject(s, s->where, "bare <LF> received", s->txn.sender,
+				   session_first_rcpt(s));
 		session_reply(s, RPL_BARE_LF, s->ss->bare_lf_code, s->ss->hostname);
 		session_hangup(s);
 		lr_next(&s->lr);
 		return;
 	}
+	/*
+	 * Postfix answers these before it looks the verb up: they are neither in
+	 * the disconnect statistics nor a state ("too many errors after EHLO").
+	 */
 	if (s->ss->smtputf8 && !smtp_utf8_valid(line, strlen(line))) {
-		s->where = "UNKNOWN";
-		s->stat_total[CMD_UNKNOWN]++;
 		session_reply(s, RPL_BAD_UTF8);
 		goto error;
 	}
 	if (smtp_split_command(line, strlen(line), &verb, &vlen, &args) < 0) {
-		/* Postfix does not count an empty line in the disconnect statistics. */
-		s->where = "UNKNOWN";
 		session_reply(s, RPL_BAD_SYNTAX);
 		goto error;
 	}
@@ -483,6 +500,27 @@ session_bdat_chunk_done(struct session *s)
 		/* Postfix: a refused LAST chunk ends the transaction. */
 		if (t->bdat_last)
 			session_transaction_reset(s);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	if (!t->bdat_last && (t->bdat.too_big || (t->bdat.bare_lf_seen && s->bare_lf_reject))) {
+		/*
+		 * Postfix judges a chunk's content when the chunk has been read:
+		 * a bare LF (reject) or a message grown past message_size_limit
+		 * gets its end-of-message reply now, the transaction ends, and
+		 * the chunks that follow are discarded until LAST.
+		 */
+		if (t->bdat.too_big) {
+			msg_warn("%s: queue file size limit exceeded", t->queue_id[0] ? t->queue_id
+				 : "NOQUEUE");
+			session_reply(s, RPL_MSG_TOO_BIG);
+		} else {
+			session_log_reject(s, s->where, "bare <LF> received", t->sender,
+					   session_first_rcpt(s));
+			session_reply(s, RPL_BARE_LF, s->ss->bare_lf_code, s->ss->hostname);
+		}
+		session_transaction_reset(s);
+		t->bdat_discard = 1;
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
@@ -578,7 +616,8 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 		return;
 	}
 	if (bare_lf && s->bare_lf_reject) {
-		session_log_reject(s, "END-OF-MESSAGE", "bare <LF> received", t->sender, NULL);
+		session_log_reject(s, "END-OF-MESSAGE", "bare <LF> received", t->sender,
+				   session_first_rcpt(s));
 		session_message_done(s, 0, RPL_BARE_LF);
 		return;
 	}
@@ -705,17 +744,30 @@ session_on_drained(struct session *s)
 
 /* ---- timeouts ---------------------------------------------------------- */
 
+/*
+ * "<reason> after <state> from <client>"; while a message is coming, as
+ * Postfix says it, "after DATA (N bytes)" and "after BDAT (N bytes)" (N:
+ * bytes received; Postfix counts its own way).
+ */
+static void
+session_log_end(struct session *s, const char *reason)
+{
+	if (s->state == S_DATA)
+		msg_info("%s after DATA (%zu bytes) from %s", reason, s->txn.dr.raw_bytes,
+			 s->namaddr);
+	else if (strcmp(s->where, SESSION_BDAT_CONTENT) == 0)
+		msg_info("%s after BDAT (%zu bytes) from %s", reason, s->txn.bdat_raw, s->namaddr);
+	else
+		msg_info("%s after %s from %s", reason, s->where, s->namaddr);
+}
+
 /* smtpd_timeout, or the per-request deadline, ran out. */
 static void
 session_timeout(struct session *s)
 {
 	if (s->closing || s->hangup)
 		return;
-	if (s->state == S_DATA || s->state == S_BDAT)
-		msg_info("timeout after %s (%zu bytes) from %s", s->where,
-			 s->state == S_DATA ? s->txn.dr.raw_bytes : s->txn.bdat_raw, s->namaddr);
-	else
-		msg_info("timeout after %s from %s", s->where, s->namaddr);
+	session_log_end(s, "timeout");
 	session_wait_cancel(s);
 	s->io->read(s->ioc, 0);
 	session_reply(s, RPL_TIMEOUT, s->ss->hostname);
@@ -793,11 +845,8 @@ session_on_eof(struct session *s)
 {
 	if (s->closing)
 		return;
-	if (s->state == S_DATA || s->state == S_BDAT)
-		msg_info("lost connection after %s (%zu bytes) from %s", s->where,
-			 s->state == S_DATA ? s->txn.dr.raw_bytes : s->txn.bdat_raw, s->namaddr);
-	else if (s->namaddr != NULL && strcmp(s->where, "END-OF-MESSAGE") != 0)
-		msg_info("lost connection after %s from %s", s->where, s->namaddr);
+	if (s->namaddr != NULL && strcmp(s->where, "END-OF-MESSAGE") != 0)
+		session_log_end(s, "lost connection");
 	session_close(s);
 }
 

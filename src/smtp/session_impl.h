@@ -53,6 +53,12 @@ const struct cmd *session_cmd_find(const char *verb, size_t len);
 enum cmd_result session_cmd_data(struct session *s, const char *args);
 enum cmd_result session_cmd_bdat(struct session *s, const char *args);
 
+/*
+ * The state a BDAT chunk that is being read (and, after it, the chunk that
+ * was read) leaves for logs, Postfix's: "reject: BDAT content from ...".
+ */
+#define SESSION_BDAT_CONTENT	"BDAT content"
+
 /* ---- the session ---- */
 
 enum sess_state {

@@ -52,6 +52,7 @@ testsvc_store(void *ctx, struct deliver_msg *m)
 	tm = &t->msgs[t->nmsgs++];
 	memset(tm, 0, sizeof(*tm));
 	snprintf(tm->queue_id, sizeof(tm->queue_id), "%s", m->queue_id);
+	snprintf(tm->received, sizeof(tm->received), "%s", m->received ? m->received : "");
 	while ((n = spool_pread(m->body, piece, sizeof(piece), off)) > 0) {
 		buf_append(&tm->body, piece, (size_t)n);
 		off += (size_t)n;

@@ -27,6 +27,7 @@ struct workpool;
 struct testsvc_msg {
 	char	queue_id[16];
 	struct buf body;
+	char	received[512];	/* the Received: header (cut at 511 bytes) */
 	size_t	nrcpts;
 	int	bdat;		/* the session said BDAT when it was stored */
 	size_t	consumed;	/* input the client's transport had consumed then */

@@ -264,7 +264,7 @@ def delivered(base, before=()):
 
 def smtpd_log(lines):
     """smtpd's lines from 'connect from' to 'disconnect from', prefix stripped, queue ids
-    normalized."""
+    normalized (at the start of a line, also after "warning: ")."""
     out = []
     on = False
     for line in lines:
@@ -275,7 +275,8 @@ def smtpd_log(lines):
         if msg.startswith("connect from "):
             on = True
         if on:
-            out.append(re.sub(r"^[0-9A-F]{6,}: ", "QUEUEID: ", msg))
+            # "<qid>: ..." and "warning: <qid>: ..." (null BDAT request, size limits)
+            out.append(re.sub(r"^(warning: )?[0-9A-F]{6,}: ", r"\1QUEUEID: ", msg))
         if msg.startswith("disconnect from "):
             on = False
     return out

@@ -1286,7 +1286,9 @@ class DeliveryTest(SecurityBase):
         self.assertEqual(msg.get_all("Return-Path"), ['<"john smith"@example.org>'])
         self.assertEqual(msg.get_all("Delivered-To"), ["alice@virt.test"])
         self.assertEqual(len(msg.get_all("Received")), 1)
-        self.assertIn("client(with)parens.example", msg["Received"])
+        # As Postfix: ( ) and the other specials of a HELO name become '?', so it cannot
+        # open a comment or fake the "(name [addr])" part of the header.
+        self.assertIn("from client?with?parens.example (", msg["Received"])
         head = raw.split(b"\n\n", 1)[0]
         for line in head.split(b"\n"):
             self.assertRegex(line, rb"^([!-9;-~]+:|[ \t])", "malformed header line %r" % line)

@@ -335,6 +335,82 @@ test_flags(void **state)
 }
 
 static void
+test_bad_word(void **state)
+{
+	/*
+	 * PATH_BAD still names the address as written (for Postfix's "Illegal
+	 * address syntax" warning), and says whether a quote or bracket is
+	 * left open: Postfix's tokenizer refuses those without the warning.
+	 */
+	static const struct {
+		const char *arg, *word;
+		int unclosed;
+	} bad[] = {
+		{ " TO:<a@-b>", "<a@-b>", 0 },
+		{ " TO: <a b@virt.test>", "<a b@virt.test>", 0 },
+		{ " TO:<a@b>x SIZE=1", "<a@b>x", 0 },
+		{ " TO:<>", "<>", 0 },
+		{ " TO:<a@b", "<a@b", 1 },
+		{ " TO:<\"abc@virt.test>", "<\"abc@virt.test>", 1 },
+		{ " TO:a\"b@c", "a\"b@c", 1 },
+		{ " TO:<a@b> <c", NULL, 0 },	/* PATH_OK; the parameter is the 555 */
+	};
+	struct smtp_path p;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int r = smtp_parse_path(bad[i].arg, "TO:", &p);
+
+		if (bad[i].word == NULL) {
+			assert_int_equal(r, PATH_OK);
+			smtp_path_free(&p);
+			continue;
+		}
+		if (r != PATH_BAD)
+			fail_msg("%s: got %d", bad[i].arg, r);
+		assert_null(p.addr);
+		if (p.word_len != strlen(bad[i].word) || memcmp(p.word, bad[i].word, p.word_len) != 0)
+			fail_msg("%s: word [%.*s] want [%s]", bad[i].arg, (int)p.word_len, p.word,
+				 bad[i].word);
+		if (p.unclosed != bad[i].unclosed)
+			fail_msg("%s: unclosed %d", bad[i].arg, p.unclosed);
+		smtp_path_free(&p);
+	}
+}
+
+static void
+test_resolvable(void **state)
+{
+	/* Postfix 3.7.11: 501 with "Illegal address syntax" for these (allow_min_user = no). */
+	static const struct {
+		const char *arg;
+		int utf8, ok;
+	} cases_r[] = {
+		{ " FROM:<a@example.org>", 0, 1 },
+		{ " FROM:<>", 0, 1 },
+		{ " FROM:<-a@example.org>", 0, 0 },
+		{ " FROM:<\"-a\"@example.org>", 0, 0 },
+		{ " FROM:<@route.example:-a@example.org>", 0, 0 },
+		{ " FROM:<-a>", 0, 0 },
+		{ " FROM:<a-b@example.org>", 0, 1 },
+		{ " FROM:<a@b\xc3\xbc" "cher.example>", 0, 0 },
+		{ " FROM:<a@b\xc3\xbc" "cher.example>", 1, 1 },
+		{ " FROM:<\xc3\xbc@example.org>", 0, 1 },	/* the local part may be 8-bit */
+	};
+	struct smtp_path p;
+
+	for (size_t i = 0; i < sizeof(cases_r) / sizeof(cases_r[0]); i++) {
+		assert_int_equal(smtp_parse_path(cases_r[i].arg, "FROM:", &p), PATH_OK);
+		if (smtp_path_resolvable(&p, cases_r[i].utf8) != cases_r[i].ok)
+			fail_msg("%s utf8=%d: want %d", cases_r[i].arg, cases_r[i].utf8, cases_r[i].ok);
+		smtp_path_free(&p);
+	}
+	assert_int_equal(smtp_parse_address("-alice@virt.test", &p), PATH_OK);
+	assert_false(smtp_path_resolvable(&p, 1));
+	smtp_path_free(&p);
+	assert_false(smtp_path_resolvable(&p, 1));	/* addr NULL */
+}
+
+static void
 test_quote(void **state)
 {
 	/* External forms as Postfix logs them in from=<...>. */
@@ -509,6 +585,8 @@ main(void)
 		cmocka_unit_test(test_nul),
 		cmocka_unit_test(test_lengths),
 		cmocka_unit_test(test_flags),
+		cmocka_unit_test(test_bad_word),
+		cmocka_unit_test(test_resolvable),
 		cmocka_unit_test(test_quote),
 		cmocka_unit_test(test_params),
 		cmocka_unit_test(test_rcpt_params),

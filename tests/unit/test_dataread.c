@@ -114,9 +114,9 @@ test_dot_stuffing(void **state)
 	check(S("...\r\n.\r\n"), S("..\n"), 8, 0);
 	check(S("..\r\n.\r\n"), S(".\n"), 7, 0);
 	check(S("a.\r\n.b\r\n..\r\n.\r\n"), S("a.\nb\n.\n"), 15, 0);
-	/* ".\r" + more is an ordinary (unstuffed) line starting with CR. */
-	check(S(".\rx\r\n.\r\n"), S("\rx\n"), 8, 0);
-	check(S(".\r\r\n.\r\n"), S("\r\n"), 7, 0);
+	/* ".\r" + more is an ordinary (unstuffed) line starting with a CR (a space). */
+	check(S(".\rx\r\n.\r\n"), S(" x\n"), 8, 0);
+	check(S(".\r\r\n.\r\n"), S(" \n"), 7, 0);
 }
 
 /* Only checks that the input does not end data, in any split. */
@@ -167,11 +167,11 @@ test_smuggling(void **state)
 	smuggle(S("\n.\n"), S("\n"), 1);		/* lflf */
 	smuggle(S("\n.\r\n"), S("\n"), 1);		/* lfcrlf */
 	smuggle(S("\r\n.\n"), S("\n"), 1);		/* crlflf */
-	/* A bare CR is an ordinary byte: these are ordinary lines. */
-	smuggle(S("\r.\r\n"), S("\r.\n"), 0);		/* crcrlf */
-	smuggle(S("\r.\n"), S("\r.\n"), 1);		/* crlf (bare CR, then bare LF) */
-	smuggle(S("\n.\r"), S("\n\r"), 1);		/* lfcr: ".\rMAIL..." unstuffed */
-	smuggle(S("\r.\r"), S("\r.\r"), 0);		/* crcr */
+	/* A bare CR is content (stored as a space): these are ordinary lines. */
+	smuggle(S("\r.\r\n"), S(" .\n"), 0);		/* crcrlf */
+	smuggle(S("\r.\n"), S(" .\n"), 1);		/* crlf (bare CR, then bare LF) */
+	smuggle(S("\n.\r"), S("\n "), 1);		/* lfcr: ".\rMAIL..." unstuffed */
+	smuggle(S("\r.\r"), S(" . "), 0);		/* crcr */
 	smuggle(S("\r\n\0.\r\n"), S("\n\0.\n"), 0);	/* nullbefore */
 	smuggle(S("\r\n.\0\r\n"), S("\n\0\n"), 0);	/* NUL after the dot: unstuffed */
 	smuggle(S("\r\n .\r\n"), S("\n .\n"), 0);
@@ -223,10 +223,11 @@ test_byte_exact(void **state)
 static void
 test_bare_cr(void **state)
 {
-	check(S("x\r\r\n.\r\n"), S("x\r\n"), 7, 0);
-	check(S("x\r\r\r\n.\r\n"), S("x\r\r\n"), 8, 0);
-	check(S("\r\r.\r\n.\r\n"), S("\r\r.\n"), 8, 0);
-	check(S("x\ry\r\n.\r\n"), S("x\ry\n"), 8, 0);
+	/* A CR that ends no line is stored as a space (Postfix 3.7.11's cleanup). */
+	check(S("x\r\r\n.\r\n"), S("x \n"), 7, 0);
+	check(S("x\r\r\r\n.\r\n"), S("x  \n"), 8, 0);
+	check(S("\r\r.\r\n.\r\n"), S("  .\n"), 8, 0);
+	check(S("x\ry\r\n.\r\n"), S("x y\n"), 8, 0);
 }
 
 static void
@@ -319,15 +320,20 @@ test_bdat(void **state)
 	bdat_check(S("a\r\nb\r\n"), S("a\nb\n"), 0, 6);
 	/* No dot-stuffing and no end-of-data marker in BDAT. */
 	bdat_check(S(".\r\n..x\r\n.\r\n"), S(".\n..x\n.\n"), 0, 11);
-	bdat_check(S("a\rb\r\r\n"), S("a\rb\r\n"), 0, 6);
-	/* A last line without its end counts as a line (Postfix 3.7.11: "ab\r\ncde\r\nfg\r\n." is 16). */
-	bdat_check(S("a\nb"), S("a\nb"), 1, 6);
-	bdat_check(S("ab\r\ncde\r\nfg\r\n."), S("ab\ncde\nfg\n."), 0, 16);
+	/* A stray CR is stored as a space. */
+	bdat_check(S("a\rb\r\r\n"), S("a b \n"), 0, 6);
+	/*
+	 * A last line without its end counts as a line and is stored with one
+	 * (Postfix 3.7.11: "ab\r\ncde\r\nfg\r\n." is 16).
+	 */
+	bdat_check(S("a\nb"), S("a\nb\n"), 1, 6);
+	bdat_check(S("ab\r\ncde\r\nfg\r\n."), S("ab\ncde\nfg\n.\n"), 0, 16);
 	bdat_check(S("\n"), S("\n"), 1, 2);
-	/* A trailing lone CR is flushed by bdat_finish(). */
-	bdat_check(S("a\r"), S("a\r"), 0, 4);
-	bdat_check(S("a\r\r"), S("a\r\r"), 0, 5);
-	bdat_check(S("\0\r\n\0"), S("\0\n\0"), 0, 6);
+	bdat_check(S(""), S(""), 0, 0);
+	/* A trailing lone CR is flushed by bdat_finish() (Postfix: "three\r" is "three \n", 8). */
+	bdat_check(S("a\r"), S("a \n"), 0, 4);
+	bdat_check(S("a\r\r"), S("a  \n"), 0, 5);
+	bdat_check(S("\0\r\n\0"), S("\0\n\0\n"), 0, 6);
 }
 
 static void
@@ -399,6 +405,7 @@ test_records(void **state)
 		{ 2047, "\r\n", 2049, 2049 },
 		{ 4096, "\r\n", 4102, 4102 },
 		{ 100000, "", 0, 100098 },	/* BDAT only: no line end at all */
+		{ 2048, "", 0, 2050 },		/* BDAT only: a full last record, no empty one */
 	};
 	char *p, *q;
 	size_t len, qlen;

@@ -7,7 +7,7 @@
  * command (errors, tarpit, hard limit) is the same whether the answer came
  * at once or later; a session freed while a lookup or a delivery is in
  * flight drops the answer safely (ASan/LSan watch); the store failing gives
- * 451 and no message.
+ * 451 and no message; a BDAT chunk whose content fails is refused when read.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -322,6 +322,91 @@ test_store_failure(void **state)
 	testsvc_free(&t);
 }
 
+/*
+ * A BDAT chunk that is not LAST but whose content fails (past
+ * message_size_limit by Postfix's line count, or a bare LF with
+ * smtpd_forbid_bare_newline = reject) is refused once read, the transaction
+ * ends, and the chunks up to LAST are discarded; nothing is stored.  The
+ * chunk arrives whole, then one byte at a time.
+ */
+static void
+bdat_content_refused(const char *main_cf, const char *chunk, const char *want)
+{
+	for (int trickle = 0; trickle <= 1; trickle++) {
+		struct testsvc t;
+		char *cmd;
+		size_t i;
+
+		assert_int_equal(testsvc_init(&t, main_cf, "memory"), 0);
+		testsvc_connect(&t, "198.51.100.7");
+		memio_feeds(&t.io, "EHLO c\r\n");
+		testsvc_settle(&t, 0);
+		memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\nRCPT TO:<alice@virt.test>\r\n");
+		testsvc_settle(&t, 0);
+		free(take(&t));
+		cmd = xasprintf("BDAT %zu\r\n%s", strlen(chunk), chunk);
+		for (i = 0; cmd[i]; i += trickle ? 1 : strlen(cmd)) {
+			memio_feed(&t.io, cmd + i, trickle ? 1 : strlen(cmd));
+			testsvc_settle(&t, 0);
+		}
+		free(cmd);
+		expect_out(&t, want);
+		memio_feeds(&t.io, "BDAT 5 LAST\r\nend\r\n");
+		testsvc_settle(&t, 0);
+		expect_out(&t, "551 5.0.0 Discarded 5 bytes after earlier error\r\n");
+		memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\n");
+		testsvc_settle(&t, 0);
+		expect_out(&t, "250 2.1.0 Ok\r\n");
+		assert_int_equal(t.nmsgs, 0);
+		testsvc_free(&t);
+	}
+}
+
+static void
+test_bdat_content_refused(void **state)
+{
+	/* 80 bytes, 120 by Postfix's count (a bare LF counts 2). */
+	bdat_content_refused("message_size_limit = 100",
+			     "a\na\na\na\na\na\na\na\na\na\na\na\na\na\na\na\na\na\na\na\n"
+			     "a\na\na\na\na\na\na\na\na\na\na\na\na\na\na\na\na\na\na\na\n",
+			     "552 5.3.4 Error: message file too big\r\n");
+	bdat_content_refused("smtpd_forbid_bare_newline = reject", "bare\nlf\r\n",
+			     "550 5.5.2 mx.example.test Error: bare <LF> received\r\n");
+}
+
+/* The HELO name as Postfix keeps it: words joined by one space, specials as '?'. */
+static void
+test_helo_name(void **state)
+{
+	static const struct { const char *cmd, *want; } cases[] = {
+		{ "EHLO client.example\r\n", "Received: from client.example (" },
+		{ "EHLO client   example \r\n", "Received: from client?example (" },
+		{ "HELO \"x y\" <z>@w;(\\)\r\n", "Received: from ?x?y???z??w???? (" },
+		{ "EHLO a\rX-Injected: 1\r\n", "Received: from a?X-Injected:?1 (" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct testsvc t;
+
+		assert_int_equal(testsvc_init(&t, "", "memory"), 0);
+		testsvc_connect(&t, "198.51.100.7");
+		memio_feeds(&t.io, cases[i].cmd);
+		testsvc_settle(&t, 0);
+		memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\n");
+		testsvc_settle(&t, 0);
+		memio_feeds(&t.io, "RCPT TO:<alice@virt.test>\r\n");
+		testsvc_settle(&t, 0);
+		memio_feeds(&t.io, "DATA\r\n");
+		testsvc_settle(&t, 0);
+		memio_feeds(&t.io, "Subject: x\r\n\r\nbody\r\n.\r\n");
+		testsvc_settle(&t, 0);
+		assert_int_equal(t.nmsgs, 1);
+		if (strncmp(t.msgs[0].received, cases[i].want, strlen(cases[i].want)) != 0)
+			fail_msg("%s: got %s", cases[i].cmd, t.msgs[0].received);
+		testsvc_free(&t);
+	}
+}
+
 int
 main(void)
 {
@@ -334,6 +419,8 @@ main(void)
 		cmocka_unit_test(test_free_with_lookup_in_flight),
 		cmocka_unit_test(test_free_with_delivery_in_flight),
 		cmocka_unit_test(test_store_failure),
+		cmocka_unit_test(test_bdat_content_refused),
+		cmocka_unit_test(test_helo_name),
 	};
 
 	return cmocka_run_group_tests_name("session", tests, NULL, NULL);
