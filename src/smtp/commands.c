@@ -424,7 +424,7 @@ session_cmd_data(struct session *s, const char *args)
 		session_reply(s, RPL_DATA_AFTER_BDAT);
 		return CMD_FAIL;
 	}
-	txn_body_start(t, s->env.body_bytes, s->ss->body_memory_limit);
+	txn_body_start(t, session_new_spool(s));
 	dr_init_limits(&t->dr, &t->chunk, (size_t)s->ss->size_limit, (size_t)s->ss->line_limit);
 	session_enter_state(s, S_DATA);
 	session_reply(s, RPL_DATA_GO);
@@ -478,7 +478,7 @@ session_cmd_bdat(struct session *s, const char *args)
 	} else {
 		if (!t->bdat_used) {
 			t->bdat_used = 1;
-			txn_body_start(t, s->env.body_bytes, s->ss->body_memory_limit);
+			txn_body_start(t, session_new_spool(s));
 			bdat_init_limits(&t->bdat, (size_t)s->ss->size_limit, (size_t)s->ss->line_limit);
 			t->bdat_raw = 0;
 		}

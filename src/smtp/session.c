@@ -328,6 +328,9 @@ session_wait_cancel(struct session *s)
 	case W_COMMIT:
 		spool_commit_cancel(s->wait_handle);
 		break;
+	case W_SPOOL:
+		spool_on_writable_cancel(s->wait_handle);
+		break;
 	case W_DELIVER:
 		deliver_cancel(s->wait_handle);
 		break;
@@ -641,6 +644,43 @@ session_transaction_reset(struct session *s)
 	txn_reset(&s->txn);
 }
 
+struct spool *
+session_new_spool(struct session *s)
+{
+	if (s->env.spool_new != NULL)
+		return s->env.spool_new(s->env.spool_ctx, s->env.body_bytes,
+					s->ss->body_memory_limit);
+	return spool_memory_new(s->env.body_bytes, s->ss->body_memory_limit);
+}
+
+static void
+session_spool_writable(void *arg)
+{
+	struct session *s = arg;
+
+	session_waited(s);
+	session_resume(s);
+}
+
+/*
+ * Back-pressure from the spool: while it takes no more bytes, the session
+ * reads no more of the body (the transport, then the kernel, then the client
+ * hold the rest), and goes on when the spool says it can.
+ */
+static void
+session_spool_check(struct session *s)
+{
+	struct spool *sp = s->txn.body;
+
+	if (sp == NULL || !spool_busy(sp))
+		return;
+	s->wait = W_SPOOL;
+	s->wait_handle = sp;
+	session_deadline_stop(s);
+	s->io->read(s->ioc, 0);
+	spool_on_writable(sp, s->loop, session_spool_writable, s);
+}
+
 /* ---- input ------------------------------------------------------------ */
 
 static void
@@ -682,6 +722,7 @@ session_process(struct session *s)
 			} else {
 				s->io->consume(s->ioc, used);
 				txn_body_flush(t);
+				session_spool_check(s);
 			}
 			break;
 		case S_BDAT:
@@ -689,6 +730,7 @@ session_process(struct session *s)
 			if (!t->bdat_discard && t->bdat_refuse < 0) {
 				bdat_append(&t->bdat, &t->chunk, data, used);
 				txn_body_flush(t);
+				session_spool_check(s);
 			}
 			t->bdat_chunk += used;
 			t->bdat_raw += used;

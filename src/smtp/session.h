@@ -8,7 +8,9 @@
  * a bufferevent), time and timers through a loop (util/loop.h), and every
  * step that must ask someone else (anvil, a recipient table, the spool, a
  * delivery) is a request whose answer comes later.  So the same code runs
- * in the daemon, in a unit test and in the whole-session fuzzer.
+ * in the daemon, in a unit test and in the whole-session fuzzer.  A spool
+ * that pushes back (spool_busy()) makes the session stop reading the body
+ * until it takes bytes again.
  *
  * Suspend and resume.  A command handler either finishes at once or starts
  * a request and WAITS.  While it waits the session takes no input: what the
@@ -41,6 +43,7 @@
 
 struct anvil;
 struct deliverer;
+struct spool;
 struct loop;
 struct session;
 struct smtp_service;
@@ -54,6 +57,9 @@ struct session_env {
 	struct deliverer *deliver;
 	atomic_long *body_bytes;	/* message bodies in memory, every session */
 	uid_t	run_uid;		/* the uid mail is written as */
+	/* where message bodies go (deliver/spool.h); NULL: the in-memory spool */
+	struct spool *(*spool_new)(void *ctx, atomic_long *total, long limit);
+	void   *spool_ctx;
 };
 
 /*

@@ -74,6 +74,7 @@ enum sess_wait {
 	W_ANVIL,	/* struct anvil_req */
 	W_LOOKUP,	/* struct rcpt_lookup */
 	W_COMMIT,	/* the txn's spool commit */
+	W_SPOOL,	/* the txn's spool is busy: it takes no bytes now */
 	W_DELIVER,	/* struct deliver_req */
 };
 
@@ -151,6 +152,9 @@ const char *session_proto(const struct session *s);
 const char *session_skip_space(const char *p);
 /* The event loop's cached time, in whole seconds, for anvil. */
 long session_now(struct session *s);
+
+/* A new spool for a message body (the environment's kind). */
+struct spool *session_new_spool(struct session *s);
 
 /* The message is complete (DATA dot, BDAT LAST): check it, store it, reply. */
 void session_message_end(struct session *s, int too_big, int bare_lf, size_t size);

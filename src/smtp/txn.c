@@ -86,10 +86,10 @@ txn_add_rcpt(struct txn *t, const char *addr, const char *maildir, uid_t uid, gi
 }
 
 void
-txn_body_start(struct txn *t, atomic_long *total, long limit)
+txn_body_start(struct txn *t, struct spool *sp)
 {
 	spool_unref(&t->body);
-	t->body = spool_memory_new(total, limit);
+	t->body = sp;
 	buf_reset(&t->chunk);
 }
 

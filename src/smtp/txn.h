@@ -69,11 +69,8 @@ void txn_add_rcpt(struct txn *t, const char *addr, const char *maildir, uid_t ui
 /* An address in RFC 5321 form ("john smith"@x stays quoted); "" for <>. */
 char *txn_quote(const char *addr);
 
-/*
- * Start the body: a new in-memory spool counted in *total against limit
- * (mxgate_message_memory_limit; 0: none).
- */
-void txn_body_start(struct txn *t, atomic_long *total, long limit);
+/* Start the body in sp (the transaction takes the reference). */
+void txn_body_start(struct txn *t, struct spool *sp);
 /* Move what the readers converted (t->chunk) into the spool. */
 void txn_body_flush(struct txn *t);
 

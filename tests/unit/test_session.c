@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "fakeloop.h"
+#include "slowspool.h"
 #include "log/log.h"
 #include "testsvc.h"
 #include "util/xalloc.h"
@@ -306,6 +307,50 @@ test_free_with_delivery_in_flight(void **state)
 	testsvc_free(&t);
 }
 
+/*
+ * A spool that pushes back: once it holds its window the session reads no
+ * more of the body (the client's bytes stay in the transport), and it goes
+ * on when the spool takes bytes again; the message arrives whole.
+ */
+static void
+test_spool_back_pressure(void **state)
+{
+	static size_t window = 100;
+	struct testsvc t;
+	char piece[200];
+	size_t before;
+	char *got;
+
+	assert_int_equal(testsvc_init(&t, "", "memory"), 0);
+	t.env.spool_new = slowspool_new;
+	t.env.spool_ctx = &window;
+	open_data(&t);
+	memset(piece, 'x', sizeof(piece) - 2);
+	piece[sizeof(piece) - 2] = '\r';
+	piece[sizeof(piece) - 1] = '\n';
+	before = t.io.consumed;
+	memio_feed(&t.io, piece, sizeof(piece));	/* taken: the spool is not full yet */
+	testsvc_settle(&t, 0);
+	assert_int_equal(t.io.consumed, before + sizeof(piece));
+	assert_int_equal(t.io.reading, 0);		/* the session stopped reading */
+	for (int i = 0; i < 3; i++)
+		memio_feed(&t.io, piece, sizeof(piece));
+	memio_feeds(&t.io, ".\r\n");
+	testsvc_settle(&t, 0);
+	assert_int_equal(t.io.consumed, before + sizeof(piece));	/* held back */
+	expect_out(&t, "");
+	for (int i = 0; i < 10 && t.nmsgs == 0; i++) {
+		slowspool_release(slowspool_last());
+		testsvc_settle(&t, 0);
+	}
+	got = take(&t);
+	assert_non_null(strstr(got, "250 2.0.0 Ok: queued as "));
+	free(got);
+	assert_int_equal(t.nmsgs, 1);
+	assert_int_equal(t.msgs[0].body.len, 4 * (sizeof(piece) - 1));	/* CRLF stored as LF */
+	testsvc_free(&t);
+}
+
 /* The store fails: 451, no message, the session goes on. */
 static void
 test_store_failure(void **state)
@@ -419,6 +464,7 @@ main(void)
 		cmocka_unit_test(test_free_with_lookup_in_flight),
 		cmocka_unit_test(test_free_with_delivery_in_flight),
 		cmocka_unit_test(test_store_failure),
+		cmocka_unit_test(test_spool_back_pressure),
 		cmocka_unit_test(test_bdat_content_refused),
 		cmocka_unit_test(test_helo_name),
 	};
