@@ -17,9 +17,10 @@
  * maillog_file: "Mmm dd hh:mm:ss <host> <syslog_name>/<process>[<pid>]: text"
  *     appended to the file.  The thread that logs never writes the file: it
  *     formats the line and puts it on a queue that one writer thread (started
- *     by log_open(), ended by log_close()) empties with one write(2) per line,
- *     so lines never interleave and an event loop never waits on the disk or
- *     on a stalled reader of /dev/stdout.
+ *     by log_open(), ended by log_close()) empties in order, up to 64 lines
+ *     per writev(2) and each line whole, so lines never interleave and an
+ *     event loop never waits on the disk or on a stalled reader of
+ *     /dev/stdout.
  *     Bound: LOG_QUEUE_BYTES of queued text (each line counted with its
  *     bookkeeping).  Drop policy: a line that does not fit is dropped and
  *     counted, and so is every later line until the queue has drained to half
