@@ -162,7 +162,11 @@ fz_settle(struct testsvc *t)
 	fz_check_memory();
 }
 
-/* Is the line that ends just before offset end the DATA command ("DATA", blanks, LF)? */
+/*
+ * Is the line that ends just before offset end the DATA command ("DATA",
+ * blanks, LF)?  A NUL ends the command as it does in Postfix (which reads a
+ * command as a C string): "DATA<NUL>anything" is DATA.
+ */
 static int
 fz_after_data_command(size_t end)
 {
@@ -178,7 +182,7 @@ fz_after_data_command(size_t end)
 		i++;
 	if (end - i < 5 || strncasecmp(p + i, "DATA", 4) != 0)
 		return 0;
-	for (i += 4; i < end - 1; i++)
+	for (i += 4; i < end - 1 && p[i] != '\0'; i++)
 		if (p[i] != ' ' && p[i] != '\t' && !(p[i] == '\r' && i == end - 2))
 			return 0;
 	return 1;
