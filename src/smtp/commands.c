@@ -165,7 +165,7 @@ session_rate(struct session *s, struct anvil_req *(*req)(struct anvil *, struct 
 	     session_rate_next *next)
 {
 	s->rate_next = next;
-	session_wait(s, W_ANVIL, req(s->env.anvil, s->loop, s->ident, session_now(s),
+	session_wait(s, W_ANVIL, req(s->env->anvil, s->loop, s->ident, session_now(s),
 				     session_rate_answer, s));
 	return CMD_WAIT;
 }
@@ -315,7 +315,7 @@ rcpt_resolved(void *ctx, struct rcpt_result *r)
 	char *reply = NULL;
 
 	session_waited(s);
-	if (r->verdict == RCPT_OK_VIRTUAL && r->uid != s->env.run_uid) {
+	if (r->verdict == RCPT_OK_VIRTUAL && r->uid != s->env->run_uid) {
 		msg_warn("%s: delivery as uid %ld needs the privileged delivery helper, which is not"
 			 " available yet; deferring", addr, (long)r->uid);
 		reply = reply_string(RPL_NO_HELPER, addr,
@@ -381,7 +381,7 @@ rcpt_after_rate(struct session *s, int rate)
 				     : CMD_FAIL);
 		return;
 	}
-	session_wait(s, W_LOOKUP, rcpt_lookup_start(s->ss->policy, s->env.lookups, s->loop,
+	session_wait(s, W_LOOKUP, rcpt_lookup_start(s->ss->policy, s->env->lookups, s->loop,
 						    path->addr, rcpt_resolved, s));
 }
 
@@ -579,7 +579,7 @@ vrfy_after_rate(struct session *s, int rate)
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
-	session_wait(s, W_LOOKUP, rcpt_lookup_start(s->ss->policy, s->env.lookups, s->loop,
+	session_wait(s, W_LOOKUP, rcpt_lookup_start(s->ss->policy, s->env->lookups, s->loop,
 						    s->path.addr, vrfy_resolved, s));
 }
 

@@ -29,7 +29,7 @@ struct conn {
 	struct service_gen *gen;	/* keeps ss alive */
 	const struct smtp_service *ss;
 	int	fd;
-	struct sockaddr_storage sa;
+	union session_addr sa;
 	socklen_t salen;
 	struct service_check *check;
 	struct peername_req *lookup;
@@ -73,7 +73,7 @@ conn_closed(void *arg)
 {
 	struct conn *c = arg;
 
-	loop_timer_set(worker_loop(c->w), c->free_t, 0);
+	loop_timer_start(worker_loop(c->w), &c->free_t, conn_free_cb, c, 0);
 }
 
 static void
@@ -92,10 +92,10 @@ conn_begin(struct conn *c)
 	c->tp = transport_new(worker_base(c->w), c->fd, conn_closed, c);
 	c->fd = -1;	/* the transport owns it now */
 	c->s = session_new(worker_session_env(c->w), c->ss, &transport_io, c->tp,
-			   (struct sockaddr *)&c->sa, c->salen);
+			   &c->sa.sa, c->salen);
 	transport_attach(c->tp, c->s);
 	if (conf_bool(c->ss->cf, P_smtpd_peername_lookup))
-		c->lookup = peername_lookup(worker_dns(c->w), (struct sockaddr *)&c->sa,
+		c->lookup = peername_lookup(worker_dns(c->w), &c->sa.sa,
 					    conn_named, c);
 	else
 		conn_named(c, "unknown");
@@ -126,7 +126,6 @@ conn_start(struct worker *w, struct service_rt *svc, int fd, const struct sockad
 	c->fd = fd;
 	memcpy(&c->sa, sa, salen < sizeof(c->sa) ? salen : sizeof(c->sa));
 	c->salen = salen;
-	c->free_t = loop_timer_new(worker_loop(w), conn_free_cb, c);
 	c->next = *head;
 	if (*head)
 		(*head)->prev = c;

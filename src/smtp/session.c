@@ -38,6 +38,7 @@ static void session_process(struct session *s);
 static void session_close(struct session *s);
 static void session_deadline_start(struct session *s);
 static void session_deadline_stop(struct session *s);
+static loop_fn session_deadline_cb;
 static void session_message_done(struct session *s, int ok, enum reply_id fail);
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -139,14 +140,6 @@ session_is_busy(const struct session *s)
 		|| s->state == S_CONNECT;
 }
 
-/* Process input again soon (from a fresh loop turn, not from this call stack). */
-static void
-session_resume(struct session *s)
-{
-	if (!s->closing && !s->in_process)
-		loop_timer_set(s->loop, s->resume_t, 0);
-}
-
 static void
 session_resume_cb(void *arg)
 {
@@ -155,6 +148,14 @@ session_resume_cb(void *arg)
 	if (!session_is_busy(s))
 		s->io->read(s->ioc, 1);
 	session_process(s);
+}
+
+/* Process input again soon (from a fresh loop turn, not from this call stack). */
+static void
+session_resume(struct session *s)
+{
+	if (!s->closing && !s->in_process)
+		loop_timer_start(s->loop, &s->resume_t, session_resume_cb, s, 0);
 }
 
 /* ---- output and the tarpit -------------------------------------------- */
@@ -196,7 +197,8 @@ session_pump(struct session *s)
 
 		if (o->delay) {
 			if (!s->tarpit_armed) {
-				loop_timer_set(s->loop, s->tarpit_t, s->ss->sleep_time * 1000);
+				loop_timer_start(s->loop, &s->tarpit_t, session_tarpit_cb, s,
+						 s->ss->sleep_time * 1000);
 				s->tarpit_armed = 1;
 			}
 			return;
@@ -601,7 +603,7 @@ session_committed(void *arg, enum spool_status st)
 	}
 	c = session_txn_client(s);
 	m = txn_deliver_msg(&s->txn, &c, size);
-	session_wait(s, W_DELIVER, deliver_submit(s->env.deliver, m, s->loop, session_delivered,
+	session_wait(s, W_DELIVER, deliver_submit(s->env->deliver, m, s->loop, session_delivered,
 						  s));
 }
 
@@ -647,10 +649,10 @@ session_transaction_reset(struct session *s)
 struct spool *
 session_new_spool(struct session *s)
 {
-	if (s->env.spool_new != NULL)
-		return s->env.spool_new(s->env.spool_ctx, s->env.body_bytes,
+	if (s->env->spool_new != NULL)
+		return s->env->spool_new(s->env->spool_ctx, s->env->body_bytes,
 					s->ss->body_memory_limit);
-	return spool_memory_new(s->env.body_bytes, s->ss->body_memory_limit);
+	return spool_memory_new(s->env->body_bytes, s->ss->body_memory_limit);
 }
 
 static void
@@ -758,7 +760,8 @@ session_process(struct session *s)
 				at = max;
 			s->deadline_at = at;
 			timersub(&at, &now, &add);
-			loop_timer_set(s->loop, s->deadline_t, add.tv_sec * 1000 + add.tv_usec / 1000);
+			loop_timer_start(s->loop, &s->deadline_t, session_deadline_cb, s,
+					 add.tv_sec * 1000 + add.tv_usec / 1000);
 		}
 	}
 	s->in_process = 0;
@@ -848,7 +851,7 @@ session_deadline_start(struct session *s)
 		return;
 	loop_now(s->loop, &now);
 	timeradd(&now, &tmo, &s->deadline_at);
-	loop_timer_set(s->loop, s->deadline_t, s->ss->timeout * 1000);
+	loop_timer_start(s->loop, &s->deadline_t, session_deadline_cb, s, s->ss->timeout * 1000);
 	s->deadline_armed = 1;
 }
 
@@ -931,7 +934,7 @@ session_free(struct session **sp)
 	if (s->namaddr != NULL)
 		session_log_disconnect(s);
 	if (s->anvil_connected)
-		anvil_disconnect(s->env.anvil, s->loop, s->ident, session_now(s), NULL, NULL);
+		anvil_disconnect(s->env->anvil, s->loop, s->ident, session_now(s), NULL, NULL);
 	txn_reset(&s->txn);
 	smtp_path_free(&s->path);
 	free(s->arg);
@@ -1003,9 +1006,9 @@ session_anvil_init(struct session *s)
 	struct buf b = BUF_INIT;
 
 	if (!s->ss->anvil_on
-	    || addrlist_match(s->ss->exceptions, s->name, (struct sockaddr *)&s->sa))
+	    || addrlist_match(s->ss->exceptions, s->name, &s->sa.sa))
 		return;
-	if (anvil_client_key(key, sizeof(key), (struct sockaddr *)&s->sa, s->ss->v4_prefix,
+	if (anvil_client_key(key, sizeof(key), &s->sa.sa, s->ss->v4_prefix,
 			     s->ss->v6_prefix) < 0)
 		return;
 	anvil_ident(&b, s->ss->service_name, key);
@@ -1021,7 +1024,7 @@ session_start(struct session *s, const char *name)
 	s->namaddr = xasprintf("%s[%s]", name, s->addr);
 	msg_info("connect from %s", s->namaddr);
 	s->bare_lf_reject = s->ss->bare_lf_reject
-		&& !addrlist_match(s->ss->bare_lf_exclusions, s->name, (struct sockaddr *)&s->sa);
+		&& !addrlist_match(s->ss->bare_lf_exclusions, s->name, &s->sa.sa);
 	session_anvil_init(s);
 	/* Talk before the greeting: always logged, refused with the parameter on. */
 	if (session_check_pipelining(s, "CONNECT"))
@@ -1031,7 +1034,7 @@ session_start(struct session *s, const char *name)
 		return;
 	}
 	s->anvil_connected = 1;
-	session_wait(s, W_ANVIL, anvil_connect(s->env.anvil, s->loop, s->ident, session_now(s),
+	session_wait(s, W_ANVIL, anvil_connect(s->env->anvil, s->loop, s->ident, session_now(s),
 					       session_anvil_connected, s));
 }
 
@@ -1041,7 +1044,7 @@ session_new(const struct session_env *env, const struct smtp_service *ss,
 {
 	struct session *s = xcalloc(1, sizeof(*s));
 
-	s->env = *env;
+	s->env = env;
 	s->ss = ss;
 	s->io = io;
 	s->ioc = io_ctx;
@@ -1062,9 +1065,6 @@ session_new(const struct session_env *env, const struct smtp_service *ss,
 			  sizeof(s->addr));
 	else
 		snprintf(s->addr, sizeof(s->addr), "unknown");
-	s->tarpit_t = loop_timer_new(s->loop, session_tarpit_cb, s);
-	s->deadline_t = loop_timer_new(s->loop, session_deadline_cb, s);
-	s->resume_t = loop_timer_new(s->loop, session_resume_cb, s);
 	lr_init(&s->lr, (size_t)ss->line_limit);
 	/* With the per-request deadline, the deadline timer does the read timeout's job. */
 	io->timeouts(io_ctx, ss->deadline ? 0 : ss->timeout, ss->timeout);

@@ -36,6 +36,7 @@
 #ifndef MXGATE_SMTP_SESSION_H
 #define MXGATE_SMTP_SESSION_H
 
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -93,8 +94,18 @@ struct session_io {
 };
 
 /*
+ * A client's address, as much of it as a session keeps: IPv4 or IPv6
+ * (another family keeps only its family, and matches no address list).
+ */
+union session_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
+/*
  * A session for a connected client (sa: its address).  Nothing is sent
- * before session_start().
+ * before session_start().  env must outlive the session.
  */
 struct session *session_new(const struct session_env *env, const struct smtp_service *ss,
 			    const struct session_io *io, void *io_ctx, const struct sockaddr *sa,

@@ -89,7 +89,7 @@ struct outline {		/* a reply line waiting for the tarpit timer */
 };
 
 struct session {
-	struct session_env env;
+	const struct session_env *env;	/* the server's, outlives the session */
 	const struct smtp_service *ss;
 	const struct session_io *io;
 	void   *ioc;
@@ -103,7 +103,7 @@ struct session {
 	char   *name;
 	char   *helo;
 	int	esmtp;
-	struct sockaddr_storage sa;
+	union session_addr sa;
 	int	closing, hangup;
 	int	output_blocked;		/* replies wait for the client: no new commands */
 	int	in_process;		/* session_process() is on the stack */

@@ -52,17 +52,32 @@ loop_timer_set(struct loop *l, struct loop_timer *t, long msec)
 	l->ops->timer_set(t, msec < 0 ? 0 : msec);
 }
 
-/* Disarm; fn will not run until the timer is set again.  Harmless when stopped. */
+/*
+ * Arm *tp, creating it (for fn(arg)) on first use: an owner that may never
+ * need a timer (most sessions are never tarpitted) pays nothing for it
+ * until then.  Free it with loop_timer_free().
+ */
+static inline void
+loop_timer_start(struct loop *l, struct loop_timer **tp, loop_fn *fn, void *arg, long msec)
+{
+	if (*tp == NULL)
+		*tp = l->ops->timer_new(l, fn, arg);
+	l->ops->timer_set(*tp, msec < 0 ? 0 : msec);
+}
+
+/* Disarm; fn will not run until the timer is set again.  Harmless when
+ * stopped, and when t is NULL (never created). */
 static inline void
 loop_timer_stop(struct loop *l, struct loop_timer *t)
 {
-	l->ops->timer_stop(t);
+	if (t != NULL)
+		l->ops->timer_stop(t);
 }
 
 static inline int
 loop_timer_armed(struct loop *l, const struct loop_timer *t)
 {
-	return l->ops->timer_armed(t);
+	return t != NULL && l->ops->timer_armed(t);
 }
 
 /* Stop and free the timer, and set *tp to NULL (NULL *tp is fine). */
