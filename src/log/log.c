@@ -180,6 +180,9 @@ struct log_writer {
 	unsigned long dropped;	/* lines dropped since the last note */
 	int	dropping;	/* dropping until bytes <= LOG_QUEUE_BYTES / 2 */
 	unsigned long long queued, written;	/* nodes, ever */
+	unsigned long long taken;	/* nodes the writer has taken off the queue */
+	int	idle;		/* the writer waits for a first line: signal it */
+	int	urgent;		/* a fatal line is queued: write now */
 	int	stop, exited;
 };
 
@@ -245,6 +248,8 @@ log_write_note(struct log_writer *w, unsigned long dropped, time_t stamp)
 
 /* Up to this many lines go out in one writev(2). */
 #define LOG_WRITE_BATCH	64
+/* How long the writer waits for more lines once one has come (ms). */
+#define LOG_LINGER_MS	2
 
 /* Write lines in order, LOG_WRITE_BATCH at a time (a gap note stands alone). */
 static void
@@ -278,12 +283,35 @@ log_writer_main(void *arg)
 		unsigned long dropped = 0, count = 0;
 		size_t bytes = 0;
 
-		while (w->head == NULL && w->dropped == 0 && !w->stop)
+		while (w->head == NULL && w->dropped == 0 && !w->stop) {
+			w->idle = 1;
 			pthread_cond_wait(&w->more, &w->lock);
-		/* Everything queued now, in one go: fewer wake-ups and write calls. */
+			w->idle = 0;
+		}
+		/*
+		 * Let the lines of the next LOG_LINGER_MS come too (unless a batch
+		 * is full or a fatal line waits): one wake-up and one writev(2) for
+		 * many lines, where a busy server would pay a wake-up per line.
+		 */
+		if (w->head != NULL && !w->stop && !w->urgent) {
+			struct timespec until;
+
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_nsec += LOG_LINGER_MS * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			while (!w->stop && !w->urgent && w->queued - w->taken < LOG_WRITE_BATCH)
+				if (pthread_cond_timedwait(&w->more, &w->lock, &until) == ETIMEDOUT)
+					break;
+		}
+		w->urgent = 0;
+		/* Everything queued now, in one go. */
 		batch = w->head;
 		w->head = NULL;
 		w->tail = &w->head;
+		w->taken = w->queued;
 		if (batch == NULL && w->dropped > 0) {
 			/* Caught up with no line since the gap: say so now. */
 			dropped = w->dropped;
@@ -355,7 +383,11 @@ log_writer_put(struct log_writer *w, const char *data, size_t len, int force)
 	w->dropping = 0;
 	log_writer_append(w, n);
 	seq = w->queued;
-	pthread_cond_signal(&w->more);
+	if (force)
+		w->urgent = 1;
+	/* A lingering writer is woken only for a full batch or a fatal line. */
+	if (w->idle || force || w->queued - w->taken == LOG_WRITE_BATCH)
+		pthread_cond_signal(&w->more);
 	pthread_mutex_unlock(&w->lock);
 	return seq;
 }
@@ -384,13 +416,17 @@ log_writer_start(int fd, const char *hostname, const char *syslog_name, char **e
 {
 	struct log_writer *w = xcalloc(1, sizeof(*w));
 	sigset_t all, old;
+	pthread_condattr_t attr;
 	int	rc;
 
 	w->fd = fd;
 	w->tail = &w->head;
 	w->tag = xasprintf("%s %s/smtpd[%ld]: ", hostname, syslog_name, (long)getpid());
 	pthread_mutex_init(&w->lock, NULL);
-	pthread_cond_init(&w->more, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);	/* the linger's clock */
+	pthread_cond_init(&w->more, &attr);
+	pthread_condattr_destroy(&attr);
 	pthread_cond_init(&w->done, NULL);
 	/*
 	 * The writer takes no signal: they go to the loops that handle them,

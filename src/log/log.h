@@ -20,7 +20,10 @@
  *     by log_open(), ended by log_close()) empties in order, up to 64 lines
  *     per writev(2) and each line whole, so lines never interleave and an
  *     event loop never waits on the disk or on a stalled reader of
- *     /dev/stdout.
+ *     /dev/stdout.  Once a line has come, the writer waits up to 2 ms for
+ *     more (a busy server then pays one wake-up for many lines): a line is
+ *     in the file at most a few ms after it was logged; a fatal line is
+ *     written at once, and the process waits for it.
  *     Bound: LOG_QUEUE_BYTES of queued text (each line counted with its
  *     bookkeeping).  Drop policy: a line that does not fit is dropped and
  *     counted, and so is every later line until the queue has drained to half
