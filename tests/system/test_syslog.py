@@ -6,6 +6,7 @@ plays syslogd on a socket of its own (MXGATE_SYSLOG_SOCKET)."""
 import os
 import re
 import smtplib
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -17,8 +18,10 @@ from harness import MxTestCase
 
 
 class SyslogTest(MxTestCase):
-    def test_lines_carry_postfix_process_tags(self):
+    def log_socket(self):
+        """A datagram socket in a scratch folder, standing in for /dev/log: (socket, path)."""
         d = tempfile.mkdtemp(prefix="mxgate-syslog-")
+        self.addCleanup(shutil.rmtree, d, True)
         os.chmod(d, 0o755)
         path = os.path.join(d, "log")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -26,6 +29,20 @@ class SyslogTest(MxTestCase):
         os.chmod(path, 0o666)
         self.addCleanup(sock.close)
         sock.settimeout(0.2)
+        return sock, path
+
+    def start_daemon(self, srv, path):
+        """build/mxgate run on srv's folder, logging to the socket at path."""
+        env = harness.sanitizer_env()
+        env["MXGATE_SYSLOG_SOCKET"] = path
+        proc = subprocess.Popen([srv.binary, "run", "-c", srv.dir], env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        return proc
+
+    def test_lines_carry_postfix_process_tags(self):
+        sock, path = self.log_socket()
         # The harness writes the configuration; the daemon is started here, with no
         # maillog_file for the harness to watch.
         srv = harness.Server(main={"maillog_file": "", "mynetworks": "127.0.0.0/8"},
@@ -46,12 +63,7 @@ class SyslogTest(MxTestCase):
                 drain()
         t = threading.Thread(target=reader, daemon=True)
         t.start()
-        env = harness.sanitizer_env()
-        env["MXGATE_SYSLOG_SOCKET"] = path
-        proc = subprocess.Popen([srv.binary, "run", "-c", srv.dir], env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        proc = self.start_daemon(srv, path)
         deadline = time.monotonic() + 10
         while not harness.port_listening(srv.port):
             if proc.poll() is not None:
@@ -81,23 +93,11 @@ class SyslogTest(MxTestCase):
     def test_syslog_facility_local3(self):
         """syslog_facility = local3: every datagram's priority is local3 (19) * 8 + severity,
         for smtpd's info and warning lines and for master's start and stop lines."""
-        d = tempfile.mkdtemp(prefix="mxgate-syslog-")
-        os.chmod(d, 0o755)
-        path = os.path.join(d, "log")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(path)
-        os.chmod(path, 0o666)
-        self.addCleanup(sock.close)
-        sock.settimeout(0.2)
+        sock, path = self.log_socket()
         srv = harness.Server(main={"maillog_file": "", "syslog_facility": "local3",
                                    "mynetworks": "127.0.0.0/8"})
         self.addCleanup(srv.cleanup)
-        env = harness.sanitizer_env()
-        env["MXGATE_SYSLOG_SOCKET"] = path
-        proc = subprocess.Popen([srv.binary, "run", "-c", srv.dir], env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        proc = self.start_daemon(srv, path)
         self.assertTrue(harness.wait_ports_listening([srv.port]), "nothing listens on %d" % srv.port)
         c = self.connect(srv)
         c.expect(220)
