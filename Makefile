@@ -4,7 +4,7 @@
 CC       ?= cc
 SANITIZE ?=
 BUILD    ?= build
-PKGS     := libevent libevent_pthreads
+PKGS     := libevent libevent_pthreads libpcre2-8 lmdb
 PKG_CONFIG ?= pkg-config
 # What installs the Debian packages (and the mxgate user) for `make run` / `make test`.
 DEPS     ?= sh scripts/deps.sh
@@ -22,7 +22,7 @@ LDFLAGS_SAN := -fsanitize=$(SANITIZE)
 endif
 CFLAGS  += $(CFLAGS_BASE)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
-LDLIBS  := $(PKG_LIBS) -lcdb -pthread
+LDLIBS  := $(PKG_LIBS) -lcdb -ldb -pthread
 LDFLAGS += $(LDFLAGS_SAN)
 
 # Every .c under src/ except main.c goes into a static library that the daemon,

@@ -6,9 +6,9 @@
 #   scripts/deps.sh --test   also what the tests use: strace, Postfix (reference server,
 #                            smtp-source/smtp-sink), python3, clang (fuzz targets)
 set -eu
-pkgs="gcc make pkg-config libevent-dev libcdb-dev libcmocka-dev swaks"
+pkgs="gcc make pkg-config libevent-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libcmocka-dev swaks"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs python3 strace postfix postfix-cdb tinycdb clang libclang-rt-14-dev"
+	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre tinycdb clang libclang-rt-14-dev"
 fi
 missing=""
 for p in $pkgs; do

@@ -23,6 +23,7 @@
 #include "log/log.h"
 #include "net/server.h"
 #include "policy/anvil.h"
+#include "policy/mapcmd.h"
 #include "policy/recipient.h"
 #include "smtp/service.h"
 #include "util/xalloc.h"
@@ -36,7 +37,8 @@ usage(void)
 	fprintf(stderr,
 		"usage: mxgate run   [-c DIR] [-o name=value]...\n"
 		"       mxgate conf  [-c DIR] [-d|-n|-x|-h] [-o name=value]... [name ...]\n"
-		"       mxgate check [-c DIR]\n");
+		"       mxgate check [-c DIR]\n"
+		"       mxgate map   [-c DIR] -q KEY|- TYPE:NAME...\n");
 	exit(2);
 }
 
@@ -343,6 +345,8 @@ main(int argc, char **argv)
 		return conf_cmd_conf(argc - 2, argv + 2);
 	if (strcmp(argv[1], "check") == 0)
 		return conf_cmd_check_deep(argc - 2, argv + 2, check_services);
+	if (strcmp(argv[1], "map") == 0)
+		return map_cmd(argc - 1, argv + 1);
 	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "-V") == 0) {
 		printf("mxgate %s\n", MXGATE_VERSION);
 		return 0;

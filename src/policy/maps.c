@@ -7,6 +7,7 @@
  * it), and passwd lookups use getpwnam_r().  So lookups need no lock.
  */
 #include "policy/maps.h"
+#include "policy/map_type.h"
 
 #include <cdb.h>
 #include <errno.h>
@@ -23,7 +24,23 @@
 #include "util/buf.h"
 #include "util/xalloc.h"
 
-#define MAPS_SUPPORTED "mxgate supports texthash, cdb, unix:passwd.byname, static, inline"
+/* The built-in types; the others are in map_types[] below. */
+#define MAPS_BUILTIN "texthash, cdb, unix:passwd.byname, static, inline"
+
+/*
+ * The table types in files of their own (policy/map_type.h).  One slot per
+ * file, kept apart by blank lines.
+ */
+static const struct map_type *const map_types[] = {
+
+	/* map_db.c: hash, btree */
+
+	/* map_lmdb.c: lmdb */
+
+	/* map_pattern.c: cidr, regexp, pcre */
+
+	NULL
+};
 
 /* Largest getpwnam_r() buffer we grow to before calling it a failure. */
 #define PASSWD_BUF_MAX (1024 * 1024)
@@ -48,9 +65,20 @@ struct filestamp {
 	struct timespec mtime;
 };
 
+enum map_builtin {
+	MAP_TYPE_TEXTHASH,
+	MAP_TYPE_CDB,
+	MAP_TYPE_PASSWD,	/* unix:passwd.byname */
+	MAP_TYPE_STATIC,
+	MAP_TYPE_INLINE,
+	MAP_TYPE_OTHER,		/* one of map_types[] */
+};
+
 struct map {
 	char *spec;		/* as given, "proxy:" included */
-	enum map_type type;
+	enum map_builtin type;
+	const struct map_type *ext;	/* MAP_TYPE_OTHER: the type */
+	struct map_impl *impl;		/* and its state */
 	struct htab tab;	/* texthash, inline */
 	struct filestamp stamp;	/* texthash, cdb */
 	int cdb_fd;
@@ -502,6 +530,32 @@ bad:
 	return -1;
 }
 
+/* ---- the other types ---- */
+
+static const struct map_type *map_type_find(const char *name)
+{
+	for (size_t i = 0; map_types[i] != NULL; i++)
+		if (strcmp(map_types[i]->name, name) == 0)
+			return map_types[i];
+	return NULL;
+}
+
+/* "mxgate supports texthash, cdb, ..." (caller frees). */
+static char *maps_supported(void)
+{
+	struct buf b = BUF_INIT;
+	char *s;
+
+	buf_puts(&b, "mxgate supports " MAPS_BUILTIN);
+	for (size_t i = 0; map_types[i] != NULL; i++) {
+		buf_puts(&b, ", ");
+		buf_puts(&b, map_types[i]->name);
+	}
+	s = xstrdup(b.data);
+	buf_free(&b);
+	return s;
+}
+
 /* ---- public ---- */
 
 struct map *map_open(const char *spec, char **err_r)
@@ -533,7 +587,7 @@ struct map *map_open(const char *spec, char **err_r)
 	} else if (strcmp(type, "unix") == 0) {
 		m->type = MAP_TYPE_PASSWD;
 		if (strcmp(colon + 1, "passwd.byname") != 0) {
-			*err_r = xasprintf("unsupported map \"%s\": %s", spec, MAPS_SUPPORTED);
+			*err_r = xasprintf("unsupported map \"%s\": %s", spec, maps_supported());
 			free(type);
 			map_free(&m);
 			return NULL;
@@ -552,9 +606,22 @@ struct map *map_open(const char *spec, char **err_r)
 			map_free(&m);
 			return NULL;
 		}
+	} else if ((m->ext = map_type_find(type)) != NULL) {
+		m->type = MAP_TYPE_OTHER;
+		if ((m->impl = m->ext->open(colon + 1, &why)) == NULL)
+			goto fail;
+		if (m->ext->flags & MAPT_INDEXED) {
+			struct stat st;
+			const char *path = m->ext->watch(m->impl, &st);
+
+			if (path != NULL)
+				stamp_set(&m->stamp, path, &st);
+		}
 	} else {
-		*err_r = xasprintf("unsupported map type \"%s\" in \"%s\": %s", type, spec,
-				   MAPS_SUPPORTED);
+		char *sup = maps_supported();
+
+		*err_r = xasprintf("unsupported map type \"%s\" in \"%s\": %s", type, spec, sup);
+		free(sup);
 		free(type);
 		map_free(&m);
 		return NULL;
@@ -582,8 +649,19 @@ enum map_status map_lookup(const struct map *m, const char *key, char **value_r)
 			*value_r = xstrdup(m->static_value);
 		return MAP_FOUND;
 	}
-	k = fold_lower(key);
+	k = m->type == MAP_TYPE_OTHER && (m->ext->flags & MAPT_NOFOLD) ? xstrdup(key)
+								       : fold_lower(key);
 	switch (m->type) {
+	case MAP_TYPE_OTHER: {
+		char *v = NULL;
+
+		st = m->ext->lookup(m->impl, k, &v);
+		if (st == MAP_FOUND && value_r)
+			*value_r = v;
+		else
+			free(v);
+		break;
+	}
 	case MAP_TYPE_TEXTHASH:
 	case MAP_TYPE_INLINE:
 		e = htab_find(&m->tab, k);
@@ -619,6 +697,8 @@ void map_free(struct map **mp)
 	if (m == NULL)
 		return;
 	htab_free(&m->tab);
+	if (m->impl != NULL)
+		m->ext->close(m->impl);
 	if (m->cdb_fd >= 0) {
 		cdb_free(&m->cdb);
 		close(m->cdb_fd);
@@ -635,20 +715,40 @@ const char *map_spec(const struct map *m)
 	return m->spec;
 }
 
-enum map_type map_get_type(const struct map *m)
+const char *map_type_name(const struct map *m)
 {
-	return m->type;
+	switch (m->type) {
+	case MAP_TYPE_TEXTHASH: return "texthash";
+	case MAP_TYPE_CDB: return "cdb";
+	case MAP_TYPE_PASSWD: return "unix";
+	case MAP_TYPE_STATIC: return "static";
+	case MAP_TYPE_INLINE: return "inline";
+	case MAP_TYPE_OTHER: break;
+	}
+	return m->ext->name;
 }
 
 bool map_is_indexed(const struct map *m)
 {
-	return m->type == MAP_TYPE_CDB;
+	return m->type == MAP_TYPE_CDB
+	       || (m->type == MAP_TYPE_OTHER && (m->ext->flags & MAPT_INDEXED));
 }
 
 bool map_in_memory(const struct map *m)
 {
 	return m->type == MAP_TYPE_TEXTHASH || m->type == MAP_TYPE_INLINE
-	       || m->type == MAP_TYPE_STATIC;
+	       || m->type == MAP_TYPE_STATIC
+	       || (m->type == MAP_TYPE_OTHER && (m->ext->flags & MAPT_IN_MEMORY));
+}
+
+bool map_is_remote(const struct map *m)
+{
+	return m->type == MAP_TYPE_OTHER && (m->ext->flags & MAPT_REMOTE);
+}
+
+bool map_is_pattern(const struct map *m)
+{
+	return m->type == MAP_TYPE_OTHER && (m->ext->flags & MAPT_PATTERN);
 }
 
 bool map_changed(const struct map *m)

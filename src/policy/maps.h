@@ -18,6 +18,9 @@
  *   inline:{k=v, k2=v2}  a small table in the spec itself; an element with
  *                        spaces or commas is written { key = value }.
  *
+ * The other types live in files of their own behind policy/map_type.h
+ * (maps.c: map_types[] lists them).
+ *
  * "proxy:" in front of a spec is accepted and ignored (mxgate has no
  * proxymap(8)).  Every other type is refused at open with a message that
  * names the type and the spec.
@@ -49,13 +52,6 @@ enum map_status {
 	MAP_FAIL,	/* the table could not answer: the caller tempfails */
 };
 
-enum map_type {
-	MAP_TYPE_TEXTHASH,
-	MAP_TYPE_CDB,
-	MAP_TYPE_PASSWD,	/* unix:passwd.byname */
-	MAP_TYPE_STATIC,
-	MAP_TYPE_INLINE,
-};
 
 /*
  * Open the table named by spec ("texthash:/etc/mxgate/vmailbox").  Returns
@@ -77,7 +73,6 @@ void map_free(struct map **mp);
 
 /* The spec as given to map_open(), "proxy:" included. */
 const char *map_spec(const struct map *m);
-enum map_type map_get_type(const struct map *m);
 
 /*
  * True when the file behind an indexed (cdb) map has been replaced or
@@ -85,6 +80,12 @@ enum map_type map_get_type(const struct map *m);
  * false for the other types.  It calls stat(2): not on an event loop.
  */
 bool map_changed(const struct map *m);
+/* The type as a spec names it: "texthash", "cdb", "unix", "hash", ... */
+const char *map_type_name(const struct map *m);
+/* A server answers (mysql, ldap, socketmap, ...): lookups may wait on it. */
+bool map_is_remote(const struct map *m);
+/* regexp, pcre, cidr: matched against the whole string once, not key by key. */
+bool map_is_pattern(const struct map *m);
 /* True when the map is an indexed file table that map_changed() watches. */
 bool map_is_indexed(const struct map *m);
 /*

@@ -563,7 +563,7 @@ static void resolve_local(const struct recipient_policy *p, const char *addr, co
 		return;
 	}
 	result_reply(r, RCPT_OK_LOCAL, 250, NULL, NULL);
-	if (lk == LK_FOUND && map_get_type(found_in) == MAP_TYPE_PASSWD) {
+	if (lk == LK_FOUND && strcmp(map_type_name(found_in), "unix") == 0) {
 		if (!parse_passwd(value, r)) {
 			char *e = log_escape_dup(lp, 100);
 
