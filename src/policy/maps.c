@@ -587,7 +587,10 @@ struct map *map_open(const char *spec, char **err_r)
 	} else if (strcmp(type, "unix") == 0) {
 		m->type = MAP_TYPE_PASSWD;
 		if (strcmp(colon + 1, "passwd.byname") != 0) {
-			*err_r = xasprintf("unsupported map \"%s\": %s", spec, maps_supported());
+			char *sup = maps_supported();
+
+			*err_r = xasprintf("unsupported map \"%s\": %s", spec, sup);
+			free(sup);
 			free(type);
 			map_free(&m);
 			return NULL;
@@ -847,6 +850,11 @@ bool maplist_has_indexed(const struct maplist *l)
 size_t maplist_count(const struct maplist *l)
 {
 	return l ? l->n : 0;
+}
+
+const struct map *maplist_get(const struct maplist *l, size_t i)
+{
+	return l->maps[i];
 }
 
 void maplist_free(struct maplist **lp)

@@ -140,6 +140,8 @@ bool maplist_has_indexed(const struct maplist *l);
 /* True when every table is map_in_memory() (an empty list is). */
 bool maplist_in_memory(const struct maplist *l);
 size_t maplist_count(const struct maplist *l);
+/* The i-th table (i < maplist_count()). */
+const struct map *maplist_get(const struct maplist *l, size_t i);
 void maplist_free(struct maplist **lp);
 
 #endif

@@ -27,11 +27,17 @@
  */
 #define ROUTING_MAX_HOPS 64
 
-/* A domain list: literal names, then tables whose keys are domain names. */
+/* A domain list (Postfix's match list of domains): see domlist_init(). */
+struct domelem {
+	bool	negate;		/* "!elem": a match means "not in the list" */
+	char   *name;		/* lowercase; NULL: maps entry map */
+	size_t	map;
+};
+
 struct domlist {
-	char **names;		/* lowercase, no trailing dot */
-	size_t n_names;
-	struct maplist *maps;
+	struct domelem *elems;	/* in list order: the first that matches decides */
+	size_t	n, cap;
+	struct maplist *maps;	/* the type:table elements, in order */
 };
 
 struct recipient_policy {
@@ -97,43 +103,148 @@ static void create_map_problem(void *ctx, const char *spec, const char *why)
 	create_problem(ctx, spec, why);
 }
 
-/* Every item is checked and every table opened, even after a problem. */
+/* How deep "/file" elements may nest (a file that names itself stops here). */
+#define DOMLIST_FILE_DEPTH 8
+
+struct domlist_build {
+	struct domlist *dl;
+	struct create_report *cr;
+	char  **specs;
+	size_t	nspecs, cap;
+};
+
+static void domlist_items(struct domlist_build *b, const char *text, bool negate, int depth);
+
+static void domlist_add(struct domlist *dl, bool negate, char *name, size_t map)
+{
+	if (dl->n == dl->cap) {
+		dl->cap = dl->cap ? 2 * dl->cap : 8;
+		dl->elems = xrealloc(dl->elems, dl->cap * sizeof(*dl->elems));
+	}
+	dl->elems[dl->n].negate = negate;
+	dl->elems[dl->n].name = name;
+	dl->elems[dl->n].map = map;
+	dl->n++;
+}
+
+/* "/file/name": its elements, as if written in place (comment lines skipped). */
+static void domlist_file(struct domlist_build *b, const char *path, bool negate, int depth)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	FILE *fp;
+
+	if (depth >= DOMLIST_FILE_DEPTH) {
+		char *why = xasprintf("\"%s\": files nested more than %d deep", path,
+				      DOMLIST_FILE_DEPTH);
+
+		create_problem(b->cr, path, why);
+		free(why);
+		return;
+	}
+	if ((fp = fopen(path, "re")) == NULL) {
+		char *why = xasprintf("open file \"%s\": %s", path, strerror(errno));
+
+		create_problem(b->cr, path, why);
+		free(why);
+		return;
+	}
+	while ((len = getline(&line, &cap, fp)) >= 0) {
+		const char *q = line;
+
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (*q == '#')
+			continue;
+		domlist_items(b, line, negate, depth + 1);
+	}
+	if (ferror(fp)) {
+		char *why = xasprintf("read file \"%s\": %s", path, strerror(errno));
+
+		create_problem(b->cr, path, why);
+		free(why);
+	}
+	free(line);
+	fclose(fp);
+}
+
+static void domlist_item(struct domlist_build *b, const char *it, bool negate, int depth)
+{
+	while (*it == '!') {
+		negate = !negate;
+		it++;
+	}
+	if (*it == '\0') {
+		create_problem(b->cr, "!", "no domain or table after '!'");
+	} else if (*it == '/') {
+		domlist_file(b, it, negate, depth);
+	} else if (strchr(it, ':') != NULL) {
+		if (b->nspecs == b->cap) {
+			b->cap = b->cap ? 2 * b->cap : 4;
+			b->specs = xrealloc(b->specs, b->cap * sizeof(*b->specs));
+		}
+		domlist_add(b->dl, negate, NULL, b->nspecs);
+		b->specs[b->nspecs++] = xstrdup(it);
+	} else {	/* lowercased but not stripped: "example.com." never matches, as in Postfix */
+		char *name = xstrdup(it);
+
+		lower_inplace(name);
+		domlist_add(b->dl, negate, name, 0);
+	}
+}
+
+/* The elements of a line of a "/file" element: separated by blanks and commas. */
+static void domlist_items(struct domlist_build *b, const char *text, bool negate, int depth)
+{
+	const char *p = text;
+
+	for (;;) {
+		size_t n;
+		char *it;
+
+		p += strspn(p, " \t\r\n,");
+		if ((n = strcspn(p, " \t\r\n,")) == 0)
+			break;
+		it = xstrndup(p, n);
+		domlist_item(b, it, negate, depth);
+		free(it);
+		p += n;
+	}
+}
+
+/*
+ * A domain list as Postfix's match lists read it: each element a domain
+ * name, a type:table whose keys are domains, or "/file/name", which stands
+ * for the elements in that file (blank- or comma-separated, '#' comment
+ * lines skipped; files may name files).  "!" before an element negates it.
+ * The first element that matches decides.  A file that cannot be read is a
+ * problem (Postfix would tempfail every lookup; mxgate refuses the
+ * configuration, naming the file).  Every item is checked and every table
+ * opened, even after a problem.
+ */
 static void domlist_init(struct domlist *dl, struct create_report *cr, char *const *items,
 			 size_t n)
 {
-	char **specs = xcalloc(n ? n : 1, sizeof(*specs));
-	size_t nspecs = 0;
+	struct domlist_build b = { .dl = dl, .cr = cr };
 
-	dl->names = xcalloc(n ? n : 1, sizeof(*dl->names));
-	dl->n_names = 0;
-	for (size_t i = 0; i < n; i++) {
-		const char *it = items[i];
-
-		if (*it == '\0')
-			continue;
-		if (*it == '/' || *it == '!') {
-			char *why = xasprintf("\"%s\" is not supported: list domain names or"
-					      " type:table lookups", it);
-
-			create_problem(cr, it, why);
-			free(why);
-		} else if (strchr(it, ':') != NULL) {
-			specs[nspecs++] = items[i];
-		} else {	/* lowercased but not stripped: "example.com." never matches, as in Postfix */
-			lower_inplace(dl->names[dl->n_names++] = xstrdup(it));
-		}
-	}
-	dl->maps = maplist_open_report(specs, nspecs, create_map_problem, cr);
-	free(specs);
+	memset(dl, 0, sizeof(*dl));
+	for (size_t i = 0; i < n; i++)
+		if (items[i][0] != '\0')
+			domlist_item(&b, items[i], false, 0);
+	dl->maps = maplist_open_report(b.specs, b.nspecs, create_map_problem, cr);
+	for (size_t i = 0; i < b.nspecs; i++)
+		free(b.specs[i]);
+	free(b.specs);
 }
 
 static void domlist_free(struct domlist *dl)
 {
-	for (size_t i = 0; i < dl->n_names; i++)
-		free(dl->names[i]);
-	free(dl->names);
-	dl->names = NULL;
-	dl->n_names = 0;
+	for (size_t i = 0; i < dl->n; i++)
+		free(dl->elems[i].name);
+	free(dl->elems);
+	dl->elems = NULL;
+	dl->n = dl->cap = 0;
 	maplist_free(&dl->maps);
 }
 
@@ -159,16 +270,32 @@ static enum map_status rcpt_maplist_lookup(const struct maplist *l, const char *
 
 static enum lookup domlist_match(const struct domlist *dl, const char *domain)
 {
-	for (size_t i = 0; i < dl->n_names; i++)
-		if (strcmp(dl->names[i], domain) == 0)
-			return LK_FOUND;
-	switch (rcpt_maplist_lookup(dl->maps, domain, NULL, NULL)) {
-	case MAP_FOUND:
-		return LK_FOUND;
-	case MAP_FAIL:
-		return LK_FAIL;
-	case MAP_NOTFOUND:
-		break;
+	for (size_t i = 0; i < dl->n; i++) {
+		const struct domelem *e = &dl->elems[i];
+		bool hit;
+
+		if (e->name != NULL) {
+			hit = strcmp(e->name, domain) == 0;
+		} else {
+			const struct map *m = maplist_get(dl->maps, e->map);
+
+			if (rcpt_try_only && !map_in_memory(m)) {
+				rcpt_would_block = true;
+				return LK_FAIL;
+			}
+			switch (map_lookup(m, domain, NULL)) {
+			case MAP_FAIL:
+				return LK_FAIL;
+			case MAP_FOUND:
+				hit = true;
+				break;
+			default:
+				hit = false;
+				break;
+			}
+		}
+		if (hit)
+			return e->negate ? LK_NOTFOUND : LK_FOUND;
 	}
 	return LK_NOTFOUND;
 }

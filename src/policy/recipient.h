@@ -4,7 +4,11 @@
  *
  * Classes, decided by the address's domain (case-insensitive, one trailing
  * dot ignored; list entries are compared as written, lowercased: an entry
- * "example.com." matches nothing, as in Postfix; no subdomain matching):
+ * "example.com." matches nothing, as in Postfix; no subdomain matching).
+ * The domain lists read as Postfix's match lists: an element is a domain, a
+ * type:table, or "/file/name", which stands for the elements written in
+ * that file ('#' lines skipped, files may name files); "!" negates an
+ * element, and the first element that matches decides:
  *
  *   local    domain in mydestination.  With smtpd_reject_unlisted_recipient
  *            and a non-empty local_recipient_maps, the address must be found
@@ -121,8 +125,9 @@ typedef void recipient_problem_fn(void *ctx, const char *param, const char *item
 /*
  * Open every table of every parameter.  Does not stop at the first problem:
  * report(ctx, ...) is called for each table that cannot be opened or has an
- * unsupported type, each domain list entry of a form mxgate does not support
- * ("/file", "!domain") and each bad reply code, in parameter order.  Returns
+ * unsupported type, each "/file" of a domain list that cannot be read (or
+ * that nests too deep), each "!" with nothing after it and each bad reply
+ * code, in parameter order.  Returns
  * NULL when there was any (nothing stays open).
  */
 struct recipient_policy *recipient_policy_create_report(const struct recipient_conf *rc,

@@ -137,7 +137,7 @@ def session_main(path):
             line = line.rstrip("\n")
             if line.startswith("@main "):
                 name, _, value = line[len("@main "):].partition("=")
-                extra[name.strip()] = value.strip()
+                extra[name.strip()] = value.strip().replace("{SESSIONS}", SESSIONS)
     return extra
 
 

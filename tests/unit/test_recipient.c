@@ -647,14 +647,14 @@ static void test_create_errors(void **state)
 	static char *hash[] = { (char *)"hash:/etc/postfix/vmailbox" };
 	static char *lrm[] = { (char *)"proxy:unix:passwd.byname", (char *)"hash:/etc/aliases" };
 	static char *file[] = { (char *)"local.test", (char *)"/etc/postfix/destinations" };
-	static char *neg[] = { (char *)"!local.test" };
+	static char *neg[] = { (char *)"!" };
 	static char *ldap[] = { (char *)"ldap:/etc/postfix/ldap-domains.cf" };
 	static char *missing[] = { (char *)"texthash:/nonexistent/mxgate/uids" };
 	static const char *want[] = {
 		"virtual_mailbox_maps: unsupported map type \"hash\" in \"hash:/etc/postfix/vmailbox\"",
 		"local_recipient_maps: unsupported map type \"hash\" in \"hash:/etc/aliases\"",
-		"mydestination: \"/etc/postfix/destinations\" is not supported",
-		"mydestination: \"!local.test\" is not supported",
+		"mydestination: open file \"/etc/postfix/destinations\": No such file or directory",
+		"mydestination: no domain or table after '!'",
 		"virtual_mailbox_domains: unsupported map type \"ldap\"",
 		"virtual_uid_maps: texthash:/nonexistent/mxgate/uids: open",
 		"unknown_local_recipient_reject_code: bad reply code 250",
@@ -712,7 +712,7 @@ static void test_create_report_all(void **state)
 	static char *gids[] = { (char *)"ldap:/etc/postfix/gids.cf" };
 	static const char *want[] = {
 		"relay_domains_reject_code | (none) | bad reply code 250",
-		"mydestination | /etc/postfix/destinations | \"/etc/postfix/destinations\" is not supported",
+		"mydestination | /etc/postfix/destinations | open file \"/etc/postfix/destinations\": No such file or directory",
 		"local_recipient_maps | hash:/etc/aliases | unsupported map type \"hash\" in \"hash:/etc/aliases\"",
 		"virtual_mailbox_maps | texthash:/nonexistent/vmailbox | texthash:/nonexistent/vmailbox: open",
 		"virtual_mailbox_maps | btree:/etc/postfix/vmailbox | unsupported map type \"btree\"",
@@ -781,6 +781,55 @@ static void test_virtual_bare_key_at_myorigin(void **state)
 	recipient_policy_free(&p);
 	free(want);
 	free(vmaps[0]);
+}
+
+/*
+ * Domain lists as Postfix's match lists: "/file" elements stand for the
+ * file's elements (nested files too, '#' lines skipped), "!" negates, and
+ * the first element that matches decides (compat session domain-list-file
+ * shows Postfix 3.7.11 doing the same).
+ */
+static void test_domain_list_files(void **state)
+{
+	static char *vdom[3];
+	struct recipient_conf rc = base_conf();
+	struct recipient_policy *p;
+	struct rcpt_result r;
+	char *inner = tpath("vdom-inner"), *outer = tpath("vdom-outer");
+	char *text = xasprintf("# virtual domains\nvirt.test, !neg.virt.test\n  %s\n", inner);
+
+	write_file("vdom-inner", "# nested\nneg.virt.test other.virt.test\n");
+	write_file("vdom-outer", text);
+	vdom[0] = (char *)"!Neg.Virt.Test";
+	vdom[1] = outer;
+	rc.virtual_mailbox_domains = vdom;
+	rc.n_virtual_mailbox_domains = 2;
+	p = make_policy(&rc);
+	recipient_resolve(p, "alice@virt.test", &r);
+	assert_int_equal(r.verdict, RCPT_OK_VIRTUAL);
+	rcpt_result_free(&r);
+	recipient_resolve(p, "alice@other.virt.test", &r);	/* via the nested file */
+	assert_int_equal(r.verdict, RCPT_UNKNOWN_VIRTUAL);
+	rcpt_result_free(&r);
+	recipient_resolve(p, "alice@neg.virt.test", &r);	/* negated before the file */
+	assert_int_equal(r.verdict, RCPT_RELAY_DENIED);
+	rcpt_result_free(&r);
+	recipient_policy_free(&p);
+
+	/* A file that names itself stops at the nesting bound: a problem, not a loop. */
+	free(text);
+	text = xasprintf("virt.test %s\n", outer);
+	write_file("vdom-outer", text);
+	{
+		char *err = NULL;
+
+		assert_null(recipient_policy_create(&rc, &err));
+		assert_non_null(strstr(err, "files nested more than"));
+		free(err);
+	}
+	free(text);
+	free(inner);
+	free(outer);
 }
 
 static void test_changed(void **state)
@@ -861,6 +910,7 @@ int main(void)
 		cmocka_unit_test(test_create_errors),
 		cmocka_unit_test(test_create_report_all),
 		cmocka_unit_test(test_virtual_bare_key_at_myorigin),
+		cmocka_unit_test(test_domain_list_files),
 		cmocka_unit_test(test_changed),
 		cmocka_unit_test(test_refs),
 		cmocka_unit_test(test_threads),
