@@ -39,6 +39,12 @@ static const struct map_type *const map_types[] = {
 
 	/* map_pattern.c: cidr, regexp, pcre */
 
+	/* map_sql.c: sqlite, mysql, pgsql */
+
+	/* map_ldap.c: ldap */
+
+	/* map_socket.c: socketmap, tcp */
+
 	NULL
 };
 
