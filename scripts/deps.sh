@@ -4,11 +4,12 @@
 #   scripts/deps.sh          build and run: compiler, libraries, the mxgate user, and swaks
 #                            (the README's first message to `make run`)
 #   scripts/deps.sh --test   also what the tests use: strace, Postfix (reference server,
-#                            smtp-source/smtp-sink), python3, clang (fuzz targets)
+#                            smtp-source/smtp-sink), MariaDB and SQLite (the SQL tables'
+#                            servers), python3, clang (fuzz targets)
 set -eu
-pkgs="gcc make pkg-config libevent-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libcmocka-dev swaks"
+pkgs="gcc make pkg-config libevent-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libmariadb-dev libsqlite3-dev libcmocka-dev swaks"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre tinycdb clang libclang-rt-14-dev"
+	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev"
 fi
 missing=""
 for p in $pkgs; do
