@@ -8,6 +8,7 @@
  */
 #include "policy/maps.h"
 #include "policy/map_type.h"
+#include "policy/map_sql.h"
 
 #include <cdb.h>
 #include <errno.h>
@@ -40,6 +41,7 @@ static const struct map_type *const map_types[] = {
 	/* map_pattern.c: cidr, regexp, pcre */
 
 	/* map_sql.c: sqlite, mysql, pgsql */
+	&map_type_sqlite, &map_type_mysql,
 
 	/* map_ldap.c: ldap */
 

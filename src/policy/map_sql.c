@@ -1,0 +1,897 @@
+/*
+ * map_sql: sqlite: and mysql: tables.  See map_sql.h for the contract.
+ *
+ * The shared part is here once: reading the settings (through
+ * policy/map_query.h), the query template, the connection pool with its
+ * host states, and the lookup (domain filter, expansion, collecting the
+ * values).  A backend (struct sql_backend) only connects, quotes and runs
+ * one query.
+ */
+#include "policy/map_sql.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <mysql.h>
+#include <errmsg.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "log/log.h"
+#include "policy/map_query.h"
+#include "util/buf.h"
+#include "util/xalloc.h"
+
+/* Connections per table: the lookups pool has 4 threads (net/server.c). */
+#define SQL_POOL_MAX		4
+/* How long a lookup waits for a connection of a full pool (seconds). */
+#define SQL_POOL_WAIT		30
+#define SQL_MYSQL_CONNECT_TIMEOUT	10	/* seconds */
+#define SQL_MYSQL_RW_TIMEOUT		10	/* seconds, each read and each write */
+#define SQL_SQLITE_BUSY_MS	5000
+/* Postfix's defaults (dict_mysql.c: RETRY_CONN_INTV, IDLE_CONN_INTV). */
+#define SQL_RETRY_INTERVAL	60
+#define SQL_IDLE_INTERVAL	60
+
+/* A key of at least this many labels satisfies every %1..%9 of a template. */
+#define SQL_PROBE_KEY		"user@i.h.g.f.e.d.c.b.a"
+
+/* The messages of this module, in one place. */
+#define SQL_MSG_CONNECT_FAIL	"connect to %s %s: %s"
+#define SQL_MSG_CONNECT_AGAIN	"%s %s: connected again after %lds"
+#define SQL_MSG_QUERY_FAIL	"%s: query failed: %s"
+#define SQL_MSG_POOL_TIMEOUT	"%s: no free connection within %ds"
+#define SQL_MSG_REFUSED		"%s: \"%s\" is not supported: %s"
+#define SQL_MSG_MAIN_CF		"the obsolete main.cf form of %s parameters is not supported: " \
+				"give the configuration file's path"
+
+struct sql_table;
+struct sql_conn;
+struct sql_host_s;
+
+/* What a backend says about a failed query. */
+enum sql_run {
+	SQL_RUN_OK,
+	SQL_RUN_FAIL,		/* this query failed (SQL error, limit): the lookup fails */
+	SQL_RUN_LOST,		/* the connection failed: try another */
+};
+
+struct sql_backend {
+	const char *type;	/* "mysql" */
+	const char *server;	/* "mysql server", in messages */
+	/* Settings of this type's file that mxgate refuses, and why. */
+	const char *const *refused;
+	const char *refused_why;
+	/* The type's own settings, after the common ones; 0 or -1 with *why_r. */
+	int	(*configure)(struct sql_table *t, char **why_r);
+	/* A new connection to host; NULL with *err_r (malloc'd). */
+	void   *(*connect)(struct sql_table *t, const struct sql_host_s *h, char **err_r);
+	void	(*disconnect)(void *handle);
+	map_query_escape_fn *escape;	/* ctx: the handle */
+	/* Run query and add each value to r.  *err_r (malloc'd) on failure. */
+	enum sql_run (*run)(struct sql_table *t, void *handle, const char *query,
+			    struct map_query_result *r, char **err_r);
+};
+
+enum sql_host_kind { SQL_HOST_UNIX, SQL_HOST_INET };
+
+struct sql_host_s {
+	char   *label;		/* as written in "hosts" */
+	enum sql_host_kind kind;
+	char   *name;		/* socket path or host name; NULL: the default socket */
+	unsigned port;		/* 0: the default */
+	/* Under the table's lock: */
+	bool	dead;
+	time_t	dead_since;
+	time_t	retry_at;	/* when dead: no new connection before this */
+};
+
+struct sql_conn {
+	struct sql_conn *next;	/* in the idle list */
+	struct sql_host_s *host;
+	void   *handle;
+	time_t	last_used;
+	bool	answered;	/* a query succeeded on it */
+};
+
+struct sql_table {
+	const struct sql_backend *be;
+	char   *spec;		/* "mysql:/etc/postfix/x.cf", for messages */
+	struct map_query_cfg *cfg;
+	char   *query;		/* the template */
+	long	retry_interval, idle_interval;
+	/* mysql */
+	const char *user, *password, *dbname, *option_file, *option_group;
+	bool	require_result_set;
+	/* hosts; sqlite has one, its dbpath */
+	struct sql_host_s *hosts;
+	size_t	nhosts;
+	/* the pool */
+	pthread_mutex_t lock;
+	pthread_cond_t freed;
+	struct sql_conn *idle;
+	int	nopen;		/* idle + in use + being opened */
+};
+
+/* ---- settings ---- */
+
+/* "PATH, line N: text" for the setting name (caller frees). */
+static char *sql_setting_error(const struct sql_table *t, const char *name, const char *fmt,
+			       const char *value)
+{
+	char *what = xasprintf(fmt, value);
+	char *s = xasprintf("%s: %s", map_query_cfg_where(t->cfg, name), what);
+
+	free(what);
+	return s;
+}
+
+static int sql_get_int(struct sql_table *t, const char *name, long dflt, long min, long *out,
+		       char **why_r)
+{
+	long v = map_query_cfg_int(t->cfg, name, dflt, why_r);
+
+	if (v < 0)
+		return -1;
+	if (v < min) {
+		*why_r = xasprintf("%s: \"%s\" must be at least %ld", map_query_cfg_where(t->cfg, name),
+				   name, min);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int sql_get_bool(struct sql_table *t, const char *name, bool dflt, bool *out,
+			char **why_r)
+{
+	const char *v = map_query_cfg_str(t->cfg, name, NULL);
+
+	if (v == NULL) {
+		*out = dflt;
+	} else if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0) {
+		*out = true;
+	} else if (strcasecmp(v, "no") == 0 || strcasecmp(v, "false") == 0) {
+		*out = false;
+	} else {
+		*why_r = sql_setting_error(t, name, "bad boolean value for \"%s\"", name);
+		return -1;
+	}
+	return 0;
+}
+
+/* A setting that must not be empty when set (Postfix: "bad string length"). */
+static const char *sql_get_nonempty(struct sql_table *t, const char *name, const char *dflt,
+				    char **why_r)
+{
+	const char *v = map_query_cfg_str(t->cfg, name, dflt);
+
+	if (v == NULL || *v == '\0') {
+		*why_r = v == NULL ? xasprintf("%s: \"%s\" is not set", map_query_cfg_path(t->cfg), name)
+				   : sql_setting_error(t, name, "\"%s\" is empty", name);
+		return NULL;
+	}
+	return v;
+}
+
+/* query, or Postfix's legacy "SELECT select_field FROM table WHERE where_field='%s' ..." */
+static int sql_build_query(struct sql_table *t, char **why_r)
+{
+	static const char *const legacy[] = { "table", "select_field", "where_field" };
+	const char *v[3];
+	const char *q = map_query_cfg_str(t->cfg, "query", NULL);
+
+	if (q != NULL) {
+		t->query = xstrdup(q);
+		return 0;
+	}
+	for (size_t i = 0; i < 3; i++) {
+		v[i] = map_query_cfg_str(t->cfg, legacy[i], NULL);
+		if (v[i] == NULL || *v[i] == '\0') {
+			*why_r = xasprintf("%s: neither \"query\" nor \"%s\" is set",
+					   map_query_cfg_path(t->cfg), legacy[i]);
+			return -1;
+		}
+	}
+	t->query = xasprintf("SELECT %s FROM %s WHERE %s='%%s' %s", v[1], v[0], v[2],
+			     map_query_cfg_str(t->cfg, "additional_conditions", ""));
+	return 0;
+}
+
+/* A template with a bad '%' sequence is refused at open, as Postfix refuses it. */
+static int sql_check_template(struct sql_table *t, const char *name, const char *fmt,
+			      const char *value, char **why_r)
+{
+	struct buf scratch = BUF_INIT;
+	int rc = map_query_expand(fmt, SQL_PROBE_KEY, value, map_query_escape_none, NULL, &scratch);
+
+	buf_free(&scratch);
+	if (rc < 0) {
+		*why_r = sql_setting_error(t, name, "invalid %s template", name);
+		return -1;
+	}
+	return 0;
+}
+
+static int sql_configure(struct sql_table *t, char **why_r)
+{
+	long limit;
+
+	if (t->be->refused != NULL) {
+		for (size_t i = 0; t->be->refused[i] != NULL; i++) {
+			const char *name = t->be->refused[i];
+
+			if (map_query_cfg_str(t->cfg, name, NULL) != NULL) {
+				*why_r = xasprintf(SQL_MSG_REFUSED, map_query_cfg_where(t->cfg, name),
+						   name, t->be->refused_why);
+				return -1;
+			}
+		}
+	}
+	if (sql_build_query(t, why_r) < 0
+	    || sql_check_template(t, "query", t->query, NULL, why_r) < 0
+	    || sql_get_nonempty(t, "result_format", "%s", why_r) == NULL
+	    || sql_check_template(t, "result_format",
+				  map_query_cfg_str(t->cfg, "result_format", "%s"), SQL_PROBE_KEY,
+				  why_r) < 0
+	    || sql_get_int(t, "expansion_limit", 0, 0, &limit, why_r) < 0)
+		return -1;
+	t->retry_interval = SQL_RETRY_INTERVAL;
+	t->idle_interval = SQL_IDLE_INTERVAL;
+	return t->be->configure(t, why_r);
+}
+
+/* ---- the pool and the hosts ---- */
+
+static void sql_conn_close(struct sql_table *t, struct sql_conn *c)
+{
+	t->be->disconnect(c->handle);
+	free(c);
+}
+
+/* Close the idle connections to h (under the lock; they are likely dead too). */
+static struct sql_conn *sql_pool_take_idle_of(struct sql_table *t, const struct sql_host_s *h)
+{
+	struct sql_conn **pp = &t->idle, *out = NULL;
+
+	while (*pp != NULL) {
+		struct sql_conn *c = *pp;
+
+		if (c->host == h) {
+			*pp = c->next;
+			c->next = out;
+			out = c;
+			t->nopen--;
+		} else {
+			pp = &c->next;
+		}
+	}
+	if (out != NULL)
+		pthread_cond_broadcast(&t->freed);
+	return out;
+}
+
+static void sql_conn_close_list(struct sql_table *t, struct sql_conn *list)
+{
+	while (list != NULL) {
+		struct sql_conn *next = list->next;
+
+		sql_conn_close(t, list);
+		list = next;
+	}
+}
+
+/* h failed: dead for retry_interval.  The first failure of an outage is logged. */
+static void sql_host_failed(struct sql_table *t, struct sql_host_s *h, const char *err)
+{
+	struct sql_conn *stale;
+	time_t now = time(NULL);
+	bool was_dead;
+
+	pthread_mutex_lock(&t->lock);
+	was_dead = h->dead;
+	if (!h->dead) {
+		h->dead = true;
+		h->dead_since = now;
+	}
+	h->retry_at = now + t->retry_interval;
+	stale = sql_pool_take_idle_of(t, h);
+	pthread_mutex_unlock(&t->lock);
+	if (!was_dead)
+		msg_warn(SQL_MSG_CONNECT_FAIL, t->be->server, h->label, err);
+	sql_conn_close_list(t, stale);
+}
+
+static void sql_host_answered(struct sql_table *t, struct sql_host_s *h)
+{
+	time_t since = 0;
+	bool was_dead;
+
+	pthread_mutex_lock(&t->lock);
+	was_dead = h->dead;
+	if (was_dead) {
+		since = h->dead_since;
+		h->dead = false;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (was_dead)
+		msg_info(SQL_MSG_CONNECT_AGAIN, t->be->server, h->label, (long)(time(NULL) - since));
+}
+
+/*
+ * The hosts a new connection may go to, best first: alive (or due for a
+ * retry), UNIX sockets before TCP, random among equals.  Under the lock.
+ */
+static size_t sql_hosts_order(struct sql_table *t, struct sql_host_s **out, time_t now)
+{
+	size_t n = 0;
+
+	for (int kind = SQL_HOST_UNIX; kind <= SQL_HOST_INET; kind++) {
+		size_t first = n;
+
+		for (size_t i = 0; i < t->nhosts; i++) {
+			struct sql_host_s *h = &t->hosts[i];
+
+			if ((int)h->kind == kind && (!h->dead || h->retry_at <= now))
+				out[n++] = h;
+		}
+		for (size_t i = n - first; i > 1; i--) {	/* Fisher-Yates */
+			size_t j = arc4random_uniform((uint32_t)i);
+			struct sql_host_s *tmp = out[first + i - 1];
+
+			out[first + i - 1] = out[first + j];
+			out[first + j] = tmp;
+		}
+	}
+	return n;
+}
+
+/* A new connection, to the first host that takes it; NULL when none does. */
+static struct sql_conn *sql_conn_open(struct sql_table *t)
+{
+	struct sql_host_s **order = xcalloc(t->nhosts, sizeof(*order));
+	struct sql_conn *c = NULL;
+	size_t n;
+
+	pthread_mutex_lock(&t->lock);
+	n = sql_hosts_order(t, order, time(NULL));
+	pthread_mutex_unlock(&t->lock);
+	for (size_t i = 0; i < n && c == NULL; i++) {
+		char *err = NULL;
+		void *h = t->be->connect(t, order[i], &err);
+
+		if (h == NULL) {
+			sql_host_failed(t, order[i], err);
+			free(err);
+			continue;
+		}
+		c = xcalloc(1, sizeof(*c));
+		c->host = order[i];
+		c->handle = h;
+	}
+	free(order);
+	return c;
+}
+
+/* An idle connection, or a new one within the cap, or NULL after a bounded wait. */
+static struct sql_conn *sql_pool_get(struct sql_table *t)
+{
+	struct timespec deadline;
+	struct sql_conn *c;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += SQL_POOL_WAIT;
+	pthread_mutex_lock(&t->lock);
+	for (;;) {
+		if ((c = t->idle) != NULL) {
+			t->idle = c->next;
+			c->next = NULL;
+			if (time(NULL) - c->last_used < t->idle_interval) {
+				pthread_mutex_unlock(&t->lock);
+				return c;
+			}
+			/* Idle too long: the server may have closed it; open a new one. */
+			pthread_mutex_unlock(&t->lock);
+			sql_conn_close(t, c);
+			pthread_mutex_lock(&t->lock);
+			t->nopen--;
+			continue;
+		}
+		if (t->nopen < SQL_POOL_MAX) {
+			t->nopen++;
+			pthread_mutex_unlock(&t->lock);
+			/* No host: maps.c logs the lookup error; the hosts logged their outage. */
+			c = sql_conn_open(t);
+			if (c == NULL) {
+				pthread_mutex_lock(&t->lock);
+				t->nopen--;
+				pthread_cond_signal(&t->freed);
+				pthread_mutex_unlock(&t->lock);
+			}
+			return c;
+		}
+		if (pthread_cond_timedwait(&t->freed, &t->lock, &deadline) == ETIMEDOUT) {
+			pthread_mutex_unlock(&t->lock);
+			msg_warn(SQL_MSG_POOL_TIMEOUT, t->spec, SQL_POOL_WAIT);
+			return NULL;
+		}
+	}
+}
+
+static void sql_pool_put(struct sql_table *t, struct sql_conn *c)
+{
+	c->last_used = time(NULL);
+	pthread_mutex_lock(&t->lock);
+	c->next = t->idle;
+	t->idle = c;
+	pthread_cond_signal(&t->freed);
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void sql_pool_drop(struct sql_table *t, struct sql_conn *c)
+{
+	sql_conn_close(t, c);
+	pthread_mutex_lock(&t->lock);
+	t->nopen--;
+	pthread_cond_signal(&t->freed);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- the lookup ---- */
+
+static enum map_status sql_lookup(struct map_impl *mi, const char *key, char **value_r)
+{
+	struct sql_table *t = (struct sql_table *)mi;
+	struct buf query = BUF_INIT;
+	enum map_status st = MAP_FAIL;
+	int rc;
+
+	if (!map_query_domain_ok(t->cfg, key))
+		return MAP_NOTFOUND;
+	/* Postfix suppresses the query before it asks any server. */
+	rc = map_query_expand(t->query, key, NULL, map_query_escape_none, NULL, &query);
+	if (rc <= 0) {
+		buf_free(&query);
+		return rc == 0 ? MAP_NOTFOUND : MAP_FAIL;
+	}
+	/* Each host at most twice: a connection that went stale, then a new one. */
+	for (size_t attempt = 0; attempt < 2 * t->nhosts + 1; attempt++) {
+		struct map_query_result r;
+		struct sql_conn *c = sql_pool_get(t);
+		char *err = NULL;
+		enum sql_run run;
+
+		if (c == NULL)
+			break;
+		buf_reset(&query);
+		(void)map_query_expand(t->query, key, NULL, t->be->escape, c->handle, &query);
+		map_query_result_init(&r, t->cfg, t->spec, key);
+		run = t->be->run(t, c->handle, buf_str(&query), &r, &err);
+		if (run == SQL_RUN_OK) {
+			bool first = !c->answered;
+
+			c->answered = true;
+			if (first)
+				sql_host_answered(t, c->host);
+			sql_pool_put(t, c);
+			st = map_query_result_done(&r, value_r) ? MAP_FOUND : MAP_NOTFOUND;
+			buf_free(&r.out);
+			break;
+		}
+		buf_free(&r.out);
+		if (run == SQL_RUN_FAIL) {
+			if (err != NULL)
+				msg_warn(SQL_MSG_QUERY_FAIL, t->spec, err);
+			free(err);
+			sql_pool_put(t, c);
+			break;
+		}
+		/* Lost: a stale connection is retried on a new one; a new one that fails is a dead host. */
+		if (!c->answered) {
+			struct sql_host_s *h = c->host;
+
+			sql_pool_drop(t, c);
+			sql_host_failed(t, h, err);
+		} else {
+			struct sql_conn *stale;
+
+			pthread_mutex_lock(&t->lock);
+			stale = sql_pool_take_idle_of(t, c->host);
+			pthread_mutex_unlock(&t->lock);
+			sql_conn_close_list(t, stale);
+			sql_pool_drop(t, c);
+		}
+		free(err);
+	}
+	buf_free(&query);
+	return st;
+}
+
+/* ---- open and close ---- */
+
+static void sql_free(struct sql_table *t)
+{
+	sql_conn_close_list(t, t->idle);
+	for (size_t i = 0; i < t->nhosts; i++) {
+		free(t->hosts[i].label);
+		free(t->hosts[i].name);
+	}
+	free(t->hosts);
+	free(t->query);
+	free(t->spec);
+	if (t->cfg != NULL)
+		map_query_cfg_free(&t->cfg);
+	pthread_cond_destroy(&t->freed);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+static struct map_impl *sql_open(const struct sql_backend *be, const char *name, char **why_r)
+{
+	struct sql_table *t;
+
+	/* Postfix reads "type:name" without a path from main.cf (name_hosts = ...). */
+	if (name[0] != '/' && name[0] != '.') {
+		*why_r = xasprintf(SQL_MSG_MAIN_CF, be->type);
+		return NULL;
+	}
+	t = xcalloc(1, sizeof(*t));
+	t->be = be;
+	t->spec = xasprintf("%s:%s", be->type, name);
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->freed, NULL);
+	t->cfg = map_query_cfg_open(name, why_r);
+	if (t->cfg == NULL || sql_configure(t, why_r) < 0) {
+		sql_free(t);
+		return NULL;
+	}
+	return (struct map_impl *)t;
+}
+
+static void sql_close(struct map_impl *mi)
+{
+	sql_free((struct sql_table *)mi);
+}
+
+/* ---- mysql ---- */
+
+static const char *const mysql_refused[] = {
+	"tls_cert_file", "tls_key_file", "tls_CAfile", "tls_CApath", "tls_ciphers",
+	"tls_verify_cert", NULL,
+};
+
+static pthread_once_t mysql_once = PTHREAD_ONCE_INIT;
+
+static void mysql_library_start(void)
+{
+	/* Not thread-safe, and mysql_init() would call it on the first lookup. */
+	if (mysql_library_init(0, NULL, NULL) != 0)
+		msg_fatal("mysql: cannot initialise the client library");
+}
+
+/* "unix:/path", "inet:host:port", "host:port", "host" (Postfix's host_init()). */
+static int mysql_host_parse(struct sql_table *t, struct sql_host_s *h, const char *spec,
+			    char **why_r)
+{
+	const char *d = spec;
+	char *colon;
+
+	h->label = xstrdup(spec);
+	if (strncmp(d, "unix:", 5) == 0) {
+		h->kind = SQL_HOST_UNIX;
+		h->name = xstrdup(d + 5);
+		return 0;
+	}
+	if (strncmp(d, "inet:", 5) == 0)
+		d += 5;
+	h->kind = SQL_HOST_INET;
+	h->name = xstrdup(d);
+	if ((colon = strrchr(h->name, ':')) != NULL) {
+		char *end;
+		long port;
+
+		*colon++ = '\0';
+		port = strtol(colon, &end, 10);
+		if (*colon == '\0' || *end != '\0' || port <= 0 || port > 65535) {
+			struct servent se, *res = NULL;
+			char tmp[1024];
+
+			if (getservbyname_r(colon, "tcp", &se, tmp, sizeof(tmp), &res) != 0
+			    || res == NULL) {
+				*why_r = sql_setting_error(t, "hosts", "unknown port in \"%s\"", spec);
+				return -1;
+			}
+			port = ntohs((uint16_t)res->s_port);
+		}
+		h->port = (unsigned)port;
+	}
+	if (strcasecmp(h->name, "localhost") == 0) {
+		/* The MySQL way: "localhost" is the default UNIX socket. */
+		free(h->name);
+		h->name = NULL;
+		h->kind = SQL_HOST_UNIX;
+	}
+	return 0;
+}
+
+static int mysql_configure(struct sql_table *t, char **why_r)
+{
+	const char *hosts = map_query_cfg_str(t->cfg, "hosts", "");
+	char *copy, *tok, *save = NULL;
+	size_t cap;
+
+	t->user = map_query_cfg_str(t->cfg, "user", "");
+	t->password = map_query_cfg_str(t->cfg, "password", "");
+	t->option_file = map_query_cfg_str(t->cfg, "option_file", NULL);
+	t->option_group = map_query_cfg_str(t->cfg, "option_group", "client");
+	if ((t->dbname = sql_get_nonempty(t, "dbname", NULL, why_r)) == NULL
+	    || sql_get_bool(t, "require_result_set", true, &t->require_result_set, why_r) < 0
+	    || sql_get_int(t, "retry_interval", SQL_RETRY_INTERVAL, 1, &t->retry_interval,
+			   why_r) < 0
+	    || sql_get_int(t, "idle_interval", SQL_IDLE_INTERVAL, 1, &t->idle_interval, why_r) < 0)
+		return -1;
+	copy = xstrdup(hosts);
+	cap = strlen(hosts) / 2 + 1;
+	t->hosts = xcalloc(cap, sizeof(*t->hosts));
+	for (tok = strtok_r(copy, ", \t\r\n", &save); tok != NULL;
+	     tok = strtok_r(NULL, ", \t\r\n", &save)) {
+		if (mysql_host_parse(t, &t->hosts[t->nhosts++], tok, why_r) < 0) {
+			free(copy);
+			return -1;
+		}
+	}
+	free(copy);
+	if (t->nhosts == 0 && mysql_host_parse(t, &t->hosts[t->nhosts++], "localhost", why_r) < 0)
+		return -1;
+	pthread_once(&mysql_once, mysql_library_start);
+	return 0;
+}
+
+static void *mysql_connect(struct sql_table *t, const struct sql_host_s *h, char **err_r)
+{
+	unsigned connect_timeout = SQL_MYSQL_CONNECT_TIMEOUT, rw_timeout = SQL_MYSQL_RW_TIMEOUT;
+	MYSQL *db = mysql_init(NULL);
+
+	if (db == NULL)
+		msg_fatal("mysql: out of memory");
+	/* Ours first: an option file read at connect may set others. */
+	mysql_options(db, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
+	mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &rw_timeout);
+	mysql_options(db, MYSQL_OPT_WRITE_TIMEOUT, &rw_timeout);
+	if (t->option_file != NULL)
+		mysql_options(db, MYSQL_READ_DEFAULT_FILE, t->option_file);
+	if (t->option_group != NULL && *t->option_group != '\0')
+		mysql_options(db, MYSQL_READ_DEFAULT_GROUP, t->option_group);
+	if (mysql_real_connect(db, h->kind == SQL_HOST_INET ? h->name : NULL, t->user, t->password,
+			       t->dbname, h->port, h->kind == SQL_HOST_UNIX ? h->name : NULL,
+			       CLIENT_MULTI_RESULTS) == NULL) {
+		*err_r = xstrdup(mysql_error(db));
+		mysql_close(db);
+		return NULL;
+	}
+	return db;
+}
+
+static void mysql_disconnect(void *handle)
+{
+	mysql_close(handle);
+}
+
+static void mysql_escape(void *ctx, const char *s, size_t len, struct buf *out)
+{
+	char *tmp = xmalloc(2 * len + 1);
+	unsigned long n = mysql_real_escape_string(ctx, tmp, s, (unsigned long)len);
+
+	/* It fails only on a buffer too small: 2 * len + 1 is its documented need. */
+	if (n == (unsigned long)-1)
+		msg_panic("mysql_real_escape_string: buffer of %zu bytes too small", 2 * len + 1);
+	buf_append(out, tmp, n);
+	free(tmp);
+}
+
+/* Client errors (CR_*, 2000 and up) mean the connection; server errors the query. */
+static bool mysql_conn_error(MYSQL *db)
+{
+	return mysql_errno(db) >= CR_MIN_ERROR && mysql_errno(db) <= CR_MAX_ERROR;
+}
+
+static enum sql_run mysql_run(struct sql_table *t, void *handle, const char *query,
+			      struct map_query_result *r, char **err_r)
+{
+	MYSQL *db = handle;
+	MYSQL_RES *first = NULL;
+	enum sql_run st = SQL_RUN_OK;
+	int next;
+
+	if (mysql_query(db, query) != 0) {
+		*err_r = xstrdup(mysql_error(db));
+		return mysql_conn_error(db) ? SQL_RUN_LOST : SQL_RUN_FAIL;
+	}
+	/* Every result set is read (a stored procedure may send several), only one may have rows. */
+	do {
+		MYSQL_RES *res = mysql_store_result(db);
+
+		if (res != NULL) {
+			if (first == NULL) {
+				first = res;
+			} else {
+				mysql_free_result(res);
+				if (*err_r == NULL)
+					*err_r = xstrdup("multiple result sets returning data are not supported");
+				st = SQL_RUN_FAIL;
+			}
+		} else if (mysql_field_count(db) != 0) {
+			if (*err_r == NULL)
+				*err_r = xstrdup(mysql_error(db));
+			st = mysql_conn_error(db) ? SQL_RUN_LOST : SQL_RUN_FAIL;
+		}
+		if ((next = mysql_next_result(db)) > 0) {
+			if (*err_r == NULL)
+				*err_r = xstrdup(mysql_error(db));
+			st = mysql_conn_error(db) ? SQL_RUN_LOST : SQL_RUN_FAIL;
+		}
+	} while (next == 0);
+	if (st == SQL_RUN_OK && first == NULL && t->require_result_set) {
+		*err_r = xstrdup("query returned no result set (require_result_set = yes)");
+		st = SQL_RUN_FAIL;
+	}
+	if (st == SQL_RUN_OK && first != NULL) {
+		unsigned nf = mysql_num_fields(first);
+		MYSQL_ROW row;
+
+		while (st == SQL_RUN_OK && (row = mysql_fetch_row(first)) != NULL)
+			for (unsigned j = 0; j < nf && st == SQL_RUN_OK; j++)
+				if (row[j] != NULL && map_query_result_add(r, row[j]) < 0)
+					st = SQL_RUN_FAIL;	/* map_query warned */
+	}
+	if (first != NULL)
+		mysql_free_result(first);
+	return st;
+}
+
+static const struct sql_backend mysql_backend = {
+	.type = "mysql",
+	.server = "mysql server",
+	.refused = mysql_refused,
+	.refused_why = "mxgate does not do TLS to mysql servers",
+	.configure = mysql_configure,
+	.connect = mysql_connect,
+	.disconnect = mysql_disconnect,
+	.escape = mysql_escape,
+	.run = mysql_run,
+};
+
+static struct map_impl *mysql_open(const char *name, char **why_r)
+{
+	return sql_open(&mysql_backend, name, why_r);
+}
+
+const struct map_type map_type_mysql = {
+	.name = "mysql",
+	.flags = MAPT_REMOTE,
+	.open = mysql_open,
+	.lookup = sql_lookup,
+	.close = sql_close,
+};
+
+/* ---- sqlite ---- */
+
+static int sqlite_configure(struct sql_table *t, char **why_r)
+{
+	const char *dbpath = sql_get_nonempty(t, "dbpath", NULL, why_r);
+	struct sql_conn *c;
+	char *err = NULL;
+
+	if (dbpath == NULL)
+		return -1;
+	t->hosts = xcalloc(1, sizeof(*t->hosts));
+	t->nhosts = 1;
+	t->hosts[0].label = xstrdup(dbpath);
+	t->hosts[0].name = xstrdup(dbpath);
+	/* Opened now, so that a missing file is an open error. */
+	c = xcalloc(1, sizeof(*c));
+	if ((c->handle = t->be->connect(t, &t->hosts[0], &err)) == NULL) {
+		*why_r = sql_setting_error(t, "dbpath", "%s", err);
+		free(err);
+		free(c);
+		return -1;
+	}
+	c->host = &t->hosts[0];
+	c->answered = true;
+	c->last_used = time(NULL);
+	t->idle = c;
+	t->nopen = 1;
+	/* A file has no idle timeout and no dead time worth waiting for. */
+	t->idle_interval = 365L * 24 * 3600;
+	t->retry_interval = 1;
+	return 0;
+}
+
+static void *sqlite_connect(struct sql_table *t, const struct sql_host_s *h, char **err_r)
+{
+	sqlite3 *db = NULL;
+	int rc;
+
+	(void)t;
+	/* NOMUTEX: one lookup at a time uses a connection (the pool). */
+	rc = sqlite3_open_v2(h->name, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		*err_r = xasprintf("open database \"%s\": %s", h->name,
+				   db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, SQL_SQLITE_BUSY_MS);
+	return db;
+}
+
+static void sqlite_disconnect(void *handle)
+{
+	sqlite3_close(handle);
+}
+
+static enum sql_run sqlite_run(struct sql_table *t, void *handle, const char *query,
+			       struct map_query_result *r, char **err_r)
+{
+	sqlite3 *db = handle;
+	sqlite3_stmt *stmt = NULL;
+	enum sql_run st = SQL_RUN_OK;
+	int rc;
+
+	(void)t;
+	if (sqlite3_prepare_v2(db, query, -1, &stmt, NULL) != SQLITE_OK) {
+		*err_r = xasprintf("SQL prepare failed: %s", sqlite3_errmsg(db));
+		sqlite3_finalize(stmt);
+		return SQL_RUN_FAIL;
+	}
+	/* Postfix reads the first column of each row. */
+	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(stmt, 0);
+
+		if (v != NULL && map_query_result_add(r, v) < 0) {
+			st = SQL_RUN_FAIL;	/* map_query warned */
+			break;
+		}
+	}
+	if (st == SQL_RUN_OK && rc != SQLITE_DONE) {
+		*err_r = xasprintf("SQL step failed: %s", sqlite3_errmsg(db));
+		st = SQL_RUN_FAIL;
+	}
+	sqlite3_finalize(stmt);
+	return st;
+}
+
+static void sqlite_escape(void *ctx, const char *s, size_t len, struct buf *out)
+{
+	(void)ctx;
+	map_query_escape_sql(NULL, s, len, out);
+}
+
+static const struct sql_backend sqlite_backend = {
+	.type = "sqlite",
+	.server = "sqlite database",
+	.configure = sqlite_configure,
+	.connect = sqlite_connect,
+	.disconnect = sqlite_disconnect,
+	.escape = sqlite_escape,
+	.run = sqlite_run,
+};
+
+static struct map_impl *sqlite_open(const char *name, char **why_r)
+{
+	return sql_open(&sqlite_backend, name, why_r);
+}
+
+const struct map_type map_type_sqlite = {
+	.name = "sqlite",
+	.flags = 0,
+	.open = sqlite_open,
+	.lookup = sql_lookup,
+	.close = sql_close,
+};
