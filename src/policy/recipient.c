@@ -40,6 +40,7 @@ struct recipient_policy {
 	char *virtual_base;	/* as configured */
 	long virtual_minimum_uid;
 	char *delimiter;	/* NULL: no address extensions */
+	bool remote;		/* a table is remote: recipient_policy_remote() */
 	bool reject_unlisted;
 	bool relay_defer;	/* defer_unauth_destination comes first */
 	int local_code;
@@ -106,7 +107,8 @@ static __thread bool rcpt_try_only;
 static __thread bool rcpt_would_block;
 
 static enum map_status rcpt_maplist_lookup(const struct maplist *l, const char *key,
-					   char **value_r, const struct map **found_in_r)
+					   bool partial, char **value_r,
+					   const struct map **found_in_r)
 {
 	if (rcpt_try_only && !maplist_in_memory(l)) {
 		rcpt_would_block = true;
@@ -114,7 +116,8 @@ static enum map_status rcpt_maplist_lookup(const struct maplist *l, const char *
 			*value_r = NULL;
 		return MAP_FAIL;
 	}
-	return maplist_lookup(l, key, value_r, found_in_r);
+	return partial ? maplist_lookup_partial(l, key, value_r, found_in_r)
+		       : maplist_lookup(l, key, value_r, found_in_r);
 }
 
 static enum lookup domlist_match(const struct matchlist *dl, const char *domain)
@@ -228,6 +231,10 @@ struct recipient_policy *recipient_policy_create_report(const struct recipient_c
 	if (rc->recipient_delimiter && *rc->recipient_delimiter)
 		p->delimiter = xstrdup(rc->recipient_delimiter);
 	p->reject_unlisted = rc->reject_unlisted_recipient != 0;
+	p->remote = maplist_has_remote(matchlist_maps(p->mydestination))
+		    || maplist_has_remote(matchlist_maps(p->virtual_domains))
+		    || maplist_has_remote(p->local_maps) || maplist_has_remote(p->virtual_maps)
+		    || maplist_has_remote(p->uid_maps) || maplist_has_remote(p->gid_maps);
 	p->local_code = rc->unknown_local_code;
 	p->virtual_code = rc->unknown_virtual_code;
 	p->relay_code = rc->relay_reject_code;
@@ -282,6 +289,11 @@ void recipient_policy_free(struct recipient_policy **pp)
 	free(p->delimiter);
 	free(p);
 	*pp = NULL;
+}
+
+bool recipient_policy_remote(const struct recipient_policy *p)
+{
+	return p->remote;
 }
 
 const char *recipient_policy_changed(const struct recipient_policy *p)
@@ -416,7 +428,7 @@ static enum lookup addr_find(const struct recipient_policy *p, const struct mapl
 	for (size_t i = 0; i < nkeys && res == LK_NOTFOUND; i++) {
 		if (*keys[i] == '\0')
 			continue;
-		switch (rcpt_maplist_lookup(l, keys[i], value_r, found_in_r)) {
+		switch (rcpt_maplist_lookup(l, keys[i], i > 0, value_r, found_in_r)) {
 		case MAP_FOUND:
 			res = LK_FOUND;
 			break;
