@@ -156,6 +156,10 @@ void recipient_policy_free(struct recipient_policy **pp);
  * whether there is any table to watch at all.
  */
 const char *recipient_policy_changed(const struct recipient_policy *p);
+
+/* True when a table of the policy is remote (map_is_remote()): its lookups go
+ * to the remote pool (policy/rcpt_lookup.h). */
+bool recipient_policy_remote(const struct recipient_policy *p);
 bool recipient_policy_has_indexed(const struct recipient_policy *p);
 
 
