@@ -28,10 +28,10 @@
 #include "util/buf.h"
 #include "util/xalloc.h"
 
-/* Connections per table: the lookups pool has 4 threads (net/server.c). */
-#define SQL_POOL_MAX		4
+/* Connections per table: maps.c lets no more lookups of a remote table run at once. */
+#define SQL_POOL_MAX		MAP_REMOTE_CONCURRENCY
 /* How long a lookup waits for a connection of a full pool (seconds). */
-#define SQL_POOL_WAIT		30
+#define SQL_POOL_WAIT		MAP_REMOTE_QUEUE_WAIT
 #define SQL_MYSQL_CONNECT_TIMEOUT	10	/* seconds */
 #define SQL_MYSQL_RW_TIMEOUT		10	/* seconds, each read and each write */
 #define SQL_SQLITE_BUSY_MS	5000
@@ -39,17 +39,12 @@
 #define SQL_RETRY_INTERVAL	60
 #define SQL_IDLE_INTERVAL	60
 
-/* A key of at least this many labels satisfies every %1..%9 of a template. */
-#define SQL_PROBE_KEY		"user@i.h.g.f.e.d.c.b.a"
-
 /* The messages of this module, in one place. */
 #define SQL_MSG_CONNECT_FAIL	"connect to %s %s: %s"
 #define SQL_MSG_CONNECT_AGAIN	"%s %s: connected again after %lds"
 #define SQL_MSG_QUERY_FAIL	"%s: query failed: %s"
 #define SQL_MSG_POOL_TIMEOUT	"%s: no free connection within %ds"
-#define SQL_MSG_REFUSED		"%s: \"%s\" is not supported: %s"
-#define SQL_MSG_MAIN_CF		"the obsolete main.cf form of %s parameters is not supported: " \
-				"give the configuration file's path"
+#define SQL_MSG_DOMAIN_FAIL	"%s: 'domain' pattern match failed for '%s'"
 
 struct sql_table;
 struct sql_conn;
@@ -65,9 +60,8 @@ enum sql_run {
 struct sql_backend {
 	const char *type;	/* "mysql" */
 	const char *server;	/* "mysql server", in messages */
-	/* Settings of this type's file that mxgate refuses, and why. */
+	/* Settings of this type's file that mxgate refuses (NULL-terminated). */
 	const char *const *refused;
-	const char *refused_why;
 	/* The type's own settings, after the common ones; 0 or -1 with *why_r. */
 	int	(*configure)(struct sql_table *t, char **why_r);
 	/* A new connection to host; NULL with *err_r (malloc'd). */
@@ -105,6 +99,8 @@ struct sql_table {
 	char   *spec;		/* "mysql:/etc/postfix/x.cf", for messages */
 	struct map_query_cfg *cfg;
 	char   *query;		/* the template */
+	const char *result_format;
+	long	expansion_limit;
 	long	retry_interval, idle_interval;
 	/* mysql */
 	const char *user, *password, *dbname, *option_file, *option_group;
@@ -151,18 +147,11 @@ static int sql_get_int(struct sql_table *t, const char *name, long dflt, long mi
 static int sql_get_bool(struct sql_table *t, const char *name, bool dflt, bool *out,
 			char **why_r)
 {
-	const char *v = map_query_cfg_str(t->cfg, name, NULL);
+	int v = map_query_cfg_bool(t->cfg, name, dflt, why_r);
 
-	if (v == NULL) {
-		*out = dflt;
-	} else if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0) {
-		*out = true;
-	} else if (strcasecmp(v, "no") == 0 || strcasecmp(v, "false") == 0) {
-		*out = false;
-	} else {
-		*why_r = sql_setting_error(t, name, "bad boolean value for \"%s\"", name);
+	if (v < 0)
 		return -1;
-	}
+	*out = v != 0;
 	return 0;
 }
 
@@ -204,16 +193,15 @@ static int sql_build_query(struct sql_table *t, char **why_r)
 	return 0;
 }
 
-/* A template with a bad '%' sequence is refused at open, as Postfix refuses it. */
-static int sql_check_template(struct sql_table *t, const char *name, const char *fmt,
-			      const char *value, char **why_r)
+/* Both templates are parsed before any expansion (map_query.h); a bad '%' is refused. */
+static int sql_parse_template(struct sql_table *t, const char *name, const char *fmt, bool query,
+			      char **why_r)
 {
-	struct buf scratch = BUF_INIT;
-	int rc = map_query_expand(fmt, SQL_PROBE_KEY, value, map_query_escape_none, NULL, &scratch);
+	char *why = NULL;
 
-	buf_free(&scratch);
-	if (rc < 0) {
-		*why_r = sql_setting_error(t, name, "invalid %s template", name);
+	if (map_query_parse(t->cfg, fmt, query, &why) < 0) {
+		*why_r = xasprintf("%s: %s", map_query_cfg_where(t->cfg, name), why);
+		free(why);
 		return -1;
 	}
 	return 0;
@@ -221,26 +209,12 @@ static int sql_check_template(struct sql_table *t, const char *name, const char 
 
 static int sql_configure(struct sql_table *t, char **why_r)
 {
-	long limit;
-
-	if (t->be->refused != NULL) {
-		for (size_t i = 0; t->be->refused[i] != NULL; i++) {
-			const char *name = t->be->refused[i];
-
-			if (map_query_cfg_str(t->cfg, name, NULL) != NULL) {
-				*why_r = xasprintf(SQL_MSG_REFUSED, map_query_cfg_where(t->cfg, name),
-						   name, t->be->refused_why);
-				return -1;
-			}
-		}
-	}
-	if (sql_build_query(t, why_r) < 0
-	    || sql_check_template(t, "query", t->query, NULL, why_r) < 0
-	    || sql_get_nonempty(t, "result_format", "%s", why_r) == NULL
-	    || sql_check_template(t, "result_format",
-				  map_query_cfg_str(t->cfg, "result_format", "%s"), SQL_PROBE_KEY,
-				  why_r) < 0
-	    || sql_get_int(t, "expansion_limit", 0, 0, &limit, why_r) < 0)
+	if ((t->be->refused != NULL && map_query_cfg_refuse(t->cfg, t->be->refused, why_r) < 0)
+	    || sql_build_query(t, why_r) < 0
+	    || (t->result_format = sql_get_nonempty(t, "result_format", "%s", why_r)) == NULL
+	    || sql_parse_template(t, "query", t->query, true, why_r) < 0
+	    || sql_parse_template(t, "result_format", t->result_format, false, why_r) < 0
+	    || sql_get_int(t, "expansion_limit", 0, 0, &t->expansion_limit, why_r) < 0)
 		return -1;
 	t->retry_interval = SQL_RETRY_INTERVAL;
 	t->idle_interval = SQL_IDLE_INTERVAL;
@@ -452,13 +426,20 @@ static enum map_status sql_lookup(struct map_impl *mi, const char *key, char **v
 	enum map_status st = MAP_FAIL;
 	int rc;
 
-	if (!map_query_domain_ok(t->cfg, key))
+	switch (map_query_domain(t->cfg, key)) {
+	case 0:
 		return MAP_NOTFOUND;
+	case 1:
+		break;
+	default:
+		msg_warn(SQL_MSG_DOMAIN_FAIL, t->spec, key);
+		return MAP_FAIL;
+	}
 	/* Postfix suppresses the query before it asks any server. */
-	rc = map_query_expand(t->query, key, NULL, map_query_escape_none, NULL, &query);
-	if (rc <= 0) {
+	rc = map_query_expand(t->cfg, t->query, key, NULL, NULL, NULL, &query);
+	if (rc == 0) {
 		buf_free(&query);
-		return rc == 0 ? MAP_NOTFOUND : MAP_FAIL;
+		return MAP_NOTFOUND;
 	}
 	/* Each host at most twice: a connection that went stale, then a new one. */
 	for (size_t attempt = 0; attempt < 2 * t->nhosts + 1; attempt++) {
@@ -470,8 +451,8 @@ static enum map_status sql_lookup(struct map_impl *mi, const char *key, char **v
 		if (c == NULL)
 			break;
 		buf_reset(&query);
-		(void)map_query_expand(t->query, key, NULL, t->be->escape, c->handle, &query);
-		map_query_result_init(&r, t->cfg, t->spec, key);
+		(void)map_query_expand(t->cfg, t->query, key, NULL, t->be->escape, c->handle, &query);
+		map_query_result_init(&r, t->cfg, t->result_format, t->expansion_limit, key);
 		run = t->be->run(t, c->handle, buf_str(&query), &r, &err);
 		if (run == SQL_RUN_OK) {
 			bool first = !c->answered;
@@ -480,11 +461,10 @@ static enum map_status sql_lookup(struct map_impl *mi, const char *key, char **v
 			if (first)
 				sql_host_answered(t, c->host);
 			sql_pool_put(t, c);
-			st = map_query_result_done(&r, value_r) ? MAP_FOUND : MAP_NOTFOUND;
-			buf_free(&r.out);
+			st = map_query_result_done(&r, value_r) == MAP_FOUND ? MAP_FOUND : MAP_NOTFOUND;
 			break;
 		}
-		buf_free(&r.out);
+		map_query_result_free(&r);
 		if (run == SQL_RUN_FAIL) {
 			if (err != NULL)
 				msg_warn(SQL_MSG_QUERY_FAIL, t->spec, err);
@@ -525,8 +505,7 @@ static void sql_free(struct sql_table *t)
 	free(t->hosts);
 	free(t->query);
 	free(t->spec);
-	if (t->cfg != NULL)
-		map_query_cfg_free(&t->cfg);
+	map_query_cfg_free(&t->cfg);
 	pthread_cond_destroy(&t->freed);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
@@ -536,17 +515,13 @@ static struct map_impl *sql_open(const struct sql_backend *be, const char *name,
 {
 	struct sql_table *t;
 
-	/* Postfix reads "type:name" without a path from main.cf (name_hosts = ...). */
-	if (name[0] != '/' && name[0] != '.') {
-		*why_r = xasprintf(SQL_MSG_MAIN_CF, be->type);
-		return NULL;
-	}
 	t = xcalloc(1, sizeof(*t));
 	t->be = be;
 	t->spec = xasprintf("%s:%s", be->type, name);
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->freed, NULL);
-	t->cfg = map_query_cfg_open(name, why_r);
+	/* It refuses a name without a path (Postfix's obsolete main.cf form). */
+	t->cfg = map_query_cfg_open(be->type, name, why_r);
 	if (t->cfg == NULL || sql_configure(t, why_r) < 0) {
 		sql_free(t);
 		return NULL;
@@ -561,6 +536,7 @@ static void sql_close(struct map_impl *mi)
 
 /* ---- mysql ---- */
 
+/* mxgate does not do TLS to the server: ignoring these would send the password in clear. */
 static const char *const mysql_refused[] = {
 	"tls_cert_file", "tls_key_file", "tls_CAfile", "tls_CApath", "tls_ciphers",
 	"tls_verify_cert", NULL,
@@ -759,7 +735,6 @@ static const struct sql_backend mysql_backend = {
 	.type = "mysql",
 	.server = "mysql server",
 	.refused = mysql_refused,
-	.refused_why = "mxgate does not do TLS to mysql servers",
 	.configure = mysql_configure,
 	.connect = mysql_connect,
 	.disconnect = mysql_disconnect,

@@ -1,0 +1,318 @@
+"""mysql: and sqlite: tables against Postfix 3.7 (postfix-mysql, postfix-sqlite) and
+real servers started here (tests/system/dbfixture.py: a private mariadbd with a user
+that logs in with a password, an SQLite file), on Postfix Admin-like tables.
+
+* The same .cf files go to `postmap -q` and `mxgate map -q`: the same output and
+  exit code for a corpus of keys exercising %s %u %d %1 %2, the domain filter,
+  result_format, several rows and columns, expansion_limit, NULL and empty
+  values, keys that need quoting (quotes, backslashes, %), the legacy
+  select_field/table/where_field form, TCP and UNIX-socket hosts, a dead host
+  beside a live one, a wrong password.
+* Settings mxgate does not implement (tls_*) make the table fail to open, naming
+  the file and line, in `mxgate map` and in `mxgate check`.
+* The server goes away: `mxgate map -q` exits as postmap does; a running mxgate
+  answers RCPT 451 4.3.0 while the server is stopped or hung, 250 once it is
+  back, logs the outage once and the return once, and answers NOOP in another
+  session at once while a lookup waits on the hung server.
+"""
+
+import os
+import re
+import subprocess
+import threading
+import time
+import unittest
+
+import dbfixture
+import harness
+import tables
+
+DBUSER = "pfmail"
+DBPASS = "s3cr'et\\pw"      # main.cf syntax takes it as written
+
+# Keys that every mailbox/alias table is asked: found, not found, case, quoting, SQL
+# injection attempts, the empty and the odd forms.
+ADDR_KEYS = [
+    "alice@example.test", "ALICE@Example.TEST", "bob@example.test", "o'brien@example.test",
+    "back\\slash@example.test", "100%@example.test", "pct%s@example.test",
+    "quote'd@example.test", "dave@other.test", "gone@old.test", "carol@mail.example.test",
+    "list@example.test", "team@example.test", "big@example.test", "null@example.test",
+    "empty@example.test", "nodomain@example.test", "under_score@example.test",
+    "under%score@example.test", "nobody@example.test", "x@other.test", "@other.test",
+    "@example.test", "example.test", "alice", "alice@", "@", "",
+    "x' OR '1'='1", "x\\' OR 1=1 -- ", "a'b\"c\\d%e_f@example.test", "alice@example.test'",
+]
+DOMAIN_KEYS = ["example.test", "mail.example.test", "other.test", "old.test", "EXAMPLE.test",
+               "nope.test", "test", "x@example.test", "@example.test", "", "o'brien.test"]
+LABEL_KEYS = ["x@example.test", "x@mail.example.test", "y@a.mail.example.test", "x@test",
+              "x@.test", "x@example.", "example.test", "x@other.test", "@example.test", ""]
+
+
+class MariaDBCase(tables.TableCase):
+    """One mariadbd for the class, with the Postfix Admin database and a user."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.db = dbfixture.MariaDB()
+        try:
+            cls.db.start()
+            cls.dbname = dbfixture.load_postfix_admin(cls.db)
+            cls.db.add_user(DBUSER, DBPASS, cls.dbname)
+        except BaseException:
+            cls.db.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.db.cleanup()
+
+    def cf(self, name, query=None, hosts=None, extra=""):
+        """Write a mysql client configuration file; returns "mysql:PATH"."""
+        text = ("# written by test_tables_sql\n"
+                "hosts = %s\n"
+                "user = %s\n"
+                "password = %s\n"
+                "dbname = %s\n" % (hosts or "unix:" + self.db.socket, DBUSER, DBPASS,
+                                   self.dbname))
+        if query is not None:
+            text += "query = %s\n" % query
+        text += extra
+        return "mysql:" + self.tables.write(name, text)
+
+
+class MysqlAnswersTest(MariaDBCase):
+
+    def test_mailbox_query_with_quoting(self):
+        spec = self.cf("mailbox.cf", "SELECT maildir FROM mailbox WHERE username='%s' AND active = 1")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=6)
+
+    def test_alias_rows_null_empty_and_result_format(self):
+        spec = self.cf("alias.cf", "SELECT goto FROM alias WHERE address='%s' AND active = 1")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=8)
+        for fmt in ("smtp:[%s]", "%u", "%d", "%s via %S", "%U at %D", "%% %2.%1 %s"):
+            spec = self.cf("alias-fmt.cf", "SELECT goto FROM alias WHERE address='%s'",
+                           extra="result_format = %s\n" % fmt)
+            self.assert_same_answers(spec, ADDR_KEYS, min_found=4)
+
+    def test_user_and_domain_parts(self):
+        spec = self.cf("ud.cf", "SELECT maildir FROM mailbox WHERE local_part='%u' AND domain='%d'")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=5)
+        spec = self.cf("u.cf", "SELECT username FROM mailbox WHERE local_part='%u'")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=5)
+        spec = self.cf("dom.cf", "SELECT transport FROM domain WHERE domain='%s' AND active = 1")
+        self.assert_same_answers(spec, DOMAIN_KEYS, min_found=2)
+
+    def test_domain_labels(self):
+        spec = self.cf("labels.cf", "SELECT description FROM domain WHERE domain='%2.%1'")
+        self.assert_same_answers(spec, LABEL_KEYS, min_found=2)
+        spec = self.cf("labels3.cf",
+                       "SELECT description FROM domain WHERE domain='%3.%2.%1' OR domain='%d'")
+        self.assert_same_answers(spec, LABEL_KEYS, min_found=2)
+
+    def test_several_rows_and_columns(self):
+        spec = self.cf("cols.cf", "SELECT local_part, domain FROM mailbox WHERE domain='%d' "
+                                  "ORDER BY username")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=5)
+        spec = self.cf("rows.cf", "SELECT goto, address FROM alias WHERE address='%s' ORDER BY goto")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=5)
+
+    def test_expansion_limit(self):
+        for limit in ("1", "2", "3", "0"):
+            spec = self.cf("limit.cf", "SELECT goto FROM alias WHERE address='%s' ORDER BY goto",
+                           extra="expansion_limit = %s\n" % limit)
+            self.assert_same_answers(spec, ADDR_KEYS, min_found=4)
+
+    def test_domain_filter(self):
+        spec = self.cf("domfilter.cf", "SELECT goto FROM alias WHERE address='%s'",
+                       extra="domain = example.test, other.test\n")
+        self.assert_same_answers(spec, ADDR_KEYS + ["postmaster@example.test"], min_found=4)
+        dlist = self.tables.write("domains.txt", "other.test\n")
+        spec = self.cf("domfile.cf", "SELECT goto FROM alias WHERE address='%s'",
+                       extra="domain = %s\n" % dlist)
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=0)
+
+    def test_legacy_query_form(self):
+        spec = self.cf("legacy.cf", extra="select_field = goto\ntable = alias\n"
+                                          "where_field = address\n"
+                                          "additional_conditions = AND active = 1 ORDER BY goto\n")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=6)
+
+    def test_tcp_hosts_and_a_dead_host(self):
+        spec = self.cf("tcp.cf", "SELECT maildir FROM mailbox WHERE username='%s'",
+                       hosts="inet:127.0.0.1:%d" % self.db.port)
+        self.assert_same_answers(spec, ADDR_KEYS[:8], min_found=4)
+        dead = os.path.join(self.tables.path, "no-such.sock")
+        spec = self.cf("twohosts.cf", "SELECT maildir FROM mailbox WHERE username='%s'",
+                       hosts="unix:%s, 127.0.0.1:%d" % (dead, self.db.port))
+        self.assert_same_answers(spec, ADDR_KEYS[:8], min_found=4)
+
+    def test_no_server_and_bad_password_fail_as_postmap(self):
+        dead = os.path.join(self.tables.path, "no-such.sock")
+        keys = ["alice@example.test", "nobody@example.test"]
+        spec = self.cf("dead.cf", "SELECT maildir FROM mailbox WHERE username='%s'",
+                       hosts="unix:" + dead)
+        self.assert_same_answers(spec, keys, min_found=0)
+        spec = self.cf("badpw.cf", "SELECT maildir FROM mailbox WHERE username='%s'",
+                       extra="password = not-the-password\n")
+        self.assert_same_answers(spec, keys, min_found=0)
+        for key in keys:
+            self.assertEqual(tables.mxgate_q(self.tables.path, key, spec), ("", 1))
+
+    def test_sql_error_and_suppressed_queries(self):
+        spec = self.cf("syntax.cf", "SELECT maildir FROM nosuchtable WHERE username='%s'")
+        self.assert_same_answers(spec, ["alice@example.test", "alice", ""], min_found=0)
+        spec = self.cf("noresult.cf", "DO '%s'")
+        self.assert_same_answers(spec, ["alice@example.test"], min_found=0)
+        spec = self.cf("noresult-ok.cf", "DO '%s'", extra="require_result_set = no\n")
+        self.assert_same_answers(spec, ["alice@example.test"], min_found=0)
+
+
+class MysqlRefusedTest(MariaDBCase):
+    """What mxgate does not implement is refused at open with file and line."""
+
+    def mxgate(self, *args):
+        r = subprocess.run([harness.mxgate_binary()] + list(args), capture_output=True,
+                           text=True, timeout=30, env=harness.sanitizer_env())
+        self.assertEqual(harness.sanitizer_reports(r.stderr), [], r.stderr)
+        return r
+
+    def test_tls_settings_are_refused_with_file_and_line(self):
+        for name, value in (("tls_CAfile", "/etc/ssl/certs/ca-certificates.crt"),
+                            ("tls_verify_cert", "no"), ("tls_cert_file", "/x.pem")):
+            spec = self.cf("tls.cf", "SELECT maildir FROM mailbox WHERE username='%s'",
+                           extra="%s = %s\n" % (name, value))
+            path = spec.split(":", 1)[1]
+            r = self.mxgate("map", "-c", self.tables.path, "-q", "alice@example.test", spec)
+            self.assertEqual((r.stdout, r.returncode), ("", 1))
+            self.assertIn('%s, line 7: setting "%s" is not supported by mxgate' % (path, name),
+                          r.stderr)
+
+    def test_check_names_the_refused_setting(self):
+        spec = self.cf("tls.cf", "SELECT maildir FROM mailbox WHERE username='%s'",
+                       extra="tls_CApath = /etc/ssl/certs\n")
+        path = spec.split(":", 1)[1]
+        srv = harness.Server(main=dict(harness.BASE_MAIN, virtual_mailbox_domains="example.test",
+                                       virtual_mailbox_maps=spec), virtual_users=[])
+        self.addCleanup(srv.cleanup)
+        r = self.mxgate("check", "-c", srv.dir)
+        self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn('%s, line 7: setting "tls_CApath" is not supported by mxgate' % path,
+                      r.stdout + r.stderr)
+
+    def test_bad_numbers_and_templates_are_refused(self):
+        for extra, want in (("expansion_limit = many\n", "line 7: bad numerical configuration"),
+                            ("retry_interval = 0\n", 'line 7: "retry_interval" must be at least 1'),
+                            ("require_result_set = maybe\n", "line 7: bad boolean configuration"),
+                            ("result_format = %x\n", "line 7: invalid result template")):
+            spec = self.cf("bad.cf", "SELECT maildir FROM mailbox WHERE username='%s'",
+                           extra=extra)
+            r = self.mxgate("map", "-c", self.tables.path, "-q", "alice@example.test", spec)
+            self.assertEqual((r.stdout, r.returncode), ("", 1), extra)
+            self.assertIn(want, r.stderr, extra)
+        spec = self.cf("badq.cf", "SELECT maildir FROM mailbox WHERE username='%z'")
+        r = self.mxgate("map", "-c", self.tables.path, "-q", "alice@example.test", spec)
+        self.assertEqual((r.stdout, r.returncode), ("", 1))
+        self.assertIn("line 6: invalid query template", r.stderr)
+
+
+class MysqlOutageTest(MariaDBCase, harness.MxTestCase):
+    """The server goes away and comes back, seen by `mxgate map` and by SMTP clients."""
+
+    TIMEOUT = 2         # connect-timeout and read-timeout in the option file
+
+    def outage_cf(self, name, query):
+        opts = self.tables.write("my.cnf", "[client]\nconnect-timeout=%d\nread-timeout=%d\n"
+                                           "write-timeout=%d\n" % ((self.TIMEOUT,) * 3))
+        return self.cf(name, query, extra="option_file = %s\nretry_interval = 1\n" % opts)
+
+    def tearDown(self):
+        if not self.db.running():
+            self.db.start()
+        super().tearDown()
+
+    def test_map_query_with_the_server_stopped(self):
+        spec = self.outage_cf("mailbox.cf", "SELECT maildir FROM mailbox WHERE username='%s'")
+        self.assert_same_answers(spec, ["alice@example.test"])
+        self.db.stop()
+        self.assert_same_answers(spec, ["alice@example.test", "nobody@example.test"], min_found=0)
+        self.assertEqual(tables.mxgate_q(self.tables.path, "alice@example.test", spec), ("", 1))
+        self.db.start()
+        self.assert_same_answers(spec, ["alice@example.test"])
+
+    def rcpt(self, c, addr, timeout=30):
+        c.send(b"RCPT TO:<%s>\r\n" % addr.encode())
+        return c.read_reply(timeout=timeout)
+
+    def test_rcpt_while_the_server_is_down_or_hung(self):
+        domains = self.outage_cf("domains.cf", "SELECT domain FROM domain WHERE domain='%s' "
+                                               "AND active = 1")
+        mailbox = self.outage_cf("mailbox.cf", "SELECT maildir FROM mailbox WHERE "
+                                               "username='%s' AND active = 1")
+        srv = self.start_server(main=dict(harness.BASE_MAIN, virtual_mailbox_domains=domains,
+                                          virtual_mailbox_maps=mailbox),
+                                virtual_users=[])
+        outage = r"warning: connect to mysql server unix:%s: " % re.escape(self.db.socket)
+        back = r"mysql server unix:%s: connected again after \d+s" % re.escape(self.db.socket)
+        c = self.connect(srv)
+        c.expect(220)
+        c.cmd("EHLO client.example")
+        c.cmd("MAIL FROM:<sender@client.example>").code == 250 or self.fail("MAIL")
+        self.assertEqual(self.rcpt(c, "alice@example.test").text, "250 2.1.5 Ok")
+        self.assertTrue(self.rcpt(c, "nobody@example.test").text.startswith("550 5.1.1 "))
+
+        # Stopped: every RCPT is a 451 at once, and the outage is logged once.
+        self.db.stop()
+        for addr in ("alice@example.test", "bob@example.test", "alice@example.test"):
+            t0 = time.monotonic()
+            rep = self.rcpt(c, addr)
+            self.assertEqual(rep.text, "451 4.3.0 <%s>: Temporary lookup failure" % addr)
+            self.assertLess(time.monotonic() - t0, self.TIMEOUT * 3)
+        self.assertEqual(len(harness.wait_log_count(srv, outage, 1)), 1,
+                         "\n".join(srv.log_lines()[-30:]))
+
+        # Back: after retry_interval the lookups answer again; the return is logged once.
+        self.db.start()
+        time.sleep(1.2)
+        self.assertEqual(self.rcpt(c, "alice@example.test").text, "250 2.1.5 Ok")
+        self.assertEqual(self.rcpt(c, "bob@example.test").text, "250 2.1.5 Ok")
+        self.assertEqual(len(harness.wait_log_count(srv, back, 1)), 1,
+                         "\n".join(srv.log_lines()[-30:]))
+
+        # Hung (SIGSTOP): the lookup waits for the timeouts, NOOP elsewhere does not.
+        self.db.pause()
+        answer = {}
+
+        def slow_rcpt():
+            t0 = time.monotonic()
+            answer["reply"] = self.rcpt(c, "alice@example.test", timeout=60)
+            answer["secs"] = time.monotonic() - t0
+
+        th = threading.Thread(target=slow_rcpt)
+        th.start()
+        time.sleep(0.3)
+        other = self.connect(srv)
+        other.expect(220)
+        for _ in range(5):
+            t0 = time.monotonic()
+            rep = other.cmd("NOOP")
+            self.assertEqual(rep.text, "250 2.0.0 Ok")
+            self.assertLess(time.monotonic() - t0, 0.5, "NOOP waited on the hung database")
+        self.assertTrue(th.is_alive(), "the RCPT did not wait on the hung server")
+        th.join(60)
+        self.assertEqual(answer["reply"].text,
+                         "451 4.3.0 <alice@example.test>: Temporary lookup failure")
+        self.assertGreaterEqual(answer["secs"], self.TIMEOUT * 0.9)
+        self.db.resume()
+        time.sleep(1.2)
+        self.assertEqual(self.rcpt(c, "alice@example.test").text, "250 2.1.5 Ok")
+        c.cmd("QUIT")
+        other.cmd("QUIT")
+        srv.check()
+        self.assertEqual(len(harness.log_matches(srv, outage)), 2,
+                         "\n".join(srv.log_lines()[-40:]))
+        self.assertEqual(len(harness.log_matches(srv, back)), 2,
+                         "\n".join(srv.log_lines()[-40:]))
+
+
+if __name__ == "__main__":
+    unittest.main()
