@@ -32,8 +32,9 @@
 #define SQL_POOL_MAX		MAP_REMOTE_CONCURRENCY
 /* How long a lookup waits for a connection of a full pool (seconds). */
 #define SQL_POOL_WAIT		MAP_REMOTE_QUEUE_WAIT
-#define SQL_MYSQL_CONNECT_TIMEOUT	10	/* seconds */
-#define SQL_MYSQL_RW_TIMEOUT		10	/* seconds, each read and each write */
+/* mysql: connect_timeout, read_timeout, write_timeout (seconds; mxgate's settings). */
+#define SQL_MYSQL_CONNECT_TIMEOUT	10
+#define SQL_MYSQL_RW_TIMEOUT		10
 #define SQL_SQLITE_BUSY_MS	5000
 /* Postfix's defaults (dict_mysql.c: RETRY_CONN_INTV, IDLE_CONN_INTV). */
 #define SQL_RETRY_INTERVAL	60
@@ -41,6 +42,7 @@
 
 /* The messages of this module, in one place. */
 #define SQL_MSG_CONNECT_FAIL	"connect to %s %s: %s"
+#define SQL_MSG_HOST_LOST	"%s: query to %s %s failed: %s"
 #define SQL_MSG_CONNECT_AGAIN	"%s %s: connected again after %lds"
 #define SQL_MSG_QUERY_FAIL	"%s: query failed: %s"
 #define SQL_MSG_POOL_TIMEOUT	"%s: no free connection within %ds"
@@ -105,6 +107,7 @@ struct sql_table {
 	/* mysql */
 	const char *user, *password, *dbname, *option_file, *option_group;
 	bool	require_result_set;
+	long	connect_timeout, read_timeout, write_timeout;
 	/* hosts; sqlite has one, its dbpath */
 	struct sql_host_s *hosts;
 	size_t	nhosts;
@@ -261,8 +264,12 @@ static void sql_conn_close_list(struct sql_table *t, struct sql_conn *list)
 	}
 }
 
-/* h failed: dead for retry_interval.  The first failure of an outage is logged. */
-static void sql_host_failed(struct sql_table *t, struct sql_host_s *h, const char *err)
+/*
+ * h failed: dead for retry_interval.  The first failure of an outage is
+ * logged: a connect (in_query false) or a query on a connection to it.
+ */
+static void sql_host_failed(struct sql_table *t, struct sql_host_s *h, bool in_query,
+			    const char *err)
 {
 	struct sql_conn *stale;
 	time_t now = time(NULL);
@@ -277,7 +284,9 @@ static void sql_host_failed(struct sql_table *t, struct sql_host_s *h, const cha
 	h->retry_at = now + t->retry_interval;
 	stale = sql_pool_take_idle_of(t, h);
 	pthread_mutex_unlock(&t->lock);
-	if (!was_dead)
+	if (!was_dead && in_query)
+		msg_warn(SQL_MSG_HOST_LOST, t->spec, t->be->server, h->label, err);
+	else if (!was_dead)
 		msg_warn(SQL_MSG_CONNECT_FAIL, t->be->server, h->label, err);
 	sql_conn_close_list(t, stale);
 }
@@ -341,7 +350,7 @@ static struct sql_conn *sql_conn_open(struct sql_table *t)
 		void *h = t->be->connect(t, order[i], &err);
 
 		if (h == NULL) {
-			sql_host_failed(t, order[i], err);
+			sql_host_failed(t, order[i], false, err);
 			free(err);
 			continue;
 		}
@@ -419,11 +428,23 @@ static void sql_pool_drop(struct sql_table *t, struct sql_conn *c)
 
 /* ---- the lookup ---- */
 
+/* A stale connection (the server restarted) fails within this many seconds. */
+#define SQL_STALE_FAILS_WITHIN	1.0
+
+static double sql_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static enum map_status sql_lookup(struct map_impl *mi, const char *key, char **value_r)
 {
 	struct sql_table *t = (struct sql_table *)mi;
 	struct buf query = BUF_INIT;
 	enum map_status st = MAP_FAIL;
+	double t0;
 	int rc;
 
 	switch (map_query_domain(t->cfg, key)) {
@@ -453,6 +474,7 @@ static enum map_status sql_lookup(struct map_impl *mi, const char *key, char **v
 		buf_reset(&query);
 		(void)map_query_expand(t->cfg, t->query, key, NULL, t->be->escape, c->handle, &query);
 		map_query_result_init(&r, t->cfg, t->result_format, t->expansion_limit, key);
+		t0 = sql_now();
 		run = t->be->run(t, c->handle, buf_str(&query), &r, &err);
 		if (run == SQL_RUN_OK) {
 			bool first = !c->answered;
@@ -472,12 +494,17 @@ static enum map_status sql_lookup(struct map_impl *mi, const char *key, char **v
 			sql_pool_put(t, c);
 			break;
 		}
-		/* Lost: a stale connection is retried on a new one; a new one that fails is a dead host. */
-		if (!c->answered) {
+		/*
+		 * Lost.  A connection that answered before and fails at once is stale (the
+		 * server restarted): retry on a new one.  A new connection that fails, or one
+		 * that failed only after waiting (a hung server: a new one would wait again),
+		 * means the host is dead.
+		 */
+		if (!c->answered || sql_now() - t0 >= SQL_STALE_FAILS_WITHIN) {
 			struct sql_host_s *h = c->host;
 
 			sql_pool_drop(t, c);
-			sql_host_failed(t, h, err);
+			sql_host_failed(t, h, true, err);
 		} else {
 			struct sql_conn *stale;
 
@@ -610,7 +637,12 @@ static int mysql_configure(struct sql_table *t, char **why_r)
 	    || sql_get_bool(t, "require_result_set", true, &t->require_result_set, why_r) < 0
 	    || sql_get_int(t, "retry_interval", SQL_RETRY_INTERVAL, 1, &t->retry_interval,
 			   why_r) < 0
-	    || sql_get_int(t, "idle_interval", SQL_IDLE_INTERVAL, 1, &t->idle_interval, why_r) < 0)
+	    || sql_get_int(t, "idle_interval", SQL_IDLE_INTERVAL, 1, &t->idle_interval, why_r) < 0
+	    || sql_get_int(t, "connect_timeout", SQL_MYSQL_CONNECT_TIMEOUT, 1, &t->connect_timeout,
+			   why_r) < 0
+	    || sql_get_int(t, "read_timeout", SQL_MYSQL_RW_TIMEOUT, 1, &t->read_timeout, why_r) < 0
+	    || sql_get_int(t, "write_timeout", SQL_MYSQL_RW_TIMEOUT, 1, &t->write_timeout,
+			   why_r) < 0)
 		return -1;
 	copy = xstrdup(hosts);
 	cap = strlen(hosts) / 2 + 1;
@@ -631,15 +663,16 @@ static int mysql_configure(struct sql_table *t, char **why_r)
 
 static void *mysql_connect(struct sql_table *t, const struct sql_host_s *h, char **err_r)
 {
-	unsigned connect_timeout = SQL_MYSQL_CONNECT_TIMEOUT, rw_timeout = SQL_MYSQL_RW_TIMEOUT;
+	unsigned connect_timeout = (unsigned)t->connect_timeout;
+	unsigned read_timeout = (unsigned)t->read_timeout, write_timeout = (unsigned)t->write_timeout;
 	MYSQL *db = mysql_init(NULL);
 
 	if (db == NULL)
 		msg_fatal("mysql: out of memory");
-	/* Ours first: an option file read at connect may set others. */
+	/* Ours first: an option file read at connect may set connect-timeout. */
 	mysql_options(db, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
-	mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &rw_timeout);
-	mysql_options(db, MYSQL_OPT_WRITE_TIMEOUT, &rw_timeout);
+	mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &read_timeout);
+	mysql_options(db, MYSQL_OPT_WRITE_TIMEOUT, &write_timeout);
 	if (t->option_file != NULL)
 		mysql_options(db, MYSQL_READ_DEFAULT_FILE, t->option_file);
 	if (t->option_group != NULL && *t->option_group != '\0')
