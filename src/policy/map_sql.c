@@ -35,7 +35,7 @@
 /* mysql: connect_timeout, read_timeout, write_timeout (seconds; mxgate's settings). */
 #define SQL_MYSQL_CONNECT_TIMEOUT	10
 #define SQL_MYSQL_RW_TIMEOUT		10
-#define SQL_SQLITE_BUSY_MS	5000
+#define SQL_SQLITE_BUSY_MS	3000
 /* Postfix's defaults (dict_mysql.c: RETRY_CONN_INTV, IDLE_CONN_INTV). */
 #define SQL_RETRY_INTERVAL	60
 #define SQL_IDLE_INTERVAL	60

@@ -18,6 +18,7 @@ that logs in with a password, an SQLite file), on Postfix Admin-like tables.
 
 import os
 import re
+import sqlite3
 import subprocess
 import threading
 import time
@@ -316,6 +317,80 @@ class MysqlOutageTest(MariaDBCase, harness.MxTestCase):
                          "\n".join(srv.log_lines()[-40:]))
         self.assertEqual(len(harness.log_matches(srv, back)), 2,
                          "\n".join(srv.log_lines()[-40:]))
+
+
+class SqliteAnswersTest(tables.TableCase):
+    """sqlite: the same Postfix Admin rows in a file, postmap -q and mxgate map -q alike."""
+
+    def setUp(self):
+        super().setUp()
+        self.dbpath = dbfixture.sqlite_postfix_admin(self.tables.file("pfa.sqlite"))
+
+    def cf(self, name, query=None, extra="", dbpath=None):
+        text = "# written by test_tables_sql\ndbpath = %s\n" % (dbpath or self.dbpath)
+        if query is not None:
+            text += "query = %s\n" % query
+        return "sqlite:" + self.tables.write(name, text + extra)
+
+    def test_mailbox_and_alias_queries_with_quoting(self):
+        spec = self.cf("mailbox.cf", "SELECT maildir FROM mailbox WHERE username='%s' AND active = 1")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=6)
+        spec = self.cf("alias.cf", "SELECT goto FROM alias WHERE address='%s' ORDER BY goto")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=8)
+
+    def test_parts_labels_and_result_format(self):
+        spec = self.cf("ud.cf", "SELECT maildir FROM mailbox WHERE local_part='%u' AND domain='%d'")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=5)
+        spec = self.cf("labels.cf", "SELECT description FROM domain WHERE domain='%2.%1'")
+        self.assert_same_answers(spec, LABEL_KEYS, min_found=2)
+        for fmt in ("smtp:[%s]", "%u", "%d", "%U at %D", "%% %2.%1 %s"):
+            spec = self.cf("fmt.cf", "SELECT goto FROM alias WHERE address='%s' ORDER BY goto",
+                           extra="result_format = %s\n" % fmt)
+            self.assert_same_answers(spec, ADDR_KEYS, min_found=4)
+
+    def test_first_column_of_each_row_and_expansion_limit(self):
+        spec = self.cf("cols.cf", "SELECT local_part, domain FROM mailbox WHERE domain='%d' "
+                                  "ORDER BY username")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=5)
+        for limit in ("1", "2", "3"):
+            spec = self.cf("limit.cf", "SELECT goto FROM alias WHERE address='%s' ORDER BY goto",
+                           extra="expansion_limit = %s\n" % limit)
+            self.assert_same_answers(spec, ADDR_KEYS, min_found=4)
+
+    def test_domain_filter_and_legacy_form(self):
+        spec = self.cf("domfilter.cf", "SELECT goto FROM alias WHERE address='%s'",
+                       extra="domain = example.test\n")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=4)
+        spec = self.cf("legacy.cf", extra="select_field = goto\ntable = alias\n"
+                                          "where_field = address\n"
+                                          "additional_conditions = AND active = 1\n")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=6)
+
+    def test_sql_error_missing_file_and_a_locked_database(self):
+        spec = self.cf("syntax.cf", "SELECT maildir FROM nosuchtable WHERE username='%s'")
+        self.assert_same_answers(spec, ["alice@example.test", "alice"], min_found=0)
+        # mxgate opens the file read-only: a missing file is an open error (Postfix creates
+        # an empty database there and its query fails); both say nothing and exit 1.
+        missing = self.tables.file("missing.sqlite")
+        spec = self.cf("missing.cf", "SELECT maildir FROM mailbox WHERE username='%s'",
+                       dbpath=missing)
+        self.assertEqual(tables.mxgate_q(self.tables.path, "alice@example.test", spec), ("", 1))
+        self.assertFalse(os.path.exists(missing), "mxgate created the database file")
+        self.assert_same_answers(spec, ["alice@example.test"], min_found=0)
+        # A writer holds an exclusive lock: the lookup waits the busy timeout, then fails.
+        spec = self.cf("locked.cf", "SELECT maildir FROM mailbox WHERE username='%s'")
+        con = sqlite3.connect(self.dbpath, isolation_level=None)
+        try:
+            con.execute("BEGIN EXCLUSIVE")
+            t0 = time.monotonic()
+            self.assertEqual(tables.mxgate_q(self.tables.path, "alice@example.test", spec),
+                             ("", 1))
+            self.assertGreater(time.monotonic() - t0, 1.0, "no busy timeout")
+            self.assert_same_answers(spec, ["alice@example.test"], min_found=0)
+        finally:
+            con.execute("ROLLBACK")
+            con.close()
+        self.assert_same_answers(spec, ["alice@example.test"], min_found=1)
 
 
 if __name__ == "__main__":
