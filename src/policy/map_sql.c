@@ -50,7 +50,7 @@
 
 struct sql_table;
 struct sql_conn;
-struct sql_host_s;
+struct sql_host;
 
 /* What a backend says about a failed query. */
 enum sql_run {
@@ -67,7 +67,7 @@ struct sql_backend {
 	/* The type's own settings, after the common ones; 0 or -1 with *why_r. */
 	int	(*configure)(struct sql_table *t, char **why_r);
 	/* A new connection to host; NULL with *err_r (malloc'd). */
-	void   *(*connect)(struct sql_table *t, const struct sql_host_s *h, char **err_r);
+	void   *(*connect)(struct sql_table *t, const struct sql_host *h, char **err_r);
 	void	(*disconnect)(void *handle);
 	map_query_escape_fn *escape;	/* ctx: the handle */
 	/* Run query and add each value to r.  *err_r (malloc'd) on failure. */
@@ -77,7 +77,7 @@ struct sql_backend {
 
 enum sql_host_kind { SQL_HOST_UNIX, SQL_HOST_INET };
 
-struct sql_host_s {
+struct sql_host {
 	char   *label;		/* as written in "hosts" */
 	enum sql_host_kind kind;
 	char   *name;		/* socket path or host name; NULL: the default socket */
@@ -90,7 +90,7 @@ struct sql_host_s {
 
 struct sql_conn {
 	struct sql_conn *next;	/* in the idle list */
-	struct sql_host_s *host;
+	struct sql_host *host;
 	void   *handle;
 	time_t	last_used;
 	bool	answered;	/* a query succeeded on it */
@@ -109,7 +109,7 @@ struct sql_table {
 	bool	require_result_set;
 	long	connect_timeout, read_timeout, write_timeout;
 	/* hosts; sqlite has one, its dbpath */
-	struct sql_host_s *hosts;
+	struct sql_host *hosts;
 	size_t	nhosts;
 	/* the pool */
 	pthread_mutex_t lock;
@@ -233,7 +233,7 @@ static void sql_conn_close(struct sql_table *t, struct sql_conn *c)
 }
 
 /* Close the idle connections to h (under the lock; they are likely dead too). */
-static struct sql_conn *sql_pool_take_idle_of(struct sql_table *t, const struct sql_host_s *h)
+static struct sql_conn *sql_pool_take_idle_of(struct sql_table *t, const struct sql_host *h)
 {
 	struct sql_conn **pp = &t->idle, *out = NULL;
 
@@ -268,7 +268,7 @@ static void sql_conn_close_list(struct sql_table *t, struct sql_conn *list)
  * h failed: dead for retry_interval.  The first failure of an outage is
  * logged: a connect (in_query false) or a query on a connection to it.
  */
-static void sql_host_failed(struct sql_table *t, struct sql_host_s *h, bool in_query,
+static void sql_host_failed(struct sql_table *t, struct sql_host *h, bool in_query,
 			    const char *err)
 {
 	struct sql_conn *stale;
@@ -291,7 +291,7 @@ static void sql_host_failed(struct sql_table *t, struct sql_host_s *h, bool in_q
 	sql_conn_close_list(t, stale);
 }
 
-static void sql_host_answered(struct sql_table *t, struct sql_host_s *h)
+static void sql_host_answered(struct sql_table *t, struct sql_host *h)
 {
 	time_t since = 0;
 	bool was_dead;
@@ -311,7 +311,7 @@ static void sql_host_answered(struct sql_table *t, struct sql_host_s *h)
  * The hosts a new connection may go to, best first: alive (or due for a
  * retry), UNIX sockets before TCP, random among equals.  Under the lock.
  */
-static size_t sql_hosts_order(struct sql_table *t, struct sql_host_s **out, time_t now)
+static size_t sql_hosts_order(struct sql_table *t, struct sql_host **out, time_t now)
 {
 	size_t n = 0;
 
@@ -319,14 +319,14 @@ static size_t sql_hosts_order(struct sql_table *t, struct sql_host_s **out, time
 		size_t first = n;
 
 		for (size_t i = 0; i < t->nhosts; i++) {
-			struct sql_host_s *h = &t->hosts[i];
+			struct sql_host *h = &t->hosts[i];
 
 			if ((int)h->kind == kind && (!h->dead || h->retry_at <= now))
 				out[n++] = h;
 		}
 		for (size_t i = n - first; i > 1; i--) {	/* Fisher-Yates */
 			size_t j = arc4random_uniform((uint32_t)i);
-			struct sql_host_s *tmp = out[first + i - 1];
+			struct sql_host *tmp = out[first + i - 1];
 
 			out[first + i - 1] = out[first + j];
 			out[first + j] = tmp;
@@ -338,7 +338,7 @@ static size_t sql_hosts_order(struct sql_table *t, struct sql_host_s **out, time
 /* A new connection, to the first host that takes it; NULL when none does. */
 static struct sql_conn *sql_conn_open(struct sql_table *t)
 {
-	struct sql_host_s **order = xcalloc(t->nhosts, sizeof(*order));
+	struct sql_host **order = xcalloc(t->nhosts, sizeof(*order));
 	struct sql_conn *c = NULL;
 	size_t n;
 
@@ -501,7 +501,7 @@ static enum map_status sql_lookup(struct map_impl *mi, const char *key, char **v
 		 * means the host is dead.
 		 */
 		if (!c->answered || sql_now() - t0 >= SQL_STALE_FAILS_WITHIN) {
-			struct sql_host_s *h = c->host;
+			struct sql_host *h = c->host;
 
 			sql_pool_drop(t, c);
 			sql_host_failed(t, h, true, err);
@@ -579,7 +579,7 @@ static void mysql_library_start(void)
 }
 
 /* "unix:/path", "inet:host:port", "host:port", "host" (Postfix's host_init()). */
-static int mysql_host_parse(struct sql_table *t, struct sql_host_s *h, const char *spec,
+static int mysql_host_parse(struct sql_table *t, struct sql_host *h, const char *spec,
 			    char **why_r)
 {
 	const char *d = spec;
@@ -661,7 +661,7 @@ static int mysql_configure(struct sql_table *t, char **why_r)
 	return 0;
 }
 
-static void *mysql_connect(struct sql_table *t, const struct sql_host_s *h, char **err_r)
+static void *mysql_connect(struct sql_table *t, const struct sql_host *h, char **err_r)
 {
 	unsigned connect_timeout = (unsigned)t->connect_timeout;
 	unsigned read_timeout = (unsigned)t->read_timeout, write_timeout = (unsigned)t->write_timeout;
@@ -821,7 +821,7 @@ static int sqlite_configure(struct sql_table *t, char **why_r)
 	return 0;
 }
 
-static void *sqlite_connect(struct sql_table *t, const struct sql_host_s *h, char **err_r)
+static void *sqlite_connect(struct sql_table *t, const struct sql_host *h, char **err_r)
 {
 	sqlite3 *db = NULL;
 	int rc;
@@ -875,19 +875,13 @@ static enum sql_run sqlite_run(struct sql_table *t, void *handle, const char *qu
 	return st;
 }
 
-static void sqlite_escape(void *ctx, const char *s, size_t len, struct buf *out)
-{
-	(void)ctx;
-	map_query_escape_sql(NULL, s, len, out);
-}
-
 static const struct sql_backend sqlite_backend = {
 	.type = "sqlite",
 	.server = "sqlite database",
 	.configure = sqlite_configure,
 	.connect = sqlite_connect,
 	.disconnect = sqlite_disconnect,
-	.escape = sqlite_escape,
+	.escape = map_query_escape_sql,	/* sqlite3_mprintf("%q") as Postfix quotes */
 	.run = sqlite_run,
 };
 

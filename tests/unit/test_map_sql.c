@@ -65,6 +65,16 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static struct map *open_ok(const char *spec)
+{
+	char *err = NULL;
+	struct map *m = map_open(spec, &err);
+
+	if (m == NULL)
+		fail_msg("open %s: %s", spec, err);
+	return m;
+}
+
 /* ---- the log, read back from a maillog_file ---- */
 
 static char log_path[PATH_MAX];
@@ -183,7 +193,7 @@ static void *dead_worker(void *p)
 
 static void test_mysql_dead_host(void **state)
 {
-	char *sock = tpath("no-server.sock"), *text, *spec, *err = NULL, *label;
+	char *sock = tpath("no-server.sock"), *text, *spec, *label;
 	struct dead_arg args[DEAD_THREADS];
 	pthread_t th[DEAD_THREADS];
 	struct map *m;
@@ -194,9 +204,7 @@ static void test_mysql_dead_host(void **state)
 			 "query = SELECT maildir FROM mailbox WHERE local_part='%%u' AND domain='%%d'\n"
 			 "domain = example.test\n", sock);
 	spec = write_cf("mysql", "dead.cf", text);
-	m = map_open(spec, &err);
-	if (m == NULL)
-		fail_msg("open: %s", err);
+	m = open_ok(spec);
 	log_start();
 	for (int i = 0; i < DEAD_THREADS; i++) {
 		args[i] = (struct dead_arg){ .m = m };
@@ -228,7 +236,7 @@ static void test_mysql_dead_host(void **state)
 /* A socket that accepts and hangs up: the host is tried again after retry_interval. */
 static void test_mysql_retry_interval(void **state)
 {
-	char *sock = tpath("hangup.sock"), *text, *spec, *err = NULL, *label;
+	char *sock = tpath("hangup.sock"), *text, *spec, *label;
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int lfd, accepted = 0, c;
 	struct map *m;
@@ -242,9 +250,7 @@ static void test_mysql_retry_interval(void **state)
 	text = xasprintf("hosts = unix:%s\ndbname = d\nquery = SELECT 1 WHERE '%%s'\n"
 			 "retry_interval = 1\nconnect_timeout = 2\n", sock);
 	spec = write_cf("mysql", "retry.cf", text);
-	m = map_open(spec, &err);
-	if (m == NULL)
-		fail_msg("open: %s", err);
+	m = open_ok(spec);
 	log_start();
 	/* The client waits for the server's greeting: hang up on it from here. */
 	for (int round = 0; round < 2; round++) {
@@ -312,7 +318,7 @@ static void *sq_worker(void *p)
 
 static void test_sqlite_threads(void **state)
 {
-	char *db = tpath("threads.sqlite"), *text, *spec, *err = NULL;
+	char *db = tpath("threads.sqlite"), *text, *spec;
 	struct sq_arg args[SQ_THREADS];
 	pthread_t th[SQ_THREADS];
 	struct buf sql = BUF_INIT;
@@ -335,9 +341,7 @@ static void test_sqlite_threads(void **state)
 			 "query = SELECT maildir FROM mailbox WHERE username='%%s'"
 			 " UNION ALL SELECT goto FROM alias WHERE address='%%s'\n", db);
 	spec = write_cf("sqlite", "threads.cf", text);
-	m = map_open(spec, &err);
-	if (m == NULL)
-		fail_msg("open: %s", err);
+	m = open_ok(spec);
 	for (int i = 0; i < SQ_THREADS; i++) {
 		args[i] = (struct sq_arg){ .m = m, .seed = i };
 		assert_int_equal(pthread_create(&th[i], NULL, sq_worker, &args[i]), 0);
