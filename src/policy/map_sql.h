@@ -15,36 +15,48 @@
  *   row.  An empty result is "not found".
  *
  * sqlite:  dbpath, opened read-only (SQLITE_OPEN_READONLY) at open, so a
- *   missing or unreadable file is an open error; a writer holding the lock
- *   is waited for SQL_SQLITE_BUSY_MS, then the lookup fails (MAP_FAIL).
+ *   missing or unreadable file is an open error and is never created (as
+ *   Postfix's sqlite3_open() would).  A pool of up to MAP_REMOTE_CONCURRENCY
+ *   connections serves the threads; a writer holding the lock is waited
+ *   for 3 s (the busy timeout), then the lookup fails (MAP_FAIL).
  *
  * mysql (MAPT_REMOTE):  hosts (host, host:port, inet:host[:port],
  *   unix:/path; "localhost" is the default socket; default "localhost"),
  *   user, password, dbname, option_file, option_group (default "client"),
- *   require_result_set (default yes), and from later Postfix versions
+ *   require_result_set (default yes); from later Postfix versions
  *   retry_interval and idle_interval (default 60 s each; Postfix 3.7 has
- *   them fixed at 60).  Nothing connects at open.  A lookup takes an idle
- *   connection of the table's pool, or opens one while fewer than
- *   SQL_POOL_MAX are open, or waits for one up to SQL_POOL_WAIT seconds;
- *   a new connection goes to a host that is not marked dead, UNIX sockets
- *   first and in random order among equals.  A host whose connection fails
- *   is dead for retry_interval seconds: lookups then go to the other hosts,
- *   and with none left fail at once (MAP_FAIL) without waiting on it.  The
- *   outage is logged once, when the host goes dead ("connect to mysql
- *   server H: error"), and its return once ("mysql server H: connected
- *   again"); retries in between that fail are not logged again.  A query
- *   that fails on a connection that had answered before (a server restart)
- *   is retried once on a new connection before the host counts as dead.
- *   Timeouts: SQL_MYSQL_CONNECT_TIMEOUT, SQL_MYSQL_RW_TIMEOUT for each read
- *   and write (MYSQL_OPT_*_TIMEOUT); an option_file may set others
- *   (connect-timeout, read-timeout, write-timeout in its group).  A
- *   connection idle for idle_interval is closed and opened anew before use.
- *   An SQL error (bad query) fails that lookup and leaves the host alive.
+ *   them fixed at 60); and mxgate's own connect_timeout, read_timeout and
+ *   write_timeout (seconds, default 10 each: MYSQL_OPT_*_TIMEOUT; Postfix
+ *   ignores them and has none; an option_file's connect-timeout overrides
+ *   connect_timeout).  Nothing connects at open.
+ *   A lookup takes an idle connection of the table's pool, or opens one
+ *   while fewer than MAP_REMOTE_CONCURRENCY are open, or waits for one up
+ *   to MAP_REMOTE_QUEUE_WAIT seconds.  A new connection goes to a host that
+ *   is not marked dead, UNIX sockets first, in random order among equals.
+ *   A host that refuses a connection, or whose connection fails a query
+ *   after waiting (a hung server), is dead for retry_interval seconds:
+ *   lookups then go to the other hosts, and with none left fail at once
+ *   (MAP_FAIL) without waiting on it.  A query that fails at once on a
+ *   connection that had answered before (the server restarted) is tried
+ *   again on a new connection.  An outage is logged once, when the host
+ *   goes dead ("connect to mysql server H: ..." or "mysql:PATH: query to
+ *   mysql server H failed: ..."), and its end once ("mysql server H:
+ *   connected again after Ns"); failed retries in between are not logged
+ *   (maps.c logs each failed lookup).  A connection idle for idle_interval
+ *   is closed and opened anew before use.  An SQL error (a bad query) fails
+ *   that lookup, is logged, and leaves the host alive.
  *
  * Refused at open, naming the file and line: a tls_* setting (mxgate does
  * not do TLS to the server, and ignoring it would send the password in
- * clear), "mysql:name" without a path (Postfix's obsolete main.cf form), a
- * number, boolean or template that is not valid, an empty dbname or dbpath.
+ * clear), "mysql:name" without a path (Postfix's obsolete main.cf form, by
+ * map_query), a number, boolean, port or template that is not valid, an
+ * empty or missing dbname or dbpath, a query that is neither "query" nor
+ * the complete legacy form.
+ *
+ * Known differences from Postfix 3.7: mysql read/write timeouts (Postfix
+ * waits as long as the client library does, which is forever); the dead
+ * time is retry_interval, not a fixed 60 s; a missing sqlite file fails at
+ * open, where Postfix creates an empty database and fails each query.
  *
  * Threads: lookups run on any number of threads at once; each connection
  * is used by one lookup at a time, and the pool and host states are under
