@@ -52,6 +52,16 @@ struct sql_table;
 struct sql_conn;
 struct sql_host;
 
+/* Seconds on the monotonic clock: every time in this module (a wall clock step must
+ * neither revive a dead host early nor keep it dead). */
+static double sql_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /* What a backend says about a failed query. */
 enum sql_run {
 	SQL_RUN_OK,
@@ -84,15 +94,15 @@ struct sql_host {
 	unsigned port;		/* 0: the default */
 	/* Under the table's lock: */
 	bool	dead;
-	time_t	dead_since;
-	time_t	retry_at;	/* when dead: no new connection before this */
+	double	dead_since;
+	double	retry_at;	/* when dead: no new connection before this */
 };
 
 struct sql_conn {
 	struct sql_conn *next;	/* in the idle list */
 	struct sql_host *host;
 	void   *handle;
-	time_t	last_used;
+	double	last_used;
 	bool	answered;	/* a query succeeded on it */
 };
 
@@ -272,7 +282,7 @@ static void sql_host_failed(struct sql_table *t, struct sql_host *h, bool in_que
 			    const char *err)
 {
 	struct sql_conn *stale;
-	time_t now = time(NULL);
+	double now = sql_now();
 	bool was_dead;
 
 	pthread_mutex_lock(&t->lock);
@@ -281,7 +291,7 @@ static void sql_host_failed(struct sql_table *t, struct sql_host *h, bool in_que
 		h->dead = true;
 		h->dead_since = now;
 	}
-	h->retry_at = now + t->retry_interval;
+	h->retry_at = now + (double)t->retry_interval;
 	stale = sql_pool_take_idle_of(t, h);
 	pthread_mutex_unlock(&t->lock);
 	if (!was_dead && in_query)
@@ -293,7 +303,7 @@ static void sql_host_failed(struct sql_table *t, struct sql_host *h, bool in_que
 
 static void sql_host_answered(struct sql_table *t, struct sql_host *h)
 {
-	time_t since = 0;
+	double since = 0;
 	bool was_dead;
 
 	pthread_mutex_lock(&t->lock);
@@ -304,14 +314,14 @@ static void sql_host_answered(struct sql_table *t, struct sql_host *h)
 	}
 	pthread_mutex_unlock(&t->lock);
 	if (was_dead)
-		msg_info(SQL_MSG_CONNECT_AGAIN, t->be->server, h->label, (long)(time(NULL) - since));
+		msg_info(SQL_MSG_CONNECT_AGAIN, t->be->server, h->label, (long)(sql_now() - since));
 }
 
 /*
  * The hosts a new connection may go to, best first: alive (or due for a
  * retry), UNIX sockets before TCP, random among equals.  Under the lock.
  */
-static size_t sql_hosts_order(struct sql_table *t, struct sql_host **out, time_t now)
+static size_t sql_hosts_order(struct sql_table *t, struct sql_host **out, double now)
 {
 	size_t n = 0;
 
@@ -343,7 +353,7 @@ static struct sql_conn *sql_conn_open(struct sql_table *t)
 	size_t n;
 
 	pthread_mutex_lock(&t->lock);
-	n = sql_hosts_order(t, order, time(NULL));
+	n = sql_hosts_order(t, order, sql_now());
 	pthread_mutex_unlock(&t->lock);
 	for (size_t i = 0; i < n && c == NULL; i++) {
 		char *err = NULL;
@@ -375,7 +385,7 @@ static struct sql_conn *sql_pool_get(struct sql_table *t)
 		if ((c = t->idle) != NULL) {
 			t->idle = c->next;
 			c->next = NULL;
-			if (time(NULL) - c->last_used < t->idle_interval) {
+			if (sql_now() - c->last_used < (double)t->idle_interval) {
 				pthread_mutex_unlock(&t->lock);
 				return c;
 			}
@@ -409,7 +419,7 @@ static struct sql_conn *sql_pool_get(struct sql_table *t)
 
 static void sql_pool_put(struct sql_table *t, struct sql_conn *c)
 {
-	c->last_used = time(NULL);
+	c->last_used = sql_now();
 	pthread_mutex_lock(&t->lock);
 	c->next = t->idle;
 	t->idle = c;
@@ -430,14 +440,6 @@ static void sql_pool_drop(struct sql_table *t, struct sql_conn *c)
 
 /* A stale connection (the server restarted) fails within this many seconds. */
 #define SQL_STALE_FAILS_WITHIN	1.0
-
-static double sql_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static enum map_status sql_lookup(struct map_impl *mi, const char *key, char **value_r)
 {
@@ -812,7 +814,7 @@ static int sqlite_configure(struct sql_table *t, char **why_r)
 	}
 	c->host = &t->hosts[0];
 	c->answered = true;
-	c->last_used = time(NULL);
+	c->last_used = sql_now();
 	t->idle = c;
 	t->nopen = 1;
 	/* A file has no idle timeout and no dead time worth waiting for. */

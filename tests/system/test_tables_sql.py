@@ -170,6 +170,35 @@ class MysqlAnswersTest(MariaDBCase):
         self.assert_same_answers(spec, ["alice@example.test"], min_found=0)
 
 
+class MysqlPoolTest(MariaDBCase):
+    """Lookups share the table's connections; one idle for idle_interval is opened anew."""
+
+    def connections(self):
+        """The server's count of connections so far (the one that asks included)."""
+        return int(self.db.sql("SHOW GLOBAL STATUS LIKE 'Connections'").split()[1])
+
+    def test_connection_reused_and_reopened_after_idle_interval(self):
+        spec = self.cf("pool.cf", "SELECT maildir FROM mailbox WHERE username='%s'",
+                       extra="idle_interval = 1\n")
+        keys = ["alice@example.test", "bob@example.test", "nobody@example.test"] * 10
+        before = self.connections()
+        p = subprocess.Popen([harness.mxgate_binary(), "map", "-c", self.tables.path, "-q", "-",
+                              spec], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=harness.sanitizer_env())
+        p.stdin.write("".join(k + "\n" for k in keys))
+        p.stdin.flush()
+        time.sleep(2.5)         # past idle_interval: the next lookup connects again
+        p.stdin.write("alice@example.test\n")
+        out, err = p.communicate(timeout=30)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(harness.sanitizer_reports(err), [], err)
+        self.assertEqual(out.count("alice@example.test\texample.test/alice/\n"), 11, out)
+        self.assertEqual(out.count("bob@example.test\texample.test/bob/\n"), 10, out)
+        self.assertNotIn("nobody", out)
+        # mxgate's two, and the one that asks now
+        self.assertEqual(self.connections() - before, 2 + 1)
+
+
 class MysqlRefusedTest(MariaDBCase):
     """What mxgate does not implement is refused at open with file and line."""
 
