@@ -912,6 +912,18 @@ enum map_status maplist_lookup_partial(const struct maplist *l, const char *key,
 	return maplist_find(l, key, true, value_r, found_in_r);
 }
 
+int map_probe(const struct map *m, char **why_r)
+{
+	char *why = NULL;
+
+	*why_r = NULL;
+	if (m->type != MAP_TYPE_OTHER || m->ext->probe == NULL || m->ext->probe(m->impl, &why) == 0)
+		return 0;
+	*why_r = xasprintf("%s: %s", m->spec, why != NULL ? why : "no answer");
+	free(why);
+	return -1;
+}
+
 bool maplist_has_remote(const struct maplist *l)
 {
 	for (size_t i = 0; l && i < l->n; i++)

@@ -283,6 +283,37 @@ bool recipient_policy_remote(const struct recipient_policy *p)
 	return p->remote;
 }
 
+size_t recipient_policy_probe(const struct recipient_policy *p, recipient_problem_fn *report,
+			      void *ctx)
+{
+	const struct {
+		const char *param;
+		const struct maplist *l;
+	} lists[] = {
+		{ "mydestination", matchlist_maps(p->mydestination) },
+		{ "virtual_mailbox_domains", matchlist_maps(p->virtual_domains) },
+		{ "local_recipient_maps", p->local_maps },
+		{ "virtual_mailbox_maps", p->virtual_maps },
+		{ "virtual_uid_maps", p->uid_maps },
+		{ "virtual_gid_maps", p->gid_maps },
+	};
+	size_t bad = 0;
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		for (size_t k = 0; k < maplist_count(lists[i].l); k++) {
+			const struct map *m = maplist_get(lists[i].l, k);
+			char *why;
+
+			if (map_probe(m, &why) < 0) {
+				report(ctx, lists[i].param, map_spec(m), why);
+				free(why);
+				bad++;
+			}
+		}
+	}
+	return bad;
+}
+
 const char *recipient_policy_changed(const struct recipient_policy *p)
 {
 	const struct maplist *lists[] = {
