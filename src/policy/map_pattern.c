@@ -426,8 +426,15 @@ static bool pat_get_re(struct map_impl *t, int lineno, char **pp, struct pat_re 
 	re->text = p;
 	while (*p) {
 		if (*p == '\\') {
-			if (p[1] == '\0')
+			/*
+			 * A backslash at the very end: Postfix's pcre reads past
+			 * it and finds no delimiter; its regexp stops on it and
+			 * takes it for the delimiter (/a\ is /a/).
+			 */
+			if (p[1] == '\0') {
+				p += !k->regexp;
 				break;
+			}
 			p++;
 		} else if (*p == delim) {
 			break;
