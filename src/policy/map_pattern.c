@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <pcre2.h>
 #include <regex.h>
@@ -100,6 +101,27 @@ static int pat_atoi(const char *s)
 	return (int)(int32_t)(uint32_t)(unsigned long)v;
 }
 
+/*
+ * A warning as Postfix's msg_warn() leaves it: every byte that is not
+ * printable becomes '?' (valid UTF-8 stays, smtputf8_enable being yes), so a
+ * control byte from a table or a key never reaches the log as such.
+ */
+static void pat_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void pat_warn(const char *fmt, ...)
+{
+	struct buf raw = BUF_INIT, out = BUF_INIT;
+	va_list ap;
+
+	va_start(ap, fmt);
+	buf_vprintf(&raw, fmt, ap);
+	va_end(ap);
+	log_printable(&out, raw.data, raw.len, 1);
+	msg_warn("%s", buf_str(&out));
+	buf_free(&raw);
+	buf_free(&out);
+}
+
 /* ---- logical lines (Postfix readllines()) ---- */
 
 struct map_lines {
@@ -129,10 +151,8 @@ static void map_lines_flush(struct map_lines *ml)
 		return;
 	if (ml->bad_start) {
 		/* Postfix shows the first 30 bytes of what it drops. */
-		char *e = log_escape_dup(buf_str(&ml->logical), 30);
-
-		msg_warn("%s: logical line must not start with whitespace: \"%s\"", ml->path, e);
-		free(e);
+		pat_warn("%s: logical line must not start with whitespace: \"%.30s%s\"", ml->path,
+			 ml->logical.data, ml->logical.len > 30 ? "..." : "");
 	} else {
 		ml->fn(ml->ctx, ml->logical.data, ml->first);
 	}
@@ -240,10 +260,7 @@ static int pat_mac_parse(const char *s, pat_mac_fn *fn, void *ctx)
 			vp++;
 			for (ep = vp; level > 0; ep++) {
 				if (*ep == '\0') {
-					char *e = log_escape_dup(s, 200);
-
-					msg_warn("truncated macro reference: \"%s\"", e);
-					free(e);
+					pat_warn("truncated macro reference: \"%s\"", s);
 					status |= PAT_MAC_ERROR;
 					break;
 				}
@@ -265,10 +282,7 @@ static int pat_mac_parse(const char *s, pat_mac_fn *fn, void *ctx)
 			vp = ep;
 		}
 		if (b.len == 0) {
-			char *e = log_escape_dup(s, 200);
-
-			msg_warn("empty macro name: \"%s\"", e);
-			free(e);
+			pat_warn("empty macro name: \"%s\"", s);
 			status |= PAT_MAC_ERROR;
 			break;
 		}
@@ -419,7 +433,7 @@ static bool pat_get_re(struct map_impl *t, int lineno, char **pp, struct pat_re 
 			break;
 	}
 	if (*p == '\0') {
-		msg_warn("%s %s, line %d: no regexp: skipping this rule", k->label, t->name, lineno);
+		pat_warn("%s %s, line %d: no regexp: skipping this rule", k->label, t->name, lineno);
 		return false;
 	}
 	delim = *p++;
@@ -442,7 +456,7 @@ static bool pat_get_re(struct map_impl *t, int lineno, char **pp, struct pat_re 
 		p++;
 	}
 	if (*p == '\0') {
-		msg_warn("%s %s, line %d: no closing regexp delimiter \"%c\": %s this rule",
+		pat_warn("%s %s, line %d: no closing regexp delimiter \"%c\": %s this rule",
 			 k->label, t->name, lineno, delim, k->no_delim_tail);
 		return false;
 	}
@@ -471,7 +485,7 @@ static bool pat_get_re(struct map_impl *t, int lineno, char **pp, struct pat_re 
 			case 'U': re->options ^= PCRE2_UNGREEDY; break;
 			case 'X':
 				/* PCRE2 has no PCRE_EXTRA; Postfix built with PCRE2 says so. */
-				msg_warn("%s %s, line %d: ignoring obsolete regexp option \"%c\"",
+				pat_warn("%s %s, line %d: ignoring obsolete regexp option \"%c\"",
 					 k->label, t->name, lineno, *p);
 				break;
 			default: goto unknown;
@@ -481,7 +495,7 @@ static bool pat_get_re(struct map_impl *t, int lineno, char **pp, struct pat_re 
 	*pp = p;
 	return true;
 unknown:
-	msg_warn("%s %s, line %d: unknown regexp option \"%c\": skipping this rule",
+	pat_warn("%s %s, line %d: unknown regexp option \"%c\": skipping this rule",
 		 k->label, t->name, lineno, *p);
 	return false;
 }
@@ -495,7 +509,7 @@ static regex_t *pat_regcomp(struct map_impl *t, int lineno, const struct pat_re 
 		char msg[PAT_ERRBUF];
 
 		regerror(err, rx, msg, sizeof(msg));
-		msg_warn("%s %s, line %d: %s", t->kind->label, t->name, lineno, msg);
+		pat_warn("%s %s, line %d: %s", t->kind->label, t->name, lineno, msg);
 		free(rx);
 		return NULL;
 	}
@@ -521,7 +535,7 @@ static pcre2_code *pat_pcrecomp(struct map_impl *t, int lineno, const struct pat
 		char msg[PAT_ERRBUF];
 
 		pat_pcre_error(err, msg, sizeof(msg));
-		msg_warn("%s %s, line %d: error in regex at offset %lu: %s", t->kind->label,
+		pat_warn("%s %s, line %d: error in regex at offset %lu: %s", t->kind->label,
 			 t->name, lineno, (unsigned long)off, msg);
 		return NULL;
 	}
@@ -557,17 +571,14 @@ static int pat_prescan_fn(int type, const char *text, void *ctx)
 		free(ps->literal);
 		ps->literal = NULL;
 		if (!pat_alldig(text)) {
-			char *e = log_escape_dup(text, 100);
-
-			msg_warn("%s %s, line %d: non-numeric replacement index \"%s\"",
-				 ps->t->kind->label, ps->t->name, ps->lineno, e);
-			free(e);
+			pat_warn("%s %s, line %d: non-numeric replacement index \"%s\"",
+				 ps->t->kind->label, ps->t->name, ps->lineno, text);
 			return PAT_MAC_ERROR;
 		}
 		/* As Postfix: size_t n = atoi(text), so a wrapped negative is huge. */
 		n = (size_t)(long)pat_atoi(text);
 		if (n < 1) {
-			msg_warn("%s %s, line %d: %s replacement index \"%s\"", ps->t->kind->label,
+			pat_warn("%s %s, line %d: %s replacement index \"%s\"", ps->t->kind->label,
 				 ps->t->name, ps->lineno, ps->t->kind->below_one, text);
 			return PAT_MAC_ERROR;
 		}
@@ -583,7 +594,7 @@ static int pat_prescan_fn(int type, const char *text, void *ctx)
 /* The warning for a result that refers to a group the pattern lacks. */
 static void pat_warn_out_of_range(struct map_impl *t, int lineno, size_t max_sub)
 {
-	msg_warn("%s %s, line %d: out of range replacement index \"%d\": skipping this rule",
+	pat_warn("%s %s, line %d: out of range replacement index \"%d\": skipping this rule",
 		 t->kind->label, t->name, lineno, (int)max_sub);
 }
 
@@ -604,15 +615,15 @@ static void pat_re_match_line(struct map_impl *t, char *p, int lineno)
 	while (*p && pat_space((unsigned char)*p))
 		p++;
 	if (*p == '\0')
-		msg_warn("%s %s, line %d: no replacement text: using empty string", k->label,
+		pat_warn("%s %s, line %d: no replacement text: using empty string", k->label,
 			 t->name, lineno);
 	if (pat_mac_parse(p, pat_prescan_fn, &ps) & PAT_MAC_ERROR) {
-		msg_warn("%s %s, line %d: bad replacement syntax: skipping this rule", k->label,
+		pat_warn("%s %s, line %d: bad replacement syntax: skipping this rule", k->label,
 			 t->name, lineno);
 		goto skip;
 	}
 	if (ps.max_sub > 0 && !first.match) {
-		msg_warn("%s %s, line %d: $number found in negative match replacement text: "
+		pat_warn("%s %s, line %d: $number found in negative match replacement text: "
 			 "skipping this rule", k->label, t->name, lineno);
 		goto skip;
 	}
@@ -671,13 +682,10 @@ static void pat_re_if_line(struct map_impl *t, char *p, int lineno)
 	while (*p && pat_space((unsigned char)*p))
 		p++;
 	if (*p) {
-		char *e = log_escape_dup(p, 200);
-
-		msg_warn("%s %s, line %d: ignoring extra text after IF statement: \"%s\"",
-			 k->label, t->name, lineno, e);
-		msg_warn("%s %s, line %d: do not prepend whitespace to statements between IF and ENDIF",
+		pat_warn("%s %s, line %d: ignoring extra text after IF statement: \"%s\"",
+			 k->label, t->name, lineno, p);
+		pat_warn("%s %s, line %d: do not prepend whitespace to statements between IF and ENDIF",
 			 k->label, t->name, lineno);
-		free(e);
 	}
 	if (k->regexp ? (rx = pat_regcomp(t, lineno, &re, REG_NOSUB)) == NULL
 		      : (code = pat_pcrecomp(t, lineno, &re)) == NULL)
@@ -710,19 +718,19 @@ static void pat_re_parse_line(struct map_impl *t, char *line, int lineno)
 		pat_re_if_line(t, p + 2, lineno);
 	} else if (pat_keyword(p, "ENDIF")) {
 		if (t->depth == 0) {
-			msg_warn("%s %s, line %d: ignoring ENDIF without matching IF", k->label,
+			pat_warn("%s %s, line %d: ignoring ENDIF without matching IF", k->label,
 				 t->name, lineno);
 			return;
 		}
 		for (p += 5; *p && pat_space((unsigned char)*p); p++)
 			;
 		if (*p)
-			msg_warn("%s %s, line %d: ignoring extra text after ENDIF", k->label,
+			pat_warn("%s %s, line %d: ignoring extra text after ENDIF", k->label,
 				 t->name, lineno);
 		pat_rule_add(t, PAT_OP_ENDIF, lineno);
 		pat_pop_if(t);
 	} else {
-		msg_warn("%s %s, line %d: ignoring unrecognized request", k->label, t->name, lineno);
+		pat_warn("%s %s, line %d: ignoring unrecognized request", k->label, t->name, lineno);
 	}
 }
 
@@ -883,10 +891,7 @@ static void pat_cidr_parse_line(struct map_impl *t, char *line, int lineno)
 	char *why = pat_cidr_rule(t, line, lineno);
 
 	if (why != NULL) {
-		char *e = log_escape_dup(why, 300);
-
-		msg_warn("cidr map %s, line %d: %s: skipping this rule", t->name, lineno, e);
-		free(e);
+		pat_warn("cidr map %s, line %d: %s: skipping this rule", t->name, lineno, why);
 		free(why);
 	}
 }
@@ -943,7 +948,7 @@ static struct map_impl *pat_new(const struct pat_kind *kind, const char *name)
 static void pat_finish(struct map_impl *t)
 {
 	while (t->depth > 0)
-		msg_warn("%s %s, line %d: IF has no matching ENDIF", t->kind->label, t->name,
+		pat_warn("%s %s, line %d: IF has no matching ENDIF", t->kind->label, t->name,
 			 t->rules[t->stack[--t->depth]].lineno);
 	free(t->stack);
 	t->stack = NULL;
@@ -1147,7 +1152,7 @@ static bool pat_eval(struct pat_lookup *lk, const struct pat_rule *r)
 			char msg[PAT_ERRBUF];
 
 			regerror(err, r->re, msg, sizeof(msg));
-			msg_warn("regexp map %s, line %d: %s", t->name, r->lineno, msg);
+			pat_warn("regexp map %s, line %d: %s", t->name, r->lineno, msg);
 		}
 		return false;
 	}
@@ -1163,7 +1168,7 @@ static bool pat_eval(struct pat_lookup *lk, const struct pat_rule *r)
 			char msg[PAT_ERRBUF];
 
 			pat_pcre_error(rc, msg, sizeof(msg));
-			msg_warn("pcre map %s, line %d: %s", t->name, r->lineno, msg);
+			pat_warn("pcre map %s, line %d: %s", t->name, r->lineno, msg);
 		}
 		return false;
 	}
@@ -1185,7 +1190,7 @@ static bool pat_eval2(struct pat_lookup *lk, const struct pat_rule *r)
 		char msg[PAT_ERRBUF];
 
 		regerror(err, r->re2, msg, sizeof(msg));
-		msg_warn("regexp map %s, line %d: %s", lk->t->name, r->lineno, msg);
+		pat_warn("regexp map %s, line %d: %s", lk->t->name, r->lineno, msg);
 	}
 	return false;
 }
