@@ -6,7 +6,7 @@ pcre_table(5); and for broken tables both say the same warnings (file and line
 included) with the program name taken off, and answer alike from what is left.
 """
 
-import os
+import random
 import time
 import unittest
 
@@ -156,6 +156,63 @@ def _program_lines(err, program):
     prefix = program + ": "
     return [line[len(prefix):] for line in err.splitlines()
             if line.startswith(prefix) and not line[len(prefix):].startswith(POSTMAP_OWN)]
+
+
+class RandomTables:
+    """Seeded random tables of one type, built from the pieces that matter to the
+    parser (delimiters, flags, negations, IF/ENDIF, $ forms, masks, brackets,
+    comments, continuations): the same tables on every run."""
+
+    ATOMS = ["a", "b", "(a)", "(b|c)", "x*", "[ab]", "\\.", ".", "^", "$", "(a+)", "\\/",
+             "\\w", "{2}", "\\", "(?i)", "(", ")", "|", "?", "+", " "]
+    RESULTS = ["r", "$1", "$2", "${1}", "$(1)", "$$", "$", "${", "$x", "$0", "$99", " ", "v"]
+    ADDRS = ["1.2.3.4", "1.2.3.0", "10.0.0.0", "0.0.0.0", "::", "::1", "2001:db8::",
+             "::ffff:1.2.3.4", "1.2.3", "x", "[1.2.3.0]", "[::1]", "[1.2.3.0", "fe80::"]
+    MASKS = ["0", "8", "24", "32", "33", "64", "128", "129", "", "x", "24/2", "4294967320"]
+    KEYS = ["a", "b", "ab", "aab", "A", "B", "c", "x", "/", "aa.b", "1.2.3.4", "1.2.3.5", "::1",
+            "::ffff:1.2.3.4", "2001:db8::5", "10.1.1.1", "0.0.0.0", "a/b", "$", "bc", "aaaa"]
+
+    def __init__(self, kind, seed):
+        self.kind = kind
+        self.rnd = random.Random(seed)
+
+    def _cidr_line(self):
+        r = self.rnd
+        a = r.choice(self.ADDRS)
+        if r.random() < 0.6:
+            a += "/" + r.choice(self.MASKS)
+        c = r.random()
+        if c < 0.1:
+            return r.choice(["if ", "IF !", "if  "]) + a
+        if c < 0.2:
+            return r.choice(["endif", "ENDIF", "endif x"])
+        if c < 0.25:
+            return r.choice(["#c", " cont", "", "   "])
+        return r.choice(["", "!", "!!", " ! "]) + a + r.choice([" r", " ", "\tres ult", ""])
+
+    def _re_line(self):
+        r = self.rnd
+        flags = "iimsxAEUXq" if self.kind == "pcre" else "iimxq"
+        pat = "".join(r.choice(self.ATOMS) for _ in range(r.randint(0, 5)))
+        d = r.choice("///%#!\"|")
+        p = (r.choice(["", "", "!", "!!", "! "]) + d + pat + (d if r.random() < 0.95 else "")
+             + "".join(r.choice(flags) for _ in range(r.randint(0, 2))))
+        if self.kind == "regexp" and r.random() < 0.15:
+            p += "!/" + "".join(r.choice(self.ATOMS) for _ in range(r.randint(0, 3))) + "/"
+        c = r.random()
+        if c < 0.12:
+            return r.choice(["if ", "IF ", "if", "iF !"]) + p + r.choice(["", "", " x"])
+        if c < 0.22:
+            return r.choice(["endif", "ENDIF", "endif x", "endifx"])
+        if c < 0.27:
+            return r.choice(["#c", " cont", "", "   ", "x y"])
+        res = "".join(r.choice(self.RESULTS) for _ in range(r.randint(0, 4)))
+        return p + r.choice([" ", "\t", ""]) + res
+
+    def table(self):
+        line = self._cidr_line if self.kind == "cidr" else self._re_line
+        return ("\n".join(line() for _ in range(self.rnd.randint(1, 12)))
+                + self.rnd.choice(["\n", ""]))
 
 
 class PatternTablesTest(tables.TableCase):
@@ -317,6 +374,42 @@ class PatternTablesTest(tables.TableCase):
             with self.subTest(table=text):
                 path = self.tables.write("broken.cidr", text)
                 self.assert_same_warnings("cidr:" + path, key, [says] if says else [])
+
+    # ---- random tables ----
+
+    def assert_random_tables(self, kind, seed, count=40):
+        """count seeded random tables: postmap -q - and mxgate map -q - print the same,
+        exit alike and warn alike for the same keys."""
+        gen = RandomTables(kind, seed)
+        keys = "\n".join(RandomTables.KEYS) + "\n"
+        found = 0
+        for i in range(count):
+            text = gen.table()
+            path = self.tables.write("random.%s" % kind, text)
+            spec = "%s:%s" % (kind, path)
+            want = tables.subprocess.run(["postmap", "-c", self.tables.path, "-q", "-", spec],
+                                         input=keys, capture_output=True, text=True,
+                                         timeout=60)
+            got = tables.subprocess.run([harness.mxgate_binary(), "map", "-c",
+                                         self.tables.path, "-q", "-", spec], input=keys,
+                                        capture_output=True, text=True, timeout=60,
+                                        env=harness.sanitizer_env())
+            if harness.sanitizer_reports(got.stderr):
+                self.fail("%s table %r: sanitizer report:\n%s" % (kind, text, got.stderr))
+            w = (want.stdout, want.returncode, _program_lines(want.stderr, "postmap"))
+            g = (got.stdout, got.returncode, _program_lines(got.stderr, "mxgate"))
+            self.assertEqual(w, g, "%s table #%d:\n%s\n(postmap, then mxgate)" % (kind, i, text))
+            found += want.returncode == 0
+        self.assertGreaterEqual(found, count // 5, "too few tables answered any key")
+
+    def test_random_pcre_tables_as_postmap(self):
+        self.assert_random_tables("pcre", 1)
+
+    def test_random_regexp_tables_as_postmap(self):
+        self.assert_random_tables("regexp", 2)
+
+    def test_random_cidr_tables_as_postmap(self):
+        self.assert_random_tables("cidr", 3)
 
     # ---- every type ----
 
