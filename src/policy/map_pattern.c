@@ -523,13 +523,14 @@ static void pat_pcre_error(int code, char *out, size_t size)
 		snprintf(out, size, "unexpected pcre2 error code %d", code);
 }
 
-static pcre2_code *pat_pcrecomp(struct map_impl *t, int lineno, const struct pat_re *re)
+/* Compile; *groups_r is the number of capturing groups. */
+static pcre2_code *pat_pcrecomp(struct map_impl *t, int lineno, const struct pat_re *re,
+				uint32_t *groups_r)
 {
 	PCRE2_SIZE off;
 	int err;
 	pcre2_code *code = pcre2_compile((PCRE2_SPTR)re->text, PCRE2_ZERO_TERMINATED,
 					 (uint32_t)re->options, &err, &off, NULL);
-	uint32_t groups = 0;
 
 	if (code == NULL) {
 		char msg[PAT_ERRBUF];
@@ -539,19 +540,12 @@ static pcre2_code *pat_pcrecomp(struct map_impl *t, int lineno, const struct pat
 			 t->name, lineno, (unsigned long)off, msg);
 		return NULL;
 	}
-	if (pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &groups) == 0
-	    && groups + 1 > t->max_pairs)
-		t->max_pairs = groups + 1;
+	if (pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, groups_r) != 0)
+		msg_panic("pcre map %s, line %d: pcre2_pattern_info failed", t->name, lineno);
+	/* One match buffer serves every rule of a lookup: room for the most groups. */
+	if (*groups_r + 1 > t->max_pairs)
+		t->max_pairs = *groups_r + 1;
 	return code;
-}
-
-static uint32_t pat_pcre_groups(const pcre2_code *code)
-{
-	uint32_t groups = 0;
-
-	if (pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &groups) != 0)
-		msg_panic("pcre2_pattern_info(CAPTURECOUNT) failed");
-	return groups;
 }
 
 /* The prescan of a result: the largest $N, and the text when it has none. */
@@ -638,9 +632,11 @@ static void pat_re_match_line(struct map_impl *t, char *p, int lineno)
 		if (second.text != NULL && (rx2 = pat_regcomp(t, lineno, &second, REG_NOSUB)) == NULL)
 			goto skip;
 	} else {
-		if ((code = pat_pcrecomp(t, lineno, &first)) == NULL)
+		uint32_t groups;
+
+		if ((code = pat_pcrecomp(t, lineno, &first, &groups)) == NULL)
 			goto skip;
-		if (ps.max_sub > pat_pcre_groups(code)) {
+		if (ps.max_sub > groups) {
 			pat_warn_out_of_range(t, lineno, ps.max_sub);
 			goto skip;
 		}
@@ -674,6 +670,7 @@ static void pat_re_if_line(struct map_impl *t, char *p, int lineno)
 	struct pat_rule *r;
 	regex_t *rx = NULL;
 	pcre2_code *code = NULL;
+	uint32_t groups;
 
 	while (*p && pat_space((unsigned char)*p))
 		p++;
@@ -688,7 +685,7 @@ static void pat_re_if_line(struct map_impl *t, char *p, int lineno)
 			 k->label, t->name, lineno);
 	}
 	if (k->regexp ? (rx = pat_regcomp(t, lineno, &re, REG_NOSUB)) == NULL
-		      : (code = pat_pcrecomp(t, lineno, &re)) == NULL)
+		      : (code = pat_pcrecomp(t, lineno, &re, &groups)) == NULL)
 		return;
 	r = pat_rule_add(t, PAT_OP_IF, lineno);
 	r->match = re.match;
@@ -1132,6 +1129,22 @@ struct pat_lookup {
 	unsigned char addr[16];
 };
 
+/* Does rx decide "match" (nsub groups into lk->pm)?  An error: warned, no. */
+static bool pat_regexec(struct pat_lookup *lk, const struct pat_rule *r, const regex_t *rx,
+			bool match, size_t nsub)
+{
+	int err = regexec(rx, lk->key, nsub, nsub ? lk->pm : NULL, 0);
+	char msg[PAT_ERRBUF];
+
+	if (err == REG_NOMATCH)
+		return !match;
+	if (err == 0)
+		return match;
+	regerror(err, rx, msg, sizeof(msg));
+	pat_warn("regexp map %s, line %d: %s", lk->t->name, r->lineno, msg);
+	return false;
+}
+
 /* Does rule r's (first) pattern decide "match"?  A matcher error: no. */
 static bool pat_eval(struct pat_lookup *lk, const struct pat_rule *r)
 {
@@ -1142,19 +1155,8 @@ static bool pat_eval(struct pat_lookup *lk, const struct pat_rule *r)
 		return r->net.family == lk->family && pat_net_match(&r->net, lk->addr) == r->match;
 	if (t->kind == &pat_kind_regexp) {
 		size_t nsub = r->op == PAT_OP_MATCH && r->max_sub > 0 ? r->max_sub + 1 : 0;
-		int err = regexec(r->re, lk->key, nsub, nsub ? lk->pm : NULL, 0);
 
-		if (err == REG_NOMATCH)
-			return !r->match;
-		if (err == 0)
-			return r->match;
-		{
-			char msg[PAT_ERRBUF];
-
-			regerror(err, r->re, msg, sizeof(msg));
-			pat_warn("regexp map %s, line %d: %s", t->name, r->lineno, msg);
-		}
-		return false;
+		return pat_regexec(lk, r, r->re, r->match, nsub);
 	}
 	{
 		int rc = pcre2_match(r->code, (PCRE2_SPTR)lk->key, lk->keylen, 0, 0, lk->md,
@@ -1177,22 +1179,7 @@ static bool pat_eval(struct pat_lookup *lk, const struct pat_rule *r)
 /* regexp: the second pattern of "/p1/!/p2/". */
 static bool pat_eval2(struct pat_lookup *lk, const struct pat_rule *r)
 {
-	int err;
-
-	if (r->re2 == NULL)
-		return true;
-	err = regexec(r->re2, lk->key, 0, NULL, 0);
-	if (err == REG_NOMATCH)
-		return !r->match2;
-	if (err == 0)
-		return r->match2;
-	{
-		char msg[PAT_ERRBUF];
-
-		regerror(err, r->re2, msg, sizeof(msg));
-		pat_warn("regexp map %s, line %d: %s", lk->t->name, r->lineno, msg);
-	}
-	return false;
+	return r->re2 == NULL || pat_regexec(lk, r, r->re2, r->match2, 0);
 }
 
 struct pat_expand {

@@ -236,15 +236,27 @@ class PatternTablesTest(tables.TableCase):
                             "postmap's warnings lack %r: %r" % (text, want[2]))
         return want
 
+    def assert_broken_tables(self, kind, cases):
+        """Each (table text, key, what Postfix warns or None): assert_same_warnings()."""
+        for text, key, says in cases:
+            with self.subTest(table=text):
+                path = self.tables.write("broken." + kind, text)
+                self.assert_same_warnings(kind + ":" + path, key, [says] if says else [])
+
     # ---- pcre ----
 
-    def test_pcre_every_feature(self):
-        path = self.tables.write("t.pcre", PCRE)
-        self.assert_same_answers("pcre:" + path, PCRE_KEYS + GARBAGE, min_found=30)
-        # The one warning of the table: the rule without a result (line 37).
-        warnings = self.assert_same_warnings("pcre:" + path, "alice@example.com")[2]
+    def assert_every_feature(self, kind, text, keys, min_found, empty_line):
+        """The table answers the corpus as postmap does; its one warning, the same from
+        both, is the rule without a result on line empty_line."""
+        path = self.tables.write("t." + kind, text)
+        self.assert_same_answers(kind + ":" + path, keys + GARBAGE, min_found=min_found)
+        warnings = self.assert_same_warnings(kind + ":" + path, keys[0])[2]
         self.assertEqual(len(warnings), 1, warnings)
-        self.assertIn("t.pcre, line 37: no replacement text: using empty string", warnings[0])
+        self.assertIn("t.%s, line %d: no replacement text: using empty string"
+                      % (kind, empty_line), warnings[0])
+
+    def test_pcre_every_feature(self):
+        self.assert_every_feature("pcre", PCRE, PCRE_KEYS, 30, 37)
 
     def test_pcre_inline(self):
         spec = "pcre:{{/^(a+)@/ got $1}, { !/b/ no b }, {/^x/i X}}"
@@ -293,19 +305,12 @@ class PatternTablesTest(tables.TableCase):
             ("  /a/ leading space\n/a/ ok\n", "a", "logical line must not start with whitespace"),
             ("/a/ x\r\n/b/ y\r\n", "b", None),
         ]
-        for text, key, says in cases:
-            with self.subTest(table=text):
-                path = self.tables.write("broken.pcre", text)
-                self.assert_same_warnings("pcre:" + path, key, [says] if says else [])
+        self.assert_broken_tables("pcre", cases)
 
     # ---- regexp ----
 
     def test_regexp_every_feature(self):
-        path = self.tables.write("t.regexp", REGEXP)
-        self.assert_same_answers("regexp:" + path, REGEXP_KEYS + GARBAGE, min_found=20)
-        warnings = self.assert_same_warnings("regexp:" + path, "postmaster@x")[2]
-        self.assertEqual(len(warnings), 1, warnings)
-        self.assertIn("t.regexp, line 26: no replacement text: using empty string", warnings[0])
+        self.assert_every_feature("regexp", REGEXP, REGEXP_KEYS, 20, 26)
 
     def test_regexp_inline(self):
         spec = "regexp:{{/^(a+)@/ got $1}, {!/b/ no b}}"
@@ -328,10 +333,7 @@ class PatternTablesTest(tables.TableCase):
             ("if /a/ extra\n/a/ x\nendif\n", "a", "ignoring extra text after IF"),
             ("iffy\n", "a", "ignoring unrecognized request"),
         ]
-        for text, key, says in cases:
-            with self.subTest(table=text):
-                path = self.tables.write("broken.regexp", text)
-                self.assert_same_warnings("regexp:" + path, key, [says])
+        self.assert_broken_tables("regexp", cases)
 
     # ---- cidr ----
 
@@ -370,10 +372,7 @@ class PatternTablesTest(tables.TableCase):
             ("if 1.2.3.0/24\nendif x\n", "1.2.3.4", "garbage after ENDIF"),
             ("iffy 1.2.3.4\n", "1.2.3.4", "bad address pattern"),
         ]
-        for text, key, says in cases:
-            with self.subTest(table=text):
-                path = self.tables.write("broken.cidr", text)
-                self.assert_same_warnings("cidr:" + path, key, [says] if says else [])
+        self.assert_broken_tables("cidr", cases)
 
     # ---- random tables ----
 
