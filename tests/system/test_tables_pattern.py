@@ -261,10 +261,18 @@ class PatternTablesTest(tables.TableCase):
     def test_pcre_inline(self):
         spec = "pcre:{{/^(a+)@/ got $1}, { !/b/ no b }, {/^x/i X}}"
         self.assert_same_answers(spec, ["aa@x", "AA@x", "b", "c", "x", "X", ""], min_found=3)
-        for spec in ("pcre:{{/a/ b}", "pcre:{{/a/ b}} x", "pcre:{/a/ b}", "pcre:{{/a/ b}x}"):
+        self.assert_same_answers("pcre:{ {/a/ b} {/c/ d} }", ["a", "c", "x"], min_found=2)
+        self.assert_same_answers("pcre:{{/a{2}/ b}, {/x/ {y}}, {  /c/  spaced  },,}",
+                                 ["aa", "a", "x", "c"], min_found=3)
+        for spec in ("pcre:{{/a/ b}", "pcre:{{/a/ b}} x", "pcre:{/a/ b}", "pcre:{{/a/ b}x}",
+                     "pcre:{{/a/ b}{/c/ d}}", "pcre:{ {/a/ b} } }", "pcre:{{/a/ b}, c}"):
             want, got = self.both("a", spec)
             self.assertEqual(want[:2], got[:2], spec)
             self.assertNotEqual(got[1], 0, spec)
+            # Postfix's reason, after the spec that maps.c puts in front of it.
+            self.assertEqual(len(want[2]), 1, want[2])
+            reason = want[2][0].replace("fatal: ", "", 1)
+            self.assertEqual(got[2], ["fatal: %s: %s" % (spec, reason)], spec)
 
     def test_pcre_pathological_pattern_is_bounded(self):
         # (a+)+$ against a's and a b backtracks exponentially: PCRE2's match limit stops
