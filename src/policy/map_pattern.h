@@ -15,8 +15,8 @@
  *             name is malformed.
  *   lookup()  the key as given (MAPT_NOFOLD: Postfix folds no key of these
  *             types).  Rules are tried in order, IF/ENDIF blocks skipped when
- *             their condition fails; the first match answers, with $1..$99,
- *             ${N}, $(N) replaced by what the groups matched and $$ by $.  A
+ *             their condition fails; the first match answers, with $N, ${N}
+ *             and $(N) replaced by what group N matched and $$ by $.  A
  *             rule whose matcher reports an error (PCRE2's match, depth or
  *             heap limit, a regexec() error) is logged as Postfix logs it and
  *             counts as not matching, as in Postfix: the lookup goes on with
@@ -27,7 +27,9 @@
  * Safety on hostile keys: every pcre2_match() runs with a match limit
  * (PCRE2's built-in 10,000,000, the limit Postfix runs with), a depth limit
  * and a heap cap, so a pathological pattern costs a bounded time; IF nesting
- * is a heap stack, not recursion.
+ * is a heap stack, not recursion.  regexp: has no such limit (the POSIX API
+ * offers none, and Postfix sets none): an admin's pattern with back-references
+ * can cost a long key seconds of one lookups-pool thread, as it costs Postfix.
  */
 #ifndef MXGATE_POLICY_MAP_PATTERN_H
 #define MXGATE_POLICY_MAP_PATTERN_H
