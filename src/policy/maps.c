@@ -8,6 +8,7 @@
  */
 #include "policy/maps.h"
 #include "policy/map_type.h"
+#include "policy/map_pattern.h"
 
 #include <cdb.h>
 #include <errno.h>
@@ -40,6 +41,7 @@ static const struct map_type *const map_types[] = {
 	/* map_lmdb.c: lmdb */
 
 	/* map_pattern.c: cidr, regexp, pcre */
+	&map_type_cidr, &map_type_regexp, &map_type_pcre,
 
 	/* map_sql.c: sqlite, mysql, pgsql */
 
