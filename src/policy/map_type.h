@@ -27,6 +27,12 @@
  *             fstat() when open() opened it (so that a rebuild between the
  *             open and the check is still seen).  NULL otherwise.
  *   close()   frees everything; no lookup runs by then.
+ *   probe()   optional (NULL: nothing to check beyond open()).  For a remote
+ *             type: connect (and log in) to every configured server now,
+ *             within the type's timeouts; 0, or -1 with *why_r naming the
+ *             server and the error.  Only `mxgate check` calls it: the
+ *             daemon starts with its servers down, as Postfix does, and
+ *             tempfails lookups until they answer.
  *
  * A MAPT_REMOTE table gets at most MAP_REMOTE_CONCURRENCY lookups at once
  * from maps.c (a lookup waits up to MAP_REMOTE_QUEUE_WAIT seconds for its
@@ -59,6 +65,7 @@ struct map_type {
 	enum map_status (*lookup)(struct map_impl *mi, const char *key, char **value_r);
 	const char *(*watch)(const struct map_impl *mi, struct stat *st_r);
 	void	(*close)(struct map_impl *mi);
+	int	(*probe)(struct map_impl *mi, char **why_r);
 };
 
 #endif

@@ -8,6 +8,7 @@
  */
 #include "policy/maps.h"
 #include "policy/map_type.h"
+#include "policy/map_pattern.h"
 #include "policy/map_sql.h"
 
 #include <cdb.h>
@@ -41,6 +42,7 @@ static const struct map_type *const map_types[] = {
 	/* map_lmdb.c: lmdb */
 
 	/* map_pattern.c: cidr, regexp, pcre */
+	&map_type_cidr, &map_type_regexp, &map_type_pcre,
 
 	/* map_sql.c: sqlite, mysql, pgsql */
 	&map_type_sqlite, &map_type_mysql,
@@ -912,6 +914,18 @@ enum map_status maplist_lookup_partial(const struct maplist *l, const char *key,
 				       char **value_r, const struct map **found_in_r)
 {
 	return maplist_find(l, key, true, value_r, found_in_r);
+}
+
+int map_probe(const struct map *m, char **why_r)
+{
+	char *why = NULL;
+
+	*why_r = NULL;
+	if (m->type != MAP_TYPE_OTHER || m->ext->probe == NULL || m->ext->probe(m->impl, &why) == 0)
+		return 0;
+	*why_r = xasprintf("%s: %s", m->spec, why != NULL ? why : "no answer");
+	free(why);
+	return -1;
 }
 
 bool maplist_has_remote(const struct maplist *l)

@@ -148,6 +148,13 @@ const char *maplist_changed(const struct maplist *l);
 bool maplist_has_indexed(const struct maplist *l);
 /* True when one of the tables is map_is_remote(). */
 bool maplist_has_remote(const struct maplist *l);
+/*
+ * For `mxgate check`: a remote table connects to its servers now.  0 when
+ * it did (or the type has nothing to check), -1 with *why_r (caller frees,
+ * it names the spec) when it did not.  Blocks for the type's timeouts.
+ */
+int map_probe(const struct map *m, char **why_r);
+
 /* True when every table is map_in_memory() (an empty list is). */
 bool maplist_in_memory(const struct maplist *l);
 size_t maplist_count(const struct maplist *l);
