@@ -558,6 +558,35 @@ static struct map_impl *sql_open(const struct sql_backend *be, const char *name,
 	return (struct map_impl *)t;
 }
 
+/*
+ * `mxgate check`: connect to every host now, apart from the pool (its host
+ * states are the daemon's business).  Each host that does not take the
+ * connection is named.
+ */
+static int sql_probe(struct map_impl *mi, char **why_r)
+{
+	struct sql_table *t = (struct sql_table *)mi;
+	struct buf why = BUF_INIT;
+
+	for (size_t i = 0; i < t->nhosts; i++) {
+		char *err = NULL;
+		void *h = t->be->connect(t, &t->hosts[i], &err);
+
+		if (h != NULL) {
+			t->be->disconnect(h);
+			continue;
+		}
+		if (why.len > 0)
+			buf_puts(&why, "; ");
+		buf_printf(&why, SQL_MSG_CONNECT_FAIL, t->be->server, t->hosts[i].label, err);
+		free(err);
+	}
+	if (why.len == 0)
+		return 0;
+	*why_r = buf_steal(&why);
+	return -1;
+}
+
 static void sql_close(struct map_impl *mi)
 {
 	sql_free((struct sql_table *)mi);
@@ -788,6 +817,7 @@ const struct map_type map_type_mysql = {
 	.open = mysql_open,
 	.lookup = sql_lookup,
 	.close = sql_close,
+	.probe = sql_probe,
 };
 
 /* ---- sqlite ---- */

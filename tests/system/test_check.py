@@ -79,7 +79,7 @@ class CheckTest(harness.MxTestCase):
 
     def expected_check_lines(self):
         m, d = self.main_path, self.dir
-        sup = "mxgate supports texthash, cdb, unix:passwd.byname, static, inline, cidr, regexp, pcre"
+        sup = "mxgate supports texthash, cdb, unix:passwd.byname, static, inline, cidr, regexp, pcre, sqlite, mysql"
         return [
             "mxgate: error: %s, line 7: do not specify relative pathname: "
             "virtual_mailbox_base = var/vmail (virtual mailboxes need an absolute path)" % m,
