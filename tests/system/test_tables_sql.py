@@ -9,11 +9,17 @@ that logs in with a password, an SQLite file), on Postfix Admin-like tables.
   select_field/table/where_field form, TCP and UNIX-socket hosts, a dead host
   beside a live one, a wrong password.
 * Settings mxgate does not implement (tls_*) make the table fail to open, naming
-  the file and line, in `mxgate map` and in `mxgate check`.
+  the file and line, in `mxgate map` and in `mxgate check`; bad numbers and
+  templates too; `mxgate check` connects to every host and names a dead one.
+* Lookups share the table's connection; one idle past idle_interval is opened anew.
 * The server goes away: `mxgate map -q` exits as postmap does; a running mxgate
   answers RCPT 451 4.3.0 while the server is stopped or hung, 250 once it is
   back, logs the outage once and the return once, and answers NOOP in another
   session at once while a lookup waits on the hung server.
+* The same RCPT session against Postfix 3.7 (scripts/postfix-ref) and mxgate, with
+  the same main.cf and .cf files, database up and stopped: the same replies.
+* sqlite: the same corpus against postmap on an SQLite file; a missing file is not
+  created; a writer's exclusive lock is waited for (busy timeout), then the lookup fails.
 """
 
 import os
@@ -199,8 +205,8 @@ class MysqlPoolTest(MariaDBCase):
         self.assertEqual(self.connections() - before, 2 + 1)
 
 
-class MysqlRefusedTest(MariaDBCase):
-    """What mxgate does not implement is refused at open with file and line."""
+class MysqlOpenAndCheckTest(MariaDBCase):
+    """What mxgate does not implement is refused at open with file and line; check connects."""
 
     def mxgate(self, *args):
         r = subprocess.run([harness.mxgate_binary()] + list(args), capture_output=True,
@@ -230,6 +236,24 @@ class MysqlRefusedTest(MariaDBCase):
         self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn('%s, line 7: setting "tls_CApath" is not supported by mxgate' % path,
                       r.stdout + r.stderr)
+
+    def test_check_connects_to_every_server(self):
+        good = self.cf("good.cf", "SELECT maildir FROM mailbox WHERE username='%s'")
+        dead = os.path.join(self.tables.path, "no-such.sock")
+        two = self.cf("two.cf", "SELECT maildir FROM mailbox WHERE username='%s'",
+                      hosts="unix:%s unix:%s" % (self.db.socket, dead))
+        for maps, want in ((good, None), (two, "connect to mysql server unix:%s: " % dead)):
+            srv = harness.Server(main=dict(harness.BASE_MAIN,
+                                           virtual_mailbox_domains="example.test",
+                                           virtual_mailbox_maps=maps), virtual_users=[])
+            self.addCleanup(srv.cleanup)
+            r = self.mxgate("check", "-c", srv.dir)
+            if want is None:
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            else:
+                self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
+                self.assertIn("main.cf, line ", r.stdout + r.stderr)
+                self.assertIn("virtual_mailbox_maps: %s: %s" % (maps, want), r.stdout + r.stderr)
 
     def test_bad_numbers_and_templates_are_refused(self):
         for extra, want in (("expansion_limit = many\n", "line 7: bad numerical configuration"),
