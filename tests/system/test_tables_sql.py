@@ -155,6 +155,45 @@ class MysqlAnswersTest(MariaDBCase):
                        hosts="unix:%s, 127.0.0.1:%d" % (dead, self.db.port))
         self.assert_same_answers(spec, ADDR_KEYS[:8], min_found=4)
 
+    def test_localhost_option_file_and_group(self):
+        # "localhost" is the client library's default socket: here the option file names it.
+        keys = ["alice@example.test", "o'brien@example.test", "nobody@example.test"]
+        client = self.tables.write("client.cnf", "[client]\nsocket = %s\n" % self.db.socket)
+        for hosts in ("localhost", "inet:localhost", ""):
+            spec = self.cf("local.cf", "SELECT maildir FROM mailbox WHERE username='%s'",
+                           hosts=hosts or " ", extra="option_file = %s\n" % client)
+            self.assert_same_answers(spec, keys, min_found=2)
+        grouped = self.tables.write("grouped.cnf", "[client]\nsocket = /nonexistent.sock\n"
+                                                   "[pfgroup]\nsocket = %s\n" % self.db.socket)
+        for group, found in (("pfgroup", 2), ("client", 0)):
+            spec = self.cf("group.cf", "SELECT maildir FROM mailbox WHERE username='%s'",
+                           hosts="localhost",
+                           extra="option_file = %s\noption_group = %s\n" % (grouped, group))
+            self.assert_same_answers(spec, keys, min_found=found)
+
+    def test_alias_domain_join_and_stored_procedures(self):
+        spec = self.cf("aliasdomain.cf",
+                       "SELECT maildir FROM mailbox, alias_domain WHERE "
+                       "alias_domain.alias_domain = '%d' AND mailbox.username = "
+                       "CONCAT('%u', '@', alias_domain.target_domain) AND mailbox.active = 1 "
+                       "AND alias_domain.active = 1")
+        self.assert_same_answers(spec, ADDR_KEYS + ["alice@alias.test", "bob@Alias.Test",
+                                                    "o'brien@alias.test", "nobody@alias.test"],
+                                 min_found=3)
+        self.db.sql("DROP PROCEDURE IF EXISTS lookup_goto; DROP PROCEDURE IF EXISTS two_sets;\n"
+                    "CREATE PROCEDURE lookup_goto(IN a VARCHAR(255)) READS SQL DATA "
+                    "SELECT goto FROM alias WHERE address = a ORDER BY goto;\n"
+                    "DELIMITER //\n"
+                    "CREATE PROCEDURE two_sets(IN a VARCHAR(255)) READS SQL DATA "
+                    "BEGIN SELECT goto FROM alias WHERE address = a; SELECT a; END//\n"
+                    "DELIMITER ;\n"
+                    "GRANT EXECUTE ON `%s`.* TO '%s'@'localhost';" % (self.dbname, DBUSER),
+                    db=self.dbname)
+        spec = self.cf("call.cf", "CALL lookup_goto('%s')")
+        self.assert_same_answers(spec, ADDR_KEYS, min_found=8)
+        spec = self.cf("twosets.cf", "CALL two_sets('%s')")
+        self.assert_same_answers(spec, ["list@example.test", "nobody@example.test"], min_found=0)
+
     def test_no_server_and_bad_password_fail_as_postmap(self):
         dead = os.path.join(self.tables.path, "no-such.sock")
         keys = ["alice@example.test", "nobody@example.test"]
