@@ -834,19 +834,26 @@ static int sqlite_configure(struct sql_table *t, char **why_r)
 	t->nhosts = 1;
 	t->hosts[0].label = xstrdup(dbpath);
 	t->hosts[0].name = xstrdup(dbpath);
-	/* Opened now, so that a missing file is an open error. */
-	c = xcalloc(1, sizeof(*c));
-	if ((c->handle = t->be->connect(t, &t->hosts[0], &err)) == NULL) {
-		*why_r = sql_setting_error(t, "dbpath", "%s", err);
-		free(err);
-		free(c);
-		return -1;
+	/*
+	 * Every connection of the pool is opened now: a missing file is an open
+	 * error, and a file that only root may read is read by a daemon that has
+	 * dropped its privileges since.  The pool never grows afterwards.
+	 */
+	for (int i = 0; i < SQL_POOL_MAX; i++) {
+		c = xcalloc(1, sizeof(*c));
+		if ((c->handle = t->be->connect(t, &t->hosts[0], &err)) == NULL) {
+			*why_r = sql_setting_error(t, "dbpath", "%s", err);
+			free(err);
+			free(c);
+			return -1;
+		}
+		c->host = &t->hosts[0];
+		c->answered = true;
+		c->last_used = sql_now();
+		c->next = t->idle;
+		t->idle = c;
+		t->nopen++;
 	}
-	c->host = &t->hosts[0];
-	c->answered = true;
-	c->last_used = sql_now();
-	t->idle = c;
-	t->nopen = 1;
 	/* A file has no idle timeout and no dead time worth waiting for. */
 	t->idle_interval = 365L * 24 * 3600;
 	t->retry_interval = 1;

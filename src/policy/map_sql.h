@@ -16,8 +16,9 @@
  *
  * sqlite:  dbpath, opened read-only (SQLITE_OPEN_READONLY) at open, so a
  *   missing or unreadable file is an open error and is never created (as
- *   Postfix's sqlite3_open() would).  A pool of up to MAP_REMOTE_CONCURRENCY
- *   connections serves the threads; a writer holding the lock is waited
+ *   Postfix's sqlite3_open() would).  MAP_REMOTE_CONCURRENCY read-only
+ *   connections, all opened at open (so before the daemon drops its
+ *   privileges), serve the threads; a writer holding the lock is waited
  *   for 3 s (the busy timeout), then the lookup fails (MAP_FAIL).
  *
  * mysql (MAPT_REMOTE):  hosts (host, host:port, inet:host[:port],

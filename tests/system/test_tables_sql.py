@@ -578,5 +578,52 @@ class SqliteAnswersTest(tables.TableCase):
         self.assert_same_answers(spec, ["alice@example.test"], min_found=1)
 
 
+class SqliteDaemonTest(tables.TableCase, harness.MxTestCase):
+    """A running mxgate with sqlite: tables, many sessions at once."""
+
+    def test_root_only_database_under_concurrent_rcpts(self):
+        # Postfix opens its tables before it drops privileges, so a database only root may
+        # read works; mxgate opens every connection of the pool then too.
+        db = dbfixture.sqlite_postfix_admin(self.tables.file("pfa.sqlite"))
+        os.chmod(db, 0o600)
+        cf = self.tables.write("mailbox.cf", "dbpath = %s\nquery = SELECT maildir FROM mailbox "
+                                             "WHERE username='%%s' AND active = 1\n" % db)
+        os.chmod(self.tables.path, 0o755)
+        srv = self.start_server(main=dict(harness.BASE_MAIN, virtual_mailbox_domains="example.test",
+                                          virtual_mailbox_maps="sqlite:" + cf),
+                                virtual_users=[])
+        rcpts = ["alice@example.test", "bob@example.test", "o'brien@example.test",
+                 "nobody@example.test"] * 10
+        replies, errors = [], []
+
+        def session():
+            try:
+                with harness.Client(srv.port, timeout=30) as c:
+                    c.read_reply()
+                    c.cmd("EHLO client.example")
+                    c.cmd("MAIL FROM:<s@client.example>")
+                    # pipelined: the lookups of many sessions overlap
+                    c.send(b"".join(b"RCPT TO:<%s>\r\n" % r.encode() for r in rcpts))
+                    got = [c.read_reply().text for _ in rcpts]
+                    c.cmd("QUIT")
+                    replies.append(got)
+            except Exception as e:      # reported below, in the test's thread
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=session) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(errors, [])
+        want = ["550 5.1.1 <%s>: Recipient address rejected: User unknown in virtual mailbox "
+                "table" % r if r.startswith("nobody") else "250 2.1.5 Ok" for r in rcpts]
+        self.assertEqual(len(replies), 8)
+        for got in replies:
+            self.assertEqual(got, want)
+        srv.check()
+        self.assertEqual(harness.log_matches(srv, r"sqlite|lookup error"), [])
+
+
 if __name__ == "__main__":
     unittest.main()
