@@ -479,11 +479,9 @@ static enum map_status sql_lookup(struct map_impl *mi, const char *key, char **v
 		t0 = sql_now();
 		run = t->be->run(t, c->handle, buf_str(&query), &r, &err);
 		if (run == SQL_RUN_OK) {
-			bool first = !c->answered;
-
+			/* Also when another lookup found the host dead meanwhile: it answers. */
 			c->answered = true;
-			if (first)
-				sql_host_answered(t, c->host);
+			sql_host_answered(t, c->host);
 			sql_pool_put(t, c);
 			st = map_query_result_done(&r, value_r) == MAP_FOUND ? MAP_FOUND : MAP_NOTFOUND;
 			break;
