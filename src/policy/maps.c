@@ -8,6 +8,7 @@
  */
 #include "policy/maps.h"
 #include "policy/map_type.h"
+#include "policy/map_remote.h"
 
 #include <cdb.h>
 #include <errno.h>
@@ -41,7 +42,8 @@ static const struct map_type *const map_types[] = {
 
 	/* map_sql.c: sqlite, mysql, pgsql */
 
-	/* map_ldap.c: ldap */
+	/* map_ldap.c: ldap; map_pgsql.c: pgsql (policy/map_remote.h) */
+	&map_type_pgsql,
 
 	/* map_socket.c: socketmap, tcp */
 
