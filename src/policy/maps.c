@@ -43,6 +43,7 @@ static const struct map_type *const map_types[] = {
 	/* map_sql.c: sqlite, mysql, pgsql */
 
 	/* map_ldap.c: ldap; map_pgsql.c: pgsql (policy/map_remote.h) */
+	&map_type_ldap,
 	&map_type_pgsql,
 
 	/* map_socket.c: socketmap, tcp */
