@@ -16,6 +16,7 @@
 
 #include "conf/conf.h"
 #include "log/log.h"
+#include "policy/lookup_keys.h"
 #include "policy/maps.h"
 #include "policy/matchlist.h"
 #include "util/buf.h"
@@ -40,6 +41,7 @@ struct recipient_policy {
 	char *virtual_base;	/* as configured */
 	long virtual_minimum_uid;
 	char *delimiter;	/* NULL: no address extensions */
+	bool remote;		/* a table is remote: recipient_policy_remote() */
 	bool reject_unlisted;
 	bool relay_defer;	/* defer_unauth_destination comes first */
 	int local_code;
@@ -104,18 +106,6 @@ static void create_list_problem(void *ctx, const char *item, const char *why)
  */
 static __thread bool rcpt_try_only;
 static __thread bool rcpt_would_block;
-
-static enum map_status rcpt_maplist_lookup(const struct maplist *l, const char *key,
-					   char **value_r, const struct map **found_in_r)
-{
-	if (rcpt_try_only && !maplist_in_memory(l)) {
-		rcpt_would_block = true;
-		if (value_r)
-			*value_r = NULL;
-		return MAP_FAIL;
-	}
-	return maplist_lookup(l, key, value_r, found_in_r);
-}
 
 static enum lookup domlist_match(const struct matchlist *dl, const char *domain)
 {
@@ -228,6 +218,10 @@ struct recipient_policy *recipient_policy_create_report(const struct recipient_c
 	if (rc->recipient_delimiter && *rc->recipient_delimiter)
 		p->delimiter = xstrdup(rc->recipient_delimiter);
 	p->reject_unlisted = rc->reject_unlisted_recipient != 0;
+	p->remote = maplist_has_remote(matchlist_maps(p->mydestination))
+		    || maplist_has_remote(matchlist_maps(p->virtual_domains))
+		    || maplist_has_remote(p->local_maps) || maplist_has_remote(p->virtual_maps)
+		    || maplist_has_remote(p->uid_maps) || maplist_has_remote(p->gid_maps);
 	p->local_code = rc->unknown_local_code;
 	p->virtual_code = rc->unknown_virtual_code;
 	p->relay_code = rc->relay_reject_code;
@@ -282,6 +276,42 @@ void recipient_policy_free(struct recipient_policy **pp)
 	free(p->delimiter);
 	free(p);
 	*pp = NULL;
+}
+
+bool recipient_policy_remote(const struct recipient_policy *p)
+{
+	return p->remote;
+}
+
+size_t recipient_policy_probe(const struct recipient_policy *p, recipient_problem_fn *report,
+			      void *ctx)
+{
+	const struct {
+		const char *param;
+		const struct maplist *l;
+	} lists[] = {
+		{ "mydestination", matchlist_maps(p->mydestination) },
+		{ "virtual_mailbox_domains", matchlist_maps(p->virtual_domains) },
+		{ "local_recipient_maps", p->local_maps },
+		{ "virtual_mailbox_maps", p->virtual_maps },
+		{ "virtual_uid_maps", p->uid_maps },
+		{ "virtual_gid_maps", p->gid_maps },
+	};
+	size_t bad = 0;
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		for (size_t k = 0; k < maplist_count(lists[i].l); k++) {
+			const struct map *m = maplist_get(lists[i].l, k);
+			char *why;
+
+			if (map_probe(m, &why) < 0) {
+				report(ctx, lists[i].param, map_spec(m), why);
+				free(why);
+				bad++;
+			}
+		}
+	}
+	return bad;
 }
 
 const char *recipient_policy_changed(const struct recipient_policy *p)
@@ -355,27 +385,9 @@ void rcpt_result_free(struct rcpt_result *r)
 
 /* ---- lookups in Postfix's order ---- */
 
-/* Length of the local part without its extension (Postfix recipient_delimiter). */
-/*
- * The length of the local part without its address extension, by Postfix's
- * rules (split_addr): postmaster, mailer-daemon and double-bounce are never
- * split, nor (with '-' among the delimiters and owner_request_special's
- * default, yes) owner-x and x-request, nor a local part that starts with a
- * delimiter.
- */
 static size_t base_len(const struct recipient_policy *p, const char *lp)
 {
-	size_t len = strlen(lp), n;
-
-	if (p->delimiter == NULL || len == 0 || strcasecmp(lp, "postmaster") == 0
-	    || strcasecmp(lp, "mailer-daemon") == 0 || strcasecmp(lp, "double-bounce") == 0)
-		return len;
-	if (strchr(p->delimiter, '-') != NULL
-	    && (strncasecmp(lp, "owner-", 6) == 0
-		|| (len > 8 && strcasecmp(lp + len - 8, "-request") == 0)))
-		return len;
-	n = strcspn(lp, p->delimiter);
-	return n == 0 ? len : n;
+	return lookup_keys_base_len(p->delimiter, lp);
 }
 
 /*
@@ -396,40 +408,19 @@ static enum lookup addr_find(const struct recipient_policy *p, const struct mapl
 			     const char *lp, const char *domain, bool local, char **value_r,
 			     const struct map **found_in_r)
 {
-	char *keys[5];
-	size_t nkeys = 0, blen = base_len(p, lp);
-	bool has_ext = blen < strlen(lp);
-	enum lookup res = LK_NOTFOUND;
+	struct lookup_keys ks;
+	enum map_status st;
 
-	if (domain) {
-		keys[nkeys++] = xasprintf("%s@%s", lp, domain);
-		if (has_ext)
-			keys[nkeys++] = xasprintf("%.*s@%s", (int)blen, lp, domain);
+	if (value_r)
+		*value_r = NULL;
+	if (rcpt_try_only && !maplist_in_memory(l)) {
+		rcpt_would_block = true;
+		return LK_FAIL;
 	}
-	if (local) {
-		keys[nkeys++] = xstrdup(lp);
-		if (has_ext)
-			keys[nkeys++] = xstrndup(lp, blen);
-	}
-	if (domain)
-		keys[nkeys++] = xasprintf("@%s", domain);
-	for (size_t i = 0; i < nkeys && res == LK_NOTFOUND; i++) {
-		if (*keys[i] == '\0')
-			continue;
-		switch (rcpt_maplist_lookup(l, keys[i], value_r, found_in_r)) {
-		case MAP_FOUND:
-			res = LK_FOUND;
-			break;
-		case MAP_FAIL:
-			res = LK_FAIL;
-			break;
-		case MAP_NOTFOUND:
-			break;
-		}
-	}
-	for (size_t i = 0; i < nkeys; i++)
-		free(keys[i]);
-	return res;
+	lookup_keys_virtual(&ks, p->delimiter, lp, domain, local);
+	st = lookup_keys_find(l, &ks, value_r, NULL, found_in_r);
+	lookup_keys_free(&ks);
+	return st == MAP_FOUND ? LK_FOUND : st == MAP_FAIL ? LK_FAIL : LK_NOTFOUND;
 }
 
 /* ---- local ---- */
