@@ -114,15 +114,15 @@ static int ldap_wait(LDAP *ld, int msgid, int timeout, LDAPMessage **res_r)
 	return LDAP_SUCCESS;
 }
 
-static void *ldap_connect_one(void *ctx, char **why_r)
+/* A connection (bound when "bind" says so) to the first of urls that answers. */
+static LDAP *ldap_open_urls(const struct map_impl *t, const char *urls, char **why_r)
 {
-	struct map_impl *t = ctx;
 	struct timeval tv = { .tv_sec = t->timeout, .tv_usec = 0 };
 	LDAP *ld = NULL;
 	int rc;
 
-	if ((rc = ldap_initialize(&ld, t->urls)) != LDAP_SUCCESS) {
-		*why_r = xasprintf("cannot use LDAP server %s: %s", t->urls, ldap_err2string(rc));
+	if ((rc = ldap_initialize(&ld, urls)) != LDAP_SUCCESS) {
+		*why_r = xasprintf("cannot use LDAP server %s: %s", urls, ldap_err2string(rc));
 		return NULL;
 	}
 	if (ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &t->version) != LDAP_OPT_SUCCESS
@@ -131,7 +131,7 @@ static void *ldap_connect_one(void *ctx, char **why_r)
 	    || ldap_set_option(ld, LDAP_OPT_DEREF, &t->dereference) != LDAP_OPT_SUCCESS
 	    || ldap_set_option(ld, LDAP_OPT_REFERRALS,
 			       t->chase_referrals ? LDAP_OPT_ON : LDAP_OPT_OFF) != LDAP_OPT_SUCCESS) {
-		*why_r = xasprintf("LDAP server %s: cannot set the connection's options", t->urls);
+		*why_r = xasprintf("LDAP server %s: cannot set the connection's options", urls);
 		ldap_unbind_ext(ld, NULL, NULL);
 		return NULL;
 	}
@@ -152,18 +152,24 @@ static void *ldap_connect_one(void *ctx, char **why_r)
 		ldap_msgfree(res);
 		if (rc != LDAP_SUCCESS) {
 			*why_r = xasprintf("cannot bind to LDAP server %s with dn %s: %d (%s)",
-					   t->urls, *t->bind_dn ? t->bind_dn : "empty or implicit",
+					   urls, *t->bind_dn ? t->bind_dn : "empty or implicit",
 					   rc, ldap_err2string(rc));
 			ldap_unbind_ext(ld, NULL, NULL);
 			return NULL;
 		}
 	} else if ((rc = ldap_connect(ld)) != LDAP_SUCCESS) {
-		*why_r = xasprintf("cannot connect to LDAP server %s: %d (%s)", t->urls, rc,
+		*why_r = xasprintf("cannot connect to LDAP server %s: %d (%s)", urls, rc,
 				   ldap_err2string(rc));
 		ldap_unbind_ext(ld, NULL, NULL);
 		return NULL;
 	}
 	return ld;
+}
+
+/* map_pool ops: a connection to the first server in server_host that answers. */
+static void *ldap_connect_one(void *ctx, char **why_r)
+{
+	return ldap_open_urls(ctx, ((struct map_impl *)ctx)->urls, why_r);
 }
 
 static void ldap_disconnect(void *ctx, void *conn)
@@ -456,6 +462,24 @@ out:
 	return st;
 }
 
+/* mxgate check: every server in server_host takes a connection (and the bind) now. */
+static int ldap_probe(struct map_impl *t, char **why_r)
+{
+	char *copy = xstrdup(t->urls), *save = NULL;
+
+	for (char *u = strtok_r(copy, " ", &save); u != NULL; u = strtok_r(NULL, " ", &save)) {
+		LDAP *ld = ldap_open_urls(t, u, why_r);
+
+		if (ld == NULL) {
+			free(copy);
+			return -1;
+		}
+		ldap_unbind_ext(ld, NULL, NULL);
+	}
+	free(copy);
+	return 0;
+}
+
 /* ---- open and close ---- */
 
 static void ldap_close(struct map_impl *t)
@@ -680,4 +704,5 @@ const struct map_type map_type_ldap = {
 	.lookup = ldap_lookup,
 	.watch = NULL,
 	.close = ldap_close,
+	.probe = ldap_probe,
 };

@@ -183,6 +183,28 @@ static PGconn *pg_connect_host(const struct map_impl *t, const struct pg_host *h
 	return PQconnectdbParams(kw, val, 1);
 }
 
+/* A working connection to h, or NULL with *why_r. */
+static PGconn *pg_open_host(const struct map_impl *t, const struct pg_host *h, char **why_r)
+{
+	PGconn *db = pg_connect_host(t, h);
+	char *e;
+
+	if (db != NULL && PQstatus(db) == CONNECTION_OK && PQsetClientEncoding(db, t->encoding) == 0)
+		return db;
+	if (db == NULL) {
+		*why_r = xasprintf("connect to pgsql server %s: out of memory", h->spec);
+	} else if (PQstatus(db) == CONNECTION_OK) {
+		*why_r = xasprintf("pgsql server %s: cannot set the encoding to %s", h->spec,
+				   t->encoding);
+	} else {
+		e = pg_error_text(PQerrorMessage(db));
+		*why_r = xasprintf("connect to pgsql server %s: %s", h->spec, e);
+		free(e);
+	}
+	PQfinish(db);
+	return NULL;
+}
+
 /* map_pool ops: one connection to the first server that takes it. */
 static void *pg_connect(void *ctx, char **why_r)
 {
@@ -218,30 +240,16 @@ static void *pg_connect(void *ctx, char **why_r)
 		if (pick == t->nhosts)
 			break;
 		tried[pick] = true;
-		db = pg_connect_host(t, &t->hosts[pick]);
-		if (db != NULL && PQstatus(db) == CONNECTION_OK
-		    && PQsetClientEncoding(db, t->encoding) == 0) {
+		free(why);
+		why = NULL;
+		if ((db = pg_open_host(t, &t->hosts[pick], &why)) != NULL) {
 			struct pg_conn *c = xmalloc(sizeof(*c));
 
 			c->db = db;
 			c->host = pick;
 			free(tried);
-			free(why);
 			return c;
 		}
-		free(why);
-		if (db == NULL) {
-			why = xasprintf("connect to pgsql server %s: out of memory", t->hosts[pick].spec);
-		} else if (PQstatus(db) == CONNECTION_OK) {
-			why = xasprintf("pgsql server %s: cannot set the encoding to %s",
-					t->hosts[pick].spec, t->encoding);
-		} else {
-			char *e = pg_error_text(PQerrorMessage(db));
-
-			why = xasprintf("connect to pgsql server %s: %s", t->hosts[pick].spec, e);
-			free(e);
-		}
-		PQfinish(db);
 		pthread_mutex_lock(&t->lock);
 		t->hosts[pick].dead_until = time(NULL) + t->retry_interval;
 		pthread_mutex_unlock(&t->lock);
@@ -425,6 +433,21 @@ static enum map_status pgsql_lookup(struct map_impl *t, const char *key, char **
 	return MAP_FAIL;
 }
 
+/* mxgate check: every server in "hosts" takes a connection now. */
+static int pgsql_probe(struct map_impl *t, char **why_r)
+{
+	for (size_t i = 0; i < t->nhosts; i++) {
+		PGconn *db;
+
+		if (i > 0 && strcmp(t->hosts[i].spec, t->hosts[i - 1].spec) == 0)
+			continue;	/* the single host that pg_hosts_parse() listed twice */
+		if ((db = pg_open_host(t, &t->hosts[i], why_r)) == NULL)
+			return -1;
+		PQfinish(db);
+	}
+	return 0;
+}
+
 /* ---- open and close ---- */
 
 static void pgsql_close(struct map_impl *t)
@@ -526,4 +549,5 @@ const struct map_type map_type_pgsql = {
 	.lookup = pgsql_lookup,
 	.watch = NULL,
 	.close = pgsql_close,
+	.probe = pgsql_probe,
 };

@@ -44,8 +44,10 @@
 
 #include <stdbool.h>
 
-/* Connections per table; the lookups pool has 4 threads (docs/architecture.md). */
-#define MAP_POOL_CAP	4
+#include "policy/map_type.h"
+
+/* Connections per table: maps.c lets no more lookups of one remote table run at once. */
+#define MAP_POOL_CAP	MAP_REMOTE_CONCURRENCY
 
 struct map_pool;
 

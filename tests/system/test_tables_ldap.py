@@ -13,6 +13,7 @@ and 250 once it is back, logging the outage once and the recovery once.
 """
 
 import os
+import re
 import subprocess
 import time
 import unittest
@@ -179,6 +180,7 @@ class LdapAnswersTest(LdapCase):
 
 
 VDOMAIN = "virt.test"
+CHECK_DOWN = r"virtual_mailbox_maps: %s: cannot connect to LDAP server ldap://127\.0\.0\.1:\d+: "
 
 
 class LdapOutageTest(LdapCase, harness.MxTestCase):
@@ -194,6 +196,13 @@ class LdapOutageTest(LdapCase, harness.MxTestCase):
         finally:
             self.ld.start()
         self.assert_same_answers(spec, ["alice@example.test"])
+
+    def check(self, srv):
+        r = subprocess.run([harness.mxgate_binary(), "check", "-c", srv.dir],
+                           capture_output=True, text=True, timeout=60,
+                           env=harness.sanitizer_env())
+        self.assertEqual(harness.sanitizer_reports(r.stderr), [])
+        return r.returncode, r.stderr
 
     def rcpt(self, srv, addr):
         with harness.Client(srv.port) as c:
@@ -214,8 +223,15 @@ class LdapOutageTest(LdapCase, harness.MxTestCase):
             "virtual_mailbox_maps": cf, "virtual_mailbox_domains": VDOMAIN})
         self.assertEqual(self.rcpt(srv, "alice@" + VDOMAIN).code, 250)
         self.assertEqual(self.rcpt(srv, "nobody@" + VDOMAIN).code, 550)
+        rc, err = self.check(srv)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn(cf, err)
         self.ld.stop()
         try:
+            # check connects to the table's servers and names the one that is down.
+            rc, err = self.check(srv)
+            self.assertEqual(rc, 1, err)
+            self.assertRegex(err, CHECK_DOWN % re.escape(cf))
             for _ in range(3):
                 r = self.rcpt(srv, "alice@" + VDOMAIN)
                 self.assertEqual(r.lines[-1][:9], "451 4.3.0", r.text)

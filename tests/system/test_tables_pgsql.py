@@ -11,6 +11,8 @@ back, logging the outage once and the recovery once.
 """
 
 import os
+import re
+import subprocess
 import time
 import unittest
 import urllib.parse
@@ -139,6 +141,7 @@ class PgsqlAnswersTest(PgsqlCase):
 
 
 VDOMAIN = "virt.test"
+CHECK_DOWN = r"virtual_mailbox_maps: %s: connect to pgsql server inet:127\.0\.0\.1:\d+: "
 
 
 class PgsqlOutageTest(PgsqlCase, harness.MxTestCase):
@@ -156,6 +159,13 @@ class PgsqlOutageTest(PgsqlCase, harness.MxTestCase):
         finally:
             self.pg.start()
         self.assert_same_answers(spec, ["alice@example.test"])
+
+    def check(self, srv):
+        r = subprocess.run([harness.mxgate_binary(), "check", "-c", srv.dir],
+                           capture_output=True, text=True, timeout=60,
+                           env=harness.sanitizer_env())
+        self.assertEqual(harness.sanitizer_reports(r.stderr), [])
+        return r.returncode, r.stderr
 
     def rcpt(self, srv, addr):
         with harness.Client(srv.port) as c:
@@ -181,8 +191,15 @@ class PgsqlOutageTest(PgsqlCase, harness.MxTestCase):
             "virtual_mailbox_maps": cf, "virtual_mailbox_domains": VDOMAIN})
         self.assertEqual(self.rcpt(srv, "alice@" + VDOMAIN).code, 250)
         self.assertEqual(self.rcpt(srv, "nobody@" + VDOMAIN).code, 550)
+        rc, err = self.check(srv)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn(cf, err)
         self.pg.stop()
         try:
+            # check connects to the table's servers and names the one that is down.
+            rc, err = self.check(srv)
+            self.assertEqual(rc, 1, err)
+            self.assertRegex(err, CHECK_DOWN % re.escape(cf))
             for _ in range(3):
                 r = self.rcpt(srv, "alice@" + VDOMAIN)
                 self.assertEqual(r.lines[-1][:9], "451 4.3.0", r.text)

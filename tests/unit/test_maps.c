@@ -342,9 +342,10 @@ static void test_refused(void **state)
 		{ "btree:/x", "unsupported map type \"btree\" in \"btree:/x\"" },
 		{ "lmdb:/x", "unsupported map type \"lmdb\"" },
 		{ "nis:mail.aliases", "unsupported map type \"nis\"" },
-		{ "ldap:/etc/postfix/ldap.cf", "unsupported map type \"ldap\"" },
+		{ "ldap:/nonexistent/mxgate/ldap.cf",
+		  "ldap:/nonexistent/mxgate/ldap.cf: open \"/nonexistent/mxgate/ldap.cf\": No such file" },
 		{ "mysql:/etc/postfix/my.cf", "unsupported map type \"mysql\"" },
-		{ "pgsql:/x", "unsupported map type \"pgsql\"" },
+		{ "pgsql:pgsqlname", "\"pgsqlname\": mxgate reads a table's settings from a file" },
 		{ "sqlite:/x", "unsupported map type \"sqlite\"" },
 		{ "regexp:/etc/postfix/re", "unsupported map type \"regexp\"" },
 		{ "pcre:/etc/postfix/re", "unsupported map type \"pcre\"" },
@@ -468,7 +469,7 @@ static void test_maplist_report(void **state)
 	assert_non_null(strstr(pr.why[1], "No such file or directory"));
 	assert_non_null(strstr(pr.why[1], gone));
 	assert_string_equal(pr.spec[2], "ldap:/etc/x.cf");
-	assert_non_null(strstr(pr.why[2], "\"ldap\""));
+	assert_non_null(strstr(pr.why[2], "ldap:/etc/x.cf: open \"/etc/x.cf\": No such file"));
 	for (int i = 0; i < pr.n; i++) {
 		free(pr.spec[i]);
 		free(pr.why[i]);
