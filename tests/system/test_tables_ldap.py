@@ -12,15 +12,12 @@ fails as postmap does, and a running mxgate answers RCPT 451 4.3.0 while it is d
 and 250 once it is back, logging the outage once and the recovery once.
 """
 
-import os
-import re
 import subprocess
-import time
 import unittest
 
 import harness
 import ldapfixture
-import tables
+import remotetables
 
 S = ldapfixture.SUFFIX
 PEOPLE = "ou=people," + S
@@ -74,20 +71,18 @@ KEYS = ["alice@example.test", "ALICE@EXAMPLE.TEST", "bob@example.test", "robert@
         "a@b@example.test", "user@sub.example.test"]
 
 
-class LdapCase(tables.TableCase):
+class LdapCase(remotetables.ServerTableCase):
     @classmethod
-    def setUpClass(cls):
-        cls.ld = ldapfixture.LdapServer()
+    def start_fixture(cls):
+        ld = ldapfixture.LdapServer()
         try:
-            cls.ld.start()
-            cls.ld.add(DATA)
+            ld.start()
+            ld.add(DATA)
         except BaseException:
-            cls.ld.cleanup()
+            ld.cleanup()
             raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.ld.cleanup()
+        cls.ld = ld
+        return ld
 
     def cf(self, name, **settings):
         lines = {"server_host": "127.0.0.1", "server_port": str(self.ld.port),
@@ -179,80 +174,15 @@ class LdapAnswersTest(LdapCase):
         self.assertIn("%s, line 1: server_host ldaps://" % p, r.stderr)
 
 
-VDOMAIN = "virt.test"
-CHECK_DOWN = r"virtual_mailbox_maps: %s: cannot connect to LDAP server ldap://127\.0\.0\.1:\d+: "
-
-
-class LdapOutageTest(LdapCase, harness.MxTestCase):
+class LdapOutageTest(LdapCase, harness.MxTestCase, remotetables.OutageChecks):
     def test_map_q_fails_like_postmap_when_down(self):
-        spec = self.cf("down.cf", timeout="3")
-        self.assert_same_answers(spec, ["alice@example.test"])
-        self.ld.stop()
-        try:
-            want = tables.postmap_q(self.tables.path, "alice@example.test", spec)
-            got = tables.mxgate_q(self.tables.path, "alice@example.test", spec)
-            self.assertEqual(want, got)
-            self.assertNotEqual(got[1], 0)
-        finally:
-            self.ld.start()
-        self.assert_same_answers(spec, ["alice@example.test"])
-
-    def check(self, srv):
-        r = subprocess.run([harness.mxgate_binary(), "check", "-c", srv.dir],
-                           capture_output=True, text=True, timeout=60,
-                           env=harness.sanitizer_env())
-        self.assertEqual(harness.sanitizer_reports(r.stderr), [])
-        return r.returncode, r.stderr
-
-    def rcpt(self, srv, addr):
-        with harness.Client(srv.port) as c:
-            c.expect(220)
-            c.send("EHLO client.test\r\n")
-            c.expect(250)
-            c.send("MAIL FROM:<sender@client.test>\r\n")
-            c.expect(250)
-            r = c.cmd("RCPT TO:<%s>" % addr, timeout=30)
-            c.cmd("QUIT")
-            return r
+        self.map_q_fails_like_postmap(self.cf("down.cf", timeout="3"), self.ld)
 
     def test_rcpt_451_while_down_then_250(self):
-        self.ld.add(person("virtalice", ["alice@" + VDOMAIN], ["alice/"]))
-        os.chmod(self.tables.path, 0o755)   # the daemon (mail_owner) reads the .cf
+        self.ld.add(person("virtalice", ["alice@" + remotetables.VDOMAIN], ["alice/"]))
         cf = self.cf("vmail.cf", timeout="3", version="3", bind="no")
-        srv = self.start_server(virtual_users=[], main={
-            "virtual_mailbox_maps": cf, "virtual_mailbox_domains": VDOMAIN})
-        self.assertEqual(self.rcpt(srv, "alice@" + VDOMAIN).code, 250)
-        self.assertEqual(self.rcpt(srv, "nobody@" + VDOMAIN).code, 550)
-        rc, err = self.check(srv)
-        self.assertEqual(rc, 0, err)
-        self.assertNotIn(cf, err)
-        self.ld.stop()
-        try:
-            # check connects to the table's servers and names the one that is down.
-            rc, err = self.check(srv)
-            self.assertEqual(rc, 1, err)
-            self.assertRegex(err, CHECK_DOWN % re.escape(cf))
-            for _ in range(3):
-                r = self.rcpt(srv, "alice@" + VDOMAIN)
-                self.assertEqual(r.lines[-1][:9], "451 4.3.0", r.text)
-                time.sleep(0.3)
-        finally:
-            self.ld.start()
-        deadline = time.monotonic() + 15
-        while True:
-            r = self.rcpt(srv, "alice@" + VDOMAIN)
-            if r.code == 250 or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        self.assertEqual(r.code, 250, r.text)
-        self.assertIsNotNone(srv.wait_log("server answers again"), srv.diagnostics())
-        time.sleep(0.5)
-        log = srv.log_messages()
-        down = [l for l in log if "server unavailable" in l]
-        up = [l for l in log if "server answers again" in l]
-        self.assertEqual(len(down), 1, "\n".join(log))
-        self.assertIn(cf, down[0])
-        self.assertEqual(len(up), 1, "\n".join(log))
+        self.rcpt_451_while_down(cf, self.ld, r"virtual_mailbox_maps: %s: cannot connect to "
+                                 r"LDAP server ldap://127\.0\.0\.1:\d+: ")
 
 
 if __name__ == "__main__":

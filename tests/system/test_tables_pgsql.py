@@ -10,16 +10,12 @@ does, and a running mxgate answers RCPT 451 4.3.0 while it is down and 250 once 
 back, logging the outage once and the recovery once.
 """
 
-import os
-import re
-import subprocess
-import time
 import unittest
 import urllib.parse
 
 import harness
 import pgfixture
-import tables
+import remotetables
 
 SCHEMA = r"""
 CREATE TABLE users (email text, local text, domain text, maildir text, alias text);
@@ -47,20 +43,18 @@ KEYS = ["alice@example.test", "ALICE@Example.Test", "bob@example.test", "o'neil@
         "a@b@example.test", "@", "", "mail.example.test", "user@sub.example.test"]
 
 
-class PgsqlCase(tables.TableCase):
+class PgsqlCase(remotetables.ServerTableCase):
     @classmethod
-    def setUpClass(cls):
-        cls.pg = pgfixture.PgServer()
+    def start_fixture(cls):
+        pg = pgfixture.PgServer()
         try:
-            cls.pg.start()
-            cls.pg.sql(SCHEMA)
+            pg.start()
+            pg.sql(SCHEMA)
         except BaseException:
-            cls.pg.cleanup()
+            pg.cleanup()
             raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.cleanup()
+        cls.pg = pg
+        return pg
 
     def cf(self, name, hosts=None, **settings):
         """A pgsql .cf file in the table dir: the socket by default, user mx, dbname mail."""
@@ -140,87 +134,22 @@ class PgsqlAnswersTest(PgsqlCase):
         self.assert_same_answers(badtpl, ["alice@example.test"], min_found=0)
 
 
-VDOMAIN = "virt.test"
-CHECK_DOWN = r"virtual_mailbox_maps: %s: connect to pgsql server inet:127\.0\.0\.1:\d+: "
-
-
-class PgsqlOutageTest(PgsqlCase, harness.MxTestCase):
+class PgsqlOutageTest(PgsqlCase, harness.MxTestCase, remotetables.OutageChecks):
     def test_map_q_fails_like_postmap_when_down(self):
         spec = self.cf("down.cf", hosts="127.0.0.1:%d" % self.pg.port,
                        query="SELECT maildir FROM users WHERE email = '%s'",
                        retry_interval="1")
-        self.assert_same_answers(spec, ["alice@example.test"])
-        self.pg.stop()
-        try:
-            want = tables.postmap_q(self.tables.path, "alice@example.test", spec)
-            got = tables.mxgate_q(self.tables.path, "alice@example.test", spec)
-            self.assertEqual(want, got)
-            self.assertNotEqual(got[1], 0)
-        finally:
-            self.pg.start()
-        self.assert_same_answers(spec, ["alice@example.test"])
-
-    def check(self, srv):
-        r = subprocess.run([harness.mxgate_binary(), "check", "-c", srv.dir],
-                           capture_output=True, text=True, timeout=60,
-                           env=harness.sanitizer_env())
-        self.assertEqual(harness.sanitizer_reports(r.stderr), [])
-        return r.returncode, r.stderr
-
-    def rcpt(self, srv, addr):
-        with harness.Client(srv.port) as c:
-            c.expect(220)
-            c.send("EHLO client.test\r\n")
-            c.expect(250)
-            c.send("MAIL FROM:<sender@client.test>\r\n")
-            c.expect(250)
-            r = c.cmd("RCPT TO:<%s>" % addr, timeout=30)
-            c.cmd("QUIT")
-            return r
+        self.map_q_fails_like_postmap(spec, self.pg)
 
     def test_rcpt_451_while_down_then_250(self):
         self.pg.sql("CREATE TABLE IF NOT EXISTS vusers (email text, maildir text);"
                     "DELETE FROM vusers;"
-                    "INSERT INTO vusers VALUES ('alice@%s', 'alice/')" % VDOMAIN)
-        # The daemon runs as mail_owner: it reads the .cf from the table folder.
-        os.chmod(self.tables.path, 0o755)
+                    "INSERT INTO vusers VALUES ('alice@%s', 'alice/')" % remotetables.VDOMAIN)
         cf = self.cf("vmail.cf", hosts="inet:127.0.0.1:%d" % self.pg.port,
                      query="SELECT maildir FROM vusers WHERE email = '%s'",
                      retry_interval="1")
-        srv = self.start_server(virtual_users=[], main={
-            "virtual_mailbox_maps": cf, "virtual_mailbox_domains": VDOMAIN})
-        self.assertEqual(self.rcpt(srv, "alice@" + VDOMAIN).code, 250)
-        self.assertEqual(self.rcpt(srv, "nobody@" + VDOMAIN).code, 550)
-        rc, err = self.check(srv)
-        self.assertEqual(rc, 0, err)
-        self.assertNotIn(cf, err)
-        self.pg.stop()
-        try:
-            # check connects to the table's servers and names the one that is down.
-            rc, err = self.check(srv)
-            self.assertEqual(rc, 1, err)
-            self.assertRegex(err, CHECK_DOWN % re.escape(cf))
-            for _ in range(3):
-                r = self.rcpt(srv, "alice@" + VDOMAIN)
-                self.assertEqual(r.lines[-1][:9], "451 4.3.0", r.text)
-                time.sleep(0.4)
-        finally:
-            self.pg.start()
-        deadline = time.monotonic() + 15
-        while True:
-            r = self.rcpt(srv, "alice@" + VDOMAIN)
-            if r.code == 250 or time.monotonic() > deadline:
-                break
-            time.sleep(0.3)
-        self.assertEqual(r.code, 250, r.text)
-        self.assertIsNotNone(srv.wait_log("server answers again"), srv.diagnostics())
-        time.sleep(0.5)     # any further outage line would be written by now
-        log = srv.log_messages()
-        down = [l for l in log if "server unavailable" in l]
-        up = [l for l in log if "server answers again" in l]
-        self.assertEqual(len(down), 1, "\n".join(log))
-        self.assertIn(cf, down[0])
-        self.assertEqual(len(up), 1, "\n".join(log))
+        self.rcpt_451_while_down(cf, self.pg, r"virtual_mailbox_maps: %s: connect to pgsql "
+                                 r"server inet:127\.0\.0\.1:\d+: ")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,124 @@
+"""remotetables: test cases for the tables a server answers (pgsql:, ldap:, ...).
+
+    ServerTableCase    a tables.TableCase with one server fixture for the whole class:
+                       setUpClass() calls the class's start_fixture() (which returns the
+                       started fixture, loaded with its data) and keeps it as cls.server;
+                       tearDownClass() cleans it up.
+
+What a remote table must do when its server goes away, as one set of checks that each
+type's test runs against its own fixture:
+
+    class XOutageTest(XCase, harness.MxTestCase, remotetables.OutageChecks):
+        def test_...(self):
+            self.map_q_fails_like_postmap(spec, server)
+            self.rcpt_451_while_down(cf, server, check_down_regex)
+
+server is the fixture (stop() and start()); the test is a tables.TableCase (its table folder
+holds the .cf files) and a harness.MxTestCase (start_server()).
+
+    map_q_fails_like_postmap   with the server stopped, postmap -q and mxgate map -q print
+                               the same and exit alike (a lookup error: non-zero), and the
+                               same table answers again once the server is back.
+    rcpt_451_while_down        a running mxgate with virtual_mailbox_maps = the table: RCPT
+                               250 and 550 while the server is up and `mxgate check` is
+                               clean; once it is down, check fails naming the table's server
+                               (check_down_regex, with %s for the spec) and RCPT gets
+                               451 4.3.0; once it is back, 250 again; the outage and the
+                               recovery are each logged exactly once.
+"""
+
+import os
+import re
+import subprocess
+import time
+
+import harness
+import tables
+
+VDOMAIN = "virt.test"
+KEY = "alice@example.test"
+BACK_TIMEOUT = 15
+
+
+class ServerTableCase(tables.TableCase):
+    @classmethod
+    def start_fixture(cls):
+        raise NotImplementedError
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = cls.start_fixture()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.cleanup()
+
+
+class OutageChecks:
+    def map_q_fails_like_postmap(self, spec, server, key=KEY):
+        self.assert_same_answers(spec, [key])
+        server.stop()
+        try:
+            want = tables.postmap_q(self.tables.path, key, spec)
+            got = tables.mxgate_q(self.tables.path, key, spec)
+            self.assertEqual(want, got)
+            self.assertNotEqual(got[1], 0)
+        finally:
+            server.start()
+        self.assert_same_answers(spec, [key])
+
+    def mxgate_check(self, srv):
+        r = subprocess.run([harness.mxgate_binary(), "check", "-c", srv.dir],
+                           capture_output=True, text=True, timeout=60,
+                           env=harness.sanitizer_env())
+        self.assertEqual(harness.sanitizer_reports(r.stderr), [])
+        return r.returncode, r.stderr
+
+    def rcpt(self, srv, addr):
+        with harness.Client(srv.port) as c:
+            c.expect(220)
+            c.send("EHLO client.test\r\n")
+            c.expect(250)
+            c.send("MAIL FROM:<sender@client.test>\r\n")
+            c.expect(250)
+            r = c.cmd("RCPT TO:<%s>" % addr, timeout=30)
+            c.cmd("QUIT")
+            return r
+
+    def rcpt_451_while_down(self, cf, server, check_down_regex):
+        """cf: the table's spec; it must find alice@VDOMAIN and not nobody@VDOMAIN."""
+        os.chmod(self.tables.path, 0o755)   # the daemon (mail_owner) reads the .cf
+        srv = self.start_server(virtual_users=[], main={
+            "virtual_mailbox_maps": cf, "virtual_mailbox_domains": VDOMAIN})
+        alice = "alice@" + VDOMAIN
+        self.assertEqual(self.rcpt(srv, alice).code, 250)
+        self.assertEqual(self.rcpt(srv, "nobody@" + VDOMAIN).code, 550)
+        rc, err = self.mxgate_check(srv)
+        self.assertEqual(rc, 0, err)
+        self.assertNotIn(cf, err)
+        server.stop()
+        try:
+            rc, err = self.mxgate_check(srv)
+            self.assertEqual(rc, 1, err)
+            self.assertRegex(err, check_down_regex % re.escape(cf))
+            for _ in range(3):
+                r = self.rcpt(srv, alice)
+                self.assertEqual(r.lines[-1][:9], "451 4.3.0", r.text)
+                time.sleep(0.3)
+        finally:
+            server.start()
+        deadline = time.monotonic() + BACK_TIMEOUT
+        while True:
+            r = self.rcpt(srv, alice)
+            if r.code == 250 or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        self.assertEqual(r.code, 250, r.text)
+        self.assertIsNotNone(srv.wait_log("server answers again"), srv.diagnostics())
+        time.sleep(0.5)     # a second outage or recovery line would be written by now
+        log = srv.log_messages()
+        down = [l for l in log if "server unavailable" in l]
+        up = [l for l in log if "server answers again" in l]
+        self.assertEqual(len(down), 1, "\n".join(log))
+        self.assertIn(cf, down[0])
+        self.assertEqual(len(up), 1, "\n".join(log))
