@@ -25,11 +25,15 @@ holds the .cf files) and a harness.MxTestCase (start_server()).
                                (check_down_regex, with %s for the spec) and RCPT gets
                                451 4.3.0; once it is back, 250 again; the outage and the
                                recovery are each logged exactly once.
+    parallel_rcpts             12 clients at once (more than a remote table's 4
+                               connections) against one daemon: every RCPT gets its own
+                               answer (250 or 550) and nothing is logged as a warning.
 """
 
 import os
 import re
 import subprocess
+import threading
 import time
 
 import harness
@@ -122,3 +126,30 @@ class OutageChecks:
         self.assertEqual(len(down), 1, "\n".join(log))
         self.assertIn(cf, down[0])
         self.assertEqual(len(up), 1, "\n".join(log))
+
+    def parallel_rcpts(self, cf, clients=12, rounds=4):
+        """cf finds alice@VDOMAIN and not nobody@VDOMAIN."""
+        os.chmod(self.tables.path, 0o755)
+        srv = self.start_server(virtual_users=[], main={
+            "virtual_mailbox_maps": cf, "virtual_mailbox_domains": VDOMAIN})
+        results, lock = [], threading.Lock()
+
+        def client(i):
+            for r in range(rounds):
+                addr = ("alice@" if (i + r) % 2 == 0 else "nobody@") + VDOMAIN
+                try:
+                    code = self.rcpt(srv, addr).code
+                except Exception as e:      # recorded, then failed below
+                    code = repr(e)
+                with lock:
+                    results.append((addr, code))
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        want = [(a, 250 if a.startswith("alice@") else 550) for a, _ in results]
+        self.assertEqual(len(results), clients * rounds)
+        self.assertEqual(results, want)
+        self.assertEqual([l for l in srv.log_messages() if "warning" in l], [])

@@ -178,8 +178,16 @@ class LdapOutageTest(LdapCase, harness.MxTestCase, remotetables.OutageChecks):
     def test_map_q_fails_like_postmap_when_down(self):
         self.map_q_fails_like_postmap(self.cf("down.cf", timeout="3"), self.ld)
 
+    @classmethod
+    def start_fixture(cls):
+        ld = super().start_fixture()
+        ld.add(person("virtalice", ["alice@" + remotetables.VDOMAIN], ["alice/"]))
+        return ld
+
+    def test_parallel_lookups(self):
+        self.parallel_rcpts(self.cf("parallel.cf", version="3", bind="no"))
+
     def test_rcpt_451_while_down_then_250(self):
-        self.ld.add(person("virtalice", ["alice@" + remotetables.VDOMAIN], ["alice/"]))
         cf = self.cf("vmail.cf", timeout="3", version="3", bind="no")
         self.rcpt_451_while_down(cf, self.ld, r"virtual_mailbox_maps: %s: cannot connect to "
                                  r"LDAP server ldap://127\.0\.0\.1:\d+: ")

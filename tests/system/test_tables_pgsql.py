@@ -10,6 +10,7 @@ does, and a running mxgate answers RCPT 451 4.3.0 while it is down and 250 once 
 back, logging the outage once and the recovery once.
 """
 
+import os
 import unittest
 import urllib.parse
 
@@ -71,6 +72,17 @@ class PgsqlAnswersTest(PgsqlCase):
         spec = self.cf("plain.cf", hosts="postgresql:///%s?host=%s&port=%d&user=%s"
                        % (self.pg.dbname, urllib.parse.quote(self.pg.socket_dir, safe=""),
                           self.pg.port, self.pg.user),
+                       query="SELECT maildir FROM users WHERE email = '%s'")
+        self.assert_same_answers(spec, KEYS, min_found=8)
+
+    def test_unix_socket_form(self):
+        # "unix:DIR" names the socket directory; the port is libpq's default, which both
+        # postmap and mxgate take from PGPORT: the fixture's server is not on 5432.
+        old = os.environ.get("PGPORT")
+        os.environ["PGPORT"] = str(self.pg.port)
+        self.addCleanup(lambda: os.environ.pop("PGPORT") if old is None
+                        else os.environ.__setitem__("PGPORT", old))
+        spec = self.cf("unix.cf", hosts="unix:" + self.pg.socket_dir,
                        query="SELECT maildir FROM users WHERE email = '%s'")
         self.assert_same_answers(spec, KEYS, min_found=8)
 
@@ -141,13 +153,19 @@ class PgsqlOutageTest(PgsqlCase, harness.MxTestCase, remotetables.OutageChecks):
                        retry_interval="1")
         self.map_q_fails_like_postmap(spec, self.pg)
 
-    def test_rcpt_451_while_down_then_250(self):
+    def vusers_cf(self, name):
         self.pg.sql("CREATE TABLE IF NOT EXISTS vusers (email text, maildir text);"
                     "DELETE FROM vusers;"
                     "INSERT INTO vusers VALUES ('alice@%s', 'alice/')" % remotetables.VDOMAIN)
-        cf = self.cf("vmail.cf", hosts="inet:127.0.0.1:%d" % self.pg.port,
-                     query="SELECT maildir FROM vusers WHERE email = '%s'",
-                     retry_interval="1")
+        return self.cf(name, hosts="inet:127.0.0.1:%d" % self.pg.port,
+                       query="SELECT maildir FROM vusers WHERE email = '%s'",
+                       retry_interval="1")
+
+    def test_parallel_lookups(self):
+        self.parallel_rcpts(self.vusers_cf("parallel.cf"))
+
+    def test_rcpt_451_while_down_then_250(self):
+        cf = self.vusers_cf("vmail.cf")
         self.rcpt_451_while_down(cf, self.pg, r"virtual_mailbox_maps: %s: connect to pgsql "
                                  r"server inet:127\.0\.0\.1:\d+: ")
 
