@@ -25,6 +25,8 @@ holds the .cf files) and a harness.MxTestCase (start_server()).
                                (check_down_regex, with %s for the spec) and RCPT gets
                                451 4.3.0; once it is back, 250 again; the outage and the
                                recovery are each logged exactly once.
+    silent_server_times_out    a server that accepts connections and never answers: postmap
+                               and mxgate map -q fail alike, mxgate within the bound given.
     parallel_rcpts             12 clients at once (more than a remote table's 4
                                connections) against one daemon: every RCPT gets its own
                                answer (250 or 550) and nothing is logged as a warning.
@@ -32,6 +34,7 @@ holds the .cf files) and a harness.MxTestCase (start_server()).
 
 import os
 import re
+import socket
 import subprocess
 import threading
 import time
@@ -42,6 +45,32 @@ import tables
 VDOMAIN = "virt.test"
 KEY = "alice@example.test"
 BACK_TIMEOUT = 15
+
+
+class SilentServer:
+    """Listens on 127.0.0.1:port, accepts every connection and never sends a byte."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(c)
+
+    def close(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()
 
 
 class ServerTableCase(tables.TableCase):
@@ -70,6 +99,19 @@ class OutageChecks:
         finally:
             server.start()
         self.assert_same_answers(spec, [key])
+
+    def silent_server_times_out(self, make_spec, bound, key=KEY):
+        """make_spec(port) is a spec whose server is 127.0.0.1:port."""
+        silent = SilentServer()
+        self.addCleanup(silent.close)
+        spec = make_spec(silent.port)
+        want = tables.postmap_q(self.tables.path, key, spec)
+        start = time.monotonic()
+        got = tables.mxgate_q(self.tables.path, key, spec)
+        took = time.monotonic() - start
+        self.assertEqual(want, got)
+        self.assertNotEqual(got[1], 0)
+        self.assertLess(took, bound)
 
     def mxgate_check(self, srv):
         r = subprocess.run([harness.mxgate_binary(), "check", "-c", srv.dir],

@@ -184,6 +184,12 @@ class LdapOutageTest(LdapCase, harness.MxTestCase, remotetables.OutageChecks):
         ld.add(person("virtalice", ["alice@" + remotetables.VDOMAIN], ["alice/"]))
         return ld
 
+    def test_silent_server_times_out(self):
+        for bind in ("yes", "no"):
+            self.silent_server_times_out(
+                lambda port: self.cf("silent.cf", server_port=str(port), timeout="2",
+                                     version="3", bind=bind), bound=6)
+
     def test_parallel_lookups(self):
         self.parallel_rcpts(self.cf("parallel.cf", version="3", bind="no"))
 

@@ -153,6 +153,15 @@ class PgsqlOutageTest(PgsqlCase, harness.MxTestCase, remotetables.OutageChecks):
                        retry_interval="1")
         self.map_q_fails_like_postmap(spec, self.pg)
 
+    def test_silent_server_times_out(self):
+        # Postfix's pgsql client has no timeout of its own: libpq's connect_timeout in a
+        # URI bounds both (each of the two tries of a single host).
+        self.silent_server_times_out(
+            lambda port: self.cf("silent.cf", hosts="postgresql://%s@127.0.0.1:%d/%s"
+                                 "?connect_timeout=2" % (self.pg.user, port, self.pg.dbname),
+                                 query="SELECT maildir FROM users WHERE email = '%s'"),
+            bound=8)
+
     def vusers_cf(self, name):
         self.pg.sql("CREATE TABLE IF NOT EXISTS vusers (email text, maildir text);"
                     "DELETE FROM vusers;"
