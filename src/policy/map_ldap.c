@@ -392,6 +392,8 @@ static enum map_status ldap_lookup(struct map_impl *t, const char *key, char **v
 	enum map_status st = MAP_FAIL;
 	int rc = LDAP_OTHER;
 
+	if (!map_remote_key_ok(t->table, key))
+		return MAP_NOTFOUND;
 	switch (map_query_domain(t->cfg, key)) {
 	case 0:
 		return MAP_NOTFOUND;

@@ -379,6 +379,8 @@ static enum map_status pgsql_lookup(struct map_impl *t, const char *key, char **
 	char *why = NULL;
 	enum map_status st;
 
+	if (!map_remote_key_ok(t->table, key))
+		return MAP_NOTFOUND;
 	switch (map_query_domain(t->cfg, key)) {
 	case 0:
 		return MAP_NOTFOUND;

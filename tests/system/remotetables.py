@@ -4,6 +4,9 @@
                        setUpClass() calls the class's start_fixture() (which returns the
                        started fixture, loaded with its data) and keeps it as cls.server;
                        tearDownClass() cleans it up.
+                       assert_non_utf8_not_asked(spec): a key that is not UTF-8 is
+                       warned about and not found, as postmap has it, without asking
+                       the server (which could refuse the query: a lookup error).
 
 What a remote table must do when its server goes away, as one set of checks that each
 type's test runs against its own fixture:
@@ -85,6 +88,16 @@ class ServerTableCase(tables.TableCase):
     @classmethod
     def tearDownClass(cls):
         cls.server.cleanup()
+
+    def assert_non_utf8_not_asked(self, spec):
+        key = "\udcff@example.test"     # the byte 0xff
+        self.assert_same_answers(spec, [key], min_found=0)
+        r = subprocess.run([harness.mxgate_binary(), "map", "-c", self.tables.path, "-q", key,
+                            spec], capture_output=True, text=True, timeout=30,
+                           env=harness.sanitizer_env(), errors="surrogateescape")
+        self.assertEqual((r.stdout, r.returncode), ("", 1), r.stderr)
+        self.assertIn("non-UTF-8 key", r.stderr)
+        self.assertNotIn("lookup error", r.stderr)
 
 
 class OutageChecks:

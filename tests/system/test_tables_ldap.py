@@ -68,7 +68,8 @@ KEYS = ["alice@example.test", "ALICE@EXAMPLE.TEST", "bob@example.test", "robert@
         "@other.test", "dave", "twin@example.test", "nodrop@example.test",
         "staff@example.test", "routed@example.test", "dynamic@example.test", "loop@example.test",
         "nobody@example.test", "nobody@nowhere.test", "example.test", "", "@",
-        "a@b@example.test", "user@sub.example.test"]
+        "a@b@example.test", "user@sub.example.test",
+        "\udcff@example.test", "caf\u00e9@example.test"]    # bytes 0xff (not UTF-8); UTF-8
 
 
 class LdapCase(remotetables.ServerTableCase):
@@ -95,6 +96,9 @@ class LdapCase(remotetables.ServerTableCase):
 class LdapAnswersTest(LdapCase):
     def test_default_filter_and_attribute(self):
         self.assert_same_answers(self.cf("plain.cf"), KEYS, min_found=8)
+
+    def test_non_utf8_key(self):
+        self.assert_non_utf8_not_asked(self.cf("utf8.cf"))
 
     def test_attributes_version3_on_ldapi(self):
         spec = self.cf("ldapi.cf", server_host=self.ld.ldapi_url, server_port=None, version="3",

@@ -41,7 +41,8 @@ KEYS = ["alice@example.test", "ALICE@Example.Test", "bob@example.test", "o'neil@
         "back\\slash@example.test", "pct%s@example.test", "nullv@example.test",
         "empty@example.test", "carol@other.test", "dave", "@example.test", "example.test",
         "nobody@example.test", "nobody@nowhere.test", "x'; DROP TABLE users; --@example.test",
-        "a@b@example.test", "@", "", "mail.example.test", "user@sub.example.test"]
+        "a@b@example.test", "@", "", "mail.example.test", "user@sub.example.test",
+        "\udcff@example.test", "caf\u00e9@example.test"]    # bytes 0xff (not UTF-8); UTF-8
 
 
 class PgsqlCase(remotetables.ServerTableCase):
@@ -85,6 +86,11 @@ class PgsqlAnswersTest(PgsqlCase):
         spec = self.cf("unix.cf", hosts="unix:" + self.pg.socket_dir,
                        query="SELECT maildir FROM users WHERE email = '%s'")
         self.assert_same_answers(spec, KEYS, min_found=8)
+
+    def test_non_utf8_key(self):
+        self.assert_non_utf8_not_asked(self.cf("utf8.cf", hosts="127.0.0.1:%d" % self.pg.port,
+                                               query="SELECT maildir FROM users "
+                                                     "WHERE email = '%s'"))
 
     def test_columns_and_rows_with_password_on_tcp(self):
         spec = self.cf("tcp.cf", hosts="inet:127.0.0.1:%d" % self.pg.port,
