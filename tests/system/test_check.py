@@ -79,7 +79,8 @@ class CheckTest(harness.MxTestCase):
 
     def expected_check_lines(self):
         m, d = self.main_path, self.dir
-        sup = "mxgate supports texthash, cdb, unix:passwd.byname, static, inline, ldap, pgsql"
+        sup = ("mxgate supports texthash, cdb, unix:passwd.byname, static, inline, cidr, regexp, "
+               "pcre, ldap, pgsql")
         return [
             "mxgate: error: %s, line 7: do not specify relative pathname: "
             "virtual_mailbox_base = var/vmail (virtual mailboxes need an absolute path)" % m,
