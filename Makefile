@@ -4,7 +4,7 @@
 CC       ?= cc
 SANITIZE ?=
 BUILD    ?= build
-PKGS     := libevent libevent_pthreads libpcre2-8 lmdb libmariadb sqlite3
+PKGS     := libevent libevent_pthreads libpcre2-8 lmdb libpq ldap lber libmariadb sqlite3
 PKG_CONFIG ?= pkg-config
 # What installs the Debian packages (and the mxgate user) for `make run` / `make test`.
 DEPS     ?= sh scripts/deps.sh
@@ -50,7 +50,12 @@ all: $(BUILD)/mxgate
 FLAGS_STAMP := $(BUILD)/.flags
 $(shell mkdir -p $(BUILD); echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $(FLAGS_STAMP) || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $(FLAGS_STAMP))
 
-$(BUILD)/obj/%.o: src/%.c $(FLAGS_STAMP)
+# Without the libraries nothing compiles (libpq's header is not even on the default include
+# path): say what to do before the first compile, not after a screen of errors.
+check-deps:
+	@test -n "$(PKG_LIBS)" || { echo "make: $(PKG_CONFIG) finds no $(PKGS): run 'make deps' (or 'make run') first" >&2; exit 1; }
+
+$(BUILD)/obj/%.o: src/%.c $(FLAGS_STAMP) | check-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -66,8 +71,7 @@ $(BUILD)/obj/gen/postfix_names.o: $(BUILD)/gen/postfix_names.c $(FLAGS_STAMP)
 $(BUILD)/libmxgate.a: $(LIB_OBJ)
 	rm -f $@; ar rcs $@ $^
 
-$(BUILD)/mxgate: $(BUILD)/obj/main.o $(BUILD)/libmxgate.a
-	@test -n "$(PKG_LIBS)" || { echo "make: $(PKG_CONFIG) finds no $(PKGS): run 'make deps' (or 'make run') first" >&2; exit 1; }
+$(BUILD)/mxgate: $(BUILD)/obj/main.o $(BUILD)/libmxgate.a | check-deps
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/tests/common/%.o: tests/common/%.c $(FLAGS_STAMP)

@@ -7,9 +7,9 @@
 #                            smtp-source/smtp-sink), MariaDB and SQLite (the SQL tables'
 #                            servers), python3, clang (fuzz targets)
 set -eu
-pkgs="gcc make pkg-config libevent-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libmariadb-dev libsqlite3-dev libcmocka-dev swaks"
+pkgs="gcc make pkg-config libevent-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libpq-dev libldap2-dev libmariadb-dev libsqlite3-dev libcmocka-dev swaks"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev"
+	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev"
 fi
 missing=""
 for p in $pkgs; do
@@ -29,6 +29,8 @@ if [ -n "$missing" ]; then
 	echo "deps: installing$missing"
 	# Postfix is only the tests' reference server: no questions, no system instance.
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	# slapd is only the ldap tests' server (each test starts its own): no system directory.
+	echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi

@@ -9,6 +9,7 @@
 #include "policy/maps.h"
 #include "policy/map_type.h"
 #include "policy/map_pattern.h"
+#include "policy/map_remote.h"
 #include "policy/map_sql.h"
 
 #include <cdb.h>
@@ -47,7 +48,9 @@ static const struct map_type *const map_types[] = {
 	/* map_sql.c: sqlite, mysql, pgsql */
 	&map_type_sqlite, &map_type_mysql,
 
-	/* map_ldap.c: ldap */
+	/* map_ldap.c: ldap; map_pgsql.c: pgsql (policy/map_remote.h) */
+	&map_type_ldap,
+	&map_type_pgsql,
 
 	/* map_socket.c: socketmap, tcp */
 

@@ -3,7 +3,7 @@ line that wrote it, and `mxgate run` refuses to start on the same configuration.
 
 One configuration holds, at once: a domain list entry mxgate does not support, an alias table of
 a type mxgate does not read (reached through the default local_recipient_maps), a missing
-texthash file and a btree table in one parameter, an ldap table, a missing cdb file in one
+texthash file and a btree table in one parameter, an ldap table whose file is missing, a missing cdb file in one
 service's -o, a master.cf endpoint listed twice, and a relative virtual_mailbox_base.  Before,
 check stopped at the first table of each service and said nothing about the last two, which
 `run` only met later (a failed bind; 451 4.3.5 for every virtual RCPT).
@@ -79,7 +79,8 @@ class CheckTest(harness.MxTestCase):
 
     def expected_check_lines(self):
         m, d = self.main_path, self.dir
-        sup = "mxgate supports texthash, cdb, unix:passwd.byname, static, inline, cidr, regexp, pcre, sqlite, mysql"
+        sup = ("mxgate supports texthash, cdb, unix:passwd.byname, static, inline, cidr, regexp, "
+               "pcre, sqlite, mysql, ldap, pgsql")
         return [
             "mxgate: error: %s, line 7: do not specify relative pathname: "
             "virtual_mailbox_base = var/vmail (virtual mailboxes need an absolute path)" % m,
@@ -96,8 +97,8 @@ class CheckTest(harness.MxTestCase):
             "\"btree:%s/vmailbox\": %s" % (m, d, sup),
             "mxgate: error: %s, line 2: virtual_uid_maps: cdb:%s/uids: open database "
             "\"%s/uids.cdb\": No such file or directory" % (self.master_path, d, d),
-            "mxgate: error: %s, line 9: virtual_gid_maps: unsupported map type \"ldap\" in "
-            "\"ldap:/etc/postfix/gids.cf\": %s" % (m, sup),
+            "mxgate: error: %s, line 9: virtual_gid_maps: ldap:/etc/postfix/gids.cf: open "
+            "\"/etc/postfix/gids.cf\": No such file or directory" % m,
         ]
 
     def test_check_lists_every_problem_once(self):

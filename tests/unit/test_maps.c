@@ -342,9 +342,10 @@ static void test_refused(void **state)
 		{ "btree:/x", "unsupported map type \"btree\" in \"btree:/x\"" },
 		{ "lmdb:/x", "unsupported map type \"lmdb\"" },
 		{ "nis:mail.aliases", "unsupported map type \"nis\"" },
-		{ "ldap:/etc/postfix/ldap.cf", "unsupported map type \"ldap\"" },
+		{ "ldap:/nonexistent/mxgate/ldap.cf",
+		  "ldap:/nonexistent/mxgate/ldap.cf: open \"/nonexistent/mxgate/ldap.cf\": No such file" },
 		{ "mysql:/nonexistent/mxgate/my.cf", "open \"/nonexistent/mxgate/my.cf\"" },
-		{ "pgsql:/x", "unsupported map type \"pgsql\"" },
+		{ "pgsql:pgsqlname", "\"pgsqlname\": mxgate reads a table's settings from a file" },
 		{ "sqlite:/nonexistent/mxgate/x.cf", "open \"/nonexistent/mxgate/x.cf\"" },
 		{ "mysql:mysqlname", "give its path" },
 		{ "regexp:/nonexistent/mxgate/re", "regexp:/nonexistent/mxgate/re: open /nonexistent/mxgate/re: No such file or directory" },
@@ -470,7 +471,7 @@ static void test_maplist_report(void **state)
 	assert_non_null(strstr(pr.why[1], "No such file or directory"));
 	assert_non_null(strstr(pr.why[1], gone));
 	assert_string_equal(pr.spec[2], "ldap:/etc/x.cf");
-	assert_non_null(strstr(pr.why[2], "\"ldap\""));
+	assert_non_null(strstr(pr.why[2], "ldap:/etc/x.cf: open \"/etc/x.cf\": No such file"));
 	for (int i = 0; i < pr.n; i++) {
 		free(pr.spec[i]);
 		free(pr.why[i]);

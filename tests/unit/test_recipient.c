@@ -655,7 +655,7 @@ static void test_create_errors(void **state)
 		"local_recipient_maps: unsupported map type \"hash\" in \"hash:/etc/aliases\"",
 		"mydestination: open file \"/etc/postfix/destinations\": No such file or directory",
 		"mydestination: no domain or table after '!'",
-		"virtual_mailbox_domains: unsupported map type \"ldap\"",
+		"virtual_mailbox_domains: ldap:/etc/postfix/ldap-domains.cf: open \"/etc/postfix/ldap-domains.cf\": No such file",
 		"virtual_uid_maps: texthash:/nonexistent/mxgate/uids: open",
 		"unknown_local_recipient_reject_code: bad reply code 250",
 		"relay_domains_reject_code: bad reply code 600",
@@ -716,7 +716,7 @@ static void test_create_report_all(void **state)
 		"local_recipient_maps | hash:/etc/aliases | unsupported map type \"hash\" in \"hash:/etc/aliases\"",
 		"virtual_mailbox_maps | texthash:/nonexistent/vmailbox | texthash:/nonexistent/vmailbox: open",
 		"virtual_mailbox_maps | btree:/etc/postfix/vmailbox | unsupported map type \"btree\"",
-		"virtual_gid_maps | ldap:/etc/postfix/gids.cf | unsupported map type \"ldap\"",
+		"virtual_gid_maps | ldap:/etc/postfix/gids.cf | ldap:/etc/postfix/gids.cf: open \"/etc/postfix/gids.cf\": No such file",
 	};
 	struct recipient_conf rc = base_conf();
 	struct noted nt = { { NULL }, 0 };
