@@ -2,15 +2,16 @@
  * map_sql: sqlite: and mysql: tables.  See map_sql.h for the contract.
  *
  * The shared part is here once: reading the settings (through
- * policy/map_query.h), the query template, the connection pool with its
- * host states, and the lookup (domain filter, expansion, collecting the
- * values).  A backend (struct sql_backend) only connects, quotes and runs
- * one query.
+ * policy/map_query.h), the query template, the hosts and their dead times
+ * behind policy/map_pool.h's connections, and the lookup (domain filter,
+ * expansion, collecting the values).  A backend (struct sql_backend) only
+ * connects, quotes and runs one query.
  */
 #include "policy/map_sql.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <mysql.h>
 #include <errmsg.h>
 #include <netdb.h>
@@ -24,12 +25,12 @@
 #include <time.h>
 
 #include "log/log.h"
+#include "policy/map_pool.h"
 #include "policy/map_query.h"
+#include "policy/map_remote.h"
 #include "util/buf.h"
 #include "util/xalloc.h"
 
-/* Connections per table: maps.c lets no more lookups of a remote table run at once. */
-#define SQL_POOL_MAX		MAP_REMOTE_CONCURRENCY
 /* How long a lookup waits for a connection of a full pool (seconds). */
 #define SQL_POOL_WAIT		MAP_REMOTE_QUEUE_WAIT
 /* mysql: connect_timeout, read_timeout, write_timeout (seconds; mxgate's settings). */
@@ -42,10 +43,10 @@
 
 /* The messages of this module, in one place. */
 #define SQL_MSG_CONNECT_FAIL	"connect to %s %s: %s"
-#define SQL_MSG_HOST_LOST	"%s: query to %s %s failed: %s"
-#define SQL_MSG_CONNECT_AGAIN	"%s %s: connected again after %lds"
+#define SQL_MSG_QUERY_LOST	"query to %s %s failed: %s"
+#define SQL_MSG_ALL_DEAD_START	"every "	/* how SQL_MSG_ALL_DEAD starts */
+#define SQL_MSG_ALL_DEAD	SQL_MSG_ALL_DEAD_START "%s failed less than retry_interval (%ld s) ago"
 #define SQL_MSG_QUERY_FAIL	"%s: query failed: %s"
-#define SQL_MSG_POOL_TIMEOUT	"%s: no free connection within %ds"
 #define SQL_MSG_DOMAIN_FAIL	"%s: 'domain' pattern match failed for '%s'"
 
 struct sql_table;
@@ -76,6 +77,8 @@ struct sql_backend {
 	const char *const *refused;
 	/* The type's own settings, after the common ones; 0 or -1 with *why_r. */
 	int	(*configure)(struct sql_table *t, char **why_r);
+	/* Optional: once the pool exists, at open; 0 or -1 with *why_r. */
+	int	(*prepare)(struct sql_table *t, char **why_r);
 	/* A new connection to host; NULL with *err_r (malloc'd). */
 	void   *(*connect)(struct sql_table *t, const struct sql_host *h, char **err_r);
 	void	(*disconnect)(void *handle);
@@ -92,18 +95,14 @@ struct sql_host {
 	enum sql_host_kind kind;
 	char   *name;		/* socket path or host name; NULL: the default socket */
 	unsigned port;		/* 0: the default */
-	/* Under the table's lock: */
-	bool	dead;
-	double	dead_since;
-	double	retry_at;	/* when dead: no new connection before this */
+	double	retry_at;	/* under the table's lock: no new connection before this */
 };
 
+/* One connection of the pool (policy/map_pool.h). */
 struct sql_conn {
-	struct sql_conn *next;	/* in the idle list */
 	struct sql_host *host;
 	void   *handle;
-	double	last_used;
-	bool	answered;	/* a query succeeded on it */
+	bool	answered;	/* a query was answered on it */
 };
 
 struct sql_table {
@@ -121,11 +120,8 @@ struct sql_table {
 	/* hosts; sqlite has one, its dbpath */
 	struct sql_host *hosts;
 	size_t	nhosts;
-	/* the pool */
-	pthread_mutex_t lock;
-	pthread_cond_t freed;
-	struct sql_conn *idle;
-	int	nopen;		/* idle + in use + being opened */
+	pthread_mutex_t lock;	/* the hosts' retry_at */
+	struct map_pool *pool;
 };
 
 /* ---- settings ---- */
@@ -234,104 +230,33 @@ static int sql_configure(struct sql_table *t, char **why_r)
 	return t->be->configure(t, why_r);
 }
 
-/* ---- the pool and the hosts ---- */
+/* ---- the hosts: map_pool's connect and disconnect ---- */
 
-static void sql_conn_close(struct sql_table *t, struct sql_conn *c)
+/* h failed: no new connection to it for retry_interval seconds. */
+static void sql_host_dead(struct sql_table *t, struct sql_host *h)
 {
-	t->be->disconnect(c->handle);
-	free(c);
-}
-
-/* Close the idle connections to h (under the lock; they are likely dead too). */
-static struct sql_conn *sql_pool_take_idle_of(struct sql_table *t, const struct sql_host *h)
-{
-	struct sql_conn **pp = &t->idle, *out = NULL;
-
-	while (*pp != NULL) {
-		struct sql_conn *c = *pp;
-
-		if (c->host == h) {
-			*pp = c->next;
-			c->next = out;
-			out = c;
-			t->nopen--;
-		} else {
-			pp = &c->next;
-		}
-	}
-	if (out != NULL)
-		pthread_cond_broadcast(&t->freed);
-	return out;
-}
-
-static void sql_conn_close_list(struct sql_table *t, struct sql_conn *list)
-{
-	while (list != NULL) {
-		struct sql_conn *next = list->next;
-
-		sql_conn_close(t, list);
-		list = next;
-	}
+	pthread_mutex_lock(&t->lock);
+	h->retry_at = sql_now() + (double)t->retry_interval;
+	pthread_mutex_unlock(&t->lock);
 }
 
 /*
- * h failed: dead for retry_interval.  The first failure of an outage is
- * logged: a connect (in_query false) or a query on a connection to it.
+ * The hosts a new connection may go to, best first: not dead (or due for a
+ * retry), UNIX sockets before TCP, random among equals.
  */
-static void sql_host_failed(struct sql_table *t, struct sql_host *h, bool in_query,
-			    const char *err)
+static size_t sql_hosts_order(struct sql_table *t, struct sql_host **out)
 {
-	struct sql_conn *stale;
 	double now = sql_now();
-	bool was_dead;
-
-	pthread_mutex_lock(&t->lock);
-	was_dead = h->dead;
-	if (!h->dead) {
-		h->dead = true;
-		h->dead_since = now;
-	}
-	h->retry_at = now + (double)t->retry_interval;
-	stale = sql_pool_take_idle_of(t, h);
-	pthread_mutex_unlock(&t->lock);
-	if (!was_dead && in_query)
-		msg_warn(SQL_MSG_HOST_LOST, t->spec, t->be->server, h->label, err);
-	else if (!was_dead)
-		msg_warn(SQL_MSG_CONNECT_FAIL, t->be->server, h->label, err);
-	sql_conn_close_list(t, stale);
-}
-
-static void sql_host_answered(struct sql_table *t, struct sql_host *h)
-{
-	double since = 0;
-	bool was_dead;
-
-	pthread_mutex_lock(&t->lock);
-	was_dead = h->dead;
-	if (was_dead) {
-		since = h->dead_since;
-		h->dead = false;
-	}
-	pthread_mutex_unlock(&t->lock);
-	if (was_dead)
-		msg_info(SQL_MSG_CONNECT_AGAIN, t->be->server, h->label, (long)(sql_now() - since));
-}
-
-/*
- * The hosts a new connection may go to, best first: alive (or due for a
- * retry), UNIX sockets before TCP, random among equals.  Under the lock.
- */
-static size_t sql_hosts_order(struct sql_table *t, struct sql_host **out, double now)
-{
 	size_t n = 0;
 
+	pthread_mutex_lock(&t->lock);
 	for (int kind = SQL_HOST_UNIX; kind <= SQL_HOST_INET; kind++) {
 		size_t first = n;
 
 		for (size_t i = 0; i < t->nhosts; i++) {
 			struct sql_host *h = &t->hosts[i];
 
-			if ((int)h->kind == kind && (!h->dead || h->retry_at <= now))
+			if ((int)h->kind == kind && h->retry_at <= now)
 				out[n++] = h;
 		}
 		for (size_t i = n - first; i > 1; i--) {	/* Fisher-Yates */
@@ -342,25 +267,27 @@ static size_t sql_hosts_order(struct sql_table *t, struct sql_host **out, double
 			out[first + j] = tmp;
 		}
 	}
+	pthread_mutex_unlock(&t->lock);
 	return n;
 }
 
-/* A new connection, to the first host that takes it; NULL when none does. */
-static struct sql_conn *sql_conn_open(struct sql_table *t)
+/* map_pool ops: a new connection, to the first host that takes it. */
+static void *sql_pool_connect(void *ctx, char **why_r)
 {
+	struct sql_table *t = ctx;
 	struct sql_host **order = xcalloc(t->nhosts, sizeof(*order));
 	struct sql_conn *c = NULL;
-	size_t n;
+	char *why = NULL;
+	size_t n = sql_hosts_order(t, order);
 
-	pthread_mutex_lock(&t->lock);
-	n = sql_hosts_order(t, order, sql_now());
-	pthread_mutex_unlock(&t->lock);
 	for (size_t i = 0; i < n && c == NULL; i++) {
 		char *err = NULL;
 		void *h = t->be->connect(t, order[i], &err);
 
 		if (h == NULL) {
-			sql_host_failed(t, order[i], false, err);
+			sql_host_dead(t, order[i]);
+			free(why);
+			why = xasprintf(SQL_MSG_CONNECT_FAIL, t->be->server, order[i]->label, err);
 			free(err);
 			continue;
 		}
@@ -369,72 +296,24 @@ static struct sql_conn *sql_conn_open(struct sql_table *t)
 		c->handle = h;
 	}
 	free(order);
+	if (c == NULL)
+		*why_r = why != NULL ? why : xasprintf(SQL_MSG_ALL_DEAD, t->be->server,
+						       t->retry_interval);
+	else
+		free(why);
 	return c;
 }
 
-/* An idle connection, or a new one within the cap, or NULL after a bounded wait. */
-static struct sql_conn *sql_pool_get(struct sql_table *t)
+static void sql_pool_disconnect(void *ctx, void *conn)
 {
-	struct timespec deadline;
-	struct sql_conn *c;
+	struct sql_table *t = ctx;
+	struct sql_conn *c = conn;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += SQL_POOL_WAIT;
-	pthread_mutex_lock(&t->lock);
-	for (;;) {
-		if ((c = t->idle) != NULL) {
-			t->idle = c->next;
-			c->next = NULL;
-			if (sql_now() - c->last_used < (double)t->idle_interval) {
-				pthread_mutex_unlock(&t->lock);
-				return c;
-			}
-			/* Idle too long: the server may have closed it; open a new one. */
-			pthread_mutex_unlock(&t->lock);
-			sql_conn_close(t, c);
-			pthread_mutex_lock(&t->lock);
-			t->nopen--;
-			continue;
-		}
-		if (t->nopen < SQL_POOL_MAX) {
-			t->nopen++;
-			pthread_mutex_unlock(&t->lock);
-			/* No host: maps.c logs the lookup error; the hosts logged their outage. */
-			c = sql_conn_open(t);
-			if (c == NULL) {
-				pthread_mutex_lock(&t->lock);
-				t->nopen--;
-				pthread_cond_signal(&t->freed);
-				pthread_mutex_unlock(&t->lock);
-			}
-			return c;
-		}
-		if (pthread_cond_timedwait(&t->freed, &t->lock, &deadline) == ETIMEDOUT) {
-			pthread_mutex_unlock(&t->lock);
-			msg_warn(SQL_MSG_POOL_TIMEOUT, t->spec, SQL_POOL_WAIT);
-			return NULL;
-		}
-	}
+	t->be->disconnect(c->handle);
+	free(c);
 }
 
-static void sql_pool_put(struct sql_table *t, struct sql_conn *c)
-{
-	c->last_used = sql_now();
-	pthread_mutex_lock(&t->lock);
-	c->next = t->idle;
-	t->idle = c;
-	pthread_cond_signal(&t->freed);
-	pthread_mutex_unlock(&t->lock);
-}
-
-static void sql_pool_drop(struct sql_table *t, struct sql_conn *c)
-{
-	sql_conn_close(t, c);
-	pthread_mutex_lock(&t->lock);
-	t->nopen--;
-	pthread_cond_signal(&t->freed);
-	pthread_mutex_unlock(&t->lock);
-}
+static const struct map_pool_ops sql_pool_ops = { sql_pool_connect, sql_pool_disconnect };
 
 /* ---- the lookup ---- */
 
@@ -445,10 +324,10 @@ static enum map_status sql_lookup(struct map_impl *mi, const char *key, char **v
 {
 	struct sql_table *t = (struct sql_table *)mi;
 	struct buf query = BUF_INIT;
-	enum map_status st = MAP_FAIL;
-	double t0;
-	int rc;
+	char *why = NULL;
 
+	if (!map_remote_key_ok(t->spec, key))
+		return MAP_NOTFOUND;
 	switch (map_query_domain(t->cfg, key)) {
 	case 0:
 		return MAP_NOTFOUND;
@@ -459,72 +338,77 @@ static enum map_status sql_lookup(struct map_impl *mi, const char *key, char **v
 		return MAP_FAIL;
 	}
 	/* Postfix suppresses the query before it asks any server. */
-	rc = map_query_expand(t->cfg, t->query, key, NULL, NULL, NULL, &query);
-	if (rc == 0) {
+	if (map_query_expand(t->cfg, t->query, key, NULL, NULL, NULL, &query) == 0) {
 		buf_free(&query);
 		return MAP_NOTFOUND;
 	}
 	/* Each host at most twice: a connection that went stale, then a new one. */
 	for (size_t attempt = 0; attempt < 2 * t->nhosts + 1; attempt++) {
 		struct map_query_result r;
-		struct sql_conn *c = sql_pool_get(t);
-		char *err = NULL;
+		char *err = NULL, *get_why = NULL;
+		struct sql_conn *c = map_pool_get(t->pool, &get_why);
 		enum sql_run run;
+		double t0;
 
-		if (c == NULL)
+		if (c == NULL) {
+			/* A connect error says most; "every server failed ... ago" least. */
+			if (why == NULL || strncmp(get_why, SQL_MSG_ALL_DEAD_START,
+						   strlen(SQL_MSG_ALL_DEAD_START)) != 0) {
+				free(why);
+				why = get_why;
+			} else {
+				free(get_why);
+			}
 			break;
+		}
 		buf_reset(&query);
 		(void)map_query_expand(t->cfg, t->query, key, NULL, t->be->escape, c->handle, &query);
 		map_query_result_init(&r, t->cfg, t->result_format, t->expansion_limit, key);
 		t0 = sql_now();
 		run = t->be->run(t, c->handle, buf_str(&query), &r, &err);
-		if (run == SQL_RUN_OK) {
-			/* Also when another lookup found the host dead meanwhile: it answers. */
+		if (run != SQL_RUN_LOST) {
+			/* The server answered, if only with an SQL error. */
 			c->answered = true;
-			sql_host_answered(t, c->host);
-			sql_pool_put(t, c);
-			st = map_query_result_done(&r, value_r) == MAP_FOUND ? MAP_FOUND : MAP_NOTFOUND;
-			break;
-		}
-		map_query_result_free(&r);
-		if (run == SQL_RUN_FAIL) {
-			if (err != NULL)
+			map_pool_put(t->pool, c, false);
+			map_pool_outcome(t->pool, true, NULL);
+			buf_free(&query);
+			free(why);
+			if (run == SQL_RUN_OK)
+				return map_query_result_done(&r, value_r) == MAP_FOUND ? MAP_FOUND
+										: MAP_NOTFOUND;
+			map_query_result_free(&r);
+			if (err != NULL)	/* NULL: over expansion_limit, map_query warned */
 				msg_warn(SQL_MSG_QUERY_FAIL, t->spec, err);
 			free(err);
-			sql_pool_put(t, c);
-			break;
+			return MAP_FAIL;
 		}
+		map_query_result_free(&r);
 		/*
 		 * Lost.  A connection that answered before and fails at once is stale (the
-		 * server restarted): retry on a new one.  A new connection that fails, or one
-		 * that failed only after waiting (a hung server: a new one would wait again),
-		 * means the host is dead.
+		 * server restarted): map_pool drops it and its idle siblings, and the next
+		 * attempt connects afresh.  A new connection that fails, or one that failed
+		 * only after waiting (a hung server: a new one would wait again), means the
+		 * host is dead.
 		 */
-		if (!c->answered || sql_now() - t0 >= SQL_STALE_FAILS_WITHIN) {
-			struct sql_host *h = c->host;
-
-			sql_pool_drop(t, c);
-			sql_host_failed(t, h, true, err);
-		} else {
-			struct sql_conn *stale;
-
-			pthread_mutex_lock(&t->lock);
-			stale = sql_pool_take_idle_of(t, c->host);
-			pthread_mutex_unlock(&t->lock);
-			sql_conn_close_list(t, stale);
-			sql_pool_drop(t, c);
-		}
+		if (!c->answered || sql_now() - t0 >= SQL_STALE_FAILS_WITHIN)
+			sql_host_dead(t, c->host);
+		free(why);
+		why = xasprintf(SQL_MSG_QUERY_LOST, t->be->server, c->host->label, err);
 		free(err);
+		map_pool_put(t->pool, c, true);
 	}
+	/* Logged once per outage by map_pool; maps.c logs each failed lookup. */
+	map_pool_outcome(t->pool, false, why);
+	free(why);
 	buf_free(&query);
-	return st;
+	return MAP_FAIL;
 }
 
 /* ---- open and close ---- */
 
 static void sql_free(struct sql_table *t)
 {
-	sql_conn_close_list(t, t->idle);
+	map_pool_free(&t->pool);
 	for (size_t i = 0; i < t->nhosts; i++) {
 		free(t->hosts[i].label);
 		free(t->hosts[i].name);
@@ -533,7 +417,6 @@ static void sql_free(struct sql_table *t)
 	free(t->query);
 	free(t->spec);
 	map_query_cfg_free(&t->cfg);
-	pthread_cond_destroy(&t->freed);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -546,10 +429,14 @@ static struct map_impl *sql_open(const struct sql_backend *be, const char *name,
 	t->be = be;
 	t->spec = xasprintf("%s:%s", be->type, name);
 	pthread_mutex_init(&t->lock, NULL);
-	pthread_cond_init(&t->freed, NULL);
 	/* It refuses a name without a path (Postfix's obsolete main.cf form). */
 	t->cfg = map_query_cfg_open(be->type, name, why_r);
 	if (t->cfg == NULL || sql_configure(t, why_r) < 0) {
+		sql_free(t);
+		return NULL;
+	}
+	t->pool = map_pool_create(t->spec, &sql_pool_ops, t, SQL_POOL_WAIT, (int)t->idle_interval);
+	if (be->prepare != NULL && be->prepare(t, why_r) < 0) {
 		sql_free(t);
 		return NULL;
 	}
@@ -557,9 +444,9 @@ static struct map_impl *sql_open(const struct sql_backend *be, const char *name,
 }
 
 /*
- * `mxgate check`: connect to every host now, apart from the pool (its host
- * states are the daemon's business).  Each host that does not take the
- * connection is named.
+ * `mxgate check`: connect to every host now, apart from the pool (the
+ * host states are the daemon's business).  Each host that does not take
+ * the connection is named.
  */
 static int sql_probe(struct map_impl *mi, char **why_r)
 {
@@ -823,8 +710,6 @@ const struct map_type map_type_mysql = {
 static int sqlite_configure(struct sql_table *t, char **why_r)
 {
 	const char *dbpath = sql_get_nonempty(t, "dbpath", NULL, why_r);
-	struct sql_conn *c;
-	char *err = NULL;
 
 	if (dbpath == NULL)
 		return -1;
@@ -832,30 +717,36 @@ static int sqlite_configure(struct sql_table *t, char **why_r)
 	t->nhosts = 1;
 	t->hosts[0].label = xstrdup(dbpath);
 	t->hosts[0].name = xstrdup(dbpath);
-	/*
-	 * Every connection of the pool is opened now: a missing file is an open
-	 * error, and a file that only root may read is read by a daemon that has
-	 * dropped its privileges since.  The pool never grows afterwards.
-	 */
-	for (int i = 0; i < SQL_POOL_MAX; i++) {
-		c = xcalloc(1, sizeof(*c));
-		if ((c->handle = t->be->connect(t, &t->hosts[0], &err)) == NULL) {
-			*why_r = sql_setting_error(t, "dbpath", "%s", err);
-			free(err);
-			free(c);
-			return -1;
-		}
-		c->host = &t->hosts[0];
-		c->answered = true;
-		c->last_used = sql_now();
-		c->next = t->idle;
-		t->idle = c;
-		t->nopen++;
-	}
-	/* A file has no idle timeout and no dead time worth waiting for. */
-	t->idle_interval = 365L * 24 * 3600;
-	t->retry_interval = 1;
+	/* A file has no idle timeout, and no dead time worth waiting for. */
+	t->idle_interval = INT_MAX;
+	t->retry_interval = 0;
 	return 0;
+}
+
+/*
+ * Every connection of the pool is opened at open: a missing file is an open
+ * error, and a file that only root may read is read by a daemon that has
+ * dropped its privileges since.  They stay (no idle timeout, never broken).
+ */
+static int sqlite_prepare(struct sql_table *t, char **why_r)
+{
+	void *conns[MAP_POOL_CAP];
+	int n = 0, rc = 0;
+
+	while (n < MAP_POOL_CAP) {
+		char *why = NULL;
+
+		if ((conns[n] = map_pool_get(t->pool, &why)) == NULL) {
+			*why_r = xasprintf("%s: %s", map_query_cfg_where(t->cfg, "dbpath"), why);
+			free(why);
+			rc = -1;
+			break;
+		}
+		n++;
+	}
+	while (n > 0)
+		map_pool_put(t->pool, conns[--n], false);
+	return rc;
 }
 
 static void *sqlite_connect(struct sql_table *t, const struct sql_host *h, char **err_r)
@@ -916,6 +807,7 @@ static const struct sql_backend sqlite_backend = {
 	.type = "sqlite",
 	.server = "sqlite database",
 	.configure = sqlite_configure,
+	.prepare = sqlite_prepare,
 	.connect = sqlite_connect,
 	.disconnect = sqlite_disconnect,
 	.escape = map_query_escape_sql,	/* sqlite3_mprintf("%q") as Postfix quotes */

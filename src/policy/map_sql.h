@@ -16,9 +16,9 @@
  *
  * sqlite:  dbpath, opened read-only (SQLITE_OPEN_READONLY) at open, so a
  *   missing or unreadable file is an open error and is never created (as
- *   Postfix's sqlite3_open() would).  MAP_REMOTE_CONCURRENCY read-only
- *   connections, all opened at open (so before the daemon drops its
- *   privileges), serve the threads; a writer holding the lock is waited
+ *   Postfix's sqlite3_open() would).  MAP_POOL_CAP read-only connections,
+ *   all opened at open (so before the daemon drops its privileges), serve
+ *   the threads through the same pool; a writer holding the lock is waited
  *   for 3 s (the busy timeout), then the lookup fails (MAP_FAIL).
  *
  * mysql (MAPT_REMOTE):  hosts (host, host:port, inet:host[:port],
@@ -30,22 +30,20 @@
  *   write_timeout (seconds, default 10 each: MYSQL_OPT_*_TIMEOUT; Postfix
  *   ignores them and has none; an option_file's connect-timeout overrides
  *   connect_timeout).  Nothing connects at open.
- *   A lookup takes an idle connection of the table's pool, or opens one
- *   while fewer than MAP_REMOTE_CONCURRENCY are open, or waits for one up
- *   to MAP_REMOTE_QUEUE_WAIT seconds.  A new connection goes to a host that
- *   is not marked dead, UNIX sockets first, in random order among equals.
- *   A host that refuses a connection, or whose connection fails a query
- *   after waiting (a hung server), is dead for retry_interval seconds:
- *   lookups then go to the other hosts, and with none left fail at once
- *   (MAP_FAIL) without waiting on it.  A query that fails at once on a
+ *   Connections: policy/map_pool.h (at most MAP_POOL_CAP per table, a
+ *   bounded wait for one, idle_interval, an outage and its end logged once:
+ *   "TABLE: server unavailable: WHY; ..." and "TABLE: server answers
+ *   again"; maps.c logs each failed lookup).  A new connection goes to a
+ *   host that is not marked dead, UNIX sockets first, in random order among
+ *   equals.  A host that refuses a connection, or whose connection fails a
+ *   query after waiting (a hung server), is dead for retry_interval
+ *   seconds: lookups then go to the other hosts, and with none left fail at
+ *   once (MAP_FAIL) without waiting on it.  A query that fails at once on a
  *   connection that had answered before (the server restarted) is tried
- *   again on a new connection.  An outage is logged once, when the host
- *   goes dead ("connect to mysql server H: ..." or "mysql:PATH: query to
- *   mysql server H failed: ..."), and its end once ("mysql server H:
- *   connected again after Ns"); failed retries in between are not logged
- *   (maps.c logs each failed lookup).  A connection idle for idle_interval
- *   is closed and opened anew before use.  An SQL error (a bad query) fails
- *   that lookup, is logged, and leaves the host alive.
+ *   again on a new connection.  An SQL error (a bad query) fails that
+ *   lookup, is logged each time, and counts as an answer.
+ *   A key that is not UTF-8 is warned about and not found, without asking
+ *   (policy/map_remote.h), as postmap has it.
  *
  * Refused at open, naming the file and line: a tls_* setting (mxgate does
  * not do TLS to the server, and ignoring it would send the password in
@@ -60,8 +58,8 @@
  * open, where Postfix creates an empty database and fails each query.
  *
  * Threads: lookups run on any number of threads at once; each connection
- * is used by one lookup at a time, and the pool and host states are under
- * the table's mutex.
+ * is used by one lookup at a time (map_pool), and the hosts' dead times are
+ * under the table's mutex.
  */
 #ifndef MXGATE_POLICY_MAP_SQL_H
 #define MXGATE_POLICY_MAP_SQL_H

@@ -155,7 +155,8 @@ static void test_open_errors(void **state)
 		text = xasprintf("dbpath = %s\nquery = SELECT 1 WHERE '%%s'\n", db);
 		spec = write_cf("sqlite", "missing.cf", text);
 		assert_null(map_open(spec, &err));
-		assert_non_null(strstr(err, "line 1: open database"));
+		assert_non_null(strstr(err, "line 1: connect to sqlite database "));
+		assert_non_null(strstr(err, ": open database \""));
 		assert_int_equal(stat(db, &st), -1);
 		assert_int_equal(errno, ENOENT);
 		free(err);
@@ -224,7 +225,8 @@ static void test_mysql_dead_host(void **state)
 	assert_int_equal(map_lookup(m, "carol@elsewhere.test", NULL), MAP_NOTFOUND);
 	assert_int_equal(map_lookup(m, "example.test", NULL), MAP_NOTFOUND);
 	assert_int_equal(map_lookup(m, "@example.test", NULL), MAP_NOTFOUND);
-	label = xasprintf("warning: connect to mysql server unix:%s: ", sock);
+	label = xasprintf("warning: %s: server unavailable: connect to mysql server unix:%s: ",
+			  spec, sock);
 	assert_int_equal(log_count(label), 1);
 	free(label);
 	map_free(&m);
@@ -274,7 +276,8 @@ static void test_mysql_retry_interval(void **state)
 	/* One connect at first, one again after the dead time; not one per lookup. */
 	assert_true(accepted >= 2);
 	assert_true(accepted <= 4);
-	label = xasprintf("warning: connect to mysql server unix:%s: ", sock);
+	label = xasprintf("warning: %s: server unavailable: connect to mysql server unix:%s: ",
+			  spec, sock);
 	assert_int_equal(log_count(label), 1);
 	free(label);
 	map_free(&m);
