@@ -34,6 +34,7 @@ import unittest
 
 import dbfixture
 import harness
+import remotetables
 import tables
 
 DBUSER = "pfmail"
@@ -59,23 +60,22 @@ LABEL_KEYS = ["x@example.test", "x@mail.example.test", "y@a.mail.example.test", 
               "x@.test", "x@example.", "example.test", "x@other.test", "@example.test", ""]
 
 
-class MariaDBCase(tables.TableCase):
-    """One mariadbd for the class, with the Postfix Admin database and a user."""
+class MariaDBCase(remotetables.ServerTableCase):
+    """One mariadbd for the class (cls.db, also cls.server), with the Postfix Admin database
+    (cls.dbname) and a user that logs in with a password."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.db = dbfixture.MariaDB()
+    def start_fixture(cls):
+        db = dbfixture.MariaDB()
         try:
-            cls.db.start()
-            cls.dbname = dbfixture.load_postfix_admin(cls.db)
-            cls.db.add_user(DBUSER, DBPASS, cls.dbname)
+            db.start()
+            cls.dbname = dbfixture.load_postfix_admin(db)
+            db.add_user(DBUSER, DBPASS, cls.dbname)
         except BaseException:
-            cls.db.cleanup()
+            db.cleanup()
             raise
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.db.cleanup()
+        cls.db = db
+        return db
 
     def cf(self, name, query=None, hosts=None, extra=""):
         """Write a mysql client configuration file; returns "mysql:PATH"."""
@@ -244,6 +244,35 @@ class MysqlPoolTest(MariaDBCase):
         self.assertNotIn("nobody", out)
         # mxgate's two, and the one that asks now
         self.assertEqual(self.connections() - before, 2 + 1)
+
+
+class MysqlSharedChecksTest(MariaDBCase, harness.MxTestCase, remotetables.OutageChecks):
+    """The checks every remote table type passes (tests/system/remotetables.py)."""
+
+    VIRT = "SELECT maildir FROM mailbox WHERE local_part='%u' AND active = 1"
+
+    def tearDown(self):
+        if not self.db.running():
+            self.db.start()
+        super().tearDown()
+
+    def test_non_utf8_key_not_asked(self):
+        self.assert_non_utf8_not_asked(self.cf("utf8.cf", self.VIRT))
+
+    def test_outage_seen_by_map_check_and_rcpt(self):
+        spec = self.cf("virt.cf", self.VIRT, extra="retry_interval = 1\n")
+        self.map_q_fails_like_postmap(spec, self.db)
+        self.rcpt_451_while_down(spec, self.db, r"%s: connect to mysql server unix:")
+
+    def test_silent_server_times_out(self):
+        # The option file's connect-timeout bounds postmap's wait as well as mxgate's.
+        opts = self.tables.write("silent.cnf", "[client]\nconnect-timeout = 2\n")
+        self.silent_server_times_out(
+            lambda port: self.cf("silent.cf", self.VIRT, hosts="inet:127.0.0.1:%d" % port,
+                                 extra="option_file = %s\n" % opts), bound=8)
+
+    def test_parallel_rcpts(self):
+        self.parallel_rcpts(self.cf("par.cf", self.VIRT))
 
 
 class MysqlOpenAndCheckTest(MariaDBCase):
