@@ -312,14 +312,13 @@ class PostfixRef:
         vmap = os.path.join(self.dir, "vmailbox")
         with open(vmap, "w") as f:
             f.write("alice@virt.test alice/\n")
-        params = dict(main)
-        params.update({
-            "virtual_mailbox_domains": "virt.test",
-            "virtual_mailbox_maps": "texthash:" + vmap,
-            "virtual_mailbox_base": self.vmail,
-            "virtual_uid_maps": "static:%d" % pw.pw_uid,
-            "virtual_gid_maps": "static:%d" % pw.pw_gid,
-        })
+        params = dict(main)          # a benchmark's own virtual_* settings win
+        for k, v in (("virtual_mailbox_domains", "virt.test"),
+                     ("virtual_mailbox_maps", "texthash:" + vmap),
+                     ("virtual_mailbox_base", self.vmail),
+                     ("virtual_uid_maps", "static:%d" % pw.pw_uid),
+                     ("virtual_gid_maps", "static:%d" % pw.pw_gid)):
+            params.setdefault(k, v)
         with open(os.path.join(self.dir, "main.cf"), "w") as f:
             f.write(harness.format_main_cf(params))
         with open(os.path.join(self.dir, "master.cf"), "w") as f:
