@@ -8,6 +8,8 @@
  */
 #include "policy/maps.h"
 #include "policy/map_type.h"
+#include "policy/map_db.h"
+#include "policy/map_lmdb.h"
 
 #include <cdb.h>
 #include <errno.h>
@@ -33,9 +35,9 @@
  */
 static const struct map_type *const map_types[] = {
 
-	/* map_db.c: hash, btree */
+	&map_type_hash, &map_type_btree,	/* map_db.c */
 
-	/* map_lmdb.c: lmdb */
+	&map_type_lmdb,		/* map_lmdb.c */
 
 	/* map_pattern.c: cidr, regexp, pcre */
 

@@ -336,11 +336,16 @@ static void test_refused(void **state)
 	static const struct {
 		const char *spec, *want;
 	} cases[] = {
-		{ "hash:/etc/aliases",
-		  "unsupported map type \"hash\" in \"hash:/etc/aliases\": mxgate supports"
+		{ "dbm:/etc/aliases",
+		  "unsupported map type \"dbm\" in \"dbm:/etc/aliases\": mxgate supports"
 		  " texthash, cdb, unix:passwd.byname, static, inline" },
-		{ "btree:/x", "unsupported map type \"btree\" in \"btree:/x\"" },
-		{ "lmdb:/x", "unsupported map type \"lmdb\"" },
+		{ "hash:/nonexistent/mxgate/file",
+		  "hash:/nonexistent/mxgate/file: open database /nonexistent/mxgate/file.db:"
+		  " No such file or directory" },
+		{ "btree:/nonexistent/mxgate/file",
+		  "open database /nonexistent/mxgate/file.db: No such file or directory" },
+		{ "lmdb:/nonexistent/mxgate/file",
+		  "open database /nonexistent/mxgate/file.lmdb: No such file or directory" },
 		{ "nis:mail.aliases", "unsupported map type \"nis\"" },
 		{ "ldap:/etc/postfix/ldap.cf", "unsupported map type \"ldap\"" },
 		{ "mysql:/etc/postfix/my.cf", "unsupported map type \"mysql\"" },
@@ -348,7 +353,7 @@ static void test_refused(void **state)
 		{ "sqlite:/x", "unsupported map type \"sqlite\"" },
 		{ "regexp:/etc/postfix/re", "unsupported map type \"regexp\"" },
 		{ "pcre:/etc/postfix/re", "unsupported map type \"pcre\"" },
-		{ "proxy:hash:/etc/aliases", "unsupported map type \"hash\" in \"proxy:hash:/etc/aliases\"" },
+		{ "proxy:dbm:/etc/aliases", "unsupported map type \"dbm\" in \"proxy:dbm:/etc/aliases\"" },
 		{ "unix:group.byname", "unsupported map \"unix:group.byname\"" },
 		{ "/etc/postfix/file", "expecting \"type:name\" form" },
 		{ "static:", "expecting \"type:name\" form" },
@@ -381,7 +386,7 @@ static void test_maplist(void **state)
 	char *bad = xasprintf("cdb:%s/bad", tmpdir);
 	char *specs[] = { t1, t2, (char *)"static:last" };
 	char *specs_fail[] = { t1, bad, t2 };
-	char *specs_refused[] = { t1, (char *)"hash:/etc/aliases" };
+	char *specs_refused[] = { t1, (char *)"dbm:/etc/aliases" };
 	const struct map *in = NULL;
 	char *err = NULL, *v = NULL;
 	struct maplist *l;
@@ -419,7 +424,7 @@ static void test_maplist(void **state)
 
 	l = maplist_open(specs_refused, 2, &err);
 	assert_null(l);
-	assert_non_null(strstr(err, "\"hash\""));
+	assert_non_null(strstr(err, "\"dbm\""));
 	free(err);
 
 	l = maplist_open(NULL, 0, &err);
@@ -454,7 +459,7 @@ static void note_problem(void *ctx, const char *spec, const char *why)
 static void test_maplist_report(void **state)
 {
 	char *t1 = xasprintf("texthash:%s/r1", tmpdir), *gone = xasprintf("texthash:%s/gone", tmpdir);
-	char *specs[] = { (char *)"hash:/etc/aliases", t1, gone, (char *)"ldap:/etc/x.cf" };
+	char *specs[] = { (char *)"dbm:/etc/aliases", t1, gone, (char *)"ldap:/etc/x.cf" };
 	struct problems pr = { { NULL }, { NULL }, 0 };
 	struct maplist *l;
 
@@ -462,8 +467,8 @@ static void test_maplist_report(void **state)
 	l = maplist_open_report(specs, 4, note_problem, &pr);
 	assert_null(l);
 	assert_int_equal(pr.n, 3);
-	assert_string_equal(pr.spec[0], "hash:/etc/aliases");
-	assert_non_null(strstr(pr.why[0], "unsupported map type \"hash\" in \"hash:/etc/aliases\""));
+	assert_string_equal(pr.spec[0], "dbm:/etc/aliases");
+	assert_non_null(strstr(pr.why[0], "unsupported map type \"dbm\" in \"dbm:/etc/aliases\""));
 	assert_string_equal(pr.spec[1], gone);
 	assert_non_null(strstr(pr.why[1], "No such file or directory"));
 	assert_non_null(strstr(pr.why[1], gone));
