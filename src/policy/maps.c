@@ -10,6 +10,7 @@
 #include "policy/map_type.h"
 #include "policy/map_db.h"
 #include "policy/map_lmdb.h"
+#include "policy/map_socket.h"
 
 #include <cdb.h>
 #include <errno.h>
@@ -45,7 +46,7 @@ static const struct map_type *const map_types[] = {
 
 	/* map_ldap.c: ldap */
 
-	/* map_socket.c: socketmap, tcp */
+	&map_type_socketmap, &map_type_tcp,	/* map_socket.c */
 
 	NULL
 };
