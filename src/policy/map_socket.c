@@ -61,9 +61,6 @@
 #define MAPSOCK_MAX_TTL		100	/* seconds: close an old socketmap connection */
 #define MAPTCP_MAXLEN		4096	/* tcp reply line */
 
-/* Connections per table: the lookups pool has 4 threads. */
-#define MAPSOCK_POOL_MAX	4
-
 /* Longest key or reply text quoted in a warning. */
 #define MAPSOCK_LOG_MAX		200
 
