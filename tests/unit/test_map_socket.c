@@ -305,6 +305,7 @@ static void test_server_closes(void **state)
 		expect(m, i % 2 ? "x@example.test" : "Y", MAP_FOUND);
 	log = capture_end();
 	assert_int_equal(count(log, "warning"), 0);
+	free(log);
 	assert_int_equal(atomic_load(&srv.conns), 5);
 	map_free(&m);
 	server_stop(&srv, (struct sockaddr *)&sun, sizeof(sun));
