@@ -4,10 +4,13 @@ and exit code for a corpus of keys (found, missing, case-folded, keys with
 spaces, '@' forms, a long value, continuation lines), also with -q - (keys on
 standard input); a missing or corrupt file is fatal in both, with Postfix's
 message; and lookups while postmap rebuilds a 100k-entry table again and again
-always answer the old or the new value, never "not found"."""
+always answer the old or the new value, never "not found".  The daemon answers
+RCPT from such a table and takes a rebuilt one for the next session."""
 
 import os
 import random
+import re
+import signal
 import subprocess
 import threading
 import time
@@ -238,3 +241,51 @@ class DbTablesTest(tables.TableCase):
 if __name__ == "__main__":
     import unittest
     unittest.main()
+
+
+class DbTablesDaemonTest(harness.MxTestCase):
+    """The daemon answers RCPT from a hash:/btree:/lmdb: virtual_mailbox_maps, and
+    takes a table that postmap rebuilt for the next session with Postfix's log line."""
+
+    def check_daemon(self, typ):
+        srv = self.start_server(main=dict(harness.BASE_MAIN), virtual_users=["alice"])
+        src = os.path.join(srv.dir, "vmailbox")
+        with open(src, "a") as f:
+            f.write("Carol@Virt.TEST carol/\n")
+        ServerTableDir(srv).build("%s:%s" % (typ, src))
+        harness.rewrite_main_cf(srv, {"virtual_mailbox_maps": "%s:%s" % (typ, src)})
+        srv.signal(signal.SIGHUP)
+        self.assertTrue(srv.wait_log(r"reload -- version", timeout=10))
+        c = self.connect(srv)
+        c.expect(220)
+        c.cmd("EHLO client.example")
+        c.cmd("MAIL FROM:<a@example.org>")
+        self.assertEqual(c.cmd("RCPT TO:<alice@virt.test>").text, "250 2.1.5 Ok")
+        self.assertEqual(c.cmd("RCPT TO:<CAROL@virt.test>").text, "250 2.1.5 Ok")
+        self.assertEqual(c.cmd("RCPT TO:<bob@virt.test>").code, 550)
+        c.cmd("QUIT")
+        with open(src, "a") as f:
+            f.write("bob@virt.test bob/\n")
+        ServerTableDir(srv).build("%s:%s" % (typ, src))
+        n = self.connect(srv)
+        n.expect(220)
+        n.cmd("EHLO client.example")
+        n.cmd("MAIL FROM:<a@example.org>")
+        self.assertEqual(n.cmd("RCPT TO:<bob@virt.test>").text, "250 2.1.5 Ok")
+        n.cmd("QUIT")
+        line = srv.wait_log(r"table %s:%s\(0,lock\|fold_fix\|utf8_request\) has changed "
+                            r"-- restarting$" % (typ, re.escape(src)), timeout=5)
+        self.assertTrue(line, "\n".join(srv.log_lines()[-10:]))
+
+    def test_hash_in_the_daemon(self):
+        self.check_daemon("hash")
+
+    def test_lmdb_in_the_daemon(self):
+        self.check_daemon("lmdb")
+
+
+class ServerTableDir(tables.TableDir):
+    """A server's own directory as a TableDir: postmap -c reads its main.cf."""
+
+    def __init__(self, srv):
+        self.path = srv.dir
