@@ -92,8 +92,14 @@ class DbTablesTest(tables.TableCase):
             for flags in ((), ("-N",)):
                 with self.subTest(type=typ, flags=flags):
                     src = self.tables.write("aliases-%s%s" % (typ, "".join(flags)), ALIASES)
-                    self.tables.build("%s:%s" % (typ, src), tool="postalias", flags=flags)
-                    self.assert_same_answers("%s:%s" % (typ, src), ALIAS_KEYS, min_found=5)
+                    spec = "%s:%s" % (typ, src)
+                    self.tables.build(spec, tool="postalias", flags=flags)
+                    self.assert_same_answers(spec, ALIAS_KEYS, min_found=5)
+                    for key in ALIAS_KEYS:	# postalias -q answers as postmap -q
+                        r = subprocess.run(["postalias", "-c", self.tables.path, "-q", key, spec],
+                                           capture_output=True, text=True, timeout=30)
+                        self.assertEqual((r.stdout, r.returncode),
+                                         tables.mxgate_q(self.tables.path, key, spec), key)
 
     def test_keys_from_stdin(self):
         """-q -: "key<TAB>value" for each key found, exit 0 if any, as postmap."""
