@@ -189,6 +189,8 @@ check_services(const struct conf *c)
 
 		sn.cs = cs;
 		policy = recipient_policy_create_report(rc, check_table_problem, &sn);
+		if (policy != NULL)
+			recipient_policy_probe(policy, check_table_problem, &sn);
 		recipient_policy_free(&policy);
 		free(rc);
 		/* The other things a service needs (patterns, address lists), once each. */

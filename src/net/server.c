@@ -42,6 +42,8 @@
 /* Threads of the writers and lookups pools. */
 #define SERVER_WRITERS		4
 #define SERVER_LOOKUPS		4
+/* Threads of the remote lookups pool: MAP_REMOTE_CONCURRENCY for each of 4 tables. */
+#define SERVER_REMOTE_LOOKUPS	16
 
 /* Runtime state of one master.cf smtpd service. */
 struct service_rt {
@@ -108,7 +110,7 @@ struct server {
 	int	nworkers;
 	struct service_rt *svcs;
 	size_t	nsvcs;
-	struct workpool *writers, *lookups, *config;
+	struct workpool *writers, *lookups, *remote_lookups, *config;
 	struct deliverer *deliver;
 	int	reloading;			/* worker 0: a reload is being built */
 	unsigned next_worker;			/* acceptor thread only */
@@ -1005,6 +1007,7 @@ server_run(struct server *srv, int nworkers)
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	srv->writers = workpool_create("writers", SERVER_WRITERS);
 	srv->lookups = workpool_create("lookups", SERVER_LOOKUPS);
+	srv->remote_lookups = workpool_create("remote", SERVER_REMOTE_LOOKUPS);
 	srv->config = workpool_create("config", 1);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	srv->deliver = deliverer_create(srv->writers, NULL, NULL);
@@ -1018,6 +1021,7 @@ server_run(struct server *srv, int nworkers)
 		w->env.loop = evloop_loop(w->el);
 		w->env.anvil = srv->anvil;
 		w->env.lookups = srv->lookups;
+		w->env.remote_lookups = srv->remote_lookups;
 		w->env.deliver = srv->deliver;
 		w->env.body_bytes = &srv->body_bytes;
 		w->env.run_uid = srv->run_uid;
@@ -1080,6 +1084,7 @@ server_free(struct server **srvp)
 		conn_free_all(&srv->workers[k]);
 	workpool_destroy(&srv->config);
 	workpool_destroy(&srv->lookups);
+	workpool_destroy(&srv->remote_lookups);
 	workpool_destroy(&srv->writers);
 	if (srv->anvil != NULL) {
 		/* anvil logs its statistics when it exits (§3.4). */

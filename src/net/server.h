@@ -12,8 +12,9 @@
  *    post queue (util/loop.h).
  *  - the writers pool (4 threads) stores messages; the lookups pool (4
  *    threads) asks recipient tables and checks whether indexed tables
- *    changed; the config pool (1 thread) reads the configuration and opens
- *    its tables on SIGHUP.  No event loop ever does any of that itself.
+ *    changed, the remote pool (16 threads) asks those that have a remote
+ *    table (SQL, LDAP, socketmap); the config pool (1 thread) reads the
+ *    configuration and opens its tables on SIGHUP.  No event loop ever does any of that itself.
  *
  * Session cap: each service counts its live sessions across all workers.  At
  * maxproc the acceptor stops watching the listening socket, so further

@@ -27,6 +27,18 @@
  *             fstat() when open() opened it (so that a rebuild between the
  *             open and the check is still seen).  NULL otherwise.
  *   close()   frees everything; no lookup runs by then.
+ *   probe()   optional (NULL: nothing to check beyond open()).  For a remote
+ *             type: connect (and log in) to every configured server now,
+ *             within the type's timeouts; 0, or -1 with *why_r naming the
+ *             server and the error.  Only `mxgate check` calls it: the
+ *             daemon starts with its servers down, as Postfix does, and
+ *             tempfails lookups until they answer.
+ *
+ * A MAPT_REMOTE table gets at most MAP_REMOTE_CONCURRENCY lookups at once
+ * from maps.c (a lookup waits up to MAP_REMOTE_QUEUE_WAIT seconds for its
+ * turn, then fails), so a type's own pool of connections need not be larger;
+ * and lookups that involve a remote table run on a pool of their own
+ * (policy/rcpt_lookup.h), so a slow server never holds up file tables.
  */
 #ifndef MXGATE_POLICY_MAP_TYPE_H
 #define MXGATE_POLICY_MAP_TYPE_H
@@ -36,6 +48,9 @@
 #include "policy/maps.h"
 
 struct map_impl;		/* the type's own state */
+
+#define MAP_REMOTE_CONCURRENCY	4	/* lookups of one remote table at once */
+#define MAP_REMOTE_QUEUE_WAIT	10	/* seconds a lookup waits for its turn */
 
 #define MAPT_INDEXED	0x01	/* a file that postmap rebuilds: watch() */
 #define MAPT_IN_MEMORY	0x02	/* a lookup never blocks: answered on the loop */
@@ -50,6 +65,7 @@ struct map_type {
 	enum map_status (*lookup)(struct map_impl *mi, const char *key, char **value_r);
 	const char *(*watch)(const struct map_impl *mi, struct stat *st_r);
 	void	(*close)(struct map_impl *mi);
+	int	(*probe)(struct map_impl *mi, char **why_r);
 };
 
 #endif

@@ -10,17 +10,20 @@
 #include "policy/map_type.h"
 #include "policy/map_db.h"
 #include "policy/map_lmdb.h"
+#include "policy/map_pattern.h"
 #include "policy/map_socket.h"
 
 #include <cdb.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log/log.h"
@@ -36,17 +39,21 @@
  */
 static const struct map_type *const map_types[] = {
 
-	&map_type_hash, &map_type_btree,	/* map_db.c */
+	/* map_db.c: hash, btree */
+	&map_type_hash, &map_type_btree,
 
-	&map_type_lmdb,		/* map_lmdb.c */
+	/* map_lmdb.c: lmdb */
+	&map_type_lmdb,
 
 	/* map_pattern.c: cidr, regexp, pcre */
+	&map_type_cidr, &map_type_regexp, &map_type_pcre,
 
 	/* map_sql.c: sqlite, mysql, pgsql */
 
 	/* map_ldap.c: ldap */
 
-	&map_type_socketmap, &map_type_tcp,	/* map_socket.c */
+	/* map_socket.c: socketmap, tcp */
+	&map_type_socketmap, &map_type_tcp,
 
 	NULL
 };
@@ -93,6 +100,15 @@ struct map {
 	int cdb_fd;
 	struct cdb cdb;
 	char *static_value;
+	struct map_slots *slots;	/* MAPT_REMOTE: lookups in progress */
+};
+
+/* A remote table's cap on concurrent lookups (map_type.h). */
+struct map_slots {
+	pthread_mutex_t lock;
+	pthread_cond_t freed;
+	int	inflight;
+	time_t	warned;		/* last "all busy" warning */
 };
 
 struct maplist {
@@ -565,6 +581,46 @@ static char *maps_supported(void)
 	return s;
 }
 
+/* ---- remote tables: at most MAP_REMOTE_CONCURRENCY lookups at once ---- */
+
+/* Wait (bounded) for a free slot; false, with a warning a minute at most, when none came. */
+static bool slot_take(const struct map *m)
+{
+	struct map_slots *sl = m->slots;
+	struct timespec until;
+	bool ok = true;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += MAP_REMOTE_QUEUE_WAIT;
+	pthread_mutex_lock(&sl->lock);
+	while (sl->inflight >= MAP_REMOTE_CONCURRENCY && ok)
+		if (pthread_cond_timedwait(&sl->freed, &sl->lock, &until) == ETIMEDOUT
+		    && sl->inflight >= MAP_REMOTE_CONCURRENCY)
+			ok = false;
+	if (ok) {
+		sl->inflight++;
+	} else {
+		time_t now = time(NULL);
+
+		if (now - sl->warned >= 60) {
+			sl->warned = now;
+			msg_warn("table %s: %d lookups in progress for more than %ds; "
+				 "failing the ones that wait", m->spec,
+				 MAP_REMOTE_CONCURRENCY, MAP_REMOTE_QUEUE_WAIT);
+		}
+	}
+	pthread_mutex_unlock(&sl->lock);
+	return ok;
+}
+
+static void slot_give(const struct map *m)
+{
+	pthread_mutex_lock(&m->slots->lock);
+	m->slots->inflight--;
+	pthread_cond_signal(&m->slots->freed);
+	pthread_mutex_unlock(&m->slots->lock);
+}
+
 /* ---- public ---- */
 
 struct map *map_open(const char *spec, char **err_r)
@@ -622,6 +678,16 @@ struct map *map_open(const char *spec, char **err_r)
 		m->type = MAP_TYPE_OTHER;
 		if ((m->impl = m->ext->open(colon + 1, &why)) == NULL)
 			goto fail;
+		if (m->ext->flags & MAPT_REMOTE) {
+			pthread_condattr_t ca;
+
+			m->slots = xcalloc(1, sizeof(*m->slots));
+			pthread_mutex_init(&m->slots->lock, NULL);
+			pthread_condattr_init(&ca);
+			pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+			pthread_cond_init(&m->slots->freed, &ca);
+			pthread_condattr_destroy(&ca);
+		}
 		if (m->ext->flags & MAPT_INDEXED) {
 			struct stat st;
 			const char *path = m->ext->watch(m->impl, &st);
@@ -667,7 +733,13 @@ enum map_status map_lookup(const struct map *m, const char *key, char **value_r)
 	case MAP_TYPE_OTHER: {
 		char *v = NULL;
 
+		if (m->slots != NULL && !slot_take(m)) {
+			st = MAP_FAIL;
+			break;
+		}
 		st = m->ext->lookup(m->impl, k, &v);
+		if (m->slots != NULL)
+			slot_give(m);
 		if (st == MAP_FOUND && value_r)
 			*value_r = v;
 		else
@@ -714,6 +786,11 @@ void map_free(struct map **mp)
 	if (m->cdb_fd >= 0) {
 		cdb_free(&m->cdb);
 		close(m->cdb_fd);
+	}
+	if (m->slots != NULL) {
+		pthread_mutex_destroy(&m->slots->lock);
+		pthread_cond_destroy(&m->slots->freed);
+		free(m->slots);
 	}
 	free(m->stamp.path);
 	free(m->static_value);
@@ -808,15 +885,19 @@ struct maplist *maplist_open(char *const *specs, size_t n, char **err_r)
 	return maplist_open_report(specs, n, maplist_first_problem, err_r);
 }
 
-enum map_status maplist_lookup(const struct maplist *l, const char *key, char **value_r,
-			       const struct map **found_in_r)
+static enum map_status maplist_find(const struct maplist *l, const char *key, bool partial,
+				    char **value_r, const struct map **found_in_r)
 {
 	if (value_r)
 		*value_r = NULL;
 	if (found_in_r)
 		*found_in_r = NULL;
 	for (size_t i = 0; l && i < l->n; i++) {
-		enum map_status st = map_lookup(l->maps[i], key, value_r);
+		enum map_status st;
+
+		if (partial && map_is_pattern(l->maps[i]))
+			continue;
+		st = map_lookup(l->maps[i], key, value_r);
 
 		if (st == MAP_NOTFOUND)
 			continue;
@@ -825,6 +906,38 @@ enum map_status maplist_lookup(const struct maplist *l, const char *key, char **
 		return st;
 	}
 	return MAP_NOTFOUND;
+}
+
+enum map_status maplist_lookup(const struct maplist *l, const char *key, char **value_r,
+			       const struct map **found_in_r)
+{
+	return maplist_find(l, key, false, value_r, found_in_r);
+}
+
+enum map_status maplist_lookup_partial(const struct maplist *l, const char *key,
+				       char **value_r, const struct map **found_in_r)
+{
+	return maplist_find(l, key, true, value_r, found_in_r);
+}
+
+int map_probe(const struct map *m, char **why_r)
+{
+	char *why = NULL;
+
+	*why_r = NULL;
+	if (m->type != MAP_TYPE_OTHER || m->ext->probe == NULL || m->ext->probe(m->impl, &why) == 0)
+		return 0;
+	*why_r = xasprintf("%s: %s", m->spec, why != NULL ? why : "no answer");
+	free(why);
+	return -1;
+}
+
+bool maplist_has_remote(const struct maplist *l)
+{
+	for (size_t i = 0; l && i < l->n; i++)
+		if (map_is_remote(l->maps[i]))
+			return true;
+	return false;
 }
 
 bool maplist_empty(const struct maplist *l)

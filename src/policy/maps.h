@@ -131,12 +131,30 @@ struct maplist *maplist_open_report(char *const *specs, size_t n, maps_problem_f
 enum map_status maplist_lookup(const struct maplist *l, const char *key, char **value_r,
 			       const struct map **found_in_r);
 
+/*
+ * Like maplist_lookup(), for a key that is not the whole string the caller
+ * was given (user@domain of user+ext@domain, @domain, a parent domain):
+ * pattern tables (map_is_pattern(): regexp, pcre, cidr) are skipped, since
+ * Postfix asks them the whole string once.
+ */
+enum map_status maplist_lookup_partial(const struct maplist *l, const char *key,
+				       char **value_r, const struct map **found_in_r);
+
 /* True when the list has no tables (or l is NULL). */
 bool maplist_empty(const struct maplist *l);
 /* The spec of the first table for which map_changed() is true, or NULL. */
 const char *maplist_changed(const struct maplist *l);
 /* True when one of the tables is indexed (map_is_indexed()). */
 bool maplist_has_indexed(const struct maplist *l);
+/* True when one of the tables is map_is_remote(). */
+bool maplist_has_remote(const struct maplist *l);
+/*
+ * For `mxgate check`: a remote table connects to its servers now.  0 when
+ * it did (or the type has nothing to check), -1 with *why_r (caller frees,
+ * it names the spec) when it did not.  Blocks for the type's timeouts.
+ */
+int map_probe(const struct map *m, char **why_r);
+
 /* True when every table is map_in_memory() (an empty list is). */
 bool maplist_in_memory(const struct maplist *l);
 size_t maplist_count(const struct maplist *l);

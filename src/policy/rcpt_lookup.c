@@ -39,8 +39,9 @@ rcpt_lookup_done(void *arg)
 }
 
 struct rcpt_lookup *
-rcpt_lookup_start(const struct recipient_policy *p, struct workpool *pool, struct loop *l,
-		  const char *addr, rcpt_lookup_cb *cb, void *ctx)
+rcpt_lookup_start(const struct recipient_policy *p, struct workpool *pool,
+		  struct workpool *remote, struct loop *l, const char *addr, rcpt_lookup_cb *cb,
+		  void *ctx)
 {
 	struct rcpt_lookup *q;
 	struct rcpt_result r;
@@ -55,7 +56,8 @@ rcpt_lookup_start(const struct recipient_policy *p, struct workpool *pool, struc
 	q->addr = xstrdup(addr);
 	q->cb = cb;
 	q->ctx = ctx;
-	workpool_submit(pool, l, rcpt_lookup_work, rcpt_lookup_done, q);
+	workpool_submit(recipient_policy_remote(p) ? remote : pool, l, rcpt_lookup_work,
+			rcpt_lookup_done, q);
 	return q;
 }
 

@@ -12,7 +12,11 @@
  * inline, static: recipient_try_resolve()) cannot block, since a lookup is a
  * hash probe: it is answered at once, cb runs inside rcpt_lookup_start() and
  * the result is NULL, which saves two thread hops per RCPT.  Everything else
- * (cdb, unix:passwd.byname, later SQL and LDAP) goes to the pool.
+ * (cdb, unix:passwd.byname) goes to the pool, and a policy with a remote
+ * table (mysql, pgsql, ldap, socketmap, ...: recipient_policy_remote()) to
+ * the remote pool, so that a slow server holds up only lookups that need it,
+ * never those that use files (and each remote table has its own cap on
+ * concurrent lookups: policy/map_type.h).
  *
  * THREADS: rcpt_lookup_start() and rcpt_lookup_cancel() on the loop's
  * thread; cb runs there.
@@ -37,8 +41,8 @@ typedef void rcpt_lookup_cb(void *ctx, struct rcpt_result *r);
  * returns the request, or NULL when cb has already run (in-memory tables).
  */
 struct rcpt_lookup *rcpt_lookup_start(const struct recipient_policy *p, struct workpool *pool,
-				      struct loop *l, const char *addr, rcpt_lookup_cb *cb,
-				      void *ctx);
+				      struct workpool *remote, struct loop *l, const char *addr,
+				      rcpt_lookup_cb *cb, void *ctx);
 /* Withdraw the request: cb will not run; the lookup's result is discarded. */
 void rcpt_lookup_cancel(struct rcpt_lookup *q);
 

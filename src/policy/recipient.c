@@ -16,7 +16,9 @@
 
 #include "conf/conf.h"
 #include "log/log.h"
+#include "policy/lookup_keys.h"
 #include "policy/maps.h"
+#include "policy/matchlist.h"
 #include "util/buf.h"
 #include "util/xalloc.h"
 
@@ -27,23 +29,10 @@
  */
 #define ROUTING_MAX_HOPS 64
 
-/* A domain list (Postfix's match list of domains): see domlist_init(). */
-struct domelem {
-	bool	negate;		/* "!elem": a match means "not in the list" */
-	char   *name;		/* lowercase; NULL: maps entry map */
-	size_t	map;
-};
-
-struct domlist {
-	struct domelem *elems;	/* in list order: the first that matches decides */
-	size_t	n, cap;
-	struct maplist *maps;	/* the type:table elements, in order */
-};
-
 struct recipient_policy {
 	int refs;		/* atomics */
-	struct domlist mydestination;
-	struct domlist virtual_domains;
+	struct matchlist *mydestination;
+	struct matchlist *virtual_domains;
 	char *myorigin;		/* lowercase, or NULL */
 	struct maplist *local_maps;
 	struct maplist *virtual_maps;
@@ -52,6 +41,7 @@ struct recipient_policy {
 	char *virtual_base;	/* as configured */
 	long virtual_minimum_uid;
 	char *delimiter;	/* NULL: no address extensions */
+	bool remote;		/* a table is remote: recipient_policy_remote() */
 	bool reject_unlisted;
 	bool relay_defer;	/* defer_unauth_destination comes first */
 	int local_code;
@@ -103,149 +93,10 @@ static void create_map_problem(void *ctx, const char *spec, const char *why)
 	create_problem(ctx, spec, why);
 }
 
-/* How deep "/file" elements may nest (a file that names itself stops here). */
-#define DOMLIST_FILE_DEPTH 8
-
-struct domlist_build {
-	struct domlist *dl;
-	struct create_report *cr;
-	char  **specs;
-	size_t	nspecs, cap;
-};
-
-static void domlist_items(struct domlist_build *b, const char *text, bool negate, int depth);
-
-static void domlist_add(struct domlist *dl, bool negate, char *name, size_t map)
+/* matchlist_problem_fn: an element of cr->param's list that does not open. */
+static void create_list_problem(void *ctx, const char *item, const char *why)
 {
-	if (dl->n == dl->cap) {
-		dl->cap = dl->cap ? 2 * dl->cap : 8;
-		dl->elems = xrealloc(dl->elems, dl->cap * sizeof(*dl->elems));
-	}
-	dl->elems[dl->n].negate = negate;
-	dl->elems[dl->n].name = name;
-	dl->elems[dl->n].map = map;
-	dl->n++;
-}
-
-/* "/file/name": its elements, as if written in place (comment lines skipped). */
-static void domlist_file(struct domlist_build *b, const char *path, bool negate, int depth)
-{
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
-	FILE *fp;
-
-	if (depth >= DOMLIST_FILE_DEPTH) {
-		char *why = xasprintf("\"%s\": files nested more than %d deep", path,
-				      DOMLIST_FILE_DEPTH);
-
-		create_problem(b->cr, path, why);
-		free(why);
-		return;
-	}
-	if ((fp = fopen(path, "re")) == NULL) {
-		char *why = xasprintf("open file \"%s\": %s", path, strerror(errno));
-
-		create_problem(b->cr, path, why);
-		free(why);
-		return;
-	}
-	while ((len = getline(&line, &cap, fp)) >= 0) {
-		const char *q = line;
-
-		while (*q == ' ' || *q == '\t')
-			q++;
-		if (*q == '#')
-			continue;
-		domlist_items(b, line, negate, depth + 1);
-	}
-	if (ferror(fp)) {
-		char *why = xasprintf("read file \"%s\": %s", path, strerror(errno));
-
-		create_problem(b->cr, path, why);
-		free(why);
-	}
-	free(line);
-	fclose(fp);
-}
-
-static void domlist_item(struct domlist_build *b, const char *it, bool negate, int depth)
-{
-	while (*it == '!') {
-		negate = !negate;
-		it++;
-	}
-	if (*it == '\0') {
-		create_problem(b->cr, "!", "no domain or table after '!'");
-	} else if (*it == '/') {
-		domlist_file(b, it, negate, depth);
-	} else if (strchr(it, ':') != NULL) {
-		if (b->nspecs == b->cap) {
-			b->cap = b->cap ? 2 * b->cap : 4;
-			b->specs = xrealloc(b->specs, b->cap * sizeof(*b->specs));
-		}
-		domlist_add(b->dl, negate, NULL, b->nspecs);
-		b->specs[b->nspecs++] = xstrdup(it);
-	} else {	/* lowercased but not stripped: "example.com." never matches, as in Postfix */
-		char *name = xstrdup(it);
-
-		lower_inplace(name);
-		domlist_add(b->dl, negate, name, 0);
-	}
-}
-
-/* The elements of a line of a "/file" element: separated by blanks and commas. */
-static void domlist_items(struct domlist_build *b, const char *text, bool negate, int depth)
-{
-	const char *p = text;
-
-	for (;;) {
-		size_t n;
-		char *it;
-
-		p += strspn(p, " \t\r\n,");
-		if ((n = strcspn(p, " \t\r\n,")) == 0)
-			break;
-		it = xstrndup(p, n);
-		domlist_item(b, it, negate, depth);
-		free(it);
-		p += n;
-	}
-}
-
-/*
- * A domain list as Postfix's match lists read it: each element a domain
- * name, a type:table whose keys are domains, or "/file/name", which stands
- * for the elements in that file (blank- or comma-separated, '#' comment
- * lines skipped; files may name files).  "!" before an element negates it.
- * The first element that matches decides.  A file that cannot be read is a
- * problem (Postfix would tempfail every lookup; mxgate refuses the
- * configuration, naming the file).  Every item is checked and every table
- * opened, even after a problem.
- */
-static void domlist_init(struct domlist *dl, struct create_report *cr, char *const *items,
-			 size_t n)
-{
-	struct domlist_build b = { .dl = dl, .cr = cr };
-
-	memset(dl, 0, sizeof(*dl));
-	for (size_t i = 0; i < n; i++)
-		if (items[i][0] != '\0')
-			domlist_item(&b, items[i], false, 0);
-	dl->maps = maplist_open_report(b.specs, b.nspecs, create_map_problem, cr);
-	for (size_t i = 0; i < b.nspecs; i++)
-		free(b.specs[i]);
-	free(b.specs);
-}
-
-static void domlist_free(struct domlist *dl)
-{
-	for (size_t i = 0; i < dl->n; i++)
-		free(dl->elems[i].name);
-	free(dl->elems);
-	dl->elems = NULL;
-	dl->n = dl->cap = 0;
-	maplist_free(&dl->maps);
+	create_problem(ctx, item, why);
 }
 
 /*
@@ -256,48 +107,19 @@ static void domlist_free(struct domlist *dl)
 static __thread bool rcpt_try_only;
 static __thread bool rcpt_would_block;
 
-static enum map_status rcpt_maplist_lookup(const struct maplist *l, const char *key,
-					   char **value_r, const struct map **found_in_r)
+static enum lookup domlist_match(const struct matchlist *dl, const char *domain)
 {
-	if (rcpt_try_only && !maplist_in_memory(l)) {
+	switch (matchlist_match(dl, domain, rcpt_try_only)) {
+	case ML_MATCH:
+		return LK_FOUND;
+	case ML_NOMATCH:
+		return LK_NOTFOUND;
+	case ML_WOULD_BLOCK:
 		rcpt_would_block = true;
-		if (value_r)
-			*value_r = NULL;
-		return MAP_FAIL;
+		return LK_FAIL;
+	default:
+		return LK_FAIL;
 	}
-	return maplist_lookup(l, key, value_r, found_in_r);
-}
-
-static enum lookup domlist_match(const struct domlist *dl, const char *domain)
-{
-	for (size_t i = 0; i < dl->n; i++) {
-		const struct domelem *e = &dl->elems[i];
-		bool hit;
-
-		if (e->name != NULL) {
-			hit = strcmp(e->name, domain) == 0;
-		} else {
-			const struct map *m = maplist_get(dl->maps, e->map);
-
-			if (rcpt_try_only && !map_in_memory(m)) {
-				rcpt_would_block = true;
-				return LK_FAIL;
-			}
-			switch (map_lookup(m, domain, NULL)) {
-			case MAP_FAIL:
-				return LK_FAIL;
-			case MAP_FOUND:
-				hit = true;
-				break;
-			default:
-				hit = false;
-				break;
-			}
-		}
-		if (hit)
-			return e->negate ? LK_NOTFOUND : LK_FOUND;
-	}
-	return LK_NOTFOUND;
 }
 
 static void open_maps(struct maplist **lp, struct create_report *cr, char *const *specs,
@@ -371,10 +193,11 @@ struct recipient_policy *recipient_policy_create_report(const struct recipient_c
 	PARAM("relay_domains_reject_code");
 	check_code(&cr, rc->relay_reject_code);
 	PARAM("mydestination");
-	domlist_init(&p->mydestination, &cr, rc->mydestination, rc->n_mydestination);
+	p->mydestination = matchlist_open(rc->mydestination, rc->n_mydestination,
+					  create_list_problem, &cr);
 	PARAM("virtual_mailbox_domains");
-	domlist_init(&p->virtual_domains, &cr, rc->virtual_mailbox_domains,
-		     rc->n_virtual_mailbox_domains);
+	p->virtual_domains = matchlist_open(rc->virtual_mailbox_domains,
+					    rc->n_virtual_mailbox_domains, create_list_problem, &cr);
 	PARAM("local_recipient_maps");
 	open_maps(&p->local_maps, &cr, rc->local_recipient_maps, rc->n_local_recipient_maps);
 	PARAM("virtual_mailbox_maps");
@@ -395,6 +218,10 @@ struct recipient_policy *recipient_policy_create_report(const struct recipient_c
 	if (rc->recipient_delimiter && *rc->recipient_delimiter)
 		p->delimiter = xstrdup(rc->recipient_delimiter);
 	p->reject_unlisted = rc->reject_unlisted_recipient != 0;
+	p->remote = maplist_has_remote(matchlist_maps(p->mydestination))
+		    || maplist_has_remote(matchlist_maps(p->virtual_domains))
+		    || maplist_has_remote(p->local_maps) || maplist_has_remote(p->virtual_maps)
+		    || maplist_has_remote(p->uid_maps) || maplist_has_remote(p->gid_maps);
 	p->local_code = rc->unknown_local_code;
 	p->virtual_code = rc->unknown_virtual_code;
 	p->relay_code = rc->relay_reject_code;
@@ -438,8 +265,8 @@ void recipient_policy_free(struct recipient_policy **pp)
 	*pp = NULL;
 	if (p == NULL || __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) > 0)
 		return;
-	domlist_free(&p->mydestination);
-	domlist_free(&p->virtual_domains);
+	matchlist_free(&p->mydestination);
+	matchlist_free(&p->virtual_domains);
 	maplist_free(&p->local_maps);
 	maplist_free(&p->virtual_maps);
 	maplist_free(&p->uid_maps);
@@ -451,11 +278,47 @@ void recipient_policy_free(struct recipient_policy **pp)
 	*pp = NULL;
 }
 
+bool recipient_policy_remote(const struct recipient_policy *p)
+{
+	return p->remote;
+}
+
+size_t recipient_policy_probe(const struct recipient_policy *p, recipient_problem_fn *report,
+			      void *ctx)
+{
+	const struct {
+		const char *param;
+		const struct maplist *l;
+	} lists[] = {
+		{ "mydestination", matchlist_maps(p->mydestination) },
+		{ "virtual_mailbox_domains", matchlist_maps(p->virtual_domains) },
+		{ "local_recipient_maps", p->local_maps },
+		{ "virtual_mailbox_maps", p->virtual_maps },
+		{ "virtual_uid_maps", p->uid_maps },
+		{ "virtual_gid_maps", p->gid_maps },
+	};
+	size_t bad = 0;
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		for (size_t k = 0; k < maplist_count(lists[i].l); k++) {
+			const struct map *m = maplist_get(lists[i].l, k);
+			char *why;
+
+			if (map_probe(m, &why) < 0) {
+				report(ctx, lists[i].param, map_spec(m), why);
+				free(why);
+				bad++;
+			}
+		}
+	}
+	return bad;
+}
+
 const char *recipient_policy_changed(const struct recipient_policy *p)
 {
 	const struct maplist *lists[] = {
-		p->mydestination.maps, p->virtual_domains.maps, p->local_maps, p->virtual_maps,
-		p->uid_maps, p->gid_maps,
+		matchlist_maps(p->mydestination), matchlist_maps(p->virtual_domains),
+		p->local_maps, p->virtual_maps, p->uid_maps, p->gid_maps,
 	};
 	const char *spec;
 
@@ -480,8 +343,8 @@ bool recipient_try_resolve(const struct recipient_policy *p, const char *addr,
 
 bool recipient_policy_has_indexed(const struct recipient_policy *p)
 {
-	return maplist_has_indexed(p->mydestination.maps)
-	       || maplist_has_indexed(p->virtual_domains.maps) || maplist_has_indexed(p->local_maps)
+	return maplist_has_indexed(matchlist_maps(p->mydestination))
+	       || maplist_has_indexed(matchlist_maps(p->virtual_domains)) || maplist_has_indexed(p->local_maps)
 	       || maplist_has_indexed(p->virtual_maps) || maplist_has_indexed(p->uid_maps)
 	       || maplist_has_indexed(p->gid_maps);
 }
@@ -522,27 +385,9 @@ void rcpt_result_free(struct rcpt_result *r)
 
 /* ---- lookups in Postfix's order ---- */
 
-/* Length of the local part without its extension (Postfix recipient_delimiter). */
-/*
- * The length of the local part without its address extension, by Postfix's
- * rules (split_addr): postmaster, mailer-daemon and double-bounce are never
- * split, nor (with '-' among the delimiters and owner_request_special's
- * default, yes) owner-x and x-request, nor a local part that starts with a
- * delimiter.
- */
 static size_t base_len(const struct recipient_policy *p, const char *lp)
 {
-	size_t len = strlen(lp), n;
-
-	if (p->delimiter == NULL || len == 0 || strcasecmp(lp, "postmaster") == 0
-	    || strcasecmp(lp, "mailer-daemon") == 0 || strcasecmp(lp, "double-bounce") == 0)
-		return len;
-	if (strchr(p->delimiter, '-') != NULL
-	    && (strncasecmp(lp, "owner-", 6) == 0
-		|| (len > 8 && strcasecmp(lp + len - 8, "-request") == 0)))
-		return len;
-	n = strcspn(lp, p->delimiter);
-	return n == 0 ? len : n;
+	return lookup_keys_base_len(p->delimiter, lp);
 }
 
 /*
@@ -563,40 +408,19 @@ static enum lookup addr_find(const struct recipient_policy *p, const struct mapl
 			     const char *lp, const char *domain, bool local, char **value_r,
 			     const struct map **found_in_r)
 {
-	char *keys[5];
-	size_t nkeys = 0, blen = base_len(p, lp);
-	bool has_ext = blen < strlen(lp);
-	enum lookup res = LK_NOTFOUND;
+	struct lookup_keys ks;
+	enum map_status st;
 
-	if (domain) {
-		keys[nkeys++] = xasprintf("%s@%s", lp, domain);
-		if (has_ext)
-			keys[nkeys++] = xasprintf("%.*s@%s", (int)blen, lp, domain);
+	if (value_r)
+		*value_r = NULL;
+	if (rcpt_try_only && !maplist_in_memory(l)) {
+		rcpt_would_block = true;
+		return LK_FAIL;
 	}
-	if (local) {
-		keys[nkeys++] = xstrdup(lp);
-		if (has_ext)
-			keys[nkeys++] = xstrndup(lp, blen);
-	}
-	if (domain)
-		keys[nkeys++] = xasprintf("@%s", domain);
-	for (size_t i = 0; i < nkeys && res == LK_NOTFOUND; i++) {
-		if (*keys[i] == '\0')
-			continue;
-		switch (rcpt_maplist_lookup(l, keys[i], value_r, found_in_r)) {
-		case MAP_FOUND:
-			res = LK_FOUND;
-			break;
-		case MAP_FAIL:
-			res = LK_FAIL;
-			break;
-		case MAP_NOTFOUND:
-			break;
-		}
-	}
-	for (size_t i = 0; i < nkeys; i++)
-		free(keys[i]);
-	return res;
+	lookup_keys_virtual(&ks, p->delimiter, lp, domain, local);
+	st = lookup_keys_find(l, &ks, value_r, NULL, found_in_r);
+	lookup_keys_free(&ks);
+	return st == MAP_FOUND ? LK_FOUND : st == MAP_FAIL ? LK_FAIL : LK_NOTFOUND;
 }
 
 /* ---- local ---- */
@@ -891,7 +715,7 @@ void recipient_resolve(const struct recipient_policy *p, const char *addr, struc
 		if (domain == NULL) {
 			local = true;	/* bare local part, RFC 5321 4.5.1 postmaster */
 		} else {
-			lk = domlist_match(&p->mydestination, domain);
+			lk = domlist_match(p->mydestination, domain);
 			if (lk == LK_FAIL) {
 				result_tempfail_lookup(r, addr);
 				free(domain);
@@ -927,7 +751,7 @@ void recipient_resolve(const struct recipient_policy *p, const char *addr, struc
 			free(domain);
 			break;
 		}
-		lk = domlist_match(&p->virtual_domains, domain);
+		lk = domlist_match(p->virtual_domains, domain);
 		if (lk == LK_FAIL) {
 			result_tempfail_lookup(r, addr);
 		} else if (lk == LK_FOUND && !routed) {

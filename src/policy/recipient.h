@@ -156,6 +156,18 @@ void recipient_policy_free(struct recipient_policy **pp);
  * whether there is any table to watch at all.
  */
 const char *recipient_policy_changed(const struct recipient_policy *p);
+
+/* True when a table of the policy is remote (map_is_remote()): its lookups go
+ * to the remote pool (policy/rcpt_lookup.h). */
+bool recipient_policy_remote(const struct recipient_policy *p);
+
+/*
+ * For `mxgate check`: map_probe() every remote table of the policy, calling
+ * report(ctx, param, spec, why) for each one that does not answer.  Returns
+ * the number of those.  Blocks (connects to servers).
+ */
+size_t recipient_policy_probe(const struct recipient_policy *p, recipient_problem_fn *report,
+			      void *ctx);
 bool recipient_policy_has_indexed(const struct recipient_policy *p);
 
 

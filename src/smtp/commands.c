@@ -381,7 +381,8 @@ rcpt_after_rate(struct session *s, int rate)
 				     : CMD_FAIL);
 		return;
 	}
-	session_wait(s, W_LOOKUP, rcpt_lookup_start(s->ss->policy, s->env->lookups, s->loop,
+	session_wait(s, W_LOOKUP, rcpt_lookup_start(s->ss->policy, s->env->lookups,
+						    s->env->remote_lookups, s->loop,
 						    path->addr, rcpt_resolved, s));
 }
 
@@ -579,7 +580,8 @@ vrfy_after_rate(struct session *s, int rate)
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
-	session_wait(s, W_LOOKUP, rcpt_lookup_start(s->ss->policy, s->env->lookups, s->loop,
+	session_wait(s, W_LOOKUP, rcpt_lookup_start(s->ss->policy, s->env->lookups,
+						    s->env->remote_lookups, s->loop,
 						    s->path.addr, vrfy_resolved, s));
 }
 

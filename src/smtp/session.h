@@ -55,6 +55,7 @@ struct session_env {
 	struct loop *loop;
 	struct anvil *anvil;
 	struct workpool *lookups;	/* recipient tables */
+	struct workpool *remote_lookups;	/* those with a remote table */
 	struct deliverer *deliver;
 	atomic_long *body_bytes;	/* message bodies in memory, every session */
 	uid_t	run_uid;		/* the uid mail is written as */

@@ -140,6 +140,7 @@ testsvc_init_env(struct testsvc *t, const char *anvil_spec)
 	t->env.loop = fakeloop_loop(t->fl);
 	t->env.anvil = t->anvil;
 	t->env.lookups = t->pool;
+	t->env.remote_lookups = t->pool;
 	t->env.deliver = t->deliver;
 	t->env.body_bytes = &t->body_bytes;
 	t->env.run_uid = TESTSVC_UID;

@@ -79,15 +79,15 @@ class CheckTest(harness.MxTestCase):
 
     def expected_check_lines(self):
         m, d = self.main_path, self.dir
-        sup = "mxgate supports texthash, cdb, unix:passwd.byname, static, inline"
+        sup = "mxgate supports texthash, cdb, unix:passwd.byname, static, inline, cidr, regexp, pcre"
         return [
             "mxgate: error: %s, line 7: do not specify relative pathname: "
             "virtual_mailbox_base = var/vmail (virtual mailboxes need an absolute path)" % m,
             "mxgate: warning: %s, line 3: duplicate master.cf entry for service "
             "\"127.0.0.1:%d\" ([127.0.0.1]:%d) -- using the last entry; the entry at line 1 "
             "is ignored" % (self.master_path, self.p1, self.p1),
-            "mxgate: error: %s, line 3: mydestination: \"/etc/postfix/destinations\" is not "
-            "supported: list domain names or type:table lookups" % m,
+            "mxgate: error: %s, line 3: mydestination: open file \"/etc/postfix/destinations\": "
+            "No such file or directory" % m,
             "mxgate: error: %s, line 4: local_recipient_maps (via $alias_maps): unsupported map "
             "type \"hash\" in \"hash:/etc/aliases\": %s" % (m, sup),
             "mxgate: error: %s, line 6: virtual_mailbox_maps: texthash:%s/missing: open "
@@ -123,8 +123,8 @@ class CheckTest(harness.MxTestCase):
         self.bad_config(base=os.path.join(self.dir, "vmail"))
         rc, _, err = self.mxgate("run", "-c", self.dir)
         self.assertNotEqual(rc, 0, err)
-        self.assertIn("mxgate: fatal: service 127.0.0.1:%d: mydestination: "
-                      "\"/etc/postfix/destinations\" is not supported" % self.p2, err)
+        self.assertIn("mxgate: fatal: service 127.0.0.1:%d: mydestination: open file "
+                      "\"/etc/postfix/destinations\": No such file or directory" % self.p2, err)
         self.assertFalse(harness.port_listening(self.p1) or harness.port_listening(self.p2))
         rc, _, err = self.mxgate("check", "-c", self.dir)
         self.assertEqual(rc, 1, err)
