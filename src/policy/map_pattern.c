@@ -1269,15 +1269,15 @@ static enum map_status pat_lookup(struct map_impl *t, const char *key, char **va
 
 const struct map_type map_type_cidr = {
 	"cidr", MAPT_NOFOLD | MAPT_PATTERN | MAPT_IN_MEMORY,
-	pat_open_cidr, pat_lookup, NULL, pat_close,
+	pat_open_cidr, pat_lookup, NULL, pat_close, NULL,
 };
 
 const struct map_type map_type_regexp = {
 	"regexp", MAPT_NOFOLD | MAPT_PATTERN | MAPT_IN_MEMORY,
-	pat_open_regexp, pat_lookup, NULL, pat_close,
+	pat_open_regexp, pat_lookup, NULL, pat_close, NULL,
 };
 
 const struct map_type map_type_pcre = {
 	"pcre", MAPT_NOFOLD | MAPT_PATTERN | MAPT_IN_MEMORY,
-	pat_open_pcre, pat_lookup, NULL, pat_close,
+	pat_open_pcre, pat_lookup, NULL, pat_close, NULL,
 };
