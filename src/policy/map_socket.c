@@ -26,13 +26,14 @@
  *            Postfix sends them) and are not split into parent domains
  *            (MAPT_PATTERN, Postfix's DICT_FLAG_PATTERN).  Every connect,
  *            read and write has Postfix's 100 s time limit.  Each table has
- *            a pool of at most MAPSOCK_POOL_MAX connections: a lookup takes
- *            an idle one or opens one, or waits (at most the time limit) for
- *            one to come back.  A server that cannot be reached is a
+ *            a pool of at most MAP_REMOTE_CONCURRENCY connections (maps.c lets
+ *            no more lookups in at once): a lookup takes an idle one or opens
+ *            one, or waits (at most the time limit) for one to come back.  A server that cannot be reached is a
  *            MAP_FAIL and one warning for the whole outage ("connect to
  *            ENDPOINT: Connection refused"); the first connection that works
  *            again logs that it does.
  *   open     parses the name only: the first lookup connects, as Postfix.
+ *   probe    (mxgate check) connects once: "connect to ENDPOINT: why".
  */
 #include "policy/map_socket.h"
 
@@ -230,12 +231,12 @@ static struct mapsock_conn *mapsock_acquire(struct map_impl *mi, bool fresh)
 			mapsock_conn_free(c);
 			mi->nconn--;
 		}
-		if (mi->nconn < MAPSOCK_POOL_MAX)
+		if (mi->nconn < MAP_REMOTE_CONCURRENCY)
 			break;
 		if (pthread_cond_timedwait(&mi->cond, &mi->mutex, &deadline) == ETIMEDOUT) {
 			pthread_mutex_unlock(&mi->mutex);
 			msg_warn("table %s: all %d connections busy for %d s", mi->title,
-				 MAPSOCK_POOL_MAX, MAPSOCK_TIMEOUT);
+				 MAP_REMOTE_CONCURRENCY, MAPSOCK_TIMEOUT);
 			return NULL;
 		}
 	}
@@ -686,6 +687,20 @@ static struct map_impl *maptcp_open(const char *name, char **why_r)
 	return mi;
 }
 
+static int mapsock_probe(struct map_impl *mi, char **why_r)
+{
+	char *why = NULL;
+	struct mapsock_conn *c = mapsock_connect(mi, &why);
+
+	if (c == NULL) {
+		*why_r = xasprintf("connect to %s: %s", mi->endpoint, why);
+		free(why);
+		return -1;
+	}
+	mapsock_conn_free(c);
+	return 0;
+}
+
 const struct map_type map_type_socketmap = {
 	.name = "socketmap",
 	.flags = MAPT_REMOTE | MAPT_NOFOLD | MAPT_PATTERN,
@@ -693,6 +708,7 @@ const struct map_type map_type_socketmap = {
 	.lookup = sockmap_lookup,
 	.watch = NULL,
 	.close = mapsock_free,
+	.probe = mapsock_probe,
 };
 
 const struct map_type map_type_tcp = {
@@ -702,4 +718,5 @@ const struct map_type map_type_tcp = {
 	.lookup = maptcp_lookup,
 	.watch = NULL,
 	.close = mapsock_free,
+	.probe = mapsock_probe,
 };

@@ -8,9 +8,6 @@
 
 #include "policy/map_type.h"
 
-/* Connections per table at most (the lookups pool has 4 threads). */
-#define MAPSOCK_POOL_MAX	4
-
 extern const struct map_type map_type_socketmap;
 extern const struct map_type map_type_tcp;
 

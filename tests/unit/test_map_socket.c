@@ -3,7 +3,7 @@
  * threads: a server that is down is MAP_FAIL with one warning for the whole
  * outage (and one line when it answers again), a connection the server has
  * closed is replaced without the lookup failing, and many threads share at
- * most MAPSOCK_POOL_MAX connections and each get their own answer.
+ * most MAP_REMOTE_CONCURRENCY connections and each get their own answer.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -314,7 +314,7 @@ static void test_server_closes(void **state)
 	free(spec);
 }
 
-/* Many threads, one table: at most MAPSOCK_POOL_MAX connections, every answer right. */
+/* Many threads, one table: at most MAP_REMOTE_CONCURRENCY connections, every answer right. */
 #define NTHREADS 12
 #define NLOOKUPS 40
 
@@ -362,10 +362,10 @@ static void test_pool(void **state)
 			pthread_join(tid[i], NULL);
 			assert_int_equal(w[i].errors, 0);
 		}
-		if (atomic_load(&srv.max_active) > MAPSOCK_POOL_MAX)
+		if (atomic_load(&srv.max_active) > MAP_REMOTE_CONCURRENCY)
 			fail_msg("%s: %d connections at once", spec, atomic_load(&srv.max_active));
 		assert_true(atomic_load(&srv.max_active) >= 2);	/* lookups did overlap */
-		assert_true(atomic_load(&srv.conns) <= MAPSOCK_POOL_MAX);	/* and were reused */
+		assert_true(atomic_load(&srv.conns) <= MAP_REMOTE_CONCURRENCY);	/* and were reused */
 		map_free(&m);
 		stop_inet(&srv, port);
 		free(spec);
