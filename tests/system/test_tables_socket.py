@@ -4,9 +4,11 @@ protocols of socketmap_table(5) and tcp_table(5)): postmap -q and mxgate map
 (found, not found, empty and long values, keys with spaces, '%' and
 non-ASCII bytes, the server's TEMP/TIMEOUT/PERM and malformed replies,
 replies over the size limits, a server that hangs up, a server that is down),
-and mxgate keeps using one connection for many lookups."""
+mxgate keeps using one connection for many lookups, and mxgate check names a
+server that does not answer."""
 
 import os
+import pwd
 import socket
 import socketserver
 import subprocess
@@ -247,6 +249,43 @@ class SocketTablesTest(tables.TableCase):
                 self.assertIn(why, err)
                 self.assertIn("fatal: table %s: query error" % spec, err)
                 self.assertEqual(harness.sanitizer_reports(err), [])
+
+    def test_check_connects(self):
+        """mxgate check connects to each remote table and names the one whose server does
+        not answer, at its parameter's line; with every server up it is content."""
+        srv = self.serve(ThreadingTCPServer(("127.0.0.1", 0), TcpHandler))
+        up = "tcp:127.0.0.1:%d" % srv.server_address[1]
+        port = harness.free_port()
+        down = "socketmap:inet:127.0.0.1:%d:virtual" % port
+        d = tempfile.mkdtemp(prefix="mxgate-check-")
+        self.addCleanup(lambda: subprocess.run(["rm", "-rf", d]))
+        main = os.path.join(d, "main.cf")
+        # the uid mxgate writes mail as: mail_owner when started as root
+        owner = pwd.getpwnam("mxgate") if os.geteuid() == 0 else pwd.getpwuid(os.getuid())
+
+        def check(maps):
+            with open(main, "w") as f:
+                f.write("myhostname = mx.example.test\n"
+                        "mydestination =\n"
+                        "maillog_file = %s/maillog\n"
+                        "maillog_file_prefixes = %s\n"
+                        "virtual_mailbox_domains = virt.test\n"
+                        "virtual_mailbox_base = %s\n"
+                        "virtual_uid_maps = static:%d\n"
+                        "virtual_gid_maps = static:%d\n"
+                        "virtual_mailbox_maps = %s\n" % (d, d, d, owner.pw_uid, owner.pw_gid, maps))
+            with open(os.path.join(d, "master.cf"), "w") as f:
+                f.write("127.0.0.1:%d inet n - n - - smtpd\n" % harness.free_port())
+            return tables._run([harness.mxgate_binary(), "check", "-c", d])
+
+        out, rc, err = check("%s, %s" % (up, down))
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(err.splitlines(), [
+            "mxgate: error: %s, line 9: virtual_mailbox_maps: %s: connect to 127.0.0.1:%d: "
+            "Connection refused" % (main, down, port)])
+        out, rc, err = check(up)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertGreaterEqual(srv.connections, 1)
 
     def test_bad_names(self):
         for spec in ("socketmap:inet:127.0.0.1:7777", "socketmap:virtual",
