@@ -293,28 +293,35 @@ static void mapsock_drop_idle(struct map_impl *mi)
 	pthread_mutex_unlock(&mi->mutex);
 }
 
+/* After a send() or recv() that did nothing: 1 try again, or MAPSOCK_EOF / MAPSOCK_TIME. */
+static int mapsock_again(int fd, ssize_t n, short events)
+{
+	int rc;
+
+	if (n < 0 && errno == EINTR)
+		return 1;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		if ((rc = mapsock_wait(fd, events)) > 0)
+			return 1;
+		if (rc == 0)
+			return MAPSOCK_TIME;
+	}
+	return MAPSOCK_EOF;
+}
+
 /* 0, or MAPSOCK_EOF / MAPSOCK_TIME. */
 static int mapsock_write(struct mapsock_conn *c, const char *data, size_t len)
 {
 	while (len > 0) {
 		ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+		int rc;
 
 		if (n > 0) {
 			data += n;
 			len -= (size_t)n;
-			continue;
+		} else if ((rc = mapsock_again(c->fd, n, POLLOUT)) != 1) {
+			return rc;
 		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int rc = mapsock_wait(c->fd, POLLOUT);
-
-			if (rc == 0)
-				return MAPSOCK_TIME;
-			if (rc > 0)
-				continue;
-		}
-		return MAPSOCK_EOF;
 	}
 	return 0;
 }
@@ -324,23 +331,14 @@ static int mapsock_getc(struct mapsock_conn *c)
 {
 	while (c->rpos >= c->rlen) {
 		ssize_t n = recv(c->fd, c->rbuf, sizeof(c->rbuf), 0);
+		int rc;
 
 		if (n > 0) {
 			c->rpos = 0;
 			c->rlen = (size_t)n;
-			break;
+		} else if ((rc = mapsock_again(c->fd, n, POLLIN)) != 1) {
+			return rc;
 		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int rc = mapsock_wait(c->fd, POLLIN);
-
-			if (rc == 0)
-				return MAPSOCK_TIME;
-			if (rc > 0)
-				continue;
-		}
-		return MAPSOCK_EOF;
 	}
 	return (unsigned char)c->rbuf[c->rpos++];
 }

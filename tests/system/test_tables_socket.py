@@ -183,6 +183,14 @@ class SocketTablesTest(tables.TableCase):
                                                              (got.stdout[:80], got.returncode)))
         self.assertEqual(diffs, [])
 
+    def assert_same_stdin_answers(self, srv, spec, keys):
+        """-q - with keys: the same from both, each over one connection of its own."""
+        out, rc, err = stdin_query([harness.mxgate_binary(), "map", "-q", "-", spec], keys)
+        want = stdin_query(["postmap", "-c", self.tables.path, "-q", "-", spec], keys)
+        self.assertEqual((out, rc), want[:2])
+        self.assertEqual(harness.sanitizer_reports(err), [])
+        self.assertEqual(srv.connections, 2, "mxgate and postmap: one connection each")
+
     def test_socketmap_inet(self):
         srv = self.serve(ThreadingTCPServer(("127.0.0.1", 0), SocketmapHandler))
         port = srv.server_address[1]
@@ -201,14 +209,10 @@ class SocketTablesTest(tables.TableCase):
         """The netstring is "NAME KEY", the key as given; one connection for many keys."""
         srv = self.serve(ThreadingTCPServer(("127.0.0.1", 0), SocketmapHandler))
         spec = "socketmap:inet:127.0.0.1:%d:virtual" % srv.server_address[1]
-        keys = ["alice@example.test", "Bob@Example.TEST", "with space", "missing"] * 5
-        out, rc, err = stdin_query([harness.mxgate_binary(), "map", "-q", "-", spec], keys)
-        want = stdin_query(["postmap", "-c", self.tables.path, "-q", "-", spec], keys)
-        self.assertEqual((out, rc), want[:2])
-        self.assertEqual(harness.sanitizer_reports(err), [])
+        self.assert_same_stdin_answers(srv, spec, ["alice@example.test", "Bob@Example.TEST",
+                                                   "with space", "missing"] * 5)
         self.assertIn(b"virtual Bob@Example.TEST", srv.queries)
         self.assertIn(b"virtual with space", srv.queries)
-        self.assertEqual(srv.connections, 2, "mxgate and postmap: one connection each")
 
     def test_tcp(self):
         srv = self.serve(ThreadingTCPServer(("127.0.0.1", 0), TcpHandler))
@@ -222,15 +226,11 @@ class SocketTablesTest(tables.TableCase):
         """"get KEY" with %XX for '%', white space and non-ASCII; one connection."""
         srv = self.serve(ThreadingTCPServer(("127.0.0.1", 0), TcpHandler))
         spec = "tcp:127.0.0.1:%d" % srv.server_address[1]
-        keys = ["with space", "100%", "Bob@Example.TEST", "missing"] * 3
-        out, rc, err = stdin_query([harness.mxgate_binary(), "map", "-q", "-", spec], keys)
-        want = stdin_query(["postmap", "-c", self.tables.path, "-q", "-", spec], keys)
-        self.assertEqual((out, rc), want[:2])
-        self.assertEqual(harness.sanitizer_reports(err), [])
+        self.assert_same_stdin_answers(srv, spec, ["with space", "100%", "Bob@Example.TEST",
+                                                   "missing"] * 3)
         self.assertIn("get with%20space", srv.queries)
         self.assertIn("get 100%25", srv.queries)
         self.assertIn("get Bob@Example.TEST", srv.queries)
-        self.assertEqual(srv.connections, 2, "mxgate and postmap: one connection each")
 
     def test_server_down(self):
         """Nothing listens: both fail (exit 1, nothing printed); mxgate says why."""
