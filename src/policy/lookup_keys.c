@@ -20,6 +20,16 @@ static void add(struct lookup_keys *ks, char *key)
 	ks->n++;
 }
 
+/* Lowercase every key: Postfix's smtpd folds the address it looks up
+ * (smtpd_resolve_addr()), so even a case-sensitive pattern sees it folded. */
+static void fold(struct lookup_keys *ks)
+{
+	for (size_t i = 0; i < ks->n; i++)
+		for (char *c = ks->k[i].key; *c; c++)
+			if (*c >= 'A' && *c <= 'Z')
+				*c = (char)(*c - 'A' + 'a');
+}
+
 size_t lookup_keys_base_len(const char *delim, const char *lp)
 {
 	size_t len = strlen(lp), n;
@@ -54,6 +64,7 @@ void lookup_keys_virtual(struct lookup_keys *ks, const char *delim, const char *
 	}
 	if (domain)
 		add(ks, xasprintf("@%s", domain));
+	fold(ks);
 }
 
 void lookup_keys_local(struct lookup_keys *ks, const char *delim, const char *lp)
@@ -96,6 +107,7 @@ void lookup_keys_access(struct lookup_keys *ks, const char *delim, const char *a
 	if (blen < strlen(lp))
 		add(ks, xasprintf("%.*s@", (int)blen, lp));
 	free(lp);
+	fold(ks);
 }
 
 /* Postfix's valid_hostaddr(): an IPv4 or IPv6 address, no parent lookups. */

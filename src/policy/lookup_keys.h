@@ -27,6 +27,10 @@
  * never split, nor owner-x and x-request when '-' is a delimiter, nor a
  * local part that starts with a delimiter.  delim NULL or "": no split.
  *
+ * The keys of an address (virtual, local, access) are lowercased, since
+ * Postfix's smtpd folds the address it looks up (smtpd_resolve_addr()), so
+ * that a case-sensitive pattern sees it folded too; a client's are as given.
+ *
  * A key list owns its strings.  Nothing here blocks except lookup_keys_find(),
  * which asks the tables (map_lookup(): not on an event loop unless every
  * table is in memory).

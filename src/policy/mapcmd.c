@@ -40,6 +40,12 @@ mapcmd_query(struct map **maps, size_t n, const char *key, int with_key)
 
 		switch (map_lookup(maps[i], key, &value)) {
 		case MAP_FOUND:
+			if (*value == '\0') {		/* postmap warns, and prints it */
+				msg_warn("table %s: key %s: empty string result is not allowed",
+					 map_spec(maps[i]), key);
+				msg_warn("table %s should return NO RESULT in case of NOT FOUND",
+					 map_spec(maps[i]));
+			}
 			if (with_key)
 				printf("%s\t%s\n", key, value);
 			else
@@ -49,6 +55,7 @@ mapcmd_query(struct map **maps, size_t n, const char *key, int with_key)
 		case MAP_NOTFOUND:
 			break;
 		case MAP_FAIL:
+		case MAP_CONFIG:
 			fflush(stdout);
 			msg_fatal("table %s: query error", map_spec(maps[i]));
 		}

@@ -114,6 +114,7 @@ struct map_slots {
 struct maplist {
 	struct map **maps;
 	size_t n;
+	char *title;		/* the parameter, for warnings (maplist_set_title) */
 };
 
 /* ---- small helpers ---- */
@@ -885,6 +886,14 @@ struct maplist *maplist_open(char *const *specs, size_t n, char **err_r)
 	return maplist_open_report(specs, n, maplist_first_problem, err_r);
 }
 
+void maplist_set_title(struct maplist *l, const char *title)
+{
+	if (l == NULL)
+		return;
+	free(l->title);
+	l->title = xstrdup(title);
+}
+
 static enum map_status maplist_find(const struct maplist *l, const char *key, bool partial,
 				    char **value_r, const struct map **found_in_r)
 {
@@ -894,10 +903,26 @@ static enum map_status maplist_find(const struct maplist *l, const char *key, bo
 		*found_in_r = NULL;
 	for (size_t i = 0; l && i < l->n; i++) {
 		enum map_status st;
+		char *value = NULL;
 
 		if (partial && map_is_pattern(l->maps[i]))
 			continue;
-		st = map_lookup(l->maps[i], key, value_r);
+		st = map_lookup(l->maps[i], key, &value);
+		if (st == MAP_FOUND && *value == '\0') {
+			/* Postfix's maps_find(): a configuration error, so the caller tempfails */
+			const char *title = l->title ? l->title : map_spec(l->maps[i]);
+			char *ek = log_escape_dup(key, 200);
+
+			msg_warn("%s lookup of %s returns an empty string result", title, ek);
+			msg_warn("%s should return NO RESULT in case of NOT FOUND", title);
+			free(ek);
+			free(value);
+			return MAP_CONFIG;
+		}
+		if (value_r)
+			*value_r = value;
+		else
+			free(value);
 
 		if (st == MAP_NOTFOUND)
 			continue;
@@ -988,6 +1013,7 @@ void maplist_free(struct maplist **lp)
 	for (size_t i = 0; i < l->n; i++)
 		map_free(&l->maps[i]);
 	free(l->maps);
+	free(l->title);
 	free(l);
 	*lp = NULL;
 }

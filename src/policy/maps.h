@@ -50,6 +50,8 @@ enum map_status {
 	MAP_NOTFOUND,	/* the table does not have the key */
 	MAP_FOUND,	/* *value_r is set */
 	MAP_FAIL,	/* the table could not answer: the caller tempfails */
+	MAP_CONFIG,	/* maplist only: a table answered an empty value, which Postfix
+			 * calls a configuration error (451 4.3.5) */
 };
 
 
@@ -124,7 +126,9 @@ struct maplist *maplist_open_report(char *const *specs, size_t n, maps_problem_f
 
 /*
  * Look key up in each table in order.  MAP_FOUND from the first table that
- * has the key (*found_in_r, when not NULL, is that table).  A MAP_FAIL stops
+ * has the key (*found_in_r, when not NULL, is that table).  An empty value
+ * is a MAP_CONFIG, with Postfix's two warnings ("... returns an empty string
+ * result", "... should return NO RESULT in case of NOT FOUND").  A MAP_FAIL stops
  * the search and is returned as such, as Postfix does: a later table must not
  * answer for one that could not.  An empty list gives MAP_NOTFOUND.
  */
@@ -139,6 +143,10 @@ enum map_status maplist_lookup(const struct maplist *l, const char *key, char **
  */
 enum map_status maplist_lookup_partial(const struct maplist *l, const char *key,
 				       char **value_r, const struct map **found_in_r);
+
+/* The parameter the list is for ("virtual_mailbox_maps"): warnings name it,
+ * as Postfix's do.  Without one they name the table. */
+void maplist_set_title(struct maplist *l, const char *title);
 
 /* True when the list has no tables (or l is NULL). */
 bool maplist_empty(const struct maplist *l);

@@ -192,6 +192,7 @@ enum matchlist_result matchlist_match(const struct matchlist *ml, const char *na
 				return ML_WOULD_BLOCK;
 			switch (map_lookup(m, name, NULL)) {
 			case MAP_FAIL:
+			case MAP_CONFIG:
 				return ML_FAIL;
 			case MAP_FOUND:
 				hit = true;

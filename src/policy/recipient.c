@@ -49,7 +49,11 @@ struct recipient_policy {
 	int relay_code;
 };
 
-enum lookup { LK_NOTFOUND, LK_FOUND, LK_FAIL };
+/* LK_FAIL: a table could not answer (451 4.3.0); LK_CONFIG: it answered what it must
+ * not, an empty value (451 4.3.5), as Postfix's DICT_ERR_RETRY and DICT_ERR_CONFIG. */
+enum lookup { LK_NOTFOUND, LK_FOUND, LK_FAIL, LK_CONFIG };
+
+#define LK_FAILED(lk) ((lk) == LK_FAIL || (lk) == LK_CONFIG)
 
 /* ---- small helpers ---- */
 
@@ -126,6 +130,7 @@ static void open_maps(struct maplist **lp, struct create_report *cr, char *const
 		      size_t n)
 {
 	*lp = maplist_open_report(specs, n, create_map_problem, cr);
+	maplist_set_title(*lp, cr->param);
 }
 
 static void check_code(struct create_report *cr, int code)
@@ -360,11 +365,13 @@ static void result_reply(struct rcpt_result *r, enum rcpt_verdict v, int code, c
 	r->reason = reason;
 }
 
-static void result_tempfail_lookup(struct rcpt_result *r, const char *addr)
+/* The table has logged why (map_lookup(), maplist_lookup()), as Postfix's do. */
+static void result_tempfail_lookup(struct rcpt_result *r, const char *addr, enum lookup lk)
 {
-	result_reply(r, RCPT_TEMPFAIL, 451,
-		     reply_string(RPL_LOOKUP_FAILURE, addr),
-		     xstrdup("table lookup failed"));
+	if (lk == LK_CONFIG)
+		result_reply(r, RCPT_TEMPFAIL, 451, reply_string(RPL_CONFIG_ERROR), NULL);
+	else
+		result_reply(r, RCPT_TEMPFAIL, 451, reply_string(RPL_LOOKUP_FAILURE, addr), NULL);
 }
 
 /* The sender sees Postfix's wording; the log gets why. */
@@ -420,7 +427,8 @@ static enum lookup addr_find(const struct recipient_policy *p, const struct mapl
 	lookup_keys_virtual(&ks, p->delimiter, lp, domain, local);
 	st = lookup_keys_find(l, &ks, value_r, NULL, found_in_r);
 	lookup_keys_free(&ks);
-	return st == MAP_FOUND ? LK_FOUND : st == MAP_FAIL ? LK_FAIL : LK_NOTFOUND;
+	return st == MAP_FOUND ? LK_FOUND : st == MAP_FAIL ? LK_FAIL
+	       : st == MAP_CONFIG ? LK_CONFIG : LK_NOTFOUND;
 }
 
 /* ---- local ---- */
@@ -501,8 +509,8 @@ static void resolve_local(const struct recipient_policy *p, const char *addr, co
 
 	if (!maplist_empty(p->local_maps))
 		lk = addr_find(p, p->local_maps, lp, domain, true, &value, &found_in);
-	if (lk == LK_FAIL) {
-		result_tempfail_lookup(r, addr);
+	if (LK_FAILED(lk)) {
+		result_tempfail_lookup(r, addr, lk);
 		return;
 	}
 	if (lk == LK_NOTFOUND && checked && !is_special_local(lp)) {
@@ -598,8 +606,8 @@ static void resolve_virtual(const struct recipient_policy *p, const char *addr, 
 	size_t vlen;
 
 	lk = addr_find(p, p->virtual_maps, lp, domain, is_myorigin(p, domain), &value, NULL);
-	if (lk == LK_FAIL) {
-		result_tempfail_lookup(r, addr);
+	if (LK_FAILED(lk)) {
+		result_tempfail_lookup(r, addr, lk);
 		return;
 	}
 	if (lk == LK_NOTFOUND) {
@@ -635,8 +643,8 @@ static void resolve_virtual(const struct recipient_policy *p, const char *addr, 
 	buf_putc(&path, '/');
 
 	lk = id_find(p, p->uid_maps, lp, domain, &uid, &bad);
-	if (lk == LK_FAIL) {
-		result_tempfail_lookup(r, addr);
+	if (LK_FAILED(lk)) {
+		result_tempfail_lookup(r, addr, lk);
 		goto out;
 	}
 	if (lk == LK_NOTFOUND || bad) {
@@ -651,8 +659,8 @@ static void resolve_virtual(const struct recipient_policy *p, const char *addr, 
 		goto out;
 	}
 	lk = id_find(p, p->gid_maps, lp, domain, &gid, &bad);
-	if (lk == LK_FAIL) {
-		result_tempfail_lookup(r, addr);
+	if (LK_FAILED(lk)) {
+		result_tempfail_lookup(r, addr, lk);
 		goto out;
 	}
 	if (lk == LK_NOTFOUND || bad || gid == 0) {
@@ -716,8 +724,8 @@ void recipient_resolve(const struct recipient_policy *p, const char *addr, struc
 			local = true;	/* bare local part, RFC 5321 4.5.1 postmaster */
 		} else {
 			lk = domlist_match(p->mydestination, domain);
-			if (lk == LK_FAIL) {
-				result_tempfail_lookup(r, addr);
+			if (LK_FAILED(lk)) {
+				result_tempfail_lookup(r, addr, lk);
 				free(domain);
 				break;
 			}
@@ -752,8 +760,8 @@ void recipient_resolve(const struct recipient_policy *p, const char *addr, struc
 			break;
 		}
 		lk = domlist_match(p->virtual_domains, domain);
-		if (lk == LK_FAIL) {
-			result_tempfail_lookup(r, addr);
+		if (LK_FAILED(lk)) {
+			result_tempfail_lookup(r, addr, lk);
 		} else if (lk == LK_FOUND && !routed) {
 			resolve_virtual(p, addr, lp, domain, r);
 		} else {

@@ -59,6 +59,9 @@ static void test_virtual(void **state)
 		    "+ext@x.test @x.test*");
 	assert_keys(lookup_keys_virtual(&ks_, "+", "postmaster", "x.test", false),
 		    "postmaster@x.test @x.test*");
+	/* folded, as smtpd folds the address it looks up */
+	assert_keys(lookup_keys_virtual(&ks_, "+", "User+Ext", "Example.COM", false),
+		    "user+ext@example.com user@example.com* @example.com*");
 	/* several delimiters: the first of any */
 	assert_keys(lookup_keys_virtual(&ks_, "+-", "a-b+c", "x.test", false),
 		    "a-b+c@x.test a@x.test* @x.test*");
@@ -82,6 +85,7 @@ static void test_access(void **state)
 		    "user@mail.example.com mail.example.com* .example.com* .com* user@*");
 	assert_keys(lookup_keys_access(&ks_, NULL, "user+foo@example.com", true),
 		    "user+foo@example.com example.com* com* user+foo@*");
+	assert_keys(lookup_keys_access(&ks_, NULL, "Bob@X.Test", true), "bob@x.test x.test* test* bob@*");
 	/* the null sender's domain-less forms */
 	assert_keys(lookup_keys_access(&ks_, "+", "nodomain", true), "");
 }
