@@ -40,19 +40,11 @@ WINDOW = 10.0
 ENTRIES = 1000000
 TABLE_DIR = "/tmp/mxgate-bench-tables"
 
-MAIN = {
-    "myhostname": "mx.example.test",
-    "mydestination": "local.test",
-    "alias_maps": "",
-    "mynetworks": "192.0.2.0/24",
-    "compatibility_level": "3.6",
-    "smtpd_peername_lookup": "no",
+MAIN = dict(B.BASE_MAIN, **{
     "smtpd_client_connection_count_limit": "0",
     "default_process_limit": "200",
-    "smtpd_forbid_unauth_pipelining": "yes",
-    "smtpd_forbid_bare_newline": "normalize",
     "virtual_mailbox_domains": "virt.test",
-}
+})
 
 
 def write_source(path, entries):

@@ -25,22 +25,18 @@
 #include "policy/maps.h"
 #include "util/xalloc.h"
 
+#include "scratch.h"
+
 static char tmpdir[] = "/tmp/mxgate-test-maps-XXXXXX";
 
 static char *tpath(const char *name)
 {
-	return xasprintf("%s/%s", tmpdir, name);
+	return scratch_path(tmpdir, name);
 }
 
 static void write_file(const char *name, const char *text)
 {
-	char *p = tpath(name);
-	FILE *fp = fopen(p, "w");
-
-	assert_non_null(fp);
-	assert_int_equal(fputs(text, fp) >= 0, 1);
-	assert_int_equal(fclose(fp), 0);
-	free(p);
+	scratch_write(tmpdir, name, text);
 }
 
 /* Run postmap against our own scratch main.cf, so /etc/postfix is not needed. */

@@ -20,23 +20,19 @@
 #include "policy/recipient.h"
 #include "util/xalloc.h"
 
+#include "scratch.h"
+
 static char tmpdir[] = "/tmp/mxgate-test-rcpt-XXXXXX";
 static char *vbase;
 
 static char *tpath(const char *name)
 {
-	return xasprintf("%s/%s", tmpdir, name);
+	return scratch_path(tmpdir, name);
 }
 
 static void write_file(const char *name, const char *text)
 {
-	char *p = tpath(name);
-	FILE *fp = fopen(p, "w");
-
-	assert_non_null(fp);
-	assert_true(fputs(text, fp) >= 0);
-	assert_int_equal(fclose(fp), 0);
-	free(p);
+	scratch_write(tmpdir, name, text);
 }
 
 /* Specs that the policies below use, built once. */
