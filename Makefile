@@ -130,6 +130,7 @@ bench:
 	python3 bench/tarpit.py --build bench/build
 	python3 bench/idle.py --build bench/build
 	python3 bench/throughput.py --build bench/build
+	python3 bench/tables.py --build bench/build
 
 clean:
 	rm -rf $(BUILD)

@@ -28,18 +28,10 @@ SOURCES = ["127.0.2.%d" % i for i in range(1, 101)]
 GOAL_KIB = 16
 WARMUP = 20
 
-MAIN = {
-    "myhostname": "mx.example.test",
-    "mydestination": "local.test",
-    "alias_maps": "",
-    "mynetworks": "192.0.2.0/24",
-    "compatibility_level": "3.6",
-    "smtpd_peername_lookup": "no",
+MAIN = dict(B.BASE_MAIN, **{
     "smtpd_client_connection_count_limit": "0",
     "smtpd_timeout": "3600s",
-    "smtpd_forbid_unauth_pipelining": "yes",
-    "smtpd_forbid_bare_newline": "normalize",
-}
+})
 
 
 def idle_client(load, c, code, lines, latency):

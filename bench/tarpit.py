@@ -42,19 +42,11 @@ DELAYED = 0.8                # a reply that took this long was tarpitted (sleep 
 GOAL_TIME = 0.3
 GOAL_RSS_KIB = 64 * 1024
 
-MAIN = {
-    "myhostname": "mx.example.test",
-    "mydestination": "local.test",
-    "alias_maps": "",
-    "mynetworks": "192.0.2.0/24",
-    "compatibility_level": "3.6",
+MAIN = dict(B.BASE_MAIN, **{
     "default_process_limit": "2000",
-    "smtpd_peername_lookup": "no",   # no DNS in the picture, for either server
-    "smtpd_forbid_unauth_pipelining": "yes",
-    "smtpd_forbid_bare_newline": "normalize",
     # left at their defaults (stated for the record): smtpd_client_connection_count_limit 50,
     # smtpd_soft_error_limit 10, smtpd_hard_error_limit 20, smtpd_error_sleep_time 1s
-}
+})
 MESSAGE = ("From: <sender@legit.example>\r\nTo: <alice@virt.test>\r\n"
            "Subject: tarpit benchmark\r\n\r\nHello from the legitimate sender.\r\n")
 

@@ -57,18 +57,10 @@ SENDER = "sender@client.example"
 RCPT = "alice@virt.test"
 HELO = "client.example"
 
-MAIN = {
-    "myhostname": "mx.example.test",
-    "mydestination": "local.test",
-    "alias_maps": "",
-    "mynetworks": "192.0.2.0/24",
-    "compatibility_level": "3.6",
-    "smtpd_peername_lookup": "no",              # no DNS in the picture, for either server
+MAIN = dict(B.BASE_MAIN, **{
     "smtpd_client_connection_count_limit": "0",  # 100 sessions from 127.0.0.1 (default 50)
     "default_process_limit": "200",             # smtpd maxproc (Postfix) / session cap (mxgate)
-    "smtpd_forbid_unauth_pipelining": "yes",
-    "smtpd_forbid_bare_newline": "normalize",
-}
+})
 
 
 def tool(name):

@@ -8,8 +8,11 @@
  */
 #include "policy/maps.h"
 #include "policy/map_type.h"
+#include "policy/map_db.h"
+#include "policy/map_lmdb.h"
 #include "policy/map_pattern.h"
 #include "policy/map_remote.h"
+#include "policy/map_socket.h"
 #include "policy/map_sql.h"
 
 #include <cdb.h>
@@ -39,8 +42,10 @@
 static const struct map_type *const map_types[] = {
 
 	/* map_db.c: hash, btree */
+	&map_type_hash, &map_type_btree,
 
 	/* map_lmdb.c: lmdb */
+	&map_type_lmdb,
 
 	/* map_pattern.c: cidr, regexp, pcre */
 	&map_type_cidr, &map_type_regexp, &map_type_pcre,
@@ -53,6 +58,7 @@ static const struct map_type *const map_types[] = {
 	&map_type_pgsql,
 
 	/* map_socket.c: socketmap, tcp */
+	&map_type_socketmap, &map_type_tcp,
 
 	NULL
 };

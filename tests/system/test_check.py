@@ -64,7 +64,7 @@ class CheckTest(harness.MxTestCase):
             "myhostname = mx.example.test",                                        # 1
             "maillog_file = %s/maillog" % d,                                       # 2
             "mydestination = local.test, /etc/postfix/destinations",               # 3
-            "alias_maps = hash:/etc/aliases",                                      # 4
+            "alias_maps = dbm:/etc/aliases",                                       # 4
             "virtual_mailbox_domains = virt.test",                                 # 5
             "virtual_mailbox_maps = texthash:%s/missing, btree:%s/vmailbox" % (d, d),  # 6
             "virtual_mailbox_base = %s" % base,                                    # 7
@@ -79,8 +79,8 @@ class CheckTest(harness.MxTestCase):
 
     def expected_check_lines(self):
         m, d = self.main_path, self.dir
-        sup = ("mxgate supports texthash, cdb, unix:passwd.byname, static, inline, cidr, regexp, "
-               "pcre, sqlite, mysql, ldap, pgsql")
+        sup = ("mxgate supports texthash, cdb, unix:passwd.byname, static, inline, hash, btree, "
+               "lmdb, cidr, regexp, pcre, sqlite, mysql, ldap, pgsql, socketmap, tcp")
         return [
             "mxgate: error: %s, line 7: do not specify relative pathname: "
             "virtual_mailbox_base = var/vmail (virtual mailboxes need an absolute path)" % m,
@@ -90,11 +90,11 @@ class CheckTest(harness.MxTestCase):
             "mxgate: error: %s, line 3: mydestination: open file \"/etc/postfix/destinations\": "
             "No such file or directory" % m,
             "mxgate: error: %s, line 4: local_recipient_maps (via $alias_maps): unsupported map "
-            "type \"hash\" in \"hash:/etc/aliases\": %s" % (m, sup),
+            "type \"dbm\" in \"dbm:/etc/aliases\": %s" % (m, sup),
             "mxgate: error: %s, line 6: virtual_mailbox_maps: texthash:%s/missing: open "
             "\"%s/missing\": No such file or directory" % (m, d, d),
-            "mxgate: error: %s, line 6: virtual_mailbox_maps: unsupported map type \"btree\" in "
-            "\"btree:%s/vmailbox\": %s" % (m, d, sup),
+            "mxgate: error: %s, line 6: virtual_mailbox_maps: btree:%s/vmailbox: open database "
+            "%s/vmailbox.db: No such file or directory" % (m, d, d),
             "mxgate: error: %s, line 2: virtual_uid_maps: cdb:%s/uids: open database "
             "\"%s/uids.cdb\": No such file or directory" % (self.master_path, d, d),
             "mxgate: error: %s, line 9: virtual_gid_maps: ldap:/etc/postfix/gids.cf: open "

@@ -25,22 +25,18 @@
 #include "policy/maps.h"
 #include "util/xalloc.h"
 
+#include "scratch.h"
+
 static char tmpdir[] = "/tmp/mxgate-test-maps-XXXXXX";
 
 static char *tpath(const char *name)
 {
-	return xasprintf("%s/%s", tmpdir, name);
+	return scratch_path(tmpdir, name);
 }
 
 static void write_file(const char *name, const char *text)
 {
-	char *p = tpath(name);
-	FILE *fp = fopen(p, "w");
-
-	assert_non_null(fp);
-	assert_int_equal(fputs(text, fp) >= 0, 1);
-	assert_int_equal(fclose(fp), 0);
-	free(p);
+	scratch_write(tmpdir, name, text);
 }
 
 /* Run postmap against our own scratch main.cf, so /etc/postfix is not needed. */
@@ -336,11 +332,16 @@ static void test_refused(void **state)
 	static const struct {
 		const char *spec, *want;
 	} cases[] = {
-		{ "hash:/etc/aliases",
-		  "unsupported map type \"hash\" in \"hash:/etc/aliases\": mxgate supports"
+		{ "dbm:/etc/aliases",
+		  "unsupported map type \"dbm\" in \"dbm:/etc/aliases\": mxgate supports"
 		  " texthash, cdb, unix:passwd.byname, static, inline" },
-		{ "btree:/x", "unsupported map type \"btree\" in \"btree:/x\"" },
-		{ "lmdb:/x", "unsupported map type \"lmdb\"" },
+		{ "hash:/nonexistent/mxgate/file",
+		  "hash:/nonexistent/mxgate/file: open database /nonexistent/mxgate/file.db:"
+		  " No such file or directory" },
+		{ "btree:/nonexistent/mxgate/file",
+		  "open database /nonexistent/mxgate/file.db: No such file or directory" },
+		{ "lmdb:/nonexistent/mxgate/file",
+		  "open database /nonexistent/mxgate/file.lmdb: No such file or directory" },
 		{ "nis:mail.aliases", "unsupported map type \"nis\"" },
 		{ "ldap:/nonexistent/mxgate/ldap.cf",
 		  "ldap:/nonexistent/mxgate/ldap.cf: open \"/nonexistent/mxgate/ldap.cf\": No such file" },
@@ -351,7 +352,7 @@ static void test_refused(void **state)
 		{ "regexp:/nonexistent/mxgate/re", "regexp:/nonexistent/mxgate/re: open /nonexistent/mxgate/re: No such file or directory" },
 		{ "pcre:/nonexistent/mxgate/re", "pcre:/nonexistent/mxgate/re: open /nonexistent/mxgate/re: No such file or directory" },
 		{ "cidr:/nonexistent/mxgate/c", "cidr:/nonexistent/mxgate/c: open /nonexistent/mxgate/c: No such file or directory" },
-		{ "proxy:hash:/etc/aliases", "unsupported map type \"hash\" in \"proxy:hash:/etc/aliases\"" },
+		{ "proxy:dbm:/etc/aliases", "unsupported map type \"dbm\" in \"proxy:dbm:/etc/aliases\"" },
 		{ "unix:group.byname", "unsupported map \"unix:group.byname\"" },
 		{ "/etc/postfix/file", "expecting \"type:name\" form" },
 		{ "static:", "expecting \"type:name\" form" },
@@ -384,7 +385,7 @@ static void test_maplist(void **state)
 	char *bad = xasprintf("cdb:%s/bad", tmpdir);
 	char *specs[] = { t1, t2, (char *)"static:last" };
 	char *specs_fail[] = { t1, bad, t2 };
-	char *specs_refused[] = { t1, (char *)"hash:/etc/aliases" };
+	char *specs_refused[] = { t1, (char *)"dbm:/etc/aliases" };
 	const struct map *in = NULL;
 	char *err = NULL, *v = NULL;
 	struct maplist *l;
@@ -422,7 +423,7 @@ static void test_maplist(void **state)
 
 	l = maplist_open(specs_refused, 2, &err);
 	assert_null(l);
-	assert_non_null(strstr(err, "\"hash\""));
+	assert_non_null(strstr(err, "\"dbm\""));
 	free(err);
 
 	l = maplist_open(NULL, 0, &err);
@@ -457,7 +458,7 @@ static void note_problem(void *ctx, const char *spec, const char *why)
 static void test_maplist_report(void **state)
 {
 	char *t1 = xasprintf("texthash:%s/r1", tmpdir), *gone = xasprintf("texthash:%s/gone", tmpdir);
-	char *specs[] = { (char *)"hash:/etc/aliases", t1, gone, (char *)"ldap:/etc/x.cf" };
+	char *specs[] = { (char *)"dbm:/etc/aliases", t1, gone, (char *)"ldap:/etc/x.cf" };
 	struct problems pr = { { NULL }, { NULL }, 0 };
 	struct maplist *l;
 
@@ -465,8 +466,8 @@ static void test_maplist_report(void **state)
 	l = maplist_open_report(specs, 4, note_problem, &pr);
 	assert_null(l);
 	assert_int_equal(pr.n, 3);
-	assert_string_equal(pr.spec[0], "hash:/etc/aliases");
-	assert_non_null(strstr(pr.why[0], "unsupported map type \"hash\" in \"hash:/etc/aliases\""));
+	assert_string_equal(pr.spec[0], "dbm:/etc/aliases");
+	assert_non_null(strstr(pr.why[0], "unsupported map type \"dbm\" in \"dbm:/etc/aliases\""));
 	assert_string_equal(pr.spec[1], gone);
 	assert_non_null(strstr(pr.why[1], "No such file or directory"));
 	assert_non_null(strstr(pr.why[1], gone));

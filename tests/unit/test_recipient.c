@@ -20,23 +20,19 @@
 #include "policy/recipient.h"
 #include "util/xalloc.h"
 
+#include "scratch.h"
+
 static char tmpdir[] = "/tmp/mxgate-test-rcpt-XXXXXX";
 static char *vbase;
 
 static char *tpath(const char *name)
 {
-	return xasprintf("%s/%s", tmpdir, name);
+	return scratch_path(tmpdir, name);
 }
 
 static void write_file(const char *name, const char *text)
 {
-	char *p = tpath(name);
-	FILE *fp = fopen(p, "w");
-
-	assert_non_null(fp);
-	assert_true(fputs(text, fp) >= 0);
-	assert_int_equal(fclose(fp), 0);
-	free(p);
+	scratch_write(tmpdir, name, text);
 }
 
 /* Specs that the policies below use, built once. */
@@ -644,15 +640,15 @@ static void test_minimum_uid(void **state)
 
 static void test_create_errors(void **state)
 {
-	static char *hash[] = { (char *)"hash:/etc/postfix/vmailbox" };
-	static char *lrm[] = { (char *)"proxy:unix:passwd.byname", (char *)"hash:/etc/aliases" };
+	static char *dbm[] = { (char *)"dbm:/etc/postfix/vmailbox" };
+	static char *lrm[] = { (char *)"proxy:unix:passwd.byname", (char *)"dbm:/etc/aliases" };
 	static char *file[] = { (char *)"local.test", (char *)"/etc/postfix/destinations" };
 	static char *neg[] = { (char *)"!" };
 	static char *ldap[] = { (char *)"ldap:/etc/postfix/ldap-domains.cf" };
 	static char *missing[] = { (char *)"texthash:/nonexistent/mxgate/uids" };
 	static const char *want[] = {
-		"virtual_mailbox_maps: unsupported map type \"hash\" in \"hash:/etc/postfix/vmailbox\"",
-		"local_recipient_maps: unsupported map type \"hash\" in \"hash:/etc/aliases\"",
+		"virtual_mailbox_maps: unsupported map type \"dbm\" in \"dbm:/etc/postfix/vmailbox\"",
+		"local_recipient_maps: unsupported map type \"dbm\" in \"dbm:/etc/aliases\"",
 		"mydestination: open file \"/etc/postfix/destinations\": No such file or directory",
 		"mydestination: no domain or table after '!'",
 		"virtual_mailbox_domains: ldap:/etc/postfix/ldap-domains.cf: open \"/etc/postfix/ldap-domains.cf\": No such file",
@@ -667,7 +663,7 @@ static void test_create_errors(void **state)
 		char *err = NULL;
 
 		switch (i) {
-		case 0: rc.virtual_mailbox_maps = hash; break;
+		case 0: rc.virtual_mailbox_maps = dbm; break;
 		case 1: rc.local_recipient_maps = lrm; break;
 		case 2: rc.mydestination = file; rc.n_mydestination = 2; break;
 		case 3: rc.mydestination = neg; rc.n_mydestination = 1; break;
@@ -706,16 +702,16 @@ static void note(void *ctx, const char *param, const char *item, const char *why
 static void test_create_report_all(void **state)
 {
 	static char *mydest[] = { (char *)"local.test", (char *)"/etc/postfix/destinations" };
-	static char *lrm[] = { (char *)"proxy:unix:passwd.byname", (char *)"hash:/etc/aliases" };
+	static char *lrm[] = { (char *)"proxy:unix:passwd.byname", (char *)"dbm:/etc/aliases" };
 	static char *vmaps[] = { (char *)"texthash:/nonexistent/vmailbox",
-				 (char *)"btree:/etc/postfix/vmailbox" };
+				 (char *)"nis:mail.vmailbox" };
 	static char *gids[] = { (char *)"ldap:/etc/postfix/gids.cf" };
 	static const char *want[] = {
 		"relay_domains_reject_code | (none) | bad reply code 250",
 		"mydestination | /etc/postfix/destinations | open file \"/etc/postfix/destinations\": No such file or directory",
-		"local_recipient_maps | hash:/etc/aliases | unsupported map type \"hash\" in \"hash:/etc/aliases\"",
+		"local_recipient_maps | dbm:/etc/aliases | unsupported map type \"dbm\" in \"dbm:/etc/aliases\"",
 		"virtual_mailbox_maps | texthash:/nonexistent/vmailbox | texthash:/nonexistent/vmailbox: open",
-		"virtual_mailbox_maps | btree:/etc/postfix/vmailbox | unsupported map type \"btree\"",
+		"virtual_mailbox_maps | nis:mail.vmailbox | unsupported map type \"nis\"",
 		"virtual_gid_maps | ldap:/etc/postfix/gids.cf | ldap:/etc/postfix/gids.cf: open \"/etc/postfix/gids.cf\": No such file",
 	};
 	struct recipient_conf rc = base_conf();

@@ -1,0 +1,13 @@
+/*
+ * map_lmdb: the table type "lmdb" (NAME.lmdb as postfix-lmdb's postmap and
+ * postalias write it).  map_lmdb.c's header states what it does;
+ * policy/map_type.h is the contract it implements.
+ */
+#ifndef MXGATE_POLICY_MAP_LMDB_H
+#define MXGATE_POLICY_MAP_LMDB_H
+
+#include "policy/map_type.h"
+
+extern const struct map_type map_type_lmdb;
+
+#endif
