@@ -33,6 +33,7 @@
 
 #include "log/log.h"
 #include "policy/maps.h"
+#include "scratch.h"
 #include "util/buf.h"
 #include "util/xalloc.h"
 
@@ -40,18 +41,15 @@ static char tmpdir[] = "/tmp/mxgate-test-mapsql-XXXXXX";
 
 static char *tpath(const char *name)
 {
-	return xasprintf("%s/%s", tmpdir, name);
+	return scratch_path(tmpdir, name);
 }
 
 /* Writes name in tmpdir; returns "type:PATH" (caller frees). */
 static char *write_cf(const char *type, const char *name, const char *text)
 {
 	char *p = tpath(name), *spec;
-	FILE *fp = fopen(p, "w");
 
-	assert_non_null(fp);
-	assert_true(fputs(text, fp) >= 0);
-	assert_int_equal(fclose(fp), 0);
+	scratch_write(tmpdir, name, text);
 	spec = xasprintf("%s:%s", type, p);
 	free(p);
 	return spec;
