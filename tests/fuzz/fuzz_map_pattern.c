@@ -70,10 +70,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (p != NULL && p < end) {
 		const char *k = p + 1, *q = memchr(k, 0xff, (size_t)(end - k));
 		size_t klen = (size_t)((q ? q : end) - k);
-		char *key = strndup(k, klen), *v = NULL;
+		char *key = malloc(klen + 1), *v = NULL;	/* not strndup: k is not terminated */
 		enum map_status st;
 
 		FZ_CHECK(key != NULL);
+		memcpy(key, k, klen);
+		key[klen] = '\0';
 		st = type->lookup(t, key, &v);
 		FZ_CHECK(st == MAP_FOUND || st == MAP_NOTFOUND);
 		FZ_CHECK((st == MAP_FOUND) == (v != NULL));
