@@ -79,6 +79,7 @@ def mxgate_q(config_dir, key, spec):
 
 class TableCase(unittest.TestCase):
     def setUp(self):
+        super().setUp()     # cooperative: a test may be a TableCase and an MxTestCase
         if not shutil.which("postmap"):
             self.fail("postmap is not installed (scripts/deps.sh --test)")
         self.tables = TableDir()

@@ -23,9 +23,7 @@ that logs in with a password, an SQLite file), on Postfix Admin-like tables.
 """
 
 import os
-import pwd
 import re
-import shutil
 import sqlite3
 import subprocess
 import threading
@@ -34,6 +32,7 @@ import unittest
 
 import dbfixture
 import harness
+import postfixref
 import remotetables
 import tables
 
@@ -445,29 +444,14 @@ class MysqlOutageTest(MariaDBCase, harness.MxTestCase):
                          "\n".join(srv.log_lines()[-40:]))
 
 
-REF_DIR = "/tmp/mxgate-ref-sql"     # fixed: postfix-ref lists it in /etc/postfix/main.cf
-POSTFIX_REF = os.path.join(harness.REPO, "scripts", "postfix-ref")
-
-
-class MysqlPostfixReferenceTest(MariaDBCase, harness.MxTestCase):
-    maxDiff = None
+class MysqlPostfixReferenceTest(MariaDBCase, postfixref.RcptCase):
     """One RCPT session against Postfix 3.7 and mxgate, with the same main.cf and the same
     mysql .cf files, while the database is up and after it stopped: the same replies."""
+    ref_name = "sql"
 
     RCPTS = ["alice@example.test", "ALICE@EXAMPLE.TEST", "nobody@example.test",
              "o'brien@example.test", "carol@mail.example.test", "dave@other.test",
              "gone@old.test", "x@alias.test", "x@nowhere.test"]
-
-    def setUp(self):
-        super().setUp()
-        if os.geteuid() != 0:
-            self.fail("the Postfix reference needs root (scripts/postfix-ref)")
-        subprocess.call(["sh", POSTFIX_REF, "stop", REF_DIR]) if os.path.isdir(REF_DIR) else None
-        if os.path.isdir(REF_DIR):
-            shutil.rmtree(REF_DIR)
-        os.makedirs(REF_DIR)
-        os.chmod(REF_DIR, 0o755)
-        self.addCleanup(lambda: subprocess.call(["sh", POSTFIX_REF, "stop", REF_DIR]))
 
     def tearDown(self):
         if not self.db.running():
@@ -475,62 +459,25 @@ class MysqlPostfixReferenceTest(MariaDBCase, harness.MxTestCase):
         super().tearDown()
 
     def ref_cf(self, name, query):
-        path = os.path.join(REF_DIR, name)
+        path = os.path.join(self.ref.dir, name)
         with open(path, "w") as f:
             f.write("hosts = unix:%s\nuser = %s\npassword = %s\ndbname = %s\nquery = %s\n"
                     % (self.db.socket, DBUSER, DBPASS, self.dbname, query))
         os.chmod(path, 0o644)
         return "mysql:" + path
 
-    def session(self, port, rcpts):
-        """The replies to MAIL and each RCPT (the banner and EHLO differ by design)."""
-        out = []
-        with harness.Client(port, timeout=30) as c:
-            c.read_reply()
-            c.cmd("EHLO client.example")
-            out.append(c.cmd("MAIL FROM:<sender@client.example>").text)
-            for r in rcpts:
-                out.append("RCPT %s: %s" % (r, c.cmd("RCPT TO:<%s>" % r).text))
-            c.cmd("QUIT")
-        return out
-
     def test_rcpt_replies_as_postfix(self):
-        pw = pwd.getpwnam("nobody")
-        vmail = os.path.join(REF_DIR, "vmail")
-        os.mkdir(vmail)
-        os.chown(vmail, pw.pw_uid, pw.pw_gid)
-        params = dict(harness.BASE_MAIN, myhostname="mx.example.test",
-                      compatibility_level="3.6",
-                      virtual_mailbox_domains=self.ref_cf(
-                          "domains.cf", "SELECT domain FROM domain WHERE domain='%s' AND active = 1"),
-                      virtual_mailbox_maps=self.ref_cf(
-                          "mailbox.cf", "SELECT maildir FROM mailbox WHERE username='%s' "
-                                        "AND active = 1"),
-                      virtual_mailbox_base=vmail,
-                      virtual_uid_maps="static:%d" % pw.pw_uid,
-                      virtual_gid_maps="static:%d" % pw.pw_gid)
-        port = harness.free_port()
-        with open(os.path.join(REF_DIR, "main.cf"), "w") as f:
-            f.write(harness.format_main_cf(params))
-        with open(os.path.join(REF_DIR, "master.cf"), "w") as f:
-            f.write("127.0.0.1:%d inet n - n - - smtpd\n" % port)
-        rc = subprocess.call(["sh", POSTFIX_REF, "start", REF_DIR])
-        self.assertEqual(rc, 0, "postfix-ref start failed; see %s/maillog" % REF_DIR)
-        self.assertTrue(harness.wait_ports_listening([port], 30), "Postfix is not listening")
-        # mxgate's own Maildir base, owned by the user it runs as (Server does that)
-        for k in ("virtual_mailbox_base", "virtual_uid_maps", "virtual_gid_maps"):
-            params.pop(k)
+        params = self.main_params(
+            virtual_mailbox_domains=self.ref_cf(
+                "domains.cf", "SELECT domain FROM domain WHERE domain='%s' AND active = 1"),
+            virtual_mailbox_maps=self.ref_cf(
+                "mailbox.cf", "SELECT maildir FROM mailbox WHERE username='%s' AND active = 1"))
         srv = self.start_server(main=params, virtual_users=[])
-
-        want = self.session(port, self.RCPTS)
-        got = self.session(srv.port, self.RCPTS)
-        self.assertEqual(got, want)
+        got = self.assert_rcpt_as_postfix(params, self.RCPTS, srv=srv)
         self.assertIn("RCPT alice@example.test: 250 2.1.5 Ok", got)
 
         self.db.stop()
-        want = self.session(port, self.RCPTS[:3])
-        got = self.session(srv.port, self.RCPTS[:3])
-        self.assertEqual(got, want)
+        got = self.assert_rcpt_as_postfix(params, self.RCPTS[:3], ref_started=True, srv=srv)
         self.assertTrue(got[1].endswith("451 4.3.0 <alice@example.test>: Temporary lookup failure"),
                         got)
         srv.check()
