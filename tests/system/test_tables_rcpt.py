@@ -7,18 +7,20 @@ session asks, for each domain, a user, the user with an extension, the user in c
 catch-all domain's unknown user and an unknown user: Postfix and mxgate must give the same
 reply to every RCPT (key orders, extensions, case folding, pattern tables asked the whole
 address once).  Then the hash table is rebuilt with postmap and a new session must see it
-in both.  (The database and directory types: test_tables_sql.py (mysql, sqlite),
-test_tables_remote_rcpt below (pgsql, ldap).)
+in both.  RemoteTablesRcptTest does the same for pgsql, ldap, sqlite and socketmap
+tables (test_tables_sql.py: mysql).
 """
 
 import os
 import subprocess
 import unittest
 
+import dbfixture
 import harness
 import ldapfixture
 import pgfixture
 import postfixref
+import test_tables_socket as socktables
 
 FIXED = ("hash", "btree", "lmdb", "cdb", "texthash")
 
@@ -91,8 +93,9 @@ INSERT INTO domain VALUES ('pg.test'), ('catch.pg.test');
 
 
 class RemoteTablesRcptTest(postfixref.RcptCase):
-    """pgsql domains and mailboxes, ldap mailboxes: the same RCPT replies as Postfix while
-    the servers are up, and the same 451 once PostgreSQL is stopped."""
+    """pgsql domains and mailboxes, ldap, sqlite and socketmap mailboxes: the same RCPT
+    replies as Postfix while the servers are up, and the same 451 once PostgreSQL is
+    stopped."""
     ref_name = "rcpt-remote"
 
     def test_rcpt_replies_as_postfix(self):
@@ -121,18 +124,32 @@ class RemoteTablesRcptTest(postfixref.RcptCase):
         doms = cf("pg-domains.cf", pgc + "query = SELECT domain FROM domain WHERE domain='%s'\n")
         mbox = cf("pg-mailbox.cf", pgc + "query = SELECT maildir FROM mailbox "
                                          "WHERE username='%s'\n")
+        sq = cf("sqlite-mailbox.cf", "dbpath = %s\nquery = SELECT maildir FROM mailbox WHERE "
+                                      "username='%%s' AND active = 1\n"
+                                      % dbfixture.sqlite_postfix_admin(os.path.join(d, "pfa.db")))
+        socktables.SOCKETMAP_DATA["rcpt"] = {"erin@sock.test": "OK erin/"}
+        sock = socktables.start(socktables.ThreadingTCPServer(("127.0.0.1", 0),
+                                                             socktables.SocketmapHandler))
+        self.addCleanup(sock.server_close)
+        self.addCleanup(sock.shutdown)
         ldcf = cf("ldap-mailbox.cf", "server_host = %s\nsearch_base = ou=people,%s\n"
                                      "version = 3\nresult_attribute = maildrop\n" % (ld.url, S))
         params = self.main_params(recipient_delimiter="+",
-                                  virtual_mailbox_domains="pgsql:%s, ldap.test" % doms,
-                                  virtual_mailbox_maps="pgsql:%s, ldap:%s" % (mbox, ldcf))
+                                  virtual_mailbox_domains="pgsql:%s, ldap.test, example.test, "
+                                                          "sock.test" % doms,
+                                  virtual_mailbox_maps="pgsql:%s, ldap:%s, sqlite:%s, "
+                                                       "socketmap:inet:127.0.0.1:%d:rcpt"
+                                                       % (mbox, ldcf, sq, sock.server_address[1]))
         rcpts = ["alice@pg.test", "Alice@PG.test", "alice+x@pg.test", "nobody@pg.test",
                  "x@catch.pg.test", "carol@ldap.test", "carol+y@ldap.test", "dave@ldap.test",
-                 "x@nowhere.test"]
+                 "alice@example.test", "ALICE@example.test", "gone@example.test",
+                 "erin@sock.test", "Erin+tag@sock.test", "frank@sock.test", "x@nowhere.test"]
         srv = self.start_server(main=params, virtual_users=[])
         got = self.assert_rcpt_as_postfix(params, rcpts, srv=srv)
         self.assertTrue(got[1].startswith("RCPT alice@pg.test: 250"), got)
-        self.assertTrue(got[6].startswith("RCPT carol@ldap.test: 250"), got)
+        for want in ("RCPT carol@ldap.test: 250", "RCPT alice@example.test: 250",
+                     "RCPT erin@sock.test: 250"):
+            self.assertTrue(any(g.startswith(want) for g in got), (want, got))
         pg.stop()
         got = self.assert_rcpt_as_postfix(params, rcpts[:2], ref_started=True, srv=srv)
         self.assertTrue(got[1].endswith("451 4.3.0 <alice@pg.test>: Temporary lookup failure"),
