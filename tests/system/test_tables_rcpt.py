@@ -7,8 +7,8 @@ session asks, for each domain, a user, the user with an extension, the user in c
 catch-all domain's unknown user and an unknown user: Postfix and mxgate must give the same
 reply to every RCPT (key orders, extensions, case folding, pattern tables asked the whole
 address once).  Then the hash table is rebuilt with postmap and a new session must see it
-in both.  RemoteTablesRcptTest does the same for pgsql, ldap, sqlite and socketmap
-tables (test_tables_sql.py: mysql).
+in both.  RemoteTablesRcptTest does the same for pgsql, ldap, sqlite, socketmap and
+tcp tables (test_tables_sql.py: mysql).
 """
 
 import os
@@ -93,7 +93,7 @@ INSERT INTO domain VALUES ('pg.test'), ('catch.pg.test');
 
 
 class RemoteTablesRcptTest(postfixref.RcptCase):
-    """pgsql domains and mailboxes, ldap, sqlite and socketmap mailboxes: the same RCPT
+    """pgsql domains and mailboxes, ldap, sqlite, socketmap and tcp mailboxes: the same RCPT
     replies as Postfix while the servers are up, and the same 451 once PostgreSQL is
     stopped."""
     ref_name = "rcpt-remote"
@@ -132,23 +132,31 @@ class RemoteTablesRcptTest(postfixref.RcptCase):
                                                              socktables.SocketmapHandler))
         self.addCleanup(sock.server_close)
         self.addCleanup(sock.shutdown)
+        socktables.TCP_DATA["grace@tcp.test"] = "200 " + socktables.tcp_quote("grace/")
+        tcp = socktables.start(socktables.ThreadingTCPServer(("127.0.0.1", 0),
+                                                            socktables.TcpHandler))
+        self.addCleanup(tcp.server_close)
+        self.addCleanup(tcp.shutdown)
         ldcf = cf("ldap-mailbox.cf", "server_host = %s\nsearch_base = ou=people,%s\n"
                                      "version = 3\nresult_attribute = maildrop\n" % (ld.url, S))
         params = self.main_params(recipient_delimiter="+",
                                   virtual_mailbox_domains="pgsql:%s, ldap.test, example.test, "
-                                                          "sock.test" % doms,
+                                                          "sock.test, tcp.test" % doms,
                                   virtual_mailbox_maps="pgsql:%s, ldap:%s, sqlite:%s, "
-                                                       "socketmap:inet:127.0.0.1:%d:rcpt"
-                                                       % (mbox, ldcf, sq, sock.server_address[1]))
+                                                       "socketmap:inet:127.0.0.1:%d:rcpt, "
+                                                       "tcp:127.0.0.1:%d"
+                                                       % (mbox, ldcf, sq, sock.server_address[1],
+                                                          tcp.server_address[1]))
         rcpts = ["alice@pg.test", "Alice@PG.test", "alice+x@pg.test", "nobody@pg.test",
                  "x@catch.pg.test", "carol@ldap.test", "carol+y@ldap.test", "dave@ldap.test",
                  "alice@example.test", "ALICE@example.test", "gone@example.test",
-                 "erin@sock.test", "Erin+tag@sock.test", "frank@sock.test", "x@nowhere.test"]
+                 "erin@sock.test", "Erin+tag@sock.test", "frank@sock.test", "grace@tcp.test",
+                 "GRACE@tcp.test", "henry@tcp.test", "x@nowhere.test"]
         srv = self.start_server(main=params, virtual_users=[])
         got = self.assert_rcpt_as_postfix(params, rcpts, srv=srv)
         self.assertTrue(got[1].startswith("RCPT alice@pg.test: 250"), got)
         for want in ("RCPT carol@ldap.test: 250", "RCPT alice@example.test: 250",
-                     "RCPT erin@sock.test: 250"):
+                     "RCPT erin@sock.test: 250", "RCPT grace@tcp.test: 250"):
             self.assertTrue(any(g.startswith(want) for g in got), (want, got))
         pg.stop()
         got = self.assert_rcpt_as_postfix(params, rcpts[:2], ref_started=True, srv=srv)
