@@ -25,6 +25,7 @@
 #include "policy/anvil.h"
 #include "policy/mapcmd.h"
 #include "policy/recipient.h"
+#include "policy/restrict.h"
 #include "smtp/service.h"
 #include "util/xalloc.h"
 #include "version.h"
@@ -189,8 +190,15 @@ check_services(const struct conf *c)
 
 		sn.cs = cs;
 		policy = recipient_policy_create_report(rc, check_table_problem, &sn);
-		if (policy != NULL)
+		if (policy != NULL) {
+			struct restrict_policy *acl;
+
 			recipient_policy_probe(policy, check_table_problem, &sn);
+			/* the restriction lists, classes and access tables */
+			if ((acl = restrict_create(cs->view, policy, check_table_problem, &sn)) != NULL)
+				restrict_probe(acl, check_table_problem, &sn);
+			restrict_free(&acl);
+		}
 		recipient_policy_free(&policy);
 		free(rc);
 		/* The other things a service needs (patterns, address lists), once each. */

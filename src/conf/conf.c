@@ -322,6 +322,26 @@ conf_collect_refs(struct conf_raw *raw, const struct conf_settings *s)
 }
 
 /* Warn about names that mxgate ignores: Postfix's but not ours, or nobody's. */
+/* Is name a word of a smtpd_restriction_classes setting (a class is a parameter)? */
+static int
+conf_is_class_name(const struct conf_raw *raw, const char *name)
+{
+	const struct conf_settings *layers[] = { &raw->main, &raw->over };
+	size_t len = strlen(name);
+
+	for (size_t i = 0; i < sizeof(layers) / sizeof(layers[0]) + raw->nents; i++) {
+		const struct conf_settings *s = i < 2 ? layers[i] : &raw->ents[i - 2].opts;
+		const struct conf_setting *c = conf_settings_get(s, "smtpd_restriction_classes");
+		const char *p;
+
+		for (p = c ? c->value : ""; (p = strstr(p, name)) != NULL; p += len)
+			if ((p == c->value || strchr(", \t\n", p[-1]))
+			    && (p[len] == '\0' || strchr(", \t\n", p[len])))
+				return 1;
+	}
+	return 0;
+}
+
 static void
 conf_check_names(const struct conf_raw *raw, const struct conf_settings *s,
 		 struct conf_report *rep)
@@ -329,7 +349,7 @@ conf_check_names(const struct conf_raw *raw, const struct conf_settings *s,
 	for (size_t i = 0; i < s->count; i++) {
 		const struct conf_setting *it = &s->items[i];
 
-		if (conf_param_id(it->name) >= 0)
+		if (conf_param_id(it->name) >= 0 || conf_is_class_name(raw, it->name))
 			continue;
 		if (conf_postfix_known(it->name))
 			conf_report_add(rep, 0, CONF_PROB_NOT_IMPLEMENTED, it->file, it->line,
@@ -432,11 +452,20 @@ conf_raw_free(struct conf_raw *raw)
 
 /* ---- views ---- */
 
+struct conf_user_param {
+	char   *name;
+	char  **list;
+	size_t	n;
+};
+
 struct conf_view {
 	char   *str[P__COUNT];
 	long	num[P__COUNT];
 	char  **list[P__COUNT];
 	size_t	nlist[P__COUNT];
+	/* the admin's own parameters that smtpd_restriction_classes names */
+	struct conf_user_param *user;
+	size_t	nuser;
 };
 
 /* Parameters whose STR or LIST values come from a fixed set. */
@@ -458,7 +487,44 @@ conf_view_free(struct conf_view *v)
 		free(v->str[i]);
 		conf_list_free(v->list[i]);
 	}
+	for (size_t i = 0; i < v->nuser; i++) {
+		free(v->user[i].name);
+		conf_list_free(v->user[i].list);
+	}
+	free(v->user);
 	free(v);
+}
+
+/*
+ * The parameters smtpd_restriction_classes names: expanded in this view's
+ * context and split as lists.  An undefined one is not kept (its user says so).
+ */
+static void
+conf_view_user_params(struct conf_view *v, struct conf_ctx *ctx, struct conf_report *rep)
+{
+	size_t n = v->nlist[P_smtpd_restriction_classes];
+
+	v->user = xcalloc(n + 1, sizeof(*v->user));
+	for (size_t i = 0; i < n; i++) {
+		const char *name = v->list[P_smtpd_restriction_classes][i];
+		const struct conf_setting *origin = conf_ctx_setting(ctx, name);
+		char   *err = NULL, **list;
+		const char *val;
+		size_t	nl;
+
+		if (origin == NULL)
+			continue;
+		if ((val = conf_exp_name(ctx->ex, name, &err)) == NULL
+		    || (list = conf_split_list(val, &nl, &err)) == NULL) {
+			conf_report_add(rep, 1, CONF_PROB_VALUE, origin->file, origin->line, name,
+					origin->value, "%s = %s: %s", name, origin->value, err);
+			free(err);
+			continue;
+		}
+		v->user[v->nuser].name = xstrdup(name);
+		v->user[v->nuser].list = list;
+		v->user[v->nuser++].n = nl;
+	}
 }
 
 /* Decimal integer, whole string. */
@@ -691,6 +757,7 @@ conf_view_build(const struct conf_settings *svc, const struct conf_settings *ove
 	}
 	conf_check_virtual_base(v, &ctx, rep);
 	conf_check_maillog(v, &ctx, rep);
+	conf_view_user_params(v, &ctx, rep);
 	conf_ctx_free(&ctx);
 	return v;
 }
@@ -1019,4 +1086,16 @@ conf_list(const struct conf_view *v, enum param_id id, size_t *n_r)
 	if (n_r)
 		*n_r = v->nlist[id];
 	return v->list[id];
+}
+
+char *const *
+conf_user_list(const struct conf_view *v, const char *name, size_t *n_r)
+{
+	for (size_t i = 0; i < v->nuser; i++)
+		if (strcmp(v->user[i].name, name) == 0) {
+			*n_r = v->user[i].n;
+			return v->user[i].list;
+		}
+	*n_r = 0;
+	return NULL;
 }

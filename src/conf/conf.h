@@ -170,6 +170,21 @@ const char *conf_str(const struct conf_view *v, enum param_id id); /* any type, 
  */
 char *const *conf_list(const struct conf_view *v, enum param_id id, size_t *n_r);
 
+/*
+ * A parameter of the admin's own that smtpd_restriction_classes names (a
+ * restriction class), expanded and split as conf_list() does; NULL (and
+ * *n_r 0) when it is not defined.
+ */
+char *const *conf_user_list(const struct conf_view *v, const char *name, size_t *n_r);
+
+/*
+ * Split a list value on commas and whitespace, {...} groups kept whole.
+ * Returns a NULL-terminated array (free with conf_list_free), or NULL with
+ * *err_r on an unbalanced brace.
+ */
+char **conf_split_list(const char *value, size_t *n_r, char **err_r);
+void conf_list_free(char **list);
+
 /* Name of a parameter id, as in main.cf. */
 const char *conf_param_name(enum param_id id);
 

@@ -109,13 +109,6 @@ void conf_master_ents_free(struct conf_master_ent *ents, size_t n);
  */
 int conf_parse_endpoint(const char *name, char **host_r, char **port_r, char **err_r);
 
-/*
- * Split a list value on commas and whitespace, {...} groups kept whole.
- * Returns a NULL-terminated array (free with conf_list_free), or NULL with
- * *err_r on an unbalanced brace.
- */
-char **conf_split_list(const char *value, size_t *n_r, char **err_r);
-void conf_list_free(char **list);
 
 /* ---- expansion (expand.c) ---- */
 

@@ -29,6 +29,7 @@
 #include "net/peername.h"
 #include "policy/anvil.h"
 #include "policy/recipient.h"
+#include "policy/restrict.h"
 #include "smtp/conn.h"
 #include "smtp/service.h"
 #include "smtp/session.h"
@@ -567,7 +568,7 @@ server_gen_build(struct server *srv, const struct conf_service *cs, struct conf_
 	gen->cs = cs;
 	gen->refs = 1;
 	gen->cgen = cg;
-	gen->indexed = recipient_policy_has_indexed(((struct smtp_service *)gen->smtp)->policy);
+	gen->indexed = restrict_has_indexed(((struct smtp_service *)gen->smtp)->acl);
 	pthread_mutex_lock(&srv->gen_lock);
 	cg->refs++;
 	pthread_mutex_unlock(&srv->gen_lock);
@@ -659,7 +660,7 @@ server_check_work(void *arg)
 	pthread_mutex_lock(&srv->gen_lock);
 	current = svc->gen == c->gen;
 	pthread_mutex_unlock(&srv->gen_lock);
-	if (current && (changed = recipient_policy_changed(ss->policy)) != NULL) {
+	if (current && (changed = restrict_changed(ss->acl)) != NULL) {
 		/*
 		 * Postfix's daemons log this (with the table's open flags, as
 		 * Postfix 3.7.11 prints them for smtpd's tables) and restart; new

@@ -22,7 +22,7 @@
  *             many threads at once: an implementation locks what it shares.
  *             It may block (file pages, a server), but only for a bounded
  *             time (a remote type's own timeout), and never on a loop: maps
- *             are looked up on the lookups pool (policy/rcpt_lookup.h).
+ *             are looked up on the lookups pool (policy/restrict.h: restrict_start()).
  *   watch()   MAPT_INDEXED only: the file that postmap replaces, and its
  *             fstat() when open() opened it (so that a rebuild between the
  *             open and the check is still seen).  NULL otherwise.
@@ -38,7 +38,7 @@
  * from maps.c (a lookup waits up to MAP_REMOTE_QUEUE_WAIT seconds for its
  * turn, then fails), so a type's own pool of connections need not be larger;
  * and lookups that involve a remote table run on a pool of their own
- * (policy/rcpt_lookup.h), so a slow server never holds up file tables.
+ * (policy/restrict.h: restrict_start()), so a slow server never holds up file tables.
  */
 #ifndef MXGATE_POLICY_MAP_TYPE_H
 #define MXGATE_POLICY_MAP_TYPE_H

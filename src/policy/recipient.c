@@ -517,7 +517,8 @@ static void resolve_local(const struct recipient_policy *p, const char *addr, co
 		int c = p->local_code;
 
 		result_reply(r, RCPT_UNKNOWN_LOCAL, c,
-			     reply_string(RPL_UNKNOWN_LOCAL, c, c / 100, addr),
+			     reply_string(RPL_UNKNOWN_LOCAL, c, c >= 500 ? "5.1.1" : "4.1.1", addr,
+					  "Recipient address"),
 			     NULL);
 		return;
 	}
@@ -614,7 +615,8 @@ static void resolve_virtual(const struct recipient_policy *p, const char *addr, 
 		int c = p->virtual_code;
 
 		result_reply(r, RCPT_UNKNOWN_VIRTUAL, c,
-			     reply_string(RPL_UNKNOWN_VIRTUAL, c, c / 100, addr),
+			     reply_string(RPL_UNKNOWN_VIRTUAL, c, c >= 500 ? "5.1.1" : "4.1.1", addr,
+					  "Recipient address"),
 			     NULL);
 		return;
 	}
@@ -686,7 +688,7 @@ static void resolve_relay(const struct recipient_policy *p, const char *addr, bo
 	int c = p->relay_defer ? 454 : p->relay_code;
 
 	result_reply(r, RCPT_RELAY_DENIED, c,
-		     reply_string(RPL_RELAY_DENIED, c, c / 100, addr),
+		     reply_string(RPL_RELAY_DENIED, c, c >= 500 ? "5.7.1" : "4.7.1", addr),
 		     xstrdup(routed ? "sender-specified routing is not allowed"
 				    : "not a local or virtual mailbox domain; mxgate never relays"));
 }

@@ -158,7 +158,7 @@ void recipient_policy_free(struct recipient_policy **pp);
 const char *recipient_policy_changed(const struct recipient_policy *p);
 
 /* True when a table of the policy is remote (map_is_remote()): its lookups go
- * to the remote pool (policy/rcpt_lookup.h). */
+ * to the remote pool (policy/restrict.h: restrict_start()). */
 bool recipient_policy_remote(const struct recipient_policy *p);
 
 /*

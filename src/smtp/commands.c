@@ -18,8 +18,8 @@
 #include "conf/conf.h"
 #include "log/log.h"
 #include "policy/anvil.h"
-#include "policy/rcpt_lookup.h"
 #include "policy/recipient.h"
+#include "policy/restrict.h"
 #include "smtp/service.h"
 #include "smtp/session_impl.h"
 #include "util/loop.h"
@@ -77,45 +77,34 @@ session_cmd_find(const char *verb, size_t len)
  * each of space < > ( ) \ " ; @ replaced with '?', so that the name reads as
  * one token wherever it is written.  mxgate keeps at most 255 bytes.
  */
-static int
-session_set_helo(struct session *s, const char *args, int esmtp)
+static char *
+session_helo_name(struct session *s, const char *args, int esmtp)
 {
 	int unused;
 	char *name = smtp_collapse_args(args, NULL, &unused), *p;
 
 	if (name == NULL) {
 		session_reply(s, esmtp ? RPL_EHLO_SYNTAX : RPL_HELO_SYNTAX);
-		return -1;
+		return NULL;
 	}
 	for (p = name; *p; p++)
 		if (strchr(" <>()\\\";@", *p) != NULL)
 			*p = '?';
 	if (strlen(name) > 255)
 		name[255] = '\0';
-	free(s->helo);
-	s->helo = name;
-	s->esmtp = esmtp;
-	session_transaction_reset(s);
-	return 0;
+	return name;
 }
 
-static enum cmd_result
-cmd_helo(struct session *s, const char *args)
-{
-	if (session_set_helo(s, args, 0) < 0)
-		return CMD_FAIL;
-	session_reply(s, RPL_HELO, s->ss->hostname);
-	return CMD_OK;
-}
-
-static enum cmd_result
-cmd_ehlo(struct session *s, const char *args)
+static void
+session_helo_reply(struct session *s, int esmtp)
 {
 	struct buf b = BUF_INIT;
 	size_t i, last = 0;
 
-	if (session_set_helo(s, args, 1) < 0)
-		return CMD_FAIL;
+	if (!esmtp) {
+		session_reply(s, RPL_HELO, s->ss->hostname);
+		return;
+	}
 	reply_format(&b, 0, RPL_HELO, s->ss->hostname);
 	for (i = 0; i < s->ss->nehlo; i++) {
 		b.data[last + 3] = '-';		/* "250 host" becomes "250-host" */
@@ -124,7 +113,57 @@ cmd_ehlo(struct session *s, const char *args)
 	}
 	session_send(s, &b);
 	buf_free(&b);
-	return CMD_OK;
+}
+
+/* The name is good: it replaces the old one and ends the transaction (s->arg: the name). */
+static void
+session_helo_accept(struct session *s)
+{
+	int esmtp = strcmp(s->cur->name, "EHLO") == 0;
+
+	free(s->helo);
+	s->helo = s->arg;
+	s->arg = NULL;
+	s->esmtp = esmtp;
+	session_transaction_reset(s);
+	session_helo_reply(s, esmtp);
+	session_command_done(s, CMD_OK);
+}
+
+/* smtpd_helo_restrictions at HELO time (smtpd_delay_reject = no). */
+static void
+session_helo_checked(struct session *s, struct restrict_out *out)
+{
+	if (out->verdict == RESTRICT_REJECT) {
+		session_reply_text(s, out->reply);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	session_helo_accept(s);
+}
+
+static enum cmd_result
+session_helo_cmd(struct session *s, const char *args, int esmtp)
+{
+	if ((s->arg = session_helo_name(s, args, esmtp)) == NULL)
+		return CMD_FAIL;
+	if (!restrict_delay_reject(s->ss->acl) && !restrict_stage_empty(s->ss->acl, RESTRICT_HELO))
+		session_restrict(s, RESTRICT_HELO, s->arg, session_helo_checked);
+	else
+		session_helo_accept(s);
+	return CMD_WAIT;
+}
+
+static enum cmd_result
+cmd_helo(struct session *s, const char *args)
+{
+	return session_helo_cmd(s, args, 0);
+}
+
+static enum cmd_result
+cmd_ehlo(struct session *s, const char *args)
+{
+	return session_helo_cmd(s, args, 1);
 }
 
 static enum cmd_result
@@ -226,6 +265,30 @@ session_param_reply(struct session *s, int rc, const char *bad)
 }
 
 static void
+mail_accept(struct session *s)
+{
+	s->txn.sender = xstrdup(s->path.addr);
+	s->txn.smtputf8 = s->arg_utf8;
+	gettimeofday(&s->txn.arrival, NULL);
+	session_reply(s, RPL_MAIL_OK);
+	session_command_done(s, CMD_OK);
+}
+
+/* smtpd_sender_restrictions at MAIL time (smtpd_delay_reject = no). */
+static void
+mail_checked(struct session *s, struct restrict_out *out)
+{
+	if (out->verdict == RESTRICT_REJECT) {
+		/* Postfix resets the access map side effects (PREPEND, DISCARD) */
+		restrict_state_reset_mail(&s->rst);
+		session_reply_text(s, out->reply);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	mail_accept(s);
+}
+
+static void
 mail_finish(struct session *s, int rate)
 {
 	struct smtp_path *path = &s->path;
@@ -268,11 +331,12 @@ mail_finish(struct session *s, int rate)
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
-	s->txn.sender = xstrdup(path->addr);
-	s->txn.smtputf8 = utf8;
-	gettimeofday(&s->txn.arrival, NULL);
-	session_reply(s, RPL_MAIL_OK);
-	session_command_done(s, CMD_OK);
+	s->arg_utf8 = utf8;
+	if (!restrict_delay_reject(s->ss->acl) && !restrict_stage_empty(s->ss->acl, RESTRICT_SENDER)) {
+		session_restrict(s, RESTRICT_SENDER, path->addr, mail_checked);
+		return;
+	}
+	mail_accept(s);
 }
 
 static enum cmd_result
@@ -306,16 +370,24 @@ cmd_mail(struct session *s, const char *args)
 
 /* ---- RCPT ------------------------------------------------------------- */
 
-/* The recipient tables' answer. */
+/* The restrictions' answer, with the recipient's classification. */
 static void
-rcpt_resolved(void *ctx, struct rcpt_result *r)
+rcpt_checked(struct session *s, struct restrict_out *out)
 {
-	struct session *s = ctx;
 	const char *addr = s->path.addr;
+	struct rcpt_result none = { .verdict = RCPT_OK_VIRTUAL, .uid = s->env->run_uid };
+	const struct rcpt_result *r = out->have_rcpt ? &out->rcpt : &none;
 	char *reply = NULL;
 
-	session_waited(s);
-	if (r->verdict == RCPT_OK_VIRTUAL && r->uid != s->env->run_uid) {
+	if (out->verdict == RESTRICT_REJECT) {
+		session_reply_text(s, out->reply);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	if (s->rst.discard) {
+		/* DISCARD: accepted, and nothing will be stored */
+		r = &none;
+	} else if (r->verdict == RCPT_OK_VIRTUAL && r->uid != s->env->run_uid) {
 		msg_warn("%s: delivery as uid %ld needs the privileged delivery helper, which is not"
 			 " available yet; deferring", addr, (long)r->uid);
 		reply = reply_string(RPL_NO_HELPER, addr,
@@ -381,9 +453,7 @@ rcpt_after_rate(struct session *s, int rate)
 				     : CMD_FAIL);
 		return;
 	}
-	session_wait(s, W_LOOKUP, rcpt_lookup_start(s->ss->policy, s->env->lookups,
-						    s->env->remote_lookups, s->loop,
-						    path->addr, rcpt_resolved, s));
+	session_restrict(s, RESTRICT_RCPT, path->addr, rcpt_checked);
 }
 
 static enum cmd_result
@@ -395,6 +465,7 @@ cmd_rcpt(struct session *s, const char *args)
 		session_reply(s, RPL_NEED_MAIL);
 		return CMD_FAIL;
 	}
+	s->arg_utf8 = 0;
 	rc = smtp_parse_path(args, "TO:", &s->path);
 	if (rc == PATH_SYNTAX) {
 		session_reply(s, RPL_RCPT_SYNTAX);
@@ -407,6 +478,30 @@ cmd_rcpt(struct session *s, const char *args)
 }
 
 /* ---- DATA ------------------------------------------------------------- */
+
+static void
+data_start(struct session *s)
+{
+	struct txn *t = &s->txn;
+
+	txn_body_start(t, session_new_spool(s));
+	dr_init_limits(&t->dr, &t->chunk, (size_t)s->ss->size_limit, (size_t)s->ss->line_limit);
+	session_enter_state(s, S_DATA);
+	session_reply(s, RPL_DATA_GO);
+}
+
+/* smtpd_data_restrictions: refuse DATA, or read the body. */
+static void
+data_checked(struct session *s, struct restrict_out *out)
+{
+	if (out->verdict == RESTRICT_REJECT) {
+		session_reply_text(s, out->reply);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	data_start(s);
+	session_body_resume(s);
+}
 
 enum cmd_result
 session_cmd_data(struct session *s, const char *args)
@@ -425,10 +520,11 @@ session_cmd_data(struct session *s, const char *args)
 		session_reply(s, RPL_DATA_AFTER_BDAT);
 		return CMD_FAIL;
 	}
-	txn_body_start(t, session_new_spool(s));
-	dr_init_limits(&t->dr, &t->chunk, (size_t)s->ss->size_limit, (size_t)s->ss->line_limit);
-	session_enter_state(s, S_DATA);
-	session_reply(s, RPL_DATA_GO);
+	if (!restrict_stage_empty(s->ss->acl, RESTRICT_DATA)) {
+		session_restrict(s, RESTRICT_DATA, NULL, data_checked);
+		return CMD_WAIT;
+	}
+	data_start(s);
 	return CMD_BODY;
 }
 
@@ -544,19 +640,15 @@ cmd_quit(struct session *s, const char *args)
 /* ---- VRFY ------------------------------------------------------------- */
 
 static void
-vrfy_resolved(void *ctx, struct rcpt_result *r)
+vrfy_checked(struct session *s, struct restrict_out *out)
 {
-	struct session *s = ctx;
-
-	session_waited(s);
-	if (r->verdict == RCPT_OK_VIRTUAL || r->verdict == RCPT_OK_LOCAL) {
-		session_reply(s, RPL_VRFY_OK, s->arg);
-		session_command_done(s, CMD_OK);
+	if (out->verdict == RESTRICT_REJECT) {
+		session_reply_text(s, out->reply);
+		session_command_done(s, CMD_FAIL);
 		return;
 	}
-	session_reply_text(s, r->reply);
-	session_log_reject(s, "VRFY", r->reply, s->txn.sender, s->path.addr);
-	session_command_done(s, CMD_FAIL);
+	session_reply(s, RPL_VRFY_OK, s->arg);
+	session_command_done(s, CMD_OK);
 }
 
 static void
@@ -580,9 +672,7 @@ vrfy_after_rate(struct session *s, int rate)
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
-	session_wait(s, W_LOOKUP, rcpt_lookup_start(s->ss->policy, s->env->lookups,
-						    s->env->remote_lookups, s->loop,
-						    s->path.addr, vrfy_resolved, s));
+	session_restrict(s, RESTRICT_RCPT, s->path.addr, vrfy_checked);
 }
 
 static enum cmd_result

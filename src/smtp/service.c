@@ -8,6 +8,7 @@
 #include "log/log.h"
 #include "policy/addrlist.h"
 #include "policy/recipient.h"
+#include "policy/restrict.h"
 #include "util/xalloc.h"
 
 static int
@@ -135,10 +136,22 @@ service_ehlo_init(struct smtp_service *ss, const struct conf_view *cf)
 
 static void service_destroy(struct smtp_service *ss);
 
+/* restrict_problem_fn: the first problem, as "<param>: <why>". */
+static void
+service_restrict_problem(void *ctx, const char *param, const char *item, const char *why)
+{
+	char **err_r = ctx;
+
+	(void)item;
+	if (*err_r == NULL)
+		*err_r = xasprintf("%s: %s", param, why);
+}
+
 /* Everything a session of this service needs from one view (normal or stress). */
 static struct smtp_service *
 service_create(const struct conf_service *cs, const struct conf_view *cf,
-		       struct recipient_policy *policy, char **err_r)
+		       struct recipient_policy *policy, struct restrict_policy *restrictions,
+		       char **err_r)
 {
 	struct smtp_service *ss = xcalloc(1, sizeof(*ss));
 	struct recipient_conf *rc;
@@ -223,6 +236,14 @@ service_create(const struct conf_service *cs, const struct conf_view *cf,
 		policy = recipient_policy_ref(policy);
 	}
 	ss->policy = policy;
+	if (restrictions == NULL) {
+		*err_r = NULL;
+		ss->acl = restrict_create(cf, policy, service_restrict_problem, err_r);
+		if (ss->acl == NULL)
+			goto fail;
+	} else {
+		ss->acl = restrict_ref(restrictions);
+	}
 	return ss;
 fail:
 	service_destroy(ss);
@@ -247,6 +268,7 @@ service_destroy(struct smtp_service *ss)
 	free(ss->ehlo);
 	if (ss->policy)
 		recipient_policy_free(&ss->policy);
+	restrict_free(&ss->acl);
 	if (ss->exceptions)
 		addrlist_free(&ss->exceptions);
 	if (ss->bare_lf_exclusions)
@@ -266,9 +288,10 @@ smtp_service_build(const struct conf_service *cs, void **normal_r, void **stress
 {
 	struct smtp_service *normal, *stress;
 
-	if ((normal = service_create(cs, cs->view, NULL, err_r)) == NULL)
+	if ((normal = service_create(cs, cs->view, NULL, NULL, err_r)) == NULL)
 		return -1;
-	if ((stress = service_create(cs, cs->view_stress, normal->policy, err_r)) == NULL) {
+	if ((stress = service_create(cs, cs->view_stress, normal->policy, normal->acl,
+				     err_r)) == NULL) {
 		service_destroy(normal);
 		return -1;
 	}

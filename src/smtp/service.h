@@ -18,6 +18,7 @@ struct addrlist;
 struct conf_service;
 struct conf_view;
 struct recipient_policy;
+struct restrict_policy;
 
 struct smtp_forbid {
 	char  **words;		/* verbs that are never SMTP (CONNECT GET POST) */
@@ -30,6 +31,7 @@ struct smtp_service {
 	const struct conf_view *cf;
 	char   *service_name;	/* master.cf service name, for anvil and logs */
 	struct recipient_policy *policy;
+	struct restrict_policy *acl;		/* the access restrictions (policy/restrict.h) */
 	struct smtp_forbid forbid;
 	char   *hostname;
 	char   *banner;

@@ -19,7 +19,6 @@
 #include "log/log.h"
 #include "policy/addrlist.h"
 #include "policy/anvil.h"
-#include "policy/rcpt_lookup.h"
 #include "smtp/dataread.h"
 #include "smtp/service.h"
 #include "smtp/session_impl.h"
@@ -40,6 +39,7 @@ static void session_deadline_start(struct session *s);
 static void session_deadline_stop(struct session *s);
 static loop_fn session_deadline_cb;
 static void session_message_done(struct session *s, int ok, enum reply_id fail);
+static void session_message_commit(struct session *s);
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -89,38 +89,18 @@ session_log_reject(struct session *s, const char *verb, const char *reply, const
 		   const char *rcpt)
 {
 	struct buf b = BUF_INIT;
-	size_t len = strlen(reply);
+	struct restrict_req q = {
+		.queue_id = s->txn.queue_id, .where = verb, .namaddr = s->namaddr,
+		.sender = from, .recipient = rcpt, .proto = session_proto(s), .helo = s->helo,
+		.log_utf8 = s->ss->smtputf8,
+	};
+	char *text = xstrdup(reply);
 
-	while (len > 0 && (reply[len - 1] == '\n' || reply[len - 1] == '\r'))
-		len--;
-	buf_printf(&b, "%s: reject: %s from %s: %.*s;",
-		   s->txn.queue_id[0] ? s->txn.queue_id : "NOQUEUE", verb, s->namaddr, (int)len,
-		   reply);
-	/* Postfix logs these as printable() leaves them: UTF-8 stays readable. */
-	if (from) {
-		char *q = txn_quote(from);
-
-		buf_puts(&b, " from=<");
-		log_printable(&b, q, strlen(q), s->ss->smtputf8);
-		buf_putc(&b, '>');
-		free(q);
-	}
-	if (rcpt) {
-		char *q = txn_quote(rcpt);
-
-		buf_puts(&b, " to=<");
-		log_printable(&b, q, strlen(q), s->ss->smtputf8);
-		buf_putc(&b, '>');
-		free(q);
-	}
-	buf_printf(&b, " proto=%s", session_proto(s));
-	if (s->helo) {
-		buf_puts(&b, " helo=<");
-		log_printable(&b, s->helo, strlen(s->helo), s->ss->smtputf8);
-		buf_putc(&b, '>');
-	}
+	text[strcspn(text, "\r\n")] = '\0';
+	restrict_format_log(&b, &q, "reject", text);
 	msg_info("%s", buf_str(&b));
 	buf_free(&b);
+	free(text);
 }
 
 /* "unknown[127.0.0.2]", plus the network when anvil groups clients by prefix. */
@@ -324,9 +304,6 @@ session_wait_cancel(struct session *s)
 	case W_ANVIL:
 		anvil_cancel(s->wait_handle);
 		break;
-	case W_LOOKUP:
-		rcpt_lookup_cancel(s->wait_handle);
-		break;
 	case W_COMMIT:
 		spool_commit_cancel(s->wait_handle);
 		break;
@@ -335,6 +312,12 @@ session_wait_cancel(struct session *s)
 		break;
 	case W_DELIVER:
 		deliver_cancel(s->wait_handle);
+		break;
+	case W_RESTRICT:
+		restrict_cancel(s->wait_handle);
+		break;
+	case W_SLEEP:
+		loop_timer_stop(s->loop, s->sleep_t);
 		break;
 	}
 	session_waited(s);
@@ -399,6 +382,7 @@ session_check_pipelining(struct session *s, const char *after)
 	msg_info("improper command pipelining after %s from %s: %s", after, s->namaddr,
 		 buf_str(&esc));
 	buf_free(&esc);
+	s->ill_pipelining = 1;
 	if (!s->ss->forbid_pipelining)
 		return 0;
 	session_reply(s, RPL_SYNC_ERROR);
@@ -457,8 +441,15 @@ session_command(struct session *s)
 			lr_next(&s->lr);
 			return;
 		}
+		if (s->access_denied != NULL)
+			goto denied;
 		session_reply(s, RPL_UNKNOWN_CMD);
 		goto error;
+	}
+	if (s->access_denied != NULL && strcmp(cmd->name, "QUIT") != 0) {
+		/* smtpd_delay_reject = no and the client was refused: only QUIT works */
+		s->stat_total[cmd - session_cmds]++;
+		goto denied;
 	}
 	s->where = cmd->name;
 	s->cur = cmd;
@@ -479,6 +470,13 @@ session_command(struct session *s)
 		session_command_done(s, rc);
 	/* CMD_WAIT and CMD_BODY finish later, through session_command_done(). */
 	return;
+denied:
+	/* Postfix repeats a 421 (a milter's), else refuses each command */
+	if (strncmp(s->access_denied + 1, "21", 2) == 0) {
+		session_reply_text(s, s->access_denied);
+		goto next;
+	}
+	session_reply(s, RPL_ACCESS_DENIED_FOR, s->namaddr);
 error:
 	s->error_count++;
 next:
@@ -601,10 +599,38 @@ session_committed(void *arg, enum spool_status st)
 		session_message_done(s, 0, st == SPOOL_NO_SPACE ? RPL_NO_STORAGE : RPL_WRITE_ERROR);
 		return;
 	}
+	if (s->rst.discard) {
+		/* an access table said DISCARD: the client is told it is queued */
+		session_message_done(s, 1, RPL_OK);
+		return;
+	}
 	c = session_txn_client(s);
 	m = txn_deliver_msg(&s->txn, &c, size);
+	if (s->rst.nprepend > 0) {
+		/* PREPEND headers go above our Received: header, as in Postfix */
+		struct buf b = BUF_INIT;
+
+		for (size_t i = 0; i < s->rst.nprepend; i++)
+			buf_printf(&b, "%s\n", s->rst.prepend[i]);
+		buf_puts(&b, m->received);
+		free(m->received);
+		m->received = buf_steal(&b);
+	}
 	session_wait(s, W_DELIVER, deliver_submit(s->env->deliver, m, s->loop, session_delivered,
 						  s));
+}
+
+/* smtpd_end_of_data_restrictions said no: the message is not stored. */
+static void
+session_eod_checked(struct session *s, struct restrict_out *out)
+{
+	if (out->verdict == RESTRICT_REJECT) {
+		session_reply_text(s, out->reply);
+		session_transaction_reset(s);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	session_message_commit(s);
 }
 
 void
@@ -633,6 +659,18 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 		session_message_done(s, 0, RPL_NO_STORAGE);
 		return;
 	}
+	if (!restrict_stage_empty(s->ss->acl, RESTRICT_EOD)) {
+		session_restrict(s, RESTRICT_EOD, NULL, session_eod_checked);
+		return;
+	}
+	session_message_commit(s);
+}
+
+static void
+session_message_commit(struct session *s)
+{
+	struct spool *sp = s->txn.body;
+
 	s->wait = W_COMMIT;	/* the commit answers later, never inside spool_commit() */
 	s->wait_handle = sp;
 	session_deadline_stop(s);
@@ -641,9 +679,16 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 }
 
 void
+session_body_resume(struct session *s)
+{
+	session_resume(s);
+}
+
+void
 session_transaction_reset(struct session *s)
 {
 	txn_reset(&s->txn);
+	restrict_state_reset_mail(&s->rst);
 }
 
 struct spool *
@@ -875,6 +920,7 @@ session_close(struct session *s)
 	session_wait_cancel(s);
 	loop_timer_stop(s->loop, s->tarpit_t);
 	loop_timer_stop(s->loop, s->resume_t);
+	loop_timer_stop(s->loop, s->sleep_t);
 	session_deadline_stop(s);
 	s->io->close(s->ioc);
 }
@@ -945,6 +991,9 @@ session_free(struct session **sp)
 	loop_timer_free(s->loop, &s->tarpit_t);
 	loop_timer_free(s->loop, &s->deadline_t);
 	loop_timer_free(s->loop, &s->resume_t);
+	loop_timer_free(s->loop, &s->sleep_t);
+	restrict_state_free(&s->rst);
+	free(s->access_denied);
 	lr_free(&s->lr);
 	free(s->ident);
 	free(s->range);
@@ -964,6 +1013,106 @@ session_memory(const struct session *s)
 	for (o = s->out_head; o != NULL; o = o->next)
 		n += sizeof(*o) + o->len;
 	return n;
+}
+
+/* ---- restrictions (policy/restrict.h) --------------------------------- */
+
+static void session_restrict_go(struct session *s);
+static void session_banner(struct session *s);
+
+static void
+session_restrict_wake(void *arg)
+{
+	struct session *s = arg;
+
+	session_waited(s);
+	s->rq.sleeps_done++;
+	session_restrict_go(s);
+}
+
+static void
+session_restrict_answer(void *ctx, struct restrict_out *out, struct restrict_state *st)
+{
+	struct session *s = ctx;
+
+	session_waited(s);
+	if (out->verdict == RESTRICT_SLEEP) {
+		/* "sleep N": a timer, not a thread; then evaluate again past it */
+		loop_timer_start(s->loop, &s->sleep_t, session_restrict_wake, s, out->sleep * 1000);
+		session_wait(s, W_SLEEP, s->sleep_t);
+		return;
+	}
+	restrict_state_free(&s->rst);
+	s->rst = *st;
+	memset(st, 0, sizeof(*st));
+	restrict_out_flush_log(out);
+	s->restrict_next(s, out);
+}
+
+static void
+session_restrict_go(struct session *s)
+{
+	session_wait(s, W_RESTRICT, restrict_start(s->ss->acl, s->env->lookups,
+						  s->env->remote_lookups, s->loop, &s->rq, &s->rst,
+						  session_restrict_answer, s));
+}
+
+void
+session_restrict(struct session *s, enum restrict_stage stage, const char *arg,
+		 session_restrict_next *next)
+{
+	struct restrict_req *q = &s->rq;
+	struct txn *t = &s->txn;
+
+	memset(q, 0, sizeof(*q));
+	q->stage = stage;
+	q->name = s->name;
+	q->reverse_name = s->name;
+	q->addr = s->addr;
+	q->namaddr = s->namaddr;
+	q->sa = s->sa.sa.sa_family == AF_INET || s->sa.sa.sa_family == AF_INET6 ? &s->sa.sa : NULL;
+	q->helo = stage == RESTRICT_HELO ? arg : s->helo;
+	q->sender = stage == RESTRICT_SENDER ? arg : t->sender;
+	if (stage == RESTRICT_RCPT)
+		q->recipient = arg;
+	else if (stage == RESTRICT_DATA || stage == RESTRICT_EOD)
+		q->recipient = t->nrcpts == 1 ? t->rcpts[0].addr : NULL;
+	q->queue_id = t->queue_id[0] ? t->queue_id : NULL;
+	q->where = s->where;
+	q->proto = session_proto(s);
+	q->smtputf8 = t->smtputf8 || (stage == RESTRICT_RCPT && s->arg_utf8);
+	q->log_utf8 = s->ss->smtputf8;
+	q->ill_pipelining = s->ill_pipelining;
+	q->rcpt_count = t->rcpt_count;
+	s->restrict_next = next;
+	session_restrict_go(s);
+}
+
+static void
+session_connect_checked(struct session *s, struct restrict_out *out)
+{
+	if (out->verdict == RESTRICT_REJECT) {
+		/* the reject replaces the banner; every command but QUIT is refused */
+		session_enter_state(s, S_CMD);
+		s->access_denied = xstrdup(out->reply);
+		session_reply_text(s, s->access_denied);
+		s->error_count++;
+		s->io->read(s->ioc, 1);
+		session_deadline_start(s);
+		session_resume(s);
+		return;
+	}
+	session_banner(s);
+}
+
+void
+session_restrict_connect(struct session *s)
+{
+	if (restrict_delay_reject(s->ss->acl) || restrict_stage_empty(s->ss->acl, RESTRICT_CLIENT)) {
+		session_banner(s);
+		return;
+	}
+	session_restrict(s, RESTRICT_CLIENT, NULL, session_connect_checked);
 }
 
 /* ---- the greeting ------------------------------------------------------- */
@@ -991,7 +1140,7 @@ session_anvil_connected(void *ctx, const struct anvil_reply *r)
 	} else if (r->status == 0 && ss->conn_rate_limit > 0 && r->rate > ss->conn_rate_limit) {
 		session_limit_warning(s, "Connection rate", r->rate);
 	} else {
-		session_banner(s);
+		session_restrict_connect(s);
 		return;
 	}
 	session_reply(s, RPL_TOO_MANY_CONN, ss->hostname, s->addr);
@@ -1030,7 +1179,7 @@ session_start(struct session *s, const char *name)
 	if (session_check_pipelining(s, "CONNECT"))
 		return;
 	if (s->ident == NULL) {
-		session_banner(s);
+		session_restrict_connect(s);
 		return;
 	}
 	s->anvil_connected = 1;

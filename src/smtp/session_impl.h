@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include "policy/restrict.h"
 #include "smtp/address.h"
 #include "smtp/linereader.h"
 #include "smtp/reply.h"
@@ -72,11 +73,15 @@ enum sess_state {
 enum sess_wait {
 	W_NONE,
 	W_ANVIL,	/* struct anvil_req */
-	W_LOOKUP,	/* struct rcpt_lookup */
 	W_COMMIT,	/* the txn's spool commit */
 	W_SPOOL,	/* the txn's spool is busy: it takes no bytes now */
 	W_DELIVER,	/* struct deliver_req */
+	W_RESTRICT,	/* struct restrict_job: the restrictions, and a RCPT's tables */
+	W_SLEEP,	/* a restriction's "sleep": s->sleep_t */
 };
+
+/* How a command continues once its restrictions are evaluated (out->verdict PASS or REJECT). */
+typedef void session_restrict_next(struct session *s, struct restrict_out *out);
 
 /* How MAIL, RCPT and VRFY continue once anvil has counted them (rate -1: no limit). */
 typedef void session_rate_next(struct session *s, int rate);
@@ -124,6 +129,14 @@ struct session {
 	char   *arg;			/* VRFY's argument across a wait */
 	int	arg_utf8;		/* VRFY ... SMTPUTF8 */
 
+	/* restrictions (policy/restrict.h) */
+	struct restrict_state rst;
+	char   *access_denied;		/* smtpd_delay_reject = no: the client's reject */
+	int	ill_pipelining;		/* improper pipelining was seen (reject_unauth_pipelining) */
+	struct restrict_req rq;		/* the evaluation in progress */
+	session_restrict_next *restrict_next;
+	struct loop_timer *sleep_t;
+
 	/* anvil */
 	char   *ident;			/* "<service>:<client key>"; NULL: exempt or off */
 	char   *range;			/* the client key when it is a network, for logs */
@@ -152,6 +165,19 @@ const char *session_proto(const struct session *s);
 const char *session_skip_space(const char *p);
 /* The event loop's cached time, in whole seconds, for anvil. */
 long session_now(struct session *s);
+
+/*
+ * Evaluate a restriction stage for the current command (RCPT and VRFY:
+ * recipient is the address); next(s, out) continues it with the verdict,
+ * after any "sleep" the restrictions asked for.  The log lines of the
+ * evaluation are written before next runs.
+ */
+void session_restrict(struct session *s, enum restrict_stage stage, const char *recipient,
+		      session_restrict_next *next);
+/* Read input again after a continuation that entered a body state (DATA). */
+void session_body_resume(struct session *s);
+/* smtpd_delay_reject = no: evaluate the client restrictions, then the banner. */
+void session_restrict_connect(struct session *s);
 
 /* A new spool for a message body (the environment's kind). */
 struct spool *session_new_spool(struct session *s);

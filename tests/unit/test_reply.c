@@ -55,9 +55,13 @@ test_postfix_texts(void **state)
 	CHECK("552 5.3.4 Error: message file too big", RPL_MSG_TOO_BIG);
 	CHECK("451 4.3.0 Error: queue file write error", RPL_WRITE_ERROR);
 	CHECK("550 5.1.1 <x@local.test>: Recipient address rejected: User unknown in local "
-	      "recipient table", RPL_UNKNOWN_LOCAL, 550, 5, "x@local.test");
-	CHECK("454 4.7.1 <x@elsewhere.example>: Relay access denied", RPL_RELAY_DENIED, 454, 4,
-	      "x@elsewhere.example");
+	      "recipient table", RPL_UNKNOWN_LOCAL, 550, "5.1.1", "x@local.test", "Recipient address");
+	CHECK("454 4.7.1 <x@elsewhere.example>: Relay access denied", RPL_RELAY_DENIED, 454,
+	      "4.7.1", "x@elsewhere.example");
+	CHECK("554 5.7.1 <localhost[127.0.0.1]>: Client host rejected: Access denied",
+	      RPL_ACL_DENIED, 554, "5.7.1", "localhost[127.0.0.1]", "Client host");
+	CHECK("503 5.7.0 Error: access denied for localhost[127.0.0.1]", RPL_ACCESS_DENIED_FOR,
+	      "localhost[127.0.0.1]");
 #undef CHECK
 	buf_free(&b);
 }
