@@ -1696,7 +1696,11 @@ stage_sender(struct ev *e)
 	return status;
 }
 
-#define FAILED(s) ((s) == RS_REJECT || RS_STOP(s))
+static bool
+failed(int status)
+{
+	return status == RS_REJECT || RS_STOP(status);
+}
 
 static int
 stage_rcpt(struct ev *e)
@@ -1708,8 +1712,8 @@ stage_rcpt(struct ev *e)
 	if (strcasecmp(e->q->recipient, "postmaster") == 0)
 		return ev_resolve_rcpt(e);
 	if (p->delay_reject) {
-		if (FAILED(status = stage_client(e)) || FAILED(status = stage_helo(e))
-		    || FAILED(status = stage_sender(e)))
+		if (failed(status = stage_client(e)) || failed(status = stage_helo(e))
+		    || failed(status = stage_sender(e)))
 			return status;
 	}
 	e->st->dip.active = e->st->dip_sender;
@@ -1732,7 +1736,7 @@ stage_rcpt(struct ev *e)
 			break;
 	}
 	status = ev_defer_permit(e, status);
-	if (FAILED(status) || e->st->discard)
+	if (failed(status) || e->st->discard)
 		return status;
 	if ((own = ev_own_rcpt(e)) == RS_BLOCK)
 		return RS_BLOCK;
