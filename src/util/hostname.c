@@ -153,7 +153,7 @@ hostaddr_ipv6_valid(const char *addr)
 
 		if (p[n] == '.') {
 			/* a trailing dotted quad stands for two fields */
-			if (!hostaddr_ipv4_valid(p) || fields > 5 || (fields == 0 && !compressed))
+			if (!hostaddr_ipv4_valid(p) || fields > 6 || (fields == 0 && !compressed))
 				return false;
 			fields += 2;
 			break;

@@ -64,6 +64,22 @@ static const char *const fz_main[] = {
 	/* 2: no pipelining checks, per-request deadline */
 	("smtpd_forbid_unauth_pipelining = no\nsmtpd_per_request_deadline = yes\n"
 	"smtpd_timeout = 20s\nsmtpd_min_data_rate = 100\nmessage_size_limit = 30000\n"),
+	/* 3 (as stress): access restrictions at every stage, HELO/address syntax
+	 * checks on the client's bytes, sleep, deferrals, PREPEND (no DISCARD:
+	 * the checks below want every "queued as" stored) */
+	("smtpd_forbid_unauth_pipelining = no\nsmtpd_delay_reject = no\n"
+	"mynetworks = 198.51.100.0/24\n"
+	"smtpd_restriction_classes = fqdn\nfqdn = reject_non_fqdn_helo_hostname, "
+	"reject_non_fqdn_sender\n"
+	"smtpd_helo_restrictions = warn_if_reject, reject_invalid_helo_hostname, "
+	"check_helo_access pcre:{{/^x/ fqdn}, {/^d/ DEFER_IF_PERMIT go}, {/^r/ REJECT no}}\n"
+	"smtpd_sender_restrictions = check_sender_access inline:{{<>=DEFER_IF_REJECT}, "
+	"{example.org=PREPEND X-Seen: yes}}, reject_non_fqdn_sender\n"
+	"smtpd_recipient_restrictions = reject_unauth_pipelining, reject_non_fqdn_recipient, "
+	"sleep 1, permit_mynetworks, check_recipient_access inline:{{bob@=550 5.7.1 no}}, "
+	"reject_unauth_destination\n"
+	"smtpd_data_restrictions = reject_multi_recipient_bounce\n"
+	"smtpd_end_of_data_restrictions = check_sender_access inline:{d@x.test=reject}\n"),
 };
 #define FZ_VARIANTS	(sizeof(fz_main) / sizeof(fz_main[0]))
 
@@ -240,7 +256,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	cfg = data[0];
-	t = &fz_svc[(cfg & 3) % FZ_VARIANTS];
+	t = &fz_svc[(cfg & 3) % FZ_VARIANTS];	/* 3: variant 3, as stress */
 	stress = (cfg & 3) == 3;
 	memset(&fz, 0, sizeof(fz));
 	fz.t = t;
