@@ -143,7 +143,7 @@ static void
 peername_finish(struct peername_req *req, const char *name)
 {
 	if (!req->cancelled)
-		req->cb(req->ctx, name);
+		req->cb(req->ctx, name, req->name ? req->name : "unknown");
 	free(req->name);
 	free(req);
 }
@@ -223,11 +223,11 @@ peername_lookup(struct evdns_base *dns, const struct sockaddr *sa, peername_cb c
 	const char *name;
 
 	if ((name = peername_from_hosts(sa)) != NULL) {
-		cb(ctx, name);
+		cb(ctx, name, name);
 		return NULL;
 	}
 	if (peername_is_loopback(sa) || dns == NULL) {
-		cb(ctx, "unknown");
+		cb(ctx, "unknown", "unknown");
 		return NULL;
 	}
 	req = xcalloc(1, sizeof(*req));
@@ -246,7 +246,7 @@ peername_lookup(struct evdns_base *dns, const struct sockaddr *sa, peername_cb c
 							    DNS_QUERY_NO_SEARCH, peername_ptr_cb, req);
 	if (req->dreq == NULL) {
 		free(req);
-		cb(ctx, "unknown");
+		cb(ctx, "unknown", "unknown");
 		return NULL;
 	}
 	return req;

@@ -18,8 +18,13 @@ struct event_base;
 struct evdns_base;
 struct peername_req;
 
-/* Called once with the verified name or "unknown"; the string is only valid during the call. */
-typedef void (*peername_cb)(void *ctx, const char *name);
+/*
+ * Called once with the verified name or "unknown", and the reverse name: the
+ * PTR name when it is a valid host name, whether or not the forward lookup
+ * confirmed it (Postfix's reverse_client_name), else "unknown".  The strings
+ * are only valid during the call.
+ */
+typedef void (*peername_cb)(void *ctx, const char *name, const char *reverse);
 
 /* A DNS resolver on base (one per worker; NULL when none can be set up). */
 struct evdns_base *peername_dns_new(struct event_base *base);

@@ -77,12 +77,12 @@ conn_closed(void *arg)
 }
 
 static void
-conn_named(void *ctx, const char *name)
+conn_named(void *ctx, const char *name, const char *reverse)
 {
 	struct conn *c = ctx;
 
 	c->lookup = NULL;
-	session_start(c->s, name);
+	session_start(c->s, name, reverse);
 }
 
 /* The service data is current: build the session and look the client's name up. */
@@ -98,7 +98,7 @@ conn_begin(struct conn *c)
 		c->lookup = peername_lookup(worker_dns(c->w), &c->sa.sa,
 					    conn_named, c);
 	else
-		conn_named(c, "unknown");
+		conn_named(c, "unknown", "unknown");
 }
 
 /* The indexed tables were checked; new data may have been published meanwhile. */

@@ -999,6 +999,7 @@ session_free(struct session **sp)
 	free(s->range);
 	free(s->namaddr);
 	free(s->name);
+	free(s->reverse_name);
 	free(s->helo);
 	free(s);
 }
@@ -1067,7 +1068,7 @@ session_restrict(struct session *s, enum restrict_stage stage, const char *arg,
 	memset(q, 0, sizeof(*q));
 	q->stage = stage;
 	q->name = s->name;
-	q->reverse_name = s->name;
+	q->reverse_name = s->reverse_name;
 	q->addr = s->addr;
 	q->namaddr = s->namaddr;
 	q->sa = s->sa.sa.sa_family == AF_INET || s->sa.sa.sa_family == AF_INET6 ? &s->sa.sa : NULL;
@@ -1167,9 +1168,10 @@ session_anvil_init(struct session *s)
 }
 
 void
-session_start(struct session *s, const char *name)
+session_start(struct session *s, const char *name, const char *reverse)
 {
 	s->name = xstrdup(name);
+	s->reverse_name = xstrdup(reverse);
 	s->namaddr = xasprintf("%s[%s]", name, s->addr);
 	msg_info("connect from %s", s->namaddr);
 	s->bare_lf_reject = s->ss->bare_lf_reject

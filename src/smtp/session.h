@@ -113,11 +113,12 @@ struct session *session_new(const struct session_env *env, const struct smtp_ser
 			    socklen_t salen);
 
 /*
- * The client's name is known ("unknown" when it could not be verified):
+ * The client's name is known ("unknown" when it could not be verified; reverse
+ * is the PTR name even when unverified, for check_reverse_client_hostname_access):
  * log "connect from", check for talk before the greeting, ask anvil, and
  * send the banner or the 421.
  */
-void session_start(struct session *s, const char *name);
+void session_start(struct session *s, const char *name, const char *reverse);
 
 /* The transport's events. */
 void session_on_input(struct session *s);	/* new input is buffered */

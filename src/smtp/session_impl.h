@@ -106,6 +106,7 @@ struct session {
 	char	addr[64];
 	char   *namaddr;		/* "name[addr]"; NULL before session_start() */
 	char   *name;
+	char   *reverse_name;		/* the PTR name, verified or not, or "unknown" */
 	char   *helo;
 	int	esmtp;
 	union session_addr sa;
