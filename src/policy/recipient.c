@@ -161,7 +161,8 @@ struct recipient_conf *recipient_conf_from_view(const struct conf_view *cf)
 	rc->myorigin = conf_str(cf, P_myorigin);
 	rc->recipient_delimiter = conf_str(cf, P_recipient_delimiter);
 	rc->virtual_minimum_uid = conf_int(cf, P_virtual_minimum_uid);
-	rc->reject_unlisted_recipient = conf_bool(cf, P_smtpd_reject_unlisted_recipient);
+	/* always on: an unknown address cannot be stored, and mxgate cannot bounce (recipient.h) */
+	rc->reject_unlisted_recipient = 1;
 	rc->unknown_local_code = (int)conf_int(cf, P_unknown_local_recipient_reject_code);
 	rc->unknown_virtual_code = (int)conf_int(cf, P_unknown_virtual_mailbox_reject_code);
 	rc->relay_reject_code = (int)conf_int(cf, P_relay_domains_reject_code);

@@ -36,12 +36,17 @@
  * "user+" has the empty extension "+".  The message goes to the Maildir that
  * the matching key names; Delivered-To is the recipient as given (the
  * session's job).
- *   relay    anything else: always denied, whoever the client is (mxgate
- *            never relays: DESIGN.md).  "454 4.7.1 <addr>: Relay access
- *            denied" when defer_unauth_destination comes first in
- *            smtpd_relay_restrictions then smtpd_recipient_restrictions (and
- *            when neither is listed), "<relay_domains_reject_code> 5.7.1 ..."
- *            when reject_unauth_destination comes first.
+ *   relay    anything else: RCPT_RELAY_DENIED, "not one of our destinations".
+ *            The reply comes from policy/restrict.c (mxgate never relays:
+ *            DESIGN.md), which places it where Postfix's restrictions would
+ *            have permitted or refused the relay; r->reply is a fallback
+ *            ("<relay_domains_reject_code> 5.7.1 <addr>: Relay access denied",
+ *            or 454 4.7.1 when defer_unauth_destination comes first).
+ *
+ * smtpd_reject_unlisted_recipient: mxgate always checks the recipient tables
+ * (an unknown user gets the reply above), whatever the parameter says,
+ * because it cannot store mail for an address it does not know, and it has
+ * no queue to bounce from later as Postfix does with "no".
  *
  * Sender-specified routing (allow_percent_hack and swap_bangpath as Postfix's
  * defaults, "yes"): at a local domain, "u%d@local", "u@d@local" and
