@@ -220,6 +220,24 @@ test_access_actions(void **state)
 		END });
 }
 
+/* One message from a@example.org to alice; the whole output (t stays up: the caller frees it). */
+static char *
+one_message(struct testsvc *t, const char *main_cf)
+{
+	static const char *const steps[] = {
+		"HELO c.example\r\n", "MAIL FROM:<a@example.org>\r\n", "RCPT TO:<alice@virt.test>\r\n",
+		"DATA\r\n", "Subject: x\r\n\r\nhi\r\n.\r\n",
+	};
+
+	assert_int_equal(testsvc_init(t, main_cf, "memory"), 0);
+	testsvc_connect(t, "198.51.100.7");
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		memio_feeds(&t->io, steps[i]);
+		testsvc_settle(t, 0);
+	}
+	return memio_take(&t->io);
+}
+
 static void
 test_data_eod_discard_prepend(void **state)
 {
@@ -237,20 +255,8 @@ test_data_eod_discard_prepend(void **state)
 		END });
 
 	/* DISCARD: the client hears "queued", nothing is stored */
-	assert_int_equal(testsvc_init(&t, "smtpd_sender_restrictions = check_sender_access "
-				      "inline:{a@example.org=DISCARD}\n", "memory"), 0);
-	testsvc_connect(&t, "198.51.100.7");
-	memio_feeds(&t.io, "HELO c.example\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "RCPT TO:<alice@virt.test>\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "DATA\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "Subject: x\r\n\r\nhi\r\n.\r\n");
-	testsvc_settle(&t, 0);
-	got = memio_take(&t.io);
+	got = one_message(&t, "smtpd_sender_restrictions = check_sender_access "
+			  "inline:{a@example.org=DISCARD}\n");
 	assert_non_null(strstr(got, "250 2.1.5 Ok\r\n354 End data"));
 	assert_non_null(strstr(got, "250 2.0.0 Ok: queued as "));
 	assert_int_equal(t.nmsgs, 0);
@@ -258,21 +264,8 @@ test_data_eod_discard_prepend(void **state)
 	testsvc_free(&t);
 
 	/* PREPEND: the header goes above our Received: */
-	assert_int_equal(testsvc_init(&t, "smtpd_recipient_restrictions = check_recipient_access "
-				      "inline:{{alice@virt.test=PREPEND X-Seen: yes}}, "
-				      "reject_unauth_destination\n", "memory"), 0);
-	testsvc_connect(&t, "198.51.100.7");
-	memio_feeds(&t.io, "HELO c.example\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "MAIL FROM:<a@example.org>\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "RCPT TO:<alice@virt.test>\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "DATA\r\n");
-	testsvc_settle(&t, 0);
-	memio_feeds(&t.io, "Subject: x\r\n\r\nhi\r\n.\r\n");
-	testsvc_settle(&t, 0);
-	free(memio_take(&t.io));
+	free(one_message(&t, "smtpd_recipient_restrictions = check_recipient_access "
+			 "inline:{{alice@virt.test=PREPEND X-Seen: yes}}, reject_unauth_destination\n"));
 	assert_int_equal(t.nmsgs, 1);
 	assert_memory_equal(t.msgs[0].received, "X-Seen: yes\nReceived: from c.example", 36);
 	testsvc_free(&t);
