@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -150,6 +151,12 @@ def _parse(path):
                     raise SystemExit("%s:%d: @main must come before the first step" % (path, no))
                 if "=" not in arg:
                     raise SystemExit("%s:%d: @main needs name = value" % (path, no))
+            elif word == "postmap":
+                if steps:
+                    raise SystemExit("%s:%d: @postmap must come before the first step" % (path, no))
+                if not re.match(r"^(hash|btree|cdb|lmdb):[A-Za-z0-9][A-Za-z0-9._-]*$", arg.strip()):
+                    raise SystemExit("%s:%d: @postmap needs TYPE:NAME (hash, btree, cdb or lmdb; "
+                                     "NAME a file in data/)" % (path, no))
             elif word == "differs":
                 old, sep, new = arg.partition(" => ")
                 if not sep or not old.strip() or not new.strip():
@@ -173,17 +180,50 @@ def _parse(path):
     return [("banner", banner)] + steps, reply_diffs, log_diffs
 
 
-def session_main(path):
+def session_main(path, tables=None):
     """The session's extra main.cf parameters ({name: value} from its @main lines, in order),
-    given to both servers on top of COMMON_PARAMS."""
+    given to both servers on top of COMMON_PARAMS.  tables is the directory that {TABLES}
+    stands for (build_tables())."""
     extra = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
             line = line.rstrip("\n")
             if line.startswith("@main "):
                 name, _, value = line[len("@main "):].partition("=")
-                extra[name.strip()] = value.strip().replace("{SESSIONS}", SESSIONS)
+                value = value.strip().replace("{SESSIONS}", SESSIONS)
+                if tables is not None:
+                    value = value.replace("{TABLES}", tables)
+                extra[name.strip()] = value
     return extra
+
+
+POSTMAP = "/usr/sbin/postmap"
+
+
+def session_postmaps(path):
+    """[(type, name)] from the session's @postmap TYPE:NAME lines."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("@postmap "):
+                kind, _, name = line[len("@postmap "):].strip().partition(":")
+                out.append((kind, name))
+    return out
+
+
+def build_tables(path, tables):
+    """For each @postmap TYPE:NAME of the session: copy data/NAME into the directory tables and
+    build the indexed file there with Postfix's postmap (both servers read what postmap
+    writes; the source tree stays clean).  Raises OSError or subprocess.CalledProcessError."""
+    for kind, name in session_postmaps(path):
+        if not os.path.exists(POSTMAP):
+            raise OSError("%s: @postmap needs Postfix's %s (sh scripts/deps.sh --test)"
+                          % (os.path.basename(path), POSTMAP))
+        dst = os.path.join(tables, name)
+        shutil.copyfile(os.path.join(SESSIONS, "data", name), dst)
+        subprocess.run([POSTMAP, "%s:%s" % (kind, dst)], check=True)
+        for n in os.listdir(tables):
+            os.chmod(os.path.join(tables, n), 0o644)
 
 
 def eval_bytes(arg, path, no):
@@ -380,9 +420,13 @@ def record(names):
         f.writelines("%s@virt.test %s/\n" % (u, u) for u in VIRTUAL_USERS)
     # Sessions with the same @main lines share one Postfix instance; main.cf differs between
     # groups, so Postfix is stopped and started again with the group's own main.cf.
+    tables = os.path.join(d, "tables")
+    os.mkdir(tables)
+    os.chmod(tables, 0o755)
     groups = []
     for name in names:
-        extra = session_main(os.path.join(SESSIONS, name + ".txt"))
+        build_tables(os.path.join(SESSIONS, name + ".txt"), tables)
+        extra = session_main(os.path.join(SESSIONS, name + ".txt"), tables)
         for g in groups:
             if g[0] == extra:
                 g[1].append(name)
@@ -621,8 +665,18 @@ def run_mxgate(name, as_user=None, env=None):
         expected = expected + ["(session %s: %s)" % (name, e)]
     res.expected = apply_differences(expected)
     res.expected_log = apply_log_differences(expected_log)
+    path = os.path.join(SESSIONS, name + ".txt")
+    tables = None
+    if session_postmaps(path):
+        tables = tempfile.mkdtemp(prefix="mxgate-compat-tables-")
+        os.chmod(tables, 0o755)
+        try:
+            build_tables(path, tables)
+        except (OSError, subprocess.CalledProcessError) as e:
+            shutil.rmtree(tables, ignore_errors=True)
+            raise harness.ServerError("@postmap: %s" % e)
     params = dict(COMMON_PARAMS)
-    params.update(session_main(os.path.join(SESSIONS, name + ".txt")))
+    params.update(session_main(path, tables))
     srv = harness.Server(main=params, virtual_users=VIRTUAL_USERS, as_user=as_user, env=env)
     res.server = srv
     try:
@@ -633,6 +687,8 @@ def run_mxgate(name, as_user=None, env=None):
         res.actual_log = smtpd_log(srv.log_lines())
     finally:
         res.problems = srv.stop()
+        if tables:
+            shutil.rmtree(tables, ignore_errors=True)
     return res
 
 
