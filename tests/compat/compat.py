@@ -13,7 +13,9 @@
 Sessions (sessions/<name>.txt) are data; see sessions/README.  The expected transcripts are
 Postfix's literal output except for the queue id (QUEUEID).  In diff mode the deliberate
 differences of DESIGN.md are applied to the expected transcript, and only those (SUBSTITUTIONS
-below): mail_name in the banner, no ETRN and DSN in the EHLO reply, and ETRN's 502 reply.
+below): mail_name in the banner, no ETRN and DSN in the EHLO reply, and ETRN's 502 reply; and
+the differences a session declares itself with @differs/@differs-log (sessions/README), e.g. a
+recipient that Postfix relays and mxgate refuses.
 """
 
 import argparse
@@ -24,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -78,18 +81,47 @@ def parse_session(path):
     """A list of steps: ("cmd", line), ("pipeline", [lines]), ("data", [lines]),
     ("bdat", "LAST"|"", [lines]), ("send", bytes), ("read",), ("sleep", secs).
     The first element is ("banner", bool); the main.cf lines of @main directives are in
-    session_main(path)."""
+    session_main(path), the @differs and @differs-log lines in session_differs(path)."""
+    return _parse(path)[0]
+
+
+def session_differs(path):
+    """(reply, log): the session's declared deliberate differences.  reply maps a step's index
+    (in parse_session's list) to [(Postfix's reply line, mxgate's)] from the @differs lines
+    before that step; log is [(kind, line, new)] from @differs-log lines, kind "=>" (replace
+    the expected log line, or drop it when new is empty) or "+>" (insert new after it)."""
+    _, reply, log = _parse(path)
+    return reply, log
+
+
+DIFFERS_STEPS = ("cmd", "pipeline", "data", "bdat")
+
+
+def _parse(path):
     steps = []
     banner = True
     block = None
+    reply_diffs = {}
+    log_diffs = []
+    pending = []
     with open(path, encoding="utf-8") as f:
         raw = f.read().split("\n")
     if raw and raw[-1] == "":
         raw.pop()
+
+    def add(step):
+        if pending:
+            if step[0] not in DIFFERS_STEPS:
+                raise SystemExit("%s: @differs must come before a command, @pipeline, @data or "
+                                 "@bdat, not @%s" % (path, step[0]))
+            reply_diffs[len(steps) + 1] = list(pending)   # +1: the banner step comes first
+            del pending[:]
+        steps.append(step)
+
     for no, line in enumerate(raw, 1):
         if block is not None:
             if line == "@end":
-                steps.append(tuple(block))
+                add(tuple(block))
                 block = None
             else:
                 block[-1].append(line)
@@ -105,40 +137,93 @@ def parse_session(path):
             elif word == "bdat":
                 block = ["bdat", arg.strip(), []]
             elif word == "send":
-                steps.append(("send", eval_bytes(arg, path, no)))
+                add(("send", eval_bytes(arg, path, no)))
             elif word == "read":
-                steps.append(("read",))
+                add(("read",))
             elif word == "sleep":
-                steps.append(("sleep", float(arg)))
+                add(("sleep", float(arg)))
             elif word == "nobanner":
                 banner = False
             elif word == "line":
-                steps.append(("cmd", arg))
+                add(("cmd", arg))
             elif word == "main":
                 if steps:
                     raise SystemExit("%s:%d: @main must come before the first step" % (path, no))
                 if "=" not in arg:
                     raise SystemExit("%s:%d: @main needs name = value" % (path, no))
+            elif word == "postmap":
+                if steps:
+                    raise SystemExit("%s:%d: @postmap must come before the first step" % (path, no))
+                if not re.match(r"^(hash|btree|cdb|lmdb):[A-Za-z0-9][A-Za-z0-9._-]*$", arg.strip()):
+                    raise SystemExit("%s:%d: @postmap needs TYPE:NAME (hash, btree, cdb or lmdb; "
+                                     "NAME a file in data/)" % (path, no))
+            elif word == "differs":
+                old, sep, new = arg.partition(" => ")
+                if not sep or not old.strip() or not new.strip():
+                    raise SystemExit("%s:%d: @differs needs POSTFIX-REPLY => MXGATE-REPLY"
+                                     % (path, no))
+                pending.append((old.strip(), new.strip()))
+            elif word == "differs-log":
+                m = re.match(r"^(.*?) (=>|\+>)(?: (.*))?$", arg)
+                if not m or not m.group(1).strip() or (m.group(2) == "+>" and not m.group(3)):
+                    raise SystemExit("%s:%d: @differs-log needs LINE => NEW, LINE => or "
+                                     "LINE +> NEW" % (path, no))
+                log_diffs.append((m.group(2), m.group(1).strip(), (m.group(3) or "").strip()))
             else:
                 raise SystemExit("%s:%d: unknown directive @%s" % (path, no, word))
             continue
-        steps.append(("cmd", line))
+        add(("cmd", line))
     if block is not None:
         raise SystemExit("%s: @%s block without @end" % (path, block[0]))
-    return [("banner", banner)] + steps
+    if pending:
+        raise SystemExit("%s: @differs after the last step" % path)
+    return [("banner", banner)] + steps, reply_diffs, log_diffs
 
 
-def session_main(path):
+def session_main(path, tables=None):
     """The session's extra main.cf parameters ({name: value} from its @main lines, in order),
-    given to both servers on top of COMMON_PARAMS."""
+    given to both servers on top of COMMON_PARAMS.  tables is the directory that {TABLES}
+    stands for (build_tables())."""
     extra = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
             line = line.rstrip("\n")
             if line.startswith("@main "):
                 name, _, value = line[len("@main "):].partition("=")
-                extra[name.strip()] = value.strip().replace("{SESSIONS}", SESSIONS)
+                value = value.strip().replace("{SESSIONS}", SESSIONS)
+                if tables is not None:
+                    value = value.replace("{TABLES}", tables)
+                extra[name.strip()] = value
     return extra
+
+
+POSTMAP = "/usr/sbin/postmap"
+
+
+def session_postmaps(path):
+    """[(type, name)] from the session's @postmap TYPE:NAME lines."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("@postmap "):
+                kind, _, name = line[len("@postmap "):].strip().partition(":")
+                out.append((kind, name))
+    return out
+
+
+def build_tables(path, tables):
+    """For each @postmap TYPE:NAME of the session: copy data/NAME into the directory tables and
+    build the indexed file there with Postfix's postmap (both servers read what postmap
+    writes; the source tree stays clean).  Raises OSError or subprocess.CalledProcessError."""
+    for kind, name in session_postmaps(path):
+        if not os.path.exists(POSTMAP):
+            raise OSError("%s: @postmap needs Postfix's %s (sh scripts/deps.sh --test)"
+                          % (os.path.basename(path), POSTMAP))
+        dst = os.path.join(tables, name)
+        shutil.copyfile(os.path.join(SESSIONS, "data", name), dst)
+        subprocess.run([POSTMAP, "%s:%s" % (kind, dst)], check=True)
+        for n in os.listdir(tables):
+            os.chmod(os.path.join(tables, n), 0o644)
 
 
 def eval_bytes(arg, path, no):
@@ -238,9 +323,33 @@ def normalize(lines):
 
 # -- deliveries ----------------------------------------------------------------------------------
 
-def delivered(base, before=()):
+# Header lines of a delivered message that the dump leaves out: the trace headers each server
+# writes itself (Return-Path, Delivered-To and Received have their own lines or differ in ids and
+# times; X-Original-To is Postfix's virtual(8) only), and the headers Postfix's cleanup(8) appends
+# when the message lacks them (Message-Id, Date, From, To, Resent-*; local_header_rewrite_clients
+# matches 127.0.0.1), when the client did not send that very line itself.
+TRACE_HEADERS = ("return-path", "delivered-to", "received", "x-original-to")
+CLEANUP_ADDED = ("message-id", "date", "from", "to", "resent-message-id", "resent-date",
+                 "resent-from")
+
+
+def sent_lines(steps):
+    """The content lines a session sends in @data and @bdat blocks (for delivered())."""
+    out = set()
+    for step in steps:
+        if step[0] in ("data", "bdat"):
+            for ln in step[-1]:
+                n, colon, v = ln.partition(":")
+                if colon:
+                    out.add("%s: %s" % (n, v.strip()))
+    return out
+
+
+def delivered(base, before=(), sent=()):
     """Transcript lines for the messages that appeared under base (not in before):
-    mailbox, Return-Path, Delivered-To and the body after the header block."""
+    mailbox, Return-Path, Delivered-To, the other header lines ("H: ", see TRACE_HEADERS and
+    CLEANUP_ADDED for the ones left out; sent is what the client sent, sent_lines()) and the
+    body after the header block."""
     items = []
     for path in harness.maildir_files(base, "new"):
         if path in before:
@@ -251,6 +360,13 @@ def delivered(base, before=()):
         for name in ("Return-Path", "Delivered-To"):
             vals = [v for n, v in headers if n.lower() == name.lower()]
             lines.append("%s: %s" % (name, " | ".join(vals) if vals else "(missing)"))
+        for n, v in headers:
+            text = "%s: %s" % (n, v)
+            if n.lower() in TRACE_HEADERS:
+                continue
+            if n.lower() in CLEANUP_ADDED and text.split("\n")[0] not in sent:
+                continue
+            lines.extend("H: " + ln for ln in text.split("\n"))
         blines = body.decode("utf-8", "replace").split("\n")
         if blines[-1] == "":
             blines.pop()
@@ -304,9 +420,13 @@ def record(names):
         f.writelines("%s@virt.test %s/\n" % (u, u) for u in VIRTUAL_USERS)
     # Sessions with the same @main lines share one Postfix instance; main.cf differs between
     # groups, so Postfix is stopped and started again with the group's own main.cf.
+    tables = os.path.join(d, "tables")
+    os.mkdir(tables)
+    os.chmod(tables, 0o755)
     groups = []
     for name in names:
-        extra = session_main(os.path.join(SESSIONS, name + ".txt"))
+        build_tables(os.path.join(SESSIONS, name + ".txt"), tables)
+        extra = session_main(os.path.join(SESSIONS, name + ".txt"), tables)
         for g in groups:
             if g[0] == extra:
                 g[1].append(name)
@@ -317,6 +437,15 @@ def record(names):
     for extra, group in groups:
         record_group(d, vmail, vmap, pw, extra, group)
     return 0
+
+
+def queued_files(d):
+    """The message files in the recording instance's queue (DIR/queue)."""
+    out = []
+    for sub in ("maildrop", "incoming", "active", "deferred", "hold"):
+        for root, _, files in os.walk(os.path.join(d, "queue", sub)):
+            out.extend(os.path.join(root, n) for n in files)
+    return out
 
 
 def record_group(d, vmail, vmap, pw, extra, names):
@@ -343,7 +472,7 @@ def record_group(d, vmail, vmap, pw, extra, names):
             steps = parse_session(os.path.join(SESSIONS, name + ".txt"))
             before = set(harness.maildir_files(vmail, "new"))
             offset = os.path.getsize(maillog) if os.path.exists(maillog) else 0
-            lines, qids = play(port, steps)
+            lines, _ = play(port, steps)
             # Postfix delivers after the 250: wait until qmgr removed every queued message,
             # and until smtpd logged the disconnect.
             deadline = time.monotonic() + 60
@@ -352,19 +481,26 @@ def record_group(d, vmail, vmap, pw, extra, names):
                     f.seek(offset)
                     log = f.read().decode("utf-8", "replace").splitlines()
                 text = "\n".join(log)
-                done = all(re.search(r"\b%s: removed" % q, text) for q in qids) and \
-                    "disconnect from" in text
+                # Deliveries are done when Postfix's queue is empty: that covers the messages
+                # that the replies named, the ones local(8) makes when it forwards for an alias,
+                # and not the queue files smtpd abandoned (QUIT, RSET, a reject after the end
+                # of data) or that a DISCARD action had cleanup drop.
+                done = "disconnect from" in text and not queued_files(d)
                 if done or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
             if not done:
                 print("warning: %s: deliveries or disconnect not logged within 60s" % name)
-            transcript = normalize(lines) + delivered(vmail, before)
+            transcript = normalize(lines) + delivered(vmail, before, sent_lines(steps))
             with open(os.path.join(EXPECTED, name + ".txt"), "w") as f:
                 f.write("\n".join(transcript) + "\n")
             with open(os.path.join(EXPECTED, name + ".log"), "w") as f:
                 f.write("\n".join(smtpd_log(log)) + "\n")
             print("recorded %s (%d lines)" % (name, len(transcript)))
+            try:
+                apply_session_differences(name, transcript, smtpd_log(log))
+            except DiffersError as e:
+                print("warning: %s: %s" % (name, e))
     finally:
         # postfix-ref stop waits until master has exited.
         subprocess.call(["sh", POSTFIX_REF, "stop", d])
@@ -380,6 +516,8 @@ Deliberate differences applied to Postfix's transcript before the diff (DESIGN.m
   2. EHLO keywords: the 250-ETRN and 250-DSN lines are removed from the EHLO reply.
   3. ETRN: the reply to every ETRN command becomes "502 5.5.1 Error: command not implemented",
      and Postfix's log line "warning: reject: ETRN ..." is dropped.
+  4. Relaying (mxgate never relays): where a session declares it with @differs/@differs-log,
+     Postfix's reply and log lines become mxgate's refusal.
 """
 
 
@@ -415,6 +553,76 @@ def apply_differences(lines):
     return out
 
 
+class DiffersError(Exception):
+    """A session's @differs or @differs-log line does not match Postfix's transcript."""
+
+
+
+def step_lines(step):
+    """The transcript lines a sending step writes before its replies."""
+    kind = step[0]
+    if kind == "cmd":
+        return ["C: " + step[1]]
+    if kind == "pipeline":
+        return ["P: " + ln for ln in step[1]]
+    if kind == "data":
+        return ["D: " + ln for ln in step[1]]
+    if kind == "bdat":
+        body = "".join(ln + "\r\n" for ln in step[2]).encode()
+        return [("B: BDAT %d %s" % (len(body), step[1])).strip()] + ["D: " + ln for ln in step[2]]
+    if kind == "send":
+        return ["R: " + repr(step[1])[1:]]
+    return []
+
+
+def apply_session_differences(name, lines, log):
+    """The session's own declared differences (@differs, @differs-log; sessions/README) applied
+    to Postfix's transcript and log lines: (lines, log).  Raises DiffersError when a declared
+    Postfix line is not where the session says."""
+    path = os.path.join(SESSIONS, name + ".txt")
+    steps = parse_session(path)
+    reply, log_edits = session_differs(path)
+    lines = list(lines)
+    i = 0
+    for idx, step in enumerate(steps):
+        want = step_lines(step)
+        if not want:
+            continue
+        while i < len(lines) and lines[i].startswith("S: "):
+            i += 1
+        if lines[i:i + len(want)] != want:
+            if idx in reply:
+                raise DiffersError("the transcript ends before the step of @differs %r"
+                                   % reply[idx][0][0])
+            break   # the server closed before this step: nothing further to map
+        i += len(want)
+        j = i
+        while j < len(lines) and lines[j].startswith("S: "):
+            j += 1
+        for old, new in reply.get(idx, ()):
+            for k in range(i, j):
+                if lines[k] == "S: " + old:
+                    lines[k] = "S: " + new
+                    break
+            else:
+                raise DiffersError("@differs %r: Postfix did not reply that to %r"
+                                   % (old, want[0]))
+        i = j
+    log = list(log)
+    for kind, old, new in log_edits:
+        try:
+            k = log.index(old)
+        except ValueError:
+            raise DiffersError("@differs-log %r: no such line in Postfix's log" % old)
+        if kind == "+>":
+            log.insert(k + 1, new)
+        elif new:
+            log[k] = new
+        else:
+            del log[k]
+    return lines, log
+
+
 # -- playing against mxgate ------------------------------------------------------------------------
 
 def apply_log_differences(lines):
@@ -445,24 +653,42 @@ def run_mxgate(name, as_user=None, env=None):
     res = Result(name)
     steps = parse_session(os.path.join(SESSIONS, name + ".txt"))
     with open(os.path.join(EXPECTED, name + ".txt"), encoding="utf-8") as f:
-        res.expected = apply_differences(f.read().splitlines())
+        expected = f.read().splitlines()
     try:
         with open(os.path.join(EXPECTED, name + ".log"), encoding="utf-8") as f:
-            res.expected_log = apply_log_differences(f.read().splitlines())
+            expected_log = f.read().splitlines()
     except FileNotFoundError:
-        res.expected_log = ["(no expected/%s.log: run compat.py --record)" % name]
+        expected_log = ["(no expected/%s.log: run compat.py --record)" % name]
+    try:
+        expected, expected_log = apply_session_differences(name, expected, expected_log)
+    except DiffersError as e:
+        expected = expected + ["(session %s: %s)" % (name, e)]
+    res.expected = apply_differences(expected)
+    res.expected_log = apply_log_differences(expected_log)
+    path = os.path.join(SESSIONS, name + ".txt")
+    tables = None
+    if session_postmaps(path):
+        tables = tempfile.mkdtemp(prefix="mxgate-compat-tables-")
+        os.chmod(tables, 0o755)
+        try:
+            build_tables(path, tables)
+        except (OSError, subprocess.CalledProcessError) as e:
+            shutil.rmtree(tables, ignore_errors=True)
+            raise harness.ServerError("@postmap: %s" % e)
     params = dict(COMMON_PARAMS)
-    params.update(session_main(os.path.join(SESSIONS, name + ".txt")))
+    params.update(session_main(path, tables))
     srv = harness.Server(main=params, virtual_users=VIRTUAL_USERS, as_user=as_user, env=env)
     res.server = srv
     try:
         srv.start()
         lines, _ = play(srv.port, steps)
         srv.wait_log(r"/smtpd\[\d+\]: disconnect from ", timeout=3)
-        res.actual = normalize(lines) + delivered(srv.vmail)
+        res.actual = normalize(lines) + delivered(srv.vmail, (), sent_lines(steps))
         res.actual_log = smtpd_log(srv.log_lines())
     finally:
         res.problems = srv.stop()
+        if tables:
+            shutil.rmtree(tables, ignore_errors=True)
     return res
 
 
