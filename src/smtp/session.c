@@ -626,7 +626,7 @@ session_eod_checked(struct session *s, struct restrict_out *out)
 {
 	if (out->verdict == RESTRICT_REJECT) {
 		session_reply_text(s, out->reply);
-		session_transaction_reset(s);
+		txn_drop_message(&s->txn);
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
@@ -1077,7 +1077,7 @@ session_restrict(struct session *s, enum restrict_stage stage, const char *arg,
 	if (stage == RESTRICT_RCPT)
 		q->recipient = arg;
 	else if (stage == RESTRICT_DATA || stage == RESTRICT_EOD)
-		q->recipient = t->nrcpts == 1 ? t->rcpts[0].addr : NULL;
+		q->recipient = t->rcpt_count == 1 && t->nrcpts > 0 ? t->rcpts[0].addr : NULL;
 	q->queue_id = t->queue_id[0] ? t->queue_id : NULL;
 	q->where = s->where;
 	q->proto = session_proto(s);

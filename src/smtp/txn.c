@@ -35,6 +35,24 @@ txn_reset(struct txn *t)
 }
 
 void
+txn_drop_message(struct txn *t)
+{
+	char   *sender = t->sender;
+	int	utf8 = t->smtputf8;
+	struct timeval arrival = t->arrival;
+	size_t	count = t->rcpt_count;
+	long	overshoot = t->rcpt_overshoot;
+
+	t->sender = NULL;
+	txn_reset(t);
+	t->sender = sender;
+	t->smtputf8 = utf8;
+	t->arrival = arrival;
+	t->rcpt_count = count;
+	t->rcpt_overshoot = overshoot;
+}
+
+void
 txn_new_queue_id(struct txn *t)
 {
 	static atomic_uint seq;

@@ -58,6 +58,14 @@ struct txn {
 /* Forget everything (RSET, HELO, after a message); keeps nothing allocated. */
 void txn_reset(struct txn *t);
 
+/*
+ * The message was refused after its body (smtpd_end_of_data_restrictions):
+ * drop the body, the queue id and the recipients that would have got it, and
+ * keep the sender and the RCPT count, as Postfix keeps its transaction (a MAIL
+ * now is "nested"; new recipients start a new queue file).
+ */
+void txn_drop_message(struct txn *t);
+
 /* A new queue id, Postfix-like (11 hex digits), into t->queue_id. */
 void txn_new_queue_id(struct txn *t);
 
