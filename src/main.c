@@ -224,6 +224,10 @@ check_services(const struct conf *c)
 					 "uid %ld (%s); such recipients are deferred with 451 until the "
 					 "privileged delivery helper lands", cs->name, uids[k],
 					 (long)run_uid, geteuid() == 0 ? "mail_owner" : "the current user");
+		if (!conf_bool(cs->view, P_smtpd_reject_unlisted_recipient))
+			msg_warn("service %s: smtpd_reject_unlisted_recipient = no: mxgate refuses unknown "
+				 "recipients all the same, since it can neither store nor bounce mail for "
+				 "them", cs->name);
 		if (conf_list(cs->view, P_mydestination, &n), n > 0)
 			msg_warn("service %s: recipients in mydestination (local users) are deferred "
 				 "with 451 until the privileged delivery helper lands", cs->name);

@@ -627,11 +627,12 @@ class AddressTest(SecurityBase):
         self.assertEqual(len(self.new_files(srv)), 1)
 
     def test_row26_relay_denied(self):
-        """Row 26: mxgate's default (defer_unauth_destination): 454 4.7.1 ... Relay access denied,
-        also for a client in mynetworks (DESIGN: never relays); 554 5.7.1 with
-        reject_unauth_destination.  Log NOQUEUE: reject: RCPT from ..."""
+        """Row 26: mxgate's default (defer_unauth_destination): 454 4.7.1 ... Relay access denied;
+        for a client in mynetworks, which Postfix lets relay, the reply reject_unauth_destination
+        gives, 554 5.7.1 (DESIGN: never relays); 554 5.7.1 with reject_unauth_destination.  Log
+        NOQUEUE: reject: RCPT from ..."""
         cases = [({}, "454 4.7.1"),
-                 ({"mynetworks": "127.0.0.0/8"}, "454 4.7.1"),
+                 ({"mynetworks": "127.0.0.0/8"}, "554 5.7.1"),
                  ({"smtpd_relay_restrictions": "reject_unauth_destination"}, "554 5.7.1")]
         for main, code in cases:
             with self.subTest(main=main):
