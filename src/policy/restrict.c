@@ -983,7 +983,8 @@ static int
 ev_permit(struct ev *e, const char *action, const char *rclass, const char *rname,
 	  const char *from_table)
 {
-	if (!e->st->dip.active && list_has(e->p->permit_log, e->p->npermit_log, action)) {
+	if (!e->st->dip.active && (list_has(e->p->permit_log, e->p->npermit_log, action)
+				   || list_has(e->p->permit_log, e->p->npermit_log, "static:all"))) {
 		char *t = xasprintf("action=%s for %s=%s%s%s", action, rclass, rname,
 				    from_table ? " from " : "", from_table ? from_table : "");
 

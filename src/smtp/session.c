@@ -1081,7 +1081,8 @@ session_restrict(struct session *s, enum restrict_stage stage, const char *arg,
 	q->queue_id = t->queue_id[0] ? t->queue_id : NULL;
 	q->where = s->where;
 	q->proto = session_proto(s);
-	q->smtputf8 = t->smtputf8 || (stage == RESTRICT_RCPT && s->arg_utf8);
+	q->smtputf8 = t->smtputf8
+		      || ((stage == RESTRICT_RCPT || stage == RESTRICT_SENDER) && s->arg_utf8);
 	q->log_utf8 = s->ss->smtputf8;
 	q->ill_pipelining = s->ill_pipelining;
 	q->rcpt_count = t->rcpt_count;
