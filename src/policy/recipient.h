@@ -97,6 +97,15 @@ struct recipient_conf {
 	int unknown_local_code;			/* unknown_local_recipient_reject_code: 550 */
 	int unknown_virtual_code;		/* unknown_virtual_mailbox_reject_code: 550 */
 	int relay_reject_code;			/* relay_domains_reject_code: 554 */
+	/* aliases (policy/alias.h) */
+	char *const *virtual_alias_maps;	size_t n_virtual_alias_maps;
+	char *const *virtual_alias_domains;	size_t n_virtual_alias_domains;
+	char *const *alias_maps;		size_t n_alias_maps;
+	long virtual_alias_recursion_limit;	/* 1000 */
+	long virtual_alias_expansion_limit;	/* 1000 */
+	long virtual_alias_address_length_limit; /* 1000 */
+	int propagate_virtual;			/* propagate_unmatched_extensions has "virtual" */
+	int unknown_alias_code;			/* unknown_virtual_alias_reject_code: 550 */
 };
 
 struct conf_view;
@@ -176,8 +185,24 @@ enum rcpt_verdict {
 	RCPT_OK_VIRTUAL,	/* accept; deliver into r->maildir as r->uid:r->gid */
 	RCPT_UNKNOWN_LOCAL,	/* reject: user unknown in local recipient table */
 	RCPT_UNKNOWN_VIRTUAL,	/* reject: user unknown in virtual mailbox table */
-	RCPT_RELAY_DENIED,	/* reject: relay access denied */
+	RCPT_RELAY_DENIED,	/* reject: relay access denied (not one of our domains) */
 	RCPT_TEMPFAIL,		/* 451: lookup failure or undeliverable config */
+	RCPT_UNKNOWN_ALIAS,	/* reject: user unknown in virtual alias table */
+	RCPT_UNDELIVERABLE,	/* reject (550): an alias leads outside our mailboxes */
+};
+
+/*
+ * One mailbox an accepted recipient is delivered to: the recipient itself,
+ * or what its aliases lead to.
+ */
+struct rcpt_target {
+	enum rcpt_verdict kind;	/* RCPT_OK_LOCAL or RCPT_OK_VIRTUAL */
+	char *address;		/* the final address, internal form (to= in the logs) */
+	char *user;		/* OK_LOCAL: as rcpt_result's user */
+	char *home;		/* OK_LOCAL: passwd home or NULL */
+	char *maildir;		/* OK_VIRTUAL: as rcpt_result's maildir */
+	uid_t uid;		/* as rcpt_result's */
+	gid_t gid;
 };
 
 struct rcpt_result {
@@ -195,6 +220,15 @@ struct rcpt_result {
 	/* OK_LOCAL from a passwd entry, and OK_VIRTUAL; (uid_t)-1 otherwise */
 	uid_t uid;
 	gid_t gid;
+	/*
+	 * OK_*: every mailbox the recipient goes to (at least one, no two with
+	 * the same kind and address); the fields above are the first one's.
+	 * verdict is RCPT_OK_LOCAL when any target is local.
+	 */
+	struct rcpt_target *targets;
+	size_t ntargets;
+	/* Lines to log at warning level, '\n'-separated, or NULL (any verdict). */
+	char *warning;
 };
 
 /*

@@ -306,6 +306,22 @@ cmd_mail(struct session *s, const char *args)
 
 /* ---- RCPT ------------------------------------------------------------- */
 
+/* The warning lines of a recipient's resolution (policy/recipient.h), each logged. */
+static void
+rcpt_log_warnings(const struct rcpt_result *r)
+{
+	const char *s = r->warning;
+
+	while (s != NULL && *s != '\0') {
+		size_t n = strcspn(s, "\n");
+
+		msg_warn("%.*s", (int)n, s);
+		s += n;
+		if (*s == '\n')
+			s++;
+	}
+}
+
 /* The recipient tables' answer. */
 static void
 rcpt_resolved(void *ctx, struct rcpt_result *r)
@@ -313,20 +329,34 @@ rcpt_resolved(void *ctx, struct rcpt_result *r)
 	struct session *s = ctx;
 	const char *addr = s->path.addr;
 	char *reply = NULL;
+	struct txn_rcpt *tr;
 
 	session_waited(s);
-	if (r->verdict == RCPT_OK_VIRTUAL && r->uid != s->env->run_uid) {
-		msg_warn("%s: delivery as uid %ld needs the privileged delivery helper, which is not"
-			 " available yet; deferring", addr, (long)r->uid);
-		reply = reply_string(RPL_NO_HELPER, addr,
-				     "Mailbox owner differs from the server user");
-	} else if (r->verdict == RCPT_OK_LOCAL) {
-		msg_warn("%s: local delivery needs the privileged delivery helper, which is not"
-			 " available yet; deferring", addr);
-		reply = reply_string(RPL_NO_HELPER, addr, "Local delivery is not available");
-	} else if (r->verdict != RCPT_OK_VIRTUAL) {
+	rcpt_log_warnings(r);
+	if (r->verdict == RCPT_OK_VIRTUAL || r->verdict == RCPT_OK_LOCAL) {
+		/* every mailbox it goes to must be one we can write now */
+		struct rcpt_target self = { .kind = r->verdict, .uid = r->uid };
+		size_t n = r->ntargets > 0 ? r->ntargets : 1;
+
+		for (size_t i = 0; i < n && reply == NULL; i++) {
+			const struct rcpt_target *t = r->ntargets > 0 ? &r->targets[i] : &self;
+
+			if (t->kind == RCPT_OK_LOCAL) {
+				msg_warn("%s: local delivery needs the privileged delivery helper,"
+					 " which is not available yet; deferring", addr);
+				reply = reply_string(RPL_NO_HELPER, addr,
+						     "Local delivery is not available");
+			} else if (t->uid != s->env->run_uid) {
+				msg_warn("%s: delivery as uid %ld needs the privileged delivery"
+					 " helper, which is not available yet; deferring", addr,
+					 (long)t->uid);
+				reply = reply_string(RPL_NO_HELPER, addr,
+						     "Mailbox owner differs from the server user");
+			}
+		}
+	} else {
 		reply = xstrdup(r->reply);
-		if (r->reason && r->verdict == RCPT_TEMPFAIL)
+		if (r->reason && (r->verdict == RCPT_TEMPFAIL || r->verdict == RCPT_UNDELIVERABLE))
 			msg_warn("%s: %s", addr, r->reason);
 	}
 	if (reply != NULL) {
@@ -338,8 +368,14 @@ rcpt_resolved(void *ctx, struct rcpt_result *r)
 	}
 	/* Postfix counts every accepted RCPT, repeats included, toward the limit. */
 	s->txn.rcpt_count++;
-	if (!txn_has_rcpt(&s->txn, addr))
-		txn_add_rcpt(&s->txn, addr, r->maildir, r->uid, r->gid);
+	if (!txn_has_rcpt(&s->txn, addr)) {
+		tr = txn_add_rcpt(&s->txn, addr);
+		for (size_t i = 0; i < r->ntargets; i++)
+			txn_rcpt_target(tr, r->targets[i].address, r->targets[i].maildir,
+					r->targets[i].uid, r->targets[i].gid);
+		if (r->ntargets == 0)	/* a result without targets: the recipient itself */
+			txn_rcpt_target(tr, addr, r->maildir, r->uid, r->gid);
+	}
 	if (s->txn.queue_id[0] == '\0') {
 		txn_new_queue_id(&s->txn);
 		msg_info("%s: client=%s", s->txn.queue_id, s->namaddr);
@@ -549,6 +585,7 @@ vrfy_resolved(void *ctx, struct rcpt_result *r)
 	struct session *s = ctx;
 
 	session_waited(s);
+	rcpt_log_warnings(r);
 	if (r->verdict == RCPT_OK_VIRTUAL || r->verdict == RCPT_OK_LOCAL) {
 		session_reply(s, RPL_VRFY_OK, s->arg);
 		session_command_done(s, CMD_OK);
