@@ -140,6 +140,21 @@ check_table_problem(void *ctx, const char *param, const char *item, const char *
 	sn->errors++;
 }
 
+/* A recipient_alias_fn: an alias target mxgate cannot deliver to, once. */
+static void
+check_alias_problem(void *ctx, const char *param, const char *file, int line, const char *what)
+{
+	struct check_seen *sn = ctx;
+	char *text = xasprintf("%s, line %d: %s: %s", file, line, param, what);
+
+	if (check_seen_has(sn->lines, sn->nlines, text)) {
+		free(text);
+		return;
+	}
+	msg_warn("%s", text);
+	check_seen_add(&sn->lines, &sn->nlines, text);
+}
+
 /*
  * `mxgate check`, beyond the parameter values: open every lookup table of
  * every service the way the daemon would, naming each one that cannot be
@@ -189,8 +204,10 @@ check_services(const struct conf *c)
 
 		sn.cs = cs;
 		policy = recipient_policy_create_report(rc, check_table_problem, &sn);
-		if (policy != NULL)
+		if (policy != NULL) {
 			recipient_policy_probe(policy, check_table_problem, &sn);
+			recipient_policy_check_aliases(policy, check_alias_problem, &sn);
+		}
 		recipient_policy_free(&policy);
 		free(rc);
 		/* The other things a service needs (patterns, address lists), once each. */

@@ -1323,3 +1323,146 @@ void recipient_resolve(const struct recipient_policy *p, const char *addr, struc
 	}
 	free(cur);
 }
+
+/* ---- check: alias tables ---- */
+
+struct alias_check {
+	const struct recipient_policy *p;
+	recipient_alias_fn *report;
+	void *ctx;
+	const char *param;
+	const char *file;		/* the table's text, or the include file */
+	bool virtual;			/* virtual_alias_maps: domain keys mark domains */
+	struct alias_list includes;	/* include files checked */
+	size_t found;
+};
+
+static void alias_check_say(struct alias_check *ac, int line, const char *key, const char *what,
+			    const char *target)
+{
+	char *ek = log_escape_dup(key, 100), *et = log_escape_dup(target, 300);
+	char *msg = xasprintf("\"%s\" -> \"%s\": %s", ek, et, what);
+
+	ac->report(ac->ctx, ac->param, ac->file, line, msg);
+	ac->found++;
+	free(msg);
+	free(ek);
+	free(et);
+}
+
+static void alias_check_targets(struct alias_check *ac, const char *key, const char *value,
+				int line, int depth);
+
+static void alias_check_entry(void *ctx, const char *key, const char *value, int line)
+{
+	struct alias_check *ac = ctx;
+
+	if (ac->virtual && strchr(key, '@') == NULL)
+		return;		/* "domain anything": marks a virtual alias domain */
+	alias_check_targets(ac, key, value, line, 0);
+}
+
+static void alias_check_targets(struct alias_check *ac, const char *key, const char *value,
+				int line, int depth)
+{
+	const struct recipient_policy *p = ac->p;
+	struct alias_targets t = { NULL, 0, 0 };
+
+	alias_parse(value, &t);
+	for (size_t i = 0; i < t.n; i++) {
+		const char *text = t.v[i].text;
+
+		switch (ac->virtual ? ALIAS_ADDRESS : t.v[i].kind) {
+		case ALIAS_COMMAND:
+			alias_check_say(ac, line, key, "mxgate runs no commands: a recipient that"
+					" reaches it is refused (451 4.3.5)", text);
+			break;
+		case ALIAS_FILE:
+			alias_check_say(ac, line, key, "mxgate writes no files but Maildirs: a"
+					" recipient that reaches it is refused (451 4.3.5)", text);
+			break;
+		case ALIAS_INCLUDE: {
+			char *content = NULL, *why = NULL;
+
+			if (alias_list_has(&ac->includes, text) || depth >= 10)
+				break;
+			alias_list_add(&ac->includes, text);
+			if (alias_include_read(text, &content, &why) < 0) {
+				char *w = xasprintf("%s: a recipient that reaches it is refused"
+						    " (451 4.3.5)", why);
+
+				alias_check_say(ac, line, key, w, text);
+				free(w);
+				free(why);
+			} else {
+				const char *saved = ac->file;
+
+				/* what the include holds is reported at the alias's line */
+				alias_check_targets(ac, key, content, line, depth + 1);
+				ac->file = saved;
+			}
+			free(content);
+			break;
+		}
+		case ALIAS_ADDRESS: {
+			struct rcpt_result r;
+			char *full;
+
+			if (strchr(text, '@') != NULL)
+				full = xstrdup(text);
+			else if (p->myorigin != NULL)
+				full = xasprintf("%s@%s", text, p->myorigin);
+			else
+				full = xstrdup(text);
+			if (strcasecmp(full, key) == 0 || *text == '\0' || *text == '@') {
+				/* itself (kept), or "@domain": a rewrite, not a mailbox */
+				free(full);
+				break;	/* an address that maps to itself is kept */
+			}
+			recipient_resolve(p, full, &r);
+			if (r.verdict == RCPT_RELAY_DENIED)
+				alias_check_say(ac, line, key, "outside mxgate's domains (mxgate never"
+						" relays): a recipient that reaches it is refused (550)",
+						text);
+			else if (r.verdict == RCPT_UNKNOWN_LOCAL || r.verdict == RCPT_UNKNOWN_VIRTUAL
+				 || r.verdict == RCPT_UNKNOWN_ALIAS)
+				alias_check_say(ac, line, key, "an unknown user: a recipient that"
+						" reaches it is refused (550)", text);
+			rcpt_result_free(&r);
+			free(full);
+			break;
+		}
+		}
+	}
+	alias_targets_free(&t);
+}
+
+size_t recipient_policy_check_aliases(const struct recipient_policy *p,
+				      recipient_alias_fn *report, void *ctx)
+{
+	const struct {
+		const char *param;
+		const struct maplist *l;
+		bool virtual;
+	} lists[] = {
+		{ "virtual_alias_maps", p->valias_maps, true },
+		{ "alias_maps", p->alias_maps, false },
+	};
+	struct alias_check ac = { .p = p, .report = report, .ctx = ctx };
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		for (size_t k = 0; k < maplist_count(lists[i].l); k++) {
+			char *file = alias_source_file(map_spec(maplist_get(lists[i].l, k)));
+
+			if (file == NULL)
+				continue;
+			ac.param = lists[i].param;
+			ac.file = file;
+			ac.virtual = lists[i].virtual;
+			(void)alias_scan_file(file, alias_check_entry, &ac);
+			free(file);
+		}
+	}
+	alias_list_free(&ac.includes);
+	return ac.found;
+}

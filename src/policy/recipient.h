@@ -179,6 +179,20 @@ size_t recipient_policy_probe(const struct recipient_policy *p, recipient_proble
 			      void *ctx);
 bool recipient_policy_has_indexed(const struct recipient_policy *p);
 
+/*
+ * For `mxgate check`: read the text behind every file table of alias_maps
+ * and virtual_alias_maps (texthash:NAME, and NAME beside a hash:, btree:,
+ * cdb:, lmdb: or dbm: table when it exists: alias.h) and call report(ctx,
+ * param, file, line, what) for each target that mxgate cannot deliver to: a
+ * |command, a /file, an address outside mxgate's domains, an unknown user,
+ * an :include: file that cannot be read (and the same inside include files).
+ * Returns how many.  Blocks (files, lookups): not on an event loop.
+ */
+typedef void recipient_alias_fn(void *ctx, const char *param, const char *file, int line,
+				const char *what);
+size_t recipient_policy_check_aliases(const struct recipient_policy *p,
+				      recipient_alias_fn *report, void *ctx);
+
 
 enum rcpt_verdict {
 	RCPT_OK_LOCAL,		/* accept; deliver as local user (privileged helper) */
