@@ -1219,6 +1219,13 @@ static void resolve_ours(const struct recipient_policy *p, const char *addr, con
 		expand_tempfail(&x, LK_FAIL);
 	else
 		expand_address(&x, lp, domain, dc, true);
+	if (!x.done && r->ntargets == 0) {
+		/* only include files already read: Postfix would deliver it nowhere */
+		char *e = log_escape_dup(addr, 300);
+
+		expand_config(&x, xasprintf("aliases of %s lead to no mailbox", e));
+		free(e);
+	}
 	if (!x.done) {
 		const struct rcpt_target *t0 = &r->targets[0];
 		bool local = false;
