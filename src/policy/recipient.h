@@ -61,6 +61,43 @@
  * at RCPT, with the reason for the log: Postfix would accept and its
  * virtual(8) would defer later; mxgate never accepts what it cannot store.
  *
+ * Aliases (policy/alias.h does the expanding; the order is Postfix's).  A
+ * domain is local (mydestination), else alias (virtual_alias_domains), else
+ * virtual (virtual_mailbox_domains), else relay; a domain in two of the lists
+ * gets trivial-rewrite's warning in r->warning ("do not list domain d in BOTH
+ * mydestination and virtual_alias_domains").  Relay is RCPT_RELAY_DENIED
+ * before any alias is asked: an alias does not make another domain ours (as
+ * Postfix's reject_unauth_destination, which runs first).  In our domains:
+ *   1. virtual_alias_maps, as cleanup(8): matched, the RCPT is accepted for
+ *      the final addresses (no local_recipient_maps or virtual_mailbox_maps
+ *      check of the RCPT itself, as Postfix's smtpd); each final address is
+ *      then delivered as below, without virtual aliasing again.  Past a limit:
+ *      TEMPFAIL "451 4.6.0 Alias expansion error", reason Postfix's warning.
+ *      Not matched in an alias domain: RCPT_UNKNOWN_ALIAS "<code> 5.1.1 <addr>:
+ *      Recipient address rejected: User unknown in virtual alias table"
+ *      (unknown_virtual_alias_reject_code).
+ *   2. a virtual address: its mailbox (above).  A local one: it must pass
+ *      local_recipient_maps (above), then alias_maps, as local(8): keys
+ *      user+ext, user; an alias's targets are addresses (a bare name gets
+ *      @myorigin; a local one is expanded again in place, one that names
+ *      the alias itself is the user's own mailbox; any other goes through
+ *      step 1 again, as local(8) forwards it), :include: files (each read
+ *      once per RCPT), |commands and /files.  No alias: the local user.
+ * Every mailbox found is a target (r->targets).  The first target that mxgate
+ * cannot store refuses the whole recipient, with r->reason for the log:
+ *   an address in no domain of ours: RCPT_UNDELIVERABLE "550 5.1.1 <addr>:
+ *     Recipient address rejected: Alias forwards to another domain; this
+ *     server does not relay";
+ *   an unknown user: RCPT_UNDELIVERABLE "550 5.1.1 <addr>: Recipient address
+ *     rejected: Alias target is an unknown user";
+ *   |command, /file, an include file that cannot be read: TEMPFAIL "451 4.3.5
+ *     Server configuration error";
+ *   more than 100 levels (local(8)'s bound): RCPT_UNDELIVERABLE "550 5.4.6
+ *     <addr>: Recipient address rejected: Alias database loop";
+ *   more than virtual_alias_expansion_limit targets: TEMPFAIL 451 4.6.0.
+ * Lookup failures anywhere: TEMPFAIL "451 4.3.0 <addr>: Temporary lookup
+ * failure".  README ("Differences from Postfix 3.7", Aliases) says why.
+ *
  * Not supported (they give relay): address literals (user@[192.0.2.1]) even
  * for our own addresses, which Postfix accepts as local.
  *
