@@ -113,12 +113,14 @@ check_table_problem(void *ctx, const char *param, const char *item, const char *
 {
 	struct check_seen *sn = ctx;
 	struct conf_origin o;
+	bool origin;
 	char *line;
 
 	check_seen_add(&sn->texts, &sn->ntexts, xasprintf("%s: %s", param, why));
 	if (item == NULL)
 		return;		/* a reply code: conf's bounds have said it already */
-	if (!conf_origin(sn->c, sn->cs, param, item, &o)) {
+	origin = conf_origin(sn->c, sn->cs, param, item, &o);
+	if (!origin) {
 		/* a built-in default: no line to point at */
 		line = xasprintf("service %s: %s: %s", sn->cs->name, param, why);
 	} else {
@@ -134,6 +136,18 @@ check_table_problem(void *ctx, const char *param, const char *item, const char *
 	if (check_seen_has(sn->lines, sn->nlines, line)) {
 		free(line);
 		return;
+	}
+	if (origin) {
+		/* one table at one line, once: alias_maps is also $alias_maps in
+		 * local_recipient_maps */
+		char *key = xasprintf("\001%s:%d: %s: %s", o.file ? o.file : "", o.line, item, why);
+
+		if (check_seen_has(sn->lines, sn->nlines, key)) {
+			free(key);
+			free(line);
+			return;
+		}
+		check_seen_add(&sn->lines, &sn->nlines, key);
 	}
 	msg_error("%s", line);
 	check_seen_add(&sn->lines, &sn->nlines, line);

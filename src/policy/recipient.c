@@ -931,8 +931,8 @@ static void expand_add(struct expand *x, const char *address, struct rcpt_result
 
 static void expand_address(struct expand *x, const char *lp, const char *domain,
 			   enum dclass dc, bool top);
-static void expand_local(struct expand *x, const char *lp, const char *domain,
-			 struct rcpt_result *user, const char *exp_from);
+static void expand_local(struct expand *x, const char *given, const char *lp,
+			 const char *domain, struct rcpt_result *user, const char *exp_from);
 
 /* "user" or "user@domain" (internal form). */
 static char *join_addr(const char *lp, const char *domain)
@@ -1022,7 +1022,7 @@ static void expand_targets(struct expand *x, const struct alias_targets *t, cons
 						      reply_string(RPL_ALIAS_LOOP, x->rcpt),
 						      xasprintf("alias database loop for %s", en));
 				} else {
-					expand_local(x, lp2, d2, &u, name);
+					expand_local(x, a2, lp2, d2, &u, name);
 				}
 				if (dc == DC_LOCAL && u.verdict == RCPT_OK_LOCAL)
 					x->level--;
@@ -1048,12 +1048,12 @@ static void expand_targets(struct expand *x, const struct alias_targets *t, cons
 }
 
 /*
- * local(8): lp@domain is a known local user (user holds resolve_local()'s
- * answer).  Its alias, if any, decides; an alias that names itself
- * (exp_from) goes to the user's own mailbox, as Postfix does.
+ * local(8): lp@domain (given: as written) is a known local user (user holds
+ * resolve_local()'s answer).  Its alias, if any, decides; an alias that
+ * names itself (exp_from) goes to the user's own mailbox, as Postfix does.
  */
-static void expand_local(struct expand *x, const char *lp, const char *domain,
-			 struct rcpt_result *user, const char *exp_from)
+static void expand_local(struct expand *x, const char *given, const char *lp,
+			 const char *domain, struct rcpt_result *user, const char *exp_from)
 {
 	const struct recipient_policy *p = x->p;
 	struct alias_targets t = { NULL, 0, 0 };
@@ -1061,7 +1061,7 @@ static void expand_local(struct expand *x, const char *lp, const char *domain,
 	enum map_status st;
 	char *value = NULL, *address, *name;
 
-	address = join_addr(lp, domain);
+	address = xstrdup(given);
 	name = xstrdup(lp);
 	lower_inplace(name);
 	if (maplist_empty(p->alias_maps) || (exp_from && strcmp(exp_from, name) == 0)) {
@@ -1095,13 +1095,17 @@ out:
 	free(name);
 }
 
-/* One address that cleanup(8) has finished with: where it is delivered. */
-static void expand_final(struct expand *x, const char *lp, const char *domain, enum dclass dc,
-			 bool top)
+/*
+ * One address that cleanup(8) has finished with: where it is delivered.
+ * given: the address as the RCPT or the table wrote it (the target's
+ * address: Delivered-To:, to=); lp and domain its parts, the domain folded.
+ */
+static void expand_final(struct expand *x, const char *given, const char *lp,
+			 const char *domain, enum dclass dc, bool top)
 {
 	const struct recipient_policy *p = x->p;
 	struct rcpt_result t = { 0 };
-	char *address = join_addr(lp, domain);
+	char *address = xstrdup(given);
 
 	t.uid = (uid_t)-1;
 	t.gid = (gid_t)-1;
@@ -1137,7 +1141,7 @@ static void expand_final(struct expand *x, const char *lp, const char *domain, e
 	case DC_LOCAL:
 		resolve_local(p, x->rcpt, lp, domain, !top, &t);
 		if (t.verdict == RCPT_OK_LOCAL)
-			expand_local(x, lp, domain, &t, NULL);
+			expand_local(x, address, lp, domain, &t, NULL);
 		else if (t.verdict == RCPT_UNKNOWN_LOCAL && !top) {
 			rcpt_result_free(&t);
 			expand_bad_target(x, false, address, "is an unknown local user");
@@ -1189,7 +1193,7 @@ static void expand_address(struct expand *x, const char *lp, const char *domain,
 		goto out;
 	}
 	if (!matched) {
-		expand_final(x, lp, domain, dc, top);
+		expand_final(x, top ? x->rcpt : address, lp, domain, dc, top);
 		goto out;
 	}
 	for (size_t i = 0; i < out.n && !x->done; i++) {
@@ -1198,7 +1202,7 @@ static void expand_address(struct expand *x, const char *lp, const char *domain,
 		char *d2 = at ? domain_norm(at + 1) : NULL;
 		enum dclass dc2 = domain_class(x, d2);
 
-		expand_final(x, lp2, d2, dc2, false);
+		expand_final(x, a, lp2, d2, dc2, false);
 		free(lp2);
 		free(d2);
 	}

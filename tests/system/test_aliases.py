@@ -37,6 +37,7 @@ wide@virt.test        alice@virt.test, bob@virt.test, carol@virt.test, admin@vir
 long@virt.test        bob@virt.test, averyveryverylongname@virt.test
 catch.test            whatever
 @catch.test           @virt.test
+x@elsewhere.test      alice@virt.test
 """
 
 ALIASES = """\
@@ -179,8 +180,8 @@ class VirtualAliasTest(AliasCase):
             r"helo=<client.example>"))
 
     def test_alias_of_a_foreign_domain_is_relay(self):
-        # other.test is none of ours: the alias does not make it ours (Postfix: 454)
-        self.write("valias", VALIAS)
+        # elsewhere.test is none of ours: its alias does not make it ours (Postfix: 454,
+        # reject_unauth_destination comes first)
         self.assertEqual(rcpt_reply(self.srv.port, "x@elsewhere.test"),
                          "454 4.7.1 <x@elsewhere.test>: Relay access denied")
 
@@ -364,7 +365,9 @@ class AliasesAsPostfixTest(postfixref.RcptCase, AliasCase):
                  "INFO@VIRT.TEST", "root@local.test", "known@alias.test", "nobody@alias.test",
                  "carol@catch.test", "x@elsewhere.test", "postmaster@local.test",
                  "team@local.test", "chain@local.test", "nosuch@local.test",
-                 "nobody@virt.test", "admin@both.test"]
+                 "nobody@virt.test", "admin@both.test", "team+x@local.test",
+                 "info+x@virt.test", "Postmaster@local.test", "sales@VIRT.test",
+                 "info%virt.test@local.test", "known+x@alias.test"]
         self.ref.start(params)
         srv = self.start_server(main=params, virtual_users=USERS)
         got = self.assert_rcpt_as_postfix(params, rcpts, ref_started=True, srv=srv)
