@@ -1068,7 +1068,7 @@ static void expand_local(struct expand *x, const char *given, const char *lp,
 		expand_add(x, address, user);
 		goto out;
 	}
-	if (rcpt_try_only && !maplist_in_memory(p->alias_maps)) {
+	if (rcpt_try_only) {	/* include files, nesting: a pool thread's job */
 		rcpt_would_block = true;
 		rcpt_result_free(user);
 		expand_refuse(x, RCPT_TEMPFAIL, 451, NULL, NULL);
@@ -1177,7 +1177,12 @@ static void expand_address(struct expand *x, const char *lp, const char *domain,
 	enum alias_status st;
 	bool matched = false;
 
-	if (rcpt_try_only && !maplist_in_memory(p->valias_maps)) {
+	/*
+	 * Not on an event loop, even for tables in memory: an expansion may take
+	 * virtual_alias_recursion_limit lookups for each of
+	 * virtual_alias_expansion_limit addresses.
+	 */
+	if (rcpt_try_only && !maplist_empty(p->valias_maps)) {
 		rcpt_would_block = true;
 		expand_refuse(x, RCPT_TEMPFAIL, 451, NULL, NULL);
 		goto out;

@@ -291,7 +291,9 @@ struct rcpt_result {
 void recipient_resolve(const struct recipient_policy *p, const char *addr, struct rcpt_result *r);
 /*
  * recipient_resolve() using only tables that cannot block (map_in_memory():
- * texthash, inline, static), for the event loop.  Returns true with *r set
+ * texthash, inline, static), for the event loop; a recipient that aliases
+ * may expand (virtual_alias_maps not empty, or a local one with alias_maps)
+ * always goes to the pool.  Returns true with *r set
  * when that was enough; false (nothing to free) when the address needs a
  * table that may block (cdb, unix:passwd.byname, ...): resolve it on a pool
  * thread instead.
