@@ -114,12 +114,14 @@ check_table_problem(void *ctx, const char *param, const char *item, const char *
 {
 	struct check_seen *sn = ctx;
 	struct conf_origin o;
+	bool origin;
 	char *line;
 
 	check_seen_add(&sn->texts, &sn->ntexts, xasprintf("%s: %s", param, why));
 	if (item == NULL)
 		return;		/* a reply code: conf's bounds have said it already */
-	if (!conf_origin(sn->c, sn->cs, param, item, &o)) {
+	origin = conf_origin(sn->c, sn->cs, param, item, &o);
+	if (!origin) {
 		/* a built-in default: no line to point at */
 		line = xasprintf("service %s: %s: %s", sn->cs->name, param, why);
 	} else {
@@ -136,9 +138,36 @@ check_table_problem(void *ctx, const char *param, const char *item, const char *
 		free(line);
 		return;
 	}
+	if (origin) {
+		/* one table at one line, once: alias_maps is also $alias_maps in
+		 * local_recipient_maps */
+		char *key = xasprintf("\001%s:%d: %s: %s", o.file ? o.file : "", o.line, item, why);
+
+		if (check_seen_has(sn->lines, sn->nlines, key)) {
+			free(key);
+			free(line);
+			return;
+		}
+		check_seen_add(&sn->lines, &sn->nlines, key);
+	}
 	msg_error("%s", line);
 	check_seen_add(&sn->lines, &sn->nlines, line);
 	sn->errors++;
+}
+
+/* A recipient_alias_fn: an alias target mxgate cannot deliver to, once. */
+static void
+check_alias_problem(void *ctx, const char *param, const char *file, int line, const char *what)
+{
+	struct check_seen *sn = ctx;
+	char *text = xasprintf("%s, line %d: %s: %s", file, line, param, what);
+
+	if (check_seen_has(sn->lines, sn->nlines, text)) {
+		free(text);
+		return;
+	}
+	msg_warn("%s", text);
+	check_seen_add(&sn->lines, &sn->nlines, text);
 }
 
 /*
@@ -194,6 +223,7 @@ check_services(const struct conf *c)
 			struct restrict_policy *acl;
 
 			recipient_policy_probe(policy, check_table_problem, &sn);
+			recipient_policy_check_aliases(policy, check_alias_problem, &sn);
 			/* the restriction lists, classes and access tables */
 			if ((acl = restrict_create(cs->view, policy, check_table_problem, &sn)) != NULL)
 				restrict_probe(acl, check_table_problem, &sn);

@@ -67,6 +67,15 @@ deliver_msg_add_maildir(struct deliver_msg *m, const char *address, const char *
 }
 
 void
+deliver_rcpt_orig(struct deliver_msg *m, const char *orig)
+{
+	struct deliver_rcpt *r = &m->rcpts[m->nrcpts - 1];
+
+	free(r->orig);
+	r->orig = xstrdup(orig);
+}
+
+void
 deliver_msg_free(struct deliver_msg **mp)
 {
 	struct deliver_msg *m = *mp;
@@ -76,6 +85,7 @@ deliver_msg_free(struct deliver_msg **mp)
 		return;
 	for (i = 0; i < m->nrcpts; i++) {
 		free(m->rcpts[i].address);
+		free(m->rcpts[i].orig);
 		free(m->rcpts[i].maildir);
 	}
 	free(m->rcpts);
@@ -169,10 +179,18 @@ deliver_log(const struct deliver_msg *m, int ok)
 		+ (double)(now.tv_usec - m->arrival.tv_usec) / 1e6;
 	log_as("qmgr", LOG_LVL_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)",
 	       m->queue_id, log_escape_str(m->sender, 300), m->size, m->nrcpts);
-	for (i = 0; i < m->nrcpts; i++)
-		log_as("virtual", LOG_LVL_INFO, "%s: to=<%s>, relay=virtual, delay=%.2g, "
+	for (i = 0; i < m->nrcpts; i++) {
+		char *orig = NULL;
+
+		/* log_escape_str()'s buffer is per call: the second one is copied */
+		if (m->rcpts[i].orig != NULL)
+			orig = log_escape_dup(m->rcpts[i].orig, 300);
+		log_as("virtual", LOG_LVL_INFO, "%s: to=<%s>%s%s%s, relay=virtual, delay=%.2g, "
 		       "dsn=2.0.0, status=sent (delivered to maildir)", m->queue_id,
-		       log_escape_str(m->rcpts[i].address, 300), delay);
+		       log_escape_str(m->rcpts[i].address, 300), orig ? ", orig_to=<" : "",
+		       orig ? orig : "", orig ? ">" : "", delay);
+		free(orig);
+	}
 	log_as("qmgr", LOG_LVL_INFO, "%s: removed", m->queue_id);
 }
 

@@ -18,6 +18,8 @@
  *   mxgate/qmgr:    <id>: from=<sender>, size=<N>, nrcpt=<n> (queue active)
  *   mxgate/virtual: <id>: to=<rcpt>, relay=virtual, delay=<s>, dsn=2.0.0,
  *                   status=sent (delivered to maildir)
+ *                   (to=<final>, orig_to=<rcpt>, ... when an alias led
+ *                   there, as Postfix's virtual(8) logs it)
  *   mxgate/qmgr:    <id>: removed
  * and "<id>: maildir delivery failed: <why>" (error) on failure.  The lines
  * are logged also when the request was cancelled (the client went away
@@ -47,6 +49,8 @@ enum deliver_transport {
 
 struct deliver_rcpt {
 	char   *address;	/* RFC 5321 (quoted) form: Delivered-To:, logs */
+	char   *orig;		/* the RCPT it came from when an alias led here
+				 * (orig_to= in the log), else NULL */
 	enum deliver_transport transport;
 	char   *maildir;	/* DELIVER_MAILDIR: absolute, ends in '/' */
 	uid_t	uid;
@@ -72,6 +76,8 @@ struct deliver_msg *deliver_msg_new(const char *queue_id, const char *sender,
 				    const char *hostname, struct spool *body);
 void deliver_msg_add_maildir(struct deliver_msg *m, const char *address, const char *maildir,
 			     uid_t uid, gid_t gid);
+/* The last recipient added came from orig (an alias): orig_to= in its log line. */
+void deliver_rcpt_orig(struct deliver_msg *m, const char *orig);
 void deliver_msg_free(struct deliver_msg **mp);
 
 /*

@@ -16,6 +16,7 @@
 
 #include "conf/conf.h"
 #include "log/log.h"
+#include "policy/alias.h"
 #include "policy/lookup_keys.h"
 #include "policy/maps.h"
 #include "policy/matchlist.h"
@@ -29,6 +30,12 @@
  */
 #define ROUTING_MAX_HOPS 64
 
+/*
+ * local(8) gives up on an alias that nests deeper than this ("alias
+ * database loop"); mxgate counts forwards through virtual_alias_maps too.
+ */
+#define ALIAS_MAX_LEVEL 100
+
 struct recipient_policy {
 	int refs;		/* atomics */
 	struct matchlist *mydestination;
@@ -38,6 +45,12 @@ struct recipient_policy {
 	struct maplist *virtual_maps;
 	struct maplist *uid_maps;
 	struct maplist *gid_maps;
+	struct maplist *valias_maps;	/* virtual_alias_maps */
+	struct matchlist *valias_domains;
+	struct maplist *alias_maps;
+	long valias_recursion, valias_expansion, valias_addrlen;
+	bool propagate_virtual;
+	int alias_code;
 	char *virtual_base;	/* as configured */
 	long virtual_minimum_uid;
 	char *delimiter;	/* NULL: no address extensions */
@@ -156,7 +169,22 @@ struct recipient_conf *recipient_conf_from_view(const struct conf_view *cf)
 	RC_LIST(virtual_gid_maps, P_virtual_gid_maps);
 	RC_LIST(relay_restrictions, P_smtpd_relay_restrictions);
 	RC_LIST(recipient_restrictions, P_smtpd_recipient_restrictions);
+	RC_LIST(virtual_alias_maps, P_virtual_alias_maps);
+	RC_LIST(virtual_alias_domains, P_virtual_alias_domains);
+	RC_LIST(alias_maps, P_alias_maps);
 #undef RC_LIST
+	{
+		size_t n;
+		char *const *prop = conf_list(cf, P_propagate_unmatched_extensions, &n);
+
+		for (size_t i = 0; i < n; i++)
+			if (strcasecmp(prop[i], "virtual") == 0)
+				rc->propagate_virtual = 1;
+	}
+	rc->virtual_alias_recursion_limit = conf_int(cf, P_virtual_alias_recursion_limit);
+	rc->virtual_alias_expansion_limit = conf_int(cf, P_virtual_alias_expansion_limit);
+	rc->virtual_alias_address_length_limit = conf_int(cf, P_virtual_alias_address_length_limit);
+	rc->unknown_alias_code = (int)conf_int(cf, P_unknown_virtual_alias_reject_code);
 	rc->virtual_mailbox_base = conf_str(cf, P_virtual_mailbox_base);
 	rc->myorigin = conf_str(cf, P_myorigin);
 	rc->recipient_delimiter = conf_str(cf, P_recipient_delimiter);
@@ -198,6 +226,8 @@ struct recipient_policy *recipient_policy_create_report(const struct recipient_c
 	check_code(&cr, rc->unknown_virtual_code);
 	PARAM("relay_domains_reject_code");
 	check_code(&cr, rc->relay_reject_code);
+	PARAM("unknown_virtual_alias_reject_code");
+	check_code(&cr, rc->unknown_alias_code ? rc->unknown_alias_code : 550);
 	PARAM("mydestination");
 	p->mydestination = matchlist_open(rc->mydestination, rc->n_mydestination,
 					  create_list_problem, &cr);
@@ -212,6 +242,13 @@ struct recipient_policy *recipient_policy_create_report(const struct recipient_c
 	open_maps(&p->uid_maps, &cr, rc->virtual_uid_maps, rc->n_virtual_uid_maps);
 	PARAM("virtual_gid_maps");
 	open_maps(&p->gid_maps, &cr, rc->virtual_gid_maps, rc->n_virtual_gid_maps);
+	PARAM("virtual_alias_maps");
+	open_maps(&p->valias_maps, &cr, rc->virtual_alias_maps, rc->n_virtual_alias_maps);
+	PARAM("virtual_alias_domains");
+	p->valias_domains = matchlist_open(rc->virtual_alias_domains, rc->n_virtual_alias_domains,
+					   create_list_problem, &cr);
+	PARAM("alias_maps");
+	open_maps(&p->alias_maps, &cr, rc->alias_maps, rc->n_alias_maps);
 #undef PARAM
 	if (cr.problems > 0) {
 		recipient_policy_free(&p);
@@ -227,7 +264,18 @@ struct recipient_policy *recipient_policy_create_report(const struct recipient_c
 	p->remote = maplist_has_remote(matchlist_maps(p->mydestination))
 		    || maplist_has_remote(matchlist_maps(p->virtual_domains))
 		    || maplist_has_remote(p->local_maps) || maplist_has_remote(p->virtual_maps)
-		    || maplist_has_remote(p->uid_maps) || maplist_has_remote(p->gid_maps);
+		    || maplist_has_remote(p->uid_maps) || maplist_has_remote(p->gid_maps)
+		    || maplist_has_remote(p->valias_maps) || maplist_has_remote(p->alias_maps)
+		    || maplist_has_remote(matchlist_maps(p->valias_domains));
+	/* 0: a recipient_conf filled by hand, before aliases existed: Postfix's defaults */
+	p->valias_recursion = rc->virtual_alias_recursion_limit > 0
+			      ? rc->virtual_alias_recursion_limit : 1000;
+	p->valias_expansion = rc->virtual_alias_expansion_limit > 0
+			      ? rc->virtual_alias_expansion_limit : 1000;
+	p->valias_addrlen = rc->virtual_alias_address_length_limit > 0
+			    ? rc->virtual_alias_address_length_limit : 1000;
+	p->propagate_virtual = rc->propagate_virtual != 0;
+	p->alias_code = rc->unknown_alias_code ? rc->unknown_alias_code : 550;
 	p->local_code = rc->unknown_local_code;
 	p->virtual_code = rc->unknown_virtual_code;
 	p->relay_code = rc->relay_reject_code;
@@ -277,6 +325,9 @@ void recipient_policy_free(struct recipient_policy **pp)
 	maplist_free(&p->virtual_maps);
 	maplist_free(&p->uid_maps);
 	maplist_free(&p->gid_maps);
+	maplist_free(&p->valias_maps);
+	matchlist_free(&p->valias_domains);
+	maplist_free(&p->alias_maps);
 	free(p->myorigin);
 	free(p->virtual_base);
 	free(p->delimiter);
@@ -302,6 +353,9 @@ size_t recipient_policy_probe(const struct recipient_policy *p, recipient_proble
 		{ "virtual_mailbox_maps", p->virtual_maps },
 		{ "virtual_uid_maps", p->uid_maps },
 		{ "virtual_gid_maps", p->gid_maps },
+		{ "virtual_alias_maps", p->valias_maps },
+		{ "virtual_alias_domains", matchlist_maps(p->valias_domains) },
+		{ "alias_maps", p->alias_maps },
 	};
 	size_t bad = 0;
 
@@ -325,6 +379,7 @@ const char *recipient_policy_changed(const struct recipient_policy *p)
 	const struct maplist *lists[] = {
 		matchlist_maps(p->mydestination), matchlist_maps(p->virtual_domains),
 		p->local_maps, p->virtual_maps, p->uid_maps, p->gid_maps,
+		p->valias_maps, matchlist_maps(p->valias_domains), p->alias_maps,
 	};
 	const char *spec;
 
@@ -352,7 +407,9 @@ bool recipient_policy_has_indexed(const struct recipient_policy *p)
 	return maplist_has_indexed(matchlist_maps(p->mydestination))
 	       || maplist_has_indexed(matchlist_maps(p->virtual_domains)) || maplist_has_indexed(p->local_maps)
 	       || maplist_has_indexed(p->virtual_maps) || maplist_has_indexed(p->uid_maps)
-	       || maplist_has_indexed(p->gid_maps);
+	       || maplist_has_indexed(p->gid_maps) || maplist_has_indexed(p->valias_maps)
+	       || maplist_has_indexed(matchlist_maps(p->valias_domains))
+	       || maplist_has_indexed(p->alias_maps);
 }
 
 /* ---- results ---- */
@@ -381,6 +438,19 @@ static void result_config_error(struct rcpt_result *r, char *reason)
 	result_reply(r, RCPT_TEMPFAIL, 451, reply_string(RPL_CONFIG_ERROR), reason);
 }
 
+static void targets_free(struct rcpt_result *r)
+{
+	for (size_t i = 0; i < r->ntargets; i++) {
+		free(r->targets[i].address);
+		free(r->targets[i].user);
+		free(r->targets[i].home);
+		free(r->targets[i].maildir);
+	}
+	free(r->targets);
+	r->targets = NULL;
+	r->ntargets = 0;
+}
+
 void rcpt_result_free(struct rcpt_result *r)
 {
 	free(r->reply);
@@ -388,7 +458,9 @@ void rcpt_result_free(struct rcpt_result *r)
 	free(r->user);
 	free(r->home);
 	free(r->maildir);
-	r->reply = r->reason = r->user = r->home = r->maildir = NULL;
+	free(r->warning);
+	targets_free(r);
+	r->reply = r->reason = r->user = r->home = r->maildir = r->warning = NULL;
 }
 
 /* ---- lookups in Postfix's order ---- */
@@ -500,13 +572,15 @@ static bool parse_passwd(const char *v, struct rcpt_result *r)
 	return true;
 }
 
+/* target: an alias target, which must be a known user whatever
+ * smtpd_reject_unlisted_recipient says (local(8) would bounce it). */
 static void resolve_local(const struct recipient_policy *p, const char *addr, const char *lp,
-			  const char *domain, struct rcpt_result *r)
+			  const char *domain, bool target, struct rcpt_result *r)
 {
 	const struct map *found_in = NULL;
 	char *value = NULL;
 	enum lookup lk = LK_NOTFOUND;
-	bool checked = p->reject_unlisted && !maplist_empty(p->local_maps);
+	bool checked = (p->reject_unlisted || target) && !maplist_empty(p->local_maps);
 
 	if (!maplist_empty(p->local_maps))
 		lk = addr_find(p, p->local_maps, lp, domain, true, &value, &found_in);
@@ -694,6 +768,498 @@ static void resolve_relay(const struct recipient_policy *p, const char *addr, bo
 				    : "not a local or virtual mailbox domain; mxgate never relays"));
 }
 
+/* ---- aliases ---- */
+
+/*
+ * Where a domain goes, as Postfix's trivial-rewrite decides it: mydestination
+ * first, then virtual_alias_domains, then virtual_mailbox_domains, with its
+ * warning for a domain listed in two of them.
+ */
+enum dclass { DC_LOCAL, DC_ALIAS, DC_VIRTUAL, DC_OTHER, DC_FAIL };
+
+/* One expansion of one RCPT: what it has found so far. */
+struct expand {
+	const struct recipient_policy *p;
+	const char *rcpt;		/* as given, for replies */
+	struct rcpt_result *r;
+	int level;			/* alias nesting, ALIAS_MAX_LEVEL */
+	bool done;			/* r holds a refusal: stop */
+	struct alias_list includes;	/* :include: files read (Postfix reads each once) */
+	struct buf warn;		/* warning lines */
+};
+
+static void expand_warn(struct expand *x, const char *line)
+{
+	/* the same line once per RCPT */
+	for (const char *s = buf_str(&x->warn); (s = strstr(s, line)) != NULL; s++)
+		if ((s == buf_str(&x->warn) || s[-1] == '\n') && s[strlen(line)] == '\n')
+			return;
+	buf_puts(&x->warn, line);
+	buf_putc(&x->warn, '\n');
+}
+
+static enum dclass domain_class(struct expand *x, const char *domain)
+{
+	const struct recipient_policy *p = x->p;
+	enum lookup lk, va, vm;
+	char *w;
+
+	if (domain == NULL)
+		return DC_LOCAL;
+	lk = domlist_match(p->mydestination, domain);
+	if (LK_FAILED(lk))
+		return DC_FAIL;
+	va = domlist_match(p->valias_domains, domain);
+	if (LK_FAILED(va))
+		return DC_FAIL;
+	vm = domlist_match(p->virtual_domains, domain);
+	if (LK_FAILED(vm))
+		return DC_FAIL;
+	if (lk == LK_FOUND) {
+		if (va == LK_FOUND) {
+			w = xasprintf("do not list domain %s in BOTH mydestination and"
+				      " virtual_alias_domains", domain);
+			expand_warn(x, w);
+			free(w);
+		}
+		if (vm == LK_FOUND) {
+			w = xasprintf("do not list domain %s in BOTH mydestination and"
+				      " virtual_mailbox_domains", domain);
+			expand_warn(x, w);
+			free(w);
+		}
+		return DC_LOCAL;
+	}
+	if (va == LK_FOUND) {
+		if (vm == LK_FOUND) {
+			w = xasprintf("do not list domain %s in BOTH virtual_alias_domains and"
+				      " virtual_mailbox_domains", domain);
+			expand_warn(x, w);
+			free(w);
+		}
+		return DC_ALIAS;
+	}
+	return vm == LK_FOUND ? DC_VIRTUAL : DC_OTHER;
+}
+
+/* alias_local_fn: the key order's "local" (mydestination; myorigin is alias.c's). */
+static int expand_is_local(void *ctx, const char *domain)
+{
+	struct expand *x = ctx;
+	char *d = domain_norm(domain);
+	enum lookup lk = domlist_match(x->p->mydestination, d);
+
+	free(d);
+	return LK_FAILED(lk) ? -1 : lk == LK_FOUND;
+}
+
+/* The first refusal ends the expansion; targets found so far go. */
+static void expand_refuse(struct expand *x, enum rcpt_verdict v, int code, char *reply,
+			  char *reason)
+{
+	if (x->done) {
+		free(reply);
+		free(reason);
+		return;
+	}
+	targets_free(x->r);
+	result_reply(x->r, v, code, reply, reason);
+	x->done = true;
+}
+
+/* A result of resolve_local()/resolve_virtual() that refuses: it becomes ours. */
+static void expand_take(struct expand *x, struct rcpt_result *t)
+{
+	expand_refuse(x, t->verdict, t->code, t->reply, t->reason);
+	t->reply = t->reason = NULL;
+	rcpt_result_free(t);
+}
+
+static void expand_tempfail(struct expand *x, enum lookup lk)
+{
+	struct rcpt_result t = { 0 };
+
+	result_tempfail_lookup(&t, x->rcpt, lk);
+	expand_take(x, &t);
+}
+
+static void expand_config(struct expand *x, char *reason)
+{
+	expand_refuse(x, RCPT_TEMPFAIL, 451, reply_string(RPL_CONFIG_ERROR), reason);
+}
+
+/* The reason names the recipient and the target (the caller logs it). */
+static void expand_bad_target(struct expand *x, bool remote, const char *target,
+			      const char *why)
+{
+	char *e = log_escape_dup(target, 300);
+
+	expand_refuse(x, RCPT_UNDELIVERABLE, 550,
+		      reply_string(remote ? RPL_ALIAS_REMOTE : RPL_ALIAS_UNKNOWN, x->rcpt),
+		      xasprintf("alias target <%s> %s; recipient refused", e, why));
+	free(e);
+}
+
+/* An accepted mailbox: t's fields move into a new target (once per kind and address). */
+static void expand_add(struct expand *x, const char *address, struct rcpt_result *t)
+{
+	struct rcpt_result *r = x->r;
+	struct rcpt_target *tg;
+	enum rcpt_verdict kind = t->verdict;
+
+	for (size_t i = 0; i < r->ntargets; i++)
+		if (r->targets[i].kind == kind && strcasecmp(r->targets[i].address, address) == 0) {
+			rcpt_result_free(t);
+			return;
+		}
+	if ((long)r->ntargets >= x->p->valias_expansion) {
+		rcpt_result_free(t);
+		expand_refuse(x, RCPT_TEMPFAIL, 451, reply_string(RPL_ALIAS_EXPANSION),
+			      xasprintf("unreasonable alias expansion size for %s -- message not"
+					" accepted, try again later", x->rcpt));
+		return;
+	}
+	r->targets = xrealloc(r->targets, (r->ntargets + 1) * sizeof(*r->targets));
+	tg = &r->targets[r->ntargets++];
+	tg->kind = kind;
+	tg->address = xstrdup(address);
+	tg->user = t->user;
+	tg->home = t->home;
+	tg->maildir = t->maildir;
+	tg->uid = t->uid;
+	tg->gid = t->gid;
+	t->user = t->home = t->maildir = NULL;
+	rcpt_result_free(t);
+}
+
+static void expand_address(struct expand *x, const char *lp, const char *domain,
+			   enum dclass dc, bool top);
+static void expand_local(struct expand *x, const char *given, const char *lp,
+			 const char *domain, struct rcpt_result *user, const char *exp_from);
+
+/* "user" or "user@domain" (internal form). */
+static char *join_addr(const char *lp, const char *domain)
+{
+	return domain ? xasprintf("%s@%s", lp, domain) : xstrdup(lp);
+}
+
+/*
+ * The targets of one alias (an alias_maps value or an include file), as
+ * local(8) delivers them: name is the alias they belong to.
+ */
+static void expand_targets(struct expand *x, const struct alias_targets *t, const char *name)
+{
+	const struct recipient_policy *p = x->p;
+
+	for (size_t i = 0; i < t->n && !x->done; i++) {
+		const char *text = t->v[i].text;
+		char *e = log_escape_dup(text, 300), *en = log_escape_dup(name, 100);
+
+		switch (t->v[i].kind) {
+		case ALIAS_COMMAND:
+			expand_config(x, xasprintf("alias %s: target \"%s\" is a command, and mxgate"
+						   " runs no commands", en, e));
+			break;
+		case ALIAS_FILE:
+			expand_config(x, xasprintf("alias %s: target \"%s\" is a file, and mxgate"
+						   " delivers only to Maildirs", en, e));
+			break;
+		case ALIAS_INCLUDE: {
+			struct alias_targets inc = { NULL, 0, 0 };
+			char *content = NULL, *why = NULL;
+
+			if (alias_list_has(&x->includes, text))
+				break;		/* each include file once, as local(8) */
+			if (rcpt_try_only) {
+				rcpt_would_block = true;
+				expand_refuse(x, RCPT_TEMPFAIL, 451, NULL, NULL);
+				break;
+			}
+			alias_list_add(&x->includes, text);
+			if (++x->level > ALIAS_MAX_LEVEL) {
+				expand_refuse(x, RCPT_UNDELIVERABLE, 550,
+					      reply_string(RPL_ALIAS_LOOP, x->rcpt),
+					      xasprintf("alias database loop for %s", en));
+			} else if (alias_include_read(text, &content, &why) < 0) {
+				expand_config(x, xasprintf("alias %s: %s", en, why));
+				free(why);
+			} else {
+				alias_parse(content, &inc);
+				expand_targets(x, &inc, name);
+			}
+			x->level--;
+			alias_targets_free(&inc);
+			free(content);
+			break;
+		}
+		case ALIAS_ADDRESS: {
+			const char *at = strrchr(text, '@');
+			char *lp2, *d2 = NULL;
+			enum dclass dc;
+
+			/* local(8) sends a bare name through trivial-rewrite: @myorigin */
+			lp2 = at ? xstrndup(text, (size_t)(at - text)) : xstrdup(text);
+			if (at)
+				d2 = domain_norm(at + 1);
+			else if (p->myorigin)
+				d2 = xstrdup(p->myorigin);
+			dc = domain_class(x, d2);
+			if (dc == DC_FAIL) {
+				expand_tempfail(x, LK_FAIL);
+			} else if (dc == DC_LOCAL) {
+				/* delivered by local(8) itself, no virtual aliasing */
+				struct rcpt_result u = { 0 };
+				char *a2 = join_addr(lp2, d2);
+
+				u.uid = (uid_t)-1;
+				u.gid = (gid_t)-1;
+				resolve_local(p, x->rcpt, lp2, d2, true, &u);
+				if (u.verdict == RCPT_UNKNOWN_LOCAL) {
+					rcpt_result_free(&u);
+					expand_bad_target(x, false, a2, "is an unknown local user");
+				} else if (u.verdict != RCPT_OK_LOCAL) {
+					expand_take(x, &u);
+				} else if (++x->level > ALIAS_MAX_LEVEL) {
+					rcpt_result_free(&u);
+					expand_refuse(x, RCPT_UNDELIVERABLE, 550,
+						      reply_string(RPL_ALIAS_LOOP, x->rcpt),
+						      xasprintf("alias database loop for %s", en));
+				} else {
+					expand_local(x, a2, lp2, d2, &u, name);
+				}
+				if (dc == DC_LOCAL && u.verdict == RCPT_OK_LOCAL)
+					x->level--;
+				free(a2);
+			} else if (++x->level > ALIAS_MAX_LEVEL) {
+				expand_refuse(x, RCPT_UNDELIVERABLE, 550,
+					      reply_string(RPL_ALIAS_LOOP, x->rcpt),
+					      xasprintf("alias database loop for %s", en));
+				x->level--;
+			} else {
+				/* forwarded: a new message through cleanup(8) */
+				expand_address(x, lp2, d2, dc, false);
+				x->level--;
+			}
+			free(lp2);
+			free(d2);
+			break;
+		}
+		}
+		free(e);
+		free(en);
+	}
+}
+
+/*
+ * local(8): lp@domain (given: as written) is a known local user (user holds
+ * resolve_local()'s answer).  Its alias, if any, decides; an alias that
+ * names itself (exp_from) goes to the user's own mailbox, as Postfix does.
+ */
+static void expand_local(struct expand *x, const char *given, const char *lp,
+			 const char *domain, struct rcpt_result *user, const char *exp_from)
+{
+	const struct recipient_policy *p = x->p;
+	struct alias_targets t = { NULL, 0, 0 };
+	struct lookup_keys ks;
+	enum map_status st;
+	char *value = NULL, *address, *name;
+
+	address = xstrdup(given);
+	name = xstrdup(lp);
+	lower_inplace(name);
+	if (maplist_empty(p->alias_maps) || (exp_from && strcmp(exp_from, name) == 0)) {
+		expand_add(x, address, user);
+		goto out;
+	}
+	if (rcpt_try_only) {	/* include files, nesting: a pool thread's job */
+		rcpt_would_block = true;
+		rcpt_result_free(user);
+		expand_refuse(x, RCPT_TEMPFAIL, 451, NULL, NULL);
+		goto out;
+	}
+	lookup_keys_local(&ks, p->delimiter, lp);
+	st = lookup_keys_find(p->alias_maps, &ks, &value, NULL, NULL);
+	lookup_keys_free(&ks);
+	if (st == MAP_NOTFOUND) {
+		expand_add(x, address, user);
+		goto out;
+	}
+	rcpt_result_free(user);
+	if (st != MAP_FOUND) {
+		expand_tempfail(x, st == MAP_CONFIG ? LK_CONFIG : LK_FAIL);
+		goto out;
+	}
+	alias_parse(value, &t);
+	expand_targets(x, &t, name);
+	alias_targets_free(&t);
+out:
+	free(value);
+	free(address);
+	free(name);
+}
+
+/*
+ * One address that cleanup(8) has finished with: where it is delivered.
+ * given: the address as the RCPT or the table wrote it (the target's
+ * address: Delivered-To:, to=); lp and domain its parts, the domain folded.
+ */
+static void expand_final(struct expand *x, const char *given, const char *lp,
+			 const char *domain, enum dclass dc, bool top)
+{
+	const struct recipient_policy *p = x->p;
+	struct rcpt_result t = { 0 };
+	char *address = xstrdup(given);
+
+	t.uid = (uid_t)-1;
+	t.gid = (gid_t)-1;
+	switch (dc) {
+	case DC_FAIL:
+		expand_tempfail(x, LK_FAIL);
+		break;
+	case DC_OTHER:
+		expand_bad_target(x, true, address,
+				  "is outside mxgate's domains (mxgate never relays)");
+		break;
+	case DC_ALIAS:
+		if (top) {
+			int c = p->alias_code;
+
+			expand_refuse(x, RCPT_UNKNOWN_ALIAS, c,
+				      reply_string(RPL_UNKNOWN_ALIAS, c, c >= 500 ? "5.1.1" : "4.1.1", x->rcpt,
+					   "Recipient address"), NULL);
+		} else {
+			expand_bad_target(x, false, address,
+					  "is unknown in virtual alias table");
+		}
+		break;
+	case DC_VIRTUAL:
+		resolve_virtual(p, x->rcpt, lp, domain, &t);
+		if (t.verdict == RCPT_OK_VIRTUAL)
+			expand_add(x, address, &t);
+		else if (t.verdict == RCPT_UNKNOWN_VIRTUAL && !top) {
+			rcpt_result_free(&t);
+			expand_bad_target(x, false, address, "is unknown in virtual mailbox table");
+		} else
+			expand_take(x, &t);
+		break;
+	case DC_LOCAL:
+		resolve_local(p, x->rcpt, lp, domain, !top, &t);
+		if (t.verdict == RCPT_OK_LOCAL)
+			expand_local(x, address, lp, domain, &t, NULL);
+		else if (t.verdict == RCPT_UNKNOWN_LOCAL && !top) {
+			rcpt_result_free(&t);
+			expand_bad_target(x, false, address, "is an unknown local user");
+		} else
+			expand_take(x, &t);
+		break;
+	}
+	free(address);
+}
+
+/*
+ * An address on its way into the queue: cleanup(8)'s virtual_alias_maps,
+ * then each final address.  top: the RCPT itself (its refusals are
+ * Postfix's); otherwise an alias target.
+ */
+static void expand_address(struct expand *x, const char *lp, const char *domain,
+			   enum dclass dc, bool top)
+{
+	const struct recipient_policy *p = x->p;
+	struct alias_virtual av = {
+		.maps = p->valias_maps,
+		.delimiter = p->delimiter,
+		.myorigin = p->myorigin,
+		.recursion_limit = p->valias_recursion,
+		.expansion_limit = p->valias_expansion,
+		.addrlen_limit = p->valias_addrlen,
+		.propagate = p->propagate_virtual,
+		.is_local = expand_is_local,
+		.ctx = x,
+	};
+	struct alias_list out = { NULL, 0, 0 };
+	char *address = join_addr(lp, domain), *why = NULL;
+	enum alias_status st;
+	bool matched = false;
+
+	/*
+	 * Not on an event loop, even for tables in memory: an expansion may take
+	 * virtual_alias_recursion_limit lookups for each of
+	 * virtual_alias_expansion_limit addresses.
+	 */
+	if (rcpt_try_only && !maplist_empty(p->valias_maps)) {
+		rcpt_would_block = true;
+		expand_refuse(x, RCPT_TEMPFAIL, 451, NULL, NULL);
+		goto out;
+	}
+	st = alias_virtual_expand(&av, address, &out, &matched, &why);
+	if (st == ALIAS_FAIL) {
+		expand_tempfail(x, LK_FAIL);
+		goto out;
+	}
+	if (st == ALIAS_LIMIT) {
+		expand_refuse(x, RCPT_TEMPFAIL, 451, reply_string(RPL_ALIAS_EXPANSION), why);
+		why = NULL;
+		goto out;
+	}
+	if (!matched) {
+		expand_final(x, top ? x->rcpt : address, lp, domain, dc, top);
+		goto out;
+	}
+	for (size_t i = 0; i < out.n && !x->done; i++) {
+		const char *a = out.v[i], *at = strrchr(a, '@');
+		char *lp2 = at ? xstrndup(a, (size_t)(at - a)) : xstrdup(a);
+		char *d2 = at ? domain_norm(at + 1) : NULL;
+		enum dclass dc2 = domain_class(x, d2);
+
+		expand_final(x, a, lp2, d2, dc2, false);
+		free(lp2);
+		free(d2);
+	}
+out:
+	alias_list_free(&out);
+	free(address);
+	free(why);
+}
+
+/* One of our domains: the recipient, its aliases, and what they lead to. */
+static void resolve_ours(const struct recipient_policy *p, const char *addr, const char *lp,
+			 const char *domain, struct rcpt_result *r)
+{
+	struct expand x = { .p = p, .rcpt = addr, .r = r };
+	enum dclass dc = domain_class(&x, domain);
+
+	if (dc == DC_FAIL)
+		expand_tempfail(&x, LK_FAIL);
+	else
+		expand_address(&x, lp, domain, dc, true);
+	if (!x.done && r->ntargets == 0) {
+		/* only include files already read: Postfix would deliver it nowhere */
+		char *e = log_escape_dup(addr, 300);
+
+		expand_config(&x, xasprintf("aliases of %s lead to no mailbox", e));
+		free(e);
+	}
+	if (!x.done) {
+		const struct rcpt_target *t0 = &r->targets[0];
+		bool local = false;
+
+		for (size_t i = 0; i < r->ntargets; i++)
+			local |= r->targets[i].kind == RCPT_OK_LOCAL;
+		result_reply(r, local ? RCPT_OK_LOCAL : RCPT_OK_VIRTUAL, 250, NULL, NULL);
+		r->user = t0->user ? xstrdup(t0->user) : NULL;
+		r->home = t0->home ? xstrdup(t0->home) : NULL;
+		r->maildir = t0->maildir ? xstrdup(t0->maildir) : NULL;
+		r->uid = t0->uid;
+		r->gid = t0->gid;
+	}
+	if (x.warn.len > 0) {
+		buf_truncate(&x.warn, x.warn.len - 1);
+		r->warning = buf_steal(&x.warn);
+	}
+	buf_free(&x.warn);
+	alias_list_free(&x.includes);
+}
+
 /* ---- classify ---- */
 
 void recipient_resolve(const struct recipient_policy *p, const char *addr, struct rcpt_result *r)
@@ -758,15 +1324,17 @@ void recipient_resolve(const struct recipient_policy *p, const char *addr, struc
 			continue;
 		}
 		if (local) {
-			resolve_local(p, addr, lp, domain, r);
+			resolve_ours(p, addr, lp, domain, r);
 			free(domain);
 			break;
 		}
-		lk = domlist_match(p->virtual_domains, domain);
+		lk = domlist_match(p->valias_domains, domain);
+		if (!LK_FAILED(lk) && lk != LK_FOUND)
+			lk = domlist_match(p->virtual_domains, domain);
 		if (LK_FAILED(lk)) {
 			result_tempfail_lookup(r, addr, lk);
 		} else if (lk == LK_FOUND && !routed) {
-			resolve_virtual(p, addr, lp, domain, r);
+			resolve_ours(p, addr, lp, domain, r);
 		} else {
 			resolve_relay(p, addr, routed, r);
 		}
@@ -774,4 +1342,147 @@ void recipient_resolve(const struct recipient_policy *p, const char *addr, struc
 		break;
 	}
 	free(cur);
+}
+
+/* ---- check: alias tables ---- */
+
+struct alias_check {
+	const struct recipient_policy *p;
+	recipient_alias_fn *report;
+	void *ctx;
+	const char *param;
+	const char *file;		/* the table's text, or the include file */
+	bool virtual;			/* virtual_alias_maps: domain keys mark domains */
+	struct alias_list includes;	/* include files checked */
+	size_t found;
+};
+
+static void alias_check_say(struct alias_check *ac, int line, const char *key, const char *what,
+			    const char *target)
+{
+	char *ek = log_escape_dup(key, 100), *et = log_escape_dup(target, 300);
+	char *msg = xasprintf("\"%s\" -> \"%s\": %s", ek, et, what);
+
+	ac->report(ac->ctx, ac->param, ac->file, line, msg);
+	ac->found++;
+	free(msg);
+	free(ek);
+	free(et);
+}
+
+static void alias_check_targets(struct alias_check *ac, const char *key, const char *value,
+				int line, int depth);
+
+static void alias_check_entry(void *ctx, const char *key, const char *value, int line)
+{
+	struct alias_check *ac = ctx;
+
+	if (ac->virtual && strchr(key, '@') == NULL)
+		return;		/* "domain anything": marks a virtual alias domain */
+	alias_check_targets(ac, key, value, line, 0);
+}
+
+static void alias_check_targets(struct alias_check *ac, const char *key, const char *value,
+				int line, int depth)
+{
+	const struct recipient_policy *p = ac->p;
+	struct alias_targets t = { NULL, 0, 0 };
+
+	alias_parse(value, &t);
+	for (size_t i = 0; i < t.n; i++) {
+		const char *text = t.v[i].text;
+
+		switch (ac->virtual ? ALIAS_ADDRESS : t.v[i].kind) {
+		case ALIAS_COMMAND:
+			alias_check_say(ac, line, key, "mxgate runs no commands: a recipient that"
+					" reaches it is refused (451 4.3.5)", text);
+			break;
+		case ALIAS_FILE:
+			alias_check_say(ac, line, key, "mxgate writes no files but Maildirs: a"
+					" recipient that reaches it is refused (451 4.3.5)", text);
+			break;
+		case ALIAS_INCLUDE: {
+			char *content = NULL, *why = NULL;
+
+			if (alias_list_has(&ac->includes, text) || depth >= 10)
+				break;
+			alias_list_add(&ac->includes, text);
+			if (alias_include_read(text, &content, &why) < 0) {
+				char *w = xasprintf("%s: a recipient that reaches it is refused"
+						    " (451 4.3.5)", why);
+
+				alias_check_say(ac, line, key, w, text);
+				free(w);
+				free(why);
+			} else {
+				const char *saved = ac->file;
+
+				/* what the include holds is reported at the alias's line */
+				alias_check_targets(ac, key, content, line, depth + 1);
+				ac->file = saved;
+			}
+			free(content);
+			break;
+		}
+		case ALIAS_ADDRESS: {
+			struct rcpt_result r;
+			char *full;
+
+			if (strchr(text, '@') != NULL)
+				full = xstrdup(text);
+			else if (p->myorigin != NULL)
+				full = xasprintf("%s@%s", text, p->myorigin);
+			else
+				full = xstrdup(text);
+			if (strcasecmp(full, key) == 0 || *text == '\0' || *text == '@') {
+				/* itself (kept), or "@domain": a rewrite, not a mailbox */
+				free(full);
+				break;	/* an address that maps to itself is kept */
+			}
+			recipient_resolve(p, full, &r);
+			if (r.verdict == RCPT_RELAY_DENIED)
+				alias_check_say(ac, line, key, "outside mxgate's domains (mxgate never"
+						" relays): a recipient that reaches it is refused (550)",
+						text);
+			else if (r.verdict == RCPT_UNKNOWN_LOCAL || r.verdict == RCPT_UNKNOWN_VIRTUAL
+				 || r.verdict == RCPT_UNKNOWN_ALIAS)
+				alias_check_say(ac, line, key, "an unknown user: a recipient that"
+						" reaches it is refused (550)", text);
+			rcpt_result_free(&r);
+			free(full);
+			break;
+		}
+		}
+	}
+	alias_targets_free(&t);
+}
+
+size_t recipient_policy_check_aliases(const struct recipient_policy *p,
+				      recipient_alias_fn *report, void *ctx)
+{
+	const struct {
+		const char *param;
+		const struct maplist *l;
+		bool virtual;
+	} lists[] = {
+		{ "virtual_alias_maps", p->valias_maps, true },
+		{ "alias_maps", p->alias_maps, false },
+	};
+	struct alias_check ac = { .p = p, .report = report, .ctx = ctx };
+
+	for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		for (size_t k = 0; k < maplist_count(lists[i].l); k++) {
+			char *file = alias_source_file(map_spec(maplist_get(lists[i].l, k)));
+
+			if (file == NULL)
+				continue;
+			ac.param = lists[i].param;
+			ac.file = file;
+			ac.virtual = lists[i].virtual;
+			(void)alias_scan_file(file, alias_check_entry, &ac);
+			free(file);
+		}
+	}
+	alias_list_free(&ac.includes);
+	return ac.found;
 }

@@ -66,6 +66,43 @@
  * at RCPT, with the reason for the log: Postfix would accept and its
  * virtual(8) would defer later; mxgate never accepts what it cannot store.
  *
+ * Aliases (policy/alias.h does the expanding; the order is Postfix's).  A
+ * domain is local (mydestination), else alias (virtual_alias_domains), else
+ * virtual (virtual_mailbox_domains), else relay; a domain in two of the lists
+ * gets trivial-rewrite's warning in r->warning ("do not list domain d in BOTH
+ * mydestination and virtual_alias_domains").  Relay is RCPT_RELAY_DENIED
+ * before any alias is asked: an alias does not make another domain ours (as
+ * Postfix's reject_unauth_destination, which runs first).  In our domains:
+ *   1. virtual_alias_maps, as cleanup(8): matched, the RCPT is accepted for
+ *      the final addresses (no local_recipient_maps or virtual_mailbox_maps
+ *      check of the RCPT itself, as Postfix's smtpd); each final address is
+ *      then delivered as below, without virtual aliasing again.  Past a limit:
+ *      TEMPFAIL "451 4.6.0 Alias expansion error", reason Postfix's warning.
+ *      Not matched in an alias domain: RCPT_UNKNOWN_ALIAS "<code> 5.1.1 <addr>:
+ *      Recipient address rejected: User unknown in virtual alias table"
+ *      (unknown_virtual_alias_reject_code).
+ *   2. a virtual address: its mailbox (above).  A local one: it must pass
+ *      local_recipient_maps (above), then alias_maps, as local(8): keys
+ *      user+ext, user; an alias's targets are addresses (a bare name gets
+ *      @myorigin; a local one is expanded again in place, one that names
+ *      the alias itself is the user's own mailbox; any other goes through
+ *      step 1 again, as local(8) forwards it), :include: files (each read
+ *      once per RCPT), |commands and /files.  No alias: the local user.
+ * Every mailbox found is a target (r->targets).  The first target that mxgate
+ * cannot store refuses the whole recipient, with r->reason for the log:
+ *   an address in no domain of ours: RCPT_UNDELIVERABLE "550 5.1.1 <addr>:
+ *     Recipient address rejected: Alias forwards to another domain; this
+ *     server does not relay";
+ *   an unknown user: RCPT_UNDELIVERABLE "550 5.1.1 <addr>: Recipient address
+ *     rejected: Alias target is an unknown user";
+ *   |command, /file, an include file that cannot be read: TEMPFAIL "451 4.3.5
+ *     Server configuration error";
+ *   more than 100 levels (local(8)'s bound): RCPT_UNDELIVERABLE "550 5.4.6
+ *     <addr>: Recipient address rejected: Alias database loop";
+ *   more than virtual_alias_expansion_limit targets: TEMPFAIL 451 4.6.0.
+ * Lookup failures anywhere: TEMPFAIL "451 4.3.0 <addr>: Temporary lookup
+ * failure".  README ("Differences from Postfix 3.7", Aliases) says why.
+ *
  * Not supported (they give relay): address literals (user@[192.0.2.1]) even
  * for our own addresses, which Postfix accepts as local.
  *
@@ -102,6 +139,15 @@ struct recipient_conf {
 	int unknown_local_code;			/* unknown_local_recipient_reject_code: 550 */
 	int unknown_virtual_code;		/* unknown_virtual_mailbox_reject_code: 550 */
 	int relay_reject_code;			/* relay_domains_reject_code: 554 */
+	/* aliases (policy/alias.h) */
+	char *const *virtual_alias_maps;	size_t n_virtual_alias_maps;
+	char *const *virtual_alias_domains;	size_t n_virtual_alias_domains;
+	char *const *alias_maps;		size_t n_alias_maps;
+	long virtual_alias_recursion_limit;	/* 1000 */
+	long virtual_alias_expansion_limit;	/* 1000 */
+	long virtual_alias_address_length_limit; /* 1000 */
+	int propagate_virtual;			/* propagate_unmatched_extensions has "virtual" */
+	int unknown_alias_code;			/* unknown_virtual_alias_reject_code: 550 */
 };
 
 struct conf_view;
@@ -175,14 +221,44 @@ size_t recipient_policy_probe(const struct recipient_policy *p, recipient_proble
 			      void *ctx);
 bool recipient_policy_has_indexed(const struct recipient_policy *p);
 
+/*
+ * For `mxgate check`: read the text behind every file table of alias_maps
+ * and virtual_alias_maps (texthash:NAME, and NAME beside a hash:, btree:,
+ * cdb:, lmdb: or dbm: table when it exists: alias.h) and call report(ctx,
+ * param, file, line, what) for each target that mxgate cannot deliver to: a
+ * |command, a /file, an address outside mxgate's domains, an unknown user,
+ * an :include: file that cannot be read (and the same inside include files).
+ * Returns how many.  Blocks (files, lookups): not on an event loop.
+ */
+typedef void recipient_alias_fn(void *ctx, const char *param, const char *file, int line,
+				const char *what);
+size_t recipient_policy_check_aliases(const struct recipient_policy *p,
+				      recipient_alias_fn *report, void *ctx);
+
 
 enum rcpt_verdict {
 	RCPT_OK_LOCAL,		/* accept; deliver as local user (privileged helper) */
 	RCPT_OK_VIRTUAL,	/* accept; deliver into r->maildir as r->uid:r->gid */
 	RCPT_UNKNOWN_LOCAL,	/* reject: user unknown in local recipient table */
 	RCPT_UNKNOWN_VIRTUAL,	/* reject: user unknown in virtual mailbox table */
-	RCPT_RELAY_DENIED,	/* reject: relay access denied */
+	RCPT_RELAY_DENIED,	/* reject: relay access denied (not one of our domains) */
 	RCPT_TEMPFAIL,		/* 451: lookup failure or undeliverable config */
+	RCPT_UNKNOWN_ALIAS,	/* reject: user unknown in virtual alias table */
+	RCPT_UNDELIVERABLE,	/* reject (550): an alias leads outside our mailboxes */
+};
+
+/*
+ * One mailbox an accepted recipient is delivered to: the recipient itself,
+ * or what its aliases lead to.
+ */
+struct rcpt_target {
+	enum rcpt_verdict kind;	/* RCPT_OK_LOCAL or RCPT_OK_VIRTUAL */
+	char *address;		/* the final address, internal form (to= in the logs) */
+	char *user;		/* OK_LOCAL: as rcpt_result's user */
+	char *home;		/* OK_LOCAL: passwd home or NULL */
+	char *maildir;		/* OK_VIRTUAL: as rcpt_result's maildir */
+	uid_t uid;		/* as rcpt_result's */
+	gid_t gid;
 };
 
 struct rcpt_result {
@@ -200,6 +276,15 @@ struct rcpt_result {
 	/* OK_LOCAL from a passwd entry, and OK_VIRTUAL; (uid_t)-1 otherwise */
 	uid_t uid;
 	gid_t gid;
+	/*
+	 * OK_*: every mailbox the recipient goes to (at least one, no two with
+	 * the same kind and address); the fields above are the first one's.
+	 * verdict is RCPT_OK_LOCAL when any target is local.
+	 */
+	struct rcpt_target *targets;
+	size_t ntargets;
+	/* Lines to log at warning level, '\n'-separated, or NULL (any verdict). */
+	char *warning;
 };
 
 /*
@@ -211,7 +296,9 @@ struct rcpt_result {
 void recipient_resolve(const struct recipient_policy *p, const char *addr, struct rcpt_result *r);
 /*
  * recipient_resolve() using only tables that cannot block (map_in_memory():
- * texthash, inline, static), for the event loop.  Returns true with *r set
+ * texthash, inline, static), for the event loop; a recipient that aliases
+ * may expand (virtual_alias_maps not empty, or a local one with alias_maps)
+ * always goes to the pool.  Returns true with *r set
  * when that was enough; false (nothing to free) when the address needs a
  * table that may block (cdb, unix:passwd.byname, ...): resolve it on a pool
  * thread instead.

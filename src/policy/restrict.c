@@ -200,7 +200,7 @@ struct restrict_policy {
 	bool	access_parent, in_memory, remote;
 	int	reject_code, defer_code, map_reject_code, map_defer_code, relay_code;
 	int	bad_name_code, non_fqdn_code, multi_bounce_code, plaintext_code;
-	int	local_code, virtual_code;
+	int	local_code, virtual_code, alias_code;
 };
 
 /* ---- building ---- */
@@ -457,6 +457,7 @@ restrict_create(const struct conf_view *cf, const struct recipient_policy *rp,
 	p->plaintext_code = (int)conf_int(cf, P_plaintext_reject_code);
 	p->local_code = (int)conf_int(cf, P_unknown_local_recipient_reject_code);
 	p->virtual_code = (int)conf_int(cf, P_unknown_virtual_mailbox_reject_code);
+	p->alias_code = (int)conf_int(cf, P_unknown_virtual_alias_reject_code);
 	p->null_key = xstrdup(conf_str(cf, P_smtpd_null_access_lookup_key));
 	p->delim = xstrdup(conf_str(cf, P_recipient_delimiter));
 	p->myorigin = xstrdup(conf_str(cf, P_myorigin));
@@ -996,6 +997,22 @@ ev_permit(struct ev *e, const char *action, const char *rclass, const char *rnam
 
 /* ---- the recipient and sender behind an address ---- */
 
+/* A resolution's warning lines (alias problems, policy/recipient.h), in the log's order. */
+static void
+ev_log_warnings(struct ev *e, const struct rcpt_result *r)
+{
+	const char *s = r->warning;
+
+	while (s != NULL && *s != '\0') {
+		size_t	n = strcspn(s, "\n");
+
+		ev_log(e, true, "%.*s", (int)n, s);
+		s += n;
+		if (*s == '\n')
+			s++;
+	}
+}
+
 /* Classify the RCPT's recipient once (out->rcpt). */
 static int
 ev_resolve_rcpt(struct ev *e)
@@ -1011,6 +1028,7 @@ ev_resolve_rcpt(struct ev *e)
 		recipient_resolve(e->p->rp, e->q->recipient, &o->rcpt);
 	}
 	o->have_rcpt = true;
+	ev_log_warnings(e, &o->rcpt);
 	return 0;
 }
 
@@ -1049,6 +1067,11 @@ ev_rcpt_maps(struct ev *e)
 			ev_log(e, true, "%s: %s", e->q->recipient, r->reason);
 		ev_reject_line(e, E_DATA, r->reply);
 		return RS_ABORT;
+	case RCPT_UNDELIVERABLE:
+		/* mxgate's own refusal (an alias it cannot carry out): never softened */
+		if (r->reason)
+			ev_log(e, true, "%s: %s", e->q->recipient, r->reason);
+		return ev_reject_line(e, E_SOFTWARE, r->reply);
 	default:
 		return ev_reject_line(e, E_BOUNCE, r->reply);
 	}
@@ -1071,9 +1094,14 @@ ev_sender_maps(struct ev *e)
 	} else {
 		recipient_resolve(e->p->rp, e->q->sender, &r);
 	}
+	ev_log_warnings(e, &r);
 	switch (r.verdict) {
 	case RCPT_UNKNOWN_LOCAL:
 		rc = ev_reject(e, E_BOUNCE, RPL_UNKNOWN_LOCAL, e->p->local_code, "5.1.0",
+			       e->q->sender, "Sender address");
+		break;
+	case RCPT_UNKNOWN_ALIAS:
+		rc = ev_reject(e, E_BOUNCE, RPL_UNKNOWN_ALIAS, e->p->alias_code, "5.1.0",
 			       e->q->sender, "Sender address");
 		break;
 	case RCPT_UNKNOWN_VIRTUAL:
@@ -1087,6 +1115,7 @@ ev_sender_maps(struct ev *e)
 	case RCPT_OK_LOCAL:
 	case RCPT_OK_VIRTUAL:
 	case RCPT_RELAY_DENIED:
+	case RCPT_UNDELIVERABLE:	/* an alias matched: a known address, as Postfix sees it */
 		break;
 	default:
 		rc = ev_reject_line(e, E_BOUNCE, r.reply);

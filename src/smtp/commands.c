@@ -378,6 +378,7 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 	struct rcpt_result none = { .verdict = RCPT_OK_VIRTUAL, .uid = s->env->run_uid };
 	const struct rcpt_result *r = out->have_rcpt ? &out->rcpt : &none;
 	char *reply = NULL;
+	struct txn_rcpt *tr;
 
 	if (out->verdict == RESTRICT_REJECT) {
 		session_reply_text(s, out->reply);
@@ -387,18 +388,31 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 	if (s->rst.discard) {
 		/* DISCARD: accepted, and nothing will be stored */
 		r = &none;
-	} else if (r->verdict == RCPT_OK_VIRTUAL && r->uid != s->env->run_uid) {
-		msg_warn("%s: delivery as uid %ld needs the privileged delivery helper, which is not"
-			 " available yet; deferring", addr, (long)r->uid);
-		reply = reply_string(RPL_NO_HELPER, addr,
-				     "Mailbox owner differs from the server user");
-	} else if (r->verdict == RCPT_OK_LOCAL) {
-		msg_warn("%s: local delivery needs the privileged delivery helper, which is not"
-			 " available yet; deferring", addr);
-		reply = reply_string(RPL_NO_HELPER, addr, "Local delivery is not available");
-	} else if (r->verdict != RCPT_OK_VIRTUAL) {
+	} else if (r->verdict == RCPT_OK_VIRTUAL || r->verdict == RCPT_OK_LOCAL) {
+		/* every mailbox it goes to must be one we can write now */
+		struct rcpt_target self = { .kind = r->verdict, .uid = r->uid };
+		size_t n = r->ntargets > 0 ? r->ntargets : 1;
+
+		for (size_t i = 0; i < n && reply == NULL; i++) {
+			const struct rcpt_target *t = r->ntargets > 0 ? &r->targets[i] : &self;
+
+			if (t->kind == RCPT_OK_LOCAL) {
+				msg_warn("%s: local delivery needs the privileged delivery helper,"
+					 " which is not available yet; deferring", addr);
+				reply = reply_string(RPL_NO_HELPER, addr,
+						     "Local delivery is not available");
+			} else if (t->uid != s->env->run_uid) {
+				msg_warn("%s: delivery as uid %ld needs the privileged delivery"
+					 " helper, which is not available yet; deferring", addr,
+					 (long)t->uid);
+				reply = reply_string(RPL_NO_HELPER, addr,
+						     "Mailbox owner differs from the server user");
+			}
+		}
+	} else {
+		/* passed the restrictions only under warn_if_reject: still nothing to store it in */
 		reply = xstrdup(r->reply);
-		if (r->reason && r->verdict == RCPT_TEMPFAIL)
+		if (r->reason && (r->verdict == RCPT_TEMPFAIL || r->verdict == RCPT_UNDELIVERABLE))
 			msg_warn("%s: %s", addr, r->reason);
 	}
 	if (reply != NULL) {
@@ -410,8 +424,14 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 	}
 	/* Postfix counts every accepted RCPT, repeats included, toward the limit. */
 	s->txn.rcpt_count++;
-	if (!txn_has_rcpt(&s->txn, addr))
-		txn_add_rcpt(&s->txn, addr, r->maildir, r->uid, r->gid);
+	if (!txn_has_rcpt(&s->txn, addr)) {
+		tr = txn_add_rcpt(&s->txn, addr);
+		for (size_t i = 0; i < r->ntargets; i++)
+			txn_rcpt_target(tr, r->targets[i].address, r->targets[i].maildir,
+					r->targets[i].uid, r->targets[i].gid);
+		if (r->ntargets == 0)	/* a result without targets: the recipient itself */
+			txn_rcpt_target(tr, addr, r->maildir, r->uid, r->gid);
+	}
 	if (s->txn.queue_id[0] == '\0') {
 		txn_new_queue_id(&s->txn);
 		msg_info("%s: client=%s", s->txn.queue_id, s->namaddr);

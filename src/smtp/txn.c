@@ -25,7 +25,11 @@ txn_reset(struct txn *t)
 	for (i = 0; i < t->nrcpts; i++) {
 		free(t->rcpts[i].addr);
 		free(t->rcpts[i].quoted);
-		free(t->rcpts[i].maildir);
+		for (size_t k = 0; k < t->rcpts[i].ntargets; k++) {
+			free(t->rcpts[i].targets[k].quoted);
+			free(t->rcpts[i].targets[k].maildir);
+		}
+		free(t->rcpts[i].targets);
 	}
 	free(t->rcpts);
 	spool_unref(&t->body);
@@ -86,8 +90,8 @@ txn_quote(const char *addr)
 	return buf_steal(&b);
 }
 
-void
-txn_add_rcpt(struct txn *t, const char *addr, const char *maildir, uid_t uid, gid_t gid)
+struct txn_rcpt *
+txn_add_rcpt(struct txn *t, const char *addr)
 {
 	struct txn_rcpt *r;
 
@@ -96,11 +100,24 @@ txn_add_rcpt(struct txn *t, const char *addr, const char *maildir, uid_t uid, gi
 		t->rcpts = xrealloc(t->rcpts, t->rcpt_cap * sizeof(*t->rcpts));
 	}
 	r = &t->rcpts[t->nrcpts++];
+	memset(r, 0, sizeof(*r));
 	r->addr = xstrdup(addr);
 	r->quoted = txn_quote(addr);
-	r->maildir = xstrdup(maildir ? maildir : "");
-	r->uid = uid;
-	r->gid = gid;
+	return r;
+}
+
+void
+txn_rcpt_target(struct txn_rcpt *r, const char *address, const char *maildir, uid_t uid,
+		gid_t gid)
+{
+	struct txn_target *tg;
+
+	r->targets = xrealloc(r->targets, (r->ntargets + 1) * sizeof(*r->targets));
+	tg = &r->targets[r->ntargets++];
+	tg->quoted = txn_quote(address);
+	tg->maildir = xstrdup(maildir ? maildir : "");
+	tg->uid = uid;
+	tg->gid = gid;
 }
 
 void
@@ -165,8 +182,20 @@ txn_deliver_msg(const struct txn *t, const struct txn_client *c, size_t size)
 	m->received = buf_steal(&rcv);
 	m->size = size;
 	m->arrival = t->arrival;
-	for (i = 0; i < t->nrcpts; i++)
-		deliver_msg_add_maildir(m, t->rcpts[i].quoted, t->rcpts[i].maildir, t->rcpts[i].uid,
-					t->rcpts[i].gid);
+	for (i = 0; i < t->nrcpts; i++) {
+		for (size_t k = 0; k < t->rcpts[i].ntargets; k++) {
+			const struct txn_target *tg = &t->rcpts[i].targets[k];
+			int dup = 0;
+
+			/* Postfix's duplicate filter: one copy per final address */
+			for (size_t j = 0; j < m->nrcpts && !dup; j++)
+				dup = strcasecmp(m->rcpts[j].address, tg->quoted) == 0;
+			if (dup)
+				continue;
+			deliver_msg_add_maildir(m, tg->quoted, tg->maildir, tg->uid, tg->gid);
+			if (strcasecmp(tg->quoted, t->rcpts[i].quoted) != 0)
+				deliver_rcpt_orig(m, t->rcpts[i].quoted);
+		}
+	}
 	return m;
 }

@@ -7,7 +7,10 @@
  * Recipients.  rcpts holds the DISTINCT accepted recipients (a repeated RCPT
  * for the same address is delivered once); rcpt_count counts every accepted
  * RCPT, repeats included, because that is what smtpd_recipient_limit counts
- * in Postfix.
+ * in Postfix.  Each recipient has its targets, the mailboxes it is delivered
+ * to (itself, or where its aliases lead: policy/recipient.h); the delivery
+ * request gets each final address once over the whole transaction, as
+ * Postfix's duplicate filter keeps one copy per address.
  */
 #ifndef MXGATE_SMTP_TXN_H
 #define MXGATE_SMTP_TXN_H
@@ -23,12 +26,18 @@
 struct deliver_msg;
 struct spool;
 
-struct txn_rcpt {
-	char   *addr;		/* internal form: lookups, replies */
-	char   *quoted;		/* RFC 5321 form: headers, logs */
+struct txn_target {
+	char   *quoted;		/* the final address, RFC 5321 form: Delivered-To:, to= */
 	char   *maildir;	/* where it is delivered (virtual Maildir) */
 	uid_t	uid;
 	gid_t	gid;
+};
+
+struct txn_rcpt {
+	char   *addr;		/* internal form: lookups, replies */
+	char   *quoted;		/* RFC 5321 form: headers, logs (orig_to=) */
+	struct txn_target *targets;
+	size_t	ntargets;
 };
 
 struct txn {
@@ -71,8 +80,11 @@ void txn_new_queue_id(struct txn *t);
 
 /* Is addr (internal form) already one of the recipients?  (case-insensitive) */
 int txn_has_rcpt(const struct txn *t, const char *addr);
-/* Add a recipient (copies everything). */
-void txn_add_rcpt(struct txn *t, const char *addr, const char *maildir, uid_t uid, gid_t gid);
+/* Add a recipient (copies addr); then give it its targets. */
+struct txn_rcpt *txn_add_rcpt(struct txn *t, const char *addr);
+/* A mailbox of r: address is the final address, internal form (copied). */
+void txn_rcpt_target(struct txn_rcpt *r, const char *address, const char *maildir, uid_t uid,
+		     gid_t gid);
 
 /* An address in RFC 5321 form ("john smith"@x stays quoted); "" for <>. */
 char *txn_quote(const char *addr);
@@ -96,8 +108,10 @@ struct txn_client {
 void txn_received(const struct txn *t, const struct txn_client *c, struct buf *out);
 
 /*
- * The delivery request for the committed body: envelope, recipients, the
- * Received: header, and size (the message size as Postfix counts it).
+ * The delivery request for the committed body: envelope, the targets of
+ * every recipient (each final address once, with the first recipient that
+ * led there as its orig_to), the Received: header, and size (the message
+ * size as Postfix counts it).
  */
 struct deliver_msg *txn_deliver_msg(const struct txn *t, const struct txn_client *c,
 				    size_t size);
