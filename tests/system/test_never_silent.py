@@ -209,6 +209,24 @@ class NeverSilentTest(harness.MxTestCase):
         self.assertEqual(rc, 0, err)
         self.assertEqual(self.errors(err), [], err)
 
+    def test_address_routing_switches(self):
+        """Postfix 3.7.11 with allow_percent_hack, swap_bangpath or resolve_dequoted_address = no
+        refuses <u%virt.test@local.test> and the like (454 Relay access denied); mxgate always
+        reroutes them as Postfix's defaults do, so "no" is refused and "yes" is not."""
+        why = ("mxgate always rewrites user%domain as user@domain, as Postfix's default does: "
+               "such a recipient in one of mxgate's own domains would be accepted for the "
+               "rewritten address")
+        n = self.write(["allow_percent_hack = no", "swap_bangpath = yes",
+                        "resolve_dequoted_address = yes"],
+                       ["127.0.0.1:{p1} inet n - n - - smtpd"])
+        rc, _, err = self.mxgate("check", "-c", self.dir)
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(self.errors(err), ["mxgate: error: %s, line %d: allow_percent_hack = no: "
+                                            "%s%s" % (self.main_path, n + 1, PREFIX, why)], err)
+        for i, name in ((2, "swap_bangpath"), (3, "resolve_dequoted_address")):
+            self.assertIn("mxgate: warning: %s, line %d: %s" % (self.main_path, n + i,
+                                                                ignored(name)), err.splitlines())
+
     def test_postscreen_service_is_named(self):
         """An inet postscreen service is not served (issue 11): a warning at its line."""
         self.write([], ["smtp inet n - y - 1 postscreen",
