@@ -97,7 +97,6 @@ conf_postfix_default(const char *name)
 	return i >= 0 ? postfix_param_defaults[i] : NULL;
 }
 
-/* Observed with postconf -x on Postfix 3.7.11: these stay unexpanded. */
 static int
 conf_cmp_refused(const void *key, const void *elem)
 {
@@ -129,6 +128,7 @@ conf_refused_name(size_t i)
 	return i < CONF_NREFUSED ? conf_refused[i].name : NULL;
 }
 
+/* Observed with postconf -x on Postfix 3.7.11: these stay unexpanded. */
 static const char *const conf_raw_names[] = {
 	"command_execution_directory", "default_rbl_reply", "forward_path", "luser_relay",
 	"mailbox_command", "postscreen_expansion_filter", "postscreen_reject_footer",
@@ -773,6 +773,50 @@ conf_check_refused(struct conf_ctx *ctx, struct conf_report *rep)
 	}
 }
 
+static int
+conf_same_place(const struct conf_problem *a, const struct conf_problem *b)
+{
+	return a->line == b->line && a->param && b->param && strcmp(a->param, b->param) == 0
+	    && ((a->file == NULL && b->file == NULL)
+		|| (a->file && b->file && strcmp(a->file, b->file) == 0));
+}
+
+/*
+ * A refused.def setting that is harmless in one view and refused in another
+ * (a ${stress?...} value, say) is listed once, as the error.
+ */
+static void
+conf_report_drop_ignored(struct conf_report *rep)
+{
+	char   *drop = xcalloc(rep->count ? rep->count : 1, 1);
+	size_t	out = 0;
+
+	for (size_t i = 0; i < rep->count; i++) {
+		const struct conf_problem *p = &rep->items[i];
+
+		if (p->is_error || p->kind != CONF_PROB_NOT_IMPLEMENTED)
+			continue;
+		for (size_t k = 0; !drop[i] && k < rep->count; k++)
+			drop[i] = rep->items[k].is_error
+			    && rep->items[k].kind == CONF_PROB_NOT_IMPLEMENTED
+			    && conf_same_place(p, &rep->items[k]);
+	}
+	for (size_t i = 0; i < rep->count; i++) {
+		struct conf_problem *p = &rep->items[i];
+
+		if (!drop[i]) {
+			rep->items[out++] = *p;
+			continue;
+		}
+		free(p->file);
+		free(p->param);
+		free(p->value);
+		free(p->text);
+	}
+	rep->count = out;
+	free(drop);
+}
+
 /* Expand and type-check every implemented parameter in one context. */
 static struct conf_view *
 conf_view_build(const struct conf_settings *svc, const struct conf_settings *over,
@@ -966,6 +1010,7 @@ conf_load_keep(const char *dir, char *const *overrides, size_t noverrides,
 					"no \"inet\" service with command \"smtpd\": "
 					"nothing to listen on");
 	}
+	conf_report_drop_ignored(rep);
 	conf_report_sort(rep);
 	if (rep->errors > 0 && !keep)
 		conf_free(&c);

@@ -184,9 +184,10 @@ test_refused_table(void **state)
 	assert_non_null(test_find(&rep, "smtpd_tls_security_level = Encrypt: parameter"));
 	/* enforce_tls counts only where the level is empty: the 2526 service. */
 	assert_int_equal(test_find(&rep, "smtpd_enforce_tls = yes: parameter")->line, 4);
-	/* The filter is off under stress, on otherwise: refused. */
+	/* The filter is off under stress, on otherwise: refused, and only that. */
 	assert_int_equal(test_find(&rep, "content_filter = ${stress?{}:{$my_filter}}: "
 				   "parameter")->kind, CONF_PROB_NOT_IMPLEMENTED);
+	assert_null(test_find(&rep, "content_filter: parameter"));
 	/* The services' harmless levels are warnings at their master.cf lines. */
 	assert_int_equal(test_find(&rep, "smtpd_tls_security_level: parameter is not "
 				   "implemented by mxgate, ignored")->is_error, 0);
