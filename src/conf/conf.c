@@ -26,6 +26,22 @@ const struct conf_param_def conf_params[P__COUNT] = {
 #undef PARAM
 };
 
+/* The parameters mxgate refuses unless their value is harmless (refused.def). */
+struct conf_refused {
+	const char *name;
+	const char *harmless;	/* space-separated values that change nothing */
+	const char *unless;	/* "" or a parameter that, set, makes this one inert */
+	const char *reason;
+};
+
+static const struct conf_refused conf_refused[] = {
+#define REFUSED(name, harmless, unless, reason) { #name, harmless, unless, reason },
+#include "conf/refused.def"
+#undef REFUSED
+};
+
+#define CONF_NREFUSED (sizeof(conf_refused) / sizeof(conf_refused[0]))
+
 /* ---- names ---- */
 
 static int
@@ -79,6 +95,37 @@ conf_postfix_default(const char *name)
 	long	i = conf_postfix_index(name);
 
 	return i >= 0 ? postfix_param_defaults[i] : NULL;
+}
+
+static int
+conf_cmp_refused(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct conf_refused *) elem)->name);
+}
+
+static const struct conf_refused *
+conf_refused_find(const char *name)
+{
+	return bsearch(name, conf_refused, CONF_NREFUSED, sizeof(conf_refused[0]),
+		       conf_cmp_refused);
+}
+
+int
+conf_param_is_refused(const char *name)
+{
+	return conf_refused_find(name) != NULL;
+}
+
+size_t
+conf_refused_count(void)
+{
+	return CONF_NREFUSED;
+}
+
+const char *
+conf_refused_name(size_t i)
+{
+	return i < CONF_NREFUSED ? conf_refused[i].name : NULL;
 }
 
 /* Observed with postconf -x on Postfix 3.7.11: these stay unexpanded. */
@@ -350,6 +397,10 @@ conf_check_names(const struct conf_raw *raw, const struct conf_settings *s,
 		const struct conf_setting *it = &s->items[i];
 
 		if (conf_param_id(it->name) >= 0 || conf_is_class_name(raw, it->name))
+			continue;
+		/* Whether these are harmless depends on their expanded value in each
+		 * view: conf_check_refused() reports them. */
+		if (conf_refused_find(it->name) != NULL)
 			continue;
 		if (conf_postfix_known(it->name))
 			conf_report_add(rep, 0, CONF_PROB_NOT_IMPLEMENTED, it->file, it->line,
@@ -720,6 +771,118 @@ conf_check_maillog(const struct conf_view *v, const struct conf_ctx *ctx,
 			"maillog_file_prefixes", file);
 }
 
+/* 1 if value (expanded) is empty or every item of it is one of r's harmless words. */
+static int
+conf_refused_harmless(const struct conf_refused *r, const char *value)
+{
+	char  **items;
+	size_t	n;
+	char   *err = NULL;
+	int	ok = 1;
+
+	if ((items = conf_split_list(value, &n, &err)) == NULL) {
+		free(err);
+		return 0;
+	}
+	for (size_t i = 0; ok && i < n; i++) {
+		const char *w = r->harmless;
+		size_t	len = strlen(items[i]);
+
+		ok = 0;
+		while (!ok && *w) {
+			size_t	wl = strcspn(w, " ");
+
+			ok = wl == len && strncasecmp(w, items[i], len) == 0;
+			w += wl;
+			w += strspn(w, " ");
+		}
+	}
+	conf_list_free(items);
+	return ok;
+}
+
+/*
+ * Never silent: every refused.def parameter that this context sets to a
+ * value that is not harmless is an error at the line that sets it; one set
+ * to a harmless value gets the usual "not implemented, ignored" warning.  A
+ * value that does not expand counts as not harmless.
+ */
+static void
+conf_check_refused(struct conf_ctx *ctx, struct conf_report *rep)
+{
+	for (size_t i = 0; i < CONF_NREFUSED; i++) {
+		const struct conf_refused *r = &conf_refused[i];
+		const struct conf_setting *s = conf_ctx_setting(ctx, r->name);
+		const char *val, *other;
+		char   *err = NULL;
+		int	harmless;
+
+		if (s == NULL)
+			continue;
+		val = conf_exp_name(ctx->ex, r->name, &err);
+		harmless = val != NULL && conf_refused_harmless(r, val);
+		free(err);
+		err = NULL;
+		if (!harmless && *r->unless) {
+			other = conf_exp_name(ctx->ex, r->unless, &err);
+			harmless = other != NULL && *other != '\0';
+			free(err);
+		}
+		if (harmless)
+			conf_report_add(rep, 0, CONF_PROB_NOT_IMPLEMENTED, s->file, s->line, s->name,
+					s->value, "%s: parameter is not implemented by mxgate, ignored",
+					s->name);
+		else
+			conf_report_add(rep, 1, CONF_PROB_NOT_IMPLEMENTED, s->file, s->line, s->name,
+					s->value, "%s = %s: parameter is not implemented by mxgate, "
+					"refused: %s", s->name, s->value, r->reason);
+	}
+}
+
+static int
+conf_same_place(const struct conf_problem *a, const struct conf_problem *b)
+{
+	return a->line == b->line && a->param && b->param && strcmp(a->param, b->param) == 0
+	    && ((a->file == NULL && b->file == NULL)
+		|| (a->file && b->file && strcmp(a->file, b->file) == 0));
+}
+
+/*
+ * A refused.def setting that is harmless in one view and refused in another
+ * (a ${stress?...} value, say) is listed once, as the error.
+ */
+static void
+conf_report_drop_ignored(struct conf_report *rep)
+{
+	char   *drop = xcalloc(rep->count ? rep->count : 1, 1);
+	size_t	out = 0;
+
+	for (size_t i = 0; i < rep->count; i++) {
+		const struct conf_problem *p = &rep->items[i];
+
+		if (p->is_error || p->kind != CONF_PROB_NOT_IMPLEMENTED)
+			continue;
+		for (size_t k = 0; !drop[i] && k < rep->count; k++)
+			drop[i] = rep->items[k].is_error
+			    && rep->items[k].kind == CONF_PROB_NOT_IMPLEMENTED
+			    && conf_same_place(p, &rep->items[k]);
+	}
+	for (size_t i = 0; i < rep->count; i++) {
+		struct conf_problem *p = &rep->items[i];
+
+		if (!drop[i]) {
+			rep->items[out++] = *p;
+			continue;
+		}
+		free(p->file);
+		free(p->param);
+		free(p->value);
+		free(p->text);
+	}
+	rep->count = out;
+	free(drop);
+}
+
 /* Expand and type-check every implemented parameter in one context. */
 static struct conf_view *
 conf_view_build(const struct conf_settings *svc, const struct conf_settings *over,
@@ -758,6 +921,7 @@ conf_view_build(const struct conf_settings *svc, const struct conf_settings *ove
 	conf_check_virtual_base(v, &ctx, rep);
 	conf_check_maillog(v, &ctx, rep);
 	conf_view_user_params(v, &ctx, rep);
+	conf_check_refused(&ctx, rep);
 	conf_ctx_free(&ctx);
 	return v;
 }
@@ -913,6 +1077,7 @@ conf_load_keep(const char *dir, char *const *overrides, size_t noverrides,
 					"no \"inet\" service with command \"smtpd\": "
 					"nothing to listen on");
 	}
+	conf_report_drop_ignored(rep);
 	conf_report_sort(rep);
 	if (rep->errors > 0 && !keep)
 		conf_free(&c);

@@ -27,6 +27,16 @@
  * from the host (mynetworks from mynetworks_style and inet_interfaces).
  * A name Postfix knows but mxgate does not implement keeps Postfix's
  * default, so $mail_version and the like expand as they would in Postfix.
+ *
+ * Never silent: setting such a name is a warning ("<name>: parameter is not
+ * implemented by mxgate, ignored"), except for the names in
+ * src/conf/refused.def (content checks, milters, content filters, strict
+ * syntax checks, TLS enforcement, ...), which would make Postfix refuse or
+ * filter mail that mxgate accepts: in every view (main.cf + -o, and each
+ * service), one set to a value other than a harmless one (Postfix's default
+ * among them) is an error, "<name> = <value>: parameter is not implemented
+ * by mxgate, refused: <reason>", at the line that sets it, so conf_load
+ * fails and `mxgate run` refuses to start.
  */
 #ifndef MXGATE_CONF_CONF_H
 #define MXGATE_CONF_CONF_H
@@ -47,7 +57,10 @@ enum conf_problem_kind {
 	CONF_PROB_SYNTAX,	/* main.cf / master.cf / -o syntax */
 	CONF_PROB_VALUE,	/* a value that does not expand or does not fit its type */
 	CONF_PROB_UNUSED,	/* name unknown to Postfix and mxgate: "unused parameter" */
-	CONF_PROB_NOT_IMPLEMENTED,	/* a Postfix parameter mxgate ignores */
+	CONF_PROB_NOT_IMPLEMENTED,	/* a Postfix parameter mxgate does not implement:
+					 * a warning when ignoring it changes nothing
+					 * about what is accepted, an error when it is
+					 * refused (src/conf/refused.def) */
 	CONF_PROB_OTHER,	/* anything else (duplicate entries, no services) */
 };
 

@@ -36,6 +36,16 @@ int conf_postfix_known(const char *name);
 const char *conf_postfix_default(const char *name);
 
 /*
+ * 1 if name is in refused.def: a Postfix parameter mxgate does not
+ * implement and refuses at start-up unless its value is harmless.
+ * conf_refused_count/conf_refused_name walk the table in its order (for the
+ * unit tests).
+ */
+int conf_param_is_refused(const char *name);
+size_t conf_refused_count(void);
+const char *conf_refused_name(size_t i);	/* NULL past the end */
+
+/*
  * 1 for the parameters whose values Postfix never expands in main.cf
  * (programs expand them at use time with their own macros, e.g.
  * default_rbl_reply, smtpd_reject_footer): postconf -x prints them as is.

@@ -400,7 +400,19 @@ parse_master_line(void *vctx, const struct parse_logical *lg)
 				"bad field count: \"%s\"", s);
 		goto out;
 	}
-	/* Postfix's master.cf lists many services; only inet smtpd ones are ours. */
+	/*
+	 * Postfix's master.cf lists many services; only inet smtpd ones are
+	 * ours.  An inet postscreen service (issue 11) is not served at all, so
+	 * it accepts nothing: a warning names it, since the port (often 25) that
+	 * Postfix would serve stays closed.
+	 */
+	if (strcmp(toks[1].text, "inet") == 0 && strcmp(toks[7].text, "postscreen") == 0) {
+		conf_report_add(ctx->rep, 0, CONF_PROB_NOT_IMPLEMENTED, ctx->path, lg->line, NULL,
+				toks[0].text, "service \"%s\": postscreen is not implemented by "
+				"mxgate, this service is not served (use smtpd as its command)",
+				toks[0].text);
+		goto out;
+	}
 	if (strcmp(toks[1].text, "inet") != 0 || strcmp(toks[7].text, "smtpd") != 0)
 		goto out;
 	ctx->ents = xrealloc(ctx->ents, (ctx->n + 1) * sizeof(*ctx->ents));

@@ -120,6 +120,80 @@ test_table_sorted(void **state)
 	assert_string_equal(conf_postfix_default("smtpd_tls_security_level"), "");
 }
 
+/*
+ * refused.def: sorted, every name Postfix's and not implemented, and
+ * Postfix's own default of each is harmless (written in main.cf, it gets
+ * the "ignored" warning, not an error), while a harmful value of each is an
+ * error naming the value.
+ */
+static void
+test_refused_table(void **state)
+{
+	size_t	n = conf_refused_count();
+	struct buf defaults = BUF_INIT;
+	struct conf_report rep;
+	struct conf *c;
+
+	assert_true(n > 20);
+	assert_null(conf_refused_name(n));
+	for (size_t i = 0; i < n; i++) {
+		const char *name = conf_refused_name(i), *def = conf_postfix_default(name);
+
+		if (i > 0)
+			assert_true(strcmp(conf_refused_name(i - 1), name) < 0);
+		assert_true(conf_postfix_known(name));
+		assert_int_equal(conf_param_id(name), -1);
+		assert_true(conf_param_is_refused(name));
+		assert_non_null(def);
+		buf_printf(&defaults, "%s = %s\n", name, def);
+	}
+	assert_false(conf_param_is_refused("smtpd_tls_cert_file"));
+	c = test_load(buf_str(&defaults), NULL, NULL, 0, &rep, NULL);
+	if (c == NULL)
+		test_dump(&rep);
+	assert_non_null(c);
+	assert_int_equal(rep.errors, 0);
+	for (size_t i = 0; i < n; i++) {
+		char   *want = xasprintf("%s: parameter is not implemented by mxgate, ignored",
+					 conf_refused_name(i));
+
+		assert_non_null(test_find(&rep, want));
+		free(want);
+	}
+	conf_free(&c);
+	conf_report_free(&rep);
+	buf_free(&defaults);
+
+	c = test_load("strict_rfc821_envelopes = YES\n"
+		      "receive_override_options = no_milters, no_unknown_recipient_checks\n"
+		      "smtpd_tls_security_level = Encrypt\n"
+		      "smtpd_enforce_tls = yes\n"
+		      "my_filter = amavis:[127.0.0.1]:10024\n"
+		      "content_filter = ${stress?{}:{$my_filter}}\n",
+		      "127.0.0.1:2525 inet n - n - - smtpd -o smtpd_tls_security_level=none\n"
+		      "127.0.0.1:2526 inet n - n - - smtpd -o smtpd_tls_security_level=\n",
+		      NULL, 0, &rep, NULL);
+	assert_null(c);
+	if (rep.errors != 5)
+		test_dump(&rep);
+	assert_int_equal(rep.errors, 5);
+	assert_non_null(test_find(&rep, "strict_rfc821_envelopes = YES: parameter is not "
+				  "implemented by mxgate, refused: "));
+	assert_non_null(test_find(&rep, "receive_override_options = no_milters, "
+				  "no_unknown_recipient_checks: parameter"));
+	assert_non_null(test_find(&rep, "smtpd_tls_security_level = Encrypt: parameter"));
+	/* enforce_tls counts only where the level is empty: the 2526 service. */
+	assert_int_equal(test_find(&rep, "smtpd_enforce_tls = yes: parameter")->line, 4);
+	/* The filter is off under stress, on otherwise: refused, and only that. */
+	assert_int_equal(test_find(&rep, "content_filter = ${stress?{}:{$my_filter}}: "
+				   "parameter")->kind, CONF_PROB_NOT_IMPLEMENTED);
+	assert_null(test_find(&rep, "content_filter: parameter"));
+	/* The services' harmless levels are warnings at their master.cf lines. */
+	assert_int_equal(test_find(&rep, "smtpd_tls_security_level: parameter is not "
+				   "implemented by mxgate, ignored")->is_error, 0);
+	conf_report_free(&rep);
+}
+
 /* ---- main.cf parser ---- */
 
 static const struct {
@@ -1400,6 +1474,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table_sorted),
+		cmocka_unit_test(test_refused_table),
 		cmocka_unit_test(test_parse_main),
 		cmocka_unit_test(test_list_split),
 		cmocka_unit_test(test_expand),

@@ -1,0 +1,243 @@
+"""Never silent: a Postfix parameter that mxgate does not implement, and that would make Postfix
+refuse, filter or inspect mail that mxgate accepts as it came (src/conf/refused.def), stops
+`mxgate check` (exit 1, every one of them listed in one run with file:line, parameter, value and
+why) and `mxgate run` (non-zero exit, nothing listening).  The same parameter at a harmless value
+(Postfix's default, or one that changes nothing) keeps the "not implemented, ignored" warning and
+mxgate starts.
+
+The TLS cases follow Postfix 3.7.11's smtpd.c: smtpd_tls_wrappermode = yes and
+smtpd_tls_security_level = encrypt enforce TLS; smtpd_enforce_tls = yes only while
+smtpd_tls_security_level is empty (once the level is set, smtpd ignores it).  Before this change
+`mxgate check` exited 0 on all of them and `run` served the port in plaintext.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import harness
+
+RUN_TIMEOUT = 20
+
+PREFIX = "parameter is not implemented by mxgate, refused: "
+WHY = {
+    "smtpd_milters": "mxgate has no milter support yet: mail would not be filtered",
+    "content_filter": "mxgate has no after-queue content filter: mail would be stored without "
+                      "passing through the filter",
+    "header_checks": "mxgate has no header_checks: message headers would not be inspected, and "
+                     "mail that a REJECT, DISCARD or HOLD rule stops would be accepted",
+    "body_checks": "mxgate has no body_checks: message bodies would not be inspected, and mail "
+                   "that a REJECT, DISCARD or HOLD rule stops would be accepted",
+    "strict_rfc821_envelopes": "mxgate accepts addresses in MAIL FROM and RCPT TO as Postfix's "
+                               "default does: addresses that break RFC 821 syntax would be "
+                               "accepted",
+    "strict_smtputf8": "mxgate does not require the SMTPUTF8 parameter for UTF-8 addresses: such "
+                       "mail would be accepted",
+    "tls": "mxgate has no TLS yet: the service would accept mail over plaintext connections",
+    "smtpd_tls_wrappermode": "mxgate has no TLS yet: the service would speak plaintext SMTP on a "
+                             "port where clients start TLS at once, and accept mail without it",
+}
+
+
+def refused(name, value, why=None):
+    return "%s = %s: %s%s" % (name, value, PREFIX, WHY[why or name])
+
+
+def ignored(name):
+    return "%s: parameter is not implemented by mxgate, ignored" % name
+
+
+class NeverSilentTest(harness.MxTestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="mxgate-never-silent-")
+        os.chmod(self.dir, 0o755)
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.p1 = harness.free_port()
+        self.p2 = harness.free_port()
+        self.main_path = os.path.join(self.dir, "main.cf")
+        self.master_path = os.path.join(self.dir, "master.cf")
+
+    def write(self, main_lines, master_lines):
+        base = ["%s = %s" % kv for kv in harness.BASE_MAIN.items()]
+        with open(self.main_path, "w") as f:
+            f.write("".join(ln + "\n" for ln in base + main_lines))
+        with open(self.master_path, "w") as f:
+            f.write("".join(ln.format(p1=self.p1, p2=self.p2) + "\n" for ln in master_lines))
+        return len(base)    # main.cf line of main_lines[0] is this + 1
+
+    def mxgate(self, *args, timeout=RUN_TIMEOUT):
+        proc = subprocess.Popen([harness.mxgate_binary()] + list(args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                env=harness.sanitizer_env())
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            self.fail("mxgate %s still running after %ds (it should have refused to start)\n%s"
+                      % (" ".join(args), timeout, err.decode("utf-8", "replace")))
+        err = err.decode("utf-8", "replace")
+        self.assertEqual(harness.sanitizer_reports(err), [], err)
+        return proc.returncode, out.decode("utf-8", "replace"), err
+
+    def errors(self, err):
+        return [ln for ln in err.splitlines() if ln.startswith("mxgate: error: ")]
+
+    def mixed_config(self):
+        n = self.write([
+            "smtpd_milters = inet:127.0.0.1:8891, unix:/run/opendkim.sock",   # n+1
+            "content_filter = smtp-amavis:[127.0.0.1]:10024",                  # n+2
+            "header_checks = regexp:/etc/postfix/header_checks",               # n+3
+            "body_checks = pcre:/etc/postfix/body_checks",                     # n+4
+            "strict_rfc821_envelopes = yes",                                   # n+5
+            "smtpd_proxy_filter =",                                            # n+6 default
+            "strict_8bitmime = no",                                            # n+7 default
+            "smtpd_tls_security_level = may",                                  # n+8 harmless
+        ], [
+            "127.0.0.1:{p1} inet n - n - - smtpd",                             # 1
+            "127.0.0.1:{p2} inet n - n - - smtpd",                             # 2
+            "  -o smtpd_tls_security_level=encrypt -o content_filter=",        # 3
+        ])
+        m, ms = self.main_path, self.master_path
+        want = [
+            "mxgate: error: " + refused("strict_smtputf8", "yes"),
+            "mxgate: error: %s, line %d: " % (m, n + 1)
+            + refused("smtpd_milters", "inet:127.0.0.1:8891, unix:/run/opendkim.sock"),
+            "mxgate: error: %s, line %d: " % (m, n + 2)
+            + refused("content_filter", "smtp-amavis:[127.0.0.1]:10024"),
+            "mxgate: error: %s, line %d: " % (m, n + 3)
+            + refused("header_checks", "regexp:/etc/postfix/header_checks"),
+            "mxgate: error: %s, line %d: " % (m, n + 4)
+            + refused("body_checks", "pcre:/etc/postfix/body_checks"),
+            "mxgate: error: %s, line %d: " % (m, n + 5) + refused("strict_rfc821_envelopes", "yes"),
+            "mxgate: error: %s, line 3: " % ms
+            + refused("smtpd_tls_security_level", "encrypt", "tls"),
+        ]
+        harmless = [
+            "mxgate: warning: %s, line %d: %s" % (m, n + 6, ignored("smtpd_proxy_filter")),
+            "mxgate: warning: %s, line %d: %s" % (m, n + 7, ignored("strict_8bitmime")),
+            "mxgate: warning: %s, line %d: %s" % (m, n + 8, ignored("smtpd_tls_security_level")),
+            "mxgate: warning: %s, line 3: %s" % (ms, ignored("content_filter")),
+        ]
+        return want, harmless
+
+    def test_check_lists_every_refused_setting(self):
+        want, harmless = self.mixed_config()
+        rc, out, err = self.mxgate("check", "-c", self.dir, "-o", "strict_smtputf8=yes")
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(out, "")
+        # Every refusal in one run, each once: the command line first, then by file and line.
+        self.assertEqual(self.errors(err), want, err)
+        for line in harmless:
+            self.assertIn(line, err.splitlines())
+        # A refused setting gets its error only, not the "ignored" warning as well.
+        self.assertNotIn(ignored("smtpd_milters"), err)
+        self.assertNotIn(ignored("strict_rfc821_envelopes"), err)
+
+    def test_run_refuses_to_start(self):
+        want, _ = self.mixed_config()
+        rc, _, err = self.mxgate("run", "-c", self.dir, "-o", "strict_smtputf8=yes")
+        self.assertNotEqual(rc, 0, err)
+        self.assertEqual(self.errors(err), want, err)
+        self.assertIn("mxgate: fatal: configuration in %s has %d errors; see `mxgate check -c %s`"
+                      % (self.dir, len(want), self.dir), err)
+        self.assertFalse(harness.port_listening(self.p1) or harness.port_listening(self.p2))
+
+    def test_command_line_refusal_alone(self):
+        self.write([], ["127.0.0.1:{p1} inet n - n - - smtpd"])
+        for verb in ("check", "run"):
+            rc, _, err = self.mxgate(verb, "-c", self.dir, "-o", "header_checks=regexp:/x")
+            self.assertEqual(rc, 1, err)
+            self.assertEqual(self.errors(err), [
+                "mxgate: error: " + refused("header_checks", "regexp:/x")], err)
+        self.assertFalse(harness.port_listening(self.p1))
+
+    def test_tls_enforcement_is_refused(self):
+        """Each way Postfix 3.7's smtpd enforces TLS, in main.cf and as a master.cf -o."""
+        cases = [
+            ("smtpd_tls_security_level", "encrypt", "tls"),
+            ("smtpd_tls_security_level", "verify", "tls"),     # Postfix: "using encrypt"
+            ("smtpd_enforce_tls", "yes", "tls"),
+            ("smtpd_tls_wrappermode", "yes", None),
+        ]
+        for name, value, why in cases:
+            with self.subTest(name=name, value=value, where="main.cf"):
+                n = self.write(["%s = %s" % (name, value)],
+                               ["127.0.0.1:{p1} inet n - n - - smtpd"])
+                rc, _, err = self.mxgate("check", "-c", self.dir)
+                self.assertEqual(rc, 1, err)
+                self.assertEqual(self.errors(err), ["mxgate: error: %s, line %d: %s" % (
+                    self.main_path, n + 1, refused(name, value, why))], err)
+            with self.subTest(name=name, value=value, where="master.cf"):
+                self.write([], ["127.0.0.1:{p1} inet n - n - - smtpd -o %s=%s" % (name, value)])
+                rc, _, err = self.mxgate("check", "-c", self.dir)
+                self.assertEqual(rc, 1, err)
+                self.assertEqual(self.errors(err), ["mxgate: error: %s, line 1: %s" % (
+                    self.master_path, refused(name, value, why))], err)
+                rc, _, err = self.mxgate("run", "-c", self.dir)
+                self.assertNotEqual(rc, 0, err)
+                self.assertFalse(harness.port_listening(self.p1))
+
+    def test_enforce_tls_is_inert_once_the_level_is_set(self):
+        n = self.write(["smtpd_tls_security_level = may", "smtpd_enforce_tls = yes",
+                        "smtpd_use_tls = yes"],
+                       ["127.0.0.1:{p1} inet n - n - - smtpd"])
+        rc, _, err = self.mxgate("check", "-c", self.dir)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("mxgate: warning: %s, line %d: %s"
+                      % (self.main_path, n + 2, ignored("smtpd_enforce_tls")), err.splitlines())
+
+    def test_harmless_values_start(self):
+        """Postfix's defaults and values that change nothing: warnings, and mxgate serves."""
+        main = dict(harness.BASE_MAIN)
+        main.update({"strict_rfc821_envelopes": "no", "content_filter": "",
+                     "header_checks": "", "smtpd_tls_security_level": "may",
+                     "smtpd_tls_wrappermode": "no",
+                     "receive_override_options": "no_header_body_checks, no_milters"})
+        srv = self.start_server(main=main, master=[
+            "127.0.0.1:{port} inet n - n - - smtpd -o smtpd_milters= -o body_checks="])
+        c = self.connect(srv)
+        c.expect(220)
+        self.assertEqual(c.cmd("QUIT").code, 221)
+        msgs = srv.log_messages()
+        for name in ("strict_rfc821_envelopes", "content_filter", "smtpd_tls_security_level",
+                     "receive_override_options", "smtpd_milters", "body_checks"):
+            self.assertTrue(any(m.endswith(ignored(name)) for m in msgs), (name, msgs))
+        rc, _, err = self.mxgate("check", "-c", srv.dir)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(self.errors(err), [], err)
+
+    def test_address_routing_switches(self):
+        """Postfix 3.7.11 with allow_percent_hack, swap_bangpath or resolve_dequoted_address = no
+        refuses <u%virt.test@local.test> and the like (454 Relay access denied); mxgate always
+        reroutes them as Postfix's defaults do, so "no" is refused and "yes" is not."""
+        why = ("mxgate always rewrites user%domain as user@domain, as Postfix's default does: "
+               "such a recipient in one of mxgate's own domains would be accepted for the "
+               "rewritten address")
+        n = self.write(["allow_percent_hack = no", "swap_bangpath = yes",
+                        "resolve_dequoted_address = yes"],
+                       ["127.0.0.1:{p1} inet n - n - - smtpd"])
+        rc, _, err = self.mxgate("check", "-c", self.dir)
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(self.errors(err), ["mxgate: error: %s, line %d: allow_percent_hack = no: "
+                                            "%s%s" % (self.main_path, n + 1, PREFIX, why)], err)
+        for i, name in ((2, "swap_bangpath"), (3, "resolve_dequoted_address")):
+            self.assertIn("mxgate: warning: %s, line %d: %s" % (self.main_path, n + i,
+                                                                ignored(name)), err.splitlines())
+
+    def test_postscreen_service_is_named(self):
+        """An inet postscreen service is not served (issue 11): a warning at its line."""
+        self.write([], ["smtp inet n - y - 1 postscreen",
+                        "smtpd pass - - y - - smtpd",
+                        "127.0.0.1:{p1} inet n - n - - smtpd"])
+        rc, _, err = self.mxgate("check", "-c", self.dir)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("mxgate: warning: %s, line 1: service \"smtp\": postscreen is not "
+                      "implemented by mxgate, this service is not served (use smtpd as its "
+                      "command)" % self.master_path, err.splitlines())
+
+
+if __name__ == "__main__":
+    unittest.main()
