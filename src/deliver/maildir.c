@@ -535,11 +535,16 @@ maildir_check_args(const struct maildir_msg *m, const struct maildir_rcpt *rcpts
 			errno = EINVAL;
 			return -1;
 		}
-		if (!maildir_header_ok(rcpts[i].delivered_to)
-		    || (rcpts[i].trace != NULL && !maildir_trace_ok(rcpts[i].trace))) {
+		if (!maildir_header_ok(rcpts[i].delivered_to)) {
 			buf_reset(err);
 			buf_printf(err, "deliver %s: control character in Delivered-To address",
 				   rcpts[i].maildir);
+			errno = EINVAL;
+			return -1;
+		}
+		if (rcpts[i].trace != NULL && !maildir_trace_ok(rcpts[i].trace)) {
+			buf_reset(err);
+			buf_printf(err, "deliver %s: malformed trace header lines", rcpts[i].maildir);
 			errno = EINVAL;
 			return -1;
 		}

@@ -18,8 +18,9 @@
  * refuses a relative path, one without the trailing '/', and one with a "."
  * or ".." component, and it refuses any control byte (below 0x20, or 0x7f:
  * CR, LF, TAB...) in return_path and delivered_to, and any in trace but
- * the LF ending each line and a TAB (row 60: no header injection).  Both refusals return -1 with errno EINVAL before any disk
- * work.
+ * the LF that ends each line and TAB, as well as an empty line there (row
+ * 60: no header injection).  Both refusals return -1 with errno EINVAL
+ * before any disk work.
  */
 #ifndef MXGATE_DELIVER_MAILDIR_H
 #define MXGATE_DELIVER_MAILDIR_H
