@@ -76,6 +76,15 @@ deliver_rcpt_orig(struct deliver_msg *m, const char *orig)
 }
 
 void
+deliver_rcpt_trace(struct deliver_msg *m, const char *trace)
+{
+	struct deliver_rcpt *r = &m->rcpts[m->nrcpts - 1];
+
+	free(r->trace);
+	r->trace = xstrdup(trace);
+}
+
+void
 deliver_msg_free(struct deliver_msg **mp)
 {
 	struct deliver_msg *m = *mp;
@@ -86,6 +95,7 @@ deliver_msg_free(struct deliver_msg **mp)
 	for (i = 0; i < m->nrcpts; i++) {
 		free(m->rcpts[i].address);
 		free(m->rcpts[i].orig);
+		free(m->rcpts[i].trace);
 		free(m->rcpts[i].maildir);
 	}
 	free(m->rcpts);
@@ -145,6 +155,7 @@ deliver_maildir(void *ctx, struct deliver_msg *m)
 	for (i = 0; i < m->nrcpts; i++) {
 		mr[i].maildir = m->rcpts[i].maildir;
 		mr[i].delivered_to = m->rcpts[i].address;
+		mr[i].trace = m->rcpts[i].trace;
 	}
 	ok = maildir_deliver(&mm, mr, m->nrcpts, &m->err) == 0;
 	for (i = 0; i < m->nrcpts; i++)

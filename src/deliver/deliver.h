@@ -13,6 +13,9 @@
  * copy or none, so every recipient gets the same result; the caller answers
  * 250 only when every recipient is stored.
  *
+ * One copy per recipient entry: the caller decides what is a duplicate
+ * (smtp/txn.h: one per original recipient and final address).
+ *
  * Logging: on completion the deliverer logs what Postfix's qmgr and
  * delivery agents would, tagged as they are:
  *   mxgate/qmgr:    <id>: from=<sender>, size=<N>, nrcpt=<n> (queue active)
@@ -51,6 +54,8 @@ struct deliver_rcpt {
 	char   *address;	/* RFC 5321 (quoted) form: Delivered-To:, logs */
 	char   *orig;		/* the RCPT it came from when an alias led here
 				 * (orig_to= in the log), else NULL */
+	char   *trace;		/* header lines written below Delivered-To (LF line
+				 * ends: what a forwarding local(8) adds), or NULL */
 	enum deliver_transport transport;
 	char   *maildir;	/* DELIVER_MAILDIR: absolute, ends in '/' */
 	uid_t	uid;
@@ -78,6 +83,8 @@ void deliver_msg_add_maildir(struct deliver_msg *m, const char *address, const c
 			     uid_t uid, gid_t gid);
 /* The last recipient added came from orig (an alias): orig_to= in its log line. */
 void deliver_rcpt_orig(struct deliver_msg *m, const char *orig);
+/* The last recipient added gets trace (maildir.h: maildir_rcpt's trace) in its copy. */
+void deliver_rcpt_trace(struct deliver_msg *m, const char *trace);
 void deliver_msg_free(struct deliver_msg **mp);
 
 /*

@@ -187,6 +187,23 @@ maildir_header_ok(const char *s)
 	return 1;
 }
 
+/* Header lines: each ends in LF, no control byte but those LFs and TAB. */
+static int
+maildir_trace_ok(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len > 0 && (s[0] == '\n' || s[len - 1] != '\n'))
+		return 0;
+	for (; *s; s++) {
+		if (*s == '\n' && s[1] == '\n')
+			return 0;	/* an empty line would end the header */
+		if (((unsigned char)*s < 0x20 && *s != '\n' && *s != '\t') || *s == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
 /*
  * mkdir path[0..len) (no trailing '/') with its missing parents, mode 0700.
  * The parent of every directory made here goes into fsync_dirs: a new
@@ -332,6 +349,8 @@ maildir_stage_one(const struct maildir_msg *m, const struct maildir_rcpt *r, con
 
 	/* Postfix virtual(8) order: Return-Path:, then Delivered-To:, then the message. */
 	buf_printf(&hdr, "Return-Path: <%s>\nDelivered-To: %s\n", m->return_path, r->delivered_to);
+	if (r->trace != NULL)
+		buf_puts(&hdr, r->trace);
 	if (maildir_write_all(fd, hdr.data, hdr.len) < 0
 	    || (m->received_len > 0 && maildir_write_all(fd, m->received, m->received_len) < 0)
 	    || maildir_write_content(fd, m) < 0) {
@@ -520,6 +539,12 @@ maildir_check_args(const struct maildir_msg *m, const struct maildir_rcpt *rcpts
 			buf_reset(err);
 			buf_printf(err, "deliver %s: control character in Delivered-To address",
 				   rcpts[i].maildir);
+			errno = EINVAL;
+			return -1;
+		}
+		if (rcpts[i].trace != NULL && !maildir_trace_ok(rcpts[i].trace)) {
+			buf_reset(err);
+			buf_printf(err, "deliver %s: malformed trace header lines", rcpts[i].maildir);
 			errno = EINVAL;
 			return -1;
 		}

@@ -17,9 +17,10 @@
  * mailbox and refuses traversal).  As a second line, maildir_deliver()
  * refuses a relative path, one without the trailing '/', and one with a "."
  * or ".." component, and it refuses any control byte (below 0x20, or 0x7f:
- * CR, LF, TAB...) in return_path and delivered_to (row 60: no header
- * injection).  Both refusals return -1 with errno EINVAL before any disk
- * work.
+ * CR, LF, TAB...) in return_path and delivered_to, and any in trace but
+ * the LF that ends each line and TAB, as well as an empty line there (row
+ * 60: no header injection).  Both refusals return -1 with errno EINVAL
+ * before any disk work.
  */
 #ifndef MXGATE_DELIVER_MAILDIR_H
 #define MXGATE_DELIVER_MAILDIR_H
@@ -59,6 +60,12 @@ struct maildir_rcpt {
 	const char *maildir;
 	/* Address for Delivered-To: (the caller folds case as Postfix does). */
 	const char *delivered_to;
+	/*
+	 * Header lines of this copy only, written below Delivered-To (LF line
+	 * ends, each line ending in LF; TAB allowed), or NULL: the Received: and
+	 * Delivered-To: lines that a forwarding local(8) prepended.
+	 */
+	const char *trace;
 };
 
 /*
@@ -105,6 +112,7 @@ void maildir_batch_free(struct maildir_batch **bp);
  *
  *	Return-Path: <return_path>\n
  *	Delivered-To: <delivered_to>\n
+ *	trace
  *	received
  *	content
  *

@@ -445,6 +445,9 @@ static void targets_free(struct rcpt_result *r)
 		free(r->targets[i].user);
 		free(r->targets[i].home);
 		free(r->targets[i].maildir);
+		for (size_t k = 0; k < r->targets[i].nvia; k++)
+			free(r->targets[i].via[k]);
+		free(r->targets[i].via);
 	}
 	free(r->targets);
 	r->targets = NULL;
@@ -786,6 +789,13 @@ struct expand {
 	bool done;			/* r holds a refusal: stop */
 	struct alias_list includes;	/* :include: files read (Postfix reads each once) */
 	struct buf warn;		/* warning lines */
+	/*
+	 * Delivered-To: the local(8) delivery under way (the address it was
+	 * given, NULL outside one), and the ones that forwarded to here,
+	 * oldest first (case-folded).
+	 */
+	const char *delivered;
+	struct alias_list hops;
 };
 
 static void expand_warn(struct expand *x, const char *line)
@@ -900,7 +910,21 @@ static void expand_bad_target(struct expand *x, bool remote, const char *target,
 	free(e);
 }
 
-/* An accepted mailbox: t's fields move into a new target (once per kind and address). */
+/* Whether tg was forwarded by the same local(8) deliveries as hops (oldest first). */
+static bool same_via(const struct rcpt_target *tg, const struct alias_list *hops)
+{
+	if (tg->nvia != hops->n)
+		return false;
+	for (size_t i = 0; i < tg->nvia; i++)
+		if (strcmp(tg->via[i], hops->v[hops->n - 1 - i]) != 0)
+			return false;
+	return true;
+}
+
+/*
+ * An accepted mailbox: t's fields move into a new target (once per kind,
+ * address and via).
+ */
 static void expand_add(struct expand *x, const char *address, struct rcpt_result *t)
 {
 	struct rcpt_result *r = x->r;
@@ -908,7 +932,8 @@ static void expand_add(struct expand *x, const char *address, struct rcpt_result
 	enum rcpt_verdict kind = t->verdict;
 
 	for (size_t i = 0; i < r->ntargets; i++)
-		if (r->targets[i].kind == kind && strcasecmp(r->targets[i].address, address) == 0) {
+		if (r->targets[i].kind == kind && strcasecmp(r->targets[i].address, address) == 0
+		    && same_via(&r->targets[i], &x->hops)) {
 			rcpt_result_free(t);
 			return;
 		}
@@ -928,6 +953,10 @@ static void expand_add(struct expand *x, const char *address, struct rcpt_result
 	tg->maildir = t->maildir;
 	tg->uid = t->uid;
 	tg->gid = t->gid;
+	tg->nvia = x->hops.n;
+	tg->via = tg->nvia ? xcalloc(tg->nvia, sizeof(*tg->via)) : NULL;
+	for (size_t i = 0; i < tg->nvia; i++)	/* newest first */
+		tg->via[i] = xstrdup(x->hops.v[x->hops.n - 1 - i]);
 	t->user = t->home = t->maildir = NULL;
 	rcpt_result_free(t);
 }
@@ -1036,8 +1065,20 @@ static void expand_targets(struct expand *x, const struct alias_targets *t, cons
 					      xasprintf("alias database loop for %s", en));
 				x->level--;
 			} else {
-				/* forwarded: a new message through cleanup(8) */
+				/*
+				 * forwarded: a new message through cleanup(8), with
+				 * local(8)'s Delivered-To on top
+				 */
+				const char *delivered = x->delivered;
+				char *folded = xstrdup(delivered ? delivered : x->rcpt);
+
+				lower_inplace(folded);
+				alias_list_add(&x->hops, folded);
+				free(folded);
+				x->delivered = NULL;
 				expand_address(x, lp2, d2, dc, false);
+				x->delivered = delivered;
+				free(x->hops.v[--x->hops.n]);
 				x->level--;
 			}
 			free(lp2);
@@ -1144,9 +1185,14 @@ static void expand_final(struct expand *x, const char *given, const char *lp,
 		break;
 	case DC_LOCAL:
 		resolve_local(p, x->rcpt, lp, domain, !top, &t);
-		if (t.verdict == RCPT_OK_LOCAL)
+		if (t.verdict == RCPT_OK_LOCAL) {
+			/* a new local(8) delivery: Delivered-To is this address */
+			const char *delivered = x->delivered;
+
+			x->delivered = address;
 			expand_local(x, address, lp, domain, &t, NULL);
-		else if (t.verdict == RCPT_UNKNOWN_LOCAL && !top) {
+			x->delivered = delivered;
+		} else if (t.verdict == RCPT_UNKNOWN_LOCAL && !top) {
 			rcpt_result_free(&t);
 			expand_bad_target(x, false, address, "is an unknown local user");
 		} else
@@ -1258,6 +1304,7 @@ static void resolve_ours(const struct recipient_policy *p, const char *addr, con
 	}
 	buf_free(&x.warn);
 	alias_list_free(&x.includes);
+	alias_list_free(&x.hops);
 }
 
 /* ---- classify ---- */

@@ -88,7 +88,10 @@
  *      the alias itself is the user's own mailbox; any other goes through
  *      step 1 again, as local(8) forwards it), :include: files (each read
  *      once per RCPT), |commands and /files.  No alias: the local user.
- * Every mailbox found is a target (r->targets).  The first target that mxgate
+ * Every mailbox found is a target (r->targets), with the local(8) addresses
+ * that forwarded it there (via: each one a Delivered-To line in the copy;
+ * an address forwarded by a local alias starts a new local(8) delivery when
+ * it reaches a local domain again).  The first target that mxgate
  * cannot store refuses the whole recipient, with r->reason for the log:
  *   an address in no domain of ours: RCPT_UNDELIVERABLE "550 5.1.1 <addr>:
  *     Recipient address rejected: Alias forwards to another domain; this
@@ -259,6 +262,16 @@ struct rcpt_target {
 	char *maildir;		/* OK_VIRTUAL: as rcpt_result's maildir */
 	uid_t uid;		/* as rcpt_result's */
 	gid_t gid;
+	/*
+	 * The addresses whose local(8) delivery forwarded this copy through
+	 * alias_maps (each adds "Delivered-To: <it>" when it forwards), newest
+	 * first, case-folded as local(8) writes them; nvia 0 when no local
+	 * alias forwarded it.  An alias of a local address expanded again in
+	 * place adds none (local(8) keeps the first address), and neither does
+	 * virtual_alias_maps (cleanup(8) writes no Delivered-To).
+	 */
+	char **via;
+	size_t nvia;
 };
 
 struct rcpt_result {
@@ -277,9 +290,12 @@ struct rcpt_result {
 	uid_t uid;
 	gid_t gid;
 	/*
-	 * OK_*: every mailbox the recipient goes to (at least one, no two with
-	 * the same kind and address); the fields above are the first one's.
-	 * verdict is RCPT_OK_LOCAL when any target is local.
+	 * OK_*: every copy the recipient leads to (at least one, no two with
+	 * the same kind, address and via: the same final address reached twice
+	 * from one RCPT is one copy, as Postfix's duplicate filters keep it,
+	 * unless different local(8) deliveries forwarded it there, which are
+	 * different queue files in Postfix); the fields above are the first
+	 * one's.  verdict is RCPT_OK_LOCAL when any target is local.
 	 */
 	struct rcpt_target *targets;
 	size_t ntargets;

@@ -428,9 +428,10 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 		tr = txn_add_rcpt(&s->txn, addr);
 		for (size_t i = 0; i < r->ntargets; i++)
 			txn_rcpt_target(tr, r->targets[i].address, r->targets[i].maildir,
-					r->targets[i].uid, r->targets[i].gid);
+					r->targets[i].uid, r->targets[i].gid, r->targets[i].via,
+					r->targets[i].nvia);
 		if (r->ntargets == 0)	/* a result without targets: the recipient itself */
-			txn_rcpt_target(tr, addr, r->maildir, r->uid, r->gid);
+			txn_rcpt_target(tr, addr, r->maildir, r->uid, r->gid, NULL, 0);
 	}
 	if (s->txn.queue_id[0] == '\0') {
 		txn_new_queue_id(&s->txn);

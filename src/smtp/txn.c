@@ -28,6 +28,9 @@ txn_reset(struct txn *t)
 		for (size_t k = 0; k < t->rcpts[i].ntargets; k++) {
 			free(t->rcpts[i].targets[k].quoted);
 			free(t->rcpts[i].targets[k].maildir);
+			for (size_t v = 0; v < t->rcpts[i].targets[k].nvia; v++)
+				free(t->rcpts[i].targets[k].via[v]);
+			free(t->rcpts[i].targets[k].via);
 		}
 		free(t->rcpts[i].targets);
 	}
@@ -108,7 +111,7 @@ txn_add_rcpt(struct txn *t, const char *addr)
 
 void
 txn_rcpt_target(struct txn_rcpt *r, const char *address, const char *maildir, uid_t uid,
-		gid_t gid)
+		gid_t gid, char *const *via, size_t nvia)
 {
 	struct txn_target *tg;
 
@@ -118,6 +121,10 @@ txn_rcpt_target(struct txn_rcpt *r, const char *address, const char *maildir, ui
 	tg->maildir = xstrdup(maildir ? maildir : "");
 	tg->uid = uid;
 	tg->gid = gid;
+	tg->nvia = nvia;
+	tg->via = nvia ? xcalloc(nvia, sizeof(*tg->via)) : NULL;
+	for (size_t i = 0; i < nvia; i++)
+		tg->via[i] = txn_quote(via[i]);
 }
 
 void
@@ -141,23 +148,35 @@ txn_body_flush(struct txn *t)
 		buf_free(&t->chunk);
 }
 
+/* Postfix's mail_date(): the date of a Received: header. */
+static void
+txn_date(char *date, size_t size)
+{
+	struct tm tm;
+	time_t now = time(NULL);
+
+	localtime_r(&now, &tm);
+	strftime(date, size, "%a, %e %b %Y %H:%M:%S %z (%Z)", &tm);
+}
+
+/* Client data in a header: no control characters survive (SECURITY_CHECKLIST 60). */
+static void
+txn_header_text(struct buf *out, const char *s)
+{
+	for (; *s; s++)
+		buf_putc(out, (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+}
+
 void
 txn_received(const struct txn *t, const struct txn_client *c, struct buf *out)
 {
 	char date[64];
-	struct tm tm;
-	time_t now = time(NULL);
 	size_t namelen = strcspn(c->namaddr, "[");
 
-	localtime_r(&now, &tm);
-	strftime(date, sizeof(date), "%a, %e %b %Y %H:%M:%S %z (%Z)", &tm);
+	txn_date(date, sizeof(date));
 	buf_puts(out, "Received: from ");
 	if (c->helo) {
-		const char *p;
-
-		/* Client data in a header: no control characters survive (SECURITY_CHECKLIST 60). */
-		for (p = c->helo; *p; p++)
-			buf_putc(out, (unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p);
+		txn_header_text(out, c->helo);
 		buf_printf(out, " (%.*s [%s])", (int)namelen, c->namaddr, c->addr);
 	} else {
 		buf_printf(out, "%.*s [%s]", (int)namelen, c->namaddr, c->addr);
@@ -175,6 +194,7 @@ txn_deliver_msg(const struct txn *t, const struct txn_client *c, size_t size)
 	char *sender = txn_quote(t->sender ? t->sender : "");
 	struct deliver_msg *m = deliver_msg_new(t->queue_id, sender, c->hostname, t->body);
 	struct buf rcv = BUF_INIT;
+	char date[64];
 	size_t i;
 
 	free(sender);
@@ -182,19 +202,34 @@ txn_deliver_msg(const struct txn *t, const struct txn_client *c, size_t size)
 	m->received = buf_steal(&rcv);
 	m->size = size;
 	m->arrival = t->arrival;
+	txn_date(date, sizeof(date));
+	/*
+	 * Postfix's duplicate filter keys on (original recipient, final
+	 * address): a final address that two RCPTs lead to is two copies.
+	 * Within one RCPT the targets are distinct already (recipient.h), and
+	 * a repeated RCPT is one recipient (txn_has_rcpt()).
+	 */
 	for (i = 0; i < t->nrcpts; i++) {
 		for (size_t k = 0; k < t->rcpts[i].ntargets; k++) {
 			const struct txn_target *tg = &t->rcpts[i].targets[k];
-			int dup = 0;
 
-			/* Postfix's duplicate filter: one copy per final address */
-			for (size_t j = 0; j < m->nrcpts && !dup; j++)
-				dup = strcasecmp(m->rcpts[j].address, tg->quoted) == 0;
-			if (dup)
-				continue;
 			deliver_msg_add_maildir(m, tg->quoted, tg->maildir, tg->uid, tg->gid);
 			if (strcasecmp(tg->quoted, t->rcpts[i].quoted) != 0)
 				deliver_rcpt_orig(m, t->rcpts[i].quoted);
+			if (tg->nvia > 0) {
+				struct buf tr = BUF_INIT;
+
+				/* what each forwarding local(8) prepended, newest on top */
+				for (size_t v = 0; v < tg->nvia; v++) {
+					buf_printf(&tr, "Received: by %s (%s)\n\tid %s; %s\n"
+						   "Delivered-To: ", c->hostname, c->mail_name,
+						   t->queue_id, date);
+					txn_header_text(&tr, tg->via[v]);
+					buf_putc(&tr, '\n');
+				}
+				deliver_rcpt_trace(m, buf_str(&tr));
+				buf_free(&tr);
+			}
 		}
 	}
 	return m;

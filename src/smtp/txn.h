@@ -7,10 +7,13 @@
  * Recipients.  rcpts holds the DISTINCT accepted recipients (a repeated RCPT
  * for the same address is delivered once); rcpt_count counts every accepted
  * RCPT, repeats included, because that is what smtpd_recipient_limit counts
- * in Postfix.  Each recipient has its targets, the mailboxes it is delivered
- * to (itself, or where its aliases lead: policy/recipient.h); the delivery
- * request gets each final address once over the whole transaction, as
- * Postfix's duplicate filter keeps one copy per address.
+ * in Postfix.  Each recipient has its targets, the copies it is delivered
+ * as (itself, or where its aliases lead: policy/recipient.h, which keeps a
+ * final address once per RCPT).  The delivery request gets every target of
+ * every recipient: one copy per (recipient, final address), as Postfix's
+ * duplicate filter keys on the original recipient too
+ * (enable_original_recipient = yes): mail to info@ (-> alice) and team@
+ * (-> alice, bob) stores two copies for alice.
  */
 #ifndef MXGATE_SMTP_TXN_H
 #define MXGATE_SMTP_TXN_H
@@ -31,6 +34,9 @@ struct txn_target {
 	char   *maildir;	/* where it is delivered (virtual Maildir) */
 	uid_t	uid;
 	gid_t	gid;
+	char  **via;		/* RFC 5321 form: the local(8) addresses that forwarded
+				 * it here, newest first (rcpt_target's via) */
+	size_t	nvia;
 };
 
 struct txn_rcpt {
@@ -82,9 +88,13 @@ void txn_new_queue_id(struct txn *t);
 int txn_has_rcpt(const struct txn *t, const char *addr);
 /* Add a recipient (copies addr); then give it its targets. */
 struct txn_rcpt *txn_add_rcpt(struct txn *t, const char *addr);
-/* A mailbox of r: address is the final address, internal form (copied). */
+/*
+ * A mailbox of r: address is the final address, via the local(8) addresses
+ * that forwarded it there, newest first (nvia 0: none), all internal form
+ * (copied).
+ */
 void txn_rcpt_target(struct txn_rcpt *r, const char *address, const char *maildir, uid_t uid,
-		     gid_t gid);
+		     gid_t gid, char *const *via, size_t nvia);
 
 /* An address in RFC 5321 form ("john smith"@x stays quoted); "" for <>. */
 char *txn_quote(const char *addr);
@@ -108,10 +118,16 @@ struct txn_client {
 void txn_received(const struct txn *t, const struct txn_client *c, struct buf *out);
 
 /*
- * The delivery request for the committed body: envelope, the targets of
- * every recipient (each final address once, with the first recipient that
- * led there as its orig_to), the Received: header, and size (the message
- * size as Postfix counts it).
+ * The delivery request for the committed body: envelope, every target of
+ * every recipient (with the recipient as its orig_to when an alias led
+ * there), the Received: header, and size (the message size as Postfix
+ * counts it).  A target that local(8) forwarded gets, below its own
+ * Delivered-To, what each forwarding local(8) prepended, newest on top:
+ *	Received: by <hostname> (<mail_name>)
+ *		id <queue_id>; <date>
+ *	Delivered-To: <via>
+ * (Postfix's forwarded copy is a new queue file with its own id; mxgate has
+ * one, the transaction's).
  */
 struct deliver_msg *txn_deliver_msg(const struct txn *t, const struct txn_client *c,
 				    size_t size);

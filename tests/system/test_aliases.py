@@ -13,6 +13,7 @@ import smtplib
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 import harness
@@ -38,6 +39,9 @@ long@virt.test        bob@virt.test, averyveryverylongname@virt.test
 catch.test            whatever
 @catch.test           @virt.test
 x@elsewhere.test      alice@virt.test
+twice@virt.test       alice@virt.test, info@virt.test, alice@virt.test
+hop@virt.test         team@local.test
+split@virt.test       x1@local.test, x2@local.test
 """
 
 ALIASES = """\
@@ -51,6 +55,9 @@ far:        friend@example.net
 nouser:     nobody@virt.test
 badinc:     :include:{dir}/missing.inc
 chain:      team
+fwd:        hop@virt.test
+x1:         alice@virt.test
+x2:         alice@virt.test
 """
 
 TEAM = "# the team\nbob@virt.test\ncarol@virt.test\n"
@@ -123,25 +130,48 @@ class VirtualAliasTest(AliasCase):
     def delivered(self, regex):
         self.assertIsNotNone(self.srv.wait_log(regex), "no log line %r" % regex)
 
-    def test_expansion_delivers_each_mailbox_once(self):
+    def copies(self, user):
+        """The trace of each copy in user's Maildir: [[(name, first line)...], ...], sorted."""
+        out = []
+        for path in self.box(user):
+            headers, _ = harness.read_message(path)
+            out.append([(n, v.split("\n")[0].split(";")[0]) for n, v in headers
+                        if n in ("Return-Path", "Delivered-To", "Received")])
+        return sorted(out)
+
+    def test_one_copy_per_rcpt_and_final_address(self):
         refused, data = sendmail(self.srv.port, ["info@virt.test", "sales@virt.test"])
         self.assertEqual(refused, {})
         self.assertEqual(data[0], 250)
-        # sales -> info (-> alice, bob), carol: alice and bob once, not twice
-        for user in ("alice", "bob", "carol"):
-            self.assertEqual(len(self.box(user)), 1, user)
-        self.assertEqual(self.box("admin"), [])
-        headers, body = harness.read_message(self.box("alice")[0])
-        self.assertIn(("Delivered-To", "alice@virt.test"), headers)
-        self.assertEqual(body, b"hello\n")
+        # info -> alice, bob; sales -> info (-> alice, bob), carol: Postfix's duplicate
+        # filter keys on the original recipient too, so alice and bob get two copies each
+        self.assertEqual([len(self.box(u)) for u in ("alice", "bob", "carol", "admin")],
+                         [2, 2, 1, 0])
+        for path in self.box("alice"):
+            headers, body = harness.read_message(path)
+            self.assertEqual([v for n, v in headers if n == "Delivered-To"], ["alice@virt.test"])
+            self.assertEqual(body, b"hello\n")
         self.delivered(r"mxgate/qmgr\[\d+\]: \w+: from=<sender@client.example>, size=\d+, "
-                       r"nrcpt=3 \(queue active\)")
-        self.delivered(r"mxgate/virtual\[\d+\]: \w+: to=<alice@virt.test>, "
-                       r"orig_to=<info@virt.test>, relay=virtual, delay=[\d.e-]+, dsn=2.0.0, "
-                       r"status=sent \(delivered to maildir\)")
-        self.delivered(r"to=<bob@virt.test>, orig_to=<info@virt.test>, relay=virtual")
-        self.delivered(r"to=<carol@virt.test>, orig_to=<sales@virt.test>, relay=virtual")
-        self.assertEqual(len(harness.log_matches(self.srv, r"mxgate/virtual.*to=<alice@")), 1)
+                       r"nrcpt=5 \(queue active\)")
+        for final, orig in (("alice", "info"), ("alice", "sales"), ("bob", "info"),
+                            ("bob", "sales"), ("carol", "sales")):
+            self.delivered(r"mxgate/virtual\[\d+\]: \w+: to=<%s@virt.test>, "
+                           r"orig_to=<%s@virt.test>, relay=virtual, delay=[\d.e-]+, dsn=2.0.0, "
+                           r"status=sent \(delivered to maildir\)" % (final, orig))
+        self.assertEqual(len(harness.log_matches(self.srv, r"mxgate/virtual.*to=<alice@")), 2)
+
+    def test_one_rcpt_stores_a_final_address_once(self):
+        # twice -> alice, info (-> alice, bob), alice: alice once, bob once; the repeated
+        # RCPT (any case) is the same recipient
+        refused, data = sendmail(self.srv.port, ["twice@virt.test", "TWICE@virt.test",
+                                                 "twice@virt.test"])
+        self.assertEqual((refused, data[0]), ({}, 250))
+        self.assertEqual([len(self.box(u)) for u in ("alice", "bob")], [1, 1])
+        self.delivered(r"nrcpt=2 \(queue active\)")
+        self.delivered(r"mxgate/qmgr.*: removed")
+        self.delivered(r"to=<bob@virt.test>, orig_to=<twice@virt.test>, relay=virtual")
+        self.assertEqual(len(harness.log_matches(
+            self.srv, r"mxgate/virtual.*to=<alice@virt.test>, orig_to=<twice@virt.test>")), 1)
 
     def test_self_reference_is_kept(self):
         refused, data = sendmail(self.srv.port, ["self@virt.test"])
@@ -164,9 +194,15 @@ class VirtualAliasTest(AliasCase):
         refused, data = sendmail(self.srv.port, ["root@local.test", "known@alias.test",
                                                  "carol@catch.test"])
         self.assertEqual((refused, data[0]), ({}, 250))
-        self.assertEqual(len(self.box("admin")), 1)     # root and known: one copy
+        self.assertEqual(len(self.box("admin")), 2)     # root and known: a copy each
         self.assertEqual(len(self.box("carol")), 1)
+        # virtual aliasing (cleanup) adds no Delivered-To, even from a local domain
+        self.assertEqual(self.copies("admin"), [[("Return-Path", "<sender@client.example>"),
+                                                 ("Delivered-To", "admin@virt.test"),
+                                                 ("Received", "from client.example "
+                                                  "(localhost [127.0.0.1])")]] * 2)
         self.delivered(r"to=<admin@virt.test>, orig_to=<root@local.test>, relay=virtual")
+        self.delivered(r"to=<admin@virt.test>, orig_to=<known@alias.test>, relay=virtual")
         self.delivered(r"to=<carol@virt.test>, orig_to=<carol@catch.test>, relay=virtual")
 
     def test_virtual_alias_domain_without_alias(self):
@@ -260,13 +296,62 @@ class LocalAliasTest(AliasCase):
         self.assertIsNotNone(self.srv.wait_log(
             r"to=<admin@virt.test>, orig_to=<postmaster@local.test>, relay=virtual"))
 
+    def trace(self, user):
+        """Delivered-To and Received (first line, no date) of each copy of user's, sorted."""
+        out = []
+        for path in self.box(user):
+            headers, _ = harness.read_message(path)
+            out.append([(n, re.sub(r"; .*", "", v.split("\n")[0])) for n, v in headers
+                        if n in ("Delivered-To", "Received")])
+        return sorted(out)
+
+    def forwarded(self, *via):
+        """What each local(8) that forwarded adds below the final Delivered-To, newest first."""
+        out = []
+        for v in via:
+            out += [("Received", "by mx.example.test (mxgate)"), ("Delivered-To", v)]
+        return out + [("Received", "from client.example (localhost [127.0.0.1])")]
+
     def test_several_targets_and_include(self):
         refused, data = sendmail(self.srv.port, ["team@local.test", "chain@local.test"])
         self.assertEqual((refused, data[0]), ({}, 250))
+        # chain -> team is expanded in place by local(8): Delivered-To chain, not team
         for user in ("alice", "bob", "carol"):
-            self.assertEqual(len(self.box(user)), 1, user)
+            self.assertEqual(self.trace(user), [
+                [("Delivered-To", "%s@virt.test" % user)] + self.forwarded("chain@local.test"),
+                [("Delivered-To", "%s@virt.test" % user)] + self.forwarded("team@local.test")],
+                user)
+        for user in ("alice", "bob", "carol"):
+            for orig in ("team", "chain"):
+                self.assertIsNotNone(self.srv.wait_log(
+                    r"to=<%s@virt.test>, orig_to=<%s@local.test>, relay=virtual" % (user, orig)))
+
+    def test_delivered_to_of_each_local_hop(self):
+        # fwd -> hop@virt.test (virtual alias) -> team@local.test -> alice, bob, carol: two
+        # local(8) deliveries forwarded it, the newest on top
+        refused, data = sendmail(self.srv.port, ["fwd@local.test"])
+        self.assertEqual((refused, data[0]), ({}, 250))
+        headers, body = harness.read_message(self.box("alice")[0])
+        self.assertEqual(headers[0], ("Return-Path", "<sender@client.example>"))
+        self.assertEqual(self.trace("alice"), [[("Delivered-To", "alice@virt.test")]
+                                               + self.forwarded("team@local.test",
+                                                                "fwd@local.test")])
+        self.assertEqual(body, b"hello\n")
         self.assertIsNotNone(self.srv.wait_log(
-            r"to=<bob@virt.test>, orig_to=<team@local.test>, relay=virtual"))
+            r"to=<carol@virt.test>, orig_to=<fwd@local.test>, relay=virtual"))
+
+    def test_two_local_deliveries_two_copies(self):
+        # split -> x1, x2 (local), each -> alice: two local(8) deliveries, two copies, as
+        # Postfix's two forwarded queue files
+        refused, data = sendmail(self.srv.port, ["split@virt.test", "Team@Local.test"])
+        self.assertEqual((refused, data[0]), ({}, 250))
+        self.assertEqual(self.trace("alice"), sorted([
+            [("Delivered-To", "alice@virt.test")] + self.forwarded("team@local.test"),
+            [("Delivered-To", "alice@virt.test")] + self.forwarded("x1@local.test"),
+            [("Delivered-To", "alice@virt.test")] + self.forwarded("x2@local.test")]))
+        self.assertIsNotNone(self.srv.wait_log(r"mxgate/qmgr.*: removed"))
+        self.assertEqual(len(harness.log_matches(
+            self.srv, r"to=<alice@virt.test>, orig_to=<split@virt.test>, relay=virtual")), 2)
 
     def test_command_and_file_targets(self):
         self.assertEqual(rcpt_reply(self.srv.port, "cmd@local.test"),
@@ -380,6 +465,50 @@ class AliasesAsPostfixTest(postfixref.RcptCase, AliasCase):
         self.assertIsNotNone(srv.wait_log(re.escape(warn)))
         with open(os.path.join(self.ref.dir, "maillog")) as f:
             self.assertIn(warn, f.read())
+
+    # Messages whose copies (how many, and their Delivered-To and Received lines) must be
+    # Postfix's: one copy per RCPT and final address, the repeated RCPT, local(8)'s lines
+    COPY_GROUPS = [["info@virt.test", "sales@virt.test"],
+                   ["twice@virt.test", "info@virt.test", "INFO@virt.test"],
+                   ["team@local.test", "chain@local.test"], ["fwd@local.test"],
+                   ["split@virt.test"], ["root@local.test", "known@alias.test"]]
+
+    @staticmethod
+    def copies(base):
+        """{subject: sorted [(mailbox, [(header, first line without the date)...])]}."""
+        out = {}
+        for path in harness.maildir_files(base):
+            headers, _ = harness.read_message(path)
+            subject = dict(headers)["Subject"]
+            trace = [(n, re.sub(r"; .*|\(Postfix\)|\(mxgate\)", "", v.split("\n")[0]))
+                     for n, v in headers if n in ("Return-Path", "Delivered-To", "Received")]
+            out.setdefault(subject, []).append((path.split(os.sep)[-3], trace))
+        return {k: sorted(v) for k, v in out.items()}
+
+    def test_copies_as_postfix(self):
+        vmbox = self.write("vmbox", "".join("%s@virt.test %s/\n" % (u, u) for u in USERS))
+        params = self.main_params(**dict(
+            self.params(), virtual_mailbox_domains="virt.test",
+            virtual_mailbox_maps="texthash:" + vmbox))
+        self.ref.start(params)
+        srv = self.start_server(main=params, virtual_users=USERS)
+        for port in (self.ref.port, srv.port):
+            for i, rcpts in enumerate(self.COPY_GROUPS):
+                refused, data = sendmail(port, rcpts, "Subject: g%d\r\n\r\nhi\r\n" % i)
+                self.assertEqual((refused, data[0]), ({}, 250), (port, rcpts))
+        got = self.copies(srv.vmail)          # mxgate: stored before its 250
+        want_n = sum(len(v) for v in got.values())
+        deadline = time.time() + 60           # Postfix: its queue delivers (and forwards) later
+        while time.time() < deadline:
+            want = self.copies(self.ref.vmail)
+            if sum(len(v) for v in want.values()) >= want_n:
+                time.sleep(1)                 # any copy beyond mxgate's shows up too
+                want = self.copies(self.ref.vmail)
+                break
+            time.sleep(0.2)
+        self.assertEqual(got, want)
+        self.assertEqual(len(got["g0"]), 5)   # a check of the check: copies were compared
+        self.assertEqual([m for m, _ in got["g4"]], ["alice", "alice"])
 
 
 if __name__ == "__main__":

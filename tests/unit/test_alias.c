@@ -322,7 +322,11 @@ static int rcpt_setup(void **state)
 	(void)state;
 	scratch_write(tmpdir, "vmailbox", "alice@virt.test alice/\nbob@virt.test bob/\n");
 	scratch_write(tmpdir, "r-valias", "fwd@virt.test friend@example.org\n"
-					  "root@local.test alice@virt.test\n");
+					  "root@local.test alice@virt.test\n"
+					  "hop@virt.test team@local.test\n"
+					  "split@virt.test x1@local.test, x2@local.test\n"
+					  "twice@virt.test alice@virt.test, dup@virt.test\n"
+					  "dup@virt.test alice@virt.test, bob@virt.test\n");
 	/* alias_maps in virtual(5) form, as texthash reads it */
 	scratch_write(tmpdir, "r-aliases",
 		      "team   alice@virt.test, :include:TMP/r-team.inc\n"
@@ -338,7 +342,12 @@ static int rcpt_setup(void **state)
 		      "empty  :include:TMP/r-loop.inc\n"
 		      "nest   :include:TMP/r-nest.inc\n"
 		      "rel    :include:r-team.inc\n"
-		      "fwd2   fwd@virt.test\n");
+		      "fwd2   fwd@virt.test\n"
+		      "chain  team\n"
+		      "outer  hop@virt.test\n"
+		      "x1     alice@virt.test\n"
+		      "x2     alice@virt.test\n"
+		      "both   alice@virt.test, x1, Alice@virt.test\n");
 	{
 		/* the file names the scratch folder */
 		char *p = scratch_path(tmpdir, "r-aliases"), *cmd;
@@ -410,7 +419,11 @@ static int rcpt_teardown(void **state)
 	return 0;
 }
 
-/* addr's verdict, reply (NULL: OK), targets ", "-joined, and a substring of the reason. */
+/*
+ * addr's verdict, reply (NULL: OK), targets ", "-joined (each "address", with
+ * " via a < b" for the local(8) addresses that forwarded it, newest first),
+ * and a substring of the reason.
+ */
 static void rcase(const char *addr, enum rcpt_verdict v, const char *reply, const char *targets,
 		  const char *reason)
 {
@@ -423,6 +436,11 @@ static void rcase(const char *addr, enum rcpt_verdict v, const char *reply, cons
 
 		snprintf(got + n, sizeof(got) - n, "%s%s%s", i ? ", " : "", r.targets[i].address,
 			 r.targets[i].kind == RCPT_OK_LOCAL ? "(local)" : "");
+		for (size_t k = 0; k < r.targets[i].nvia; k++) {
+			n = strlen(got);
+			snprintf(got + n, sizeof(got) - n, "%s%s", k ? " < " : " via ",
+				 r.targets[i].via[k]);
+		}
 	}
 	if (r.verdict != v)
 		fail_msg("%s: verdict %d, want %d (%s; %s)", addr, r.verdict, v,
@@ -443,9 +461,30 @@ static void rcase(const char *addr, enum rcpt_verdict v, const char *reply, cons
 static void test_local_aliases(void **state)
 {
 	(void)state;
-	rcase("team@local.test", RCPT_OK_VIRTUAL, NULL, "alice@virt.test, bob@virt.test", NULL);
+	/* each forwarded copy carries local(8)'s Delivered-To, as given, case-folded */
+	rcase("team@local.test", RCPT_OK_VIRTUAL, NULL,
+	      "alice@virt.test via team@local.test, bob@virt.test via team@local.test", NULL);
+	rcase("Team@Local.test", RCPT_OK_VIRTUAL, NULL,
+	      "alice@virt.test via team@local.test, bob@virt.test via team@local.test", NULL);
+	/* an alias of a local alias is expanded in place: local(8) keeps the first address */
+	rcase("chain@local.test", RCPT_OK_VIRTUAL, NULL,
+	      "alice@virt.test via chain@local.test, bob@virt.test via chain@local.test", NULL);
+	/* forwarded to an address that cleanup(8) aliases back to a local alias: two hops */
+	rcase("outer@local.test", RCPT_OK_VIRTUAL, NULL,
+	      "alice@virt.test via team@local.test < outer@local.test,"
+	      " bob@virt.test via team@local.test < outer@local.test", NULL);
+	rcase("hop@virt.test", RCPT_OK_VIRTUAL, NULL,
+	      "alice@virt.test via team@local.test, bob@virt.test via team@local.test", NULL);
+	/* one RCPT, one final address: one copy (virtual chains; a local alias listing it twice) */
+	rcase("twice@virt.test", RCPT_OK_VIRTUAL, NULL, "alice@virt.test, bob@virt.test", NULL);
+	rcase("both@local.test", RCPT_OK_VIRTUAL, NULL, "alice@virt.test via both@local.test",
+	      NULL);
+	/* ... unless two local(8) deliveries forwarded it: two queue files in Postfix */
+	rcase("split@virt.test", RCPT_OK_VIRTUAL, NULL,
+	      "alice@virt.test via x1@local.test, alice@virt.test via x2@local.test", NULL);
 	/* an alias that names itself: the user's own mailbox too (local(8)) */
-	rcase("me@local.test", RCPT_OK_LOCAL, NULL, "me@local.test(local), bob@virt.test", NULL);
+	rcase("me@local.test", RCPT_OK_LOCAL, NULL,
+	      "me@local.test(local), bob@virt.test via me@local.test", NULL);
 	/* root is aliased by virtual_alias_maps, but local(8) does not apply those */
 	rcase("sys@local.test", RCPT_OK_LOCAL, NULL, "root@local.test(local)", NULL);
 	rcase("root@local.test", RCPT_OK_VIRTUAL, NULL, "alice@virt.test", NULL);

@@ -259,7 +259,7 @@ static void
 test_one(void **state)
 {
 	const char *d = mdir("u1");
-	struct maildir_rcpt r = { d, "u1@example.com" };
+	struct maildir_rcpt r = { d, "u1@example.com", NULL };
 	struct buf err = BUF_INIT;
 
 	make_maildir(d);
@@ -273,7 +273,7 @@ test_three_null_sender(void **state)
 {
 	const char *d[3] = { mdir("u1"), mdir("u2"), mdir("u3") };
 	struct maildir_rcpt r[3] = {
-		{ d[0], "u1@example.com" }, { d[1], "u2@example.com" }, { d[2], "u3@example.net" },
+		{ d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL }, { d[2], "u3@example.net", NULL },
 	};
 	struct buf err = BUF_INIT;
 
@@ -286,12 +286,39 @@ test_three_null_sender(void **state)
 	buf_free(&err);
 }
 
+/* A forwarded copy: its trace lines below Delivered-To, before the message. */
+static void
+test_trace(void **state)
+{
+	const char *d[2] = { mdir("u1"), mdir("u2") };
+	const char *trace = "Received: by mx.example.test (mxgate)\n\tid 1A2B3C; Tue\n"
+			    "Delivered-To: team@example.com\n";
+	struct maildir_rcpt r[2] = { { d[0], "u1@example.com", trace }, { d[1], "u2@example.com", NULL } };
+	struct buf err = BUF_INIT, want = BUF_INIT;
+	char path[8192], *got;
+	size_t len;
+
+	make_maildir(d[0]);
+	make_maildir(d[1]);
+	assert_int_equal(deliver("s@example.org", r, 2, HOST, &err), 0);
+	snprintf(path, sizeof(path), "%snew/%s", d[0], only_file(sub(d[0], "new")));
+	buf_printf(&want, "Return-Path: <s@example.org>\nDelivered-To: u1@example.com\n%s", trace);
+	buf_append(&want, content, content_len);
+	got = read_all(path, &len);
+	assert_int_equal(len, want.len);
+	assert_memory_equal(got, want.data, len);
+	free(got);
+	check_copy(d[1], "s@example.org", "u2@example.com");	/* the other copy has none */
+	buf_free(&want);
+	buf_free(&err);
+}
+
 /* Two addresses that map to one Maildir: one copy per Delivered-To. */
 static void
 test_same_maildir_two_addresses(void **state)
 {
 	const char *d = mdir("u1");
-	struct maildir_rcpt r[2] = { { d, "u1@example.com" }, { d, "alias@example.com" } };
+	struct maildir_rcpt r[2] = { { d, "u1@example.com", NULL }, { d, "alias@example.com", NULL } };
 	struct buf err = BUF_INIT;
 
 	make_maildir(d);
@@ -310,7 +337,7 @@ static void
 test_steps(void **state)
 {
 	const char *d[2] = { mdir("u1"), mdir("u2") };
-	struct maildir_rcpt r[2] = { { d[0], "u1@example.com" }, { d[1], "u2@example.com" } };
+	struct maildir_rcpt r[2] = { { d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL } };
 	struct maildir_msg m = { .return_path = "s@example.org", .content = content,
 				 .content_len = content_len, .hostname = HOST };
 	struct maildir_batch *b = NULL;
@@ -364,7 +391,7 @@ static void
 test_unique_names(void **state)
 {
 	const char *d = mdir("u1");
-	struct maildir_rcpt r = { d, "u1@example.com" };
+	struct maildir_rcpt r = { d, "u1@example.com", NULL };
 	struct buf err = BUF_INIT;
 
 	make_maildir(d);
@@ -384,7 +411,7 @@ static void *
 deliver_thread(void *ctx)
 {
 	struct thread_arg *a = ctx;
-	struct maildir_rcpt r = { a->maildir, "u1@example.com" };
+	struct maildir_rcpt r = { a->maildir, "u1@example.com", NULL };
 	struct buf err = BUF_INIT;
 
 	for (int i = 0; i < 50; i++)
@@ -421,7 +448,7 @@ static void
 test_hostname_escaped(void **state)
 {
 	const char *d = mdir("u1");
-	struct maildir_rcpt r = { d, "u1@example.com" };
+	struct maildir_rcpt r = { d, "u1@example.com", NULL };
 	struct buf err = BUF_INIT;
 	const char *name;
 
@@ -438,7 +465,7 @@ static void
 test_creates_maildir(void **state)
 {
 	char d[4200];
-	struct maildir_rcpt r = { d, "new@example.com" };
+	struct maildir_rcpt r = { d, "new@example.com", NULL };
 	struct buf err = BUF_INIT;
 	struct stat st;
 	mode_t old = umask(022);
@@ -467,7 +494,7 @@ test_fail_new_is_file(void **state)
 {
 	const char *d[3] = { mdir("u1"), mdir("u2"), mdir("u3") };
 	struct maildir_rcpt r[3] = {
-		{ d[0], "u1@example.com" }, { d[1], "u2@example.com" }, { d[2], "u3@example.com" },
+		{ d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL }, { d[2], "u3@example.com", NULL },
 	};
 	struct buf err = BUF_INIT;
 
@@ -528,7 +555,7 @@ test_fail_new_readonly_as_user(void)
 {
 	const char *d[3] = { mdir("u1"), mdir("u2"), mdir("u3") };
 	struct maildir_rcpt r[3] = {
-		{ d[0], "u1@example.com" }, { d[1], "u2@example.com" }, { d[2], "u3@example.com" },
+		{ d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL }, { d[2], "u3@example.com", NULL },
 	};
 	struct buf err = BUF_INIT;
 
@@ -548,7 +575,7 @@ static void
 test_fail_tmp_is_file(void **state)
 {
 	const char *d[2] = { mdir("u1"), mdir("u2") };
-	struct maildir_rcpt r[2] = { { d[0], "u1@example.com" }, { d[1], "u2@example.com" } };
+	struct maildir_rcpt r[2] = { { d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL } };
 	struct buf err = BUF_INIT;
 
 	make_maildir(d[0]);
@@ -570,7 +597,7 @@ static void
 test_fail_maildir_is_file(void **state)
 {
 	const char *d[2] = { mdir("u1"), mdir("u2") };
-	struct maildir_rcpt r[2] = { { d[0], "u1@example.com" }, { d[1], "u2@example.com" } };
+	struct maildir_rcpt r[2] = { { d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL } };
 	struct buf err = BUF_INIT;
 	char p[4200];
 
@@ -601,7 +628,7 @@ test_refuse_bad_args(void **state)
 	((char *)bad_paths[1])[strlen(bad_paths[1]) - 1] = '\0';
 
 	for (size_t i = 0; i < sizeof(bad_paths) / sizeof(bad_paths[0]); i++) {
-		struct maildir_rcpt r = { bad_paths[i], "u1@example.com" };
+		struct maildir_rcpt r = { bad_paths[i], "u1@example.com", NULL };
 
 		errno = 0;
 		assert_int_equal(deliver("s@example.org", &r, 1, HOST, &err), -1);
@@ -609,7 +636,7 @@ test_refuse_bad_args(void **state)
 	}
 	{
 		/* Row 60: no header injection through envelope addresses. */
-		struct maildir_rcpt r = { ok, "u1@example.com\nBcc: x@example.net" };
+		struct maildir_rcpt r = { ok, "u1@example.com\nBcc: x@example.net", NULL };
 
 		assert_int_equal(deliver("s@example.org", &r, 1, HOST, &err), -1);
 		assert_int_equal(errno, EINVAL);
@@ -618,6 +645,24 @@ test_refuse_bad_args(void **state)
 		assert_int_equal(errno, EINVAL);
 		assert_int_equal(deliver("s@example.org", &r, 0, HOST, &err), -1);
 		assert_int_equal(errno, EINVAL);
+	}
+	{
+		/* trace: lines that end in LF, TAB allowed, no CR, no empty line */
+		static const char *bad_trace[] = {
+			"Delivered-To: a@example.com",			/* no LF at the end */
+			"Delivered-To: a@example.com\r\n",
+			"Delivered-To: a@example.com\n\nX-Evil: 1\n",	/* ends the header */
+			"\nDelivered-To: a@example.com\n",
+			"Delivered-To: a\001@example.com\n",
+		};
+
+		for (size_t i = 0; i < sizeof(bad_trace) / sizeof(bad_trace[0]); i++) {
+			struct maildir_rcpt r = { ok, "u1@example.com", bad_trace[i] };
+
+			errno = 0;
+			assert_int_equal(deliver("s@example.org", &r, 1, HOST, &err), -1);
+			assert_int_equal(errno, EINVAL);
+		}
 	}
 	assert_int_equal(count_files(base), 0);
 	buf_free(&err);
@@ -635,7 +680,7 @@ test_fault(void **state)
 	int want = EIO;
 	const char *d[3] = { mdir("u1"), mdir("u2"), mdir("u3") };
 	struct maildir_rcpt r[3] = {
-		{ d[0], "u1@example.com" }, { d[1], "u2@example.com" }, { d[2], "u3@example.com" },
+		{ d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL }, { d[2], "u3@example.com", NULL },
 	};
 	struct buf err = BUF_INIT;
 	int ret;
@@ -666,6 +711,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_one, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_steps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_three_null_sender, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_trace, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_same_maildir_two_addresses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unique_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unique_names_threads, setup, teardown),
