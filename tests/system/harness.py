@@ -786,6 +786,24 @@ class MxTestCase(unittest.TestCase):
         self.addCleanup(c.close)
         return c
 
+    def mxgate(self, *args, timeout=20):
+        """Run build/mxgate with args (check, run, conf ...) to its end: (exit code, stdout,
+        stderr).  A run that is still going after timeout seconds fails the test (it should
+        have refused to start), and so does a sanitizer report."""
+        proc = subprocess.Popen([mxgate_binary()] + list(args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                env=sanitizer_env())
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            self.fail("mxgate %s still running after %ds (it should have refused to start)\n%s"
+                      % (" ".join(args), timeout, err.decode("utf-8", "replace")))
+        err = err.decode("utf-8", "replace")
+        self.assertEqual(sanitizer_reports(err), [], err)
+        return proc.returncode, out.decode("utf-8", "replace"), err
+
 
 # -- helpers for the limit and anvil tests (additive; used by test_limits.py, test_anvil.py) ------
 

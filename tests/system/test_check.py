@@ -17,14 +17,12 @@ configuration (these texts are matched here):
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 import unittest
 
 import harness
 
-RUN_TIMEOUT = 20
 
 
 class CheckTest(harness.MxTestCase):
@@ -42,21 +40,6 @@ class CheckTest(harness.MxTestCase):
             f.write("".join(ln + "\n" for ln in main_lines))
         with open(self.master_path, "w") as f:
             f.write("".join(ln.format(p1=self.p1, p2=self.p2) + "\n" for ln in master_lines))
-
-    def mxgate(self, *args, timeout=RUN_TIMEOUT):
-        proc = subprocess.Popen([harness.mxgate_binary()] + list(args), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                env=harness.sanitizer_env())
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            self.fail("mxgate %s still running after %ds (it should have refused to start)\n%s"
-                      % (" ".join(args), timeout, err.decode("utf-8", "replace")))
-        err = err.decode("utf-8", "replace")
-        self.assertEqual(harness.sanitizer_reports(err), [], err)
-        return proc.returncode, out.decode("utf-8", "replace"), err
 
     def bad_config(self, base="var/vmail"):
         d = self.dir

@@ -13,13 +13,11 @@ smtpd_tls_security_level is empty (once the level is set, smtpd ignores it).  Be
 
 import os
 import shutil
-import subprocess
 import tempfile
 import unittest
 
 import harness
 
-RUN_TIMEOUT = 20
 
 PREFIX = "parameter is not implemented by mxgate, refused: "
 WHY = {
@@ -66,21 +64,6 @@ class NeverSilentTest(harness.MxTestCase):
         with open(self.master_path, "w") as f:
             f.write("".join(ln.format(p1=self.p1, p2=self.p2) + "\n" for ln in master_lines))
         return len(base)    # main.cf line of main_lines[0] is this + 1
-
-    def mxgate(self, *args, timeout=RUN_TIMEOUT):
-        proc = subprocess.Popen([harness.mxgate_binary()] + list(args), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                env=harness.sanitizer_env())
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            self.fail("mxgate %s still running after %ds (it should have refused to start)\n%s"
-                      % (" ".join(args), timeout, err.decode("utf-8", "replace")))
-        err = err.decode("utf-8", "replace")
-        self.assertEqual(harness.sanitizer_reports(err), [], err)
-        return proc.returncode, out.decode("utf-8", "replace"), err
 
     def errors(self, err):
         return [ln for ln in err.splitlines() if ln.startswith("mxgate: error: ")]
