@@ -5,11 +5,12 @@
 #                            (the README's first message to `make run`)
 #   scripts/deps.sh --test   also what the tests use: strace, Postfix (reference server,
 #                            smtp-source/smtp-sink), MariaDB and SQLite (the SQL tables'
-#                            servers), python3, clang (fuzz targets)
+#                            servers), python3, clang (fuzz targets), rbldnsd (the DNS
+#                            lists' server, started by the tests in their own namespace)
 set -eu
 pkgs="gcc make pkg-config libevent-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libpq-dev libldap2-dev libmariadb-dev libsqlite3-dev libcmocka-dev swaks"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev"
+	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev rbldnsd"
 fi
 missing=""
 for p in $pkgs; do
@@ -33,6 +34,13 @@ if [ -n "$missing" ]; then
 	echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	# rbldnsd is only the DNS tests' server (each test starts its own): its package enables a
+	# socket unit on port 53 of every address, which the machine does not need.
+	case " $missing " in *" rbldnsd "*)
+		if [ -d /run/systemd/system ]; then
+			systemctl disable --now rbldnsd.socket rbldnsd.service >/dev/null 2>&1 || true
+		fi ;;
+	esac
 fi
 if [ "$need_user" = 1 ]; then
 	echo "deps: creating the system user mxgate (mail_owner)"

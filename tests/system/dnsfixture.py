@@ -1,0 +1,346 @@
+"""dnsfixture: a test DNS server (Debian's rbldnsd) and a private network namespace for the
+tests that need DNS, so that no test ever asks the machine's resolver.
+
+    class MyTest(dnsfixture.PrivateDnsCase):   # every test method runs in its own namespace
+        def test_x(self):
+            dns = self.start_rbldnsd({
+                "zen.test": ("ip4set", [":127.0.0.2:Listed by zen.test: $", "127.0.0.2"]),
+                "dbl.test": ("dnset", ["spam.example :127.0.1.2:Domain $ listed"]),
+            })
+            dnsfixture.query("2.0.0.127.zen.test", "TXT")   # -> (0, ['Listed by ...'])
+
+PrivateDnsCase (a harness.MxTestCase)
+    run() re-executes the one test method in a child "unshare --net --mount" (private mount
+    propagation) of this same Python, as root.  The child brings up lo (127.0.0.0/8, nothing
+    else: the machine's network and resolver are unreachable), bind-mounts a resolv.conf naming
+    only 127.0.0.1 (timeout:1 attempts:1) over /etc/resolv.conf, and runs setUp, the method,
+    tearDown and cleanups there; everything they start (build/mxgate through harness.Server,
+    the reference Postfix through scripts/postfix-ref, rbldnsd) lives in that namespace and
+    resolves through the test server.  The outcome (pass, fail with the child's traceback,
+    skip) comes back to the test in the runner, so tests/run.py and plain unittest report it
+    as usual.  The child's whole run is bounded (NS_TIMEOUT); a process still in the child's
+    network namespace after it exits is killed and fails the test.  The mounts die with the
+    namespace.  Use setUp/addCleanup, not setUpClass (that runs in the runner, outside).
+    Skips (unittest skip) when not root or unshare, ip or mount is missing.
+    self.start_rbldnsd(zones) starts an RblDns inside and registers its stop.
+    self.in_namespace: True in the child (always, in setUp and test methods).
+
+RblDns(zones)
+    zones: {zone: (dataset type, [data lines])}; types and line syntax as in rbldnsd(8)
+    (ip4set, ip4trie, dnset, generic, ...; ":A:TXT" default lines, "$" = the queried
+    address/name).  start() runs rbldnsd in the foreground on 127.0.0.1:53 (udp) as the user
+    rbldns and waits up to START_TIMEOUT s until it answers; stop() SIGTERM, SIGKILL after
+    5 s.  Raises unittest.SkipTest when rbldnsd is not installed (scripts/deps.sh --test).
+    rbldnsd answers only its zones (REFUSED for anything else).
+
+query(name, qtype="A", server="127.0.0.1", port=53, timeout=2.0)
+    One UDP DNS query, stdlib only: (rcode, [answers]) with A answers as dotted quads and TXT
+    answers as text (the strings of one record joined); rcode None when nothing answered.
+"""
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import harness
+
+START_TIMEOUT = 10.0
+NS_TIMEOUT = 300
+NS_ENV = "MXGATE_DNS_NAMESPACE"
+RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+QTYPES = {"A": 1, "NS": 2, "MX": 15, "TXT": 16, "SOA": 6}
+
+
+# -- a DNS query -----------------------------------------------------------------------------
+
+def _skip_name(msg, off):
+    while True:
+        n = msg[off]
+        if n == 0:
+            return off + 1
+        if n & 0xC0 == 0xC0:
+            return off + 2
+        off += 1 + n
+
+
+def query(name, qtype="A", server="127.0.0.1", port=53, timeout=2.0):
+    qt = QTYPES[qtype]
+    qid = random.randrange(0x10000)
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode("ascii")
+    q += b"\0" + struct.pack(">HH", qt, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(q, (server, port))
+        deadline = time.monotonic() + timeout
+        while True:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                msg, _ = s.recvfrom(65535)
+            except (socket.timeout, ConnectionRefusedError):
+                return None, []
+            if len(msg) >= 12 and struct.unpack(">H", msg[:2])[0] == qid:
+                break
+    _, flags, qd, an, _, _ = struct.unpack(">HHHHHH", msg[:12])
+    off = 12
+    for _ in range(qd):
+        off = _skip_name(msg, off) + 4
+    out = []
+    for _ in range(an):
+        off = _skip_name(msg, off)
+        rtype, _, _, rdlen = struct.unpack(">HHIH", msg[off:off + 10])
+        off += 10
+        rdata = msg[off:off + rdlen]
+        off += rdlen
+        if rtype != qt:
+            continue
+        if rtype == 1:
+            out.append(socket.inet_ntoa(rdata))
+        elif rtype == 16:
+            parts, i = [], 0
+            while i < len(rdata):
+                parts.append(rdata[i + 1:i + 1 + rdata[i]].decode("utf-8", "replace"))
+                i += 1 + rdata[i]
+            out.append("".join(parts))
+        else:
+            out.append(rdata.hex())
+    return flags & 0x000F, out
+
+
+# -- rbldnsd -----------------------------------------------------------------------------------
+
+class RblDns:
+    def __init__(self, zones, address="127.0.0.1", port=53):
+        self.zones = dict(zones)
+        self.address, self.port = address, port
+        self.proc = None
+        self.dir = None
+
+    def start(self):
+        binary = shutil.which("rbldnsd") or ("/usr/sbin/rbldnsd" if os.access("/usr/sbin/rbldnsd", os.X_OK) else None)
+        if not binary:
+            raise unittest.SkipTest("rbldnsd is not installed (sh scripts/deps.sh --test)")
+        self.dir = tempfile.mkdtemp(prefix="mxgate-rbldnsd-")
+        os.chmod(self.dir, 0o755)
+        specs = []
+        for i, (zone, (kind, lines)) in enumerate(sorted(self.zones.items())):
+            fname = "zone%d.%s" % (i, kind)
+            with open(os.path.join(self.dir, fname), "w") as f:
+                f.write("".join(line + "\n" for line in lines))
+            os.chmod(os.path.join(self.dir, fname), 0o644)
+            specs.append("%s:%s:%s" % (zone, kind, fname))
+        user = "rbldns"
+        try:
+            import pwd
+            pwd.getpwnam(user)
+        except KeyError:
+            user = "nobody"
+        self.log = open(os.path.join(self.dir, "rbldnsd.out"), "w+")
+        self.proc = subprocess.Popen(
+            [binary, "-n", "-4", "-u", user, "-w", self.dir, "-c", "0",
+             "-b", "%s/%d" % (self.address, self.port)] + specs,
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        # rbldnsd answers REFUSED for a name outside its zones: any answer means it is up.
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            rcode, _ = query("ready.probe.invalid", "A", self.address, self.port, timeout=0.2)
+            if rcode is not None:
+                return self
+        out = self.output()
+        self.stop()
+        raise AssertionError("rbldnsd did not start on %s/%d:\n%s" % (self.address, self.port, out))
+
+    def output(self):
+        try:
+            with open(os.path.join(self.dir, "rbldnsd.out")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+        if self.dir:
+            self.log.close()
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+# -- the private namespace -------------------------------------------------------------------
+
+def _net_ns(pid="self"):
+    try:
+        return os.stat("/proc/%s/ns/net" % pid).st_ino
+    except OSError:
+        return None
+
+
+def _procs_in_net_ns(ino):
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != os.getpid() and _net_ns(d) == ino:
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+            except OSError:
+                cmd = "?"
+            found.append((int(d), cmd))
+    return found
+
+
+class PrivateDnsCase(harness.MxTestCase):
+    in_namespace = bool(os.environ.get(NS_ENV))
+
+    def start_rbldnsd(self, zones):
+        if not self.in_namespace:
+            self.fail("start_rbldnsd() outside the private namespace")
+        dns = RblDns(zones)
+        dns.start()
+        self.addCleanup(dns.stop)
+        return dns
+
+    def run(self, result=None):
+        if self.in_namespace:
+            return super().run(result)
+        # In the runner: this instance only stands for the child's run.
+        self.setUp = self.tearDown = lambda: None
+        setattr(self, self._testMethodName, self._run_in_namespace)
+        return super().run(result)
+
+    def _run_in_namespace(self):
+        if os.geteuid() != 0:
+            self.skipTest("a private network namespace needs root")
+        for tool in ("unshare", "ip", "mount"):
+            if not shutil.which(tool):
+                self.skipTest("%s is not installed" % tool)
+        module = sys.modules[type(self).__module__]
+        with tempfile.TemporaryDirectory(prefix="mxgate-dnsns-") as tmp:
+            out_file = os.path.join(tmp, "result.json")
+            env = dict(os.environ)
+            env[NS_ENV] = "1"
+            cmd = ["unshare", "--net", "--mount", "--propagation", "private", "--",
+                   sys.executable, os.path.abspath(__file__), "--inside",
+                   os.path.abspath(module.__file__), type(self).__name__, self._testMethodName,
+                   out_file]
+            # Output to a file, not a pipe: a daemon left behind would hold a pipe open.
+            with open(os.path.join(tmp, "output"), "w+b") as out_f:
+                proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out_f,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+                try:
+                    proc.wait(timeout=NS_TIMEOUT)
+                    timed_out = False
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    timed_out = True
+                out_f.seek(0)
+                out = out_f.read().decode("utf-8", "replace")
+            res = {}
+            if os.path.exists(out_file):
+                with open(out_file) as f:
+                    res = json.load(f)
+            left = _procs_in_net_ns(res["netns"]) if res.get("netns") else []
+            for pid, _ in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        if timed_out:
+            self.fail("the namespaced test ran longer than %d s\n%s" % (NS_TIMEOUT, harness_tail(out)))
+        if left:
+            self.fail("processes left in the test's namespace (killed): %s\n%s"
+                      % ("; ".join("%d %s" % p for p in left), harness_tail(out)))
+        outcome = res.get("outcome")
+        if outcome == "pass":
+            return
+        if outcome == "skip":
+            self.skipTest(res.get("detail", ""))
+        self.fail("in the private namespace: %s\n%s\n%s"
+                  % (outcome or "no result (exit status %s)" % proc.returncode,
+                     res.get("detail", ""), harness_tail(out)))
+
+
+def harness_tail(text, n=30):
+    lines = text.rstrip().splitlines()
+    return "\n".join(lines[-n:])
+
+
+def _inside(test_file, cls_name, method, out_file):
+    """The child's side: set up the namespace, run one test, write its outcome."""
+    res = {"netns": _net_ns()}
+    with open(out_file, "w") as f:        # early: a run that times out is still swept
+        json.dump(res, f)
+
+    def finish(outcome, detail=""):
+        res.update(outcome=outcome, detail=detail)
+        with open(out_file, "w") as f:
+            json.dump(res, f)
+
+    try:
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10,
+                       capture_output=True)
+        tmp = tempfile.mkdtemp(prefix="mxgate-dnsns-resolv-")
+        conf = os.path.join(tmp, "resolv.conf")
+        with open(conf, "w") as f:
+            f.write(RESOLV_CONF)
+        os.chmod(tmp, 0o755)
+        os.chmod(conf, 0o644)
+        subprocess.run(["mount", "--bind", conf, "/etc/resolv.conf"], check=True, timeout=10,
+                       capture_output=True)
+    except (subprocess.SubprocessError, OSError) as e:
+        detail = getattr(e, "stderr", b"") or b""
+        finish("error", "namespace setup failed: %s %s" % (e, detail.decode("utf-8", "replace")))
+        return 1
+    try:
+        import importlib.util
+        name = os.path.splitext(os.path.basename(test_file))[0]
+        sys.path.insert(0, os.path.dirname(test_file))
+        spec = importlib.util.spec_from_file_location(name, test_file)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+        test = getattr(mod, cls_name)(method)
+        result = unittest.TestResult()
+        test.run(result)
+        if result.errors or result.failures:
+            finish("fail", "\n".join(t for _, t in result.errors + result.failures))
+        elif result.skipped:
+            finish("skip", result.skipped[0][1])
+        elif result.expectedFailures or result.unexpectedSuccesses:
+            finish("fail", "expected failure / unexpected success")
+        else:
+            finish("pass")
+    except Exception:
+        import traceback
+        finish("error", traceback.format_exc())
+    finally:
+        # The namespace's mounts go with it; this only removes our file (unmounted first).
+        subprocess.run(["umount", "/etc/resolv.conf"], capture_output=True, timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--inside" and os.environ.get(NS_ENV):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        sys.exit(_inside(*sys.argv[2:]))
+    sys.exit("usage: (by PrivateDnsCase) dnsfixture.py --inside TEST_FILE CLASS METHOD OUT")
