@@ -295,6 +295,7 @@ def _inside(test_file, cls_name, method, out_file):
         with open(out_file, "w") as f:
             json.dump(res, f)
 
+    tmp = None
     try:
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10,
                        capture_output=True)
@@ -309,6 +310,8 @@ def _inside(test_file, cls_name, method, out_file):
     except (subprocess.SubprocessError, OSError) as e:
         detail = getattr(e, "stderr", b"") or b""
         finish("error", "namespace setup failed: %s %s" % (e, detail.decode("utf-8", "replace")))
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
         return 1
     try:
         import importlib.util
