@@ -18,12 +18,14 @@ PrivateDnsCase (a harness.MxTestCase)
     the reference Postfix through scripts/postfix-ref, rbldnsd) lives in that namespace and
     resolves through the test server.  The outcome (pass, fail with the child's traceback,
     skip) comes back to the test in the runner, so tests/run.py and plain unittest report it
-    as usual.  The child's whole run is bounded (NS_TIMEOUT); a process still in the child's
-    network namespace after it exits is killed and fails the test.  The mounts die with the
-    namespace.  Use setUp/addCleanup, not setUpClass (that runs in the runner, outside).
+    as usual.  The child's whole run is bounded (class attribute ns_timeout, default
+    NS_TIMEOUT = 300 s); a process still in the child's network namespace after it exits (or
+    is killed) is killed and fails the test.  The mounts die with the namespace.  Use
+    setUp/addCleanup, not setUpClass (that runs in the runner, outside the namespace).
     Skips (unittest skip) when not root or unshare, ip or mount is missing.
     self.start_rbldnsd(zones) starts an RblDns inside and registers its stop.
-    self.in_namespace: True in the child (always, in setUp and test methods).
+    in_namespace is True in the child (so always in setUp, test methods and cleanups; the
+    child's environment has MXGATE_DNS_NAMESPACE=1).
 
 RblDns(zones)
     zones: {zone: (dataset type, [data lines])}; types and line syntax as in rbldnsd(8)
@@ -209,6 +211,7 @@ def _procs_in_net_ns(ino):
 
 class PrivateDnsCase(harness.MxTestCase):
     in_namespace = bool(os.environ.get(NS_ENV))
+    ns_timeout = NS_TIMEOUT
 
     def start_rbldnsd(self, zones):
         if not self.in_namespace:
@@ -246,7 +249,7 @@ class PrivateDnsCase(harness.MxTestCase):
                 proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out_f,
                                         stderr=subprocess.STDOUT, start_new_session=True)
                 try:
-                    proc.wait(timeout=NS_TIMEOUT)
+                    proc.wait(timeout=self.ns_timeout)
                     timed_out = False
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
@@ -255,17 +258,23 @@ class PrivateDnsCase(harness.MxTestCase):
                 out_f.seek(0)
                 out = out_f.read().decode("utf-8", "replace")
             res = {}
-            if os.path.exists(out_file):
+            try:
                 with open(out_file) as f:
                     res = json.load(f)
-            left = _procs_in_net_ns(res["netns"]) if res.get("netns") else []
+            except (OSError, ValueError):
+                pass
+            # Never sweep our own namespace (a child that somehow did not leave it).
+            ns = res.get("netns")
+            left = _procs_in_net_ns(ns) if ns and ns != _net_ns() else []
             for pid, _ in left:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
         if timed_out:
-            self.fail("the namespaced test ran longer than %d s\n%s" % (NS_TIMEOUT, harness_tail(out)))
+            self.fail("the namespaced test ran longer than %d s (killed, with: %s)\n%s"
+                      % (self.ns_timeout, "; ".join("%d %s" % p for p in left) or "nothing else",
+                         harness_tail(out)))
         if left:
             self.fail("processes left in the test's namespace (killed): %s\n%s"
                       % ("; ".join("%d %s" % p for p in left), harness_tail(out)))
