@@ -723,6 +723,8 @@ restrict_out_free(struct restrict_out *out)
 	free(out->log);
 	if (out->have_rcpt)
 		rcpt_result_free(&out->rcpt);
+	free(out->ask.name);
+	free(out->ask.request);
 	memset(out, 0, sizeof(*out));
 }
 
@@ -1850,6 +1852,7 @@ struct restrict_job {
 	struct sockaddr_storage sa;
 	struct restrict_state st;
 	struct restrict_out out;
+	struct restrict_answers *answers;	/* a reference: req.answers */
 	restrict_cb *cb;		/* NULL: cancelled */
 	void   *ctx;
 };
@@ -1871,6 +1874,7 @@ restrict_job_done(void *arg)
 		j->cb(j->ctx, &j->out, &j->st);
 	restrict_out_free(&j->out);
 	restrict_state_free(&j->st);
+	restrict_answers_free(&j->answers);
 	restrict_free(&j->policy);
 	for (size_t i = 0; i < sizeof(j->strs) / sizeof(j->strs[0]); i++)
 		free(j->strs[i]);
@@ -1927,6 +1931,7 @@ restrict_start(const struct restrict_policy *p, struct workpool *pool, struct wo
 		j->req.sa = (struct sockaddr *)&j->sa;
 	}
 	restrict_state_copy(&j->st, st);
+	j->answers = restrict_answers_ref((struct restrict_answers *)req->answers);
 	j->cb = cb;
 	j->ctx = ctx;
 	workpool_submit(p->remote ? remote : pool, l, restrict_job_work, restrict_job_done, j);

@@ -150,6 +150,8 @@ struct restrict_req {
 	bool	ill_pipelining;		/* improper pipelining was seen */
 	size_t	rcpt_count;		/* recipients accepted so far */
 	unsigned sleeps_done;		/* sleeps already waited (RESTRICT_SLEEP) */
+	const struct restrict_answers *answers;	/* what was asked so far (RESTRICT_ASK) */
+	unsigned ask_serial;		/* the command's number, for policy answers */
 	bool	try_only;		/* only tables in memory: else RESTRICT_WOULD_BLOCK */
 };
 
@@ -159,7 +161,65 @@ enum restrict_verdict {
 	RESTRICT_SLEEP,		/* wait out.sleep seconds, then evaluate again with
 				 * sleeps_done + 1 */
 	RESTRICT_WOULD_BLOCK,	/* try_only and a table may block: use the pool */
+	RESTRICT_ASK,		/* out.ask needs an answer from someone else: get it,
+				 * add it to the answers, evaluate again */
 };
+
+/*
+ * Answers from someone else.  A restriction that needs a DNS record or a
+ * policy server's action looks for it in req.answers; when it is not there
+ * the evaluation ends with RESTRICT_ASK and out.ask says what to ask.  The
+ * caller asks (on its loop: net/resolver.h, policy/policy.h), adds the
+ * answer with restrict_answers_add_*() and evaluates again: what was asked
+ * before is found this time.  So one session asks each name once, and a
+ * stage with several lookups asks them one after another, as Postfix does.
+ * After RESTRICT_ASK_MAX answers a session asks nothing more: a DNS lookup
+ * then fails as a timeout would (DNS_RETRY), a policy query as a server that
+ * does not answer.
+ *
+ * THREADS: one writer (the session, on its loop, never while an evaluation
+ * runs for it), any number of readers, also an evaluation that was cancelled
+ * and still runs on a pool: entries are only ever prepended, never moved, and
+ * freed with the last reference (restrict_answers_ref()).
+ */
+#define RESTRICT_ASK_MAX 200
+
+enum restrict_ask_kind { RESTRICT_ASK_DNS, RESTRICT_ASK_POLICY };
+
+struct policy_server;
+
+struct restrict_ask {
+	enum restrict_ask_kind kind;
+	char   *name;		/* DNS: the name asked; POLICY: the server as written */
+	int	type;		/* DNS: the record type (util/dns.h) */
+	char   *request;	/* POLICY: the request, "name=value\n" lines and the
+				 * empty line that ends it */
+	const struct policy_server *server;	/* POLICY: its settings (the policy's) */
+};
+
+struct dns_answer;
+struct restrict_answers;
+
+struct restrict_answers *restrict_answers_new(void);
+struct restrict_answers *restrict_answers_ref(struct restrict_answers *a);
+void	restrict_answers_free(struct restrict_answers **ap);	/* drops a reference */
+size_t	restrict_answers_count(const struct restrict_answers *a);
+void	restrict_answers_add_dns(struct restrict_answers *a, const char *name, int type,
+				 const struct dns_answer *ans);
+/*
+ * action NULL: the server failed (the restriction's default action applies).
+ * serial is req.ask_serial: a policy server is asked again for the next
+ * command (postgrey's answer changes with time), DNS answers are kept for
+ * the whole session.
+ */
+void	restrict_answers_add_policy(struct restrict_answers *a, unsigned serial,
+				    const char *server, const char *request, const char *action);
+/* The answers as the evaluation finds them (NULL: not asked yet). */
+const struct dns_answer *restrict_answers_dns(const struct restrict_answers *a, const char *name,
+					      int type);
+/* *action_r NULL: the server failed.  false: not asked yet. */
+bool	restrict_answers_policy(const struct restrict_answers *a, unsigned serial,
+				const char *server, const char *request, const char **action_r);
 
 struct restrict_logline {
 	bool	warning;	/* msg_warn, else msg_info */
@@ -170,6 +230,7 @@ struct restrict_out {
 	enum restrict_verdict verdict;
 	char   *reply;		/* REJECT: the whole reply line, no CRLF */
 	long	sleep;		/* SLEEP: seconds */
+	struct restrict_ask ask;	/* ASK: what to ask */
 	struct restrict_logline *log;
 	size_t	nlog;
 	/* RCPT: the recipient's classification (valid when have_rcpt) */

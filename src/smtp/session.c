@@ -19,9 +19,12 @@
 #include "log/log.h"
 #include "policy/addrlist.h"
 #include "policy/anvil.h"
+#include "policy/policy.h"
+#include "policy/restrict.h"
 #include "smtp/dataread.h"
 #include "smtp/service.h"
 #include "smtp/session_impl.h"
+#include "util/dns.h"
 #include "util/loop.h"
 #include "util/xalloc.h"
 
@@ -318,6 +321,12 @@ session_wait_cancel(struct session *s)
 		break;
 	case W_SLEEP:
 		loop_timer_stop(s->loop, s->sleep_t);
+		break;
+	case W_DNS:
+		dns_cancel(s->env->dns, s->wait_handle);
+		break;
+	case W_POLICY:
+		policy_cancel(s->env->policy, s->wait_handle);
 		break;
 	}
 	session_waited(s);
@@ -993,6 +1002,9 @@ session_free(struct session **sp)
 	loop_timer_free(s->loop, &s->resume_t);
 	loop_timer_free(s->loop, &s->sleep_t);
 	restrict_state_free(&s->rst);
+	restrict_answers_free(&s->answers);
+	free(s->ask_name);
+	free(s->ask_request);
 	free(s->access_denied);
 	lr_free(&s->lr);
 	free(s->ident);
@@ -1032,6 +1044,66 @@ session_restrict_wake(void *arg)
 }
 
 static void
+session_dns_answer(void *ctx, const struct dns_answer *a)
+{
+	struct session *s = ctx;
+
+	session_waited(s);
+	restrict_answers_add_dns(s->answers, s->ask_name, s->ask_type, a);
+	free(s->ask_name);
+	s->ask_name = NULL;
+	session_restrict_go(s);
+}
+
+static void
+session_policy_answer(void *ctx, const char *action)
+{
+	struct session *s = ctx;
+
+	session_waited(s);
+	restrict_answers_add_policy(s->answers, s->rq.ask_serial, s->ask_name, s->ask_request,
+				    action);
+	free(s->ask_name);
+	free(s->ask_request);
+	s->ask_name = s->ask_request = NULL;
+	session_restrict_go(s);
+}
+
+/* RESTRICT_ASK: ask (on this loop, never waiting), remember the answer, evaluate again. */
+static void
+session_ask(struct session *s, struct restrict_ask *ask)
+{
+	void   *h;
+
+	free(s->ask_name);
+	free(s->ask_request);
+	s->ask_name = ask->name;
+	s->ask_type = ask->type;
+	s->ask_request = ask->request;
+	ask->name = ask->request = NULL;
+	if (ask->kind == RESTRICT_ASK_DNS) {
+		if (s->env->dns == NULL) {
+			struct dns_answer a = { .status = DNS_RETRY, .error = "no resolver" };
+
+			restrict_answers_add_dns(s->answers, s->ask_name, s->ask_type, &a);
+			session_restrict_go(s);
+			return;
+		}
+		h = dns_query(s->env->dns, s->ask_name, s->ask_type, session_dns_answer, s);
+		session_wait(s, W_DNS, h);
+		return;
+	}
+	if (s->env->policy == NULL) {
+		restrict_answers_add_policy(s->answers, s->rq.ask_serial, s->ask_name,
+					    s->ask_request, NULL);
+		session_restrict_go(s);
+		return;
+	}
+	h = policy_query(s->env->policy, ask->server, s->ask_request, session_policy_answer, s);
+	session_wait(s, W_POLICY, h);
+}
+
+static void
 session_restrict_answer(void *ctx, struct restrict_out *out, struct restrict_state *st)
 {
 	struct session *s = ctx;
@@ -1041,6 +1113,10 @@ session_restrict_answer(void *ctx, struct restrict_out *out, struct restrict_sta
 		/* "sleep N": a timer, not a thread; then evaluate again past it */
 		loop_timer_start(s->loop, &s->sleep_t, session_restrict_wake, s, out->sleep * 1000);
 		session_wait(s, W_SLEEP, s->sleep_t);
+		return;
+	}
+	if (out->verdict == RESTRICT_ASK) {
+		session_ask(s, &out->ask);
 		return;
 	}
 	restrict_state_free(&s->rst);
@@ -1086,6 +1162,10 @@ session_restrict(struct session *s, enum restrict_stage stage, const char *arg,
 	q->log_utf8 = s->ss->smtputf8;
 	q->ill_pipelining = s->ill_pipelining;
 	q->rcpt_count = t->rcpt_count;
+	if (s->answers == NULL)
+		s->answers = restrict_answers_new();
+	q->answers = s->answers;
+	q->ask_serial = ++s->ask_serial;
 	s->restrict_next = next;
 	session_restrict_go(s);
 }

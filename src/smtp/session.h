@@ -57,6 +57,8 @@ struct session_env {
 	struct workpool *lookups;	/* recipient tables */
 	struct workpool *remote_lookups;	/* those with a remote table */
 	struct deliverer *deliver;
+	struct dns_client *dns;		/* the loop's resolver (NULL: every lookup fails, RETRY) */
+	struct policy_client *policy;	/* the loop's policy client (NULL: every query fails) */
 	atomic_long *body_bytes;	/* message bodies in memory, every session */
 	uid_t	run_uid;		/* the uid mail is written as */
 	/* where message bodies go (deliver/spool.h); NULL: the in-memory spool */

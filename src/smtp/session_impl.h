@@ -78,6 +78,8 @@ enum sess_wait {
 	W_DELIVER,	/* struct deliver_req */
 	W_RESTRICT,	/* struct restrict_job: the restrictions, and a RCPT's tables */
 	W_SLEEP,	/* a restriction's "sleep": s->sleep_t */
+	W_DNS,		/* struct dns_query: a DNS lookup for the restrictions */
+	W_POLICY,	/* struct policy_query: a policy server's answer */
 };
 
 /* How a command continues once its restrictions are evaluated (out->verdict PASS or REJECT). */
@@ -137,6 +139,11 @@ struct session {
 	struct restrict_req rq;		/* the evaluation in progress */
 	session_restrict_next *restrict_next;
 	struct loop_timer *sleep_t;
+	struct restrict_answers *answers;	/* DNS and policy answers (restrict.h) */
+	char   *ask_name;		/* the question in flight (W_DNS, W_POLICY) */
+	int	ask_type;
+	char   *ask_request;
+	unsigned ask_serial;		/* session_restrict() calls */
 
 	/* anvil */
 	char   *ident;			/* "<service>:<client key>"; NULL: exempt or off */
