@@ -95,6 +95,7 @@
 
 struct buf;
 struct conf_view;
+struct dns_answer;
 struct loop;
 struct restrict_policy;
 struct workpool;
@@ -131,12 +132,25 @@ void	restrict_state_reset_mail(struct restrict_state *st);
 void	restrict_state_free(struct restrict_state *st);
 void	restrict_state_copy(struct restrict_state *dst, const struct restrict_state *src);
 
+/*
+ * How the client's names were found (Postfix's SMTPD_PEER_CODE_*), for
+ * reject_unknown_client_hostname (450 for TEMP, unknown_client_reject_code
+ * otherwise) and reject_unknown_reverse_client_hostname.  0 (a caller that
+ * does not know): OK for a name, PERM for "unknown".
+ */
+enum restrict_peer {
+	RESTRICT_PEER_OK = 2, RESTRICT_PEER_TEMP = 4, RESTRICT_PEER_PERM = 5,
+	RESTRICT_PEER_FORGED = 6,	/* the PTR name does not resolve back (name only) */
+};
+
 /* One evaluation's input.  The strings are the caller's during the call. */
 struct restrict_req {
 	enum restrict_stage stage;
 	const char *name;		/* verified client name or "unknown" */
 	const char *reverse_name;	/* the reverse (PTR) name or "unknown" */
+	int	name_status, reverse_status;	/* enum restrict_peer, or 0 */
 	const char *addr;		/* printable client address */
+	const char *client_port;	/* its port, or NULL */
 	const char *namaddr;		/* "name[addr]" */
 	const struct sockaddr *sa;	/* AF_INET/AF_INET6 or NULL */
 	const char *helo;		/* NULL: none yet */
@@ -195,9 +209,16 @@ struct restrict_ask {
 	char   *request;	/* POLICY: the request, "name=value\n" lines and the
 				 * empty line that ends it */
 	const struct policy_server *server;	/* POLICY: its settings (the policy's) */
+	bool	rbl;		/* DNS: a DNS list's A query (restrict_ask_log()) */
 };
 
-struct dns_answer;
+/*
+ * Log what Postfix logs when the answer comes in (rbl_pagein()): a DNS list
+ * that does not answer is "warning: <query>: RBL lookup error: <why>", once
+ * per session and name, as the answer is cached.
+ */
+void	restrict_ask_log(const struct restrict_ask *ask, const struct dns_answer *a);
+
 struct restrict_answers;
 
 struct restrict_answers *restrict_answers_new(void);

@@ -159,7 +159,7 @@ testsvc_connect(struct testsvc *t, const char *addr)
 	t->s = session_new(&t->env, t->ss, &memio_ops, &t->io, (struct sockaddr *)&sin,
 			   sizeof(sin));
 	t->io.s = t->s;
-	session_start(t->s, "unknown", "unknown");
+	session_start(t->s, "unknown", "unknown", 0, 0);
 	return t->s;
 }
 
