@@ -1090,7 +1090,9 @@ session_ask(struct session *s, struct restrict_ask *ask)
 		if (s->env->dns == NULL) {
 			struct dns_answer a = { .status = DNS_RETRY, .error = "no resolver" };
 
+			ask->name = s->ask_name;
 			restrict_ask_log(ask, &a);
+			ask->name = NULL;
 			restrict_answers_add_dns(s->answers, s->ask_name, s->ask_type, &a);
 			session_restrict_go(s);
 			return;
