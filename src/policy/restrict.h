@@ -67,10 +67,25 @@
  * with a warning (never a silent acceptance).  A table that fails gives
  * Postfix's "451 4.3.5 <name>: <class> rejected: Server configuration error".
  *
- * Not implemented (the DNS and policy-service restrictions of the next issue,
- * and the ones that need TLS or a queue): a list that names one cannot be
- * created (restrict_create() reports it: `check` names it, `run` refuses),
- * and an access table value that names one answers 451 4.3.5 with a warning.
+ * DNS restrictions (answers through RESTRICT_ASK, below): the DNS lists
+ * (reject_rbl_client, reject_rbl, reject_rhsbl_{client,reverse_client,helo,
+ * sender,recipient}, permit_dnswl_client, permit_rhswl_client,
+ * reject_maps_rbl) with Postfix's "=" reply filters, TXT reasons,
+ * default_rbl_reply and rbl_reply_maps (rbl_pagein(), rbl_reject_reply()); a
+ * list that does not answer is skipped with "RBL lookup error"
+ * (restrict_ask_log()), an allowlist that does not answer is a
+ * defer_if_reject; reject_unknown_helo_hostname, reject_unknown_sender_domain
+ * (reject_unknown_address), reject_unknown_recipient_domain (our own domains
+ * are not asked), reject_unknown_client_hostname and
+ * reject_unknown_reverse_client_hostname (req.name_status, reverse_status),
+ * check_{client,reverse_client_hostname,helo,sender,recipient}_{mx,ns,a}_access
+ * (check_server_access(): names, then addresses, at most DNS_RR_LIMIT; OK is
+ * refused).
+ *
+ * Not implemented (policy services, address verification, and what needs
+ * TLS or relaying): a list that names one cannot be created
+ * (restrict_create() reports it: `check` names it, `run` refuses), and an
+ * access table value that names one answers 451 4.3.5 with a warning.
  *
  * Log lines are Postfix's log_whatsup(): "<queue id|NOQUEUE>: <reject|
  * reject_warning|warn|info|discard|permit>: <where> from <namaddr>: <text>;
