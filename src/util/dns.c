@@ -447,6 +447,9 @@ dns_parse_reply(const unsigned char *m, size_t len, uint16_t id, const char *nam
 	}
 
 	/* Every answer record: owner, type, class, TTL, RDATA bounds. */
+	/* a record takes at least 11 bytes: claims beyond that fail below */
+	if (ancount > (len - off) / 11 + 1)
+		ancount = (len - off) / 11 + 1;
 	rrs = xcalloc(ancount, sizeof(*rrs));
 	for (i = 0; i < ancount; i++) {
 		struct dns_pending *p = &rrs[nrrs];
