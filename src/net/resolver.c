@@ -225,6 +225,8 @@ resolver_give_up(struct dns_query *q)
 		resolver_finish(q, &q->last);
 	} else if (!q->timed_out && q->refused > 0) {
 		resolver_finish_status(q, DNS_RETRY, "connection refused");
+	} else if (!q->timed_out) {
+		resolver_finish_status(q, DNS_RETRY, "no name server reachable");
 	} else {
 		resolver_finish_status(q, DNS_RETRY, "timeout");
 	}

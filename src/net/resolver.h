@@ -21,7 +21,8 @@
  *   - SERVFAIL, NOTIMP, REFUSED, ICMP "port unreachable", a failing TCP
  *     exchange or the timeout: the next server (then the next attempt); when
  *     none is left, the last rcode's answer (DNS_RETRY), else DNS_RETRY
- *     "timeout" (or "connection refused" when every server refused);
+ *     "timeout" (or, when no try ran out of time, "connection refused" if
+ *     a server refused, else "no name server reachable": no route);
  *   - any other reply is the answer.
  * An answer ending in a CNAME with nothing of the type (a->cname) is asked
  * again for the CNAME's target, at most RESOLVER_CNAME_MAX times, then
