@@ -25,6 +25,12 @@
  *                 no host name contains;
  *   DNS_NULLMX    MX asked, and a record of the name is "N ." (RFC 7505;
  *                 Postfix treats any such record so, whatever else is there).
+ * A malformed record of the type asked (bad name, bad address length) is
+ * skipped when a good one is there, as Postfix does; RETRY beats INVAL.
+ * error texts: "Host not found, try again" (SERVFAIL, NOTIMP, REFUSED),
+ * "Non-recoverable error" (FAIL), "Malformed or unexpected name server
+ * reply" (RETRY or INVAL from the parser), "Name server loop for NAME"
+ * (NOTFOUND: a CNAME loop), and the resolver's own (net/resolver.h).
  *
  * Records.  rr[i].data is, by type:
  *   A, AAAA       the address in network order (4 or 16 bytes; len says);
