@@ -27,6 +27,7 @@
 #include "log/log.h"
 #include "net/evloop.h"
 #include "net/peername.h"
+#include "net/resolver.h"
 #include "policy/anvil.h"
 #include "policy/recipient.h"
 #include "policy/restrict.h"
@@ -89,7 +90,8 @@ struct worker {
 	int	index;
 	pthread_t tid;
 	struct evloop *el;
-	struct evdns_base *dns;
+	struct evdns_base *dns;		/* client names (net/peername.h) */
+	struct dns_client *resolver;	/* the DNS restrictions (net/resolver.h) */
 	struct session_env env;
 	struct conn *conns;		/* live connections (smtp/conn.c) */
 	size_t	nsessions;		/* this worker's thread only */
@@ -1019,6 +1021,8 @@ server_run(struct server *srv, int nworkers)
 		w->index = k;
 		w->el = evloop_new();
 		w->dns = peername_dns_new(evloop_base(w->el));
+		w->resolver = resolver_new(evloop_base(w->el), evloop_loop(w->el));
+		w->env.dns = w->resolver;
 		w->env.loop = evloop_loop(w->el);
 		w->env.anvil = srv->anvil;
 		w->env.lookups = srv->lookups;
@@ -1117,6 +1121,7 @@ server_free(struct server **srvp)
 		struct worker *w = &srv->workers[k];
 
 		peername_dns_free(&w->dns);
+		resolver_free(&w->resolver);
 		evloop_free(&w->el);
 		/* Handoffs run by evloop_free() found the server stopping. */
 	}
