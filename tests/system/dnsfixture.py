@@ -73,6 +73,12 @@ RblDns(zones, address="127.0.0.1", port=53)
     5 s.  Raises unittest.SkipTest when rbldnsd is not installed (scripts/deps.sh --test).
     rbldnsd answers only its zones (REFUSED for anything else).
 
+enter_namespace() / leave_namespace(tmp) / unshare_command(argv)
+    The namespace's set-up for other runners (tests/compat/compat.py): unshare_command(argv)
+    is argv under "unshare --net --mount --propagation private"; inside, enter_namespace()
+    brings lo up and bind-mounts the resolv.conf (returns a scratch directory),
+    leave_namespace(tmp) undoes it.
+
 query(name, qtype="A", server="127.0.0.1", port=53, timeout=2.0)
     One UDP DNS query, stdlib only: (rcode, [answers]) with A answers as dotted quads and TXT
     answers as text (the strings of one record joined), other types as RDATA in hex; qtype
@@ -438,10 +444,9 @@ class PrivateDnsCase(harness.MxTestCase):
             out_file = os.path.join(tmp, "result.json")
             env = dict(os.environ)
             env[NS_ENV] = "1"
-            cmd = ["unshare", "--net", "--mount", "--propagation", "private", "--",
-                   sys.executable, os.path.abspath(__file__), "--inside",
-                   os.path.abspath(module.__file__), type(self).__name__, self._testMethodName,
-                   out_file]
+            cmd = unshare_command([sys.executable, os.path.abspath(__file__), "--inside",
+                                   os.path.abspath(module.__file__), type(self).__name__,
+                                   self._testMethodName, out_file])
             # Output to a file, not a pipe: a daemon left behind would hold a pipe open.
             with open(os.path.join(tmp, "output"), "w+b") as out_f:
                 proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out_f,
@@ -502,23 +507,11 @@ def _inside(test_file, cls_name, method, out_file):
         with open(out_file, "w") as f:
             json.dump(res, f)
 
-    tmp = None
     try:
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10,
-                       capture_output=True)
-        tmp = tempfile.mkdtemp(prefix="mxgate-dnsns-resolv-")
-        conf = os.path.join(tmp, "resolv.conf")
-        with open(conf, "w") as f:
-            f.write(RESOLV_CONF)
-        os.chmod(tmp, 0o755)
-        os.chmod(conf, 0o644)
-        subprocess.run(["mount", "--bind", conf, "/etc/resolv.conf"], check=True, timeout=10,
-                       capture_output=True)
+        tmp = enter_namespace()
     except (subprocess.SubprocessError, OSError) as e:
         detail = getattr(e, "stderr", b"") or b""
         finish("error", "namespace setup failed: %s %s" % (e, detail.decode("utf-8", "replace")))
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
         return 1
     try:
         import importlib.util
@@ -544,9 +537,42 @@ def _inside(test_file, cls_name, method, out_file):
         finish("error", traceback.format_exc())
     finally:
         # The namespace's mounts go with it; this only removes our file (unmounted first).
-        subprocess.run(["umount", "/etc/resolv.conf"], capture_output=True, timeout=10)
-        shutil.rmtree(tmp, ignore_errors=True)
+        leave_namespace(tmp)
     return 0
+
+
+def enter_namespace():
+    """In a fresh "unshare --net --mount --propagation private" child: bring lo up and
+    bind-mount a resolv.conf that names only 127.0.0.1 (RESOLV_CONF) over /etc/resolv.conf.
+    Returns the scratch directory for leave_namespace().  Raises OSError or
+    subprocess.SubprocessError (CalledProcessError carries ip's or mount's stderr)."""
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10,
+                   capture_output=True)
+    tmp = tempfile.mkdtemp(prefix="mxgate-dnsns-resolv-")
+    try:
+        conf = os.path.join(tmp, "resolv.conf")
+        with open(conf, "w") as f:
+            f.write(RESOLV_CONF)
+        os.chmod(tmp, 0o755)
+        os.chmod(conf, 0o644)
+        subprocess.run(["mount", "--bind", conf, "/etc/resolv.conf"], check=True, timeout=10,
+                       capture_output=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def leave_namespace(tmp):
+    """Undo enter_namespace()'s mount (the namespace's mounts go with it anyway) and remove
+    its scratch directory."""
+    subprocess.run(["umount", "/etc/resolv.conf"], capture_output=True, timeout=10)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def unshare_command(argv):
+    """argv run in a new private network and mount namespace (as PrivateDnsCase's child)."""
+    return ["unshare", "--net", "--mount", "--propagation", "private", "--"] + list(argv)
 
 
 if __name__ == "__main__":
