@@ -109,6 +109,19 @@ class VerifyAsPostfix(postfixref.RcptCase):
                                  "reject_unauth_destination"),
                      ["alice@virt.test", "bob@virt.test"])
 
+    def test_table_down(self):
+        """virtual_mailbox_maps does not answer (a pgsql server that is not there): Postfix's
+        probe defers in virtual(8), and so does mxgate's lookup."""
+        cf = os.path.join(self.ref.dir, "pg.cf")
+        with open(cf, "w") as f:
+            f.write("hosts = inet:127.0.0.1:%d\nuser = x\npassword = x\ndbname = x\n"
+                    "query = SELECT maildir FROM m WHERE addr='%%s'\n" % harness.free_port())
+        os.chmod(cf, 0o644)
+        got, _ = self.compare(self.params(virtual_mailbox_maps="pgsql:" + cf),
+                              ["alice@virt.test", "bob@virt.test"])
+        self.assertIn("RCPT alice@virt.test: 450 4.1.1 <alice@virt.test>: Recipient address "
+                      "rejected: unverified address: mail system configuration error", got)
+
     def test_cache_settings_change_nothing(self):
         """address_verify_* (the cache, the polling): mxgate has nothing to cache; they are
         ignored with the usual warning, and every reply stays Postfix's."""

@@ -160,15 +160,20 @@ test_table_down(void **state)
 {
 	(void)state;
 	/* the probe deferred: defer code, virtual(8)'s text, whoever the user */
-	play("virtual_mailbox_maps = socketmap:unix:/nonexistent/mxgate-verify:vm\n" UNV, (const struct step[]) {
+#define DOWN "virtual_mailbox_maps = socketmap:unix:/nonexistent/mxgate-verify:vm\n"
+	play(DOWN UNV, (const struct step[]) {
 		BANNER, HELO, MAIL,
 		{ "RCPT TO:<alice@virt.test>\r\n", "450 4.1.1 <alice@virt.test>: Recipient address "
 		  "rejected: unverified address: mail system configuration error\r\n" }, END });
-	play("unverified_recipient_defer_code = 421\n"
-	     "virtual_mailbox_maps = socketmap:unix:/nonexistent/mxgate-verify:vm\n" UNV, (const struct step[]) {
+	play("unverified_recipient_defer_code = 451\n" DOWN UNV, (const struct step[]) {
 		BANNER, HELO, MAIL,
-		{ "RCPT TO:<alice@virt.test>\r\n", "421 4.1.1 <alice@virt.test>: Recipient address "
+		{ "RCPT TO:<alice@virt.test>\r\n", "451 4.1.1 <alice@virt.test>: Recipient address "
 		  "rejected: unverified address: mail system configuration error\r\n" }, END });
+	/* without the restriction: mxgate's own check, Postfix's smtpd reply */
+	play(DOWN, (const struct step[]) { BANNER, HELO, MAIL,
+		{ "RCPT TO:<alice@virt.test>\r\n",
+		  "451 4.3.0 <alice@virt.test>: Temporary lookup failure\r\n" }, END });
+#undef DOWN
 }
 
 static void
