@@ -24,6 +24,7 @@
 
 #include <cmocka.h>
 
+#include "conf/conf.h"
 #include "log/log.h"
 #include "testsvc.h"
 #include "util/xalloc.h"
@@ -220,11 +221,16 @@ static void
 test_sender_refused(void **state)
 {
 	struct testsvc t;
+	char	cmd[128];
 
 	(void)state;
 	/* the service cannot be built: `check` and `run` refuse it (system tests: the text) */
-	assert_int_not_equal(testsvc_init(&t, "smtpd_sender_restrictions = "
-					  "reject_unverified_sender\n", "memory"), 0);
+	assert_int_not_equal(testsvc_init_service(&t, "smtpd_sender_restrictions = "
+						  "reject_unverified_sender\n"), 0);
+	assert_null(t.normal);
+	conf_free(&t.conf);	/* testsvc keeps what it loaded when the build fails */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t.dir);
+	assert_int_equal(system(cmd), 0);
 	/* named by a table value: 451 4.3.5, never passed */
 	play("smtpd_recipient_restrictions = check_recipient_access "
 	     "inline:{virt.test=reject_unverified_sender}, reject_unauth_destination\n",
