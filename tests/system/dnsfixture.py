@@ -73,6 +73,15 @@ RblDns(zones, address="127.0.0.1", port=53)
     5 s.  Raises unittest.SkipTest when rbldnsd is not installed (scripts/deps.sh --test).
     rbldnsd answers only its zones (REFUSED for anything else).
 
+setup_namespace() / teardown_namespace(tmp) / sweep_namespace(ino)
+    The pieces PrivateDnsCase's child uses, for a script that re-executes itself under
+    "unshare --net --mount --propagation private" on its own (bench/dnsbl.py):
+    setup_namespace() brings up lo and bind-mounts the RESOLV_CONF over /etc/resolv.conf,
+    returning the temporary directory that holds it (raises OSError or a SubprocessError);
+    teardown_namespace(tmp) unmounts it and removes the directory; sweep_namespace(ino)
+    SIGKILLs every process (but the caller) in the network namespace of inode ino (never the
+    caller's own) and returns their [(pid, cmdline)].  net_ns() is the caller's namespace inode.
+
 query(name, qtype="A", server="127.0.0.1", port=53, timeout=2.0)
     One UDP DNS query, stdlib only: (rcode, [answers]) with A answers as dotted quads and TXT
     answers as text (the strings of one record joined), other types as RDATA in hex; qtype
@@ -461,14 +470,7 @@ class PrivateDnsCase(harness.MxTestCase):
                     res = json.load(f)
             except (OSError, ValueError):
                 pass
-            # Never sweep our own namespace (a child that somehow did not leave it).
-            ns = res.get("netns")
-            left = _procs_in_net_ns(ns) if ns and ns != _net_ns() else []
-            for pid, _ in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            left = sweep_namespace(res.get("netns"))
         if timed_out:
             self.fail("the namespaced test ran longer than %d s (killed, with: %s)\n%s"
                       % (self.ns_timeout, "; ".join("%d %s" % p for p in left) or "nothing else",
@@ -484,6 +486,48 @@ class PrivateDnsCase(harness.MxTestCase):
         self.fail("in the private namespace: %s\n%s\n%s"
                   % (outcome or "no result (exit status %s)" % proc.returncode,
                      res.get("detail", ""), harness_tail(out)))
+
+
+def net_ns():
+    return _net_ns()
+
+
+def sweep_namespace(ino):
+    """SIGKILL the processes left in network namespace ino; never sweep our own (a child that
+    somehow did not leave it).  Returns [(pid, cmdline)]."""
+    left = _procs_in_net_ns(ino) if ino and ino != _net_ns() else []
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return left
+
+
+def setup_namespace():
+    """In a fresh network+mount namespace: lo up, RESOLV_CONF bind-mounted over
+    /etc/resolv.conf.  Returns the temporary directory for teardown_namespace()."""
+    tmp = tempfile.mkdtemp(prefix="mxgate-dnsns-resolv-")
+    try:
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10,
+                       capture_output=True)
+        conf = os.path.join(tmp, "resolv.conf")
+        with open(conf, "w") as f:
+            f.write(RESOLV_CONF)
+        os.chmod(tmp, 0o755)
+        os.chmod(conf, 0o644)
+        subprocess.run(["mount", "--bind", conf, "/etc/resolv.conf"], check=True, timeout=10,
+                       capture_output=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def teardown_namespace(tmp):
+    """The namespace's mounts go with it; this only removes our file (unmounted first)."""
+    subprocess.run(["umount", "/etc/resolv.conf"], capture_output=True, timeout=10)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def harness_tail(text, n=30):
@@ -502,23 +546,11 @@ def _inside(test_file, cls_name, method, out_file):
         with open(out_file, "w") as f:
             json.dump(res, f)
 
-    tmp = None
     try:
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10,
-                       capture_output=True)
-        tmp = tempfile.mkdtemp(prefix="mxgate-dnsns-resolv-")
-        conf = os.path.join(tmp, "resolv.conf")
-        with open(conf, "w") as f:
-            f.write(RESOLV_CONF)
-        os.chmod(tmp, 0o755)
-        os.chmod(conf, 0o644)
-        subprocess.run(["mount", "--bind", conf, "/etc/resolv.conf"], check=True, timeout=10,
-                       capture_output=True)
+        tmp = setup_namespace()
     except (subprocess.SubprocessError, OSError) as e:
         detail = getattr(e, "stderr", b"") or b""
         finish("error", "namespace setup failed: %s %s" % (e, detail.decode("utf-8", "replace")))
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
         return 1
     try:
         import importlib.util
@@ -543,9 +575,7 @@ def _inside(test_file, cls_name, method, out_file):
         import traceback
         finish("error", traceback.format_exc())
     finally:
-        # The namespace's mounts go with it; this only removes our file (unmounted first).
-        subprocess.run(["umount", "/etc/resolv.conf"], capture_output=True, timeout=10)
-        shutil.rmtree(tmp, ignore_errors=True)
+        teardown_namespace(tmp)
     return 0
 
 
