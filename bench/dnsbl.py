@@ -44,7 +44,6 @@ import heapq
 import json
 import os
 import select
-import selectors
 import shutil
 import signal
 import socket
@@ -135,7 +134,8 @@ def proxy_main(listen, upstream, delay, stats_file):
     due = []              # heap of (time, seq, client address, answer)
     seq = 0
     next_id = 1
-    st = {"queries": 0, "relayed": 0, "in_flight": 0, "max_in_flight": 0, "dropped": 0, "send_errors": 0, "resent": 0,
+    st = {"queries": 0, "relayed": 0, "in_flight": 0, "max_in_flight": 0, "dropped": 0,
+          "send_errors": 0, "resent": 0,
           "relay_min": None, "relay_max": None, "names": {}}
     dirty, last_write = True, 0.0
 
@@ -405,7 +405,8 @@ def measure_waiting(name, port, nclients, budget, memory):
         for t, e in times:
             res["noops"].append(e - t)
             res["waiting"].append(sum(1 for sent, rep, _ in clients
-                                      if sent is not None and sent <= t and (rep is None or rep > e)))
+                                      if sent is not None and sent <= t
+                                      and (rep is None or rep > e)))
         lats = [rep - sent for sent, rep, _ in clients if sent is not None and rep is not None]
         codes = {}
         for _, _, code in clients:
