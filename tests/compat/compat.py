@@ -239,17 +239,17 @@ def inside_dns(name):
     """In run_with_dns()'s child: the namespace and the session's test DNS, started; returns a
     function that stops them."""
     import dnsfixture
-    tmp = dnsfixture.enter_namespace()
+    tmp = dnsfixture.setup_namespace()
     dns = dnsfixture.TestDns(**session_dns(os.path.join(SESSIONS, name + ".txt")))
     try:
         dns.start()
     except BaseException:
-        dnsfixture.leave_namespace(tmp)
+        dnsfixture.teardown_namespace(tmp)
         raise
 
     def stop():
         dns.stop()
-        dnsfixture.leave_namespace(tmp)
+        dnsfixture.teardown_namespace(tmp)
     return stop
 
 

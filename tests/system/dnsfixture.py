@@ -73,11 +73,15 @@ RblDns(zones, address="127.0.0.1", port=53)
     5 s.  Raises unittest.SkipTest when rbldnsd is not installed (scripts/deps.sh --test).
     rbldnsd answers only its zones (REFUSED for anything else).
 
-enter_namespace() / leave_namespace(tmp) / unshare_command(argv)
-    The namespace's set-up for other runners (tests/compat/compat.py): unshare_command(argv)
-    is argv under "unshare --net --mount --propagation private"; inside, enter_namespace()
-    brings lo up and bind-mounts the resolv.conf (returns a scratch directory),
-    leave_namespace(tmp) undoes it.
+setup_namespace() / teardown_namespace(tmp) / sweep_namespace(ino) / unshare_command(argv)
+    The pieces PrivateDnsCase's child uses, for a script that re-executes itself under
+    "unshare --net --mount --propagation private" (unshare_command(argv) is argv so) on its
+    own (bench/dnsbl.py, tests/compat/compat.py):
+    setup_namespace() brings up lo and bind-mounts the RESOLV_CONF over /etc/resolv.conf,
+    returning the temporary directory that holds it (raises OSError or a SubprocessError);
+    teardown_namespace(tmp) unmounts it and removes the directory; sweep_namespace(ino)
+    SIGKILLs every process (but the caller) in the network namespace of inode ino (never the
+    caller's own) and returns their [(pid, cmdline)].  net_ns() is the caller's namespace inode.
 
 query(name, qtype="A", server="127.0.0.1", port=53, timeout=2.0)
     One UDP DNS query, stdlib only: (rcode, [answers]) with A answers as dotted quads and TXT
@@ -466,14 +470,7 @@ class PrivateDnsCase(harness.MxTestCase):
                     res = json.load(f)
             except (OSError, ValueError):
                 pass
-            # Never sweep our own namespace (a child that somehow did not leave it).
-            ns = res.get("netns")
-            left = _procs_in_net_ns(ns) if ns and ns != _net_ns() else []
-            for pid, _ in left:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            left = sweep_namespace(res.get("netns"))
         if timed_out:
             self.fail("the namespaced test ran longer than %d s (killed, with: %s)\n%s"
                       % (self.ns_timeout, "; ".join("%d %s" % p for p in left) or "nothing else",
@@ -489,6 +486,53 @@ class PrivateDnsCase(harness.MxTestCase):
         self.fail("in the private namespace: %s\n%s\n%s"
                   % (outcome or "no result (exit status %s)" % proc.returncode,
                      res.get("detail", ""), harness_tail(out)))
+
+
+def net_ns():
+    return _net_ns()
+
+
+def sweep_namespace(ino):
+    """SIGKILL the processes left in network namespace ino; never sweep our own (a child that
+    somehow did not leave it).  Returns [(pid, cmdline)]."""
+    left = _procs_in_net_ns(ino) if ino and ino != _net_ns() else []
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return left
+
+
+def setup_namespace():
+    """In a fresh network+mount namespace: lo up, RESOLV_CONF bind-mounted over
+    /etc/resolv.conf.  Returns the temporary directory for teardown_namespace()."""
+    tmp = tempfile.mkdtemp(prefix="mxgate-dnsns-resolv-")
+    try:
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10,
+                       capture_output=True)
+        conf = os.path.join(tmp, "resolv.conf")
+        with open(conf, "w") as f:
+            f.write(RESOLV_CONF)
+        os.chmod(tmp, 0o755)
+        os.chmod(conf, 0o644)
+        subprocess.run(["mount", "--bind", conf, "/etc/resolv.conf"], check=True, timeout=10,
+                       capture_output=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def unshare_command(argv):
+    """argv run in a new private network and mount namespace (as PrivateDnsCase's child)."""
+    return ["unshare", "--net", "--mount", "--propagation", "private", "--"] + list(argv)
+
+
+def teardown_namespace(tmp):
+    """The namespace's mounts go with it; this only removes our file (unmounted first)."""
+    subprocess.run(["umount", "/etc/resolv.conf"], capture_output=True, timeout=10)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def harness_tail(text, n=30):
@@ -508,7 +552,7 @@ def _inside(test_file, cls_name, method, out_file):
             json.dump(res, f)
 
     try:
-        tmp = enter_namespace()
+        tmp = setup_namespace()
     except (subprocess.SubprocessError, OSError) as e:
         detail = getattr(e, "stderr", b"") or b""
         finish("error", "namespace setup failed: %s %s" % (e, detail.decode("utf-8", "replace")))
@@ -536,43 +580,8 @@ def _inside(test_file, cls_name, method, out_file):
         import traceback
         finish("error", traceback.format_exc())
     finally:
-        # The namespace's mounts go with it; this only removes our file (unmounted first).
-        leave_namespace(tmp)
+        teardown_namespace(tmp)
     return 0
-
-
-def enter_namespace():
-    """In a fresh "unshare --net --mount --propagation private" child: bring lo up and
-    bind-mount a resolv.conf that names only 127.0.0.1 (RESOLV_CONF) over /etc/resolv.conf.
-    Returns the scratch directory for leave_namespace().  Raises OSError or
-    subprocess.SubprocessError (CalledProcessError carries ip's or mount's stderr)."""
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10,
-                   capture_output=True)
-    tmp = tempfile.mkdtemp(prefix="mxgate-dnsns-resolv-")
-    try:
-        conf = os.path.join(tmp, "resolv.conf")
-        with open(conf, "w") as f:
-            f.write(RESOLV_CONF)
-        os.chmod(tmp, 0o755)
-        os.chmod(conf, 0o644)
-        subprocess.run(["mount", "--bind", conf, "/etc/resolv.conf"], check=True, timeout=10,
-                       capture_output=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return tmp
-
-
-def leave_namespace(tmp):
-    """Undo enter_namespace()'s mount (the namespace's mounts go with it anyway) and remove
-    its scratch directory."""
-    subprocess.run(["umount", "/etc/resolv.conf"], capture_output=True, timeout=10)
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-def unshare_command(argv):
-    """argv run in a new private network and mount namespace (as PrivateDnsCase's child)."""
-    return ["unshare", "--net", "--mount", "--propagation", "private", "--"] + list(argv)
 
 
 if __name__ == "__main__":
