@@ -897,8 +897,8 @@ def outside(argv):
     ns_file = "/tmp/mxgate-bench-dnsbl-netns.%d" % os.getpid()
     env[NS_ENV + "_FILE"] = ns_file
     sys.stdout.flush()
-    proc = subprocess.Popen(["unshare", "--net", "--mount", "--propagation", "private", "--",
-                             sys.executable, os.path.abspath(__file__)] + argv,
+    proc = subprocess.Popen(dnsfixture.unshare_command([sys.executable,
+                                                        os.path.abspath(__file__)] + argv),
                             env=env, stdin=subprocess.DEVNULL, start_new_session=True)
     rc = 1
 
