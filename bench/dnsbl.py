@@ -253,13 +253,7 @@ class Proxy:
             return {}
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        dnsfixture.stop_process(self.proc)
         self.proc = None
 
 

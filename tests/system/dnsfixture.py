@@ -170,6 +170,17 @@ def query(name, qtype="A", server="127.0.0.1", port=53, timeout=2.0):
 
 # -- rbldnsd -----------------------------------------------------------------------------------
 
+def stop_process(proc):
+    """SIGTERM, then SIGKILL after 5 s; None or an ended process is fine."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 class RblDns:
     def __init__(self, zones, address="127.0.0.1", port=53):
         self.zones = dict(zones)
@@ -222,13 +233,7 @@ class RblDns:
             return ""
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self.proc = None
         if self.dir:
             self.log.close()
@@ -368,13 +373,7 @@ class TestDns:
             return ""
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
         self.proc = None
         if self.dir:
             if getattr(self, "log", None):
