@@ -19,6 +19,7 @@
 #include "policy/addrlist.h"
 #include "policy/lookup_keys.h"
 #include "policy/maps.h"
+#include "policy/policy.h"
 #include "smtp/reply.h"
 #include "smtp/txn.h"
 #include "util/buf.h"
@@ -43,6 +44,7 @@ enum rop {
 	OP_PERMIT_AUTH_DEST, OP_REJECT_UNAUTH_DEST, OP_DEFER_UNAUTH_DEST,
 	OP_MULTI_BOUNCE, OP_LOGIN_AUTH, OP_LOGIN_UNAUTH, OP_LOGIN_KNOWN, OP_SASL_ACCESS,
 	OP_CLASS,
+	OP_POLICY,		/* check_policy_service */
 };
 
 /* Which name an access table is asked (Postfix's default ACL of a stage). */
@@ -136,7 +138,7 @@ static const struct rname rnames[] = {
 	{ "check_recipient_a_access", 0, 0, ARG_TABLE, DNS_LATER },
 	{ "reject_unverified_sender", 0, 0, 0, "address verification is not built yet" },
 	{ "reject_unverified_recipient", 0, 0, 0, "address verification is not built yet" },
-	{ "check_policy_service", 0, 0, ARG_SERVER, "policy services are not built yet" },
+	{ "check_policy_service", OP_POLICY, 0, ARG_SERVER, NULL },
 	{ "check_ccert_access", 0, 0, ARG_TABLE, NO_TLS },
 	{ "permit_inet_interfaces", 0, 0, 0, "it is not built yet" },
 	{ "check_relay_domains", 0, 0, 0, "mxgate never relays" },
@@ -160,6 +162,7 @@ struct relem {
 	char   *spec;		/* the table's spec */
 	const struct rlist *cls;	/* OP_CLASS */
 	char   *error;		/* OP_ERROR: the warning */
+	struct policy_server *server;	/* OP_POLICY */
 };
 
 struct rlist {
@@ -212,6 +215,7 @@ struct build {
 	const char *param;
 	size_t	problems;
 	bool	runtime;	/* a table value: no tables, problems become OP_ERROR */
+	const struct conf_view *cf;	/* NULL at runtime */
 };
 
 static void
@@ -307,6 +311,26 @@ all_digits(const char *s)
 	return true;
 }
 
+/* check_policy_service's server (Postfix's policy_client_register()). */
+static bool
+compile_server(struct build *b, struct relem *e, const char *spec)
+{
+	char   *err = NULL;
+
+	if (b->runtime || b->cf == NULL) {
+		/* Postfix registers servers only for the lists (a table value panics) */
+		elem_error(b, e, spec, "check_policy_service in an access table value: "
+			   "name the server in a restriction class instead");
+		return false;
+	}
+	if ((e->server = policy_server_new(spec, b->cf, &err)) == NULL) {
+		build_problem(b, spec, "%s", err);
+		free(err);
+		return false;
+	}
+	return true;
+}
+
 /* Compile n words (a list, a class, or a table value) into l. */
 static void
 compile(struct build *b, char *const *w, size_t n, struct rlist *l)
@@ -375,6 +399,8 @@ compile(struct build *b, char *const *w, size_t n, struct rlist *l)
 			free(why);
 			continue;
 		}
+		if (rn->arg == ARG_SERVER && !compile_server(b, e, w[i]))
+			continue;
 		if (rn->arg == ARG_TABLE)
 			open_table(b, e, w[i]);
 		else if (rn->arg == ARG_NUMBER)
@@ -389,6 +415,7 @@ rlist_free(struct rlist *l)
 		free(l->v[i].name);
 		free(l->v[i].spec);
 		free(l->v[i].error);
+		policy_server_free(&l->v[i].server);
 	}
 	free(l->v);
 	l->v = NULL;
@@ -433,7 +460,7 @@ restrict_create(const struct conf_view *cf, const struct recipient_policy *rp,
 		restrict_problem_fn *report, void *ctx)
 {
 	struct restrict_policy *p = xcalloc(1, sizeof(*p));
-	struct build b = { p, report, ctx, NULL, 0, false };
+	struct build b = { p, report, ctx, NULL, 0, false, cf };
 	char *const *v, *err = NULL;
 	size_t n, nclasses;
 	char *login[] = { "reject_authenticated_sender_login_mismatch",
@@ -746,7 +773,8 @@ restrict_out_flush_log(struct restrict_out *out)
 /* ---- evaluation ---- */
 
 /* Postfix's status values, plus the ways an evaluation stops early. */
-enum { RS_DUNNO = 0, RS_OK = 1, RS_REJECT = 2, RS_ABORT = 3, RS_SLEEP = 4, RS_BLOCK = 5 };
+enum { RS_DUNNO = 0, RS_OK = 1, RS_REJECT = 2, RS_ABORT = 3, RS_SLEEP = 4, RS_BLOCK = 5,
+       RS_ASK = 6 };
 #define RS_STOP(s) ((s) >= RS_ABORT)
 
 /* Postfix's MAIL_ERROR_* classes that warn_if_reject cannot soften. */
@@ -1266,7 +1294,7 @@ ev_table_result(struct ev *e, const char *table, const char *value, const char *
 	}
 	{
 		/* restrictions and class names, split as Postfix splits them */
-		struct build b = { (struct restrict_policy *)e->p, NULL, NULL, table, 0, true };
+		struct build b = { (struct restrict_policy *)e->p, NULL, NULL, table, 0, true, NULL };
 		struct rlist l;
 		char  **w;
 		size_t	nw;
@@ -1504,6 +1532,48 @@ ev_login_unauth(struct ev *e)
 	return RS_DUNNO;
 }
 
+/* ---- check_policy_service ---- */
+
+/*
+ * The server's action goes through check_table_result() as "policy query";
+ * one that failed (or answered malformed UTF-8) gets its default action.
+ * Not asked yet for this command: RS_ASK, out->ask says what to send.
+ */
+static int
+ev_policy(struct ev *e, const struct relem *el, const char *rn, const char *rc)
+{
+	const struct policy_server *srv = el->server;
+	char   *request = policy_request_build(e->q, srv);
+	const char *action = NULL;
+	int	status;
+
+	if (!restrict_answers_policy(e->q->answers, e->q->ask_serial, srv->spec, request,
+				     &action)) {
+		if (e->q->answers != NULL
+		    && restrict_answers_count(e->q->answers) < RESTRICT_ASK_MAX) {
+			struct restrict_ask *a = &e->out->ask;
+
+			free(a->name);
+			free(a->request);
+			a->kind = RESTRICT_ASK_POLICY;
+			a->name = xstrdup(srv->spec);
+			a->request = request;
+			a->server = srv;
+			return RS_ASK;
+		}
+		action = NULL;	/* asked too much: as a server that does not answer */
+	}
+	free(request);
+	if (action != NULL && srv->smtputf8 && !policy_valid_utf8(action)) {
+		ev_log(e, true, "malformed UTF-8 in policy server %s response: \"%s\"", srv->spec,
+		       action);
+		action = NULL;
+	}
+	status = ev_table_result(e, srv->spec, action ? action : srv->default_action,
+				 "policy query", rn, rc);
+	return status;
+}
+
 /* ---- generic_checks() ---- */
 
 static int
@@ -1615,6 +1685,8 @@ ev_elem(struct ev *e, const struct rlist *l, size_t i, const char *rn, const cha
 		return ev_login_unauth(e);
 	case OP_CLASS:
 		return ev_list(e, el->cls, rn, rc);
+	case OP_POLICY:
+		return ev_policy(e, el, rn, rc);
 	}
 	return RS_DUNNO;
 }
@@ -1833,6 +1905,9 @@ restrict_eval(const struct restrict_policy *p, const struct restrict_req *q,
 	case RS_BLOCK:
 		out->verdict = RESTRICT_WOULD_BLOCK;
 		break;
+	case RS_ASK:
+		out->verdict = RESTRICT_ASK;
+		break;
 	default:
 		out->verdict = RESTRICT_PASS;
 		break;
@@ -1848,7 +1923,7 @@ restrict_eval(const struct restrict_policy *p, const struct restrict_req *q,
 struct restrict_job {
 	struct restrict_policy *policy;
 	struct restrict_req req;
-	char   *strs[10];		/* req's strings, owned */
+	char   *strs[15];		/* req's strings, owned */
 	struct sockaddr_storage sa;
 	struct restrict_state st;
 	struct restrict_out out;
@@ -1925,6 +2000,11 @@ restrict_start(const struct restrict_policy *p, struct workpool *pool, struct wo
 	j->req.queue_id = job_str(j, 7, req->queue_id);
 	j->req.where = job_str(j, 8, req->where);
 	j->req.proto = job_str(j, 9, req->proto);
+	j->req.client_port = job_str(j, 10, req->client_port);
+	j->req.server_addr = job_str(j, 11, req->server_addr);
+	j->req.server_port = job_str(j, 12, req->server_port);
+	j->req.instance = job_str(j, 13, req->instance);
+	j->req.stress = job_str(j, 14, req->stress);
 	if (req->sa != NULL) {
 		memcpy(&j->sa, req->sa, req->sa->sa_family == AF_INET6
 		       ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));

@@ -153,6 +153,13 @@ struct restrict_req {
 	const struct restrict_answers *answers;	/* what was asked so far (RESTRICT_ASK) */
 	unsigned ask_serial;		/* the command's number, for policy answers */
 	bool	try_only;		/* only tables in memory: else RESTRICT_WOULD_BLOCK */
+	/* for check_policy_service's request (policy/policy.h); NULL reads as "" */
+	const char *client_port;	/* the client's port */
+	const char *server_addr;	/* the address and port the client connected to */
+	const char *server_port;
+	const char *instance;		/* one value per transaction ("" outside one) */
+	const char *stress;		/* "yes" under stress, else "" */
+	unsigned long size;		/* MAIL SIZE=, the message's size at END-OF-MESSAGE */
 };
 
 enum restrict_verdict {
