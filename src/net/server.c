@@ -27,6 +27,7 @@
 #include "log/log.h"
 #include "net/evloop.h"
 #include "net/peername.h"
+#include "net/policyclient.h"
 #include "policy/anvil.h"
 #include "policy/recipient.h"
 #include "policy/restrict.h"
@@ -1019,6 +1020,7 @@ server_run(struct server *srv, int nworkers)
 		w->index = k;
 		w->el = evloop_new();
 		w->dns = peername_dns_new(evloop_base(w->el));
+		w->env.policy = policyclient_new(evloop_base(w->el), w->dns);
 		w->env.loop = evloop_loop(w->el);
 		w->env.anvil = srv->anvil;
 		w->env.lookups = srv->lookups;
@@ -1116,6 +1118,7 @@ server_free(struct server **srvp)
 	for (k = 0; k < srv->nworkers; k++) {
 		struct worker *w = &srv->workers[k];
 
+		policyclient_free(&w->env.policy);
 		peername_dns_free(&w->dns);
 		evloop_free(&w->el);
 		/* Handoffs run by evloop_free() found the server stopping. */
