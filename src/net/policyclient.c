@@ -183,7 +183,8 @@ pq_failed(struct pq *q, int err)
 	q->tries++;
 	if ((q->try_limit > 0 && q->tries >= q->try_limit)
 	    || (err && err != EPIPE && err != ENOENT && err != ECONNRESET))
-		msg_warn("problem talking to server %s: %s", q->endpoint, strerror(err));
+		msg_warn("problem talking to server %s: %s", q->endpoint,
+			 err ? strerror(err) : "Application error");	/* Postfix's %m of 0 */
 	if (q->try_limit > 0 && q->tries >= q->try_limit) {
 		pq_deliver(q, NULL);
 		return;

@@ -69,6 +69,8 @@ char   *policy_request_build(const struct restrict_req *req, const struct policy
 
 /* Is s well-formed UTF-8 (Postfix's valid_utf8_string())? */
 bool	policy_valid_utf8(const char *s);
+/* A copy of s for a log line: every byte outside ASCII's printable range is '?'. */
+char   *policy_printable(const char *s);
 
 /* ---- the answer (Postfix's plain attribute protocol) ---- */
 

@@ -194,3 +194,14 @@ policy_valid_utf8(const char *s)
 	}
 	return true;
 }
+
+char *
+policy_printable(const char *s)
+{
+	char   *t = xstrdup(s);
+
+	for (char *c = t; *c; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+			*c = '?';
+	return t;
+}

@@ -1565,8 +1565,11 @@ ev_policy(struct ev *e, const struct relem *el, const char *rn, const char *rc)
 	}
 	free(request);
 	if (action != NULL && srv->smtputf8 && !policy_valid_utf8(action)) {
+		char   *shown = policy_printable(action);
+
 		ev_log(e, true, "malformed UTF-8 in policy server %s response: \"%s\"", srv->spec,
-		       action);
+		       shown);
+		free(shown);
 		action = NULL;
 	}
 	status = ev_table_result(e, srv->spec, action ? action : srv->default_action,
