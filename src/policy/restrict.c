@@ -324,7 +324,7 @@ compile_server(struct build *b, struct relem *e, const char *spec)
 		return false;
 	}
 	if ((e->server = policy_server_new(spec, b->cf, &err)) == NULL) {
-		build_problem(b, spec, "%s", err);
+		build_problem(b, spec, "check_policy_service %s: %s", spec, err);
 		free(err);
 		return false;
 	}
