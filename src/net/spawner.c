@@ -378,7 +378,8 @@ sp_exec(const struct conf_spawn *s, int conn)
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	execvpe(s->argv[0], s->argv, env);
-	sp_log('F', "spawn_command: execvp %s: %s", s->argv[0], strerror(errno));
+	/* "spawn_comand": Postfix 3.7's own spelling in this message */
+	sp_log('F', "spawn_comand: execvp %s: %s", s->argv[0], strerror(errno));
 	_exit(1);
 }
 
