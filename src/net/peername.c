@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "log/log.h"
+#include "policy/restrict.h"
 #include "util/xalloc.h"
 
 struct peername_host {
@@ -31,6 +32,7 @@ struct peername_req {
 	void   *ctx;
 	struct evdns_request *dreq;
 	char   *name;		/* PTR answer, waiting for forward confirmation */
+	int	name_status, reverse_status;
 	int	cancelled;	/* evdns still calls back (DNS_ERR_CANCEL): free then */
 };
 
@@ -143,9 +145,34 @@ static void
 peername_finish(struct peername_req *req, const char *name)
 {
 	if (!req->cancelled)
-		req->cb(req->ctx, name, req->name ? req->name : "unknown");
+		req->cb(req->ctx, name, req->name ? req->name : "unknown", req->name_status,
+			req->reverse_status);
 	free(req->name);
 	free(req);
+}
+
+/* Postfix's TEMP_AI_ERROR(): a failure that may go away. */
+static int
+peername_temp(int result)
+{
+	return result != DNS_ERR_NONE && result != DNS_ERR_NOTEXIST && result != DNS_ERR_FORMAT
+	       && result != DNS_ERR_REFUSED && result != DNS_ERR_NOTIMPL;
+}
+
+/* Is a name server in resolv.conf on loopback (so that it may know 127.x names)? */
+static int
+peername_local_server(struct evdns_base *dns)
+{
+	int	n = evdns_base_count_nameservers(dns);
+
+	for (int i = 0; i < n; i++) {
+		struct sockaddr_storage ss;
+
+		if (evdns_base_get_nameserver_addr(dns, i, (struct sockaddr *)&ss, sizeof(ss)) > 0
+		    && peername_is_loopback((struct sockaddr *)&ss))
+			return 1;
+	}
+	return 0;
 }
 
 static void
@@ -160,6 +187,7 @@ peername_forward_cb(int result, char type, int count, int ttl, void *addresses, 
 		peername_finish(req, NULL);
 		return;
 	}
+	req->name_status = peername_temp(result) ? RESTRICT_PEER_TEMP : RESTRICT_PEER_FORGED;
 	if (result == DNS_ERR_NONE) {
 		for (i = 0; i < count && !ok; i++) {
 			if (type == DNS_IPv4_A && req->sa.ss_family == AF_INET)
@@ -173,6 +201,8 @@ peername_forward_cb(int result, char type, int count, int ttl, void *addresses, 
 			msg_warn("hostname %s does not resolve to the client's address",
 				 req->name);
 	}
+	if (ok)
+		req->name_status = RESTRICT_PEER_OK;
 	peername_finish(req, ok ? req->name : "unknown");
 }
 
@@ -202,18 +232,23 @@ peername_ptr_cb(int result, char type, int count, int ttl, void *addresses, void
 	req->dreq = NULL;
 	if (req->cancelled || result != DNS_ERR_NONE || type != DNS_PTR || count < 1
 	    || !peername_valid_name(name = ((char **)addresses)[0])) {
+		req->name_status = req->reverse_status =
+			peername_temp(result) ? RESTRICT_PEER_TEMP : RESTRICT_PEER_PERM;
 		peername_finish(req, "unknown");
 		return;
 	}
 	req->name = xstrdup(name);
+	req->reverse_status = RESTRICT_PEER_OK;
 	if (req->sa.ss_family == AF_INET)
 		req->dreq = evdns_base_resolve_ipv4(req->dns, req->name, DNS_QUERY_NO_SEARCH,
 						    peername_forward_cb, req);
 	else
 		req->dreq = evdns_base_resolve_ipv6(req->dns, req->name, DNS_QUERY_NO_SEARCH,
 						    peername_forward_cb, req);
-	if (req->dreq == NULL)
+	if (req->dreq == NULL) {
+		req->name_status = RESTRICT_PEER_TEMP;
 		peername_finish(req, "unknown");
+	}
 }
 
 struct peername_req *
@@ -223,11 +258,11 @@ peername_lookup(struct evdns_base *dns, const struct sockaddr *sa, peername_cb c
 	const char *name;
 
 	if ((name = peername_from_hosts(sa)) != NULL) {
-		cb(ctx, name, name);
+		cb(ctx, name, name, RESTRICT_PEER_OK, RESTRICT_PEER_OK);
 		return NULL;
 	}
-	if (peername_is_loopback(sa) || dns == NULL) {
-		cb(ctx, "unknown", "unknown");
+	if (dns == NULL || (peername_is_loopback(sa) && !peername_local_server(dns))) {
+		cb(ctx, "unknown", "unknown", RESTRICT_PEER_PERM, RESTRICT_PEER_PERM);
 		return NULL;
 	}
 	req = xcalloc(1, sizeof(*req));
@@ -246,7 +281,7 @@ peername_lookup(struct evdns_base *dns, const struct sockaddr *sa, peername_cb c
 							    DNS_QUERY_NO_SEARCH, peername_ptr_cb, req);
 	if (req->dreq == NULL) {
 		free(req);
-		cb(ctx, "unknown", "unknown");
+		cb(ctx, "unknown", "unknown", RESTRICT_PEER_TEMP, RESTRICT_PEER_TEMP);
 		return NULL;
 	}
 	return req;

@@ -4,10 +4,17 @@
  * ever blocking an event loop.
  *
  * /etc/hosts is read once and answers first, both ways.  Loopback addresses
- * that /etc/hosts does not name are "unknown" at once: they never go to DNS.
- * Everything else is asked of the resolvers in /etc/resolv.conf through
- * libevent's evdns, with a 5 s timeout and 2 attempts.  Any failure gives
- * "unknown", as in Postfix's logs ("unknown[192.0.2.1]").
+ * that /etc/hosts does not name go to DNS only when a name server in
+ * /etc/resolv.conf is itself on loopback (a local resolver, or the test DNS
+ * server); no other server can know them (RFC 6761), and asking one would
+ * only delay every local client.  Everything else is asked of the resolvers
+ * in /etc/resolv.conf through libevent's evdns, with a 5 s timeout and 2
+ * attempts.  Any failure gives "unknown", as in Postfix's logs
+ * ("unknown[192.0.2.1]"), and a status as Postfix's SMTPD_PEER_CODE_*
+ * (policy/restrict.h's enum restrict_peer): OK; TEMP when a lookup timed out
+ * or the server failed; PERM when the address has no (valid) PTR name;
+ * FORGED (the name only) when the PTR name does not resolve back to the
+ * address.
  */
 #ifndef MXGATE_NET_PEERNAME_H
 #define MXGATE_NET_PEERNAME_H
@@ -24,7 +31,8 @@ struct peername_req;
  * confirmed it (Postfix's reverse_client_name), else "unknown".  The strings
  * are only valid during the call.
  */
-typedef void (*peername_cb)(void *ctx, const char *name, const char *reverse);
+typedef void (*peername_cb)(void *ctx, const char *name, const char *reverse,
+			    int name_status, int reverse_status);
 
 /* A DNS resolver on base (one per worker; NULL when none can be set up). */
 struct evdns_base *peername_dns_new(struct event_base *base);

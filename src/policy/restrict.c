@@ -8,11 +8,14 @@
 
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <time.h>
 
 #include "conf/conf.h"
 #include "log/log.h"
@@ -23,6 +26,7 @@
 #include "smtp/reply.h"
 #include "smtp/txn.h"
 #include "util/buf.h"
+#include "util/dns.h"
 #include "util/hostname.h"
 #include "util/workpool.h"
 #include "util/xalloc.h"
@@ -44,6 +48,11 @@ enum rop {
 	OP_PERMIT_AUTH_DEST, OP_REJECT_UNAUTH_DEST, OP_DEFER_UNAUTH_DEST,
 	OP_MULTI_BOUNCE, OP_LOGIN_AUTH, OP_LOGIN_UNAUTH, OP_LOGIN_KNOWN, OP_SASL_ACCESS,
 	OP_CLASS,
+	/* DNS (restrict.h: RESTRICT_ASK) */
+	OP_UNKNOWN_CLIENT, OP_UNKNOWN_REVERSE, OP_UNKNOWN_HELO, OP_UNKNOWN_SENDER_DOMAIN,
+	OP_UNKNOWN_RCPT_DOMAIN, OP_RBL_CLIENT, OP_DNSWL_CLIENT, OP_RHSBL, OP_RHSWL_CLIENT,
+	OP_MAPS_RBL,
+	OP_SERVER_ACCESS,	/* check_<kind>_{mx,ns,a}_access */
 	OP_POLICY,		/* check_policy_service */
 };
 
@@ -58,91 +67,92 @@ struct rname {
 	enum akind kind;
 	enum rarg arg;
 	const char *unimpl;	/* not implemented: why (NULL: implemented) */
+	int	dtype;		/* OP_SERVER_ACCESS: DNS_T_MX, DNS_T_NS or DNS_T_A */
 };
-
-#define DNS_LATER "it needs DNS lookups, which mxgate does not do yet"
 #define NO_TLS "mxgate has no TLS yet"
 
 static const struct rname rnames[] = {
-	{ "permit", OP_PERMIT, 0, 0, NULL },
-	{ "reject", OP_REJECT, 0, 0, NULL },
-	{ "defer", OP_DEFER, 0, 0, NULL },
-	{ "defer_if_permit", OP_DEFER_IF_PERMIT, 0, 0, NULL },
-	{ "defer_if_reject", OP_DEFER_IF_REJECT, 0, 0, NULL },
-	{ "warn_if_reject", OP_WARN_IF_REJECT, 0, 0, NULL },
-	{ "sleep", OP_SLEEP, 0, ARG_NUMBER, NULL },
-	{ "reject_unauth_pipelining", OP_UNAUTH_PIPELINING, 0, 0, NULL },
-	{ "reject_plaintext_session", OP_PLAINTEXT, 0, 0, NULL },
-	{ "permit_mynetworks", OP_MYNETWORKS, 0, 0, NULL },
-	{ "permit_sasl_authenticated", OP_NEVER, 0, 0, NULL },
-	{ "permit_tls_clientcerts", OP_NEVER, 0, 0, NULL },
-	{ "permit_tls_all_clientcerts", OP_NEVER, 0, 0, NULL },
-	{ "check_client_access", OP_ACCESS, AK_CLIENT, ARG_TABLE, NULL },
-	{ "check_reverse_client_hostname_access", OP_ACCESS, AK_REVERSE, ARG_TABLE, NULL },
-	{ "check_helo_access", OP_ACCESS, AK_HELO, ARG_TABLE, NULL },
-	{ "check_sender_access", OP_ACCESS, AK_SENDER, ARG_TABLE, NULL },
-	{ "check_recipient_access", OP_ACCESS, AK_RECIPIENT, ARG_TABLE, NULL },
-	{ "check_etrn_access", OP_ACCESS, AK_ETRN, ARG_TABLE, NULL },
-	{ "reject_invalid_helo_hostname", OP_INVALID_HELO, 0, 0, NULL },
-	{ "reject_invalid_hostname", OP_INVALID_HELO, 0, 0, NULL },
-	{ "reject_non_fqdn_helo_hostname", OP_NON_FQDN_HELO, 0, 0, NULL },
-	{ "reject_non_fqdn_hostname", OP_NON_FQDN_HELO, 0, 0, NULL },
-	{ "reject_non_fqdn_sender", OP_NON_FQDN_SENDER, 0, 0, NULL },
-	{ "reject_non_fqdn_recipient", OP_NON_FQDN_RCPT, 0, 0, NULL },
-	{ "reject_unlisted_sender", OP_UNLISTED_SENDER, 0, 0, NULL },
-	{ "reject_unlisted_recipient", OP_UNLISTED_RCPT, 0, 0, NULL },
-	{ "check_recipient_maps", OP_UNLISTED_RCPT, 0, 0, NULL },
-	{ "permit_auth_destination", OP_PERMIT_AUTH_DEST, 0, 0, NULL },
-	{ "reject_unauth_destination", OP_REJECT_UNAUTH_DEST, 0, 0, NULL },
-	{ "defer_unauth_destination", OP_DEFER_UNAUTH_DEST, 0, 0, NULL },
-	{ "reject_multi_recipient_bounce", OP_MULTI_BOUNCE, 0, 0, NULL },
-	{ "reject_authenticated_sender_login_mismatch", OP_LOGIN_AUTH, 0, 0, NULL },
-	{ "reject_unauthenticated_sender_login_mismatch", OP_LOGIN_UNAUTH, 0, 0, NULL },
-	{ "reject_known_sender_login_mismatch", OP_LOGIN_KNOWN, 0, 0, NULL },
-	{ "check_sasl_access", OP_SASL_ACCESS, 0, ARG_TABLE, NULL },
+	{ "permit", OP_PERMIT, 0, 0, NULL, 0 },
+	{ "reject", OP_REJECT, 0, 0, NULL, 0 },
+	{ "defer", OP_DEFER, 0, 0, NULL, 0 },
+	{ "defer_if_permit", OP_DEFER_IF_PERMIT, 0, 0, NULL, 0 },
+	{ "defer_if_reject", OP_DEFER_IF_REJECT, 0, 0, NULL, 0 },
+	{ "warn_if_reject", OP_WARN_IF_REJECT, 0, 0, NULL, 0 },
+	{ "sleep", OP_SLEEP, 0, ARG_NUMBER, NULL, 0 },
+	{ "reject_unauth_pipelining", OP_UNAUTH_PIPELINING, 0, 0, NULL, 0 },
+	{ "reject_plaintext_session", OP_PLAINTEXT, 0, 0, NULL, 0 },
+	{ "permit_mynetworks", OP_MYNETWORKS, 0, 0, NULL, 0 },
+	{ "permit_sasl_authenticated", OP_NEVER, 0, 0, NULL, 0 },
+	{ "permit_tls_clientcerts", OP_NEVER, 0, 0, NULL, 0 },
+	{ "permit_tls_all_clientcerts", OP_NEVER, 0, 0, NULL, 0 },
+	{ "check_client_access", OP_ACCESS, AK_CLIENT, ARG_TABLE, NULL, 0 },
+	{ "check_reverse_client_hostname_access", OP_ACCESS, AK_REVERSE, ARG_TABLE, NULL, 0 },
+	{ "check_helo_access", OP_ACCESS, AK_HELO, ARG_TABLE, NULL, 0 },
+	{ "check_sender_access", OP_ACCESS, AK_SENDER, ARG_TABLE, NULL, 0 },
+	{ "check_recipient_access", OP_ACCESS, AK_RECIPIENT, ARG_TABLE, NULL, 0 },
+	{ "check_etrn_access", OP_ACCESS, AK_ETRN, ARG_TABLE, NULL, 0 },
+	{ "reject_invalid_helo_hostname", OP_INVALID_HELO, 0, 0, NULL, 0 },
+	{ "reject_invalid_hostname", OP_INVALID_HELO, 0, 0, NULL, 0 },
+	{ "reject_non_fqdn_helo_hostname", OP_NON_FQDN_HELO, 0, 0, NULL, 0 },
+	{ "reject_non_fqdn_hostname", OP_NON_FQDN_HELO, 0, 0, NULL, 0 },
+	{ "reject_non_fqdn_sender", OP_NON_FQDN_SENDER, 0, 0, NULL, 0 },
+	{ "reject_non_fqdn_recipient", OP_NON_FQDN_RCPT, 0, 0, NULL, 0 },
+	{ "reject_unlisted_sender", OP_UNLISTED_SENDER, 0, 0, NULL, 0 },
+	{ "reject_unlisted_recipient", OP_UNLISTED_RCPT, 0, 0, NULL, 0 },
+	{ "check_recipient_maps", OP_UNLISTED_RCPT, 0, 0, NULL, 0 },
+	{ "permit_auth_destination", OP_PERMIT_AUTH_DEST, 0, 0, NULL, 0 },
+	{ "reject_unauth_destination", OP_REJECT_UNAUTH_DEST, 0, 0, NULL, 0 },
+	{ "defer_unauth_destination", OP_DEFER_UNAUTH_DEST, 0, 0, NULL, 0 },
+	{ "reject_multi_recipient_bounce", OP_MULTI_BOUNCE, 0, 0, NULL, 0 },
+	{ "reject_authenticated_sender_login_mismatch", OP_LOGIN_AUTH, 0, 0, NULL, 0 },
+	{ "reject_unauthenticated_sender_login_mismatch", OP_LOGIN_UNAUTH, 0, 0, NULL, 0 },
+	{ "reject_known_sender_login_mismatch", OP_LOGIN_KNOWN, 0, 0, NULL, 0 },
+	{ "check_sasl_access", OP_SASL_ACCESS, 0, ARG_TABLE, NULL, 0 },
+	{ "reject_unknown_client_hostname", OP_UNKNOWN_CLIENT, 0, 0, NULL, 0 },
+	{ "reject_unknown_client", OP_UNKNOWN_CLIENT, 0, 0, NULL, 0 },
+	{ "reject_unknown_reverse_client_hostname", OP_UNKNOWN_REVERSE, 0, 0, NULL, 0 },
+	{ "reject_unknown_helo_hostname", OP_UNKNOWN_HELO, 0, 0, NULL, 0 },
+	{ "reject_unknown_hostname", OP_UNKNOWN_HELO, 0, 0, NULL, 0 },
+	{ "reject_unknown_sender_domain", OP_UNKNOWN_SENDER_DOMAIN, 0, 0, NULL, 0 },
+	{ "reject_unknown_address", OP_UNKNOWN_SENDER_DOMAIN, 0, 0, NULL, 0 },
+	{ "reject_unknown_recipient_domain", OP_UNKNOWN_RCPT_DOMAIN, 0, 0, NULL, 0 },
+	{ "reject_rbl_client", OP_RBL_CLIENT, 0, ARG_DOMAIN, NULL, 0 },
+	{ "reject_rbl", OP_RBL_CLIENT, 0, ARG_DOMAIN, NULL, 0 },
+	{ "reject_rhsbl_client", OP_RHSBL, AK_CLIENT, ARG_DOMAIN, NULL, 0 },
+	{ "reject_rhsbl_reverse_client", OP_RHSBL, AK_REVERSE, ARG_DOMAIN, NULL, 0 },
+	{ "reject_rhsbl_helo", OP_RHSBL, AK_HELO, ARG_DOMAIN, NULL, 0 },
+	{ "reject_rhsbl_sender", OP_RHSBL, AK_SENDER, ARG_DOMAIN, NULL, 0 },
+	{ "reject_rhsbl_recipient", OP_RHSBL, AK_RECIPIENT, ARG_DOMAIN, NULL, 0 },
+	{ "permit_dnswl_client", OP_DNSWL_CLIENT, 0, ARG_DOMAIN, NULL, 0 },
+	{ "permit_rhswl_client", OP_RHSWL_CLIENT, 0, ARG_DOMAIN, NULL, 0 },
+	{ "reject_maps_rbl", OP_MAPS_RBL, 0, 0, NULL, 0 },
+	{ "check_client_mx_access", OP_SERVER_ACCESS, AK_CLIENT, ARG_TABLE, NULL, DNS_T_MX },
+	{ "check_client_ns_access", OP_SERVER_ACCESS, AK_CLIENT, ARG_TABLE, NULL, DNS_T_NS },
+	{ "check_client_a_access", OP_SERVER_ACCESS, AK_CLIENT, ARG_TABLE, NULL, DNS_T_A },
+	{ "check_reverse_client_hostname_mx_access", OP_SERVER_ACCESS, AK_REVERSE, ARG_TABLE, NULL,
+	  DNS_T_MX },
+	{ "check_reverse_client_hostname_ns_access", OP_SERVER_ACCESS, AK_REVERSE, ARG_TABLE, NULL,
+	  DNS_T_NS },
+	{ "check_reverse_client_hostname_a_access", OP_SERVER_ACCESS, AK_REVERSE, ARG_TABLE, NULL,
+	  DNS_T_A },
+	{ "check_helo_mx_access", OP_SERVER_ACCESS, AK_HELO, ARG_TABLE, NULL, DNS_T_MX },
+	{ "check_helo_ns_access", OP_SERVER_ACCESS, AK_HELO, ARG_TABLE, NULL, DNS_T_NS },
+	{ "check_helo_a_access", OP_SERVER_ACCESS, AK_HELO, ARG_TABLE, NULL, DNS_T_A },
+	{ "check_sender_mx_access", OP_SERVER_ACCESS, AK_SENDER, ARG_TABLE, NULL, DNS_T_MX },
+	{ "check_sender_ns_access", OP_SERVER_ACCESS, AK_SENDER, ARG_TABLE, NULL, DNS_T_NS },
+	{ "check_sender_a_access", OP_SERVER_ACCESS, AK_SENDER, ARG_TABLE, NULL, DNS_T_A },
+	{ "check_recipient_mx_access", OP_SERVER_ACCESS, AK_RECIPIENT, ARG_TABLE, NULL, DNS_T_MX },
+	{ "check_recipient_ns_access", OP_SERVER_ACCESS, AK_RECIPIENT, ARG_TABLE, NULL, DNS_T_NS },
+	{ "check_recipient_a_access", OP_SERVER_ACCESS, AK_RECIPIENT, ARG_TABLE, NULL, DNS_T_A },
 	/* not implemented: check refuses them, and so does a table value */
-	{ "reject_unknown_client_hostname", 0, 0, 0, DNS_LATER },
-	{ "reject_unknown_client", 0, 0, 0, DNS_LATER },
-	{ "reject_unknown_reverse_client_hostname", 0, 0, 0, DNS_LATER },
-	{ "reject_unknown_forward_client_hostname", 0, 0, 0, DNS_LATER },
-	{ "reject_unknown_helo_hostname", 0, 0, 0, DNS_LATER },
-	{ "reject_unknown_hostname", 0, 0, 0, DNS_LATER },
-	{ "reject_unknown_sender_domain", 0, 0, 0, DNS_LATER },
-	{ "reject_unknown_recipient_domain", 0, 0, 0, DNS_LATER },
-	{ "reject_unknown_address", 0, 0, 0, DNS_LATER },
-	{ "reject_rbl_client", 0, 0, ARG_DOMAIN, DNS_LATER },
-	{ "reject_rbl", 0, 0, ARG_DOMAIN, DNS_LATER },
-	{ "reject_rhsbl_client", 0, 0, ARG_DOMAIN, DNS_LATER },
-	{ "reject_rhsbl_reverse_client", 0, 0, ARG_DOMAIN, DNS_LATER },
-	{ "reject_rhsbl_helo", 0, 0, ARG_DOMAIN, DNS_LATER },
-	{ "reject_rhsbl_sender", 0, 0, ARG_DOMAIN, DNS_LATER },
-	{ "reject_rhsbl_recipient", 0, 0, ARG_DOMAIN, DNS_LATER },
-	{ "permit_dnswl_client", 0, 0, ARG_DOMAIN, DNS_LATER },
-	{ "permit_rhswl_client", 0, 0, ARG_DOMAIN, DNS_LATER },
-	{ "reject_maps_rbl", 0, 0, 0, DNS_LATER },
-	{ "permit_mx_backup", 0, 0, 0, DNS_LATER },
-	{ "check_client_mx_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_client_ns_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_client_a_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_reverse_client_hostname_mx_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_reverse_client_hostname_ns_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_reverse_client_hostname_a_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_helo_mx_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_helo_ns_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_helo_a_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_sender_mx_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_sender_ns_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_sender_a_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_recipient_mx_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_recipient_ns_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "check_recipient_a_access", 0, 0, ARG_TABLE, DNS_LATER },
-	{ "reject_unverified_sender", 0, 0, 0, "address verification is not built yet" },
-	{ "reject_unverified_recipient", 0, 0, 0, "address verification is not built yet" },
-	{ "check_policy_service", OP_POLICY, 0, ARG_SERVER, NULL },
-	{ "check_ccert_access", 0, 0, ARG_TABLE, NO_TLS },
-	{ "permit_inet_interfaces", 0, 0, 0, "it is not built yet" },
-	{ "check_relay_domains", 0, 0, 0, "mxgate never relays" },
-	{ "permit_naked_ip_address", 0, 0, 0, "Postfix removed it" },
+	{ "permit_mx_backup", 0, 0, 0, "mxgate never relays", 0 },
+	{ "reject_unverified_sender", 0, 0, 0, "address verification is not built yet", 0 },
+	{ "reject_unverified_recipient", 0, 0, 0, "address verification is not built yet", 0 },
+	{ "check_policy_service", OP_POLICY, 0, ARG_SERVER, NULL, 0 },
+	{ "check_ccert_access", 0, 0, ARG_TABLE, NO_TLS, 0 },
+	{ "permit_inet_interfaces", 0, 0, 0, "it is not built yet", 0 },
+	{ "check_relay_domains", 0, 0, 0, "mxgate never relays", 0 },
+	{ "permit_naked_ip_address", 0, 0, 0, "Postfix removed it", 0 },
 };
 
 /* Restrictions that make a list reject by default (Postfix's rcpt_required). */
@@ -150,6 +160,84 @@ static const char *const rcpt_required[] = {
 	"reject_unauth_destination", "defer_unauth_destination", "reject", "defer",
 	"defer_if_permit", "check_relay_domains",
 };
+
+/*
+ * A DNS list's reply filter (Postfix's ip_match syntax): four octets, each a
+ * number or "[" numbers and ranges "a..b", separated by ";", "]"; for
+ * instance 127.0.0.[2..11;13].  One 256-bit set per octet.
+ */
+struct ipfilter {
+	uint64_t oct[4][4];
+};
+
+static bool
+ipfilter_num(const char **sp, unsigned *v)
+{
+	const char *s = *sp;
+	unsigned n = 0;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	for (; isdigit((unsigned char)*s); s++)
+		if ((n = n * 10 + (unsigned)(*s - '0')) > 255)
+			return false;
+	*v = n;
+	*sp = s;
+	return true;
+}
+
+static struct ipfilter *
+ipfilter_parse(const char *pat)
+{
+	struct ipfilter *f = xcalloc(1, sizeof(*f));
+	const char *s = pat;
+	unsigned a, b;
+
+	for (int o = 0; o < 4; o++) {
+		if (o > 0 && *s++ != '.')
+			goto bad;
+		if (*s != '[') {
+			if (!ipfilter_num(&s, &a))
+				goto bad;
+			f->oct[o][a / 64] |= 1ULL << (a % 64);
+			continue;
+		}
+		s++;
+		for (;;) {
+			if (!ipfilter_num(&s, &a))
+				goto bad;
+			b = a;
+			if (s[0] == '.' && s[1] == '.') {
+				s += 2;
+				if (!ipfilter_num(&s, &b) || b < a)
+					goto bad;
+			}
+			for (unsigned v = a; v <= b; v++)
+				f->oct[o][v / 64] |= 1ULL << (v % 64);
+			if (*s == ';') {
+				s++;
+				continue;
+			}
+			if (*s++ != ']')
+				goto bad;
+			break;
+		}
+	}
+	if (*s == '\0')
+		return f;
+bad:
+	free(f);
+	return NULL;
+}
+
+static bool
+ipfilter_match(const struct ipfilter *f, const unsigned char *a4)
+{
+	for (int o = 0; o < 4; o++)
+		if (!(f->oct[o][a4[o] / 64] & (1ULL << (a4[o] % 64))))
+			return false;
+	return true;
+}
 
 struct rlist;
 
@@ -163,6 +251,9 @@ struct relem {
 	const struct rlist *cls;	/* OP_CLASS */
 	char   *error;		/* OP_ERROR: the warning */
 	struct policy_server *server;	/* OP_POLICY */
+	int	dtype;		/* OP_SERVER_ACCESS */
+	char   *domain;		/* a DNS list as written ("zen.example=127.0.0.[2..11]") */
+	struct ipfilter *filter;	/* its "=" part, or NULL */
 };
 
 struct rlist {
@@ -204,6 +295,16 @@ struct restrict_policy {
 	int	reject_code, defer_code, map_reject_code, map_defer_code, relay_code;
 	int	bad_name_code, non_fqdn_code, multi_bounce_code, plaintext_code;
 	int	local_code, virtual_code, alias_code;
+	/* DNS */
+	int	unk_name_code, unk_addr_code, unk_client_code, maps_rbl_code;
+	bool	unk_name_tf_dip, unk_addr_tf_dip;	/* *_tempfail_action defer_if_permit */
+	bool	ipv4, ipv6;			/* inet_protocols */
+	char   *rbl_template;			/* default_rbl_reply */
+	struct maplist *rbl_reply_maps;
+	char  **maps_rbl_domains;
+	size_t	nmaps_rbl_domains;
+	char   *expand_filter;			/* smtpd_expansion_filter, unescaped */
+	char   *myhostname;
 };
 
 /* ---- building ---- */
@@ -331,6 +432,23 @@ compile_server(struct build *b, struct relem *e, const char *spec)
 	return true;
 }
 
+/* A DNS list argument: "domain" or "domain=filter". */
+static void
+dnsxl_compile(struct build *b, struct relem *e, const char *rname, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	char   *why;
+
+	e->domain = xstrdup(arg);
+	if (eq == NULL)
+		return;
+	if ((e->filter = ipfilter_parse(eq + 1)) == NULL) {
+		why = xasprintf("restriction %s %s: bad RBL reply pattern \"%s\"", rname, arg, eq + 1);
+		elem_error(b, e, arg, why);
+		free(why);
+	}
+}
+
 /* Compile n words (a list, a class, or a table value) into l. */
 static void
 compile(struct build *b, char *const *w, size_t n, struct rlist *l)
@@ -399,12 +517,15 @@ compile(struct build *b, char *const *w, size_t n, struct rlist *l)
 			free(why);
 			continue;
 		}
+		e->dtype = rn->dtype;
 		if (rn->arg == ARG_SERVER && !compile_server(b, e, w[i]))
 			continue;
 		if (rn->arg == ARG_TABLE)
 			open_table(b, e, w[i]);
 		else if (rn->arg == ARG_NUMBER)
 			e->num = strtol(w[i], NULL, 10);
+		else if (rn->arg == ARG_DOMAIN)
+			dnsxl_compile(b, e, rn->name, w[i]);
 	}
 }
 
@@ -412,6 +533,8 @@ static void
 rlist_free(struct rlist *l)
 {
 	for (size_t i = 0; i < l->n; i++) {
+		free(l->v[i].domain);
+		free(l->v[i].filter);
 		free(l->v[i].name);
 		free(l->v[i].spec);
 		free(l->v[i].error);
@@ -455,6 +578,87 @@ list_has(char *const *l, size_t n, const char *name)
 	return false;
 }
 
+/* Postfix's tempfail_actions: defer_if_permit (true) or defer (false). */
+static bool
+tempfail_action(struct build *b, const struct conf_view *cf, enum param_id id)
+{
+	const char *v = conf_str(cf, id);
+
+	if (strcasecmp(v, "defer_if_permit") == 0)
+		return true;
+	if (strcasecmp(v, "defer") != 0) {
+		b->param = conf_param_name(id);
+		build_problem(b, v, "bad parameter value: \"%s\" (expected defer or "
+			      "defer_if_permit)", v);
+	}
+	return false;
+}
+
+/* smtpd_expansion_filter: Postfix unescapes it (\t, \40, \\, ...). */
+static char *
+unescape(const char *s)
+{
+	struct buf b = BUF_INIT;
+
+	while (*s) {
+		if (*s != '\\' || s[1] == '\0') {
+			buf_putc(&b, *s++);
+			continue;
+		}
+		s++;
+		if (*s >= '0' && *s <= '7') {
+			int	v = 0;
+
+			for (int k = 0; k < 3 && *s >= '0' && *s <= '7'; k++)
+				v = v * 8 + (*s++ - '0');
+			buf_putc(&b, (char)v);
+			continue;
+		}
+		switch (*s) {
+		case 'a': buf_putc(&b, '\a'); break;
+		case 'b': buf_putc(&b, '\b'); break;
+		case 'f': buf_putc(&b, '\f'); break;
+		case 'n': buf_putc(&b, '\n'); break;
+		case 'r': buf_putc(&b, '\r'); break;
+		case 't': buf_putc(&b, '\t'); break;
+		case 'v': buf_putc(&b, '\v'); break;
+		default: buf_putc(&b, *s); break;
+		}
+		s++;
+	}
+	return buf_steal(&b);
+}
+
+static void
+dns_settings(struct restrict_policy *p, const struct conf_view *cf, struct build *b)
+{
+	char *const *v;
+	size_t	n;
+
+	p->unk_name_code = (int)conf_int(cf, P_unknown_hostname_reject_code);
+	p->unk_addr_code = (int)conf_int(cf, P_unknown_address_reject_code);
+	p->unk_client_code = (int)conf_int(cf, P_unknown_client_reject_code);
+	p->maps_rbl_code = (int)conf_int(cf, P_maps_rbl_reject_code);
+	p->unk_name_tf_dip = tempfail_action(b, cf, P_unknown_helo_hostname_tempfail_action);
+	p->unk_addr_tf_dip = tempfail_action(b, cf, P_unknown_address_tempfail_action);
+	v = conf_list(cf, P_inet_protocols, &n);
+	p->ipv4 = list_has(v, n, "all") || list_has(v, n, "ipv4");
+	p->ipv6 = list_has(v, n, "all") || list_has(v, n, "ipv6");
+	p->rbl_template = xstrdup(conf_str(cf, P_default_rbl_reply));
+	p->expand_filter = unescape(conf_str(cf, P_smtpd_expansion_filter));
+	p->myhostname = xstrdup(conf_str(cf, P_myhostname));
+	v = conf_list(cf, P_maps_rbl_domains, &p->nmaps_rbl_domains);
+	p->maps_rbl_domains = xcalloc(p->nmaps_rbl_domains + 1, sizeof(*p->maps_rbl_domains));
+	for (size_t i = 0; i < p->nmaps_rbl_domains; i++)
+		p->maps_rbl_domains[i] = xstrdup(v[i]);
+	v = conf_list(cf, P_rbl_reply_maps, &n);
+	if (n > 0) {
+		b->param = "rbl_reply_maps";
+		p->rbl_reply_maps = maplist_open_report(v, n, build_map_problem, b);
+		maplist_set_title(p->rbl_reply_maps, b->param);
+	}
+}
+
 struct restrict_policy *
 restrict_create(const struct conf_view *cf, const struct recipient_policy *rp,
 		restrict_problem_fn *report, void *ctx)
@@ -494,6 +698,8 @@ restrict_create(const struct conf_view *cf, const struct recipient_policy *rp,
 	p->permit_log = xcalloc(p->npermit_log + 1, sizeof(*p->permit_log));
 	for (size_t i = 0; i < p->npermit_log; i++)
 		p->permit_log[i] = xstrdup(v[i]);
+
+	dns_settings(p, cf, &b);
 
 	b.param = "mynetworks";
 	v = conf_list(cf, P_mynetworks, &n);
@@ -566,6 +772,10 @@ restrict_create(const struct conf_view *cf, const struct recipient_policy *rp,
 		if (maplist_has_remote(p->tables[i]))
 			p->remote = true;
 	}
+	if (p->rbl_reply_maps != NULL) {
+		p->in_memory = p->in_memory && maplist_in_memory(p->rbl_reply_maps);
+		p->remote = p->remote || maplist_has_remote(p->rbl_reply_maps);
+	}
 	if (p->login_maps != NULL) {
 		p->in_memory = p->in_memory && maplist_in_memory(p->login_maps);
 		p->remote = p->remote || maplist_has_remote(p->login_maps);
@@ -612,6 +822,13 @@ restrict_free(struct restrict_policy **pp)
 	free(p->null_key);
 	free(p->delim);
 	free(p->myorigin);
+	free(p->rbl_template);
+	maplist_free(&p->rbl_reply_maps);
+	for (size_t i = 0; i < p->nmaps_rbl_domains; i++)
+		free(p->maps_rbl_domains[i]);
+	free(p->maps_rbl_domains);
+	free(p->expand_filter);
+	free(p->myhostname);
 	recipient_policy_free(&p->rp);
 	free(p);
 }
@@ -1555,6 +1772,7 @@ ev_policy(struct ev *e, const struct relem *el, const char *rn, const char *rc)
 
 			free(a->name);
 			free(a->request);
+			memset(a, 0, sizeof(*a));
 			a->kind = RESTRICT_ASK_POLICY;
 			a->name = xstrdup(srv->spec);
 			a->request = request;
@@ -1575,6 +1793,900 @@ ev_policy(struct ev *e, const struct relem *el, const char *rn, const char *rc)
 	status = ev_table_result(e, srv->spec, action ? action : srv->default_action,
 				 "policy query", rn, rc);
 	return status;
+}
+
+/* ---- DNS (Postfix's reject_unknown_*, DNS lists, check_*_{mx,ns,a}_access) ---- */
+
+static const struct dns_answer dns_gave_up = { .status = DNS_RETRY };
+static const struct dns_answer dns_invalid_name = { .status = DNS_NOTFOUND };
+
+/*
+ * The answer to (name, type), or NULL after asking for it: the caller
+ * returns RS_ASK and the evaluation is done again once the answer is in.
+ * Like dns_lookup(), an address or a malformed name is "not found" without
+ * asking.
+ */
+static const struct dns_answer *
+ev_dns(struct ev *e, const char *name, int type, bool rbl)
+{
+	const struct dns_answer *a;
+	struct restrict_ask *ask = &e->out->ask;
+
+	if (hostaddr_valid(name) || (strcmp(name, ".") != 0 && !hostname_valid(name)))
+		return &dns_invalid_name;
+	if ((a = restrict_answers_dns(e->q->answers, name, type)) != NULL)
+		return a;
+	if (e->q->answers == NULL || restrict_answers_count(e->q->answers) >= RESTRICT_ASK_MAX)
+		return &dns_gave_up;
+	free(ask->name);
+	free(ask->request);
+	memset(ask, 0, sizeof(*ask));
+	ask->kind = RESTRICT_ASK_DNS;
+	ask->name = xstrdup(name);
+	ask->type = type;
+	ask->rbl = rbl;
+	return NULL;
+}
+
+/* dns_strerror() of the resolver's h_errno for this answer. */
+static const char *
+dns_strerror_of(const struct dns_answer *a)
+{
+	switch (a->status) {
+	case DNS_OK:
+		return "OK";
+	case DNS_NOTFOUND:
+		return a->nodata ? "Host found but no data record of requested type"
+		       : "Host not found";
+	case DNS_RETRY:
+		return "Host not found, try again";
+	case DNS_NULLMX:
+		return "Host found but no data record of requested type";
+	default:
+		return "Non-recoverable error";
+	}
+}
+
+/* dns_lookup()'s "why" text. */
+static char *
+dns_why(const char *name, int type, const struct dns_answer *a)
+{
+	if (a->status == DNS_INVAL)
+		return xasprintf("Name service error for name=%s type=%s: Malformed or unexpected "
+				 "name server reply", name, dns_type_name(type));
+	if (a->status == DNS_NULLMX)
+		return xasprintf("Domain %s does not accept mail (nullMX)", name);
+	return xasprintf("Host or domain name not found. Name service error for name=%s type=%s: "
+			 "%s", name, dns_type_name(type), dns_strerror_of(a));
+}
+
+void
+restrict_ask_log(const struct restrict_ask *ask, const struct dns_answer *a)
+{
+	char   *why;
+
+	if (ask->kind != RESTRICT_ASK_DNS || !ask->rbl || a->status == DNS_OK
+	    || a->status == DNS_NOTFOUND)
+		return;
+	why = dns_why(ask->name, ask->type, a);
+	msg_warn("%s: RBL lookup error: %s", ask->name, why);
+	free(why);
+}
+
+/* dns_lookup_l()'s choice between the answers of several types: the best one. */
+static int
+dns_rank(enum dns_status s)
+{
+	switch (s) {
+	case DNS_OK:
+		return 6;
+	case DNS_RETRY:
+		return 5;
+	case DNS_INVAL:
+		return 4;
+	case DNS_FAIL:
+		return 3;
+	case DNS_NULLMX:
+		return 2;
+	default:
+		return 1;
+	}
+}
+
+enum { STOP_OK = 1, STOP_INVAL = 2, STOP_NULLMX = 4 };
+
+/* dns_lookup_l(name, types..., 0): 0 with *st set, or RS_ASK. */
+static int
+ev_dns_types(struct ev *e, const char *name, const int *types, int stop, enum dns_status *st)
+{
+	enum dns_status best = DNS_NOTFOUND;
+
+	for (const int *t = types; *t; t++) {
+		const struct dns_answer *a = ev_dns(e, name, *t, false);
+		enum dns_status s;
+
+		if (a == NULL)
+			return RS_ASK;
+		s = a->status;
+		if (*t != DNS_T_MX && s == DNS_NULLMX)
+			s = DNS_NOTFOUND;
+		if ((s == DNS_OK && (stop & STOP_OK)) || (s == DNS_INVAL && (stop & STOP_INVAL))
+		    || (s == DNS_NULLMX && (stop & STOP_NULLMX))) {
+			best = s;
+			break;
+		}
+		if (dns_rank(s) >= dns_rank(best) || t == types)
+			best = s;
+	}
+	*st = best;
+	return 0;
+}
+
+/* reject_unknown_hostname(): a HELO name with no A, AAAA or MX record. */
+static int
+ev_unknown_hostname(struct ev *e, const char *name, const char *rn, const char *rc)
+{
+	int	types[4], n = 0, rs;
+	enum dns_status st;
+
+	if (e->p->ipv4)
+		types[n++] = DNS_T_A;
+	if (e->p->ipv6)
+		types[n++] = DNS_T_AAAA;
+	types[n++] = DNS_T_MX;
+	types[n] = 0;
+	if ((rs = ev_dns_types(e, name, types, STOP_OK, &st)) != 0)
+		return rs;
+	if (st == DNS_OK || st == DNS_NULLMX)
+		return RS_DUNNO;
+	if (st == DNS_RETRY)
+		return e->warn_if_reject == 0 && e->p->unk_name_tf_dip
+		       ? ev_defer_if(e, &e->st->dip, E_POLICY, RPL_ACL_HOST_NOT_FOUND, 450, "4.7.1",
+				     rn, rc)
+		       : ev_reject(e, E_POLICY, RPL_ACL_HOST_NOT_FOUND, 450, "4.7.1", rn, rc);
+	return ev_reject(e, E_POLICY, st == DNS_INVAL ? RPL_ACL_DNS_MALFORMED
+			 : RPL_ACL_HOST_NOT_FOUND, e->p->unk_name_code, "4.7.1", rn, rc);
+}
+
+/* reject_unknown_mailhost(): an address's domain with no MX, A or AAAA record. */
+static int
+ev_unknown_mailhost(struct ev *e, const char *name, const char *rn, const char *rc)
+{
+	bool	sender = strcmp(rc, "Sender address") == 0;
+	const char *dsn = sender ? "4.1.8" : "4.1.2";
+	int	types[4], n = 0, rs;
+	enum dns_status st;
+
+	types[n++] = DNS_T_MX;
+	if (e->p->ipv4)
+		types[n++] = DNS_T_A;
+	if (e->p->ipv6)
+		types[n++] = DNS_T_AAAA;
+	types[n] = 0;
+	if ((rs = ev_dns_types(e, name, types, STOP_OK | STOP_INVAL | STOP_NULLMX, &st)) != 0)
+		return rs;
+	if (st == DNS_OK)
+		return RS_DUNNO;
+	if (st == DNS_NULLMX)
+		return ev_reject(e, E_POLICY, RPL_ACL_NULLMX, sender ? 550 : 556,
+				 sender ? "4.7.27" : "4.1.10", rn, rc, name);
+	if (st == DNS_RETRY)
+		return e->warn_if_reject == 0 && e->p->unk_addr_tf_dip
+		       ? ev_defer_if(e, &e->st->dip, E_POLICY, RPL_ACL_DOMAIN_NOT_FOUND, 450, dsn,
+				     rn, rc)
+		       : ev_reject(e, E_POLICY, RPL_ACL_DOMAIN_NOT_FOUND, 450, dsn, rn, rc);
+	return ev_reject(e, E_POLICY, st == DNS_INVAL ? RPL_ACL_DNS_MALFORMED
+			 : RPL_ACL_DOMAIN_NOT_FOUND, e->p->unk_addr_code, dsn, rn, rc);
+}
+
+/*
+ * reject_unknown_address(): the domain of a sender or recipient that is not
+ * one of ours (Postfix skips its final destinations and address literals).
+ */
+static int
+ev_unknown_address(struct ev *e, const char *addr, const char *rc)
+{
+	bool	sender = strcmp(rc, "Sender address") == 0;
+	const char *at = strrchr(addr, '@');
+	const char *domain = at ? at + 1 : NULL;
+	struct rcpt_result r;
+	bool	ours;
+	int	rs;
+
+	if (domain == NULL || *domain == '\0' || *domain == '[')
+		return RS_DUNNO;
+	if (sender) {
+		if (e->q->try_only) {
+			if (!recipient_try_resolve(e->p->rp, addr, &r))
+				return RS_BLOCK;
+		} else {
+			recipient_resolve(e->p->rp, addr, &r);
+		}
+		ours = r.verdict != RCPT_RELAY_DENIED;
+		rcpt_result_free(&r);
+	} else {
+		if ((rs = ev_own_rcpt(e)) == RS_BLOCK)
+			return RS_BLOCK;
+		ours = rs != 0;
+	}
+	if (ours)
+		return RS_DUNNO;
+	return ev_unknown_mailhost(e, domain, addr, rc);
+}
+
+/* smtpd_dsn_fix(): an address status (X.1.Y) fits the class rejected. */
+static void
+dsn_fix(char *dsn, size_t size, const char *rc)
+{
+	static const struct { const char *micro, *sender, *rcpt; } map[] = {
+		{ "1.0", "4.1.7", "4.1.3" }, { "1.1", "4.1.7", "4.1.1" },
+		{ "1.2", "4.1.8", "4.1.2" }, { "1.3", "4.1.7", "4.1.3" },
+		{ "1.4", "4.1.7", "4.1.4" }, { "1.5", "4.1.7", "4.1.5" },
+		{ "1.6", "4.1.7", "4.1.6" }, { "1.7", "4.1.7", "4.1.3" },
+		{ "1.8", "4.1.8", "4.1.2" }, { "1.9", "4.1.7", "4.1.9" },
+	};
+	const char *to = NULL;
+	size_t	i;
+
+	if (strncmp(dsn + 1, ".1.", 3) != 0)
+		return;
+	if (strcmp(rc, "Sender address") == 0 || strcmp(rc, "Recipient address") == 0) {
+		for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+			if (strcmp(dsn + 2, map[i].micro) == 0)
+				break;
+		to = i < sizeof(map) / sizeof(map[0])
+		     ? (strcmp(rc, "Sender address") == 0 ? map[i].sender : map[i].rcpt)
+		     : (strcmp(rc, "Sender address") == 0 ? "4.1.7" : "4.1.3");
+	} else {
+		to = "4.0.0";
+	}
+	snprintf(dsn + 1, size - 1, "%s", to + 1);
+}
+
+/* What default_rbl_reply and rbl_reply_maps may name. */
+struct rbl_vars {
+	struct ev *e;
+	char	code[8];
+	const char *domain, *what, *rc, *txt;
+	char   *tmp;
+};
+
+/* smtpd_expand_addr(): sender, sender_name, sender_domain (and the recipient's). */
+static const char *
+rbl_addr_var(struct rbl_vars *v, const char *addr, const char *suffix)
+{
+	const char *at;
+
+	if (addr == NULL)
+		return NULL;
+	at = strrchr(addr, '@');
+	free(v->tmp);
+	v->tmp = NULL;
+	if (*suffix == '\0')
+		return addr;
+	if (strcmp(suffix, "_name") == 0)
+		return v->tmp = at ? xstrndup(addr, (size_t)(at - addr)) : xstrdup(addr);
+	if (strcmp(suffix, "_domain") == 0)
+		return at ? at + 1 : "";
+	return NULL;
+}
+
+static const char *
+rbl_var(struct rbl_vars *v, const char *name)
+{
+	const struct restrict_req *q = v->e->q;
+
+	if (strcmp(name, "rbl_code") == 0)
+		return v->code;
+	if (strcmp(name, "rbl_domain") == 0)
+		return v->domain;
+	if (strcmp(name, "rbl_reason") == 0 || strcmp(name, "rbl_txt") == 0)
+		return v->txt;
+	if (strcmp(name, "rbl_what") == 0)
+		return v->what;
+	if (strcmp(name, "rbl_class") == 0)
+		return v->rc;
+	if (strcmp(name, "server_name") == 0)
+		return v->e->p->myhostname;
+	if (strcmp(name, "client") == 0)
+		return q->namaddr;
+	if (strcmp(name, "client_address") == 0)
+		return q->addr;
+	if (strcmp(name, "client_name") == 0)
+		return q->name;
+	if (strcmp(name, "reverse_client_name") == 0)
+		return q->reverse_name;
+	if (strcmp(name, "client_port") == 0)
+		return q->client_port ? q->client_port : "";
+	if (strcmp(name, "helo_name") == 0)
+		return q->helo ? q->helo : "";
+	if (strncmp(name, "sender", 6) == 0)
+		return rbl_addr_var(v, q->sender, name + 6);
+	if (strncmp(name, "recipient", 9) == 0)
+		return rbl_addr_var(v, q->recipient, name + 9);
+	if (strcmp(name, "localtime") == 0) {
+		time_t	now = time(NULL);
+		struct tm tm;
+		char	b[64];
+
+		localtime_r(&now, &tm);
+		strftime(b, sizeof(b), "%b %d %H:%M:%S", &tm);
+		free(v->tmp);
+		return v->tmp = xstrdup(b);
+	}
+	ev_log(v->e, true, "unknown macro name \"%s\" in expansion request", name);
+	return NULL;
+}
+
+/*
+ * mac_expand() as Postfix applies it to an RBL reply template: $name,
+ * ${name}, $(name), ${name?text}, ${name:text}, $$.  A value goes in as it
+ * is (characters outside smtpd_expansion_filter become '_'), never expanded
+ * again; the texts in ${name?...} are.  false: a syntax error.
+ */
+static bool
+rbl_expand(struct rbl_vars *v, const char *t, size_t len, struct buf *out, int depth)
+{
+	const char *end = t + len;
+
+	if (depth > 20)
+		return false;
+	while (t < end) {
+		const char *name, *name_end, *text = NULL, *val;
+		size_t	text_len = 0;
+		char	close, op = 0;
+		char   *nm;
+
+		if (*t != '$') {
+			buf_putc(out, *t++);
+			continue;
+		}
+		if (++t >= end)
+			return false;
+		if (*t == '$') {
+			buf_putc(out, *t++);
+			continue;
+		}
+		if (*t == '{' || *t == '(') {
+			int	level = 1;
+			const char *c;
+
+			close = *t == '{' ? '}' : ')';
+			name = ++t;
+			while (t < end && (isalnum((unsigned char)*t) || *t == '_'))
+				t++;
+			name_end = t;
+			if (t < end && (*t == '?' || *t == ':')) {
+				op = *t++;
+				text = t;
+				for (c = t; c < end; c++) {
+					if (*c == *(name - 1))
+						level++;
+					else if (*c == close && --level == 0)
+						break;
+				}
+				if (c >= end)
+					return false;
+				text_len = (size_t)(c - text);
+				t = c;
+			}
+			if (t >= end || *t != close)
+				return false;
+			t++;
+		} else {
+			name = t;
+			while (t < end && (isalnum((unsigned char)*t) || *t == '_'))
+				t++;
+			name_end = t;
+		}
+		if (name_end == name)
+			return false;
+		nm = xstrndup(name, (size_t)(name_end - name));
+		val = rbl_var(v, nm);
+		free(nm);
+		if (op == '?') {
+			if (val != NULL && *val != '\0' && !rbl_expand(v, text, text_len, out, depth + 1))
+				return false;
+		} else if (op == ':') {
+			if ((val == NULL || *val == '\0')
+			    && !rbl_expand(v, text, text_len, out, depth + 1))
+				return false;
+		} else if (val != NULL) {
+			for (const char *c = val; *c; c++)
+				buf_putc(out, strchr(v->e->p->expand_filter, *c) ? *c : '_');
+		}
+	}
+	return true;
+}
+
+/* rbl_reject_reply(): the reply for a listed client, name or address. */
+static int
+ev_rbl_reply(struct ev *e, const struct relem *el, const char *txt, const char *what,
+	     const char *rc)
+{
+	struct rbl_vars v = { .e = e, .what = what, .rc = rc, .txt = txt ? txt : "" };
+	char   *domain = xstrdup(el->domain), *value = NULL, *t, *reply;
+	const char *tmpl = NULL;
+	struct buf b = BUF_INIT;
+	char	dsn[12];
+	size_t	n;
+	int	status;
+
+	domain[strcspn(domain, "=")] = '\0';
+	v.domain = domain;
+	snprintf(v.code, sizeof(v.code), "%d", e->p->maps_rbl_code);
+	if (e->p->rbl_reply_maps != NULL) {
+		enum map_status ms;
+
+		if (e->q->try_only && !maplist_in_memory(e->p->rbl_reply_maps)) {
+			free(domain);
+			return RS_BLOCK;
+		}
+		ms = maplist_lookup(e->p->rbl_reply_maps, el->domain, &value, NULL);
+		if (ms == MAP_FAIL || ms == MAP_CONFIG) {
+			free(value);
+			free(domain);
+			return ev_abort_config(e);
+		}
+		tmpl = ms == MAP_FOUND ? value : NULL;
+	}
+	if (tmpl == NULL || !rbl_expand(&v, tmpl, strlen(tmpl), &b, 0)) {
+		if (tmpl != NULL)
+			ev_log(e, true, "rbl_reject_reply: bad rbl reply template for domain %s: %s",
+			       el->domain, tmpl);
+		buf_truncate(&b, 0);
+		if (!rbl_expand(&v, e->p->rbl_template, strlen(e->p->rbl_template), &b, 0)) {
+			ev_log(e, true, "rbl_reject_reply: bad default rbl reply template: %s",
+			       e->p->rbl_template);
+			buf_truncate(&b, 0);
+		}
+	}
+	t = buf_steal(&b);
+	free(value);
+	free(v.tmp);
+	free(domain);
+	if ((t[0] != '4' && t[0] != '5') || !isdigit((unsigned char)t[1])
+	    || !isdigit((unsigned char)t[2]) || t[3] != ' ') {
+		ev_log(e, true, "rbl response code configuration error: %s", t);
+		free(t);
+		reply = reply_string(RPL_ACL_UNAVAILABLE);
+		status = ev_reject_line(e, E_POLICY, reply);
+		free(reply);
+		return status;
+	}
+	if ((n = dsn_len(t + 4)) > 0 && n < sizeof(dsn)) {
+		memcpy(dsn, t + 4, n);
+		dsn[n] = '\0';
+		n += 4;
+		while (t[n] == ' ')
+			n++;
+	} else {
+		snprintf(dsn, sizeof(dsn), "4.7.1");
+		n = 4;
+	}
+	dsn_fix(dsn, sizeof(dsn), rc);
+	status = ev_reject(e, E_POLICY, RPL_ACL_RAW, atoi(t), dsn,
+			   t[n] ? t + n : "Service unavailable");
+	free(t);
+	return status;
+}
+
+enum { XL_HARD, XL_SOFT, XL_LISTED, XL_ASK };
+
+/* rbl_pagein() and the reply filter: is query listed (A), and why (TXT)? */
+static int
+ev_dnsxl(struct ev *e, const char *query, const struct ipfilter *f, char **txt_r)
+{
+	const struct dns_answer *a, *t;
+	bool	hit = f == NULL;
+	struct buf b = BUF_INIT;
+
+	*txt_r = NULL;
+	if ((a = ev_dns(e, query, DNS_T_A, true)) == NULL)
+		return XL_ASK;
+	if (a->status != DNS_OK && a->status != DNS_NOTFOUND)
+		return XL_SOFT;
+	if (a->status != DNS_OK)
+		return XL_HARD;
+	for (size_t i = 0; i < a->nrr && !hit; i++)
+		if (a->rr[i].type == DNS_T_A && a->rr[i].len == 4)
+			hit = ipfilter_match(f, (const unsigned char *)a->rr[i].data);
+	if (!hit)
+		return XL_HARD;
+	if ((t = ev_dns(e, query, DNS_T_TXT, false)) == NULL)
+		return XL_ASK;
+	if (t->status == DNS_OK) {
+		/* Postfix's RBL_TXT_LIMIT: 500 bytes, records joined with " / " */
+		int	left = 500;
+
+		for (size_t i = 0; i < t->nrr && left > 0; i++) {
+			size_t	len = t->rr[i].len;
+
+			buf_append(&b, t->rr[i].data, len > (size_t)left ? (size_t)left : len);
+			left = 500 - (int)b.len;
+			if (i + 1 < t->nrr && left > 3) {
+				buf_puts(&b, " / ");
+				left -= 3;
+			}
+		}
+	}
+	*txt_r = buf_steal(&b);
+	return XL_LISTED;
+}
+
+/* find_dnsxl_addr(): the client address, reversed, under the list's domain. */
+static int
+ev_dnsxl_addr(struct ev *e, const struct relem *el, char **txt_r)
+{
+	const char *addr = e->q->addr;
+	struct buf b = BUF_INIT;
+	size_t	dlen = strcspn(el->domain, "=");
+	int	rc;
+
+	*txt_r = NULL;
+	if (strchr(addr, ':') != NULL) {
+		unsigned char a6[16];
+
+		if (inet_pton(AF_INET6, addr, a6) != 1)
+			return XL_HARD;
+		for (int i = 15; i >= 0; i--)
+			buf_printf(&b, "%x.%x.", a6[i] & 0xf, a6[i] >> 4);
+	} else {
+		const char *end = addr + strlen(addr), *dot;
+
+		while (end > addr) {
+			for (dot = end; dot > addr && dot[-1] != '.'; dot--)
+				;
+			buf_append(&b, dot, (size_t)(end - dot));
+			buf_putc(&b, '.');
+			end = dot > addr ? dot - 1 : addr;
+		}
+	}
+	buf_append(&b, el->domain, dlen);
+	rc = ev_dnsxl(e, buf_str(&b), el->filter, txt_r);
+	buf_free(&b);
+	return rc;
+}
+
+/* find_dnsxl_domain(): a name, or an address's domain, under the list's domain. */
+static int
+ev_dnsxl_domain(struct ev *e, const struct relem *el, const char *what, char **txt_r)
+{
+	const char *domain = strrchr(what, '@');
+	const char *suffix;
+	size_t	dlen = strcspn(el->domain, "=");
+	char   *query;
+	int	rc;
+
+	*txt_r = NULL;
+	if (domain != NULL && *++domain == '[')
+		return XL_HARD;
+	if (domain == NULL)
+		domain = what;
+	if (*domain == '\0')
+		return XL_HARD;
+	suffix = strrchr(domain, '.');
+	suffix = suffix ? suffix + 1 : domain;
+	if (*suffix == '\0' || strspn(suffix, "0123456789") == strlen(suffix))
+		return XL_HARD;
+	if (!hostname_valid(domain))
+		return XL_HARD;
+	query = xasprintf("%s.%.*s", domain, (int)dlen, el->domain);
+	rc = ev_dnsxl(e, query, el->filter, txt_r);
+	free(query);
+	return rc;
+}
+
+static int
+xl_status(int xl)
+{
+	return xl == XL_ASK ? RS_ASK : RS_DUNNO;
+}
+
+/* reject_rbl_client, reject_rhsbl_*, reject_maps_rbl. */
+static int
+ev_reject_dnsxl(struct ev *e, const struct relem *el, const char *what, const char *rc)
+{
+	char   *txt;
+	int	xl, status;
+
+	xl = what == NULL ? ev_dnsxl_addr(e, el, &txt) : ev_dnsxl_domain(e, el, what, &txt);
+	if (xl != XL_LISTED)
+		return xl_status(xl);
+	status = ev_rbl_reply(e, el, txt, what ? what : e->q->addr, rc);
+	free(txt);
+	return status;
+}
+
+/* permit_dnswl_client, permit_rhswl_client. */
+static int
+ev_permit_dnsxl(struct ev *e, const struct relem *el, const char *what, const char *rc)
+{
+	const struct restrict_req *q = e->q;
+	char   *txt;
+	int	xl, own;
+
+	/* never allowlist a recipient that is not ours */
+	if (strcmp(q->where, "RCPT") == 0 && q->recipient != NULL) {
+		if ((own = ev_own_rcpt(e)) == RS_BLOCK)
+			return RS_BLOCK;
+		if (!own)
+			return RS_DUNNO;
+	}
+	xl = what == NULL ? ev_dnsxl_addr(e, el, &txt) : ev_dnsxl_domain(e, el, what, &txt);
+	free(txt);
+	if (xl == XL_SOFT)
+		return ev_defer_if(e, &e->dir, E_POLICY, RPL_ACL_XL_UNAVAILABLE, 450, "4.7.1",
+				   what ? what : q->addr, rc);
+	if (xl != XL_LISTED)
+		return xl_status(xl);
+	return ev_permit(e, el->name, "Client host", q->namaddr, NULL);
+}
+
+/* forbid_allowlist(): a server access table may not say OK. */
+static int
+ev_forbid_ok(struct ev *e, const struct relem *el, int status, const char *target)
+{
+	if (e->st->discard || status != RS_OK)
+		return status;
+	ev_log(e, true, "restriction %s returns OK for %s", el->name, target);
+	ev_log(e, true, "this is not allowed for security reasons");
+	ev_log(e, true, "use DUNNO instead of OK if you want to make an exception");
+	return ev_abort_config(e);
+}
+
+/* check_addr_access(): one server address. */
+static int
+ev_server_addr(struct ev *e, const struct relem *el, const char *addr, const char *rn,
+	       const char *rc, bool *found)
+{
+	struct lookup_keys ks;
+	int	status;
+
+	lookup_keys_client(&ks, NULL, addr, e->p->access_parent);
+	status = ev_access_keys(e, el, &ks, addr, rn, rc, found);
+	lookup_keys_free(&ks);
+	return status;
+}
+
+/* The addresses of one server (hostname_to_sockaddr()), checked in turn. */
+static int
+ev_server_addrs(struct ev *e, const struct relem *el, const char *host, const char *rn,
+		const char *rc, int *count, bool *found)
+{
+	int	types[3], n = 0;
+	bool	any = false, temp = false, nodata = true;
+
+	if (e->p->ipv4)
+		types[n++] = DNS_T_A;
+	if (e->p->ipv6)
+		types[n++] = DNS_T_AAAA;
+	types[n] = 0;
+	for (int k = 0; types[k]; k++) {
+		const struct dns_answer *a = ev_dns(e, host, types[k], false);
+
+		if (a == NULL)
+			return RS_ASK;
+		if (a->status == DNS_RETRY)
+			temp = true;
+		if (a->status == DNS_NOTFOUND && !a->nodata)
+			nodata = false;
+		if (a->status != DNS_OK)
+			continue;
+		any = true;
+		for (size_t i = 0; i < a->nrr; i++) {
+			char	text[INET6_ADDRSTRLEN];
+			int	status;
+
+			if (a->rr[i].type != types[k] || (a->rr[i].len != 4 && a->rr[i].len != 16))
+				continue;
+			if (++*count > DNS_RR_LIMIT) {
+				ev_log(e, true, "check_server_access: %s server address count limit (%d) "
+				       "exceeded for %s %s -- ignoring the remainder",
+				       dns_type_name(el->dtype), DNS_RR_LIMIT, rc, rn);
+				*found = true;	/* stop: Postfix returns DUNNO here */
+				return RS_DUNNO;
+			}
+			inet_ntop(a->rr[i].len == 4 ? AF_INET : AF_INET6, a->rr[i].data, text,
+				  sizeof(text));
+			status = ev_server_addr(e, el, text, rn, rc, found);
+			if (status != RS_DUNNO || *found)
+				return status;
+		}
+	}
+	if (!any && el->dtype != DNS_T_A)
+		ev_log(e, true, "Unable to look up %s host %s for %s %s: %s",
+		       dns_type_name(el->dtype), host, rc, rn,
+		       temp ? "Temporary failure in name resolution"
+		       : nodata ? "No address associated with hostname" : "Name or service not known");
+	return RS_DUNNO;
+}
+
+/* check_server_access(): the MX hosts, name servers or address of a name. */
+static int
+ev_server_access(struct ev *e, const struct relem *el, const char *name, const char *rn,
+		 const char *rc)
+{
+	const char *domain = strrchr(name, '@');
+	const struct dns_answer *a = NULL;
+	char  **hosts = NULL;
+	size_t	nhosts = 0;
+	int	status = RS_DUNNO, count = 0;
+	bool	found = false;
+
+	domain = domain ? domain + 1 : name;
+	if (*domain == '[') {
+		size_t	len = strlen(domain);
+		char   *lit;
+
+		if ((el->dtype != DNS_T_A && el->dtype != DNS_T_MX) || domain[len - 1] != ']')
+			return RS_DUNNO;
+		lit = xstrndup(domain + 1, len - 2);
+		if (mailhost_addr_valid(lit)) {
+			const char *bare = strncasecmp(lit, "IPv6:", 5) == 0 ? lit + 5 : lit;
+
+			status = ev_server_addr(e, el, bare, rn, rc, &found);
+		}
+		free(lit);
+		return status;
+	}
+	if (el->dtype == DNS_T_A) {
+		hosts = xcalloc(1, sizeof(*hosts));
+		hosts[nhosts++] = xstrdup(domain);
+	} else {
+		if ((a = ev_dns(e, domain, el->dtype, false)) == NULL)
+			return RS_ASK;
+		if (a->status == DNS_NULLMX)
+			return RS_DUNNO;
+		if (a->status == DNS_NOTFOUND && el->dtype == DNS_T_MX) {
+			hosts = xcalloc(1, sizeof(*hosts));
+			hosts[nhosts++] = xstrdup(domain);
+		} else {
+			/* no NS record: the parent domains' */
+			while (a->status == DNS_NOTFOUND && el->dtype == DNS_T_NS
+			       && (domain = strchr(domain, '.')) != NULL && domain[1]) {
+				domain++;
+				if ((a = ev_dns(e, domain, DNS_T_NS, false)) == NULL)
+					return RS_ASK;
+			}
+			if (a->status != DNS_OK) {
+				ev_log(e, true, "Unable to look up %s host for %s: %s",
+				       dns_type_name(el->dtype), domain && domain[1] ? domain : name,
+				       dns_strerror_of(a));
+				return RS_DUNNO;
+			}
+			hosts = xcalloc(a->nrr + 1, sizeof(*hosts));
+			for (size_t i = 0; i < a->nrr; i++)
+				if (a->rr[i].type == el->dtype)
+					hosts[nhosts++] = xstrdup(a->rr[i].data);
+		}
+	}
+	for (size_t i = 0; i < nhosts && status == RS_DUNNO && !found; i++) {
+		if (hostaddr_valid(hosts[i])) {
+			status = ev_server_addr(e, el, hosts[i], rn, rc, &found);
+			continue;
+		}
+		if (el->dtype != DNS_T_A) {
+			struct lookup_keys ks;
+
+			lookup_keys_client(&ks, hosts[i], NULL, e->p->access_parent);
+			status = ev_access_keys(e, el, &ks, hosts[i], rn, rc, &found);
+			lookup_keys_free(&ks);
+			if (status != RS_DUNNO || found)
+				break;
+		}
+		status = ev_server_addrs(e, el, hosts[i], rn, rc, &count, &found);
+	}
+	for (size_t i = 0; i < nhosts; i++)
+		free(hosts[i]);
+	free(hosts);
+	return status;
+}
+
+/* The restrictions of this section, from ev_elem(). */
+static int
+ev_dns_elem(struct ev *e, const struct relem *el)
+{
+	const struct restrict_req *q = e->q;
+	int	ns = q->name_status ? q->name_status
+		     : strcmp(q->name, "unknown") == 0 ? RESTRICT_PEER_PERM : RESTRICT_PEER_OK;
+	int	rs = q->reverse_status ? q->reverse_status
+		     : strcmp(q->reverse_name ? q->reverse_name : "unknown", "unknown") == 0
+		       ? RESTRICT_PEER_PERM : RESTRICT_PEER_OK;
+	const char *rev = q->reverse_name ? q->reverse_name : "unknown";
+	int	status;
+
+	switch (el->op) {
+	case OP_UNKNOWN_CLIENT:
+		if (ns == RESTRICT_PEER_OK)
+			return RS_DUNNO;
+		return ev_reject(e, E_POLICY, RPL_ACL_UNKNOWN_CLIENT,
+				 ns >= RESTRICT_PEER_PERM ? e->p->unk_client_code : 450, "4.7.25",
+				 q->addr);
+	case OP_UNKNOWN_REVERSE:
+		if (rs == RESTRICT_PEER_OK)
+			return RS_DUNNO;
+		return ev_reject(e, E_POLICY, RPL_ACL_UNKNOWN_REVERSE,
+				 rs == RESTRICT_PEER_PERM ? e->p->unk_client_code : 450, "4.7.1",
+				 q->addr);
+	case OP_UNKNOWN_HELO:
+		if (q->helo == NULL)
+			return RS_DUNNO;
+		return q->helo[0] != '[' ? ev_unknown_hostname(e, q->helo, q->helo, "Helo command")
+		       : ev_invalid_hostaddr(e, q->helo, q->helo, "Helo command");
+	case OP_UNKNOWN_SENDER_DOMAIN:
+		return q->sender && *q->sender ? ev_unknown_address(e, q->sender, "Sender address")
+		       : RS_DUNNO;
+	case OP_UNKNOWN_RCPT_DOMAIN:
+		return q->recipient ? ev_unknown_address(e, q->recipient, "Recipient address")
+		       : RS_DUNNO;
+	case OP_RBL_CLIENT:
+		return ev_reject_dnsxl(e, el, NULL, "Client host");
+	case OP_MAPS_RBL:
+		ev_log(e, true, "support for restriction \"reject_maps_rbl\" will be removed from "
+		       "%s; use \"reject_rbl_client domain-name\" instead", "mxgate");
+		for (size_t i = 0; i < e->p->nmaps_rbl_domains; i++) {
+			struct relem x = { .op = OP_RBL_CLIENT, .name = el->name,
+					   .domain = e->p->maps_rbl_domains[i] };
+
+			if ((status = ev_reject_dnsxl(e, &x, NULL, "Client host")) != RS_DUNNO)
+				return status;
+		}
+		return RS_DUNNO;
+	case OP_DNSWL_CLIENT:
+		return ev_permit_dnsxl(e, el, NULL, "Client host");
+	case OP_RHSWL_CLIENT:
+		return strcasecmp(q->name, "unknown") != 0
+		       ? ev_permit_dnsxl(e, el, q->name, "Client host") : RS_DUNNO;
+	case OP_RHSBL:
+		switch (el->kind) {
+		case AK_CLIENT:
+			return strcasecmp(q->name, "unknown") != 0
+			       ? ev_reject_dnsxl(e, el, q->name, "Client host") : RS_DUNNO;
+		case AK_REVERSE:
+			return strcasecmp(rev, "unknown") != 0
+			       ? ev_reject_dnsxl(e, el, rev, "Unverified Client host") : RS_DUNNO;
+		case AK_HELO:
+			return q->helo ? ev_reject_dnsxl(e, el, q->helo, "Helo command") : RS_DUNNO;
+		case AK_SENDER:
+			return q->sender && *q->sender
+			       ? ev_reject_dnsxl(e, el, q->sender, "Sender address") : RS_DUNNO;
+		default:
+			return q->recipient
+			       ? ev_reject_dnsxl(e, el, q->recipient, "Recipient address") : RS_DUNNO;
+		}
+	case OP_SERVER_ACCESS:
+		switch (el->kind) {
+		case AK_CLIENT:
+			if (strcasecmp(q->name, "unknown") == 0)
+				return RS_DUNNO;
+			status = ev_server_access(e, el, q->name, q->namaddr, "Client host");
+			return ev_forbid_ok(e, el, status, q->name);
+		case AK_REVERSE:
+			if (strcasecmp(rev, "unknown") == 0)
+				return RS_DUNNO;
+			status = ev_server_access(e, el, rev, rev, "Unverified Client host");
+			return ev_forbid_ok(e, el, status, rev);
+		case AK_HELO:
+			if (q->helo == NULL)
+				return RS_DUNNO;
+			status = ev_server_access(e, el, q->helo, q->helo, "Helo command");
+			return ev_forbid_ok(e, el, status, q->helo);
+		case AK_SENDER:
+			if (q->sender == NULL || *q->sender == '\0')
+				return RS_DUNNO;
+			status = ev_server_access(e, el, q->sender, q->sender, "Sender address");
+			return ev_forbid_ok(e, el, status, q->sender);
+		default:
+			if (q->recipient == NULL || *q->recipient == '\0')
+				return RS_DUNNO;
+			status = ev_server_access(e, el, q->recipient, q->recipient,
+						  "Recipient address");
+			return ev_forbid_ok(e, el, status, q->recipient);
+		}
+	default:
+		return RS_DUNNO;
+	}
 }
 
 /* ---- generic_checks() ---- */
@@ -1690,6 +2802,18 @@ ev_elem(struct ev *e, const struct rlist *l, size_t i, const char *rn, const cha
 		return ev_list(e, el->cls, rn, rc);
 	case OP_POLICY:
 		return ev_policy(e, el, rn, rc);
+	case OP_UNKNOWN_CLIENT:
+	case OP_UNKNOWN_REVERSE:
+	case OP_UNKNOWN_HELO:
+	case OP_UNKNOWN_SENDER_DOMAIN:
+	case OP_UNKNOWN_RCPT_DOMAIN:
+	case OP_RBL_CLIENT:
+	case OP_DNSWL_CLIENT:
+	case OP_RHSBL:
+	case OP_RHSWL_CLIENT:
+	case OP_MAPS_RBL:
+	case OP_SERVER_ACCESS:
+		return ev_dns_elem(e, el);
 	}
 	return RS_DUNNO;
 }

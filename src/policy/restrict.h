@@ -67,10 +67,32 @@
  * with a warning (never a silent acceptance).  A table that fails gives
  * Postfix's "451 4.3.5 <name>: <class> rejected: Server configuration error".
  *
- * Not implemented (the DNS and policy-service restrictions of the next issue,
- * and the ones that need TLS or a queue): a list that names one cannot be
- * created (restrict_create() reports it: `check` names it, `run` refuses),
- * and an access table value that names one answers 451 4.3.5 with a warning.
+ * DNS restrictions (answers through RESTRICT_ASK, below): the DNS lists
+ * (reject_rbl_client, reject_rbl, reject_rhsbl_{client,reverse_client,helo,
+ * sender,recipient}, permit_dnswl_client, permit_rhswl_client,
+ * reject_maps_rbl) with Postfix's "=" reply filters, TXT reasons,
+ * default_rbl_reply and rbl_reply_maps (rbl_pagein(), rbl_reject_reply()); a
+ * list that does not answer is skipped with "RBL lookup error"
+ * (restrict_ask_log()), an allowlist that does not answer is a
+ * defer_if_reject; reject_unknown_helo_hostname, reject_unknown_sender_domain
+ * (reject_unknown_address), reject_unknown_recipient_domain (our own domains
+ * are not asked), reject_unknown_client_hostname and
+ * reject_unknown_reverse_client_hostname (req.name_status, reverse_status),
+ * check_{client,reverse_client_hostname,helo,sender,recipient}_{mx,ns,a}_access
+ * (check_server_access(): names, then addresses, at most DNS_RR_LIMIT; OK is
+ * refused).
+ *
+ * check_policy_service (policy/policy.h): the server is parsed when the
+ * list is built (a bad one is a problem reported); the evaluation builds
+ * Postfix 3.7's request and ends with RESTRICT_ASK (kind POLICY) until the
+ * answers hold the action for this command (ask_serial); the action goes
+ * through check_table_result() as "policy query", a failed server gets its
+ * default_action.  In an access table value it answers 451 4.3.5.
+ *
+ * Not implemented (address verification, and what needs
+ * TLS or relaying): a list that names one cannot be created
+ * (restrict_create() reports it: `check` names it, `run` refuses), and an
+ * access table value that names one answers 451 4.3.5 with a warning.
  *
  * Log lines are Postfix's log_whatsup(): "<queue id|NOQUEUE>: <reject|
  * reject_warning|warn|info|discard|permit>: <where> from <namaddr>: <text>;
@@ -95,6 +117,7 @@
 
 struct buf;
 struct conf_view;
+struct dns_answer;
 struct loop;
 struct restrict_policy;
 struct workpool;
@@ -131,12 +154,25 @@ void	restrict_state_reset_mail(struct restrict_state *st);
 void	restrict_state_free(struct restrict_state *st);
 void	restrict_state_copy(struct restrict_state *dst, const struct restrict_state *src);
 
+/*
+ * How the client's names were found (Postfix's SMTPD_PEER_CODE_*), for
+ * reject_unknown_client_hostname (450 for TEMP, unknown_client_reject_code
+ * otherwise) and reject_unknown_reverse_client_hostname.  0 (a caller that
+ * does not know): OK for a name, PERM for "unknown".
+ */
+enum restrict_peer {
+	RESTRICT_PEER_OK = 2, RESTRICT_PEER_TEMP = 4, RESTRICT_PEER_PERM = 5,
+	RESTRICT_PEER_FORGED = 6,	/* the PTR name does not resolve back (name only) */
+};
+
 /* One evaluation's input.  The strings are the caller's during the call. */
 struct restrict_req {
 	enum restrict_stage stage;
 	const char *name;		/* verified client name or "unknown" */
 	const char *reverse_name;	/* the reverse (PTR) name or "unknown" */
+	int	name_status, reverse_status;	/* enum restrict_peer, or 0 */
 	const char *addr;		/* printable client address */
+	const char *client_port;	/* its port, or NULL */
 	const char *namaddr;		/* "name[addr]" */
 	const struct sockaddr *sa;	/* AF_INET/AF_INET6 or NULL */
 	const char *helo;		/* NULL: none yet */
@@ -154,7 +190,6 @@ struct restrict_req {
 	unsigned ask_serial;		/* the command's number, for policy answers */
 	bool	try_only;		/* only tables in memory: else RESTRICT_WOULD_BLOCK */
 	/* for check_policy_service's request (policy/policy.h); NULL reads as "" */
-	const char *client_port;	/* the client's port */
 	const char *server_addr;	/* the address and port the client connected to */
 	const char *server_port;
 	const char *instance;		/* one value per transaction ("" outside one) */
@@ -202,9 +237,16 @@ struct restrict_ask {
 	char   *request;	/* POLICY: the request, "name=value\n" lines and the
 				 * empty line that ends it */
 	const struct policy_server *server;	/* POLICY: its settings (the policy's) */
+	bool	rbl;		/* DNS: a DNS list's A query (restrict_ask_log()) */
 };
 
-struct dns_answer;
+/*
+ * Log what Postfix logs when the answer comes in (rbl_pagein()): a DNS list
+ * that does not answer is "warning: <query>: RBL lookup error: <why>", once
+ * per session and name, as the answer is cached.
+ */
+void	restrict_ask_log(const struct restrict_ask *ask, const struct dns_answer *a);
+
 struct restrict_answers;
 
 struct restrict_answers *restrict_answers_new(void);

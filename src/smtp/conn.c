@@ -16,6 +16,7 @@
 #include "conf/conf.h"
 #include "net/peername.h"
 #include "net/server.h"
+#include "policy/restrict.h"
 #include "smtp/service.h"
 #include "smtp/session.h"
 #include "smtp/transport.h"
@@ -77,12 +78,13 @@ conn_closed(void *arg)
 }
 
 static void
-conn_named(void *ctx, const char *name, const char *reverse)
+conn_named(void *ctx, const char *name, const char *reverse, int name_status,
+	   int reverse_status)
 {
 	struct conn *c = ctx;
 
 	c->lookup = NULL;
-	session_start(c->s, name, reverse);
+	session_start(c->s, name, reverse, name_status, reverse_status);
 }
 
 /* The service data is current: build the session and look the client's name up. */
@@ -104,7 +106,7 @@ conn_begin(struct conn *c)
 		c->lookup = peername_lookup(worker_dns(c->w), &c->sa.sa,
 					    conn_named, c);
 	else
-		conn_named(c, "unknown", "unknown");
+		conn_named(c, "unknown", "unknown", RESTRICT_PEER_PERM, RESTRICT_PEER_PERM);
 }
 
 /* The indexed tables were checked; new data may have been published meanwhile. */

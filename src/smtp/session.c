@@ -1077,7 +1077,11 @@ session_dns_answer(void *ctx, const struct dns_answer *a)
 {
 	struct session *s = ctx;
 
+	struct restrict_ask ask = { .kind = RESTRICT_ASK_DNS, .name = s->ask_name,
+				    .type = s->ask_type, .rbl = s->ask_rbl };
+
 	session_waited(s);
+	restrict_ask_log(&ask, a);
 	restrict_answers_add_dns(s->answers, s->ask_name, s->ask_type, a);
 	free(s->ask_name);
 	s->ask_name = NULL;
@@ -1108,12 +1112,16 @@ session_ask(struct session *s, struct restrict_ask *ask)
 	free(s->ask_request);
 	s->ask_name = ask->name;
 	s->ask_type = ask->type;
+	s->ask_rbl = ask->rbl;
 	s->ask_request = ask->request;
 	ask->name = ask->request = NULL;
 	if (ask->kind == RESTRICT_ASK_DNS) {
 		if (s->env->dns == NULL) {
 			struct dns_answer a = { .status = DNS_RETRY, .error = "no resolver" };
 
+			ask->name = s->ask_name;
+			restrict_ask_log(ask, &a);
+			ask->name = NULL;
 			restrict_answers_add_dns(s->answers, s->ask_name, s->ask_type, &a);
 			session_restrict_go(s);
 			return;
@@ -1174,6 +1182,8 @@ session_restrict(struct session *s, enum restrict_stage stage, const char *arg,
 	q->stage = stage;
 	q->name = s->name;
 	q->reverse_name = s->reverse_name;
+	q->name_status = s->name_status;
+	q->reverse_status = s->reverse_status;
 	q->addr = s->addr;
 	q->namaddr = s->namaddr;
 	q->sa = s->sa.sa.sa_family == AF_INET || s->sa.sa.sa_family == AF_INET6 ? &s->sa.sa : NULL;
@@ -1284,10 +1294,13 @@ session_anvil_init(struct session *s)
 }
 
 void
-session_start(struct session *s, const char *name, const char *reverse)
+session_start(struct session *s, const char *name, const char *reverse, int name_status,
+	      int reverse_status)
 {
 	s->name = xstrdup(name);
 	s->reverse_name = xstrdup(reverse);
+	s->name_status = name_status;
+	s->reverse_status = reverse_status;
 	s->namaddr = xasprintf("%s[%s]", name, s->addr);
 	msg_info("connect from %s", s->namaddr);
 	s->bare_lf_reject = s->ss->bare_lf_reject

@@ -116,11 +116,13 @@ struct session *session_new(const struct session_env *env, const struct smtp_ser
 
 /*
  * The client's name is known ("unknown" when it could not be verified; reverse
- * is the PTR name even when unverified, for check_reverse_client_hostname_access):
+ * is the PTR name even when unverified, for check_reverse_client_hostname_access;
+ * the statuses say how each was found, net/peername.h, 0 when not known):
  * log "connect from", check for talk before the greeting, ask anvil, and
  * send the banner or the 421.
  */
-void session_start(struct session *s, const char *name, const char *reverse);
+void session_start(struct session *s, const char *name, const char *reverse, int name_status,
+		   int reverse_status);
 
 /* The address the client connected to (policy requests' server_address/port). */
 void session_set_server(struct session *s, const struct sockaddr *sa);

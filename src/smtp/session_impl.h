@@ -109,6 +109,7 @@ struct session {
 	char   *namaddr;		/* "name[addr]"; NULL before session_start() */
 	char   *name;
 	char   *reverse_name;		/* the PTR name, verified or not, or "unknown" */
+	int	name_status, reverse_status;	/* policy/restrict.h: enum restrict_peer */
 	char   *helo;
 	int	esmtp;
 	union session_addr sa;
@@ -144,6 +145,7 @@ struct session {
 	struct restrict_answers *answers;	/* DNS and policy answers (restrict.h) */
 	char   *ask_name;		/* the question in flight (W_DNS, W_POLICY) */
 	int	ask_type;
+	bool	ask_rbl;
 	char   *ask_request;
 	unsigned ask_serial;		/* session_restrict() calls */
 

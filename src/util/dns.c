@@ -1,4 +1,5 @@
 /* dns: see dns.h.  (The answer's memory; the wire format comes with the resolver.) */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,4 +30,22 @@ dns_answer_copy(struct dns_answer *dst, const struct dns_answer *src)
 		memcpy(dst->rr[i].data, src->rr[i].data, src->rr[i].len);
 		dst->rr[i].data[src->rr[i].len] = '\0';
 	}
+}
+
+const char *
+dns_type_name(int type)
+{
+	static __thread char b[16];
+
+	switch (type) {
+	case DNS_T_A: return "A";
+	case DNS_T_NS: return "NS";
+	case DNS_T_CNAME: return "CNAME";
+	case DNS_T_PTR: return "PTR";
+	case DNS_T_MX: return "MX";
+	case DNS_T_TXT: return "TXT";
+	case DNS_T_AAAA: return "AAAA";
+	}
+	snprintf(b, sizeof(b), "TYPE%d", type);
+	return b;
 }

@@ -3,6 +3,8 @@
  */
 #include "testsvc.h"
 
+#include "fakedns.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -150,6 +152,21 @@ testsvc_init_env(struct testsvc *t, const char *anvil_spec)
 struct session *
 testsvc_connect(struct testsvc *t, const char *addr)
 {
+	return testsvc_connect_named(t, addr, "unknown", "unknown", 0, 0);
+}
+
+void
+testsvc_set_dns(struct testsvc *t, const char *const *records)
+{
+	fakedns_free(&t->dns);
+	t->dns = fakedns_new(t->env.loop, records);
+	t->env.dns = fakedns_client(t->dns);
+}
+
+struct session *
+testsvc_connect_named(struct testsvc *t, const char *addr, const char *name, const char *reverse,
+		      int name_status, int reverse_status)
+{
 	struct sockaddr_in sin;
 
 	memset(&sin, 0, sizeof(sin));
@@ -159,7 +176,7 @@ testsvc_connect(struct testsvc *t, const char *addr)
 	t->s = session_new(&t->env, t->ss, &memio_ops, &t->io, (struct sockaddr *)&sin,
 			   sizeof(sin));
 	t->io.s = t->s;
-	session_start(t->s, "unknown", "unknown");
+	session_start(t->s, name, reverse, name_status, reverse_status);
 	return t->s;
 }
 
@@ -189,6 +206,8 @@ testsvc_free_env(struct testsvc *t)
 	if (t->fl != NULL)
 		fakeloop_run(t->fl);
 	anvil_free(&t->anvil);
+	fakedns_free(&t->dns);
+	t->env.dns = NULL;
 	workpool_destroy(&t->pool);
 	if (t->fl != NULL)
 		fakeloop_free(&t->fl);

@@ -17,6 +17,7 @@
 struct anvil;
 struct conf;
 struct deliverer;
+struct fakedns;
 struct fakeloop;
 struct smtp_service;
 struct workpool;
@@ -47,6 +48,7 @@ struct testsvc {
 	struct testsvc_msg *msgs;
 	size_t	nmsgs;
 	int	fail_store;	/* make the store fail */
+	struct fakedns *dns;	/* testsvc_set_dns(); NULL: no resolver */
 	/* the current session */
 	struct memio io;
 	struct session *s;
@@ -67,6 +69,11 @@ int testsvc_init_env(struct testsvc *t, const char *anvil_spec);
 void testsvc_free_env(struct testsvc *t);
 /* A new session from addr (IPv4 text), started with client name "unknown". */
 struct session *testsvc_connect(struct testsvc *t, const char *addr);
+/* A new session whose client has these names (statuses as net/peername.h; 0: derived). */
+struct session *testsvc_connect_named(struct testsvc *t, const char *addr, const char *name,
+				      const char *reverse, int name_status, int reverse_status);
+/* Answer DNS from these records (tests/common/fakedns.h), for the sessions to come. */
+void testsvc_set_dns(struct testsvc *t, const char *const *records);
 /* Free the current session (as the connection would at close). */
 void testsvc_disconnect(struct testsvc *t);
 /* Run the loop until nothing is due, jumping over at most max timers. */

@@ -66,15 +66,22 @@ static const char *const fz_main[] = {
 	"smtpd_timeout = 20s\nsmtpd_min_data_rate = 100\nmessage_size_limit = 30000\n"),
 	/* 3 (as stress): access restrictions at every stage, HELO/address syntax
 	 * checks on the client's bytes, sleep, deferrals, PREPEND (no DISCARD:
-	 * the checks below want every "queued as" stored) */
+	 * the checks below want every "queued as" stored), DNS lists and
+	 * lookups answered by fakedns (fz_zone) on the loop */
 	("smtpd_forbid_unauth_pipelining = no\nsmtpd_delay_reject = no\n"
 	"mynetworks = 198.51.100.0/24\n"
+	"smtpd_client_restrictions = reject_rbl_client zen.test=127.0.0.9, "
+	"permit_dnswl_client slow.test, reject_rhsbl_reverse_client dbl.test\n"
 	"smtpd_restriction_classes = fqdn\nfqdn = reject_non_fqdn_helo_hostname, "
 	"reject_non_fqdn_sender\n"
 	"smtpd_helo_restrictions = warn_if_reject, reject_invalid_helo_hostname, "
-	"check_helo_access pcre:{{/^x/ fqdn}, {/^d/ DEFER_IF_PERMIT go}, {/^r/ REJECT no}}\n"
+	"check_helo_access pcre:{{/^x/ fqdn}, {/^d/ DEFER_IF_PERMIT go}, {/^r/ REJECT no}}, "
+	"reject_rhsbl_helo dbl.test, check_helo_mx_access inline:{mx.bad.test=REJECT}, "
+	"reject_unknown_helo_hostname\n"
 	"smtpd_sender_restrictions = check_sender_access inline:{{<>=DEFER_IF_REJECT}, "
-	"{example.org=PREPEND X-Seen: yes}}, reject_non_fqdn_sender\n"
+	"{example.org=PREPEND X-Seen: yes}}, reject_non_fqdn_sender, "
+	"reject_unknown_sender_domain, reject_rhsbl_sender dbl.test=127.0.1.[2..3], "
+	"check_sender_a_access inline:{192.0.2.66=REJECT}\n"
 	"smtpd_recipient_restrictions = reject_unauth_pipelining, reject_non_fqdn_recipient, "
 	"sleep 1, permit_mynetworks, check_recipient_access inline:{{bob@=550 5.7.1 no}}, "
 	"reject_unauth_destination\n"
@@ -82,6 +89,22 @@ static const char *const fz_main[] = {
 	"smtpd_end_of_data_restrictions = check_sender_access inline:{d@x.test=reject}\n"),
 };
 #define FZ_VARIANTS	(sizeof(fz_main) / sizeof(fz_main[0]))
+
+/* What variant 3's DNS knows (tests/common/fakedns.h). */
+static const char *const fz_zone[] = {
+	"7.100.51.198.zen.test A 127.0.0.2",
+	"7.100.51.198.zen.test TXT listed",
+	"7.100.51.198.slow.test A RETRY",
+	"x.test.dbl.test A 127.0.1.2",
+	"example.org.dbl.test A 127.0.1.3",
+	"example.org.dbl.test TXT spam domain",
+	"example.org MX 10 mx.bad.test",
+	"example.org A 192.0.2.66",
+	"x.test MX NULLMX",
+	"d.test MX RETRY",
+	"d.test A INVAL",
+	NULL,
+};
 
 static const char *const fz_anvil[] = {
 	"memory", "test-delay:0", "test-delay:200", "test-delay:never",
@@ -264,6 +287,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	t->ss = stress ? t->stress : t->normal;
 	t->fail_store = (cfg >> 5) & 1;
+	if (t == &fz_svc[3])
+		testsvc_set_dns(t, fz_zone);
 	fz_split_init(&sp, data[1], 64);
 	testsvc_connect(t, "198.51.100.7");
 	t->io.on_write = fz_on_write;

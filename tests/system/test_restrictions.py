@@ -204,10 +204,10 @@ class RefusedConfigTest(harness.MxTestCase):
                     "maillog_file = %s/maillog\n" % self.dir +                            # 2
                     "maillog_file_prefixes = %s\n" % self.dir +                           # 3
                     "smtpd_recipient_restrictions = permit_mynetworks,\n"                 # 4
-                    "    reject_rbl_client zen.spamhaus.org, reject_unauth_destination\n"  # 5
+                    "    reject_rbl_client zen.test=127.0.0.[300], reject_unauth_destination\n"  # 5
                     "smtpd_restriction_classes = greylist\n"                              # 6
                     "greylist = check_policy_service { inet:127.0.0.1:10023, colour=red }\n"  # 7
-                    "smtpd_helo_restrictions = reject_unknown_helo_hostname, no_such_thing\n")  # 8
+                    "smtpd_helo_restrictions = permit_mx_backup, no_such_thing\n")  # 8
         with open(master, "w") as f:
             f.write("127.0.0.1:%d inet n - n - - smtpd -o smtpd_sender_restrictions="
                     "reject_unverified_sender\n" % self.port)
@@ -216,13 +216,13 @@ class RefusedConfigTest(harness.MxTestCase):
         want = [
             "%s, line 1: smtpd_sender_restrictions: restriction reject_unverified_sender is not "
             "implemented by mxgate (address verification is not built yet)" % master,
-            "%s, line 4: smtpd_recipient_restrictions: restriction reject_rbl_client is not "
-            "implemented by mxgate (it needs DNS lookups, which mxgate does not do yet)" % main,
+            "%s, line 4: smtpd_recipient_restrictions: restriction reject_rbl_client "
+            "zen.test=127.0.0.[300]: bad RBL reply pattern \"127.0.0.[300]\"" % main,
             "%s, line 7: greylist: check_policy_service { inet:127.0.0.1:10023, colour=red }: "
             "unknown option: "
             "\"colour = red\"" % main,
-            "%s, line 8: smtpd_helo_restrictions: restriction reject_unknown_helo_hostname is "
-            "not implemented by mxgate" % main,
+            "%s, line 8: smtpd_helo_restrictions: restriction permit_mx_backup is "
+            "not implemented by mxgate (mxgate never relays)" % main,
             "%s, line 8: smtpd_helo_restrictions: unknown smtpd restriction: \"no_such_thing\""
             % main,
         ]

@@ -18,8 +18,10 @@
 
 #include <cmocka.h>
 
+#include "fakedns.h"
 #include "fakeloop.h"
 #include "testsvc.h"
+#include "util/dns.h"
 #include "util/xalloc.h"
 
 #define NAMADDR "unknown[198.51.100.7]"
@@ -31,13 +33,25 @@ struct step {
 	int	timers;		/* virtual timers to jump over before the output is taken */
 };
 
+/* The client's names and the DNS records for play_dns(); NULL records: no resolver. */
+struct client {
+	const char *name, *reverse;
+	int	name_status, reverse_status;
+	const char *const *records;
+	size_t	*queries;		/* set: how many queries the session asked */
+};
+
 static void
-play(const char *main_cf, const struct step *steps)
+play_dns(const char *main_cf, const struct client *c, const struct step *steps)
 {
 	struct testsvc t;
 
 	assert_int_equal(testsvc_init(&t, main_cf, "memory"), 0);
-	testsvc_connect(&t, "198.51.100.7");
+	if (c && c->records)
+		testsvc_set_dns(&t, c->records);
+	testsvc_connect_named(&t, "198.51.100.7", c && c->name ? c->name : "unknown",
+			      c && c->reverse ? c->reverse : "unknown", c ? c->name_status : 0,
+			      c ? c->reverse_status : 0);
 	for (const struct step *s = steps; s->want != NULL; s++) {
 		char *got;
 
@@ -50,7 +64,15 @@ play(const char *main_cf, const struct step *steps)
 				 got, s->want);
 		free(got);
 	}
+	if (c && c->queries)
+		*c->queries = t.dns ? fakedns_count(t.dns, NULL, 0) : 0;
 	testsvc_free(&t);
+}
+
+static void
+play(const char *main_cf, const struct step *steps)
+{
+	play_dns(main_cf, NULL, steps);
 }
 
 #define BANNER	{ NULL, "220 mx.example.test ESMTP mxgate\r\n", 0 }
@@ -271,11 +293,175 @@ test_data_eod_discard_prepend(void **state)
 	testsvc_free(&t);
 }
 
+static const char *const zone[] = {
+	"7.100.51.198.zen.test A 127.0.0.2",
+	"7.100.51.198.zen.test A 127.0.0.4",
+	"7.100.51.198.zen.test TXT Listed by zen: see http://zen.test/",
+	"7.100.51.198.slow.test A RETRY",
+	"spam.example.dbl.test A 127.0.1.2",
+	"spam.example.dbl.test TXT Domain spam.example is listed",
+	"client.example A 192.0.2.10",
+	"example.org MX 10 mx.example.org",
+	"mx.example.org A 192.0.2.25",
+	"badmx.example MX 10 mx.bad.example",
+	"mx.bad.example A 192.0.2.66",
+	"null.example MX NULLMX",
+	"flaky.example MX RETRY",
+	"flaky.example A RETRY",
+	"flaky.example AAAA RETRY",
+	"mail.client.example A 192.0.2.10",
+	NULL,
+};
+
+static void
+test_dns_lists(void **state)
+{
+	const struct client c = { .records = zone };
+	size_t	queries = 0;
+	const struct client counted = { .records = zone, .queries = &queries };
+
+	(void)state;
+	play_dns("smtpd_client_restrictions = reject_rbl_client zen.test\n", &c,
+		 (const struct step[]) { BANNER, HELO, MAIL,
+		{ "RCPT TO:<alice@virt.test>\r\n", "554 5.7.1 Service unavailable; Client host "
+		  "[198.51.100.7] blocked using zen.test; Listed by zen: see http://zen.test/\r\n", 0 },
+		END });
+	/* a filter that no answer matches; one that the second address matches */
+	play_dns("smtpd_client_restrictions = reject_rbl_client zen.test=127.0.0.3\n", &c,
+		 (const struct step[]) { BANNER, HELO, MAIL, RCPT_OK, END });
+	play_dns("smtpd_client_restrictions = reject_rbl_client zen.test=127.0.0.[3..5]\n"
+		 "maps_rbl_reject_code = 550\n", &c,
+		 (const struct step[]) { BANNER, HELO, MAIL,
+		{ "RCPT TO:<alice@virt.test>\r\n", "550 5.7.1 Service unavailable; Client host "
+		  "[198.51.100.7] blocked using zen.test; Listed by zen: see http://zen.test/\r\n", 0 },
+		END });
+	/* a list that does not answer: the benefit of the doubt */
+	play_dns("smtpd_client_restrictions = reject_rbl_client slow.test\n", &c,
+		 (const struct step[]) { BANNER, HELO, MAIL, RCPT_OK, END });
+	/* no resolver at all: the same */
+	play_dns("smtpd_client_restrictions = reject_rbl_client zen.test\n", NULL,
+		 (const struct step[]) { BANNER, HELO, MAIL, RCPT_OK, END });
+	/* rhsbl on the sender's domain, without TXT */
+	play_dns("smtpd_sender_restrictions = reject_rhsbl_sender dbl.test\n"
+		 "default_rbl_reply = $rbl_code 5.7.9 $rbl_class $rbl_what via $rbl_domain"
+		 "${rbl_reason?: $rbl_reason}\n", &c,
+		 (const struct step[]) { BANNER, HELO,
+		{ "MAIL FROM:<bob@spam.example>\r\n", "250 2.1.0 Ok\r\n", 0 },
+		{ "RCPT TO:<alice@virt.test>\r\n", "554 5.7.9 Sender address bob@spam.example via "
+		  "dbl.test: Domain spam.example is listed\r\n", 0 }, END });
+	/* a bad template: Postfix's generic reply */
+	play_dns("smtpd_client_restrictions = reject_rbl_client zen.test\n"
+		 "default_rbl_reply = blocked\n", &c,
+		 (const struct step[]) { BANNER, HELO, MAIL,
+		{ "RCPT TO:<alice@virt.test>\r\n", "450 4.7.1 Service unavailable\r\n", 0 }, END });
+	/* one query per name per session, however many recipients */
+	play_dns("smtpd_client_restrictions = reject_rbl_client zen.test=127.0.0.9\n", &counted,
+		 (const struct step[]) { BANNER, HELO, MAIL, RCPT_OK, RCPT_OK, RCPT_OK, END });
+	assert_int_equal(queries, 1);
+	/* an allowlist that lists the client permits it past a later reject */
+	play_dns("smtpd_client_restrictions = permit_dnswl_client zen.test, reject\n", &c,
+		 (const struct step[]) { BANNER, HELO, MAIL, RCPT_OK, END });
+	/* an allowlist that does not answer defers a later reject */
+	play_dns("smtpd_client_restrictions = permit_dnswl_client slow.test, reject\n", &c,
+		 (const struct step[]) { BANNER, HELO, MAIL,
+		{ "RCPT TO:<alice@virt.test>\r\n", "450 4.7.1 <198.51.100.7>: Client host rejected: "
+		  "Service unavailable\r\n", 0 }, END });
+}
+
+static void
+test_dns_unknown(void **state)
+{
+	const struct client c = { .records = zone };
+	const struct client named = { .name = "mail.client.example",
+				      .reverse = "mail.client.example", .records = zone };
+	const struct client temp = { .name = "unknown", .reverse = "unknown",
+				     .name_status = 4, .reverse_status = 4, .records = zone };
+
+	(void)state;
+	play_dns("smtpd_client_restrictions = reject_unknown_client_hostname\n", &c,
+		 (const struct step[]) { BANNER, HELO, MAIL,
+		{ "RCPT TO:<alice@virt.test>\r\n", "450 4.7.25 Client host rejected: cannot find "
+		  "your hostname, [198.51.100.7]\r\n", 0 }, END });
+	play_dns("smtpd_client_restrictions = reject_unknown_client_hostname\n"
+		 "unknown_client_reject_code = 550\n", &named,
+		 (const struct step[]) { BANNER, HELO, MAIL, RCPT_OK, END });
+	play_dns("smtpd_client_restrictions = reject_unknown_reverse_client_hostname\n"
+		 "unknown_client_reject_code = 550\n", &temp,
+		 (const struct step[]) { BANNER, HELO, MAIL,
+		{ "RCPT TO:<alice@virt.test>\r\n", "450 4.7.1 Client host rejected: cannot find "
+		  "your reverse hostname, [198.51.100.7]\r\n", 0 }, END });
+	play_dns("smtpd_helo_restrictions = reject_unknown_helo_hostname\n", &c,
+		 (const struct step[]) { BANNER,
+		{ "HELO nowhere.example\r\n", "250 mx.example.test\r\n", 0 }, MAIL,
+		{ "RCPT TO:<alice@virt.test>\r\n", "450 4.7.1 <nowhere.example>: Helo command "
+		  "rejected: Host not found\r\n", 0 }, END });
+	play_dns("smtpd_helo_restrictions = reject_unknown_helo_hostname\n", &c,
+		 (const struct step[]) { BANNER, HELO, MAIL, RCPT_OK, END });
+	play_dns("smtpd_sender_restrictions = reject_unknown_sender_domain\n"
+		 "unknown_address_reject_code = 550\n", &c,
+		 (const struct step[]) { BANNER, HELO, MAIL, RCPT_OK,
+		{ "RSET\r\n", "250 2.0.0 Ok\r\n", 0 },
+		{ "MAIL FROM:<a@nowhere.example>\r\n", "250 2.1.0 Ok\r\n", 0 },
+		{ "RCPT TO:<alice@virt.test>\r\n", "550 5.1.8 <a@nowhere.example>: Sender address "
+		  "rejected: Domain not found\r\n", 0 },
+		{ "RSET\r\n", "250 2.0.0 Ok\r\n", 0 },
+		{ "MAIL FROM:<a@null.example>\r\n", "250 2.1.0 Ok\r\n", 0 },
+		{ "RCPT TO:<alice@virt.test>\r\n", "550 5.7.27 <a@null.example>: Sender address "
+		  "rejected: Domain null.example does not accept mail (nullMX)\r\n", 0 },
+		{ "RSET\r\n", "250 2.0.0 Ok\r\n", 0 },
+		{ "MAIL FROM:<a@flaky.example>\r\n", "250 2.1.0 Ok\r\n", 0 },
+		{ "RCPT TO:<alice@virt.test>\r\n", "450 4.1.8 <a@flaky.example>: Sender address "
+		  "rejected: Domain not found\r\n", 0 }, END });
+	/* a temporary failure is a defer_if_permit: a later reject wins */
+	play_dns("smtpd_sender_restrictions = reject_unknown_sender_domain, "
+		 "check_sender_access inline:{a@flaky.example=REJECT}\n", &c,
+		 (const struct step[]) { BANNER, HELO,
+		{ "MAIL FROM:<a@flaky.example>\r\n", "250 2.1.0 Ok\r\n", 0 },
+		{ "RCPT TO:<alice@virt.test>\r\n", "554 5.7.1 <a@flaky.example>: Sender address "
+		  "rejected: Access denied\r\n", 0 }, END });
+	/* our own domains are never asked */
+	play_dns("smtpd_sender_restrictions = reject_unknown_sender_domain\n", &c,
+		 (const struct step[]) { BANNER, HELO,
+		{ "MAIL FROM:<bob@virt.test>\r\n", "250 2.1.0 Ok\r\n", 0 }, RCPT_OK, END });
+}
+
+static void
+test_dns_server_access(void **state)
+{
+	const struct client c = { .records = zone };
+
+	(void)state;
+	/* by the MX host's name, then by its address */
+	play_dns("smtpd_sender_restrictions = check_sender_mx_access inline:{mx.bad.example=REJECT}\n",
+		 &c, (const struct step[]) { BANNER, HELO,
+		{ "MAIL FROM:<a@badmx.example>\r\n", "250 2.1.0 Ok\r\n", 0 },
+		{ "RCPT TO:<alice@virt.test>\r\n", "554 5.7.1 <a@badmx.example>: Sender address "
+		  "rejected: Access denied\r\n", 0 }, END });
+	play_dns("smtpd_sender_restrictions = check_sender_mx_access inline:{192.0.2.66=REJECT}\n",
+		 &c, (const struct step[]) { BANNER, HELO,
+		{ "MAIL FROM:<a@badmx.example>\r\n", "250 2.1.0 Ok\r\n", 0 },
+		{ "RCPT TO:<alice@virt.test>\r\n", "554 5.7.1 <a@badmx.example>: Sender address "
+		  "rejected: Access denied\r\n", 0 }, END });
+	/* no MX: the domain is its own mail host; A: the name's address */
+	play_dns("smtpd_helo_restrictions = check_helo_a_access inline:{192.0.2.10=REJECT}\n",
+		 &c, (const struct step[]) { BANNER, HELO, MAIL,
+		{ "RCPT TO:<alice@virt.test>\r\n", "554 5.7.1 <client.example>: Helo command "
+		  "rejected: Access denied\r\n", 0 }, END });
+	/* OK is not allowed */
+	play_dns("smtpd_sender_restrictions = check_sender_mx_access inline:{mx.example.org=OK}\n",
+		 &c, (const struct step[]) { BANNER, HELO, MAIL,
+		{ "RCPT TO:<alice@virt.test>\r\n", "451 4.3.5 Server configuration error\r\n", 0 },
+		END });
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reject_and_defer),
+		cmocka_unit_test(test_dns_lists),
+		cmocka_unit_test(test_dns_unknown),
+		cmocka_unit_test(test_dns_server_access),
 		cmocka_unit_test(test_never_relay),
 		cmocka_unit_test(test_no_delay_reject),
 		cmocka_unit_test(test_sleep_is_a_timer),
