@@ -28,6 +28,7 @@
 #include "net/evloop.h"
 #include "net/peername.h"
 #include "net/policyclient.h"
+#include "net/spawner.h"
 #include "policy/anvil.h"
 #include "policy/recipient.h"
 #include "policy/restrict.h"
@@ -824,6 +825,10 @@ server_reload_work(void *arg)
 			free(err);
 		}
 	}
+	/* srv->conf only changes on worker 0, after this job is over */
+	if (spawner_conf_differs(srv->conf, r->conf))
+		msg_warn("reload: the spawn services in master.cf changed; they keep running as "
+			 "they were until mxgate is restarted");
 	for (k = 0; k < conf_service_count(r->conf); k++) {
 		const struct conf_service *cs = conf_service_at(r->conf, k);
 		int found = 0;

@@ -295,6 +295,43 @@ spawner_stop(struct spawner **spp)
 	free(sp);
 }
 
+static int
+sp_str_differs(const char *a, const char *b)
+{
+	return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+int
+spawner_conf_differs(const struct conf *a, const struct conf *b)
+{
+	size_t	n = conf_spawn_count(a);
+
+	if (n != conf_spawn_count(b))
+		return 1;
+	for (size_t i = 0; i < n; i++) {
+		const struct conf_spawn *x = conf_spawn_at(a, i), *y = conf_spawn_at(b, i);
+		size_t	k;
+
+		if (sp_str_differs(x->name, y->name) || x->inet != y->inet
+		    || sp_str_differs(x->host, y->host) || sp_str_differs(x->port, y->port)
+		    || sp_str_differs(x->path, y->path) || sp_str_differs(x->user, y->user)
+		    || x->uid != y->uid || x->gid != y->gid || x->maxproc != y->maxproc
+		    || x->time_limit != y->time_limit)
+			return 1;
+		for (k = 0; x->argv[k] && y->argv[k]; k++)
+			if (strcmp(x->argv[k], y->argv[k]) != 0)
+				return 1;
+		if (x->argv[k] || y->argv[k])
+			return 1;
+		for (k = 0; x->export_env[k] && y->export_env[k]; k++)
+			if (strcmp(x->export_env[k], y->export_env[k]) != 0)
+				return 1;
+		if (x->export_env[k] || y->export_env[k])
+			return 1;
+	}
+	return 0;
+}
+
 /* ---- in the spawner process ---- */
 
 static int sp_log_fd = -1;

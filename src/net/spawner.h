@@ -48,5 +48,7 @@ struct spawner;
  */
 int	spawner_start(const struct conf *c, const char *config_dir, struct spawner **sp_r);
 void	spawner_stop(struct spawner **sp);
+/* Do a and b have different spawn services (for reload's warning)? */
+int	spawner_conf_differs(const struct conf *a, const struct conf *b);
 
 #endif

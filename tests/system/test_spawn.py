@@ -10,6 +10,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -235,6 +236,25 @@ class SpawnTest(SpawnCase):
         self.assertRegex(replies[1], r"^RCPT alice@virt.test: 554 5\.7\.1 <alice@virt.test>: "
                          r"Recipient address rejected: alice@virt.test: uid=%d " %
                          pwd.getpwnam("nobody").pw_uid)
+
+    def test_reload_keeps_spawn_services_and_says_so(self):
+        s = self.script("whoami", WHOAMI)
+        q = self.queue_dir()
+        srv = self.start_server(
+            main=self.params("reject_unauth_destination, check_policy_service "
+                             "unix:private/pol", queue_directory=q),
+            master=["127.0.0.1:{port} inet n - n - - smtpd",
+                    "pol unix - n n - 0 spawn user=nobody argv=%s" % s])
+        with open(os.path.join(srv.dir, "master.cf"), "w") as f:
+            f.write("127.0.0.1:%d inet n - n - - smtpd\n"
+                    "pol unix - n n - 0 spawn user=nobody argv=/bin/false\n" % srv.port)
+        srv.signal(signal.SIGHUP)
+        srv.wait_log(r"reload -- version", timeout=10)
+        self.assertTrue(srv.find_log(r"warning: reload: the spawn services in master\.cf "
+                                     r"changed; they keep running as they were until mxgate "
+                                     r"is restarted") is not None)
+        replies = test_policy.session(srv.port, ["alice@virt.test"])
+        self.assertIn("uid=%d" % pwd.getpwnam("nobody").pw_uid, replies[1])
 
     def test_check_names_spawn_problems(self):
         d = tempfile.mkdtemp(prefix="mxgate-spawn-check-")
