@@ -55,6 +55,13 @@ struct pc_conn {
 	struct pq *q;			/* the request in flight */
 	int	req_count;
 	bool	expired;		/* max_ttl passed while busy */
+	/* an answer of evdns_getaddrinfo() inside its own call, kept for conn_open() */
+	bool	in_gai_call, gai_inline;
+	int	gai_result;
+	struct evutil_addrinfo *gai_res;
+	/* unix: a full listen queue (EAGAIN) is tried again until the deadline */
+	struct sockaddr_un sun;
+	struct timeval connect_deadline;
 	long	max_idle;
 	struct pc_conn *next;		/* idle list */
 };
@@ -82,6 +89,7 @@ struct pq {
 };
 
 static void pq_start(evutil_socket_t fd, short what, void *arg);
+static void conn_unix_again(evutil_socket_t fd, short what, void *arg);
 static void conn_io(evutil_socket_t fd, short what, void *arg);
 static void conn_close(struct pc_conn **cp);
 static void conn_send(struct pc_conn *k);
@@ -303,6 +311,31 @@ conn_connect_addr(struct pc_conn *k, const struct sockaddr *sa, socklen_t len)
 		conn_connected(k);
 		return;
 	}
+	if (errno == EAGAIN && sa->sa_family == AF_UNIX) {
+		/*
+		 * The server's listen queue is full (a spawn service at maxproc):
+		 * a unix socket does not connect later by itself, so try again
+		 * every 100 ms until the timeout, as a blocking connect would wait.
+		 */
+		struct timeval now, tick = { 0, 100000 };
+
+		close(k->fd);
+		k->fd = -1;
+		evutil_gettimeofday(&now, NULL);
+		if (!evutil_timerisset(&k->connect_deadline)) {
+			struct timeval t = tv_sec(q->timeout);
+
+			evutil_timeradd(&now, &t, &k->connect_deadline);
+		} else if (evutil_timercmp(&now, &k->connect_deadline, >=)) {
+			conn_connect_failed(k, ETIMEDOUT);
+			return;
+		}
+		k->st = C_CONNECTING;
+		event_del(k->io);
+		event_assign(k->io, k->c->eb, -1, 0, conn_unix_again, k);
+		event_add(k->io, &tick);
+		return;
+	}
 	if (errno == EINPROGRESS || errno == EAGAIN) {
 		conn_watch(k, EV_WRITE, q->timeout);
 		return;
@@ -311,10 +344,27 @@ conn_connect_addr(struct pc_conn *k, const struct sockaddr *sa, socklen_t len)
 }
 
 static void
+conn_unix_again(evutil_socket_t fd, short what, void *arg)
+{
+	struct pc_conn *k = arg;
+
+	(void)fd;
+	(void)what;
+	conn_connect_addr(k, (struct sockaddr *)&k->sun, sizeof(k->sun));
+}
+
+static void
 conn_resolved(int result, struct evutil_addrinfo *res, void *arg)
 {
 	struct pc_conn *k = arg;
 
+	if (k->in_gai_call) {
+		/* answered inside evdns_getaddrinfo(): conn_open() goes on with it */
+		k->gai_inline = true;
+		k->gai_result = result;
+		k->gai_res = res;
+		return;
+	}
 	k->gai = NULL;
 	if (k->ep == NULL) {		/* closed while resolving */
 		if (res)
@@ -349,14 +399,13 @@ conn_open(struct pq *q)
 	q->ep->nconns++;
 	q->conn = k;
 	if (q->transport == POLICY_UNIX) {
-		struct sockaddr_un sun = { .sun_family = AF_UNIX };
-
-		if (strlen(q->path) >= sizeof(sun.sun_path)) {
+		k->sun.sun_family = AF_UNIX;
+		if (strlen(q->path) >= sizeof(k->sun.sun_path)) {
 			conn_connect_failed(k, ENAMETOOLONG);
 			return;
 		}
-		memcpy(sun.sun_path, q->path, strlen(q->path) + 1);
-		conn_connect_addr(k, (struct sockaddr *)&sun, sizeof(sun));
+		memcpy(k->sun.sun_path, q->path, strlen(q->path) + 1);
+		conn_connect_addr(k, (struct sockaddr *)&k->sun, sizeof(k->sun));
 		return;
 	}
 	{
@@ -380,7 +429,13 @@ conn_open(struct pq *q)
 		}
 		hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
 		k->st = C_RESOLVING;
+		k->in_gai_call = true;
 		k->gai = evdns_getaddrinfo(q->c->dns, host, q->port, &hints, conn_resolved, k);
+		k->in_gai_call = false;
+		if (k->gai_inline) {
+			k->gai = NULL;
+			conn_resolved(k->gai_result, k->gai_res, k);
+		}
 	}
 }
 

@@ -358,6 +358,67 @@ class PolicyConnectionTest(PolicyCase):
         self.assertEqual(len(ps.requests), 1)
 
 
+    def test_unix_listen_queue_full(self):
+        """A unix socket whose listen queue is full (a spawn service at maxproc): mxgate
+        connects once there is room, within the timeout, as Postfix's blocking connect."""
+        import socket
+        import threading
+        d = tempfile.mkdtemp(prefix="mxgate-policy-")
+        os.chmod(d, 0o755)
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "full")
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        ls.bind(path)
+        os.chmod(path, 0o777)
+        ls.listen(0)
+        self.addCleanup(ls.close)
+        fillers = []
+        while True:
+            f = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            f.setblocking(False)
+            try:
+                f.connect(path)
+            except BlockingIOError:
+                f.close()
+                break
+            fillers.append(f)
+            self.assertLess(len(fillers), 100)
+        srv = self.start_server(main=self.params(
+            "reject_unauth_destination, check_policy_service unix:" + path,
+            smtpd_policy_service_timeout="10s"))
+        result = []
+        t = threading.Thread(target=lambda: result.append(
+            session(srv.port, ["alice@virt.test"])))
+        t.start()
+        time.sleep(1.0)
+        served = []
+
+        def serve():
+            while True:
+                try:
+                    c, _ = ls.accept()
+                except OSError:
+                    return
+                data = b""
+                while not data.endswith(b"\n\n"):
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data:
+                    served.append(data)
+                    c.sendall(b"action=REJECT waited for room\n\n")
+                c.close()
+        for f in fillers:
+            f.close()
+        threading.Thread(target=serve, daemon=True).start()
+        t.join(20)
+        self.assertEqual(result[0][1], "RCPT alice@virt.test: 554 5.7.1 <alice@virt.test>: "
+                         "Recipient address rejected: waited for room")
+        self.assertEqual(len(served), 1)
+        self.assertEqual([l for l in srv.log_lines() if "warning" in l], [])
+
+
 class PolicyCheckTest(PolicyCase):
     def check(self, value, **extra):
         d = tempfile.mkdtemp(prefix="mxgate-policy-check-")
