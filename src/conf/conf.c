@@ -1093,7 +1093,7 @@ conf_spawn_free(struct conf_spawn *s)
 	free(s->path);
 	free(s->user);
 	conf_list_free(s->argv);
-	conf_list_free(s->export_env);
+	conf_view_free((struct conf_view *)s->view);
 }
 
 static int
@@ -1171,9 +1171,7 @@ conf_add_spawn(struct conf *c, const struct conf_master_ent *ent, long dpl,
 	}
 
 	v = conf_view_build(&ent->opts, &c->raw.over, &c->raw.main, NULL, rep);
-	s.export_env = xcalloc(v->nlist[P_export_environment] + 1, sizeof(char *));
-	for (size_t i = 0; i < v->nlist[P_export_environment]; i++)
-		s.export_env[i] = xstrdup(v->list[P_export_environment][i]);
+	s.view = v;
 	if (strcmp(ent->type, "inet") == 0) {
 		s.inet = 1;
 		if (conf_parse_endpoint(ent->name, &s.host, &s.port, &err) < 0) {
@@ -1185,10 +1183,10 @@ conf_add_spawn(struct conf *c, const struct conf_master_ent *ent, long dpl,
 		s.path = xasprintf("%s/%s/%s", v->str[P_queue_directory],
 				   strcmp(ent->priv, "n") == 0 ? "public" : "private", ent->name);
 	}
-	/* the command time limit: <service>_time_limit, else $command_time_limit */
+	/* the command time limit: <service>_time_limit, else $command_time_limit (net/spawner) */
 	conf_ctx_init(&ctx, &ent->opts, &c->raw.over, &c->raw.main, NULL);
 	tl_name = xasprintf("%s_time_limit", ent->name);
-	s.time_limit = v->num[P_command_time_limit];
+	s.time_limit = 0;
 	if (conf_ctx_setting(&ctx, tl_name) != NULL) {
 		if ((tl = conf_exp_name(ctx.ex, tl_name, &err)) == NULL
 		    || conf_parse_seconds(tl, &s.time_limit) < 0 || s.time_limit < 1) {
@@ -1260,7 +1258,6 @@ conf_add_spawn(struct conf *c, const struct conf_master_ent *ent, long dpl,
 	else if (have_owner && s.user != NULL && s.uid != 0 && s.gid == owner_gid)
 		SPAWN_BAD("service \"%s\": request to use mail system owner group id %ld",
 			  ent->name, (long)s.gid);
-	conf_view_free(v);
 	if (bad) {
 		conf_spawn_free(&s);
 		return;

@@ -137,8 +137,10 @@ struct conf_spawn {
 	uid_t	uid;
 	gid_t	gid;		/* user=name:group, else the user's own group */
 	char  **argv;		/* argv=..., NULL-terminated */
-	long	time_limit;	/* <name>_time_limit, default command_time_limit (seconds) */
-	char  **export_env;	/* export_environment, NULL-terminated */
+	long	time_limit;	/* <name>_time_limit in seconds; 0: not set (the view's
+				 * command_time_limit applies) */
+	const struct conf_view *view;	/* main.cf, -o and the line's -o options
+					 * (export_environment, command_time_limit) */
 	const char *file;	/* master.cf */
 	int	line;
 };

@@ -173,6 +173,7 @@ sp_log_thread(void *arg)
 	return NULL;
 }
 
+static long sp_time_limit(const struct conf_spawn *s);
 static void sp_main(const struct conf *c, struct sp_listener *ls, size_t nls, int life_r,
 		    int log_w) __attribute__((noreturn));
 
@@ -316,18 +317,24 @@ spawner_conf_differs(const struct conf *a, const struct conf *b)
 		    || sp_str_differs(x->host, y->host) || sp_str_differs(x->port, y->port)
 		    || sp_str_differs(x->path, y->path) || sp_str_differs(x->user, y->user)
 		    || x->uid != y->uid || x->gid != y->gid || x->maxproc != y->maxproc
-		    || x->time_limit != y->time_limit)
+		    || sp_time_limit(x) != sp_time_limit(y))
 			return 1;
 		for (k = 0; x->argv[k] && y->argv[k]; k++)
 			if (strcmp(x->argv[k], y->argv[k]) != 0)
 				return 1;
 		if (x->argv[k] || y->argv[k])
 			return 1;
-		for (k = 0; x->export_env[k] && y->export_env[k]; k++)
-			if (strcmp(x->export_env[k], y->export_env[k]) != 0)
+		{
+			size_t	nx, ny;
+			char *const *ex = conf_list(x->view, P_export_environment, &nx);
+			char *const *ey = conf_list(y->view, P_export_environment, &ny);
+
+			if (nx != ny)
 				return 1;
-		if (x->export_env[k] || y->export_env[k])
-			return 1;
+			for (k = 0; k < nx; k++)
+				if (strcmp(ex[k], ey[k]) != 0)
+					return 1;
+		}
 	}
 	return 0;
 }
@@ -378,8 +385,9 @@ sp_close_others(const int *keep, size_t nkeep)
 static void __attribute__((noreturn))
 sp_exec(const struct conf_spawn *s, int conn)
 {
-	size_t	nenv = 0;
+	size_t	nenv = 0, nexport;
 	char  **env = xcalloc(64, sizeof(*env));
+	char *const *export = conf_list(s->view, P_export_environment, &nexport);
 	sigset_t none;
 
 	if (geteuid() == 0) {
@@ -402,11 +410,11 @@ sp_exec(const struct conf_spawn *s, int conn)
 	if (conn > 2)
 		close(conn);
 	/* clean_env(export_environment), then PATH */
-	for (size_t i = 0; s->export_env[i] && nenv < 60; i++) {
-		const char *v = getenv(s->export_env[i]);
+	for (size_t i = 0; i < nexport && nenv < 60; i++) {
+		const char *v = getenv(export[i]);
 
 		if (v != NULL)
-			env[nenv++] = xasprintf("%s=%s", s->export_env[i], v);
+			env[nenv++] = xasprintf("%s=%s", export[i], v);
 	}
 	env[nenv++] = xstrdup("PATH=/usr/bin:/bin");
 	env[nenv] = NULL;
@@ -418,6 +426,13 @@ sp_exec(const struct conf_spawn *s, int conn)
 	/* "spawn_comand": Postfix 3.7's own spelling in this message */
 	sp_log('F', "spawn_comand: execvp %s: %s", s->argv[0], strerror(errno));
 	_exit(1);
+}
+
+/* <service>_time_limit, else command_time_limit (spawn's get_service_attr()). */
+static long
+sp_time_limit(const struct conf_spawn *s)
+{
+	return s->time_limit > 0 ? s->time_limit : conf_time(s->view, P_command_time_limit);
 }
 
 static void
@@ -560,7 +575,7 @@ sp_main(const struct conf *c, struct sp_listener *ls, size_t nls, int life_r, in
 				ch = xrealloc(ch, (cap *= 2) * sizeof(*ch));
 			ch[nch].pid = pid;
 			ch[nch].svc = ls[k].svc;
-			ch[nch].deadline = time(NULL) + s->time_limit;
+			ch[nch].deadline = time(NULL) + sp_time_limit(s);
 			ch[nch++].killed = 0;
 			running[ls[k].svc]++;
 		}
