@@ -38,6 +38,9 @@ TCOMMON_SRC := $(sort $(wildcard tests/common/*.c))
 TCOMMON_OBJ := $(patsubst tests/common/%.c,$(BUILD)/obj/tests/common/%.o,$(TCOMMON_SRC))
 # The daemon with the test-only anvil backend (mxgate_anvil_backend = test-delay:MS).
 DELAYD   := $(BUILD)/tests/mxgate-anvil-delay
+# Helper programs the system tests run (tests/tools/: dnsq asks net/resolver one question).
+TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
+TOOL_BIN := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(TOOL_SRC))
 SHIM_SRC := $(sort $(wildcard tests/shim/*.c))
 SHIM_SO  := $(patsubst tests/shim/%.c,$(BUILD)/shim/%.so,$(SHIM_SRC))
 
@@ -87,6 +90,10 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmxgate.a $(TCOMMON_OBJ) $(FLAGS_STA
 	$(CC) $(CFLAGS) -Itests/common $(LDFLAGS) -o $@ $< $(TCOMMON_OBJ) $(BUILD)/libmxgate.a \
 		$(LDLIBS) -lcmocka
 
+$(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libmxgate.a $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libmxgate.a $(LDLIBS)
+
 # Fault-injection shims for LD_PRELOAD.  Never built with sanitizers: an
 # instrumented shim cannot be preloaded ahead of the sanitizer runtime.
 $(BUILD)/shim/%.so: tests/shim/%.c
@@ -106,13 +113,13 @@ run: deps
 	MXGATE=$(BUILD)/mxgate sh scripts/run-example.sh
 
 unit: $(UNIT_BIN)
-system: all $(DELAYD) $(SHIM_SO)
+system: all $(DELAYD) $(SHIM_SO) $(TOOL_BIN)
 
 # What `make test` runs once everything is built (tests/system/test_makefile.py replaces it).
 RUN_TESTS ?= python3 tests/run.py --build $(BUILD)
 
 test: test-deps
-	$(MAKE) all $(DELAYD) $(UNIT_BIN) $(SHIM_SO)
+	$(MAKE) all $(DELAYD) $(UNIT_BIN) $(SHIM_SO) $(TOOL_BIN)
 	$(RUN_TESTS)
 
 # Re-record the Postfix transcripts (root, Postfix installed), then diff mxgate against them.
@@ -131,6 +138,7 @@ bench:
 	python3 bench/idle.py --build bench/build
 	python3 bench/throughput.py --build bench/build
 	python3 bench/tables.py --build bench/build
+	python3 bench/dnsbl.py --build bench/build
 
 clean:
 	rm -rf $(BUILD)

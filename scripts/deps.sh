@@ -5,14 +5,15 @@
 #                            (the README's first message to `make run`)
 #   scripts/deps.sh --test   also what the tests use: strace, Postfix (reference server,
 #                            smtp-source/smtp-sink), MariaDB and SQLite (the SQL tables'
-#                            servers), python3, clang (fuzz targets), rbldnsd (the DNS
-#                            lists' server, started by the tests in their own namespace),
-#                            postgrey and postfix-policyd-spf-python (policy servers that
-#                            the tests start themselves)
+#                            servers), python3, clang (fuzz targets), rbldnsd and unbound
+#                            (the DNS lists' server and the test domains' name server, both
+#                            started by the tests in their own namespace), postgrey and
+#                            postfix-policyd-spf-python (policy servers that the tests start
+#                            themselves)
 set -eu
 pkgs="gcc make pkg-config libevent-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libpq-dev libldap2-dev libmariadb-dev libsqlite3-dev libcmocka-dev swaks"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev rbldnsd postgrey postfix-policyd-spf-python"
+	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev rbldnsd unbound postgrey postfix-policyd-spf-python"
 fi
 missing=""
 for p in $pkgs; do
@@ -41,6 +42,17 @@ if [ -n "$missing" ]; then
 	case " $missing " in *" rbldnsd "*)
 		if [ -d /run/systemd/system ]; then
 			systemctl disable --now rbldnsd.socket rbldnsd.service >/dev/null 2>&1 || true
+		fi ;;
+	esac
+	# unbound likewise (the tests run their own, with their own configuration): no system
+	# resolver on port 53, and none rewriting /etc/resolv.conf through resolvconf.
+	case " $missing " in *" unbound "*)
+		if [ -d /run/systemd/system ]; then
+			systemctl disable --now unbound.service unbound-resolvconf.service >/dev/null 2>&1 || true
+			systemctl mask unbound.service unbound-resolvconf.service >/dev/null 2>&1 || true
+		else
+			service unbound stop >/dev/null 2>&1 || true
+			update-rc.d unbound disable >/dev/null 2>&1 || true
 		fi ;;
 	esac
 	# postgrey is only the policy tests' server (each test starts its own on a free port).

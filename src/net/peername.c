@@ -179,6 +179,7 @@ static void
 peername_forward_cb(int result, char type, int count, int ttl, void *addresses, void *arg)
 {
 	struct peername_req *req = arg;
+	char	addr[INET6_ADDRSTRLEN];
 	int i, ok = 0;
 
 	(void)ttl;
@@ -188,6 +189,18 @@ peername_forward_cb(int result, char type, int count, int ttl, void *addresses, 
 		return;
 	}
 	req->name_status = peername_temp(result) ? RESTRICT_PEER_TEMP : RESTRICT_PEER_FORGED;
+	if (req->sa.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&req->sa)->sin_addr, addr, sizeof(addr));
+	else
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&req->sa)->sin6_addr, addr,
+			  sizeof(addr));
+	if (result != DNS_ERR_NONE)
+		/* Postfix's words, which are getaddrinfo()'s */
+		msg_warn("hostname %s does not resolve to address %s: %s", req->name, addr,
+			 result == DNS_ERR_NOTEXIST ? "Name or service not known"
+			 : result == DNS_ERR_NODATA ? "No address associated with hostname"
+			 : peername_temp(result) ? "Temporary failure in name resolution"
+			 : "Non-recoverable failure in name resolution");
 	if (result == DNS_ERR_NONE) {
 		for (i = 0; i < count && !ok; i++) {
 			if (type == DNS_IPv4_A && req->sa.ss_family == AF_INET)
@@ -198,8 +211,7 @@ peername_forward_cb(int result, char type, int count, int ttl, void *addresses, 
 					    &((struct sockaddr_in6 *)&req->sa)->sin6_addr, 16) == 0;
 		}
 		if (!ok)
-			msg_warn("hostname %s does not resolve to the client's address",
-				 req->name);
+			msg_warn("hostname %s does not resolve to address %s", req->name, addr);
 	}
 	if (ok)
 		req->name_status = RESTRICT_PEER_OK;

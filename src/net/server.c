@@ -27,6 +27,7 @@
 #include "log/log.h"
 #include "net/evloop.h"
 #include "net/peername.h"
+#include "net/resolver.h"
 #include "net/policyclient.h"
 #include "net/spawner.h"
 #include "policy/anvil.h"
@@ -91,7 +92,8 @@ struct worker {
 	int	index;
 	pthread_t tid;
 	struct evloop *el;
-	struct evdns_base *dns;
+	struct evdns_base *dns;		/* client names (net/peername.h) */
+	struct dns_client *resolver;	/* the DNS restrictions (net/resolver.h) */
 	struct session_env env;
 	struct conn *conns;		/* live connections (smtp/conn.c) */
 	size_t	nsessions;		/* this worker's thread only */
@@ -1025,6 +1027,8 @@ server_run(struct server *srv, int nworkers)
 		w->index = k;
 		w->el = evloop_new();
 		w->dns = peername_dns_new(evloop_base(w->el));
+		w->resolver = resolver_new(evloop_base(w->el), evloop_loop(w->el));
+		w->env.dns = w->resolver;
 		w->env.policy = policyclient_new(evloop_base(w->el), w->dns);
 		w->env.loop = evloop_loop(w->el);
 		w->env.anvil = srv->anvil;
@@ -1125,6 +1129,7 @@ server_free(struct server **srvp)
 
 		policyclient_free(&w->env.policy);
 		peername_dns_free(&w->dns);
+		resolver_free(&w->resolver);
 		evloop_free(&w->el);
 		/* Handoffs run by evloop_free() found the server stopping. */
 	}

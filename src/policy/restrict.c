@@ -54,6 +54,7 @@ enum rop {
 	OP_MAPS_RBL,
 	OP_SERVER_ACCESS,	/* check_<kind>_{mx,ns,a}_access */
 	OP_POLICY,		/* check_policy_service */
+	OP_UNVERIFIED_RCPT,	/* reject_unverified_recipient: the lookup is the probe */
 };
 
 /* Which name an access table is asked (Postfix's default ACL of a stage). */
@@ -144,10 +145,11 @@ static const struct rname rnames[] = {
 	{ "check_recipient_mx_access", OP_SERVER_ACCESS, AK_RECIPIENT, ARG_TABLE, NULL, DNS_T_MX },
 	{ "check_recipient_ns_access", OP_SERVER_ACCESS, AK_RECIPIENT, ARG_TABLE, NULL, DNS_T_NS },
 	{ "check_recipient_a_access", OP_SERVER_ACCESS, AK_RECIPIENT, ARG_TABLE, NULL, DNS_T_A },
+	{ "reject_unverified_recipient", OP_UNVERIFIED_RCPT, 0, 0, NULL, 0 },
 	/* not implemented: check refuses them, and so does a table value */
 	{ "permit_mx_backup", 0, 0, 0, "mxgate never relays", 0 },
-	{ "reject_unverified_sender", 0, 0, 0, "address verification is not built yet", 0 },
-	{ "reject_unverified_recipient", 0, 0, 0, "address verification is not built yet", 0 },
+	{ "reject_unverified_sender", 0, 0, 0, "mxgate sends no mail, so it cannot verify a "
+	  "sender address", 0 },
 	{ "check_policy_service", OP_POLICY, 0, ARG_SERVER, NULL, 0 },
 	{ "check_ccert_access", 0, 0, ARG_TABLE, NO_TLS, 0 },
 	{ "permit_inet_interfaces", 0, 0, 0, "it is not built yet", 0 },
@@ -305,6 +307,10 @@ struct restrict_policy {
 	size_t	nmaps_rbl_domains;
 	char   *expand_filter;			/* smtpd_expansion_filter, unescaped */
 	char   *myhostname;
+	/* reject_unverified_recipient */
+	int	unv_rcpt_code, unv_rcpt_defer_code;
+	bool	unv_rcpt_tf_dip;
+	char   *unv_rcpt_why;
 };
 
 /* ---- building ---- */
@@ -700,6 +706,10 @@ restrict_create(const struct conf_view *cf, const struct recipient_policy *rp,
 		p->permit_log[i] = xstrdup(v[i]);
 
 	dns_settings(p, cf, &b);
+	p->unv_rcpt_code = (int)conf_int(cf, P_unverified_recipient_reject_code);
+	p->unv_rcpt_defer_code = (int)conf_int(cf, P_unverified_recipient_defer_code);
+	p->unv_rcpt_tf_dip = tempfail_action(&b, cf, P_unverified_recipient_tempfail_action);
+	p->unv_rcpt_why = xstrdup(conf_str(cf, P_unverified_recipient_reject_reason));
 
 	b.param = "mynetworks";
 	v = conf_list(cf, P_mynetworks, &n);
@@ -829,6 +839,7 @@ restrict_free(struct restrict_policy **pp)
 	free(p->maps_rbl_domains);
 	free(p->expand_filter);
 	free(p->myhostname);
+	free(p->unv_rcpt_why);
 	recipient_policy_free(&p->rp);
 	free(p);
 }
@@ -1322,6 +1333,98 @@ ev_rcpt_maps(struct ev *e)
 	default:
 		return ev_reject_line(e, E_BOUNCE, r->reply);
 	}
+}
+
+/*
+ * reject_unverified_recipient (Postfix's reject_unverified_address()).  mxgate
+ * sends no mail, so the probe is the recipient's own transport: today every
+ * recipient mxgate accepts is a mailbox that recipient_resolve() looked up
+ * (a Maildir or a local user), and that lookup is the probe, answered at
+ * once.  So there is no "Address verification in progress" and nothing to
+ * cache (address_verify_*: README).  The outcome maps to verify(8)'s:
+ *   a mailbox found (or an alias leading to mailboxes)  deliverable: DUNNO
+ *   unknown user, unknown in the virtual alias table    the probe bounced:
+ *     unverified_recipient_reject_code, with the text the delivery agent
+ *     gives (virtual(8) "unknown user: \"<address, folded>\"", local(8)
+ *     "unknown user: \"<user>\"", error(8) "User unknown in virtual alias
+ *     table");
+ *   a table that does not answer                        the probe deferred:
+ *     unverified_recipient_defer_code, "mail system configuration error" (as
+ *     virtual(8) answers with its table down);
+ * a 4xx code goes through unverified_recipient_tempfail_action (default
+ * defer_if_permit), a 5xx is "undeliverable address"; a 2xx accepts, and
+ * unverified_recipient_reject_reason replaces the text.  A recipient that
+ * is not ours has no probe here (mxgate never relays: the relay check
+ * refuses it), and one that mxgate refuses itself (an alias it cannot carry
+ * out, a mailbox it will not write) gets that refusal, as at the end of the
+ * stage.  A later transport without a probe must refuse the restriction
+ * (rnames[]), never pass it.
+ */
+static int
+ev_unverified_rcpt(struct ev *e)
+{
+	const struct restrict_policy *p = e->p;
+	const char *rcpt = e->q->recipient, *why;
+	const struct rcpt_result *r;
+	enum reply_id probe;
+	char   *status = NULL, *folded, *at;
+	int	code, rs;
+
+	if ((rs = ev_resolve_rcpt(e)) != 0)
+		return rs;
+	r = &e->out->rcpt;
+	switch (r->verdict) {
+	case RCPT_OK_LOCAL:
+	case RCPT_OK_VIRTUAL:
+	case RCPT_RELAY_DENIED:
+		return RS_DUNNO;
+	case RCPT_UNKNOWN_VIRTUAL:
+	case RCPT_UNKNOWN_LOCAL:
+		folded = xstrdup(rcpt);
+		for (char *c = folded; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+		if (r->verdict == RCPT_UNKNOWN_LOCAL) {	/* local(8): the user, no extension */
+			if ((at = strrchr(folded, '@')) != NULL)
+				*at = '\0';
+			folded[lookup_keys_base_len(p->delim, folded)] = '\0';
+		}
+		status = reply_string(RPL_PROBE_UNKNOWN_USER, folded);
+		free(folded);
+		probe = RPL_PROBE_UNKNOWN_USER;
+		code = p->unv_rcpt_code;
+		break;
+	case RCPT_UNKNOWN_ALIAS:
+		status = reply_string(probe = RPL_PROBE_UNKNOWN_ALIAS);
+		code = p->unv_rcpt_code;
+		break;
+	case RCPT_TEMPFAIL:
+		/* recipient.c's lookup failure is "451 4.3.0"; 4.3.5 and 4.6.0 are its own */
+		if (r->reply != NULL && strncmp(r->reply, "451 4.3.0 ", 10) == 0) {
+			status = reply_string(probe = RPL_PROBE_LOOKUP_ERROR);
+			code = p->unv_rcpt_defer_code;
+			break;
+		}
+		/* FALLTHROUGH */
+	default:
+		return ev_rcpt_maps(e);
+	}
+	/* the delivery agent's text, after its code and enhanced code */
+	why = status + 4 + strlen(reply_dsn(probe)) + 1;
+	if (*p->unv_rcpt_why)
+		why = p->unv_rcpt_why;
+	if (code / 100 == 2)
+		rs = RS_DUNNO;
+	else if (code / 100 == 4)
+		rs = e->warn_if_reject == 0 && p->unv_rcpt_tf_dip
+		     ? ev_defer_if(e, &e->st->dip, E_POLICY, RPL_ACL_UNVERIFIED, code, "4.1.1", rcpt,
+				   "Recipient address", why)
+		     : ev_reject(e, E_POLICY, RPL_ACL_UNVERIFIED, code, "4.1.1", rcpt,
+				 "Recipient address", why);
+	else
+		rs = ev_reject(e, E_POLICY, RPL_ACL_UNDELIVERABLE, code, "4.1.1", rcpt,
+			       "Recipient address", why);
+	free(status);
+	return rs;
 }
 
 /* check_rcpt_maps() for the sender: is a sender in our domains a known user? */
@@ -2763,6 +2866,8 @@ ev_elem(struct ev *e, const struct rlist *l, size_t i, const char *rn, const cha
 		return q->sender && *q->sender ? ev_sender_maps(e) : RS_DUNNO;
 	case OP_UNLISTED_RCPT:
 		return q->recipient && *q->recipient ? ev_rcpt_maps(e) : RS_DUNNO;
+	case OP_UNVERIFIED_RCPT:
+		return q->recipient && *q->recipient ? ev_unverified_rcpt(e) : RS_DUNNO;
 	case OP_PERMIT_AUTH_DEST:
 	case OP_REJECT_UNAUTH_DEST:
 	case OP_DEFER_UNAUTH_DEST:

@@ -89,7 +89,20 @@
  * through check_table_result() as "policy query", a failed server gets its
  * default_action.  In an access table value it answers 451 4.3.5.
  *
- * Not implemented (address verification, and what needs
+ * Address verification: reject_unverified_recipient, with the recipient's
+ * own lookup (recipient_resolve()) as the probe, since mxgate sends no mail:
+ * a mailbox found passes; an unknown user is the probe bouncing
+ * ("<unverified_recipient_reject_code> 4.1.1 <rcpt>: Recipient address
+ * rejected: unverified address: unknown user: \"...\"", the delivery agent's
+ * text; a 5xx code says "undeliverable address"); a table that does not
+ * answer is the probe deferring (unverified_recipient_defer_code, "mail
+ * system configuration error"); a 4xx goes through
+ * unverified_recipient_tempfail_action; unverified_recipient_reject_reason
+ * replaces the text.  Never "Address verification in progress", and nothing
+ * is cached (address_verify_* change nothing).  reject_unverified_sender is
+ * refused (mxgate cannot probe a sender without sending mail).
+ *
+ * Not implemented (sender verification, and what needs
  * TLS or relaying): a list that names one cannot be created
  * (restrict_create() reports it: `check` names it, `run` refuses), and an
  * access table value that names one answers 451 4.3.5 with a warning.

@@ -11,13 +11,26 @@
  *                 CNAMEs inside the reply);
  *   DNS_NOTFOUND  NXDOMAIN, or NOERROR with no record of that type
  *                 (nodata tells the two apart);
- *   DNS_RETRY     no usable answer: SERVFAIL, a timeout, every server
- *                 unreachable (Postfix's TRY_AGAIN);
- *   DNS_FAIL      the server refuses or cannot do it (FORMERR, NOTIMP,
- *                 REFUSED: Postfix's NO_RECOVERY);
- *   DNS_INVAL     a reply that does not parse, or a record that is
- *                 malformed (Postfix: "Malformed DNS server reply");
- *   DNS_NULLMX    MX asked, and the only record is "0 ." (RFC 7505).
+ *   DNS_RETRY     no usable answer: SERVFAIL, NOTIMP or REFUSED (glibc's
+ *                 res_send() tries the next server after each of these and
+ *                 gives Postfix TRY_AGAIN when all did), a timeout, every
+ *                 server unreachable, or an answer section that does not
+ *                 parse (Postfix: a failing dn_expand(), a bad class, an
+ *                 address of the wrong length);
+ *   DNS_FAIL      FORMERR and any other error rcode (Postfix's NO_RECOVERY);
+ *   DNS_INVAL     a record whose owner or host name is not a valid host
+ *                 name (Postfix's valid_rr_name(): "Malformed DNS server
+ *                 reply"); a label byte that is '.', '\' or not printable
+ *                 shows as "\.", "\\" or \DDD (as BIND's dn_expand()), which
+ *                 no host name contains;
+ *   DNS_NULLMX    MX asked, and a record of the name is "N ." (RFC 7505;
+ *                 Postfix treats any such record so, whatever else is there).
+ * A malformed record of the type asked (bad name, bad address length) is
+ * skipped when a good one is there, as Postfix does; RETRY beats INVAL.
+ * error texts: "Host not found, try again" (SERVFAIL, NOTIMP, REFUSED),
+ * "Non-recoverable error" (FAIL), "Malformed or unexpected name server
+ * reply" (RETRY or INVAL from the parser), "Name server loop for NAME"
+ * (NOTFOUND: a CNAME loop), and the resolver's own (net/resolver.h).
  *
  * Records.  rr[i].data is, by type:
  *   A, AAAA       the address in network order (4 or 16 bytes; len says);
@@ -67,6 +80,7 @@ struct dns_answer {
 				 * for it (at most 5 times, as Postfix) */
 	size_t	nrr;
 	struct dns_rr *rr;
+	uint8_t	rcode;		/* the reply's RCODE (0 when there was no reply) */
 };
 
 void	dns_answer_free(struct dns_answer *a);	/* the contents, not a itself */

@@ -151,6 +151,11 @@ def _parse(path):
                     raise SystemExit("%s:%d: @main must come before the first step" % (path, no))
                 if "=" not in arg:
                     raise SystemExit("%s:%d: @main needs name = value" % (path, no))
+            elif word in ("dns", "dns-servfail", "dns-timeout"):
+                if steps:
+                    raise SystemExit("%s:%d: @%s must come before the first step" % (path, no, word))
+                if not arg.strip():
+                    raise SystemExit("%s:%d: @%s needs an argument" % (path, no, word))
             elif word == "postmap":
                 if steps:
                     raise SystemExit("%s:%d: @postmap must come before the first step" % (path, no))
@@ -195,6 +200,57 @@ def session_main(path, tables=None):
                     value = value.replace("{TABLES}", tables)
                 extra[name.strip()] = value
     return extra
+
+
+def session_dns(path):
+    """The session's test DNS ({"records": [...], "servfail": [...], "timeout": [...]} from its
+    @dns, @dns-servfail and @dns-timeout lines, for dnsfixture.TestDns), or None when it has
+    none: then it needs no DNS and runs outside any namespace."""
+    out = {"records": [], "servfail": [], "timeout": []}
+    keys = {"@dns ": "records", "@dns-servfail ": "servfail", "@dns-timeout ": "timeout"}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            for prefix, key in keys.items():
+                if line.startswith(prefix):
+                    out[key].append(line[len(prefix):].strip())
+    return out if any(out.values()) else None
+
+
+NS_ENV = "MXGATE_COMPAT_DNS"       # set in the namespaced child (run_with_dns())
+
+
+def run_with_dns(name, args):
+    """Run compat.py ARGS for the one session name in a private network namespace with the
+    session's test DNS (dnsfixture): the child prints the session's result lines; returns its
+    exit status."""
+    import dnsfixture
+    env = dict(os.environ)
+    env[NS_ENV] = name
+    cmd = dnsfixture.unshare_command([sys.executable, os.path.abspath(__file__)] + list(args)
+                                     + ["--only", name])
+    try:
+        return subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, timeout=300).returncode
+    except subprocess.TimeoutExpired:
+        print("FAIL %s: the namespaced run took longer than 300 s" % name)
+        return 1
+
+
+def inside_dns(name):
+    """In run_with_dns()'s child: the namespace and the session's test DNS, started; returns a
+    function that stops them."""
+    import dnsfixture
+    tmp = dnsfixture.setup_namespace()
+    dns = dnsfixture.TestDns(**session_dns(os.path.join(SESSIONS, name + ".txt")))
+    try:
+        dns.start()
+    except BaseException:
+        dnsfixture.teardown_namespace(tmp)
+        raise
+
+    def stop():
+        dns.stop()
+        dnsfixture.teardown_namespace(tmp)
+    return stop
 
 
 POSTMAP = "/usr/sbin/postmap"
@@ -400,9 +456,18 @@ def smtpd_log(lines):
 
 # -- recording against Postfix --------------------------------------------------------------------
 
-def record(names):
+def record(names, build_args=()):
     if os.geteuid() != 0:
         raise SystemExit("compat --record needs root (postfix-ref starts Postfix)")
+    if not os.environ.get(NS_ENV):
+        dns = [n for n in names if session_dns(os.path.join(SESSIONS, n + ".txt"))]
+        names = [n for n in names if n not in dns]
+        rc = 0
+        for n in dns:
+            rc |= run_with_dns(n, ["--record"] + list(build_args))
+        if not names:
+            return rc
+        return record(names) | rc
     if not os.path.isfile(POSTFIX_REF):
         raise SystemExit("missing %s" % POSTFIX_REF)
     d = RECORD_DIR
@@ -698,9 +763,14 @@ def diff_text(name, expected, actual):
                                         "mxgate", n=3))
 
 
-def check(names, as_user=None):
+def check(names, as_user=None, build_args=(), summary=True):
     failed = []
     for name in names:
+        if session_dns(os.path.join(SESSIONS, name + ".txt")) and not os.environ.get(NS_ENV):
+            args = list(build_args) + (["--as-user", as_user] if as_user else [])
+            if run_with_dns(name, args) != 0:
+                failed.append(name)
+            continue
         if not os.path.exists(os.path.join(EXPECTED, name + ".txt")):
             print("FAIL %s: no expected/%s.txt (run compat.py --record)" % (name, name))
             failed.append(name)
@@ -721,9 +791,10 @@ def check(names, as_user=None):
         else:
             print("ok   %s" % name)
         res.server.cleanup()
-    print(SUBSTITUTIONS, end="")
-    print("compat: %d sessions, %d identical, %d different" % (len(names), len(names) - len(failed),
-                                                              len(failed)))
+    if summary:
+        print(SUBSTITUTIONS, end="")
+        print("compat: %d sessions, %d identical, %d different"
+              % (len(names), len(names) - len(failed), len(failed)))
     return 1 if failed else 0
 
 
@@ -733,15 +804,28 @@ def main():
     ap.add_argument("--build", default=None, help="build directory (default: build)")
     ap.add_argument("-k", dest="pattern", default=None, help="only sessions whose name contains this")
     ap.add_argument("--as-user", default=None, help="diff mode as root: run mxgate as this user")
+    ap.add_argument("--only", default=None, help=argparse.SUPPRESS)   # run_with_dns()'s child
     a = ap.parse_args()
+    build_args = []
     if a.build:
         os.environ["MXGATE_BUILD"] = os.path.abspath(a.build)
+        build_args = ["--build", os.path.abspath(a.build)]
+    if a.only:
+        if os.environ.get(NS_ENV) != a.only:
+            raise SystemExit("--only is compat.py's own (run_with_dns)")
+        stop = inside_dns(a.only)
+        try:
+            if a.record:
+                return record([a.only])
+            return check([a.only], as_user=a.as_user, summary=False)
+        finally:
+            stop()
     names = session_names(a.pattern)
     if not names:
         raise SystemExit("no sessions match")
     if a.record:
-        return record(names)
-    return check(names, as_user=a.as_user)
+        return record(names, build_args)
+    return check(names, as_user=a.as_user, build_args=build_args)
 
 
 if __name__ == "__main__":

@@ -215,7 +215,8 @@ class RefusedConfigTest(harness.MxTestCase):
         self.assertEqual(rc, 1, err)
         want = [
             "%s, line 1: smtpd_sender_restrictions: restriction reject_unverified_sender is not "
-            "implemented by mxgate (address verification is not built yet)" % master,
+            "implemented by mxgate (mxgate sends no mail, so it cannot verify a sender "
+            "address)" % master,
             "%s, line 4: smtpd_recipient_restrictions: restriction reject_rbl_client "
             "zen.test=127.0.0.[300]: bad RBL reply pattern \"127.0.0.[300]\"" % main,
             "%s, line 7: greylist: check_policy_service { inet:127.0.0.1:10023, colour=red }: "

@@ -236,7 +236,7 @@ test_access_actions(void **state)
 		END });
 	/* a restriction that mxgate does not implement, named by a table: refused, never passed */
 	play("smtpd_recipient_restrictions = check_recipient_access "
-	     "inline:{virt.test=reject_unverified_recipient}, reject_unauth_destination\n",
+	     "inline:{virt.test=reject_unverified_sender}, reject_unauth_destination\n",
 	     (const struct step[]) { BANNER, HELO, MAIL,
 		{ "RCPT TO:<alice@virt.test>\r\n", "451 4.3.5 Server configuration error\r\n", 0 },
 		END });
