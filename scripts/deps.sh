@@ -7,11 +7,13 @@
 #                            smtp-source/smtp-sink), MariaDB and SQLite (the SQL tables'
 #                            servers), python3, clang (fuzz targets), rbldnsd and unbound
 #                            (the DNS lists' server and the test domains' name server, both
-#                            started by the tests in their own namespace)
+#                            started by the tests in their own namespace), postgrey and
+#                            postfix-policyd-spf-python (policy servers that the tests start
+#                            themselves)
 set -eu
 pkgs="gcc make pkg-config libevent-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libpq-dev libldap2-dev libmariadb-dev libsqlite3-dev libcmocka-dev swaks"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev rbldnsd unbound"
+	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev rbldnsd unbound postgrey postfix-policyd-spf-python"
 fi
 missing=""
 for p in $pkgs; do
@@ -52,6 +54,15 @@ if [ -n "$missing" ]; then
 			service unbound stop >/dev/null 2>&1 || true
 			update-rc.d unbound disable >/dev/null 2>&1 || true
 		fi ;;
+	esac
+	# postgrey is only the policy tests' server (each test starts its own on a free port).
+	case " $missing " in *" postgrey "*)
+		if [ -d /run/systemd/system ]; then
+			systemctl disable --now postgrey.service >/dev/null 2>&1 || true
+		else
+			service postgrey stop >/dev/null 2>&1 || true
+		fi
+		update-rc.d postgrey disable >/dev/null 2>&1 || true ;;
 	esac
 fi
 if [ "$need_user" = 1 ]; then

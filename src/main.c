@@ -22,6 +22,7 @@
 #include "conf/conf.h"
 #include "log/log.h"
 #include "net/server.h"
+#include "net/spawner.h"
 #include "policy/anvil.h"
 #include "policy/mapcmd.h"
 #include "policy/recipient.h"
@@ -326,6 +327,7 @@ cmd_run(int argc, char **argv)
 	struct conf_report rep = { 0 };
 	const struct conf_view *global;
 	struct server *srv;
+	struct spawner *spawner = NULL;
 	struct conf *conf;
 	char *err = NULL;
 	int c, nworkers, rc;
@@ -359,6 +361,9 @@ cmd_run(int argc, char **argv)
 	srv = server_create(conf, dir, overrides, noverrides);
 	if (server_bind(srv) < 0)
 		msg_fatal("cannot listen on the configured services");
+	/* master.cf spawn services: bound and forked while we may still change users */
+	if (spawner_start(conf, dir, &spawner) < 0)
+		msg_fatal("cannot start the spawn services");
 	if (server_build_services(srv, &err) < 0)
 		msg_fatal("%s", err);
 	if (drop_privileges(srv, global) < 0)
@@ -371,6 +376,7 @@ cmd_run(int argc, char **argv)
 	       MXGATE_VERSION, dir);
 	rc = server_run(srv, nworkers);
 	server_free(&srv);
+	spawner_stop(&spawner);
 	log_as("master", LOG_LVL_INFO, "daemon stopped");
 	free(overrides);
 	log_close();

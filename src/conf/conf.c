@@ -10,6 +10,8 @@
 #include "conf/conf_impl.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,6 +391,21 @@ conf_is_class_name(const struct conf_raw *raw, const char *name)
 	return 0;
 }
 
+/* Is name a spawn service's "<service>_time_limit" (spawn(8))? */
+static int
+conf_is_spawn_param(const struct conf_raw *raw, const char *name)
+{
+	size_t	len = strlen(name), tl = strlen("_time_limit");
+
+	if (len <= tl || strcmp(name + len - tl, "_time_limit") != 0)
+		return 0;
+	for (size_t i = 0; i < raw->nspawns; i++)
+		if (strlen(raw->spawns[i].name) == len - tl
+		    && strncmp(raw->spawns[i].name, name, len - tl) == 0)
+			return 1;
+	return 0;
+}
+
 static void
 conf_check_names(const struct conf_raw *raw, const struct conf_settings *s,
 		 struct conf_report *rep)
@@ -396,7 +413,8 @@ conf_check_names(const struct conf_raw *raw, const struct conf_settings *s,
 	for (size_t i = 0; i < s->count; i++) {
 		const struct conf_setting *it = &s->items[i];
 
-		if (conf_param_id(it->name) >= 0 || conf_is_class_name(raw, it->name))
+		if (conf_param_id(it->name) >= 0 || conf_is_class_name(raw, it->name)
+		    || conf_is_spawn_param(raw, it->name))
 			continue;
 		/* Whether these are harmless depends on their expanded value in each
 		 * view: conf_check_refused() reports them. */
@@ -472,17 +490,22 @@ conf_raw_load(struct conf_raw *raw, const char *dir, char *const *overrides,
 		conf_settings_set(&raw->over, "config_directory", raw->dir, NULL, 0);
 	if (read_master && conf_read_opt(raw->master_path, &text, rep)) {
 		raw->have_master = 1;
-		conf_parse_master(raw->master_path, text, &raw->ents, &raw->nents, rep);
+		conf_parse_master(raw->master_path, text, &raw->ents, &raw->nents, &raw->spawns,
+				  &raw->nspawns, rep);
 		free(text);
 	}
 	conf_collect_refs(raw, &raw->main);
 	conf_collect_refs(raw, &raw->over);
 	for (size_t i = 0; i < raw->nents; i++)
 		conf_collect_refs(raw, &raw->ents[i].opts);
+	for (size_t i = 0; i < raw->nspawns; i++)
+		conf_collect_refs(raw, &raw->spawns[i].opts);
 	conf_check_names(raw, &raw->main, rep);
 	conf_check_names(raw, &raw->over, rep);
 	for (size_t i = 0; i < raw->nents; i++)
 		conf_check_names(raw, &raw->ents[i].opts, rep);
+	for (size_t i = 0; i < raw->nspawns; i++)
+		conf_check_names(raw, &raw->spawns[i].opts, rep);
 	return rep->errors > errors ? -1 : 0;
 }
 
@@ -495,6 +518,7 @@ conf_raw_free(struct conf_raw *raw)
 	conf_settings_free(&raw->main);
 	conf_settings_free(&raw->over);
 	conf_master_ents_free(raw->ents, raw->nents);
+	conf_master_ents_free(raw->spawns, raw->nspawns);
 	for (size_t i = 0; i < raw->nrefs; i++)
 		free(raw->refs[i]);
 	free(raw->refs);
@@ -933,6 +957,8 @@ struct conf {
 	struct conf_view *global;
 	struct conf_service *svcs;
 	size_t	nsvcs;
+	struct conf_spawn *spawns;
+	size_t	nspawns;
 };
 
 static void
@@ -1056,6 +1082,205 @@ conf_add_master_services(struct conf *c, long dpl, struct conf_report *rep)
 	free(replaced);
 }
 
+/* ---- spawn services (spawn(8)) ---- */
+
+static void
+conf_spawn_free(struct conf_spawn *s)
+{
+	free(s->name);
+	free(s->host);
+	free(s->port);
+	free(s->path);
+	free(s->user);
+	conf_list_free(s->argv);
+	conf_view_free((struct conf_view *)s->view);
+}
+
+static int
+conf_parse_seconds(const char *val, long *out)
+{
+	const char *rest;
+	long	n, mult;
+
+	if (conf_parse_long(val, &n, &rest) < 0 || n < 0 || (rest[0] && rest[1]))
+		return -1;
+	switch (*rest) {
+	case 0: case 's': mult = 1; break;
+	case 'm': mult = 60; break;
+	case 'h': mult = 3600; break;
+	case 'd': mult = 86400; break;
+	case 'w': mult = 7 * 86400; break;
+	default: return -1;
+	}
+	if (n > 2147483647L / mult)
+		return -1;
+	*out = n * mult;
+	return 0;
+}
+
+/*
+ * spawn(8)'s get_service_attr(): user=name[:group] and argv=command..., with
+ * its refusals (root, the mail system owner), and master.cf's fields.
+ */
+static void
+conf_add_spawn(struct conf *c, const struct conf_master_ent *ent, long dpl,
+	       struct conf_report *rep)
+{
+	struct conf_spawn s = { 0 };
+	const char *file = c->raw.master_path;
+	int	line = ent->line, bad = 0;
+	struct conf_view *v;
+	struct conf_ctx ctx;
+	char   *err = NULL, *tl_name;
+	const char *tl;
+	const char *owner;
+	struct passwd *opw;
+	int	have_owner;
+	uid_t	owner_uid;
+	gid_t	owner_gid;
+
+#define SPAWN_BAD(...) do { 		conf_report_add(rep, 1, CONF_PROB_NOT_IMPLEMENTED, file, line, NULL, ent->name, 				__VA_ARGS__); 		bad = 1; 	} while (0)
+
+	s.name = xstrdup(ent->name);
+	s.file = file;
+	s.line = line;
+	if (strcmp(ent->type, "unix") != 0 && strcmp(ent->type, "inet") != 0)
+		SPAWN_BAD("service \"%s\": spawn over \"%s\" is not implemented by mxgate "
+			  "(unix and inet are)", ent->name, ent->type);
+	if (strcmp(ent->unpriv, "n") != 0)
+		SPAWN_BAD("service \"%s\": spawn must run privileged: set the unpriv field to "
+			  "\"n\" (it is \"%s\")", ent->name, ent->unpriv);
+	if (strcmp(ent->chroot, "-") != 0 && strcmp(ent->chroot, "n") != 0)
+		SPAWN_BAD("service \"%s\": chroot \"%s\" is not implemented by mxgate for "
+			  "spawn (set it to \"n\")", ent->name, ent->chroot);
+	if (strcmp(ent->wakeup, "-") != 0 && strcmp(ent->wakeup, "0") != 0)
+		SPAWN_BAD("service \"%s\": wakeup \"%s\" is not implemented by mxgate for spawn",
+			  ent->name, ent->wakeup);
+	if (ent->badopt)
+		SPAWN_BAD("service \"%s\": spawn option \"%s\" is not implemented by mxgate",
+			  ent->name, ent->badopt);
+	if (strcmp(ent->maxproc, "-") == 0) {
+		s.maxproc = (int)dpl;
+	} else {
+		long	mp;
+
+		if (conf_parse_long(ent->maxproc, &mp, NULL) < 0 || mp < 0 || mp > 2147483647L)
+			SPAWN_BAD("bad maxproc field: \"%s\"", ent->maxproc);
+		else
+			s.maxproc = (int)mp;
+	}
+
+	v = conf_view_build(&ent->opts, &c->raw.over, &c->raw.main, NULL, rep);
+	s.view = v;
+	if (strcmp(ent->type, "inet") == 0) {
+		s.inet = 1;
+		if (conf_parse_endpoint(ent->name, &s.host, &s.port, &err) < 0) {
+			SPAWN_BAD("%s", err);
+			free(err);
+			err = NULL;
+		}
+	} else {
+		s.path = xasprintf("%s/%s/%s", v->str[P_queue_directory],
+				   strcmp(ent->priv, "n") == 0 ? "public" : "private", ent->name);
+	}
+	/* the command time limit: <service>_time_limit, else $command_time_limit (net/spawner) */
+	conf_ctx_init(&ctx, &ent->opts, &c->raw.over, &c->raw.main, NULL);
+	tl_name = xasprintf("%s_time_limit", ent->name);
+	s.time_limit = 0;
+	if (conf_ctx_setting(&ctx, tl_name) != NULL) {
+		if ((tl = conf_exp_name(ctx.ex, tl_name, &err)) == NULL
+		    || conf_parse_seconds(tl, &s.time_limit) < 0 || s.time_limit < 1) {
+			const struct conf_setting *o = conf_ctx_setting(&ctx, tl_name);
+
+			conf_report_add(rep, 1, CONF_PROB_VALUE, o->file, o->line, tl_name, o->value,
+					"%s: bad time value or unit: %s", tl_name, o->value);
+			free(err);
+			bad = 1;
+		}
+	}
+	free(tl_name);
+	conf_ctx_free(&ctx);
+
+	/* the attributes */
+	owner = v->str[P_mail_owner];
+	opw = getpwnam(owner);		/* a static buffer: keep its ids only */
+	have_owner = opw != NULL;
+	owner_uid = opw ? opw->pw_uid : 0;
+	owner_gid = opw ? opw->pw_gid : 0;
+	for (size_t i = 0; i < ent->nargs; i++) {
+		const char *a = ent->args[i];
+
+		if (strncasecmp(a, "user=", 5) == 0) {
+			char   *u = xstrdup(a + 5), *g = strchr(u, ':');
+			struct passwd *pw;
+			struct group *gr;
+
+			if (g)
+				*g++ = '\0';
+			if (g && *g == '\0')
+				g = NULL;
+			free(s.user);
+			s.user = xstrdup(u);
+			if ((pw = getpwnam(u)) == NULL) {
+				SPAWN_BAD("service \"%s\": unknown user name: %s", ent->name, u);
+			} else {
+				s.uid = pw->pw_uid;
+				s.gid = pw->pw_gid;
+				if (g != NULL) {
+					if ((gr = getgrnam(g)) == NULL)
+						SPAWN_BAD("service \"%s\": unknown group name: %s",
+							  ent->name, g);
+					else
+						s.gid = gr->gr_gid;
+				}
+			}
+			free(u);
+		} else if (strncasecmp(a, "argv=", 5) == 0) {
+			s.argv = xcalloc(ent->nargs - i + 1, sizeof(char *));
+			for (size_t k = i; k < ent->nargs; k++)
+				s.argv[k - i] = xstrdup(k == i ? a + 5 : ent->args[k]);
+			break;
+		} else {
+			SPAWN_BAD("service \"%s\": unknown attribute name: %s", ent->name, a);
+		}
+	}
+	if (s.user == NULL)
+		SPAWN_BAD("service \"%s\": missing user= attribute", ent->name);
+	if (s.argv == NULL || s.argv[0][0] == '\0')
+		SPAWN_BAD("service \"%s\": missing argv= attribute", ent->name);
+	if (s.user != NULL && s.uid == 0 && getpwnam(s.user) != NULL)
+		SPAWN_BAD("service \"%s\": request to deliver as root", ent->name);
+	else if (have_owner && s.user != NULL && s.uid == owner_uid)
+		SPAWN_BAD("service \"%s\": request to deliver as mail system owner", ent->name);
+	if (s.user != NULL && s.uid != 0 && s.gid == 0)
+		SPAWN_BAD("service \"%s\": request to use privileged group id %ld", ent->name,
+			  (long)s.gid);
+	else if (have_owner && s.user != NULL && s.uid != 0 && s.gid == owner_gid)
+		SPAWN_BAD("service \"%s\": request to use mail system owner group id %ld",
+			  ent->name, (long)s.gid);
+	if (bad) {
+		conf_spawn_free(&s);
+		return;
+	}
+	c->spawns = xrealloc(c->spawns, (c->nspawns + 1) * sizeof(*c->spawns));
+	c->spawns[c->nspawns++] = s;
+#undef SPAWN_BAD
+}
+
+size_t
+conf_spawn_count(const struct conf *c)
+{
+	return c->nspawns;
+}
+
+const struct conf_spawn *
+conf_spawn_at(const struct conf *c, size_t i)
+{
+	if (i >= c->nspawns)
+		msg_panic("conf_spawn_at: index %zu out of range (%zu)", i, c->nspawns);
+	return &c->spawns[i];
+}
+
 static struct conf *
 conf_load_keep(const char *dir, char *const *overrides, size_t noverrides,
 	       struct conf_report *rep, int keep)
@@ -1072,6 +1297,8 @@ conf_load_keep(const char *dir, char *const *overrides, size_t noverrides,
 		conf_add_service(c, NULL, dpl, rep);
 	} else {
 		conf_add_master_services(c, dpl, rep);
+		for (size_t i = 0; i < c->raw.nspawns; i++)
+			conf_add_spawn(c, &c->raw.spawns[i], dpl, rep);
 		if (c->raw.nents == 0)
 			conf_report_add(rep, 0, CONF_PROB_OTHER, c->raw.master_path, 0, NULL, NULL,
 					"no \"inet\" service with command \"smtpd\": "
@@ -1108,6 +1335,9 @@ conf_free(struct conf **cp)
 	for (size_t i = 0; i < c->nsvcs; i++)
 		conf_service_free(&c->svcs[i]);
 	free(c->svcs);
+	for (size_t i = 0; i < c->nspawns; i++)
+		conf_spawn_free(&c->spawns[i]);
+	free(c->spawns);
 	conf_view_free(c->global);
 	conf_raw_free(&c->raw);
 	free(c);

@@ -41,6 +41,8 @@
 #ifndef MXGATE_CONF_CONF_H
 #define MXGATE_CONF_CONF_H
 
+#include <sys/types.h>
+
 #include <stddef.h>
 
 enum param_id {
@@ -119,6 +121,30 @@ struct conf_service {
 	int	line;
 };
 
+/*
+ * One master.cf "spawn" service (Postfix's spawn(8)): mxgate listens on it
+ * and runs argv for each connection (net/spawner.h).  Every field is
+ * checked when the configuration is loaded: a spawn line that mxgate
+ * cannot serve as Postfix would is an error naming it.
+ */
+struct conf_spawn {
+	char   *name;		/* field 1 as written */
+	int	inet;		/* 1: inet host:port; 0: a unix socket at path */
+	char   *host, *port;	/* inet: host NULL = every address */
+	char   *path;		/* unix: queue_directory/private/NAME (public/ when private = n) */
+	int	maxproc;	/* "-" = default_process_limit; 0 = no limit */
+	char   *user;		/* user= */
+	uid_t	uid;
+	gid_t	gid;		/* user=name:group, else the user's own group */
+	char  **argv;		/* argv=..., NULL-terminated */
+	long	time_limit;	/* <name>_time_limit in seconds; 0: not set (the view's
+				 * command_time_limit applies) */
+	const struct conf_view *view;	/* main.cf, -o and the line's -o options
+					 * (export_environment, command_time_limit) */
+	const char *file;	/* master.cf */
+	int	line;
+};
+
 /* The configuration directory when none is given. */
 #define CONF_DEFAULT_DIR "/etc/mxgate"
 
@@ -145,6 +171,9 @@ void conf_free(struct conf **cp);
 /* The services found in master.cf (or the built-in "smtp" one). */
 size_t conf_service_count(const struct conf *c);
 const struct conf_service *conf_service_at(const struct conf *c, size_t i);
+/* The spawn services of master.cf. */
+size_t conf_spawn_count(const struct conf *c);
+const struct conf_spawn *conf_spawn_at(const struct conf *c, size_t i);
 /* The global view: main.cf + -o overrides; stress as configured there
  * (normally empty). */
 const struct conf_view *conf_global(const struct conf *c);

@@ -99,17 +99,27 @@ int conf_read_file(const char *path, char **text_r);
 void conf_parse_main(const char *path, const char *text, struct conf_settings *out,
 		     struct conf_report *rep);
 
-/* One master.cf "inet ... smtpd" line, before its values are resolved. */
+/* One master.cf "inet ... smtpd" (or "... spawn") line, before its values are resolved. */
 struct conf_master_ent {
 	char   *name;		/* service field as written */
 	char   *maxproc;	/* maxproc field as written */
 	int	line;
 	struct conf_settings opts;	/* -o name=value, file:line of each */
+	/* spawn lines only */
+	char   *type, *priv, *unpriv, *chroot, *wakeup;	/* fields 2 to 5 as written */
+	char  **args;		/* the words after the options (user=..., argv=...) */
+	size_t	nargs;
+	char   *badopt;		/* the first command option mxgate does not implement */
 };
 
-/* Parse master.cf text: the inet smtpd entries go into *ents_r / *n_r. */
+/*
+ * Parse master.cf text: the inet smtpd entries go into *ents_r / *n_r, the
+ * spawn entries (unix or inet, any other type too: they are refused later)
+ * into *spawns_r / *nspawns_r.
+ */
 void conf_parse_master(const char *path, const char *text, struct conf_master_ent **ents_r,
-		       size_t *n_r, struct conf_report *rep);
+		       size_t *n_r, struct conf_master_ent **spawns_r, size_t *nspawns_r,
+		       struct conf_report *rep);
 void conf_master_ents_free(struct conf_master_ent *ents, size_t n);
 
 /*
@@ -198,6 +208,8 @@ struct conf_raw {
 	struct conf_settings over;	/* file NULL */
 	struct conf_master_ent *ents;
 	size_t	nents;
+	struct conf_master_ent *spawns;	/* master.cf spawn lines */
+	size_t	nspawns;
 	char  **refs;		/* names referenced by $name in any value */
 	size_t	nrefs;
 };

@@ -321,6 +321,8 @@ struct parse_master_ctx {
 	struct conf_master_ent *ents;
 	size_t	n;
 	struct conf_report *rep;
+	struct conf_master_ent *spawns;
+	size_t	nspawns;
 };
 
 struct parse_tok {
@@ -413,11 +415,23 @@ parse_master_line(void *vctx, const struct parse_logical *lg)
 				toks[0].text);
 		goto out;
 	}
-	if (strcmp(toks[1].text, "inet") != 0 || strcmp(toks[7].text, "smtpd") != 0)
+	if (strcmp(toks[7].text, "spawn") == 0) {
+		/* spawn(8): mxgate runs the command itself (net/spawner.h) */
+		ctx->spawns = xrealloc(ctx->spawns, (ctx->nspawns + 1) * sizeof(*ctx->spawns));
+		ent = &ctx->spawns[ctx->nspawns++];
+		memset(ent, 0, sizeof(*ent));
+		ent->type = xstrdup(toks[1].text);
+		ent->priv = xstrdup(toks[2].text);
+		ent->unpriv = xstrdup(toks[3].text);
+		ent->chroot = xstrdup(toks[4].text);
+		ent->wakeup = xstrdup(toks[5].text);
+	} else if (strcmp(toks[1].text, "inet") != 0 || strcmp(toks[7].text, "smtpd") != 0) {
 		goto out;
-	ctx->ents = xrealloc(ctx->ents, (ctx->n + 1) * sizeof(*ctx->ents));
-	ent = &ctx->ents[ctx->n++];
-	memset(ent, 0, sizeof(*ent));
+	} else {
+		ctx->ents = xrealloc(ctx->ents, (ctx->n + 1) * sizeof(*ctx->ents));
+		ent = &ctx->ents[ctx->n++];
+		memset(ent, 0, sizeof(*ent));
+	}
 	ent->name = xstrdup(toks[0].text);
 	ent->maxproc = xstrdup(toks[6].text);
 	ent->line = lg->line;
@@ -432,6 +446,19 @@ parse_master_line(void *vctx, const struct parse_logical *lg)
 			parse_master_opt(ctx, ent, toks[i].text, toks[i].line);
 		} else if (strncmp(toks[i].text, "-o", 2) == 0) {
 			parse_master_opt(ctx, ent, toks[i].text + 2, toks[i].line);
+		} else if (ent->type != NULL) {
+			/* spawn: options, then its attributes (user=, argv=) */
+			if (toks[i].text[0] == '-') {
+				if (strcmp(toks[i].text, "-v") != 0 && ent->badopt == NULL)
+					ent->badopt = xstrdup(toks[i].text);
+				continue;
+			}
+			for (; i < ntok; i++) {
+				ent->args = xrealloc(ent->args, (ent->nargs + 2) * sizeof(*ent->args));
+				ent->args[ent->nargs++] = xstrdup(toks[i].text);
+				ent->args[ent->nargs] = NULL;
+			}
+			break;
 		}
 		/* other smtpd options (-v, -D, ...) have no meaning here */
 	}
@@ -443,13 +470,16 @@ out:
 
 void
 conf_parse_master(const char *path, const char *text, struct conf_master_ent **ents_r,
-		  size_t *n_r, struct conf_report *rep)
+		  size_t *n_r, struct conf_master_ent **spawns_r, size_t *nspawns_r,
+		  struct conf_report *rep)
 {
-	struct parse_master_ctx ctx = {path, NULL, 0, rep};
+	struct parse_master_ctx ctx = {path, NULL, 0, rep, NULL, 0};
 
 	parse_logical_lines(path, text, parse_master_line, &ctx, rep);
 	*ents_r = ctx.ents;
 	*n_r = ctx.n;
+	*spawns_r = ctx.spawns;
+	*nspawns_r = ctx.nspawns;
 }
 
 void
@@ -459,6 +489,15 @@ conf_master_ents_free(struct conf_master_ent *ents, size_t n)
 		free(ents[i].name);
 		free(ents[i].maxproc);
 		conf_settings_free(&ents[i].opts);
+		free(ents[i].type);
+		free(ents[i].priv);
+		free(ents[i].unpriv);
+		free(ents[i].chroot);
+		free(ents[i].wakeup);
+		free(ents[i].badopt);
+		for (size_t k = 0; k < ents[i].nargs; k++)
+			free(ents[i].args[k]);
+		free(ents[i].args);
 	}
 	free(ents);
 }

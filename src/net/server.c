@@ -28,6 +28,8 @@
 #include "net/evloop.h"
 #include "net/peername.h"
 #include "net/resolver.h"
+#include "net/policyclient.h"
+#include "net/spawner.h"
 #include "policy/anvil.h"
 #include "policy/recipient.h"
 #include "policy/restrict.h"
@@ -825,6 +827,10 @@ server_reload_work(void *arg)
 			free(err);
 		}
 	}
+	/* srv->conf only changes on worker 0, after this job is over */
+	if (spawner_conf_differs(srv->conf, r->conf))
+		msg_warn("reload: the spawn services in master.cf changed; they keep running as "
+			 "they were until mxgate is restarted");
 	for (k = 0; k < conf_service_count(r->conf); k++) {
 		const struct conf_service *cs = conf_service_at(r->conf, k);
 		int found = 0;
@@ -1023,6 +1029,7 @@ server_run(struct server *srv, int nworkers)
 		w->dns = peername_dns_new(evloop_base(w->el));
 		w->resolver = resolver_new(evloop_base(w->el), evloop_loop(w->el));
 		w->env.dns = w->resolver;
+		w->env.policy = policyclient_new(evloop_base(w->el), w->dns);
 		w->env.loop = evloop_loop(w->el);
 		w->env.anvil = srv->anvil;
 		w->env.lookups = srv->lookups;
@@ -1120,6 +1127,7 @@ server_free(struct server **srvp)
 	for (k = 0; k < srv->nworkers; k++) {
 		struct worker *w = &srv->workers[k];
 
+		policyclient_free(&w->env.policy);
 		peername_dns_free(&w->dns);
 		resolver_free(&w->resolver);
 		evloop_free(&w->el);

@@ -22,6 +22,7 @@
 #include "policy/addrlist.h"
 #include "policy/lookup_keys.h"
 #include "policy/maps.h"
+#include "policy/policy.h"
 #include "smtp/reply.h"
 #include "smtp/txn.h"
 #include "util/buf.h"
@@ -52,6 +53,7 @@ enum rop {
 	OP_UNKNOWN_RCPT_DOMAIN, OP_RBL_CLIENT, OP_DNSWL_CLIENT, OP_RHSBL, OP_RHSWL_CLIENT,
 	OP_MAPS_RBL,
 	OP_SERVER_ACCESS,	/* check_<kind>_{mx,ns,a}_access */
+	OP_POLICY,		/* check_policy_service */
 	OP_UNVERIFIED_RCPT,	/* reject_unverified_recipient: the lookup is the probe */
 };
 
@@ -148,7 +150,7 @@ static const struct rname rnames[] = {
 	{ "permit_mx_backup", 0, 0, 0, "mxgate never relays", 0 },
 	{ "reject_unverified_sender", 0, 0, 0, "mxgate sends no mail, so it cannot verify a "
 	  "sender address", 0 },
-	{ "check_policy_service", 0, 0, ARG_SERVER, "policy services are not built yet", 0 },
+	{ "check_policy_service", OP_POLICY, 0, ARG_SERVER, NULL, 0 },
 	{ "check_ccert_access", 0, 0, ARG_TABLE, NO_TLS, 0 },
 	{ "permit_inet_interfaces", 0, 0, 0, "it is not built yet", 0 },
 	{ "check_relay_domains", 0, 0, 0, "mxgate never relays", 0 },
@@ -250,6 +252,7 @@ struct relem {
 	char   *spec;		/* the table's spec */
 	const struct rlist *cls;	/* OP_CLASS */
 	char   *error;		/* OP_ERROR: the warning */
+	struct policy_server *server;	/* OP_POLICY */
 	int	dtype;		/* OP_SERVER_ACCESS */
 	char   *domain;		/* a DNS list as written ("zen.example=127.0.0.[2..11]") */
 	struct ipfilter *filter;	/* its "=" part, or NULL */
@@ -319,6 +322,7 @@ struct build {
 	const char *param;
 	size_t	problems;
 	bool	runtime;	/* a table value: no tables, problems become OP_ERROR */
+	const struct conf_view *cf;	/* NULL at runtime */
 };
 
 static void
@@ -414,6 +418,26 @@ all_digits(const char *s)
 	return true;
 }
 
+/* check_policy_service's server (Postfix's policy_client_register()). */
+static bool
+compile_server(struct build *b, struct relem *e, const char *spec)
+{
+	char   *err = NULL;
+
+	if (b->runtime || b->cf == NULL) {
+		/* Postfix registers servers only for the lists (a table value panics) */
+		elem_error(b, e, spec, "check_policy_service in an access table value: "
+			   "name the server in a restriction class instead");
+		return false;
+	}
+	if ((e->server = policy_server_new(spec, b->cf, &err)) == NULL) {
+		build_problem(b, spec, "check_policy_service %s: %s", spec, err);
+		free(err);
+		return false;
+	}
+	return true;
+}
+
 /* A DNS list argument: "domain" or "domain=filter". */
 static void
 dnsxl_compile(struct build *b, struct relem *e, const char *rname, const char *arg)
@@ -500,6 +524,8 @@ compile(struct build *b, char *const *w, size_t n, struct rlist *l)
 			continue;
 		}
 		e->dtype = rn->dtype;
+		if (rn->arg == ARG_SERVER && !compile_server(b, e, w[i]))
+			continue;
 		if (rn->arg == ARG_TABLE)
 			open_table(b, e, w[i]);
 		else if (rn->arg == ARG_NUMBER)
@@ -518,6 +544,7 @@ rlist_free(struct rlist *l)
 		free(l->v[i].name);
 		free(l->v[i].spec);
 		free(l->v[i].error);
+		policy_server_free(&l->v[i].server);
 	}
 	free(l->v);
 	l->v = NULL;
@@ -643,7 +670,7 @@ restrict_create(const struct conf_view *cf, const struct recipient_policy *rp,
 		restrict_problem_fn *report, void *ctx)
 {
 	struct restrict_policy *p = xcalloc(1, sizeof(*p));
-	struct build b = { p, report, ctx, NULL, 0, false };
+	struct build b = { p, report, ctx, NULL, 0, false, cf };
 	char *const *v, *err = NULL;
 	size_t n, nclasses;
 	char *login[] = { "reject_authenticated_sender_login_mismatch",
@@ -1587,7 +1614,7 @@ ev_table_result(struct ev *e, const char *table, const char *value, const char *
 	}
 	{
 		/* restrictions and class names, split as Postfix splits them */
-		struct build b = { (struct restrict_policy *)e->p, NULL, NULL, table, 0, true };
+		struct build b = { (struct restrict_policy *)e->p, NULL, NULL, table, 0, true, NULL };
 		struct rlist l;
 		char  **w;
 		size_t	nw;
@@ -1823,6 +1850,52 @@ ev_login_unauth(struct ev *e)
 	if (ms == MAP_FOUND)
 		return ev_reject(e, E_POLICY, RPL_ACL_NOT_LOGGED_IN, 553, "5.7.1", e->q->sender);
 	return RS_DUNNO;
+}
+
+/* ---- check_policy_service ---- */
+
+/*
+ * The server's action goes through check_table_result() as "policy query";
+ * one that failed (or answered malformed UTF-8) gets its default action.
+ * Not asked yet for this command: RS_ASK, out->ask says what to send.
+ */
+static int
+ev_policy(struct ev *e, const struct relem *el, const char *rn, const char *rc)
+{
+	const struct policy_server *srv = el->server;
+	char   *request = policy_request_build(e->q, srv);
+	const char *action = NULL;
+	int	status;
+
+	if (!restrict_answers_policy(e->q->answers, e->q->ask_serial, srv->spec, request,
+				     &action)) {
+		if (e->q->answers != NULL
+		    && restrict_answers_count(e->q->answers) < RESTRICT_ASK_MAX) {
+			struct restrict_ask *a = &e->out->ask;
+
+			free(a->name);
+			free(a->request);
+			memset(a, 0, sizeof(*a));
+			a->kind = RESTRICT_ASK_POLICY;
+			a->name = xstrdup(srv->spec);
+			a->request = request;
+			a->server = srv;
+			return RS_ASK;
+		}
+		action = NULL;	/* asked too much: as a server that does not answer */
+	}
+	free(request);
+	if (action != NULL && srv->smtputf8 && !policy_valid_utf8(action)) {
+		char   *shown = policy_printable(action);
+
+		ev_log(e, true, "malformed UTF-8 in policy server %s response: \"%s\"", srv->spec,
+		       shown);
+		free(shown);
+		action = NULL;
+	}
+	status = ev_table_result(e, srv->spec, action ? action : srv->default_action,
+				 "policy query", rn, rc);
+	return status;
 }
 
 /* ---- DNS (Postfix's reject_unknown_*, DNS lists, check_*_{mx,ns,a}_access) ---- */
@@ -2832,6 +2905,8 @@ ev_elem(struct ev *e, const struct rlist *l, size_t i, const char *rn, const cha
 		return ev_login_unauth(e);
 	case OP_CLASS:
 		return ev_list(e, el->cls, rn, rc);
+	case OP_POLICY:
+		return ev_policy(e, el, rn, rc);
 	case OP_UNKNOWN_CLIENT:
 	case OP_UNKNOWN_REVERSE:
 	case OP_UNKNOWN_HELO:
@@ -3080,7 +3155,7 @@ restrict_eval(const struct restrict_policy *p, const struct restrict_req *q,
 struct restrict_job {
 	struct restrict_policy *policy;
 	struct restrict_req req;
-	char   *strs[11];		/* req's strings, owned */
+	char   *strs[15];		/* req's strings, owned */
 	struct sockaddr_storage sa;
 	struct restrict_state st;
 	struct restrict_out out;
@@ -3158,6 +3233,10 @@ restrict_start(const struct restrict_policy *p, struct workpool *pool, struct wo
 	j->req.where = job_str(j, 8, req->where);
 	j->req.proto = job_str(j, 9, req->proto);
 	j->req.client_port = job_str(j, 10, req->client_port);
+	j->req.server_addr = job_str(j, 11, req->server_addr);
+	j->req.server_port = job_str(j, 12, req->server_port);
+	j->req.instance = job_str(j, 13, req->instance);
+	j->req.stress = job_str(j, 14, req->stress);
 	if (req->sa != NULL) {
 		memcpy(&j->sa, req->sa, req->sa->sa_family == AF_INET6
 		       ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));

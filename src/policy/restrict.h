@@ -82,6 +82,13 @@
  * (check_server_access(): names, then addresses, at most DNS_RR_LIMIT; OK is
  * refused).
  *
+ * check_policy_service (policy/policy.h): the server is parsed when the
+ * list is built (a bad one is a problem reported); the evaluation builds
+ * Postfix 3.7's request and ends with RESTRICT_ASK (kind POLICY) until the
+ * answers hold the action for this command (ask_serial); the action goes
+ * through check_table_result() as "policy query", a failed server gets its
+ * default_action.  In an access table value it answers 451 4.3.5.
+ *
  * Address verification: reject_unverified_recipient, with the recipient's
  * own lookup (recipient_resolve()) as the probe, since mxgate sends no mail:
  * a mailbox found passes; an unknown user is the probe bouncing
@@ -95,7 +102,7 @@
  * is cached (address_verify_* change nothing).  reject_unverified_sender is
  * refused (mxgate cannot probe a sender without sending mail).
  *
- * Not implemented (policy services, sender verification, and what needs
+ * Not implemented (sender verification, and what needs
  * TLS or relaying): a list that names one cannot be created
  * (restrict_create() reports it: `check` names it, `run` refuses), and an
  * access table value that names one answers 451 4.3.5 with a warning.
@@ -195,6 +202,12 @@ struct restrict_req {
 	const struct restrict_answers *answers;	/* what was asked so far (RESTRICT_ASK) */
 	unsigned ask_serial;		/* the command's number, for policy answers */
 	bool	try_only;		/* only tables in memory: else RESTRICT_WOULD_BLOCK */
+	/* for check_policy_service's request (policy/policy.h); NULL reads as "" */
+	const char *server_addr;	/* the address and port the client connected to */
+	const char *server_port;
+	const char *instance;		/* one value per transaction ("" outside one) */
+	const char *stress;		/* "yes" under stress, else "" */
+	unsigned long size;		/* MAIL SIZE=, the message's size at END-OF-MESSAGE */
 };
 
 enum restrict_verdict {

@@ -9,11 +9,13 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "conf/conf.h"
 #include "log/log.h"
@@ -267,9 +269,15 @@ session_param_reply(struct session *s, int rc, const char *bad)
 static void
 mail_accept(struct session *s)
 {
+	static atomic_uint seqno;
+
 	s->txn.sender = xstrdup(s->path.addr);
 	s->txn.smtputf8 = s->arg_utf8;
 	gettimeofday(&s->txn.arrival, NULL);
+	/* Postfix's "pid.sec.usec.seqno", seqno shared by every thread: unique per message */
+	snprintf(s->txn.instance, sizeof(s->txn.instance), "%x.%lx.%lx.%x", (unsigned)getpid(),
+		 (unsigned long)s->txn.arrival.tv_sec, (unsigned long)s->txn.arrival.tv_usec,
+		 atomic_fetch_add(&seqno, 1));
 	session_reply(s, RPL_MAIL_OK);
 	session_command_done(s, CMD_OK);
 }
@@ -332,6 +340,7 @@ mail_finish(struct session *s, int rate)
 		return;
 	}
 	s->arg_utf8 = utf8;
+	s->txn.msg_size = ep.has_size ? (unsigned long)ep.size : 0;
 	if (!restrict_delay_reject(s->ss->acl) && !restrict_stage_empty(s->ss->acl, RESTRICT_SENDER)) {
 		session_restrict(s, RESTRICT_SENDER, path->addr, mail_checked);
 		return;

@@ -91,10 +91,16 @@ conn_named(void *ctx, const char *name, const char *reverse, int name_status,
 static void
 conn_begin(struct conn *c)
 {
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	int	have_local = getsockname(c->fd, (struct sockaddr *)&local, &llen) == 0;
+
 	c->tp = transport_new(worker_base(c->w), c->fd, conn_closed, c);
 	c->fd = -1;	/* the transport owns it now */
 	c->s = session_new(worker_session_env(c->w), c->ss, &transport_io, c->tp,
 			   &c->sa.sa, c->salen);
+	if (have_local)
+		session_set_server(c->s, (struct sockaddr *)&local);
 	transport_attach(c->tp, c->s);
 	if (conf_bool(c->ss->cf, P_smtpd_peername_lookup))
 		c->lookup = peername_lookup(worker_dns(c->w), &c->sa.sa,

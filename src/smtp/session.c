@@ -648,7 +648,7 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 	struct txn *t = &s->txn;
 	struct spool *sp = t->body;
 
-	(void)size;
+	t->act_size = size;
 	s->where = "END-OF-MESSAGE";
 	if (too_big) {
 		msg_warn("%s: queue file size limit exceeded", t->queue_id[0] ? t->queue_id : "NOQUEUE");
@@ -1030,6 +1030,35 @@ session_memory(const struct session *s)
 
 /* ---- restrictions (policy/restrict.h) --------------------------------- */
 
+/* A socket address's port, as Postfix's policy requests carry it ("" if none). */
+static void
+session_format_port(const struct sockaddr *sa, char *out, size_t len)
+{
+	if (sa->sa_family == AF_INET)
+		snprintf(out, len, "%u", ntohs(((const struct sockaddr_in *)sa)->sin_port));
+	else if (sa->sa_family == AF_INET6)
+		snprintf(out, len, "%u", ntohs(((const struct sockaddr_in6 *)sa)->sin6_port));
+	else
+		*out = '\0';
+}
+
+void
+session_set_server(struct session *s, const struct sockaddr *sa)
+{
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+	s->server_addr[0] = '\0';
+	if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+		inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], s->server_addr,
+			  sizeof(s->server_addr));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &in6->sin6_addr, s->server_addr, sizeof(s->server_addr));
+	else if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, s->server_addr,
+			  sizeof(s->server_addr));
+	session_format_port(sa, s->server_port, sizeof(s->server_port));
+}
+
 static void session_restrict_go(struct session *s);
 static void session_banner(struct session *s);
 
@@ -1172,6 +1201,12 @@ session_restrict(struct session *s, enum restrict_stage stage, const char *arg,
 	q->log_utf8 = s->ss->smtputf8;
 	q->ill_pipelining = s->ill_pipelining;
 	q->rcpt_count = t->rcpt_count;
+	q->client_port = s->client_port;
+	q->server_addr = s->server_addr;
+	q->server_port = s->server_port;
+	q->instance = t->instance;
+	q->stress = conf_str(s->ss->cf, P_stress);
+	q->size = t->act_size > 0 ? t->act_size : t->msg_size;
 	if (s->answers == NULL)
 		s->answers = restrict_answers_new();
 	q->answers = s->answers;
@@ -1310,6 +1345,7 @@ session_new(const struct session_env *env, const struct smtp_service *ss,
 			  sizeof(s->addr));
 	else
 		snprintf(s->addr, sizeof(s->addr), "unknown");
+	session_format_port(sa, s->client_port, sizeof(s->client_port));
 	lr_init(&s->lr, (size_t)ss->line_limit);
 	/* With the per-request deadline, the deadline timer does the read timeout's job. */
 	io->timeouts(io_ctx, ss->deadline ? 0 : ss->timeout, ss->timeout);

@@ -124,6 +124,9 @@ struct session *session_new(const struct session_env *env, const struct smtp_ser
 void session_start(struct session *s, const char *name, const char *reverse, int name_status,
 		   int reverse_status);
 
+/* The address the client connected to (policy requests' server_address/port). */
+void session_set_server(struct session *s, const struct sockaddr *sa);
+
 /* The transport's events. */
 void session_on_input(struct session *s);	/* new input is buffered */
 void session_on_drained(struct session *s);	/* unsent output fell below the low mark */

@@ -113,6 +113,8 @@ struct session {
 	char   *helo;
 	int	esmtp;
 	union session_addr sa;
+	char	client_port[8];		/* for policy servers; "" when unknown */
+	char	server_addr[64], server_port[8];	/* where the client connected */
 	int	closing, hangup;
 	int	output_blocked;		/* replies wait for the client: no new commands */
 	int	in_process;		/* session_process() is on the stack */

@@ -68,6 +68,11 @@ struct txn {
 	int	bdat_refuse;	/* reply id refusing this chunk once it is read; -1: none */
 	int	bdat_discard;	/* after a refusal: discard every chunk until LAST */
 	int	bdat_used;	/* this transaction is a BDAT one */
+
+	/* for policy servers (check_policy_service) */
+	unsigned long msg_size;	/* MAIL SIZE= (0: none) */
+	unsigned long act_size;	/* the message's size once its end was seen */
+	char	instance[64];	/* "" until MAIL is accepted, then unique (Postfix's format) */
 };
 
 /* Forget everything (RSET, HELO, after a message); keeps nothing allocated. */

@@ -40,7 +40,8 @@ class Reference:
         self.ids = (pw.pw_uid, pw.pw_gid)
         self.port = harness.free_port()
 
-    def start(self, params):
+    def start(self, params, master_extra=()):
+        """master_extra: more master.cf lines (spawn services, ...) after the smtpd one."""
         p = dict(params)
         p.setdefault("virtual_mailbox_base", self.vmail)
         p.setdefault("virtual_uid_maps", "static:%d" % self.ids[0])
@@ -49,6 +50,8 @@ class Reference:
             f.write(harness.format_main_cf(p))
         with open(os.path.join(self.dir, "master.cf"), "w") as f:
             f.write("127.0.0.1:%d inet n - n - - smtpd\n" % self.port)
+            for line in master_extra:
+                f.write(line + "\n")
         r = subprocess.run(["sh", POSTFIX_REF, "start", self.dir], capture_output=True,
                            text=True, timeout=60)
         if r.returncode != 0:

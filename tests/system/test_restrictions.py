@@ -206,7 +206,7 @@ class RefusedConfigTest(harness.MxTestCase):
                     "smtpd_recipient_restrictions = permit_mynetworks,\n"                 # 4
                     "    reject_rbl_client zen.test=127.0.0.[300], reject_unauth_destination\n"  # 5
                     "smtpd_restriction_classes = greylist\n"                              # 6
-                    "greylist = check_policy_service inet:127.0.0.1:10023\n"              # 7
+                    "greylist = check_policy_service { inet:127.0.0.1:10023, colour=red }\n"  # 7
                     "smtpd_helo_restrictions = permit_mx_backup, no_such_thing\n")  # 8
         with open(master, "w") as f:
             f.write("127.0.0.1:%d inet n - n - - smtpd -o smtpd_sender_restrictions="
@@ -219,8 +219,9 @@ class RefusedConfigTest(harness.MxTestCase):
             "address)" % master,
             "%s, line 4: smtpd_recipient_restrictions: restriction reject_rbl_client "
             "zen.test=127.0.0.[300]: bad RBL reply pattern \"127.0.0.[300]\"" % main,
-            "%s, line 7: greylist: restriction check_policy_service is not implemented by "
-            "mxgate (policy services are not built yet)" % main,
+            "%s, line 7: greylist: check_policy_service { inet:127.0.0.1:10023, colour=red }: "
+            "unknown option: "
+            "\"colour = red\"" % main,
             "%s, line 8: smtpd_helo_restrictions: restriction permit_mx_backup is "
             "not implemented by mxgate (mxgate never relays)" % main,
             "%s, line 8: smtpd_helo_restrictions: unknown smtpd restriction: \"no_such_thing\""
@@ -230,8 +231,8 @@ class RefusedConfigTest(harness.MxTestCase):
             self.assertIn("mxgate: error: " + w, err)
         rc, _, err = self.mxgate("run", "-c", self.dir)
         self.assertNotEqual(rc, 0, err)
-        self.assertIn("mxgate: fatal: service 127.0.0.1:%d: greylist: restriction "
-                      "check_policy_service is not implemented by mxgate" % self.port, err)
+        self.assertIn("mxgate: fatal: service 127.0.0.1:%d: greylist: check_policy_service "
+                      "{ inet:127.0.0.1:10023, colour=red }: unknown option" % self.port, err)
         self.assertFalse(harness.port_listening(self.port))
 
     def test_postfix_start_checks(self):
