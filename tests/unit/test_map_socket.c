@@ -342,7 +342,7 @@ static void *worker_main(void *arg)
 static void test_pool(void **state)
 {
 	for (int proto = 0; proto < 2; proto++) {
-		struct server srv = { .delay_ms = 2 };
+		struct server srv = { .delay_ms = 10 };
 		int port, lfd = bound_socket(&port);
 		char *spec = proto == PROTO_TCP ? xasprintf("tcp:127.0.0.1:%d", port)
 						: xasprintf("socketmap:inet:127.0.0.1:%d:name", port);
