@@ -151,6 +151,12 @@ def _parse(path):
                     raise SystemExit("%s:%d: @main must come before the first step" % (path, no))
                 if "=" not in arg:
                     raise SystemExit("%s:%d: @main needs name = value" % (path, no))
+            elif word == "policy":
+                if steps:
+                    raise SystemExit("%s:%d: @policy must come before the first step" % (path, no))
+                if not re.match(r"^(\S+=\S*( \S+=\S*)* )?=> \S.*$|^=> \S", arg.strip()):
+                    raise SystemExit("%s:%d: @policy needs [NAME=VALUE ...] => ACTION"
+                                     % (path, no))
             elif word in ("dns", "dns-servfail", "dns-timeout"):
                 if steps:
                     raise SystemExit("%s:%d: @%s must come before the first step" % (path, no, word))
@@ -185,10 +191,11 @@ def _parse(path):
     return [("banner", banner)] + steps, reply_diffs, log_diffs
 
 
-def session_main(path, tables=None):
+def session_main(path, tables=None, policy=None):
     """The session's extra main.cf parameters ({name: value} from its @main lines, in order),
     given to both servers on top of COMMON_PARAMS.  tables is the directory that {TABLES}
-    stands for (build_tables())."""
+    stands for (build_tables()), policy the server that {POLICY} stands for (a
+    "inet:127.0.0.1:PORT" from start_policy())."""
     extra = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -198,6 +205,8 @@ def session_main(path, tables=None):
                 value = value.strip().replace("{SESSIONS}", SESSIONS)
                 if tables is not None:
                     value = value.replace("{TABLES}", tables)
+                if policy is not None:
+                    value = value.replace("{POLICY}", policy)
                 extra[name.strip()] = value
     return extra
 
@@ -214,6 +223,36 @@ def session_dns(path):
                 if line.startswith(prefix):
                     out[key].append(line[len(prefix):].strip())
     return out if any(out.values()) else None
+
+
+def session_policy(path):
+    """[(conditions, action)] from the session's "@policy [NAME=VALUE ...] => ACTION" lines,
+    conditions a {name: value} dict; [] when it has none."""
+    rules = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("@policy "):
+                cond, _, act = line[len("@policy "):].rstrip("\n").partition("=>")
+                rules.append((dict(c.split("=", 1) for c in cond.split()), act.strip()))
+    return rules
+
+
+def start_policy(path):
+    """A policy server (tests/system/policyfixture.py) for the session's @policy rules: each
+    request gets the action of the first rule whose every NAME=VALUE the request has, else
+    DUNNO.  Returns (server, "inet:127.0.0.1:PORT"), or (None, None) without rules."""
+    rules = session_policy(path)
+    if not rules:
+        return None, None
+    import policyfixture
+
+    def answer(req):
+        for cond, act in rules:
+            if all(req.get(k) == v for k, v in cond.items()):
+                return policyfixture.action(act)
+        return policyfixture.action("DUNNO")
+    srv = policyfixture.PolicyServer(answer)
+    return srv, "inet:127.0.0.1:%d" % srv.port
 
 
 NS_ENV = "MXGATE_COMPAT_DNS"       # set in the namespaced child (run_with_dns())
@@ -459,15 +498,14 @@ def smtpd_log(lines):
 def record(names, build_args=()):
     if os.geteuid() != 0:
         raise SystemExit("compat --record needs root (postfix-ref starts Postfix)")
+    rc = 0
     if not os.environ.get(NS_ENV):
         dns = [n for n in names if session_dns(os.path.join(SESSIONS, n + ".txt"))]
         names = [n for n in names if n not in dns]
-        rc = 0
         for n in dns:
             rc |= run_with_dns(n, ["--record"] + list(build_args))
         if not names:
             return rc
-        return record(names) | rc
     if not os.path.isfile(POSTFIX_REF):
         raise SystemExit("missing %s" % POSTFIX_REF)
     d = RECORD_DIR
@@ -489,9 +527,13 @@ def record(names, build_args=()):
     os.mkdir(tables)
     os.chmod(tables, 0o755)
     groups = []
+    policies = []
     for name in names:
         build_tables(os.path.join(SESSIONS, name + ".txt"), tables)
-        extra = session_main(os.path.join(SESSIONS, name + ".txt"), tables)
+        psrv, pspec = start_policy(os.path.join(SESSIONS, name + ".txt"))
+        if psrv:
+            policies.append(psrv)
+        extra = session_main(os.path.join(SESSIONS, name + ".txt"), tables, pspec)
         for g in groups:
             if g[0] == extra:
                 g[1].append(name)
@@ -499,9 +541,13 @@ def record(names, build_args=()):
         else:
             groups.append((extra, [name]))
     os.makedirs(EXPECTED, exist_ok=True)
-    for extra, group in groups:
-        record_group(d, vmail, vmap, pw, extra, group)
-    return 0
+    try:
+        for extra, group in groups:
+            record_group(d, vmail, vmap, pw, extra, group)
+    finally:
+        for psrv in policies:
+            psrv.stop()
+    return rc
 
 
 def queued_files(d):
@@ -740,9 +786,15 @@ def run_mxgate(name, as_user=None, env=None):
         except (OSError, subprocess.CalledProcessError) as e:
             shutil.rmtree(tables, ignore_errors=True)
             raise harness.ServerError("@postmap: %s" % e)
+    psrv, pspec = start_policy(path)
     params = dict(COMMON_PARAMS)
-    params.update(session_main(path, tables))
-    srv = harness.Server(main=params, virtual_users=VIRTUAL_USERS, as_user=as_user, env=env)
+    params.update(session_main(path, tables, pspec))
+    try:
+        srv = harness.Server(main=params, virtual_users=VIRTUAL_USERS, as_user=as_user, env=env)
+    except BaseException:
+        if psrv:
+            psrv.stop()
+        raise
     res.server = srv
     try:
         srv.start()
@@ -752,6 +804,8 @@ def run_mxgate(name, as_user=None, env=None):
         res.actual_log = smtpd_log(srv.log_lines())
     finally:
         res.problems = srv.stop()
+        if psrv:
+            psrv.stop()
         if tables:
             shutil.rmtree(tables, ignore_errors=True)
     return res
