@@ -337,9 +337,8 @@ def drive_waiting(port, sources, status, ctl, deadline, auto=False):
         load.close_all()
 
 
-def noop_session(port, timeout):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                 source_address=("127.0.0.1", 0))
+def reply_reader(s):
+    """A function that reads one whole SMTP reply from socket s: (code, last line)."""
     f = s.makefile("rb")
 
     def reply():
@@ -349,7 +348,13 @@ def noop_session(port, timeout):
                 raise RuntimeError("connection closed")
             if line[3:4] != b"-":
                 return int(line[:3]), line.decode("utf-8", "replace").rstrip()
+    return reply
 
+
+def noop_session(port, timeout):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                 source_address=("127.0.0.1", 0))
+    reply = reply_reader(s)
     code, text = reply()
     if code != 220:
         raise RuntimeError("banner %r" % text)
@@ -614,15 +619,8 @@ def run_throughput(port, nmsg, conc, new_dir, timeout):
 def listed_check(port):
     """A listed client's RCPT: (code, text, seconds)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(LISTED, 0))
-    f = s.makefile("rb")
     try:
-        def reply():
-            while True:
-                line = f.readline()
-                if not line:
-                    raise RuntimeError("connection closed")
-                if line[3:4] != b"-":
-                    return int(line[:3]), line.decode("utf-8", "replace").rstrip()
+        reply = reply_reader(s)
         reply()
         for cmd in (b"EHLO listed.example", b"MAIL FROM:<sender@listed.example>"):
             s.sendall(cmd + b"\r\n")

@@ -1898,6 +1898,21 @@ ev_policy(struct ev *e, const struct relem *el, const char *rn, const char *rc)
 	return status;
 }
 
+/*
+ * A HELO name check: none without HELO; an address literal is checked as an
+ * address (reject_invalid_hostaddr()), a name by fn, as Postfix does.
+ */
+static int
+ev_helo_name(struct ev *e, int (*fn)(struct ev *, const char *, const char *, const char *))
+{
+	const char *helo = e->q->helo;
+
+	if (helo == NULL)
+		return RS_DUNNO;
+	return helo[0] != '[' ? fn(e, helo, helo, "Helo command")
+	       : ev_invalid_hostaddr(e, helo, helo, "Helo command");
+}
+
 /* ---- DNS (Postfix's reject_unknown_*, DNS lists, check_*_{mx,ns,a}_access) ---- */
 
 static const struct dns_answer dns_gave_up = { .status = DNS_RETRY };
@@ -2713,10 +2728,7 @@ ev_dns_elem(struct ev *e, const struct relem *el)
 				 rs == RESTRICT_PEER_PERM ? e->p->unk_client_code : 450, "4.7.1",
 				 q->addr);
 	case OP_UNKNOWN_HELO:
-		if (q->helo == NULL)
-			return RS_DUNNO;
-		return q->helo[0] != '[' ? ev_unknown_hostname(e, q->helo, q->helo, "Helo command")
-		       : ev_invalid_hostaddr(e, q->helo, q->helo, "Helo command");
+		return ev_helo_name(e, ev_unknown_hostname);
 	case OP_UNKNOWN_SENDER_DOMAIN:
 		return q->sender && *q->sender ? ev_unknown_address(e, q->sender, "Sender address")
 		       : RS_DUNNO;
@@ -2847,15 +2859,9 @@ ev_elem(struct ev *e, const struct rlist *l, size_t i, const char *rn, const cha
 	case OP_ACCESS_DEF:
 		return ev_access(e, el, e->def_acl, rc);
 	case OP_INVALID_HELO:
-		if (q->helo == NULL)
-			return RS_DUNNO;
-		return q->helo[0] != '[' ? ev_invalid_hostname(e, q->helo, q->helo, "Helo command")
-		       : ev_invalid_hostaddr(e, q->helo, q->helo, "Helo command");
+		return ev_helo_name(e, ev_invalid_hostname);
 	case OP_NON_FQDN_HELO:
-		if (q->helo == NULL)
-			return RS_DUNNO;
-		return q->helo[0] != '[' ? ev_non_fqdn_hostname(e, q->helo, q->helo, "Helo command")
-		       : ev_invalid_hostaddr(e, q->helo, q->helo, "Helo command");
+		return ev_helo_name(e, ev_non_fqdn_hostname);
 	case OP_NON_FQDN_SENDER:
 		return q->sender && *q->sender ? ev_non_fqdn_address(e, q->sender, "Sender address")
 		       : RS_DUNNO;

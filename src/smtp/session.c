@@ -1072,20 +1072,27 @@ session_restrict_wake(void *arg)
 	session_restrict_go(s);
 }
 
+/* A DNS answer is in (or none can be had): log, remember it, evaluate again. */
 static void
-session_dns_answer(void *ctx, const struct dns_answer *a)
+session_dns_store(struct session *s, const struct dns_answer *a)
 {
-	struct session *s = ctx;
-
 	struct restrict_ask ask = { .kind = RESTRICT_ASK_DNS, .name = s->ask_name,
 				    .type = s->ask_type, .rbl = s->ask_rbl };
 
-	session_waited(s);
 	restrict_ask_log(&ask, a);
 	restrict_answers_add_dns(s->answers, s->ask_name, s->ask_type, a);
 	free(s->ask_name);
 	s->ask_name = NULL;
 	session_restrict_go(s);
+}
+
+static void
+session_dns_answer(void *ctx, const struct dns_answer *a)
+{
+	struct session *s = ctx;
+
+	session_waited(s);
+	session_dns_store(s, a);
 }
 
 static void
@@ -1119,11 +1126,7 @@ session_ask(struct session *s, struct restrict_ask *ask)
 		if (s->env->dns == NULL) {
 			struct dns_answer a = { .status = DNS_RETRY, .error = "no resolver" };
 
-			ask->name = s->ask_name;
-			restrict_ask_log(ask, &a);
-			ask->name = NULL;
-			restrict_answers_add_dns(s->answers, s->ask_name, s->ask_type, &a);
-			session_restrict_go(s);
+			session_dns_store(s, &a);
 			return;
 		}
 		h = dns_query(s->env->dns, s->ask_name, s->ask_type, session_dns_answer, s);
