@@ -11,7 +11,7 @@
 #                            postfix-policyd-spf-python (policy servers that the tests start
 #                            themselves)
 set -eu
-pkgs="gcc make pkg-config libevent-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libpq-dev libldap2-dev libmariadb-dev libsqlite3-dev libcmocka-dev swaks"
+pkgs="gcc make pkg-config libevent-dev libssl-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libpq-dev libldap2-dev libmariadb-dev libsqlite3-dev libcmocka-dev swaks"
 if [ "${1:-}" = "--test" ]; then
 	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev rbldnsd unbound postgrey postfix-policyd-spf-python"
 fi

@@ -40,19 +40,19 @@ static enum cmd_result cmd_etrn(struct session *, const char *);
 static enum cmd_result cmd_quit(struct session *, const char *);
 
 const struct cmd session_cmds[] = {
-	{ "HELO", "helo", cmd_helo, CMD_JUNK | CMD_LAST },
-	{ "EHLO", "ehlo", cmd_ehlo, CMD_JUNK | CMD_LAST },
-	{ "STARTTLS", "starttls", cmd_starttls, 0 },
+	{ "HELO", "helo", cmd_helo, CMD_JUNK | CMD_LAST | CMD_PRE_TLS },
+	{ "EHLO", "ehlo", cmd_ehlo, CMD_JUNK | CMD_LAST | CMD_PRE_TLS },
+	{ "STARTTLS", "starttls", cmd_starttls, CMD_PRE_TLS },
 	{ "AUTH", "auth", cmd_auth, 0 },
 	{ "MAIL", "mail", cmd_mail, 0 },
 	{ "RCPT", "rcpt", cmd_rcpt, 0 },
 	{ "DATA", "data", session_cmd_data, CMD_LAST },
 	{ "BDAT", "bdat", session_cmd_bdat, 0 },
 	{ "RSET", "rset", cmd_rset, CMD_JUNK },
-	{ "NOOP", "noop", cmd_noop, CMD_JUNK | CMD_LAST },
+	{ "NOOP", "noop", cmd_noop, CMD_JUNK | CMD_LAST | CMD_PRE_TLS },
 	{ "VRFY", "vrfy", cmd_vrfy, CMD_JUNK | CMD_LAST },
 	{ "ETRN", "etrn", cmd_etrn, CMD_JUNK },
-	{ "QUIT", "quit", cmd_quit, 0 },
+	{ "QUIT", "quit", cmd_quit, CMD_PRE_TLS },
 };
 const size_t session_ncmds = sizeof(session_cmds) / sizeof(session_cmds[0]);
 
@@ -109,6 +109,8 @@ session_helo_reply(struct session *s, int esmtp)
 	}
 	reply_format(&b, 0, RPL_HELO, s->ss->hostname);
 	for (i = 0; i < s->ss->nehlo; i++) {
+		if (i == s->ss->ehlo_starttls && s->tls != NULL)
+			continue;	/* not inside TLS */
 		b.data[last + 3] = '-';		/* "250 host" becomes "250-host" */
 		last = b.len;
 		reply_format(&b, 0, RPL_HELO, s->ss->ehlo[i]);
@@ -168,12 +170,65 @@ cmd_ehlo(struct session *s, const char *args)
 	return session_helo_cmd(s, args, 1);
 }
 
+/* ---- STARTTLS (RFC 3207) ------------------------------------------------ */
+
+/* Postfix's starttls_cmd() after the checks: 220, forget the session's state, handshake. */
+static void
+starttls_go(struct session *s)
+{
+	session_reply(s, RPL_STARTTLS_GO);
+	/* RFC 3207 4.2: the client must forget what it knew; so does the server */
+	free(s->helo);
+	s->helo = NULL;
+	session_transaction_reset(s);
+	session_starttls(s);
+}
+
+/* anvil's new TLS session rate, asked before the handshake. */
+static void
+starttls_rate_answer(void *ctx, const struct anvil_reply *r)
+{
+	struct session *s = ctx;
+
+	session_waited(s);
+	if (r->status == 0 && r->rate > s->ss->newtls_rate_limit) {
+		msg_warn("Refusing STARTTLS request from %s for service %s", s->namaddr,
+			 s->ss->service_name);
+		session_reply(s, RPL_TLS_RATE, s->namaddr);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	starttls_go(s);
+}
+
 static enum cmd_result
 cmd_starttls(struct session *s, const char *args)
 {
-	(void)args;
-	session_reply(s, RPL_NOT_IMPLEMENTED);
-	return CMD_FAIL;
+	if (*session_skip_space(args) != '\0') {
+		session_reply(s, RPL_STARTTLS_SYNTAX);
+		return CMD_FAIL;
+	}
+	if (s->tls != NULL) {
+		session_reply(s, RPL_TLS_ACTIVE);
+		return CMD_FAIL;
+	}
+	if (s->ss->tls.level == TLS_LEVEL_NONE || s->ss->ehlo_starttls >= s->ss->nehlo) {
+		/* not offered (level none, or smtpd_discard_ehlo_keywords) */
+		session_reply(s, RPL_NOT_IMPLEMENTED);
+		return CMD_FAIL;
+	}
+	if (s->ss->tls_srv == NULL || s->io->starttls == NULL) {
+		session_reply(s, RPL_TLS_UNAVAILABLE);
+		return CMD_FAIL;
+	}
+	if (s->ss->newtls_rate_limit > 0 && s->ident != NULL) {
+		session_wait(s, W_TLS_RATE, anvil_newtls_report(s->env->anvil, s->loop, s->ident,
+								 session_now(s),
+								 starttls_rate_answer, s));
+		return CMD_WAIT;
+	}
+	starttls_go(s);
+	return CMD_WAIT;
 }
 
 static enum cmd_result

@@ -105,17 +105,21 @@ static void
 service_ehlo_init(struct smtp_service *ss, const struct conf_view *cf)
 {
 	static const char *const keywords[] = {
-		"PIPELINING", "SIZE", "VRFY", "ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8",
-		"CHUNKING",
+		"PIPELINING", "SIZE", "VRFY", "STARTTLS", "ENHANCEDSTATUSCODES", "8BITMIME",
+		"SMTPUTF8", "CHUNKING",
 	};
 	char *const *discard;
 	size_t ndiscard, i, k;
 
 	discard = conf_list(cf, P_smtpd_discard_ehlo_keywords, &ndiscard);
 	ss->ehlo = xcalloc(sizeof(keywords) / sizeof(keywords[0]), sizeof(*ss->ehlo));
+	ss->ehlo_starttls = (size_t)-1;
 	for (i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++) {
 		int drop = 0;
 
+		/* Offered at may and encrypt, certificate or not (then STARTTLS gets 454). */
+		if (strcmp(keywords[i], "STARTTLS") == 0 && ss->tls.level == TLS_LEVEL_NONE)
+			continue;
 		if (strcmp(keywords[i], "VRFY") == 0 && ss->vrfy_disabled)
 			continue;
 		if (strcmp(keywords[i], "SMTPUTF8") == 0 && !ss->smtputf8)
@@ -127,6 +131,8 @@ service_ehlo_init(struct smtp_service *ss, const struct conf_view *cf)
 			continue;
 		if (strcmp(keywords[i], "CHUNKING") == 0)
 			ss->chunking = 1;
+		if (strcmp(keywords[i], "STARTTLS") == 0)
+			ss->ehlo_starttls = ss->nehlo;
 		if (strcmp(keywords[i], "SIZE") == 0 && ss->size_limit > 0)
 			ss->ehlo[ss->nehlo++] = xasprintf("SIZE %ld", ss->size_limit);
 		else
@@ -148,10 +154,40 @@ service_restrict_problem(void *ctx, const char *param, const char *item, const c
 }
 
 /* Everything a session of this service needs from one view (normal or stress). */
+/*
+ * The TLS level and context (normal NULL: build it; else share the normal
+ * data's).  Postfix's show-stoppers are errors; no certificate is a
+ * warning, as in Postfix, and STARTTLS then gets 454.
+ */
+static int
+service_tls_init(struct smtp_service *ss, const struct conf_service *cs,
+		 const struct conf_view *cf, const struct smtp_service *normal, char **err_r)
+{
+	char   *warn = NULL, *err = NULL;
+
+	if (tls_policy_read(cf, &ss->tls, err_r) < 0)
+		return -1;
+	if (ss->tls.level == TLS_LEVEL_NONE)
+		return 0;
+	if (normal != NULL) {
+		ss->tls_srv = tls_server_ref(normal->tls_srv);
+		return 0;
+	}
+	if (tls_server_build(cf, &ss->tls, &ss->tls_srv, &warn, &err) < 0) {
+		*err_r = err;
+		return -1;
+	}
+	if (warn != NULL) {
+		msg_warn("service %s: %s", cs->name, warn);
+		free(warn);
+	}
+	return 0;
+}
+
 static struct smtp_service *
 service_create(const struct conf_service *cs, const struct conf_view *cf,
 		       struct recipient_policy *policy, struct restrict_policy *restrictions,
-		       char **err_r)
+		       const struct smtp_service *normal, char **err_r)
 {
 	struct smtp_service *ss = xcalloc(1, sizeof(*ss));
 	struct recipient_conf *rc;
@@ -187,6 +223,7 @@ service_create(const struct conf_service *cs, const struct conf_view *cf,
 	ss->rcpt_rate_limit = conf_int(cf, P_smtpd_client_recipient_rate_limit);
 	ss->v4_prefix = (int)conf_int(cf, P_smtpd_client_ipv4_prefix_length);
 	ss->v6_prefix = (int)conf_int(cf, P_smtpd_client_ipv6_prefix_length);
+	ss->newtls_rate_limit = conf_int(cf, P_smtpd_client_new_tls_session_rate_limit);
 	/* Postfix talks to anvil only when one of its limits is set (the count limit is, by default). */
 	ss->anvil_on = ss->conn_count_limit > 0 || ss->conn_rate_limit > 0 || ss->msg_rate_limit > 0
 		|| ss->rcpt_rate_limit > 0
@@ -200,6 +237,8 @@ service_create(const struct conf_service *cs, const struct conf_view *cf,
 		msg_warn("service %s: smtpd_forbid_bare_newline = %s is not supported, because it "
 			 "allows SMTP smuggling; using \"normalize\"", cs->name, bl);
 	}
+	if (service_tls_init(ss, cs, cf, normal, err_r) < 0)
+		goto fail;
 	service_ehlo_init(ss, cf);
 	if (service_forbid_init(&ss->forbid, cf, err_r) < 0)
 		goto fail;
@@ -276,6 +315,7 @@ service_destroy(struct smtp_service *ss)
 	for (i = 0; i < ss->nnoop; i++)
 		free(ss->noop_cmds[i]);
 	free(ss->noop_cmds);
+	tls_server_free(&ss->tls_srv);
 	free(ss->service_name);
 	free(ss->hostname);
 	free(ss->banner);
@@ -288,10 +328,10 @@ smtp_service_build(const struct conf_service *cs, void **normal_r, void **stress
 {
 	struct smtp_service *normal, *stress;
 
-	if ((normal = service_create(cs, cs->view, NULL, NULL, err_r)) == NULL)
+	if ((normal = service_create(cs, cs->view, NULL, NULL, NULL, err_r)) == NULL)
 		return -1;
 	if ((stress = service_create(cs, cs->view_stress, normal->policy, normal->acl,
-				     err_r)) == NULL) {
+				     normal, err_r)) == NULL) {
 		service_destroy(normal);
 		return -1;
 	}

@@ -14,6 +14,8 @@
 #include <regex.h>
 #include <stddef.h>
 
+#include "net/tls.h"
+
 struct addrlist;
 struct conf_service;
 struct conf_view;
@@ -53,6 +55,11 @@ struct smtp_service {
 	int	anvil_on;		/* some limit is set: talk to anvil */
 	long	conn_count_limit, conn_rate_limit, msg_rate_limit, rcpt_rate_limit;
 	int	v4_prefix, v6_prefix;
+	long	newtls_rate_limit;	/* smtpd_client_new_tls_session_rate_limit */
+	/* TLS (net/tls.h): the level and the context, shared by normal and stress data */
+	struct tls_policy tls;
+	struct tls_server *tls_srv;	/* NULL: no certificate (STARTTLS gets 454) or level none */
+	size_t	ehlo_starttls;		/* index of "STARTTLS" in ehlo[]; nehlo when not offered */
 };
 
 /*

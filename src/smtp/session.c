@@ -17,6 +17,7 @@
 #include "deliver/deliver.h"
 #include "deliver/spool.h"
 #include "log/log.h"
+#include "net/tls.h"
 #include "policy/addrlist.h"
 #include "policy/anvil.h"
 #include "policy/policy.h"
@@ -194,6 +195,8 @@ session_pump(struct session *s)
 	}
 	if (s->hangup)
 		session_close(s);
+	else if (s->tls_start)
+		session_starttls(s);
 	else
 		session_resume(s);
 }
@@ -328,6 +331,11 @@ session_wait_cancel(struct session *s)
 	case W_POLICY:
 		policy_cancel(s->env->policy, s->wait_handle);
 		break;
+	case W_TLS:
+		break;		/* the transport's; it goes with the connection */
+	case W_TLS_RATE:
+		anvil_cancel(s->wait_handle);
+		break;
 	}
 	session_waited(s);
 }
@@ -460,6 +468,13 @@ session_command(struct session *s)
 		s->stat_total[cmd - session_cmds]++;
 		goto denied;
 	}
+	if (s->ss->tls.level == TLS_LEVEL_ENCRYPT && s->tls == NULL
+	    && !(cmd->flags & CMD_PRE_TLS)) {
+		/* Postfix: counted in the statistics, "where" unchanged */
+		s->stat_total[cmd - session_cmds]++;
+		session_reply(s, RPL_TLS_REQUIRED);
+		goto error;
+	}
 	s->where = cmd->name;
 	s->cur = cmd;
 	s->args = args;
@@ -579,18 +594,24 @@ session_delivered(void *ctx, const struct deliver_msg *m, int ok)
 	session_message_done(s, ok, RPL_WRITE_ERROR);
 }
 
+/* tls_comment: where the Received: header's TLS comment goes (freed by the caller). */
 static struct txn_client
-session_txn_client(const struct session *s)
+session_txn_client(const struct session *s, struct buf *tls_comment)
 {
 	struct txn_client c = {
 		.helo = s->helo,
 		.namaddr = s->namaddr,
 		.addr = s->addr,
-		.proto = session_proto(s),
+		/* RFC 3848: "ESMTPS" (Postfix adds the S to ESMTP only) */
+		.proto = s->tls != NULL && s->esmtp ? "ESMTPS" : session_proto(s),
 		.hostname = s->ss->hostname,
 		.mail_name = conf_str(s->ss->cf, P_mail_name),
 	};
 
+	if (s->tls != NULL && s->ss->tls.received_header) {
+		tls_format_received(tls_comment, s->tls, conf_bool(s->ss->cf, P_smtpd_tls_ask_ccert));
+		c.tls_comment = buf_str(tls_comment);
+	}
 	return c;
 }
 
@@ -600,6 +621,7 @@ session_committed(void *arg, enum spool_status st)
 {
 	struct session *s = arg;
 	struct txn_client c;
+	struct buf tls_comment = BUF_INIT;
 	struct deliver_msg *m;
 	size_t size = s->txn.bdat_used ? s->txn.bdat.size : s->txn.dr.size;
 
@@ -613,8 +635,9 @@ session_committed(void *arg, enum spool_status st)
 		session_message_done(s, 1, RPL_OK);
 		return;
 	}
-	c = session_txn_client(s);
+	c = session_txn_client(s, &tls_comment);
 	m = txn_deliver_msg(&s->txn, &c, size);
+	buf_free(&tls_comment);
 	if (s->rst.nprepend > 0) {
 		/* PREPEND headers go above our Received: header, as in Postfix */
 		struct buf b = BUF_INIT;
@@ -1013,6 +1036,7 @@ session_free(struct session **sp)
 	free(s->name);
 	free(s->reverse_name);
 	free(s->helo);
+	free(s->tls);
 	free(s);
 }
 
@@ -1296,6 +1320,122 @@ session_anvil_init(struct session *s)
 		s->range = xstrdup(key);
 }
 
+/* ---- TLS ------------------------------------------------------------------ */
+
+static void session_greet(struct session *s);
+
+/* The handshake failed, or could not start: Postfix loses the client. */
+static void
+session_tls_failed(struct session *s)
+{
+	if (s->cur != NULL) {
+		/* STARTTLS: counted, not successful ("starttls=0/1") */
+		s->stat_total[s->cur - session_cmds]++;
+		s->cur = NULL;
+	}
+	session_log_end(s, "lost connection");
+	session_close(s);
+}
+
+void
+session_starttls(struct session *s)
+{
+	void   *ssl;
+
+	if (s->closing)
+		return;
+	if (s->out_head != NULL) {
+		/* the 220 waits for the tarpit: the handshake comes after it */
+		s->tls_start = 1;
+		return;
+	}
+	s->tls_start = 0;
+	ssl = tls_server_ssl_new(s->ss->tls_srv);
+	if (ssl == NULL) {
+		tls_log_errors();
+		session_tls_failed(s);
+		return;
+	}
+	if (s->io->starttls(s->ioc, ssl, s->ss->tls.handshake_timeout, s->namaddr) < 0) {
+		tls_ssl_free(ssl);
+		tls_log_errors();
+		session_tls_failed(s);
+		return;
+	}
+	session_wait(s, W_TLS, s);
+}
+
+/* TLS is on: the STARTTLS command is complete, or wrapper mode greets. */
+static void
+session_tls_ready(struct session *s)
+{
+	if (s->cur != NULL) {
+		session_command_done(s, CMD_OK);
+		return;
+	}
+	session_greet(s);
+}
+
+/* anvil counted the new TLS session (Postfix enforces the limit here, after the fact). */
+static void
+session_tls_counted(void *ctx, const struct anvil_reply *r)
+{
+	struct session *s = ctx;
+
+	session_waited(s);
+	if (r->status == 0 && r->rate > s->ss->newtls_rate_limit) {
+		msg_warn("New TLS session rate limit exceeded: %d from %s for service %s", r->rate,
+			 s->namaddr, s->ss->service_name);
+		session_reply(s, RPL_TLS_RATE_HANGUP, s->ss->hostname, s->namaddr);
+		session_hangup(s);
+		return;
+	}
+	session_tls_ready(s);
+}
+
+void
+session_on_tls(struct session *s, const struct tls_info *info)
+{
+	struct buf b = BUF_INIT;
+
+	if (s->wait != W_TLS || s->closing)
+		return;
+	session_waited(s);
+	if (info == NULL) {
+		session_tls_failed(s);
+		return;
+	}
+	s->tls = xmalloc(sizeof(*s->tls));
+	*s->tls = *info;
+	if (s->ss->tls.loglevel >= 1) {
+		tls_format_summary(&b, s->tls, s->namaddr);
+		msg_info("%s", buf_str(&b));
+		buf_free(&b);
+	}
+	if (s->ss->newtls_rate_limit > 0 && s->ident != NULL && !info->reused) {
+		session_wait(s, W_TLS_RATE, anvil_newtls(s->env->anvil, s->loop, s->ident,
+							 session_now(s), session_tls_counted, s));
+		return;
+	}
+	session_tls_ready(s);
+}
+
+/* Wrapper mode: anvil's new TLS session rate before the handshake. */
+static void
+session_wrapper_rate(void *ctx, const struct anvil_reply *r)
+{
+	struct session *s = ctx;
+
+	session_waited(s);
+	if (r->status == 0 && r->rate > s->ss->newtls_rate_limit) {
+		msg_warn("Refusing TLS service request from %s for service %s", s->namaddr,
+			 s->ss->service_name);
+		session_close(s);
+		return;
+	}
+	session_starttls(s);
+}
+
 void
 session_start(struct session *s, const char *name, const char *reverse, int name_status,
 	      int reverse_status)
@@ -1309,6 +1449,31 @@ session_start(struct session *s, const char *name, const char *reverse, int name
 	s->bare_lf_reject = s->ss->bare_lf_reject
 		&& !addrlist_match(s->ss->bare_lf_exclusions, s->name, &s->sa.sa);
 	session_anvil_init(s);
+	if (s->ss->tls.wrappermode) {
+		/* smtpd_tls_wrappermode: TLS from the first byte, then the greeting */
+		if (s->ss->tls_srv == NULL || s->io->starttls == NULL) {
+			msg_warn("Wrapper-mode request dropped from %s for service %s. TLS context "
+				 "initialization failed. For details see earlier warnings in your "
+				 "logs.", s->namaddr, s->ss->service_name);
+			session_close(s);
+			return;
+		}
+		if (s->ss->newtls_rate_limit > 0 && s->ident != NULL) {
+			session_wait(s, W_TLS_RATE,
+				     anvil_newtls_report(s->env->anvil, s->loop, s->ident,
+							 session_now(s), session_wrapper_rate, s));
+			return;
+		}
+		session_starttls(s);
+		return;
+	}
+	session_greet(s);
+}
+
+/* The early-talker check, anvil's connect, the client restrictions, the banner. */
+static void
+session_greet(struct session *s)
+{
 	/* Talk before the greeting: always logged, refused with the parameter on. */
 	if (session_check_pipelining(s, "CONNECT"))
 		return;

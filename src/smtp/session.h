@@ -94,6 +94,16 @@ struct session_io {
 	void	(*timeouts)(void *io, long read_sec, long write_sec);
 	/* Send what was written, then close; no session_on_*() call follows. */
 	void	(*close)(void *io);
+	/*
+	 * Start TLS as the server (NULL: the transport has none).  What was
+	 * written is sent in plaintext first; input not consumed yet is
+	 * discarded.  ssl (net/tls.h's tls_server_ssl_new()) belongs to the
+	 * transport from a 0 return on (on -1 the caller frees it).  The
+	 * handshake takes at most timeout_sec; its end comes through
+	 * session_on_tls(), never inside this call.  namaddr: for the
+	 * handshake's log lines.
+	 */
+	int	(*starttls)(void *io, void *ssl, long timeout_sec, const char *namaddr);
 };
 
 /*
@@ -132,6 +142,9 @@ void session_on_input(struct session *s);	/* new input is buffered */
 void session_on_drained(struct session *s);	/* unsent output fell below the low mark */
 void session_on_timeout(struct session *s);	/* smtpd_timeout on a read or a write */
 void session_on_eof(struct session *s);		/* the client closed, or the connection broke */
+/* The TLS handshake is over: info (copied) when it worked, NULL when it failed (logged). */
+struct tls_info;
+void session_on_tls(struct session *s, const struct tls_info *info);
 
 /* The session asked its transport to close (it will not ask for anything else). */
 int session_closed(const struct session *s);

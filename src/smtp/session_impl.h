@@ -26,6 +26,7 @@ struct session;
 enum cmd_flags {
 	CMD_JUNK = 1 << 0,	/* counts against smtpd_junk_command_limit */
 	CMD_LAST = 1 << 1,	/* must be last in a pipelined group (RFC 2920) */
+	CMD_PRE_TLS = 1 << 2,	/* allowed before STARTTLS at the encrypt level */
 };
 
 /*
@@ -80,6 +81,8 @@ enum sess_wait {
 	W_SLEEP,	/* a restriction's "sleep": s->sleep_t */
 	W_DNS,		/* struct dns_query: a DNS lookup for the restrictions */
 	W_POLICY,	/* struct policy_query: a policy server's answer */
+	W_TLS,		/* the transport's TLS handshake (session_on_tls()) */
+	W_TLS_RATE,	/* struct anvil_req: anvil's new TLS session rate */
 };
 
 /* How a command continues once its restrictions are evaluated (out->verdict PASS or REJECT). */
@@ -153,6 +156,10 @@ struct session {
 	char   *ident;			/* "<service>:<client key>"; NULL: exempt or off */
 	char   *range;			/* the client key when it is a network, for logs */
 	int	anvil_connected;	/* a connect was counted: disconnect at the end */
+
+	/* TLS (net/tls.h) */
+	struct tls_info *tls;		/* the handshake's facts; NULL: plaintext */
+	int	tls_start;		/* start the handshake once the queued replies are out */
 };
 
 /* Replies (session.c).  They return the reply's code. */
@@ -190,6 +197,12 @@ void session_restrict(struct session *s, enum restrict_stage stage, const char *
 void session_body_resume(struct session *s);
 /* smtpd_delay_reject = no: evaluate the client restrictions, then the banner. */
 void session_restrict_connect(struct session *s);
+
+/*
+ * STARTTLS: start the handshake once the queued replies (the 220) are
+ * written; the session waits (W_TLS) and continues in session_on_tls().
+ */
+void session_starttls(struct session *s);
 
 /* A new spool for a message body (the environment's kind). */
 struct spool *session_new_spool(struct session *s);

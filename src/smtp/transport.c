@@ -7,11 +7,18 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include <errno.h>
+#include <string.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "log/log.h"
+#include "net/tls.h"
 #include "smtp/session.h"
 #include "util/xalloc.h"
 
@@ -21,7 +28,13 @@
 #define TRANSPORT_WRITE_LOW	(16 * 1024)
 
 struct transport {
-	struct bufferevent *bev;
+	struct bufferevent *bev;	/* the socket's, or the TLS filter over it */
+	struct event_base *base;
+	SSL    *ssl;			/* TLS: the filter's (it frees it) */
+	int	handshaking;		/* the TLS handshake is under way */
+	struct event *hs_timer;		/* smtpd_starttls_timeout */
+	char   *namaddr;		/* for the handshake's log lines */
+	struct timeval rtmo, wtmo;	/* the session's timeouts (0: none) */
 	struct session *s;
 	void	(*closed)(void *owner);
 	void   *owner;
@@ -62,12 +75,34 @@ transport_write_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+static void transport_tls_done(struct transport *t, int ok);
+
 static void
 transport_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct transport *t = arg;
 
 	(void)bev;
+	if (t->handshaking && !t->closing) {
+		if (what & BEV_EVENT_CONNECTED) {
+			transport_tls_done(t, 1);
+			return;
+		}
+		/* Postfix's tls_server_start() failure lines */
+		if (ERR_peek_error() != 0) {
+			msg_info("SSL_accept error from %s: %d", t->namaddr, -1);
+			tls_log_errors();
+		} else if ((what & BEV_EVENT_ERROR) && EVUTIL_SOCKET_ERROR() != 0) {
+			msg_info("SSL_accept error from %s: %s", t->namaddr,
+				 strerror(EVUTIL_SOCKET_ERROR()));
+		} else {
+			msg_info("SSL_accept error from %s: lost connection", t->namaddr);
+		}
+		transport_tls_done(t, 0);
+		return;
+	}
+	if (what & BEV_EVENT_CONNECTED)
+		return;
 	if (t->closing || t->s == NULL) {
 		transport_finish(t);
 		return;
@@ -83,6 +118,7 @@ transport_new(struct event_base *base, int fd, void (*closed)(void *owner), void
 {
 	struct transport *t = xcalloc(1, sizeof(*t));
 
+	t->base = base;
 	if ((t->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
 		msg_fatal("transport: cannot create a bufferevent");
 	t->closed = closed;
@@ -118,7 +154,10 @@ transport_free(struct transport **tp)
 	bufferevent_disable(t->bev, EV_READ | EV_WRITE);
 	evbuffer_drain(bufferevent_get_output(t->bev), evbuffer_get_length(bufferevent_get_output(t->bev)));
 	evbuffer_drain(bufferevent_get_input(t->bev), evbuffer_get_length(bufferevent_get_input(t->bev)));
-	bufferevent_free(t->bev);
+	bufferevent_free(t->bev);	/* a TLS filter frees its SSL and the socket's bufferevent */
+	if (t->hs_timer != NULL)
+		event_free(t->hs_timer);
+	free(t->namaddr);
 	free(t);
 	*tp = NULL;
 }
@@ -148,15 +187,29 @@ tio_consume(void *io, size_t n)
 	evbuffer_drain(bufferevent_get_input(t->bev), n);
 }
 
+/*
+ * With TLS: the decrypted bytes (the filter's buffer, and what OpenSSL has
+ * decrypted and not handed out), plus the records not yet decrypted (in
+ * the socket's buffer and the kernel), which in an SMTP session can only
+ * be the client's next commands: Postfix reads (and decrypts) one byte
+ * there to find out.
+ */
 static size_t
 tio_pending(void *io)
 {
 	struct transport *t = io;
+	struct bufferevent *under = t->ssl != NULL ? bufferevent_get_underlying(t->bev) : NULL;
 	int n = 0;
+	size_t have = evbuffer_get_length(bufferevent_get_input(t->bev));
 
 	if (ioctl(bufferevent_getfd(t->bev), FIONREAD, &n) < 0)
 		n = 0;
-	return evbuffer_get_length(bufferevent_get_input(t->bev)) + (n > 0 ? (size_t)n : 0);
+	if (t->ssl != NULL) {
+		have += (size_t)SSL_pending(t->ssl);
+		if (under != NULL)
+			have += evbuffer_get_length(bufferevent_get_input(under));
+	}
+	return have + (n > 0 ? (size_t)n : 0);
 }
 
 static size_t
@@ -168,6 +221,8 @@ tio_peek_copy(void *io, char *out, size_t max)
 
 	if (evbuffer_get_length(in) > 0)
 		n = evbuffer_copyout(in, out, max);
+	else if (t->ssl != NULL)
+		n = 0;	/* still encrypted: nothing to show */
 	else
 		n = recv(bufferevent_getfd(t->bev), out, max, MSG_PEEK | MSG_DONTWAIT);
 	return n > 0 ? (size_t)n : 0;
@@ -178,6 +233,8 @@ tio_read(void *io, int on)
 {
 	struct transport *t = io;
 
+	if (t->handshaking)
+		return;		/* the handshake reads; the session waits for its end */
 	if (on && !t->closing)
 		bufferevent_enable(t->bev, EV_READ);
 	else
@@ -204,9 +261,11 @@ static void
 tio_timeouts(void *io, long read_sec, long write_sec)
 {
 	struct transport *t = io;
-	struct timeval r = { read_sec, 0 }, w = { write_sec, 0 };
-
-	bufferevent_set_timeouts(t->bev, read_sec > 0 ? &r : NULL, write_sec > 0 ? &w : NULL);
+	t->rtmo.tv_sec = read_sec > 0 ? read_sec : 0;
+	t->wtmo.tv_sec = write_sec > 0 ? write_sec : 0;
+	if (!t->handshaking)
+		bufferevent_set_timeouts(t->bev, read_sec > 0 ? &t->rtmo : NULL,
+					 write_sec > 0 ? &t->wtmo : NULL);
 }
 
 static void
@@ -230,7 +289,82 @@ tio_close(void *io)
 	bufferevent_enable(t->bev, EV_WRITE);
 }
 
+/* ---- TLS ------------------------------------------------------------------ */
+
+static void
+transport_tls_done(struct transport *t, int ok)
+{
+	struct tls_info info;
+
+	t->handshaking = 0;
+	if (t->hs_timer != NULL)
+		event_del(t->hs_timer);
+	bufferevent_disable(t->bev, EV_READ);
+	bufferevent_set_timeouts(t->bev, t->rtmo.tv_sec > 0 ? &t->rtmo : NULL,
+				 t->wtmo.tv_sec > 0 ? &t->wtmo : NULL);
+	if (ok)
+		tls_info_get(t->ssl, &info);
+	if (t->s != NULL)
+		session_on_tls(t->s, ok ? &info : NULL);
+}
+
+/* smtpd_starttls_timeout: a client that stalls in the handshake is cut off. */
+static void
+transport_hs_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct transport *t = arg;
+
+	(void)fd;
+	(void)what;
+	if (!t->handshaking)
+		return;
+	msg_info("SSL_accept error from %s: %s", t->namaddr, strerror(ETIMEDOUT));
+	ERR_clear_error();
+	transport_tls_done(t, 0);
+}
+
+/*
+ * Put a TLS filter over the socket's bufferevent.  What the session wrote
+ * is already queued on the socket's bufferevent, so it goes out in
+ * plaintext first; the plaintext input that nobody consumed is dropped
+ * (CVE-2011-0411: commands pipelined behind STARTTLS must not run as if
+ * they had come over TLS).
+ */
+static int
+tio_starttls(void *io, void *ssl, long timeout_sec, const char *namaddr)
+{
+	struct transport *t = io;
+	struct bufferevent *tls;
+	struct evbuffer *in = bufferevent_get_input(t->bev);
+	struct timeval tmo = { timeout_sec, 0 };
+
+	if (t->ssl != NULL || t->closing)
+		return -1;
+	evbuffer_drain(in, evbuffer_get_length(in));
+	bufferevent_set_timeouts(t->bev, NULL, NULL);
+	tls = bufferevent_openssl_filter_new(t->base, t->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (tls == NULL)
+		return -1;	/* the caller frees ssl */
+	/* A peer that closes without close_notify is an EOF, as Postfix sees it. */
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	t->bev = tls;
+	t->ssl = ssl;
+	t->handshaking = 1;
+	free(t->namaddr);
+	t->namaddr = xstrdup(namaddr);
+	bufferevent_setcb(tls, transport_read_cb, transport_write_cb, transport_event_cb, t);
+	bufferevent_setwatermark(tls, EV_READ, 0, TRANSPORT_READ_HIGH);
+	bufferevent_setwatermark(tls, EV_WRITE, TRANSPORT_WRITE_LOW, 0);
+	bufferevent_enable(tls, EV_READ | EV_WRITE);
+	if (t->hs_timer == NULL)
+		t->hs_timer = evtimer_new(t->base, transport_hs_timeout, t);
+	evtimer_add(t->hs_timer, &tmo);
+	return 0;
+}
+
 const struct session_io transport_io = {
+	.starttls = tio_starttls,
 	.peek = tio_peek,
 	.consume = tio_consume,
 	.pending = tio_pending,

@@ -181,6 +181,8 @@ txn_received(const struct txn *t, const struct txn_client *c, struct buf *out)
 	} else {
 		buf_printf(out, "%.*s [%s]", (int)namelen, c->namaddr, c->addr);
 	}
+	if (c->tls_comment != NULL)
+		buf_printf(out, "\n%s", c->tls_comment);
 	buf_printf(out, "\n\tby %s (%s) with %s id %s", c->hostname, c->mail_name, c->proto,
 		   t->queue_id);
 	if (t->nrcpts == 1)

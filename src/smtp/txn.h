@@ -117,6 +117,8 @@ struct txn_client {
 	const char *proto;	/* "SMTP", "ESMTP", "UTF8SMTP" ... */
 	const char *hostname;	/* myhostname */
 	const char *mail_name;
+	/* NULL, or the TLS comment lines below the from line (net/tls.h tls_format_received()) */
+	const char *tls_comment;
 };
 
 /* Append the Received: header Postfix would add (LF line ends). */

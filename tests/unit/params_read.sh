@@ -54,7 +54,7 @@ for f in $(find src -name '*.[ch]' ! -path 'src/conf/*' | sort); do
 	if ! "$CC" -x c -fpreprocessed -dD -E -P "$f" > "$work/code" 2> "$work/cc.err"; then
 		echo "FAIL: $CC cannot strip the comments of $f:"; cat "$work/cc.err"; exit 1
 	fi
-	grep -ow 'P_[a-z0-9_]*' "$work/code" | sed 's/^P_//' >> "$work/direct"
+	grep -ow 'P_[A-Za-z0-9_]*' "$work/code" | sed 's/^P_//' >> "$work/direct"
 done
 sort -u -o "$work/direct" "$work/direct"
 [ -s "$work/direct" ] || { echo "FAIL: no P_ name found in src/ outside src/conf/"; exit 1; }

@@ -147,7 +147,7 @@ test_refused_table(void **state)
 		assert_non_null(def);
 		buf_printf(&defaults, "%s = %s\n", name, def);
 	}
-	assert_false(conf_param_is_refused("smtpd_tls_cert_file"));
+	assert_false(conf_param_is_refused("smtpd_sasl_path"));
 	c = test_load(buf_str(&defaults), NULL, NULL, 0, &rep, NULL);
 	if (c == NULL)
 		test_dump(&rep);
@@ -166,30 +166,27 @@ test_refused_table(void **state)
 
 	c = test_load("strict_rfc821_envelopes = YES\n"
 		      "receive_override_options = no_milters, no_unknown_recipient_checks\n"
-		      "smtpd_tls_security_level = Encrypt\n"
-		      "smtpd_enforce_tls = yes\n"
+		      "smtpd_tls_req_ccert = Yes\n"
 		      "my_filter = amavis:[127.0.0.1]:10024\n"
 		      "content_filter = ${stress?{}:{$my_filter}}\n",
-		      "127.0.0.1:2525 inet n - n - - smtpd -o smtpd_tls_security_level=none\n"
-		      "127.0.0.1:2526 inet n - n - - smtpd -o smtpd_tls_security_level=\n",
+		      "127.0.0.1:2525 inet n - n - - smtpd -o smtpd_tls_req_ccert=no\n"
+		      "127.0.0.1:2526 inet n - n - - smtpd\n",
 		      NULL, 0, &rep, NULL);
 	assert_null(c);
-	if (rep.errors != 5)
+	if (rep.errors != 4)
 		test_dump(&rep);
-	assert_int_equal(rep.errors, 5);
+	assert_int_equal(rep.errors, 4);
 	assert_non_null(test_find(&rep, "strict_rfc821_envelopes = YES: parameter is not "
 				  "implemented by mxgate, refused: "));
 	assert_non_null(test_find(&rep, "receive_override_options = no_milters, "
 				  "no_unknown_recipient_checks: parameter"));
-	assert_non_null(test_find(&rep, "smtpd_tls_security_level = Encrypt: parameter"));
-	/* enforce_tls counts only where the level is empty: the 2526 service. */
-	assert_int_equal(test_find(&rep, "smtpd_enforce_tls = yes: parameter")->line, 4);
+	assert_int_equal(test_find(&rep, "smtpd_tls_req_ccert = Yes: parameter")->line, 3);
 	/* The filter is off under stress, on otherwise: refused, and only that. */
 	assert_int_equal(test_find(&rep, "content_filter = ${stress?{}:{$my_filter}}: "
 				   "parameter")->kind, CONF_PROB_NOT_IMPLEMENTED);
 	assert_null(test_find(&rep, "content_filter: parameter"));
-	/* The services' harmless levels are warnings at their master.cf lines. */
-	assert_int_equal(test_find(&rep, "smtpd_tls_security_level: parameter is not "
+	/* A service's harmless value is a warning at its master.cf line. */
+	assert_int_equal(test_find(&rep, "smtpd_tls_req_ccert: parameter is not "
 				   "implemented by mxgate, ignored")->is_error, 0);
 	conf_report_free(&rep);
 }
@@ -613,7 +610,7 @@ test_report_collects(void **state)
 	    "smtpd_hard_error_limit = 0\n"
 	    "bad line\n"
 	    "smtpd_helo_required = maybe\n"
-	    "smtpd_tls_cert_file = /etc/cert.pem\n"
+	    "smtpd_sasl_path = private/auth\n"
 	    "foo_bar = 1\n"
 	    "smtpd_banner = ${mail_name\n",
 	    "smtp inet n - n - - smtpd -o smtpd_junk_command_limit=abc\n"
@@ -626,7 +623,7 @@ test_report_collects(void **state)
 	    "invalid smtpd_hard_error_limit parameter value 0 < 1",
 	    "missing '=' after attribute name: \"bad line\"",
 	    "bad boolean configuration: smtpd_helo_required = maybe",
-	    "smtpd_tls_cert_file: parameter is not implemented by mxgate, ignored",
+	    "smtpd_sasl_path: parameter is not implemented by mxgate, ignored",
 	    "unused parameter: foo_bar=1",
 	    "truncated macro reference",
 	    "bad numerical configuration: smtpd_junk_command_limit = abc",
@@ -665,7 +662,7 @@ test_warnings_only(void **state)
 {
 	struct conf_report rep;
 	struct conf *c = test_load("my_banner_text = hello\nsmtpd_banner = $my_banner_text\n"
-				   "smtpd_tls_cert_file = /x\nsmtpd_banner2 = 3\n",
+				   "smtpd_sasl_path = /x\nsmtpd_banner2 = 3\n",
 				   NULL, NULL, 0, &rep, NULL);
 
 	assert_non_null(c);
@@ -1442,7 +1439,7 @@ test_cmd_conf_all(void **state)
 static void
 test_cmd_check(void **state)
 {
-	char   *dir = test_dir("smtpd_timeout = 10x\nsmtpd_tls_cert_file = /c\nfoo = 1\n", NULL);
+	char   *dir = test_dir("smtpd_timeout = 10x\nsmtpd_sasl_path = /c\nfoo = 1\n", NULL);
 	const char *args[] = {"-c", dir, NULL};
 	char   *out, *err, *want;
 
@@ -1450,7 +1447,7 @@ test_cmd_check(void **state)
 	assert_string_equal(out, "");
 	want = xasprintf("mxgate: error: %s/main.cf, line 1: parameter smtpd_timeout: bad time "
 			 "value or unit: 10x\n"
-			 "mxgate: warning: %s/main.cf, line 2: smtpd_tls_cert_file: parameter is "
+			 "mxgate: warning: %s/main.cf, line 2: smtpd_sasl_path: parameter is "
 			 "not implemented by mxgate, ignored\n"
 			 "mxgate: warning: %s/main.cf, line 3: unused parameter: foo=1\n",
 			 dir, dir, dir);

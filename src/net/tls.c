@@ -1,0 +1,833 @@
+/*
+ * tls: the server's SSL_CTX, built from the configuration.  See tls.h.
+ */
+#include "net/tls.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "conf/conf.h"
+#include "log/log.h"
+#include "util/buf.h"
+#include "util/xalloc.h"
+
+struct tls_server {
+	atomic_int refs;
+	SSL_CTX *ctx;
+};
+
+/* ---- the policy ---------------------------------------------------------- */
+
+static int
+tls_loglevel(const char *v)
+{
+	static const char *const names[] = { "none", "routine", "debug", "ssl-expert",
+					     "ssl-developer" };
+
+	if (v[0] >= '0' && v[0] <= '9' && v[1] == '\0')
+		return v[0] - '0';
+	for (int i = 0; i < 5; i++)
+		if (strcasecmp(v, names[i]) == 0)
+			return i;
+	/* Postfix takes a mask of names too ("summary", "cache"...): log the summary. */
+	return 1;
+}
+
+int
+tls_policy_read(const struct conf_view *cf, struct tls_policy *p, char **err_r)
+{
+	const char *lev = conf_str(cf, P_smtpd_tls_security_level);
+	int	enforce = conf_bool(cf, P_smtpd_enforce_tls);
+	int	use = conf_bool(cf, P_smtpd_use_tls);
+
+	memset(p, 0, sizeof(*p));
+	p->wrappermode = conf_bool(cf, P_smtpd_tls_wrappermode);
+	/* Postfix: the level wins over the legacy booleans, wrapper mode over both. */
+	if (!p->wrappermode && *lev != '\0') {
+		if (strcasecmp(lev, "none") == 0) {
+			use = enforce = 0;
+		} else if (strcasecmp(lev, "may") == 0) {
+			use = 1;
+			enforce = 0;
+		} else if (strcasecmp(lev, "encrypt") == 0) {
+			use = enforce = 1;
+		} else if (strcasecmp(lev, "fingerprint") == 0 || strcasecmp(lev, "verify") == 0
+			   || strcasecmp(lev, "secure") == 0) {
+			/* Postfix: "unsupported TLS level ..., using encrypt" */
+			msg_warn("smtpd_tls_security_level: unsupported TLS level \"%s\", using "
+				 "\"encrypt\"", lev);
+			use = enforce = 1;
+		} else {
+			*err_r = xasprintf("smtpd_tls_security_level = %s: Invalid TLS level \"%s\"",
+					   lev, lev);
+			return -1;
+		}
+	}
+	enforce = p->wrappermode || enforce;
+	use = use || enforce;
+	p->level = enforce ? TLS_LEVEL_ENCRYPT : use ? TLS_LEVEL_MAY : TLS_LEVEL_NONE;
+	p->loglevel = tls_loglevel(conf_str(cf, P_smtpd_tls_loglevel));
+	p->received_header = conf_bool(cf, P_smtpd_tls_received_header);
+	p->auth_only = conf_bool(cf, P_smtpd_tls_auth_only) || enforce;
+	p->handshake_timeout = conf_time(cf, P_smtpd_starttls_timeout);
+	return 0;
+}
+
+/* ---- errors -------------------------------------------------------------- */
+
+void
+tls_log_errors(void)
+{
+	unsigned long e;
+	const char *file, *data, *func;
+	int	line, flags;
+	char	text[256];
+
+	while ((e = ERR_get_error_all(&file, &line, &func, &data, &flags)) != 0) {
+		ERR_error_string_n(e, text, sizeof(text));
+		msg_warn("TLS library problem: %s:%s:%d:%s:", text, file, line,
+			 (flags & ERR_TXT_STRING) ? data : "");
+	}
+}
+
+/* The first queued OpenSSL error as text (the queue is cleared). */
+static const char *
+tls_error_text(char *out, size_t len)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	if (e == 0)
+		snprintf(out, len, "unknown error");
+	else
+		ERR_error_string_n(e, out, len);
+	ERR_clear_error();
+	return out;
+}
+
+/* ---- protocols ----------------------------------------------------------- */
+
+static const struct {
+	const char *name;
+	int	version;
+	long	op;
+} tls_protos[] = {
+	{ "SSLv2", 0x0200, 0 },
+	{ "SSLv3", SSL3_VERSION, SSL_OP_NO_SSLv3 },
+	{ "TLSv1", TLS1_VERSION, SSL_OP_NO_TLSv1 },
+	{ "TLSv1.1", TLS1_1_VERSION, SSL_OP_NO_TLSv1_1 },
+	{ "TLSv1.2", TLS1_2_VERSION, SSL_OP_NO_TLSv1_2 },
+	{ "TLSv1.3", TLS1_3_VERSION, SSL_OP_NO_TLSv1_3 },
+};
+#define TLS_NPROTOS	(sizeof(tls_protos) / sizeof(tls_protos[0]))
+
+static int
+tls_proto_index(const char *name)
+{
+	for (size_t i = 0; i < TLS_NPROTOS; i++)
+		if (strcasecmp(tls_protos[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * Postfix's protocol list: "!SSLv2, !SSLv3", "TLSv1.2 TLSv1.3", ">=TLSv1",
+ * "<=TLSv1.2".  Sets the context's version range and the SSL_OP_NO_* for
+ * the holes in it.  Returns 0 or -1 (bad list).
+ */
+static int
+tls_set_protocols(SSL_CTX *ctx, char *const *items, size_t n)
+{
+	int	incl = 0, excl = 0, lo = 0, hi = (int)TLS_NPROTOS - 1, i;
+	long	ops = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		const char *it = items[k];
+
+		if (strncmp(it, ">=", 2) == 0) {
+			if ((i = tls_proto_index(it + 2)) < 0)
+				return -1;
+			lo = i > lo ? i : lo;
+		} else if (strncmp(it, "<=", 2) == 0) {
+			if ((i = tls_proto_index(it + 2)) < 0)
+				return -1;
+			hi = i < hi ? i : hi;
+		} else if (*it == '!') {
+			if ((i = tls_proto_index(it + 1)) < 0)
+				return -1;
+			excl |= 1 << i;
+		} else {
+			if ((i = tls_proto_index(it)) < 0)
+				return -1;
+			incl |= 1 << i;
+		}
+	}
+	if (incl == 0)
+		incl = (1 << TLS_NPROTOS) - 1;
+	incl &= ~excl;
+	/* SSLv2 is never spoken; SSLv3 only if the library still has it. */
+	for (i = 0; i < (int)TLS_NPROTOS; i++)
+		if (i < lo || i > hi)
+			incl &= ~(1 << i);
+	incl &= ~1;
+	if (incl == 0)
+		return -1;
+	for (lo = 0; !(incl & (1 << lo)); lo++)
+		;
+	for (hi = (int)TLS_NPROTOS - 1; !(incl & (1 << hi)); hi--)
+		;
+	for (i = lo; i <= hi; i++)
+		if (!(incl & (1 << i)))
+			ops |= tls_protos[i].op;
+	SSL_CTX_set_min_proto_version(ctx, tls_protos[lo].version);
+	SSL_CTX_set_max_proto_version(ctx, hi == (int)TLS_NPROTOS - 1 ? 0 : tls_protos[hi].version);
+	if (ops)
+		SSL_CTX_set_options(ctx, (uint64_t)ops);
+	return 0;
+}
+
+/* ---- ciphers ------------------------------------------------------------- */
+
+/*
+ * The grade's OpenSSL list (tls_<grade>_cipherlist) with the exclusions
+ * appended as ":!name", as Postfix's tls_set_ciphers() builds it.  Returns
+ * NULL with *err_r for an unknown grade or an exclusion with a modifier.
+ */
+static char *
+tls_cipher_list(const struct conf_view *cf, int enforce, int ask_ccert, char **err_r)
+{
+	const char *grade = conf_str(cf, enforce ? P_smtpd_tls_mandatory_ciphers
+				     : P_smtpd_tls_ciphers);
+	static const struct {
+		const char *name;
+		enum param_id id;
+	} grades[] = {
+		{ "high", P_tls_high_cipherlist }, { "medium", P_tls_medium_cipherlist },
+		{ "low", P_tls_low_cipherlist }, { "export", P_tls_export_cipherlist },
+		{ "null", P_tls_null_cipherlist },
+	};
+	const char *list = NULL;
+	struct buf b = BUF_INIT;
+	enum param_id excl[2] = { P_smtpd_tls_exclude_ciphers, P_smtpd_tls_mandatory_exclude_ciphers };
+
+	for (size_t i = 0; i < sizeof(grades) / sizeof(grades[0]); i++)
+		if (strcasecmp(grade, grades[i].name) == 0)
+			list = conf_str(cf, grades[i].id);
+	if (list == NULL) {
+		*err_r = xasprintf("%s = %s: invalid cipher grade",
+				   enforce ? "smtpd_tls_mandatory_ciphers" : "smtpd_tls_ciphers",
+				   grade);
+		return NULL;
+	}
+	buf_puts(&b, list);
+	for (int k = 0; k < (enforce ? 2 : 1); k++) {
+		size_t n;
+		char *const *items = conf_list(cf, excl[k], &n);
+
+		for (size_t i = 0; i < n; i++) {
+			char *copy = xstrdup(items[i]), *save = copy, *tok;
+
+			while ((tok = strsep(&save, ":")) != NULL) {
+				if (*tok == '\0')
+					continue;
+				if (strchr("!+-@", *tok) != NULL) {
+					*err_r = xasprintf("%s = %s: invalid unary '!+-@' in cipher "
+							   "exclusion: %s", conf_param_name(excl[k]),
+							   conf_str(cf, excl[k]), tok);
+					free(copy);
+					buf_free(&b);
+					return NULL;
+				}
+				buf_printf(&b, ":!%s", tok);
+			}
+			free(copy);
+		}
+	}
+	if (ask_ccert)
+		buf_puts(&b, ":!aNULL");
+	return buf_steal(&b);
+}
+
+/* ---- certificates -------------------------------------------------------- */
+
+/*
+ * smtpd_tls_chain_files: each file holds a key followed by its certificate
+ * chain (leaf first); several keys (RSA, ECDSA, Ed25519) may follow one
+ * another, in one file or across files, as Postfix reads them.
+ */
+static int
+tls_load_chain_files(SSL_CTX *ctx, char *const *files, size_t n, char **err_r)
+{
+	EVP_PKEY *key = NULL;
+	X509   *leaf = NULL;
+	STACK_OF(X509) *chain = NULL;
+	int	loaded = 0, rc = -1;
+	char	etext[256];
+
+	for (size_t f = 0; f < n; f++) {
+		BIO    *bio = BIO_new_file(files[f], "r");
+		STACK_OF(X509_INFO) *infos;
+
+		if (bio == NULL) {
+			*err_r = xasprintf("smtpd_tls_chain_files: cannot open %s: %s", files[f],
+					   tls_error_text(etext, sizeof(etext)));
+			goto out;
+		}
+		infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
+		BIO_free(bio);
+		if (infos == NULL || sk_X509_INFO_num(infos) == 0) {
+			*err_r = xasprintf("smtpd_tls_chain_files: no PEM key or certificate in %s",
+					   files[f]);
+			sk_X509_INFO_pop_free(infos, X509_INFO_free);
+			goto out;
+		}
+		for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
+			X509_INFO *xi = sk_X509_INFO_value(infos, i);
+
+			if (xi->x_pkey != NULL && xi->x_pkey->dec_pkey != NULL) {
+				if (key != NULL) {
+					if (leaf == NULL
+					    || SSL_CTX_use_cert_and_key(ctx, leaf, key, chain, 1) != 1)
+						goto bad_pair;
+					loaded++;
+				}
+				EVP_PKEY_free(key);
+				X509_free(leaf);
+				sk_X509_pop_free(chain, X509_free);
+				key = xi->x_pkey->dec_pkey;
+				EVP_PKEY_up_ref(key);
+				leaf = NULL;
+				chain = sk_X509_new_null();
+			}
+			if (xi->x509 != NULL) {
+				if (key == NULL) {
+					*err_r = xasprintf("smtpd_tls_chain_files: %s: a certificate "
+							   "before its private key", files[f]);
+					sk_X509_INFO_pop_free(infos, X509_INFO_free);
+					goto out;
+				}
+				X509_up_ref(xi->x509);
+				if (leaf == NULL)
+					leaf = xi->x509;
+				else
+					sk_X509_push(chain, xi->x509);
+			}
+		}
+		sk_X509_INFO_pop_free(infos, X509_INFO_free);
+	}
+	if (key != NULL) {
+		if (leaf == NULL || SSL_CTX_use_cert_and_key(ctx, leaf, key, chain, 1) != 1)
+			goto bad_pair;
+		loaded++;
+	}
+	rc = loaded > 0 ? 0 : -1;
+	if (rc < 0)
+		*err_r = xasprintf("smtpd_tls_chain_files: no private key found");
+	goto out;
+bad_pair:
+	*err_r = xasprintf("smtpd_tls_chain_files: a private key without its matching "
+			   "certificate: %s", tls_error_text(etext, sizeof(etext)));
+out:
+	EVP_PKEY_free(key);
+	X509_free(leaf);
+	sk_X509_pop_free(chain, X509_free);
+	return rc;
+}
+
+/* One legacy certificate (chain) file and its key file. */
+static int
+tls_load_pair(SSL_CTX *ctx, const char *cert, const char *key, const char *cparam,
+	      const char *kparam, char **err_r)
+{
+	char	etext[256];
+
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		*err_r = xasprintf("%s = %s: cannot load the certificate: %s", cparam, cert,
+				   tls_error_text(etext, sizeof(etext)));
+		return -1;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, *key ? key : cert, SSL_FILETYPE_PEM) != 1) {
+		*err_r = xasprintf("%s = %s: cannot load the private key: %s", kparam,
+				   *key ? key : cert, tls_error_text(etext, sizeof(etext)));
+		return -1;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		*err_r = xasprintf("%s = %s: the private key does not match the certificate in "
+				   "%s: %s", kparam, *key ? key : cert, cert,
+				   tls_error_text(etext, sizeof(etext)));
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the context --------------------------------------------------------- */
+
+/* Ask for a client certificate, accept whatever comes (Postfix logs, then decides). */
+static int
+tls_verify_cb(int ok, X509_STORE_CTX *x)
+{
+	(void)ok;
+	(void)x;
+	return 1;
+}
+
+static const struct {
+	const char *name;
+	uint64_t op;
+} tls_ssl_opts[] = {
+	{ "ENABLE_MIDDLEBOX_COMPAT", SSL_OP_ENABLE_MIDDLEBOX_COMPAT },
+	{ "LEGACY_SERVER_CONNECT", SSL_OP_LEGACY_SERVER_CONNECT },
+	{ "NO_COMPRESSION", SSL_OP_NO_COMPRESSION },
+	{ "NO_RENEGOTIATION", SSL_OP_NO_RENEGOTIATION },
+	{ "NO_SESSION_RESUMPTION_ON_RENEGOTIATION", SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION },
+	{ "NO_TICKET", SSL_OP_NO_TICKET },
+	{ "PRIORITIZE_CHACHA", SSL_OP_PRIORITIZE_CHACHA },
+};
+
+static int
+tls_set_ssl_options(SSL_CTX *ctx, const struct conf_view *cf, char **err_r)
+{
+	size_t n;
+	char *const *items = conf_list(cf, P_tls_ssl_options, &n);
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t op = 0;
+		char   *end;
+
+		if (strncasecmp(items[i], "0x", 2) == 0) {
+			op = strtoull(items[i], &end, 16);
+			if (*end != '\0')
+				goto bad;
+		} else {
+			for (size_t k = 0; k < sizeof(tls_ssl_opts) / sizeof(tls_ssl_opts[0]); k++)
+				if (strcasecmp(items[i], tls_ssl_opts[k].name) == 0)
+					op = tls_ssl_opts[k].op;
+			if (op == 0)
+				goto bad;
+		}
+		SSL_CTX_set_options(ctx, op);
+		continue;
+bad:
+		*err_r = xasprintf("tls_ssl_options = %s: unknown option \"%s\"",
+				   conf_str(cf, P_tls_ssl_options), items[i]);
+		return -1;
+	}
+	return 0;
+}
+
+/* smtpd_tls_eecdh_grade: the ECDHE groups. */
+static int
+tls_set_groups(SSL_CTX *ctx, const struct conf_view *cf, char **err_r)
+{
+	const char *grade = conf_str(cf, P_smtpd_tls_eecdh_grade);
+	struct buf b = BUF_INIT;
+	int	rc = 0;
+
+	if (strcasecmp(grade, "auto") == 0) {
+		size_t n;
+		char *const *curves = conf_list(cf, P_tls_eecdh_auto_curves, &n);
+
+		/* Postfix keeps the curves the library knows, in order. */
+		for (size_t i = 0; i < n; i++) {
+			SSL_CTX *probe = SSL_CTX_new(TLS_server_method());
+
+			if (probe != NULL && SSL_CTX_set1_groups_list(probe, curves[i]) == 1)
+				buf_printf(&b, "%s%s", b.len ? ":" : "", curves[i]);
+			SSL_CTX_free(probe);
+		}
+		ERR_clear_error();
+	} else if (strcasecmp(grade, "strong") == 0) {
+		buf_puts(&b, conf_str(cf, P_tls_eecdh_strong_curve));
+	} else if (strcasecmp(grade, "ultra") == 0) {
+		buf_puts(&b, conf_str(cf, P_tls_eecdh_ultra_curve));
+	} else if (strcasecmp(grade, "none") == 0) {
+		/* no ECDHE: TLS 1.3 then has finite-field groups only */
+		buf_puts(&b, "ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192");
+	} else {
+		*err_r = xasprintf("smtpd_tls_eecdh_grade = %s: invalid value", grade);
+		return -1;
+	}
+	if (b.len == 0 || SSL_CTX_set1_groups_list(ctx, buf_str(&b)) != 1) {
+		char	etext[256];
+
+		*err_r = xasprintf("smtpd_tls_eecdh_grade = %s: no usable curve in \"%s\": %s",
+				   grade, buf_str(&b), tls_error_text(etext, sizeof(etext)));
+		rc = -1;
+	}
+	buf_free(&b);
+	return rc;
+}
+
+static int
+tls_set_dh(SSL_CTX *ctx, const struct conf_view *cf, char **err_r)
+{
+	const char *file = conf_str(cf, P_smtpd_tls_dh1024_param_file);
+	BIO    *bio;
+	EVP_PKEY *dh;
+	char	etext[256];
+
+	if (*file == '\0') {
+		SSL_CTX_set_dh_auto(ctx, 1);
+		return 0;
+	}
+	if ((bio = BIO_new_file(file, "r")) == NULL
+	    || (dh = PEM_read_bio_Parameters(bio, NULL)) == NULL
+	    || SSL_CTX_set0_tmp_dh_pkey(ctx, dh) != 1) {
+		*err_r = xasprintf("smtpd_tls_dh1024_param_file = %s: cannot load DH parameters: %s",
+				   file, tls_error_text(etext, sizeof(etext)));
+		BIO_free(bio);
+		return -1;
+	}
+	BIO_free(bio);
+	return 0;
+}
+
+int
+tls_server_build(const struct conf_view *cf, const struct tls_policy *p,
+		 struct tls_server **srv_r, char **warn_r, char **err_r)
+{
+	const char *cert = conf_str(cf, P_smtpd_tls_cert_file);
+	const char *key = conf_str(cf, P_smtpd_tls_key_file);
+	const char *eccert = conf_str(cf, P_smtpd_tls_eccert_file);
+	const char *dcert = conf_str(cf, P_smtpd_tls_dcert_file);
+	size_t nchain;
+	char *const *chain = conf_list(cf, P_smtpd_tls_chain_files, &nchain);
+	int	enforce = p->level == TLS_LEVEL_ENCRYPT;
+	int	ask = conf_bool(cf, P_smtpd_tls_ask_ccert);
+	const char *cafile = conf_str(cf, P_smtpd_tls_CAfile);
+	const char *capath = conf_str(cf, P_smtpd_tls_CApath);
+	long	cache_timeout = conf_time(cf, P_smtpd_tls_session_cache_timeout);
+	size_t nproto;
+	char *const *protos = conf_list(cf, enforce ? P_smtpd_tls_mandatory_protocols
+					: P_smtpd_tls_protocols, &nproto);
+	char   *ciphers = NULL;
+	char	etext[256];
+	SSL_CTX *ctx;
+
+	*srv_r = NULL;
+	*warn_r = NULL;
+	*err_r = NULL;
+	if (strcasecmp(cert, "none") == 0)
+		cert = "";
+	if (*cert == '\0' && *eccert == '\0' && *dcert == '\0' && nchain == 0) {
+		*warn_r = xstrdup("No server certs available. TLS won't be enabled");
+		return 0;
+	}
+	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+		*err_r = xasprintf("cannot allocate server SSL_CTX: %s",
+				   tls_error_text(etext, sizeof(etext)));
+		return -1;
+	}
+	/* Postfix: a peer that closes without close_notify is not an error. */
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+	if (tls_set_protocols(ctx, protos, nproto) < 0) {
+		*err_r = xasprintf("%s = %s: Invalid TLS protocol list",
+				   enforce ? "smtpd_tls_mandatory_protocols" : "smtpd_tls_protocols",
+				   conf_str(cf, enforce ? P_smtpd_tls_mandatory_protocols
+					    : P_smtpd_tls_protocols));
+		goto fail;
+	}
+	if ((ciphers = tls_cipher_list(cf, enforce, ask, err_r)) == NULL)
+		goto fail;
+	if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
+		*err_r = xasprintf("%s: error setting cipher grade: \"%s\": %s",
+				   enforce ? "smtpd_tls_mandatory_ciphers" : "smtpd_tls_ciphers",
+				   ciphers, tls_error_text(etext, sizeof(etext)));
+		goto fail;
+	}
+	/* Postfix's chain files win over the legacy files (it warns when both are set). */
+	if (nchain > 0) {
+		if (*cert || *eccert || *dcert)
+			msg_warn("Both smtpd_tls_chain_files and one or more of the legacy "
+				 "smtpd_tls_cert_file, smtpd_tls_eccert_file or smtpd_tls_dcert_file "
+				 "are non-empty; the legacy parameters will be ignored");
+		if (tls_load_chain_files(ctx, chain, nchain, err_r) < 0)
+			goto fail;
+	} else {
+		if (*cert && tls_load_pair(ctx, cert, key, "smtpd_tls_cert_file",
+					   "smtpd_tls_key_file", err_r) < 0)
+			goto fail;
+		if (*eccert && tls_load_pair(ctx, eccert, conf_str(cf, P_smtpd_tls_eckey_file),
+					     "smtpd_tls_eccert_file", "smtpd_tls_eckey_file",
+					     err_r) < 0)
+			goto fail;
+		if (*dcert && tls_load_pair(ctx, dcert, conf_str(cf, P_smtpd_tls_dkey_file),
+					    "smtpd_tls_dcert_file", "smtpd_tls_dkey_file",
+					    err_r) < 0)
+			goto fail;
+	}
+	if ((*cafile || *capath)
+	    && SSL_CTX_load_verify_locations(ctx, *cafile ? cafile : NULL,
+					     *capath ? capath : NULL) != 1) {
+		*err_r = xasprintf("smtpd_tls_CAfile = %s, smtpd_tls_CApath = %s: cannot load the "
+				   "CA certificates: %s", cafile, capath,
+				   tls_error_text(etext, sizeof(etext)));
+		goto fail;
+	}
+	if (ask) {
+		if (*cafile) {
+			STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cafile);
+
+			if (names != NULL)
+				SSL_CTX_set_client_CA_list(ctx, names);
+			ERR_clear_error();
+		}
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, tls_verify_cb);
+		SSL_CTX_set_verify_depth(ctx, 9 + 1);
+	}
+	if (tls_set_groups(ctx, cf, err_r) < 0 || tls_set_dh(ctx, cf, err_r) < 0
+	    || tls_set_ssl_options(ctx, cf, err_r) < 0)
+		goto fail;
+	if (conf_bool(cf, P_tls_preempt_cipherlist))
+		SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+	/*
+	 * Resumption: the in-process cache (every worker of the process shares
+	 * the context) and RFC 5077 tickets, one per handshake as Postfix
+	 * issues them; both last smtpd_tls_session_cache_timeout.
+	 */
+	if (cache_timeout > 0) {
+		static const unsigned char sid_ctx[] = "mxgate/TLS";
+
+		SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+		SSL_CTX_set_timeout(ctx, cache_timeout);
+		SSL_CTX_set_num_tickets(ctx, 1);
+	} else {
+		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+		SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+		SSL_CTX_set_num_tickets(ctx, 0);
+	}
+	free(ciphers);
+	*srv_r = xcalloc(1, sizeof(**srv_r));
+	atomic_init(&(*srv_r)->refs, 1);
+	(*srv_r)->ctx = ctx;
+	return 0;
+fail:
+	free(ciphers);
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+	return -1;
+}
+
+struct tls_server *
+tls_server_ref(struct tls_server *srv)
+{
+	if (srv != NULL)
+		atomic_fetch_add(&srv->refs, 1);
+	return srv;
+}
+
+void
+tls_server_free(struct tls_server **srvp)
+{
+	struct tls_server *srv = *srvp;
+
+	*srvp = NULL;
+	if (srv == NULL || atomic_fetch_sub(&srv->refs, 1) != 1)
+		return;
+	SSL_CTX_free(srv->ctx);
+	free(srv);
+}
+
+void *
+tls_server_ssl_new(struct tls_server *srv)
+{
+	return SSL_new(srv->ctx);
+}
+
+void
+tls_ssl_free(void *ssl)
+{
+	SSL_free(ssl);
+}
+
+/* ---- after the handshake ------------------------------------------------- */
+
+static void
+tls_copy(char *out, size_t len, const char *s)
+{
+	snprintf(out, len, "%s", s ? s : "");
+}
+
+/* A key's signature algorithm name, as Postfix names it (RSA-PSS, ECDSA, ED25519 ...). */
+static void
+tls_key_sig(EVP_PKEY *pk, char *name, size_t nlen, char *curve, size_t clen, int *bits)
+{
+	int	nid = EVP_PKEY_get_base_id(pk);
+
+	switch (nid) {
+	case EVP_PKEY_RSA:
+		tls_copy(name, nlen, "RSA-PSS");
+		*bits = EVP_PKEY_get_bits(pk);
+		break;
+	case EVP_PKEY_EC:
+		tls_copy(name, nlen, "ECDSA");
+		if (!EVP_PKEY_get_group_name(pk, curve, clen, NULL))
+			curve[0] = '\0';
+		break;
+	default:
+		tls_copy(name, nlen, OBJ_nid2sn(nid));
+		break;
+	}
+}
+
+void
+tls_info_get(void *vssl, struct tls_info *info)
+{
+	SSL    *ssl = vssl;
+	const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
+	X509   *peer;
+	EVP_PKEY *pk;
+	int	nid;
+
+	memset(info, 0, sizeof(*info));
+	tls_copy(info->protocol, sizeof(info->protocol), SSL_get_version(ssl));
+	tls_copy(info->cipher, sizeof(info->cipher), SSL_CIPHER_get_name(c));
+	info->usebits = SSL_CIPHER_get_bits(c, &info->algbits);
+	info->reused = SSL_session_reused(ssl);
+	tls_copy(info->sni, sizeof(info->sni), SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
+	if ((peer = SSL_get0_peer_certificate(ssl)) != NULL) {
+		X509_NAME *issuer = X509_get_issuer_name(peer);
+
+		info->peer_cert = 1;
+		info->peer_trusted = SSL_get_verify_result(ssl) == X509_V_OK;
+		if (X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName,
+					      info->peer_cn, sizeof(info->peer_cn)) < 0)
+			info->peer_cn[0] = '\0';
+		/* Postfix's issuer: its CN, else its organization */
+		if (X509_NAME_get_text_by_NID(issuer, NID_commonName, info->issuer_cn,
+					      sizeof(info->issuer_cn)) < 0
+		    && X509_NAME_get_text_by_NID(issuer, NID_organizationName, info->issuer_cn,
+						 sizeof(info->issuer_cn)) < 0)
+			info->issuer_cn[0] = '\0';
+	}
+	/* Postfix's tls_get_signature_params(): TLS 1.3 only. */
+	if (SSL_version(ssl) < TLS1_3_VERSION)
+		return;
+	if (SSL_get_peer_tmp_key(ssl, &pk) == 1) {
+		switch (nid = EVP_PKEY_get_base_id(pk)) {
+		case EVP_PKEY_DH:
+			tls_copy(info->kex, sizeof(info->kex), "DHE");
+			info->kex_bits = EVP_PKEY_get_bits(pk);
+			break;
+		case EVP_PKEY_EC:
+			tls_copy(info->kex, sizeof(info->kex), "ECDHE");
+			if (!EVP_PKEY_get_group_name(pk, info->kex_curve, sizeof(info->kex_curve),
+						     NULL))
+				info->kex_curve[0] = '\0';
+			break;
+		default:
+			tls_copy(info->kex, sizeof(info->kex), OBJ_nid2sn(EVP_PKEY_type(nid)));
+			break;
+		}
+		EVP_PKEY_free(pk);
+	}
+	if (SSL_get_certificate(ssl) != NULL
+	    && (pk = X509_get0_pubkey(SSL_get_certificate(ssl))) != NULL) {
+		tls_key_sig(pk, info->sig, sizeof(info->sig), info->sig_curve,
+			    sizeof(info->sig_curve), &info->sig_bits);
+		if (SSL_get_signature_nid(ssl, &nid) && nid != NID_undef)
+			tls_copy(info->sig_dgst, sizeof(info->sig_dgst), OBJ_nid2sn(nid));
+	}
+	if (peer != NULL && (pk = X509_get0_pubkey(peer)) != NULL) {
+		tls_key_sig(pk, info->csig, sizeof(info->csig), info->csig_curve,
+			    sizeof(info->csig_curve), &info->csig_bits);
+		if (SSL_get_peer_signature_nid(ssl, &nid) && nid != NID_undef)
+			tls_copy(info->csig_dgst, sizeof(info->csig_dgst), OBJ_nid2sn(nid));
+	}
+	ERR_clear_error();
+}
+
+/* " name (curve)" or " name (N bits)", then " <what>-digest D". */
+static void
+tls_format_sig(struct buf *out, const char *what, const char *name, const char *curve,
+	       int bits, const char *dgst)
+{
+	buf_printf(out, "%s-signature %s", what, name);
+	if (*curve)
+		buf_printf(out, " (%s)", curve);
+	else if (bits > 0)
+		buf_printf(out, " (%d bits)", bits);
+	if (*dgst)
+		buf_printf(out, " %s-digest %s", what, dgst);
+}
+
+static void
+tls_format_kex(struct buf *out, const struct tls_info *i)
+{
+	buf_printf(out, "key-exchange %s", i->kex);
+	if (*i->kex_curve)
+		buf_printf(out, " (%s)", i->kex_curve);
+	else if (i->kex_bits > 0)
+		buf_printf(out, " (%d bits)", i->kex_bits);
+}
+
+void
+tls_format_summary(struct buf *out, const struct tls_info *i, const char *namaddr)
+{
+	buf_printf(out, "%s TLS connection %s from %s%s%s: %s with cipher %s (%d/%d bits)",
+		   !i->peer_cert ? "Anonymous" : i->peer_trusted ? "Trusted" : "Untrusted",
+		   "established", namaddr, *i->sni ? " to " : "", i->sni, i->protocol,
+		   i->cipher, i->usebits, i->algbits);
+	if (*i->kex) {
+		buf_putc(out, ' ');
+		tls_format_kex(out, i);
+	}
+	if (*i->sig) {
+		buf_putc(out, ' ');
+		tls_format_sig(out, "server", i->sig, i->sig_curve, i->sig_bits, i->sig_dgst);
+	}
+	if (*i->csig) {
+		buf_putc(out, ' ');
+		tls_format_sig(out, "client", i->csig, i->csig_curve, i->csig_bits, i->csig_dgst);
+	}
+}
+
+/* Postfix's comment_sanitize(), roughly: no parentheses or quotes break the comment. */
+static void
+tls_comment_text(struct buf *out, const char *s)
+{
+	for (; *s; s++)
+		buf_putc(out, (unsigned char)*s < 0x20 || *s == 0x7f || *s == '(' || *s == ')'
+			 || *s == '"' || *s == '\\' ? '?' : *s);
+}
+
+void
+tls_format_received(struct buf *out, const struct tls_info *i, int ask_ccert)
+{
+	int	cont = 0;
+
+	buf_printf(out, "\t(using %s with cipher %s (%d/%d bits)", i->protocol, i->cipher,
+		   i->usebits, i->algbits);
+	if (*i->kex) {
+		buf_puts(out, "\n\t ");
+		tls_format_kex(out, i);
+		cont = 1;
+	}
+	if (*i->sig) {
+		buf_puts(out, cont ? " " : "\n\t ");
+		tls_format_sig(out, "server", i->sig, i->sig_curve, i->sig_bits, i->sig_dgst);
+	}
+	if (*i->csig) {
+		buf_puts(out, "\n\t ");
+		tls_format_sig(out, "client", i->csig, i->csig_curve, i->csig_bits, i->csig_dgst);
+	}
+	buf_putc(out, ')');
+	if (i->peer_cert) {
+		buf_puts(out, "\n\t(Client CN \"");
+		tls_comment_text(out, i->peer_cn);
+		buf_puts(out, "\", Issuer \"");
+		tls_comment_text(out, i->issuer_cn);
+		buf_printf(out, "\" (%s))", i->peer_trusted ? "verified OK" : "not verified");
+	} else {
+		buf_puts(out, ask_ccert ? "\n\t(Client did not present a certificate)"
+			 : "\n\t(No client certificate requested)");
+	}
+}
