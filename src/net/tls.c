@@ -83,19 +83,66 @@ tls_policy_read(const struct conf_view *cf, struct tls_policy *p, char **err_r)
 
 /* ---- errors -------------------------------------------------------------- */
 
+/* One queued error as Postfix's tls_print_errors() shows it (no "warning: "). */
+static void
+tls_format_error(struct buf *out, unsigned long e, const char *file, int line, const char *data,
+		 int flags)
+{
+	char	text[256];
+
+	ERR_error_string_n(e, text, sizeof(text));
+	buf_printf(out, "TLS library problem: %s:%s:%d:%s\n", text, file, line,
+		   (flags & ERR_TXT_STRING) ? data : "");
+}
+
+
 void
 tls_log_errors(void)
 {
 	unsigned long e;
 	const char *file, *data, *func;
 	int	line, flags;
-	char	text[256];
 
 	while ((e = ERR_get_error_all(&file, &line, &func, &data, &flags)) != 0) {
-		ERR_error_string_n(e, text, sizeof(text));
-		msg_warn("TLS library problem: %s:%s:%d:%s:", text, file, line,
-			 (flags & ERR_TXT_STRING) ? data : "");
+		struct buf b = BUF_INIT;
+
+		tls_format_error(&b, e, file, line, data, flags);
+		b.data[b.len - 1] = '\0';
+		msg_warn("%s", b.data);
+		buf_free(&b);
 	}
+}
+
+/*
+ * At the end of a failed SSL_accept() step the errors are still queued
+ * with their file and line, which libevent's filter then drains and keeps
+ * as bare codes: copy them out as text here (and queue the codes again,
+ * so that the filter still sees an SSL error).
+ */
+static void
+tls_info_cb(const SSL *ssl, int where, int ret)
+{
+	struct buf *out = SSL_get_app_data(ssl);
+	unsigned long e, codes[16];
+	const char *file, *data, *func;
+	int	line, flags, n = 0;
+
+	if (out == NULL || !(where & SSL_CB_EXIT) || ret > 0 || ERR_peek_error() == 0)
+		return;
+	while ((e = ERR_get_error_all(&file, &line, &func, &data, &flags)) != 0) {
+		tls_format_error(out, e, file, line, data, flags);
+		if (n < 16)
+			codes[n++] = e;
+	}
+	for (int i = 0; i < n; i++)
+		ERR_raise(ERR_GET_LIB(codes[i]), ERR_GET_REASON(codes[i]));
+}
+
+void
+tls_ssl_capture_errors(void *ssl, struct buf *out)
+{
+	SSL_set_app_data(ssl, out);
+	SSL_set_info_callback(ssl, tls_info_cb);
 }
 
 /* The first queued OpenSSL error as text (the queue is cleared). */
@@ -692,7 +739,7 @@ tls_info_get(void *vssl, struct tls_info *info)
 	tls_copy(info->cipher, sizeof(info->cipher), SSL_CIPHER_get_name(c));
 	info->usebits = SSL_CIPHER_get_bits(c, &info->algbits);
 	info->reused = SSL_session_reused(ssl);
-	tls_copy(info->sni, sizeof(info->sni), SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name));
+	/* Postfix logs "to <name>" only for a name that tls_server_sni_maps accepted: none here */
 	if ((peer = SSL_get0_peer_certificate(ssl)) != NULL) {
 		X509_NAME *issuer = X509_get_issuer_name(peer);
 

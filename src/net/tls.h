@@ -116,6 +116,14 @@ void tls_format_summary(struct buf *out, const struct tls_info *info, const char
  */
 void tls_format_received(struct buf *out, const struct tls_info *info, int ask_ccert);
 
+/*
+ * Keep the OpenSSL errors of a failed handshake step as text lines in *out
+ * ("TLS library problem: error:...:file:line:data:", LF after each), with
+ * the file and line that libevent's filter would drop.  out must outlive
+ * the SSL object.
+ */
+void tls_ssl_capture_errors(void *ssl, struct buf *out);
+
 /* The OpenSSL errors queued on this thread, as Postfix's "TLS library problem" warnings. */
 void tls_log_errors(void);
 

@@ -20,6 +20,7 @@
 #include "log/log.h"
 #include "net/tls.h"
 #include "smtp/session.h"
+#include "util/buf.h"
 #include "util/xalloc.h"
 
 /* Input buffered at most (beyond it the kernel holds the client's bytes). */
@@ -34,6 +35,7 @@ struct transport {
 	int	handshaking;		/* the TLS handshake is under way */
 	struct event *hs_timer;		/* smtpd_starttls_timeout */
 	char   *namaddr;		/* for the handshake's log lines */
+	struct buf tls_errors;		/* the handshake's OpenSSL errors, as text */
 	struct timeval rtmo, wtmo;	/* the session's timeouts (0: none) */
 	struct session *s;
 	void	(*closed)(void *owner);
@@ -89,8 +91,16 @@ transport_event_cb(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 		/* Postfix's tls_server_start() failure lines */
-		if (ERR_peek_error() != 0) {
+		if (t->tls_errors.len > 0 || ERR_peek_error() != 0) {
+			char   *line = t->tls_errors.data, *nl;
+
 			msg_info("SSL_accept error from %s: %d", t->namaddr, -1);
+			while (line != NULL && (nl = strchr(line, '\n')) != NULL) {
+				*nl = '\0';
+				msg_warn("%s", line);
+				line = nl + 1;
+			}
+			buf_reset(&t->tls_errors);
 			tls_log_errors();
 		} else if ((what & BEV_EVENT_ERROR) && EVUTIL_SOCKET_ERROR() != 0) {
 			msg_info("SSL_accept error from %s: %s", t->namaddr,
@@ -158,6 +168,7 @@ transport_free(struct transport **tp)
 	if (t->hs_timer != NULL)
 		event_free(t->hs_timer);
 	free(t->namaddr);
+	buf_free(&t->tls_errors);
 	free(t);
 	*tp = NULL;
 }
@@ -348,6 +359,7 @@ tio_starttls(void *io, void *ssl, long timeout_sec, const char *namaddr)
 		return -1;	/* the caller frees ssl */
 	/* A peer that closes without close_notify is an EOF, as Postfix sees it. */
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	tls_ssl_capture_errors(ssl, &t->tls_errors);
 	t->bev = tls;
 	t->ssl = ssl;
 	t->handshaking = 1;

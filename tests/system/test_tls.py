@@ -1,0 +1,761 @@
+"""STARTTLS and wrapper mode (issue 11 part 1), with a CA and a server certificate that the
+tests make with the openssl command.
+
+  TlsAsPostfixTest   the same sessions (may and encrypt levels: STARTTLS, its errors, the
+                     CVE-2011-0411 injection, a stalled and a broken handshake, a message)
+                     played to Postfix 3.7 and to mxgate, live: the replies and smtpd's log
+                     lines must be the same (EHLO's ETRN and DSN and the banner's mail_name
+                     differ by design).
+  TlsTest            the checklist rows 10-12 (reply, connection closing, what is stored and
+                     logged), a byte-at-a-time STARTTLS transition, Python's smtplib, swaks
+                     --tls, openssl s_client -starttls smtp, wrapper mode, a per-service level
+                     from master.cf -o, the Received: header (ESMTPS, the TLS comment),
+                     pipelining checks on decrypted bytes, the new TLS session rate limit,
+                     and the configuration errors of `check` and `run`.
+  PostfixSenderTest  Postfix 3.7's own smtp client sends to mxgate with
+                     smtp_tls_security_level = verify against the test CA.
+"""
+
+import os
+import re
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness
+import postfixref
+from harness import MxTestCase
+
+HOST = "mx.example.test"
+TLS_SUMMARY = re.compile(r"Anonymous TLS connection established from localhost\[127\.0\.0\.1\]: "
+                         r"TLSv1\.3 with cipher TLS_AES_256_GCM_SHA384 \(256/256 bits\) "
+                         r"key-exchange X25519 server-signature RSA-PSS \(2048 bits\) "
+                         r"server-digest SHA256$")
+LOG_RE = re.compile(r"(?:postfix|mxgate)/smtpd\[\d+\]: (.*)$")
+LOG_KEEP = re.compile(r"^(connect from|disconnect from|(Anonymous|Trusted|Untrusted) TLS|"
+                      r"SSL_accept error|warning: TLS library|lost connection|timeout after|"
+                      r"improper command|warning: New TLS|warning: Refusing)")
+
+
+class Certs:
+    """A CA and a server certificate for mx.test and 127.0.0.1 (RSA 2048), made once."""
+    dir = None
+
+    @classmethod
+    def make(cls):
+        if cls.dir is not None:
+            return cls
+        d = tempfile.mkdtemp(prefix="mxgate-tls-")
+        os.chmod(d, 0o755)
+
+        def run(*args):
+            subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True,
+                           timeout=60)
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+            "ca.crt", "-days", "30", "-subj", "/CN=mxgate test CA")
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr",
+            "-subj", "/CN=mx.test")
+        with open(os.path.join(d, "ext"), "w") as f:
+            f.write("subjectAltName=DNS:mx.test,IP:127.0.0.1\n")
+        run("x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "srv.crt", "-days", "30", "-extfile", "ext")
+        # smtpd_tls_chain_files form: the key, then the certificate
+        with open(os.path.join(d, "chain.pem"), "w") as out:
+            for name in ("srv.key", "srv.crt"):
+                with open(os.path.join(d, name)) as f:
+                    out.write(f.read())
+        for name in os.listdir(d):
+            os.chmod(os.path.join(d, name), 0o644)
+        cls.dir = d
+        return cls
+
+    @classmethod
+    def path(cls, name):
+        return os.path.join(cls.dir, name)
+
+    @classmethod
+    def params(cls, **kw):
+        p = {"smtpd_tls_cert_file": cls.path("srv.crt"),
+             "smtpd_tls_key_file": cls.path("srv.key")}
+        p.update(kw)
+        return p
+
+    @classmethod
+    def client_context(cls):
+        ctx = ssl.create_default_context(cafile=cls.path("ca.crt"))
+        return ctx
+
+
+class Conn:
+    """A line-oriented SMTP connection that can switch to TLS in the middle."""
+
+    def __init__(self, port, timeout=10.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def reply(self, timeout=10.0):
+        """One whole reply ("250-a\\n250 b" with \\n between lines), or raise."""
+        self.sock.settimeout(timeout)
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise EOFError("closed; have %r" % self.buf)
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line.decode())
+            if len(line) < 4 or line[3:4] != b"-":
+                return "\n".join(lines)
+
+    def cmd(self, line, timeout=10.0):
+        self.send(line + "\r\n")
+        return self.reply(timeout)
+
+    def starttls(self, ctx=None, hostname="mx.test"):
+        """Handshake over the connection (the plaintext buffer must be empty)."""
+        assert self.buf == b"", "plaintext left before the handshake: %r" % self.buf
+        self.sock = (ctx or Certs.client_context()).wrap_socket(self.sock,
+                                                                server_hostname=hostname)
+
+    def silent(self, seconds):
+        """True when nothing at all comes for seconds."""
+        self.sock.settimeout(seconds)
+        try:
+            data = self.sock.recv(1000)
+        except (socket.timeout, ssl.SSLError):
+            return self.buf == b""
+        self.buf += data
+        return False
+
+    def closed(self, timeout=5.0):
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return True
+                self.buf += data
+        except (socket.timeout, TimeoutError):
+            return False
+        except (ConnectionError, ssl.SSLError, OSError):
+            return True
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def ehlo_as_mxgate(text):
+    """Postfix's EHLO reply without ETRN and DSN (DESIGN.md), last line fixed up."""
+    lines = [ln for ln in text.split("\n") if ln[4:] not in ("ETRN", "DSN")]
+    lines = [ln[:3] + "-" + ln[4:] for ln in lines[:-1]] + [lines[-1][:3] + " " + lines[-1][4:]]
+    return "\n".join(lines)
+
+
+def play(port, steps):
+    """Run steps on a new connection and return what each one gave:
+        "LINE"            a command: its reply
+        ("tls",)          the handshake: "handshake ok" or "handshake failed: ..."
+        ("raw", bytes)    send without reading
+        ("read",)         one reply
+        ("silent", s)     "silent" when nothing comes for s seconds
+        ("closed", s)     "closed" when the server closes within s seconds
+    """
+    out = []
+    c = Conn(port)
+    try:
+        banner = c.reply()
+        out.append(banner.replace("Postfix", "mxgate"))
+        for st in steps:
+            if isinstance(st, str):
+                r = c.cmd(st)
+                out.append(ehlo_as_mxgate(r) if st.upper().startswith("EHLO") else r)
+            elif st[0] == "tls":
+                try:
+                    c.starttls()
+                    out.append("handshake ok")
+                except (ssl.SSLError, OSError) as e:
+                    out.append("handshake failed")
+            elif st[0] == "raw":
+                c.send(st[1])
+            elif st[0] == "read":
+                out.append(c.reply())
+            elif st[0] == "silent":
+                out.append("silent" if c.silent(st[1]) else "talked: %r" % c.buf)
+            elif st[0] == "closed":
+                out.append("closed" if c.closed(st[1]) else "open")
+    except (EOFError, OSError) as e:
+        out.append("error: %s" % e.__class__.__name__)
+    finally:
+        c.close()
+    return out
+
+
+def smtpd_lines(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            raw = f.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for ln in raw:
+        m = LOG_RE.search(ln)
+        if m and LOG_KEEP.match(m.group(1)):
+            out.append(m.group(1))
+    return out
+
+
+def wait_lines(path, sessions, timeout=15):
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = smtpd_lines(path)
+        if sum(ln.startswith("disconnect from") for ln in lines) >= sessions:
+            return lines
+        if time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+MESSAGE_STEPS = ["EHLO client.test", "STARTTLS", ("tls",), "EHLO client.test",
+                 "MAIL FROM:<a@example.org>", "RCPT TO:<alice@virt.test>", "DATA",
+                 ("raw", b"Subject: tls\r\n\r\nover TLS\r\n.\r\n"), ("read",), "QUIT"]
+
+
+class TlsAsPostfixTest(MxTestCase):
+    """The same sessions to Postfix 3.7 and to mxgate: replies and smtpd log lines."""
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        Certs.make()
+
+    def both(self, params, sessions):
+        p = dict(harness.BASE_MAIN, myhostname=HOST, compatibility_level="3.6",
+                 smtpd_forbid_unauth_pipelining="yes", smtpd_tls_loglevel="1",
+                 smtpd_starttls_timeout="2s")
+        p.update(Certs.params(**params))
+        vmb = os.path.join(Certs.dir, "vmailbox")
+        with open(vmb, "w") as f:
+            f.write("alice@virt.test alice/\n")
+        os.chmod(vmb, 0o644)
+        ref = postfixref.Reference("tls")
+        self.addCleanup(ref.stop)
+        ref.start(dict(p, virtual_mailbox_domains="virt.test",
+                       virtual_mailbox_maps="texthash:" + vmb),
+                  ["tlsmgr unix - - n 1000? 1 tlsmgr"])
+        srv = self.start_server(main=dict(p), virtual_users=["alice"])
+        got_pf = [play(ref.port, s) for s in sessions]
+        got_mx = [play(srv.port, s) for s in sessions]
+        qid = re.compile(r"queued as [0-9A-F]+")
+        norm = lambda rs: [[qid.sub("queued as QID", r) for r in s] for s in rs]
+        self.assertEqual(norm(got_mx), norm(got_pf))
+        want = wait_lines(os.path.join(ref.dir, "maillog"), len(sessions))
+        have = wait_lines(srv.maillog, len(sessions))
+        self.assertEqual(have, want)
+        return got_mx, have, srv
+
+    def test_may(self):
+        sessions = [
+            MESSAGE_STEPS,
+            # checklist row 11: the old state is gone after the handshake
+            ["EHLO a.test", "MAIL FROM:<x@example.org>", "STARTTLS", ("tls",),
+             "RCPT TO:<alice@virt.test>", "MAIL FROM:<x@example.org>", "QUIT"],
+            # row 12: inside TLS, with an argument
+            ["EHLO a.test", "STARTTLS foo", "STARTTLS", ("tls",), "STARTTLS", "EHLO b.test",
+             "QUIT"],
+            # row 10: plaintext pipelined behind STARTTLS is dropped
+            ["EHLO a.test", ("raw", b"STARTTLS\r\nEHLO evil\r\nRSET\r\n"), ("read",), ("tls",),
+             ("silent", 2), "NOOP", "QUIT"],
+            # row 12: a stalled handshake (smtpd_starttls_timeout = 2s)
+            ["EHLO a.test", "STARTTLS", ("closed", 8)],
+            # a client that speaks plaintext after the 220
+            ["EHLO a.test", "STARTTLS", ("raw", b"EHLO plain\r\n"), ("closed", 8)],
+            # no STARTTLS before HELO is needed at may; mail without TLS is fine
+            ["HELO a.test", "MAIL FROM:<x@example.org>", "QUIT"],
+        ]
+        got, log, srv = self.both({"smtpd_tls_security_level": "may"}, sessions)
+        self.assertIn("220 2.0.0 Ready to start TLS", got[0])
+        self.assertIn("250-STARTTLS", got[0][1])
+        self.assertNotIn("STARTTLS", got[0][4])
+        self.assertIn("503 5.5.1 Error: need MAIL command", got[1])
+        self.assertEqual(got[2][2:7], ["501 5.5.4 Syntax: STARTTLS", "220 2.0.0 Ready to start TLS",
+                                       "handshake ok", "554 5.5.1 Error: TLS already active",
+                                       got[2][6]])
+        self.assertEqual(got[3][3:6], ["handshake ok", "silent", "250 2.0.0 Ok"])
+        self.assertEqual(got[4][-1], "closed")
+        self.assertTrue(any(TLS_SUMMARY.match(ln) for ln in log), log)
+        self.assertIn("SSL_accept error from localhost[127.0.0.1]: Connection timed out", log)
+        self.assertIn("disconnect from localhost[127.0.0.1] ehlo=1 starttls=0/1 commands=1/2", log)
+        # the message: stored once, received with ESMTPS
+        files = harness.maildir(srv.vmail, "alice")["new"]
+        self.assertEqual(len(files), 1)
+        with open(files[0]) as f:
+            text = f.read()
+        self.assertRegex(text, r"\tby mx\.example\.test \(mxgate\) with ESMTPS id [0-9A-F]+\n")
+
+    def test_encrypt(self):
+        sessions = [
+            MESSAGE_STEPS,
+            ["EHLO a.test", "MAIL FROM:<x@example.org>", "RCPT TO:<alice@virt.test>", "DATA",
+             "RSET", "VRFY alice@virt.test", "NOOP", "HELO b.test", "QUIT"],
+            ["HELO a.test", "STARTTLS", ("tls",), "MAIL FROM:<x@example.org>", "QUIT"],
+        ]
+        got, log, srv = self.both({"smtpd_tls_security_level": "encrypt"}, sessions)
+        self.assertEqual(got[1][2], "530 5.7.0 Must issue a STARTTLS command first")
+        self.assertEqual(len(harness.maildir(srv.vmail, "alice")["new"]), 1)
+
+
+class TlsTest(MxTestCase):
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        Certs.make()
+
+    def server(self, main=None, **kw):
+        p = dict(harness.BASE_MAIN, smtpd_tls_security_level="may", smtpd_tls_loglevel="1")
+        p.update(Certs.params())
+        p.update(main or {})
+        kw.setdefault("virtual_users", ["alice"])
+        return self.start_server(main=p, **kw)
+
+    def stored(self, srv):
+        files = harness.maildir(srv.vmail, "alice")["new"]
+        out = []
+        for name in files:
+            with open(name) as f:
+                out.append(f.read())
+        return out
+
+    # -- checklist rows 10-12 -----------------------------------------------------------------
+
+    def test_row10_injection_discarded(self):
+        srv = self.server()
+        c = Conn(srv.port)
+        c.reply()
+        c.cmd("EHLO a.test")
+        c.send("STARTTLS\r\nEHLO evil\r\nMAIL FROM:<evil@example.org>\r\n")
+        self.assertEqual(c.reply(), "220 2.0.0 Ready to start TLS")
+        c.starttls()
+        self.assertTrue(c.silent(2), "the server answered a command sent before TLS")
+        self.assertEqual(c.cmd("RCPT TO:<alice@virt.test>"), "503 5.5.1 Error: need MAIL command")
+        self.assertEqual(c.cmd("QUIT"), "221 2.0.0 Bye")
+        self.assertTrue(c.closed())
+        self.assertEqual(self.stored(srv), [])
+        srv.wait_log(r"disconnect from")
+        self.assertIsNotNone(srv.find_log(r"disconnect from localhost\[127\.0\.0\.1\] ehlo=1 "
+                                          r"starttls=1 rcpt=0/1 quit=1 commands=3/4$"))
+        self.assertIsNone(srv.find_log(r"evil"))
+
+    def test_row11_state_reset(self):
+        srv = self.server(main={"smtpd_helo_required": "yes"})
+        c = Conn(srv.port)
+        c.reply()
+        c.cmd("EHLO a.test")
+        self.assertEqual(c.cmd("MAIL FROM:<x@example.org>"), "250 2.1.0 Ok")
+        self.assertEqual(c.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS")
+        c.starttls()
+        self.assertEqual(c.cmd("RCPT TO:<alice@virt.test>"), "503 5.5.1 Error: need MAIL command")
+        self.assertEqual(c.cmd("MAIL FROM:<x@example.org>"),
+                         "503 5.5.1 Error: send HELO/EHLO first")
+        self.assertTrue(c.cmd("EHLO b.test").startswith("250-"))
+        self.assertEqual(c.cmd("MAIL FROM:<x@example.org>"), "250 2.1.0 Ok")
+        c.cmd("QUIT")
+        self.assertTrue(c.closed())
+        self.assertEqual(self.stored(srv), [])
+
+    def test_row12_errors_and_stall(self):
+        srv = self.server(main={"smtpd_starttls_timeout": "2s"})
+        c = Conn(srv.port)
+        c.reply()
+        c.cmd("EHLO a.test")
+        self.assertEqual(c.cmd("STARTTLS foo"), "501 5.5.4 Syntax: STARTTLS")
+        self.assertEqual(c.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS")
+        c.starttls()
+        self.assertEqual(c.cmd("STARTTLS"), "554 5.5.1 Error: TLS already active")
+        self.assertNotIn("STARTTLS", c.cmd("EHLO a.test"))
+        c.cmd("QUIT")
+        self.assertTrue(c.closed())
+        # the stall: closed after smtpd_starttls_timeout, logged as Postfix does
+        c = Conn(srv.port)
+        c.reply()
+        c.cmd("EHLO a.test")
+        c.cmd("STARTTLS")
+        t0 = time.monotonic()
+        self.assertTrue(c.closed(timeout=10))
+        elapsed = time.monotonic() - t0
+        self.assertGreater(elapsed, 1.5)
+        self.assertLess(elapsed, 5)
+        self.assertIsNotNone(srv.wait_log(r"SSL_accept error from localhost\[127\.0\.0\.1\]: "
+                                          r"Connection timed out$"))
+        self.assertIsNotNone(srv.wait_log(r"lost connection after STARTTLS from "
+                                          r"localhost\[127\.0\.0\.1\]$"))
+        self.assertIsNotNone(srv.wait_log(r"starttls=0/1 commands=1/2$"))
+
+    def test_stalls_do_not_block_others(self):
+        """Ten clients stalled mid-handshake; another one gets its mail through meanwhile."""
+        srv = self.server(main={"smtpd_starttls_timeout": "20s"})
+        stalled = []
+        for _ in range(10):
+            c = Conn(srv.port)
+            c.reply()
+            c.cmd("EHLO a.test")
+            c.cmd("STARTTLS")
+            c.send(b"\x16\x03\x01")   # the start of a ClientHello, and nothing more
+            stalled.append(c)
+        t0 = time.monotonic()
+        m = smtplib.SMTP("127.0.0.1", srv.port, timeout=10)
+        m.starttls(context=Certs.client_context(), server_hostname="mx.test") \
+            if "server_hostname" in smtplib.SMTP.starttls.__code__.co_varnames else \
+            m.starttls(context=Certs.client_context())
+        m.sendmail("a@example.org", ["alice@virt.test"], "Subject: x\r\n\r\nhi\r\n")
+        m.quit()
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual(len(self.stored(srv)), 1)
+        for c in stalled:
+            c.close()
+
+    def test_byte_at_a_time(self):
+        srv = self.server()
+        c = Conn(srv.port)
+        c.reply()
+        for b in b"EHLO a.test\r\n":
+            c.send(bytes([b]))
+            time.sleep(0.002)
+        self.assertIn("250-STARTTLS", c.reply())
+        for b in b"STARTTLS\r\n":
+            c.send(bytes([b]))
+            time.sleep(0.002)
+        self.assertEqual(c.reply(), "220 2.0.0 Ready to start TLS")
+        c.starttls()
+        for line in (b"EHLO b.test\r\n", b"MAIL FROM:<a@example.org>\r\n",
+                     b"RCPT TO:<alice@virt.test>\r\n", b"DATA\r\n"):
+            for b in line:
+                c.send(bytes([b]))
+                time.sleep(0.001)
+            r = c.reply()
+            self.assertTrue(r[0] in "23", r)
+        for b in b"Subject: bytes\r\n\r\none at a time\r\n.\r\n":
+            c.send(bytes([b]))
+        self.assertRegex(c.reply(), r"^250 2\.0\.0 Ok: queued as [0-9A-F]+$")
+        c.cmd("QUIT")
+        stored = self.stored(srv)
+        self.assertEqual(len(stored), 1)
+        self.assertIn("one at a time", stored[0])
+        self.assertIn("with ESMTPS id", stored[0])
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def test_smtplib(self):
+        srv = self.server(main={"smtpd_tls_received_header": "yes"})
+        m = smtplib.SMTP("127.0.0.1", srv.port, timeout=10)
+        code, text = m.ehlo("client.test")
+        self.assertIn(b"STARTTLS", text)
+        self.assertEqual(m.starttls(context=Certs.client_context())[0], 220)
+        m.ehlo("client.test")
+        self.assertNotIn("starttls", m.esmtp_features)
+        m.sendmail("a@example.org", ["alice@virt.test"], "Subject: smtplib\r\n\r\nhello\r\n")
+        m.quit()
+        stored = self.stored(srv)
+        self.assertEqual(len(stored), 1)
+        self.assertRegex(stored[0],
+                         r"Received: from client\.test \(localhost \[127\.0\.0\.1\]\)\n"
+                         r"\t\(using TLSv1\.3 with cipher TLS_AES_256_GCM_SHA384 \(256/256 bits\)\n"
+                         r"\t key-exchange X25519 server-signature RSA-PSS \(2048 bits\) "
+                         r"server-digest SHA256\)\n"
+                         r"\t\(No client certificate requested\)\n"
+                         r"\tby mx\.example\.test \(mxgate\) with ESMTPS id [0-9A-F]+\n")
+        self.assertIsNotNone(srv.wait_log(TLS_SUMMARY.pattern[:-1]))
+
+    def test_received_header_off_and_plaintext(self):
+        srv = self.server()
+        m = smtplib.SMTP("127.0.0.1", srv.port, timeout=10)
+        m.starttls(context=Certs.client_context())
+        m.sendmail("a@example.org", ["alice@virt.test"], "Subject: 1\r\n\r\nx\r\n")
+        m.quit()
+        m = smtplib.SMTP("127.0.0.1", srv.port, timeout=10)
+        m.sendmail("a@example.org", ["alice@virt.test"], "Subject: 2\r\n\r\ny\r\n")
+        m.quit()
+        stored = sorted(self.stored(srv), key=lambda t: "Subject: 2" in t)
+        self.assertEqual(len(stored), 2)
+        self.assertIn("with ESMTPS id", stored[0])
+        self.assertNotIn("(using ", stored[0])
+        self.assertNotIn("ESMTPS", stored[1])
+        self.assertIn("with ESMTP id", stored[1])
+
+    def test_swaks(self):
+        srv = self.server()
+        r = subprocess.run(["swaks", "--server", "127.0.0.1", "--port", str(srv.port), "--tls",
+                            "--tls-verify", "--tls-ca-path", Certs.path("ca.crt"),
+                            "--tls-sni", "mx.test",
+                            "--from", "a@example.org", "--to", "alice@virt.test",
+                            "--helo", "swaks.test", "--body", "via swaks"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("<-  220 2.0.0 Ready to start TLS", r.stdout)
+        self.assertRegex(r.stdout, r"~> QUIT")
+        stored = self.stored(srv)
+        self.assertEqual(len(stored), 1)
+        self.assertIn("via swaks", stored[0])
+
+    def test_openssl_s_client(self):
+        srv = self.server()
+        p = subprocess.Popen(["openssl", "s_client", "-starttls", "smtp", "-connect",
+                              "127.0.0.1:%d" % srv.port, "-CAfile", Certs.path("ca.crt"),
+                              "-verify_return_error", "-servername", "mx.test", "-quiet",
+                              "-verify_hostname", "mx.test", "-crlf"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, bufsize=1)
+        try:
+            p.stdin.write("EHLO s.test\n")
+            p.stdin.flush()
+            lines = []
+            while not lines or not lines[-1].startswith("250 "):
+                line = p.stdout.readline()
+                self.assertNotEqual(line, "", "s_client ended: %r" % lines)
+                lines.append(line)
+            p.stdin.write("QUIT\n")
+            p.stdin.flush()
+            lines.append(p.stdout.readline())
+            err = p.communicate(timeout=30)[1]
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.assertEqual(lines[0], "250-mx.example.test\n")
+        self.assertNotIn("250-STARTTLS\n", lines)
+        self.assertEqual(lines[-1], "221 2.0.0 Bye\n")
+        self.assertIn("verify return:1", err)
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def test_wrappermode_service(self):
+        master = ["127.0.0.1:{port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes"]
+        srv = self.server(master=master)
+        s = Certs.client_context().wrap_socket(socket.create_connection(("127.0.0.1", srv.port),
+                                                                        timeout=10),
+                                               server_hostname="mx.test")
+        c = Conn.__new__(Conn)
+        c.sock, c.buf = s, b""
+        self.assertEqual(c.reply(), "220 mx.example.test ESMTP mxgate")
+        ehlo = c.cmd("EHLO w.test")
+        self.assertNotIn("STARTTLS", ehlo)
+        self.assertEqual(c.cmd("STARTTLS"), "554 5.5.1 Error: TLS already active")
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok")
+        c.cmd("QUIT")
+        # plaintext on the wrapper port gets no banner and is cut off
+        p = Conn(srv.port)
+        p.send("EHLO plain\r\n")
+        self.assertTrue(p.closed(timeout=10))
+        self.assertEqual(p.buf, b"")
+        self.assertIsNotNone(srv.wait_log(r"SSL_accept error from localhost\[127\.0\.0\.1\]: -1"))
+        self.assertIsNotNone(srv.wait_log(r"lost connection after CONNECT from localhost"))
+
+    def test_per_service_encrypt(self):
+        port2 = harness.free_port()
+        master = ["127.0.0.1:{port} inet n - n - - smtpd",
+                  "127.0.0.1:%d inet n - n - - smtpd -o smtpd_tls_security_level=encrypt" % port2]
+        srv = self.server(master=master)
+        c = Conn(srv.port)
+        c.reply()
+        c.cmd("EHLO a.test")
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok")
+        c.close()
+        c = Conn(port2)
+        c.reply()
+        self.assertIn("250-STARTTLS", c.cmd("EHLO a.test"))
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org>"),
+                         "530 5.7.0 Must issue a STARTTLS command first")
+        c.cmd("STARTTLS")
+        c.starttls()
+        c.cmd("EHLO a.test")
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok")
+        c.close()
+
+    def test_legacy_booleans_and_none(self):
+        srv = self.server(main={"smtpd_tls_security_level": None, "smtpd_use_tls": "yes",
+                                "smtpd_enforce_tls": "yes"})
+        c = Conn(srv.port)
+        c.reply()
+        self.assertIn("250-STARTTLS", c.cmd("EHLO a.test"))
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org>"),
+                         "530 5.7.0 Must issue a STARTTLS command first")
+        c.close()
+        srv2 = self.server(main={"smtpd_tls_security_level": "none", "smtpd_enforce_tls": "yes"})
+        c = Conn(srv2.port)
+        c.reply()
+        self.assertNotIn("STARTTLS", c.cmd("EHLO a.test"))
+        self.assertEqual(c.cmd("STARTTLS"), "502 5.5.1 Error: command not implemented")
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok")
+        c.close()
+
+    def test_no_certificate_454(self):
+        srv = self.server(main={"smtpd_tls_cert_file": None, "smtpd_tls_key_file": None})
+        c = Conn(srv.port)
+        c.reply()
+        self.assertIn("250-STARTTLS", c.cmd("EHLO a.test"))
+        self.assertEqual(c.cmd("STARTTLS"), "454 4.7.0 TLS not available due to local problem")
+        self.assertEqual(c.cmd("NOOP"), "250 2.0.0 Ok")
+        c.close()
+        self.assertIsNotNone(srv.find_log(r"warning: service 127\.0\.0\.1:\d+: No server certs "
+                                          r"available\. TLS won't be enabled"))
+
+    def test_check_and_run_refuse_bad_files(self):
+        d = tempfile.mkdtemp(prefix="mxgate-tls-check-")
+        self.addCleanup(shutil.rmtree, d, True)
+        with open(os.path.join(d, "main.cf"), "w") as f:
+            f.write("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s\n"
+                    "smtpd_tls_key_file = %s\nmydestination = local.test\n"
+                    % (os.path.join(d, "missing.crt"), Certs.path("srv.key")))
+        rc, out, err = self.mxgate("check", "-c", d)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("smtpd_tls_cert_file = %s: cannot load the certificate"
+                      % os.path.join(d, "missing.crt"), err)
+        # a key that is not the certificate's
+        subprocess.run(["openssl", "genrsa", "-out", os.path.join(d, "other.key"), "2048"],
+                       check=True, capture_output=True, timeout=60)
+        with open(os.path.join(d, "main.cf"), "w") as f:
+            f.write("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s\n"
+                    "smtpd_tls_key_file = %s\nmydestination = local.test\n"
+                    % (Certs.path("srv.crt"), os.path.join(d, "other.key")))
+        rc, out, err = self.mxgate("check", "-c", d)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("smtpd_tls_key_file = %s: cannot load the private key: " % os.path.join(d, "other.key"), err)
+        self.assertIn("key values mismatch", err)
+        srv = harness.Server(main=dict(harness.BASE_MAIN, smtpd_tls_security_level="may",
+                                       smtpd_tls_cert_file=os.path.join(d, "missing.crt")))
+        self.addCleanup(srv.cleanup)
+        with self.assertRaises(harness.ServerError):
+            srv.start()
+        self.assertIn("cannot load the certificate", srv.stderr() + "\n".join(srv.log_lines()))
+        # a bad level and a bad protocol list
+        for line, want in (("smtpd_tls_security_level = sometimes",
+                            'Invalid TLS level "sometimes"'),
+                           ("smtpd_tls_protocols = TLSv9", "Invalid TLS protocol list"),
+                           ("smtpd_tls_ciphers = superb", "invalid cipher grade")):
+            with open(os.path.join(d, "main.cf"), "w") as f:
+                f.write("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s\n%s\n"
+                        % (Certs.path("srv.crt"), line))
+            rc, out, err = self.mxgate("check", "-c", d)
+            self.assertEqual(rc, 1, line + ": " + err)
+            self.assertIn(want, err)
+        # the chain file form is fine, and so is every real-config parameter
+        with open(os.path.join(d, "main.cf"), "w") as f:
+            f.write("smtpd_tls_security_level = may\nsmtpd_tls_chain_files = %s\n"
+                    "tls_preempt_cipherlist = yes\ntls_ssl_options = NO_RENEGOTIATION\n"
+                    "smtpd_tls_mandatory_protocols = !SSLv2, !SSLv3, !TLSv1, !TLSv1.1\n"
+                    "smtpd_tls_protocols = !SSLv2, !SSLv3\nsmtpd_tls_mandatory_ciphers = high\n"
+                    "smtpd_tls_exclude_ciphers = aNULL, MD5, RC4\n"
+                    "smtpd_tls_eecdh_grade = strong\nsmtpd_tls_session_cache_timeout = 3600s\n"
+                    "mydestination = local.test\n" % Certs.path("chain.pem"))
+        rc, out, err = self.mxgate("check", "-c", d)
+        self.assertEqual(rc, 0, err)
+
+    # -- limits and pipelining over TLS --------------------------------------------------------
+
+    def test_pipelining_checks_decrypted_bytes(self):
+        srv = self.server()
+        c = Conn(srv.port)
+        c.reply()
+        c.cmd("EHLO a.test")
+        c.cmd("STARTTLS")
+        c.starttls()
+        c.send("EHLO b.test\r\nNOOP\r\n")
+        self.assertEqual(c.reply(), "554 5.5.0 Error: SMTP protocol synchronization")
+        self.assertTrue(c.closed())
+        self.assertIsNotNone(srv.wait_log(r"improper command pipelining after EHLO from "
+                                          r"localhost\[127\.0\.0\.1\]: NOOP\\r\\n$"))
+
+    def test_new_tls_session_rate_limit(self):
+        srv = self.server(main={"smtpd_client_new_tls_session_rate_limit": "1"})
+        got = []
+        for _ in range(3):
+            c = Conn(srv.port)
+            c.reply()
+            c.cmd("EHLO a.test")
+            r = c.cmd("STARTTLS")
+            got.append(r)
+            if r.startswith("220"):
+                c.starttls()
+                try:
+                    got.append(c.cmd("EHLO b.test").split("\n")[0])
+                except (EOFError, OSError):
+                    got.append("closed")
+            c.close()
+        # Postfix 3.7: the second session is counted past the limit after its handshake
+        # (421), the third is refused before it (454)
+        self.assertEqual(got[0], "220 2.0.0 Ready to start TLS")
+        self.assertEqual(got[1], "250-mx.example.test")
+        self.assertEqual(got[2], "220 2.0.0 Ready to start TLS")
+        self.assertEqual(got[3], "421 4.7.0 mx.example.test Error: too many new TLS sessions "
+                                 "from localhost[127.0.0.1]")
+        self.assertEqual(got[4], "454 4.7.0 Error: too many new TLS sessions from "
+                                 "localhost[127.0.0.1]")
+        self.assertIsNotNone(srv.wait_log(r"warning: New TLS session rate limit exceeded: 2 from "
+                                          r"localhost\[127\.0\.0\.1\] for service "))
+        self.assertIsNotNone(srv.wait_log(r"warning: Refusing STARTTLS request from "
+                                          r"localhost\[127\.0\.0\.1\] for service "))
+
+
+class PostfixSenderTest(MxTestCase):
+    """Postfix 3.7's smtp client delivers to mxgate, verifying its certificate."""
+
+    @classmethod
+    def setUpClass(cls):
+        Certs.make()
+
+    def test_postfix_smtp_client_verify(self):
+        p = dict(harness.BASE_MAIN, smtpd_tls_security_level="may", smtpd_tls_loglevel="1")
+        p.update(Certs.params())
+        srv = self.start_server(main=p, virtual_users=["alice"])
+        ref = postfixref.Reference("tls-sender")
+        self.addCleanup(ref.stop)
+        policy = os.path.join(ref.dir, "tls_policy")
+        with open(policy, "w") as f:
+            f.write("[127.0.0.1]:%d verify match=mx.test\n" % srv.port)
+        ref.start({"myhostname": "sender.example.test", "mydestination": "",
+                   "mynetworks": "127.0.0.0/8", "relayhost": "[127.0.0.1]:%d" % srv.port,
+                   "smtp_tls_security_level": "verify", "smtp_tls_CAfile": Certs.path("ca.crt"),
+                   "smtp_tls_policy_maps": "texthash:" + policy, "smtp_tls_loglevel": "1",
+                   "inet_protocols": "ipv4", "alias_maps": "", "compatibility_level": "3.6"},
+                  ["tlsmgr unix - - n 1000? 1 tlsmgr"])
+        m = smtplib.SMTP("127.0.0.1", ref.port, timeout=30)
+        m.sendmail("a@example.org", ["alice@virt.test"], "Subject: via postfix\r\n\r\nrelayed\r\n")
+        m.quit()
+        log = os.path.join(ref.dir, "maillog")
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline:
+            with open(log, errors="replace") as f:
+                text = f.read()
+            if "status=" in text:
+                break
+            time.sleep(0.2)
+        self.assertRegex(text, r"Verified TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]"
+                               r":%d: TLSv1\.3 with cipher " % srv.port)
+        self.assertRegex(text, r"to=<alice@virt\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, .*"
+                               r"status=sent \(250 2\.0\.0 Ok: queued as [0-9A-F]+\)" % srv.port)
+        files = harness.maildir(srv.vmail, "alice")["new"]
+        self.assertEqual(len(files), 1)
+        with open(files[0]) as f:
+            stored = f.read()
+        self.assertIn("relayed", stored)
+        self.assertRegex(stored, r"Received: from sender\.example\.test \(localhost \[127\.0\.0\.1\]\)"
+                                 r"\n\tby mx\.example\.test \(mxgate\) with ESMTPS id ")
+        self.assertIsNotNone(srv.wait_log(r"Anonymous TLS connection established from "
+                                          r"localhost\[127\.0\.0\.1\]: TLSv1\.3 with cipher"))
+
+
+if __name__ == "__main__":
+    unittest.main()
