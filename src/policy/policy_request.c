@@ -46,7 +46,7 @@ policy_request_build(const struct restrict_req *q, const struct policy_server *s
 	buf_printf(&b, "size=%lu\n", q->size);
 	attr(&b, "etrn_domain", "");
 	attr(&b, "stress", q->stress);
-	/* nobody authenticates and there is no TLS: Postfix sends them empty */
+	/* nobody authenticates, no client certificate is looked at: Postfix sends them empty */
 	attr(&b, "sasl_method", "");
 	attr(&b, "sasl_username", "");
 	attr(&b, "sasl_sender", "");
@@ -54,9 +54,9 @@ policy_request_build(const struct restrict_req *q, const struct policy_server *s
 	attr(&b, "ccert_issuer", "");
 	attr(&b, "ccert_fingerprint", "");
 	attr(&b, "ccert_pubkey_fingerprint", "");
-	attr(&b, "encryption_protocol", "");
-	attr(&b, "encryption_cipher", "");
-	attr(&b, "encryption_keysize", "0");
+	attr(&b, "encryption_protocol", q->tls_protocol);
+	attr(&b, "encryption_cipher", q->tls_cipher);
+	buf_printf(&b, "encryption_keysize=%d\n", q->tls_protocol != NULL ? q->tls_keysize : 0);
 	attr(&b, "policy_context", srv->policy_context);
 	buf_putc(&b, '\n');
 	return buf_steal(&b);

@@ -2836,6 +2836,8 @@ ev_elem(struct ev *e, const struct rlist *l, size_t i, const char *rn, const cha
 			status = ev_reject(e, E_PROTOCOL, RPL_ACL_PIPELINING, 503, "5.5.0", rn, rc);
 		return status;
 	case OP_PLAINTEXT:
+		if (q->tls_protocol != NULL)
+			return status;
 		return ev_reject(e, E_POLICY, RPL_ACL_PLAINTEXT, e->p->plaintext_code, "4.7.1");
 	case OP_DEFER_IF_PERMIT:
 		return EV_DEFER_IF_PERMIT(e, E_POLICY, RPL_ACL_DEFER_IF_PERMIT, 450, "4.7.0", rn, rc);
@@ -3161,7 +3163,7 @@ restrict_eval(const struct restrict_policy *p, const struct restrict_req *q,
 struct restrict_job {
 	struct restrict_policy *policy;
 	struct restrict_req req;
-	char   *strs[15];		/* req's strings, owned */
+	char   *strs[17];		/* req's strings, owned */
 	struct sockaddr_storage sa;
 	struct restrict_state st;
 	struct restrict_out out;
@@ -3243,6 +3245,8 @@ restrict_start(const struct restrict_policy *p, struct workpool *pool, struct wo
 	j->req.server_port = job_str(j, 12, req->server_port);
 	j->req.instance = job_str(j, 13, req->instance);
 	j->req.stress = job_str(j, 14, req->stress);
+	j->req.tls_protocol = job_str(j, 15, req->tls_protocol);
+	j->req.tls_cipher = job_str(j, 16, req->tls_cipher);
 	if (req->sa != NULL) {
 		memcpy(&j->sa, req->sa, req->sa->sa_family == AF_INET6
 		       ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));

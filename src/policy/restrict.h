@@ -208,6 +208,10 @@ struct restrict_req {
 	const char *instance;		/* one value per transaction ("" outside one) */
 	const char *stress;		/* "yes" under stress, else "" */
 	unsigned long size;		/* MAIL SIZE=, the message's size at END-OF-MESSAGE */
+	/* TLS: protocol NULL in a plaintext session (reject_plaintext_session, policy requests) */
+	const char *tls_protocol;	/* "TLSv1.3" */
+	const char *tls_cipher;		/* "TLS_AES_256_GCM_SHA384" */
+	int	tls_keysize;		/* the cipher's bits in use */
 };
 
 enum restrict_verdict {

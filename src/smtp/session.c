@@ -1234,6 +1234,11 @@ session_restrict(struct session *s, enum restrict_stage stage, const char *arg,
 	q->instance = t->instance;
 	q->stress = conf_str(s->ss->cf, P_stress);
 	q->size = t->act_size > 0 ? t->act_size : t->msg_size;
+	if (s->tls != NULL) {
+		q->tls_protocol = s->tls->protocol;
+		q->tls_cipher = s->tls->cipher;
+		q->tls_keysize = s->tls->usebits;
+	}
 	if (s->answers == NULL)
 		s->answers = restrict_answers_new();
 	q->answers = s->answers;
