@@ -28,6 +28,7 @@ import time
 import unittest
 
 import harness
+import policyfixture
 import postfixref
 from harness import MxTestCase
 
@@ -661,6 +662,28 @@ class TlsTest(MxTestCase):
                     "mydestination = local.test\n" % Certs.path("chain.pem"))
         rc, out, err = self.mxgate("check", "-c", d)
         self.assertEqual(rc, 0, err)
+
+    def test_plaintext_restriction_and_policy_attributes(self):
+        pol = policyfixture.PolicyServer(lambda req: policyfixture.action("DUNNO"))
+        self.addCleanup(pol.stop)
+        srv = self.server(main={"smtpd_recipient_restrictions":
+                                "check_policy_service inet:127.0.0.1:%d, "
+                                "reject_plaintext_session" % pol.port})
+        c = Conn(srv.port)
+        c.reply()
+        c.cmd("EHLO a.test")
+        c.cmd("MAIL FROM:<a@example.org>")
+        self.assertEqual(c.cmd("RCPT TO:<alice@virt.test>"),
+                         "450 4.7.1 Session encryption is required")
+        c.cmd("STARTTLS")
+        c.starttls()
+        c.cmd("EHLO a.test")
+        c.cmd("MAIL FROM:<a@example.org>")
+        self.assertEqual(c.cmd("RCPT TO:<alice@virt.test>"), "250 2.1.5 Ok")
+        c.cmd("QUIT")
+        self.assertEqual([(r["encryption_protocol"], r["encryption_cipher"],
+                           r["encryption_keysize"]) for r in pol.requests],
+                         [("", "", "0"), ("TLSv1.3", "TLS_AES_256_GCM_SHA384", "256")])
 
     # -- limits and pipelining over TLS --------------------------------------------------------
 
