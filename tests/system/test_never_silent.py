@@ -5,10 +5,9 @@ why) and `mxgate run` (non-zero exit, nothing listening).  The same parameter at
 (Postfix's default, or one that changes nothing) keeps the "not implemented, ignored" warning and
 mxgate starts.
 
-The TLS cases follow Postfix 3.7.11's smtpd.c: smtpd_tls_wrappermode = yes and
-smtpd_tls_security_level = encrypt enforce TLS; smtpd_enforce_tls = yes only while
-smtpd_tls_security_level is empty (once the level is set, smtpd ignores it).  Before this change
-`mxgate check` exited 0 on all of them and `run` served the port in plaintext.
+TLS is implemented (tests/system/test_tls.py): its levels, wrapper mode and the legacy
+booleans are accepted and served; smtpd_tls_req_ccert = yes (a client certificate required) is
+not implemented and is refused.
 """
 
 import os
@@ -33,9 +32,9 @@ WHY = {
                                "accepted",
     "strict_smtputf8": "mxgate does not require the SMTPUTF8 parameter for UTF-8 addresses: such "
                        "mail would be accepted",
-    "tls": "mxgate has no TLS yet: the service would accept mail over plaintext connections",
-    "smtpd_tls_wrappermode": "mxgate has no TLS yet: the service would speak plaintext SMTP on a "
-                             "port where clients start TLS at once, and accept mail without it",
+    "smtpd_tls_req_ccert": "mxgate does not require client certificates: with "
+                           "smtpd_tls_security_level = encrypt, clients without a trusted "
+                           "certificate would be served",
 }
 
 
@@ -77,11 +76,11 @@ class NeverSilentTest(harness.MxTestCase):
             "strict_rfc821_envelopes = yes",                                   # n+5
             "smtpd_proxy_filter =",                                            # n+6 default
             "strict_8bitmime = no",                                            # n+7 default
-            "smtpd_tls_security_level = may",                                  # n+8 harmless
+            "smtpd_tls_req_ccert = no",                                        # n+8 harmless
         ], [
             "127.0.0.1:{p1} inet n - n - - smtpd",                             # 1
             "127.0.0.1:{p2} inet n - n - - smtpd",                             # 2
-            "  -o smtpd_tls_security_level=encrypt -o content_filter=",        # 3
+            "  -o smtpd_tls_req_ccert=yes -o content_filter=",                 # 3
         ])
         m, ms = self.main_path, self.master_path
         want = [
@@ -96,12 +95,12 @@ class NeverSilentTest(harness.MxTestCase):
             + refused("body_checks", "pcre:/etc/postfix/body_checks"),
             "mxgate: error: %s, line %d: " % (m, n + 5) + refused("strict_rfc821_envelopes", "yes"),
             "mxgate: error: %s, line 3: " % ms
-            + refused("smtpd_tls_security_level", "encrypt", "tls"),
+            + refused("smtpd_tls_req_ccert", "yes"),
         ]
         harmless = [
             "mxgate: warning: %s, line %d: %s" % (m, n + 6, ignored("smtpd_proxy_filter")),
             "mxgate: warning: %s, line %d: %s" % (m, n + 7, ignored("strict_8bitmime")),
-            "mxgate: warning: %s, line %d: %s" % (m, n + 8, ignored("smtpd_tls_security_level")),
+            "mxgate: warning: %s, line %d: %s" % (m, n + 8, ignored("smtpd_tls_req_ccert")),
             "mxgate: warning: %s, line 3: %s" % (ms, ignored("content_filter")),
         ]
         return want, harmless
@@ -137,40 +136,45 @@ class NeverSilentTest(harness.MxTestCase):
                 "mxgate: error: " + refused("header_checks", "regexp:/x")], err)
         self.assertFalse(harness.port_listening(self.p1))
 
-    def test_tls_enforcement_is_refused(self):
-        """Each way Postfix 3.7's smtpd enforces TLS, in main.cf and as a master.cf -o."""
-        cases = [
-            ("smtpd_tls_security_level", "encrypt", "tls"),
-            ("smtpd_tls_security_level", "verify", "tls"),     # Postfix: "using encrypt"
-            ("smtpd_enforce_tls", "yes", "tls"),
-            ("smtpd_tls_wrappermode", "yes", None),
-        ]
-        for name, value, why in cases:
-            with self.subTest(name=name, value=value, where="main.cf"):
-                n = self.write(["%s = %s" % (name, value)],
-                               ["127.0.0.1:{p1} inet n - n - - smtpd"])
-                rc, _, err = self.mxgate("check", "-c", self.dir)
-                self.assertEqual(rc, 1, err)
-                self.assertEqual(self.errors(err), ["mxgate: error: %s, line %d: %s" % (
-                    self.main_path, n + 1, refused(name, value, why))], err)
-            with self.subTest(name=name, value=value, where="master.cf"):
+    def test_tls_client_certificate_requirement_is_refused(self):
+        """smtpd_tls_req_ccert = yes, in main.cf and as a master.cf -o."""
+        n = self.write(["smtpd_tls_req_ccert = yes"], ["127.0.0.1:{p1} inet n - n - - smtpd"])
+        rc, _, err = self.mxgate("check", "-c", self.dir)
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(self.errors(err), ["mxgate: error: %s, line %d: %s" % (
+            self.main_path, n + 1, refused("smtpd_tls_req_ccert", "yes"))], err)
+        self.write([], ["127.0.0.1:{p1} inet n - n - - smtpd -o smtpd_tls_req_ccert=yes"])
+        rc, _, err = self.mxgate("check", "-c", self.dir)
+        self.assertEqual(rc, 1, err)
+        self.assertEqual(self.errors(err), ["mxgate: error: %s, line 1: %s" % (
+            self.master_path, refused("smtpd_tls_req_ccert", "yes"))], err)
+        rc, _, err = self.mxgate("run", "-c", self.dir)
+        self.assertNotEqual(rc, 0, err)
+        self.assertFalse(harness.port_listening(self.p1))
+
+    def test_tls_levels_are_implemented(self):
+        """The ways Postfix 3.7's smtpd enforces TLS are no longer refused: they are served
+        (test_tls.py), and without a certificate STARTTLS gets 454, as in Postfix."""
+        for name, value in (("smtpd_tls_security_level", "encrypt"),
+                            ("smtpd_tls_security_level", "verify"),
+                            ("smtpd_enforce_tls", "yes"), ("smtpd_tls_wrappermode", "yes")):
+            with self.subTest(name=name, value=value):
                 self.write([], ["127.0.0.1:{p1} inet n - n - - smtpd -o %s=%s" % (name, value)])
                 rc, _, err = self.mxgate("check", "-c", self.dir)
-                self.assertEqual(rc, 1, err)
-                self.assertEqual(self.errors(err), ["mxgate: error: %s, line 1: %s" % (
-                    self.master_path, refused(name, value, why))], err)
-                rc, _, err = self.mxgate("run", "-c", self.dir)
-                self.assertNotEqual(rc, 0, err)
-                self.assertFalse(harness.port_listening(self.p1))
+                self.assertEqual(rc, 0, err)
+                self.assertEqual(self.errors(err), [], err)
+                self.assertNotIn(ignored(name), err)
+                self.assertIn("No server certs available. TLS won't be enabled", err)
 
     def test_enforce_tls_is_inert_once_the_level_is_set(self):
-        n = self.write(["smtpd_tls_security_level = may", "smtpd_enforce_tls = yes",
-                        "smtpd_use_tls = yes"],
-                       ["127.0.0.1:{p1} inet n - n - - smtpd"])
-        rc, _, err = self.mxgate("check", "-c", self.dir)
-        self.assertEqual(rc, 0, err)
-        self.assertIn("mxgate: warning: %s, line %d: %s"
-                      % (self.main_path, n + 2, ignored("smtpd_enforce_tls")), err.splitlines())
+        main = dict(harness.BASE_MAIN, smtpd_tls_security_level="may", smtpd_enforce_tls="yes",
+                    smtpd_use_tls="yes")
+        srv = self.start_server(main=main)
+        c = self.connect(srv)
+        c.expect(220)
+        c.cmd("EHLO a.test")
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.org>").code, 250)
+        c.cmd("QUIT")
 
     def test_harmless_values_start(self):
         """Postfix's defaults and values that change nothing: warnings, and mxgate serves."""
@@ -185,7 +189,7 @@ class NeverSilentTest(harness.MxTestCase):
         c.expect(220)
         self.assertEqual(c.cmd("QUIT").code, 221)
         msgs = srv.log_messages()
-        for name in ("strict_rfc821_envelopes", "content_filter", "smtpd_tls_security_level",
+        for name in ("strict_rfc821_envelopes", "content_filter",
                      "receive_override_options", "smtpd_milters", "body_checks"):
             self.assertTrue(any(m.endswith(ignored(name)) for m in msgs), (name, msgs))
         rc, _, err = self.mxgate("check", "-c", srv.dir)

@@ -256,8 +256,13 @@ class TlsAsPostfixTest(MxTestCase):
                        virtual_mailbox_maps="texthash:" + vmb),
                   ["tlsmgr unix - - n 1000? 1 tlsmgr"])
         srv = self.start_server(main=dict(p), virtual_users=["alice"])
-        got_pf = [play(ref.port, s) for s in sessions]
-        got_mx = [play(srv.port, s) for s in sessions]
+        got_pf, got_mx = [], []
+        # one session at a time, each one's disconnect logged before the next connects
+        for i, steps in enumerate(sessions):
+            got_pf.append(play(ref.port, steps))
+            wait_lines(os.path.join(ref.dir, "maillog"), i + 1)
+            got_mx.append(play(srv.port, steps))
+            wait_lines(srv.maillog, i + 1)
         qid = re.compile(r"queued as [0-9A-F]+")
         norm = lambda rs: [[qid.sub("queued as QID", r) for r in s] for s in rs]
         self.assertEqual(norm(got_mx), norm(got_pf))
