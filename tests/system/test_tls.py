@@ -16,6 +16,7 @@ tests make with the openssl command.
                      smtp_tls_security_level = verify against the test CA.
 """
 
+import atexit
 import os
 import re
 import shutil
@@ -53,6 +54,7 @@ class Certs:
             return cls
         d = tempfile.mkdtemp(prefix="mxgate-tls-")
         os.chmod(d, 0o755)
+        atexit.register(shutil.rmtree, d, True)
 
         def run(*args):
             subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True,
@@ -65,6 +67,13 @@ class Certs:
             f.write("subjectAltName=DNS:mx.test,IP:127.0.0.1\n")
         run("x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", "srv.crt", "-days", "30", "-extfile", "ext")
+        # a client certificate from the same CA, and a self-signed one
+        run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "cli.key", "-out", "cli.csr",
+            "-subj", "/CN=client.test")
+        run("x509", "-req", "-in", "cli.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "cli.crt", "-days", "30")
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "self.key", "-out",
+            "self.crt", "-days", "30", "-subj", "/CN=self.test")
         # smtpd_tls_chain_files form: the key, then the certificate
         with open(os.path.join(d, "chain.pem"), "w") as out:
             for name in ("srv.key", "srv.crt"):
@@ -184,7 +193,11 @@ def play(port, steps):
                 out.append(ehlo_as_mxgate(r) if st.upper().startswith("EHLO") else r)
             elif st[0] == "tls":
                 try:
-                    c.starttls()
+                    ctx = None
+                    if len(st) > 1:     # ("tls", "cli"): with that client certificate
+                        ctx = Certs.client_context()
+                        ctx.load_cert_chain(Certs.path(st[1] + ".crt"), Certs.path(st[1] + ".key"))
+                    c.starttls(ctx)
                     out.append("handshake ok")
                 except (ssl.SSLError, OSError) as e:
                     out.append("handshake failed")
@@ -320,6 +333,21 @@ class TlsAsPostfixTest(MxTestCase):
         got, log, srv = self.both({"smtpd_tls_security_level": "encrypt"}, sessions)
         self.assertEqual(got[1][2], "530 5.7.0 Must issue a STARTTLS command first")
         self.assertEqual(len(harness.maildir(srv.vmail, "alice")["new"]), 1)
+
+    def test_client_certificates(self):
+        """smtpd_tls_ask_ccert with smtpd_tls_CAfile: Trusted and Untrusted in the log."""
+        sessions = [
+            ["EHLO a.test", "STARTTLS", ("tls", "cli"), "EHLO a.test", "QUIT"],
+            ["EHLO a.test", "STARTTLS", ("tls", "self"), "EHLO a.test", "QUIT"],
+            ["EHLO a.test", "STARTTLS", ("tls",), "EHLO a.test", "QUIT"],
+        ]
+        got, log, srv = self.both({"smtpd_tls_security_level": "may", "smtpd_tls_ask_ccert": "yes",
+                                   "smtpd_tls_CAfile": Certs.path("ca.crt")}, sessions)
+        self.assertTrue(any(ln.startswith("Trusted TLS connection established from localhost"
+                                          "[127.0.0.1]: TLSv1.3 ") and "client-signature RSA-PSS"
+                            in ln for ln in log), log)
+        self.assertTrue(any(ln.startswith("Untrusted TLS connection established") for ln in log),
+                        log)
 
 
 class TlsTest(MxTestCase):
@@ -483,6 +511,24 @@ class TlsTest(MxTestCase):
                          r"\t\(No client certificate requested\)\n"
                          r"\tby mx\.example\.test \(mxgate\) with ESMTPS id [0-9A-F]+\n")
         self.assertIsNotNone(srv.wait_log(TLS_SUMMARY.pattern[:-1]))
+
+    def test_received_header_client_certificate(self):
+        srv = self.server(main={"smtpd_tls_received_header": "yes", "smtpd_tls_ask_ccert": "yes",
+                                "smtpd_tls_CAfile": Certs.path("ca.crt")})
+        for cert in ("cli", "self", None):
+            ctx = Certs.client_context()
+            if cert:
+                ctx.load_cert_chain(Certs.path(cert + ".crt"), Certs.path(cert + ".key"))
+            m = smtplib.SMTP("127.0.0.1", srv.port, timeout=10)
+            m.starttls(context=ctx)
+            m.sendmail("a@example.org", ["alice@virt.test"], "Subject: %s\r\n\r\nx\r\n" % cert)
+            m.quit()
+        stored = {re.search(r"Subject: (\S+)", t).group(1): t for t in self.stored(srv)}
+        self.assertIn('\t(Client CN "client.test", Issuer "mxgate test CA" (verified OK))\n'
+                      '\tby mx.example.test', stored["cli"])
+        self.assertIn('\t(Client CN "self.test", Issuer "self.test" (not verified))\n',
+                      stored["self"])
+        self.assertIn("\t(Client did not present a certificate)\n\tby ", stored["None"])
 
     def test_received_header_off_and_plaintext(self):
         srv = self.server()
