@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "net/tls.h"
 #include "smtp/session.h"
 #include "util/xalloc.h"
 
@@ -144,7 +145,22 @@ mio_close(void *io)
 	m->reading = 0;
 }
 
+static int
+mio_starttls(void *io, void *ssl, long timeout_sec, const char *namaddr)
+{
+	struct memio *m = io;
+
+	(void)namaddr;
+	tls_ssl_free(ssl);
+	m->tls_calls++;
+	m->tls_out_len = m->out.len;
+	m->tls_timeout = timeout_sec;
+	m->in_off = m->in.len;	/* plaintext behind STARTTLS is dropped */
+	return 0;
+}
+
 const struct session_io memio_ops = {
+	.starttls = mio_starttls,
 	.peek = mio_peek,
 	.consume = mio_consume,
 	.pending = mio_pending,

@@ -28,6 +28,14 @@ struct memio {
 	long	read_tmo, write_tmo;
 	/* called for every write (before it is appended to out), if set */
 	void	(*on_write)(struct memio *m, const char *data, size_t len);
+	/*
+	 * starttls(): counted, the SSL object freed, the unconsumed input
+	 * dropped (as the transport does); out.len at the call.  The test then
+	 * calls session_on_tls() itself.
+	 */
+	int	tls_calls;
+	size_t	tls_out_len;
+	long	tls_timeout;
 };
 
 extern const struct session_io memio_ops;

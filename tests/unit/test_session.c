@@ -7,7 +7,11 @@
  * command (errors, tarpit, hard limit) is the same whether the answer came
  * at once or later; a session freed while a lookup or a delivery is in
  * flight drops the answer safely (ASan/LSan watch); the store failing gives
- * 451 and no message; a BDAT chunk whose content fails is refused when read.
+ * 451 and no message; a BDAT chunk whose content fails is refused when read;
+ * STARTTLS (the transport's handshake faked): 530 at encrypt, the 220 written
+ * before the handshake starts (also behind the tarpit), plaintext behind it
+ * dropped, the state reset, 554 inside TLS, ESMTPS and the TLS comment in the
+ * Received: header, the command fed one byte at a time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,10 +23,14 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "fakeloop.h"
 #include "slowspool.h"
 #include "log/log.h"
+#include "net/tls.h"
 #include "testsvc.h"
 #include "util/xalloc.h"
 
@@ -452,6 +460,153 @@ test_helo_name(void **state)
 	}
 }
 
+
+/* ---- STARTTLS ------------------------------------------------------------- */
+
+/* A self-signed RSA certificate and its key in dir/c.pem and dir/k.pem. */
+static void
+make_cert(const char *dir)
+{
+	EVP_PKEY *pk = EVP_RSA_gen(2048);
+	X509   *x = X509_new();
+	char	path[128];
+	FILE   *f;
+
+	assert_non_null(pk);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_set_pubkey(x, pk);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+				   (const unsigned char *)"mx.test", -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(x));
+	assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+	snprintf(path, sizeof(path), "%s/c.pem", dir);
+	assert_non_null(f = fopen(path, "w"));
+	PEM_write_X509(f, x);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/k.pem", dir);
+	assert_non_null(f = fopen(path, "w"));
+	PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL);
+	fclose(f);
+	X509_free(x);
+	EVP_PKEY_free(pk);
+}
+
+static void
+feed(struct testsvc *t, const char *text)
+{
+	memio_feeds(&t->io, text);
+	testsvc_settle(t, 10);
+}
+
+static const struct tls_info fake_tls = {
+	.protocol = "TLSv1.3", .cipher = "TLS_FAKE", .usebits = 128, .algbits = 256,
+	.kex = "X25519", .sig = "RSA-PSS", .sig_bits = 2048, .sig_dgst = "SHA256",
+};
+
+static void
+test_starttls(void **state)
+{
+	char	dir[] = "/tmp/test_session_tls.XXXXXX", cf[512], *got;
+	struct testsvc t;
+
+	assert_non_null(mkdtemp(dir));
+	make_cert(dir);
+	snprintf(cf, sizeof(cf), "smtpd_tls_security_level = encrypt\nsmtpd_tls_cert_file = %s/c.pem\n"
+		 "smtpd_tls_key_file = %s/k.pem\nsmtpd_tls_received_header = yes\n"
+		 "smtpd_starttls_timeout = 7s\n", dir, dir);
+	assert_int_equal(testsvc_init(&t, cf, "memory"), 0);
+	testsvc_connect(&t, "198.51.100.7");
+	testsvc_settle(&t, 0);
+	free(take(&t));
+	feed(&t, "EHLO c\r\n");
+	got = take(&t);
+	assert_non_null(strstr(got, "250-VRFY\r\n250-STARTTLS\r\n250-ENHANCEDSTATUSCODES\r\n"));
+	free(got);
+	feed(&t, "MAIL FROM:<a@example.org>\r\n");
+	expect_out(&t, "530 5.7.0 Must issue a STARTTLS command first\r\n");
+	feed(&t, "STARTTLS now\r\n");
+	expect_out(&t, "501 5.5.4 Syntax: STARTTLS\r\n");
+	/* CVE-2011-0411: what follows STARTTLS in the same packet is never run */
+	feed(&t, "STARTTLS\r\nEHLO evil\r\nMAIL FROM:<evil@example.org>\r\n");
+	expect_out(&t, "220 2.0.0 Ready to start TLS\r\n");
+	assert_int_equal(t.io.tls_calls, 1);
+	assert_int_equal(t.io.tls_timeout, 7);
+	assert_int_equal(t.io.in_off, t.io.in.len);
+	/* nothing happens until the handshake is over */
+	feed(&t, "NOOP\r\n");
+	expect_out(&t, "");
+	t.io.in_off = t.io.in.len;
+	session_on_tls(t.s, &fake_tls);
+	testsvc_settle(&t, 0);
+	expect_out(&t, "");
+	feed(&t, "STARTTLS\r\n");
+	expect_out(&t, "554 5.5.1 Error: TLS already active\r\n");
+	/* the HELO name is gone: no EHLO, no 250 for MAIL's sake is needed here */
+	feed(&t, "RCPT TO:<alice@virt.test>\r\n");
+	expect_out(&t, "503 5.5.1 Error: need MAIL command\r\n");
+	feed(&t, "EHLO c\r\n");
+	got = take(&t);
+	assert_null(strstr(got, "STARTTLS"));
+	free(got);
+	feed(&t, "MAIL FROM:<a@example.org>\r\n");
+	feed(&t, "RCPT TO:<alice@virt.test>\r\n");
+	feed(&t, "DATA\r\n");
+	feed(&t, "Subject: x\r\n\r\nbody\r\n.\r\n");
+	assert_int_equal(t.nmsgs, 1);
+	if (strstr(t.msgs[0].received, "Received: from c (unknown [198.51.100.7])\n"
+		   "\t(using TLSv1.3 with cipher TLS_FAKE (128/256 bits)\n"
+		   "\t key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest SHA256)\n"
+		   "\t(No client certificate requested)\n"
+		   "\tby mx.example.test (mxgate) with ESMTPS id ") == NULL)
+		fail_msg("Received: %s", t.msgs[0].received);
+	testsvc_disconnect(&t);
+	testsvc_free(&t);
+	snprintf(cf, sizeof(cf), "rm -rf %s", dir);
+	assert_int_equal(system(cf), 0);
+}
+
+/* The 220 behind the tarpit: the handshake starts only once it is written; byte by byte. */
+static void
+test_starttls_tarpit_and_bytes(void **state)
+{
+	char	dir[] = "/tmp/test_session_tls.XXXXXX", cf[512], *got;
+	const char *cmd = "STARTTLS\r\n";
+	struct testsvc t;
+
+	assert_non_null(mkdtemp(dir));
+	make_cert(dir);
+	snprintf(cf, sizeof(cf), "smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s/c.pem\n"
+		 "smtpd_tls_key_file = %s/k.pem\nsmtpd_soft_error_limit = 1\n", dir, dir);
+	assert_int_equal(testsvc_init(&t, cf, "memory"), 0);
+	testsvc_connect(&t, "198.51.100.7");
+	testsvc_settle(&t, 0);
+	feed(&t, "EHLO c\r\n");
+	free(take(&t));
+	feed(&t, "FOO\r\n");		/* one error: replies wait for the tarpit now */
+	for (size_t i = 0; cmd[i]; i++) {
+		memio_feed(&t.io, cmd + i, 1);
+		testsvc_settle(&t, 0);
+		assert_int_equal(t.io.tls_calls, 0);	/* the 220 still waits for the tarpit */
+	}
+	testsvc_settle(&t, 10);
+	assert_int_equal(t.io.tls_calls, 1);
+	assert_int_equal(t.io.tls_out_len, t.io.out.len);	/* the 220 was out first */
+	got = take(&t);
+	assert_string_equal(got, "500 5.5.2 Error: command not recognized\r\n"
+			    "220 2.0.0 Ready to start TLS\r\n");
+	free(got);
+	/* a failed handshake ends the session */
+	session_on_tls(t.s, NULL);
+	testsvc_settle(&t, 0);
+	assert_true(t.io.closed);
+	testsvc_disconnect(&t);
+	testsvc_free(&t);
+	snprintf(cf, sizeof(cf), "rm -rf %s", dir);
+	assert_int_equal(system(cf), 0);
+}
+
 int
 main(void)
 {
@@ -467,6 +622,8 @@ main(void)
 		cmocka_unit_test(test_spool_back_pressure),
 		cmocka_unit_test(test_bdat_content_refused),
 		cmocka_unit_test(test_helo_name),
+		cmocka_unit_test(test_starttls),
+		cmocka_unit_test(test_starttls_tarpit_and_bytes),
 	};
 
 	return cmocka_run_group_tests_name("session", tests, NULL, NULL);
