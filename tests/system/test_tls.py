@@ -20,6 +20,7 @@ import atexit
 import os
 import re
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -735,6 +736,46 @@ class TlsTest(MxTestCase):
         self.assertEqual([(r["encryption_protocol"], r["encryption_cipher"],
                            r["encryption_keysize"]) for r in pol.requests],
                          [("", "", "0"), ("TLSv1.3", "TLS_AES_256_GCM_SHA384", "256")])
+
+    def test_reload(self):
+        """SIGHUP: a certificate that cannot be read is refused and the running TLS stays; a
+        new level takes effect for new sessions, and a TLS session open across it goes on."""
+        srv = self.server()
+        old = Conn(srv.port)
+        old.reply()
+        old.cmd("EHLO a.test")
+        old.cmd("STARTTLS")
+        old.starttls()
+        harness.rewrite_main_cf(srv, {"smtpd_tls_cert_file": os.path.join(srv.dir, "none.crt")})
+        srv.signal(signal.SIGHUP)
+        self.assertIsNotNone(srv.wait_log(r"warning: reload: .*cannot load the certificate|"
+                                          r"reload: the configuration .* has errors", 10),
+                             srv.diagnostics())
+        c = Conn(srv.port)
+        c.reply()
+        c.cmd("EHLO a.test")
+        self.assertEqual(c.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS")
+        c.starttls()
+        c.close()
+        harness.rewrite_main_cf(srv, {"smtpd_tls_cert_file": Certs.path("srv.crt"),
+                                      "smtpd_tls_security_level": "encrypt"})
+        srv.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        got = None
+        while time.monotonic() < deadline:
+            c = Conn(srv.port)
+            c.reply()
+            c.cmd("EHLO a.test")
+            got = c.cmd("MAIL FROM:<a@example.org>")
+            c.close()
+            if got.startswith("530"):
+                break
+            time.sleep(0.2)
+        self.assertEqual(got, "530 5.7.0 Must issue a STARTTLS command first")
+        self.assertTrue(old.cmd("EHLO a.test").startswith("250-"))
+        self.assertEqual(old.cmd("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok")
+        old.cmd("QUIT")
+        old.close()
 
     # -- limits and pipelining over TLS --------------------------------------------------------
 
