@@ -531,6 +531,30 @@ class TlsTest(MxTestCase):
                       stored["self"])
         self.assertIn("\t(Client did not present a certificate)\n\tby ", stored["None"])
 
+    def test_timeout_and_large_message_over_tls(self):
+        """smtpd_timeout inside TLS (421 over TLS, logged), and a 3 MB message through the
+        TLS filter's buffers, stored whole."""
+        srv = self.server(main={"smtpd_timeout": "2s"})
+        c = Conn(srv.port)
+        c.reply()
+        c.cmd("EHLO a.test")
+        c.cmd("STARTTLS")
+        c.starttls()
+        c.cmd("EHLO a.test")
+        t0 = time.monotonic()
+        self.assertEqual(c.reply(timeout=10), "421 4.4.2 mx.example.test Error: timeout exceeded")
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertTrue(c.closed())
+        self.assertIsNotNone(srv.wait_log(r"timeout after EHLO from localhost\[127\.0\.0\.1\]$"))
+        body = "".join("line %06d %s\r\n" % (i, "y" * 60) for i in range(42000))
+        m = smtplib.SMTP("127.0.0.1", srv.port, timeout=30)
+        m.starttls(context=Certs.client_context())
+        m.sendmail("a@example.org", ["alice@virt.test"], "Subject: big\r\n\r\n" + body)
+        m.quit()
+        stored = self.stored(srv)
+        self.assertEqual(len(stored), 1)
+        self.assertIn(body.replace("\r\n", "\n"), stored[0])
+
     def test_received_header_off_and_plaintext(self):
         srv = self.server()
         m = smtplib.SMTP("127.0.0.1", srv.port, timeout=10)
