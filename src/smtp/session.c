@@ -1391,6 +1391,11 @@ session_tls_counted(void *ctx, const struct anvil_reply *r)
 	if (r->status == 0 && r->rate > s->ss->newtls_rate_limit) {
 		msg_warn("New TLS session rate limit exceeded: %d from %s for service %s", r->rate,
 			 s->namaddr, s->ss->service_name);
+		if (s->cur != NULL) {
+			/* Postfix ends the session inside STARTTLS: "starttls=0/1" */
+			s->stat_total[s->cur - session_cmds]++;
+			s->cur = NULL;
+		}
 		session_reply(s, RPL_TLS_RATE_HANGUP, s->ss->hostname, s->namaddr);
 		session_hangup(s);
 		return;
