@@ -3,8 +3,18 @@
  * (smtp/session.h).  It owns the socket and the bufferevent; it answers
  * "how much input is pending" from its own buffer plus what the kernel
  * holds (FIONREAD), so that the pipelining checks never read the socket
- * behind its back.  STARTTLS will put a TLS filter here, and the pending
- * count then covers decrypted bytes.
+ * behind its back.
+ *
+ * TLS: io->starttls() puts libevent's OpenSSL filter over the socket's
+ * bufferevent (server side).  What was written goes out in plaintext first
+ * (the 220); plaintext input nobody consumed is dropped (CVE-2011-0411).
+ * The handshake runs on the loop, bounded by a timer (smtpd_starttls_timeout;
+ * then "SSL_accept error from ...: Connection timed out"); its end is
+ * session_on_tls() with the handshake's facts, or NULL after Postfix's
+ * failure lines (SSL_accept error, TLS library problem) were logged.  The
+ * session's timeouts are off during the handshake and back after it.  From
+ * then on peek/consume see decrypted bytes, and pending() counts them plus
+ * the records not yet decrypted (in the socket's buffer and the kernel).
  *
  * Buffering: at most 64 KiB of input is read ahead of the session (beyond
  * it the kernel holds the client's bytes); the session is told the output
