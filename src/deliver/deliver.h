@@ -71,6 +71,7 @@ struct deliver_msg {
 	struct spool *body;	/* committed; the message holds a reference */
 	size_t	size;		/* the message size as Postfix counts it (logs) */
 	struct timeval arrival;	/* MAIL FROM time, for delay= */
+	int	orig_rcpt;	/* enable_original_recipient: each copy gets X-Original-To: */
 	struct deliver_rcpt *rcpts;
 	size_t	nrcpts, rcpt_cap;
 	struct buf err;		/* after a failure: why, for the log */

@@ -1,5 +1,8 @@
 #include "smtp/service.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -7,6 +10,7 @@
 #include "conf/conf.h"
 #include "log/log.h"
 #include "policy/addrlist.h"
+#include "policy/maps.h"
 #include "policy/recipient.h"
 #include "policy/restrict.h"
 #include "util/xalloc.h"
@@ -134,6 +138,183 @@ service_ehlo_init(struct smtp_service *ss, const struct conf_view *cf)
 	}
 }
 
+/* ---- cleanup(8) settings ------------------------------------------------ */
+
+/* cleanup_check_fn over the service's header_checks and body_checks tables. */
+static int
+service_check(void *ctx, enum cleanup_where where, const char *text, char **action_r)
+{
+	const struct smtp_service *ss = ctx;
+	const struct maplist *l = where == CLEANUP_HEADER ? ss->header_checks : ss->body_checks;
+
+	switch (maplist_lookup(l, text, action_r, NULL)) {
+	case MAP_FOUND:
+		return 1;
+	case MAP_NOTFOUND:
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+static struct maplist *
+service_checks_open(const struct conf_view *cf, enum param_id id, const char *param,
+		    char **err_r)
+{
+	size_t n;
+	char *const *specs = conf_list(cf, id, &n);
+	char *err = NULL;
+	struct maplist *l;
+
+	if ((l = maplist_open(specs, n, &err)) == NULL) {
+		*err_r = xasprintf("%s: %s", param, err);
+		free(err);
+		return NULL;
+	}
+	maplist_set_title(l, param);
+	/*
+	 * The checks run on the event loop, line by line: only tables that
+	 * answer from memory (regexp, pcre, texthash, inline, static).
+	 */
+	if (!maplist_in_memory(l)) {
+		for (size_t i = 0; i < maplist_count(l); i++) {
+			if (!map_in_memory(maplist_get(l, i))) {
+				*err_r = xasprintf("%s: table %s is not supported: mxgate runs the "
+						   "content checks with tables that are read into "
+						   "memory (regexp, pcre, texthash, inline, static)",
+						   param, map_spec(maplist_get(l, i)));
+				break;
+			}
+		}
+		maplist_free(&l);
+		return NULL;
+	}
+	return l;
+}
+
+/* The addresses of inet_interfaces (all: every interface's), for permit_inet_interfaces. */
+static void
+service_local_addrs(const struct conf_view *cf, char ***items, size_t *n)
+{
+	size_t ni;
+	char *const *ifs = conf_list(cf, P_inet_interfaces, &ni);
+
+	for (size_t i = 0; i < ni; i++) {
+		if (strcasecmp(ifs[i], "all") == 0) {
+			struct ifaddrs *ifa, *p;
+			char a[INET6_ADDRSTRLEN];
+
+			if (getifaddrs(&ifa) < 0)
+				continue;
+			for (p = ifa; p != NULL; p = p->ifa_next) {
+				const void *src;
+
+				if (p->ifa_addr == NULL)
+					continue;
+				if (p->ifa_addr->sa_family == AF_INET)
+					src = &((struct sockaddr_in *)(void *)p->ifa_addr)->sin_addr;
+				else if (p->ifa_addr->sa_family == AF_INET6)
+					src = &((struct sockaddr_in6 *)(void *)p->ifa_addr)->sin6_addr;
+				else
+					continue;
+				if (inet_ntop(p->ifa_addr->sa_family, src, a, sizeof(a)) == NULL)
+					continue;
+				*items = xrealloc(*items, (*n + 1) * sizeof(**items));
+				(*items)[(*n)++] = xstrdup(a);
+			}
+			freeifaddrs(ifa);
+		} else if (strcasecmp(ifs[i], "loopback-only") == 0) {
+			*items = xrealloc(*items, (*n + 2) * sizeof(**items));
+			(*items)[(*n)++] = xstrdup("127.0.0.1");
+			(*items)[(*n)++] = xstrdup("::1");
+		} else {
+			*items = xrealloc(*items, (*n + 1) * sizeof(**items));
+			(*items)[(*n)++] = xstrdup(ifs[i]);
+		}
+	}
+}
+
+static int
+service_cleanup_init(struct smtp_service *ss, const struct conf_view *cf, char **err_r)
+{
+	struct cleanup_conf *cc = &ss->cleanup;
+	char *const *v;
+	char **items = NULL;
+	size_t n, nitems = 0;
+	int ret = 0;
+
+	cc->header_size_limit = (size_t)conf_int(cf, P_header_size_limit);
+	cc->line_limit = (size_t)conf_int(cf, P_line_length_limit);
+	cc->hopcount_limit = conf_int(cf, P_hopcount_limit);
+	cc->body_checks_size_limit = conf_int(cf, P_body_checks_size_limit);
+	cc->hostname = ss->hostname;
+	cc->myorigin = conf_str(cf, P_myorigin);
+	cc->rcpt_witheld = conf_str(cf, P_undisclosed_recipients_header);
+	v = conf_list(cf, P_message_drop_headers, &n);
+	cc->drop = xcalloc(n + 1, sizeof(*cc->drop));
+	for (size_t i = 0; i < n; i++)
+		cc->drop[cc->ndrop++] = xstrdup(v[i]);
+	cleanup_charset(cc->reject_chars, &cc->have_reject,
+			conf_str(cf, P_message_reject_characters));
+	cleanup_charset(cc->strip_chars, &cc->have_strip, conf_str(cf, P_message_strip_characters));
+	ss->always_add_hdrs = conf_bool(cf, P_always_add_missing_headers);
+	ss->orig_rcpt = conf_bool(cf, P_enable_original_recipient);
+	if ((ss->header_checks = service_checks_open(cf, P_header_checks, "header_checks",
+						     err_r)) == NULL
+	    || (ss->body_checks = service_checks_open(cf, P_body_checks, "body_checks",
+						      err_r)) == NULL)
+		return -1;
+	cc->header_checks = !maplist_empty(ss->header_checks);
+	cc->body_checks = !maplist_empty(ss->body_checks);
+	cc->check = service_check;
+	cc->check_ctx = ss;
+
+	v = conf_list(cf, P_local_header_rewrite_clients, &n);
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		if (strcasecmp(v[i], "permit_inet_interfaces") == 0) {
+			service_local_addrs(cf, &items, &nitems);
+		} else if (strcasecmp(v[i], "permit_mynetworks") == 0) {
+			size_t nm;
+			char *const *nets = conf_list(cf, P_mynetworks, &nm);
+
+			items = xrealloc(items, (nitems + nm + 1) * sizeof(*items));
+			for (size_t k = 0; k < nm; k++)
+				items[nitems++] = xstrdup(nets[k]);
+		} else if (strcasecmp(v[i], "static:all") == 0) {
+			ss->hdr_rewrite_all = 1;
+		} else if (strcasecmp(v[i], "permit_sasl_authenticated") == 0
+			   || strcasecmp(v[i], "permit_tls_clientcerts") == 0
+			   || strcasecmp(v[i], "permit_tls_all_clientcerts") == 0) {
+			;	/* mxgate has no SASL, and no client certificates yet */
+		} else {
+			*err_r = xasprintf("local_header_rewrite_clients: %s is not implemented by "
+					   "mxgate (permit_inet_interfaces, permit_mynetworks, "
+					   "permit_sasl_authenticated and static:all are)", v[i]);
+			ret = -1;
+		}
+	}
+	if (ret == 0 && (ss->hdr_rewrite = addrlist_create_flags(items, nitems,
+								  ADDRLIST_ADDR_ONLY, err_r)) == NULL) {
+		char *e = *err_r;
+
+		*err_r = xasprintf("local_header_rewrite_clients: %s", e);
+		free(e);
+		ret = -1;
+	}
+	for (size_t i = 0; i < nitems; i++)
+		free(items[i]);
+	free(items);
+	return ret;
+}
+
+int
+smtp_service_adds_headers(const struct smtp_service *ss, const char *name,
+			  const struct sockaddr *sa)
+{
+	return ss->always_add_hdrs || ss->hdr_rewrite_all
+	       || (ss->hdr_rewrite != NULL && addrlist_match(ss->hdr_rewrite, name, sa));
+}
+
 static void service_destroy(struct smtp_service *ss);
 
 /* restrict_problem_fn: the first problem, as "<param>: <why>". */
@@ -202,6 +383,8 @@ service_create(const struct conf_service *cs, const struct conf_view *cf,
 	}
 	service_ehlo_init(ss, cf);
 	if (service_forbid_init(&ss->forbid, cf, err_r) < 0)
+		goto fail;
+	if (service_cleanup_init(ss, cf, err_r) < 0)
 		goto fail;
 	{
 		char *const *noop = conf_list(cf, P_smtpd_noop_commands, &ss->nnoop);
@@ -273,6 +456,13 @@ service_destroy(struct smtp_service *ss)
 		addrlist_free(&ss->exceptions);
 	if (ss->bare_lf_exclusions)
 		addrlist_free(&ss->bare_lf_exclusions);
+	for (i = 0; i < ss->cleanup.ndrop; i++)
+		free(ss->cleanup.drop[i]);
+	free(ss->cleanup.drop);
+	maplist_free(&ss->header_checks);
+	maplist_free(&ss->body_checks);
+	if (ss->hdr_rewrite)
+		addrlist_free(&ss->hdr_rewrite);
 	for (i = 0; i < ss->nnoop; i++)
 		free(ss->noop_cmds[i]);
 	free(ss->noop_cmds);

@@ -43,6 +43,7 @@ static void session_deadline_stop(struct session *s);
 static loop_fn session_deadline_cb;
 static void session_message_done(struct session *s, int ok, enum reply_id fail);
 static void session_message_commit(struct session *s);
+static void session_cleanup_log(void *arg, const char *line);
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -542,7 +543,7 @@ session_bdat_chunk_done(struct session *s)
 		return;
 	}
 	bdat_finish(&t->bdat, &t->chunk);
-	txn_body_flush(t);
+	session_body_flush(s);
 	session_message_end(s, t->bdat.too_big, t->bdat.bare_lf_seen, t->bdat.size);
 }
 
@@ -614,14 +615,22 @@ session_committed(void *arg, enum spool_status st)
 		return;
 	}
 	c = session_txn_client(s);
+	if (s->txn.cl_on) {
+		/* Postfix's size=: the queue file's content, our Received: header included */
+		size = s->txn.cl.size;
+		for (size_t i = 0; i < s->rst.nprepend; i++)
+			size += cleanup_line_size(strlen(s->rst.prepend[i]), s->ss->cleanup.line_limit);
+	}
 	m = txn_deliver_msg(&s->txn, &c, size);
+	m->orig_rcpt = s->ss->orig_rcpt;
 	if (s->rst.nprepend > 0) {
 		/* PREPEND headers go above our Received: header, as in Postfix */
 		struct buf b = BUF_INIT;
 
 		for (size_t i = 0; i < s->rst.nprepend; i++)
 			buf_printf(&b, "%s\n", s->rst.prepend[i]);
-		buf_puts(&b, m->received);
+		if (m->received != NULL)
+			buf_puts(&b, m->received);
 		free(m->received);
 		m->received = buf_steal(&b);
 	}
@@ -650,6 +659,8 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 
 	t->act_size = size;
 	s->where = "END-OF-MESSAGE";
+	txn_body_end(t);
+	txn_cleanup_logs(t, session_cleanup_log, s);
 	if (too_big) {
 		msg_warn("%s: queue file size limit exceeded", t->queue_id[0] ? t->queue_id : "NOQUEUE");
 		session_message_done(s, 0, RPL_MSG_TOO_BIG);
@@ -679,6 +690,30 @@ static void
 session_message_commit(struct session *s)
 {
 	struct spool *sp = s->txn.body;
+	struct txn *t = &s->txn;
+
+	/* What cleanup(8) said about the content (Postfix's smtpd replies). */
+	switch (t->cl_on ? cleanup_result(&t->cl) : CLEANUP_OK) {
+	case CLEANUP_OK:
+		break;
+	case CLEANUP_REJECT: {
+		const char *why = cleanup_reason(&t->cl);
+
+		session_reply(s, RPL_CONTENT_REJECT, *why == '4' ? 450 : 550, why);
+		session_transaction_reset(s);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	case CLEANUP_DISCARD:
+		session_message_done(s, 1, RPL_OK);
+		return;
+	case CLEANUP_HOPS:
+		session_message_done(s, 0, RPL_TOO_MANY_HOPS);
+		return;
+	case CLEANUP_TEMPFAIL:
+		session_message_done(s, 0, RPL_WRITE_ERROR);
+		return;
+	}
 
 	s->wait = W_COMMIT;	/* the commit answers later, never inside spool_commit() */
 	s->wait_handle = sp;
@@ -707,6 +742,47 @@ session_new_spool(struct session *s)
 		return s->env->spool_new(s->env->spool_ctx, s->env->body_bytes,
 					s->ss->body_memory_limit);
 	return spool_memory_new(s->env->body_bytes, s->ss->body_memory_limit);
+}
+
+static void
+session_cleanup_log(void *arg, const char *line)
+{
+	struct session *s = arg;
+
+	log_as("cleanup", strncmp(line, "warning: ", 9) == 0 ? LOG_LVL_WARNING : LOG_LVL_INFO,
+	       "%s: %s", s->txn.queue_id[0] ? s->txn.queue_id : "NOQUEUE",
+	       strncmp(line, "warning: ", 9) == 0 ? line + 9 : line);
+}
+
+void
+session_body_flush(struct session *s)
+{
+	txn_body_flush(&s->txn);
+	txn_cleanup_logs(&s->txn, session_cleanup_log, s);
+}
+
+void
+session_body_start(struct session *s)
+{
+	struct txn *t = &s->txn;
+	struct txn_client c = session_txn_client(s);
+	struct buf head = BUF_INIT, ctx = BUF_INIT;
+	const char *rcpt = session_first_rcpt(s);
+
+	txn_body_start(t, session_new_spool(s));
+	txn_received(t, &c, &head);
+	/* cleanup_act_log()'s "from <name[addr]>; from=<> to=<> proto= helo=<>" */
+	buf_printf(&ctx, "%s;", s->namaddr);
+	buf_printf(&ctx, " from=<%s>", t->sender ? log_escape_str(t->sender, 300) : "");
+	if (rcpt != NULL)
+		buf_printf(&ctx, " to=<%s>", log_escape_str(rcpt, 300));
+	buf_printf(&ctx, " proto=%s", session_proto(s));
+	if (s->helo)
+		buf_printf(&ctx, " helo=<%s>", log_escape_str(s->helo, 300));
+	txn_body_cleanup(t, &s->ss->cleanup, smtp_service_adds_headers(s->ss, s->name, &s->sa.sa),
+			 buf_str(&head), buf_str(&ctx));
+	buf_free(&head);
+	buf_free(&ctx);
 }
 
 static void
@@ -771,13 +847,13 @@ session_process(struct session *s)
 		case S_DATA:
 			if (dr_feed(&t->dr, data, len, &used) == DR_DONE) {
 				s->io->consume(s->ioc, used);
-				txn_body_flush(t);
+				session_body_flush(s);
 				session_deadline_stop(s);
 				session_enter_state(s, S_CMD);
 				session_message_end(s, t->dr.too_big, t->dr.bare_lf_seen, t->dr.size);
 			} else {
 				s->io->consume(s->ioc, used);
-				txn_body_flush(t);
+				session_body_flush(s);
 				session_spool_check(s);
 			}
 			break;
@@ -785,7 +861,7 @@ session_process(struct session *s)
 			used = len < t->bdat_left ? len : t->bdat_left;
 			if (!t->bdat_discard && t->bdat_refuse < 0) {
 				bdat_append(&t->bdat, &t->chunk, data, used);
-				txn_body_flush(t);
+				session_body_flush(s);
 				session_spool_check(s);
 			}
 			t->bdat_chunk += used;
