@@ -699,7 +699,7 @@ session_message_commit(struct session *s)
 	case CLEANUP_REJECT: {
 		const char *why = cleanup_reason(&t->cl);
 
-		session_reply(s, RPL_CONTENT_REJECT, *why == '4' ? 450 : 550, why);
+		session_reply(s, RPL_CONTENT_REJECT, *why == '4' ? 451 : 550, why);
 		session_transaction_reset(s);
 		session_command_done(s, CMD_FAIL);
 		return;

@@ -19,7 +19,9 @@ The corpus:
 Every source must be there: a missing one fails the test (run `apt-get install
 spamassassin`).
 
-Postfix gets mail_name = Postfix, and so does mxgate here: the same main.cf.
+Postfix gets mail_name = Postfix, and so does mxgate here: the same main.cf.  The qmgr log
+line of each message ("from=<...>, size=N, nrcpt=N (queue active)") must be the same too:
+size= is the size of the queue file's content, which cleanup computes.
 """
 
 import glob
@@ -95,6 +97,21 @@ def send(port, content, rcpt="alice@virt.test"):
         r = c.read_reply(timeout=60)
         c.cmd("QUIT")
         return r.text
+
+
+def qmgr_line(maillog, qid, timeout=10.0):
+    """The qmgr line "<qid>: from=<...>, size=N, nrcpt=N (queue active)", without the prefix."""
+    pat = re.compile(r"/qmgr\[\d+\]: (%s: from=<[^>]*>, size=\d+, nrcpt=\d+ \(queue active\))"
+                     % re.escape(qid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(maillog, errors="replace") as f:
+            for line in f:
+                m = pat.search(line)
+                if m:
+                    return m.group(1).replace(qid, "QUEUEID")
+        time.sleep(0.05)
+    return "(no qmgr line for %s)" % qid
 
 
 def wait_new(base, before, timeout=30.0):
@@ -178,13 +195,20 @@ class StoredBytesTest(harness.MxTestCase):
                 if len(new) == 1:
                     with open(new[0], "rb") as f:
                         data = f.read()
-                results.append((reply.split(" queued as")[0], len(new), normalize(data)))
+                qmgr = ""
+                if " queued as " in reply:
+                    qmgr = qmgr_line(os.path.join(ref.dir, "maillog") if port == ref.port
+                                     else srv.maillog, reply.split(" queued as ")[1].strip())
+                results.append((reply.split(" queued as")[0], len(new), normalize(data), qmgr))
             if results[0] != results[1]:
                 failures.append((os.path.basename(path), results[0], results[1]))
         report = []
         for name, want, got in failures:
             report.append("%s: Postfix %r (%d files), mxgate %r (%d files)" % (
                 name, want[0], want[1], got[0], got[1]))
+            if want[3] != got[3]:
+                report.append("  Postfix: %s" % want[3])
+                report.append("  mxgate:  %s" % got[3])
             wl, gl = want[2].split(b"\n"), got[2].split(b"\n")
             for i in range(max(len(wl), len(gl))):
                 a = wl[i] if i < len(wl) else b"(none)"
