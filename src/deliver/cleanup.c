@@ -17,8 +17,11 @@ enum { ST_HEADER, ST_BODY };
 enum {
 	H_OTHER, H_RECEIVED, H_MESSAGE_ID, H_DATE, H_FROM, H_TO, H_CC,
 	H_RESENT_MESSAGE_ID, H_RESENT_DATE, H_RESENT_FROM, H_RESENT_TO, H_RESENT_CC,
-	H_RESENT_OTHER,
+	H_RESENT_OTHER, H_DELIVERED_TO,
 };
+
+/* Postfix's delivered_hdr.c reads at most this many Delivered-To: headers. */
+#define CLEANUP_DELIVERED_MAX 1000
 
 static const struct {
 	const char *name;
@@ -31,7 +34,7 @@ static const struct {
 	{ "resent-cc", H_RESENT_CC },
 	/* the other Resent- headers of Postfix's table (HDR_OPT_RR) */
 	{ "resent-bcc", H_RESENT_OTHER }, { "resent-reply-to", H_RESENT_OTHER },
-	{ "resent-sender", H_RESENT_OTHER },
+	{ "resent-sender", H_RESENT_OTHER }, { "delivered-to", H_DELIVERED_TO },
 };
 
 #define SEEN(c, t) (((c)->seen >> (t)) & 1UL)
@@ -137,6 +140,20 @@ cleanup_free(struct cleanup *c)
 	buf_free(&c->hdr);
 	buf_free(&c->logs);
 	buf_free(&c->reason);
+	for (size_t i = 0; i < c->ndelivered; i++)
+		free(c->delivered[i]);
+	free(c->delivered);
+	c->delivered = NULL;
+	c->ndelivered = 0;
+}
+
+int
+cleanup_has_delivered_to(const struct cleanup *c, const char *addr)
+{
+	for (size_t i = 0; i < c->ndelivered; i++)
+		if (strcasecmp(c->delivered[i], addr) == 0)
+			return 1;
+	return 0;
 }
 
 enum cleanup_result
@@ -235,7 +252,7 @@ cl_log(struct cleanup *c, const char *action, const char *where, const char *con
 {
 	size_t n = strlen(content);
 
-	buf_printf(&c->logs, "%s: %s %.*s from %s", action, where, (int)(n > 200 ? 200 : n),
+	buf_printf(&c->logs, "I %s: %s %.*s from %s", action, where, (int)(n > 200 ? 200 : n),
 		   content, c->log_ctx ? c->log_ctx : "unknown;");
 	if (text != NULL && *text)
 		buf_printf(&c->logs, ": %s", text);
@@ -343,7 +360,7 @@ cl_act(struct cleanup *c, enum cleanup_where where, const char *text, const char
 		c->result = CLEANUP_TEMPFAIL;
 		return 0;
 	}
-	buf_printf(&c->logs, "warning: unknown command in %s_checks map: %s\n", ctx, value);
+	buf_printf(&c->logs, "W unknown command in %s_checks map: %s\n", ctx, value);
 	return 0;
 #undef IS
 }
@@ -361,7 +378,7 @@ cl_check(struct cleanup *c, enum cleanup_where where, const char *text, char **r
 		return 0;
 	r = c->cf->check(c->cf->check_ctx, where, text, &value);
 	if (r < 0) {
-		buf_printf(&c->logs, "warning: %s_checks map lookup problem -- message not "
+		buf_printf(&c->logs, "W %s_checks map lookup problem -- message not "
 			   "accepted, try again later\n", where == CLEANUP_HEADER ? "header"
 			   : "body");
 		c->result = CLEANUP_TEMPFAIL;
@@ -538,13 +555,29 @@ cl_header_out(struct cleanup *c)
 
 		while (*v == ' ' || *v == '\t')
 			v++;
-		buf_printf(&c->logs, "%smessage-id=%s\n", type == H_MESSAGE_ID ? "" : "resent-", v);
+		buf_printf(&c->logs, "I %smessage-id=%s\n", type == H_MESSAGE_ID ? "" : "resent-", v);
 	}
-	if (type >= H_RESENT_MESSAGE_ID)
+	if (type >= H_RESENT_MESSAGE_ID && type <= H_RESENT_OTHER)
 		c->resent = 1;
 	if (type == H_RECEIVED && c->hops >= c->cf->hopcount_limit && c->result == CLEANUP_OK) {
-		buf_puts(&c->logs, "warning: message rejected: hopcount exceeded\n");
+		buf_puts(&c->logs, "W message rejected: hopcount exceeded\n");
 		c->result = CLEANUP_HOPS;
+	}
+	if (type == H_DELIVERED_TO && !cl_dropped(c, h, namelen)
+	    && c->ndelivered < CLEANUP_DELIVERED_MAX) {
+		/* as local(8) reads them back: the first line, from its first non-blank, lower case */
+		const char *v = h + namelen + 1;
+		size_t n;
+		char *d;
+
+		while (*v == ' ' || *v == '\t')
+			v++;
+		n = strcspn(v, "\n");
+		d = xstrndup(v, n);
+		for (char *q = d; *q; q++)
+			*q = (char)tolower((unsigned char)*q);
+		c->delivered = xrealloc(c->delivered, (c->ndelivered + 1) * sizeof(*c->delivered));
+		c->delivered[c->ndelivered++] = d;
 	}
 	if (!cl_dropped(c, h, namelen)) {
 		char *rw = c->add_missing && cl_address_header(h, namelen)
@@ -592,13 +625,13 @@ cl_header_done(struct cleanup *c)
 		strftime(ts, sizeof(ts), "%Y%m%d%H%M%S", &tm);
 		buf_printf(&b, "%sMessage-Id: <%s.%s@%s>", rs, ts, c->queue_id, c->cf->hostname);
 		cl_out_lines(c, b.data, b.len);
-		buf_printf(&c->logs, "%smessage-id=%s\n", c->resent ? "resent-" : "",
+		buf_printf(&c->logs, "I %smessage-id=%s\n", c->resent ? "resent-" : "",
 			   b.data + strlen(rs) + strlen("Message-Id: "));
 		buf_reset(&b);
 		c->seen |= 1UL << (c->resent ? H_RESENT_MESSAGE_ID : H_MESSAGE_ID);
 	}
 	if (!SEEN(c, H_MESSAGE_ID))
-		buf_puts(&c->logs, "message-id=<>\n");
+		buf_puts(&c->logs, "I message-id=<>\n");
 	if (add && !SEEN(c, c->resent ? H_RESENT_DATE : H_DATE)) {
 		buf_printf(&b, "%sDate: ", rs);
 		cl_mail_date(&b, c->arrival);

@@ -49,8 +49,10 @@
  * by the configuration check, and a match on one at run time gives
  * CLEANUP_TEMPFAIL (never a silent accept).  A failed lookup tempfails too.
  * Log lines are left to the caller (cleanup_take_logs()), without the queue
- * id: "reject: header Subject: x from <log_ctx>: 5.7.1 message content
- * rejected" (the content cut at 200 bytes), "warning: ...", "message-id=<..>".
+ * id, each after its level ("I " info, "W " warning) and ending with LF:
+ * "I reject: header Subject: x from <log_ctx>: 5.7.1 message content
+ * rejected" (the content cut at 200 bytes), "I warning: header ..." (WARN),
+ * "I message-id=<..>", "W message rejected: hopcount exceeded".
  *
  * The result (cleanup_result()) is sticky: after REJECT, DISCARD, TEMPFAIL
  * or HOPS nothing more is produced, and the caller answers at end of data.
@@ -124,6 +126,8 @@ struct cleanup {
 	struct buf reason;
 	int	state;		/* header or body */
 	int	first;		/* at the first lines of the client's content */
+	char  **delivered;	/* the Delivered-To: values stored (lower case) */
+	size_t	ndelivered;
 	int	prev_cont;	/* the previous record was cut (more of its line follows) */
 	int	hdr_trunc_logged;
 	unsigned long seen;	/* header types seen (bits) */
@@ -161,6 +165,13 @@ const char *cleanup_reason(const struct cleanup *c);
 /* The log lines produced so far (each ends with LF), moved into out. */
 void cleanup_take_logs(struct cleanup *c, struct buf *out);
 void cleanup_free(struct cleanup *c);
+
+/*
+ * Does the stored primary header have "Delivered-To: addr" (addr in RFC 5321
+ * form, compared without case; the header's first line, as local(8) reads
+ * the first 1000 of them back for its mail forwarding loop check)?
+ */
+int cleanup_has_delivered_to(const struct cleanup *c, const char *addr);
 
 /* The queue-file size of one stored line of len bytes (its LF excluded). */
 size_t cleanup_line_size(size_t len, size_t line_limit);

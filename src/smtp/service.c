@@ -264,6 +264,35 @@ service_cleanup_init(struct smtp_service *ss, const struct conf_view *cf, char *
 	    || (ss->body_checks = service_checks_open(cf, P_body_checks, "body_checks",
 						      err_r)) == NULL)
 		return -1;
+	/*
+	 * mxgate does not parse MIME parts: the headers of attachments and of
+	 * attached messages would go unchecked.  Both default to
+	 * $header_checks, so that header_checks alone is refused too.
+	 */
+	{
+		static const struct { enum param_id id; const char *name, *what; } mime[] = {
+			{ P_mime_header_checks, "mime_header_checks", "MIME headers (of the "
+			  "message and of its parts)" },
+			{ P_nested_header_checks, "nested_header_checks", "the headers of "
+			  "attached messages" },
+		};
+
+		for (size_t i = 0; i < 2; i++) {
+			size_t nm;
+
+			(void)conf_list(cf, mime[i].id, &nm);
+			if (nm > 0) {
+				*err_r = xasprintf("%s = %s: not implemented by mxgate, refused: "
+						   "mxgate does not parse MIME parts, and %s would "
+						   "not be checked (its default is $header_checks: "
+						   "set %s = (empty) to run header_checks on the "
+						   "primary header only)", mime[i].name,
+						   conf_str(cf, mime[i].id), mime[i].what,
+						   mime[i].name);
+				return -1;
+			}
+		}
+	}
 	cc->header_checks = !maplist_empty(ss->header_checks);
 	cc->body_checks = !maplist_empty(ss->body_checks);
 	cc->check = service_check;

@@ -714,6 +714,26 @@ session_message_commit(struct session *s)
 		session_message_done(s, 0, RPL_WRITE_ERROR);
 		return;
 	}
+	{
+		const char *rcpt = NULL, *loop = txn_mail_loop(t, &rcpt);
+
+		if (loop != NULL) {
+			/*
+			 * local(8) would bounce this copy; mxgate sends no bounces, and
+			 * a copy that cannot be stored fails the whole message (4xx).
+			 */
+			char *esc = log_escape_dup(rcpt, 300);
+
+			log_as("local", LOG_LVL_INFO, "%s: to=<%s>, orig_to=<%s>, relay=local, "
+			       "dsn=4.4.6, status=deferred (mail forwarding loop for %s)",
+			       t->queue_id, log_escape_str(loop, 300), esc, log_escape_str(loop, 300));
+			free(esc);
+			session_reply(s, RPL_MAIL_LOOP, loop);
+			session_transaction_reset(s);
+			session_command_done(s, CMD_FAIL);
+			return;
+		}
+	}
 
 	s->wait = W_COMMIT;	/* the commit answers later, never inside spool_commit() */
 	s->wait_handle = sp;
@@ -749,9 +769,9 @@ session_cleanup_log(void *arg, const char *line)
 {
 	struct session *s = arg;
 
-	log_as("cleanup", strncmp(line, "warning: ", 9) == 0 ? LOG_LVL_WARNING : LOG_LVL_INFO,
-	       "%s: %s", s->txn.queue_id[0] ? s->txn.queue_id : "NOQUEUE",
-	       strncmp(line, "warning: ", 9) == 0 ? line + 9 : line);
+	/* "I text" or "W text" (deliver/cleanup.h) */
+	log_as("cleanup", line[0] == 'W' ? LOG_LVL_WARNING : LOG_LVL_INFO, "%s: %s",
+	       s->txn.queue_id[0] ? s->txn.queue_id : "NOQUEUE", line + (line[0] ? 2 : 0));
 }
 
 void

@@ -199,6 +199,21 @@ txn_body_end(struct txn *t)
 	}
 }
 
+const char *
+txn_mail_loop(const struct txn *t, const char **rcpt_r)
+{
+	if (!t->cl_on)
+		return NULL;
+	for (size_t i = 0; i < t->nrcpts; i++)
+		for (size_t k = 0; k < t->rcpts[i].ntargets; k++)
+			for (size_t v = 0; v < t->rcpts[i].targets[k].nvia; v++)
+				if (cleanup_has_delivered_to(&t->cl, t->rcpts[i].targets[k].via[v])) {
+					*rcpt_r = t->rcpts[i].quoted;
+					return t->rcpts[i].targets[k].via[v];
+				}
+	return NULL;
+}
+
 void
 txn_cleanup_logs(struct txn *t, void (*fn)(void *arg, const char *line), void *arg)
 {

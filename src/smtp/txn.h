@@ -132,6 +132,15 @@ void txn_body_end(struct txn *t);
  */
 void txn_cleanup_logs(struct txn *t, void (*fn)(void *arg, const char *line), void *arg);
 
+/*
+ * local(8)'s mail forwarding loop check, for the copies that local(8)
+ * addresses forwarded (a target's via): the first via address that the
+ * message already has a Delivered-To: header for (RFC 5321 form), with the
+ * recipient it belongs to in *rcpt_r; NULL when there is none.  After
+ * txn_body_end() only.
+ */
+const char *txn_mail_loop(const struct txn *t, const char **rcpt_r);
+
 /* What the Received: header says about the client and the server. */
 struct txn_client {
 	const char *helo;	/* NULL: no HELO/EHLO */

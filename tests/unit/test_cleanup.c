@@ -187,7 +187,7 @@ test_hops(void **state)
 	buf_puts(&in, "\nb\n");
 	r = check3(&cf, in.data, in.len, 0);
 	assert_int_equal(r.result, CLEANUP_HOPS);
-	assert_non_null(strstr(buf_str(&r.logs), "warning: message rejected: hopcount exceeded"));
+	assert_non_null(strstr(buf_str(&r.logs), "W message rejected: hopcount exceeded"));
 	buf_free(&r.out);
 	buf_free(&r.logs);
 	buf_free(&in);
@@ -331,7 +331,7 @@ test_checks(void **state)
 		  "not implemented by mxgate" },
 		{ "Subject: redirect\n\nb\n", CLEANUP_TEMPFAIL, NULL, "REDIRECT action" },
 		{ "Subject: dunno\n\nb\n", CLEANUP_OK, "Subject: dunno\n\nb\n", "" },
-		{ "Subject: fail\n\nb\n", CLEANUP_TEMPFAIL, NULL, "warning: header_checks map "
+		{ "Subject: fail\n\nb\n", CLEANUP_TEMPFAIL, NULL, "W header_checks map "
 		  "lookup problem" },
 		{ "S: 1\n\nbody-ignore\nbody-replace x\nkept\n", CLEANUP_OK, "S: 1\n\nreplaced\nkept\n",
 		  "replace: body body-replace x" },
