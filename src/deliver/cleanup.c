@@ -809,8 +809,9 @@ cleanup_feed(struct cleanup *c, const char *data, size_t len)
 void
 cleanup_finish(struct cleanup *c)
 {
-	if (c->rec.len > 0) {
-		cl_record(c, c->rec.data, c->rec.len, 0);
+	if (c->rec.len > 0 || c->prev_cont) {
+		/* a last line without its LF (or cut right at its end) ends here */
+		cl_record(c, c->rec.data ? c->rec.data : "", c->rec.len, 0);
 		buf_reset(&c->rec);
 	}
 	if (c->state == ST_HEADER) {
