@@ -11,7 +11,15 @@
 
 #include "util/xalloc.h"
 
-enum { ST_HEADER, ST_BODY };
+/* mime_state's states: the primary header, a part's header, an attached message's header, a body */
+enum { ST_HEADER, ST_BODY, ST_MULTIPART, ST_NESTED };
+
+/* Content types, as far as mime_state tells them apart. */
+enum { CT_TEXT, CT_MESSAGE, CT_MULTIPART, CT_OTHER };
+enum { STY_PLAIN, STY_RFC822, STY_OTHER, STY_PARTIAL, STY_EXTERN, STY_GLOBAL };
+
+#define CLEANUP_MIME_MAXDEPTH	100	/* mime_nesting_limit */
+#define CLEANUP_MIME_BOUNDLEN	2048	/* mime_boundary_length_limit */
 
 /* The header types cleanup tracks (bits of c->seen). */
 enum {
@@ -38,6 +46,9 @@ static const struct {
 };
 
 #define SEEN(c, t) (((c)->seen >> (t)) & 1UL)
+
+static void cl_mime_pop(struct cleanup *c);
+static const char *cl_map_class(enum cleanup_where where);
 
 size_t
 cleanup_line_size(size_t len, size_t line_limit)
@@ -131,6 +142,9 @@ cleanup_init(struct cleanup *c, const struct cleanup_conf *cf, struct buf *out, 
 	c->queue_id = queue_id ? queue_id : "";
 	c->arrival = arrival;
 	c->state = ST_HEADER;
+	c->nesting = -1;
+	c->ctype = CT_TEXT;
+	c->stype = STY_PLAIN;
 }
 
 void
@@ -140,6 +154,8 @@ cleanup_free(struct cleanup *c)
 	buf_free(&c->hdr);
 	buf_free(&c->logs);
 	buf_free(&c->reason);
+	while (c->stack != NULL)
+		cl_mime_pop(c);
 	for (size_t i = 0; i < c->ndelivered; i++)
 		free(c->delivered[i]);
 	free(c->delivered);
@@ -290,8 +306,8 @@ static int
 cl_act(struct cleanup *c, enum cleanup_where where, const char *text, const char *value,
        char **replace_r)
 {
-	const char *ctx = where == CLEANUP_HEADER ? "header" : where == CLEANUP_BODY ? "body"
-			  : "content";
+	const char *ctx = where == CLEANUP_BODY ? "body" : where == CLEANUP_CONTENT ? "content"
+			  : "header";
 	size_t cmd = strcspn(value, " \t");
 	const char *opt = value + cmd;
 
@@ -354,15 +370,32 @@ cl_act(struct cleanup *c, enum cleanup_where where, const char *text, const char
 	    || IS("DELAY")) {
 		/* mxgate has no queue to hold, filter, redirect or copy in: never a silent accept */
 		buf_reset(&c->reason);
-		buf_printf(&c->reason, "%.*s action of %s_checks is not implemented by mxgate",
-			   (int)cmd, value, ctx);
+		buf_printf(&c->reason, "%.*s action of %s is not implemented by mxgate",
+			   (int)cmd, value, cl_map_class(where));
 		cl_log(c, "defer", ctx, text, buf_str(&c->reason));
 		c->result = CLEANUP_TEMPFAIL;
 		return 0;
 	}
-	buf_printf(&c->logs, "W unknown command in %s_checks map: %s\n", ctx, value);
+	buf_printf(&c->logs, "W unknown command in %s map: %s\n", cl_map_class(where), value);
 	return 0;
 #undef IS
+}
+
+static const char *
+cl_map_class(enum cleanup_where where)
+{
+	switch (where) {
+	case CLEANUP_HEADER:
+		return "header_checks";
+	case CLEANUP_MIME:
+		return "mime_header_checks";
+	case CLEANUP_NESTED:
+		return "nested_header_checks";
+	case CLEANUP_BODY:
+		return "body_checks";
+	default:
+		return "content";
+	}
 }
 
 /* Run a check; see cl_act() for the return value. */
@@ -374,13 +407,15 @@ cl_check(struct cleanup *c, enum cleanup_where where, const char *text, char **r
 
 	if (c->cf->check == NULL || cl_stopped(c))
 		return 0;
-	if (where == CLEANUP_HEADER ? !c->cf->header_checks : !c->cf->body_checks)
+	if ((where == CLEANUP_HEADER && !c->cf->header_checks)
+	    || (where == CLEANUP_MIME && !c->cf->mime_header_checks)
+	    || (where == CLEANUP_NESTED && !c->cf->nested_header_checks)
+	    || (where == CLEANUP_BODY && !c->cf->body_checks))
 		return 0;
 	r = c->cf->check(c->cf->check_ctx, where, text, &value);
 	if (r < 0) {
-		buf_printf(&c->logs, "W %s_checks map lookup problem -- message not "
-			   "accepted, try again later\n", where == CLEANUP_HEADER ? "header"
-			   : "body");
+		buf_printf(&c->logs, "W %s map lookup problem -- message not accepted, try "
+			   "again later\n", cl_map_class(where));
 		c->result = CLEANUP_TEMPFAIL;
 	} else if (r > 0) {
 		ret = cl_act(c, where, text, value, replace_r);
@@ -534,8 +569,8 @@ cl_header_out(struct cleanup *c)
 	/* The Received: count goes up before the checks can drop the header. */
 	if (cl_header_type(h, namelen) == H_RECEIVED)
 		c->hops++;
-	/* (mime_header_checks: mxgate refuses them, cleanup.h) */
-	act = cl_mime_header(h, namelen) ? 0 : cl_check(c, CLEANUP_HEADER, h, &repl);
+	/* the primary header's MIME headers are mime_header_checks' */
+	act = cl_check(c, cl_mime_header(h, namelen) ? CLEANUP_MIME : CLEANUP_HEADER, h, &repl);
 	if (act == 1)
 		return;
 	if (act == 2) {
@@ -675,6 +710,196 @@ cl_body_record(struct cleanup *c, const char *text, size_t len, int cont)
 	cl_out_record(c, text, len, cont);
 }
 
+
+/* ---- MIME (Postfix's mime_state, enough for the checks) ---------------- */
+
+struct cl_tok {
+	int	type;		/* 'T' token or quoted string, else the special character */
+	char   *value;
+};
+
+/*
+ * Postfix's header_token() for Content-Type: tokens up to the next ';'
+ * (consumed), comments skipped, quoted strings as tokens.  Returns the count
+ * (at most max kept), or -1 at the end of the value.
+ */
+static int
+cl_header_token(const char **pp, struct cl_tok *tok, int max)
+{
+	static const char specials[] = "()<>@,;:\\\"/[]?=";
+	const char *p = *pp;
+	int n = 0;
+
+	for (;;) {
+		while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+			p++;
+		if (*p == '\0') {
+			*pp = p;
+			return n > 0 ? n : -1;
+		}
+		if (*p == ';') {
+			*pp = p + 1;
+			return n;
+		}
+		if (*p == '(') {
+			int depth = 0;
+
+			for (; *p; p++) {
+				if (*p == '\\' && p[1]) {
+					p++;
+				} else if (*p == '(') {
+					depth++;
+				} else if (*p == ')' && --depth == 0) {
+					p++;
+					break;
+				}
+			}
+			continue;
+		}
+		if (*p == '"') {
+			struct buf b = BUF_INIT;
+
+			for (p++; *p && *p != '"'; p++) {
+				if (*p == '\\' && p[1])
+					p++;
+				buf_putc(&b, *p);
+			}
+			if (*p == '"')
+				p++;
+			if (n < max) {
+				tok[n].type = 'T';
+				tok[n].value = b.data ? buf_steal(&b) : xstrdup("");
+				n++;
+			}
+			buf_free(&b);
+			continue;
+		}
+		if (strchr(specials, *p) != NULL) {
+			if (n < max) {
+				tok[n].type = (unsigned char)*p;
+				tok[n].value = NULL;
+				n++;
+			}
+			p++;
+			continue;
+		}
+		{
+			const char *st = p;
+
+			while (*p && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r'
+			       && !iscntrl((unsigned char)*p) && strchr(specials, *p) == NULL)
+				p++;
+			if (p == st)	/* a control character */
+				p++;
+			else if (n < max) {
+				tok[n].type = 'T';
+				tok[n].value = xstrndup(st, (size_t)(p - st));
+				n++;
+			}
+		}
+	}
+}
+
+static void
+cl_tok_free(struct cl_tok *tok, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(tok[i].value);
+}
+
+#define TOKEQ(t, s) ((t).type == 'T' && strcasecmp((t).value, (s)) == 0)
+
+static void
+cl_mime_push(struct cleanup *c, int ctype, int stype, const char *boundary)
+{
+	struct cl_bound *b = xcalloc(1, sizeof(*b));
+	size_t n = strlen(boundary);
+
+	c->nesting++;
+	b->ctype = ctype;
+	b->stype = stype;
+	b->len = n > CLEANUP_MIME_BOUNDLEN ? CLEANUP_MIME_BOUNDLEN : n;
+	b->text = xstrndup(boundary, b->len);
+	b->next = c->stack;
+	c->stack = b;
+}
+
+static void
+cl_mime_pop(struct cleanup *c)
+{
+	struct cl_bound *b = c->stack;
+
+	c->nesting--;
+	c->stack = b->next;
+	free(b->text);
+	free(b);
+}
+
+/* mime_state_content_type(): a Content-Type header (any header block). */
+static void
+cl_content_type(struct cleanup *c, const char *h)
+{
+	struct cl_tok tok[3];
+	const char *p = h + strcspn(h, ":") + 1;
+	int n;
+
+	if ((n = cl_header_token(&p, tok, 3)) <= 0)
+		return;
+	if (TOKEQ(tok[0], "text")) {
+		c->ctype = CT_TEXT;
+		c->stype = n >= 3 && tok[1].type == '/' && TOKEQ(tok[2], "plain") ? STY_PLAIN
+			   : STY_OTHER;
+	} else if (TOKEQ(tok[0], "message")) {
+		c->ctype = CT_MESSAGE;
+		c->stype = STY_OTHER;
+		if (n >= 3 && tok[1].type == '/') {
+			if (TOKEQ(tok[2], "rfc822"))
+				c->stype = STY_RFC822;
+			else if (TOKEQ(tok[2], "partial"))
+				c->stype = STY_PARTIAL;
+			else if (TOKEQ(tok[2], "external-body"))
+				c->stype = STY_EXTERN;
+			else if (TOKEQ(tok[2], "global"))
+				c->stype = STY_GLOBAL;
+		}
+	} else if (TOKEQ(tok[0], "multipart")) {
+		int dct = CT_TEXT, dst = STY_PLAIN;
+
+		c->ctype = CT_MULTIPART;
+		if (n >= 3 && tok[1].type == '/' && TOKEQ(tok[2], "digest")) {
+			dct = CT_MESSAGE;
+			dst = STY_RFC822;
+		}
+		cl_tok_free(tok, n);
+		while ((n = cl_header_token(&p, tok, 3)) >= 0) {
+			if (n >= 3 && TOKEQ(tok[0], "boundary") && tok[1].type == '='
+			    && c->nesting <= CLEANUP_MIME_MAXDEPTH)
+				cl_mime_push(c, dct, dst, tok[2].value);
+			cl_tok_free(tok, n);
+		}
+		return;
+	} else {
+		c->ctype = CT_OTHER;
+	}
+	cl_tok_free(tok, n);
+}
+
+/* A whole header of a part (ST_MULTIPART) or of an attached message (ST_NESTED). */
+static void
+cl_part_header_out(struct cleanup *c)
+{
+	char *repl = NULL;
+	const char *h = buf_str(&c->hdr);
+	int act;
+
+	act = cl_check(c, c->state == ST_NESTED && !cl_mime_header(h, strcspn(h, ":"))
+		       ? CLEANUP_NESTED : CLEANUP_MIME, h, &repl);
+	if (act == 1)
+		return;
+	cl_out_header(c, act == 2 ? repl : h);
+	free(repl);
+}
+
 static void cl_mime(struct cleanup *c, const char *text, size_t len, int cont);
 
 /* One record: len bytes, cont when the line goes on in the next record. */
@@ -733,7 +958,7 @@ cl_mime(struct cleanup *c, const char *text, size_t len, int cont)
 {
 	size_t hl;
 
-	if (c->state == ST_HEADER) {
+	if (c->state != ST_BODY) {
 		if (c->hdr.len > 0) {
 			if (c->prev_cont) {
 				if (c->hdr.len < c->cf->header_size_limit)
@@ -749,7 +974,17 @@ cl_mime(struct cleanup *c, const char *text, size_t len, int cont)
 				c->prev_cont = cont;
 				return;
 			}
-			cl_header_out(c);
+			{
+				const char *h = buf_str(&c->hdr);
+				size_t nl = strcspn(h, ":");
+
+				if (nl == strlen("content-type") && strncasecmp(h, "content-type", nl) == 0)
+					cl_content_type(c, h);
+			}
+			if (c->state == ST_HEADER)
+				cl_header_out(c);
+			else
+				cl_part_header_out(c);
 			buf_reset(&c->hdr);
 			c->prev_cont = 0;
 		}
@@ -763,11 +998,59 @@ cl_mime(struct cleanup *c, const char *text, size_t len, int cont)
 			c->prev_cont = cont;
 			return;
 		}
-		/* the end of the primary header */
-		cl_header_done(c);
-		c->state = ST_BODY;
-		if (len > 0)
-			cl_body_record(c, "", 0, 0);
+		/* the end of a header block */
+		if (c->state == ST_HEADER)
+			cl_header_done(c);
+		if (len == 0) {
+			c->body_offset = 0;
+			if (c->ctype == CT_MESSAGE && (c->stype == STY_RFC822 || c->stype == STY_GLOBAL)) {
+				c->state = ST_NESTED;
+				c->ctype = CT_TEXT;
+				c->stype = STY_PLAIN;
+			} else if (c->ctype == CT_MULTIPART) {
+				c->state = ST_BODY;
+				c->ctype = CT_OTHER;
+				c->stype = STY_OTHER;
+			} else {
+				c->state = ST_BODY;
+			}
+		} else {
+			/* no empty line after the primary header: one is stored */
+			if (c->state == ST_HEADER)
+				cl_body_record(c, "", 0, 0);
+			c->state = ST_BODY;
+		}
+		if (len == 0 && c->state == ST_NESTED) {
+			/* the empty line itself is body output, then the attached message's header */
+			cl_body_record(c, text, len, cont);
+			c->prev_cont = cont;
+			return;
+		}
+		if (c->state != ST_BODY) {
+			cl_body_record(c, text, len, cont);
+			c->prev_cont = cont;
+			return;
+		}
+	}
+	/* body: a boundary of one of the enclosing multiparts? */
+	if (c->stack != NULL && !c->prev_cont && len > 2 && text[0] == '-' && text[1] == '-') {
+		for (struct cl_bound *b = c->stack; b != NULL; b = b->next) {
+			if (len >= 2 + b->len && memcmp(text + 2, b->text, b->len) == 0) {
+				while (b != c->stack)
+					cl_mime_pop(c);
+				if (len >= 4 + b->len && memcmp(text + 2 + b->len, "--", 2) == 0) {
+					cl_mime_pop(c);
+					c->state = ST_BODY;
+					c->ctype = CT_OTHER;
+					c->stype = STY_OTHER;
+				} else {
+					c->state = ST_MULTIPART;
+					c->ctype = b->ctype;
+					c->stype = b->stype;
+				}
+				break;
+			}
+		}
 	}
 	cl_body_record(c, text, len, cont);
 	c->prev_cont = cont;
@@ -814,12 +1097,16 @@ cleanup_finish(struct cleanup *c)
 		cl_record(c, c->rec.data ? c->rec.data : "", c->rec.len, 0);
 		buf_reset(&c->rec);
 	}
-	if (c->state == ST_HEADER) {
+	if (c->state != ST_BODY) {
 		if (c->hdr.len > 0) {
-			cl_header_out(c);
+			if (c->state == ST_HEADER)
+				cl_header_out(c);
+			else
+				cl_part_header_out(c);
 			buf_reset(&c->hdr);
 		}
-		cl_header_done(c);
+		if (c->state == ST_HEADER)
+			cl_header_done(c);
 		c->state = ST_BODY;
 	}
 }

@@ -81,6 +81,8 @@ enum cleanup_where {
 	CLEANUP_HEADER,		/* header_checks */
 	CLEANUP_BODY,		/* body_checks */
 	CLEANUP_CONTENT,	/* message_reject_characters (logs only) */
+	CLEANUP_MIME,		/* mime_header_checks: MIME headers, parts' headers */
+	CLEANUP_NESTED,		/* nested_header_checks: attached messages' headers */
 };
 
 /*
@@ -104,6 +106,7 @@ struct cleanup_conf {
 	cleanup_check_fn *check;	/* NULL: no checks */
 	void   *check_ctx;
 	int	header_checks, body_checks;	/* which ones to run */
+	int	mime_header_checks, nested_header_checks;
 	const char *hostname;		/* myhostname */
 	const char *myorigin;		/* appended to unqualified header addresses */
 	const char *rcpt_witheld;	/* undisclosed_recipients_header */
@@ -126,6 +129,14 @@ struct cleanup {
 	struct buf reason;
 	int	state;		/* header or body */
 	int	first;		/* at the first lines of the client's content */
+	struct cl_bound {
+		char   *text;
+		size_t	len;
+		int	ctype, stype;	/* what a part is by default */
+		struct cl_bound *next;
+	} *stack;		/* the boundaries of the enclosing multiparts */
+	int	nesting;	/* -1 outside any multipart */
+	int	ctype, stype;	/* the current content type */
 	char  **delivered;	/* the Delivered-To: values stored (lower case) */
 	size_t	ndelivered;
 	int	prev_cont;	/* the previous record was cut (more of its line follows) */

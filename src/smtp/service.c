@@ -145,7 +145,9 @@ static int
 service_check(void *ctx, enum cleanup_where where, const char *text, char **action_r)
 {
 	const struct smtp_service *ss = ctx;
-	const struct maplist *l = where == CLEANUP_HEADER ? ss->header_checks : ss->body_checks;
+	const struct maplist *l = where == CLEANUP_HEADER ? ss->header_checks
+				  : where == CLEANUP_MIME ? ss->mime_checks
+				  : where == CLEANUP_NESTED ? ss->nested_checks : ss->body_checks;
 
 	switch (maplist_lookup(l, text, action_r, NULL)) {
 	case MAP_FOUND:
@@ -264,35 +266,13 @@ service_cleanup_init(struct smtp_service *ss, const struct conf_view *cf, char *
 	    || (ss->body_checks = service_checks_open(cf, P_body_checks, "body_checks",
 						      err_r)) == NULL)
 		return -1;
-	/*
-	 * mxgate does not parse MIME parts: the headers of attachments and of
-	 * attached messages would go unchecked.  Both default to
-	 * $header_checks, so that header_checks alone is refused too.
-	 */
-	{
-		static const struct { enum param_id id; const char *name, *what; } mime[] = {
-			{ P_mime_header_checks, "mime_header_checks", "MIME headers (of the "
-			  "message and of its parts)" },
-			{ P_nested_header_checks, "nested_header_checks", "the headers of "
-			  "attached messages" },
-		};
-
-		for (size_t i = 0; i < 2; i++) {
-			size_t nm;
-
-			(void)conf_list(cf, mime[i].id, &nm);
-			if (nm > 0) {
-				*err_r = xasprintf("%s = %s: not implemented by mxgate, refused: "
-						   "mxgate does not parse MIME parts, and %s would "
-						   "not be checked (its default is $header_checks: "
-						   "set %s = (empty) to run header_checks on the "
-						   "primary header only)", mime[i].name,
-						   conf_str(cf, mime[i].id), mime[i].what,
-						   mime[i].name);
-				return -1;
-			}
-		}
-	}
+	if ((ss->mime_checks = service_checks_open(cf, P_mime_header_checks,
+						   "mime_header_checks", err_r)) == NULL
+	    || (ss->nested_checks = service_checks_open(cf, P_nested_header_checks,
+						      "nested_header_checks", err_r)) == NULL)
+		return -1;
+	cc->mime_header_checks = !maplist_empty(ss->mime_checks);
+	cc->nested_header_checks = !maplist_empty(ss->nested_checks);
 	cc->header_checks = !maplist_empty(ss->header_checks);
 	cc->body_checks = !maplist_empty(ss->body_checks);
 	cc->check = service_check;
@@ -490,6 +470,8 @@ service_destroy(struct smtp_service *ss)
 	free(ss->cleanup.drop);
 	maplist_free(&ss->header_checks);
 	maplist_free(&ss->body_checks);
+	maplist_free(&ss->mime_checks);
+	maplist_free(&ss->nested_checks);
 	if (ss->hdr_rewrite)
 		addrlist_free(&ss->hdr_rewrite);
 	for (i = 0; i < ss->nnoop; i++)

@@ -59,7 +59,7 @@ struct smtp_service {
 	int	v4_prefix, v6_prefix;
 	/* what cleanup(8) does to the content (deliver/cleanup.h) */
 	struct cleanup_conf cleanup;
-	struct maplist *header_checks, *body_checks;
+	struct maplist *header_checks, *body_checks, *mime_checks, *nested_checks;
 	struct addrlist *hdr_rewrite;	/* local_header_rewrite_clients' addresses */
 	int	hdr_rewrite_all;	/* ... static:all */
 	int	always_add_hdrs;	/* always_add_missing_headers */

@@ -108,6 +108,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (data[1] & 8) {
 		cf.check = fz_check;
 		cf.header_checks = cf.body_checks = 1;
+		cf.mime_header_checks = cf.nested_header_checks = 1;
 	}
 	if (data[1] & 16)
 		cleanup_charset(cf.strip_chars, &cf.have_strip, "\\t\\000");

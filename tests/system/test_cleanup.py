@@ -45,7 +45,7 @@ class CleanupTest(harness.MxTestCase):
         return path
 
     def server(self, **main):
-        p = dict(harness.BASE_MAIN, mime_header_checks="", nested_header_checks="")
+        p = dict(harness.BASE_MAIN)
         p.update(main)
         return self.start_server(main=p, virtual_users=["alice", "bob"])
 
@@ -93,7 +93,7 @@ class CleanupTest(harness.MxTestCase):
     def test_check_refuses(self):
         hc = self.write("hc", "/^Subject: a/ REJECT\n")
         for params, want in (
-                ({"header_checks": "regexp:" + hc}, "mime_header_checks"),
+                ({"nested_header_checks": "cdb:" + hc}, "nested_header_checks"),
                 ({"header_checks": "cdb:" + hc, "mime_header_checks": "",
                   "nested_header_checks": ""}, "header_checks"),
                 ({"local_header_rewrite_clients": "check_address_map hash:/x"},

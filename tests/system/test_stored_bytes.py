@@ -158,8 +158,7 @@ class StoredBytesTest(harness.MxTestCase):
                     mail_name="Postfix", smtpd_forbid_bare_newline="normalize",
                     message_size_limit="10240000",
                     header_checks="regexp:%s/header_checks" % ref,
-                    body_checks="regexp:%s/body_checks" % ref,
-                    mime_header_checks="", nested_header_checks="")
+                    body_checks="regexp:%s/body_checks" % ref)
 
     def test_corpus_as_postfix(self):
         msgs = corpus()
