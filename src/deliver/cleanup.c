@@ -873,7 +873,7 @@ cl_content_type(struct cleanup *c, const char *h)
 		cl_tok_free(tok, n);
 		while ((n = cl_header_token(&p, tok, 3)) >= 0) {
 			if (n >= 3 && TOKEQ(tok[0], "boundary") && tok[1].type == '='
-			    && c->nesting <= CLEANUP_MIME_MAXDEPTH)
+			    && tok[2].type == 'T' && c->nesting <= CLEANUP_MIME_MAXDEPTH)
 				cl_mime_push(c, dct, dst, tok[2].value);
 			cl_tok_free(tok, n);
 		}
