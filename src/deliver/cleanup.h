@@ -41,13 +41,24 @@
  *  - A line that is neither a header nor a continuation ends the primary
  *    header; when it is not empty, an empty line is stored before it.
  *
- * Checks (header_checks on the primary header, body_checks on body
- * records, as Postfix's cleanup): conf->check(ctx, ...) looks the text up
- * (the caller's tables, which must answer at once: in memory).  The
- * actions: REJECT [text], WARN [text], IGNORE, PREPEND text, REPLACE text,
- * DISCARD [text], DUNNO and OK; HOLD, FILTER, REDIRECT and BCC are refused
- * by the configuration check, and a match on one at run time gives
- * CLEANUP_TEMPFAIL (never a silent accept).  A failed lookup tempfails too.
+ * MIME, as Postfix's mime_state: a Content-Type: multipart/... header
+ * pushes its boundary (at most 100 deep, 2048 bytes kept); a body line
+ * "--boundary" starts a part's header block, "--boundary--" ends the
+ * multipart; an empty line after the header of a message/rfc822 part (or of
+ * a multipart/digest part) starts an attached message's header block.
+ *
+ * Checks (as Postfix's cleanup): header_checks on the primary header,
+ * mime_header_checks on MIME headers (Content-*, MIME-Version) and on the
+ * headers of parts, nested_header_checks on the headers of attached
+ * messages, body_checks on body records (not on headers of parts), within
+ * body_checks_size_limit of each body.  conf->check(ctx, ...) looks the
+ * text up (the caller's tables, which must answer at once: in memory).  The
+ * actions: REJECT [text], WARN [text], INFO, IGNORE, STRIP, PREPEND text,
+ * REPLACE text, DISCARD [text], DUNNO and OK; HOLD, FILTER, REDIRECT, BCC,
+ * PASS and DELAY are refused by the configuration check where it can read
+ * the table, and a match on one at run time gives CLEANUP_TEMPFAIL (never a
+ * silent accept).  A failed lookup tempfails too.  Only the primary header
+ * gets message_drop_headers, the missing headers and the address rewrite.
  * Log lines are left to the caller (cleanup_take_logs()), without the queue
  * id, each after its level ("I " info, "W " warning) and ending with LF:
  * "I reject: header Subject: x from <log_ctx>: 5.7.1 message content

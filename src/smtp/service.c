@@ -1,8 +1,10 @@
 #include "smtp/service.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -159,6 +161,80 @@ service_check(void *ctx, enum cleanup_where where, const char *text, char **acti
 	}
 }
 
+/*
+ * An action that needs a queue (HOLD, FILTER, REDIRECT, BCC, and PASS and
+ * DELAY, which would skip checks or delay mail) in a check table that is a
+ * file: refused when the service is built (`mxgate check` names file and
+ * line).  A table we cannot read this way still answers at run time, and a
+ * match on such an action then tempfails (deliver/cleanup.h).
+ */
+static int
+service_checks_scan(const struct map *m, const char *param, char **err_r)
+{
+	static const char *const refused[] = { "HOLD", "FILTER", "REDIRECT", "BCC", "PASS",
+					       "DELAY" };
+	const char *type = map_type_name(m), *spec = map_spec(m), *path;
+	int pattern = strcmp(type, "regexp") == 0 || strcmp(type, "pcre") == 0;
+	char line[4096];
+	FILE *fp;
+	int lineno = 0, ret = 0;
+
+	if (!pattern && strcmp(type, "texthash") != 0)
+		return 0;
+	path = strchr(spec, ':');
+	if (strncmp(spec, "proxy:", 6) == 0)
+		path = strchr(spec + 6, ':');
+	if (path == NULL || (fp = fopen(path + 1, "r")) == NULL)
+		return 0;
+	while (ret == 0 && fgets(line, sizeof(line), fp) != NULL) {
+		char *p = line, *act;
+		size_t n;
+
+		lineno++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '#' || *p == '\n' || *p == '\0' || line[0] == ' ' || line[0] == '\t')
+			continue;
+		if (pattern) {
+			char delim;
+
+			if (strncasecmp(p, "if", 2) == 0 || strncasecmp(p, "endif", 5) == 0)
+				continue;
+			if (*p == '!')
+				p++;
+			delim = *p++;
+			while (*p && *p != delim) {
+				if (*p == '\\' && p[1])
+					p++;
+				p++;
+			}
+			if (*p == delim)
+				p++;
+			while (isalpha((unsigned char)*p))
+				p++;
+		} else {
+			p += strcspn(p, " \t\n");
+		}
+		while (*p == ' ' || *p == '\t')
+			p++;
+		act = p;
+		n = strcspn(act, " \t\n");
+		for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+			if (n == strlen(refused[i]) && strncasecmp(act, refused[i], n) == 0) {
+				*err_r = xasprintf("%s: %s, line %d: %s is not implemented by mxgate, "
+						   "refused: mxgate has no queue to hold, filter, "
+						   "redirect or copy mail in (a match would be "
+						   "deferred with 451)", param, path + 1, lineno,
+						   refused[i]);
+				ret = -1;
+				break;
+			}
+		}
+	}
+	fclose(fp);
+	return ret;
+}
+
 static struct maplist *
 service_checks_open(const struct conf_view *cf, enum param_id id, const char *param,
 		    char **err_r)
@@ -174,6 +250,12 @@ service_checks_open(const struct conf_view *cf, enum param_id id, const char *pa
 		return NULL;
 	}
 	maplist_set_title(l, param);
+	for (size_t i = 0; i < maplist_count(l); i++) {
+		if (service_checks_scan(maplist_get(l, i), param, err_r) < 0) {
+			maplist_free(&l);
+			return NULL;
+		}
+	}
 	/*
 	 * The checks run on the event loop, line by line: only tables that
 	 * answer from memory (regexp, pcre, texthash, inline, static).

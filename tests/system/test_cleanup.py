@@ -81,23 +81,27 @@ class CleanupTest(harness.MxTestCase):
         self.assertIn("\nSubject: look here\n", self.stored(srv, "alice"))
 
     def test_action_without_a_queue_tempfails(self):
-        # a match on HOLD (or FILTER, REDIRECT, BCC) at run time: 451, never a silent accept
-        hc = self.write("hc", "/^Subject: hold/ HOLD\n")
-        srv = self.server(header_checks="regexp:" + hc)
+        # a match on HOLD (or FILTER, REDIRECT, BCC) at run time, from a table that the
+        # check could not read for actions (a table file with one is refused at start):
+        # 451, never a silent accept
+        srv = self.server(body_checks="static:HOLD")
         self.assertEqual(send(srv.port, ["alice@virt.test"], "Subject: hold me\n\nx\n"),
                          "451 4.3.0 Error: queue file write error")
-        self.assertIsNotNone(srv.wait_log(r"HOLD action of header_checks is not implemented "
+        self.assertIsNotNone(srv.wait_log(r"HOLD action of body_checks is not implemented "
                                           r"by mxgate"))
         self.assertEqual(harness.maildir(srv.vmail, "alice")["new"], [])
 
     def test_check_refuses(self):
         hc = self.write("hc", "/^Subject: a/ REJECT\n")
+        held = self.write("held", "# comment\n/^Subject: a/ REJECT\n/^Subject: b/i  hold\n")
         for params, want in (
                 ({"nested_header_checks": "cdb:" + hc}, "nested_header_checks"),
                 ({"header_checks": "cdb:" + hc, "mime_header_checks": "",
                   "nested_header_checks": ""}, "header_checks"),
                 ({"local_header_rewrite_clients": "check_address_map hash:/x"},
-                 "local_header_rewrite_clients")):
+                 "local_header_rewrite_clients"),
+                ({"body_checks": "pcre:" + held},
+                 "body_checks: %s, line 3: HOLD is not implemented by mxgate, refused" % held)):
             p = dict(harness.BASE_MAIN, **params)
             srv = harness.Server(main=p, virtual_users=["alice"])
             self.addCleanup(srv.cleanup)
