@@ -359,6 +359,73 @@ test_checks(void **state)
 	buf_free(&r.logs);
 }
 
+/* Records which table each text is looked up in: "H|M|N|B text" lines. */
+static struct buf seen;
+
+static int
+record_check(void *ctx, enum cleanup_where where, const char *text, char **action_r)
+{
+	(void)ctx;
+	(void)action_r;
+	buf_printf(&seen, "%c %s\n", where == CLEANUP_HEADER ? 'H' : where == CLEANUP_MIME ? 'M'
+		   : where == CLEANUP_NESTED ? 'N' : 'B', text);
+	return 0;
+}
+
+static void
+test_mime_classes(void **state)
+{
+	struct cleanup_conf cf;
+	struct res r;
+	const char *in =
+		"From: a@b.c\n"
+		"Content-Type: multipart/mixed; boundary=\"b 1\" (comment)\n"
+		"\n"
+		"pre\n"
+		"--b 1\n"
+		"Content-Type: message/rfc822\n"
+		"X-Part: 1\n"
+		"\n"
+		"Subject: inner\n"
+		"Content-Type: multipart/digest; boundary=d\n"
+		"\n"
+		"--d\n"
+		"\n"
+		"Subject: digest\n"
+		"\n"
+		"text\n"
+		"--d--\n"
+		"--b 1--\n"
+		"X-Not: a header\n";
+	const char *want =
+		"H From: a@b.c\n"
+		"M Content-Type: multipart/mixed; boundary=\"b 1\" (comment)\n"
+		"B \nB pre\nB --b 1\n"
+		"M Content-Type: message/rfc822\n"
+		"M X-Part: 1\n"
+		"B \n"
+		"N Subject: inner\n"
+		"M Content-Type: multipart/digest; boundary=d\n"
+		"B \nB --d\nB \n"
+		"N Subject: digest\n"
+		"B \nB text\nB --d--\nB --b 1--\nB X-Not: a header\n";
+
+	conf_init(&cf);
+	cf.check = record_check;
+	cf.header_checks = cf.body_checks = cf.mime_header_checks = cf.nested_header_checks = 1;
+	run(&cf, in, strlen(in), strlen(in), 0, &r);
+	assert_string_equal(buf_str(&seen), want);
+	assert_string_equal(buf_str(&r.out), in);
+	buf_free(&r.out);
+	buf_free(&r.logs);
+	buf_reset(&seen);
+	run(&cf, in, strlen(in), 1, 0, &r);
+	assert_string_equal(buf_str(&seen), want);
+	buf_free(&r.out);
+	buf_free(&r.logs);
+	buf_free(&seen);
+}
+
 int
 main(void)
 {
@@ -371,6 +438,7 @@ main(void)
 		cmocka_unit_test(test_size),
 		cmocka_unit_test(test_characters),
 		cmocka_unit_test(test_checks),
+		cmocka_unit_test(test_mime_classes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
