@@ -187,7 +187,8 @@ cleanup_reason(const struct cleanup *c)
 void
 cleanup_take_logs(struct cleanup *c, struct buf *out)
 {
-	buf_append(out, c->logs.data, c->logs.len);
+	if (c->logs.len > 0)
+		buf_append(out, c->logs.data, c->logs.len);
 	buf_reset(&c->logs);
 }
 

@@ -223,8 +223,10 @@ txn_cleanup_logs(struct txn *t, void (*fn)(void *arg, const char *line), void *a
 	if (!t->cl_on)
 		return;
 	cleanup_take_logs(&t->cl, &b);
-	if (b.len == 0)
+	if (b.len == 0) {
+		buf_free(&b);
 		return;
+	}
 	for (p = b.data; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
 		*nl = '\0';
 		fn(arg, p);
