@@ -156,6 +156,8 @@ deliver_maildir(void *ctx, struct deliver_msg *m)
 		mr[i].maildir = m->rcpts[i].maildir;
 		mr[i].delivered_to = m->rcpts[i].address;
 		mr[i].trace = m->rcpts[i].trace;
+		if (m->orig_rcpt)
+			mr[i].orig_to = m->rcpts[i].orig ? m->rcpts[i].orig : m->rcpts[i].address;
 	}
 	ok = maildir_deliver(&mm, mr, m->nrcpts, &m->err) == 0;
 	for (i = 0; i < m->nrcpts; i++)

@@ -66,11 +66,16 @@ struct deliver_rcpt {
 struct deliver_msg {
 	char	queue_id[16];
 	char   *sender;		/* RFC 5321 (quoted) form, "" for <> */
-	char   *received;	/* the Received: header the server adds (LF line ends) */
+	char   *received;	/* header lines above the spool's content (LF line ends), or
+				 * NULL: the PREPEND lines of the access restrictions.  Our
+				 * Received: header is in the spool, where cleanup put it
+				 * (deliver/cleanup.h), unless the transaction ran without
+				 * cleanup (unit tests) */
 	char   *hostname;	/* myhostname, for Maildir file names */
 	struct spool *body;	/* committed; the message holds a reference */
-	size_t	size;		/* the message size as Postfix counts it (logs) */
+	size_t	size;		/* Postfix's qmgr size=: the queue file's content size (logs) */
 	struct timeval arrival;	/* MAIL FROM time, for delay= */
+	int	orig_rcpt;	/* enable_original_recipient: each copy gets X-Original-To: */
 	struct deliver_rcpt *rcpts;
 	size_t	nrcpts, rcpt_cap;
 	struct buf err;		/* after a failure: why, for the log */

@@ -347,8 +347,11 @@ maildir_stage_one(const struct maildir_msg *m, const struct maildir_rcpt *r, con
 	}
 	c->state = COPY_STAGED;
 
-	/* Postfix virtual(8) order: Return-Path:, then Delivered-To:, then the message. */
-	buf_printf(&hdr, "Return-Path: <%s>\nDelivered-To: %s\n", m->return_path, r->delivered_to);
+	/* Postfix virtual(8) order: Return-Path:, X-Original-To:, Delivered-To:, the message. */
+	buf_printf(&hdr, "Return-Path: <%s>\n", m->return_path);
+	if (r->orig_to != NULL && *r->orig_to)
+		buf_printf(&hdr, "X-Original-To: %s\n", r->orig_to);
+	buf_printf(&hdr, "Delivered-To: %s\n", r->delivered_to);
 	if (r->trace != NULL)
 		buf_puts(&hdr, r->trace);
 	if (maildir_write_all(fd, hdr.data, hdr.len) < 0
@@ -535,9 +538,10 @@ maildir_check_args(const struct maildir_msg *m, const struct maildir_rcpt *rcpts
 			errno = EINVAL;
 			return -1;
 		}
-		if (!maildir_header_ok(rcpts[i].delivered_to)) {
+		if (!maildir_header_ok(rcpts[i].delivered_to)
+		    || (rcpts[i].orig_to != NULL && !maildir_header_ok(rcpts[i].orig_to))) {
 			buf_reset(err);
-			buf_printf(err, "deliver %s: control character in Delivered-To address",
+			buf_printf(err, "deliver %s: control character in Delivered-To or X-Original-To address",
 				   rcpts[i].maildir);
 			errno = EINVAL;
 			return -1;

@@ -66,6 +66,12 @@ struct maildir_rcpt {
 	 * Delivered-To: lines that a forwarding local(8) prepended.
 	 */
 	const char *trace;
+	/*
+	 * The original recipient for X-Original-To: (virtual(8) writes it
+	 * between Return-Path: and Delivered-To: when enable_original_recipient
+	 * = yes), or NULL: none.
+	 */
+	const char *orig_to;
 };
 
 /*

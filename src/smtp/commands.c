@@ -569,7 +569,7 @@ data_start(struct session *s)
 {
 	struct txn *t = &s->txn;
 
-	txn_body_start(t, session_new_spool(s));
+	session_body_start(s);
 	dr_init_limits(&t->dr, &t->chunk, (size_t)s->ss->size_limit, (size_t)s->ss->line_limit);
 	session_enter_state(s, S_DATA);
 	session_reply(s, RPL_DATA_GO);
@@ -660,7 +660,7 @@ session_cmd_bdat(struct session *s, const char *args)
 	} else {
 		if (!t->bdat_used) {
 			t->bdat_used = 1;
-			txn_body_start(t, session_new_spool(s));
+			session_body_start(s);
 			bdat_init_limits(&t->bdat, (size_t)s->ss->size_limit, (size_t)s->ss->line_limit);
 			t->bdat_raw = 0;
 		}

@@ -1,5 +1,10 @@
 #include "smtp/service.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -7,6 +12,7 @@
 #include "conf/conf.h"
 #include "log/log.h"
 #include "policy/addrlist.h"
+#include "policy/maps.h"
 #include "policy/recipient.h"
 #include "policy/restrict.h"
 #include "util/xalloc.h"
@@ -140,6 +146,272 @@ service_ehlo_init(struct smtp_service *ss, const struct conf_view *cf)
 	}
 }
 
+/* ---- cleanup(8) settings ------------------------------------------------ */
+
+/* cleanup_check_fn over the service's header_checks and body_checks tables. */
+static int
+service_check(void *ctx, enum cleanup_where where, const char *text, char **action_r)
+{
+	const struct smtp_service *ss = ctx;
+	const struct maplist *l = where == CLEANUP_HEADER ? ss->header_checks
+				  : where == CLEANUP_MIME ? ss->mime_checks
+				  : where == CLEANUP_NESTED ? ss->nested_checks : ss->body_checks;
+
+	switch (maplist_lookup(l, text, action_r, NULL)) {
+	case MAP_FOUND:
+		return 1;
+	case MAP_NOTFOUND:
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/*
+ * An action that needs a queue (HOLD, FILTER, REDIRECT, BCC, and PASS and
+ * DELAY, which would skip checks or delay mail) in a check table that is a
+ * file: refused when the service is built (`mxgate check` names file and
+ * line).  A table we cannot read this way still answers at run time, and a
+ * match on such an action then tempfails (deliver/cleanup.h).
+ */
+static int
+service_checks_scan(const struct map *m, const char *param, char **err_r)
+{
+	static const char *const refused[] = { "HOLD", "FILTER", "REDIRECT", "BCC", "PASS",
+					       "DELAY" };
+	const char *type = map_type_name(m), *spec = map_spec(m), *path;
+	int pattern = strcmp(type, "regexp") == 0 || strcmp(type, "pcre") == 0;
+	char line[4096];
+	FILE *fp;
+	int lineno = 0, ret = 0;
+
+	if (!pattern && strcmp(type, "texthash") != 0)
+		return 0;
+	path = strchr(spec, ':');
+	if (strncmp(spec, "proxy:", 6) == 0)
+		path = strchr(spec + 6, ':');
+	if (path == NULL || (fp = fopen(path + 1, "r")) == NULL)
+		return 0;
+	while (ret == 0 && fgets(line, sizeof(line), fp) != NULL) {
+		char *p = line, *act;
+		size_t n;
+
+		lineno++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '#' || *p == '\n' || *p == '\0' || line[0] == ' ' || line[0] == '\t')
+			continue;
+		if (pattern) {
+			char delim;
+
+			if (strncasecmp(p, "if", 2) == 0 || strncasecmp(p, "endif", 5) == 0)
+				continue;
+			if (*p == '!')
+				p++;
+			delim = *p++;
+			while (*p && *p != delim) {
+				if (*p == '\\' && p[1])
+					p++;
+				p++;
+			}
+			if (*p == delim)
+				p++;
+			while (isalpha((unsigned char)*p))
+				p++;
+		} else {
+			p += strcspn(p, " \t\n");
+		}
+		while (*p == ' ' || *p == '\t')
+			p++;
+		act = p;
+		n = strcspn(act, " \t\n");
+		for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+			if (n == strlen(refused[i]) && strncasecmp(act, refused[i], n) == 0) {
+				*err_r = xasprintf("%s: %s, line %d: %s is not implemented by mxgate, "
+						   "refused: mxgate has no queue to hold, filter, "
+						   "redirect or copy mail in (a match would be "
+						   "deferred with 451)", param, path + 1, lineno,
+						   refused[i]);
+				ret = -1;
+				break;
+			}
+		}
+	}
+	fclose(fp);
+	return ret;
+}
+
+static struct maplist *
+service_checks_open(const struct conf_view *cf, enum param_id id, const char *param,
+		    char **err_r)
+{
+	size_t n;
+	char *const *specs = conf_list(cf, id, &n);
+	char *err = NULL;
+	struct maplist *l;
+
+	if ((l = maplist_open(specs, n, &err)) == NULL) {
+		*err_r = xasprintf("%s: %s", param, err);
+		free(err);
+		return NULL;
+	}
+	maplist_set_title(l, param);
+	for (size_t i = 0; i < maplist_count(l); i++) {
+		if (service_checks_scan(maplist_get(l, i), param, err_r) < 0) {
+			maplist_free(&l);
+			return NULL;
+		}
+	}
+	/*
+	 * The checks run on the event loop, line by line: only tables that
+	 * answer from memory (regexp, pcre, texthash, inline, static).
+	 */
+	if (!maplist_in_memory(l)) {
+		for (size_t i = 0; i < maplist_count(l); i++) {
+			if (!map_in_memory(maplist_get(l, i))) {
+				*err_r = xasprintf("%s: table %s is not supported: mxgate runs the "
+						   "content checks with tables that are read into "
+						   "memory (regexp, pcre, texthash, inline, static)",
+						   param, map_spec(maplist_get(l, i)));
+				break;
+			}
+		}
+		maplist_free(&l);
+		return NULL;
+	}
+	return l;
+}
+
+/* The addresses of inet_interfaces (all: every interface's), for permit_inet_interfaces. */
+static void
+service_local_addrs(const struct conf_view *cf, char ***items, size_t *n)
+{
+	size_t ni;
+	char *const *ifs = conf_list(cf, P_inet_interfaces, &ni);
+
+	for (size_t i = 0; i < ni; i++) {
+		if (strcasecmp(ifs[i], "all") == 0) {
+			struct ifaddrs *ifa, *p;
+			char a[INET6_ADDRSTRLEN];
+
+			if (getifaddrs(&ifa) < 0)
+				continue;
+			for (p = ifa; p != NULL; p = p->ifa_next) {
+				const void *src;
+
+				if (p->ifa_addr == NULL)
+					continue;
+				if (p->ifa_addr->sa_family == AF_INET)
+					src = &((struct sockaddr_in *)(void *)p->ifa_addr)->sin_addr;
+				else if (p->ifa_addr->sa_family == AF_INET6)
+					src = &((struct sockaddr_in6 *)(void *)p->ifa_addr)->sin6_addr;
+				else
+					continue;
+				if (inet_ntop(p->ifa_addr->sa_family, src, a, sizeof(a)) == NULL)
+					continue;
+				*items = xrealloc(*items, (*n + 1) * sizeof(**items));
+				(*items)[(*n)++] = xstrdup(a);
+			}
+			freeifaddrs(ifa);
+		} else if (strcasecmp(ifs[i], "loopback-only") == 0) {
+			*items = xrealloc(*items, (*n + 2) * sizeof(**items));
+			(*items)[(*n)++] = xstrdup("127.0.0.1");
+			(*items)[(*n)++] = xstrdup("::1");
+		} else {
+			*items = xrealloc(*items, (*n + 1) * sizeof(**items));
+			(*items)[(*n)++] = xstrdup(ifs[i]);
+		}
+	}
+}
+
+static int
+service_cleanup_init(struct smtp_service *ss, const struct conf_view *cf, char **err_r)
+{
+	struct cleanup_conf *cc = &ss->cleanup;
+	char *const *v;
+	char **items = NULL;
+	size_t n, nitems = 0;
+	int ret = 0;
+
+	cc->header_size_limit = (size_t)conf_int(cf, P_header_size_limit);
+	cc->line_limit = (size_t)conf_int(cf, P_line_length_limit);
+	cc->hopcount_limit = conf_int(cf, P_hopcount_limit);
+	cc->body_checks_size_limit = conf_int(cf, P_body_checks_size_limit);
+	cc->hostname = ss->hostname;
+	cc->myorigin = conf_str(cf, P_myorigin);
+	cc->rcpt_witheld = conf_str(cf, P_undisclosed_recipients_header);
+	v = conf_list(cf, P_message_drop_headers, &n);
+	cc->drop = xcalloc(n + 1, sizeof(*cc->drop));
+	for (size_t i = 0; i < n; i++)
+		cc->drop[cc->ndrop++] = xstrdup(v[i]);
+	cleanup_charset(cc->reject_chars, &cc->have_reject,
+			conf_str(cf, P_message_reject_characters));
+	cleanup_charset(cc->strip_chars, &cc->have_strip, conf_str(cf, P_message_strip_characters));
+	ss->always_add_hdrs = conf_bool(cf, P_always_add_missing_headers);
+	ss->orig_rcpt = conf_bool(cf, P_enable_original_recipient);
+	if ((ss->header_checks = service_checks_open(cf, P_header_checks, "header_checks",
+						     err_r)) == NULL
+	    || (ss->body_checks = service_checks_open(cf, P_body_checks, "body_checks",
+						      err_r)) == NULL)
+		return -1;
+	if ((ss->mime_checks = service_checks_open(cf, P_mime_header_checks,
+						   "mime_header_checks", err_r)) == NULL
+	    || (ss->nested_checks = service_checks_open(cf, P_nested_header_checks,
+						      "nested_header_checks", err_r)) == NULL)
+		return -1;
+	cc->mime_header_checks = !maplist_empty(ss->mime_checks);
+	cc->nested_header_checks = !maplist_empty(ss->nested_checks);
+	cc->header_checks = !maplist_empty(ss->header_checks);
+	cc->body_checks = !maplist_empty(ss->body_checks);
+	cc->check = service_check;
+	cc->check_ctx = ss;
+
+	v = conf_list(cf, P_local_header_rewrite_clients, &n);
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		if (strcasecmp(v[i], "permit_inet_interfaces") == 0) {
+			service_local_addrs(cf, &items, &nitems);
+		} else if (strcasecmp(v[i], "permit_mynetworks") == 0) {
+			size_t nm;
+			char *const *nets = conf_list(cf, P_mynetworks, &nm);
+
+			items = xrealloc(items, (nitems + nm + 1) * sizeof(*items));
+			for (size_t k = 0; k < nm; k++)
+				items[nitems++] = xstrdup(nets[k]);
+		} else if (strcasecmp(v[i], "static:all") == 0) {
+			ss->hdr_rewrite_all = 1;
+		} else if (strcasecmp(v[i], "permit_sasl_authenticated") == 0
+			   || strcasecmp(v[i], "permit_tls_clientcerts") == 0
+			   || strcasecmp(v[i], "permit_tls_all_clientcerts") == 0) {
+			;	/* mxgate has no SASL, and no client certificates yet */
+		} else {
+			*err_r = xasprintf("local_header_rewrite_clients: %s is not implemented by "
+					   "mxgate (permit_inet_interfaces, permit_mynetworks, "
+					   "permit_sasl_authenticated and static:all are)", v[i]);
+			ret = -1;
+		}
+	}
+	if (ret == 0 && (ss->hdr_rewrite = addrlist_create_flags(items, nitems,
+								  ADDRLIST_ADDR_ONLY, err_r)) == NULL) {
+		char *e = *err_r;
+
+		*err_r = xasprintf("local_header_rewrite_clients: %s", e);
+		free(e);
+		ret = -1;
+	}
+	for (size_t i = 0; i < nitems; i++)
+		free(items[i]);
+	free(items);
+	return ret;
+}
+
+int
+smtp_service_adds_headers(const struct smtp_service *ss, const char *name,
+			  const struct sockaddr *sa)
+{
+	return ss->always_add_hdrs || ss->hdr_rewrite_all
+	       || (ss->hdr_rewrite != NULL && addrlist_match(ss->hdr_rewrite, name, sa));
+}
+
 static void service_destroy(struct smtp_service *ss);
 
 /* restrict_problem_fn: the first problem, as "<param>: <why>". */
@@ -242,6 +514,8 @@ service_create(const struct conf_service *cs, const struct conf_view *cf,
 	service_ehlo_init(ss, cf);
 	if (service_forbid_init(&ss->forbid, cf, err_r) < 0)
 		goto fail;
+	if (service_cleanup_init(ss, cf, err_r) < 0)
+		goto fail;
 	{
 		char *const *noop = conf_list(cf, P_smtpd_noop_commands, &ss->nnoop);
 
@@ -312,6 +586,15 @@ service_destroy(struct smtp_service *ss)
 		addrlist_free(&ss->exceptions);
 	if (ss->bare_lf_exclusions)
 		addrlist_free(&ss->bare_lf_exclusions);
+	for (i = 0; i < ss->cleanup.ndrop; i++)
+		free(ss->cleanup.drop[i]);
+	free(ss->cleanup.drop);
+	maplist_free(&ss->header_checks);
+	maplist_free(&ss->body_checks);
+	maplist_free(&ss->mime_checks);
+	maplist_free(&ss->nested_checks);
+	if (ss->hdr_rewrite)
+		addrlist_free(&ss->hdr_rewrite);
 	for (i = 0; i < ss->nnoop; i++)
 		free(ss->noop_cmds[i]);
 	free(ss->noop_cmds);

@@ -12,11 +12,14 @@
 #define MXGATE_SMTP_SERVICE_H
 
 #include <regex.h>
+#include <sys/socket.h>
 #include <stddef.h>
 
 #include "net/tls.h"
+#include "deliver/cleanup.h"
 
 struct addrlist;
+struct maplist;
 struct conf_service;
 struct conf_view;
 struct recipient_policy;
@@ -60,7 +63,18 @@ struct smtp_service {
 	struct tls_policy tls;
 	struct tls_server *tls_srv;	/* NULL: no certificate (STARTTLS gets 454) or level none */
 	size_t	ehlo_starttls;		/* index of "STARTTLS" in ehlo[]; nehlo when not offered */
+	/* what cleanup(8) does to the content (deliver/cleanup.h) */
+	struct cleanup_conf cleanup;
+	struct maplist *header_checks, *body_checks, *mime_checks, *nested_checks;
+	struct addrlist *hdr_rewrite;	/* local_header_rewrite_clients' addresses */
+	int	hdr_rewrite_all;	/* ... static:all */
+	int	always_add_hdrs;	/* always_add_missing_headers */
+	int	orig_rcpt;		/* enable_original_recipient: X-Original-To: */
 };
+
+/* Does the client get the headers cleanup adds when missing (Message-Id, Date, From)? */
+int smtp_service_adds_headers(const struct smtp_service *ss, const char *name,
+			      const struct sockaddr *sa);
 
 /*
  * Build the data for cs->view (*normal_r) and cs->view_stress (*stress_r);

@@ -44,6 +44,7 @@ static void session_deadline_stop(struct session *s);
 static loop_fn session_deadline_cb;
 static void session_message_done(struct session *s, int ok, enum reply_id fail);
 static void session_message_commit(struct session *s);
+static void session_cleanup_log(void *arg, const char *line);
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -557,7 +558,7 @@ session_bdat_chunk_done(struct session *s)
 		return;
 	}
 	bdat_finish(&t->bdat, &t->chunk);
-	txn_body_flush(t);
+	session_body_flush(s);
 	session_message_end(s, t->bdat.too_big, t->bdat.bare_lf_seen, t->bdat.size);
 }
 
@@ -602,8 +603,9 @@ session_txn_client(const struct session *s, struct buf *tls_comment)
 		.helo = s->helo,
 		.namaddr = s->namaddr,
 		.addr = s->addr,
-		/* RFC 3848: "ESMTPS" (Postfix adds the S to ESMTP only) */
-		.proto = s->tls != NULL && s->esmtp ? "ESMTPS" : session_proto(s),
+		.proto = session_proto(s),
+		/* RFC 3848: "ESMTPS" (txn_received() adds the S to ESMTP only) */
+		.tls = s->tls != NULL,
 		.hostname = s->ss->hostname,
 		.mail_name = conf_str(s->ss->cf, P_mail_name),
 	};
@@ -636,7 +638,14 @@ session_committed(void *arg, enum spool_status st)
 		return;
 	}
 	c = session_txn_client(s, &tls_comment);
+	if (s->txn.cl_on) {
+		/* Postfix's size=: the queue file's content, our Received: header included */
+		size = s->txn.cl.size;
+		for (size_t i = 0; i < s->rst.nprepend; i++)
+			size += cleanup_line_size(strlen(s->rst.prepend[i]), s->ss->cleanup.line_limit);
+	}
 	m = txn_deliver_msg(&s->txn, &c, size);
+	m->orig_rcpt = s->ss->orig_rcpt;
 	buf_free(&tls_comment);
 	if (s->rst.nprepend > 0) {
 		/* PREPEND headers go above our Received: header, as in Postfix */
@@ -644,7 +653,8 @@ session_committed(void *arg, enum spool_status st)
 
 		for (size_t i = 0; i < s->rst.nprepend; i++)
 			buf_printf(&b, "%s\n", s->rst.prepend[i]);
-		buf_puts(&b, m->received);
+		if (m->received != NULL)
+			buf_puts(&b, m->received);
 		free(m->received);
 		m->received = buf_steal(&b);
 	}
@@ -673,6 +683,8 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 
 	t->act_size = size;
 	s->where = "END-OF-MESSAGE";
+	txn_body_end(t);
+	txn_cleanup_logs(t, session_cleanup_log, s);
 	if (too_big) {
 		msg_warn("%s: queue file size limit exceeded", t->queue_id[0] ? t->queue_id : "NOQUEUE");
 		session_message_done(s, 0, RPL_MSG_TOO_BIG);
@@ -702,6 +714,50 @@ static void
 session_message_commit(struct session *s)
 {
 	struct spool *sp = s->txn.body;
+	struct txn *t = &s->txn;
+
+	/* What cleanup(8) said about the content (Postfix's smtpd replies). */
+	switch (t->cl_on ? cleanup_result(&t->cl) : CLEANUP_OK) {
+	case CLEANUP_OK:
+		break;
+	case CLEANUP_REJECT: {
+		const char *why = cleanup_reason(&t->cl);
+
+		session_reply(s, RPL_CONTENT_REJECT, *why == '4' ? 451 : 550, why);
+		session_transaction_reset(s);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	case CLEANUP_DISCARD:
+		session_message_done(s, 1, RPL_OK);
+		return;
+	case CLEANUP_HOPS:
+		session_message_done(s, 0, RPL_TOO_MANY_HOPS);
+		return;
+	case CLEANUP_TEMPFAIL:
+		session_message_done(s, 0, RPL_WRITE_ERROR);
+		return;
+	}
+	{
+		const char *rcpt = NULL, *loop = txn_mail_loop(t, &rcpt);
+
+		if (loop != NULL) {
+			/*
+			 * local(8) would bounce this copy; mxgate sends no bounces, and
+			 * a copy that cannot be stored fails the whole message (4xx).
+			 */
+			char *esc = log_escape_dup(rcpt, 300);
+
+			log_as("local", LOG_LVL_INFO, "%s: to=<%s>, orig_to=<%s>, relay=local, "
+			       "dsn=4.4.6, status=deferred (mail forwarding loop for %s)",
+			       t->queue_id, log_escape_str(loop, 300), esc, log_escape_str(loop, 300));
+			free(esc);
+			session_reply(s, RPL_MAIL_LOOP, loop);
+			session_transaction_reset(s);
+			session_command_done(s, CMD_FAIL);
+			return;
+		}
+	}
 
 	s->wait = W_COMMIT;	/* the commit answers later, never inside spool_commit() */
 	s->wait_handle = sp;
@@ -730,6 +786,48 @@ session_new_spool(struct session *s)
 		return s->env->spool_new(s->env->spool_ctx, s->env->body_bytes,
 					s->ss->body_memory_limit);
 	return spool_memory_new(s->env->body_bytes, s->ss->body_memory_limit);
+}
+
+static void
+session_cleanup_log(void *arg, const char *line)
+{
+	struct session *s = arg;
+
+	/* "I text" or "W text" (deliver/cleanup.h) */
+	log_as("cleanup", line[0] == 'W' ? LOG_LVL_WARNING : LOG_LVL_INFO, "%s: %s",
+	       s->txn.queue_id[0] ? s->txn.queue_id : "NOQUEUE", line + (line[0] ? 2 : 0));
+}
+
+void
+session_body_flush(struct session *s)
+{
+	txn_body_flush(&s->txn);
+	txn_cleanup_logs(&s->txn, session_cleanup_log, s);
+}
+
+void
+session_body_start(struct session *s)
+{
+	struct txn *t = &s->txn;
+	struct buf head = BUF_INIT, ctx = BUF_INIT, tls_comment = BUF_INIT;
+	struct txn_client c = session_txn_client(s, &tls_comment);
+	const char *rcpt = session_first_rcpt(s);
+
+	txn_body_start(t, session_new_spool(s));
+	txn_received(t, &c, &head);
+	/* cleanup_act_log()'s "from <name[addr]>; from=<> to=<> proto= helo=<>" */
+	buf_printf(&ctx, "%s;", s->namaddr);
+	buf_printf(&ctx, " from=<%s>", t->sender ? log_escape_str(t->sender, 300) : "");
+	if (rcpt != NULL)
+		buf_printf(&ctx, " to=<%s>", log_escape_str(rcpt, 300));
+	buf_printf(&ctx, " proto=%s", session_proto(s));
+	if (s->helo)
+		buf_printf(&ctx, " helo=<%s>", log_escape_str(s->helo, 300));
+	txn_body_cleanup(t, &s->ss->cleanup, smtp_service_adds_headers(s->ss, s->name, &s->sa.sa),
+			 buf_str(&head), buf_str(&ctx));
+	buf_free(&head);
+	buf_free(&ctx);
+	buf_free(&tls_comment);
 }
 
 static void
@@ -794,13 +892,13 @@ session_process(struct session *s)
 		case S_DATA:
 			if (dr_feed(&t->dr, data, len, &used) == DR_DONE) {
 				s->io->consume(s->ioc, used);
-				txn_body_flush(t);
+				session_body_flush(s);
 				session_deadline_stop(s);
 				session_enter_state(s, S_CMD);
 				session_message_end(s, t->dr.too_big, t->dr.bare_lf_seen, t->dr.size);
 			} else {
 				s->io->consume(s->ioc, used);
-				txn_body_flush(t);
+				session_body_flush(s);
 				session_spool_check(s);
 			}
 			break;
@@ -808,7 +906,7 @@ session_process(struct session *s)
 			used = len < t->bdat_left ? len : t->bdat_left;
 			if (!t->bdat_discard && t->bdat_refuse < 0) {
 				bdat_append(&t->bdat, &t->chunk, data, used);
-				txn_body_flush(t);
+				session_body_flush(s);
 				session_spool_check(s);
 			}
 			t->bdat_chunk += used;

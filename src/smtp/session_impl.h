@@ -206,6 +206,10 @@ void session_starttls(struct session *s);
 
 /* A new spool for a message body (the environment's kind). */
 struct spool *session_new_spool(struct session *s);
+/* DATA or the first BDAT: a new spool, and cleanup (deliver/cleanup.h) in front of it. */
+void session_body_start(struct session *s);
+/* txn_body_flush(), and cleanup's log lines logged. */
+void session_body_flush(struct session *s);
 
 /* The message is complete (DATA dot, BDAT LAST): check it, store it, reply. */
 void session_message_end(struct session *s, int too_big, int bare_lf, size_t size);

@@ -11,6 +11,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "deliver/cleanup.h"
 #include "deliver/deliver.h"
 #include "deliver/spool.h"
 #include "smtp/address.h"
@@ -37,6 +38,11 @@ txn_reset(struct txn *t)
 	free(t->rcpts);
 	spool_unref(&t->body);
 	buf_free(&t->chunk);
+	if (t->cl_on)
+		cleanup_free(&t->cl);
+	free(t->cl_sender);
+	free(t->cl_log_ctx);
+	buf_free(&t->clout);
 	memset(t, 0, sizeof(*t));
 	t->bdat_refuse = -1;
 }
@@ -136,16 +142,96 @@ txn_body_start(struct txn *t, struct spool *sp)
 }
 
 void
-txn_body_flush(struct txn *t)
+txn_body_cleanup(struct txn *t, const struct cleanup_conf *cf, int add_missing,
+		 const char *head, const char *log_ctx)
 {
-	if (t->chunk.len == 0)
+	if (t->cl_on)
+		cleanup_free(&t->cl);
+	free(t->cl_sender);
+	free(t->cl_log_ctx);
+	t->cl_sender = txn_quote(t->sender ? t->sender : "");
+	t->cl_log_ctx = xstrdup(log_ctx ? log_ctx : "");
+	cleanup_init(&t->cl, cf, &t->clout, add_missing, t->cl_sender, t->queue_id,
+		     t->arrival.tv_sec);
+	t->cl.log_ctx = t->cl_log_ctx;
+	t->cl_on = 1;
+	if (head != NULL)
+		cleanup_feed(&t->cl, head, strlen(head));
+	cleanup_content_start(&t->cl);
+}
+
+static void
+txn_spool_out(struct txn *t, struct buf *b)
+{
+	if (b->len == 0)
 		return;
 	if (t->body != NULL)
-		(void)spool_write(t->body, t->chunk.data, t->chunk.len);
+		(void)spool_write(t->body, b->data, b->len);
+	buf_reset(b);
+	/* A large buffer is not kept between reads: a session costs kilobytes. */
+	if (b->cap > 64 * 1024)
+		buf_free(b);
+}
+
+void
+txn_body_flush(struct txn *t)
+{
+	if (t->chunk.len == 0 && t->clout.len == 0)
+		return;
+	if (!t->cl_on) {
+		txn_spool_out(t, &t->chunk);
+		return;
+	}
+	cleanup_feed(&t->cl, t->chunk.data ? t->chunk.data : "", t->chunk.len);
 	buf_reset(&t->chunk);
-	/* A large chunk buffer is not kept between reads: a session costs kilobytes. */
 	if (t->chunk.cap > 64 * 1024)
 		buf_free(&t->chunk);
+	txn_spool_out(t, &t->clout);
+}
+
+void
+txn_body_end(struct txn *t)
+{
+	txn_body_flush(t);
+	if (t->cl_on) {
+		cleanup_finish(&t->cl);
+		txn_spool_out(t, &t->clout);
+	}
+}
+
+const char *
+txn_mail_loop(const struct txn *t, const char **rcpt_r)
+{
+	if (!t->cl_on)
+		return NULL;
+	for (size_t i = 0; i < t->nrcpts; i++)
+		for (size_t k = 0; k < t->rcpts[i].ntargets; k++)
+			for (size_t v = 0; v < t->rcpts[i].targets[k].nvia; v++)
+				if (cleanup_has_delivered_to(&t->cl, t->rcpts[i].targets[k].via[v])) {
+					*rcpt_r = t->rcpts[i].quoted;
+					return t->rcpts[i].targets[k].via[v];
+				}
+	return NULL;
+}
+
+void
+txn_cleanup_logs(struct txn *t, void (*fn)(void *arg, const char *line), void *arg)
+{
+	struct buf b = BUF_INIT;
+	char *p, *nl;
+
+	if (!t->cl_on)
+		return;
+	cleanup_take_logs(&t->cl, &b);
+	if (b.len == 0) {
+		buf_free(&b);
+		return;
+	}
+	for (p = b.data; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
+		*nl = '\0';
+		fn(arg, p);
+	}
+	buf_free(&b);
 }
 
 /* Postfix's mail_date(): the date of a Received: header. */
@@ -172,22 +258,29 @@ txn_received(const struct txn *t, const struct txn_client *c, struct buf *out)
 {
 	char date[64];
 	size_t namelen = strcspn(c->namaddr, "[");
+	const char *proto = t->smtputf8 ? "UTF8SMTP" : c->proto;
+	/* RFC 3848's S is defined for ESMTP only (not for SMTP; UTF8SMTPS is ESMTP too) */
+	const char *s = c->tls && strcmp(c->proto, "ESMTP") == 0 ? "S" : "";
+	struct tm tm;
+	time_t when = t->arrival.tv_sec;
 
-	txn_date(date, sizeof(date));
+	localtime_r(&when, &tm);
+	strftime(date, sizeof(date), "%a, %e %b %Y %H:%M:%S %z (%Z)", &tm);
 	buf_puts(out, "Received: from ");
-	if (c->helo) {
+	if (c->helo)
 		txn_header_text(out, c->helo);
-		buf_printf(out, " (%.*s [%s])", (int)namelen, c->namaddr, c->addr);
-	} else {
-		buf_printf(out, "%.*s [%s]", (int)namelen, c->namaddr, c->addr);
-	}
-	if (c->tls_comment != NULL)
+	else
+		buf_printf(out, "%.*s", (int)namelen, c->namaddr);
+	buf_printf(out, " (%.*s [%s%s])", (int)namelen, c->namaddr,
+		   strchr(c->addr, ':') ? "IPv6:" : "", c->addr);
+	if (c->tls_comment != NULL && *c->tls_comment)
 		buf_printf(out, "\n%s", c->tls_comment);
-	buf_printf(out, "\n\tby %s (%s) with %s id %s", c->hostname, c->mail_name, c->proto,
-		   t->queue_id);
-	if (t->nrcpts == 1)
-		buf_printf(out, "\n\tfor <%s>", t->rcpts[0].quoted);
-	buf_printf(out, "; %s\n", date);
+	if (t->rcpt_count == 1 && t->nrcpts == 1)
+		buf_printf(out, "\n\tby %s (%s) with %s%s id %s\n\tfor <%s>; %s\n", c->hostname,
+			   c->mail_name, proto, s, t->queue_id, t->rcpts[0].quoted, date);
+	else
+		buf_printf(out, "\n\tby %s (%s) with %s%s id %s;\n\t%s\n", c->hostname,
+			   c->mail_name, proto, s, t->queue_id, date);
 }
 
 struct deliver_msg *
@@ -200,8 +293,11 @@ txn_deliver_msg(const struct txn *t, const struct txn_client *c, size_t size)
 	size_t i;
 
 	free(sender);
-	txn_received(t, c, &rcv);
-	m->received = buf_steal(&rcv);
+	/* with cleanup, the Received: header went into the spool at the start of the body */
+	if (!t->cl_on) {
+		txn_received(t, c, &rcv);
+		m->received = buf_steal(&rcv);
+	}
 	m->size = size;
 	m->arrival = t->arrival;
 	txn_date(date, sizeof(date));

@@ -23,6 +23,7 @@
 #include <sys/time.h>
 #include <sys/types.h>
 
+#include "deliver/cleanup.h"
 #include "smtp/dataread.h"
 #include "util/buf.h"
 
@@ -58,7 +59,12 @@ struct txn {
 
 	/* the body */
 	struct spool *body;	/* NULL until DATA or the first BDAT */
-	struct buf chunk;	/* converted bytes on their way to the spool */
+	struct buf chunk;	/* converted bytes on their way to cleanup */
+	struct cleanup cl;	/* what cleanup(8) does to them (deliver/cleanup.h) */
+	int	cl_on;		/* cl is in use (txn_body_cleanup()) */
+	char   *cl_sender;	/* RFC 5321 form of the sender, for cl */
+	char   *cl_log_ctx;	/* "name[addr]; from=<..> to=<..> proto=.. helo=<..>" */
+	struct buf clout;	/* cleanup's output on its way to the spool */
 	struct datareader dr;	/* DATA */
 	struct bdat_state bdat;	/* BDAT */
 	size_t	bdat_left;	/* bytes of the current chunk still to read */
@@ -106,8 +112,34 @@ char *txn_quote(const char *addr);
 
 /* Start the body in sp (the transaction takes the reference). */
 void txn_body_start(struct txn *t, struct spool *sp);
-/* Move what the readers converted (t->chunk) into the spool. */
+/*
+ * Then pass the body through cleanup (cf; add_missing: add Message-Id,
+ * Date, From when missing), starting with head (the PREPEND lines and the
+ * Received: header, LF line ends), which goes through cleanup as the first
+ * header lines, as smtpd(8) writes them to cleanup(8).  log_ctx is what
+ * cleanup's log lines say after "from " (copied).  Without this call the
+ * body is stored as the readers converted it.
+ */
+void txn_body_cleanup(struct txn *t, const struct cleanup_conf *cf, int add_missing,
+		      const char *head, const char *log_ctx);
+/* Move what the readers converted (t->chunk) through cleanup into the spool. */
 void txn_body_flush(struct txn *t);
+/* The end of the body: cleanup gives out what it holds (then the spool has it all). */
+void txn_body_end(struct txn *t);
+/*
+ * cleanup's log lines so far, each as Postfix's cleanup(8) logs it (queue id
+ * first), to log with log_as("cleanup", ...): calls fn(arg, line) for each.
+ */
+void txn_cleanup_logs(struct txn *t, void (*fn)(void *arg, const char *line), void *arg);
+
+/*
+ * local(8)'s mail forwarding loop check, for the copies that local(8)
+ * addresses forwarded (a target's via): the first via address that the
+ * message already has a Delivered-To: header for (RFC 5321 form), with the
+ * recipient it belongs to in *rcpt_r; NULL when there is none.  After
+ * txn_body_end() only.
+ */
+const char *txn_mail_loop(const struct txn *t, const char **rcpt_r);
 
 /* What the Received: header says about the client and the server. */
 struct txn_client {
@@ -117,11 +149,26 @@ struct txn_client {
 	const char *proto;	/* "SMTP", "ESMTP", "UTF8SMTP" ... */
 	const char *hostname;	/* myhostname */
 	const char *mail_name;
-	/* NULL, or the TLS comment lines below the from line (net/tls.h tls_format_received()) */
+	/*
+	 * TLS (the TLS helper sets them): tls makes ESMTP "ESMTPS"; tls_comment,
+	 * when not NULL, is the lines Postfix writes below "Received: from"
+	 * ("\t(using TLSv1.3 with cipher ...)" and the client certificate line),
+	 * each starting with a TAB, LF-separated, without a final LF.
+	 */
+	int	tls;
 	const char *tls_comment;
 };
 
-/* Append the Received: header Postfix would add (LF line ends). */
+/*
+ * Append the Received: header Postfix's smtpd(8) writes (LF line ends):
+ *	Received: from <helo, or the name> (<name> [<addr>])
+ *		by <myhostname> (<mail_name>) with <proto> id <queue id>
+ *		for <rcpt>; <MAIL time>
+ * with "for" only when exactly one RCPT was accepted, else
+ *		by <myhostname> (<mail_name>) with <proto> id <queue id>;
+ *		<MAIL time>
+ * proto is UTF8SMTP for MAIL ... SMTPUTF8, ESMTPS with tls.
+ */
 void txn_received(const struct txn *t, const struct txn_client *c, struct buf *out);
 
 /*

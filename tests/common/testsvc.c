@@ -54,10 +54,40 @@ testsvc_store(void *ctx, struct deliver_msg *m)
 	tm = &t->msgs[t->nmsgs++];
 	memset(tm, 0, sizeof(*tm));
 	snprintf(tm->queue_id, sizeof(tm->queue_id), "%s", m->queue_id);
-	snprintf(tm->received, sizeof(tm->received), "%s", m->received ? m->received : "");
 	while ((n = spool_pread(m->body, piece, sizeof(piece), off)) > 0) {
 		buf_append(&tm->body, piece, (size_t)n);
 		off += (size_t)n;
+	}
+	/*
+	 * received: the trace lines above the client's content, as stored: the
+	 * PREPEND lines (m->received) and our Received: header, which cleanup
+	 * put at the start of the spool (deliver/cleanup.h); body: the rest.
+	 */
+	{
+		size_t hl = 0;
+
+		if (tm->body.len > 10 && memcmp(tm->body.data, "Received: ", 10) == 0) {
+			const char *p = tm->body.data, *end = p + tm->body.len;
+
+			for (;;) {
+				const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+				if (nl == NULL) {
+					p = end;
+					break;
+				}
+				p = nl + 1;
+				if (p >= end || (*p != '\t' && *p != ' '))
+					break;
+			}
+			hl = (size_t)(p - tm->body.data);
+		}
+		snprintf(tm->received, sizeof(tm->received), "%s%.*s", m->received ? m->received
+			 : "", (int)hl, tm->body.data ? tm->body.data : "");
+		if (hl > 0) {
+			memmove(tm->body.data, tm->body.data + hl, tm->body.len - hl);
+			buf_truncate(&tm->body, tm->body.len - hl);
+		}
 	}
 	tm->nrcpts = m->nrcpts;
 	tm->bdat = t->s != NULL && t->s->txn.bdat_used;

@@ -23,10 +23,10 @@ WHY = {
     "smtpd_milters": "mxgate has no milter support yet: mail would not be filtered",
     "content_filter": "mxgate has no after-queue content filter: mail would be stored without "
                       "passing through the filter",
-    "header_checks": "mxgate has no header_checks: message headers would not be inspected, and "
-                     "mail that a REJECT, DISCARD or HOLD rule stops would be accepted",
-    "body_checks": "mxgate has no body_checks: message bodies would not be inspected, and mail "
-                   "that a REJECT, DISCARD or HOLD rule stops would be accepted",
+    "milter_header_checks": "mxgate has no milters: headers added by a milter would not be "
+                            "inspected",
+    "always_bcc": "mxgate sends no copies (it never relays): the blind copy of every message "
+                  "would be lost",
     "strict_rfc821_envelopes": "mxgate accepts addresses in MAIL FROM and RCPT TO as Postfix's "
                                "default does: addresses that break RFC 821 syntax would be "
                                "accepted",
@@ -71,8 +71,8 @@ class NeverSilentTest(harness.MxTestCase):
         n = self.write([
             "smtpd_milters = inet:127.0.0.1:8891, unix:/run/opendkim.sock",   # n+1
             "content_filter = smtp-amavis:[127.0.0.1]:10024",                  # n+2
-            "header_checks = regexp:/etc/postfix/header_checks",               # n+3
-            "body_checks = pcre:/etc/postfix/body_checks",                     # n+4
+            "milter_header_checks = regexp:/etc/postfix/milter_header_checks", # n+3
+            "always_bcc = archive@example.org",                                # n+4
             "strict_rfc821_envelopes = yes",                                   # n+5
             "smtpd_proxy_filter =",                                            # n+6 default
             "strict_8bitmime = no",                                            # n+7 default
@@ -90,9 +90,9 @@ class NeverSilentTest(harness.MxTestCase):
             "mxgate: error: %s, line %d: " % (m, n + 2)
             + refused("content_filter", "smtp-amavis:[127.0.0.1]:10024"),
             "mxgate: error: %s, line %d: " % (m, n + 3)
-            + refused("header_checks", "regexp:/etc/postfix/header_checks"),
+            + refused("milter_header_checks", "regexp:/etc/postfix/milter_header_checks"),
             "mxgate: error: %s, line %d: " % (m, n + 4)
-            + refused("body_checks", "pcre:/etc/postfix/body_checks"),
+            + refused("always_bcc", "archive@example.org"),
             "mxgate: error: %s, line %d: " % (m, n + 5) + refused("strict_rfc821_envelopes", "yes"),
             "mxgate: error: %s, line 3: " % ms
             + refused("smtpd_tls_req_ccert", "yes"),
@@ -130,10 +130,11 @@ class NeverSilentTest(harness.MxTestCase):
     def test_command_line_refusal_alone(self):
         self.write([], ["127.0.0.1:{p1} inet n - n - - smtpd"])
         for verb in ("check", "run"):
-            rc, _, err = self.mxgate(verb, "-c", self.dir, "-o", "header_checks=regexp:/x")
+            rc, _, err = self.mxgate(verb, "-c", self.dir, "-o",
+                                     "milter_header_checks=regexp:/x")
             self.assertEqual(rc, 1, err)
             self.assertEqual(self.errors(err), [
-                "mxgate: error: " + refused("header_checks", "regexp:/x")], err)
+                "mxgate: error: " + refused("milter_header_checks", "regexp:/x")], err)
         self.assertFalse(harness.port_listening(self.p1))
 
     def test_tls_client_certificate_requirement_is_refused(self):
@@ -184,13 +185,13 @@ class NeverSilentTest(harness.MxTestCase):
                      "smtpd_tls_wrappermode": "no",
                      "receive_override_options": "no_header_body_checks, no_milters"})
         srv = self.start_server(main=main, master=[
-            "127.0.0.1:{port} inet n - n - - smtpd -o smtpd_milters= -o body_checks="])
+            "127.0.0.1:{port} inet n - n - - smtpd -o smtpd_milters= -o milter_header_checks="])
         c = self.connect(srv)
         c.expect(220)
         self.assertEqual(c.cmd("QUIT").code, 221)
         msgs = srv.log_messages()
         for name in ("strict_rfc821_envelopes", "content_filter",
-                     "receive_override_options", "smtpd_milters", "body_checks"):
+                     "receive_override_options", "smtpd_milters", "milter_header_checks"):
             self.assertTrue(any(m.endswith(ignored(name)) for m in msgs), (name, msgs))
         rc, _, err = self.mxgate("check", "-c", srv.dir)
         self.assertEqual(rc, 0, err)

@@ -259,7 +259,7 @@ static void
 test_one(void **state)
 {
 	const char *d = mdir("u1");
-	struct maildir_rcpt r = { d, "u1@example.com", NULL };
+	struct maildir_rcpt r = { d, "u1@example.com", NULL, NULL };
 	struct buf err = BUF_INIT;
 
 	make_maildir(d);
@@ -273,7 +273,7 @@ test_three_null_sender(void **state)
 {
 	const char *d[3] = { mdir("u1"), mdir("u2"), mdir("u3") };
 	struct maildir_rcpt r[3] = {
-		{ d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL }, { d[2], "u3@example.net", NULL },
+		{ d[0], "u1@example.com", NULL, NULL }, { d[1], "u2@example.com", NULL, NULL }, { d[2], "u3@example.net", NULL, NULL },
 	};
 	struct buf err = BUF_INIT;
 
@@ -293,7 +293,7 @@ test_trace(void **state)
 	const char *d[2] = { mdir("u1"), mdir("u2") };
 	const char *trace = "Received: by mx.example.test (mxgate)\n\tid 1A2B3C; Tue\n"
 			    "Delivered-To: team@example.com\n";
-	struct maildir_rcpt r[2] = { { d[0], "u1@example.com", trace }, { d[1], "u2@example.com", NULL } };
+	struct maildir_rcpt r[2] = { { d[0], "u1@example.com", trace, NULL }, { d[1], "u2@example.com", NULL, NULL } };
 	struct buf err = BUF_INIT, want = BUF_INIT;
 	char path[8192], *got;
 	size_t len;
@@ -318,7 +318,7 @@ static void
 test_same_maildir_two_addresses(void **state)
 {
 	const char *d = mdir("u1");
-	struct maildir_rcpt r[2] = { { d, "u1@example.com", NULL }, { d, "alias@example.com", NULL } };
+	struct maildir_rcpt r[2] = { { d, "u1@example.com", NULL, NULL }, { d, "alias@example.com", NULL, NULL } };
 	struct buf err = BUF_INIT;
 
 	make_maildir(d);
@@ -337,7 +337,7 @@ static void
 test_steps(void **state)
 {
 	const char *d[2] = { mdir("u1"), mdir("u2") };
-	struct maildir_rcpt r[2] = { { d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL } };
+	struct maildir_rcpt r[2] = { { d[0], "u1@example.com", NULL, NULL }, { d[1], "u2@example.com", NULL, NULL } };
 	struct maildir_msg m = { .return_path = "s@example.org", .content = content,
 				 .content_len = content_len, .hostname = HOST };
 	struct maildir_batch *b = NULL;
@@ -391,7 +391,7 @@ static void
 test_unique_names(void **state)
 {
 	const char *d = mdir("u1");
-	struct maildir_rcpt r = { d, "u1@example.com", NULL };
+	struct maildir_rcpt r = { d, "u1@example.com", NULL, NULL };
 	struct buf err = BUF_INIT;
 
 	make_maildir(d);
@@ -411,7 +411,7 @@ static void *
 deliver_thread(void *ctx)
 {
 	struct thread_arg *a = ctx;
-	struct maildir_rcpt r = { a->maildir, "u1@example.com", NULL };
+	struct maildir_rcpt r = { a->maildir, "u1@example.com", NULL, NULL };
 	struct buf err = BUF_INIT;
 
 	for (int i = 0; i < 50; i++)
@@ -448,7 +448,7 @@ static void
 test_hostname_escaped(void **state)
 {
 	const char *d = mdir("u1");
-	struct maildir_rcpt r = { d, "u1@example.com", NULL };
+	struct maildir_rcpt r = { d, "u1@example.com", NULL, NULL };
 	struct buf err = BUF_INIT;
 	const char *name;
 
@@ -465,7 +465,7 @@ static void
 test_creates_maildir(void **state)
 {
 	char d[4200];
-	struct maildir_rcpt r = { d, "new@example.com", NULL };
+	struct maildir_rcpt r = { d, "new@example.com", NULL, NULL };
 	struct buf err = BUF_INIT;
 	struct stat st;
 	mode_t old = umask(022);
@@ -494,7 +494,7 @@ test_fail_new_is_file(void **state)
 {
 	const char *d[3] = { mdir("u1"), mdir("u2"), mdir("u3") };
 	struct maildir_rcpt r[3] = {
-		{ d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL }, { d[2], "u3@example.com", NULL },
+		{ d[0], "u1@example.com", NULL, NULL }, { d[1], "u2@example.com", NULL, NULL }, { d[2], "u3@example.com", NULL, NULL },
 	};
 	struct buf err = BUF_INIT;
 
@@ -555,7 +555,7 @@ test_fail_new_readonly_as_user(void)
 {
 	const char *d[3] = { mdir("u1"), mdir("u2"), mdir("u3") };
 	struct maildir_rcpt r[3] = {
-		{ d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL }, { d[2], "u3@example.com", NULL },
+		{ d[0], "u1@example.com", NULL, NULL }, { d[1], "u2@example.com", NULL, NULL }, { d[2], "u3@example.com", NULL, NULL },
 	};
 	struct buf err = BUF_INIT;
 
@@ -575,7 +575,7 @@ static void
 test_fail_tmp_is_file(void **state)
 {
 	const char *d[2] = { mdir("u1"), mdir("u2") };
-	struct maildir_rcpt r[2] = { { d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL } };
+	struct maildir_rcpt r[2] = { { d[0], "u1@example.com", NULL, NULL }, { d[1], "u2@example.com", NULL, NULL } };
 	struct buf err = BUF_INIT;
 
 	make_maildir(d[0]);
@@ -597,7 +597,7 @@ static void
 test_fail_maildir_is_file(void **state)
 {
 	const char *d[2] = { mdir("u1"), mdir("u2") };
-	struct maildir_rcpt r[2] = { { d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL } };
+	struct maildir_rcpt r[2] = { { d[0], "u1@example.com", NULL, NULL }, { d[1], "u2@example.com", NULL, NULL } };
 	struct buf err = BUF_INIT;
 	char p[4200];
 
@@ -628,7 +628,7 @@ test_refuse_bad_args(void **state)
 	((char *)bad_paths[1])[strlen(bad_paths[1]) - 1] = '\0';
 
 	for (size_t i = 0; i < sizeof(bad_paths) / sizeof(bad_paths[0]); i++) {
-		struct maildir_rcpt r = { bad_paths[i], "u1@example.com", NULL };
+		struct maildir_rcpt r = { bad_paths[i], "u1@example.com", NULL, NULL };
 
 		errno = 0;
 		assert_int_equal(deliver("s@example.org", &r, 1, HOST, &err), -1);
@@ -636,7 +636,7 @@ test_refuse_bad_args(void **state)
 	}
 	{
 		/* Row 60: no header injection through envelope addresses. */
-		struct maildir_rcpt r = { ok, "u1@example.com\nBcc: x@example.net", NULL };
+		struct maildir_rcpt r = { ok, "u1@example.com\nBcc: x@example.net", NULL, NULL };
 
 		assert_int_equal(deliver("s@example.org", &r, 1, HOST, &err), -1);
 		assert_int_equal(errno, EINVAL);
@@ -657,7 +657,7 @@ test_refuse_bad_args(void **state)
 		};
 
 		for (size_t i = 0; i < sizeof(bad_trace) / sizeof(bad_trace[0]); i++) {
-			struct maildir_rcpt r = { ok, "u1@example.com", bad_trace[i] };
+			struct maildir_rcpt r = { ok, "u1@example.com", bad_trace[i], NULL };
 
 			errno = 0;
 			assert_int_equal(deliver("s@example.org", &r, 1, HOST, &err), -1);
@@ -680,7 +680,7 @@ test_fault(void **state)
 	int want = EIO;
 	const char *d[3] = { mdir("u1"), mdir("u2"), mdir("u3") };
 	struct maildir_rcpt r[3] = {
-		{ d[0], "u1@example.com", NULL }, { d[1], "u2@example.com", NULL }, { d[2], "u3@example.com", NULL },
+		{ d[0], "u1@example.com", NULL, NULL }, { d[1], "u2@example.com", NULL, NULL }, { d[2], "u3@example.com", NULL, NULL },
 	};
 	struct buf err = BUF_INIT;
 	int ret;
