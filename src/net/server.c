@@ -24,6 +24,7 @@
 
 #include "conf/conf.h"
 #include "deliver/deliver.h"
+#include "deliver/spool.h"
 #include "log/log.h"
 #include "net/evloop.h"
 #include "net/peername.h"
@@ -36,6 +37,7 @@
 #include "smtp/conn.h"
 #include "smtp/service.h"
 #include "smtp/session.h"
+#include "util/buf.h"
 #include "util/loop.h"
 #include "util/workpool.h"
 #include "util/xalloc.h"
@@ -93,6 +95,7 @@ struct worker {
 	pthread_t tid;
 	struct evloop *el;
 	struct evdns_base *dns;		/* client names (net/peername.h) */
+	struct spool_ctx *spool;	/* its sessions' disk spools */
 	struct dns_client *resolver;	/* the DNS restrictions (net/resolver.h) */
 	struct session_env env;
 	struct conn *conns;		/* live connections (smtp/conn.c) */
@@ -117,6 +120,7 @@ struct server {
 	size_t	nsvcs;
 	struct workpool *writers, *lookups, *remote_lookups, *config;
 	struct deliverer *deliver;
+	struct spool_dir *spool_dir;		/* mxgate_spool_directory */
 	int	reloading;			/* worker 0: a reload is being built */
 	unsigned next_worker;			/* acceptor thread only */
 	uid_t	run_uid;			/* the uid sessions run as */
@@ -1020,6 +1024,17 @@ server_run(struct server *srv, int nworkers)
 	srv->config = workpool_create("config", 1);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	srv->deliver = deliverer_create(srv->writers, NULL, NULL);
+	{
+		const char *spool = conf_str(srv->global, P_mxgate_spool_directory);
+		struct buf err = BUF_INIT;
+
+		/* Before any loop runs: a blocking start-up step. */
+		if (spool_dir_prepare(spool, &err) < 0)
+			msg_fatal("mxgate_spool_directory = %s: %s", spool, buf_str(&err));
+		/* Every file there is a crashed run's: none belongs to a live message. */
+		spool_dir_clean(spool, 0);
+		srv->spool_dir = spool_dir_new(spool, srv->writers);
+	}
 	for (k = 0; k < nworkers; k++) {
 		struct worker *w = &srv->workers[k];
 
@@ -1037,6 +1052,9 @@ server_run(struct server *srv, int nworkers)
 		w->env.deliver = srv->deliver;
 		w->env.body_bytes = &srv->body_bytes;
 		w->env.run_uid = srv->run_uid;
+		w->spool = spool_ctx_new(srv->spool_dir, w->env.loop);
+		w->env.spool_new = spool_disk_new;
+		w->env.spool_ctx = w->spool;
 	}
 	base0 = worker_base(&srv->workers[0]);
 	for (i = 0; i < srv->nsvcs; i++) {
@@ -1132,8 +1150,10 @@ server_free(struct server **srvp)
 		resolver_free(&w->resolver);
 		evloop_free(&w->el);
 		/* Handoffs run by evloop_free() found the server stopping. */
+		spool_ctx_free(&w->spool);
 	}
 	free(srv->workers);
+	spool_dir_free(&srv->spool_dir);
 	deliverer_free(&srv->deliver);
 	anvil_free(&srv->anvil);
 	for (i = 0; i < srv->nsvcs; i++) {

@@ -625,6 +625,11 @@ session_committed(void *arg, enum spool_status st)
 		free(m->received);
 		m->received = buf_steal(&b);
 	}
+	/*
+	 * The delivery holds the body now: it drops it on the writer thread
+	 * once stored, so the spool file is released there, not on this loop.
+	 */
+	spool_unref(&s->txn.body);
 	session_wait(s, W_DELIVER, deliver_submit(s->env->deliver, m, s->loop, session_delivered,
 						  s));
 }
