@@ -12,12 +12,15 @@
  * unlinked right after it is made), so a crash leaves nothing behind and
  * the last reference's close() releases it.  spool_write() only appends to
  * a small buffer on the loop thread; a writer job (the writers pool) writes
- * each 16 KiB of it to the file while the session fills the next, at most
- * one job per spool, so a session holds at most about 2 x 16 KiB plus one
+ * each 32 KiB of it to the file while the session fills the next, at most
+ * one job per spool, so a session holds at most about 2 x 32 KiB plus one
  * network read, whatever the message's size.  The spool is busy while a
- * job runs and the next 16 KiB are buffered, or while the bytes buffered in
+ * job runs and the next 32 KiB are buffered, or while the bytes buffered in
  * memory by every spool together (*total) exceed the bound
  * (mxgate_message_memory_limit): back-pressure, never a refusal.  A write
+ * A message that ends before its first 32 KiB were handed to a job never
+ * gets a file: it is committed in that buffer (bounded like any session's
+ * buffer, and counted in *total until freed).  A write
  * that fails (ENOSPC/EDQUOT: SPOOL_NO_SPACE; anything else: SPOOL_ERROR) is
  * logged, the bytes are dropped, the status is sticky, and the session
  * answers 452 4.3.1 or 451 4.3.0 at the end of the data.  The commit writes

@@ -27,7 +27,7 @@
 
 /* A write job starts once this much is buffered; the spool is busy while
  * a job runs and this much is buffered again. */
-#define SPOOL_DISK_FLUSH	(16 * 1024)
+#define SPOOL_DISK_FLUSH	(32 * 1024)
 
 struct spool_dir {
 	char   *path;
@@ -47,6 +47,7 @@ struct spool_disk {
 	size_t	size;			/* bytes taken (the file's size once committed) */
 	enum spool_status status;
 	int	committing, committed;
+	int	in_memory;		/* committed in fill, no file (a small message) */
 	void	(*commit_done)(void *arg, enum spool_status st);
 	void   *commit_arg;
 	struct loop *commit_loop;
@@ -206,7 +207,8 @@ disk_commit_finish(struct spool_disk *s)
 	s->committing = 0;
 	s->committed = 1;
 	s->commit_done = NULL;
-	buf_free(&s->fill);
+	if (!s->in_memory)
+		buf_free(&s->fill);
 	if (done != NULL)
 		done(s->commit_arg, s->status);
 }
@@ -338,8 +340,16 @@ disk_commit(struct spool *sp, struct loop *l, void (*done)(void *arg, enum spool
 	s->commit_loop = l;
 	if (s->job)
 		return;		/* its end starts the last one, or finishes */
-	if (s->status == SPOOL_OK && (s->fill.len > 0 || s->fd < 0)) {
-		disk_job_start(s);	/* the last bytes (or an empty file) */
+	if (s->status == SPOOL_OK && s->fd < 0) {
+		/*
+		 * The whole message fits in the buffer (under 32 KiB): it
+		 * stays there, and no file is made (most mail is this small;
+		 * a file's create and release is most of a small message's
+		 * disk cost).  It is still charged to *total until freed.
+		 */
+		s->in_memory = 1;
+	} else if (s->status == SPOOL_OK && s->fill.len > 0) {
+		disk_job_start(s);	/* the last bytes */
 		return;
 	}
 	loop_post(l, disk_commit_post, spool_ref(sp));
@@ -369,7 +379,7 @@ disk_pread(const struct spool *sp, void *buf, size_t len, size_t off)
 	const struct spool_disk *s = (const struct spool_disk *)sp;
 	ssize_t n;
 
-	if (!s->committed || s->status != SPOOL_OK || s->fd < 0) {
+	if (!s->committed || s->status != SPOOL_OK || (s->fd < 0 && !s->in_memory)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -377,6 +387,10 @@ disk_pread(const struct spool *sp, void *buf, size_t len, size_t off)
 		return 0;
 	if (len > s->size - off)
 		len = s->size - off;
+	if (s->in_memory) {
+		memcpy(buf, s->fill.data + off, len);
+		return (ssize_t)len;
+	}
 	do
 		n = pread(s->fd, buf, len, (off_t)off);
 	while (n < 0 && errno == EINTR);

@@ -128,15 +128,19 @@ class SpoolFaultTest(SpoolCase):
                                   MXGATE_FAULT_ERRNO=errno_name, MXGATE_FAULT_AFTER="2")
         srv = self.server(main={"mxgate_spool_directory": spool_dir + "/q"}, env=env)
         c = self.session(srv)
-        # 200 kB: a few 16 KiB writes; the third one fails
+        # 200 kB: a few 32 KiB writes; the third one fails
         rep = self.send_message(c, body_of(2500))
         self.assertEqual(rep, want)
         self.assertEqual(harness.maildir_files(srv.vmail, "new"), [])
         self.assertEqual(harness.maildir_files(srv.vmail, "tmp"), [])
         srv.wait_log(r"warning: spool file in \S+/q: " + re.escape(warn))
-        # the session goes on; the shim lets no more writes through, so the next one fails too
+        # the session goes on: a small message (under 32 KiB) never gets a spool file, so
+        # the failing writes do not touch it, and it is stored
         rep = self.send_message(c, "small\r\n")
-        self.assertEqual(rep, want)
+        self.assertTrue(rep.startswith(QUEUED), rep)
+        self.assertEqual(len(harness.maildir_files(srv.vmail, "new")), 1)
+        # the next large one fails again
+        self.assertEqual(self.send_message(c, body_of(2500)), want)
 
     def test_spool_write_enospc_is_452(self):
         self.fault_case("ENOSPC", NO_STORAGE, "No space left on device")
