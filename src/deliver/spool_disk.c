@@ -231,7 +231,14 @@ disk_write_done(void *arg)
 			 strerror_r(s->job_errno, ebuf, sizeof(ebuf)));
 		disk_drop_fill(s);
 	}
-	if (s->status == SPOOL_OK
+	if (atomic_load(&s->base.refs) == 1) {
+		/*
+		 * Only this job still holds the spool (the session dropped the
+		 * message; at shutdown, the writers pool may be gone): write
+		 * nothing more.
+		 */
+		disk_drop_fill(s);
+	} else if (s->status == SPOOL_OK
 	    && (s->fill.len >= SPOOL_DISK_FLUSH || (s->committing && s->fill.len > 0)
 		|| (s->limit > 0 && atomic_load(s->total) > s->limit && s->fill.len > 0)))
 		disk_job_start(s);

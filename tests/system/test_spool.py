@@ -80,6 +80,28 @@ class StreamingTest(SpoolCase):
         self.assertTrue(data.endswith(b"\n\n" + want), "stored body differs")
         self.assertEqual(self.spool_names(srv), [])
 
+    def test_stop_and_drop_in_the_middle_of_a_large_message(self):
+        """One client drops its connection 3 MB into a message, another is 3 MB into one when
+        the server is stopped: nothing is stored, nothing is left in the spool directory, and
+        the server stops cleanly (its writer jobs for the dropped messages end quietly)."""
+        srv = self.server()
+        chunk = body_of(3 * 1024 * 1024 // 80)
+        for _ in range(2):
+            c = self.session(srv)
+            c.send("MAIL FROM:<a@example.org>\r\n")
+            c.expect("250")
+            c.send("RCPT TO:<alice@virt.test>\r\n")
+            c.expect("250")
+            c.send("DATA\r\n")
+            c.expect("354")
+            c.send("Subject: dropped\r\n\r\n" + chunk)
+        c.close()
+        time.sleep(0.5)
+        self.assertEqual(self.spool_names(srv), [])
+        self.assertEqual(srv.stop(), [])
+        self.assertEqual(harness.maildir_files(srv.vmail, "new"), [])
+        self.assertEqual(self.spool_names(srv), [])
+
     def test_many_concurrent_messages_each_whole(self):
         """20 clients at once, 2 MB each, all different: every message is stored whole, once."""
         srv = self.server()
