@@ -924,6 +924,10 @@ server_reload_work(void *arg)
 		}
 	}
 	/* srv->conf only changes on worker 0, after this job is over */
+	if (strcmp(conf_str(conf_global(r->conf), P_mxgate_spool_directory),
+		   spool_dir_path(srv->spool_dir)) != 0)
+		msg_warn("reload: mxgate_spool_directory changed; the spool stays in %s until "
+			 "mxgate is restarted", spool_dir_path(srv->spool_dir));
 	if (spawner_conf_differs(srv->conf, r->conf))
 		msg_warn("reload: the spawn services in master.cf changed; they keep running as "
 			 "they were until mxgate is restarted");
