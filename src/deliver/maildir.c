@@ -312,6 +312,30 @@ maildir_write_content(int fd, const struct maildir_msg *m)
 
 	if (m->body == NULL)
 		return maildir_write_all(fd, m->content, m->content_len);
+	if (spool_fd(m->body) >= 0) {
+		/* A spool file: the kernel copies it, no pass through our memory. */
+		off_t in = 0;
+		size_t size = spool_size(m->body);
+
+		while ((size_t)in < size) {
+			ssize_t c = copy_file_range(spool_fd(m->body), &in, fd, NULL,
+						    size - (size_t)in, 0);
+
+			if (c < 0 && errno == EINTR)
+				continue;
+			if (c < 0 && in == 0 && (errno == EXDEV || errno == ENOSYS
+						 || errno == EOPNOTSUPP || errno == EINVAL))
+				break;	/* not here: read and write */
+			if (c < 0)
+				return -1;
+			if (c == 0) {
+				errno = EIO;	/* shorter than what was written */
+				return -1;
+			}
+		}
+		if ((size_t)in >= size)
+			return 0;
+	}
 	while ((n = spool_pread(m->body, piece, sizeof(piece), off)) > 0) {
 		if (maildir_write_all(fd, piece, (size_t)n) < 0)
 			return -1;

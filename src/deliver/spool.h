@@ -10,7 +10,8 @@
  * The disk spool (the daemon's): each message is an unnamed file in
  * mxgate_spool_directory (O_TMPFILE; where the file system has none, a name
  * unlinked right after it is made), so a crash leaves nothing behind and
- * the last reference's close() releases it.  spool_write() only appends to
+ * the last reference releases it (up to 64 released files are emptied and
+ * kept open, unnamed, for the next messages).  spool_write() only appends to
  * a small buffer on the loop thread; a writer job (the writers pool) writes
  * each 32 KiB of it to the file while the session fills the next, at most
  * one job per spool, so a session holds at most about 2 x 32 KiB plus one
@@ -69,6 +70,7 @@ struct spool_ops {
 	size_t	(*size)(const struct spool *sp);
 	ssize_t	(*pread)(const struct spool *sp, void *buf, size_t len, size_t off);
 	void	(*free)(struct spool *sp);	/* the last reference went */
+	int	(*fd)(const struct spool *sp);	/* optional: the file, or -1 */
 };
 
 /* The common part; an implementation embeds it first and calls spool_init(). */
@@ -166,5 +168,12 @@ size_t spool_size(const struct spool *sp);
  * commit only.
  */
 ssize_t spool_pread(const struct spool *sp, void *buf, size_t len, size_t off);
+/*
+ * After a successful commit: the descriptor of the file that holds the
+ * bytes (the disk spool's, open for reading at any offset: pread or
+ * copy_file_range, never its file position), or -1 when the bytes are not
+ * in a file (in memory).  The spool keeps it; valid while a reference is held.
+ */
+int spool_fd(const struct spool *sp);
 
 #endif

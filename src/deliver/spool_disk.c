@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,10 +30,20 @@
  * a job runs and this much is buffered again. */
 #define SPOOL_DISK_FLUSH	(32 * 1024)
 
+/*
+ * Released spool files kept for reuse (emptied, still unnamed): creating
+ * and releasing an inode per message costs more than the bytes of most
+ * messages (ext4's inode allocator scans past recently released inodes).
+ */
+#define SPOOL_DIR_KEEP	64
+
 struct spool_dir {
 	char   *path;
 	struct workpool *writers;
 	atomic_ulong seq;
+	pthread_mutex_t lock;		/* free[] */
+	int	free[SPOOL_DIR_KEEP];
+	int	nfree;
 };
 
 struct spool_disk {
@@ -74,6 +85,7 @@ spool_dir_new(const char *path, struct workpool *writers)
 	d->path = xstrdup(path);
 	d->writers = writers;
 	atomic_init(&d->seq, 0);
+	pthread_mutex_init(&d->lock, NULL);
 	return d;
 }
 
@@ -82,6 +94,9 @@ spool_dir_free(struct spool_dir **dp)
 {
 	if (*dp == NULL)
 		return;
+	for (int i = 0; i < (*dp)->nfree; i++)
+		close((*dp)->free[i]);
+	pthread_mutex_destroy(&(*dp)->lock);
 	free((*dp)->path);
 	free(*dp);
 	*dp = NULL;
@@ -123,8 +138,14 @@ static int
 disk_open(struct spool_disk *s)
 {
 	char *name;
-	int fd;
+	int fd = -1;
 
+	pthread_mutex_lock(&s->dir->lock);
+	if (s->dir->nfree > 0)
+		fd = s->dir->free[--s->dir->nfree];
+	pthread_mutex_unlock(&s->dir->lock);
+	if (fd >= 0)
+		return fd;	/* emptied and rewound when it was released */
 #ifdef O_TMPFILE
 	fd = open(s->dir->path, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
@@ -408,8 +429,18 @@ disk_pread(const struct spool *sp, void *buf, size_t len, size_t off)
 	return n;
 }
 
+static int
+disk_fd(const struct spool *sp)
+{
+	const struct spool_disk *s = (const struct spool_disk *)sp;
+
+	return s->committed && s->status == SPOOL_OK && !s->in_memory ? s->fd : -1;
+}
+
 /*
- * The last reference: the file has no name, so closing it releases it.
+ * The last reference: the file has no name, so closing it releases it;
+ * up to SPOOL_DIR_KEEP of them are emptied and kept for the next messages
+ * instead (a file that saw a write error is not).
  * A delivered message's last reference goes on the writer thread that
  * stored it (deliver.c); a message a session drops releases it on the loop.
  */
@@ -420,8 +451,22 @@ disk_free(struct spool *sp)
 
 	disk_drop_fill(s);
 	buf_free(&s->out);
-	if (s->fd >= 0)
-		close(s->fd);
+	if (s->fd >= 0) {
+		int kept = 0;
+
+		/* Emptied (its blocks freed) and rewound, it serves the next message. */
+		if (s->status == SPOOL_OK && ftruncate(s->fd, 0) == 0
+		    && lseek(s->fd, 0, SEEK_SET) == 0) {
+			pthread_mutex_lock(&s->dir->lock);
+			if (s->dir->nfree < SPOOL_DIR_KEEP) {
+				s->dir->free[s->dir->nfree++] = s->fd;
+				kept = 1;
+			}
+			pthread_mutex_unlock(&s->dir->lock);
+		}
+		if (!kept)
+			close(s->fd);
+	}
 	free(s);
 }
 
@@ -436,6 +481,7 @@ static const struct spool_ops spool_disk_ops = {
 	.size = disk_size,
 	.pread = disk_pread,
 	.free = disk_free,
+	.fd = disk_fd,
 };
 
 struct spool *

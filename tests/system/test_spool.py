@@ -164,6 +164,24 @@ class SpoolFaultTest(SpoolCase):
         # the next large one fails again
         self.assertEqual(self.send_message(c, body_of(2500)), want)
 
+    def test_large_copy_write_fails(self):
+        """A large message's Maildir copy is written from the spool file by the kernel
+        (copy_file_range); a failure there (the shim fails it like a write) is still 451
+        with no copy left anywhere (a failed Maildir copy is 451 whatever the errno, as for
+        a small message: test_durability)."""
+        for errno_name, want in (("EIO", WRITE_ERROR), ("ENOSPC", WRITE_ERROR)):
+            with self.subTest(errno_name):
+                env = harness.faultfs_env(MXGATE_FAULT="write",
+                                          MXGATE_FAULT_PATH="/vmail/alice/tmp/",
+                                          MXGATE_FAULT_ERRNO=errno_name, MXGATE_FAULT_AFTER="1")
+                srv = self.server(env=env)
+                c = self.session(srv)
+                self.assertEqual(self.send_message(c, body_of(2500)), want)
+                self.assertEqual(harness.maildir_files(srv.vmail, "new"), [])
+                self.assertEqual(harness.maildir_files(srv.vmail, "tmp"), [])
+                srv.wait_log(r"maildir delivery failed: write file \S+/alice/tmp/")
+                self.assertEqual(srv.stop(), [])
+
     def test_spool_write_enospc_is_452(self):
         self.fault_case("ENOSPC", NO_STORAGE, "No space left on device")
 
