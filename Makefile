@@ -137,6 +137,7 @@ bench:
 	python3 bench/tarpit.py --build bench/build
 	python3 bench/idle.py --build bench/build
 	python3 bench/throughput.py --build bench/build
+	python3 bench/bigmessages.py --build bench/build
 	python3 bench/tables.py --build bench/build
 	python3 bench/dnsbl.py --build bench/build
 	python3 bench/tls.py --build bench/build

@@ -6,8 +6,8 @@ One run drives the same smtp-source load against three receivers on 127.0.0.1:
                ceiling the client and the loopback allow)
     postfix    Postfix 3.7 (scripts/postfix-ref), delivering to a virtual Maildir
     mxgate     bench/build/mxgate (tests/system/harness.Server), delivering to a virtual Maildir
-Cases (sessions x message size): 1x1KB, 20x1KB, 100x1KB, 20x100KB, a fixed message count each,
-the same for the three receivers.  Each case is run REPEATS times, the receivers interleaved
+Cases (sessions x message size): 1, 20 and 100 sessions with 1 KB and with 100 KB messages, a
+fixed message count each, the same for the three receivers.  The results end with one table.  Each case is run REPEATS times, the receivers interleaved
 (sink, mxgate, postfix, sink, ...); the median rate is reported.
 
 smtp-source (without -d) opens a new connection for every message: connect, banner, HELO,
@@ -47,7 +47,9 @@ CASES = (
     ("1x1KB", 1, 1024, 2000),
     ("20x1KB", 20, 1024, 3000),
     ("100x1KB", 100, 1024, 3000),
-    ("20x100KB", 20, 100 * 1024, 2000),
+    ("1x100KB", 1, 100 * 1024, 300),
+    ("20x100KB", 20, 100 * 1024, 1500),
+    ("100x100KB", 100, 100 * 1024, 1500),
 )
 REPEATS = 3
 WARMUP = (20, 200)            # sessions, messages: untimed, once per receiver
@@ -374,6 +376,20 @@ def main():
               "mxgate/postfix %s" % (name, fmt_rate(med["mxgate"]), fmt_rate(med["smtp-sink"]),
                                      fmt_rate(med["postfix"]), ratio(med["mxgate"], med["smtp-sink"]),
                                      ratio(med["mxgate"], med["postfix"])))
+    print("\ntable (msg/s, median; ratios of mxgate's rate):")
+    print("  %-10s %10s %10s %10s %12s %14s" % ("case", "smtp-sink", "mxgate", "postfix",
+                                               "mxgate/sink", "mxgate/postfix"))
+    for name, sessions, size, count in cases:
+        med = {}
+        for rcv in ("smtp-sink", "mxgate", "postfix"):
+            rates = [r.rate() for r in results.get((name, rcv), [])]
+            ok = [x for x in rates if x]
+            med[rcv] = statistics.median(ok) if ok and len(ok) == len(rates) else None
+        print("  %-10s %10s %10s %10s %12s %14s"
+              % (name, "%.0f" % med["smtp-sink"] if med["smtp-sink"] else "FAILED",
+                 "%.0f" % med["mxgate"] if med["mxgate"] else "FAILED",
+                 "%.0f" % med["postfix"] if med["postfix"] else "FAILED",
+                 ratio(med["mxgate"], med["smtp-sink"]), ratio(med["mxgate"], med["postfix"])))
     print("loadavg at the end: %s" % B.loadavg())
     print("elapsed: %.0f s" % budget.elapsed())
     return 1 if failed else 0

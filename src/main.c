@@ -20,6 +20,7 @@
 #include <event2/thread.h>
 
 #include "conf/conf.h"
+#include "deliver/spool.h"
 #include "log/log.h"
 #include "net/server.h"
 #include "net/spawner.h"
@@ -28,6 +29,7 @@
 #include "policy/recipient.h"
 #include "policy/restrict.h"
 #include "smtp/service.h"
+#include "util/buf.h"
 #include "util/xalloc.h"
 #include "version.h"
 
@@ -286,6 +288,27 @@ raise_fd_limit(void)
 	}
 }
 
+/*
+ * Started as root: the spool directory is made now and given to
+ * mail_owner, who writes it after the drop (server_run() checks it).
+ */
+static void
+prepare_spool_as_root(const struct conf_view *global)
+{
+	const char *spool = conf_str(global, P_mxgate_spool_directory);
+	const char *owner = conf_str(global, P_mail_owner);
+	struct buf err = BUF_INIT;
+	struct passwd *pw;
+
+	if (geteuid() != 0 || (pw = getpwnam(owner)) == NULL)
+		return;
+	if (spool_dir_prepare(spool, &err) < 0)
+		msg_fatal("mxgate_spool_directory = %s: %s", spool, buf_str(&err));
+	if (chown(spool, pw->pw_uid, pw->pw_gid) < 0)
+		msg_fatal("mxgate_spool_directory = %s: chown %s: %s", spool, owner,
+			  strerror(errno));
+}
+
 /* Started as root: become mail_owner for good, right after binding. */
 static int
 drop_privileges(struct server *srv, const struct conf_view *global)
@@ -366,6 +389,7 @@ cmd_run(int argc, char **argv)
 		msg_fatal("cannot start the spawn services");
 	if (server_build_services(srv, &err) < 0)
 		msg_fatal("%s", err);
+	prepare_spool_as_root(global);
 	if (drop_privileges(srv, global) < 0)
 		msg_fatal("refusing to run with the privileges of the starting user");
 

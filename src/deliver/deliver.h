@@ -13,6 +13,17 @@
  * copy or none, so every recipient gets the same result; the caller answers
  * 250 only when every recipient is stored.
  *
+ * Batching (fsync grouping): deliver_submit() puts the request on the
+ * deliverer's ready queue and queues a writers-pool job; a job takes every
+ * request that is ready (up to 64) and stores them as one group with the
+ * Maildir transport: stage every copy without fsync, fsync every copy, rename
+ * each message's copies, fsync each distinct directory once.  No request of
+ * the group completes before that last step (250 means stored); each
+ * message is still all or nothing (a failed directory fsync fails the
+ * group).  A lone request, or a custom store, is stored by itself.  The
+ * body's reference is dropped on the writer thread once stored, so the
+ * spool file is released there.
+ *
  * One copy per recipient entry: the caller decides what is a duplicate
  * (smtp/txn.h: one per original recipient and final address).
  *

@@ -1,5 +1,6 @@
 #include "deliver/maildir.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -28,6 +29,7 @@ struct maildir_copy {
 	enum copy_state state;
 	char *tmp_path;
 	char *new_path;
+	int	fd;		/* staged without fsync: open until maildir_flush() */
 };
 
 /* A small list of distinct directory paths (no trailing '/'). */
@@ -310,6 +312,30 @@ maildir_write_content(int fd, const struct maildir_msg *m)
 
 	if (m->body == NULL)
 		return maildir_write_all(fd, m->content, m->content_len);
+	if (spool_fd(m->body) >= 0) {
+		/* A spool file: the kernel copies it, no pass through our memory. */
+		off_t in = 0;
+		size_t size = spool_size(m->body);
+
+		while ((size_t)in < size) {
+			ssize_t c = copy_file_range(spool_fd(m->body), &in, fd, NULL,
+						    size - (size_t)in, 0);
+
+			if (c < 0 && errno == EINTR)
+				continue;
+			if (c < 0 && in == 0 && (errno == EXDEV || errno == ENOSYS
+						 || errno == EOPNOTSUPP || errno == EINVAL))
+				break;	/* not here: read and write */
+			if (c < 0)
+				return -1;
+			if (c == 0) {
+				errno = EIO;	/* shorter than what was written */
+				return -1;
+			}
+		}
+		if ((size_t)in >= size)
+			return 0;
+	}
 	while ((n = spool_pread(m->body, piece, sizeof(piece), off)) > 0) {
 		if (maildir_write_all(fd, piece, (size_t)n) < 0)
 			return -1;
@@ -321,7 +347,7 @@ maildir_write_content(int fd, const struct maildir_msg *m)
 /* Step b for one copy: tmp/<unique>, written, fsync'd, closed. */
 static int
 maildir_stage_one(const struct maildir_msg *m, const struct maildir_rcpt *r, const char *host,
-	      struct maildir_copy *c, struct buf *err)
+	      struct maildir_copy *c, int nosync, struct buf *err)
 {
 	struct buf hdr = BUF_INIT;
 	struct timespec ts;
@@ -360,7 +386,7 @@ maildir_stage_one(const struct maildir_msg *m, const struct maildir_rcpt *r, con
 		maildir_set_err(err, errno, "write file", c->tmp_path);
 		goto fail;
 	}
-	if (fsync(fd) < 0) {
+	if (!nosync && fsync(fd) < 0) {
 		maildir_set_err(err, errno, "fsync file", c->tmp_path);
 		goto fail;
 	}
@@ -368,8 +394,17 @@ maildir_stage_one(const struct maildir_msg *m, const struct maildir_rcpt *r, con
 		maildir_set_err(err, errno, "fstat file", c->tmp_path);
 		goto fail;
 	}
-	/* Linux closes the descriptor even when close() says EINTR. */
-	if (close(fd) < 0 && errno != EINTR) {
+	if (nosync) {
+		/*
+		 * Start the write-out now (and with it the block allocation),
+		 * so that the group's fsyncs find the data on its way and the
+		 * first one's journal commit carries every file's metadata.
+		 */
+		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		c->fd = fd;
+		fd = -1;
+	} else if (close(fd) < 0 && errno != EINTR) {
+		/* Linux closes the descriptor even when close() says EINTR. */
 		fd = -1;
 		maildir_set_err(err, errno, "close file", c->tmp_path);
 		goto fail;
@@ -502,6 +537,8 @@ maildir_batch_free(struct maildir_batch **bp)
 	if (b == NULL)
 		return;
 	for (i = 0; i < b->n; i++) {
+		if (b->copies[i].fd >= 0)
+			close(b->copies[i].fd);
 		free(b->copies[i].tmp_path);
 		free(b->copies[i].new_path);
 	}
@@ -556,9 +593,9 @@ maildir_check_args(const struct maildir_msg *m, const struct maildir_rcpt *rcpts
 	return 0;
 }
 
-int
-maildir_stage(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
-	      struct maildir_batch **batch_r, struct buf *err)
+static int
+maildir_stage_how(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
+		  int nosync, struct maildir_batch **batch_r, struct buf *err)
 {
 	struct maildir_batch *b;
 	struct buf host = BUF_INIT;
@@ -581,6 +618,8 @@ maildir_stage(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, siz
 	}
 	b = xcalloc(1, sizeof(*b));
 	b->copies = xcalloc(n, sizeof(*b->copies));
+	for (i = 0; i < n; i++)
+		b->copies[i].fd = -1;
 	b->n = n;
 	*batch_r = b;
 
@@ -602,7 +641,7 @@ maildir_stage(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, siz
 	}
 	/* b. Stage every copy in tmp/. */
 	for (i = 0; i < n; i++)
-		if (maildir_stage_one(m, &rcpts[i], host.data, &b->copies[i], err) < 0)
+		if (maildir_stage_one(m, &rcpts[i], host.data, &b->copies[i], nosync, err) < 0)
 			goto out;
 	ret = 0;
 out:
@@ -613,6 +652,43 @@ out:
 		errno = saved;
 	}
 	return ret;
+}
+
+int
+maildir_stage(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
+	      struct maildir_batch **batch_r, struct buf *err)
+{
+	return maildir_stage_how(m, rcpts, n, 0, batch_r, err);
+}
+
+int
+maildir_stage_nosync(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
+		     struct maildir_batch **batch_r, struct buf *err)
+{
+	return maildir_stage_how(m, rcpts, n, 1, batch_r, err);
+}
+
+int
+maildir_flush(struct maildir_batch *b, struct buf *err)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct maildir_copy *c = &b->copies[i];
+		int fd = c->fd;
+
+		if (fd < 0)
+			continue;
+		c->fd = -1;
+		if (fsync(fd) < 0) {
+			maildir_set_err(err, errno, "fsync file", c->tmp_path);
+			close(fd);
+			return -1;
+		}
+		if (close(fd) < 0 && errno != EINTR) {
+			maildir_set_err(err, errno, "close file", c->tmp_path);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 int
@@ -655,6 +731,31 @@ maildir_sync(struct maildir_batch *b, struct buf *err)
 	return 0;
 }
 
+int
+maildir_sync_group(struct maildir_batch *const *bs, size_t n, struct buf *err)
+{
+	struct maildir_dirs dirs = { 0 };
+	int ret = 0;
+	size_t i, k;
+
+	/* d. for the whole group: each distinct directory once, new/ first. */
+	for (i = 0; i < n; i++)
+		for (k = 0; k < bs[i]->new_dirs.n; k++)
+			maildir_dirs_add(&dirs, bs[i]->new_dirs.v[k], strlen(bs[i]->new_dirs.v[k]));
+	for (i = 0; i < n; i++)
+		for (k = 0; k < bs[i]->fsync_dirs.n; k++)
+			maildir_dirs_add(&dirs, bs[i]->fsync_dirs.v[k],
+					 strlen(bs[i]->fsync_dirs.v[k]));
+	for (i = 0; i < dirs.n && ret == 0; i++)
+		if (maildir_fsync_dir(dirs.v[i], err) < 0)
+			ret = -1;
+	maildir_dirs_free(&dirs);
+	if (ret == 0)
+		for (i = 0; i < n; i++)
+			maildir_mark_durable(&bs[i]->pending);
+	return ret;
+}
+
 void
 maildir_rollback(struct maildir_batch *b)
 {
@@ -676,4 +777,59 @@ maildir_deliver(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, s
 		maildir_rollback(b);
 	maildir_batch_free(&b);
 	return ret;
+}
+
+/* Recursion of maildir_clean_tmp(): dir is open; tmp says it is a tmp/. */
+static long
+maildir_clean_dir(int dfd, const char *path, int tmp, int depth, time_t now, long max_age)
+{
+	DIR *d = fdopendir(dfd);
+	struct dirent *e;
+	long removed = 0;
+
+	if (d == NULL) {
+		close(dfd);
+		return 0;
+	}
+	while ((e = readdir(d)) != NULL) {
+		struct stat st;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		if (tmp && S_ISREG(st.st_mode)) {
+			if (now - st.st_mtime > max_age
+			    && unlinkat(dirfd(d), e->d_name, 0) == 0) {
+				msg_info("removed stale Maildir file %s/%s", path, e->d_name);
+				removed++;
+			}
+		} else if (!tmp && S_ISDIR(st.st_mode) && depth > 0) {
+			int sub = openat(dirfd(d), e->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			char *subpath;
+
+			if (sub < 0)
+				continue;
+			subpath = xasprintf("%s/%s", path, e->d_name);
+			removed += maildir_clean_dir(sub, subpath, strcmp(e->d_name, "tmp") == 0,
+						     depth - 1, now, max_age);
+			free(subpath);
+		}
+	}
+	closedir(d);
+	return removed;
+}
+
+long
+maildir_clean_tmp(const char *base, long max_age)
+{
+	int fd;
+
+	if (base == NULL || *base == '\0')
+		return 0;
+	fd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	return maildir_clean_dir(fd, base, 0, 6, time(NULL), max_age);
 }

@@ -107,6 +107,25 @@ struct maildir_batch;
 
 int maildir_stage(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
 		  struct maildir_batch **batch_r, struct buf *err);
+/*
+ * Group commit (deliver.c batches the messages that are ready together):
+ *  maildir_stage_nosync()  steps a and b without the fsync: each copy is
+ *                          written, its write-out started
+ *                          (sync_file_range), and its descriptor kept open;
+ *  maildir_flush()         fsync and close each copy the batch staged that
+ *                          way (the rest of step b).  Call it for every
+ *                          batch of the group before publishing any: the
+ *                          first fsync's journal commit then carries most of
+ *                          the group, and the others find little left to do;
+ *  maildir_sync_group()    step d for n published batches at once: each
+ *                          distinct directory of the group fsync'd once.
+ *                          On failure no batch of the group is durable
+ *                          (roll them all back).
+ */
+int maildir_stage_nosync(const struct maildir_msg *m, const struct maildir_rcpt *rcpts,
+			 size_t n, struct maildir_batch **batch_r, struct buf *err);
+int maildir_flush(struct maildir_batch *b, struct buf *err);
+int maildir_sync_group(struct maildir_batch *const *bs, size_t n, struct buf *err);
 int maildir_publish(struct maildir_batch *b, struct buf *err);
 int maildir_sync(struct maildir_batch *b, struct buf *err);
 void maildir_rollback(struct maildir_batch *b);
@@ -139,10 +158,18 @@ void maildir_batch_free(struct maildir_batch **bp);
  *    cur/, the rollback cannot remove it (logged) and the sender's retry
  *    produces a duplicate.  Duplicates, never losses.
  *  - Stale tmp/ files (a crash between open and rename: row 55) are
- *    ignored by MUAs but not yet removed.  Cleanup of tmp/ files older than
- *    36 hours (the Maildir 36-hour rule) is for later.
+ *    ignored by MUAs; maildir_clean_tmp() removes them.
  */
 int maildir_deliver(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
 		    struct buf *err);
+
+/*
+ * The Maildir 36-hour rule: remove the regular files in tmp/ of every
+ * Maildir under base (directories ending in "/tmp", searched depth-first
+ * up to 4 levels below base) whose mtime is older than max_age seconds,
+ * each logged.  Blocking: a cleanup thread only, never a loop.  Returns how
+ * many were removed.
+ */
+long maildir_clean_tmp(const char *base, long max_age);
 
 #endif

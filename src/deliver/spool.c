@@ -93,6 +93,12 @@ spool_pread(const struct spool *sp, void *buf, size_t len, size_t off)
 	return sp->ops->pread(sp, buf, len, off);
 }
 
+int
+spool_fd(const struct spool *sp)
+{
+	return sp->ops->fd != NULL ? sp->ops->fd(sp) : -1;
+}
+
 /* ---- the in-memory spool ------------------------------------------------- */
 
 struct spool_mem {

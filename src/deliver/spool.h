@@ -5,20 +5,33 @@
  * a reference to the delivery (deliver/deliver.h), which reads it back from
  * a writer thread.
  *
- * Today there is one kind, the in-memory spool: the bytes are kept in one
- * growing buffer, and every in-memory spool of the process counts against
- * one shared total bounded by mxgate_message_memory_limit.  A message that
- * would go past the bound is not kept: the spool stops storing, reports
- * SPOOL_NO_SPACE from then on, and the session answers "452 4.3.1
- * Insufficient system storage" at the end of the data (Postfix's reply when
- * its queue file system is short of space).  The interface is the one a
- * disk spool needs (append with back-pressure, an asynchronous commit that
- * makes the bytes durable, reads from any thread), so that a spool on disk
- * can replace it without changing its callers.
+ * A spool is an interface (struct spool_ops, below), with two kinds here:
  *
- * A spool is an interface (struct spool_ops, below): the in-memory spool
- * implements it here, tests add one that pushes back, and the disk spool of
- * the delivery issue will be another.
+ * The disk spool (the daemon's): each message is an unnamed file in
+ * mxgate_spool_directory (O_TMPFILE; where the file system has none, a name
+ * unlinked right after it is made), so a crash leaves nothing behind and
+ * the last reference releases it (up to 64 released files are emptied and
+ * kept open, unnamed, for the next messages).  spool_write() only appends to
+ * a small buffer on the loop thread; a writer job (the writers pool) writes
+ * each 32 KiB of it to the file while the session fills the next, at most
+ * one job per spool, so a session holds at most about 2 x 32 KiB plus one
+ * network read, whatever the message's size.  The spool is busy while a
+ * job runs and the next 32 KiB are buffered, or while the bytes buffered in
+ * memory by every spool together (*total) exceed the bound
+ * (mxgate_message_memory_limit): back-pressure, never a refusal.  A write
+ * A message that ends before its first 32 KiB were handed to a job never
+ * gets a file: it is committed in that buffer (bounded like any session's
+ * buffer, and counted in *total until freed).  A write
+ * that fails (ENOSPC/EDQUOT: SPOOL_NO_SPACE; anything else: SPOOL_ERROR) is
+ * logged, the bytes are dropped, the status is sticky, and the session
+ * answers 452 4.3.1 or 451 4.3.0 at the end of the data.  The commit writes
+ * what is left; it does not fsync: the spool is a staging area, and "250
+ * means stored" is the Maildir copies' fsync (a crash before them loses
+ * only a message that got no 250).
+ *
+ * The in-memory spool (tests and fuzzers): the bytes in one growing
+ * buffer, every in-memory spool counted against one shared total bounded by
+ * the limit.  A message that would go past it is not kept: SPOOL_NO_SPACE.
  *
  * THREADS: spool_write(), spool_busy(), spool_on_writable(),
  * spool_on_writable_cancel(), spool_commit() and spool_commit_cancel() are
@@ -57,6 +70,7 @@ struct spool_ops {
 	size_t	(*size)(const struct spool *sp);
 	ssize_t	(*pread)(const struct spool *sp, void *buf, size_t len, size_t off);
 	void	(*free)(struct spool *sp);	/* the last reference went */
+	int	(*fd)(const struct spool *sp);	/* optional: the file, or -1 */
 };
 
 /* The common part; an implementation embeds it first and calls spool_init(). */
@@ -70,7 +84,7 @@ void spool_init(struct spool *sp, const struct spool_ops *ops);
 /*
  * How a session gets its spools: a factory with its context (the memory
  * bound is the session's mxgate_message_memory_limit).  NULL factory:
- * spool_memory_new().
+ * spool_memory_new().  The daemon's is spool_disk_new() with a spool_ctx.
  */
 typedef struct spool *spool_factory(void *ctx, atomic_long *total, long limit);
 
@@ -80,6 +94,37 @@ typedef struct spool *spool_factory(void *ctx, atomic_long *total, long limit);
  * the one reference.
  */
 struct spool *spool_memory_new(atomic_long *total, long limit);
+
+struct buf;
+struct workpool;
+struct spool_dir;
+struct spool_ctx;
+
+/*
+ * The spool directory (path copied) whose files the writers pool writes.
+ * Free it after the pool is destroyed and every spool is gone.
+ */
+struct spool_dir *spool_dir_new(const char *path, struct workpool *writers);
+void spool_dir_free(struct spool_dir **dp);
+const char *spool_dir_path(const struct spool_dir *d);
+/* One per event loop: the factory context of the sessions on loop l. */
+struct spool_ctx *spool_ctx_new(struct spool_dir *d, struct loop *l);
+void spool_ctx_free(struct spool_ctx **cp);
+/* A spool_factory: an empty disk spool (ctx: a struct spool_ctx). */
+struct spool *spool_disk_new(void *ctx, atomic_long *total, long limit);
+
+/*
+ * At start-up (blocking): make path (and its parents, mode 0700) unless
+ * it exists, and check that it is a directory we may write.  -1 with *err
+ * set ("mkdir /x: Permission denied") otherwise.
+ */
+int spool_dir_prepare(const char *path, struct buf *err);
+/*
+ * Blocking (start-up, or a writer/cleanup thread): remove the regular
+ * files in path whose mtime is at least older_than seconds ago (0: all of
+ * them), each logged.  Returns how many were removed.
+ */
+long spool_dir_clean(const char *path, long older_than);
 
 /* One more reference; the spool is freed (its bytes released) with the last. */
 struct spool *spool_ref(struct spool *sp);
@@ -123,5 +168,12 @@ size_t spool_size(const struct spool *sp);
  * commit only.
  */
 ssize_t spool_pread(const struct spool *sp, void *buf, size_t len, size_t off);
+/*
+ * After a successful commit: the descriptor of the file that holds the
+ * bytes (the disk spool's, open for reading at any offset: pread or
+ * copy_file_range, never its file position), or -1 when the bytes are not
+ * in a file (in memory).  The spool keeps it; valid while a reference is held.
+ */
+int spool_fd(const struct spool *sp);
 
 #endif

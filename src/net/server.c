@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +26,8 @@
 
 #include "conf/conf.h"
 #include "deliver/deliver.h"
+#include "deliver/maildir.h"
+#include "deliver/spool.h"
 #include "log/log.h"
 #include "net/evloop.h"
 #include "net/peername.h"
@@ -36,6 +40,7 @@
 #include "smtp/conn.h"
 #include "smtp/service.h"
 #include "smtp/session.h"
+#include "util/buf.h"
 #include "util/loop.h"
 #include "util/workpool.h"
 #include "util/xalloc.h"
@@ -93,6 +98,7 @@ struct worker {
 	pthread_t tid;
 	struct evloop *el;
 	struct evdns_base *dns;		/* client names (net/peername.h) */
+	struct spool_ctx *spool;	/* its sessions' disk spools */
 	struct dns_client *resolver;	/* the DNS restrictions (net/resolver.h) */
 	struct session_env env;
 	struct conn *conns;		/* live connections (smtp/conn.c) */
@@ -117,6 +123,11 @@ struct server {
 	size_t	nsvcs;
 	struct workpool *writers, *lookups, *remote_lookups, *config;
 	struct deliverer *deliver;
+	struct spool_dir *spool_dir;		/* mxgate_spool_directory */
+	struct workpool *disk;			/* free space and stale-file cleanup */
+	atomic_long free_bytes;			/* least free space of spool and mailboxes; -1 unknown */
+	atomic_int disk_inflight;		/* a disk job is queued or running */
+	time_t	next_cleanup;			/* worker 0: when the next cleanup is due */
 	int	reloading;			/* worker 0: a reload is being built */
 	unsigned next_worker;			/* acceptor thread only */
 	uid_t	run_uid;			/* the uid sessions run as */
@@ -137,6 +148,8 @@ server_create(struct conf *conf, const char *config_dir, char **overrides, size_
 	srv->run_uid = geteuid();
 	srv->run_gid = getegid();
 	atomic_init(&srv->body_bytes, 0);
+	atomic_init(&srv->free_bytes, -1);
+	atomic_init(&srv->disk_inflight, 0);
 	pthread_mutex_init(&srv->gen_lock, NULL);
 	return srv;
 }
@@ -725,6 +738,88 @@ server_service_check_cancel(struct service_check *c)
 
 /* ---- anvil housekeeping ------------------------------------------------ */
 
+/* The Maildir 36-hour rule (maildir.h), checked hourly. */
+#define SERVER_TMP_MAX_AGE	(36 * 3600)
+#define SERVER_CLEANUP_EVERY	3600
+/* A spool file has a name for two system calls at most (spool.h): after an hour it is stale. */
+#define SERVER_SPOOL_MAX_AGE	3600
+
+struct server_disk_job {
+	struct server *srv;
+	char   *spool;		/* mxgate_spool_directory */
+	char   *mailboxes;	/* virtual_mailbox_base, or NULL */
+	int	cleanup;
+};
+
+/* Free bytes for unprivileged users on the file system of path; -1 unknown. */
+static long
+server_free_bytes(const char *path)
+{
+	struct statvfs st;
+
+	if (path == NULL || *path == '\0' || statvfs(path, &st) < 0)
+		return -1;
+	return (long)((unsigned long long)st.f_bavail * st.f_frsize > (unsigned long long)LONG_MAX
+		      ? LONG_MAX : (long)((unsigned long long)st.f_bavail * st.f_frsize));
+}
+
+static long
+server_least_free(const char *spool, const char *mailboxes)
+{
+	long a = server_free_bytes(spool), b = server_free_bytes(mailboxes);
+
+	if (a < 0)
+		return b;
+	return b >= 0 && b < a ? b : a;
+}
+
+/* On the disk pool's thread: statvfs, and now and then the stale files. */
+static void
+server_disk_work(void *arg)
+{
+	struct server_disk_job *j = arg;
+
+	atomic_store(&j->srv->free_bytes, server_least_free(j->spool, j->mailboxes));
+	if (j->cleanup) {
+		spool_dir_clean(j->spool, SERVER_SPOOL_MAX_AGE);
+		maildir_clean_tmp(j->mailboxes, SERVER_TMP_MAX_AGE);
+	}
+}
+
+static void
+server_disk_done(void *arg)
+{
+	struct server_disk_job *j = arg;
+
+	atomic_store(&j->srv->disk_inflight, 0);
+	free(j->spool);
+	free(j->mailboxes);
+	free(j);
+}
+
+/* Worker 0, every second: refresh the free space off the loop (never waits for it). */
+static void
+server_disk_refresh(struct server *srv)
+{
+	struct server_disk_job *j;
+	const char *mb;
+	time_t now = time(NULL);
+
+	if (srv->disk == NULL || atomic_exchange(&srv->disk_inflight, 1))
+		return;
+	j = xcalloc(1, sizeof(*j));
+	j->srv = srv;
+	j->spool = xstrdup(spool_dir_path(srv->spool_dir));
+	mb = conf_str(srv->global, P_virtual_mailbox_base);
+	j->mailboxes = *mb ? xstrdup(mb) : NULL;
+	if (now >= srv->next_cleanup) {
+		j->cleanup = 1;
+		srv->next_cleanup = now + SERVER_CLEANUP_EVERY;
+	}
+	workpool_submit(srv->disk, worker_loop(&srv->workers[0]), server_disk_work,
+			server_disk_done, j);
+}
+
 static void
 server_sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -733,6 +828,7 @@ server_sweep_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	anvil_sweep(srv->anvil, time(NULL));
+	server_disk_refresh(srv);
 }
 
 static void
@@ -828,6 +924,10 @@ server_reload_work(void *arg)
 		}
 	}
 	/* srv->conf only changes on worker 0, after this job is over */
+	if (strcmp(conf_str(conf_global(r->conf), P_mxgate_spool_directory),
+		   spool_dir_path(srv->spool_dir)) != 0)
+		msg_warn("reload: mxgate_spool_directory changed; the spool stays in %s until "
+			 "mxgate is restarted", spool_dir_path(srv->spool_dir));
 	if (spawner_conf_differs(srv->conf, r->conf))
 		msg_warn("reload: the spawn services in master.cf changed; they keep running as "
 			 "they were until mxgate is restarted");
@@ -1018,8 +1118,23 @@ server_run(struct server *srv, int nworkers)
 	srv->lookups = workpool_create("lookups", SERVER_LOOKUPS);
 	srv->remote_lookups = workpool_create("remote", SERVER_REMOTE_LOOKUPS);
 	srv->config = workpool_create("config", 1);
+	srv->disk = workpool_create("disk", 1);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	srv->deliver = deliverer_create(srv->writers, NULL, NULL);
+	{
+		const char *spool = conf_str(srv->global, P_mxgate_spool_directory);
+		struct buf err = BUF_INIT;
+
+		/* Before any loop runs: a blocking start-up step. */
+		if (spool_dir_prepare(spool, &err) < 0)
+			msg_fatal("mxgate_spool_directory = %s: %s", spool, buf_str(&err));
+		/* Every file there is a crashed run's: none belongs to a live message. */
+		spool_dir_clean(spool, 0);
+		srv->spool_dir = spool_dir_new(spool, srv->writers);
+		/* The first answer before any client: the MAIL check knows from the start. */
+		atomic_store(&srv->free_bytes,
+			     server_least_free(spool, conf_str(srv->global, P_virtual_mailbox_base)));
+	}
 	for (k = 0; k < nworkers; k++) {
 		struct worker *w = &srv->workers[k];
 
@@ -1037,6 +1152,10 @@ server_run(struct server *srv, int nworkers)
 		w->env.deliver = srv->deliver;
 		w->env.body_bytes = &srv->body_bytes;
 		w->env.run_uid = srv->run_uid;
+		w->spool = spool_ctx_new(srv->spool_dir, w->env.loop);
+		w->env.spool_new = spool_disk_new;
+		w->env.spool_ctx = w->spool;
+		w->env.free_bytes = &srv->free_bytes;
 	}
 	base0 = worker_base(&srv->workers[0]);
 	for (i = 0; i < srv->nsvcs; i++) {
@@ -1095,6 +1214,7 @@ server_free(struct server **srvp)
 	for (k = 0; k < srv->nworkers; k++)
 		conn_free_all(&srv->workers[k]);
 	workpool_destroy(&srv->config);
+	workpool_destroy(&srv->disk);
 	workpool_destroy(&srv->lookups);
 	workpool_destroy(&srv->remote_lookups);
 	workpool_destroy(&srv->writers);
@@ -1132,8 +1252,10 @@ server_free(struct server **srvp)
 		resolver_free(&w->resolver);
 		evloop_free(&w->el);
 		/* Handoffs run by evloop_free() found the server stopping. */
+		spool_ctx_free(&w->spool);
 	}
 	free(srv->workers);
+	spool_dir_free(&srv->spool_dir);
 	deliverer_free(&srv->deliver);
 	anvil_free(&srv->anvil);
 	for (i = 0; i < srv->nsvcs; i++) {

@@ -321,10 +321,43 @@ session_param_reply(struct session *s, int rc, const char *bad)
 	}
 }
 
+/*
+ * Postfix's smtpd_check_queue(): the file systems of the spool and the
+ * mailboxes need queue_minfree, and 1.5 x message_size_limit, free.  The
+ * free space is the server's last measurement (refreshed every second off
+ * the loop): MAIL never waits for the disk.  Returns 1 when refused (the
+ * reply is sent).
+ */
+static int
+mail_check_space(struct session *s)
+{
+	long free_b = s->env->free_bytes ? atomic_load(s->env->free_bytes) : -1;
+
+	if (free_b < 0)
+		return 0;
+	if (s->ss->queue_minfree >= free_b || (double)s->ss->size_limit >= (double)free_b / 1.5) {
+		struct buf r = BUF_INIT;
+
+		reply_format(&r, 0, RPL_NO_STORAGE);
+		session_log_reject(s, "MAIL", buf_str(&r), NULL, NULL);
+		msg_warn("not enough free space in mail queue: %ld bytes < 1.5*message size limit",
+			 free_b);
+		session_send(s, &r);
+		buf_free(&r);
+		restrict_state_reset_mail(&s->rst);
+		session_command_done(s, CMD_FAIL);
+		return 1;
+	}
+	return 0;
+}
+
 static void
 mail_accept(struct session *s)
 {
 	static atomic_uint seqno;
+
+	if (mail_check_space(s))
+		return;
 
 	s->txn.sender = xstrdup(s->path.addr);
 	s->txn.smtputf8 = s->arg_utf8;

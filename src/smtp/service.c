@@ -481,6 +481,7 @@ service_create(const struct conf_service *cs, const struct conf_view *cf,
 	ss->body_memory_limit = conf_int(cf, P_mxgate_message_memory_limit);
 	ss->line_limit = conf_int(cf, P_line_length_limit);
 	ss->size_limit = conf_int(cf, P_message_size_limit);
+	ss->queue_minfree = conf_int(cf, P_queue_minfree);
 	ss->rcpt_limit = conf_int(cf, P_smtpd_recipient_limit);
 	ss->overshoot_limit = conf_int(cf, P_smtpd_recipient_overshoot_limit);
 	ss->soft_bounce = conf_bool(cf, P_soft_bounce);

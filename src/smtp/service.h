@@ -44,6 +44,7 @@ struct smtp_service {
 	size_t	nehlo;
 	long	soft_limit, hard_limit, junk_limit, sleep_time, timeout;
 	long	line_limit, size_limit, rcpt_limit, overshoot_limit;
+	long	queue_minfree;		/* queue_minfree: bytes that MAIL needs free */
 	int	soft_bounce, helo_required, vrfy_disabled, forbid_pipelining;
 	int	bare_lf_reject, bare_lf_code, smtputf8;
 	struct addrlist *bare_lf_exclusions;	/* smtpd_forbid_bare_newline_exclusions */

@@ -658,6 +658,11 @@ session_committed(void *arg, enum spool_status st)
 		free(m->received);
 		m->received = buf_steal(&b);
 	}
+	/*
+	 * The delivery holds the body now: it drops it on the writer thread
+	 * once stored, so the spool file is released there, not on this loop.
+	 */
+	spool_unref(&s->txn.body);
 	session_wait(s, W_DELIVER, deliver_submit(s->env->deliver, m, s->loop, session_delivered,
 						  s));
 }
@@ -697,9 +702,8 @@ session_message_end(struct session *s, int too_big, int bare_lf, size_t size)
 		return;
 	}
 	if (spool_status(sp) == SPOOL_NO_SPACE) {
-		msg_warn("%s: message bodies in memory exceed mxgate_message_memory_limit (%ld); "
-			 "deferring the message from %s", t->queue_id[0] ? t->queue_id : "NOQUEUE",
-			 s->ss->body_memory_limit, s->namaddr);
+		msg_warn("%s: no space to store the message from %s; deferring it",
+			 t->queue_id[0] ? t->queue_id : "NOQUEUE", s->namaddr);
 		session_message_done(s, 0, RPL_NO_STORAGE);
 		return;
 	}

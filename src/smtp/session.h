@@ -64,6 +64,12 @@ struct session_env {
 	/* where message bodies go (deliver/spool.h); NULL: the in-memory spool */
 	struct spool *(*spool_new)(void *ctx, atomic_long *total, long limit);
 	void   *spool_ctx;
+	/*
+	 * Free bytes on the least free of the file systems that hold the spool
+	 * and the mailboxes, refreshed off the loop; NULL or -1: unknown (no
+	 * check at MAIL).
+	 */
+	atomic_long *free_bytes;
 };
 
 /*

@@ -3,7 +3,8 @@
  * of Postfix's fault_injection_code).  SECURITY_CHECKLIST rows 54 and 56.
  *
  * Environment (read once, at load):
- *   MXGATE_FAULT=write|fsync|rename|open   the operation to fail (fsync also
+ *   MXGATE_FAULT=write|fsync|rename|open   the operation to fail (write also
+ *                                          fails copy_file_range into the file; fsync also
  *                                          fails fdatasync; rename also
  *                                          renameat; open also openat)
  *   MXGATE_FAULT_PATH=substring            fail only calls whose path contains
@@ -52,7 +53,7 @@ static long faultfs_matches;	/* matching calls so far (atomic) */
 static int faultfs_ready;
 
 /* The next definitions (libc's, or the sanitizer's), resolved on first use. */
-static void *real_write, *real_fsync, *real_fdatasync, *real_rename, *real_renameat;
+static void *real_write, *real_copy_file_range, *real_fsync, *real_fdatasync, *real_rename, *real_renameat;
 static void *real_open, *real_open64, *real_openat, *real_openat64;
 
 /* Resolve a real function; the shim cannot work without it. */
@@ -229,6 +230,22 @@ write(int fd, const void *buf, size_t count)
 	    && faultfs_path_matches(path) && faultfs_trip())
 		return -1;
 	return REAL(write)(fd, buf, count);
+}
+
+/* The kernel's file-to-file copy writes too (a Maildir copy from the spool file). */
+ssize_t
+copy_file_range(int fd_in, off_t *off_in, int fd_out, off_t *off_out, size_t len,
+		unsigned int flags)
+{
+	char path[PATH_MAX];
+
+	faultfs_init();
+	if (faultfs_op == OP_WRITE && faultfs_fd_target(fd_out, 0, path, sizeof(path))
+	    && faultfs_path_matches(path) && faultfs_trip())
+		return -1;
+	return ((ssize_t (*)(int, off_t *, int, off_t *, size_t, unsigned int))
+		faultfs_real(&real_copy_file_range, "copy_file_range"))(fd_in, off_in, fd_out,
+									  off_out, len, flags);
 }
 
 static int

@@ -290,6 +290,7 @@ class Server:
 
         params.setdefault("maillog_file", self.maillog)
         params.setdefault("maillog_file_prefixes", self.dir + "/")
+        params.setdefault("mxgate_spool_directory", os.path.join(self.dir, "spool"))
         self.maillog = params["maillog_file"]
         self.vmail = None
         if virtual_users is not None:
