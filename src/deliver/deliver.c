@@ -9,9 +9,11 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "deliver/lmtp.h"
 #include "deliver/maildir.h"
 #include "deliver/spool.h"
 #include "log/log.h"
+#include "smtp/reply.h"
 #include "util/loop.h"
 #include "util/workpool.h"
 #include "util/xalloc.h"
@@ -46,9 +48,8 @@ deliver_msg_new(const char *queue_id, const char *sender, const char *hostname,
 	return m;
 }
 
-void
-deliver_msg_add_maildir(struct deliver_msg *m, const char *address, const char *maildir,
-			uid_t uid, gid_t gid)
+static struct deliver_rcpt *
+rcpt_new(struct deliver_msg *m, const char *address, enum deliver_transport tr)
 {
 	struct deliver_rcpt *r;
 
@@ -59,11 +60,34 @@ deliver_msg_add_maildir(struct deliver_msg *m, const char *address, const char *
 	r = &m->rcpts[m->nrcpts++];
 	memset(r, 0, sizeof(*r));
 	r->address = xstrdup(address);
-	r->transport = DELIVER_MAILDIR;
+	r->transport = tr;
+	r->status = -1;
+	r->uid = (uid_t)-1;
+	r->gid = (gid_t)-1;
+	return r;
+}
+
+void
+deliver_msg_add_maildir(struct deliver_msg *m, const char *address, const char *maildir,
+			uid_t uid, gid_t gid)
+{
+	struct deliver_rcpt *r = rcpt_new(m, address, DELIVER_MAILDIR);
+
 	r->maildir = xstrdup(maildir);
 	r->uid = uid;
 	r->gid = gid;
-	r->status = -1;
+}
+
+void
+deliver_msg_add_lmtp(struct deliver_msg *m, const char *address, const char *nexthop)
+{
+	rcpt_new(m, address, DELIVER_LMTP)->nexthop = xstrdup(nexthop);
+}
+
+void
+deliver_msg_add_discard(struct deliver_msg *m, const char *address, const char *text)
+{
+	rcpt_new(m, address, DELIVER_DISCARD)->nexthop = xstrdup(text);
 }
 
 void
@@ -97,10 +121,13 @@ deliver_msg_free(struct deliver_msg **mp)
 		free(m->rcpts[i].orig);
 		free(m->rcpts[i].trace);
 		free(m->rcpts[i].maildir);
+		free(m->rcpts[i].nexthop);
+		free(m->rcpts[i].log);
 	}
 	free(m->rcpts);
 	free(m->sender);
 	free(m->received);
+	free(m->reply);
 	free(m->hostname);
 	spool_unref(&m->body);
 	buf_free(&m->err);
@@ -108,7 +135,7 @@ deliver_msg_free(struct deliver_msg **mp)
 	*mp = NULL;
 }
 
-static deliver_store_fn deliver_maildir;
+static deliver_store_fn deliver_store;
 
 struct deliverer *
 deliverer_create(struct workpool *writers, deliver_store_fn *store, void *ctx)
@@ -116,7 +143,7 @@ deliverer_create(struct workpool *writers, deliver_store_fn *store, void *ctx)
 	struct deliverer *d = xcalloc(1, sizeof(*d));
 
 	d->writers = writers;
-	d->store = store != NULL ? store : deliver_maildir;
+	d->store = store != NULL ? store : deliver_store;
 	d->store_ctx = ctx;
 	atomic_init(&d->busy, 0);
 	return d;
@@ -135,9 +162,130 @@ deliverer_busy(struct deliverer *d)
 	return atomic_load(&d->busy);
 }
 
-/* The Maildir transport: every copy, or none. */
+/* "delay=..., delays=a/b/c/d" as Postfix's log_adhoc(). */
+static void
+log_delays(struct buf *out, const struct deliver_msg *m, const struct timeval *handoff,
+	   const struct timeval *conn, const struct timeval *done)
+{
+	static const struct timeval zero;
+	const struct timeval *c = conn->tv_sec ? conn : handoff;
+
+	buf_puts(out, ", delay=");
+	lmtp_format_delay(out, &m->arrival, done);
+	buf_puts(out, ", delays=");
+	lmtp_format_delay(out, &m->arrival, &m->active);
+	buf_putc(out, '/');
+	lmtp_format_delay(out, &m->active, handoff);
+	buf_putc(out, '/');
+	if (conn->tv_sec)
+		lmtp_format_delay(out, handoff, conn);
+	else
+		lmtp_format_delay(out, &zero, &zero);
+	buf_putc(out, '/');
+	lmtp_format_delay(out, c, done);
+}
+
+/* "<code> <dsn> <rcpt>: Recipient address rejected: <text>" from an LMTP reply. */
+static char *
+refusal_reply(const struct deliver_rcpt *r, const struct lmtp_rcpt *lr)
+{
+	const char *t = lr->reply + (strlen(lr->reply) > 4 ? 4 : strlen(lr->reply));
+	size_t dl = strlen(lr->dsn);
+
+	if (strncmp(t, lr->dsn, dl) == 0 && (t[dl] == ' ' || t[dl] == '\0'))
+		t += dl;
+	while (*t == ' ')
+		t++;
+	return reply_string(RPL_TRANSPORT_REFUSAL, lr->code, lr->dsn, r->address, t);
+}
+
+/*
+ * One LMTP group: the recipients of m whose nexthop is nh.  0 when every one
+ * was stored; -1 with m->reply and m->err set.  Each gets its log line.
+ */
 static int
-deliver_maildir(void *ctx, struct deliver_msg *m)
+deliver_lmtp_group(struct deliver_msg *m, const char *nh, int *sent)
+{
+	struct lmtp_rcpt *lr = xcalloc(m->nrcpts, sizeof(*lr));
+	size_t *idx = xcalloc(m->nrcpts, sizeof(*idx));
+	struct lmtp_msg lm = { .sender = m->sender, .received = m->received, .body = m->body };
+	struct lmtp_result res;
+	struct timeval handoff, done;
+	struct buf err = BUF_INIT;
+	size_t n = 0, i;
+	int rv, n4 = 0, n5 = 0, n2 = 0, first5 = -1;
+
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].transport == DELIVER_LMTP && m->rcpts[i].log == NULL
+		    && strcmp(m->rcpts[i].nexthop, nh) == 0) {
+			idx[n] = i;
+			lr[n++].address = m->rcpts[i].address;
+		}
+	gettimeofday(&handoff, NULL);
+	rv = lmtp_deliver(&m->lmtp, nh, &lm, lr, n, &res, &err);
+	gettimeofday(&done, NULL);
+	for (i = 0; i < n; i++) {
+		if (rv < 0 || lr[i].code == 0)
+			n4++;
+		else if (lr[i].code / 100 == 2 && !res.rcpt_refused)
+			n2++;
+		else if (lr[i].code / 100 == 5) {
+			n5++;
+			if (first5 < 0)
+				first5 = (int)i;
+		} else if (lr[i].code / 100 != 2)
+			n4++;
+	}
+	/* the rule of deliver.h */
+	if (rv < 0 || n4 > 0 || (n5 > 0 && n2 > 0) || (res.rcpt_refused && n5 == 0)) {
+		m->reply = reply_string(RPL_LMTP_DEFER);
+	} else if (n5 > 0) {
+		m->reply = refusal_reply(&m->rcpts[idx[first5]], &lr[first5]);
+	}
+	for (i = 0; i < n; i++) {
+		struct deliver_rcpt *r = &m->rcpts[idx[i]];
+		struct buf l = BUF_INIT;
+		int ok = rv == 0 && !res.rcpt_refused && lr[i].code / 100 == 2;
+		const char *fail_status = m->reply && m->reply[0] == '5' ? "bounced" : "deferred";
+
+		buf_printf(&l, "relay=%s", res.relay);
+		log_delays(&l, m, &handoff, &res.conn_done, &done);
+		if (ok) {
+			r->status = 0;
+			(*sent)++;
+			buf_printf(&l, ", dsn=%s, status=sent (%s)", lr[i].dsn, lr[i].reply);
+		} else if (rv < 0) {
+			buf_printf(&l, ", dsn=%s, status=deferred (%s)", res.dsn, buf_str(&err));
+		} else if (lr[i].code / 100 == 2) {
+			buf_printf(&l, ", dsn=4.3.0, status=%s (not sent: the server refused another"
+				   " recipient of this message)", fail_status);
+		} else {
+			buf_printf(&l, ", dsn=%s, status=%s (host %s said: %s (in reply to %s"
+				   " command))", lr[i].dsn, lr[i].code / 100 == 5 ? fail_status
+				   : "deferred", res.relay, lr[i].reply, lr[i].stage);
+		}
+		r->log = buf_steal(&l);
+		free(lr[i].reply);
+	}
+	if (m->reply != NULL) {
+		buf_reset(&m->err);
+		if (rv < 0)
+			buf_printf(&m->err, "lmtp delivery failed: %s", buf_str(&err));
+		else
+			buf_printf(&m->err, "lmtp delivery to %s not complete", res.relay);
+	}
+	buf_free(&err);
+	free(lr);
+	free(idx);
+	return m->reply != NULL ? -1 : 0;
+}
+
+/*
+ * The real transports: Maildir staged, LMTP groups, Maildir published (see
+ * deliver.h for the order and the replies).
+ */
+static int
+deliver_store(void *ctx, struct deliver_msg *m)
 {
 	struct maildir_rcpt *mr = xcalloc(m->nrcpts, sizeof(*mr));
 	struct maildir_msg mm = {
@@ -147,19 +295,43 @@ deliver_maildir(void *ctx, struct deliver_msg *m)
 		.body = m->body,
 		.hostname = m->hostname,
 	};
-	size_t i;
-
-	int ok;
+	struct maildir_batch *batch = NULL;
+	size_t i, nm = 0;
+	int ok = 1, sent = 0;
 
 	(void)ctx;
 	for (i = 0; i < m->nrcpts; i++) {
-		mr[i].maildir = m->rcpts[i].maildir;
-		mr[i].delivered_to = m->rcpts[i].address;
-		mr[i].trace = m->rcpts[i].trace;
+		if (m->rcpts[i].transport != DELIVER_MAILDIR)
+			continue;
+		mr[nm].maildir = m->rcpts[i].maildir;
+		mr[nm].delivered_to = m->rcpts[i].address;
+		mr[nm].trace = m->rcpts[i].trace;
+		nm++;
 	}
-	ok = maildir_deliver(&mm, mr, m->nrcpts, &m->err) == 0;
-	for (i = 0; i < m->nrcpts; i++)
-		m->rcpts[i].status = ok ? 0 : -1;
+	if (nm > 0 && maildir_stage(&mm, mr, nm, &batch, &m->err) < 0) {
+		maildir_batch_free(&batch);
+		free(mr);
+		return -1;	/* maildir_stage() left nothing behind */
+	}
+	for (i = 0; i < m->nrcpts && ok; i++)
+		if (m->rcpts[i].transport == DELIVER_LMTP && m->rcpts[i].log == NULL)
+			ok = deliver_lmtp_group(m, m->rcpts[i].nexthop, &sent) == 0;
+	if (batch != NULL) {
+		if (ok && (maildir_publish(batch, &m->err) < 0 || maildir_sync(batch, &m->err) < 0))
+			ok = 0;
+		if (!ok)
+			maildir_rollback(batch);
+		maildir_batch_free(&batch);
+	}
+	for (i = 0; i < m->nrcpts; i++) {
+		if (m->rcpts[i].transport == DELIVER_MAILDIR)
+			m->rcpts[i].status = ok ? 0 : -1;
+		else if (m->rcpts[i].transport == DELIVER_DISCARD)
+			m->rcpts[i].status = ok ? 0 : -1;
+		else if (!ok)
+			m->rcpts[i].status = -1;	/* delivered or not, the client retries */
+	}
+	(void)sent;
 	free(mr);
 	return ok ? 0 : -1;
 }
@@ -173,7 +345,22 @@ deliver_work(void *arg)
 	r->ok = r->d->store(r->d->store_ctx, r->m) == 0;
 }
 
-/* The lines Postfix's qmgr and virtual write, for pflogsumm and habits. */
+static void
+log_rcpt(const struct deliver_msg *m, const struct deliver_rcpt *r, const char *agent,
+	 const char *rest)
+{
+	char *orig = NULL;
+
+	/* log_escape_str()'s buffer is per call: the second one is copied */
+	if (r->orig != NULL)
+		orig = log_escape_dup(r->orig, 300);
+	log_as(agent, LOG_LVL_INFO, "%s: to=<%s>%s%s%s, %s", m->queue_id,
+	       log_escape_str(r->address, 300), orig ? ", orig_to=<" : "", orig ? orig : "",
+	       orig ? ">" : "", rest);
+	free(orig);
+}
+
+/* The lines Postfix's qmgr and delivery agents write, for pflogsumm and habits. */
 static void
 deliver_log(const struct deliver_msg *m, int ok)
 {
@@ -182,7 +369,12 @@ deliver_log(const struct deliver_msg *m, int ok)
 	size_t i;
 
 	if (!ok) {
-		msg_error("%s: maildir delivery failed: %s", m->queue_id, buf_str(&m->err));
+		/* what the LMTP servers were told is a fact, whatever came after */
+		for (i = 0; i < m->nrcpts; i++)
+			if (m->rcpts[i].transport == DELIVER_LMTP && m->rcpts[i].log != NULL)
+				log_rcpt(m, &m->rcpts[i], "lmtp", m->rcpts[i].log);
+		msg_error("%s: %s: %s", m->queue_id, m->reply ? "delivery failed"
+			  : "maildir delivery failed", buf_str(&m->err));
 		return;
 	}
 	gettimeofday(&now, NULL);
@@ -191,16 +383,26 @@ deliver_log(const struct deliver_msg *m, int ok)
 	log_as("qmgr", LOG_LVL_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)",
 	       m->queue_id, log_escape_str(m->sender, 300), m->size, m->nrcpts);
 	for (i = 0; i < m->nrcpts; i++) {
-		char *orig = NULL;
+		const struct deliver_rcpt *r = &m->rcpts[i];
+		struct buf l = BUF_INIT;
 
-		/* log_escape_str()'s buffer is per call: the second one is copied */
-		if (m->rcpts[i].orig != NULL)
-			orig = log_escape_dup(m->rcpts[i].orig, 300);
-		log_as("virtual", LOG_LVL_INFO, "%s: to=<%s>%s%s%s, relay=virtual, delay=%.2g, "
-		       "dsn=2.0.0, status=sent (delivered to maildir)", m->queue_id,
-		       log_escape_str(m->rcpts[i].address, 300), orig ? ", orig_to=<" : "",
-		       orig ? orig : "", orig ? ">" : "", delay);
-		free(orig);
+		switch (r->transport) {
+		case DELIVER_LMTP:
+			log_rcpt(m, r, "lmtp", r->log ? r->log : "relay=none");
+			break;
+		case DELIVER_DISCARD:
+			buf_puts(&l, "relay=none");
+			log_delays(&l, m, &m->active, &(struct timeval){ 0, 0 }, &now);
+			buf_printf(&l, ", dsn=2.0.0, status=sent (%s)", r->nexthop);
+			log_rcpt(m, r, "discard", buf_str(&l));
+			break;
+		case DELIVER_MAILDIR:
+			buf_printf(&l, "relay=virtual, delay=%.2g, dsn=2.0.0, status=sent"
+				   " (delivered to maildir)", delay);
+			log_rcpt(m, r, "virtual", buf_str(&l));
+			break;
+		}
+		buf_free(&l);
 	}
 	log_as("qmgr", LOG_LVL_INFO, "%s: removed", m->queue_id);
 }
@@ -229,6 +431,7 @@ deliver_submit(struct deliverer *d, struct deliver_msg *m, struct loop *l,
 	r->loop = l;
 	r->done = done;
 	r->ctx = ctx;
+	gettimeofday(&m->active, NULL);
 	atomic_fetch_add(&d->busy, 1);
 	workpool_submit(d->writers, l, deliver_work, deliver_done, r);
 	return r;
