@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 
 #include "deliver/lmtp.h"
@@ -196,6 +197,15 @@ refusal_reply(const struct deliver_rcpt *r, const struct lmtp_rcpt *lr)
 		t += dl;
 	while (*t == ' ')
 		t++;
+	/* Dovecot's "<addr> text": the address is in our reply already */
+	if (*t == '<') {
+		const char *end = strchr(t, '>');
+		size_t al = strlen(r->address);
+
+		if (end != NULL && (size_t)(end - t - 1) == al && strncasecmp(t + 1, r->address, al) == 0)
+			for (t = end + 1; *t == ' '; t++)
+				;
+	}
 	return reply_string(RPL_TRANSPORT_REFUSAL, lr->code, lr->dsn, r->address, t);
 }
 

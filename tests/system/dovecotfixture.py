@@ -74,8 +74,9 @@ class Dovecot:
         plugins = ""
         if any_quota:
             plugins = ("mail_plugins = $mail_plugins quota\n"
-                       "plugin {\n  quota = maildir:User quota\n"
-                       "  quota_full_tempfail = %s\n}\n" % ("yes" if quota_tempfail else "no"))
+                       "quota_full_tempfail = %s\n"
+                       "plugin {\n  quota = maildir:User quota\n}\n"
+                       % ("yes" if quota_tempfail else "no"))
         conf = """\
 protocols = lmtp
 base_dir = {d}/run
@@ -141,16 +142,14 @@ lmtp_rcpt_check_quota = no
 
     def _answers(self):
         try:
-            s = socket.socket(socket.AF_UNIX)
-            s.settimeout(2)
-            s.connect(self.socket)
-            greet = s.recv(512)
-            s.close()
-            if not greet.startswith(b"220"):
-                return False
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(2)
+                s.connect(self.socket)
+                if not s.recv(512).startswith(b"220"):
+                    return False
             if self.port:
-                c = socket.create_connection(("127.0.0.1", self.port), timeout=2)
-                c.close()
+                with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                    pass
             return True
         except OSError:
             return False
