@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 
 import harness
 from harness import MxTestCase
@@ -276,3 +277,118 @@ class LmtpTest(MxTestCase):
             self.assertEqual(rc, 1, "%s = %s: %s %s" % (param, value, out, err))
             self.assertIn(param, out + err)
             self.assertIn(value, out + err)
+
+
+class LmtpAsPostfixTest(MxTestCase):
+    """Postfix 3.7 and mxgate delivering through lmtp to the same Dovecot, live: the same
+    lmtp(8) log line (queue id, delays and Dovecot's session id normalized), and for the
+    message that Dovecot takes, the same 250 to the client."""
+
+    def normalize(self, line, qid):
+        line = line.replace(qid, "QID")
+        line = re.sub(r"delay=[0-9.]+", "delay=D", line)
+        line = re.sub(r"delays=[0-9./]+", "delays=D", line)
+        line = re.sub(r"(<[^>]+> )\S+( Saved)", r"\1SID\2", line)
+        return line
+
+    def deliver(self, port, rcpt):
+        with harness.Client(port, timeout=30) as c:
+            c.read_reply()
+            c.cmd("EHLO client.example")
+            c.cmd("MAIL FROM:<a@example.org>")
+            c.cmd("RCPT TO:<%s>" % rcpt)
+            c.cmd("DATA")
+            c.send(MESSAGE + ".\r\n")
+            r = c.read_reply(timeout=30)
+            c.cmd("QUIT")
+        return r
+
+    def test_log_line_as_postfix(self):
+        import postfixref
+        d = Dovecot(users={"alice@virt.test": {}})
+        self.addCleanup(d.cleanup)
+        d.start()
+        vmap = os.path.join(d.dir, "vmailbox")
+        with open(vmap, "w") as f:
+            f.write("alice@virt.test alice/\n")
+        params = dict(BASE, myhostname="mx.example.test", virtual_mailbox_domains="virt.test",
+                      virtual_mailbox_maps="texthash:" + vmap,
+                      virtual_transport="lmtp:unix:" + d.socket)
+        ref = postfixref.Reference("lmtp")
+        self.addCleanup(ref.stop)
+        ref.start(params)
+        r = self.deliver(ref.port, "alice@virt.test")
+        self.assertEqual(r.code, 250, str(r))
+        pqid = r.lines[0].split()[-1]
+        deadline = time.time() + 20
+        pline = None
+        while time.time() < deadline and pline is None:
+            with open(os.path.join(ref.dir, "maillog"), errors="replace") as f:
+                for line in f:
+                    if "/lmtp[" in line and pqid + ": to=" in line:
+                        pline = line.rstrip("\n")
+            time.sleep(0.1)
+        self.assertIsNotNone(pline, "no lmtp line from Postfix")
+        self.assertEqual(len(d.messages("alice@virt.test")), 1)
+
+        srv = self.start_server(main=dict(BASE, virtual_transport="lmtp:unix:" + d.socket),
+                                virtual_users=["alice"])
+        r = self.deliver(srv.port, "alice@virt.test")
+        self.assertEqual(r.code, 250, str(r))
+        mqid = r.lines[0].split()[-1]
+        mline = srv.wait_log(r"lmtp\[\d+\]: %s: to=" % mqid)
+        self.assertIsNotNone(mline, srv.diagnostics())
+        self.assertEqual(len(d.messages("alice@virt.test")), 2)
+        ptail = pline[pline.index(pqid):]
+        mtail = mline[mline.index(mqid):]
+        self.assertEqual(self.normalize(mtail, mqid), self.normalize(ptail, pqid),
+                         "Postfix: %s\nmxgate:  %s" % (pline, mline))
+
+
+class TransportRcptAsPostfixTest(MxTestCase):
+    """error: and retry: transports answer at RCPT as Postfix's smtpd does (live)."""
+    maxDiff = None
+
+    def test_error_retry_as_postfix(self):
+        import postfixref
+        tmp = tempfile.mkdtemp(prefix="mxgate-lmtp-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        os.chmod(tmp, 0o755)
+        files = {"vmailbox": "alice@virt.test alice/\nbob@virt.test bob/\ncarol@virt.test c/\n"
+                             "dave@virt.test d/\n",
+                 "transport": "alice@virt.test error:mailbox closed\n"
+                              "bob@virt.test error:5.7.1 go away\n"
+                              "carol@virt.test retry:4.2.0 try later\n"
+                              "lmtp.virt.test lmtp:unix:/nonexistent\n"
+                              ".sub.virt.test error:sub domains closed\n"
+                              "x@other.test error:not ours\n"}
+        for name, content in files.items():
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(content)
+            os.chmod(os.path.join(tmp, name), 0o644)
+        params = dict(BASE, myhostname="mx.example.test",
+                      virtual_mailbox_domains="virt.test, sub.virt.test",
+                      virtual_mailbox_maps="texthash:%s/vmailbox" % tmp,
+                      transport_maps="texthash:%s/transport" % tmp)
+        ref = postfixref.Reference("lmtp-rcpt")
+        self.addCleanup(ref.stop)
+        ref.start(params)
+        srv = self.start_server(main=params, virtual_users=[])
+        rcpts = ["alice@virt.test", "bob@virt.test", "carol@virt.test", "dave@virt.test",
+                 "nobody@virt.test", "y@sub.virt.test", "x@other.test"]
+        want = postfixref.rcpt_replies(ref.port, rcpts)
+        got = postfixref.rcpt_replies(srv.port, rcpts)
+        self.assertEqual(got, want)
+        self.assertIn("RCPT alice@virt.test: 550 5.1.1 <alice@virt.test>: Recipient address "
+                      "rejected: mailbox closed", got)
+
+
+class LmtpConfTest(MxTestCase):
+
+    def test_no_mailbox_base_needed_with_lmtp(self):
+        for transport, want in (("lmtp:unix:/run/dovecot/lmtp", 0), ("virtual", 1)):
+            d = harness.Server(main=dict(BASE, virtual_transport=transport,
+                                         virtual_mailbox_base=""), virtual_users=["alice"])
+            self.addCleanup(d.cleanup)
+            rc, out, err = self.mxgate("check", "-c", d.dir)
+            self.assertEqual(rc, want, "%s: %s %s" % (transport, out, err))
