@@ -479,6 +479,7 @@ size_t recipient_policy_probe(const struct recipient_policy *p, recipient_proble
 		{ "virtual_alias_maps", p->valias_maps },
 		{ "virtual_alias_domains", matchlist_maps(p->valias_domains) },
 		{ "alias_maps", p->alias_maps },
+		{ "transport_maps", p->transport_maps },
 	};
 	size_t bad = 0;
 
@@ -503,6 +504,7 @@ const char *recipient_policy_changed(const struct recipient_policy *p)
 		matchlist_maps(p->mydestination), matchlist_maps(p->virtual_domains),
 		p->local_maps, p->virtual_maps, p->uid_maps, p->gid_maps,
 		p->valias_maps, matchlist_maps(p->valias_domains), p->alias_maps,
+		p->transport_maps,
 	};
 	const char *spec;
 
