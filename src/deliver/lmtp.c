@@ -261,6 +261,11 @@ lc_reply(struct lconn *c, long timeout, int *code, struct buf *text)
 			errno = EPROTO;
 			return -1;
 		}
+		/* the text goes into log lines and an SMTP reply: no control bytes (as Postfix's
+		 * printable()) */
+		for (char *q = line; *q; q++)
+			if ((unsigned char)*q < 0x20 || *q == 0x7f)
+				*q = '?';
 		if (text->len > 0)
 			buf_putc(text, ' ');
 		if (n == 0)

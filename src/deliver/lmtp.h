@@ -26,7 +26,9 @@
  * lmtp_lhlo_timeout; MAIL, RCPT, DATA, the message, the final dot: their own;
  * QUIT and RSET: lmtp_quit_timeout / lmtp_rset_timeout, whose failure
  * changes nothing).  A reply line longer than 4096 bytes, or a reply of
- * more than 100 lines, is a protocol error.
+ * more than 100 lines, is a protocol error.  Control bytes in a reply (TAB
+ * too) are stored as '?': the replies go into log lines and, for a refusal,
+ * into the SMTP client's reply.
  *
  * THREADS: lmtp_deliver() blocks (connect, poll, read, write): call it on a
  * writers-pool thread only, never on an event loop.  It keeps no state.
