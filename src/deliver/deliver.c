@@ -319,9 +319,10 @@ deliver_store(void *ctx, struct deliver_msg *m)
 		nm++;
 	}
 	if (nm > 0 && maildir_stage(&mm, mr, nm, &batch, &m->err) < 0) {
+		maildir_rollback(batch);	/* what was staged before the failure */
 		maildir_batch_free(&batch);
 		free(mr);
-		return -1;	/* maildir_stage() left nothing behind */
+		return -1;
 	}
 	for (i = 0; i < m->nrcpts && ok; i++)
 		if (m->rcpts[i].transport == DELIVER_LMTP && m->rcpts[i].log == NULL)

@@ -303,6 +303,53 @@ class LmtpAsPostfixTest(MxTestCase):
             c.cmd("QUIT")
         return r
 
+    def postfix_line(self, ref, qid, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with open(os.path.join(ref.dir, "maillog"), errors="replace") as f:
+                for line in f:
+                    if "/lmtp[" in line and qid + ": to=" in line:
+                        return line.rstrip("\n")
+            time.sleep(0.1)
+        self.fail("no lmtp line for %s from Postfix" % qid)
+
+    def test_failure_lines_as_postfix(self):
+        """Over quota (552 after the dot) and Dovecot down: Postfix's bounced and deferred
+        lines, and mxgate's, for the same answers (the replies to the client differ by
+        design: Postfix has queued the message)."""
+        import postfixref
+        d = Dovecot(users={"bob@virt.test": {"quota": "1B"}})
+        self.addCleanup(d.cleanup)
+        d.start()
+        vmap = os.path.join(d.dir, "vmailbox")
+        with open(vmap, "w") as f:
+            f.write("bob@virt.test bob/\n")
+        params = dict(BASE, myhostname="mx.example.test", virtual_mailbox_domains="virt.test",
+                      virtual_mailbox_maps="texthash:" + vmap,
+                      virtual_transport="lmtp:unix:" + d.socket)
+        ref = postfixref.Reference("lmtp")
+        self.addCleanup(ref.stop)
+        ref.start(params)
+        srv = self.start_server(main=dict(BASE, virtual_transport="lmtp:unix:" + d.socket),
+                                virtual_users=["bob"])
+        for phase in ("quota", "down"):
+            if phase == "down":
+                d.stop()
+            r = self.deliver(ref.port, "bob@virt.test")
+            self.assertEqual(r.code, 250, str(r))
+            pqid = r.lines[0].split()[-1]
+            pline = self.postfix_line(ref, pqid)
+            r = self.deliver(srv.port, "bob@virt.test")
+            self.assertEqual(r.code, 552 if phase == "quota" else 451, str(r))
+            mline = srv.wait_log(r"lmtp\[\d+\]: \w+: to=<bob@virt.test>.*status=%s"
+                                 % ("bounced" if phase == "quota" else "deferred"))
+            self.assertIsNotNone(mline, srv.diagnostics())
+            mqid = re.search(r": (\w+): to=", mline).group(1)
+            self.assertEqual(self.normalize(mline[mline.index(mqid):], mqid),
+                             self.normalize(pline[pline.index(pqid):], pqid),
+                             "Postfix: %s\nmxgate:  %s" % (pline, mline))
+        self.assertEqual(d.messages("bob@virt.test"), [])
+
     def test_log_line_as_postfix(self):
         import postfixref
         d = Dovecot(users={"alice@virt.test": {}})
