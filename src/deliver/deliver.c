@@ -209,16 +209,25 @@ refusal_reply(const struct deliver_rcpt *r, const struct lmtp_rcpt *lr)
 	return reply_string(RPL_TRANSPORT_REFUSAL, lr->code, lr->dsn, r->address, t);
 }
 
+static int
+same_trace(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 /*
- * One LMTP group: the recipients of m whose nexthop is nh.  0 when every one
- * was stored; -1 with m->reply and m->err set.  Each gets its log line.
+ * One LMTP group: the recipients of m whose nexthop is nh and whose trace
+ * (the lines a forwarding local(8) added) is trace: one message, one session.
+ * 0 when every one was stored; -1 with m->reply and m->err set.  Each gets
+ * its log line.
  */
 static int
-deliver_lmtp_group(struct deliver_msg *m, const char *nh, int *sent)
+deliver_lmtp_group(struct deliver_msg *m, const char *nh, const char *trace)
 {
 	struct lmtp_rcpt *lr = xcalloc(m->nrcpts, sizeof(*lr));
 	size_t *idx = xcalloc(m->nrcpts, sizeof(*idx));
 	struct lmtp_msg lm = { .sender = m->sender, .received = m->received, .body = m->body };
+	char *head = NULL;
 	struct lmtp_result res;
 	struct timeval handoff, done;
 	struct buf err = BUF_INIT;
@@ -227,10 +236,15 @@ deliver_lmtp_group(struct deliver_msg *m, const char *nh, int *sent)
 
 	for (i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].transport == DELIVER_LMTP && m->rcpts[i].log == NULL
-		    && strcmp(m->rcpts[i].nexthop, nh) == 0) {
+		    && strcmp(m->rcpts[i].nexthop, nh) == 0 && same_trace(m->rcpts[i].trace, trace)) {
 			idx[n] = i;
 			lr[n++].address = m->rcpts[i].address;
 		}
+	if (trace != NULL) {
+		/* above our Received:, as in the queue file that local(8) forwarded */
+		head = xasprintf("%s%s", trace, m->received ? m->received : "");
+		lm.received = head;
+	}
 	gettimeofday(&handoff, NULL);
 	rv = lmtp_deliver(&m->lmtp, nh, &lm, lr, n, &res, &err);
 	gettimeofday(&done, NULL);
@@ -262,13 +276,13 @@ deliver_lmtp_group(struct deliver_msg *m, const char *nh, int *sent)
 		log_delays(&l, m, &handoff, &res.conn_done, &done);
 		if (ok) {
 			r->status = 0;
-			(*sent)++;
 			buf_printf(&l, ", dsn=%s, status=sent (%s)", lr[i].dsn, lr[i].reply);
 		} else if (rv < 0) {
 			buf_printf(&l, ", dsn=%s, status=deferred (%s)", res.dsn, buf_str(&err));
 		} else if (lr[i].code / 100 == 2) {
-			buf_printf(&l, ", dsn=4.3.0, status=%s (not sent: the server refused another"
-				   " recipient of this message)", fail_status);
+			buf_printf(&l, ", dsn=%s, status=%s (not sent: the server refused another"
+				   " recipient of this message)", fail_status[0] == 'b' ? "5.0.0"
+				   : "4.0.0", fail_status);
 		} else {
 			buf_printf(&l, ", dsn=%s, status=%s (host %s said: %s (in reply to %s"
 				   " command))", lr[i].dsn, lr[i].code / 100 == 5 ? fail_status
@@ -285,6 +299,7 @@ deliver_lmtp_group(struct deliver_msg *m, const char *nh, int *sent)
 			buf_printf(&m->err, "lmtp delivery to %s not complete", res.relay);
 	}
 	buf_free(&err);
+	free(head);
 	free(lr);
 	free(idx);
 	return m->reply != NULL ? -1 : 0;
@@ -307,7 +322,7 @@ deliver_store(void *ctx, struct deliver_msg *m)
 	};
 	struct maildir_batch *batch = NULL;
 	size_t i, nm = 0;
-	int ok = 1, sent = 0;
+	int ok = 1;
 
 	(void)ctx;
 	for (i = 0; i < m->nrcpts; i++) {
@@ -326,7 +341,7 @@ deliver_store(void *ctx, struct deliver_msg *m)
 	}
 	for (i = 0; i < m->nrcpts && ok; i++)
 		if (m->rcpts[i].transport == DELIVER_LMTP && m->rcpts[i].log == NULL)
-			ok = deliver_lmtp_group(m, m->rcpts[i].nexthop, &sent) == 0;
+			ok = deliver_lmtp_group(m, m->rcpts[i].nexthop, m->rcpts[i].trace) == 0;
 	if (batch != NULL) {
 		if (ok && (maildir_publish(batch, &m->err) < 0 || maildir_sync(batch, &m->err) < 0))
 			ok = 0;
@@ -334,15 +349,10 @@ deliver_store(void *ctx, struct deliver_msg *m)
 			maildir_rollback(batch);
 		maildir_batch_free(&batch);
 	}
-	for (i = 0; i < m->nrcpts; i++) {
-		if (m->rcpts[i].transport == DELIVER_MAILDIR)
+	/* an LMTP copy keeps what its server said: stored is stored, whatever came after */
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].transport != DELIVER_LMTP)
 			m->rcpts[i].status = ok ? 0 : -1;
-		else if (m->rcpts[i].transport == DELIVER_DISCARD)
-			m->rcpts[i].status = ok ? 0 : -1;
-		else if (!ok)
-			m->rcpts[i].status = -1;	/* delivered or not, the client retries */
-	}
-	(void)sent;
 	free(mr);
 	return ok ? 0 : -1;
 }

@@ -91,7 +91,8 @@ struct deliver_rcpt {
 	char   *log;		/* after completion: its log line from "relay=" on, or NULL */
 	uid_t	uid;
 	gid_t	gid;
-	int	status;		/* after completion: 0 stored, -1 not stored */
+	int	status;		/* after completion: 0 stored, -1 not stored (an LMTP
+				 * copy may be stored although the message failed) */
 };
 
 struct deliver_msg {

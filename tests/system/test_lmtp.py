@@ -230,6 +230,21 @@ class LmtpTest(MxTestCase):
         line = srv.wait_log(r"lmtp\[\d+\]: \w+: to=<alice@local.test>, orig_to=<info@local.test>")
         self.assertIsNotNone(line, srv.diagnostics())
 
+    def test_local_alias_forward_to_lmtp_keeps_trace(self):
+        # info@local.test -> alice@virt.test: local(8) forwards, adding its Delivered-To
+        d = self.dovecot(users={"alice@virt.test": {}})
+        srv = self.server(files={"local": "info x\n", "aliases": "info alice@virt.test\n"},
+                          main={"virtual_transport": "lmtp:unix:" + d.socket,
+                                "local_recipient_maps": "texthash:{dir}/local",
+                                "alias_maps": "texthash:{dir}/aliases"})
+        r = self.send(srv, ["info@local.test"])
+        self.assertEqual(r.code, 250, str(r) + srv.diagnostics())
+        msgs = d.messages("alice@virt.test")
+        self.assertEqual(len(msgs), 1)
+        head = msgs[0].split(b"\n\n", 1)[0]
+        self.assertRegex(head, rb"\nReceived: by mx\.example\.test \(mxgate\)\n\tid \w+; [^\n]+\n"
+                         rb"Delivered-To: info@local\.test\nReceived: from client\.example")
+
     # -- what is refused, and the built-in error: and discard: -------------------------------
 
     def test_error_and_discard_transports(self):
