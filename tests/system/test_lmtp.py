@@ -292,6 +292,14 @@ class LmtpTest(MxTestCase):
             self.assertEqual(rc, 1, "%s = %s: %s %s" % (param, value, out, err))
             self.assertIn(param, out + err)
             self.assertIn(value, out + err)
+            self.assertRegex(out + err, r"main\.cf, line \d+: %s: " % param)
+        # and run refuses to start
+        d = harness.Server(main=dict(BASE, virtual_transport="relay:[192.0.2.1]"),
+                           virtual_users=["alice"])
+        self.addCleanup(d.cleanup)
+        rc, out, err = self.mxgate("run", "-c", d.dir)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("virtual_transport", err)
 
 
 class LmtpAsPostfixTest(MxTestCase):
