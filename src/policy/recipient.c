@@ -1401,6 +1401,9 @@ static void expand_transport(struct expand *x, const char *address, const char *
 	switch (kind) {
 	case TK_ERROR:
 	case TK_RETRY:
+		/* no text: trivial-rewrite's (transport.c) */
+		if (*nexthop == '\0')
+			nexthop = "Address is undeliverable";
 		transport_refusal(x, top, address, kind == TK_ERROR, nexthop);
 		goto out;
 	case TK_VIRTUAL:

@@ -124,7 +124,8 @@
  *                   the target's transport is "discard:TEXT";
  *   error:TEXT      RCPT_UNDELIVERABLE "550 5.1.1 <addr>: Recipient address
  *                   rejected: TEXT" (a leading "5.x.y " in TEXT is the
- *                   enhanced code), as Postfix's smtpd answers; an alias
+ *                   enhanced code; no TEXT: "Address is undeliverable"),
+ *                   as Postfix's smtpd answers; an alias
  *                   target that resolves there refuses the RCPT like an
  *                   unknown one;
  *   retry:TEXT      the same with 450 4.1.1.

@@ -425,13 +425,15 @@ class TransportRcptAsPostfixTest(MxTestCase):
         self.addCleanup(shutil.rmtree, tmp, True)
         os.chmod(tmp, 0o755)
         files = {"vmailbox": "alice@virt.test alice/\nbob@virt.test bob/\ncarol@virt.test c/\n"
-                             "dave@virt.test d/\n",
+                             "dave@virt.test d/\nempty@virt.test e/\n",
                  "transport": "alice@virt.test error:mailbox closed\n"
                               "bob@virt.test error:5.7.1 go away\n"
                               "carol@virt.test retry:4.2.0 try later\n"
                               "lmtp.virt.test lmtp:unix:/nonexistent\n"
                               ".sub.virt.test error:sub domains closed\n"
-                              "x@other.test error:not ours\n"}
+                              "x@other.test error:not ours\n"
+                              "empty@virt.test error:\n"
+                              "root@local.test error:\n"}
         for name, content in files.items():
             with open(os.path.join(tmp, name), "w") as f:
                 f.write(content)
@@ -445,7 +447,8 @@ class TransportRcptAsPostfixTest(MxTestCase):
         ref.start(params)
         srv = self.start_server(main=params, virtual_users=[])
         rcpts = ["alice@virt.test", "bob@virt.test", "carol@virt.test", "dave@virt.test",
-                 "nobody@virt.test", "y@sub.virt.test", "x@other.test"]
+                 "nobody@virt.test", "y@sub.virt.test", "x@other.test", "empty@virt.test",
+                 "root@local.test"]
         want = postfixref.rcpt_replies(ref.port, rcpts)
         got = postfixref.rcpt_replies(srv.port, rcpts)
         self.assertEqual(got, want)
