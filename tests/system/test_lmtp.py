@@ -133,6 +133,51 @@ class LmtpTest(MxTestCase):
         self.assertIsNotNone(srv.wait_log(r"status=deferred \(connect to 127\.0\.0\.1\[127\.0\.0\.1\]"
                                           r":%d: Connection refused\)" % port), srv.diagnostics())
 
+    def test_silent_server_times_out_and_the_loop_goes_on(self):
+        """An LMTP server that accepts and never speaks: lmtp_lhlo_timeout bounds the wait,
+        the client gets 451, and meanwhile other clients are served (the wait is on a
+        writers thread, not on the event loop)."""
+        import socket
+        import threading
+        path = os.path.join(tempfile.mkdtemp(prefix="mxgate-lmtp-"), "silent")
+        self.addCleanup(shutil.rmtree, os.path.dirname(path), True)
+        os.chmod(os.path.dirname(path), 0o755)
+        ls = socket.socket(socket.AF_UNIX)
+        ls.bind(path)
+        os.chmod(path, 0o666)
+        ls.listen(4)
+        self.addCleanup(ls.close)
+        held = []
+        threading.Thread(target=lambda: [held.append(ls.accept()[0]) for _ in range(2)],
+                         daemon=True).start()
+        self.addCleanup(lambda: [c.close() for c in held])
+        srv = self.server(main={"virtual_transport": "lmtp:unix:" + path,
+                                "lmtp_lhlo_timeout": "3s"})
+        c = self.connect(srv)
+        c.expect(220)
+        c.cmd("EHLO client.example")
+        c.cmd("MAIL FROM:<a@example.org>")
+        c.cmd("RCPT TO:<alice@virt.test>")
+        c.cmd("DATA")
+        t0 = time.monotonic()
+        c.send(MESSAGE + ".\r\n")
+        # while the first waits, a second client is served at once
+        c2 = self.connect(srv)
+        c2.expect(220)
+        r2 = c2.cmd("EHLO other.example")
+        self.assertEqual(r2.code, 250)
+        self.assertLess(time.monotonic() - t0, 2.0)
+        r = c.read_reply(timeout=20)
+        waited = time.monotonic() - t0
+        self.assertEqual(r.lines, ["451 4.3.0 Error: mailbox delivery failed, try again later"])
+        self.assertGreaterEqual(waited, 2.5)
+        self.assertLess(waited, 10)
+        self.assertIsNotNone(srv.wait_log(
+            r"lmtp\[\d+\]: \w+: to=<alice@virt.test>, relay=mx\.example\.test\[%s\], .*"
+            r"dsn=4\.4\.2, status=deferred \(conversation with mx\.example\.test\[%s\] timed "
+            r"out while receiving the initial server greeting\)" % (re.escape(path), re.escape(path))),
+            srv.diagnostics())
+
     def test_unknown_at_dovecot_refuses_all_nothing_sent(self):
         # mxgate's table knows carol, Dovecot does not: RCPT refused by Dovecot, no DATA sent
         d = self.dovecot()
