@@ -1837,3 +1837,47 @@ size_t recipient_policy_check_aliases(const struct recipient_policy *p,
 	alias_list_free(&ac.includes);
 	return ac.found;
 }
+
+/* ---- check: transport_maps entries ---- */
+
+struct transport_check {
+	recipient_alias_fn *report;
+	void *ctx;
+	const char *file;
+	size_t found;
+};
+
+static void transport_check_entry(void *ctx, const char *key, const char *value, int line)
+{
+	struct transport_check *tc = ctx;
+	struct tspec t;
+	char *why = tspec_parse(value, &t);
+
+	if (why != NULL) {
+		char *ek = log_escape_dup(key, 200), *what = xasprintf("%s: %s", ek, why);
+
+		tc->report(tc->ctx, "transport_maps", tc->file, line, what);
+		tc->found++;
+		free(what);
+		free(ek);
+		free(why);
+	}
+	free(t.nexthop);
+}
+
+size_t recipient_policy_check_transports(const struct recipient_policy *p,
+					 recipient_alias_fn *report, void *ctx)
+{
+	struct transport_check tc = { .report = report, .ctx = ctx };
+
+	for (size_t k = 0; k < maplist_count(p->transport_maps); k++) {
+		char *file = alias_source_file(map_spec(maplist_get(p->transport_maps, k)));
+
+		if (file == NULL)
+			continue;
+		tc.file = file;
+		(void)alias_scan_file(file, transport_check_entry, &tc);
+		free(file);
+	}
+	return tc.found;
+}

@@ -271,6 +271,14 @@ typedef void recipient_alias_fn(void *ctx, const char *param, const char *file, 
 				const char *what);
 size_t recipient_policy_check_aliases(const struct recipient_policy *p,
 				      recipient_alias_fn *report, void *ctx);
+/*
+ * For `mxgate check`: the same for transport_maps: report(ctx,
+ * "transport_maps", file, line, what) for each entry whose value is a
+ * transport mxgate does not implement or an LMTP nexthop it cannot use
+ * ("Transports").  Returns how many.  Blocks (files).
+ */
+size_t recipient_policy_check_transports(const struct recipient_policy *p,
+					 recipient_alias_fn *report, void *ctx);
 
 
 enum rcpt_verdict {

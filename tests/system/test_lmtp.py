@@ -324,6 +324,11 @@ class LmtpTest(MxTestCase):
         self.assertIsNotNone(srv.wait_log(r"transport_maps entry for alice@virt.test: transport "
                                           r"\"smtp:\[192.0.2.1\]\": mxgate never relays"),
                              srv.diagnostics())
+        # `check` reads the text behind the table and names the entry: an error
+        rc, out, err = self.mxgate("check", "-c", srv.dir)
+        self.assertEqual(rc, 1, out + err)
+        self.assertRegex(err, r"error: /tmp/mxgate-lmtp-\w+/transport, line 1: transport_maps: "
+                         r"virt\.test: transport \"smtp:\[192\.0\.2\.1\]\": mxgate never relays")
 
     def test_check_refuses_transports(self):
         for param, value in (("virtual_transport", "smtp:[192.0.2.1]"),
