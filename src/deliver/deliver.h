@@ -6,7 +6,7 @@
  *
  * Transports: DELIVER_MAILDIR, virtual(8)-style delivery into a Maildir as
  * the user mxgate runs as (deliver/maildir.h); DELIVER_LMTP, to an LMTP
- * server (deliver/lmtp.h), one session per distinct nexthop; DELIVER_DISCARD,
+ * server (deliver/lmtp.h), one session per group (below); DELIVER_DISCARD,
  * stored nowhere (discard(8)).  The privileged local helper will be a further
  * transport behind the same request.
  *
@@ -27,9 +27,15 @@
  *    2xx and some 5xx: 451 (those delivered get a duplicate on the retry);
  *  - a Maildir failure: NULL (the caller's 451 4.3.0 queue file write error).
  *
- * All or nothing (DESIGN.md promise 2): the Maildir transport stores every
- * copy or none, so every recipient gets the same result; the caller answers
- * 250 only when every recipient is stored.
+ * All or nothing (DESIGN.md promise 2): the Maildir copies are all stored or
+ * none; the caller answers 250 only when every recipient is stored (ok).
+ * A copy that an LMTP server took stays stored even when the message fails
+ * (its status is 0 then): at least once, never lost.
+ *
+ * Same LMTP server, same session: the recipients of one nexthop whose trace
+ * lines are the same share one LMTP transaction (copies that local(8)
+ * forwarded carry their trace above the Received: header, so they go in a
+ * transaction of their own).
  *
  * One copy per recipient entry: the caller decides what is a duplicate
  * (smtp/txn.h: one per original recipient and final address).
@@ -49,8 +55,9 @@
  *                   deferred when the client gets a 4xx, bounced for a 5xx)
  *   mxgate/discard: <id>: to=<rcpt>, relay=none, ..., status=sent (TEXT)
  *   mxgate/qmgr:    <id>: removed
- * and "<id>: maildir delivery failed: <why>" (error) on failure, after the
- * lmtp lines of what the LMTP servers answered.  The lines
+ * and on failure, after the lmtp lines of what the LMTP servers answered,
+ * "<id>: maildir delivery failed: <why>" or "<id>: delivery failed: lmtp
+ * ..." (error).  The lines
  * are logged also when the request was cancelled (the client went away
  * while its message was being stored): what is stored is logged.
  *
