@@ -769,8 +769,10 @@ conf_check_virtual_base(const struct conf_view *v, const struct conf_ctx *ctx,
 				"do not specify relative pathname: virtual_mailbox_base = %s "
 				"(virtual mailboxes need an absolute path)", base);
 	else if (v->nlist[P_virtual_mailbox_domains] > 0
-		 && strncmp(v->str[P_virtual_transport], "virtual", 7) == 0
-		 && (v->str[P_virtual_transport][7] == '\0' || v->str[P_virtual_transport][7] == ':'))
+		 && (v->str[P_virtual_transport][0] == '\0'
+		     || (strncasecmp(v->str[P_virtual_transport], "virtual", 7) == 0
+			 && (v->str[P_virtual_transport][7] == '\0'
+			     || v->str[P_virtual_transport][7] == ':'))))
 		conf_report_add(rep, 1, CONF_PROB_VALUE, file, line, "virtual_mailbox_base", base,
 				"bad string length 0 < 1: virtual_mailbox_base = "
 				"(virtual_mailbox_domains is not empty: virtual mailboxes need an "
