@@ -173,6 +173,23 @@ check_alias_problem(void *ctx, const char *param, const char *file, int line, co
 	check_seen_add(&sn->lines, &sn->nlines, text);
 }
 
+/* recipient_alias_fn: a transport_maps entry that `run` would refuse at RCPT is an error. */
+static void
+check_transport_problem(void *ctx, const char *param, const char *file, int line,
+			const char *what)
+{
+	struct check_seen *sn = ctx;
+	char *text = xasprintf("%s, line %d: %s: %s", file, line, param, what);
+
+	if (check_seen_has(sn->lines, sn->nlines, text)) {
+		free(text);
+		return;
+	}
+	msg_error("%s", text);
+	sn->errors++;
+	check_seen_add(&sn->lines, &sn->nlines, text);
+}
+
 /*
  * `mxgate check`, beyond the parameter values: open every lookup table of
  * every service the way the daemon would, naming each one that cannot be
@@ -227,6 +244,7 @@ check_services(const struct conf *c)
 
 			recipient_policy_probe(policy, check_table_problem, &sn);
 			recipient_policy_check_aliases(policy, check_alias_problem, &sn);
+			recipient_policy_check_transports(policy, check_transport_problem, &sn);
 			/* the restriction lists, classes and access tables */
 			if ((acl = restrict_create(cs->view, policy, check_table_problem, &sn)) != NULL)
 				restrict_probe(acl, check_table_problem, &sn);

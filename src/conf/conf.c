@@ -749,7 +749,9 @@ bounds:
  * it is empty, "fatal: bad string length 0 < 1: virtual_mailbox_base = "
  * (both observed with 3.7.11).  mxgate refuses to start instead: otherwise
  * every RCPT to a virtual mailbox would get 451 4.3.5.  An empty base is
- * fine while there is no virtual mailbox domain.
+ * fine while there is no virtual mailbox domain, or while virtual_transport
+ * is not virtual(8) (lmtp:...: no Maildir of ours; a transport_maps entry
+ * that leads to virtual still gets 451 4.3.5 at RCPT, never a silent loss).
  */
 static void
 conf_check_virtual_base(const struct conf_view *v, const struct conf_ctx *ctx,
@@ -766,7 +768,11 @@ conf_check_virtual_base(const struct conf_view *v, const struct conf_ctx *ctx,
 		conf_report_add(rep, 1, CONF_PROB_VALUE, file, line, "virtual_mailbox_base", base,
 				"do not specify relative pathname: virtual_mailbox_base = %s "
 				"(virtual mailboxes need an absolute path)", base);
-	else if (v->nlist[P_virtual_mailbox_domains] > 0)
+	else if (v->nlist[P_virtual_mailbox_domains] > 0
+		 && (v->str[P_virtual_transport][0] == '\0'
+		     || (strncasecmp(v->str[P_virtual_transport], "virtual", 7) == 0
+			 && (v->str[P_virtual_transport][7] == '\0'
+			     || v->str[P_virtual_transport][7] == ':'))))
 		conf_report_add(rep, 1, CONF_PROB_VALUE, file, line, "virtual_mailbox_base", base,
 				"bad string length 0 < 1: virtual_mailbox_base = "
 				"(virtual_mailbox_domains is not empty: virtual mailboxes need an "

@@ -8,11 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 
+#include "deliver/lmtp.h"
 #include "deliver/maildir.h"
 #include "deliver/spool.h"
 #include "log/log.h"
+#include "smtp/reply.h"
 #include "util/loop.h"
 #include "util/workpool.h"
 #include "util/xalloc.h"
@@ -54,9 +57,8 @@ deliver_msg_new(const char *queue_id, const char *sender, const char *hostname,
 	return m;
 }
 
-void
-deliver_msg_add_maildir(struct deliver_msg *m, const char *address, const char *maildir,
-			uid_t uid, gid_t gid)
+static struct deliver_rcpt *
+rcpt_new(struct deliver_msg *m, const char *address, enum deliver_transport tr)
 {
 	struct deliver_rcpt *r;
 
@@ -67,11 +69,34 @@ deliver_msg_add_maildir(struct deliver_msg *m, const char *address, const char *
 	r = &m->rcpts[m->nrcpts++];
 	memset(r, 0, sizeof(*r));
 	r->address = xstrdup(address);
-	r->transport = DELIVER_MAILDIR;
+	r->transport = tr;
+	r->status = -1;
+	r->uid = (uid_t)-1;
+	r->gid = (gid_t)-1;
+	return r;
+}
+
+void
+deliver_msg_add_maildir(struct deliver_msg *m, const char *address, const char *maildir,
+			uid_t uid, gid_t gid)
+{
+	struct deliver_rcpt *r = rcpt_new(m, address, DELIVER_MAILDIR);
+
 	r->maildir = xstrdup(maildir);
 	r->uid = uid;
 	r->gid = gid;
-	r->status = -1;
+}
+
+void
+deliver_msg_add_lmtp(struct deliver_msg *m, const char *address, const char *nexthop)
+{
+	rcpt_new(m, address, DELIVER_LMTP)->nexthop = xstrdup(nexthop);
+}
+
+void
+deliver_msg_add_discard(struct deliver_msg *m, const char *address, const char *text)
+{
+	rcpt_new(m, address, DELIVER_DISCARD)->nexthop = xstrdup(text);
 }
 
 void
@@ -105,10 +130,13 @@ deliver_msg_free(struct deliver_msg **mp)
 		free(m->rcpts[i].orig);
 		free(m->rcpts[i].trace);
 		free(m->rcpts[i].maildir);
+		free(m->rcpts[i].nexthop);
+		free(m->rcpts[i].log);
 	}
 	free(m->rcpts);
 	free(m->sender);
 	free(m->received);
+	free(m->reply);
 	free(m->hostname);
 	spool_unref(&m->body);
 	buf_free(&m->err);
@@ -116,7 +144,7 @@ deliver_msg_free(struct deliver_msg **mp)
 	*mp = NULL;
 }
 
-static deliver_store_fn deliver_maildir;
+static deliver_store_fn deliver_store;
 
 struct deliverer *
 deliverer_create(struct workpool *writers, deliver_store_fn *store, void *ctx)
@@ -124,7 +152,7 @@ deliverer_create(struct workpool *writers, deliver_store_fn *store, void *ctx)
 	struct deliverer *d = xcalloc(1, sizeof(*d));
 
 	d->writers = writers;
-	d->store = store != NULL ? store : deliver_maildir;
+	d->store = store != NULL ? store : deliver_store;
 	d->store_ctx = ctx;
 	atomic_init(&d->busy, 0);
 	pthread_mutex_init(&d->lock, NULL);
@@ -147,11 +175,15 @@ deliverer_busy(struct deliverer *d)
 	return atomic_load(&d->busy);
 }
 
-/* The Maildir copies of one message (its recipients all go there). */
+/*
+ * The Maildir copies of one message: its DELIVER_MAILDIR recipients, in
+ * order (*n_r of them).
+ */
 static struct maildir_rcpt *
-deliver_maildir_args(const struct deliver_msg *m, struct maildir_msg *mm)
+deliver_maildir_args(const struct deliver_msg *m, struct maildir_msg *mm, size_t *n_r)
 {
-	struct maildir_rcpt *mr = xcalloc(m->nrcpts, sizeof(*mr));
+	struct maildir_rcpt *mr = xcalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*mr));
+	size_t n = 0;
 
 	memset(mm, 0, sizeof(*mm));
 	mm->return_path = m->sender;
@@ -160,27 +192,205 @@ deliver_maildir_args(const struct deliver_msg *m, struct maildir_msg *mm)
 	mm->body = m->body;
 	mm->hostname = m->hostname;
 	for (size_t i = 0; i < m->nrcpts; i++) {
-		mr[i].maildir = m->rcpts[i].maildir;
-		mr[i].delivered_to = m->rcpts[i].address;
-		mr[i].trace = m->rcpts[i].trace;
+		if (m->rcpts[i].transport != DELIVER_MAILDIR)
+			continue;
+		mr[n].maildir = m->rcpts[i].maildir;
+		mr[n].delivered_to = m->rcpts[i].address;
+		mr[n].trace = m->rcpts[i].trace;
 		if (m->orig_rcpt)
-			mr[i].orig_to = m->rcpts[i].orig ? m->rcpts[i].orig : m->rcpts[i].address;
+			mr[n].orig_to = m->rcpts[i].orig ? m->rcpts[i].orig : m->rcpts[i].address;
+		n++;
 	}
+	*n_r = n;
 	return mr;
 }
 
-/* The Maildir transport for one message alone: every copy, or none. */
+/* Every recipient of m goes into a Maildir (m may join a group). */
 static int
-deliver_maildir(void *ctx, struct deliver_msg *m)
+deliver_all_maildir(const struct deliver_msg *m)
+{
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].transport != DELIVER_MAILDIR)
+			return 0;
+	return 1;
+}
+
+/* "delay=..., delays=a/b/c/d" as Postfix's log_adhoc(). */
+static void
+log_delays(struct buf *out, const struct deliver_msg *m, const struct timeval *handoff,
+	   const struct timeval *conn, const struct timeval *done)
+{
+	static const struct timeval zero;
+	const struct timeval *c = conn->tv_sec ? conn : handoff;
+
+	buf_puts(out, ", delay=");
+	lmtp_format_delay(out, &m->arrival, done);
+	buf_puts(out, ", delays=");
+	lmtp_format_delay(out, &m->arrival, &m->active);
+	buf_putc(out, '/');
+	lmtp_format_delay(out, &m->active, handoff);
+	buf_putc(out, '/');
+	if (conn->tv_sec)
+		lmtp_format_delay(out, handoff, conn);
+	else
+		lmtp_format_delay(out, &zero, &zero);
+	buf_putc(out, '/');
+	lmtp_format_delay(out, c, done);
+}
+
+/* "<code> <dsn> <rcpt>: Recipient address rejected: <text>" from an LMTP reply. */
+static char *
+refusal_reply(const struct deliver_rcpt *r, const struct lmtp_rcpt *lr)
+{
+	const char *t = lr->reply + (strlen(lr->reply) > 4 ? 4 : strlen(lr->reply));
+	size_t dl = strlen(lr->dsn);
+
+	if (strncmp(t, lr->dsn, dl) == 0 && (t[dl] == ' ' || t[dl] == '\0'))
+		t += dl;
+	while (*t == ' ')
+		t++;
+	/* Dovecot's "<addr> text": the address is in our reply already */
+	if (*t == '<') {
+		const char *end = strchr(t, '>');
+		size_t al = strlen(r->address);
+
+		if (end != NULL && (size_t)(end - t - 1) == al && strncasecmp(t + 1, r->address, al) == 0)
+			for (t = end + 1; *t == ' '; t++)
+				;
+	}
+	return reply_string(RPL_TRANSPORT_REFUSAL, lr->code, lr->dsn, r->address, t);
+}
+
+static int
+same_trace(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/*
+ * One LMTP group: the recipients of m whose nexthop is nh and whose trace
+ * (the lines a forwarding local(8) added) is trace: one message, one session.
+ * 0 when every one was stored; -1 with m->reply and m->err set.  Each gets
+ * its log line.
+ */
+static int
+deliver_lmtp_group(struct deliver_msg *m, const char *nh, const char *trace)
+{
+	struct lmtp_rcpt *lr = xcalloc(m->nrcpts, sizeof(*lr));
+	size_t *idx = xcalloc(m->nrcpts, sizeof(*idx));
+	struct lmtp_msg lm = { .sender = m->sender, .received = m->received, .body = m->body };
+	char *head = NULL;
+	struct lmtp_result res;
+	struct timeval handoff, done;
+	struct buf err = BUF_INIT;
+	size_t n = 0, i;
+	int rv, n4 = 0, n5 = 0, n2 = 0, first5 = -1;
+
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].transport == DELIVER_LMTP && m->rcpts[i].log == NULL
+		    && strcmp(m->rcpts[i].nexthop, nh) == 0 && same_trace(m->rcpts[i].trace, trace)) {
+			idx[n] = i;
+			lr[n++].address = m->rcpts[i].address;
+		}
+	if (trace != NULL) {
+		/* above our Received:, as in the queue file that local(8) forwarded */
+		head = xasprintf("%s%s", trace, m->received ? m->received : "");
+		lm.received = head;
+	}
+	gettimeofday(&handoff, NULL);
+	rv = lmtp_deliver(&m->lmtp, nh, &lm, lr, n, &res, &err);
+	gettimeofday(&done, NULL);
+	for (i = 0; i < n; i++) {
+		if (rv < 0 || lr[i].code == 0)
+			n4++;
+		else if (lr[i].code / 100 == 2 && !res.rcpt_refused)
+			n2++;
+		else if (lr[i].code / 100 == 5) {
+			n5++;
+			if (first5 < 0)
+				first5 = (int)i;
+		} else if (lr[i].code / 100 != 2)
+			n4++;
+	}
+	/* the rule of deliver.h */
+	if (rv < 0 || n4 > 0 || (n5 > 0 && n2 > 0) || (res.rcpt_refused && n5 == 0)) {
+		m->reply = reply_string(RPL_LMTP_DEFER);
+	} else if (n5 > 0) {
+		m->reply = refusal_reply(&m->rcpts[idx[first5]], &lr[first5]);
+	}
+	for (i = 0; i < n; i++) {
+		struct deliver_rcpt *r = &m->rcpts[idx[i]];
+		struct buf l = BUF_INIT;
+		int ok = rv == 0 && !res.rcpt_refused && lr[i].code / 100 == 2;
+		const char *fail_status = m->reply && m->reply[0] == '5' ? "bounced" : "deferred";
+
+		buf_printf(&l, "relay=%s", res.relay);
+		log_delays(&l, m, &handoff, &res.conn_done, &done);
+		if (ok) {
+			r->status = 0;
+			buf_printf(&l, ", dsn=%s, status=sent (%s)", lr[i].dsn, lr[i].reply);
+		} else if (rv < 0) {
+			buf_printf(&l, ", dsn=%s, status=deferred (%s)", res.dsn, buf_str(&err));
+		} else if (lr[i].code / 100 == 2) {
+			buf_printf(&l, ", dsn=%s, status=%s (not sent: the server refused another"
+				   " recipient of this message)", fail_status[0] == 'b' ? "5.0.0"
+				   : "4.0.0", fail_status);
+		} else {
+			buf_printf(&l, ", dsn=%s, status=%s (host %s said: %s (in reply to %s"
+				   " command))", lr[i].dsn, lr[i].code / 100 == 5 ? fail_status
+				   : "deferred", res.relay, lr[i].reply, lr[i].stage);
+		}
+		r->log = buf_steal(&l);
+		free(lr[i].reply);
+	}
+	if (m->reply != NULL) {
+		buf_reset(&m->err);
+		if (rv < 0)
+			buf_printf(&m->err, "lmtp delivery failed: %s", buf_str(&err));
+		else
+			buf_printf(&m->err, "lmtp delivery to %s not complete", res.relay);
+	}
+	buf_free(&err);
+	free(head);
+	free(lr);
+	free(idx);
+	return m->reply != NULL ? -1 : 0;
+}
+
+/*
+ * The real transports: Maildir staged, LMTP groups, Maildir published (see
+ * deliver.h for the order and the replies).
+ */
+static int
+deliver_store(void *ctx, struct deliver_msg *m)
 {
 	struct maildir_msg mm;
-	struct maildir_rcpt *mr = deliver_maildir_args(m, &mm);
-	int ok;
+	struct maildir_batch *batch = NULL;
+	size_t i, nm;
+	struct maildir_rcpt *mr = deliver_maildir_args(m, &mm, &nm);
+	int ok = 1;
 
 	(void)ctx;
-	ok = maildir_deliver(&mm, mr, m->nrcpts, &m->err) == 0;
-	for (size_t i = 0; i < m->nrcpts; i++)
-		m->rcpts[i].status = ok ? 0 : -1;
+	if (nm > 0 && maildir_stage(&mm, mr, nm, &batch, &m->err) < 0) {
+		maildir_rollback(batch);	/* what was staged before the failure */
+		maildir_batch_free(&batch);
+		free(mr);
+		return -1;
+	}
+	for (i = 0; i < m->nrcpts && ok; i++)
+		if (m->rcpts[i].transport == DELIVER_LMTP && m->rcpts[i].log == NULL)
+			ok = deliver_lmtp_group(m, m->rcpts[i].nexthop, m->rcpts[i].trace) == 0;
+	if (batch != NULL) {
+		if (ok && (maildir_publish(batch, &m->err) < 0 || maildir_sync(batch, &m->err) < 0))
+			ok = 0;
+		if (!ok)
+			maildir_rollback(batch);
+		maildir_batch_free(&batch);
+	}
+	/* an LMTP copy keeps what its server said: stored is stored, whatever came after */
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].transport != DELIVER_LMTP)
+			m->rcpts[i].status = ok ? 0 : -1;
 	free(mr);
 	return ok ? 0 : -1;
 }
@@ -207,9 +417,10 @@ deliver_maildir_group(struct deliver_req **rs, size_t n)
 	for (i = 0; i < n; i++) {
 		struct deliver_msg *m = rs[i]->m;
 		struct maildir_msg mm;
-		struct maildir_rcpt *mr = deliver_maildir_args(m, &mm);
+		size_t nm;
+		struct maildir_rcpt *mr = deliver_maildir_args(m, &mm, &nm);
 
-		rs[i]->ok = maildir_stage_nosync(&mm, mr, m->nrcpts, &b[i], &m->err) == 0;
+		rs[i]->ok = maildir_stage_nosync(&mm, mr, nm, &b[i], &m->err) == 0;
 		free(mr);
 	}
 	for (i = 0; i < n; i++)
@@ -269,11 +480,24 @@ deliver_work(void *arg)
 	pthread_mutex_unlock(&d->lock);
 	if (n == 0)
 		return;
-	if (d->store == deliver_maildir && n > 1)
-		deliver_maildir_group(rs, n);
-	else
+	if (d->store == deliver_store) {
+		/* the all-Maildir messages share one durability step; the others go alone */
+		struct deliver_req *g[DELIVER_GROUP_MAX];
+		size_t ng = 0;
+
+		for (i = 0; i < n; i++)
+			if (deliver_all_maildir(rs[i]->m))
+				g[ng++] = rs[i];
+			else
+				rs[i]->ok = deliver_store(d->store_ctx, rs[i]->m) == 0;
+		if (ng > 1)
+			deliver_maildir_group(g, ng);
+		else if (ng == 1)
+			g[0]->ok = deliver_store(d->store_ctx, g[0]->m) == 0;
+	} else {
 		for (i = 0; i < n; i++)
 			rs[i]->ok = d->store(d->store_ctx, rs[i]->m) == 0;
+	}
 	for (i = 0; i < n; i++) {
 		/* The body's last reference, most often: its file goes here, not on a loop. */
 		spool_unref(&rs[i]->m->body);
@@ -287,7 +511,22 @@ deliver_job_done(void *arg)
 	(void)arg;
 }
 
-/* The lines Postfix's qmgr and virtual write, for pflogsumm and habits. */
+static void
+log_rcpt(const struct deliver_msg *m, const struct deliver_rcpt *r, const char *agent,
+	 const char *rest)
+{
+	char *orig = NULL;
+
+	/* log_escape_str()'s buffer is per call: the second one is copied */
+	if (r->orig != NULL)
+		orig = log_escape_dup(r->orig, 300);
+	log_as(agent, LOG_LVL_INFO, "%s: to=<%s>%s%s%s, %s", m->queue_id,
+	       log_escape_str(r->address, 300), orig ? ", orig_to=<" : "", orig ? orig : "",
+	       orig ? ">" : "", rest);
+	free(orig);
+}
+
+/* The lines Postfix's qmgr and delivery agents write, for pflogsumm and habits. */
 static void
 deliver_log(const struct deliver_msg *m, int ok)
 {
@@ -296,7 +535,12 @@ deliver_log(const struct deliver_msg *m, int ok)
 	size_t i;
 
 	if (!ok) {
-		msg_error("%s: maildir delivery failed: %s", m->queue_id, buf_str(&m->err));
+		/* what the LMTP servers were told is a fact, whatever came after */
+		for (i = 0; i < m->nrcpts; i++)
+			if (m->rcpts[i].transport == DELIVER_LMTP && m->rcpts[i].log != NULL)
+				log_rcpt(m, &m->rcpts[i], "lmtp", m->rcpts[i].log);
+		msg_error("%s: %s: %s", m->queue_id, m->reply ? "delivery failed"
+			  : "maildir delivery failed", buf_str(&m->err));
 		return;
 	}
 	gettimeofday(&now, NULL);
@@ -305,16 +549,26 @@ deliver_log(const struct deliver_msg *m, int ok)
 	log_as("qmgr", LOG_LVL_INFO, "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)",
 	       m->queue_id, log_escape_str(m->sender, 300), m->size, m->nrcpts);
 	for (i = 0; i < m->nrcpts; i++) {
-		char *orig = NULL;
+		const struct deliver_rcpt *r = &m->rcpts[i];
+		struct buf l = BUF_INIT;
 
-		/* log_escape_str()'s buffer is per call: the second one is copied */
-		if (m->rcpts[i].orig != NULL)
-			orig = log_escape_dup(m->rcpts[i].orig, 300);
-		log_as("virtual", LOG_LVL_INFO, "%s: to=<%s>%s%s%s, relay=virtual, delay=%.2g, "
-		       "dsn=2.0.0, status=sent (delivered to maildir)", m->queue_id,
-		       log_escape_str(m->rcpts[i].address, 300), orig ? ", orig_to=<" : "",
-		       orig ? orig : "", orig ? ">" : "", delay);
-		free(orig);
+		switch (r->transport) {
+		case DELIVER_LMTP:
+			log_rcpt(m, r, "lmtp", r->log ? r->log : "relay=none");
+			break;
+		case DELIVER_DISCARD:
+			buf_puts(&l, "relay=none");
+			log_delays(&l, m, &m->active, &(struct timeval){ 0, 0 }, &now);
+			buf_printf(&l, ", dsn=2.0.0, status=sent (%s)", r->nexthop);
+			log_rcpt(m, r, "discard", buf_str(&l));
+			break;
+		case DELIVER_MAILDIR:
+			buf_printf(&l, "relay=virtual, delay=%.2g, dsn=2.0.0, status=sent"
+				   " (delivered to maildir)", delay);
+			log_rcpt(m, r, "virtual", buf_str(&l));
+			break;
+		}
+		buf_free(&l);
 	}
 	log_as("qmgr", LOG_LVL_INFO, "%s: removed", m->queue_id);
 }
@@ -343,6 +597,7 @@ deliver_submit(struct deliverer *d, struct deliver_msg *m, struct loop *l,
 	r->loop = l;
 	r->done = done;
 	r->ctx = ctx;
+	gettimeofday(&m->active, NULL);
 	atomic_fetch_add(&d->busy, 1);
 	pthread_mutex_lock(&d->lock);
 	if (d->tail != NULL)

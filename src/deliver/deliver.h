@@ -4,14 +4,38 @@
  * transport) and the body as a committed spool (deliver/spool.h); it runs
  * off the event loops and completes with a result for each recipient.
  *
- * Transports: today only DELIVER_MAILDIR, virtual(8)-style delivery into a
- * Maildir as the user mxgate runs as (deliver/maildir.h).  LMTP and the
- * privileged local helper will be further transports behind the same
- * request.
+ * Transports: DELIVER_MAILDIR, virtual(8)-style delivery into a Maildir as
+ * the user mxgate runs as (deliver/maildir.h); DELIVER_LMTP, to an LMTP
+ * server (deliver/lmtp.h), one session per group (below); DELIVER_DISCARD,
+ * stored nowhere (discard(8)).  The privileged local helper will be a further
+ * transport behind the same request.
  *
- * All or nothing (DESIGN.md promise 2): the Maildir transport stores every
- * copy or none, so every recipient gets the same result; the caller answers
- * 250 only when every recipient is stored.
+ * Order, for all or nothing as far as it goes: the Maildir copies are staged
+ * (tmp/, fsync'd) first; then each LMTP group is delivered, in the order of
+ * first appearance, stopping at the first that fails; then, only when every
+ * group took the message, the Maildir copies are published, else rolled back.
+ * What an LMTP server stored cannot be taken back: when a later group, or
+ * publishing the Maildir copies, fails, the message gets a 4xx all the same
+ * and those copies are delivered again when the sender retries (a
+ * duplicate, never a loss).  The reply of a failed message (m->reply):
+ *  - any LMTP 4xx, or a session that failed (no server, timeout, protocol):
+ *    "451 4.3.0 Error: mailbox delivery failed, try again later";
+ *  - the server refused RCPTs, all with 5xx (no DATA was sent, so nobody got
+ *    it): "<code> <dsn> <rcpt>: Recipient address rejected: <its text>" from
+ *    the first one refused;
+ *  - after the final dot, every recipient 5xx: the same from the first; some
+ *    2xx and some 5xx: 451 (those delivered get a duplicate on the retry);
+ *  - a Maildir failure: NULL (the caller's 451 4.3.0 queue file write error).
+ *
+ * All or nothing (DESIGN.md promise 2): the Maildir copies are all stored or
+ * none; the caller answers 250 only when every recipient is stored (ok).
+ * A copy that an LMTP server took stays stored even when the message fails
+ * (its status is 0 then): at least once, never lost.
+ *
+ * Same LMTP server, same session: the recipients of one nexthop whose trace
+ * lines are the same share one LMTP transaction (copies that local(8)
+ * forwarded carry their trace above the Received: header, so they go in a
+ * transaction of their own).
  *
  * Batching (fsync grouping): deliver_submit() puts the request on the
  * deliverer's ready queue and queues a writers-pool job; a job takes every
@@ -34,8 +58,17 @@
  *                   status=sent (delivered to maildir)
  *                   (to=<final>, orig_to=<rcpt>, ... when an alias led
  *                   there, as Postfix's virtual(8) logs it)
+ *   mxgate/lmtp:    <id>: to=<rcpt>, relay=host[addr]:port, delay=<s>,
+ *                   delays=<a/b/c/d>, dsn=2.0.0, status=sent (250 2.0.0 ...)
+ *                   as Postfix's lmtp(8) logs it (relay=<myhostname>[path]
+ *                   for a unix: socket; status=deferred or bounced with
+ *                   "host ... said: ... (in reply to ... command)" otherwise:
+ *                   deferred when the client gets a 4xx, bounced for a 5xx)
+ *   mxgate/discard: <id>: to=<rcpt>, relay=none, ..., status=sent (TEXT)
  *   mxgate/qmgr:    <id>: removed
- * and "<id>: maildir delivery failed: <why>" (error) on failure.  The lines
+ * and on failure, after the lmtp lines of what the LMTP servers answered,
+ * "<id>: maildir delivery failed: <why>" or "<id>: delivery failed: lmtp
+ * ..." (error).  The lines
  * are logged also when the request was cancelled (the client went away
  * while its message was being stored): what is stored is logged.
  *
@@ -49,6 +82,7 @@
 #include <sys/time.h>
 #include <sys/types.h>
 
+#include "deliver/lmtp.h"
 #include "util/buf.h"
 
 struct deliverer;
@@ -59,6 +93,8 @@ struct workpool;
 
 enum deliver_transport {
 	DELIVER_MAILDIR,	/* a virtual mailbox, written as the server's own uid */
+	DELIVER_LMTP,		/* an LMTP server: nexthop */
+	DELIVER_DISCARD,	/* nowhere: nexthop is discard(8)'s text */
 };
 
 struct deliver_rcpt {
@@ -69,9 +105,12 @@ struct deliver_rcpt {
 				 * ends: what a forwarding local(8) adds), or NULL */
 	enum deliver_transport transport;
 	char   *maildir;	/* DELIVER_MAILDIR: absolute, ends in '/' */
+	char   *nexthop;	/* DELIVER_LMTP, DELIVER_DISCARD */
+	char   *log;		/* after completion: its log line from "relay=" on, or NULL */
 	uid_t	uid;
 	gid_t	gid;
-	int	status;		/* after completion: 0 stored, -1 not stored */
+	int	status;		/* after completion: 0 stored, -1 not stored (an LMTP
+				 * copy may be stored although the message failed) */
 };
 
 struct deliver_msg {
@@ -90,6 +129,10 @@ struct deliver_msg {
 	struct deliver_rcpt *rcpts;
 	size_t	nrcpts, rcpt_cap;
 	struct buf err;		/* after a failure: why, for the log */
+	char   *reply;		/* after a failure: the reply line for the client, or
+				 * NULL for the caller's own */
+	struct lmtp_conf lmtp;	/* for DELIVER_LMTP (lmtp_conf_from_view()) */
+	struct timeval active;	/* when it was submitted (delays=) */
 };
 
 /* An empty message; the setters below copy what they are given. */
@@ -97,6 +140,8 @@ struct deliver_msg *deliver_msg_new(const char *queue_id, const char *sender,
 				    const char *hostname, struct spool *body);
 void deliver_msg_add_maildir(struct deliver_msg *m, const char *address, const char *maildir,
 			     uid_t uid, gid_t gid);
+void deliver_msg_add_lmtp(struct deliver_msg *m, const char *address, const char *nexthop);
+void deliver_msg_add_discard(struct deliver_msg *m, const char *address, const char *text);
 /* The last recipient added came from orig (an alias): orig_to= in its log line. */
 void deliver_rcpt_orig(struct deliver_msg *m, const char *orig);
 /* The last recipient added gets trace (maildir.h: maildir_rcpt's trace) in its copy. */

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "conf/conf.h"
+#include "deliver/lmtp.h"
 #include "log/log.h"
 #include "policy/alias.h"
 #include "policy/lookup_keys.h"
@@ -35,6 +36,13 @@
  * database loop"); mxgate counts forwards through virtual_alias_maps too.
  */
 #define ALIAS_MAX_LEVEL 100
+
+/* A transport as written in a parameter or a transport_maps value. */
+enum tkind { TK_DEFAULT, TK_VIRTUAL, TK_LOCAL, TK_LMTP, TK_ERROR, TK_RETRY, TK_DISCARD };
+struct tspec {
+	enum tkind kind;
+	char *nexthop;		/* "" when none */
+};
 
 struct recipient_policy {
 	int refs;		/* atomics */
@@ -60,6 +68,9 @@ struct recipient_policy {
 	int local_code;
 	int virtual_code;
 	int relay_code;
+	/* transports (recipient.h, "Transports") */
+	struct maplist *transport_maps;
+	struct tspec *vtr, *ltr, *mtr;	/* virtual_, local_, mailbox_transport */
 };
 
 /* LK_FAIL: a table could not answer (451 4.3.0); LK_CONFIG: it answered what it must
@@ -156,6 +167,95 @@ static void check_code(struct create_report *cr, int code)
 	}
 }
 
+/*
+ * "name:nexthop", "name:", ":nexthop", "name" (transport(5)) into *t.  NULL,
+ * or why not (malloc'd), naming the transport.
+ */
+static char *tspec_parse(const char *value, struct tspec *t)
+{
+	const char *colon = strchr(value, ':');
+	size_t nl = colon ? (size_t)(colon - value) : strlen(value);
+	const char *nh = colon ? colon + 1 : "";
+	static const struct { const char *name; enum tkind kind; } names[] = {
+		{ "virtual", TK_VIRTUAL }, { "local", TK_LOCAL }, { "lmtp", TK_LMTP },
+		{ "error", TK_ERROR }, { "retry", TK_RETRY }, { "discard", TK_DISCARD },
+	};
+
+	t->kind = TK_DEFAULT;
+	t->nexthop = NULL;
+	while (nl > 0 && (value[0] == ' ' || value[0] == '\t')) {
+		value++;
+		nl--;
+	}
+	if (nl == 0) {
+		t->nexthop = xstrdup(nh);
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i].name) == nl && strncasecmp(value, names[i].name, nl) == 0)
+			t->kind = names[i].kind;
+	if (t->kind == TK_DEFAULT) {
+		char *e = log_escape_dup(value, 200);
+		char *why;
+
+		if ((nl == 4 && strncasecmp(value, "smtp", 4) == 0)
+		    || (nl == 5 && strncasecmp(value, "relay", 5) == 0))
+			why = xasprintf("transport \"%s\": mxgate never relays mail to another"
+					" server; use lmtp:, virtual:, local:, error: or discard:", e);
+		else
+			why = xasprintf("transport \"%s\" is not one mxgate implements (lmtp,"
+					" virtual, local, error, retry, discard); master.cf pipe"
+					" services are not run", e);
+		free(e);
+		return why;
+	}
+	if (t->kind == TK_LMTP) {
+		const char *prob = lmtp_nexthop_problem(nh);
+
+		if (prob != NULL) {
+			char *e = log_escape_dup(value, 200);
+			char *why = xasprintf("transport \"%s\": %s", e, prob);
+
+			free(e);
+			return why;
+		}
+	}
+	t->nexthop = xstrdup(nh);
+	return NULL;
+}
+
+static void tspec_free(struct tspec **tp)
+{
+	if (*tp != NULL)
+		free((*tp)->nexthop);
+	free(*tp);
+	*tp = NULL;
+}
+
+/* A transport parameter: *out, or a problem reported; allowed: a mask of 1 << kind. */
+static void open_transport(struct create_report *cr, const char *value, unsigned allowed,
+			   struct tspec **out)
+{
+	struct tspec t;
+	char *why;
+
+	*out = NULL;
+	if (value == NULL || *value == '\0')
+		return;
+	why = tspec_parse(value, &t);
+	if (why == NULL && !(allowed & (1u << t.kind))) {
+		free(t.nexthop);
+		why = xasprintf("transport \"%s\" cannot be used here", value);
+	}
+	if (why != NULL) {
+		create_problem(cr, value, why);
+		free(why);
+		return;
+	}
+	*out = xcalloc(1, sizeof(**out));
+	**out = t;
+}
+
 struct recipient_conf *recipient_conf_from_view(const struct conf_view *cf)
 {
 	struct recipient_conf *rc = xcalloc(1, sizeof(*rc));
@@ -172,7 +272,11 @@ struct recipient_conf *recipient_conf_from_view(const struct conf_view *cf)
 	RC_LIST(virtual_alias_maps, P_virtual_alias_maps);
 	RC_LIST(virtual_alias_domains, P_virtual_alias_domains);
 	RC_LIST(alias_maps, P_alias_maps);
+	RC_LIST(transport_maps, P_transport_maps);
 #undef RC_LIST
+	rc->virtual_transport = conf_str(cf, P_virtual_transport);
+	rc->local_transport = conf_str(cf, P_local_transport);
+	rc->mailbox_transport = conf_str(cf, P_mailbox_transport);
 	{
 		size_t n;
 		char *const *prop = conf_list(cf, P_propagate_unmatched_extensions, &n);
@@ -249,6 +353,20 @@ struct recipient_policy *recipient_policy_create_report(const struct recipient_c
 					   create_list_problem, &cr);
 	PARAM("alias_maps");
 	open_maps(&p->alias_maps, &cr, rc->alias_maps, rc->n_alias_maps);
+	PARAM("transport_maps");
+	open_maps(&p->transport_maps, &cr, rc->transport_maps, rc->n_transport_maps);
+#define TK(k) (1u << (k))
+	PARAM("virtual_transport");
+	open_transport(&cr, rc->virtual_transport ? rc->virtual_transport : "virtual",
+		       TK(TK_VIRTUAL) | TK(TK_LMTP) | TK(TK_ERROR) | TK(TK_RETRY) | TK(TK_DISCARD),
+		       &p->vtr);
+	PARAM("local_transport");
+	open_transport(&cr, rc->local_transport ? rc->local_transport : "local",
+		       TK(TK_LOCAL) | TK(TK_LMTP) | TK(TK_ERROR) | TK(TK_RETRY) | TK(TK_DISCARD),
+		       &p->ltr);
+	PARAM("mailbox_transport");
+	open_transport(&cr, rc->mailbox_transport, TK(TK_LMTP), &p->mtr);
+#undef TK
 #undef PARAM
 	if (cr.problems > 0) {
 		recipient_policy_free(&p);
@@ -266,7 +384,8 @@ struct recipient_policy *recipient_policy_create_report(const struct recipient_c
 		    || maplist_has_remote(p->local_maps) || maplist_has_remote(p->virtual_maps)
 		    || maplist_has_remote(p->uid_maps) || maplist_has_remote(p->gid_maps)
 		    || maplist_has_remote(p->valias_maps) || maplist_has_remote(p->alias_maps)
-		    || maplist_has_remote(matchlist_maps(p->valias_domains));
+		    || maplist_has_remote(matchlist_maps(p->valias_domains))
+		    || maplist_has_remote(p->transport_maps);
 	/* 0: a recipient_conf filled by hand, before aliases existed: Postfix's defaults */
 	p->valias_recursion = rc->virtual_alias_recursion_limit > 0
 			      ? rc->virtual_alias_recursion_limit : 1000;
@@ -328,6 +447,10 @@ void recipient_policy_free(struct recipient_policy **pp)
 	maplist_free(&p->valias_maps);
 	matchlist_free(&p->valias_domains);
 	maplist_free(&p->alias_maps);
+	maplist_free(&p->transport_maps);
+	tspec_free(&p->vtr);
+	tspec_free(&p->ltr);
+	tspec_free(&p->mtr);
 	free(p->myorigin);
 	free(p->virtual_base);
 	free(p->delimiter);
@@ -356,6 +479,7 @@ size_t recipient_policy_probe(const struct recipient_policy *p, recipient_proble
 		{ "virtual_alias_maps", p->valias_maps },
 		{ "virtual_alias_domains", matchlist_maps(p->valias_domains) },
 		{ "alias_maps", p->alias_maps },
+		{ "transport_maps", p->transport_maps },
 	};
 	size_t bad = 0;
 
@@ -380,6 +504,7 @@ const char *recipient_policy_changed(const struct recipient_policy *p)
 		matchlist_maps(p->mydestination), matchlist_maps(p->virtual_domains),
 		p->local_maps, p->virtual_maps, p->uid_maps, p->gid_maps,
 		p->valias_maps, matchlist_maps(p->valias_domains), p->alias_maps,
+		p->transport_maps,
 	};
 	const char *spec;
 
@@ -445,6 +570,7 @@ static void targets_free(struct rcpt_result *r)
 		free(r->targets[i].user);
 		free(r->targets[i].home);
 		free(r->targets[i].maildir);
+		free(r->targets[i].transport);
 		for (size_t k = 0; k < r->targets[i].nvia; k++)
 			free(r->targets[i].via[k]);
 		free(r->targets[i].via);
@@ -674,8 +800,9 @@ static enum lookup id_find(const struct recipient_policy *p, const struct maplis
 	return lk;
 }
 
+/* lookup_only: the address must be in virtual_mailbox_maps; its value is not used (lmtp:). */
 static void resolve_virtual(const struct recipient_policy *p, const char *addr, const char *lp,
-			    const char *domain, struct rcpt_result *r)
+			    const char *domain, bool lookup_only, struct rcpt_result *r)
 {
 	struct buf path = BUF_INIT;
 	unsigned long long uid = 0, gid = 0;
@@ -697,6 +824,10 @@ static void resolve_virtual(const struct recipient_policy *p, const char *addr, 
 					  "Recipient address"),
 			     NULL);
 		return;
+	}
+	if (lookup_only) {
+		result_reply(r, RCPT_OK_VIRTUAL, 250, NULL, NULL);
+		goto out;
 	}
 	vlen = strlen(value);
 	if (vlen == 0 || value[vlen - 1] != '/') {
@@ -796,6 +927,7 @@ struct expand {
 	 */
 	const char *delivered;
 	struct alias_list hops;
+	const char *transport;		/* for the next expand_add(): its target's transport */
 };
 
 static void expand_warn(struct expand *x, const char *line)
@@ -957,6 +1089,9 @@ static void expand_add(struct expand *x, const char *address, struct rcpt_result
 	tg->via = tg->nvia ? xcalloc(tg->nvia, sizeof(*tg->via)) : NULL;
 	for (size_t i = 0; i < tg->nvia; i++)	/* newest first */
 		tg->via[i] = xstrdup(x->hops.v[x->hops.n - 1 - i]);
+	tg->transport = x->transport ? xstrdup(x->transport) : NULL;
+	if (tg->transport == NULL && kind == RCPT_OK_LOCAL && x->p->mtr != NULL)
+		tg->transport = xasprintf("lmtp:%s", x->p->mtr->nexthop);	/* mailbox_transport */
 	t->user = t->home = t->maildir = NULL;
 	rcpt_result_free(t);
 }
@@ -1140,6 +1275,196 @@ out:
 }
 
 /*
+ * transport_maps for address (recipient.h, "Transports"): true with *t set
+ * (TK_DEFAULT: no entry, or one that keeps the default), false when the
+ * lookup failed or the entry is unusable (x refuses the recipient).
+ */
+static bool transport_find(struct expand *x, const char *address, const char *lp,
+			   const char *domain, struct tspec *t)
+{
+	const struct recipient_policy *p = x->p;
+	struct lookup_keys ks = { .n = 0 };
+	enum map_status st;
+	char *value = NULL, *why;
+	size_t blen;
+
+	t->kind = TK_DEFAULT;
+	t->nexthop = NULL;
+	if (maplist_empty(p->transport_maps) || domain == NULL)
+		return true;
+	if (rcpt_try_only && !maplist_in_memory(p->transport_maps)) {
+		rcpt_would_block = true;
+		expand_refuse(x, RCPT_TEMPFAIL, 451, NULL, NULL);
+		return false;
+	}
+	/* user+ext@domain, user@domain, domain, .parents, "*" (transport(5)) */
+	blen = lookup_keys_base_len(p->delimiter, lp);
+	ks.k[ks.n++].key = xasprintf("%s@%s", lp, domain);
+	if (blen < strlen(lp))
+		ks.k[ks.n++].key = xasprintf("%.*s@%s", (int)blen, lp, domain);
+	ks.k[ks.n++].key = xstrdup(domain);
+	for (const char *d = strchr(domain, '.'); d != NULL && ks.n < LOOKUP_KEYS_MAX - 1;
+	     d = strchr(d + 1, '.'))
+		ks.k[ks.n++].key = xstrdup(d);
+	ks.k[ks.n++].key = xstrdup("*");
+	for (size_t i = 0; i < ks.n; i++) {
+		ks.k[i].partial = i > 0;
+		lower_inplace(ks.k[i].key);
+	}
+	st = lookup_keys_find(p->transport_maps, &ks, &value, NULL, NULL);
+	lookup_keys_free(&ks);
+	if (st == MAP_NOTFOUND)
+		return true;
+	if (st != MAP_FOUND) {
+		expand_tempfail(x, st == MAP_CONFIG ? LK_CONFIG : LK_FAIL);
+		free(value);
+		return false;
+	}
+	why = tspec_parse(value, t);
+	if (why != NULL) {
+		char *e = log_escape_dup(address, 300);
+
+		expand_config(x, xasprintf("transport_maps entry for %s: %s", e, why));
+		free(e);
+		free(why);
+		free(value);
+		return false;
+	}
+	free(value);
+	return true;
+}
+
+/* error:/retry: text, "5.x.y text" carrying its own enhanced code (dsn_split()). */
+static void transport_refusal(struct expand *x, bool top, const char *address, bool error,
+			      const char *text)
+{
+	char dsn[16];
+	const char *t = text;
+	size_t n = 0;
+
+	snprintf(dsn, sizeof(dsn), "%s", error ? "5.1.1" : "4.1.1");
+	if (t[0] >= '2' && t[0] <= '5' && t[1] == '.') {
+		n = 2;
+		while (t[n] >= '0' && t[n] <= '9' && n < 5)
+			n++;
+		if (t[n] == '.') {
+			size_t m = n + 1;
+
+			while (t[m] >= '0' && t[m] <= '9' && m < n + 4)
+				m++;
+			if (m > n + 1 && (t[m] == ' ' || t[m] == '\0')) {
+				snprintf(dsn, sizeof(dsn), "%c%.*s", error ? '5' : '4', (int)(m - 1),
+					 t + 1);
+				t += m;
+				while (*t == ' ')
+					t++;
+			}
+		}
+	}
+	if (top) {
+		int code = error ? 550 : 450;
+
+		expand_refuse(x, error ? RCPT_UNDELIVERABLE : RCPT_TEMPFAIL, code,
+			      reply_string(RPL_TRANSPORT_REFUSAL, code, dsn, x->rcpt, t), NULL);
+	} else if (error) {
+		expand_bad_target(x, false, address, "is routed to the error transport");
+	} else {
+		char *e = log_escape_dup(address, 300);
+
+		expand_refuse(x, RCPT_TEMPFAIL, 450,
+			      reply_string(RPL_TRANSPORT_REFUSAL, 450, dsn, x->rcpt, t),
+			      xasprintf("alias target <%s> is routed to the retry transport", e));
+		free(e);
+	}
+}
+
+/* A final address in a virtual or local domain, by its transport. */
+static void expand_transport(struct expand *x, const char *address, const char *lp,
+			     const char *domain, enum dclass dc, bool top, struct rcpt_result *t)
+{
+	const struct recipient_policy *p = x->p;
+	const struct tspec *dflt = dc == DC_VIRTUAL ? p->vtr : p->ltr;
+	struct tspec found;
+	enum tkind kind = dc == DC_VIRTUAL ? TK_VIRTUAL : TK_LOCAL;
+	const char *nexthop = "";
+	char *tr = NULL;
+
+	if (!transport_find(x, address, lp, domain, &found))
+		return;
+	if (found.kind != TK_DEFAULT) {
+		kind = found.kind;
+		nexthop = found.nexthop;
+	} else if (dflt != NULL && dflt->kind != TK_DEFAULT) {
+		kind = dflt->kind;
+		nexthop = dflt->nexthop;
+	}
+	switch (kind) {
+	case TK_ERROR:
+	case TK_RETRY:
+		/* no text: trivial-rewrite's (transport.c) */
+		if (*nexthop == '\0')
+			nexthop = "Address is undeliverable";
+		transport_refusal(x, top, address, kind == TK_ERROR, nexthop);
+		goto out;
+	case TK_VIRTUAL:
+	case TK_LOCAL:
+		if ((kind == TK_VIRTUAL) != (dc == DC_VIRTUAL)) {
+			char *e = log_escape_dup(address, 300);
+
+			expand_config(x, xasprintf("%s: transport \"%s\" does not deliver to a %s"
+						   " domain in mxgate", e, kind == TK_VIRTUAL
+						   ? "virtual" : "local", dc == DC_VIRTUAL
+						   ? "virtual mailbox" : "local"));
+			free(e);
+			goto out;
+		}
+		break;
+	case TK_LMTP:
+		tr = xasprintf("lmtp:%s", nexthop);
+		break;
+	case TK_DISCARD:
+		tr = xasprintf("discard:%s", nexthop);
+		break;
+	case TK_DEFAULT:
+		break;
+	}
+	if (dc == DC_VIRTUAL) {
+		resolve_virtual(p, x->rcpt, lp, domain, tr != NULL, t);
+		if (t->verdict == RCPT_OK_VIRTUAL) {
+			x->transport = tr;
+			expand_add(x, address, t);
+			x->transport = NULL;
+		} else if (t->verdict == RCPT_UNKNOWN_VIRTUAL && !top) {
+			rcpt_result_free(t);
+			expand_bad_target(x, false, address, "is unknown in virtual mailbox table");
+		} else
+			expand_take(x, t);
+	} else {
+		resolve_local(p, x->rcpt, lp, domain, !top, t);
+		if (t->verdict == RCPT_OK_LOCAL && tr != NULL) {
+			/* not local(8): no aliases, as Postfix */
+			x->transport = tr;
+			expand_add(x, address, t);
+			x->transport = NULL;
+		} else if (t->verdict == RCPT_OK_LOCAL) {
+			/* a new local(8) delivery: Delivered-To is this address */
+			const char *delivered = x->delivered;
+
+			x->delivered = address;
+			expand_local(x, address, lp, domain, t, NULL);
+			x->delivered = delivered;
+		} else if (t->verdict == RCPT_UNKNOWN_LOCAL && !top) {
+			rcpt_result_free(t);
+			expand_bad_target(x, false, address, "is an unknown local user");
+		} else
+			expand_take(x, t);
+	}
+out:
+	free(tr);
+	free(found.nexthop);
+}
+
+/*
  * One address that cleanup(8) has finished with: where it is delivered.
  * given: the address as the RCPT or the table wrote it (the target's
  * address: Delivered-To:, to=); lp and domain its parts, the domain folded.
@@ -1174,29 +1499,8 @@ static void expand_final(struct expand *x, const char *given, const char *lp,
 		}
 		break;
 	case DC_VIRTUAL:
-		resolve_virtual(p, x->rcpt, lp, domain, &t);
-		if (t.verdict == RCPT_OK_VIRTUAL)
-			expand_add(x, address, &t);
-		else if (t.verdict == RCPT_UNKNOWN_VIRTUAL && !top) {
-			rcpt_result_free(&t);
-			expand_bad_target(x, false, address, "is unknown in virtual mailbox table");
-		} else
-			expand_take(x, &t);
-		break;
 	case DC_LOCAL:
-		resolve_local(p, x->rcpt, lp, domain, !top, &t);
-		if (t.verdict == RCPT_OK_LOCAL) {
-			/* a new local(8) delivery: Delivered-To is this address */
-			const char *delivered = x->delivered;
-
-			x->delivered = address;
-			expand_local(x, address, lp, domain, &t, NULL);
-			x->delivered = delivered;
-		} else if (t.verdict == RCPT_UNKNOWN_LOCAL && !top) {
-			rcpt_result_free(&t);
-			expand_bad_target(x, false, address, "is an unknown local user");
-		} else
-			expand_take(x, &t);
+		expand_transport(x, address, lp, domain, dc, top, &t);
 		break;
 	}
 	free(address);
@@ -1532,4 +1836,48 @@ size_t recipient_policy_check_aliases(const struct recipient_policy *p,
 	}
 	alias_list_free(&ac.includes);
 	return ac.found;
+}
+
+/* ---- check: transport_maps entries ---- */
+
+struct transport_check {
+	recipient_alias_fn *report;
+	void *ctx;
+	const char *file;
+	size_t found;
+};
+
+static void transport_check_entry(void *ctx, const char *key, const char *value, int line)
+{
+	struct transport_check *tc = ctx;
+	struct tspec t;
+	char *why = tspec_parse(value, &t);
+
+	if (why != NULL) {
+		char *ek = log_escape_dup(key, 200), *what = xasprintf("%s: %s", ek, why);
+
+		tc->report(tc->ctx, "transport_maps", tc->file, line, what);
+		tc->found++;
+		free(what);
+		free(ek);
+		free(why);
+	}
+	free(t.nexthop);
+}
+
+size_t recipient_policy_check_transports(const struct recipient_policy *p,
+					 recipient_alias_fn *report, void *ctx)
+{
+	struct transport_check tc = { .report = report, .ctx = ctx };
+
+	for (size_t k = 0; k < maplist_count(p->transport_maps); k++) {
+		char *file = alias_source_file(map_spec(maplist_get(p->transport_maps, k)));
+
+		if (file == NULL)
+			continue;
+		tc.file = file;
+		(void)alias_scan_file(file, transport_check_entry, &tc);
+		free(file);
+	}
+	return tc.found;
 }

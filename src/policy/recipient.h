@@ -106,6 +106,35 @@
  * Lookup failures anywhere: TEMPFAIL "451 4.3.0 <addr>: Temporary lookup
  * failure".  README ("Differences from Postfix 3.7", Aliases) says why.
  *
+ * Transports (trivial-rewrite(8) and local(8) as Postfix 3.7 resolve them
+ * for a receiving MX).  Each final address (after virtual_alias_maps) gets
+ * the transport of transport_maps (keys user+ext@domain, user@domain,
+ * domain, then .parent domains, then "*"; values "transport:nexthop",
+ * "transport:" or ":nexthop", as transport(5)), else virtual_transport for a
+ * virtual mailbox domain, local_transport for a local one.  Transports:
+ *   virtual:        the Maildir of virtual_mailbox_maps (as above);
+ *   local:          local(8): alias_maps, then the user's mailbox, which is
+ *                   mailbox_transport when that is set (lmtp: only);
+ *   lmtp:NEXTHOP    an LMTP server (deliver/lmtp.h): the address must still
+ *                   pass virtual_mailbox_maps or local_recipient_maps, but
+ *                   its mailbox path and uid are not needed; a local address
+ *                   is not alias-expanded (local(8) never sees it, as in
+ *                   Postfix); the target's transport is "lmtp:NEXTHOP";
+ *   discard:TEXT    accepted as the address's table says, stored nowhere;
+ *                   the target's transport is "discard:TEXT";
+ *   error:TEXT      RCPT_UNDELIVERABLE "550 5.1.1 <addr>: Recipient address
+ *                   rejected: TEXT" (a leading "5.x.y " in TEXT is the
+ *                   enhanced code; no TEXT: "Address is undeliverable"),
+ *                   as Postfix's smtpd answers; an alias
+ *                   target that resolves there refuses the RCPT like an
+ *                   unknown one;
+ *   retry:TEXT      the same with 450 4.1.1.
+ * Anything else (smtp, relay, a pipe service of master.cf ...), lmtp with a
+ * nexthop lmtp(8) could not use, "virtual" for a local domain or "local"
+ * for a virtual one: from the parameters, recipient_policy_create() reports
+ * it; from a transport_maps entry, the RCPT gets TEMPFAIL "451 4.3.5 Server
+ * configuration error" with the entry in r->reason.  Never accepted.
+ *
  * Not supported (they give relay): address literals (user@[192.0.2.1]) even
  * for our own addresses, which Postfix accepts as local.
  *
@@ -151,6 +180,11 @@ struct recipient_conf {
 	long virtual_alias_address_length_limit; /* 1000 */
 	int propagate_virtual;			/* propagate_unmatched_extensions has "virtual" */
 	int unknown_alias_code;			/* unknown_virtual_alias_reject_code: 550 */
+	/* transports (see "Transports" above); NULL: Postfix's defaults */
+	char *const *transport_maps;		size_t n_transport_maps;
+	const char *virtual_transport;		/* "virtual" */
+	const char *local_transport;		/* "local:$myhostname" */
+	const char *mailbox_transport;		/* "" */
 };
 
 struct conf_view;
@@ -237,6 +271,14 @@ typedef void recipient_alias_fn(void *ctx, const char *param, const char *file, 
 				const char *what);
 size_t recipient_policy_check_aliases(const struct recipient_policy *p,
 				      recipient_alias_fn *report, void *ctx);
+/*
+ * For `mxgate check`: the same for transport_maps: report(ctx,
+ * "transport_maps", file, line, what) for each entry whose value is a
+ * transport mxgate does not implement or an LMTP nexthop it cannot use
+ * ("Transports").  Returns how many.  Blocks (files).
+ */
+size_t recipient_policy_check_transports(const struct recipient_policy *p,
+					 recipient_alias_fn *report, void *ctx);
 
 
 enum rcpt_verdict {
@@ -272,6 +314,11 @@ struct rcpt_target {
 	 */
 	char **via;
 	size_t nvia;
+	/*
+	 * NULL: the built-in delivery of kind (virtual: the Maildir; local: the
+	 * local user).  Else "lmtp:NEXTHOP" or "discard:TEXT" ("Transports").
+	 */
+	char *transport;
 };
 
 struct rcpt_result {

@@ -493,7 +493,9 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 		for (size_t i = 0; i < n && reply == NULL; i++) {
 			const struct rcpt_target *t = r->ntargets > 0 ? &r->targets[i] : &self;
 
-			if (t->kind == RCPT_OK_LOCAL) {
+			if (t->transport != NULL) {
+				/* lmtp: or discard: no mailbox of ours to write */
+			} else if (t->kind == RCPT_OK_LOCAL) {
 				msg_warn("%s: local delivery needs the privileged delivery helper,"
 					 " which is not available yet; deferring", addr);
 				reply = reply_string(RPL_NO_HELPER, addr,
@@ -523,10 +525,12 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 	s->txn.rcpt_count++;
 	if (!txn_has_rcpt(&s->txn, addr)) {
 		tr = txn_add_rcpt(&s->txn, addr);
-		for (size_t i = 0; i < r->ntargets; i++)
+		for (size_t i = 0; i < r->ntargets; i++) {
 			txn_rcpt_target(tr, r->targets[i].address, r->targets[i].maildir,
 					r->targets[i].uid, r->targets[i].gid, r->targets[i].via,
 					r->targets[i].nvia);
+			txn_target_transport(tr, r->targets[i].transport);
+		}
 		if (r->ntargets == 0)	/* a result without targets: the recipient itself */
 			txn_rcpt_target(tr, addr, r->maildir, r->uid, r->gid, NULL, 0);
 	}

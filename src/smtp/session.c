@@ -590,8 +590,14 @@ session_delivered(void *ctx, const struct deliver_msg *m, int ok)
 {
 	struct session *s = ctx;
 
-	(void)m;
 	session_waited(s);
+	if (!ok && m->reply != NULL) {
+		/* the transport's own reply (deliver.h: an LMTP server's answers) */
+		session_reply_text(s, m->reply);
+		session_transaction_reset(s);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
 	session_message_done(s, ok, RPL_WRITE_ERROR);
 }
 
@@ -647,6 +653,7 @@ session_committed(void *arg, enum spool_status st)
 	m = txn_deliver_msg(&s->txn, &c, size);
 	m->orig_rcpt = s->ss->orig_rcpt;
 	buf_free(&tls_comment);
+	lmtp_conf_from_view(&m->lmtp, s->ss->cf);
 	if (s->rst.nprepend > 0) {
 		/* PREPEND headers go above our Received: header, as in Postfix */
 		struct buf b = BUF_INIT;

@@ -29,6 +29,7 @@ txn_reset(struct txn *t)
 		for (size_t k = 0; k < t->rcpts[i].ntargets; k++) {
 			free(t->rcpts[i].targets[k].quoted);
 			free(t->rcpts[i].targets[k].maildir);
+			free(t->rcpts[i].targets[k].transport);
 			for (size_t v = 0; v < t->rcpts[i].targets[k].nvia; v++)
 				free(t->rcpts[i].targets[k].via[v]);
 			free(t->rcpts[i].targets[k].via);
@@ -125,12 +126,22 @@ txn_rcpt_target(struct txn_rcpt *r, const char *address, const char *maildir, ui
 	tg = &r->targets[r->ntargets++];
 	tg->quoted = txn_quote(address);
 	tg->maildir = xstrdup(maildir ? maildir : "");
+	tg->transport = NULL;
 	tg->uid = uid;
 	tg->gid = gid;
 	tg->nvia = nvia;
 	tg->via = nvia ? xcalloc(nvia, sizeof(*tg->via)) : NULL;
 	for (size_t i = 0; i < nvia; i++)
 		tg->via[i] = txn_quote(via[i]);
+}
+
+void
+txn_target_transport(struct txn_rcpt *r, const char *transport)
+{
+	struct txn_target *tg = &r->targets[r->ntargets - 1];
+
+	free(tg->transport);
+	tg->transport = transport ? xstrdup(transport) : NULL;
 }
 
 void
@@ -311,7 +322,12 @@ txn_deliver_msg(const struct txn *t, const struct txn_client *c, size_t size)
 		for (size_t k = 0; k < t->rcpts[i].ntargets; k++) {
 			const struct txn_target *tg = &t->rcpts[i].targets[k];
 
-			deliver_msg_add_maildir(m, tg->quoted, tg->maildir, tg->uid, tg->gid);
+			if (tg->transport != NULL && strncmp(tg->transport, "lmtp:", 5) == 0)
+				deliver_msg_add_lmtp(m, tg->quoted, tg->transport + 5);
+			else if (tg->transport != NULL && strncmp(tg->transport, "discard:", 8) == 0)
+				deliver_msg_add_discard(m, tg->quoted, tg->transport + 8);
+			else
+				deliver_msg_add_maildir(m, tg->quoted, tg->maildir, tg->uid, tg->gid);
 			if (strcasecmp(tg->quoted, t->rcpts[i].quoted) != 0)
 				deliver_rcpt_orig(m, t->rcpts[i].quoted);
 			if (tg->nvia > 0) {

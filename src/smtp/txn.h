@@ -38,6 +38,8 @@ struct txn_target {
 	char  **via;		/* RFC 5321 form: the local(8) addresses that forwarded
 				 * it here, newest first (rcpt_target's via) */
 	size_t	nvia;
+	char   *transport;	/* NULL: maildir; "lmtp:NEXTHOP", "discard:TEXT"
+				 * (policy/recipient.h rcpt_target's transport) */
 };
 
 struct txn_rcpt {
@@ -106,6 +108,9 @@ struct txn_rcpt *txn_add_rcpt(struct txn *t, const char *addr);
  */
 void txn_rcpt_target(struct txn_rcpt *r, const char *address, const char *maildir, uid_t uid,
 		     gid_t gid, char *const *via, size_t nvia);
+
+/* The last target added to r goes through transport (copied; NULL: maildir). */
+void txn_target_transport(struct txn_rcpt *r, const char *transport);
 
 /* An address in RFC 5321 form ("john smith"@x stays quoted); "" for <>. */
 char *txn_quote(const char *addr);

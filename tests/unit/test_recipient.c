@@ -879,6 +879,147 @@ static void *thr_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Transports (recipient.h "Transports"): transport_maps keys in transport(5)'s
+ * order, the parameters, lmtp targets without a mailbox path, error:/retry:
+ * replies as Postfix's smtpd, and what is refused.
+ */
+static const char *target_transport(const struct rcpt_result *r)
+{
+	assert_int_equal(r->ntargets, 1);
+	return r->targets[0].transport;
+}
+
+static void test_transports(void **state)
+{
+	char *tmaps[1], *vmaps2;
+	struct recipient_conf rc = base_conf();
+	struct recipient_policy *p;
+	struct rcpt_result r;
+	static const struct {
+		const char *addr;
+		enum rcpt_verdict verdict;
+		const char *transport;	/* the target's, or the reply when refused */
+	} cases[] = {
+		{ "alice+x@virt.test", RCPT_OK_VIRTUAL, "lmtp:unix:/run/ext" },	/* user+ext@domain */
+		{ "alice+y@virt.test", RCPT_OK_VIRTUAL, "lmtp:unix:/run/user" },	/* user@domain */
+		{ "bob@virt.test", RCPT_OK_VIRTUAL, "lmtp:inet:127.0.0.1:24" },	/* domain; an mbox path is fine */
+		{ "x@catch.test", RCPT_OK_VIRTUAL, "discard:gone" },
+		{ "nobody@virt.test", RCPT_UNKNOWN_VIRTUAL, NULL },		/* still checked */
+		{ "closed@virt.test", RCPT_UNDELIVERABLE,
+		  "550 5.7.1 <closed@virt.test>: Recipient address rejected: go away" },
+		{ "later@virt.test", RCPT_TEMPFAIL,
+		  "450 4.1.1 <later@virt.test>: Recipient address rejected: not now" },
+		{ "relay@virt.test", RCPT_TEMPFAIL, "451 4.3.5 Server configuration error" },
+		{ "full@local.test", RCPT_OK_LOCAL, "lmtp:[10.0.0.1]:2424" },	/* "*" */
+		{ "keep@virt.test", RCPT_OK_VIRTUAL, NULL },			/* ":" keeps virtual */
+	};
+
+	write_file("vmailbox2", "alice@virt.test a/\nbob@virt.test bobmbox\n"
+		   "closed@virt.test c/\nlater@virt.test l/\nrelay@virt.test r/\n"
+		   "keep@virt.test keep/\n@catch.test catch/\n");
+	write_file("transport", "alice+x@virt.test lmtp:unix:/run/ext\n"
+		   "alice@virt.test lmtp:unix:/run/user\n"
+		   "virt.test lmtp:inet:127.0.0.1:24\n"
+		   "catch.test discard:gone\n"
+		   ".local.test discard:subdomains only\n"
+		   "closed@virt.test error:5.7.1 go away\n"
+		   "later@virt.test retry:not now\n"
+		   "relay@virt.test relay:[192.0.2.1]\n"
+		   "keep@virt.test :\n"
+		   "* lmtp:[10.0.0.1]:2424\n");
+	tmaps[0] = xasprintf("texthash:%s/transport", tmpdir);
+	rc = base_conf();
+	vmaps2 = xasprintf("texthash:%s/vmailbox2", tmpdir);
+	d_vmaps[0] = vmaps2;
+	rc.transport_maps = tmaps;
+	rc.n_transport_maps = 1;
+	p = make_policy(&rc);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		recipient_resolve(p, cases[i].addr, &r);
+		if (r.verdict != cases[i].verdict)
+			fail_msg("%s: verdict %d, want %d (%s)", cases[i].addr, r.verdict,
+				 cases[i].verdict, r.reply ? r.reply : "");
+		if (cases[i].verdict == RCPT_OK_VIRTUAL || cases[i].verdict == RCPT_OK_LOCAL) {
+			if (cases[i].transport)
+				assert_string_equal(target_transport(&r), cases[i].transport);
+			else
+				assert_null(target_transport(&r));
+		} else if (cases[i].transport) {
+			assert_string_equal(r.reply, cases[i].transport);
+		}
+		if (strcmp(cases[i].addr, "relay@virt.test") == 0)
+			assert_non_null(strstr(r.reason, "transport \"relay:[192.0.2.1]\": mxgate never relays"));
+		rcpt_result_free(&r);
+	}
+	recipient_policy_free(&p);
+	d_vmaps[0] = s_vmailbox;
+
+	/* the parameters: virtual_transport, local_transport (no aliases), mailbox_transport */
+	rc = base_conf();
+	rc.virtual_transport = "lmtp:unix:private/dovecot-lmtp";
+	rc.mailbox_transport = "lmtp:unix:/run/mbox";
+	p = make_policy(&rc);
+	recipient_resolve(p, "alice@virt.test", &r);
+	assert_int_equal(r.verdict, RCPT_OK_VIRTUAL);
+	assert_string_equal(target_transport(&r), "lmtp:unix:private/dovecot-lmtp");
+	rcpt_result_free(&r);
+	recipient_resolve(p, "full@local.test", &r);
+	assert_int_equal(r.verdict, RCPT_OK_LOCAL);
+	assert_string_equal(target_transport(&r), "lmtp:unix:/run/mbox");
+	rcpt_result_free(&r);
+	recipient_policy_free(&p);
+	rc = base_conf();
+	rc.local_transport = "lmtp:inet:dovecot.example";
+	p = make_policy(&rc);
+	recipient_resolve(p, "full@local.test", &r);
+	assert_int_equal(r.verdict, RCPT_OK_LOCAL);
+	assert_string_equal(target_transport(&r), "lmtp:inet:dovecot.example");
+	rcpt_result_free(&r);
+	recipient_resolve(p, "nosuchuser@local.test", &r);
+	assert_int_equal(r.verdict, RCPT_UNKNOWN_LOCAL);
+	rcpt_result_free(&r);
+	recipient_policy_free(&p);
+
+	/* refused at create, naming the parameter and the value */
+	{
+		static const struct {
+			int which;	/* 0 virtual_, 1 local_, 2 mailbox_transport */
+			const char *value, *want;
+		} bad[] = {
+			{ 0, "smtp:[192.0.2.1]", "virtual_transport: transport \"smtp:[192.0.2.1]\": mxgate never relays" },
+			{ 0, "local", "virtual_transport: transport \"local\" cannot be used here" },
+			{ 1, "virtual", "local_transport: transport \"virtual\" cannot be used here" },
+			{ 1, "dovecot:x", "local_transport: transport \"dovecot:x\" is not one mxgate implements" },
+			{ 2, "virtual", "mailbox_transport: transport \"virtual\" cannot be used here" },
+			{ 0, "lmtp:", "virtual_transport: transport \"lmtp:\": names no LMTP server" },
+			{ 0, "lmtp:unix:", "virtual_transport: transport \"lmtp:unix:\": names no socket" },
+			{ 0, "lmtp:inet:[::1", "virtual_transport: transport \"lmtp:inet:[::1\": bad [host] syntax" },
+			{ 0, "lmtp:::1", "virtual_transport: transport \"lmtp:::1\": an IPv6 address must be written [addr]" },
+		};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			char *err = NULL;
+
+			rc = base_conf();
+			if (bad[i].which == 0)
+				rc.virtual_transport = bad[i].value;
+			else if (bad[i].which == 1)
+				rc.local_transport = bad[i].value;
+			else
+				rc.mailbox_transport = bad[i].value;
+			p = recipient_policy_create(&rc, &err);
+			assert_null(p);
+			if (err == NULL || strncmp(err, bad[i].want, strlen(bad[i].want)) != 0)
+				fail_msg("case %zu: error \"%s\", want \"%s...\"", i, err ? err : "(none)",
+					 bad[i].want);
+			free(err);
+		}
+	}
+	free(tmaps[0]);
+	free(vmaps2);
+}
+
 static void test_threads(void **state)
 {
 	struct recipient_conf rc = base_conf();
@@ -909,6 +1050,7 @@ int main(void)
 		cmocka_unit_test(test_domain_list_files),
 		cmocka_unit_test(test_changed),
 		cmocka_unit_test(test_refs),
+		cmocka_unit_test(test_transports),
 		cmocka_unit_test(test_threads),
 	};
 
