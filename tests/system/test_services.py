@@ -201,6 +201,23 @@ class ServicesTest(harness.MxTestCase):
         self.assert_served(srv, ports["590"])
         for svc in ("smtps", "10465", "submission", "588"):
             self.assert_closed(ports[svc])
+        # 10025: postscreen behind HAProxy (-o postscreen_upstream_proxy_protocol=haproxy on
+        # the postscreen line): the header is read, and the session is the proxied client's
+        c = harness.Client(ports["10025"], connect=False)
+        self.addCleanup(c.close)
+        c.connect()
+        c.send(b"PROXY TCP4 198.51.100.23 192.0.2.1 40000 25\r\n")
+        c.expect(220)
+        self.assertEqual(c.cmd("QUIT").code, 221)
+        self.assertIsNotNone(srv.wait_log(r"connect from \S+\[198\.51\.100\.23\]"),
+                             srv.log_lines())
+        # and without one, Postfix's warning and 421
+        c = harness.Client(ports["10025"])
+        self.addCleanup(c.close)
+        c.send(b"EHLO client.example\r\n")
+        self.assertEqual(str(c.read_reply()), "421 4.3.0 mx.example.test Server local error")
+        self.assertIsNotNone(srv.wait_log(r"warning: haproxy read: unrecognized protocol header: "
+                                          r"EHLO client\.example\\r\\n"), srv.log_lines())
 
     # -- Mailu, iRedMail -----------------------------------------------------------------------
 
