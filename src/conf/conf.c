@@ -406,6 +406,15 @@ conf_is_spawn_param(const struct conf_raw *raw, const char *name)
 	return 0;
 }
 
+static int
+conf_raw_has_postscreen(const struct conf_raw *raw)
+{
+	for (size_t i = 0; i < raw->nents; i++)
+		if (raw->ents[i].kind == MENT_POSTSCREEN)
+			return 1;
+	return 0;
+}
+
 static void
 conf_check_names(const struct conf_raw *raw, const struct conf_settings *s,
 		 struct conf_report *rep)
@@ -419,6 +428,10 @@ conf_check_names(const struct conf_raw *raw, const struct conf_settings *s,
 		/* Whether these are harmless depends on their expanded value in each
 		 * view: conf_check_refused() reports them. */
 		if (conf_refused_find(it->name) != NULL)
+			continue;
+		/* applied to the services that postscreen lines stand for (services.c) */
+		if (strncmp(it->name, "postscreen_upstream_proxy_", 26) == 0
+		    && conf_raw_has_postscreen(raw))
 			continue;
 		if (conf_postfix_known(it->name))
 			conf_report_add(rep, 0, CONF_PROB_NOT_IMPLEMENTED, it->file, it->line,
@@ -551,6 +564,7 @@ static const struct {
 	{P_smtpd_forbid_bare_newline, (const char *const[]) {"no", "normalize", "yes", "reject", NULL}},
 	{P_mynetworks_style, (const char *const[]) {"host", "subnet", "class", NULL}},
 	{P_inet_protocols, (const char *const[]) {"all", "ipv4", "ipv6", NULL}},
+	{P_smtpd_upstream_proxy_protocol, (const char *const[]) {"", "haproxy", NULL}},
 };
 
 static void
@@ -991,29 +1005,83 @@ conf_interfaces_loopback(const struct conf_view *g)
 	return 1;
 }
 
+/* Move the problems of src into dst; with keep_not_impl 0, not-implemented
+ * ones (refused.def errors among them) are dropped. */
 static void
-conf_add_service(struct conf *c, const struct conf_master_ent *ent, long dpl,
+conf_report_move(struct conf_report *dst, struct conf_report *src, int keep_not_impl)
+{
+	for (size_t i = 0; i < src->count; i++) {
+		const struct conf_problem *p = &src->items[i];
+
+		if (!keep_not_impl && p->kind == CONF_PROB_NOT_IMPLEMENTED)
+			continue;
+		conf_report_add(dst, p->is_error, p->kind, p->file, p->line, p->param, p->value,
+				"%s", p->text);
+	}
+	conf_report_free(src);
+}
+
+/* Drop the not-implemented and unused warnings about a skipped line's -o options. */
+static void
+conf_report_drop_opts(struct conf_report *rep, const struct conf_settings *opts)
+{
+	size_t	out = 0;
+
+	for (size_t i = 0; i < rep->count; i++) {
+		struct conf_problem *p = &rep->items[i];
+		int	drop = 0;
+
+		for (size_t k = 0; !drop && opts && k < opts->count; k++) {
+			const struct conf_setting *s = &opts->items[k];
+
+			drop = !p->is_error && (p->kind == CONF_PROB_NOT_IMPLEMENTED
+						|| p->kind == CONF_PROB_UNUSED)
+			    && p->line == s->line && p->param && strcmp(p->param, s->name) == 0
+			    && p->file && s->file && strcmp(p->file, s->file) == 0;
+		}
+		if (!drop) {
+			rep->items[out++] = *p;
+			continue;
+		}
+		free(p->file);
+		free(p->param);
+		free(p->value);
+		free(p->text);
+	}
+	rep->count = out;
+}
+
+/*
+ * ent: the inet line (NULL: the built-in smtp service); pass: for a
+ * postscreen line, the pass service whose settings and maxproc it runs
+ * with, and eff the settings made of them.
+ */
+static void
+conf_add_service(struct conf *c, const struct conf_master_ent *ent,
+		 const struct conf_master_ent *pass, const struct conf_settings *eff, long dpl,
 		 struct conf_report *rep)
 {
 	struct conf_service *s;
-	const struct conf_settings *opts = ent ? &ent->opts : NULL;
+	const struct conf_settings *opts = pass ? eff : ent ? &ent->opts : NULL;
 	const struct conf_setting *st;
 	const char *file = ent ? c->raw.master_path : NULL;
+	const char *mp = pass ? pass->maxproc : ent ? ent->maxproc : "-";
 	int	line = ent ? ent->line : 0;
-	char   *host, *port, *err;
+	char   *host, *port, *err, *why;
 	long	maxproc;
+	struct conf_report own = {0};
 
 	if (conf_parse_endpoint(ent ? ent->name : "smtp", &host, &port, &err) < 0) {
 		conf_report_add(rep, 1, CONF_PROB_SYNTAX, file, line, NULL, ent->name, "%s", err);
 		free(err);
 		return;
 	}
-	if (ent == NULL || strcmp(ent->maxproc, "-") == 0) {
+	if (strcmp(mp, "-") == 0) {
 		maxproc = dpl;
-	} else if (conf_parse_long(ent->maxproc, &maxproc, NULL) < 0 || maxproc < 0
+	} else if (conf_parse_long(mp, &maxproc, NULL) < 0 || maxproc < 0
 		   || maxproc > 2147483647L) {
-		conf_report_add(rep, 1, CONF_PROB_SYNTAX, file, line, NULL, ent->maxproc,
-				"bad maxproc field: \"%s\"", ent->maxproc);
+		conf_report_add(rep, 1, CONF_PROB_SYNTAX, file, pass ? pass->line : line, NULL, mp,
+				"bad maxproc field: \"%s\"", mp);
 		free(host);
 		free(port);
 		return;
@@ -1027,6 +1095,7 @@ conf_add_service(struct conf *c, const struct conf_master_ent *ent, long dpl,
 	s->maxproc = (int) maxproc;
 	s->file = file;
 	s->line = line;
+	s->opts_line = pass ? pass->line : line;
 	s->stress_eligible = maxproc != 1
 	    && !(host ? conf_host_is_loopback(host) : conf_interfaces_loopback(c->global));
 	st = conf_settings_get(opts, "stress");
@@ -1038,8 +1107,26 @@ conf_add_service(struct conf *c, const struct conf_master_ent *ent, long dpl,
 	 */
 	s->view = conf_view_build(opts, &c->raw.over, &c->raw.main,
 				  s->stress_mode == CONF_STRESS_AUTO && s->stress_eligible ? ""
-				  : NULL, rep);
-	s->view_stress = conf_view_build(opts, &c->raw.over, &c->raw.main, "yes", rep);
+				  : NULL, &own);
+	s->view_stress = conf_view_build(opts, &c->raw.over, &c->raw.main, "yes", &own);
+	if (ent == NULL || (why = conf_service_submission(s->view, opts)) == NULL) {
+		conf_report_move(rep, &own, 1);
+		return;
+	}
+	/*
+	 * A submission service: mxgate offers no AUTH and never relays, so it
+	 * would turn every client away.  Not opened; what it sets does not
+	 * matter (its TLS enforcement, milters, ... are not refused).
+	 */
+	conf_report_add(rep, 0, CONF_PROB_OTHER, file, line, NULL, ent->name,
+			"service \"%s\": not opened: a submission service (%s): mxgate offers "
+			"no SASL AUTH and never relays mail; keep submission on the server that "
+			"sends your mail", ent->name, why);
+	free(why);
+	conf_report_move(rep, &own, 0);
+	conf_report_drop_opts(rep, opts);
+	conf_service_free(s);
+	c->nsvcs--;
 }
 
 /*
@@ -1060,6 +1147,8 @@ conf_add_master_services(struct conf *c, long dpl, struct conf_report *rep)
 	for (size_t i = 0; i < n; i++) {
 		char   *host, *port, *err;
 
+		if (c->raw.ents[i].kind == MENT_PASS)
+			continue;
 		if (conf_parse_endpoint(c->raw.ents[i].name, &host, &port, &err) < 0) {
 			free(err);	/* conf_add_service reports it */
 			continue;
@@ -1080,9 +1169,45 @@ conf_add_master_services(struct conf *c, long dpl, struct conf_report *rep)
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (!replaced[i])
-			conf_add_service(c, &c->raw.ents[i], dpl, rep);
+		const struct conf_master_ent *e = &c->raw.ents[i], *pass;
+		struct conf_settings eff = {0};
+		char   *pname;
+
 		free(canon[i]);
+		if (replaced[i] || e->kind == MENT_PASS)
+			continue;
+		if (e->kind == MENT_SMTPD) {
+			conf_add_service(c, e, NULL, NULL, dpl, rep);
+		} else if ((pass = conf_postscreen_pass(e, c->raw.ents, n, &c->raw.over,
+						       &c->raw.main, &pname)) == NULL) {
+			conf_report_add(rep, 0, CONF_PROB_OTHER, c->raw.master_path, e->line, NULL,
+					e->name, "service \"%s\": not opened: postscreen hands "
+					"clients to service \"%s\" (smtpd_service_name), which has "
+					"no \"pass ... smtpd\" line in master.cf", e->name, pname);
+			free(pname);
+		} else {
+			free(pname);
+			(void) conf_check_postscreen(c->raw.master_path, e, pass, &c->raw.over,
+						     &c->raw.main, &eff, rep);
+			conf_add_service(c, e, pass, &eff, dpl, rep);
+			conf_settings_free(&eff);
+		}
+	}
+	/* The chroot column: accepted, said once. */
+	for (size_t i = 0; i < c->nsvcs; i++) {
+		const struct conf_master_ent *e = NULL;
+
+		for (size_t k = 0; k < n && e == NULL; k++)
+			if (c->raw.ents[k].line == c->svcs[i].line)
+				e = &c->raw.ents[k];
+		if (e == NULL || e->chroot == NULL || strcmp(e->chroot, "y") != 0)
+			continue;
+		conf_report_add(rep, 0, CONF_PROB_OTHER, c->raw.master_path, e->line, NULL,
+				e->chroot, "service \"%s\": chroot \"y\" is accepted, but mxgate "
+				"does not chroot (for this service or any other): its network side "
+				"runs as mail_owner, without root and without capabilities "
+				"(docs/security.md)", e->name);
+		break;
 	}
 	free(canon);
 	free(replaced);
@@ -1287,6 +1412,32 @@ conf_spawn_at(const struct conf *c, size_t i)
 	return &c->spawns[i];
 }
 
+/*
+ * mail_owner must not be root: the network side runs as that user (Postfix's
+ * check_mail_owner() refuses uid 0 and gid 0 too).  An unknown user is
+ * `check`'s and `run`'s business (they create or name it).
+ */
+static void
+conf_check_mail_owner(struct conf *c, struct conf_report *rep)
+{
+	const char *owner = c->global->str[P_mail_owner];
+	const struct conf_setting *s = conf_settings_get(&c->raw.over, "mail_owner");
+	struct passwd *pw = getpwnam(owner);
+	const char *what = NULL;
+
+	if (s == NULL)
+		s = conf_settings_get(&c->raw.main, "mail_owner");
+	if (pw != NULL && pw->pw_uid == 0)
+		what = "user ID";
+	else if (pw != NULL && pw->pw_gid == 0)
+		what = "group ID";
+	if (what == NULL)
+		return;
+	conf_report_add(rep, 1, CONF_PROB_VALUE, s ? s->file : NULL, s ? s->line : 0,
+			"mail_owner", owner, "mail_owner = %s: user %s has privileged %s: "
+			"mxgate's network side must not run as root", owner, owner, what);
+}
+
 static struct conf *
 conf_load_keep(const char *dir, char *const *overrides, size_t noverrides,
 	       struct conf_report *rep, int keep)
@@ -1296,16 +1447,17 @@ conf_load_keep(const char *dir, char *const *overrides, size_t noverrides,
 
 	(void) conf_raw_load(&c->raw, dir, overrides, noverrides, 1, rep);
 	c->global = conf_view_build(NULL, &c->raw.over, &c->raw.main, NULL, rep);
+	conf_check_mail_owner(c, rep);
 	dpl = c->global->num[P_default_process_limit];
 	if (dpl <= 0)
 		dpl = 100;
 	if (!c->raw.have_master) {
-		conf_add_service(c, NULL, dpl, rep);
+		conf_add_service(c, NULL, NULL, NULL, dpl, rep);
 	} else {
 		conf_add_master_services(c, dpl, rep);
 		for (size_t i = 0; i < c->raw.nspawns; i++)
 			conf_add_spawn(c, &c->raw.spawns[i], dpl, rep);
-		if (c->raw.nents == 0)
+		if (c->nsvcs == 0)
 			conf_report_add(rep, 0, CONF_PROB_OTHER, c->raw.master_path, 0, NULL, NULL,
 					"no \"inet\" service with command \"smtpd\": "
 					"nothing to listen on");
@@ -1422,8 +1574,8 @@ conf_origin(const struct conf *c, const struct conf_service *cs, const char *nam
 	struct conf_ctx ctx;
 
 	/* A service's -o options are those of the master.cf entry on its line. */
-	for (size_t i = 0; cs != NULL && cs->line > 0 && i < c->raw.nents; i++)
-		if (c->raw.ents[i].line == cs->line)
+	for (size_t i = 0; cs != NULL && cs->opts_line > 0 && i < c->raw.nents; i++)
+		if (c->raw.ents[i].line == cs->opts_line)
 			opts = &c->raw.ents[i].opts;
 	conf_ctx_init(&ctx, opts, &c->raw.over, &c->raw.main, NULL);
 	if (item != NULL)

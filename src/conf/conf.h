@@ -99,7 +99,15 @@ enum conf_stress_mode {
 	CONF_STRESS_OFF,	/* -o stress= (explicit empty) */
 };
 
-/* One master.cf "inet ... smtpd" service. */
+/*
+ * One master.cf inet service that mxgate opens: an "inet ... smtpd" line, or
+ * an "inet ... postscreen" line served by smtpd with the settings of the
+ * "pass ... smtpd" service it hands clients to (no screen: its postscreen_*
+ * settings are named at start-up, and those that would turn clients away
+ * are errors).  Submission-style lines (-o smtpd_sasl_auth_enable=yes, or
+ * restrictions ending in permit_sasl_authenticated, reject) are not opened:
+ * a warning names them, and they are not in this list.
+ */
 struct conf_service {
 	char   *name;		/* field 1 as written: "smtp", "127.0.0.1:2525", "2525" */
 	char   *host;		/* NULL: every inet_interfaces address; else numeric or name */
@@ -118,7 +126,9 @@ struct conf_service {
 	const struct conf_view *view;
 	const struct conf_view *view_stress;
 	const char *file;	/* master.cf path or NULL when built in */
-	int	line;
+	int	line;		/* the inet line (smtpd or postscreen) */
+	int	opts_line;	/* the line whose -o options it runs with: line, or
+				 * for postscreen the pass service's line */
 };
 
 /*

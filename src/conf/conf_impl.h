@@ -100,20 +100,30 @@ void conf_parse_main(const char *path, const char *text, struct conf_settings *o
 		     struct conf_report *rep);
 
 /* One master.cf "inet ... smtpd" (or "... spawn") line, before its values are resolved. */
+enum conf_ment_kind {
+	MENT_SMTPD,		/* inet ... smtpd */
+	MENT_POSTSCREEN,	/* inet ... postscreen: served by smtpd with the pass
+				 * service's settings (conf.c) */
+	MENT_PASS,		/* pass ... smtpd: the service postscreen hands off to */
+};
+
 struct conf_master_ent {
+	enum conf_ment_kind kind;	/* inet smtpd/postscreen, pass smtpd (ents only) */
 	char   *name;		/* service field as written */
 	char   *maxproc;	/* maxproc field as written */
 	int	line;
 	struct conf_settings opts;	/* -o name=value, file:line of each */
+	char   *chroot;		/* field 5 as written (ents and spawns) */
 	/* spawn lines only */
-	char   *type, *priv, *unpriv, *chroot, *wakeup;	/* fields 2 to 5 as written */
+	char   *type, *priv, *unpriv, *wakeup;	/* fields 2 to 5 as written */
 	char  **args;		/* the words after the options (user=..., argv=...) */
 	size_t	nargs;
 	char   *badopt;		/* the first command option mxgate does not implement */
 };
 
 /*
- * Parse master.cf text: the inet smtpd entries go into *ents_r / *n_r, the
+ * Parse master.cf text: the inet smtpd and postscreen entries and the pass
+ * smtpd entries go into *ents_r / *n_r (kind tells them apart), the
  * spawn entries (unix or inet, any other type too: they are refused later)
  * into *spawns_r / *nspawns_r.
  */
@@ -245,5 +255,35 @@ void conf_ctx_free(struct conf_ctx *ctx);
 const struct conf_setting *conf_ctx_setting(const struct conf_ctx *ctx, const char *name);
 /* The unexpanded value of name (a conf_lookup_fn; ctx is a struct conf_ctx). */
 const char *conf_ctx_lookup(void *ctx, const char *name, char **err_r);
+
+/* ---- services (services.c) ---- */
+
+/*
+ * A submission-style service: its own -o smtpd_sasl_auth_enable = yes (in
+ * opts, the line's options), or a restriction list that ends in
+ * "permit_sasl_authenticated, reject" in view v.  Returns why (caller
+ * frees), or NULL when it is an ordinary service.
+ */
+char *conf_service_submission(const struct conf_view *v, const struct conf_settings *opts);
+/*
+ * The pass service that postscreen line ps hands clients to
+ * (smtpd_service_name in ps's context, put in *name_r: caller frees), or
+ * NULL when master.cf has none.
+ */
+const struct conf_master_ent *conf_postscreen_pass(const struct conf_master_ent *ps,
+						   const struct conf_master_ent *ents, size_t n,
+						   const struct conf_settings *over,
+						   const struct conf_settings *main, char **name_r);
+/*
+ * Check postscreen line ps served through pass: every postscreen setting
+ * that would turn clients away is an error, the others are named in one
+ * warning; fills eff with the settings the service runs with (pass's -o,
+ * and postscreen's upstream proxy protocol and timeout).  Returns -1 when
+ * it added an error, else 0.
+ */
+int conf_check_postscreen(const char *master_path, const struct conf_master_ent *ps,
+			  const struct conf_master_ent *pass, const struct conf_settings *over,
+			  const struct conf_settings *main, struct conf_settings *eff,
+			  struct conf_report *rep);
 
 #endif

@@ -403,18 +403,10 @@ parse_master_line(void *vctx, const struct parse_logical *lg)
 		goto out;
 	}
 	/*
-	 * Postfix's master.cf lists many services; only inet smtpd ones are
-	 * ours.  An inet postscreen service (issue 11) is not served at all, so
-	 * it accepts nothing: a warning names it, since the port (often 25) that
-	 * Postfix would serve stays closed.
+	 * Postfix's master.cf lists many services; ours are inet smtpd, inet
+	 * postscreen (served by smtpd with the settings of the pass service it
+	 * hands clients to) and pass smtpd, and spawn.
 	 */
-	if (strcmp(toks[1].text, "inet") == 0 && strcmp(toks[7].text, "postscreen") == 0) {
-		conf_report_add(ctx->rep, 0, CONF_PROB_NOT_IMPLEMENTED, ctx->path, lg->line, NULL,
-				toks[0].text, "service \"%s\": postscreen is not implemented by "
-				"mxgate, this service is not served (use smtpd as its command)",
-				toks[0].text);
-		goto out;
-	}
 	if (strcmp(toks[7].text, "spawn") == 0) {
 		/* spawn(8): mxgate runs the command itself (net/spawner.h) */
 		ctx->spawns = xrealloc(ctx->spawns, (ctx->nspawns + 1) * sizeof(*ctx->spawns));
@@ -423,15 +415,25 @@ parse_master_line(void *vctx, const struct parse_logical *lg)
 		ent->type = xstrdup(toks[1].text);
 		ent->priv = xstrdup(toks[2].text);
 		ent->unpriv = xstrdup(toks[3].text);
-		ent->chroot = xstrdup(toks[4].text);
 		ent->wakeup = xstrdup(toks[5].text);
-	} else if (strcmp(toks[1].text, "inet") != 0 || strcmp(toks[7].text, "smtpd") != 0) {
-		goto out;
 	} else {
+		enum conf_ment_kind kind;
+
+		if (strcmp(toks[1].text, "inet") == 0 && strcmp(toks[7].text, "smtpd") == 0)
+			kind = MENT_SMTPD;
+		else if (strcmp(toks[1].text, "inet") == 0
+			 && strcmp(toks[7].text, "postscreen") == 0)
+			kind = MENT_POSTSCREEN;
+		else if (strcmp(toks[1].text, "pass") == 0 && strcmp(toks[7].text, "smtpd") == 0)
+			kind = MENT_PASS;
+		else
+			goto out;
 		ctx->ents = xrealloc(ctx->ents, (ctx->n + 1) * sizeof(*ctx->ents));
 		ent = &ctx->ents[ctx->n++];
 		memset(ent, 0, sizeof(*ent));
+		ent->kind = kind;
 	}
+	ent->chroot = xstrdup(toks[4].text);
 	ent->name = xstrdup(toks[0].text);
 	ent->maxproc = xstrdup(toks[6].text);
 	ent->line = lg->line;

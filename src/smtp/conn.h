@@ -1,7 +1,12 @@
 /*
  * conn: an accepted socket on its way through a session.  It binds the
  * pieces: the service data (acquired for the connection's life, checked
- * for changed indexed tables first), the transport (smtp/transport.h), the
+ * for changed indexed tables first), the PROXY header when the service has
+ * smtpd_upstream_proxy_protocol = haproxy (smtp/proxy.h: read on the loop
+ * before anything else, within smtpd_upstream_proxy_timeout; its client
+ * address replaces the socket's for the whole session; a bad header, EOF
+ * or the timeout gives Postfix's warning and, after "connect from", 421
+ * 4.3.0 Server local error), the transport (smtp/transport.h), the
  * client-name lookup (net/peername.h), and the protocol (smtp/session.h).
  * It frees them at a safe point once the transport has closed, and tells
  * the server the session ended (session cap).

@@ -1556,6 +1556,12 @@ session_wrapper_rate(void *ctx, const struct anvil_reply *r)
 }
 
 void
+session_set_local_error(struct session *s)
+{
+	s->local_error = 1;
+}
+
+void
 session_start(struct session *s, const char *name, const char *reverse, int name_status,
 	      int reverse_status)
 {
@@ -1565,6 +1571,11 @@ session_start(struct session *s, const char *name, const char *reverse, int name
 	s->reverse_status = reverse_status;
 	s->namaddr = xasprintf("%s[%s]", name, s->addr);
 	msg_info("connect from %s", s->namaddr);
+	if (s->local_error) {
+		session_reply(s, RPL_LOCAL_ERROR, s->ss->hostname);
+		session_hangup(s);
+		return;
+	}
 	s->bare_lf_reject = s->ss->bare_lf_reject
 		&& !addrlist_match(s->ss->bare_lf_exclusions, s->name, &s->sa.sa);
 	session_anvil_init(s);

@@ -140,6 +140,14 @@ struct session *session_new(const struct session_env *env, const struct smtp_ser
 void session_start(struct session *s, const char *name, const char *reverse, int name_status,
 		   int reverse_status);
 
+/*
+ * Before session_start: the connection could not be set up (a bad or late
+ * PROXY header, smtp/proxy.h).  session_start then logs "connect from",
+ * answers "421 4.3.0 <myhostname> Server local error" and hangs up, as
+ * Postfix's smtpd does with SMTPD_FLAG_HANGUP: no anvil, no banner.
+ */
+void session_set_local_error(struct session *s);
+
 /* The address the client connected to (policy requests' server_address/port). */
 void session_set_server(struct session *s, const struct sockaddr *sa);
 

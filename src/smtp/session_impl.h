@@ -119,6 +119,7 @@ struct session {
 	char	client_port[8];		/* for policy servers; "" when unknown */
 	char	server_addr[64], server_port[8];	/* where the client connected */
 	int	closing, hangup;
+	int	local_error;	/* session_set_local_error(): 421 at once */
 	int	output_blocked;		/* replies wait for the client: no new commands */
 	int	in_process;		/* session_process() is on the stack */
 	int	bare_lf_reject;		/* smtpd_forbid_bare_newline=reject, client not excluded */

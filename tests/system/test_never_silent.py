@@ -216,16 +216,16 @@ class NeverSilentTest(harness.MxTestCase):
                                                                 ignored(name)), err.splitlines())
 
     def test_postscreen_service_is_named(self):
-        """An inet postscreen service is not served (issue 11): a warning at its line."""
-        self.write([], ["smtp inet n - y - 1 postscreen",
-                        "smtpd pass - - y - - smtpd",
+        """An inet postscreen service is served by smtpd with the pass service's settings
+        (issue 11): a warning at its line says so (tests/system/test_services.py has more)."""
+        self.write([], ["smtp inet n - n - 1 postscreen",
+                        "smtpd pass - - n - - smtpd",
                         "127.0.0.1:{p1} inet n - n - - smtpd"])
         rc, _, err = self.mxgate("check", "-c", self.dir)
         self.assertEqual(rc, 0, err)
         self.assertIn("mxgate: warning: %s, line 1: service \"smtp\": postscreen is not "
-                      "implemented by mxgate, this service is not served (use smtpd as its "
-                      "command)" % self.master_path, err.splitlines())
-
+                      "implemented by mxgate: this port is served by smtpd with the settings of "
+                      "service \"smtpd\" (line 2)" % self.master_path, err.splitlines())
 
 if __name__ == "__main__":
     unittest.main()
