@@ -4,7 +4,7 @@
 CC       ?= cc
 SANITIZE ?=
 BUILD    ?= build
-PKGS     := libevent libevent_pthreads libpcre2-8 lmdb libpq ldap lber libmariadb sqlite3
+PKGS     := libevent libevent_pthreads libpcre2-8 lmdb libpq ldap lber libmariadb sqlite3 hiredis
 PKG_CONFIG ?= pkg-config
 # What installs the Debian packages (and the mxgate user) for `make run` / `make test`.
 DEPS     ?= sh scripts/deps.sh

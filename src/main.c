@@ -195,7 +195,15 @@ check_services(const struct conf *c)
 	{
 		const char *spec = conf_str(conf_global(c), P_mxgate_anvil_backend);
 		char *err = NULL;
-		struct anvil *a = anvil_create(spec, 60, 1, &err);
+		struct anvil_settings set = {
+			conf_str(conf_global(c), P_mxgate_anvil_redis_prefix),
+			conf_str(conf_global(c), P_mxgate_anvil_redis_password_file),
+			conf_time(conf_global(c), P_mxgate_anvil_lease_time),
+		};
+		struct anvil *a;
+
+		anvil_set_settings(&set);
+		a = anvil_create(spec, 60, 1, &err);
 
 		if (a == NULL) {
 			msg_error("mxgate_anvil_backend = %s: %s", spec, err);

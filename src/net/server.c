@@ -624,6 +624,15 @@ server_build_services(struct server *srv, char **err_r)
 			return -1;
 		}
 	}
+	{
+		struct anvil_settings set = {
+			conf_str(srv->global, P_mxgate_anvil_redis_prefix),
+			conf_str(srv->global, P_mxgate_anvil_redis_password_file),
+			conf_time(srv->global, P_mxgate_anvil_lease_time),
+		};
+
+		anvil_set_settings(&set);
+	}
 	srv->anvil = anvil_create(conf_str(srv->global, P_mxgate_anvil_backend),
 				  conf_time(srv->global, P_anvil_rate_time_unit),
 				  ANVIL_DEF_MAX_ENTRIES, &err);
@@ -1032,6 +1041,7 @@ server_run(struct server *srv, int nworkers)
 		w->env.policy = policyclient_new(evloop_base(w->el), w->dns);
 		w->env.loop = evloop_loop(w->el);
 		w->env.anvil = srv->anvil;
+		anvil_attach_loop(srv->anvil, evloop_loop(w->el), evloop_base(w->el));
 		w->env.lookups = srv->lookups;
 		w->env.remote_lookups = srv->remote_lookups;
 		w->env.deliver = srv->deliver;
@@ -1127,6 +1137,8 @@ server_free(struct server **srvp)
 	for (k = 0; k < srv->nworkers; k++) {
 		struct worker *w = &srv->workers[k];
 
+		if (srv->anvil != NULL)
+			anvil_detach_loop(srv->anvil, evloop_loop(w->el));
 		policyclient_free(&w->env.policy);
 		peername_dns_free(&w->dns);
 		resolver_free(&w->resolver);
