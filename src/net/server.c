@@ -31,6 +31,7 @@
 #include "net/policyclient.h"
 #include "net/spawner.h"
 #include "policy/anvil.h"
+#include "net/control.h"
 #include "policy/recipient.h"
 #include "policy/restrict.h"
 #include "smtp/conn.h"
@@ -107,6 +108,9 @@ struct server {
 	size_t	noverrides;
 	struct anvil *anvil;			/* shared by every worker */
 	struct event *sweep_ev, *stats_ev, *hup_ev, *drain_ev, *sigterm_ev, *sigint_ev;
+	int	control_fd;			/* mxgate_control_socket, -1: none */
+	char   *control_path;
+	struct control *control;
 	atomic_long body_bytes;			/* message bodies held in memory, all sessions */
 	int	drain_ticks;			/* shutdown: 50 ms ticks waited */
 	const struct conf_view *global;
@@ -136,9 +140,18 @@ server_create(struct conf *conf, const char *config_dir, char **overrides, size_
 	srv->noverrides = noverrides;
 	srv->run_uid = geteuid();
 	srv->run_gid = getegid();
+	srv->control_fd = -1;
 	atomic_init(&srv->body_bytes, 0);
 	pthread_mutex_init(&srv->gen_lock, NULL);
 	return srv;
+}
+
+void
+server_set_control(struct server *srv, int fd, const char *path)
+{
+	srv->control_fd = fd;
+	free(srv->control_path);
+	srv->control_path = xstrdup(path);
 }
 
 void
@@ -1068,6 +1081,10 @@ server_run(struct server *srv, int nworkers)
 	event_add(srv->hup_ev, NULL);
 	srv->sweep_ev = event_new(base0, -1, EV_PERSIST, server_sweep_cb, srv);
 	event_add(srv->sweep_ev, &one_second);
+	if (srv->control_fd >= 0) {
+		srv->control = control_start(srv->control_fd, srv->control_path, base0, srv->anvil);
+		srv->control_fd = -1;
+	}
 	srv->stats_ev = event_new(base0, -1, EV_PERSIST, server_stats_cb, srv);
 	server_stats_schedule(srv);
 
@@ -1134,6 +1151,10 @@ server_free(struct server **srvp)
 	}
 	if (srv->drain_ev)
 		event_free(srv->drain_ev);
+	control_free(&srv->control);
+	if (srv->control_fd >= 0)
+		close(srv->control_fd);
+	free(srv->control_path);
 	for (k = 0; k < srv->nworkers; k++) {
 		struct worker *w = &srv->workers[k];
 

@@ -194,6 +194,18 @@ struct anvil *anvil_memory_create(long rate_time_unit, size_t max_entries);
  */
 struct anvil *anvil_redis_create(const char *arg, long rate_time_unit, size_t max_entries,
 				 char **err_r);
+/*
+ * `mxgate anvil show|clear` against Redis itself (blocking, a 2 s bound per
+ * command; the settings as for anvil_redis_create()).  show (clear == 0)
+ * calls fn for every ident under the prefix that matches (as anvil_list():
+ * count = live leases of every node, the rates of the current window of
+ * rate_time_unit); clear deletes their rate windows (leases stay: they are
+ * live sessions).  Returns the number of idents listed or cleared, or -1
+ * with *err_r set.
+ */
+long anvil_redis_admin(const char *arg, int clear, const char *match, long rate_time_unit,
+		       anvil_list_fn *fn, void *ctx, char **err_r);
+
 /* The Redis backend's answer bound: past it, the local counts answer. */
 #define ANVIL_REDIS_BOUND_MS		200
 

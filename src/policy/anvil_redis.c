@@ -1138,3 +1138,160 @@ anvil_redis_create(const char *arg, long rate_time_unit, size_t max_entries, cha
 	pthread_mutex_init(&r->lock, NULL);
 	return &r->base;
 }
+
+/* ---- `mxgate anvil` against Redis --------------------------------------- */
+
+static int
+rds_ident_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A glob that matches prefix literally, then "{*}:?". */
+static char *
+rds_scan_pattern(const char *prefix)
+{
+	struct buf b = BUF_INIT;
+	const char *p;
+
+	for (p = prefix; *p; p++) {
+		if (strchr("*?[]\\", *p) != NULL)
+			buf_putc(&b, '\\');
+		buf_putc(&b, *p);
+	}
+	buf_puts(&b, "{*}:?");
+	return buf_steal(&b);
+}
+
+long
+anvil_redis_admin(const char *arg, int clear, const char *match, long unit, anvil_list_fn *fn,
+		  void *ctx, char **err_r)
+{
+	const struct anvil_settings *set = anvil_get_settings();
+	struct timeval tv = { 2, 0 };
+	char *host, *path, *password = NULL, *pattern;
+	char **idents = NULL;
+	size_t nidents = 0, cap = 0, plen = strlen(set->redis_prefix), i;
+	char cursor[32] = "0";
+	redisContext *c;
+	redisReply *rr;
+	long n = 0;
+	int port;
+
+	*err_r = NULL;
+	if (anvil_redis_parse(arg, &host, &port, &path, err_r) < 0)
+		return -1;
+	if (set->redis_password_file[0] != '\0'
+	    && (password = rds_read_password(set->redis_password_file, err_r)) == NULL) {
+		free(host);
+		free(path);
+		return -1;
+	}
+	c = path != NULL ? redisConnectUnixWithTimeout(path, tv) : redisConnectWithTimeout(host, port, tv);
+	if (c == NULL || c->err) {
+		if (path != NULL)
+			*err_r = xasprintf("Redis at unix:%s: %s", path, c ? c->errstr : "out of memory");
+		else
+			*err_r = xasprintf("Redis at %s:%d: %s", host, port,
+					   c ? c->errstr : "out of memory");
+		goto out;
+	}
+	redisSetTimeout(c, tv);
+	if (password != NULL) {
+		rr = redisCommand(c, "AUTH %s", password);
+		if (rr == NULL || rr->type == REDIS_REPLY_ERROR) {
+			*err_r = xasprintf("Redis AUTH: %s", rr ? rr->str : c->errstr);
+			freeReplyObject(rr);
+			goto out;
+		}
+		freeReplyObject(rr);
+	}
+	pattern = rds_scan_pattern(set->redis_prefix);
+	do {
+		rr = redisCommand(c, "SCAN %s MATCH %s COUNT 1000", cursor, pattern);
+		if (rr == NULL || rr->type != REDIS_REPLY_ARRAY || rr->elements != 2) {
+			*err_r = xasprintf("Redis SCAN: %s", rr == NULL ? c->errstr
+					   : rr->type == REDIS_REPLY_ERROR ? rr->str : "unexpected reply");
+			freeReplyObject(rr);
+			free(pattern);
+			goto out;
+		}
+		snprintf(cursor, sizeof(cursor), "%s", rr->element[0]->str);
+		for (i = 0; i < rr->element[1]->elements; i++) {
+			const char *k = rr->element[1]->element[i]->str;
+			size_t klen = strlen(k);
+
+			/* P{IDENT}:r or P{IDENT}:c */
+			if (klen < plen + 4 || k[plen] != '{' || k[klen - 3] != '}')
+				continue;
+			if (nidents == cap) {
+				cap = cap ? cap * 2 : 64;
+				idents = xrealloc(idents, cap * sizeof(*idents));
+			}
+			idents[nidents++] = xasprintf("%.*s", (int)(klen - plen - 4), k + plen + 1);
+		}
+		freeReplyObject(rr);
+	} while (strcmp(cursor, "0") != 0);
+	free(pattern);
+	qsort(idents, nidents, sizeof(*idents), rds_ident_cmp);
+	for (i = 0; i < nidents; i++) {
+		struct buf kr = BUF_INIT, kc = BUF_INIT;
+		struct anvil_rds fake = { .prefix = set->redis_prefix ? (char *)set->redis_prefix : NULL };
+
+		if ((i > 0 && strcmp(idents[i], idents[i - 1]) == 0)
+		    || !anvil_ident_matches(idents[i], match))
+			continue;
+		rds_key(&kr, &fake, idents[i], "r");
+		rds_key(&kc, &fake, idents[i], "c");
+		if (clear) {
+			rr = redisCommand(c, "DEL %s", kr.data);
+		} else {
+			long long ms = rds_now_ms();
+
+			rr = redisCommand(c, "EVAL %s 2 %s %s lookup %lld %ld %lld %lld", rds_script,
+					  kr.data, kc.data, (long long)time(NULL), unit, ms, ms);
+		}
+		buf_free(&kr);
+		buf_free(&kc);
+		if (rr == NULL || rr->type == REDIS_REPLY_ERROR) {
+			*err_r = xasprintf("Redis: %s", rr ? rr->str : c->errstr);
+			freeReplyObject(rr);
+			n = -1;
+			goto out;
+		}
+		if (!clear && rr->type == REDIS_REPLY_ARRAY && rr->elements == 6) {
+			struct anvil_reply rep = {
+				.count = rds_clamp(rr->element[0]->integer),
+				.rate = rds_clamp(rr->element[1]->integer),
+				.mail = rds_clamp(rr->element[2]->integer),
+				.rcpt = rds_clamp(rr->element[3]->integer),
+				.newtls = rds_clamp(rr->element[4]->integer),
+				.auth = rds_clamp(rr->element[5]->integer),
+			};
+
+			/* Expired windows and leases: nothing left to show. */
+			if (rep.count + rep.rate + rep.mail + rep.rcpt + rep.newtls + rep.auth > 0) {
+				fn(ctx, idents[i], &rep);
+				n++;
+			}
+		} else if (clear) {
+			n++;
+		}
+		freeReplyObject(rr);
+	}
+out:
+	if (*err_r != NULL)
+		n = -1;
+	for (i = 0; i < nidents; i++)
+		free(idents[i]);
+	free(idents);
+	if (c != NULL)
+		redisFree(c);
+	if (password != NULL) {
+		explicit_bzero(password, strlen(password));
+		free(password);
+	}
+	free(host);
+	free(path);
+	return n;
+}
