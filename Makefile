@@ -139,6 +139,7 @@ bench:
 	python3 bench/throughput.py --build bench/build
 	python3 bench/tables.py --build bench/build
 	python3 bench/dnsbl.py --build bench/build
+	python3 bench/anvil_redis.py --build bench/build
 
 clean:
 	rm -rf $(BUILD)
