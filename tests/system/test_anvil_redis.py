@@ -10,6 +10,8 @@ Shown: the connection count limit across nodes (421 4.7.0 <host> Error: too many
 from <addr>, Postfix's reply); the connection, message and recipient rates across both nodes;
 a node killed with -9 stops counting within one lease time; Redis stopped: both nodes accept
 mail, log one warning, and go back to Redis when it returns (registering their sessions);
+Redis that does not answer (SIGSTOP): the 200 ms bound, local counts, one warning; a unix
+socket with AUTH from a password file, and a wrong password;
 `mxgate anvil show` and `mxgate anvil clear` against Redis and through the control socket of a
 node with the memory backend.
 """
@@ -42,6 +44,7 @@ class RedisServer:
 
     def __init__(self, password=None):
         self.dir = tempfile.mkdtemp(prefix="mxgate-redis-")
+        os.chmod(self.dir, 0o755)      # the daemons (mail_owner) reach the unix socket
         self.port = harness.free_port()
         self.password = password
         self.proc = None
@@ -50,6 +53,8 @@ class RedisServer:
         args = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", self.dir, "--daemonize", "no",
                 "--logfile", os.path.join(self.dir, "redis.log")]
+        self.unixsocket = os.path.join(self.dir, "redis.sock")
+        args += ["--unixsocket", self.unixsocket, "--unixsocketperm", "777"]
         if self.password:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -352,6 +357,67 @@ class AnvilRedisTest(MxTestCase):
         self.refused(a, "127.0.0.3", "a fifth session once Redis is back")
         for c in held:
             self.quit(c)
+
+    def test_redis_slow(self):
+        """Redis that does not answer (SIGSTOP): a connect waits at most the 200 ms bound, then
+        the local counts answer (limit 2 per node), one warning; SIGCONT: Redis is used again."""
+        a, b = self.nodes({"smtpd_client_connection_count_limit": 2})
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.time()
+            c1 = self.accepted(a, "127.0.0.2", "while Redis is stopped")
+            self.assertLess(time.time() - t0, 1.0, "the banner waited past the bound")
+            warn = r"mxgate/anvil\[\d+\]: warning: Redis at 127\.0\.0\.1:%d: no answer within 200 ms; " \
+                   r"using this host's own counts until it is back$" % self.redis.port
+            self.assertTrue(harness.wait_log_count(a, warn, 1), "\n".join(a.log_lines()))
+            t0 = time.time()
+            c2 = self.accepted(a, "127.0.0.2", "the second, local counts")
+            self.assertLess(time.time() - t0, 0.5, "requests must not wait while Redis is away")
+            self.refused(a, "127.0.0.2", "the third on the same node (local count 3)")
+            c3 = self.accepted(b, "127.0.0.2", "on the other node: its own counts")
+            time.sleep(1.5)
+            self.assertEqual(self.warning_count(a, r"mxgate/anvil\[\d+\]: warning: Redis"), 1)
+        finally:
+            os.kill(self.redis.proc.pid, signal.SIGCONT)
+        back = r"mxgate/anvil\[\d+\]: Redis at 127\.0\.0\.1:%d is back; sharing counts again$" % self.redis.port
+        for n in (a, b):
+            self.assertTrue(harness.wait_log_count(n, back, 1, timeout=5), "\n".join(n.log_lines()))
+        time.sleep(0.5)
+        self.refused(b, "127.0.0.2", "shared again: 3 sessions held")
+        for c in (c1, c2, c3):
+            self.quit(c)
+
+    def test_unix_socket_and_auth(self):
+        """redis:unix:/path with AUTH from mxgate_anvil_redis_password_file: the count is
+        shared.  A wrong password: one warning naming AUTH, and the mail still flows."""
+        self.redis.stop()
+        self.redis.password = "s3cret-pw"
+        self.redis.start()
+        pw = os.path.join(self.redis.dir, "password")
+        with open(pw, "w") as f:
+            f.write("s3cret-pw\n")
+        os.chmod(pw, 0o600)
+        limits = {"smtpd_client_connection_count_limit": 1}
+        unix = "redis:unix:%s" % self.redis.unixsocket
+        a = self.node(limits, mxgate_anvil_backend=unix, mxgate_anvil_redis_password_file=pw)
+        b = self.node(limits, mxgate_anvil_backend=unix, mxgate_anvil_redis_password_file=pw)
+        time.sleep(0.5)
+        c1 = self.accepted(a, "127.0.0.2")
+        self.assertEqual(harness.log_matches(a, "anvil"), [], "\n".join(a.log_lines()))
+        self.refused(b, "127.0.0.2", "the second, on the other node")
+        with open(os.path.join(a.dir, "main.cf")) as f:
+            self.assertNotIn("s3cret-pw", f.read())
+        bad = os.path.join(self.redis.dir, "wrong")
+        with open(bad, "w") as f:
+            f.write("wrong\n")
+        c = self.node(limits, mxgate_anvil_backend=unix, mxgate_anvil_redis_password_file=bad)
+        self.assertTrue(harness.wait_log_count(
+            c, r"mxgate/anvil\[\d+\]: warning: Redis at unix:%s: AUTH: " % re.escape(self.redis.unixsocket), 1),
+            "\n".join(c.log_lines()))
+        cc = self.accepted(c, "127.0.0.2", "mail flows with local counts")
+        self.send_mail(cc)
+        self.quit(cc)
+        self.quit(c1)
 
     # -- anvil show / clear -------------------------------------------------------------------
 
