@@ -910,6 +910,18 @@ server_reload_done(void *arg)
 		if (!server_at_cap(svc))
 			server_accepting(svc, 1);
 	}
+	/* The anvil backend and its connections are made once, at start. */
+	if (strcmp(conf_str(srv->global, P_mxgate_anvil_backend),
+		   conf_str(conf_global(r->conf), P_mxgate_anvil_backend)) != 0
+	    || strcmp(conf_str(srv->global, P_mxgate_anvil_redis_prefix),
+		      conf_str(conf_global(r->conf), P_mxgate_anvil_redis_prefix)) != 0
+	    || strcmp(conf_str(srv->global, P_mxgate_anvil_redis_password_file),
+		      conf_str(conf_global(r->conf), P_mxgate_anvil_redis_password_file)) != 0
+	    || conf_time(srv->global, P_mxgate_anvil_lease_time)
+	       != conf_time(conf_global(r->conf), P_mxgate_anvil_lease_time))
+		msg_warn("reload: mxgate_anvil_backend and the mxgate_anvil_redis_* and "
+			 "mxgate_anvil_lease_time parameters take effect at the next restart; "
+			 "anvil keeps %s", conf_str(srv->global, P_mxgate_anvil_backend));
 	old_cgen = srv->cgen;
 	srv->cgen = r->cgen;
 	srv->conf = r->conf;

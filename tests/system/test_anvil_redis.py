@@ -246,6 +246,16 @@ class AnvilRedisTest(MxTestCase):
         c3 = self.accepted(b, "127.0.0.2", "a session after one ended")
         self.quit(c3)
         self.quit(c2)
+        # The statistics at exit are the memory backend's lines, with the shared counts: B's
+        # connects saw rates 2, 4 and 5 (A's connects count too) and count 3 (its refused
+        # one); the cache size is B's own table (127.0.0.3 went to A).
+        b.check()
+        stamp = r"[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
+        for line in (r"statistics: max connection rate 5/5s for \(smtp:127\.0\.0\.2\) at %s$" % stamp,
+                     r"statistics: max connection count 3 for \(smtp:127\.0\.0\.2\) at %s$" % stamp,
+                     r"statistics: max cache size 1 at %s$" % stamp):
+            self.assertEqual(len(harness.log_matches(b, r"mxgate/anvil\[\d+\]: " + line)), 1,
+                             "\n".join(b.log_lines()))
 
     # -- rates --------------------------------------------------------------------------------
 
