@@ -429,6 +429,20 @@ class AnvilRedisTest(MxTestCase):
         self.quit(cc)
         self.quit(c1)
 
+    def test_reload_keeps_the_backend(self):
+        """SIGHUP with a new mxgate_anvil_redis_prefix: one warning that it takes effect at the
+        next restart, and the node goes on sharing counts under the old prefix."""
+        a, b = self.nodes({"smtpd_client_connection_count_limit": 1})
+        harness.rewrite_main_cf(a, {"mxgate_anvil_redis_prefix": "other:"})
+        a.signal(signal.SIGHUP)
+        self.assertTrue(harness.wait_log_count(
+            a, r"warning: reload: mxgate_anvil_backend and the mxgate_anvil_redis_\* and "
+               r"mxgate_anvil_lease_time parameters take effect at the next restart; anvil keeps "
+               r"redis:127\.0\.0\.1:%d$" % self.redis.port, 1), "\n".join(a.log_lines()))
+        c = self.accepted(b, "127.0.0.2")
+        self.refused(a, "127.0.0.2", "still sharing under mxgate:")
+        self.quit(c)
+
     # -- anvil show / clear -------------------------------------------------------------------
 
     def test_anvil_show_and_clear_on_redis(self):
