@@ -45,8 +45,8 @@ usage(void)
 		"       mxgate conf  [-c DIR] [-d|-n|-x|-h] [-o name=value]... [name ...]\n"
 		"       mxgate check [-c DIR]\n"
 		"       mxgate map   [-c DIR] -q KEY|- TYPE:NAME...\n"
-		"       mxgate anvil show  [-c DIR] [CLIENT]\n"
-		"       mxgate anvil clear [-c DIR] CLIENT\n");
+		"       mxgate anvil show  [-c DIR] [-o name=value]... [CLIENT]\n"
+		"       mxgate anvil clear [-c DIR] [-o name=value]... CLIENT\n");
 	exit(2);
 }
 
@@ -396,7 +396,7 @@ print_sorted(const char *text)
 }
 
 /*
- * mxgate anvil show [-c DIR] [CLIENT] | clear [-c DIR] CLIENT: with the Redis
+ * mxgate anvil show [-c DIR] [-o name=value]... [CLIENT] | clear ... CLIENT: with the Redis
  * backend against Redis (every node's counts), else through the running
  * daemon's control socket.  Exit 0; clear exits 1 when nothing matched;
  * 2 for an error.
@@ -409,6 +409,8 @@ cmd_anvil(int argc, char **argv)
 	const struct conf_view *global;
 	struct conf *conf;
 	struct buf out = BUF_INIT;
+	char **overrides;
+	size_t noverrides = 0;
 	char *err = NULL;
 	int c, clear, rc = 0;
 	long n;
@@ -424,9 +426,11 @@ cmd_anvil(int argc, char **argv)
 	argc--;
 	argv++;
 	optind = 1;
-	while ((c = getopt(argc, argv, "c:")) != -1) {
+	overrides = xcalloc((size_t)argc + 1, sizeof(*overrides));
+	while ((c = getopt(argc, argv, "c:o:")) != -1) {
 		switch (c) {
 		case 'c': dir = optarg; break;
+		case 'o': overrides[noverrides++] = optarg; break;
 		default: usage();
 		}
 	}
@@ -434,11 +438,12 @@ cmd_anvil(int argc, char **argv)
 		usage();
 	if (optind < argc)
 		match = argv[optind];
-	if ((conf = conf_load(dir, NULL, 0, &rep)) == NULL) {
+	if ((conf = conf_load(dir, overrides, noverrides, &rep)) == NULL) {
 		print_report(&rep, 1);
 		msg_error("configuration in %s has %zu error%s", dir, rep.errors,
 			  rep.errors == 1 ? "" : "s");
 		conf_report_free(&rep);
+		free(overrides);
 		return 2;
 	}
 	conf_report_free(&rep);
@@ -486,6 +491,7 @@ cmd_anvil(int argc, char **argv)
 	free(err);
 	buf_free(&out);
 	conf_free(&conf);
+	free(overrides);
 	return rc;
 }
 
