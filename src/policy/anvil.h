@@ -104,7 +104,8 @@ struct anvil_req;
 struct loop;
 
 /*
- * The backend that mxgate_anvil_backend names: "memory" (built in), or
+ * The backend that mxgate_anvil_backend names: "memory" or "redis:..." (built
+ * in; see anvil_redis_create(), which also reads anvil_get_settings()), or
  * "<name>[:<argument>]" for a backend registered with
  * anvil_backend_register() (the test builds register "test-delay").
  * Returns NULL with *err_r set (caller frees) for an unknown name or a bad
