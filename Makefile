@@ -4,7 +4,7 @@
 CC       ?= cc
 SANITIZE ?=
 BUILD    ?= build
-PKGS     := libevent libevent_pthreads libevent_openssl openssl libpcre2-8 lmdb libpq ldap lber libmariadb sqlite3
+PKGS     := libevent libevent_pthreads libevent_openssl openssl libpcre2-8 lmdb libpq ldap lber libmariadb sqlite3 hiredis
 PKG_CONFIG ?= pkg-config
 # What installs the Debian packages (and the mxgate user) for `make run` / `make test`.
 DEPS     ?= sh scripts/deps.sh
@@ -141,6 +141,7 @@ bench:
 	python3 bench/tables.py --build bench/build
 	python3 bench/dnsbl.py --build bench/build
 	python3 bench/tls.py --build bench/build
+	python3 bench/anvil_redis.py --build bench/build
 
 clean:
 	rm -rf $(BUILD)

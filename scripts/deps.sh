@@ -9,11 +9,11 @@
 #                            (the DNS lists' server and the test domains' name server, both
 #                            started by the tests in their own namespace), postgrey and
 #                            postfix-policyd-spf-python (policy servers that the tests start
-#                            themselves)
+#                            themselves), redis-server (anvil on Redis, started by its tests)
 set -eu
-pkgs="gcc make pkg-config libevent-dev libssl-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libpq-dev libldap2-dev libmariadb-dev libsqlite3-dev libcmocka-dev swaks"
+pkgs="gcc make pkg-config libevent-dev libssl-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libpq-dev libldap2-dev libmariadb-dev libsqlite3-dev libhiredis-dev libcmocka-dev swaks"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev rbldnsd unbound postgrey postfix-policyd-spf-python"
+	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev rbldnsd unbound postgrey postfix-policyd-spf-python redis-server"
 fi
 missing=""
 for p in $pkgs; do
@@ -63,6 +63,15 @@ if [ -n "$missing" ]; then
 			service postgrey stop >/dev/null 2>&1 || true
 		fi
 		update-rc.d postgrey disable >/dev/null 2>&1 || true ;;
+	esac
+	# redis-server is only the anvil-on-Redis tests' server (each test starts its own).
+	case " $missing " in *" redis-server "*)
+		if [ -d /run/systemd/system ]; then
+			systemctl disable --now redis-server.service >/dev/null 2>&1 || true
+		else
+			service redis-server stop >/dev/null 2>&1 || true
+		fi
+		update-rc.d redis-server disable >/dev/null 2>&1 || true ;;
 	esac
 fi
 if [ "$need_user" = 1 ]; then

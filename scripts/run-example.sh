@@ -21,4 +21,5 @@ echo "mxgate: listening on 127.0.0.1:2525, delivering into $top/var/mail (Ctrl-C
 echo "try:    swaks --server 127.0.0.1:2525 --to alice@example.test"
 exec "${MXGATE:-./build/mxgate}" run -c "$top/etc/example" \
 	-o virtual_mailbox_base="$top/var/mail" -o mxgate_spool_directory="$top/var/spool" \
+	-o mxgate_control_socket="$top/var/control" \
 	-o virtual_uid_maps="static:$uid" -o virtual_gid_maps="static:$gid"

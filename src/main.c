@@ -4,6 +4,8 @@
  *   mxgate run   [-c DIR] [-o name=value]...   run in the foreground until SIGTERM
  *   mxgate conf  [-c DIR] [-d|-n|-x|-h] [name ...]   postconf(1) semantics
  *   mxgate check [-c DIR]                      validate the configuration
+ *   mxgate anvil show [-c DIR] [CLIENT]        anvil's counts (Redis, or the control socket)
+ *   mxgate anvil clear [-c DIR] CLIENT         reset a client's rates
  */
 #include <errno.h>
 #include <grp.h>
@@ -22,6 +24,7 @@
 #include "conf/conf.h"
 #include "deliver/spool.h"
 #include "log/log.h"
+#include "net/control.h"
 #include "net/server.h"
 #include "net/spawner.h"
 #include "policy/anvil.h"
@@ -42,7 +45,9 @@ usage(void)
 		"usage: mxgate run   [-c DIR] [-o name=value]...\n"
 		"       mxgate conf  [-c DIR] [-d|-n|-x|-h] [-o name=value]... [name ...]\n"
 		"       mxgate check [-c DIR]\n"
-		"       mxgate map   [-c DIR] -q KEY|- TYPE:NAME...\n");
+		"       mxgate map   [-c DIR] -q KEY|- TYPE:NAME...\n"
+		"       mxgate anvil show  [-c DIR] [-o name=value]... [CLIENT]\n"
+		"       mxgate anvil clear [-c DIR] [-o name=value]... CLIENT\n");
 	exit(2);
 }
 
@@ -214,7 +219,15 @@ check_services(const struct conf *c)
 	{
 		const char *spec = conf_str(conf_global(c), P_mxgate_anvil_backend);
 		char *err = NULL;
-		struct anvil *a = anvil_create(spec, 60, 1, &err);
+		struct anvil_settings set = {
+			conf_str(conf_global(c), P_mxgate_anvil_redis_prefix),
+			conf_str(conf_global(c), P_mxgate_anvil_redis_password_file),
+			conf_time(conf_global(c), P_mxgate_anvil_lease_time),
+		};
+		struct anvil *a;
+
+		anvil_set_settings(&set);
+		a = anvil_create(spec, 60, 1, &err);
 
 		if (a == NULL) {
 			msg_error("mxgate_anvil_backend = %s: %s", spec, err);
@@ -359,6 +372,169 @@ drop_privileges(struct server *srv, const struct conf_view *global)
 	return 0;
 }
 
+/*
+ * The control socket, bound as the starting user and owned by mail_owner.
+ * Without it the daemon runs all the same (`mxgate anvil` cannot reach it
+ * then): a warning, not a refusal to start.
+ */
+static void
+control_open(struct server *srv, const struct conf_view *global)
+{
+	const char *path = conf_str(global, P_mxgate_control_socket);
+	uid_t uid = geteuid();
+	gid_t gid = getegid();
+	char *err = NULL;
+	int fd;
+
+	if (*path == '\0')
+		return;
+	if (geteuid() == 0) {
+		struct passwd *pw = getpwnam(conf_str(global, P_mail_owner));
+
+		if (pw == NULL)
+			return;		/* drop_privileges() says why */
+		uid = pw->pw_uid;
+		gid = pw->pw_gid;
+	}
+	if ((fd = control_bind(path, uid, gid, &err)) < 0) {
+		msg_warn("%s; `mxgate anvil` cannot reach this daemon", err);
+		free(err);
+		return;
+	}
+	server_set_control(srv, fd, path);
+}
+
+static void
+anvil_show_line(void *ctx, const char *ident, const struct anvil_reply *r)
+{
+	control_format(ctx, ident, r);
+}
+
+static int
+anvil_line_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Print the lines of text sorted (the daemon lists them in hash order). */
+static void
+print_sorted(const char *text)
+{
+	char *copy = xstrdup(text), *p, *save = NULL;
+	char **lines = NULL;
+	size_t n = 0, i;
+
+	for (p = strtok_r(copy, "\n", &save); p != NULL; p = strtok_r(NULL, "\n", &save)) {
+		lines = xrealloc(lines, (n + 1) * sizeof(*lines));
+		lines[n++] = p;
+	}
+	qsort(lines, n, sizeof(*lines), anvil_line_cmp);
+	for (i = 0; i < n; i++)
+		printf("%s\n", lines[i]);
+	free(lines);
+	free(copy);
+}
+
+/*
+ * mxgate anvil show [-c DIR] [-o name=value]... [CLIENT] | clear ... CLIENT: with the Redis
+ * backend against Redis (every node's counts), else through the running
+ * daemon's control socket.  Exit 0; clear exits 1 when nothing matched;
+ * 2 for an error.
+ */
+static int
+cmd_anvil(int argc, char **argv)
+{
+	const char *dir = MXGATE_DEFAULT_CONFIG_DIR, *match = NULL, *spec;
+	struct conf_report rep = { 0 };
+	const struct conf_view *global;
+	struct conf *conf;
+	struct buf out = BUF_INIT;
+	char **overrides;
+	size_t noverrides = 0;
+	char *err = NULL;
+	int c, clear, rc = 0;
+	long n;
+
+	if (argc < 2)
+		usage();
+	if (strcmp(argv[1], "show") == 0)
+		clear = 0;
+	else if (strcmp(argv[1], "clear") == 0)
+		clear = 1;
+	else
+		usage();
+	argc--;
+	argv++;
+	optind = 1;
+	overrides = xcalloc((size_t)argc + 1, sizeof(*overrides));
+	while ((c = getopt(argc, argv, "c:o:")) != -1) {
+		switch (c) {
+		case 'c': dir = optarg; break;
+		case 'o': overrides[noverrides++] = optarg; break;
+		default: usage();
+		}
+	}
+	if (argc - optind > 1 || (clear && argc - optind != 1))
+		usage();
+	if (optind < argc)
+		match = argv[optind];
+	if ((conf = conf_load(dir, overrides, noverrides, &rep)) == NULL) {
+		print_report(&rep, 1);
+		msg_error("configuration in %s has %zu error%s", dir, rep.errors,
+			  rep.errors == 1 ? "" : "s");
+		conf_report_free(&rep);
+		free(overrides);
+		return 2;
+	}
+	conf_report_free(&rep);
+	global = conf_global(conf);
+	spec = conf_str(global, P_mxgate_anvil_backend);
+	if (strncmp(spec, "redis:", 6) == 0) {
+		struct anvil_settings set = {
+			conf_str(global, P_mxgate_anvil_redis_prefix),
+			conf_str(global, P_mxgate_anvil_redis_password_file),
+			conf_time(global, P_mxgate_anvil_lease_time),
+		};
+
+		anvil_set_settings(&set);
+		n = anvil_redis_admin(spec + 6, clear, match, conf_time(global, P_anvil_rate_time_unit),
+				      anvil_show_line, &out, &err);
+		if (n < 0) {
+			msg_error("%s", err);
+			rc = 2;
+		} else if (clear) {
+			printf("cleared %ld\n", n);
+			rc = n > 0 ? 0 : 1;
+		} else {
+			fputs(buf_str(&out), stdout);
+		}
+	} else {
+		struct buf line = BUF_INIT;
+
+		buf_printf(&line, "%s%s%s", clear ? "clear" : "show", match ? " " : "",
+			   match ? match : "");
+		if (control_request(conf_str(global, P_mxgate_control_socket), buf_str(&line), &out,
+				    5000, &err) < 0) {
+			msg_error("%s", err);
+			rc = 2;
+		} else if (strncmp(buf_str(&out), "error:", 6) == 0) {
+			fputs(buf_str(&out), stderr);
+			rc = 2;
+		} else if (clear) {
+			fputs(buf_str(&out), stdout);
+			rc = strcmp(buf_str(&out), "cleared 0\n") == 0 ? 1 : 0;
+		} else {
+			print_sorted(buf_str(&out));
+		}
+		buf_free(&line);
+	}
+	free(err);
+	buf_free(&out);
+	conf_free(&conf);
+	free(overrides);
+	return rc;
+}
+
 static int
 cmd_run(int argc, char **argv)
 {
@@ -408,6 +584,7 @@ cmd_run(int argc, char **argv)
 	if (server_build_services(srv, &err) < 0)
 		msg_fatal("%s", err);
 	prepare_spool_as_root(global);
+	control_open(srv, global);
 	if (drop_privileges(srv, global) < 0)
 		msg_fatal("refusing to run with the privileges of the starting user");
 
@@ -437,6 +614,8 @@ main(int argc, char **argv)
 		return conf_cmd_conf(argc - 2, argv + 2);
 	if (strcmp(argv[1], "check") == 0)
 		return conf_cmd_check_deep(argc - 2, argv + 2, check_services);
+	if (strcmp(argv[1], "anvil") == 0)
+		return cmd_anvil(argc - 1, argv + 1);
 	if (strcmp(argv[1], "map") == 0)
 		return map_cmd(argc - 1, argv + 1);
 	if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "-V") == 0) {

@@ -29,6 +29,7 @@
 #include "deliver/maildir.h"
 #include "deliver/spool.h"
 #include "log/log.h"
+#include "net/control.h"
 #include "net/evloop.h"
 #include "net/peername.h"
 #include "net/resolver.h"
@@ -113,6 +114,9 @@ struct server {
 	size_t	noverrides;
 	struct anvil *anvil;			/* shared by every worker */
 	struct event *sweep_ev, *stats_ev, *hup_ev, *drain_ev, *sigterm_ev, *sigint_ev;
+	int	control_fd;			/* mxgate_control_socket, -1: none */
+	char   *control_path;
+	struct control *control;
 	atomic_long body_bytes;			/* message bodies held in memory, all sessions */
 	int	drain_ticks;			/* shutdown: 50 ms ticks waited */
 	const struct conf_view *global;
@@ -147,11 +151,20 @@ server_create(struct conf *conf, const char *config_dir, char **overrides, size_
 	srv->noverrides = noverrides;
 	srv->run_uid = geteuid();
 	srv->run_gid = getegid();
+	srv->control_fd = -1;
 	atomic_init(&srv->body_bytes, 0);
 	atomic_init(&srv->free_bytes, -1);
 	atomic_init(&srv->disk_inflight, 0);
 	pthread_mutex_init(&srv->gen_lock, NULL);
 	return srv;
+}
+
+void
+server_set_control(struct server *srv, int fd, const char *path)
+{
+	srv->control_fd = fd;
+	free(srv->control_path);
+	srv->control_path = xstrdup(path);
 }
 
 void
@@ -637,6 +650,15 @@ server_build_services(struct server *srv, char **err_r)
 			return -1;
 		}
 	}
+	{
+		struct anvil_settings set = {
+			conf_str(srv->global, P_mxgate_anvil_redis_prefix),
+			conf_str(srv->global, P_mxgate_anvil_redis_password_file),
+			conf_time(srv->global, P_mxgate_anvil_lease_time),
+		};
+
+		anvil_set_settings(&set);
+	}
 	srv->anvil = anvil_create(conf_str(srv->global, P_mxgate_anvil_backend),
 				  conf_time(srv->global, P_anvil_rate_time_unit),
 				  ANVIL_DEF_MAX_ENTRIES, &err);
@@ -988,6 +1010,18 @@ server_reload_done(void *arg)
 		if (!server_at_cap(svc))
 			server_accepting(svc, 1);
 	}
+	/* The anvil backend and its connections are made once, at start. */
+	if (strcmp(conf_str(srv->global, P_mxgate_anvil_backend),
+		   conf_str(conf_global(r->conf), P_mxgate_anvil_backend)) != 0
+	    || strcmp(conf_str(srv->global, P_mxgate_anvil_redis_prefix),
+		      conf_str(conf_global(r->conf), P_mxgate_anvil_redis_prefix)) != 0
+	    || strcmp(conf_str(srv->global, P_mxgate_anvil_redis_password_file),
+		      conf_str(conf_global(r->conf), P_mxgate_anvil_redis_password_file)) != 0
+	    || conf_time(srv->global, P_mxgate_anvil_lease_time)
+	       != conf_time(conf_global(r->conf), P_mxgate_anvil_lease_time))
+		msg_warn("reload: mxgate_anvil_backend and the mxgate_anvil_redis_* and "
+			 "mxgate_anvil_lease_time parameters take effect at the next restart; "
+			 "anvil keeps %s", conf_str(srv->global, P_mxgate_anvil_backend));
 	old_cgen = srv->cgen;
 	srv->cgen = r->cgen;
 	srv->conf = r->conf;
@@ -1147,6 +1181,7 @@ server_run(struct server *srv, int nworkers)
 		w->env.policy = policyclient_new(evloop_base(w->el), w->dns);
 		w->env.loop = evloop_loop(w->el);
 		w->env.anvil = srv->anvil;
+		anvil_attach_loop(srv->anvil, evloop_loop(w->el), evloop_base(w->el));
 		w->env.lookups = srv->lookups;
 		w->env.remote_lookups = srv->remote_lookups;
 		w->env.deliver = srv->deliver;
@@ -1177,6 +1212,10 @@ server_run(struct server *srv, int nworkers)
 	event_add(srv->hup_ev, NULL);
 	srv->sweep_ev = event_new(base0, -1, EV_PERSIST, server_sweep_cb, srv);
 	event_add(srv->sweep_ev, &one_second);
+	if (srv->control_fd >= 0) {
+		srv->control = control_start(srv->control_fd, srv->control_path, base0, srv->anvil);
+		srv->control_fd = -1;
+	}
 	srv->stats_ev = event_new(base0, -1, EV_PERSIST, server_stats_cb, srv);
 	server_stats_schedule(srv);
 
@@ -1244,9 +1283,15 @@ server_free(struct server **srvp)
 	}
 	if (srv->drain_ev)
 		event_free(srv->drain_ev);
+	control_free(&srv->control);
+	if (srv->control_fd >= 0)
+		close(srv->control_fd);
+	free(srv->control_path);
 	for (k = 0; k < srv->nworkers; k++) {
 		struct worker *w = &srv->workers[k];
 
+		if (srv->anvil != NULL)
+			anvil_detach_loop(srv->anvil, evloop_loop(w->el));
 		policyclient_free(&w->env.policy);
 		peername_dns_free(&w->dns);
 		resolver_free(&w->resolver);

@@ -68,6 +68,9 @@ int server_bind(struct server *srv);
 int server_build_services(struct server *srv, char **err_r);
 /* The uid and gid sessions run as (after the privilege drop). */
 void server_set_run_ids(struct server *srv, uid_t uid, gid_t gid);
+/* The control socket (net/control.h) that server_run() serves on worker 0;
+ * the server closes fd in the end. */
+void server_set_control(struct server *srv, int fd, const char *path);
 /*
  * Create the workers and the pools, start accepting, and run until
  * SIGTERM/SIGINT (server_stop()).  Returns the exit status.

@@ -52,14 +52,78 @@ anvil_create(const char *spec, long rate_time_unit, size_t max_entries, char **e
 	*err_r = NULL;
 	if (nlen == 6 && strncmp(spec, "memory", 6) == 0 && colon == NULL)
 		return anvil_memory_create(rate_time_unit, max_entries);
+	if (nlen == 5 && strncmp(spec, "redis", 5) == 0)
+		return anvil_redis_create(colon ? colon + 1 : "", rate_time_unit, max_entries, err_r);
 	for (i = 0; i < anvil_nbackends; i++)
 		if (strlen(anvil_backends[i].name) == nlen
 		    && strncmp(anvil_backends[i].name, spec, nlen) == 0)
 			return anvil_backends[i].create(colon ? colon + 1 : "", rate_time_unit,
 							max_entries, err_r);
-	*err_r = xasprintf("unknown anvil backend \"%.*s\" (mxgate supports: memory)", (int)nlen,
+	*err_r = xasprintf("unknown anvil backend \"%.*s\" (mxgate supports: memory, redis)", (int)nlen,
 			   spec);
 	return NULL;
+}
+
+static struct anvil_settings anvil_cur_settings = {
+	"mxgate:", "", ANVIL_DEF_LEASE_TIME
+};
+
+void
+anvil_set_settings(const struct anvil_settings *s)
+{
+	static char *prefix, *pwfile;
+
+	free(prefix);
+	free(pwfile);
+	prefix = xstrdup(s->redis_prefix ? s->redis_prefix : "mxgate:");
+	pwfile = xstrdup(s->redis_password_file ? s->redis_password_file : "");
+	anvil_cur_settings.redis_prefix = prefix;
+	anvil_cur_settings.redis_password_file = pwfile;
+	anvil_cur_settings.lease_time = s->lease_time > 0 ? s->lease_time : ANVIL_DEF_LEASE_TIME;
+}
+
+const struct anvil_settings *
+anvil_get_settings(void)
+{
+	return &anvil_cur_settings;
+}
+
+void
+anvil_attach_loop(struct anvil *a, struct loop *l, struct event_base *base)
+{
+	if (a->ops->attach != NULL)
+		a->ops->attach(a, l, base);
+}
+
+void
+anvil_detach_loop(struct anvil *a, struct loop *l)
+{
+	if (a->ops->detach != NULL)
+		a->ops->detach(a, l);
+}
+
+int
+anvil_ident_matches(const char *ident, const char *match)
+{
+	size_t il, ml;
+
+	if (match == NULL || *match == '\0' || strcmp(ident, match) == 0)
+		return 1;
+	il = strlen(ident);
+	ml = strlen(match);
+	return il > ml && ident[il - ml - 1] == ':' && strcmp(ident + il - ml, match) == 0;
+}
+
+size_t
+anvil_list(struct anvil *a, time_t now, const char *match, anvil_list_fn *fn, void *ctx)
+{
+	return a->ops->list != NULL ? a->ops->list(a, now, match, fn, ctx) : 0;
+}
+
+size_t
+anvil_clear(struct anvil *a, time_t now, const char *match)
+{
+	return a->ops->clear != NULL ? a->ops->clear(a, now, match) : 0;
 }
 
 void

@@ -2,9 +2,9 @@
  * anvil: per-client connection counts and event rates, as Postfix's anvil(8)
  * keeps them for smtpd(8) (POSTFIX_REFERENCE.md section 3).
  *
- * One interface, several backends.  A struct anvil is opaque; today there is
- * the in-memory backend (anvil_memory_create()), later a Redis one that
- * several MX hosts share.  The daemon creates one struct anvil, shares it
+ * One interface, several backends.  A struct anvil is opaque: there is the
+ * in-memory backend (anvil_memory_create()) and the Redis one that several
+ * MX hosts share (anvil_redis.c, "redis:HOST:PORT" or "redis:unix:PATH").  The daemon creates one struct anvil, shares it
  * between all event-loop threads, and keeps it across a configuration reload
  * so that counters survive SIGHUP (anvil_set_rate_time_unit() changes the
  * window length in place).
@@ -104,7 +104,8 @@ struct anvil_req;
 struct loop;
 
 /*
- * The backend that mxgate_anvil_backend names: "memory" (built in), or
+ * The backend that mxgate_anvil_backend names: "memory" or "redis:..." (built
+ * in; see anvil_redis_create(), which also reads anvil_get_settings()), or
  * "<name>[:<argument>]" for a backend registered with
  * anvil_backend_register() (the test builds register "test-delay").
  * Returns NULL with *err_r set (caller frees) for an unknown name or a bad
@@ -118,6 +119,50 @@ typedef struct anvil *anvil_factory(const char *arg, long rate_time_unit, size_t
 				    char **err_r);
 /* Make "<name>[:arg]" known to anvil_create().  Call before threads start. */
 void anvil_backend_register(const char *name, anvil_factory *create);
+
+/*
+ * Settings of the networked backends (the Redis one), read by anvil_create()
+ * from the process-wide copy that anvil_set_settings() keeps.  Call it
+ * before anvil_create(), from one thread.  The strings are copied.
+ */
+struct anvil_settings {
+	const char *redis_prefix;		/* mxgate_anvil_redis_prefix ("mxgate:") */
+	const char *redis_password_file;	/* mxgate_anvil_redis_password_file ("": none) */
+	long	lease_time;			/* mxgate_anvil_lease_time, seconds (60) */
+};
+void anvil_set_settings(const struct anvil_settings *s);
+/* The current settings (defaults until anvil_set_settings()). */
+const struct anvil_settings *anvil_get_settings(void);
+#define ANVIL_DEF_LEASE_TIME		60
+
+/*
+ * The event loops a networked backend works on.  The daemon attaches every
+ * worker loop (with its libevent base) before the loops run, and detaches
+ * them after they stopped and before their bases are freed.  The memory
+ * backend ignores both.  A request made on a loop that was never attached
+ * is answered from the backend's local state.
+ */
+struct event_base;
+void anvil_attach_loop(struct anvil *a, struct loop *l, struct event_base *base);
+void anvil_detach_loop(struct anvil *a, struct loop *l);
+
+/*
+ * Operator views (`mxgate anvil show|clear`, the control socket).
+ * anvil_list() calls fn for every live ident that matches: match NULL or ""
+ * is every ident; else the ident itself ("smtp:192.0.2.1") or its client
+ * key (the text after the service name: "192.0.2.1").  r holds count and
+ * all five rates as anvil_lookup() reports them.  Returns the number listed.
+ * The Redis backend lists this host's local counts (the shared ones are
+ * read from Redis by `mxgate anvil show` itself).
+ * anvil_clear() resets the rates of every matching ident (the window starts
+ * again at now); the connection count, which counts live sessions, stays.
+ * Returns the number of idents cleared.
+ */
+typedef void anvil_list_fn(void *ctx, const char *ident, const struct anvil_reply *r);
+size_t anvil_list(struct anvil *a, time_t now, const char *match, anvil_list_fn *fn, void *ctx);
+size_t anvil_clear(struct anvil *a, time_t now, const char *match);
+/* Does ident match match as anvil_list() matches? */
+int anvil_ident_matches(const char *ident, const char *match);
 
 /* The answer bound, in milliseconds (values below 1 are taken as 1). */
 void anvil_set_timeout(struct anvil *a, long msec);
@@ -141,6 +186,29 @@ void anvil_set_timeout(struct anvil *a, long msec);
  * Never fails (allocation failure ends the process, util/xalloc.h).
  */
 struct anvil *anvil_memory_create(long rate_time_unit, size_t max_entries);
+
+/*
+ * Redis backend (anvil_redis.c): arg is "HOST:PORT" or "unix:PATH".  Reads
+ * the password file now (so that it may be readable by root only); makes
+ * no connection until a loop is attached.  Returns NULL with *err_r set
+ * for a bad argument or an unreadable password file.
+ */
+struct anvil *anvil_redis_create(const char *arg, long rate_time_unit, size_t max_entries,
+				 char **err_r);
+/*
+ * `mxgate anvil show|clear` against Redis itself (blocking, a 2 s bound per
+ * command; the settings as for anvil_redis_create()).  show (clear == 0)
+ * calls fn for every ident under the prefix that matches (as anvil_list():
+ * count = live leases of every node, the rates of the current window of
+ * rate_time_unit); clear deletes their rate windows (leases stay: they are
+ * live sessions).  Returns the number of idents listed or cleared, or -1
+ * with *err_r set.
+ */
+long anvil_redis_admin(const char *arg, int clear, const char *match, long rate_time_unit,
+		       anvil_list_fn *fn, void *ctx, char **err_r);
+
+/* The Redis backend's answer bound: past it, the local counts answer. */
+#define ANVIL_REDIS_BOUND_MS		200
 
 /* Destroy the object and set *ap to NULL.  NULL *ap is fine.  No request may
  * be running or pending. */

@@ -28,6 +28,7 @@ enum anvil_op {
 	ANVIL_OP_AUTH,
 	ANVIL_OP_LOOKUP,
 };
+#define ANVIL_OP_N	(ANVIL_OP_LOOKUP + 1)
 
 struct anvil_ops {
 	const char *name;	/* "memory", "redis" */
@@ -39,6 +40,12 @@ struct anvil_ops {
 	void	(*log_statistics)(struct anvil *a, time_t now);
 	void	(*set_rate_time_unit)(struct anvil *a, long rate_time_unit);
 	void	(*free)(struct anvil *a);
+	/* Optional (NULL: nothing to do / nothing to list): */
+	void	(*attach)(struct anvil *a, struct loop *l, struct event_base *base);
+	void	(*detach)(struct anvil *a, struct loop *l);
+	size_t	(*list)(struct anvil *a, time_t now, const char *match, anvil_list_fn *fn,
+			void *ctx);
+	size_t	(*clear)(struct anvil *a, time_t now, const char *match);
 };
 
 struct anvil {

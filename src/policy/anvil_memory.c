@@ -567,6 +567,62 @@ mem_set_rate_time_unit(struct anvil *a, long rate_time_unit)
 	__atomic_store_n(&m->unit, rate_time_unit < 1 ? 1 : rate_time_unit, __ATOMIC_RELAXED);
 }
 
+/* Visit every live entry that matches, one shard locked at a time; clear:
+ * reset its rates.  fn runs with the shard's lock held: it must not call
+ * anvil (the control socket only formats a line). */
+static size_t
+mem_visit(struct anvil_mem *m, time_t now, const char *match, int clear, anvil_list_fn *fn,
+	  void *ctx)
+{
+	long unit = mem_unit(m);
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < MEM_SHARDS; i++) {
+		struct mem_shard *s = &m->shards[i];
+		size_t b;
+
+		pthread_mutex_lock(&s->lock);
+		for (b = 0; b < s->nbuckets; b++) {
+			struct mem_entry *e;
+
+			for (e = s->buckets[b]; e != NULL; e = e->hnext) {
+				struct anvil_reply r = { 0 };
+
+				if (mem_expired(e, now, unit) || !anvil_ident_matches(e->ident, match))
+					continue;
+				n++;
+				if (clear) {
+					memset(e->rate, 0, sizeof(e->rate));
+					e->start = now;
+					continue;
+				}
+				r.count = e->count;
+				r.rate = mem_rate_peek(e, RATE_CONN, now, unit);
+				r.mail = mem_rate_peek(e, RATE_MAIL, now, unit);
+				r.rcpt = mem_rate_peek(e, RATE_RCPT, now, unit);
+				r.newtls = mem_rate_peek(e, RATE_NTLS, now, unit);
+				r.auth = mem_rate_peek(e, RATE_AUTH, now, unit);
+				fn(ctx, e->ident, &r);
+			}
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	return n;
+}
+
+static size_t
+mem_list(struct anvil *a, time_t now, const char *match, anvil_list_fn *fn, void *ctx)
+{
+	return mem_visit((struct anvil_mem *)a, now, match, 0, fn, ctx);
+}
+
+static size_t
+mem_clear(struct anvil *a, time_t now, const char *match)
+{
+	return mem_visit((struct anvil_mem *)a, now, match, 1, NULL, NULL);
+}
+
 static void
 mem_free(struct anvil *a)
 {
@@ -602,6 +658,8 @@ static const struct anvil_ops mem_ops = {
 	.log_statistics = mem_log_statistics,
 	.set_rate_time_unit = mem_set_rate_time_unit,
 	.free = mem_free,
+	.list = mem_list,
+	.clear = mem_clear,
 };
 
 struct anvil *

@@ -469,6 +469,8 @@ service_create(const struct conf_service *cs, const struct conf_view *cf,
 
 	ss->cf = cf;
 	ss->service_name = xstrdup(cs->name);
+	ss->anvil_service = xstrdup(*conf_str(cf, P_mxgate_anvil_service) != '\0'
+				    ? conf_str(cf, P_mxgate_anvil_service) : cs->name);
 	ss->hostname = xstrdup(conf_str(cf, P_myhostname));
 	ss->banner = xstrdup(conf_str(cf, P_smtpd_banner));
 	ss->soft_limit = conf_int(cf, P_smtpd_soft_error_limit);
@@ -601,6 +603,7 @@ service_destroy(struct smtp_service *ss)
 	free(ss->noop_cmds);
 	tls_server_free(&ss->tls_srv);
 	free(ss->service_name);
+	free(ss->anvil_service);
 	free(ss->hostname);
 	free(ss->banner);
 	free(ss);

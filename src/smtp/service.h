@@ -34,7 +34,8 @@ struct smtp_forbid {
 
 struct smtp_service {
 	const struct conf_view *cf;
-	char   *service_name;	/* master.cf service name, for anvil and logs */
+	char   *service_name;	/* master.cf service name, for logs */
+	char   *anvil_service;	/* anvil's <service>: mxgate_anvil_service, else service_name */
 	struct recipient_policy *policy;
 	struct restrict_policy *acl;		/* the access restrictions (policy/restrict.h) */
 	struct smtp_forbid forbid;

@@ -1428,7 +1428,7 @@ session_anvil_init(struct session *s)
 	if (anvil_client_key(key, sizeof(key), &s->sa.sa, s->ss->v4_prefix,
 			     s->ss->v6_prefix) < 0)
 		return;
-	anvil_ident(&b, s->ss->service_name, key);
+	anvil_ident(&b, s->ss->anvil_service, key);
 	s->ident = buf_steal(&b);
 	if (strchr(key, '/') != NULL)
 		s->range = xstrdup(key);

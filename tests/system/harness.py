@@ -233,7 +233,8 @@ class Server:
     main:          main.cf parameters (values are written as given; None drops
                    a default).  Defaults: myhostname = mx.example.test,
                    maillog_file = DIR/maillog, maillog_file_prefixes = DIR/ (so
-                   that the scratch maillog passes Postfix's prefix check).
+                   that the scratch maillog passes Postfix's prefix check),
+                   mxgate_control_socket = DIR/control.
     master:        master.cf lines; "{port}" is replaced by the chosen port.
                    Default: one "127.0.0.1:{port} inet n - n - - smtpd" line.
     virtual_users: local parts for virt.test; sets the virtual_* parameters,
@@ -291,6 +292,7 @@ class Server:
         params.setdefault("maillog_file", self.maillog)
         params.setdefault("maillog_file_prefixes", self.dir + "/")
         params.setdefault("mxgate_spool_directory", os.path.join(self.dir, "spool"))
+        params.setdefault("mxgate_control_socket", os.path.join(self.dir, "control"))
         self.maillog = params["maillog_file"]
         self.vmail = None
         if virtual_users is not None:

@@ -702,6 +702,114 @@ test_ident(void **state)
 	buf_free(&b);
 }
 
+struct listed {
+	int n;
+	char text[1024];
+};
+
+static void
+list_cb(void *ctx, const char *ident, const struct anvil_reply *r)
+{
+	struct listed *l = ctx;
+	size_t len = strlen(l->text);
+
+	l->n++;
+	snprintf(l->text + len, sizeof(l->text) - len, "%s %d %d %d %d;", ident, r->count, r->rate,
+		 r->mail, r->rcpt);
+}
+
+/* anvil_list() and anvil_clear(): what `mxgate anvil show|clear` see. */
+static void
+test_list_and_clear(void **state)
+{
+	struct anvil *a = anvil_memory_create(60, 0);
+	struct listed l = { 0 };
+
+	(void)state;
+	req(anvil_connect, a, "smtp:192.0.2.1", T0);
+	req(anvil_connect, a, "smtp:192.0.2.1", T0);
+	req(anvil_message, a, "smtp:192.0.2.1", T0);
+	req(anvil_recipient, a, "smtp:192.0.2.1", T0);
+	session(a, "smtp:192.0.2.2", T0);
+	session(a, "submission:192.0.2.2", T0);
+	assert_int_equal(anvil_list(a, T0, "192.0.2.1", list_cb, &l), 1);
+	assert_string_equal(l.text, "smtp:192.0.2.1 2 2 1 1;");
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(anvil_list(a, T0, "192.0.2.2", list_cb, &l), 2);
+	assert_int_equal(anvil_list(a, T0, NULL, list_cb, &l), 3 + 0);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(anvil_list(a, T0, "smtp:192.0.2.2", list_cb, &l), 1);
+	assert_string_equal(l.text, "smtp:192.0.2.2 0 1 0 0;");
+	/* clear: the rates start again, the count of live sessions stays */
+	assert_int_equal(anvil_clear(a, T0 + 1, "192.0.2.1"), 1);
+	memset(&l, 0, sizeof(l));
+	anvil_list(a, T0 + 1, "192.0.2.1", list_cb, &l);
+	assert_string_equal(l.text, "smtp:192.0.2.1 2 0 0 0;");
+	assert_int_equal(conn_rate(a, "smtp:192.0.2.1", T0 + 1), 1);
+	assert_int_equal(anvil_clear(a, T0 + 1, "192.0.2.9"), 0);
+	/* an expired idle entry is not listed */
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(anvil_list(a, T0 + 61, "192.0.2.2", list_cb, &l), 0);
+	anvil_free(&a);
+}
+
+static void
+test_ident_matches(void **state)
+{
+	(void)state;
+	assert_true(anvil_ident_matches("smtp:192.0.2.1", NULL));
+	assert_true(anvil_ident_matches("smtp:192.0.2.1", ""));
+	assert_true(anvil_ident_matches("smtp:192.0.2.1", "192.0.2.1"));
+	assert_true(anvil_ident_matches("smtp:192.0.2.1", "smtp:192.0.2.1"));
+	assert_true(anvil_ident_matches("127.0.0.1:2525:2001:db8::/84", "2001:db8::/84"));
+	assert_false(anvil_ident_matches("smtp:192.0.2.11", "192.0.2.1"));
+	assert_false(anvil_ident_matches("smtp:192.0.2.1", "2.0.2.1"));
+	assert_false(anvil_ident_matches("smtp:192.0.2.1", "smtp:192.0.2.1x"));
+}
+
+/* The Redis backend's argument; creating it makes no connection, and a request on a loop that
+ * was never attached is answered at once from the local counts. */
+static void
+test_redis_spec(void **state)
+{
+	static const char *const bad[] = {
+		"redis:", "redis:localhost", "redis:localhost:", "redis:localhost:0",
+		"redis:localhost:65536", "redis:localhost:6379x", "redis:unix:relative", "redis::6379",
+	};
+	struct anvil_settings set = { "test:", "", 3 };
+	struct anvil *a;
+	char *err = NULL;
+	size_t i;
+
+	(void)state;
+	anvil_set_settings(&set);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		a = anvil_create(bad[i], 60, 0, &err);
+		assert_null(a);
+		assert_non_null(err);
+		free(err);
+		err = NULL;
+	}
+	a = anvil_create("redis:unix:/nonexistent/redis.sock", 60, 0, &err);
+	assert_non_null(a);
+	anvil_free(&a);
+	a = anvil_create("redis:[::1]:6379", 60, 0, &err);
+	assert_non_null(a);
+	assert_int_equal(req(anvil_connect, a, "smtp:192.0.2.1", T0).count, 1);
+	assert_int_equal(req(anvil_connect, a, "smtp:192.0.2.1", T0).rate, 2);
+	assert_int_equal(req(anvil_disconnect, a, "smtp:192.0.2.1", T0).count, 1);
+	assert_int_equal(anvil_entries(a), 1);
+	anvil_free(&a);
+	/* an unreadable password file is refused when the backend is made */
+	set.redis_password_file = "/nonexistent/password";
+	anvil_set_settings(&set);
+	assert_null(anvil_create("redis:127.0.0.1:6379", 60, 0, &err));
+	assert_non_null(strstr(err, "mxgate_anvil_redis_password_file = /nonexistent/password"));
+	free(err);
+	set.redis_password_file = "";
+	anvil_set_settings(&set);
+}
+
 int
 main(void)
 {
@@ -721,6 +829,9 @@ main(void)
 		cmocka_unit_test(test_bound_sweeps_first),
 		cmocka_unit_test(test_client_key),
 		cmocka_unit_test(test_ident),
+		cmocka_unit_test(test_list_and_clear),
+		cmocka_unit_test(test_ident_matches),
+		cmocka_unit_test(test_redis_spec),
 	};
 
 	setenv("TZ", "UTC", 1);
