@@ -9,11 +9,12 @@
 #                            (the DNS lists' server and the test domains' name server, both
 #                            started by the tests in their own namespace), postgrey and
 #                            postfix-policyd-spf-python (policy servers that the tests start
+#                            themselves), rspamd and opendkim (milters that the tests start
 #                            themselves)
 set -eu
 pkgs="gcc make pkg-config libevent-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libpq-dev libldap2-dev libmariadb-dev libsqlite3-dev libcmocka-dev swaks"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev rbldnsd unbound postgrey postfix-policyd-spf-python"
+	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev rbldnsd unbound postgrey postfix-policyd-spf-python rspamd opendkim opendkim-tools"
 fi
 missing=""
 for p in $pkgs; do
@@ -64,6 +65,18 @@ if [ -n "$missing" ]; then
 		fi
 		update-rc.d postgrey disable >/dev/null 2>&1 || true ;;
 	esac
+	# rspamd and opendkim are only the milter tests' filters (each test starts its own,
+	# with its own configuration on a socket in a temporary folder).
+	for svc in rspamd opendkim; do
+		case " $missing " in *" $svc "*)
+			if [ -d /run/systemd/system ]; then
+				systemctl disable --now $svc.service >/dev/null 2>&1 || true
+			else
+				service $svc stop >/dev/null 2>&1 || true
+			fi
+			update-rc.d $svc disable >/dev/null 2>&1 || true ;;
+		esac
+	done
 fi
 if [ "$need_user" = 1 ]; then
 	echo "deps: creating the system user mxgate (mail_owner)"

@@ -1044,7 +1044,7 @@ m8_read_failed(struct m8 *m, int err)
 	bool	optneg = m->wait == W_OPTNEG;
 	const char *what = err ? strerror(err) : "Unexpected end of input";
 
-	if (m->rd.hlen < 4)
+	if (m->rd.done || m->rd.hlen < 4)	/* nothing of this packet yet */
 		msg_warn("milter %s: can't read %s reply packet header: %s", m->d->name,
 			 cmd_name(optneg ? SMFIC_OPTNEG : m->event), what);
 	else if (!m->rd.have_cmd)

@@ -11,7 +11,7 @@
  * MILTERS is an smtpd_milters value ("inet:127.0.0.1:11332, unix:/path").
  * Settings (milter_* parameters) come from DIR/main.cf and -o.  Prints one
  * line per event, "EVENT: continue" or "EVENT: REPLY" (the milter's answer:
- * an SMTP reply, D, H or S); the conversation stops at the first answer that
+ * an SMTP reply, D, H or S; a multi-line reply's CR LF shown as \r\n); the conversation stops at the first answer that
  * is not "continue", as a session would.  After the message: one line per
  * change ("edit TYPE [INDEX] NAME: VALUE (milter)"), the headers as changed
  * ("header TEXT", continuation lines as "\n"), "body-bytes N" and the body
@@ -99,10 +99,21 @@ mt_macro(void *ctx, const char *name)
 	return NULL;
 }
 
+/* The reply on one line: a multi-line reply's CR LF as \\r\\n. */
 static void
 mt_print_reply(const char *what, const char *reply)
 {
-	printf("%s: %s\n", what, reply ? reply : "continue");
+	const char *p;
+
+	printf("%s: ", what);
+	for (p = reply ? reply : "continue"; *p; p++)
+		if (*p == '\r')
+			printf("\\r");
+		else if (*p == '\n')
+			printf("\\n");
+		else
+			putchar(*p);
+	putchar('\n');
 }
 
 static void
@@ -122,9 +133,11 @@ mt_report(void)
 		if (e[i].type == MILTER_EDIT_REPLACE_BODY)
 			printf("edit %s %zu bytes (%s)\n", types[e[i].type], strlen(e[i].value),
 			       e[i].milter);
+		else if (e[i].type == MILTER_EDIT_DELETE_HEADER)
+			printf("edit %s %u %s (%s)\n", types[e[i].type], e[i].index, e[i].name,
+			       e[i].milter);
 		else if (e[i].type == MILTER_EDIT_INSERT_HEADER
-			 || e[i].type == MILTER_EDIT_CHANGE_HEADER
-			 || e[i].type == MILTER_EDIT_DELETE_HEADER)
+			 || e[i].type == MILTER_EDIT_CHANGE_HEADER)
 			printf("edit %s %u %s:%s (%s)\n", types[e[i].type], e[i].index, e[i].name,
 			       e[i].text, e[i].milter);
 		else if (e[i].type == MILTER_EDIT_ADD_HEADER)
