@@ -432,3 +432,85 @@ class Scripted(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+SIGNED_FROM = """\
+From: Alice <alice@example.test>
+To: Bob <bob@example.com>
+Subject: Signed lunch
+Message-ID: <signed-1@example.test>
+Date: Tue, 1 Dec 2026 19:00:00 +0000
+
+Hi Bob,
+
+this one is signed.
+
+Alice
+"""
+
+
+class OpenDkimMilter(unittest.TestCase):
+    """A real opendkim signs (Mode s) a message through the client; a second opendkim (Mode v)
+    verifies it: pass with its Authentication-Results header, and a broken signature as
+    On-BadSignature says.  The verifier reads the public key from its TestPublicKeys file (the
+    TXT record opendkim-genkey made), not from the test DNS: Debian's opendkim resolves with
+    libunbound, which will not forward to the test DNS on 127.0.0.1 (do-not-query-localhost)
+    and its ResolverConfiguration did not change that."""
+
+    def sign(self, keydir):
+        signer = mf.OpenDkim("s", "example.test", "sel1", keydir).start()
+        self.addCleanup(signer.stop)
+        out = os.path.join(tempfile.mkdtemp(prefix="mxgate-signed-"), "signed.eml")
+        self.addCleanup(shutil.rmtree, os.path.dirname(out), True)
+        r = mf.miltertest(signer.milter, SIGNED_FROM, client_addr="127.0.0.1",
+                          sender="<alice@example.test>", write=out)
+        self.assertEqual(r.replies["message"], "continue", r.out + r.err)
+        self.assertTrue(any(e.startswith("insert_header 0 DKIM-Signature: v=1; a=rsa-sha256; "
+                                         "c=relaxed/simple; d=example.test; s=sel1;")
+                            for e in r.edits), r.edits)
+        with open(out) as f:
+            return f.read()
+
+    def setUp(self):
+        self.keydir, record = mf.dkim_keys("example.test", "sel1")
+        self.addCleanup(shutil.rmtree, self.keydir, True)
+        txt = record.split(" TXT ", 1)[1].replace('" "', "").strip('"')
+        self.keys = os.path.join(self.keydir, "public-keys")
+        with open(self.keys, "w") as f:
+            f.write("sel1._domainkey.example.test %s\n" % txt)
+        os.chmod(self.keys, 0o644)
+
+    def verifier(self, *settings):
+        v = mf.OpenDkim("v", "example.test", "sel1", self.keydir,
+                        ["TestPublicKeys " + self.keys] + list(settings)).start()
+        self.addCleanup(v.stop)
+        return v
+
+    def test_good_signature_passes(self):
+        signed = self.sign(self.keydir)
+        self.assertTrue(signed.startswith("DKIM-Signature: v=1;"))
+        v = self.verifier()
+        r = mf.miltertest(v.milter, signed, sender="<alice@example.test>")
+        self.assertEqual(r.replies["message"], "continue", r.out + r.err)
+        ar = [e for e in r.edits if e.startswith("insert_header") and "Authentication-Results:"
+              in e]
+        self.assertEqual(len(ar), 1, r.edits)
+        self.assertIn("Authentication-Results: mx.example.test;", ar[0])
+        self.assertIn("dkim=pass", ar[0])
+        self.assertIn("header.d=example.test", ar[0])
+        # the stored copy has it above the signature it vouches for
+        self.assertTrue(r.headers[0].startswith("Authentication-Results: mx.example.test;"),
+                        r.headers)
+
+    def test_broken_signature(self):
+        signed = self.sign(self.keydir).replace("this one is signed.", "this one was changed.")
+        v = self.verifier()
+        r = mf.miltertest(v.milter, signed, sender="<alice@example.test>")
+        self.assertEqual(r.replies["message"], "continue", r.out + r.err)
+        ar = [e for e in r.edits if "Authentication-Results:" in e]
+        self.assertEqual(len(ar), 1, r.edits)
+        self.assertIn("dkim=fail", ar[0])
+        # On-BadSignature reject: opendkim's own reply
+        v2 = self.verifier("On-BadSignature reject")
+        r = mf.miltertest(v2.milter, signed, sender="<alice@example.test>")
+        self.assertRegex(r.replies["message"], r"^5\d\d 5\.\d+\.\d+ ", r.out + r.err)

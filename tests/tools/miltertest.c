@@ -6,7 +6,7 @@
  *
  *   miltertest [-c DIR] [-o name=value]... [-n CLIENT_NAME] [-a CLIENT_ADDR]
  *              [-p CLIENT_PORT] [-h HELO] [-f SENDER] [-r RCPT]... [-i QUEUE_ID]
- *              [-k STAGE] MILTERS MESSAGE_FILE
+ *              [-k STAGE] [-w OUT_FILE] MILTERS MESSAGE_FILE
  *
  * MILTERS is an smtpd_milters value ("inet:127.0.0.1:11332, unix:/path").
  * Settings (milter_* parameters) come from DIR/main.cf and -o.  Prints one
@@ -14,9 +14,10 @@
  * an SMTP reply, D, H or S; a multi-line reply's CR LF shown as \r\n); the conversation stops at the first answer that
  * is not "continue", as a session would.  After the message: one line per
  * change ("edit TYPE [INDEX] NAME: VALUE (milter)"), the headers as changed
- * ("header TEXT", continuation lines as "\n"), "body-bytes N" and the body
+ * ("header TEXT"; in both, a folded header's newlines as "\n"), "body-bytes N" and the body
  * ("body LINE"...).  -k STAGE (connect, helo, mail, rcpt, data, message)
- * cancels that event right after reporting it and prints "cancelled".
+ * cancels that event right after reporting it and prints "cancelled".  -w OUT_FILE
+ * writes the message as changed (headers, empty line, body) after the end of message.
  * Exit 0; 1 when a callback ran inside its call or after a cancel; 2 on
  * usage errors.  The milter client's warnings go to stderr.
  */
@@ -37,7 +38,7 @@
 static struct event_base *mt_eb;
 static struct milters *mt_ms;
 static bool mt_in_call, mt_bad, mt_cancelled;
-static const char *mt_cancel_stage;
+static const char *mt_cancel_stage, *mt_write;
 static const char *mt_name = "client.example", *mt_addr = "127.0.0.1", *mt_port = "54321";
 static const char *mt_helo = "client.example", *mt_from = "<sender@example.org>";
 static const char *mt_qid = "4Xyz0123ABC";
@@ -116,6 +117,22 @@ mt_print_reply(const char *what, const char *reply)
 	putchar('\n');
 }
 
+/* One line: the newlines of a folded header as \\n. */
+static const char *
+mt_oneline(const char *s)
+{
+	static struct buf b;
+	const char *p;
+
+	buf_reset(&b);
+	for (p = s; *p; p++)
+		if (*p == '\n')
+			buf_puts(&b, "\\n");
+		else
+			buf_putc(&b, *p);
+	return buf_str(&b);
+}
+
 static void
 mt_report(void)
 {
@@ -139,10 +156,10 @@ mt_report(void)
 		else if (e[i].type == MILTER_EDIT_INSERT_HEADER
 			 || e[i].type == MILTER_EDIT_CHANGE_HEADER)
 			printf("edit %s %u %s:%s (%s)\n", types[e[i].type], e[i].index, e[i].name,
-			       e[i].text, e[i].milter);
+			       mt_oneline(e[i].text), e[i].milter);
 		else if (e[i].type == MILTER_EDIT_ADD_HEADER)
-			printf("edit %s %s:%s (%s)\n", types[e[i].type], e[i].name, e[i].text,
-			       e[i].milter);
+			printf("edit %s %s:%s (%s)\n", types[e[i].type], e[i].name,
+			       mt_oneline(e[i].text), e[i].milter);
 		else
 			printf("edit %s %s%s%s (%s)\n", types[e[i].type], e[i].name,
 			       *e[i].value ? " " : "", e[i].value, e[i].milter);
@@ -158,6 +175,20 @@ mt_report(void)
 		putchar('\n');
 	}
 	printf("body-bytes %zu\n", blen);
+	if (mt_write) {
+		FILE   *fp = fopen(mt_write, "w");
+
+		if (fp == NULL) {
+			perror(mt_write);
+			mt_bad = true;
+		} else {
+			for (i = 0; i < n; i++)
+				fprintf(fp, "%s\n", h[i].raw);
+			fputc('\n', fp);
+			fwrite(body, 1, blen, fp);
+			fclose(fp);
+		}
+	}
 	for (p = body; p < body + blen;) {
 		const char *nl = memchr(p, '\n', (size_t)(body + blen - p));
 		size_t	ll = nl ? (size_t)(nl - p) : (size_t)(body + blen - p);
@@ -307,13 +338,14 @@ main(int argc, char **argv)
 		case 'r': if (mt_nrcpt < 64) mt_rcpts[mt_nrcpt++] = (char *)v; break;
 		case 'i': mt_qid = v; break;
 		case 'k': mt_cancel_stage = v; break;
+		case 'w': mt_write = v; break;
 		default: goto usage;
 		}
 	}
 	if (argc - i != 2) {
 usage:
 		fprintf(stderr, "usage: miltertest [-c DIR] [-o name=value]... [-n NAME] [-a ADDR] "
-			"[-p PORT] [-h HELO] [-f FROM] [-r RCPT]... [-i QID] [-k STAGE] "
+			"[-p PORT] [-h HELO] [-f FROM] [-r RCPT]... [-i QID] [-k STAGE] [-w OUT] "
 			"MILTERS MESSAGE_FILE\n");
 		return 2;
 	}
