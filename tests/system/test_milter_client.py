@@ -168,7 +168,7 @@ class Scripted(unittest.TestCase):
         s, r = self.run_with()
         self.assertEqual(r.replies["message"], "continue")
         self.assertEqual(s.events(), ["O", "C", "H", "M", "R", "T"] + ["L"] * 7
-                         + ["N", "B", "E", "Q"])
+                         + ["N", "B", "E", "A", "A", "Q"])
         pk = dict((c, d) for c, d in s.received if c != "D")
         self.assertEqual(pk["C"], b"mail.example.net\0" b"4" + struct.pack(">H", 54321)
                          + b"203.0.113.5\0")
@@ -194,8 +194,9 @@ class Scripted(unittest.TestCase):
         self.assertIn("j", conn)
         self.assertEqual(list(conn), ["j", "{daemon_name}", "{daemon_addr}", "v", "_"])
         mail = s.macros("M")[0]
-        self.assertEqual(mail, {"i": "4Xyz0123ABC", "{mail_addr}": "sender@example.org",
-                                "{mail_mailer}": "smtp"})
+        # no queue id yet at MAIL (Postfix's smtpd has none before the first recipient)
+        self.assertEqual(mail, {"{mail_addr}": "sender@example.org",
+                                "{mail_host}": "example.org", "{mail_mailer}": "smtp"})
         self.assertEqual(s.macros("R")[0]["{rcpt_addr}"], "rcpt@example.com")
         self.assertEqual(s.macros("T")[0], {"i": "4Xyz0123ABC"})
         self.assertEqual(s.macros("N")[0], {"i": "4Xyz0123ABC"})
@@ -242,7 +243,7 @@ class Scripted(unittest.TestCase):
     def test_accept_at_mail_skips_the_message(self):
         s, r = self.run_with({"M": [packet(b"a")]})
         self.assertEqual(r.replies["message"], "continue")
-        self.assertEqual(s.events(), ["O", "C", "H", "M", "Q"])
+        self.assertEqual(s.events(), ["O", "C", "H", "M", "A", "A", "Q"])
 
     def test_discard_shutdown(self):
         s, r = self.run_with({"E": [packet(b"d")]})
@@ -428,6 +429,108 @@ class Scripted(unittest.TestCase):
     def test_progress_then_answer(self):
         s, r = self.run_with({"E": [packet(b"p") + packet(b"p") + packet(b"a")]})
         self.assertEqual(r.replies["message"], "continue")
+
+
+class SameAsPostfix(unittest.TestCase):
+    """The same scripted milter behind Postfix 3.7 (scripts/postfix-ref, a whole session over
+    SMTP: smtpd sends the envelope, cleanup the message) and behind the client
+    (miltertest with the same client, envelope and message): the same packets in the same
+    order, byte for byte, but for the values that differ by design or by run (macro values,
+    the client port); then the same changes land the same way in Postfix's stored copy and in
+    the client's view."""
+
+    MSG = mf.CLEAN.replace("Alice <alice@example.org>", "Alice <sender@example.org>")
+
+    def postfix_run(self, milter, eob_script=None):
+        import postfixref
+        ref = postfixref.Reference("milter")
+        self.addCleanup(ref.stop)
+        ref.start({"smtpd_milters": milter.milter, "milter_default_action": "tempfail",
+                   "myhostname": "mx.example.test", "virtual_mailbox_domains": "example.com",
+                   "virtual_mailbox_maps": "inline:{rcpt@example.com=example.com/rcpt/}",
+                   "smtpd_client_restrictions": "", "smtpd_recipient_restrictions":
+                   "permit_mynetworks, reject_unauth_destination"})
+        with harness.Client(ref.port, timeout=30) as c:
+            c.read_reply()
+            c.cmd("HELO mail.example.net")
+            c.cmd("MAIL FROM:<sender@example.org>")
+            c.cmd("RCPT TO:<rcpt@example.com>")
+            c.cmd("DATA")
+            data = self.MSG.replace("\n", "\r\n")
+            c.send(data + ".\r\n")
+            final = c.read_reply().text
+            c.cmd("QUIT")
+        stored = None
+        box = os.path.join(ref.vmail, "example.com", "rcpt", "new")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if os.path.isdir(box) and os.listdir(box):
+                with open(os.path.join(box, os.listdir(box)[0])) as f:
+                    stored = f.read()
+                break
+            time.sleep(0.1)
+        return final, stored, milter.received
+
+    @staticmethod
+    def shape(packets):
+        """Each packet as compared: macro packets as their event and names only, CONNECT
+        without the port."""
+        out = []
+        for c, d in packets:
+            if c == "D":
+                parts = d[1:].split(b"\0")[:-1]
+                out.append(("D", d[:1], tuple(parts[0::2])))
+            elif c == "C":
+                host, rest = d.split(b"\0", 1)
+                out.append(("C", host, rest[:1], rest[3:]))
+            else:
+                out.append((c, d))
+        return out
+
+    def setUp(self):
+        if os.geteuid() != 0:
+            self.skipTest("the Postfix reference needs root")
+        if not os.path.exists("/usr/sbin/postfix"):
+            self.skipTest("Postfix is not installed (sh scripts/deps.sh --test)")
+
+    def test_same_packets(self):
+        pf = mf.ScriptedMilter(inet=True)
+        self.addCleanup(pf.stop)
+        final, stored, pf_packets = self.postfix_run(pf)
+        self.assertTrue(final.startswith("250 2.0.0 Ok: queued as "), final)
+        mx = mf.ScriptedMilter(inet=True)
+        self.addCleanup(mx.stop)
+        r = mf.miltertest(mx.milter, self.MSG, client_addr="127.0.0.1", client_name="localhost",
+                          helo="mail.example.net")
+        self.assertEqual(r.replies["message"], "continue", r.out + r.err)
+        self.maxDiff = None
+        self.assertEqual(self.shape(mx.received), self.shape(pf_packets))
+
+    def test_same_changes_in_the_stored_copy(self):
+        eob = (packet(b"h", cstr("X-Added") + cstr("one"))
+               + packet(b"i", u32(1) + cstr("X-Second") + cstr("two"))
+               + packet(b"m", u32(1) + cstr("Subject") + cstr("[tagged] Lunch"))
+               + packet(b"m", u32(1) + cstr("Date") + cstr(""))
+               + packet(b"c"))
+        pf = mf.ScriptedMilter({"E": [eob]}, inet=True)
+        self.addCleanup(pf.stop)
+        final, stored, _ = self.postfix_run(pf)
+        self.assertTrue(final.startswith("250 "), final)
+        self.assertIsNotNone(stored)
+        # Postfix's copy: its Return-Path, Delivered-To and Received first, then the message
+        pf_headers = []
+        for line in stored.split("\n\n", 1)[0].split("\n"):
+            if line[:1] in (" ", "\t"):
+                pf_headers[-1] += "\\n" + line
+            else:
+                pf_headers.append(line)
+        pf_headers = [h for h in pf_headers
+                      if not h.startswith(("Return-Path:", "Delivered-To:", "Received:",
+                                           "X-Original-To:"))]
+        mx = mf.ScriptedMilter({"E": [eob]}, inet=True)
+        self.addCleanup(mx.stop)
+        r = mf.miltertest(mx.milter, self.MSG, client_addr="127.0.0.1", client_name="localhost")
+        self.assertEqual(r.headers, pf_headers)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@
  * is not "continue", as a session would.  After the message: one line per
  * change ("edit TYPE [INDEX] NAME: VALUE (milter)"), the headers as changed
  * ("header TEXT"; in both, a folded header's newlines as "\n"), "body-bytes N" and the body
- * ("body LINE"...).  -k STAGE (connect, helo, mail, rcpt, data, message)
+ * ("body LINE"...); then ABORT, as a session's mail_reset() sends it, and at the end
+ * ABORT again after an accepted HELO (Postfix's helo_reset()) and QUIT.  -k STAGE (connect, helo, mail, rcpt, data, message)
  * cancels that event right after reporting it and prints "cancelled".  -w OUT_FILE
  * writes the message as changed (headers, empty line, body) after the end of message.
  * Exit 0; 1 when a callback ran inside its call or after a cancel; 2 on
@@ -37,7 +38,7 @@
 
 static struct event_base *mt_eb;
 static struct milters *mt_ms;
-static bool mt_in_call, mt_bad, mt_cancelled;
+static bool mt_in_call, mt_bad, mt_cancelled, mt_helo_ok;
 static const char *mt_cancel_stage, *mt_write;
 static const char *mt_name = "client.example", *mt_addr = "127.0.0.1", *mt_port = "54321";
 static const char *mt_helo = "client.example", *mt_from = "<sender@example.org>";
@@ -89,14 +90,27 @@ mt_macro(void *ctx, const char *name)
 		return "127.0.0.1";
 	if (strcmp(name, "{daemon_port}") == 0)
 		return "25";
+	/* as Postfix's smtpd: the queue id exists once the first recipient is in */
 	if (strcmp(name, "{i}") == 0)
-		return mt_stage >= 2 ? mt_qid : NULL;
+		return mt_stage >= 4 || (mt_stage == 3 && mt_rcpt_i > 0) ? mt_qid : NULL;
 	if (strcmp(name, "{mail_addr}") == 0)
 		return mt_stage >= 2 ? mt_bare(mt_from) : NULL;
+	if (strcmp(name, "{mail_host}") == 0 && mt_stage >= 2) {
+		const char *at = strrchr(mt_bare(mt_from), '@');
+
+		return at ? at + 1 : mt_hostname;
+	}
 	if (strcmp(name, "{rcpt_addr}") == 0)
 		return mt_stage == 3 ? mt_bare(mt_rcpts[mt_rcpt_i]) : NULL;
-	if (strcmp(name, "{mail_mailer}") == 0 || strcmp(name, "{rcpt_mailer}") == 0)
-		return "smtp";
+	if (strcmp(name, "{rcpt_host}") == 0 && mt_stage == 3) {
+		const char *at = strrchr(mt_bare(mt_rcpts[mt_rcpt_i]), '@');
+
+		return at ? at + 1 : mt_hostname;
+	}
+	if (strcmp(name, "{mail_mailer}") == 0)
+		return mt_stage >= 2 ? "smtp" : NULL;
+	if (strcmp(name, "{rcpt_mailer}") == 0)
+		return mt_stage == 3 ? "virtual" : NULL;
 	return NULL;
 }
 
@@ -201,6 +215,9 @@ mt_report(void)
 static void
 mt_done(void)
 {
+	/* the session's end as Postfix's: helo_reset() aborts after an accepted HELO */
+	if (mt_helo_ok)
+		milters_abort(mt_ms);
 	milters_disconnect(mt_ms);
 	printf("quit\n");
 	event_base_loopexit(mt_eb, NULL);
@@ -225,12 +242,17 @@ mt_cb(void *ctx, const char *reply)
 	else
 		snprintf(what, sizeof(what), "%s", mt_stages[mt_stage]);
 	mt_print_reply(what, reply);
-	if (mt_stage == 5)
+	if (mt_stage == 5) {
 		mt_report();
+		/* the transaction is over: the session's mail_reset() aborts, as Postfix's */
+		milters_abort(mt_ms);
+	}
 	if (reply != NULL) {
 		mt_done();
 		return;
 	}
+	if (mt_stage == 1)
+		mt_helo_ok = true;
 	if (mt_stage == 3 && ++mt_rcpt_i < mt_nrcpt) {
 		mt_next();
 		return;
