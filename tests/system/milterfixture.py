@@ -167,7 +167,7 @@ class Rspamd:
         os.makedirs(local)
         # rspamd's milter_headers module: X-Spamd-Result, X-Rspamd-Server, -Queue-Id, -Action
         with open(os.path.join(local, "milter_headers.conf"), "w") as f:
-            f.write("extended_spam_headers = true;\n")
+            f.write("extended_spam_headers = true;\nskip_local = false;\n")
         with open(os.path.join(self.dir, "rspamd.conf"), "w") as f:
             f.write(RSPAMD_CONF.format(d=self.dir, port=self.port, dns=self.dns_port))
         cmd = ["rspamd", "-f", "-c", os.path.join(self.dir, "rspamd.conf"),

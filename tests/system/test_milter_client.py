@@ -75,6 +75,66 @@ class RspamdMilter(unittest.TestCase):
         self.assertEqual(len(r.body), 3000)
         self.assertTrue(any(e.startswith("add_header X-Spamd-Result:") for e in r.edits))
 
+    def postfix(self):
+        import postfixref
+        ref = postfixref.Reference("milter-rspamd")
+        self.addCleanup(ref.stop)
+        ref.start({"smtpd_milters": self.rspamd.milter, "myhostname": "mx.example.test",
+                   "virtual_mailbox_domains": "example.com",
+                   "virtual_mailbox_maps": "inline:{rcpt@example.com=example.com/rcpt/}"})
+        return ref
+
+    @staticmethod
+    def postfix_session(ref, msg):
+        with harness.Client(ref.port, timeout=60) as c:
+            c.read_reply()
+            c.cmd("HELO mail.example.net")
+            c.cmd("MAIL FROM:<sender@example.org>")
+            c.cmd("RCPT TO:<rcpt@example.com>")
+            c.cmd("DATA")
+            c.send(msg.replace("\n", "\r\n") + ".\r\n")
+            final = c.read_reply(timeout=60).text
+            c.cmd("QUIT")
+        return final
+
+    def test_same_as_postfix(self):
+        if os.geteuid() != 0 or not os.path.exists("/usr/sbin/postfix"):
+            self.skipTest("the Postfix reference needs root and Postfix")
+        ref = self.postfix()
+        # GTUBE: Postfix gives rspamd's reply, and so does the client
+        pf = self.postfix_session(ref, mf.GTUBE)
+        r = mf.miltertest(self.rspamd.milter, mf.GTUBE, client_addr="127.0.0.1",
+                          client_name="localhost")
+        self.assertEqual(pf, "554 5.7.1 Gtube pattern")
+        self.assertEqual(r.replies["message"], pf)
+        deadline = time.monotonic() + 10
+        log = ""
+        while time.monotonic() < deadline and "milter-reject" not in log:
+            time.sleep(0.1)
+            with open(os.path.join(ref.dir, "maillog"), errors="replace") as f:
+                log = f.read()
+        self.assertRegex(log, r"cleanup\[\d+\]: [0-9A-F]+: milter-reject: END-OF-MESSAGE from "
+                         r"localhost\[127\.0\.0\.1\]: 5\.7\.1 Gtube pattern; "
+                         r"from=<sender@example\.org> to=<rcpt@example\.com> proto=SMTP "
+                         r"helo=<mail\.example\.net>")
+        # a clean message: rspamd's headers, in the same order, in both stored copies
+        pf = self.postfix_session(ref, mf.CLEAN)
+        self.assertTrue(pf.startswith("250 2.0.0 Ok: queued as "), pf)
+        box = os.path.join(ref.vmail, "example.com", "rcpt", "new")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (os.path.isdir(box) and os.listdir(box)):
+            time.sleep(0.1)
+        with open(os.path.join(box, os.listdir(box)[0])) as f:
+            stored = f.read().split("\n\n", 1)[0]
+        pf_names = [l.split(":", 1)[0] for l in stored.split("\n")
+                    if l[:1] not in (" ", "\t") and l.split(":", 1)[0] not in
+                    ("Return-Path", "Delivered-To", "Received", "X-Original-To")]
+        r = mf.miltertest(self.rspamd.milter, mf.CLEAN, client_addr="127.0.0.1",
+                          client_name="localhost")
+        mx_names = [h.split(":", 1)[0] for h in r.headers]
+        self.assertIn("X-Spamd-Result", mx_names)
+        self.assertEqual(mx_names, pf_names)
+
     def test_rspamd_then_scripted_milter_chain(self):
         # the second milter sees rspamd's headers: each milter sees the message as changed
         s = mf.ScriptedMilter()
@@ -140,6 +200,28 @@ class MilterDown(unittest.TestCase):
         self.assertEqual(r.replies["connect"], TEMPFAIL)
         self.assertEqual(r.warnings(), ["connect to Milter service inet:127.0.0.1:%d: "
                                         "Connection refused" % port])
+
+    def test_local_is_unix(self):
+        s = mf.ScriptedMilter()
+        self.addCleanup(s.stop)
+        r = mf.miltertest("local:" + s.milter[5:], mf.CLEAN)
+        self.assertEqual(r.replies["message"], "continue", r.out + r.err)
+
+    def test_bad_milter_lists(self):
+        for spec, err in [
+                ("inet:127.0.0.1", 'milter inet:127.0.0.1: missing port number in "127.0.0.1"'),
+                ("tcp:127.0.0.1:1", "invalid transport name: tcp in Milter service: "
+                 "tcp:127.0.0.1:1"),
+                ("nocolon", 'Milter service needs transport:endpoint instead of "nocolon"'),
+                ("{ }", 'empty milter definition: "{ }"'),
+                ("{ unix:/x, bogus=1 }", 'unknown option: "bogus = 1"'),
+                ("{ unix:/x, command_timeout=soon }", "command_timeout: bad time value or "
+                 "unit: soon"),
+                ("{ unix:/x", "milter service syntax error: missing '}' in \"{ unix:/x\""),
+        ]:
+            r = mf.miltertest(spec, mf.CLEAN)
+            self.assertEqual(r.exit, 2, spec)
+            self.assertEqual(r.err.strip(), "miltertest: " + err, spec)
 
     def test_bad_protocol_setting(self):
         s = mf.ScriptedMilter()
