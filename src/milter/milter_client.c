@@ -47,6 +47,7 @@ struct milter_conf {
 	char  **deflt_names, **deflt_values;	/* milter_macro_defaults, names in braces */
 	size_t	ndeflt;
 	char   *daemon_name, *macro_v;
+	size_t	size_limit;		/* message_size_limit (0: none): what edits may make */
 };
 
 static bool
@@ -289,6 +290,8 @@ milter_conf_new(const char *milters, const struct conf_view *v, char **err_r)
 		mc->macros[i] = xstrdup(conf_str(v, mac_params[i]));
 	mc->daemon_name = xstrdup(conf_str(v, P_milter_macro_daemon_name));
 	mc->macro_v = xstrdup(conf_str(v, P_milter_macro_v));
+	mc->size_limit = conf_int(v, P_message_size_limit) > 0
+			 ? (size_t)conf_int(v, P_message_size_limit) : (size_t)-1;
 	ok = conf_defaults(mc, conf_str(v, P_milter_macro_defaults), err_r);
 	while (ok && (item = next_item(&cp)) != NULL) {
 		struct milter_def *d;
@@ -399,7 +402,6 @@ struct m8 {
 	bool	repl_body, body_lockout;
 	struct buf body;		/* the chunk being built for SMFIC_BODY */
 	struct buf newbody;
-	char   *edit_resp;		/* Postfix's edit_resp (unused: edits never fail here) */
 };
 
 /* ---- the conversation ---- */
@@ -427,6 +429,14 @@ struct job {
 	size_t	first_edit;		/* the current milter's first edit */
 };
 
+/*
+ * Postfix's edit_resp: once the changes would make the message larger than
+ * message_size_limit, the rest are skipped and the end of message answers
+ * "552 5.3.4 Message file too big" (unless the milter discards, shuts down
+ * or tempfails), as cleanup's queue file edits fail.
+ */
+#define EDIT_TOO_BIG "552 5.3.4 Message file too big"
+
 struct milters {
 	const struct milter_conf *mc;
 	struct event_base *eb;
@@ -443,6 +453,8 @@ struct milters {
 	struct buf vbody;
 	struct milter_edit *edits;
 	size_t	nedits;
+	size_t	edit_bytes;		/* what the edits of this message add */
+	const char *edit_resp;		/* EDIT_TOO_BIG, or NULL */
 	bool	disconnected;
 };
 
@@ -747,7 +759,16 @@ edit_add(struct milters *ms, struct m8 *m, enum milter_edit_type type, uint32_t 
 	 const char *name, const char *value)
 {
 	struct milter_edit *e;
+	size_t	bytes = (name ? strlen(name) : 0) + (value ? strlen(value) : 0) + 2;
 
+	if (ms->edit_resp != NULL)
+		return;		/* skipped after an edit error, as in Postfix */
+	if (ms->edit_bytes + bytes + ms->vbody.len > ms->mc->size_limit
+	    || ms->edit_bytes + bytes < ms->edit_bytes) {
+		ms->edit_resp = EDIT_TOO_BIG;
+		return;
+	}
+	ms->edit_bytes += bytes;
 	ms->edits = xrealloc(ms->edits, (ms->nedits + 1) * sizeof(*ms->edits));
 	e = &ms->edits[ms->nedits++];
 	memset(e, 0, sizeof(*e));
@@ -838,6 +859,13 @@ repl_body_chunk(struct m8 *m, const char *p, size_t n)
 {
 	size_t	i;
 
+	if (m->ms->edit_resp != NULL)
+		return;
+	if (m->newbody.len + n + m->ms->edit_bytes > m->ms->mc->size_limit) {
+		m->ms->edit_resp = EDIT_TOO_BIG;
+		buf_free(&m->newbody);
+		return;
+	}
 	for (i = 0; i < n; i++) {
 		if (p[i] == '\n' && m->newbody.len > 0 && m->newbody.data[m->newbody.len - 1] == '\r')
 			buf_truncate(&m->newbody, m->newbody.len - 1);
@@ -850,7 +878,8 @@ repl_body_end(struct m8 *m)
 {
 	if (m->newbody.len > 0 && m->newbody.data[m->newbody.len - 1] != '\n')
 		buf_putc(&m->newbody, '\n');
-	edit_add(m->ms, m, MILTER_EDIT_REPLACE_BODY, 0, NULL, buf_str(&m->newbody));
+	if (m->ms->edit_resp == NULL)
+		edit_add(m->ms, m, MILTER_EDIT_REPLACE_BODY, 0, NULL, buf_str(&m->newbody));
 	buf_reset(&m->newbody);
 	m->repl_body = false;
 	m->body_lockout = true;
@@ -1520,6 +1549,8 @@ view_reset(struct milters *ms)
 	free(ms->edits);
 	ms->edits = NULL;
 	ms->nedits = 0;
+	ms->edit_bytes = 0;
+	ms->edit_resp = NULL;
 }
 
 struct hdr_arg {
@@ -1754,10 +1785,11 @@ drive(struct milters *ms)
 
 					j->mres = NULL;
 					msg_milter_end(ms, m, j->first_edit);
-					/*
-					 * An edit that failed would override a reject here
-					 * (Postfix's edit_resp); the view cannot fail.
-					 */
+					/* an edit that failed overrides all but D, S, 4XX */
+					if (ms->edit_resp && (r == NULL || !strchr("DS4", r[0]))) {
+						free(r);
+						r = xstrdup(ms->edit_resp);
+					}
 					j->resp = r;
 					j->cur++;
 					j->stage = MS_START;
@@ -2022,7 +2054,6 @@ milters_free(struct milters **msp)
 		buf_free(&m->body);
 		buf_free(&m->newbody);
 		free(m->def_reply);
-		free(m->edit_resp);
 		for (k = 0; k < MAC__N; k++)
 			free(m->macros[k]);
 	}

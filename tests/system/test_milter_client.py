@@ -385,6 +385,23 @@ class Scripted(unittest.TestCase):
         ])
         self.assertEqual(r.body, ["new body", "second line", "last"])
 
+    def test_changes_bounded_by_message_size_limit(self):
+        # a milter cannot grow the message past message_size_limit: cleanup's "file too big"
+        big = packet(b"b", b"x" * 1500 + b"\r\n") + packet(b"c")
+        s, r = self.run_with({"E": [big]}, options=["message_size_limit=1000"])
+        self.assertEqual(r.replies["message"], "552 5.3.4 Message file too big")
+        self.assertEqual(r.edits, [])
+        many = b"".join(packet(b"h", cstr("X-Flood-%d" % i) + cstr("y" * 80)) for i in range(20))
+        s, r = self.run_with({"E": [many + packet(b"c")]}, options=["message_size_limit=1000"])
+        self.assertEqual(r.replies["message"], "552 5.3.4 Message file too big")
+        self.assertLess(len(r.edits), 20)
+        # a discard still wins over the edit error, as in Postfix
+        s, r = self.run_with({"E": [big[:-5] + packet(b"d")]}, options=["message_size_limit=1000"])
+        self.assertEqual(r.replies["message"], "D")
+        # within the limit, the same change is made
+        s, r = self.run_with({"E": [big]}, options=["message_size_limit=10000"])
+        self.assertEqual(r.replies["message"], "continue")
+
     def test_leading_space_negotiated(self):
         # SMFIP_HDR_LEADSPC: values go as they are, and come back as they are
         s, r = self.run_with({"E": [packet(b"h", cstr("X-Raw") + cstr("\tvalue")) + packet(b"c")]},
