@@ -46,7 +46,7 @@ class Result:
 def miltertest(milters, message, *, options=(), client_addr="203.0.113.5",
                client_name="mail.example.net", rcpts=("<rcpt@example.com>",),
                sender="<sender@example.org>", cancel=None, helo="mail.example.net",
-               timeout=60, conf_dir=None, write=None):
+               timeout=60, conf_dir=None, write=None, cancel_ms=None):
     tool = os.path.join(harness.build_dir(), "tests", "miltertest")
     if not os.path.exists(tool):
         raise AssertionError("%s is missing (make %s)" % (tool, tool))
@@ -60,6 +60,8 @@ def miltertest(milters, message, *, options=(), client_addr="203.0.113.5",
         cmd += ["-r", r]
     if cancel:
         cmd += ["-k", cancel]
+    if cancel_ms is not None:
+        cmd += ["-K", str(cancel_ms)]
     if write:
         cmd += ["-w", write]
     with tempfile.NamedTemporaryFile("wb", delete=False, suffix=".eml") as f:

@@ -240,9 +240,11 @@ class Scripted(unittest.TestCase):
     def run_with(self, script=None, message=mf.CLEAN, options=(), **kw):
         rcpts = kw.pop("rcpts", ("<rcpt@example.com>",))
         cancel = kw.pop("cancel", None)
+        cancel_ms = kw.pop("cancel_ms", None)
         s = mf.ScriptedMilter(script, **kw)
         self.addCleanup(s.stop)
-        r = mf.miltertest(s.milter, message, options=options, rcpts=rcpts, cancel=cancel)
+        r = mf.miltertest(s.milter, message, options=options, rcpts=rcpts, cancel=cancel,
+                          cancel_ms=cancel_ms)
         self.assertEqual(r.exit, 0, r.out + r.err)
         return s, r
 
@@ -524,6 +526,14 @@ class Scripted(unittest.TestCase):
         s, r = self.run_with({"E": [(2.0, packet(b"c"))]}, cancel="message")
         self.assertEqual(r.lines[-2:], ["cancelled", "quit"])
         self.assertNotIn("message", r.replies)
+
+    def test_cancel_while_the_milter_thinks(self):
+        # the answer is awaited when the event is cancelled: no callback, that milter closed
+        s, r = self.run_with({"R": [(2.0, packet(b"c"))]}, cancel="rcpt", cancel_ms=300)
+        self.assertEqual(r.lines[-2:], ["cancelled", "quit"])
+        self.assertNotIn("rcpt <rcpt@example.com>", r.replies)
+        # it was out of step: no ABORT or QUIT went to it after the cancel
+        self.assertEqual(s.events(), ["O", "C", "H", "M", "R"])
 
     def test_progress_then_answer(self):
         s, r = self.run_with({"E": [packet(b"p") + packet(b"p") + packet(b"a")]})

@@ -6,7 +6,7 @@
  *
  *   miltertest [-c DIR] [-o name=value]... [-n CLIENT_NAME] [-a CLIENT_ADDR]
  *              [-p CLIENT_PORT] [-h HELO] [-f SENDER] [-r RCPT]... [-i QUEUE_ID]
- *              [-k STAGE] [-w OUT_FILE] MILTERS MESSAGE_FILE
+ *              [-k STAGE [-K MS]] [-w OUT_FILE] MILTERS MESSAGE_FILE
  *
  * MILTERS is an smtpd_milters value ("inet:127.0.0.1:11332, unix:/path").
  * Settings (milter_* parameters) come from DIR/main.cf and -o.  Prints one
@@ -17,7 +17,8 @@
  * ("header TEXT"; in both, a folded header's newlines as "\n"), "body-bytes N" and the body
  * ("body LINE"...); then ABORT, as a session's mail_reset() sends it, and at the end
  * ABORT again after an accepted HELO (Postfix's helo_reset()) and QUIT.  -k STAGE (connect, helo, mail, rcpt, data, message)
- * cancels that event right after reporting it and prints "cancelled".  -w OUT_FILE
+ * cancels that event right after reporting it (with -K MS, MS milliseconds later, while
+ * the milter is still thinking) and prints "cancelled".  -w OUT_FILE
  * writes the message as changed (headers, empty line, body) after the end of message.
  * Exit 0; 1 when a callback ran inside its call or after a cancel; 2 on
  * usage errors.  The milter client's warnings go to stderr.
@@ -40,6 +41,7 @@ static struct event_base *mt_eb;
 static struct milters *mt_ms;
 static bool mt_in_call, mt_bad, mt_cancelled, mt_helo_ok;
 static const char *mt_cancel_stage, *mt_write;
+static long mt_cancel_ms;
 static const char *mt_name = "client.example", *mt_addr = "127.0.0.1", *mt_port = "54321";
 static const char *mt_helo = "client.example", *mt_from = "<sender@example.org>";
 static const char *mt_qid = "4Xyz0123ABC";
@@ -276,6 +278,21 @@ mt_after_cancel(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+mt_do_cancel(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval sec = { 1, 0 };
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (mt_cancelled)
+		return;
+	milters_cancel(mt_ms);
+	mt_cancelled = true;
+	event_base_once(mt_eb, -1, EV_TIMEOUT, mt_after_cancel, NULL, &sec);
+}
+
+static void
 mt_next(void)
 {
 	const char *argv[2];
@@ -306,11 +323,12 @@ mt_next(void)
 	}
 	mt_in_call = false;
 	if (mt_cancel_stage && strcmp(mt_cancel_stage, mt_stages[mt_stage]) == 0) {
-		struct timeval sec = { 1, 0 };
+		struct timeval tv = { mt_cancel_ms / 1000, (mt_cancel_ms % 1000) * 1000 };
 
-		milters_cancel(mt_ms);
-		mt_cancelled = true;
-		event_base_once(mt_eb, -1, EV_TIMEOUT, mt_after_cancel, NULL, &sec);
+		if (mt_cancel_ms == 0)
+			mt_do_cancel(-1, 0, NULL);
+		else
+			event_base_once(mt_eb, -1, EV_TIMEOUT, mt_do_cancel, NULL, &tv);
 	}
 }
 
@@ -361,13 +379,14 @@ main(int argc, char **argv)
 		case 'i': mt_qid = v; break;
 		case 'k': mt_cancel_stage = v; break;
 		case 'w': mt_write = v; break;
+		case 'K': mt_cancel_ms = atol(v); break;
 		default: goto usage;
 		}
 	}
 	if (argc - i != 2) {
 usage:
 		fprintf(stderr, "usage: miltertest [-c DIR] [-o name=value]... [-n NAME] [-a ADDR] "
-			"[-p PORT] [-h HELO] [-f FROM] [-r RCPT]... [-i QID] [-k STAGE] [-w OUT] "
+			"[-p PORT] [-h HELO] [-f FROM] [-r RCPT]... [-i QID] [-k STAGE [-K MS]] [-w OUT] "
 			"MILTERS MESSAGE_FILE\n");
 		return 2;
 	}
