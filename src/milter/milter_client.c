@@ -147,9 +147,9 @@ def_override(struct milter_def *d, char *item, char **err_r)
 			*err_r = xasprintf("%s: bad time value or unit: %s", key, value);
 			return false;
 		}
-		if (key[1] == 'o' && key[3] == 'n' && key[4] == 'e')
+		if (strcmp(key, "connect_timeout") == 0)
 			d->conn_timeout = t;
-		else if (key[3] == 'm')
+		else if (strcmp(key, "command_timeout") == 0)
 			d->cmd_timeout = t;
 		else
 			d->msg_timeout = t;
@@ -455,7 +455,6 @@ struct milters {
 	size_t	nedits;
 	size_t	edit_bytes;		/* what the edits of this message add */
 	const char *edit_resp;		/* EDIT_TOO_BIG, or NULL */
-	bool	disconnected;
 };
 
 static void drive(struct milters *ms);
@@ -2031,7 +2030,6 @@ milters_disconnect(struct milters *ms)
 		m8_close_stream(m);
 		set_def_reply(m, NULL);
 	}
-	ms->disconnected = true;
 }
 
 void

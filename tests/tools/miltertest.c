@@ -409,6 +409,7 @@ usage:
 	if ((mc = milter_conf_new(argv[i], conf_global(c), &err)) == NULL) {
 		fprintf(stderr, "miltertest: %s\n", err);
 		free(err);
+		conf_free(&c);
 		return 2;
 	}
 	mt_msg = mt_read_file(argv[i + 1], &mt_msg_len);
