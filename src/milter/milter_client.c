@@ -432,10 +432,10 @@ struct job {
 /*
  * Postfix's edit_resp: once the changes would make the message larger than
  * message_size_limit, the rest are skipped and the end of message answers
- * "552 5.3.4 Message file too big" (unless the milter discards, shuts down
- * or tempfails), as cleanup's queue file edits fail.
+ * "552 5.3.4 Error: message file too big" (unless the milter discards, shuts
+ * down or tempfails): smtpd's reply when cleanup's queue file edits fail so.
  */
-#define EDIT_TOO_BIG "552 5.3.4 Message file too big"
+#define EDIT_TOO_BIG "552 5.3.4 Error: message file too big"
 
 struct milters {
 	const struct milter_conf *mc;

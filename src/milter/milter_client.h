@@ -55,9 +55,10 @@
  * collected in order (milters_edits()) and applied to a copy of the
  * message (milters_view()) for the next milter and for the caller.  The
  * changes may not make the message larger than message_size_limit: past
- * it the rest are skipped and the message's answer is "552 5.3.4 Message
- * file too big" (unless a milter discards, shuts down or tempfails), as
- * Postfix's cleanup answers when its queue file edits fail.
+ * it the rest are skipped and the message's answer is "552 5.3.4 Error:
+ * message file too big" (unless a milter discards, shuts down or
+ * tempfails), the reply Postfix's smtpd gives when cleanup's queue file
+ * grows past the limit.
  *
  * THREADS: a struct milters and everything it calls back belong to the loop
  * it was made on.

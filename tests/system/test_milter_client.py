@@ -391,11 +391,11 @@ class Scripted(unittest.TestCase):
         # a milter cannot grow the message past message_size_limit: cleanup's "file too big"
         big = packet(b"b", b"x" * 1500 + b"\r\n") + packet(b"c")
         s, r = self.run_with({"E": [big]}, options=["message_size_limit=1000"])
-        self.assertEqual(r.replies["message"], "552 5.3.4 Message file too big")
+        self.assertEqual(r.replies["message"], "552 5.3.4 Error: message file too big")
         self.assertEqual(r.edits, [])
         many = b"".join(packet(b"h", cstr("X-Flood-%d" % i) + cstr("y" * 80)) for i in range(20))
         s, r = self.run_with({"E": [many + packet(b"c")]}, options=["message_size_limit=1000"])
-        self.assertEqual(r.replies["message"], "552 5.3.4 Message file too big")
+        self.assertEqual(r.replies["message"], "552 5.3.4 Error: message file too big")
         self.assertLess(len(r.edits), 20)
         # a discard still wins over the edit error, as in Postfix
         s, r = self.run_with({"E": [big[:-5] + packet(b"d")]}, options=["message_size_limit=1000"])
