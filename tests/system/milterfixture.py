@@ -236,14 +236,16 @@ class ScriptedMilter:
     """A milter on a unix socket (or 127.0.0.1 with inet=True), one thread per connection.
 
     optneg: (version, actions, protocol) it answers, plus symlists {stage: "names"}.
-    script: {event letter: [replies]}: each reply is bytes (one or more packets), or a float
-    (sleep that many seconds first); an event not in the script gets CONTINUE ('c'); events
+    script: {event letter: [replies]}: each reply is bytes (one or more packets), or a tuple
+    of those and floats (sleep that many seconds); the list's last reply repeats; or a
+    function of the event's data that returns the reply bytes; an event not in the script gets
+    CONTINUE ('c'); events
     listed in noreply get no answer (the MTA must not wait). Every packet received is kept in
     self.received as (cmd letter, data bytes), per connection in self.sessions."""
 
     def __init__(self, script=None, version=6, actions=0x1ff, protocol=0, symlists=None,
                  noreply=(), inet=False):
-        self.script = {k: list(v) for k, v in (script or {}).items()}
+        self.script = {k: (v if callable(v) else list(v)) for k, v in (script or {}).items()}
         self.optneg = (version, actions, protocol, symlists or {})
         self.noreply = set(noreply)
         self.dir = tempfile.mkdtemp(prefix="mxgate-milter-")
@@ -325,6 +327,9 @@ class ScriptedMilter:
                         return
                     continue
                 replies = self.script.get(cmd)
+                if callable(replies):
+                    conn.sendall(replies(data))
+                    continue
                 if replies:
                     reply = replies.pop(0) if len(replies) > 1 else replies[0]
                 else:

@@ -615,6 +615,53 @@ class SameAsPostfix(unittest.TestCase):
         self.maxDiff = None
         self.assertEqual(self.shape(mx.received), self.shape(pf_packets))
 
+    def test_same_replies_and_log_lines(self):
+        def rcpt(data):
+            if data.startswith(b"<reject@"):
+                return packet(b"r")
+            if data.startswith(b"<tempfail@"):
+                return packet(b"t")
+            if data.startswith(b"<custom@"):
+                return packet(b"y", b"550 5.7.1 <custom@example.com>: go away\0")
+            return packet(b"c")
+        import postfixref
+        pf = mf.ScriptedMilter({"R": rcpt}, inet=True)
+        self.addCleanup(pf.stop)
+        ref = postfixref.Reference("milter")
+        self.addCleanup(ref.stop)
+        ref.start({"smtpd_milters": pf.milter, "myhostname": "mx.example.test",
+                   "virtual_mailbox_domains": "example.com",
+                   "virtual_mailbox_maps": "inline:{reject@example.com=r/, "
+                   "tempfail@example.com=t/, custom@example.com=c/}"})
+        addrs = ["reject@example.com", "tempfail@example.com", "custom@example.com"]
+        with harness.Client(ref.port, timeout=30) as c:
+            c.read_reply()
+            c.cmd("HELO mail.example.net")
+            c.cmd("MAIL FROM:<sender@example.org>")
+            pf_replies = [c.cmd("RCPT TO:<%s>" % a).text for a in addrs]
+            c.cmd("QUIT")
+        mx = mf.ScriptedMilter({"R": rcpt}, inet=True)
+        self.addCleanup(mx.stop)
+        mx_replies = []
+        for a in addrs:
+            r = mf.miltertest(mx.milter, self.MSG, client_addr="127.0.0.1",
+                              client_name="localhost", rcpts=["<%s>" % a])
+            mx_replies.append(r.replies["rcpt <%s>" % a])
+        self.assertEqual(mx_replies, pf_replies)
+        self.assertEqual(pf_replies, ["550 5.7.1 Command rejected", TEMPFAIL,
+                                      "550 5.7.1 <custom@example.com>: go away"])
+        # Postfix's log lines, which the session hook is to write (check_milter_reply())
+        deadline = time.monotonic() + 10
+        log = ""
+        while time.monotonic() < deadline and log.count("milter-reject") < 3:
+            time.sleep(0.1)
+            with open(os.path.join(ref.dir, "maillog"), errors="replace") as f:
+                log = f.read()
+        for a, reply in zip(addrs, pf_replies):
+            self.assertIn("NOQUEUE: milter-reject: RCPT from localhost[127.0.0.1]: %s; "
+                          "from=<sender@example.org> to=<%s> proto=SMTP "
+                          "helo=<mail.example.net>" % (reply, a), log)
+
     def test_same_changes_in_the_stored_copy(self):
         eob = (packet(b"h", cstr("X-Added") + cstr("one"))
                + packet(b"i", u32(1) + cstr("X-Second") + cstr("two"))
