@@ -9,11 +9,14 @@
 #                            (the DNS lists' server and the test domains' name server, both
 #                            started by the tests in their own namespace), postgrey and
 #                            postfix-policyd-spf-python (policy servers that the tests start
-#                            themselves), redis-server (anvil on Redis, started by its tests)
+#                            themselves), redis-server (anvil on Redis, started by its tests),
+#                            rspamd and opendkim (milters that the tests start themselves),
+#                            dovecot-lmtpd (the LMTP server of the LMTP tests), spamassassin and
+#                            libpython3.11-testsuite (their sample messages: the stored-bytes corpus)
 set -eu
 pkgs="gcc make pkg-config libevent-dev libssl-dev libcdb-dev libdb5.3-dev liblmdb-dev libpcre2-dev libpq-dev libldap2-dev libmariadb-dev libsqlite3-dev libhiredis-dev libcmocka-dev swaks"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev rbldnsd unbound postgrey postfix-policyd-spf-python redis-server"
+	pkgs="$pkgs python3 strace postfix postfix-cdb postfix-lmdb postfix-pcre postfix-pgsql postfix-ldap postgresql slapd ldap-utils postfix-mysql postfix-sqlite mariadb-server sqlite3 tinycdb clang libclang-rt-14-dev rbldnsd unbound postgrey postfix-policyd-spf-python redis-server rspamd opendkim opendkim-tools dovecot-core dovecot-lmtpd spamassassin libpython3.11-testsuite"
 fi
 missing=""
 for p in $pkgs; do
@@ -73,7 +76,20 @@ if [ -n "$missing" ]; then
 		fi
 		update-rc.d redis-server disable >/dev/null 2>&1 || true ;;
 	esac
-fi
+	# rspamd and opendkim are only the milter tests' filters (each test starts its own,
+	# with its own configuration on a socket in a temporary folder).
+	for ps in rspamd:rspamd opendkim:opendkim dovecot-core:dovecot spamassassin:spamd; do
+		pkg=${ps%%:*} svc=${ps#*:}
+		case " $missing " in *" $pkg "*)
+			if [ -d /run/systemd/system ]; then
+				systemctl disable --now $svc.service >/dev/null 2>&1 || true
+			else
+				service $svc stop >/dev/null 2>&1 || true
+			fi
+			update-rc.d $svc disable >/dev/null 2>&1 || true ;;
+		esac
+	done
+i
 if [ "$need_user" = 1 ]; then
 	echo "deps: creating the system user mxgate (mail_owner)"
 	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin mxgate

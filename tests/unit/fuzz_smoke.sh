@@ -11,7 +11,7 @@ make -s -C "$root/tests/fuzz" all >/dev/null || { echo "FAIL: cannot build the f
 work=$(mktemp -d) || exit 1
 trap 'rm -rf "$work"' EXIT INT TERM
 status=0
-for t in fuzz_linereader fuzz_dataread fuzz_cleanup fuzz_address fuzz_session fuzz_map_pattern fuzz_dns fuzz_policy fuzz_proxy; do
+for t in fuzz_linereader fuzz_dataread fuzz_cleanup fuzz_address fuzz_session fuzz_map_pattern fuzz_dns fuzz_policy fuzz_proxy fuzz_milter; do
 	mkdir -p "$work/$t"
 	cp "$root/tests/fuzz/seeds/$t/"* "$work/$t/" 2>/dev/null
 	# -close_fd_mask=2: the session's log lines go nowhere; crash reports still show.
