@@ -76,8 +76,8 @@ if [ -n "$missing" ]; then
 		fi
 		update-rc.d redis-server disable >/dev/null 2>&1 || true ;;
 	esac
-	# rspamd and opendkim are only the milter tests' filters (each test starts its own,
-	# with its own configuration on a socket in a temporary folder).
+	# rspamd and opendkim (the milter tests' filters), dovecot (the LMTP tests' server) and
+	# spamd: each test starts its own, with its own configuration in a temporary folder.
 	for ps in rspamd:rspamd opendkim:opendkim dovecot-core:dovecot spamassassin:spamd; do
 		pkg=${ps%%:*} svc=${ps#*:}
 		case " $missing " in *" $pkg "*)
@@ -89,7 +89,7 @@ if [ -n "$missing" ]; then
 			update-rc.d $svc disable >/dev/null 2>&1 || true ;;
 		esac
 	done
-i
+fi
 if [ "$need_user" = 1 ]; then
 	echo "deps: creating the system user mxgate (mail_owner)"
 	useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin mxgate
