@@ -20,6 +20,8 @@
 #include <event2/thread.h>
 
 #include "conf/conf.h"
+#include "deliver/lhelper.h"
+#include "deliver/mbox.h"
 #include "log/log.h"
 #include "net/server.h"
 #include "net/spawner.h"
@@ -318,6 +320,45 @@ drop_privileges(struct server *srv, const struct conf_view *global)
 	return 0;
 }
 
+/*
+ * Local delivery settings, read once at start-up (the helper is forked with
+ * them; a reload does not change them).  Returns 0, or -1 after msg_error()
+ * naming the parameter.
+ */
+static int
+local_conf_read(const struct conf_view *g, struct lhelper_conf *lc, uid_t *def_uid_r,
+		gid_t *def_gid_r)
+{
+	const char *lock = conf_str(g, P_mailbox_delivery_lock);
+	const char *privs = conf_str(g, P_default_privs);
+	const char *bad;
+	size_t badlen;
+	struct passwd *pw;
+	int mask = mbox_lock_parse(lock, &bad, &badlen);
+
+	if (mask < 0) {
+		msg_error("mailbox_delivery_lock = %s: unknown lock style \"%.*s\" (fcntl, flock, "
+			  "dotlock)", lock, (int)badlen, bad);
+		return -1;
+	}
+	if ((pw = getpwnam(privs)) == NULL) {
+		msg_error("default_privs = %s: unknown user name value", privs);
+		return -1;
+	}
+	if (pw->pw_uid == 0 || pw->pw_gid == 0) {
+		msg_error("default_privs = %s: must not be a privileged user", privs);
+		return -1;
+	}
+	*def_uid_r = pw->pw_uid;
+	*def_gid_r = pw->pw_gid;
+	lc->virtual_mailbox_base = xstrdup(conf_str(g, P_virtual_mailbox_base));
+	lc->mail_spool_directory = xstrdup(conf_str(g, P_mail_spool_directory));
+	lc->virtual_minimum_uid = conf_int(g, P_virtual_minimum_uid);
+	lc->default_uid = pw->pw_uid;
+	lc->lock_mask = mask;
+	return 0;
+}
+
 static int
 cmd_run(int argc, char **argv)
 {
@@ -328,6 +369,10 @@ cmd_run(int argc, char **argv)
 	const struct conf_view *global;
 	struct server *srv;
 	struct spawner *spawner = NULL;
+	struct lhelper *helper = NULL;
+	static struct lhelper_conf lconf;
+	uid_t def_uid;
+	gid_t def_gid;
 	struct conf *conf;
 	char *err = NULL;
 	int c, nworkers, rc;
@@ -366,6 +411,12 @@ cmd_run(int argc, char **argv)
 		msg_fatal("cannot start the spawn services");
 	if (server_build_services(srv, &err) < 0)
 		msg_fatal("%s", err);
+	/* the privileged delivery helper: forked while we are still root */
+	if (local_conf_read(global, &lconf, &def_uid, &def_gid) < 0)
+		msg_fatal("cannot set up local delivery");
+	if (lhelper_start(&lconf, &helper) < 0)
+		msg_fatal("cannot start the privileged delivery helper");
+	server_set_local(srv, helper, &lconf, def_uid, def_gid);
 	if (drop_privileges(srv, global) < 0)
 		msg_fatal("refusing to run with the privileges of the starting user");
 
@@ -376,6 +427,7 @@ cmd_run(int argc, char **argv)
 	       MXGATE_VERSION, dir);
 	rc = server_run(srv, nworkers);
 	server_free(&srv);
+	lhelper_stop(&helper);
 	spawner_stop(&spawner);
 	log_as("master", LOG_LVL_INFO, "daemon stopped");
 	free(overrides);

@@ -7,8 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/time.h>
+#include <unistd.h>
 
+#include "deliver/lhelper.h"
 #include "deliver/maildir.h"
 #include "deliver/spool.h"
 #include "log/log.h"
@@ -21,6 +24,9 @@ struct deliverer {
 	deliver_store_fn *store;
 	void   *store_ctx;
 	atomic_int busy;
+	struct lhelper *helper;		/* NULL: none */
+	const struct lhelper_conf *lconf;
+	uid_t	run_uid;
 };
 
 struct deliver_req {
@@ -64,6 +70,14 @@ deliver_msg_add_maildir(struct deliver_msg *m, const char *address, const char *
 	r->uid = uid;
 	r->gid = gid;
 	r->status = -1;
+}
+
+void
+deliver_msg_add_local(struct deliver_msg *m, const char *address, const char *path, uid_t uid,
+		      gid_t gid)
+{
+	deliver_msg_add_maildir(m, address, path, uid, gid);
+	m->rcpts[m->nrcpts - 1].transport = DELIVER_LOCAL;
 }
 
 void
@@ -117,9 +131,19 @@ deliverer_create(struct workpool *writers, deliver_store_fn *store, void *ctx)
 
 	d->writers = writers;
 	d->store = store != NULL ? store : deliver_maildir;
-	d->store_ctx = ctx;
+	d->store_ctx = store != NULL ? ctx : d;
+	d->run_uid = geteuid();
 	atomic_init(&d->busy, 0);
 	return d;
+}
+
+void
+deliverer_set_local(struct deliverer *d, struct lhelper *h, const struct lhelper_conf *c,
+		    uid_t run_uid)
+{
+	d->helper = h;
+	d->lconf = c;
+	d->run_uid = run_uid;
 }
 
 void
@@ -135,11 +159,25 @@ deliverer_busy(struct deliverer *d)
 	return atomic_load(&d->busy);
 }
 
-/* The Maildir transport: every copy, or none. */
+/* Does rcpt r go through the delivery helper (or its in-process stand-in)? */
+static int
+deliver_via_helper(const struct deliverer *d, const struct deliver_rcpt *r)
+{
+	return r->transport == DELIVER_LOCAL || r->uid != d->run_uid;
+}
+
+/*
+ * The Maildir and local transports: every copy, or none.  The server's own
+ * Maildir copies are staged here; the others are staged by the delivery
+ * helper (lhelper.h), which holds them until it is told to publish or undo
+ * them; then the own copies are published, then the helper's.
+ */
 static int
 deliver_maildir(void *ctx, struct deliver_msg *m)
 {
+	struct deliverer *d = ctx;
 	struct maildir_rcpt *mr = xcalloc(m->nrcpts, sizeof(*mr));
+	struct lhelper_copy *lc = xcalloc(m->nrcpts, sizeof(*lc));
 	struct maildir_msg mm = {
 		.return_path = m->sender,
 		.received = m->received,
@@ -147,20 +185,81 @@ deliver_maildir(void *ctx, struct deliver_msg *m)
 		.body = m->body,
 		.hostname = m->hostname,
 	};
-	size_t i;
+	struct maildir_batch *batch = NULL;
+	struct lhelper_job *job = NULL;
+	size_t i, nown = 0, nlocal = 0;
+	int ok = 0;
 
-	int ok;
-
-	(void)ctx;
 	for (i = 0; i < m->nrcpts; i++) {
-		mr[i].maildir = m->rcpts[i].maildir;
-		mr[i].delivered_to = m->rcpts[i].address;
-		mr[i].trace = m->rcpts[i].trace;
+		const struct deliver_rcpt *r = &m->rcpts[i];
+
+		if (d != NULL && deliver_via_helper(d, r)) {
+			struct lhelper_copy *c = &lc[nlocal++];
+			size_t n = strlen(r->maildir);
+
+			c->kind = n > 0 && r->maildir[n - 1] == '/' ? LHELPER_MAILDIR : LHELPER_MBOX;
+			c->path = r->maildir;
+			c->delivered_to = r->address;
+			c->trace = r->trace;
+			c->uid = r->uid;
+			c->gid = r->gid;
+			c->local_user = r->transport == DELIVER_LOCAL;
+			c->size_limit = c->local_user ? m->mailbox_limit : m->virtual_limit;
+			continue;
+		}
+		mr[nown].maildir = r->maildir;
+		mr[nown].delivered_to = r->address;
+		mr[nown].trace = r->trace;
+		/* virtual(8)'s file size limit, virtual_mailbox_limit */
+		if (m->virtual_limit > 0
+		    && (long)(spool_size(m->body) + mm.received_len + strlen(r->address)
+			      + strlen(m->sender) + 32 + (r->trace ? strlen(r->trace) : 0))
+		       > m->virtual_limit) {
+			buf_reset(&m->err);
+			buf_printf(&m->err, "write %s: %s (virtual_mailbox_limit = %ld)", r->maildir,
+				   strerror(EFBIG), m->virtual_limit);
+			goto done;
+		}
+		nown++;
 	}
-	ok = maildir_deliver(&mm, mr, m->nrcpts, &m->err) == 0;
+	if (nown > 0 && maildir_stage(&mm, mr, nown, &batch, &m->err) < 0)
+		goto done;
+	if (nlocal > 0) {
+		struct lhelper_msg lm = {
+			.sender = m->sender,
+			.received = m->received,
+			.hostname = m->hostname,
+			.body = m->body,
+			.copies = lc,
+			.ncopies = nlocal,
+			.conf = d->lconf,
+		};
+
+		if (d->helper == NULL && d->lconf == NULL) {
+			buf_reset(&m->err);
+			buf_puts(&m->err, "no delivery helper for a copy as another user");
+			goto undo;
+		}
+		if ((job = lhelper_prepare(d->helper, &lm, &m->err)) == NULL)
+			goto undo;
+	}
+	if (batch != NULL && (maildir_publish(batch, &m->err) < 0
+			      || maildir_sync(batch, &m->err) < 0))
+		goto undo;
+	if (job != NULL && lhelper_commit(&job, &m->err) < 0)
+		goto undo;
+	ok = 1;
+	goto done;
+undo:
+	lhelper_rollback(&job);
+	if (batch != NULL)
+		maildir_rollback(batch);
+done:
+	maildir_batch_free(&batch);
 	for (i = 0; i < m->nrcpts; i++)
 		m->rcpts[i].status = ok ? 0 : -1;
 	free(mr);
+	free(lc);
 	return ok ? 0 : -1;
 }
 
@@ -182,7 +281,12 @@ deliver_log(const struct deliver_msg *m, int ok)
 	size_t i;
 
 	if (!ok) {
-		msg_error("%s: maildir delivery failed: %s", m->queue_id, buf_str(&m->err));
+		int local = 0;
+
+		for (i = 0; i < m->nrcpts; i++)
+			local |= m->rcpts[i].transport == DELIVER_LOCAL;
+		msg_error("%s: %s delivery failed: %s", m->queue_id, local ? "local" : "maildir",
+			  buf_str(&m->err));
 		return;
 	}
 	gettimeofday(&now, NULL);
@@ -196,10 +300,16 @@ deliver_log(const struct deliver_msg *m, int ok)
 		/* log_escape_str()'s buffer is per call: the second one is copied */
 		if (m->rcpts[i].orig != NULL)
 			orig = log_escape_dup(m->rcpts[i].orig, 300);
-		log_as("virtual", LOG_LVL_INFO, "%s: to=<%s>%s%s%s, relay=virtual, delay=%.2g, "
-		       "dsn=2.0.0, status=sent (delivered to maildir)", m->queue_id,
-		       log_escape_str(m->rcpts[i].address, 300), orig ? ", orig_to=<" : "",
-		       orig ? orig : "", orig ? ">" : "", delay);
+		/* local(8) says which it wrote: "delivered to maildir" or "... mailbox" */
+		const struct deliver_rcpt *r = &m->rcpts[i];
+		int local = r->transport == DELIVER_LOCAL;
+		size_t plen = strlen(r->maildir);
+
+		log_as(local ? "local" : "virtual", LOG_LVL_INFO, "%s: to=<%s>%s%s%s, relay=%s, "
+		       "delay=%.2g, dsn=2.0.0, status=sent (delivered to %s)", m->queue_id,
+		       log_escape_str(r->address, 300), orig ? ", orig_to=<" : "",
+		       orig ? orig : "", orig ? ">" : "", local ? "local" : "virtual", delay,
+		       plen > 0 && r->maildir[plen - 1] == '/' ? "maildir" : "mailbox");
 		free(orig);
 	}
 	log_as("qmgr", LOG_LVL_INFO, "%s: removed", m->queue_id);

@@ -615,6 +615,8 @@ session_committed(void *arg, enum spool_status st)
 	}
 	c = session_txn_client(s);
 	m = txn_deliver_msg(&s->txn, &c, size);
+	m->mailbox_limit = conf_int(s->ss->cf, P_mailbox_size_limit);
+	m->virtual_limit = conf_int(s->ss->cf, P_virtual_mailbox_limit);
 	if (s->rst.nprepend > 0) {
 		/* PREPEND headers go above our Received: header, as in Postfix */
 		struct buf b = BUF_INIT;

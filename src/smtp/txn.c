@@ -119,6 +119,7 @@ txn_rcpt_target(struct txn_rcpt *r, const char *address, const char *maildir, ui
 	tg = &r->targets[r->ntargets++];
 	tg->quoted = txn_quote(address);
 	tg->maildir = xstrdup(maildir ? maildir : "");
+	tg->local = 0;
 	tg->uid = uid;
 	tg->gid = gid;
 	tg->nvia = nvia;
@@ -213,7 +214,10 @@ txn_deliver_msg(const struct txn *t, const struct txn_client *c, size_t size)
 		for (size_t k = 0; k < t->rcpts[i].ntargets; k++) {
 			const struct txn_target *tg = &t->rcpts[i].targets[k];
 
-			deliver_msg_add_maildir(m, tg->quoted, tg->maildir, tg->uid, tg->gid);
+			if (tg->local)
+				deliver_msg_add_local(m, tg->quoted, tg->maildir, tg->uid, tg->gid);
+			else
+				deliver_msg_add_maildir(m, tg->quoted, tg->maildir, tg->uid, tg->gid);
 			if (strcasecmp(tg->quoted, t->rcpts[i].quoted) != 0)
 				deliver_rcpt_orig(m, t->rcpts[i].quoted);
 			if (tg->nvia > 0) {
