@@ -179,6 +179,9 @@ check_alias_problem(void *ctx, const char *param, const char *file, int line, co
  * opened (not only the first), and say which recipients will be deferred
  * until the privileged delivery helper exists.  Returns the number of errors.
  */
+static int local_conf_read(const struct conf_view *g, struct lhelper_conf *lc, uid_t *def_uid_r,
+			   gid_t *def_gid_r);
+
 static int
 check_services(const struct conf *c)
 {
@@ -193,6 +196,17 @@ check_services(const struct conf *c)
 	if (geteuid() == 0 && pw == NULL) {
 		msg_error("mail_owner = %s: no such user (create it with `make deps`)", owner);
 		sn.errors++;
+	}
+	{
+		/* what `run` reads for local delivery: mailbox_delivery_lock, default_privs */
+		struct lhelper_conf lc = { 0 };
+		uid_t du;
+		gid_t dg;
+
+		if (local_conf_read(conf_global(c), &lc, &du, &dg) < 0)
+			sn.errors++;
+		free((char *)lc.virtual_mailbox_base);
+		free((char *)lc.mail_spool_directory);
 	}
 	{
 		const char *spec = conf_str(conf_global(c), P_mxgate_anvil_backend);
@@ -250,20 +264,21 @@ check_services(const struct conf *c)
 		if (err != NULL)
 			continue;
 		uids = conf_list(cs->view, P_virtual_uid_maps, &n);
-		for (k = 0; k < n; k++)
+		for (k = 0; k < n && geteuid() != 0; k++)
 			if (strncmp(uids[k], "static:", 7) == 0
 			    && (uid_t)strtoul(uids[k] + 7, NULL, 10) != run_uid)
-				msg_warn("service %s: virtual_uid_maps = %s, but mxgate writes mail as "
-					 "uid %ld (%s); such recipients are deferred with 451 until the "
-					 "privileged delivery helper lands", cs->name, uids[k],
-					 (long)run_uid, geteuid() == 0 ? "mail_owner" : "the current user");
+				msg_warn("service %s: virtual_uid_maps = %s, but mxgate, not started as "
+					 "root, has no privileged delivery helper and writes mail as uid %ld "
+					 "only; such recipients are deferred with 451", cs->name, uids[k],
+					 (long)run_uid);
 		if (!conf_bool(cs->view, P_smtpd_reject_unlisted_recipient))
 			msg_warn("service %s: smtpd_reject_unlisted_recipient = no: mxgate refuses unknown "
 				 "recipients all the same, since it can neither store nor bounce mail for "
 				 "them", cs->name);
-		if (conf_list(cs->view, P_mydestination, &n), n > 0)
-			msg_warn("service %s: recipients in mydestination (local users) are deferred "
-				 "with 451 until the privileged delivery helper lands", cs->name);
+		if (conf_list(cs->view, P_mydestination, &n), n > 0 && geteuid() != 0)
+			msg_warn("service %s: mxgate, not started as root, has no privileged delivery "
+				 "helper: local users (mydestination) other than uid %ld are deferred "
+				 "with 451", cs->name, (long)run_uid);
 	}
 	for (k = 0; k < sn.nlines; k++)
 		free(sn.lines[k]);
