@@ -222,8 +222,9 @@ deliver_maildir(void *ctx, struct deliver_msg *m)
 		}
 		nown++;
 	}
+	/* a failed stage leaves its batch to roll back (maildir.h) */
 	if (nown > 0 && maildir_stage(&mm, mr, nown, &batch, &m->err) < 0)
-		goto done;
+		goto undo;
 	if (nlocal > 0) {
 		struct lhelper_msg lm = {
 			.sender = m->sender,
