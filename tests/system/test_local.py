@@ -12,6 +12,8 @@ helper, forked before the drop, writes each copy as its recipient.
   - a ~/Mailbox that is a symlink out of the home directory: refused, nothing written there;
   - a user with a ~/.forward: 451, a log line, nothing delivered;
   - a write failure in the helper (tests/shim/faultfs.c): 451, the mbox as it was;
+  - the helper process: root, descriptors 0-3 only, its own network namespace; the daemon
+    runs as mail_owner with no way back; a virtual mailbox of another uid goes through it;
   - started as an ordinary user: no helper, a local user of another uid gets 451 at RCPT with
     a log line that says why; one of the same uid is delivered.
 
@@ -226,6 +228,55 @@ class HelperDeliveryTest(LocalCase):
         self.send(srv, ["mxgtl1@local.test"], data=big, want_data="451 4.3.0")
         self.assertEqual(read(box), before)
         srv.wait_log(r"local delivery failed: write %s: Input/output error" % re.escape(box))
+
+
+class HelperProcessTest(LocalCase):
+    """The helper keeps root and nothing else; the network side runs as mail_owner."""
+
+    def children(self, pid):
+        out = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open("/proc/%s/stat" % d) as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    if int(fields[1]) == pid:
+                        out.append(int(d))
+                except OSError:
+                    pass
+        return out
+
+    def test_helper_process(self):
+        srv = self.server()
+        helpers = [p for p in self.children(srv.pid)
+                   if read("/proc/%d/comm" % p).strip() == b"mxgate-helper"]
+        self.assertEqual(len(helpers), 1, self.children(srv.pid))
+        h = helpers[0]
+
+        def ids(pid):
+            with open("/proc/%d/status" % pid) as f:
+                return {k: v.split() for k, v in (l.split(":", 1) for l in f if ":" in l)}
+        self.assertEqual(ids(h)["Uid"][:2], ["0", "0"])
+        owner = pwd.getpwnam("mxgate").pw_uid
+        self.assertEqual(ids(srv.pid)["Uid"], [str(owner)] * 4)     # the daemon cannot regain root
+        self.assertEqual(sorted(int(n) for n in os.listdir("/proc/%d/fd" % h)), [0, 1, 2, 3])
+        self.assertTrue(os.readlink("/proc/%d/fd/3" % h).startswith("socket:"))
+        self.assertNotEqual(os.readlink("/proc/%d/ns/net" % h), os.readlink("/proc/%d/ns/net" % srv.pid))
+        # mail still flows through it
+        self.send(srv, ["mxgtl1@local.test"])
+        self.assert_owned(os.path.join(self.spool, "mxgtl1"), "mxgtl1")
+
+    def test_virtual_mailbox_of_another_uid(self):
+        pw = self.pw["mxgtl2"]
+        srv = self.server(virtual_uid_maps="static:%d" % pw.pw_uid,
+                          virtual_gid_maps="static:%d" % pw.pw_gid)
+        os.chown(srv.vmail, pw.pw_uid, pw.pw_gid)
+        self.send(srv, ["vuser@virt.test"])
+        files = harness.maildir_files(srv.vmail)
+        self.assertEqual(len(files), 1)
+        self.assert_owned(files[0], "mxgtl2")
+        srv.wait_log(r"mxgate/virtual\[\d+\]: \w+: to=<vuser@virt.test>, relay=virtual, .*"
+                     r"status=sent \(delivered to maildir\)")
 
 
 class MboxAsPostfixTest(LocalCase):
