@@ -65,7 +65,6 @@ struct lhelper_job {
 	/* in process: */
 	struct lh_staged *st;
 	size_t	nst;
-	int	switch_ids;
 };
 
 /* ---- checks ---- */
@@ -159,26 +158,26 @@ lhelper_check_copy(const struct lhelper_conf *c, const struct lhelper_copy *cp, 
 
 /* ---- as the recipient ---- */
 
+/*
+ * Become the recipient for good (a copy's own process): groups, then gid,
+ * then uid, real, effective and saved, and make sure root cannot be had back.
+ */
 static int
-lh_become(const struct lhelper_copy *cp, gid_t gid, struct buf *err)
+lh_drop_to(uid_t uid, gid_t gid, struct buf *err)
 {
-	if (setgroups(1, &gid) < 0 || setegid(gid) < 0 || seteuid(cp->uid) < 0) {
+	if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0
+	    || setresuid(uid, uid, uid) < 0) {
 		buf_reset(err);
-		buf_printf(err, "cannot become uid %lu gid %lu: %s", (unsigned long)cp->uid,
+		buf_printf(err, "cannot become uid %lu gid %lu: %s", (unsigned long)uid,
 			   (unsigned long)gid, strerror(errno));
-		if (seteuid(0) < 0)
-			_exit(111);
+		return -1;
+	}
+	if (setresuid(0, 0, 0) == 0 || geteuid() == 0) {
+		buf_reset(err);
+		buf_puts(err, "root could be regained after dropping it");
 		return -1;
 	}
 	return 0;
-}
-
-static void
-lh_unbecome(void)
-{
-	/* back to root for the next copy; a helper that cannot is not trusted further */
-	if (seteuid(0) < 0 || setegid(0) < 0 || setgroups(0, NULL) < 0)
-		_exit(111);
 }
 
 /* The group to write an mbox in mail_spool_directory with (Postfix's spool_gid). */
@@ -234,28 +233,19 @@ lh_forward_check(const struct lhelper_copy *cp, struct buf *err)
 }
 
 static void
-lh_undo(struct lh_staged *st, size_t n, int switch_ids)
+lh_undo(struct lh_staged *st, size_t n)
 {
-	struct buf e = BUF_INIT;
-
 	for (size_t i = 0; i < n; i++) {
-		if (st[i].batch == NULL && st[i].mbox == NULL)
-			continue;
-		if (switch_ids && lh_become(st[i].copy, st[i].copy->gid, &e) < 0)
-			continue;
 		if (st[i].batch) {
 			maildir_rollback(st[i].batch);
 			maildir_batch_free(&st[i].batch);
 		}
 		mbox_rollback(&st[i].mbox);
-		if (switch_ids)
-			lh_unbecome();
 	}
-	buf_free(&e);
 }
 
 static int
-lh_stage_all(const struct lhelper_conf *c, const struct lhelper_msg *m, int switch_ids,
+lh_stage_all(const struct lhelper_conf *c, const struct lhelper_msg *m,
 	     struct lh_staged **st_r, struct buf *err)
 {
 	struct lh_staged *st = xcalloc(m->ncopies ? m->ncopies : 1, sizeof(*st));
@@ -270,8 +260,6 @@ lh_stage_all(const struct lhelper_conf *c, const struct lhelper_msg *m, int swit
 			errno = EPERM;
 			break;
 		}
-		if (switch_ids && lh_become(cp, lh_write_gid(c, cp), err) < 0)
-			break;
 		if (lh_forward_check(cp, err) < 0) {
 			rc = -1;
 		} else if (cp->kind == LHELPER_MAILDIR) {
@@ -306,13 +294,11 @@ lh_stage_all(const struct lhelper_conf *c, const struct lhelper_msg *m, int swit
 			st[i].mbox = mbox_append(&mb, &mr, c->lock_mask, cp->size_limit, err);
 			rc = st[i].mbox ? 0 : -1;
 		}
-		if (switch_ids)
-			lh_unbecome();
 		if (rc < 0)
 			break;
 	}
 	if (i < m->ncopies) {
-		lh_undo(st, i + 1, switch_ids);
+		lh_undo(st, i + 1);
 		free(st);
 		return -1;
 	}
@@ -320,32 +306,37 @@ lh_stage_all(const struct lhelper_conf *c, const struct lhelper_msg *m, int swit
 	return 0;
 }
 
+/* Publish every staged copy; on a failure undo them all (published ones too). */
 static int
-lh_commit_all(struct lh_staged *st, size_t n, int switch_ids, struct buf *err)
+lh_publish_all(struct lh_staged *st, size_t n, struct buf *err)
 {
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		int rc = 0;
-
+	for (size_t i = 0; i < n; i++) {
 		if (st[i].batch == NULL)
 			continue;
-		if (switch_ids && lh_become(st[i].copy, st[i].copy->gid, err) < 0)
-			break;
-		rc = maildir_publish(st[i].batch, err) < 0 || maildir_sync(st[i].batch, err) < 0;
-		if (switch_ids)
-			lh_unbecome();
-		if (rc)
-			break;
+		if (maildir_publish(st[i].batch, err) < 0 || maildir_sync(st[i].batch, err) < 0) {
+			lh_undo(st, n);
+			return -1;
+		}
 	}
-	if (i < n) {
-		lh_undo(st, n, switch_ids);
-		return -1;
-	}
-	for (i = 0; i < n; i++) {
+	return 0;
+}
+
+/* Keep every copy: release the mbox locks, forget the Maildir batches. */
+static void
+lh_finish_all(struct lh_staged *st, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
 		maildir_batch_free(&st[i].batch);
 		mbox_commit(&st[i].mbox);
 	}
+}
+
+static int
+lh_commit_all(struct lh_staged *st, size_t n, struct buf *err)
+{
+	if (lh_publish_all(st, n, err) < 0)
+		return -1;
+	lh_finish_all(st, n);
 	return 0;
 }
 
@@ -559,6 +550,148 @@ lh_body_fd(const struct spool *body)
 
 /* ---- the job process ---- */
 
+/*
+ * One copy's process: it drops to the recipient for good before it touches
+ * the disk, stages the copy, answers 'S' (or 'F' why), then obeys: 'C'
+ * publish (answer 'K' or 'F'), 'R' undo (answer 'K', end), 'D' keep (end).
+ * The job going away before 'D' undoes the copy.
+ */
+static void lh_copy_main(const struct lhelper_conf *c, const struct lhelper_msg *m,
+			 const struct lhelper_copy *cp, int fd) __attribute__((noreturn));
+
+static void
+lh_copy_main(const struct lhelper_conf *c, const struct lhelper_msg *m,
+	     const struct lhelper_copy *cp, int fd)
+{
+	struct lhelper_msg one = *m;
+	struct lh_staged *st = NULL;
+	struct buf err = BUF_INIT;
+	char cmd;
+
+	one.copies = cp;
+	one.ncopies = 1;
+	if (lh_drop_to(cp->uid, lh_write_gid(c, cp), &err) < 0
+	    || lh_stage_all(c, &one, &st, &err) < 0)
+		_exit(lh_reply(fd, 'F', buf_str(&err)) ? 1 : 1);
+	if (lh_reply(fd, 'S', "") < 0)
+		cmd = 'R';
+	else if (lh_read_all(fd, &cmd, 1) < 0)
+		cmd = 'R';
+	if (cmd == 'C') {
+		if (lh_publish_all(st, 1, &err) < 0)
+			_exit(lh_reply(fd, 'F', buf_str(&err)) ? 1 : 1);
+		if (lh_reply(fd, 'K', "") < 0 || lh_read_all(fd, &cmd, 1) < 0)
+			cmd = 'R';
+	}
+	if (cmd == 'D') {
+		lh_finish_all(st, 1);
+		_exit(0);
+	}
+	lh_undo(st, 1);
+	_exit(lh_reply(fd, 'K', "") ? 0 : 0);
+}
+
+/* Send cmd to each of the n copy processes and read each answer; 0 if all said 'K'. */
+static int
+lh_tell(const int *fds, size_t n, char cmd, struct buf *err)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		char *text = NULL;
+		int code;
+
+		if (fds[i] < 0)
+			continue;
+		if (lh_write_all(fds[i], &cmd, 1) < 0) {
+			rc = -1;
+			continue;
+		}
+		if (cmd == 'D')
+			continue;
+		code = lh_read_reply(fds[i], &text);
+		if (code != 'K') {
+			if (rc == 0 && err) {
+				buf_reset(err);
+				buf_puts(err, text && *text ? text : "a copy's process went away");
+			}
+			rc = -1;
+		}
+		free(text);
+	}
+	return rc;
+}
+
+/* The job: check every copy, one process per copy, two phases; answers the daemon on fd. */
+static void lh_job_copies(const struct lhelper_conf *c, const struct lhelper_msg *m, int fd)
+	__attribute__((noreturn));
+
+static void
+lh_job_copies(const struct lhelper_conf *c, const struct lhelper_msg *m, int fd)
+{
+	int *fds = xcalloc(m->ncopies ? m->ncopies : 1, sizeof(*fds));
+	struct buf err = BUF_INIT;
+	size_t i, started = 0;
+	char verdict;
+
+	/* every check first, as root: nothing is written for a request that asks too much */
+	for (i = 0; i < m->ncopies; i++)
+		if (lhelper_check_copy(c, &m->copies[i], &err) < 0)
+			_exit(lh_reply(fd, 'F', buf_str(&err)) ? 1 : 1);
+	for (i = 0; i < m->ncopies; i++) {
+		int sv[2];
+		pid_t pid;
+		char *text = NULL;
+		int code;
+
+		fds[i] = -1;
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+			buf_reset(&err);
+			buf_printf(&err, "delivery helper: socketpair: %s", strerror(errno));
+			break;
+		}
+		if ((pid = fork()) == 0) {
+			close(sv[0]);
+			for (size_t k = 0; k < i; k++)
+				close(fds[k]);
+			close(fd);
+			lh_copy_main(c, m, &m->copies[i], sv[1]);
+		}
+		close(sv[1]);
+		if (pid < 0) {
+			close(sv[0]);
+			buf_reset(&err);
+			buf_printf(&err, "delivery helper: fork: %s", strerror(errno));
+			break;
+		}
+		fds[i] = sv[0];
+		started = i + 1;
+		code = lh_read_reply(fds[i], &text);
+		if (code != 'S') {
+			buf_reset(&err);
+			buf_puts(&err, text && *text ? text : "a copy's process went away");
+			free(text);
+			break;
+		}
+		free(text);
+	}
+	if (i < m->ncopies) {
+		(void)lh_tell(fds, started, 'R', NULL);
+		_exit(lh_reply(fd, 'F', buf_str(&err)) ? 1 : 1);
+	}
+	if (lh_reply(fd, 'S', "") < 0 || lh_read_all(fd, &verdict, 1) < 0 || verdict != 'C') {
+		/* told to roll back, or the daemon went away: undo every copy */
+		(void)lh_tell(fds, started, 'R', NULL);
+		_exit(lh_reply(fd, 'K', "") ? 0 : 0);
+	}
+	if (lh_tell(fds, started, 'C', &err) < 0) {
+		(void)lh_tell(fds, started, 'R', NULL);
+		_exit(lh_reply(fd, 'F', buf_str(&err)) ? 1 : 1);
+	}
+	(void)lh_tell(fds, started, 'D', NULL);
+	_exit(lh_reply(fd, 'K', "") ? 0 : 0);
+}
+
 static void lh_job_main(const struct lhelper_conf *c, int fd, int body_fd)
 	__attribute__((noreturn));
 
@@ -568,13 +701,11 @@ lh_job_main(const struct lhelper_conf *c, int fd, int body_fd)
 	struct lh_fd_spool body = { .fd = body_fd };
 	struct lhelper_copy *copies = NULL;
 	struct lhelper_msg m = { .conf = c };
-	struct lh_staged *st = NULL;
-	struct buf err = BUF_INIT;
 	struct lh_reader r;
 	struct stat sb;
 	struct timeval tv = { LH_TIMEOUT_SEC, 0 };
 	uint32_t len, n;
-	char *req, verdict;
+	char *req;
 
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	spool_init(&body.sp, &lh_fd_ops);
@@ -617,16 +748,7 @@ lh_job_main(const struct lhelper_conf *c, int fd, int body_fd)
 	m.body = &body.sp;
 	m.copies = copies;
 	m.ncopies = n;
-	if (lh_stage_all(c, &m, 1, &st, &err) < 0)
-		_exit(lh_reply(fd, 'F', buf_str(&err)) ? 1 : 1);
-	if (lh_reply(fd, 'S', "") < 0 || lh_read_all(fd, &verdict, 1) < 0 || verdict != 'C') {
-		/* told to roll back, or the daemon went away: undo every copy */
-		lh_undo(st, n, 1);
-		_exit(lh_reply(fd, 'K', "") ? 0 : 0);
-	}
-	if (lh_commit_all(st, n, 1, &err) < 0)
-		_exit(lh_reply(fd, 'F', buf_str(&err)) ? 1 : 1);
-	_exit(lh_reply(fd, 'K', "") ? 0 : 0);
+	lh_job_copies(c, &m, fd);
 }
 
 /* ---- the helper process ---- */
@@ -779,7 +901,7 @@ lhelper_prepare(struct lhelper *h, const struct lhelper_msg *m, struct buf *err)
 
 	j->fd = -1;
 	if (h == NULL) {
-		if (lh_stage_all(m->conf, m, 0, &j->st, err) < 0) {
+		if (lh_stage_all(m->conf, m, &j->st, err) < 0) {
 			free(j);
 			return NULL;
 		}
@@ -862,7 +984,7 @@ lhelper_commit(struct lhelper_job **jp, struct buf *err)
 
 	*jp = NULL;
 	if (j->fd < 0) {
-		rc = lh_commit_all(j->st, j->nst, 0, err);
+		rc = lh_commit_all(j->st, j->nst, err);
 		free(j->st);
 		free(j);
 		return rc;
@@ -893,7 +1015,7 @@ lhelper_rollback(struct lhelper_job **jp)
 	if (j == NULL)
 		return;
 	if (j->fd < 0) {
-		lh_undo(j->st, j->nst, 0);
+		lh_undo(j->st, j->nst);
 		free(j->st);
 		free(j);
 		return;

@@ -28,20 +28,25 @@
  *     virtual_mailbox_base (a non-empty one) for a uid at or above
  *     virtual_minimum_uid;
  *   - control bytes in headers (maildir.h, mbox.h).
- * Then each copy is written as its owner: the job process switches its
- * effective gid, groups and uid to the recipient's for every file
- * operation (as Postfix's local(8) does with set_eugid()), so that the file
- * is owned by the recipient, quota is theirs, and no path the recipient
- * controls (a symlink in ~) can make root write through it.  A local user
- * with a ~/.forward is refused (tempfail): mxgate cannot run what it says,
- * and must not deliver as if it were not there.
+ * Then each copy is written by a process of its own that drops to the
+ * recipient for good before it touches the disk (setgroups, setresgid,
+ * setresuid, and a check that root cannot be had back), so that the file is
+ * owned by the recipient, quota is theirs, no path the recipient controls (a
+ * symlink in ~) can make root write through it, and the process that copies
+ * the message's bytes cannot become root again.  The group is the
+ * recipient's, or mail_spool_directory's group when that directory is
+ * group-writable (Postfix's spool_gid).  A local user with a ~/.forward is
+ * refused (tempfail): mxgate cannot run what it says, and must not deliver
+ * as if it were not there.
  *
- * All or nothing, in two phases: the job stages every copy (Maildir: tmp/
- * file written and fsync'd; mbox: appended, fsync'd, and still locked) and
- * answers "staged"; then lhelper_commit() publishes (Maildir rename into
- * new/, fsync of new/; the mbox locks are released), or lhelper_rollback()
- * (or the daemon going away) undoes every copy: tmp/ files removed, every
- * mbox truncated back to its old size while still locked.
+ * All or nothing, in two phases: the copies' processes stage every copy
+ * (Maildir: tmp/ file written and fsync'd; mbox: appended, fsync'd, and
+ * still locked) and the job answers "staged"; then lhelper_commit()
+ * publishes (Maildir rename into new/, fsync of new/; a failure there undoes
+ * every copy, published ones too), then the mbox locks are released; or
+ * lhelper_rollback() (or the daemon going away) undoes every copy: tmp/
+ * files removed, every mbox truncated back to its old size while still
+ * locked.
  *
  * Without a helper (not started as root), lhelper_prepare(NULL, ...) does
  * the same in the calling process, without changing ids, for copies whose
