@@ -421,17 +421,18 @@ cmd_run(int argc, char **argv)
 	srv = server_create(conf, dir, overrides, noverrides);
 	if (server_bind(srv) < 0)
 		msg_fatal("cannot listen on the configured services");
-	/* master.cf spawn services: bound and forked while we may still change users */
-	if (spawner_start(conf, dir, &spawner) < 0)
-		msg_fatal("cannot start the spawn services");
-	if (server_build_services(srv, &err) < 0)
-		msg_fatal("%s", err);
-	/* the privileged delivery helper: forked while we are still root */
+	/* the privileged delivery helper: forked while we are still root, before any thread
+	 * but the log writer exists */
 	if (local_conf_read(global, &lconf, &def_uid, &def_gid) < 0)
 		msg_fatal("cannot set up local delivery");
 	if (lhelper_start(&lconf, &helper) < 0)
 		msg_fatal("cannot start the privileged delivery helper");
 	server_set_local(srv, helper, &lconf, def_uid, def_gid);
+	/* master.cf spawn services: bound and forked while we may still change users */
+	if (spawner_start(conf, dir, &spawner) < 0)
+		msg_fatal("cannot start the spawn services");
+	if (server_build_services(srv, &err) < 0)
+		msg_fatal("%s", err);
 	if (drop_privileges(srv, global) < 0)
 		msg_fatal("refusing to run with the privileges of the starting user");
 

@@ -811,7 +811,8 @@ lhelper_start(const struct lhelper_conf *c, struct lhelper **h_r)
 		msg_error("delivery helper: socketpair: %s", strerror(errno));
 		return -1;
 	}
-	fflush(NULL);
+	/* not fflush(NULL): another thread (the spawn log reader) may hold a stream's lock */
+	fflush(stdout);
 	if ((pid = fork()) < 0) {
 		msg_error("delivery helper: fork: %s", strerror(errno));
 		close(sv[0]);
@@ -852,6 +853,12 @@ lhelper_stop(struct lhelper **hp)
 	if (h == NULL)
 		return;
 	close(h->ctl);
+	/*
+	 * A process forked after the helper (the spawner) may hold a copy of the
+	 * control socket, so the helper may never see it close: end it.  Jobs are
+	 * processes of their own and finish what they were given.
+	 */
+	kill(h->pid, SIGTERM);
 	while (waitpid(h->pid, NULL, 0) < 0 && errno == EINTR)
 		;
 	free(h);

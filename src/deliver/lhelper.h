@@ -53,8 +53,9 @@
  * uid is the process's own; the caller refuses the others before (at RCPT,
  * with 451 and a log line).
  *
- * THREADS: lhelper_start() and lhelper_stop() in main, before any thread
- * but the log writer exists and after the others ended.  lhelper_prepare(),
+ * THREADS: lhelper_start() in main, before any thread but the log writer
+ * exists (before the spawner, which inherits the control socket);
+ * lhelper_stop() after the writers ended.  lhelper_prepare(),
  * lhelper_commit() and lhelper_rollback() block: writer threads only; any
  * number at once.
  */
@@ -88,7 +89,11 @@ struct lhelper;
  * Not root: 0 with *h_r NULL (no helper).
  */
 int	lhelper_start(const struct lhelper_conf *c, struct lhelper **h_r);
-/* Close the control socket (the helper and its jobs end) and wait for it. */
+/*
+ * Close the control socket, end the helper (SIGTERM) and wait for it; jobs
+ * already handed over finish on their own (a job whose daemon went away
+ * undoes its copies).
+ */
 void	lhelper_stop(struct lhelper **h);
 
 struct lhelper_copy {
