@@ -143,6 +143,13 @@ lhelper_check_copy(const struct lhelper_conf *c, const struct lhelper_copy *cp, 
 			   (unsigned long)cp->uid);
 		return -1;
 	}
+	if (cp->gid != pw->pw_gid) {
+		/* the group comes from the passwd file too, never the request's word */
+		buf_printf(err, "refusing mailbox %s: gid %lu is not the primary group %lu of uid %lu",
+			   cp->path, (unsigned long)cp->gid, (unsigned long)pw->pw_gid,
+			   (unsigned long)cp->uid);
+		return -1;
+	}
 	if (lh_below(cp->path, pw->pw_dir))
 		return 0;
 	if (c->mail_spool_directory && *c->mail_spool_directory

@@ -19,8 +19,9 @@
  *
  * The job process checks every copy before it touches the disk (a daemon
  * that has been taken over cannot make it write anywhere else):
- *   - uid 0 is refused (mail for root arrives as default_privs: recipient
- *     side), and so is a uid without a passwd entry;
+ *   - uid 0 and gid 0 are refused (mail for root arrives as default_privs:
+ *     recipient side), and so is a uid without a passwd entry (but under
+ *     virtual_mailbox_base), and a gid that is not the passwd entry's;
  *   - the path must be absolute, without "." or ".." components, and under
  *     the uid's own home directory (getpwuid(), never the request's word),
  *     or be mail_spool_directory/<that user's name> (or its Maildir), or

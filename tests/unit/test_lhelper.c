@@ -94,6 +94,9 @@ test_paths(void **state)
 	/* a kind that does not match the path */
 	snprintf(p, sizeof(p), "%s/Maildir", nobody_home);
 	check(LHELPER_MAILDIR, p, u, g, 1, "not absolute and clean");
+	/* the group must be the passwd entry's */
+	snprintf(p, sizeof(p), "%s/Mailbox", nobody_home);
+	check(LHELPER_MBOX, p, u, 42, 1, "is not the primary group");
 	/* a prefix of the home directory's name is not inside it */
 	snprintf(p, sizeof(p), "%sX/Mailbox", nobody_home);
 	check(LHELPER_MBOX, p, u, g, 1, "outside the home directory");
