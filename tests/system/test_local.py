@@ -288,7 +288,7 @@ class MboxAsPostfixTest(LocalCase):
         return re.sub(rb"(?m)^Received: .*\n(?:[ \t].*\n)*", b"Received: X\n", data)
 
     def test_mbox_bytes_as_postfix(self):
-        ref = postfixref.Reference("local-" + str(os.getpid()))
+        ref = postfixref.Reference("local-mbox")
         self.addCleanup(shutil.rmtree, ref.dir, True)
         self.addCleanup(ref.stop)
         rspool = os.path.join(ref.dir, "spool")
