@@ -23,6 +23,8 @@
 
 #include "conf/conf.h"
 #include "deliver/spool.h"
+#include "deliver/lhelper.h"
+#include "deliver/mbox.h"
 #include "log/log.h"
 #include "net/control.h"
 #include "net/server.h"
@@ -201,6 +203,9 @@ check_transport_problem(void *ctx, const char *param, const char *file, int line
  * opened (not only the first), and say which recipients will be deferred
  * until the privileged delivery helper exists.  Returns the number of errors.
  */
+static int local_conf_read(const struct conf_view *g, struct lhelper_conf *lc, uid_t *def_uid_r,
+			   gid_t *def_gid_r);
+
 static int
 check_services(const struct conf *c)
 {
@@ -215,6 +220,17 @@ check_services(const struct conf *c)
 	if (geteuid() == 0 && pw == NULL) {
 		msg_error("mail_owner = %s: no such user (create it with `make deps`)", owner);
 		sn.errors++;
+	}
+	{
+		/* what `run` reads for local delivery: mailbox_delivery_lock, default_privs */
+		struct lhelper_conf lc = { 0 };
+		uid_t du;
+		gid_t dg;
+
+		if (local_conf_read(conf_global(c), &lc, &du, &dg) < 0)
+			sn.errors++;
+		free((char *)lc.virtual_mailbox_base);
+		free((char *)lc.mail_spool_directory);
 	}
 	{
 		const char *spec = conf_str(conf_global(c), P_mxgate_anvil_backend);
@@ -281,20 +297,21 @@ check_services(const struct conf *c)
 		if (err != NULL)
 			continue;
 		uids = conf_list(cs->view, P_virtual_uid_maps, &n);
-		for (k = 0; k < n; k++)
+		for (k = 0; k < n && geteuid() != 0; k++)
 			if (strncmp(uids[k], "static:", 7) == 0
 			    && (uid_t)strtoul(uids[k] + 7, NULL, 10) != run_uid)
-				msg_warn("service %s: virtual_uid_maps = %s, but mxgate writes mail as "
-					 "uid %ld (%s); such recipients are deferred with 451 until the "
-					 "privileged delivery helper lands", cs->name, uids[k],
-					 (long)run_uid, geteuid() == 0 ? "mail_owner" : "the current user");
+				msg_warn("service %s: virtual_uid_maps = %s, but mxgate, not started as "
+					 "root, has no privileged delivery helper and writes mail as uid %ld "
+					 "only; such recipients are deferred with 451", cs->name, uids[k],
+					 (long)run_uid);
 		if (!conf_bool(cs->view, P_smtpd_reject_unlisted_recipient))
 			msg_warn("service %s: smtpd_reject_unlisted_recipient = no: mxgate refuses unknown "
 				 "recipients all the same, since it can neither store nor bounce mail for "
 				 "them", cs->name);
-		if (conf_list(cs->view, P_mydestination, &n), n > 0)
-			msg_warn("service %s: recipients in mydestination (local users) are deferred "
-				 "with 451 until the privileged delivery helper lands", cs->name);
+		if (conf_list(cs->view, P_mydestination, &n), n > 0 && geteuid() != 0)
+			msg_warn("service %s: mxgate, not started as root, has no privileged delivery "
+				 "helper: local users (mydestination) other than uid %ld are deferred "
+				 "with 451", cs->name, (long)run_uid);
 	}
 	for (k = 0; k < sn.nlines; k++)
 		free(sn.lines[k]);
@@ -535,6 +552,45 @@ cmd_anvil(int argc, char **argv)
 	return rc;
 }
 
+/*
+ * Local delivery settings, read once at start-up (the helper is forked with
+ * them; a reload does not change them).  Returns 0, or -1 after msg_error()
+ * naming the parameter.
+ */
+static int
+local_conf_read(const struct conf_view *g, struct lhelper_conf *lc, uid_t *def_uid_r,
+		gid_t *def_gid_r)
+{
+	const char *lock = conf_str(g, P_mailbox_delivery_lock);
+	const char *privs = conf_str(g, P_default_privs);
+	const char *bad;
+	size_t badlen;
+	struct passwd *pw;
+	int mask = mbox_lock_parse(lock, &bad, &badlen);
+
+	if (mask < 0) {
+		msg_error("mailbox_delivery_lock = %s: unknown lock style \"%.*s\" (fcntl, flock, "
+			  "dotlock)", lock, (int)badlen, bad);
+		return -1;
+	}
+	if ((pw = getpwnam(privs)) == NULL) {
+		msg_error("default_privs = %s: unknown user name value", privs);
+		return -1;
+	}
+	if (pw->pw_uid == 0 || pw->pw_gid == 0) {
+		msg_error("default_privs = %s: must not be a privileged user", privs);
+		return -1;
+	}
+	*def_uid_r = pw->pw_uid;
+	*def_gid_r = pw->pw_gid;
+	lc->virtual_mailbox_base = xstrdup(conf_str(g, P_virtual_mailbox_base));
+	lc->mail_spool_directory = xstrdup(conf_str(g, P_mail_spool_directory));
+	lc->virtual_minimum_uid = conf_int(g, P_virtual_minimum_uid);
+	lc->default_uid = pw->pw_uid;
+	lc->lock_mask = mask;
+	return 0;
+}
+
 static int
 cmd_run(int argc, char **argv)
 {
@@ -545,6 +601,10 @@ cmd_run(int argc, char **argv)
 	const struct conf_view *global;
 	struct server *srv;
 	struct spawner *spawner = NULL;
+	struct lhelper *helper = NULL;
+	static struct lhelper_conf lconf;
+	uid_t def_uid;
+	gid_t def_gid;
 	struct conf *conf;
 	char *err = NULL;
 	int c, nworkers, rc;
@@ -578,6 +638,13 @@ cmd_run(int argc, char **argv)
 	srv = server_create(conf, dir, overrides, noverrides);
 	if (server_bind(srv) < 0)
 		msg_fatal("cannot listen on the configured services");
+	/* the privileged delivery helper: forked while we are still root, before any thread
+	 * but the log writer exists */
+	if (local_conf_read(global, &lconf, &def_uid, &def_gid) < 0)
+		msg_fatal("cannot set up local delivery");
+	if (lhelper_start(&lconf, &helper) < 0)
+		msg_fatal("cannot start the privileged delivery helper");
+	server_set_local(srv, helper, &lconf, def_uid, def_gid);
 	/* master.cf spawn services: bound and forked while we may still change users */
 	if (spawner_start(conf, dir, &spawner) < 0)
 		msg_fatal("cannot start the spawn services");
@@ -595,6 +662,7 @@ cmd_run(int argc, char **argv)
 	       MXGATE_VERSION, dir);
 	rc = server_run(srv, nworkers);
 	server_free(&srv);
+	lhelper_stop(&helper);
 	spawner_stop(&spawner);
 	log_as("master", LOG_LVL_INFO, "daemon stopped");
 	free(overrides);

@@ -9,9 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <errno.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "deliver/lmtp.h"
+#include "deliver/lhelper.h"
 #include "deliver/maildir.h"
 #include "deliver/spool.h"
 #include "log/log.h"
@@ -28,6 +31,9 @@ struct deliverer {
 	/* requests ready to be stored, taken as a group by a writer (FIFO) */
 	pthread_mutex_t lock;
 	struct deliver_req *head, *tail;
+	struct lhelper *helper;		/* NULL: none */
+	const struct lhelper_conf *lconf;
+	uid_t	run_uid;
 };
 
 /* At most this many messages share one durability step. */
@@ -100,6 +106,14 @@ deliver_msg_add_discard(struct deliver_msg *m, const char *address, const char *
 }
 
 void
+deliver_msg_add_local(struct deliver_msg *m, const char *address, const char *path, uid_t uid,
+		      gid_t gid)
+{
+	deliver_msg_add_maildir(m, address, path, uid, gid);
+	m->rcpts[m->nrcpts - 1].transport = DELIVER_LOCAL;
+}
+
+void
 deliver_rcpt_orig(struct deliver_msg *m, const char *orig)
 {
 	struct deliver_rcpt *r = &m->rcpts[m->nrcpts - 1];
@@ -153,10 +167,20 @@ deliverer_create(struct workpool *writers, deliver_store_fn *store, void *ctx)
 
 	d->writers = writers;
 	d->store = store != NULL ? store : deliver_store;
-	d->store_ctx = ctx;
+	d->store_ctx = store != NULL ? ctx : d;
+	d->run_uid = geteuid();
 	atomic_init(&d->busy, 0);
 	pthread_mutex_init(&d->lock, NULL);
 	return d;
+}
+
+void
+deliverer_set_local(struct deliverer *d, struct lhelper *h, const struct lhelper_conf *c,
+		    uid_t run_uid)
+{
+	d->helper = h;
+	d->lconf = c;
+	d->run_uid = run_uid;
 }
 
 void
@@ -175,12 +199,32 @@ deliverer_busy(struct deliverer *d)
 	return atomic_load(&d->busy);
 }
 
+/* Does rcpt r go through the delivery helper (or its in-process stand-in)? */
+static int
+deliver_via_helper(const struct deliverer *d, const struct deliver_rcpt *r)
+{
+	return r->transport == DELIVER_LOCAL
+	       || (r->transport == DELIVER_MAILDIR && r->uid != d->run_uid);
+}
+
+/* A copy of ours over virtual(8)'s file size limit, virtual_mailbox_limit? */
+static int
+deliver_over_limit(const struct deliver_msg *m, const struct deliver_rcpt *r)
+{
+	size_t rlen = m->received ? strlen(m->received) : 0;
+
+	return m->virtual_limit > 0
+	       && (long)(spool_size(m->body) + rlen + strlen(r->address) + strlen(m->sender) + 32
+			 + (r->trace ? strlen(r->trace) : 0)) > m->virtual_limit;
+}
+
 /*
- * The Maildir copies of one message: its DELIVER_MAILDIR recipients, in
- * order (*n_r of them).
+ * The Maildir copies that this process writes: the DELIVER_MAILDIR
+ * recipients of its own uid, in order (*n_r of them).
  */
 static struct maildir_rcpt *
-deliver_maildir_args(const struct deliver_msg *m, struct maildir_msg *mm, size_t *n_r)
+deliver_maildir_args(const struct deliverer *d, const struct deliver_msg *m,
+		     struct maildir_msg *mm, size_t *n_r)
 {
 	struct maildir_rcpt *mr = xcalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*mr));
 	size_t n = 0;
@@ -192,7 +236,7 @@ deliver_maildir_args(const struct deliver_msg *m, struct maildir_msg *mm, size_t
 	mm->body = m->body;
 	mm->hostname = m->hostname;
 	for (size_t i = 0; i < m->nrcpts; i++) {
-		if (m->rcpts[i].transport != DELIVER_MAILDIR)
+		if (m->rcpts[i].transport != DELIVER_MAILDIR || deliver_via_helper(d, &m->rcpts[i]))
 			continue;
 		mr[n].maildir = m->rcpts[i].maildir;
 		mr[n].delivered_to = m->rcpts[i].address;
@@ -205,12 +249,13 @@ deliver_maildir_args(const struct deliver_msg *m, struct maildir_msg *mm, size_t
 	return mr;
 }
 
-/* Every recipient of m goes into a Maildir (m may join a group). */
+/* Every copy of m is a Maildir one of ours, within its limit (m may join a group). */
 static int
-deliver_all_maildir(const struct deliver_msg *m)
+deliver_groupable(const struct deliverer *d, const struct deliver_msg *m)
 {
 	for (size_t i = 0; i < m->nrcpts; i++)
-		if (m->rcpts[i].transport != DELIVER_MAILDIR)
+		if (m->rcpts[i].transport != DELIVER_MAILDIR || deliver_via_helper(d, &m->rcpts[i])
+		    || deliver_over_limit(m, &m->rcpts[i]))
 			return 0;
 	return 1;
 }
@@ -358,40 +403,93 @@ deliver_lmtp_group(struct deliver_msg *m, const char *nh, const char *trace)
 }
 
 /*
- * The real transports: Maildir staged, LMTP groups, Maildir published (see
- * deliver.h for the order and the replies).
+ * The real transports, every copy or none as far as can be: the server's own
+ * Maildir copies are staged, the delivery helper stages the others
+ * (lhelper.h: it holds them until told to publish or undo), then the LMTP
+ * groups (what an LMTP server took cannot be taken back), then the own copies
+ * are published and the helper's.  See deliver.h for the replies.
  */
 static int
 deliver_store(void *ctx, struct deliver_msg *m)
 {
+	struct deliverer *d = ctx;
 	struct maildir_msg mm;
+	size_t i, nown, nlocal = 0;
+	struct maildir_rcpt *mr = deliver_maildir_args(d, m, &mm, &nown);
+	struct lhelper_copy *lc = xcalloc(m->nrcpts ? m->nrcpts : 1, sizeof(*lc));
 	struct maildir_batch *batch = NULL;
-	size_t i, nm;
-	struct maildir_rcpt *mr = deliver_maildir_args(m, &mm, &nm);
-	int ok = 1;
+	struct lhelper_job *job = NULL;
+	int ok = 0;
 
-	(void)ctx;
-	if (nm > 0 && maildir_stage(&mm, mr, nm, &batch, &m->err) < 0) {
-		maildir_rollback(batch);	/* what was staged before the failure */
-		maildir_batch_free(&batch);
-		free(mr);
-		return -1;
+	for (i = 0; i < m->nrcpts; i++) {
+		const struct deliver_rcpt *r = &m->rcpts[i];
+
+		if (r->transport != DELIVER_MAILDIR && r->transport != DELIVER_LOCAL)
+			continue;
+		if (deliver_via_helper(d, r)) {
+			struct lhelper_copy *c = &lc[nlocal++];
+			size_t n = strlen(r->maildir);
+
+			c->kind = n > 0 && r->maildir[n - 1] == '/' ? LHELPER_MAILDIR : LHELPER_MBOX;
+			c->path = r->maildir;
+			c->delivered_to = r->address;
+			c->trace = r->trace;
+			c->uid = r->uid;
+			c->gid = r->gid;
+			c->local_user = r->transport == DELIVER_LOCAL;
+			c->size_limit = c->local_user ? m->mailbox_limit : m->virtual_limit;
+		} else if (deliver_over_limit(m, r)) {
+			buf_reset(&m->err);
+			buf_printf(&m->err, "write %s: %s (virtual_mailbox_limit = %ld)", r->maildir,
+				   strerror(EFBIG), m->virtual_limit);
+			goto done;
+		}
 	}
-	for (i = 0; i < m->nrcpts && ok; i++)
-		if (m->rcpts[i].transport == DELIVER_LMTP && m->rcpts[i].log == NULL)
-			ok = deliver_lmtp_group(m, m->rcpts[i].nexthop, m->rcpts[i].trace) == 0;
-	if (batch != NULL) {
-		if (ok && (maildir_publish(batch, &m->err) < 0 || maildir_sync(batch, &m->err) < 0))
-			ok = 0;
-		if (!ok)
-			maildir_rollback(batch);
-		maildir_batch_free(&batch);
+	/* a failed stage leaves its batch to roll back (maildir.h) */
+	if (nown > 0 && maildir_stage(&mm, mr, nown, &batch, &m->err) < 0)
+		goto undo;
+	if (nlocal > 0) {
+		struct lhelper_msg lm = {
+			.sender = m->sender,
+			.received = m->received,
+			.hostname = m->hostname,
+			.body = m->body,
+			.copies = lc,
+			.ncopies = nlocal,
+			.conf = d->lconf,
+		};
+
+		if (d->helper == NULL && d->lconf == NULL) {
+			buf_reset(&m->err);
+			buf_puts(&m->err, "no delivery helper for a copy as another user");
+			goto undo;
+		}
+		if ((job = lhelper_prepare(d->helper, &lm, &m->err)) == NULL)
+			goto undo;
 	}
+	for (i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].transport == DELIVER_LMTP && m->rcpts[i].log == NULL
+		    && deliver_lmtp_group(m, m->rcpts[i].nexthop, m->rcpts[i].trace) < 0)
+			goto undo;
+	if (batch != NULL && (maildir_publish(batch, &m->err) < 0
+			      || maildir_sync(batch, &m->err) < 0))
+		goto undo;
+	if (job != NULL && lhelper_commit(&job, &m->err) < 0)
+		goto undo;
+	ok = 1;
+	goto done;
+undo:
+	lhelper_rollback(&job);
+	if (batch != NULL)
+		maildir_rollback(batch);
+done:
+	maildir_batch_free(&batch);
 	/* an LMTP copy keeps what its server said: stored is stored, whatever came after */
 	for (i = 0; i < m->nrcpts; i++)
 		if (m->rcpts[i].transport != DELIVER_LMTP)
 			m->rcpts[i].status = ok ? 0 : -1;
 	free(mr);
+	free(lc);
 	return ok ? 0 : -1;
 }
 
@@ -418,7 +516,7 @@ deliver_maildir_group(struct deliver_req **rs, size_t n)
 		struct deliver_msg *m = rs[i]->m;
 		struct maildir_msg mm;
 		size_t nm;
-		struct maildir_rcpt *mr = deliver_maildir_args(m, &mm, &nm);
+		struct maildir_rcpt *mr = deliver_maildir_args(rs[i]->d, m, &mm, &nm);
 
 		rs[i]->ok = maildir_stage_nosync(&mm, mr, nm, &b[i], &m->err) == 0;
 		free(mr);
@@ -486,7 +584,7 @@ deliver_work(void *arg)
 		size_t ng = 0;
 
 		for (i = 0; i < n; i++)
-			if (deliver_all_maildir(rs[i]->m))
+			if (deliver_groupable(d, rs[i]->m))
 				g[ng++] = rs[i];
 			else
 				rs[i]->ok = deliver_store(d->store_ctx, rs[i]->m) == 0;
@@ -535,12 +633,17 @@ deliver_log(const struct deliver_msg *m, int ok)
 	size_t i;
 
 	if (!ok) {
+		int local = 0;
+
 		/* what the LMTP servers were told is a fact, whatever came after */
-		for (i = 0; i < m->nrcpts; i++)
+		for (i = 0; i < m->nrcpts; i++) {
 			if (m->rcpts[i].transport == DELIVER_LMTP && m->rcpts[i].log != NULL)
 				log_rcpt(m, &m->rcpts[i], "lmtp", m->rcpts[i].log);
+			local |= m->rcpts[i].transport == DELIVER_LOCAL;
+		}
 		msg_error("%s: %s: %s", m->queue_id, m->reply ? "delivery failed"
-			  : "maildir delivery failed", buf_str(&m->err));
+			  : local ? "local delivery failed" : "maildir delivery failed",
+			  buf_str(&m->err));
 		return;
 	}
 	gettimeofday(&now, NULL);
@@ -563,10 +666,17 @@ deliver_log(const struct deliver_msg *m, int ok)
 			log_rcpt(m, r, "discard", buf_str(&l));
 			break;
 		case DELIVER_MAILDIR:
-			buf_printf(&l, "relay=virtual, delay=%.2g, dsn=2.0.0, status=sent"
-				   " (delivered to maildir)", delay);
-			log_rcpt(m, r, "virtual", buf_str(&l));
+		case DELIVER_LOCAL: {
+			/* local(8) says which it wrote: "delivered to maildir" or "... mailbox" */
+			int local = r->transport == DELIVER_LOCAL;
+			size_t plen = strlen(r->maildir);
+
+			buf_printf(&l, "relay=%s, delay=%.2g, dsn=2.0.0, status=sent (delivered to %s)",
+				   local ? "local" : "virtual", delay,
+				   plen > 0 && r->maildir[plen - 1] == '/' ? "maildir" : "mailbox");
+			log_rcpt(m, r, local ? "local" : "virtual", buf_str(&l));
 			break;
+		}
 		}
 		buf_free(&l);
 	}

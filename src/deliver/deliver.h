@@ -92,7 +92,11 @@ struct spool;
 struct workpool;
 
 enum deliver_transport {
-	DELIVER_MAILDIR,	/* a virtual mailbox, written as the server's own uid */
+	DELIVER_MAILDIR,	/* a virtual mailbox; written as the server's own uid, or
+				 * through the delivery helper when uid is another */
+	DELIVER_LOCAL,		/* a local(8) user's mailbox (Maildir or mbox), written
+				 * as uid by the delivery helper (deliver/lhelper.h), or
+				 * in this process when uid is the server's own */
 	DELIVER_LMTP,		/* an LMTP server: nexthop */
 	DELIVER_DISCARD,	/* nowhere: nexthop is discard(8)'s text */
 };
@@ -104,7 +108,8 @@ struct deliver_rcpt {
 	char   *trace;		/* header lines written below Delivered-To (LF line
 				 * ends: what a forwarding local(8) adds), or NULL */
 	enum deliver_transport transport;
-	char   *maildir;	/* DELIVER_MAILDIR: absolute, ends in '/' */
+	char   *maildir;	/* DELIVER_MAILDIR: absolute, ends in '/'; DELIVER_LOCAL:
+				 * the Maildir (ending in '/') or the mbox file */
 	char   *nexthop;	/* DELIVER_LMTP, DELIVER_DISCARD */
 	char   *log;		/* after completion: its log line from "relay=" on, or NULL */
 	uid_t	uid;
@@ -126,6 +131,10 @@ struct deliver_msg {
 	size_t	size;		/* Postfix's qmgr size=: the queue file's content size (logs) */
 	struct timeval arrival;	/* MAIL FROM time, for delay= */
 	int	orig_rcpt;	/* enable_original_recipient: each copy gets X-Original-To: */
+	/* file size limits (0: none): mailbox_size_limit for DELIVER_LOCAL copies,
+	 * virtual_mailbox_limit for DELIVER_MAILDIR ones, as local(8) and virtual(8) */
+	long	mailbox_limit;
+	long	virtual_limit;
 	struct deliver_rcpt *rcpts;
 	size_t	nrcpts, rcpt_cap;
 	struct buf err;		/* after a failure: why, for the log */
@@ -142,6 +151,9 @@ void deliver_msg_add_maildir(struct deliver_msg *m, const char *address, const c
 			     uid_t uid, gid_t gid);
 void deliver_msg_add_lmtp(struct deliver_msg *m, const char *address, const char *nexthop);
 void deliver_msg_add_discard(struct deliver_msg *m, const char *address, const char *text);
+/* A local user's copy (DELIVER_LOCAL): path is a Maildir when it ends in '/'. */
+void deliver_msg_add_local(struct deliver_msg *m, const char *address, const char *path,
+			   uid_t uid, gid_t gid);
 /* The last recipient added came from orig (an alias): orig_to= in its log line. */
 void deliver_rcpt_orig(struct deliver_msg *m, const char *orig);
 /* The last recipient added gets trace (maildir.h: maildir_rcpt's trace) in its copy. */
@@ -158,6 +170,17 @@ typedef int deliver_store_fn(void *ctx, struct deliver_msg *m);
 
 /* A deliverer that runs store on the writers pool (both kept by the caller). */
 struct deliverer *deliverer_create(struct workpool *writers, deliver_store_fn *store, void *ctx);
+/*
+ * Copies whose uid is not run_uid, and every DELIVER_LOCAL copy, go to the
+ * delivery helper h (NULL: none; such copies with another uid then fail,
+ * which the recipient check refuses before).  c is the helper's
+ * configuration (mbox locking, the paths it allows); both are kept by the
+ * caller.  Without this call: no helper, and run_uid is geteuid().
+ */
+struct lhelper;
+struct lhelper_conf;
+void deliverer_set_local(struct deliverer *d, struct lhelper *h, const struct lhelper_conf *c,
+			 uid_t run_uid);
 void deliverer_free(struct deliverer **dp);
 
 /*

@@ -705,6 +705,16 @@ log_close(void)
 }
 
 void
+log_forked_child(void)
+{
+	/* the writer thread and its lock stayed in the parent: never touch them */
+	log_w = NULL;
+	log_syslog_open = 0;
+	log_dev_fd = -1;
+	log_syslog_name = NULL;
+}
+
+void
 log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 {
 	struct buf line = BUF_INIT;

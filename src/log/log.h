@@ -93,6 +93,11 @@ int log_open(const char *syslog_name, const char *maillog_file, const char *host
  * seconds), ends the writer thread, closes the file.  For tests and shutdown.
  */
 void log_close(void);
+/*
+ * In a process just forked from a logging one (the delivery helper): back
+ * to stderr without touching the parent's writer thread, queue or sockets.
+ */
+void log_forked_child(void);
 
 /*
  * The syslog facility code (LOG_MAIL, LOG_LOCAL3, ...) of a name that

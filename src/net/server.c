@@ -136,6 +136,10 @@ struct server {
 	unsigned next_worker;			/* acceptor thread only */
 	uid_t	run_uid;			/* the uid sessions run as */
 	gid_t	run_gid;
+	struct lhelper *helper;			/* the privileged delivery helper, or NULL */
+	const struct lhelper_conf *lconf;
+	uid_t	default_uid;			/* default_privs (mail for root) */
+	gid_t	default_gid;
 	atomic_int stopping;
 };
 
@@ -152,6 +156,7 @@ server_create(struct conf *conf, const char *config_dir, char **overrides, size_
 	srv->run_uid = geteuid();
 	srv->run_gid = getegid();
 	srv->control_fd = -1;
+	srv->default_uid = (uid_t)-1;
 	atomic_init(&srv->body_bytes, 0);
 	atomic_init(&srv->free_bytes, -1);
 	atomic_init(&srv->disk_inflight, 0);
@@ -172,6 +177,16 @@ server_set_run_ids(struct server *srv, uid_t uid, gid_t gid)
 {
 	srv->run_uid = uid;
 	srv->run_gid = gid;
+}
+
+void
+server_set_local(struct server *srv, struct lhelper *h, const struct lhelper_conf *c,
+		 uid_t default_uid, gid_t default_gid)
+{
+	srv->helper = h;
+	srv->lconf = c;
+	srv->default_uid = default_uid;
+	srv->default_gid = default_gid;
 }
 
 /* ---- binding ---------------------------------------------------------- */
@@ -1169,6 +1184,7 @@ server_run(struct server *srv, int nworkers)
 		atomic_store(&srv->free_bytes,
 			     server_least_free(spool, conf_str(srv->global, P_virtual_mailbox_base)));
 	}
+	deliverer_set_local(srv->deliver, srv->helper, srv->lconf, srv->run_uid);
 	for (k = 0; k < nworkers; k++) {
 		struct worker *w = &srv->workers[k];
 
@@ -1191,6 +1207,9 @@ server_run(struct server *srv, int nworkers)
 		w->env.spool_new = spool_disk_new;
 		w->env.spool_ctx = w->spool;
 		w->env.free_bytes = &srv->free_bytes;
+		w->env.helper = srv->helper != NULL;
+		w->env.default_uid = srv->lconf ? srv->default_uid : (uid_t)-1;
+		w->env.default_gid = srv->default_gid;
 	}
 	base0 = worker_base(&srv->workers[0]);
 	for (i = 0; i < srv->nsvcs; i++) {

@@ -72,6 +72,15 @@ void server_set_run_ids(struct server *srv, uid_t uid, gid_t gid);
  * the server closes fd in the end. */
 void server_set_control(struct server *srv, int fd, const char *path);
 /*
+ * Local delivery: the privileged delivery helper (NULL: none, not started as
+ * root), its configuration, and default_privs's ids (mail for root is
+ * written with them).  Kept by the caller; before server_run().
+ */
+struct lhelper;
+struct lhelper_conf;
+void server_set_local(struct server *srv, struct lhelper *h, const struct lhelper_conf *c,
+		      uid_t default_uid, gid_t default_gid);
+/*
  * Create the workers and the pools, start accepting, and run until
  * SIGTERM/SIGINT (server_stop()).  Returns the exit status.
  */

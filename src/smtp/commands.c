@@ -467,6 +467,89 @@ cmd_mail(struct session *s, const char *args)
 
 /* ---- RCPT ------------------------------------------------------------- */
 
+/*
+ * Where a local(8) user's copy goes, as local(8) decides it: home_mailbox
+ * ("Maildir/": a Maildir in ~; "Mailbox": an mbox in ~), else an mbox
+ * mail_spool_directory/user (a Maildir there when the directory ends in
+ * '/').  Mail for root is written with default_privs's ids (the delivery
+ * helper never writes as root).  Returns NULL with *path_r (caller frees),
+ * *uid_r and *gid_r set, or the 451 reply after logging why mxgate cannot
+ * store it now (no passwd entry, no helper for another uid, ...).
+ */
+static char *
+rcpt_local_mailbox(struct session *s, const char *addr, const struct rcpt_target *t,
+		   char **path_r, uid_t *uid_r, gid_t *gid_r)
+{
+	const char *hm = conf_str(s->ss->cf, P_home_mailbox);
+	const char *spool = conf_str(s->ss->cf, P_mail_spool_directory);
+	uid_t uid = t->uid;
+	gid_t gid = t->gid;
+	size_t hl;
+	int root = 0;
+
+	if (t->uid == (uid_t)-1 || t->user == NULL || t->home == NULL) {
+		/* no passwd entry (postmaster without an alias, a table's own value) */
+		msg_warn("%s: local delivery needs the privileged delivery helper,"
+			 " which is not available yet; deferring", addr);
+		return reply_string(RPL_NO_HELPER, addr, "Local delivery is not available");
+	}
+	if (uid == 0) {
+		if (s->env->default_uid == (uid_t)-1 || s->env->default_uid == 0) {
+			msg_warn("%s: mail for %s would be written as default_privs, which is not "
+				 "set up; deferring", addr, t->user);
+			return reply_string(RPL_NO_HELPER, addr, "Local delivery is not available");
+		}
+		uid = s->env->default_uid;
+		gid = s->env->default_gid;
+		root = 1;
+	}
+	if (*hm != '\0') {
+		if (*hm == '/' || strstr(hm, "..") != NULL) {
+			msg_warn("%s: home_mailbox = %s: not a path inside the home directory; "
+				 "deferring", addr, hm);
+			return reply_string(RPL_CONFIG_ERROR);
+		}
+		if (root) {
+			msg_warn("%s: mail for %s is written with default_privs rights, which cannot "
+				 "write %s in %s; deferring (alias %s to a user)", addr, t->user, hm,
+				 t->home, t->user);
+			return reply_string(RPL_NO_HELPER, addr, "Local delivery is not available");
+		}
+		hl = strlen(t->home);
+		while (hl > 1 && t->home[hl - 1] == '/')
+			hl--;
+		*path_r = xasprintf("%.*s/%s", (int)hl, t->home, hm);
+	} else {
+		size_t sl = strlen(spool);
+
+		if (sl > 0 && spool[sl - 1] == '/')
+			*path_r = xasprintf("%s%s/", spool, t->user);
+		else
+			*path_r = xasprintf("%s/%s", spool, t->user);
+	}
+	if (!s->env->helper && uid != s->env->run_uid) {
+		msg_warn("%s: delivery to %s as uid %ld needs the privileged delivery helper, which"
+			 " runs only when mxgate is started as root; deferring", addr, *path_r,
+			 (long)uid);
+		free(*path_r);
+		*path_r = NULL;
+		return reply_string(RPL_NO_HELPER, addr, "Local delivery is not available");
+	}
+	*uid_r = uid;
+	*gid_r = gid;
+	return NULL;
+}
+
+static void
+rcpt_local_free(char **lpath, uid_t *luid, gid_t *lgid, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(lpath[i]);
+	free(lpath);
+	free(luid);
+	free(lgid);
+}
+
 /* The restrictions' answer, with the recipient's classification. */
 static void
 rcpt_checked(struct session *s, struct restrict_out *out)
@@ -476,6 +559,11 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 	const struct rcpt_result *r = out->have_rcpt ? &out->rcpt : &none;
 	char *reply = NULL;
 	struct txn_rcpt *tr;
+	/* local targets: where each goes and as whom (rcpt_local_mailbox()) */
+	char **lpath = NULL;
+	uid_t *luid = NULL;
+	gid_t *lgid = NULL;
+	size_t nt = 0;
 
 	if (out->verdict == RESTRICT_REJECT) {
 		session_reply_text(s, out->reply);
@@ -487,20 +575,22 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 		r = &none;
 	} else if (r->verdict == RCPT_OK_VIRTUAL || r->verdict == RCPT_OK_LOCAL) {
 		/* every mailbox it goes to must be one we can write now */
-		struct rcpt_target self = { .kind = r->verdict, .uid = r->uid };
+		struct rcpt_target self = { .kind = r->verdict, .uid = r->uid, .gid = r->gid,
+					    .user = r->user, .home = r->home };
 		size_t n = r->ntargets > 0 ? r->ntargets : 1;
 
+		nt = n;
+		lpath = xcalloc(n, sizeof(*lpath));
+		luid = xcalloc(n, sizeof(*luid));
+		lgid = xcalloc(n, sizeof(*lgid));
 		for (size_t i = 0; i < n && reply == NULL; i++) {
 			const struct rcpt_target *t = r->ntargets > 0 ? &r->targets[i] : &self;
 
 			if (t->transport != NULL) {
 				/* lmtp: or discard: no mailbox of ours to write */
 			} else if (t->kind == RCPT_OK_LOCAL) {
-				msg_warn("%s: local delivery needs the privileged delivery helper,"
-					 " which is not available yet; deferring", addr);
-				reply = reply_string(RPL_NO_HELPER, addr,
-						     "Local delivery is not available");
-			} else if (t->uid != s->env->run_uid) {
+				reply = rcpt_local_mailbox(s, addr, t, &lpath[i], &luid[i], &lgid[i]);
+			} else if (t->uid != s->env->run_uid && !s->env->helper) {
 				msg_warn("%s: delivery as uid %ld needs the privileged delivery"
 					 " helper, which is not available yet; deferring", addr,
 					 (long)t->uid);
@@ -518,6 +608,7 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 		session_reply_text(s, reply);
 		session_log_reject(s, "RCPT", reply, s->txn.sender, addr);
 		free(reply);
+		rcpt_local_free(lpath, luid, lgid, nt);
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
@@ -526,14 +617,25 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 	if (!txn_has_rcpt(&s->txn, addr)) {
 		tr = txn_add_rcpt(&s->txn, addr);
 		for (size_t i = 0; i < r->ntargets; i++) {
-			txn_rcpt_target(tr, r->targets[i].address, r->targets[i].maildir,
-					r->targets[i].uid, r->targets[i].gid, r->targets[i].via,
-					r->targets[i].nvia);
+			if (i < nt && lpath[i] != NULL)
+				txn_rcpt_target(tr, r->targets[i].address, lpath[i], luid[i],
+						lgid[i], r->targets[i].via, r->targets[i].nvia);
+			else
+				txn_rcpt_target(tr, r->targets[i].address, r->targets[i].maildir,
+						r->targets[i].uid, r->targets[i].gid,
+						r->targets[i].via, r->targets[i].nvia);
+			tr->targets[tr->ntargets - 1].local = i < nt && lpath[i] != NULL;
 			txn_target_transport(tr, r->targets[i].transport);
 		}
-		if (r->ntargets == 0)	/* a result without targets: the recipient itself */
-			txn_rcpt_target(tr, addr, r->maildir, r->uid, r->gid, NULL, 0);
+		if (r->ntargets == 0) {	/* a result without targets: the recipient itself */
+			if (nt > 0 && lpath[0] != NULL)
+				txn_rcpt_target(tr, addr, lpath[0], luid[0], lgid[0], NULL, 0);
+			else
+				txn_rcpt_target(tr, addr, r->maildir, r->uid, r->gid, NULL, 0);
+			tr->targets[tr->ntargets - 1].local = nt > 0 && lpath[0] != NULL;
+		}
 	}
+	rcpt_local_free(lpath, luid, lgid, nt);
 	if (s->txn.queue_id[0] == '\0') {
 		txn_new_queue_id(&s->txn);
 		msg_info("%s: client=%s", s->txn.queue_id, s->namaddr);

@@ -654,6 +654,8 @@ session_committed(void *arg, enum spool_status st)
 	m->orig_rcpt = s->ss->orig_rcpt;
 	buf_free(&tls_comment);
 	lmtp_conf_from_view(&m->lmtp, s->ss->cf);
+	m->mailbox_limit = conf_int(s->ss->cf, P_mailbox_size_limit);
+	m->virtual_limit = conf_int(s->ss->cf, P_virtual_mailbox_limit);
 	if (s->rst.nprepend > 0) {
 		/* PREPEND headers go above our Received: header, as in Postfix */
 		struct buf b = BUF_INIT;

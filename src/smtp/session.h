@@ -61,6 +61,9 @@ struct session_env {
 	struct policy_client *policy;	/* the loop's policy client (NULL: every query fails) */
 	atomic_long *body_bytes;	/* message bodies in memory, every session */
 	uid_t	run_uid;		/* the uid mail is written as */
+	int	helper;			/* the privileged delivery helper runs: any uid */
+	uid_t	default_uid;		/* default_privs, for mail to root; (uid_t)-1: none */
+	gid_t	default_gid;
 	/* where message bodies go (deliver/spool.h); NULL: the in-memory spool */
 	struct spool *(*spool_new)(void *ctx, atomic_long *total, long limit);
 	void   *spool_ctx;

@@ -127,6 +127,7 @@ txn_rcpt_target(struct txn_rcpt *r, const char *address, const char *maildir, ui
 	tg->quoted = txn_quote(address);
 	tg->maildir = xstrdup(maildir ? maildir : "");
 	tg->transport = NULL;
+	tg->local = 0;
 	tg->uid = uid;
 	tg->gid = gid;
 	tg->nvia = nvia;
@@ -326,6 +327,8 @@ txn_deliver_msg(const struct txn *t, const struct txn_client *c, size_t size)
 				deliver_msg_add_lmtp(m, tg->quoted, tg->transport + 5);
 			else if (tg->transport != NULL && strncmp(tg->transport, "discard:", 8) == 0)
 				deliver_msg_add_discard(m, tg->quoted, tg->transport + 8);
+			else if (tg->local)
+				deliver_msg_add_local(m, tg->quoted, tg->maildir, tg->uid, tg->gid);
 			else
 				deliver_msg_add_maildir(m, tg->quoted, tg->maildir, tg->uid, tg->gid);
 			if (strcasecmp(tg->quoted, t->rcpts[i].quoted) != 0)

@@ -32,7 +32,9 @@ struct spool;
 
 struct txn_target {
 	char   *quoted;		/* the final address, RFC 5321 form: Delivered-To:, to= */
-	char   *maildir;	/* where it is delivered (virtual Maildir) */
+	char   *maildir;	/* where it is delivered (virtual Maildir; local: the
+				 * Maildir ending in '/' or the mbox file) */
+	int	local;		/* a local(8) user's mailbox (deliver.h: DELIVER_LOCAL) */
 	uid_t	uid;
 	gid_t	gid;
 	char  **via;		/* RFC 5321 form: the local(8) addresses that forwarded
