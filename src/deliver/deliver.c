@@ -433,6 +433,8 @@ deliver_store(void *ctx, struct deliver_msg *m)
 			c->kind = n > 0 && r->maildir[n - 1] == '/' ? LHELPER_MAILDIR : LHELPER_MBOX;
 			c->path = r->maildir;
 			c->delivered_to = r->address;
+			if (m->orig_rcpt)
+				c->orig_to = r->orig ? r->orig : r->address;
 			c->trace = r->trace;
 			c->uid = r->uid;
 			c->gid = r->gid;

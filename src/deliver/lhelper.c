@@ -7,7 +7,7 @@
  *   job socket, daemon -> job: u32 length, then the request: u32 magic,
  *     str sender, str received, str hostname, u32 ncopies, and per copy u32
  *     kind, u32 uid, u32 gid, u64 size_limit, u32 local_user, str path, str
- *     delivered_to, str trace (str: u32 length + bytes; trace length
+ *     delivered_to, str orig_to, str trace (str: u32 length + bytes; length
  *     0xffffffff: none); later one byte: 'C' commit or 'R' roll back;
  *   job -> daemon: one byte ('S' staged, 'K' committed / rolled back, 'F'
  *     failed) then str text (why, for 'F').
@@ -213,6 +213,7 @@ lh_copy_size(const struct lhelper_msg *m, const struct lhelper_copy *cp)
 {
 	return (off_t)(strlen("Return-Path: <>\n") + strlen(m->sender)
 		       + strlen("Delivered-To: \n") + strlen(cp->delivered_to)
+		       + (cp->orig_to ? strlen("X-Original-To: \n") + strlen(cp->orig_to) : 0)
 		       + (cp->trace ? strlen(cp->trace) : 0)
 		       + (m->received ? strlen(m->received) : 0) + spool_size(m->body));
 }
@@ -279,6 +280,7 @@ lh_stage_all(const struct lhelper_conf *c, const struct lhelper_msg *m,
 			};
 			struct maildir_rcpt mr = { .maildir = cp->path,
 						   .delivered_to = cp->delivered_to,
+						   .orig_to = cp->orig_to,
 						   .trace = cp->trace };
 
 			if (cp->size_limit > 0 && lh_copy_size(m, cp) > cp->size_limit) {
@@ -296,10 +298,19 @@ lh_stage_all(const struct lhelper_conf *c, const struct lhelper_msg *m,
 				.body = m->body,
 			};
 			struct mbox_rcpt mr = { .path = cp->path, .delivered_to = cp->delivered_to,
-						.trace = cp->trace };
+						.orig_to = cp->orig_to, .trace = cp->trace };
+			size_t j;
 
-			st[i].mbox = mbox_append(&mb, &mr, c->lock_mask, cp->size_limit, err);
-			rc = st[i].mbox ? 0 : -1;
+			/* two copies for one mbox (alice and alice+x): one lock, both behind it */
+			for (j = 0; j < i; j++)
+				if (st[j].mbox != NULL && strcmp(st[j].copy->path, cp->path) == 0)
+					break;
+			if (j < i) {
+				rc = mbox_append_more(st[j].mbox, &mb, &mr, cp->size_limit, err);
+			} else {
+				st[i].mbox = mbox_append(&mb, &mr, c->lock_mask, cp->size_limit, err);
+				rc = st[i].mbox ? 0 : -1;
+			}
 		}
 		if (rc < 0)
 			break;
@@ -562,20 +573,34 @@ lh_body_fd(const struct spool *body)
  * publish (answer 'K' or 'F'), 'R' undo (answer 'K', end), 'D' keep (end).
  * The job going away before 'D' undoes the copy.
  */
-static void lh_copy_main(const struct lhelper_conf *c, const struct lhelper_msg *m,
-			 const struct lhelper_copy *cp, int fd) __attribute__((noreturn));
-
-static void
-lh_copy_main(const struct lhelper_conf *c, const struct lhelper_msg *m,
-	     const struct lhelper_copy *cp, int fd)
+/* Does copy k go with copy i's process (the same mbox: one process holds its lock)? */
+static int
+lh_same_mbox(const struct lhelper_copy *a, const struct lhelper_copy *b)
 {
+	return a->kind == LHELPER_MBOX && b->kind == LHELPER_MBOX && a->uid == b->uid
+	       && strcmp(a->path, b->path) == 0;
+}
+
+static void lh_copy_main(const struct lhelper_conf *c, const struct lhelper_msg *m,
+			 size_t first, int fd) __attribute__((noreturn));
+
+/* The process of copy first and of every later copy for the same mbox. */
+static void
+lh_copy_main(const struct lhelper_conf *c, const struct lhelper_msg *m, size_t first, int fd)
+{
+	const struct lhelper_copy *cp = &m->copies[first];
+	struct lhelper_copy *group = xcalloc(m->ncopies, sizeof(*group));
 	struct lhelper_msg one = *m;
 	struct lh_staged *st = NULL;
 	struct buf err = BUF_INIT;
+	size_t n = 0;
 	char cmd;
 
-	one.copies = cp;
-	one.ncopies = 1;
+	for (size_t k = first; k < m->ncopies; k++)
+		if (k == first || lh_same_mbox(cp, &m->copies[k]))
+			group[n++] = m->copies[k];
+	one.copies = group;
+	one.ncopies = n;
 	if (lh_drop_to(cp->uid, lh_write_gid(c, cp), &err) < 0
 	    || lh_stage_all(c, &one, &st, &err) < 0)
 		_exit(lh_reply(fd, 'F', buf_str(&err)) ? 1 : 1);
@@ -584,16 +609,16 @@ lh_copy_main(const struct lhelper_conf *c, const struct lhelper_msg *m,
 	else if (lh_read_all(fd, &cmd, 1) < 0)
 		cmd = 'R';
 	if (cmd == 'C') {
-		if (lh_publish_all(st, 1, &err) < 0)
+		if (lh_publish_all(st, n, &err) < 0)
 			_exit(lh_reply(fd, 'F', buf_str(&err)) ? 1 : 1);
 		if (lh_reply(fd, 'K', "") < 0 || lh_read_all(fd, &cmd, 1) < 0)
 			cmd = 'R';
 	}
 	if (cmd == 'D') {
-		lh_finish_all(st, 1);
+		lh_finish_all(st, n);
 		_exit(0);
 	}
-	lh_undo(st, 1);
+	lh_undo(st, n);
 	_exit(lh_reply(fd, 'K', "") ? 0 : 0);
 }
 
@@ -651,6 +676,15 @@ lh_job_copies(const struct lhelper_conf *c, const struct lhelper_msg *m, int fd)
 		int code;
 
 		fds[i] = -1;
+		started = i + 1;
+		{
+			size_t j;
+
+			for (j = 0; j < i && !lh_same_mbox(&m->copies[j], &m->copies[i]); j++)
+				;
+			if (j < i)
+				continue;	/* copy j's process writes it */
+		}
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 			buf_reset(&err);
 			buf_printf(&err, "delivery helper: socketpair: %s", strerror(errno));
@@ -661,7 +695,7 @@ lh_job_copies(const struct lhelper_conf *c, const struct lhelper_msg *m, int fd)
 			for (size_t k = 0; k < i; k++)
 				close(fds[k]);
 			close(fd);
-			lh_copy_main(c, m, &m->copies[i], sv[1]);
+			lh_copy_main(c, m, i, sv[1]);
 		}
 		close(sv[1]);
 		if (pid < 0) {
@@ -745,6 +779,7 @@ lh_job_main(const struct lhelper_conf *c, int fd, int body_fd)
 		copies[i].local_user = (int)lh_get_u32(&r);
 		copies[i].path = lh_get_str(&r);
 		copies[i].delivered_to = lh_get_str(&r);
+		copies[i].orig_to = lh_get_str(&r);
 		copies[i].trace = lh_get_str(&r);
 		if (copies[i].path == NULL || copies[i].delivered_to == NULL)
 			r.bad = 1;
@@ -898,6 +933,7 @@ lh_encode(const struct lhelper_msg *m, struct buf *b)
 		lh_put_u32(b, (uint32_t)cp->local_user);
 		lh_put_str(b, cp->path);
 		lh_put_str(b, cp->delivered_to);
+		lh_put_str(b, cp->orig_to);
 		lh_put_str(b, cp->trace);
 	}
 	len = (uint32_t)(b->len - start);

@@ -101,6 +101,7 @@ struct lhelper_copy {
 	enum lhelper_kind kind;
 	const char *path;
 	const char *delivered_to;
+	const char *orig_to;	/* X-Original-To: (enable_original_recipient), or NULL */
 	const char *trace;	/* or NULL */
 	uid_t	uid;
 	gid_t	gid;

@@ -210,7 +210,7 @@ mbox_emit(const struct mbox_msg *m, const struct mbox_rcpt *r, struct mbox_out *
 	time_t now = m->now ? m->now : time(NULL);
 
 	if (!mbox_text_ok(m->sender) || !mbox_text_ok(r->delivered_to)
-	    || (r->trace && !mbox_trace_ok(r->trace))) {
+	    || (r->orig_to && !mbox_text_ok(r->orig_to)) || (r->trace && !mbox_trace_ok(r->trace))) {
 		o->err = EINVAL;
 		o->what = "refuse header text for";
 		return -1;
@@ -220,6 +220,8 @@ mbox_emit(const struct mbox_msg *m, const struct mbox_rcpt *r, struct mbox_out *
 	/* mail_copy(): "From %s  %.24s" */
 	buf_printf(o->buf, "From %s  %.24s\n", *m->sender ? m->sender : "MAILER-DAEMON", tbuf);
 	buf_printf(o->buf, "Return-Path: <%s>\n", m->sender);
+	if (r->orig_to != NULL && *r->orig_to)
+		buf_printf(o->buf, "X-Original-To: %s\n", r->orig_to);
 	buf_printf(o->buf, "Delivered-To: %s\n", r->delivered_to);
 	o->bol = 1;
 	if (r->trace)
@@ -320,9 +322,14 @@ mbox_kernel_lock(int fd, int mask)
 		int rc = 0;
 
 		if (mask & MBOX_LOCK_FCNTL) {
+			/*
+			 * An open file description lock: it conflicts with other
+			 * processes' fcntl locks as a POSIX one does, and, unlike
+			 * one, also with another writer thread of this process.
+			 */
 			struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
 
-			rc = fcntl(fd, F_SETLK, &fl);
+			rc = fcntl(fd, F_OFD_SETLK, &fl);
 		}
 		if (rc == 0 && (mask & MBOX_LOCK_FLOCK))
 			rc = flock(fd, LOCK_EX | LOCK_NB);
@@ -433,6 +440,37 @@ fail:
 	mbox_close(&c);
 	errno = e;
 	return NULL;
+}
+
+int
+mbox_append_more(struct mbox_copy *c, const struct mbox_msg *m, const struct mbox_rcpt *r,
+		 off_t size_limit, struct buf *err)
+{
+	struct buf pending = BUF_INIT;
+	struct mbox_out o;
+	struct stat st;
+
+	if (fstat(c->fd, &st) < 0) {
+		mbox_set_err(err, errno, "fstat mailbox", c->path);
+		return -1;
+	}
+	o = (struct mbox_out){ .buf = &pending, .fd = c->fd, .off = st.st_size,
+			       .limit = size_limit };
+	if (mbox_emit(m, r, &o) < 0) {
+		mbox_set_err(err, o.err, o.what, c->path);
+		buf_free(&pending);
+		errno = o.err;
+		return -1;
+	}
+	buf_free(&pending);
+	if (fsync(c->fd) < 0) {
+		int e = errno;
+
+		mbox_set_err(err, e, "fsync mailbox", c->path);
+		errno = e;
+		return -1;
+	}
+	return 0;
 }
 
 void

@@ -75,6 +75,7 @@ struct mbox_msg {
 struct mbox_rcpt {
 	const char *path;		/* the mbox file, absolute */
 	const char *delivered_to;
+	const char *orig_to;		/* X-Original-To: above Delivered-To:, or NULL */
 	const char *trace;		/* or NULL */
 };
 
@@ -89,6 +90,14 @@ struct mbox_copy;
  */
 struct mbox_copy *mbox_append(const struct mbox_msg *m, const struct mbox_rcpt *r,
 			      int lock_mask, off_t size_limit, struct buf *err);
+/*
+ * Another copy of a message into the mailbox that c holds locked (one
+ * message for alice and alice+x): appended behind what c wrote, under c's
+ * locks; c's commit keeps both, its rollback undoes both.  0, or -1 with
+ * *err set (the caller then rolls c back).
+ */
+int mbox_append_more(struct mbox_copy *c, const struct mbox_msg *m, const struct mbox_rcpt *r,
+		     off_t size_limit, struct buf *err);
 /* Keep the copy: release the locks, close, free.  *cp becomes NULL. */
 void mbox_commit(struct mbox_copy **cp);
 /*

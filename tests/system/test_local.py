@@ -116,6 +116,7 @@ class HelperDeliveryTest(LocalCase):
         self.assertEqual(os.stat(self.home("mxgtl1", "Maildir")).st_uid, self.pw["mxgtl1"].pw_uid)
         data = read(path)
         self.assertTrue(data.startswith(b"Return-Path: <a@example.org>\n"
+                                        b"X-Original-To: mxgtl1@local.test\n"
                                         b"Delivered-To: mxgtl1@local.test\nReceived: "), data)
         self.assertIn(b"\n\nFrom the start of a line\n", data)     # no quoting in a Maildir
         qid = rep.text.split()[-1]
@@ -130,7 +131,8 @@ class HelperDeliveryTest(LocalCase):
             self.assert_owned(path, u)
             data = read(path)
             self.assertRegex(data, rb"^From a@example\.org  \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d "
-                             rb"\d{4}\nReturn-Path: <a@example\.org>\nDelivered-To: "
+                             rb"\d{4}\nReturn-Path: <a@example\.org>\nX-Original-To: "
+                             + u.encode() + rb"@local\.test\nDelivered-To: "
                              + u.encode() + rb"@local\.test\n")
         srv.wait_log(r"mxgate/local\[\d+\]: \w+: to=<mxgtl2@local.test>, relay=local, .*"
                      r"status=sent \(delivered to mailbox\)")
@@ -151,6 +153,27 @@ class HelperDeliveryTest(LocalCase):
         self.assertIn(b"Return-Path: <>\n", msgs[2])
         self.assertFalse(os.path.exists(path + ".lock"))
         self.assertFalse(os.path.exists(self.home("mxgtl1", "Maildir")))
+
+    def test_two_copies_in_one_mbox(self):
+        # mxgtl1 and mxgtl1+x: two recipients, two copies (Postfix's duplicate filter keys on
+        # the original recipient), one mbox: both are written under one lock, at once
+        srv = self.server(recipient_delimiter="+")
+        t0 = time.monotonic()
+        self.send(srv, ["mxgtl1@local.test", "mxgtl1+x@local.test"])
+        self.assertLess(time.monotonic() - t0, 10)
+        data = read(os.path.join(self.spool, "mxgtl1"))
+        msgs = [m for m in re.split(rb"(?m)^(?=From )", data) if m]
+        self.assertEqual(len(msgs), 2, data)
+        self.assertEqual(sorted(re.findall(rb"(?m)^X-Original-To: (.*)$", data)),
+                         [b"mxgtl1+x@local.test", b"mxgtl1@local.test"])
+        for m in msgs:
+            self.assertTrue(m.endswith(b"\n. a dot\n\n"), m)
+        self.assertFalse(os.path.exists(os.path.join(self.spool, "mxgtl1.lock")))
+        # a failure undoes both: over the size limit, the mbox stays as it was
+        srv.stop()
+        srv = self.server(recipient_delimiter="+", mailbox_size_limit=str(len(data) + len(data) // 2 + 10))
+        self.send(srv, ["mxgtl1@local.test", "mxgtl1+x@local.test"], want_data="451")
+        self.assertEqual(read(os.path.join(self.spool, "mxgtl1")), data)
 
     def test_root_as_default_privs(self):
         srv = self.server()
@@ -296,7 +319,7 @@ class MboxAsPostfixTest(LocalCase):
         os.chmod(rspool, 0o1777)
         ref.start({"myhostname": "mx.example.test", "mydestination": "local.test",
                    "local_recipient_maps": "unix:passwd.byname", "mail_spool_directory": rspool,
-                   "enable_original_recipient": "no", "biff": "no"})
+                   "biff": "no"})
         srv = self.server(local_recipient_maps="unix:passwd.byname")
         for sender in ("a@example.org", ""):
             with harness.Client(ref.port, timeout=30) as c:
