@@ -476,7 +476,7 @@ milter_decode(struct milter_reader *r, struct milter_reply *rep, char *why_buf, 
 				*why_r = "null change header name";
 				return -1;
 			}
-		} else if ((int32_t)rep->index + 1 < 1) {
+		} else if ((int32_t)rep->index < 0) {	/* index + 1 < 1, without the overflow */
 			snprintf(why_buf, why_size, "bad insert header index: %ld",
 				 (long)(int32_t)rep->index);
 			*why_r = why_buf;
