@@ -5,7 +5,8 @@
  * cases where a line is not served as an ordinary smtpd:
  *
  * - a submission-style service (its own -o smtpd_sasl_auth_enable = yes, or
- *   a restriction list that ends in "permit_sasl_authenticated, reject"):
+ *   its own -o restriction list that ends in "permit_sasl_authenticated,
+ *   reject"):
  *   mxgate offers no AUTH and never relays, so such a service would only
  *   turn every client away.  It is not opened, with a warning at its line.
  * - an inet postscreen line: mxgate has no postscreen(8).  The port is
@@ -40,6 +41,9 @@ conf_service_submission(const struct conf_view *v, const struct conf_settings *o
 		size_t	n;
 		char  *const *l = conf_list(v, conf_sasl_lists[i], &n);
 
+		/* the line's own -o: a main.cf that turns every client away is served as such */
+		if (conf_settings_get(opts, conf_param_name(conf_sasl_lists[i])) == NULL)
+			continue;
 		if (n >= 2 && strcasecmp(l[n - 1], "reject") == 0
 		    && strcasecmp(l[n - 2], "permit_sasl_authenticated") == 0)
 			return xasprintf("%s ends in permit_sasl_authenticated, reject",
