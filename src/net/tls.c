@@ -692,6 +692,7 @@ struct tls_sni {
 	SSL_CTX **ctxs;
 	char  **pems;		/* the PEM text of each context (build time only) */
 	size_t	nctxs;
+	struct maplist *maps;	/* kept open for map_changed() only */
 };
 
 static void
@@ -708,6 +709,7 @@ tls_sni_free(struct tls_sni *sni)
 	free(sni->keys);
 	free(sni->ctxs);
 	free(sni->pems);
+	maplist_free(&sni->maps);
 	free(sni);
 }
 
@@ -943,7 +945,7 @@ tls_sni_load(const struct conf_view *cf, const struct tls_policy *p, struct tls_
 			free(err);
 		}
 	}
-	maplist_free(&l);
+	b.sni->maps = l;
 	if (b.errors.len > 0) {
 		*err_r = xasprintf("tls_server_sni_maps: %s", buf_str(&b.errors));
 		buf_free(&b.errors);
@@ -1104,6 +1106,18 @@ tls_server_free(struct tls_server **srvp)
 	SSL_CTX_free(srv->ctx);
 	tls_sni_free(srv->sni);
 	free(srv);
+}
+
+int
+tls_server_has_indexed(const struct tls_server *srv)
+{
+	return srv != NULL && srv->sni != NULL && maplist_has_indexed(srv->sni->maps);
+}
+
+const char *
+tls_server_changed(const struct tls_server *srv)
+{
+	return tls_server_has_indexed(srv) ? maplist_changed(srv->sni->maps) : NULL;
 }
 
 void *

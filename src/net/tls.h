@@ -75,6 +75,15 @@ int tls_policy_read(const struct conf_view *cf, struct tls_policy *p, char **err
 int tls_server_build(const struct conf_view *cf, const struct tls_policy *p,
 		     struct tls_server **srv_r, char **warn_r, char **err_r);
 struct tls_server *tls_server_ref(struct tls_server *srv);
+/*
+ * tls_server_sni_maps has an indexed table (hash, cdb, lmdb ...), and the
+ * spec of the first one whose file postmap replaced since the build (NULL
+ * if none): the caller builds the service again, as Postfix's smtpd
+ * restarts ("table ...(0,lock|fold_fix|src_rhs_is_file) has changed").
+ * tls_server_changed() calls stat(2): not on an event loop.
+ */
+int	tls_server_has_indexed(const struct tls_server *srv);
+const char *tls_server_changed(const struct tls_server *srv);
 void tls_server_free(struct tls_server **srvp);
 
 /* A new SSL object (as void *: callers need no OpenSSL headers); NULL on failure. */

@@ -1011,6 +1011,35 @@ class SniTest(MxTestCase):
                               "using default chain", log)
                 srv.stop()
 
+    def test_rebuilt_table_is_seen(self):
+        """postmap -F again: new sessions get the new chains, with Postfix's restart line
+        (Postfix 3.7.11 logs the same for its smtpd)."""
+        d = tempfile.mkdtemp(prefix="mxgate-sni-rebuild-")
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o755)
+        table = os.path.join(d, "sni")
+
+        def build(pem):
+            with open(table, "w") as f:
+                f.write("a.sni.test %s\n" % Certs.path(pem))
+            subprocess.run(["postmap", "-F", "hash:" + table], check=True, capture_output=True,
+                           timeout=60)
+            os.chmod(table + ".db", 0o644)
+        build("a.pem")
+        srv = self.start_server(main=self.main("hash:" + table))
+        self.assertEqual(sni_handshake(srv.port, "a.sni.test")[0], "a.sni.test")
+        time.sleep(1.1)      # a new mtime
+        build("w.pem")
+        got = []
+        for _ in range(5):
+            got.append(sni_handshake(srv.port, "a.sni.test")[0])
+            if got[-1] == "*.wild.test":
+                break
+            time.sleep(0.3)
+        self.assertEqual(got[-1], "*.wild.test", got)
+        self.assertIsNotNone(srv.wait_log(r"table hash:%s\(0,lock\|fold_fix\|src_rhs_is_file\) "
+                                          r"has changed -- restarting" % re.escape(table)))
+
     def test_check_and_run_refuse_bad_entries(self):
         d = tempfile.mkdtemp(prefix="mxgate-sni-check-")
         self.addCleanup(shutil.rmtree, d, True)
