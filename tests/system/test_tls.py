@@ -922,11 +922,11 @@ def sni_handshake(port, name):
 
 
 SNI_NAMES = ["a.sni.test", "B.Sni.Test", "host.wild.test", "deep.host.wild.test", "wild.test",
-             "unknown.test", None]
+             "unknown.test", None, "-bad.wild.test"]
 SNI_WANT = [("a.sni.test", ["a.sni.test"]), ("b.sni.test", ["b.sni.test"]),
             ("*.wild.test", ["*.wild.test"]), ("*.wild.test", ["*.wild.test"]),
             ("mx.test", ["127.0.0.1", "mx.test"]), ("mx.test", ["127.0.0.1", "mx.test"]),
-            ("mx.test", ["127.0.0.1", "mx.test"])]
+            ("mx.test", ["127.0.0.1", "mx.test"]), ("mx.test", ["127.0.0.1", "mx.test"])]
 SNI_LOG = re.compile(r"^(Anonymous TLS connection established|TLS SNI |warning: TLS SNI)")
 
 
@@ -984,7 +984,7 @@ class SniTest(MxTestCase):
         summary = [ln for ln in log_mx if ln.startswith("Anonymous")]
         self.assertEqual(len(summary), len(SNI_NAMES), log_mx)
         for ln, name in zip(summary, ["a.sni.test", "B.Sni.Test", "host.wild.test",
-                                      "deep.host.wild.test", None, None, None]):
+                                      "deep.host.wild.test", None, None, None, None]):
             head = "Anonymous TLS connection established from localhost[127.0.0.1]"
             self.assertTrue(ln.startswith(head + (" to %s: " % name if name else ": ")
                                           + "TLSv1.3 with cipher "), ln)
@@ -992,6 +992,8 @@ class SniTest(MxTestCase):
                       "chain", log_mx)
         self.assertIn("TLS SNI unknown.test from localhost[127.0.0.1] not matched, using "
                       "default chain", log_mx)
+        self.assertIn("warning: TLS SNI from localhost[127.0.0.1] is invalid: -bad.wild.test",
+                      log_mx)
         self.assertIsNone(srv.find_log(r"tls_server_sni_maps: parameter is not implemented"))
 
     def test_other_types(self):
