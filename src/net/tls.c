@@ -815,6 +815,7 @@ struct tls_sni_build {
 	struct tls_sni *sni;
 	const struct map *map;
 	int	source;		/* the values are file names (texthash, inline) */
+	int	later;		/* not the first table */
 	struct buf errors;	/* "table T: key K: why", "; " between */
 	size_t	cap_keys, cap_ctxs;
 };
@@ -846,10 +847,13 @@ tls_sni_entry(void *ctx, const char *key, const char *value)
 	char   *pem = NULL, *why = NULL, *lkey = xstrdup(key);
 	size_t	c;
 
-	for (char *q = lkey; *q; q++)
-		*q = (char)(*q >= 'A' && *q <= 'Z' ? *q - 'A' + 'a' : *q);
-	/* an earlier table (or entry) has the key: Postfix's lookup never sees this one */
-	if (tls_sni_has(sni, lkey))
+	/*
+	 * The key as stored: Postfix folds the name it looks up, and postmap
+	 * (texthash and inline too) folds the keys it stores.  An earlier
+	 * table has the key: Postfix's lookup never sees this one.  (One
+	 * table has each key once.)
+	 */
+	if (b->later && tls_sni_has(sni, lkey))
 		goto out;
 	if (*value == '\0') {
 		tls_sni_problem(b, key, "empty value");
@@ -938,6 +942,7 @@ tls_sni_load(const struct conf_view *cf, const struct tls_policy *p, struct tls_
 		const char *type;
 
 		b.map = maplist_get(l, i);
+		b.later = i > 0;
 		type = map_type_name(b.map);
 		b.source = strcmp(type, "texthash") == 0 || strcmp(type, "inline") == 0;
 		if (map_each(b.map, tls_sni_entry, &b, &err) < 0) {
