@@ -35,6 +35,7 @@
 #include "net/resolver.h"
 #include "net/policyclient.h"
 #include "net/spawner.h"
+#include "net/tls.h"
 #include "policy/anvil.h"
 #include "policy/recipient.h"
 #include "policy/restrict.h"
@@ -613,7 +614,8 @@ server_gen_build(struct server *srv, const struct conf_service *cs, struct conf_
 	gen->cs = cs;
 	gen->refs = 1;
 	gen->cgen = cg;
-	gen->indexed = restrict_has_indexed(((struct smtp_service *)gen->smtp)->acl);
+	gen->indexed = restrict_has_indexed(((struct smtp_service *)gen->smtp)->acl)
+		       || tls_server_has_indexed(((struct smtp_service *)gen->smtp)->tls_srv);
 	pthread_mutex_lock(&srv->gen_lock);
 	cg->refs++;
 	pthread_mutex_unlock(&srv->gen_lock);
@@ -706,7 +708,7 @@ server_check_work(void *arg)
 	struct server *srv = svc->srv;
 	const struct smtp_service *ss = c->gen->smtp;
 	struct service_gen *gen;
-	const char *changed;
+	const char *changed, *flags = "lock|fold_fix|utf8_request";
 	char *err = NULL;
 	int current;
 
@@ -714,7 +716,11 @@ server_check_work(void *arg)
 	pthread_mutex_lock(&srv->gen_lock);
 	current = svc->gen == c->gen;
 	pthread_mutex_unlock(&srv->gen_lock);
-	if (current && (changed = restrict_changed(ss->acl)) != NULL) {
+	/* tls_server_sni_maps: Postfix opens it with flags of its own */
+	if (current && (changed = restrict_changed(ss->acl)) == NULL
+	    && (changed = tls_server_changed(ss->tls_srv)) != NULL)
+		flags = "lock|fold_fix|src_rhs_is_file";
+	if (current && changed != NULL) {
 		/*
 		 * Postfix's daemons log this (with the table's open flags, as
 		 * Postfix 3.7.11 prints them for smtpd's tables) and restart; new
@@ -722,7 +728,7 @@ server_check_work(void *arg)
 		 */
 		while (strncmp(changed, "proxy:", 6) == 0)
 			changed += 6;
-		msg_info("table %s(0,lock|fold_fix|utf8_request) has changed -- restarting", changed);
+		msg_info("table %s(0,%s) has changed -- restarting", changed, flags);
 		if ((gen = server_gen_build(srv, c->gen->cs, c->gen->cgen, &err)) != NULL) {
 			/* A reload that came meanwhile wins: its tables are newer still. */
 			(void)server_gen_publish(srv, svc, c->gen, gen);

@@ -3,6 +3,8 @@
  */
 #include "net/tls.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +18,17 @@
 
 #include "conf/conf.h"
 #include "log/log.h"
+#include "policy/maps.h"
 #include "util/buf.h"
+#include "util/hostname.h"
 #include "util/xalloc.h"
+
+struct tls_sni;
 
 struct tls_server {
 	atomic_int refs;
 	SSL_CTX *ctx;
+	struct tls_sni *sni;	/* tls_server_sni_maps, NULL if empty */
 };
 
 /* ---- the policy ---------------------------------------------------------- */
@@ -307,10 +314,13 @@ tls_cipher_list(const struct conf_view *cf, int enforce, int ask_ccert, char **e
 /*
  * smtpd_tls_chain_files: each file holds a key followed by its certificate
  * chain (leaf first); several keys (RSA, ECDSA, Ed25519) may follow one
- * another, in one file or across files, as Postfix reads them.
+ * another, in one file or across files, as Postfix reads them.  With mem
+ * set, the PEM text is mem (a tls_server_sni_maps value) and files[0] only
+ * names it.  Errors start with what ("smtpd_tls_chain_files").
  */
 static int
-tls_load_chain_files(SSL_CTX *ctx, char *const *files, size_t n, char **err_r)
+tls_load_chain(SSL_CTX *ctx, const char *what, char *const *files, size_t n, const char *mem,
+	       char **err_r)
 {
 	EVP_PKEY *key = NULL;
 	X509   *leaf = NULL;
@@ -319,20 +329,20 @@ tls_load_chain_files(SSL_CTX *ctx, char *const *files, size_t n, char **err_r)
 	char	etext[256];
 
 	for (size_t f = 0; f < n; f++) {
-		BIO    *bio = BIO_new_file(files[f], "r");
+		BIO    *bio = mem != NULL ? BIO_new_mem_buf(mem, -1) : BIO_new_file(files[f], "r");
 		STACK_OF(X509_INFO) *infos;
 
 		if (bio == NULL) {
-			*err_r = xasprintf("smtpd_tls_chain_files: cannot open %s: %s", files[f],
+			*err_r = xasprintf("%s: cannot open %s: %s", what, files[f],
 					   tls_error_text(etext, sizeof(etext)));
 			goto out;
 		}
 		infos = PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL);
 		BIO_free(bio);
 		if (infos == NULL || sk_X509_INFO_num(infos) == 0) {
-			*err_r = xasprintf("smtpd_tls_chain_files: no PEM key or certificate in %s",
-					   files[f]);
+			*err_r = xasprintf("%s: no PEM key or certificate in %s", what, files[f]);
 			sk_X509_INFO_pop_free(infos, X509_INFO_free);
+			ERR_clear_error();
 			goto out;
 		}
 		for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
@@ -355,8 +365,8 @@ tls_load_chain_files(SSL_CTX *ctx, char *const *files, size_t n, char **err_r)
 			}
 			if (xi->x509 != NULL) {
 				if (key == NULL) {
-					*err_r = xasprintf("smtpd_tls_chain_files: %s: a certificate "
-							   "before its private key", files[f]);
+					*err_r = xasprintf("%s: %s: a certificate before its private "
+							   "key", what, files[f]);
 					sk_X509_INFO_pop_free(infos, X509_INFO_free);
 					goto out;
 				}
@@ -376,11 +386,11 @@ tls_load_chain_files(SSL_CTX *ctx, char *const *files, size_t n, char **err_r)
 	}
 	rc = loaded > 0 ? 0 : -1;
 	if (rc < 0)
-		*err_r = xasprintf("smtpd_tls_chain_files: no private key found");
+		*err_r = xasprintf("%s: no private key found", what);
 	goto out;
 bad_pair:
-	*err_r = xasprintf("smtpd_tls_chain_files: a private key without its matching "
-			   "certificate: %s", tls_error_text(etext, sizeof(etext)));
+	*err_r = xasprintf("%s: a private key without its matching certificate: %s", what,
+			   tls_error_text(etext, sizeof(etext)));
 out:
 	EVP_PKEY_free(key);
 	X509_free(leaf);
@@ -536,16 +546,16 @@ tls_set_dh(SSL_CTX *ctx, const struct conf_view *cf, char **err_r)
 	return 0;
 }
 
-int
-tls_server_build(const struct conf_view *cf, const struct tls_policy *p,
-		 struct tls_server **srv_r, char **warn_r, char **err_r)
+/*
+ * A context with every setting of the view but the certificates: the
+ * service's own, and one per distinct tls_server_sni_maps value (the SSL
+ * then switches to it, and keeps its protocols, ciphers and options, but
+ * takes the certificates, DH parameters, CA store and client CA list of the
+ * new context, which therefore has all of them too).
+ */
+static SSL_CTX *
+tls_ctx_new(const struct conf_view *cf, const struct tls_policy *p, char **err_r)
 {
-	const char *cert = conf_str(cf, P_smtpd_tls_cert_file);
-	const char *key = conf_str(cf, P_smtpd_tls_key_file);
-	const char *eccert = conf_str(cf, P_smtpd_tls_eccert_file);
-	const char *dcert = conf_str(cf, P_smtpd_tls_dcert_file);
-	size_t nchain;
-	char *const *chain = conf_list(cf, P_smtpd_tls_chain_files, &nchain);
 	int	enforce = p->level == TLS_LEVEL_ENCRYPT;
 	int	ask = conf_bool(cf, P_smtpd_tls_ask_ccert);
 	const char *cafile = conf_str(cf, P_smtpd_tls_CAfile);
@@ -558,19 +568,10 @@ tls_server_build(const struct conf_view *cf, const struct tls_policy *p,
 	char	etext[256];
 	SSL_CTX *ctx;
 
-	*srv_r = NULL;
-	*warn_r = NULL;
-	*err_r = NULL;
-	if (strcasecmp(cert, "none") == 0)
-		cert = "";
-	if (*cert == '\0' && *eccert == '\0' && *dcert == '\0' && nchain == 0) {
-		*warn_r = xstrdup("No server certs available. TLS won't be enabled");
-		return 0;
-	}
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
 		*err_r = xasprintf("cannot allocate server SSL_CTX: %s",
 				   tls_error_text(etext, sizeof(etext)));
-		return -1;
+		return NULL;
 	}
 	/* Postfix: a peer that closes without close_notify is not an error. */
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
@@ -588,27 +589,6 @@ tls_server_build(const struct conf_view *cf, const struct tls_policy *p,
 				   enforce ? "smtpd_tls_mandatory_ciphers" : "smtpd_tls_ciphers",
 				   ciphers, tls_error_text(etext, sizeof(etext)));
 		goto fail;
-	}
-	/* Postfix's chain files win over the legacy files (it warns when both are set). */
-	if (nchain > 0) {
-		if (*cert || *eccert || *dcert)
-			msg_warn("Both smtpd_tls_chain_files and one or more of the legacy "
-				 "smtpd_tls_cert_file, smtpd_tls_eccert_file or smtpd_tls_dcert_file "
-				 "are non-empty; the legacy parameters will be ignored");
-		if (tls_load_chain_files(ctx, chain, nchain, err_r) < 0)
-			goto fail;
-	} else {
-		if (*cert && tls_load_pair(ctx, cert, key, "smtpd_tls_cert_file",
-					   "smtpd_tls_key_file", err_r) < 0)
-			goto fail;
-		if (*eccert && tls_load_pair(ctx, eccert, conf_str(cf, P_smtpd_tls_eckey_file),
-					     "smtpd_tls_eccert_file", "smtpd_tls_eckey_file",
-					     err_r) < 0)
-			goto fail;
-		if (*dcert && tls_load_pair(ctx, dcert, conf_str(cf, P_smtpd_tls_dkey_file),
-					    "smtpd_tls_dcert_file", "smtpd_tls_dkey_file",
-					    err_r) < 0)
-			goto fail;
 	}
 	if ((*cafile || *capath)
 	    && SSL_CTX_load_verify_locations(ctx, *cafile ? cafile : NULL,
@@ -652,12 +632,461 @@ tls_server_build(const struct conf_view *cf, const struct tls_policy *p,
 		SSL_CTX_set_num_tickets(ctx, 0);
 	}
 	free(ciphers);
+	return ctx;
+fail:
+	free(ciphers);
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+	return NULL;
+}
+
+/* ---- tls_server_sni_maps ------------------------------------------------- */
+
+/* What one connection's SNI callback needs: its ex_data (tls_conn_index). */
+struct tls_conn {
+	char   *namaddr;	/* "name[addr]" for the log lines */
+	char   *sni;		/* the name that tls_server_sni_maps accepted, or NULL */
+};
+
+static int tls_conn_index = -1;
+static pthread_once_t tls_conn_once = PTHREAD_ONCE_INIT;
+
+static void
+tls_conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	struct tls_conn *c = ptr;
+
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (c == NULL)
+		return;
+	free(c->namaddr);
+	free(c->sni);
+	free(c);
+}
+
+static void
+tls_conn_init(void)
+{
+	tls_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_conn_free);
+}
+
+static struct tls_conn *
+tls_conn_get(const SSL *ssl)
+{
+	return tls_conn_index < 0 ? NULL : SSL_get_ex_data(ssl, tls_conn_index);
+}
+
+/* One key of the table(s), lowercase, and the context of its value. */
+struct tls_sni_key {
+	char   *key;
+	size_t	ctx;		/* index in tls_sni.ctxs */
+};
+
+struct tls_sni {
+	struct tls_sni_key *keys;	/* sorted by key */
+	size_t	nkeys;
+	SSL_CTX **ctxs;
+	char  **pems;		/* the PEM text of each context (build time only) */
+	size_t	nctxs;
+	struct maplist *maps;	/* kept open for map_changed() only */
+};
+
+static void
+tls_sni_free(struct tls_sni *sni)
+{
+	if (sni == NULL)
+		return;
+	for (size_t i = 0; i < sni->nkeys; i++)
+		free(sni->keys[i].key);
+	for (size_t i = 0; i < sni->nctxs; i++) {
+		SSL_CTX_free(sni->ctxs[i]);
+		free(sni->pems != NULL ? sni->pems[i] : NULL);
+	}
+	free(sni->keys);
+	free(sni->ctxs);
+	free(sni->pems);
+	maplist_free(&sni->maps);
+	free(sni);
+}
+
+static int
+tls_sni_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct tls_sni_key *)a)->key, ((const struct tls_sni_key *)b)->key);
+}
+
+/* Strict base64 (Postfix's base64_decode()): NULL when value is not base64. */
+static char *
+tls_unbase64(const char *v)
+{
+	static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t	len = strlen(v), o = 0;
+	char   *out;
+
+	if (len == 0 || len % 4 != 0)
+		return NULL;
+	out = xmalloc(len / 4 * 3 + 1);
+	for (size_t i = 0; i < len; i += 4) {
+		unsigned acc = 0;
+		int	pad = 0;
+
+		for (int k = 0; k < 4; k++) {
+			const char *c = v[i + k] != '\0' ? strchr(alpha, v[i + k]) : NULL;
+
+			if (v[i + k] == '=' && i + 4 == len && k >= 2
+			    && (k == 3 || v[i + 3] == '=')) {
+				pad++;
+				acc <<= 6;
+			} else if (c == NULL || pad) {
+				free(out);
+				return NULL;
+			} else {
+				acc = acc << 6 | (unsigned)(c - alpha);
+			}
+		}
+		out[o++] = (char)(acc >> 16);
+		if (pad < 2)
+			out[o++] = (char)(acc >> 8 & 0xff);
+		if (pad < 1)
+			out[o++] = (char)(acc & 0xff);
+	}
+	out[o] = '\0';
+	if (strlen(out) != o) {	/* a NUL inside: not PEM text */
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/*
+ * A source table's value (texthash, inline): file names, separated by
+ * commas or spaces, whose contents are joined with a newline, as Postfix's
+ * dict_file_to_buf() reads them.  NULL with *why_r.
+ */
+static char *
+tls_read_files(const char *value, char **why_r)
+{
+	struct buf b = BUF_INIT;
+	char   *copy = xstrdup(value), *save = copy, *f;
+	int	n = 0;
+
+	while ((f = strsep(&save, ", \t")) != NULL) {
+		FILE   *fp;
+		char	chunk[4096];
+		size_t	got;
+
+		if (*f == '\0')
+			continue;
+		if ((fp = fopen(f, "re")) == NULL) {
+			*why_r = xasprintf("open %s: %s", f, strerror(errno));
+			goto fail;
+		}
+		if (n++ > 0)
+			buf_putc(&b, '\n');
+		while ((got = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+			buf_append(&b, chunk, got);
+		if (ferror(fp)) {
+			*why_r = xasprintf("read %s: %s", f, strerror(errno));
+			fclose(fp);
+			goto fail;
+		}
+		fclose(fp);
+	}
+	if (n == 0) {
+		*why_r = xasprintf("empty pathname list: >>%s<<", value);
+		goto fail;
+	}
+	free(copy);
+	return buf_steal(&b);
+fail:
+	free(copy);
+	buf_free(&b);
+	return NULL;
+}
+
+/* Reading the tables: every entry of one table, and the problems found. */
+struct tls_sni_build {
+	const struct conf_view *cf;
+	const struct tls_policy *p;
+	struct tls_sni *sni;
+	const struct map *map;
+	int	source;		/* the values are file names (texthash, inline) */
+	int	later;		/* not the first table */
+	struct buf errors;	/* "table T: key K: why", "; " between */
+	size_t	cap_keys, cap_ctxs;
+};
+
+static void
+tls_sni_problem(struct tls_sni_build *b, const char *key, const char *why)
+{
+	char   *ek = log_escape_dup(key, 200);
+
+	buf_printf(&b->errors, "%stable %s: key %s: %s", b->errors.len ? "; " : "",
+		   map_spec(b->map), ek, why);
+	free(ek);
+}
+
+static int
+tls_sni_has(const struct tls_sni *sni, const char *key)
+{
+	for (size_t i = 0; i < sni->nkeys; i++)
+		if (strcmp(sni->keys[i].key, key) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+tls_sni_entry(void *ctx, const char *key, const char *value)
+{
+	struct tls_sni_build *b = ctx;
+	struct tls_sni *sni = b->sni;
+	char   *pem = NULL, *why = NULL, *lkey = xstrdup(key);
+	size_t	c;
+
+	/*
+	 * The key as stored: Postfix folds the name it looks up, and postmap
+	 * (texthash and inline too) folds the keys it stores.  An earlier
+	 * table has the key: Postfix's lookup never sees this one.  (One
+	 * table has each key once.)
+	 */
+	if (b->later && tls_sni_has(sni, lkey))
+		goto out;
+	if (*value == '\0') {
+		tls_sni_problem(b, key, "empty value");
+		goto out;
+	}
+	pem = b->source ? tls_read_files(value, &why) : tls_unbase64(value);
+	if (pem == NULL) {
+		if (why == NULL) {
+			char   *ev = log_escape_dup(value, 30);
+
+			why = xasprintf("malformed BASE64 value: %s (build the table with "
+					"\"postmap -F\")", ev);
+			free(ev);
+		}
+		tls_sni_problem(b, key, why);
+		goto out;
+	}
+	for (c = 0; c < sni->nctxs; c++)
+		if (strcmp(sni->pems[c], pem) == 0)
+			break;
+	if (c == sni->nctxs) {
+		SSL_CTX *sctx = tls_ctx_new(b->cf, b->p, &why);
+		char	name[] = "the value";
+		char   *names[] = { name };
+
+		if (sctx == NULL) {
+			tls_sni_problem(b, key, why);
+			goto out;
+		}
+		if (tls_load_chain(sctx, "SNI data", names, 1, pem, &why) < 0) {
+			SSL_CTX_free(sctx);
+			ERR_clear_error();
+			tls_sni_problem(b, key, why);
+			goto out;
+		}
+		if (sni->nctxs == b->cap_ctxs) {
+			b->cap_ctxs = b->cap_ctxs ? 2 * b->cap_ctxs : 8;
+			sni->ctxs = xrealloc(sni->ctxs, b->cap_ctxs * sizeof(*sni->ctxs));
+			sni->pems = xrealloc(sni->pems, b->cap_ctxs * sizeof(*sni->pems));
+		}
+		sni->ctxs[c] = sctx;
+		sni->pems[c] = pem;
+		pem = NULL;
+		sni->nctxs++;
+	}
+	if (sni->nkeys == b->cap_keys) {
+		b->cap_keys = b->cap_keys ? 2 * b->cap_keys : 16;
+		sni->keys = xrealloc(sni->keys, b->cap_keys * sizeof(*sni->keys));
+	}
+	sni->keys[sni->nkeys].key = lkey;
+	sni->keys[sni->nkeys].ctx = c;
+	sni->nkeys++;
+	lkey = NULL;
+out:
+	free(lkey);
+	free(pem);
+	free(why);
+}
+
+/*
+ * Read every table of tls_server_sni_maps now, and make one context per
+ * distinct value: the handshake then picks one with no I/O.  The values
+ * are Postfix's: base64 of the PEM files' contents in an indexed table
+ * (postmap -F), file names in a source table (texthash, inline).
+ */
+static int
+tls_sni_load(const struct conf_view *cf, const struct tls_policy *p, struct tls_sni **sni_r,
+	     char **err_r)
+{
+	size_t	n;
+	char *const *specs = conf_list(cf, P_tls_server_sni_maps, &n);
+	struct maplist *l;
+	struct tls_sni_build b = { .cf = cf, .p = p, .errors = BUF_INIT };
+	char   *err = NULL;
+
+	*sni_r = NULL;
+	if (n == 0)
+		return 0;
+	if ((l = maplist_open(specs, n, &err)) == NULL) {
+		*err_r = xasprintf("tls_server_sni_maps: %s", err);
+		free(err);
+		return -1;
+	}
+	b.sni = xcalloc(1, sizeof(*b.sni));
+	for (size_t i = 0; i < maplist_count(l); i++) {
+		const char *type;
+
+		b.map = maplist_get(l, i);
+		b.later = i > 0;
+		type = map_type_name(b.map);
+		b.source = strcmp(type, "texthash") == 0 || strcmp(type, "inline") == 0;
+		if (map_each(b.map, tls_sni_entry, &b, &err) < 0) {
+			buf_printf(&b.errors, "%s%s", b.errors.len ? "; " : "", err);
+			free(err);
+		}
+	}
+	b.sni->maps = l;
+	if (b.errors.len > 0) {
+		*err_r = xasprintf("tls_server_sni_maps: %s", buf_str(&b.errors));
+		buf_free(&b.errors);
+		tls_sni_free(b.sni);
+		return -1;
+	}
+	buf_free(&b.errors);
+	for (size_t i = 0; i < b.sni->nctxs; i++)
+		free(b.sni->pems[i]);
+	free(b.sni->pems);
+	b.sni->pems = NULL;
+	qsort(b.sni->keys, b.sni->nkeys, sizeof(*b.sni->keys), tls_sni_cmp);
+	*sni_r = b.sni;
+	return 0;
+}
+
+static SSL_CTX *
+tls_sni_find(const struct tls_sni *sni, const char *name)
+{
+	struct tls_sni_key probe = { .key = (char *)name }, *hit;
+
+	hit = bsearch(&probe, sni->keys, sni->nkeys, sizeof(*sni->keys), tls_sni_cmp);
+	return hit != NULL ? sni->ctxs[hit->ctx] : NULL;
+}
+
+/*
+ * The client's SNI, as Postfix's server_sni_callback(): the name, then
+ * each parent domain as ".example.com"; a match switches the connection to
+ * that value's context, no match keeps the default chain.  Memory only.
+ */
+static int
+tls_sni_cb(SSL *ssl, int *alert, void *arg)
+{
+	struct tls_server *srv = arg;
+	struct tls_conn *c = tls_conn_get(ssl);
+	const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	const char *namaddr = c != NULL && c->namaddr != NULL ? c->namaddr : "unknown";
+	const char *cp;
+	char   *lower;
+	SSL_CTX *ctx = NULL;
+
+	(void)alert;
+	if (srv->sni == NULL || sni == NULL || *sni == '\0')
+		return SSL_TLSEXT_ERR_NOACK;
+	if (!hostname_valid(sni)) {
+		char   *es = log_escape_dup(sni, 255);
+
+		msg_warn("TLS SNI from %s is invalid: %s", namaddr, es);
+		free(es);
+		return SSL_TLSEXT_ERR_NOACK;
+	}
+	/* TLS 1.3 HelloRetryRequest: the callback runs again, with the same name */
+	if (c != NULL && c->sni != NULL) {
+		if (strcmp(sni, c->sni) == 0)
+			return SSL_TLSEXT_ERR_OK;
+		msg_warn("TLS SNI changed from %s initially %s, %s after hello retry",
+			 namaddr, c->sni, sni);
+		return SSL_TLSEXT_ERR_NOACK;
+	}
+	lower = xstrdup(sni);
+	for (char *q = lower; *q; q++)
+		*q = (char)(*q >= 'A' && *q <= 'Z' ? *q - 'A' + 'a' : *q);
+	cp = lower;
+	do {
+		ctx = tls_sni_find(srv->sni, cp);
+	} while (ctx == NULL && (cp = strchr(cp + 1, '.')) != NULL);
+	free(lower);
+	if (ctx == NULL) {
+		msg_info("TLS SNI %s from %s not matched, using default chain", sni, namaddr);
+		return SSL_TLSEXT_ERR_NOACK;
+	}
+	SSL_set_SSL_CTX(ssl, ctx);
+	if (c != NULL)
+		c->sni = xstrdup(sni);
+	return SSL_TLSEXT_ERR_OK;
+}
+
+int
+tls_server_build(const struct conf_view *cf, const struct tls_policy *p,
+		 struct tls_server **srv_r, char **warn_r, char **err_r)
+{
+	const char *cert = conf_str(cf, P_smtpd_tls_cert_file);
+	const char *key = conf_str(cf, P_smtpd_tls_key_file);
+	const char *eccert = conf_str(cf, P_smtpd_tls_eccert_file);
+	const char *dcert = conf_str(cf, P_smtpd_tls_dcert_file);
+	size_t nchain;
+	char *const *chain = conf_list(cf, P_smtpd_tls_chain_files, &nchain);
+	struct tls_sni *sni = NULL;
+	SSL_CTX *ctx;
+
+	*srv_r = NULL;
+	*warn_r = NULL;
+	*err_r = NULL;
+	if (strcasecmp(cert, "none") == 0)
+		cert = "";
+	if (*cert == '\0' && *eccert == '\0' && *dcert == '\0' && nchain == 0) {
+		*warn_r = xstrdup("No server certs available. TLS won't be enabled");
+		return 0;
+	}
+	if ((ctx = tls_ctx_new(cf, p, err_r)) == NULL)
+		return -1;
+	/* Postfix's chain files win over the legacy files (it warns when both are set). */
+	if (nchain > 0) {
+		if (*cert || *eccert || *dcert)
+			msg_warn("Both smtpd_tls_chain_files and one or more of the legacy "
+				 "smtpd_tls_cert_file, smtpd_tls_eccert_file or smtpd_tls_dcert_file "
+				 "are non-empty; the legacy parameters will be ignored");
+		if (tls_load_chain(ctx, "smtpd_tls_chain_files", chain, nchain, NULL,
+				   err_r) < 0)
+			goto fail;
+	} else {
+		if (*cert && tls_load_pair(ctx, cert, key, "smtpd_tls_cert_file",
+					   "smtpd_tls_key_file", err_r) < 0)
+			goto fail;
+		if (*eccert && tls_load_pair(ctx, eccert, conf_str(cf, P_smtpd_tls_eckey_file),
+					     "smtpd_tls_eccert_file", "smtpd_tls_eckey_file",
+					     err_r) < 0)
+			goto fail;
+		if (*dcert && tls_load_pair(ctx, dcert, conf_str(cf, P_smtpd_tls_dkey_file),
+					    "smtpd_tls_dcert_file", "smtpd_tls_dkey_file",
+					    err_r) < 0)
+			goto fail;
+	}
+	if (tls_sni_load(cf, p, &sni, err_r) < 0)
+		goto fail;
+	pthread_once(&tls_conn_once, tls_conn_init);
 	*srv_r = xcalloc(1, sizeof(**srv_r));
 	atomic_init(&(*srv_r)->refs, 1);
 	(*srv_r)->ctx = ctx;
+	(*srv_r)->sni = sni;
+	if (sni != NULL) {
+		SSL_CTX_set_tlsext_servername_callback(ctx, tls_sni_cb);
+		SSL_CTX_set_tlsext_servername_arg(ctx, *srv_r);
+	}
 	return 0;
 fail:
-	free(ciphers);
 	SSL_CTX_free(ctx);
 	ERR_clear_error();
 	return -1;
@@ -680,13 +1109,44 @@ tls_server_free(struct tls_server **srvp)
 	if (srv == NULL || atomic_fetch_sub(&srv->refs, 1) != 1)
 		return;
 	SSL_CTX_free(srv->ctx);
+	tls_sni_free(srv->sni);
 	free(srv);
+}
+
+int
+tls_server_has_indexed(const struct tls_server *srv)
+{
+	return srv != NULL && srv->sni != NULL && maplist_has_indexed(srv->sni->maps);
+}
+
+const char *
+tls_server_changed(const struct tls_server *srv)
+{
+	return tls_server_has_indexed(srv) ? maplist_changed(srv->sni->maps) : NULL;
 }
 
 void *
 tls_server_ssl_new(struct tls_server *srv)
 {
-	return SSL_new(srv->ctx);
+	SSL    *ssl = SSL_new(srv->ctx);
+
+	if (ssl != NULL && tls_conn_index >= 0
+	    && SSL_set_ex_data(ssl, tls_conn_index, xcalloc(1, sizeof(struct tls_conn))) != 1) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	return ssl;
+}
+
+void
+tls_ssl_set_peer(void *ssl, const char *namaddr)
+{
+	struct tls_conn *c = tls_conn_get(ssl);
+
+	if (c != NULL) {
+		free(c->namaddr);
+		c->namaddr = xstrdup(namaddr);
+	}
 }
 
 void
@@ -739,7 +1199,9 @@ tls_info_get(void *vssl, struct tls_info *info)
 	tls_copy(info->cipher, sizeof(info->cipher), SSL_CIPHER_get_name(c));
 	info->usebits = SSL_CIPHER_get_bits(c, &info->algbits);
 	info->reused = SSL_session_reused(ssl);
-	/* Postfix logs "to <name>" only for a name that tls_server_sni_maps accepted: none here */
+	/* Postfix logs "to <name>" only for a name that tls_server_sni_maps accepted */
+	if (tls_conn_get(ssl) != NULL && tls_conn_get(ssl)->sni != NULL)
+		tls_copy(info->sni, sizeof(info->sni), tls_conn_get(ssl)->sni);
 	if ((peer = SSL_get0_peer_certificate(ssl)) != NULL) {
 		X509_NAME *issuer = X509_get_issuer_name(peer);
 

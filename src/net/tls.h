@@ -21,6 +21,16 @@
  *     when the service is built); a file that cannot be read or does not
  *     hold a matching key and certificate is an error (`check` names it,
  *     `run` and reload refuse the configuration).
+ *   tls_server_sni_maps: read whole when the server is built (the tables
+ *     through policy/maps.h's map_each(): texthash, inline, cdb, hash,
+ *     btree, lmdb); one SSL_CTX per distinct value, with the same settings
+ *     and that value's keys and chains.  The handshake's servername
+ *     callback looks the client's name up in memory (the name, then each
+ *     parent domain as ".example.com", as Postfix), switches to the match,
+ *     or keeps the default chain ("TLS SNI ... not matched, using default
+ *     chain").  A value that is not base64 of PEM keys and chains (indexed
+ *     tables: postmap -F), names files that cannot be read (texthash,
+ *     inline), or does not load, is an error that names table and key.
  *   Session resumption: OpenSSL's in-process cache and RFC 5077 tickets
  *     (one per handshake, keys made per generation), valid for
  *     smtpd_tls_session_cache_timeout; 0 turns both off.
@@ -65,11 +75,22 @@ int tls_policy_read(const struct conf_view *cf, struct tls_policy *p, char **err
 int tls_server_build(const struct conf_view *cf, const struct tls_policy *p,
 		     struct tls_server **srv_r, char **warn_r, char **err_r);
 struct tls_server *tls_server_ref(struct tls_server *srv);
+/*
+ * tls_server_sni_maps has an indexed table (hash, cdb, lmdb ...), and the
+ * spec of the first one whose file postmap replaced since the build (NULL
+ * if none): the caller builds the service again, as Postfix's smtpd
+ * restarts ("table ...(0,lock|fold_fix|src_rhs_is_file) has changed").
+ * tls_server_changed() calls stat(2): not on an event loop.
+ */
+int	tls_server_has_indexed(const struct tls_server *srv);
+const char *tls_server_changed(const struct tls_server *srv);
 void tls_server_free(struct tls_server **srvp);
 
 /* A new SSL object (as void *: callers need no OpenSSL headers); NULL on failure. */
 void   *tls_server_ssl_new(struct tls_server *srv);
 void	tls_ssl_free(void *ssl);
+/* The client ("name[addr]") that the SNI callback's log lines name. */
+void	tls_ssl_set_peer(void *ssl, const char *namaddr);
 
 /* The facts of a finished handshake, as Postfix logs them. */
 struct tls_info {
@@ -92,7 +113,7 @@ struct tls_info {
 	char	peer_cn[256];	/* its subject CN */
 	char	issuer_cn[256];	/* its issuer's CN (or O) */
 	int	reused;		/* the session was resumed */
-	char	sni[256];	/* the name the client asked for, "" if none */
+	char	sni[256];	/* the name tls_server_sni_maps accepted, "" if none */
 };
 
 /* Fill *info from an SSL object whose handshake is complete. */

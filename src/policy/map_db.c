@@ -277,6 +277,48 @@ static enum map_status mapdb_lookup(struct map_impl *mi, const char *key, char *
 	return st;
 }
 
+int map_db_each(struct map_impl *mi, map_entry_fn *fn, void *ctx, char **why_r)
+{
+	DBC *cur = NULL;
+	DBT k, v;
+	int err = 0;
+
+	pthread_mutex_lock(&mi->mutex);
+	if (mapdb_lock_current(mi) < 0) {
+		pthread_mutex_unlock(&mi->mutex);
+		*why_r = xasprintf("cannot lock %s", mi->db_path);
+		return -1;
+	}
+	if ((err = mi->db->cursor(mi->db, NULL, &cur, 0)) == 0) {
+		memset(&k, 0, sizeof(k));
+		memset(&v, 0, sizeof(v));
+		while ((err = cur->c_get(cur, &k, &v, DB_NEXT)) == 0) {
+			size_t kl = k.size, vl = v.size;
+			char *ks, *vs;
+
+			if (kl > 0 && ((char *)k.data)[kl - 1] == '\0')
+				kl--;
+			if (vl > 0 && ((char *)v.data)[vl - 1] == '\0')
+				vl--;
+			ks = xstrndup(k.data, kl);
+			vs = xstrndup(v.data, vl);
+			fn(ctx, ks, vs);
+			free(ks);
+			free(vs);
+		}
+		cur->c_close(cur);
+		if (err == DB_NOTFOUND)
+			err = 0;
+	}
+	mapdb_unlock(mi->lock_fd, MAPDB_LOCK_FLOCK, mi->db_path);
+	pthread_mutex_unlock(&mi->mutex);
+	if (err != 0) {
+		*why_r = xasprintf("error reading %s: %s", mi->db_path, mapdb_strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
 static const char *mapdb_watch(const struct map_impl *mi, struct stat *st_r)
 {
 	*st_r = mi->open_st;

@@ -11,4 +11,7 @@
 extern const struct map_type map_type_hash;
 extern const struct map_type map_type_btree;
 
+/* Every entry of a hash and btree table (maps.h: map_each()); 0, or -1 with *why_r. */
+int map_db_each(struct map_impl *mi, map_entry_fn *fn, void *ctx, char **why_r);
+
 #endif

@@ -143,6 +143,50 @@ static enum map_status maplmdb_lookup(struct map_impl *mi, const char *key, char
 	return st;
 }
 
+int map_lmdb_each(struct map_impl *mi, map_entry_fn *fn, void *ctx, char **why_r)
+{
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_val k, v;
+	int rc;
+
+	pthread_mutex_lock(&mi->mutex);
+	if (mapdb_lock_shared(mi->fd, MAPDB_LOCK_FCNTL, mi->db_path) < 0) {
+		pthread_mutex_unlock(&mi->mutex);
+		*why_r = xasprintf("cannot lock %s", mi->db_path);
+		return -1;
+	}
+	if ((rc = maplmdb_txn_begin(mi, &txn)) == 0
+	    && (rc = mdb_cursor_open(txn, mi->dbi, &cur)) == 0) {
+		while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+			size_t kl = k.mv_size, vl = v.mv_size;
+			char *ks, *vs;
+
+			if (kl > 0 && ((char *)k.mv_data)[kl - 1] == '\0')
+				kl--;
+			if (vl > 0 && ((char *)v.mv_data)[vl - 1] == '\0')
+				vl--;
+			ks = xstrndup(k.mv_data, kl);
+			vs = xstrndup(v.mv_data, vl);
+			fn(ctx, ks, vs);
+			free(ks);
+			free(vs);
+		}
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+		mdb_cursor_close(cur);
+	}
+	if (txn != NULL)
+		mdb_txn_abort(txn);
+	mapdb_unlock(mi->fd, MAPDB_LOCK_FCNTL, mi->db_path);
+	pthread_mutex_unlock(&mi->mutex);
+	if (rc != 0) {
+		*why_r = xasprintf("error reading lmdb:%s: %s", mi->src_path, mdb_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
 static const char *maplmdb_watch(const struct map_impl *mi, struct stat *st_r)
 {
 	*st_r = mi->open_st;

@@ -10,4 +10,7 @@
 
 extern const struct map_type map_type_lmdb;
 
+/* Every entry of a lmdb table (maps.h: map_each()); 0, or -1 with *why_r. */
+int map_lmdb_each(struct map_impl *mi, map_entry_fn *fn, void *ctx, char **why_r);
+
 #endif

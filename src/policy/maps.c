@@ -780,6 +780,79 @@ enum map_status map_lookup(const struct map *m, const char *key, char **value_r)
 	return st;
 }
 
+/* A key or value of n bytes as a string, without the NUL that postmap -N stores. */
+static char *each_str(const void *p, size_t n)
+{
+	if (n > 0 && ((const char *)p)[n - 1] == '\0')
+		n--;
+	return xstrndup(p, n);
+}
+
+static int cdb_each(const struct map *m, map_entry_fn *fn, void *ctx, char **why_r)
+{
+	struct cdb c = m->cdb;
+	unsigned pos;
+	int rc;
+
+	cdb_seqinit(&pos, &c);
+	while ((rc = cdb_seqnext(&pos, &c)) > 0) {
+		const void *k = cdb_get(&c, cdb_keylen(&c), cdb_keypos(&c));
+		const void *v = cdb_get(&c, cdb_datalen(&c), cdb_datapos(&c));
+		char *ks, *vs;
+
+		if (k == NULL || v == NULL)
+			break;
+		ks = each_str(k, cdb_keylen(&c));
+		vs = each_str(v, cdb_datalen(&c));
+		fn(ctx, ks, vs);
+		free(ks);
+		free(vs);
+	}
+	if (rc != 0) {
+		*why_r = xasprintf("%s: cannot read the database", m->spec);
+		return -1;
+	}
+	return 0;
+}
+
+int map_each(const struct map *m, map_entry_fn *fn, void *ctx, char **why_r)
+{
+	char *why = NULL;
+
+	*why_r = NULL;
+	switch (m->type) {
+	case MAP_TYPE_TEXTHASH:
+	case MAP_TYPE_INLINE:
+		for (size_t i = 0; i < m->tab.nslots; i++)
+			for (const struct hentry *e = m->tab.slots[i]; e != NULL; e = e->next)
+				fn(ctx, e->key, e->value);
+		return 0;
+	case MAP_TYPE_CDB:
+		return cdb_each(m, fn, ctx, why_r);
+	case MAP_TYPE_OTHER: {
+		int (*each)(struct map_impl *, map_entry_fn *, void *, char **) = NULL;
+
+		if (m->ext == &map_type_hash || m->ext == &map_type_btree)
+			each = map_db_each;
+		else if (m->ext == &map_type_lmdb)
+			each = map_lmdb_each;
+		if (each == NULL)
+			break;
+		if (each(m->impl, fn, ctx, &why) < 0) {
+			*why_r = xasprintf("%s: %s", m->spec, why);
+			free(why);
+			return -1;
+		}
+		return 0;
+	}
+	default:
+		break;
+	}
+	*why_r = xasprintf("%s: a %s table cannot be read whole (texthash, inline, cdb, hash, "
+			   "btree and lmdb can)", m->spec, map_type_name(m));
+	return -1;
+}
+
 void map_free(struct map **mp)
 {
 	struct map *m = *mp;

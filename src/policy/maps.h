@@ -70,6 +70,19 @@ struct map *map_open(const char *spec, char **err_r);
  */
 enum map_status map_lookup(const struct map *m, const char *key, char **value_r);
 
+/*
+ * Every entry of a table that can be read whole, for settings that load a
+ * table when the configuration is read (tls_server_sni_maps): texthash,
+ * inline, cdb, hash, btree and lmdb.  fn(ctx, key, value) is called once per
+ * entry, the key as stored (file tables: as postmap folded it; a trailing
+ * NUL that postmap -N wrote is dropped from key and value), in no
+ * particular order.  Returns 0, or -1 with *why_r set (caller frees) for a
+ * type that cannot be listed (patterns, remote tables, static, unix) or a
+ * file that could not be read.  It reads the file: not on an event loop.
+ */
+typedef void map_entry_fn(void *ctx, const char *key, const char *value);
+int map_each(const struct map *m, map_entry_fn *fn, void *ctx, char **why_r);
+
 /* Free the map and set *mp to NULL; a NULL *mp is fine. */
 void map_free(struct map **mp);
 

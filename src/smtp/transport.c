@@ -360,6 +360,7 @@ tio_starttls(void *io, void *ssl, long timeout_sec, const char *namaddr)
 	/* A peer that closes without close_notify is an EOF, as Postfix sees it. */
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
 	tls_ssl_capture_errors(ssl, &t->tls_errors);
+	tls_ssl_set_peer(ssl, namaddr);
 	t->bev = tls;
 	t->ssl = ssl;
 	t->handshaking = 1;

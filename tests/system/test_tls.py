@@ -12,6 +12,10 @@ tests make with the openssl command.
                      from master.cf -o, the Received: header (ESMTPS, the TLS comment),
                      pipelining checks on decrypted bytes, the new TLS session rate limit,
                      and the configuration errors of `check` and `run`.
+  SniTest            tls_server_sni_maps: tables built with Postfix's own postmap -F
+                     (hash, cdb, lmdb) and texthash, the certificate each name gets (the
+                     name, a parent domain ".example", an unknown name: the default), the
+                     log lines against Postfix 3.7's, and bad entries at check and run.
   PostfixSenderTest  Postfix 3.7's own smtp client sends to mxgate with
                      smtp_tls_security_level = verify against the test CA.
 """
@@ -859,6 +863,244 @@ class TlsTest(MxTestCase):
                                           r"localhost\[127\.0\.0\.1\] for service "))
         self.assertIsNotNone(srv.wait_log(r"warning: Refusing STARTTLS request from "
                                           r"localhost\[127\.0\.0\.1\] for service "))
+
+
+class SniCerts:
+    """Certificates for a.sni.test, b.sni.test (key and certificate in two files) and
+    *.wild.test from the test CA, and the table source file that names them."""
+    table = None
+
+    @classmethod
+    def make(cls):
+        if cls.table is not None:
+            return cls
+        d = Certs.make().dir
+
+        def run(*args):
+            subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True,
+                           timeout=60)
+        for name, cn in (("a", "a.sni.test"), ("b", "b.sni.test"), ("w", "*.wild.test")):
+            run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out",
+                name + ".csr", "-subj", "/CN=" + cn)
+            with open(os.path.join(d, name + ".ext"), "w") as f:
+                f.write("subjectAltName=DNS:%s\n" % cn)
+            run("x509", "-req", "-in", name + ".csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", name + ".crt", "-days", "30", "-extfile", name + ".ext")
+            with open(os.path.join(d, name + ".pem"), "w") as out:
+                for part in (name + ".key", name + ".crt", "ca.crt"):
+                    with open(os.path.join(d, part)) as f:
+                        out.write(f.read())
+        cls.table = os.path.join(d, "sni")
+        with open(cls.table, "w") as f:
+            f.write("a.sni.test %s\n" % os.path.join(d, "a.pem"))
+            f.write("b.sni.test %s, %s\n" % (os.path.join(d, "b.key"), os.path.join(d, "b.crt")))
+            f.write(".wild.test %s\n" % os.path.join(d, "w.pem"))
+        for t in ("hash", "cdb", "lmdb"):
+            subprocess.run(["postmap", "-F", "%s:%s" % (t, cls.table)], check=True,
+                           capture_output=True, timeout=60)
+        for name in os.listdir(d):
+            os.chmod(os.path.join(d, name), 0o644)
+        return cls
+
+
+def sni_handshake(port, name):
+    """STARTTLS with SNI name (None: no SNI): the presented certificate's CN and SANs."""
+    c = Conn(port)
+    try:
+        c.reply()
+        c.cmd("EHLO client.test")
+        assert c.cmd("STARTTLS").startswith("220 ")
+        ctx = Certs.client_context()
+        ctx.check_hostname = False
+        c.starttls(ctx, hostname=name)
+        cert = c.sock.getpeercert()
+        c.cmd("QUIT")
+    finally:
+        c.close()
+    cn = [v for rdn in cert["subject"] for k, v in rdn if k == "commonName"]
+    return cn[0], sorted(v for k, v in cert.get("subjectAltName", ()))
+
+
+SNI_NAMES = ["a.sni.test", "B.Sni.Test", "host.wild.test", "deep.host.wild.test", "wild.test",
+             "unknown.test", None, "-bad.wild.test"]
+SNI_WANT = [("a.sni.test", ["a.sni.test"]), ("b.sni.test", ["b.sni.test"]),
+            ("*.wild.test", ["*.wild.test"]), ("*.wild.test", ["*.wild.test"]),
+            ("mx.test", ["127.0.0.1", "mx.test"]), ("mx.test", ["127.0.0.1", "mx.test"]),
+            ("mx.test", ["127.0.0.1", "mx.test"]), ("mx.test", ["127.0.0.1", "mx.test"])]
+SNI_LOG = re.compile(r"^(Anonymous TLS connection established|TLS SNI |warning: TLS SNI)")
+
+
+def sni_lines(path):
+    out = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for ln in f.read().splitlines():
+                m = LOG_RE.search(ln)
+                if m and SNI_LOG.match(m.group(1)):
+                    out.append(m.group(1))
+    except OSError:
+        pass
+    return out
+
+
+class SniTest(MxTestCase):
+    """tls_server_sni_maps: the certificate per name, the log lines, bad tables."""
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        SniCerts.make()
+
+    def main(self, maps):
+        p = dict(harness.BASE_MAIN, myhostname=HOST, compatibility_level="3.6",
+                 smtpd_tls_security_level="may", smtpd_tls_loglevel="1",
+                 tls_server_sni_maps=maps)
+        p.update(Certs.params())
+        return p
+
+    def sessions(self, port, log):
+        got = []
+        for i, name in enumerate(SNI_NAMES):
+            got.append(sni_handshake(port, name))
+            # each session's summary line is logged before the next one starts
+            deadline = time.monotonic() + 10
+            while (sum(ln.startswith("Anonymous") for ln in sni_lines(log)) <= i
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+        return got, sni_lines(log)
+
+    def test_as_postfix_hash(self):
+        """postmap -F hash: the same certificates and log lines as Postfix 3.7's."""
+        p = self.main("hash:" + SniCerts.table)
+        ref = postfixref.Reference("sni")
+        self.addCleanup(ref.stop)
+        ref.start(p, ["tlsmgr unix - - n 1000? 1 tlsmgr"])
+        srv = self.start_server(main=dict(p))
+        got_pf, log_pf = self.sessions(ref.port, os.path.join(ref.dir, "maillog"))
+        got_mx, log_mx = self.sessions(srv.port, srv.maillog)
+        self.assertEqual(got_pf, SNI_WANT)
+        self.assertEqual(got_mx, got_pf)
+        self.assertEqual(log_mx, log_pf)
+        summary = [ln for ln in log_mx if ln.startswith("Anonymous")]
+        self.assertEqual(len(summary), len(SNI_NAMES), log_mx)
+        for ln, name in zip(summary, ["a.sni.test", "B.Sni.Test", "host.wild.test",
+                                      "deep.host.wild.test", None, None, None, None]):
+            head = "Anonymous TLS connection established from localhost[127.0.0.1]"
+            self.assertTrue(ln.startswith(head + (" to %s: " % name if name else ": ")
+                                          + "TLSv1.3 with cipher "), ln)
+        self.assertIn("TLS SNI wild.test from localhost[127.0.0.1] not matched, using default "
+                      "chain", log_mx)
+        self.assertIn("TLS SNI unknown.test from localhost[127.0.0.1] not matched, using "
+                      "default chain", log_mx)
+        self.assertIn("warning: TLS SNI from localhost[127.0.0.1] is invalid: -bad.wild.test",
+                      log_mx)
+        self.assertIsNone(srv.find_log(r"tls_server_sni_maps: parameter is not implemented"))
+
+    def test_other_types(self):
+        """cdb and lmdb (postmap -F) and texthash (the file names) give the same chains."""
+        for spec in ("cdb:" + SniCerts.table, "lmdb:" + SniCerts.table,
+                     "texthash:" + SniCerts.table,
+                     # the first table that has the key wins, as in Postfix
+                     "inline:{a.sni.test=%s} hash:%s" % (Certs.path("w.pem"), SniCerts.table)):
+            with self.subTest(spec=spec):
+                srv = self.start_server(main=self.main(spec))
+                got, log = self.sessions(srv.port, srv.maillog)
+                want = list(SNI_WANT)
+                if spec.startswith("inline:"):
+                    want[0] = ("*.wild.test", ["*.wild.test"])
+                self.assertEqual(got, want)
+                self.assertIn("TLS SNI unknown.test from localhost[127.0.0.1] not matched, "
+                              "using default chain", log)
+                srv.stop()
+
+    def test_rebuilt_table_is_seen(self):
+        """postmap -F again: new sessions get the new chains, with Postfix's restart line
+        (Postfix 3.7.11 logs the same for its smtpd)."""
+        d = tempfile.mkdtemp(prefix="mxgate-sni-rebuild-")
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o755)
+        table = os.path.join(d, "sni")
+
+        def build(pem):
+            with open(table, "w") as f:
+                f.write("a.sni.test %s\n" % Certs.path(pem))
+            subprocess.run(["postmap", "-F", "hash:" + table], check=True, capture_output=True,
+                           timeout=60)
+            os.chmod(table + ".db", 0o644)
+        build("a.pem")
+        srv = self.start_server(main=self.main("hash:" + table))
+        self.assertEqual(sni_handshake(srv.port, "a.sni.test")[0], "a.sni.test")
+        time.sleep(1.1)      # a new mtime
+        build("w.pem")
+        got = []
+        for _ in range(5):
+            got.append(sni_handshake(srv.port, "a.sni.test")[0])
+            if got[-1] == "*.wild.test":
+                break
+            time.sleep(0.3)
+        self.assertEqual(got[-1], "*.wild.test", got)
+        self.assertIsNotNone(srv.wait_log(r"table hash:%s\(0,lock\|fold_fix\|src_rhs_is_file\) "
+                                          r"has changed -- restarting" % re.escape(table)))
+
+    def test_check_and_run_refuse_bad_entries(self):
+        d = tempfile.mkdtemp(prefix="mxgate-sni-check-")
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o755)
+        notpem = os.path.join(d, "notpem")
+        with open(notpem, "w") as f:
+            f.write("this is not PEM\n")
+        bad = os.path.join(d, "bad")
+        with open(bad, "w") as f:
+            f.write("good.test %s\nnotpem.test %s\nkeyless.test %s\n"
+                    % (Certs.path("a.pem"), notpem, Certs.path("a.crt")))
+        subprocess.run(["postmap", "-F", "hash:" + bad], check=True, capture_output=True,
+                       timeout=60)
+        plain = os.path.join(d, "plain")     # postmap without -F: file names, not base64
+        with open(plain, "w") as f:
+            f.write("plain.test %s\n" % Certs.path("a.pem"))
+        subprocess.run(["postmap", "hash:" + plain], check=True, capture_output=True,
+                       timeout=60)
+        missing = os.path.join(d, "missing")
+        with open(missing, "w") as f:
+            f.write("gone.test %s\n" % os.path.join(d, "gone.pem"))
+        rx = os.path.join(d, "rx")
+        with open(rx, "w") as f:
+            f.write("/./ %s\n" % Certs.path("a.pem"))
+        for f in os.listdir(d):
+            os.chmod(os.path.join(d, f), 0o644)
+        cases = [
+            ("hash:" + bad, ["table hash:%s: key notpem.test: SNI data: no PEM key or "
+                             "certificate in the value" % bad,
+                             "table hash:%s: key keyless.test: SNI data: the value: a "
+                             "certificate before its private key" % bad]),
+            ("hash:" + plain, ["table hash:%s: key plain.test: malformed BASE64 value: " % plain,
+                               'build the table with "postmap -F"']),
+            ("texthash:" + missing, ["table texthash:%s: key gone.test: open %s: No such file "
+                                     "or directory" % (missing, os.path.join(d, "gone.pem"))]),
+            ("regexp:" + rx, ["tls_server_sni_maps: regexp:%s: a regexp table cannot be read "
+                              "whole" % rx]),
+        ]
+        for spec, wants in cases:
+            with self.subTest(spec=spec):
+                with open(os.path.join(d, "main.cf"), "w") as f:
+                    f.write(harness.format_main_cf(dict(self.main(spec),
+                                                        mydestination="local.test")))
+                rc, out, err = self.mxgate("check", "-c", d)
+                self.assertEqual(rc, 1, out + err)
+                for want in wants:
+                    self.assertIn(want, err)
+                self.assertNotIn("good.test", err)
+        srv = harness.Server(main=self.main("hash:" + bad))
+        self.addCleanup(srv.cleanup)
+        with self.assertRaises(harness.ServerError):
+            srv.start()
+        self.assertIn("key notpem.test", srv.stderr() + "\n".join(srv.log_lines()))
+        # the good table passes check
+        with open(os.path.join(d, "main.cf"), "w") as f:
+            f.write(harness.format_main_cf(dict(self.main("hash:" + SniCerts.table),
+                                                mydestination="local.test")))
+        rc, out, err = self.mxgate("check", "-c", d)
+        self.assertEqual(rc, 0, err)
 
 
 class PostfixSenderTest(MxTestCase):

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "policy/maps.h"
+#include "util/buf.h"
 #include "util/xalloc.h"
 
 #include "scratch.h"
@@ -579,10 +580,76 @@ static void test_threads(void **state)
 	free(h);
 }
 
+/* map_each(): every entry once, the same from texthash and the two postmap'd cdb files. */
+static void each_collect(void *ctx, const char *key, const char *value)
+{
+	struct buf *b = ctx;
+
+	buf_printf(b, "%s=%s\n", key, value);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *each_sorted(const char *spec)
+{
+	char *err = NULL, *lines[32], *text, *save, *l;
+	struct map *m = map_open(spec, &err);
+	struct buf b = BUF_INIT, out = BUF_INIT;
+	size_t n = 0;
+
+	assert_non_null(m);
+	assert_int_equal(map_each(m, each_collect, &b, &err), 0);
+	assert_null(err);
+	map_free(&m);
+	text = buf_steal(&b);
+	for (save = text; (l = strsep(&save, "\n")) != NULL && *l && n < 32;)
+		lines[n++] = l;
+	qsort(lines, n, sizeof(lines[0]), cmp_str);
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&out, "%s\n", lines[i]);
+	free(text);
+	return buf_steal(&out);
+}
+
+static void test_map_each(void **state)
+{
+	char *t = xasprintf("texthash:%s/table", tmpdir), *c = xasprintf("cdb:%s/table", tmpdir);
+	char *c0 = xasprintf("proxy:cdb:%s/table0", tmpdir);
+	char *a = each_sorted(t), *b = each_sorted(c), *b0 = each_sorted(c0), *err = NULL;
+	struct map *m;
+
+	(void)state;
+	assert_string_equal(a, "@example.org=catchall\nbar=v2 with  spaces\n"
+			    "baz=first  continued here\ndup=first\nfoo@example.com=v1\n"
+			    "qux=x\tand more\nuser@virt.test=virt.test/user/\n");
+	assert_string_equal(b, a);
+	assert_string_equal(b0, a);
+	free(a);
+	free(b);
+	free(b0);
+	a = each_sorted("inline:{k1=v1, { k2 = v 2 }}");
+	assert_string_equal(a, "k1=v1\nk2=v 2\n");
+	free(a);
+	/* a type that cannot be listed says so, with the spec */
+	m = map_open("static:x", &err);
+	assert_non_null(m);
+	assert_int_equal(map_each(m, each_collect, NULL, &err), -1);
+	assert_non_null(strstr(err, "static:x: a static table cannot be read whole"));
+	free(err);
+	map_free(&m);
+	free(t);
+	free(c);
+	free(c0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_texthash),
+		cmocka_unit_test(test_map_each),
 		cmocka_unit_test(test_cdb_postmap),
 		cmocka_unit_test(test_cdb_postmap_format),
 		cmocka_unit_test(test_cdb_libcdb),
