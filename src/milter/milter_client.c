@@ -25,6 +25,7 @@
 #include "log/log.h"
 #include "milter/milter_proto.h"
 #include "util/buf.h"
+#include "util/attrlist.h"
 #include "util/xalloc.h"
 
 /* ---- settings ---- */
@@ -50,100 +51,18 @@ struct milter_conf {
 	size_t	size_limit;		/* message_size_limit (0: none): what edits may make */
 };
 
-static bool
-parse_time(const char *v, long *out)
-{
-	char   *end;
-	long	n, mul = 1;
-
-	if (!isdigit((unsigned char)*v))
-		return false;
-	n = strtol(v, &end, 10);
-	if (*end != '\0') {
-		switch (tolower((unsigned char)*end)) {
-		case 's': mul = 1; break;
-		case 'm': mul = 60; break;
-		case 'h': mul = 3600; break;
-		case 'd': mul = 86400; break;
-		case 'w': mul = 604800; break;
-		default: return false;
-		}
-		if (end[1] != '\0')
-			return false;
-	}
-	if (n > 0x7fffffffL / mul)
-		return false;
-	*out = n * mul;
-	return true;
-}
-
-static char *
-trim(char *s)
-{
-	char   *e;
-
-	while (isspace((unsigned char)*s))
-		s++;
-	e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	return s;
-}
-
-/* Next item of a comma/space list, a {...} group whole (Postfix's mystrtokq()). */
-static char *
-next_item(char **cp)
-{
-	char   *s = *cp, *start;
-	int	depth = 0;
-
-	s += strspn(s, ", \t\r\n");
-	if (*s == '\0') {
-		*cp = s;
-		return NULL;
-	}
-	start = s;
-	for (; *s; s++) {
-		if (*s == '{')
-			depth++;
-		else if (*s == '}' && depth > 0)
-			depth--;
-		else if (depth == 0 && strchr(", \t\r\n", *s))
-			break;
-	}
-	if (*s)
-		*s++ = '\0';
-	*cp = s;
-	return start;
-}
-
 /* "key=value" or "{ key = value }": Postfix's attr_override() keys, "milter_" dropped. */
 static bool
 def_override(struct milter_def *d, char *item, char **err_r)
 {
-	char   *key, *value, *eq;
+	char   *key, *value;
 	long	t;
 
-	if (*item == '{') {
-		size_t	len = strlen(item);
-
-		if (len < 2 || item[len - 1] != '}') {
-			*err_r = xasprintf("milter service syntax error: missing '}' in \"%s\"", item);
-			return false;
-		}
-		item[len - 1] = '\0';
-		item++;
-	}
-	if ((eq = strchr(item, '=')) == NULL) {
-		*err_r = xasprintf("malformed option: missing '=' in \"%s\"", trim(item));
+	if (attrlist_split(item, "milter", &key, &value, err_r) < 0)
 		return false;
-	}
-	*eq = '\0';
-	key = trim(item);
-	value = trim(eq + 1);
 	if (strcmp(key, "connect_timeout") == 0 || strcmp(key, "command_timeout") == 0
 	    || strcmp(key, "content_timeout") == 0) {
-		if (!parse_time(value, &t) || t < 1) {
+		if (!attrlist_time(value, &t) || t < 1) {
 			*err_r = xasprintf("%s: bad time value or unit: %s", key, value);
 			return false;
 		}
@@ -231,7 +150,7 @@ conf_defaults(struct milter_conf *mc, const char *spec, char **err_r)
 	char   *copy = xstrdup(spec), *cp = copy, *item, *eq, *name, *value;
 	size_t	i;
 
-	while ((item = next_item(&cp)) != NULL) {
+	while ((item = attrlist_next(&cp)) != NULL) {
 		if (*item == '{' && strchr(item, '=') != NULL) {
 			size_t	len = strlen(item);
 
@@ -251,8 +170,8 @@ conf_defaults(struct milter_conf *mc, const char *spec, char **err_r)
 			return false;
 		}
 		*eq = '\0';
-		name = trim(item);
-		value = trim(eq + 1);
+		name = attrlist_trim(item);
+		value = attrlist_trim(eq + 1);
 		name = *name == '{' ? xstrdup(name) : xasprintf("{%s}", name);
 		for (i = 0; i < mc->ndeflt; i++)
 			if (strcmp(mc->deflt_names[i], name) == 0)
@@ -293,7 +212,7 @@ milter_conf_new(const char *milters, const struct conf_view *v, char **err_r)
 	mc->size_limit = conf_int(v, P_message_size_limit) > 0
 			 ? (size_t)conf_int(v, P_message_size_limit) : (size_t)-1;
 	ok = conf_defaults(mc, conf_str(v, P_milter_macro_defaults), err_r);
-	while (ok && (item = next_item(&cp)) != NULL) {
+	while (ok && (item = attrlist_next(&cp)) != NULL) {
 		struct milter_def *d;
 
 		mc->defs = xrealloc(mc->defs, (mc->n + 1) * sizeof(*mc->defs));
@@ -316,13 +235,13 @@ milter_conf_new(const char *milters, const struct conf_view *v, char **err_r)
 			}
 			item[len - 1] = '\0';
 			op = item + 1;
-			if ((name = next_item(&op)) == NULL) {
+			if ((name = attrlist_next(&op)) == NULL) {
 				*err_r = xasprintf("empty milter definition: \"%s\"", milters);
 				ok = false;
 				break;
 			}
 			ok = def_name(d, name, v, err_r);
-			while (ok && (o = next_item(&op)) != NULL)
+			while (ok && (o = attrlist_next(&op)) != NULL)
 				ok = def_override(d, o, err_r);
 		} else {
 			ok = def_name(d, item, v, err_r);

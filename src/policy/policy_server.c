@@ -11,35 +11,8 @@
 #include <strings.h>
 
 #include "conf/conf.h"
+#include "util/attrlist.h"
 #include "util/xalloc.h"
-
-/* A Postfix time value: digits and an optional unit (s m h d w). */
-static bool
-parse_time(const char *v, long *out)
-{
-	char   *end;
-	long	n, mul = 1;
-
-	if (!isdigit((unsigned char)*v))
-		return false;
-	n = strtol(v, &end, 10);
-	if (*end != '\0') {
-		switch (tolower((unsigned char)*end)) {
-		case 's': mul = 1; break;
-		case 'm': mul = 60; break;
-		case 'h': mul = 3600; break;
-		case 'd': mul = 86400; break;
-		case 'w': mul = 604800; break;
-		default: return false;
-		}
-		if (end[1] != '\0')
-			return false;
-	}
-	if (n > 0x7fffffffL / mul)
-		return false;
-	*out = n * mul;
-	return true;
-}
 
 static bool
 parse_int(const char *v, int *out)
@@ -56,78 +29,23 @@ parse_int(const char *v, int *out)
 	return true;
 }
 
-static char *
-trim(char *s)
-{
-	char   *e;
-
-	while (isspace((unsigned char)*s))
-		s++;
-	e = s + strlen(s);
-	while (e > s && isspace((unsigned char)e[-1]))
-		*--e = '\0';
-	return s;
-}
-
-/* Next item of a comma/space list, a {...} group whole (mystrtokq()). */
-static char *
-next_item(char **cp)
-{
-	char   *s = *cp, *start;
-	int	depth = 0;
-
-	s += strspn(s, ", \t\r\n");
-	if (*s == '\0') {
-		*cp = s;
-		return NULL;
-	}
-	start = s;
-	for (; *s; s++) {
-		if (*s == '{')
-			depth++;
-		else if (*s == '}' && depth > 0)
-			depth--;
-		else if (depth == 0 && strchr(", \t\r\n", *s))
-			break;
-	}
-	if (*s)
-		*s++ = '\0';
-	*cp = s;
-	return start;
-}
-
 /* One "key=value" (or "{ key = value }") override; false with *err_r. */
 static bool
 apply_override(struct policy_server *srv, char *item, char **err_r)
 {
-	char   *key, *value, *eq;
+	char   *key, *value;
 	long	t;
 	int	n;
 
-	if (*item == '{') {
-		size_t	len = strlen(item);
-
-		if (len < 2 || item[len - 1] != '}') {
-			*err_r = xasprintf("policy service syntax error: missing '}' in \"%s\"", item);
-			return false;
-		}
-		item[len - 1] = '\0';
-		item++;
-	}
-	if ((eq = strchr(item, '=')) == NULL) {
-		*err_r = xasprintf("malformed option: missing '=' in \"%s\"", trim(item));
+	if (attrlist_split(item, "policy", &key, &value, err_r) < 0)
 		return false;
-	}
-	*eq = '\0';
-	key = trim(item);
-	value = trim(eq + 1);
 	if (*key == '\0') {
 		*err_r = xasprintf("malformed option: missing attribute name in \"=%s\"", value);
 		return false;
 	}
 #define TIME_KEY(name, field) \
 	if (strcmp(key, name) == 0) { \
-		if (!parse_time(value, &t) || t < 1) { \
+		if (!attrlist_time(value, &t) || t < 1) { \
 			*err_r = xasprintf("%s: bad time value or unit: %s", key, value); \
 			return false; \
 		} \
@@ -238,13 +156,13 @@ policy_server_new(const char *spec, const struct conf_view *cf, char **err_r)
 		} else {
 			cp[len - 1] = '\0';
 			cp++;
-			if ((name = next_item(&cp)) == NULL) {
+			if ((name = attrlist_next(&cp)) == NULL) {
 				*err_r = xasprintf("empty policy service: \"%s\"", spec);
 				ok = false;
 			} else {
 				ok = parse_name(srv, name, cf, err_r);
 			}
-			while (ok && (item = next_item(&cp)) != NULL)
+			while (ok && (item = attrlist_next(&cp)) != NULL)
 				ok = apply_override(srv, item, err_r);
 		}
 	} else {
