@@ -185,16 +185,20 @@ class Rspamd:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      start_new_session=True)
         deadline = t0 + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("rspamd exited: %s\n%s" % (
-                    self.proc.stderr.read().decode(errors="replace"), self.log()[-3000:]))
-            if os.path.exists(self.socket) and harness.port_listening(self.port):
-                r = miltertest(self.milter, CLEAN, timeout=20)
-                if any(e.startswith("add_header X-Spamd-Result:") for e in r.edits):
-                    self.startup_seconds = time.monotonic() - t0
-                    return self
-            time.sleep(0.2)
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise AssertionError("rspamd exited: %s\n%s" % (
+                        self.proc.stderr.read().decode(errors="replace"), self.log()[-3000:]))
+                if os.path.exists(self.socket) and harness.port_listening(self.port):
+                    r = miltertest(self.milter, CLEAN, timeout=20)
+                    if any(e.startswith("add_header X-Spamd-Result:") for e in r.edits):
+                        self.startup_seconds = time.monotonic() - t0
+                        return self
+                time.sleep(0.2)
+        except BaseException:
+            self.stop()     # never leave rspamd running (e.g. miltertest not built)
+            raise
         self.stop()
         raise AssertionError("rspamd did not answer within 30 s:\n" + self.log()[-3000:])
 
