@@ -627,6 +627,16 @@ cmd_run(int argc, char **argv)
 			  rep.errors, rep.errors == 1 ? "" : "s", dir);
 	}
 	global = conf_global(conf);
+	/*
+	 * The privileged delivery helper: forked while we are root and have one
+	 * thread (before the log writer), so that the child's allocator and locks
+	 * are in a state that no other thread left half-way.  What goes wrong here
+	 * is said on stderr, as a configuration error is.
+	 */
+	if (local_conf_read(global, &lconf, &def_uid, &def_gid) < 0)
+		msg_fatal("cannot set up local delivery");
+	if (lhelper_start(&lconf, &helper) < 0)
+		msg_fatal("cannot start the privileged delivery helper");
 	if (log_open_global(global, &err) < 0)
 		msg_fatal("%s", err);
 	print_report(&rep, 0);
@@ -638,12 +648,6 @@ cmd_run(int argc, char **argv)
 	srv = server_create(conf, dir, overrides, noverrides);
 	if (server_bind(srv) < 0)
 		msg_fatal("cannot listen on the configured services");
-	/* the privileged delivery helper: forked while we are still root, before any thread
-	 * but the log writer exists */
-	if (local_conf_read(global, &lconf, &def_uid, &def_gid) < 0)
-		msg_fatal("cannot set up local delivery");
-	if (lhelper_start(&lconf, &helper) < 0)
-		msg_fatal("cannot start the privileged delivery helper");
 	server_set_local(srv, helper, &lconf, def_uid, def_gid);
 	/* master.cf spawn services: bound and forked while we may still change users */
 	if (spawner_start(conf, dir, &spawner) < 0)

@@ -570,8 +570,9 @@ lh_body_fd(const struct spool *body)
 /*
  * One copy's process: it drops to the recipient for good before it touches
  * the disk, stages the copy, answers 'S' (or 'F' why), then obeys: 'C'
- * publish (answer 'K' or 'F'), 'R' undo (answer 'K', end), 'D' keep (end).
- * The job going away before 'D' undoes the copy.
+ * publish (answer 'K' or 'F'), 'R' undo (answer 'K', end), 'D' keep (unlock, answer
+ * 'K', end: the daemon's 250 goes out once no lock file is left).  The job going
+ * away before 'D' undoes the copy.
  */
 /* Does copy k go with copy i's process (the same mbox: one process holds its lock)? */
 static int
@@ -616,7 +617,7 @@ lh_copy_main(const struct lhelper_conf *c, const struct lhelper_msg *m, size_t f
 	}
 	if (cmd == 'D') {
 		lh_finish_all(st, n);
-		_exit(0);
+		_exit(lh_reply(fd, 'K', "") ? 0 : 0);
 	}
 	lh_undo(st, n);
 	_exit(lh_reply(fd, 'K', "") ? 0 : 0);
@@ -638,8 +639,6 @@ lh_tell(const int *fds, size_t n, char cmd, struct buf *err)
 			rc = -1;
 			continue;
 		}
-		if (cmd == 'D')
-			continue;
 		code = lh_read_reply(fds[i], &text);
 		if (code != 'K') {
 			if (rc == 0 && err) {
