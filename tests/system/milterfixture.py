@@ -378,12 +378,21 @@ class ScriptedMilter:
 
 # ---- opendkim ---------------------------------------------------------------------------------
 
+# libunbound (Debian's opendkim resolves with it) answers the RFC 6761 names itself, "test."
+# among them (NXDOMAIN, nothing sent); "nodefault" lets a query for them go to the name server.
+OPENDKIM_UNBOUND_CONF = 'server:\n  local-zone: "test." nodefault\n'
+
+
 class OpenDkim:
     """opendkim in the foreground (-f) with a configuration of its own in a temporary folder,
     on a unix socket there. settings: extra "Name value" lines. The key pair comes from
-    opendkim-genkey (dkim_keys())."""
+    opendkim-genkey (dkim_keys()).
+    nameserver: an address whose DNS opendkim asks for the keys (the test DNS, dnsfixture, in
+    a PrivateDnsCase's namespace: "127.0.0.1"): Nameservers (libunbound forwards every query
+    to it, instead of recursing from the root), and ResolverConfiguration, an unbound
+    configuration file that takes "test." out of libunbound's built-in local zones."""
 
-    def __init__(self, mode, domain, selector, keydir, settings=()):
+    def __init__(self, mode, domain, selector, keydir, settings=(), nameserver=None):
         if shutil.which("opendkim") is None and not os.path.exists("/usr/sbin/opendkim"):
             raise unittest.SkipTest("opendkim is not installed (sh scripts/deps.sh --test)")
         self.dir = tempfile.mkdtemp(prefix="mxgate-opendkim-")
@@ -397,6 +406,12 @@ class OpenDkim:
                  "AuthservID mx.example.test"]
         if os.geteuid() == 0:
             lines.append("UserID opendkim")
+        if nameserver:
+            ubconf = os.path.join(self.dir, "unbound.conf")
+            with open(ubconf, "w") as f:
+                f.write(OPENDKIM_UNBOUND_CONF)
+            os.chmod(ubconf, 0o644)
+            lines += ["Nameservers %s" % nameserver, "ResolverConfiguration %s" % ubconf]
         lines += list(settings)
         self.conf = os.path.join(self.dir, "opendkim.conf")
         with open(self.conf, "w") as f:

@@ -9,12 +9,14 @@ The session hook (smtpd_milters) is not there yet: these tests show what the ses
 from the client, reply by reply, with Postfix 3.7's reply texts and warnings."""
 
 import os
+import re
 import shutil
 import struct
 import tempfile
 import time
 import unittest
 
+import dnsfixture
 import harness
 import milterfixture as mf
 from milterfixture import cstr, packet, u32
@@ -708,16 +710,41 @@ Alice
 """
 
 
-class OpenDkimMilter(unittest.TestCase):
+class OpenDkimMilter(dnsfixture.PrivateDnsCase):
     """A real opendkim signs (Mode s) a message through the client; a second opendkim (Mode v)
-    verifies it: pass with its Authentication-Results header, and a broken signature as
-    On-BadSignature says.  The verifier reads the public key from its TestPublicKeys file (the
-    TXT record opendkim-genkey made), not from the test DNS: Debian's opendkim resolves with
-    libunbound, which will not forward to the test DNS on 127.0.0.1 (do-not-query-localhost)
-    and its ResolverConfiguration did not change that."""
+    verifies it with the public key from the test DNS (dnsfixture's unbound, the TXT record
+    sel1._domainkey.example.test that opendkim-genkey made), each test in its own network
+    namespace: pass with its Authentication-Results header, a broken signature and a missing
+    key as its configuration says (On-BadSignature, On-KeyNotFound).  The test DNS logs its
+    queries (unbound's log-queries): opendkim's own query for the key is in it.
+    (Debian's opendkim resolves with libunbound, which answers "test." itself as an RFC 6761
+    name: milterfixture.OpenDkim's nameserver= takes it out of libunbound's local zones.)"""
 
-    def sign(self, keydir):
-        signer = mf.OpenDkim("s", "example.test", "sel1", keydir).start()
+    class QueryLogDns(dnsfixture.TestDns):
+        """The test DNS with unbound's query log (log-queries) in its output."""
+
+        def config(self):
+            return super().config() + "server:\n  log-queries: yes\n"
+
+        def queries(self, name, qtype):
+            pat = re.compile(r"info: 127\.0\.0\.1 %s\. %s IN$" % (re.escape(name), qtype))
+            return [ln for ln in self.output().splitlines() if pat.search(ln)]
+
+    KEY_NAME = "sel1._domainkey.example.test"
+
+    def setUp(self):
+        self.keydir, self.record = mf.dkim_keys("example.test", "sel1")
+        self.addCleanup(shutil.rmtree, self.keydir, True)
+
+    def dns(self, records=None, **kw):
+        if not self.in_namespace:
+            self.fail("the test DNS outside the private namespace")
+        dns = self.QueryLogDns([self.record] if records is None else records, **kw)
+        self.addCleanup(dns.stop)
+        return dns.start()
+
+    def sign(self):
+        signer = mf.OpenDkim("s", "example.test", "sel1", self.keydir).start()
         self.addCleanup(signer.stop)
         out = os.path.join(tempfile.mkdtemp(prefix="mxgate-signed-"), "signed.eml")
         self.addCleanup(shutil.rmtree, os.path.dirname(out), True)
@@ -728,48 +755,82 @@ class OpenDkimMilter(unittest.TestCase):
                                          "c=relaxed/simple; d=example.test; s=sel1;")
                             for e in r.edits), r.edits)
         with open(out) as f:
-            return f.read()
-
-    def setUp(self):
-        self.keydir, record = mf.dkim_keys("example.test", "sel1")
-        self.addCleanup(shutil.rmtree, self.keydir, True)
-        txt = record.split(" TXT ", 1)[1].replace('" "', "").strip('"')
-        self.keys = os.path.join(self.keydir, "public-keys")
-        with open(self.keys, "w") as f:
-            f.write("sel1._domainkey.example.test %s\n" % txt)
-        os.chmod(self.keys, 0o644)
+            signed = f.read()
+        self.assertTrue(signed.startswith("DKIM-Signature: v=1;"), signed)
+        return signed
 
     def verifier(self, *settings):
-        v = mf.OpenDkim("v", "example.test", "sel1", self.keydir,
-                        ["TestPublicKeys " + self.keys] + list(settings)).start()
+        v = mf.OpenDkim("v", "example.test", "sel1", self.keydir, list(settings),
+                        nameserver=dnsfixture.UNBOUND_ADDRESS).start()
         self.addCleanup(v.stop)
         return v
 
-    def test_good_signature_passes(self):
-        signed = self.sign(self.keydir)
-        self.assertTrue(signed.startswith("DKIM-Signature: v=1;"))
-        v = self.verifier()
-        r = mf.miltertest(v.milter, signed, sender="<alice@example.test>")
-        self.assertEqual(r.replies["message"], "continue", r.out + r.err)
+    def verify(self, signed, *settings):
+        v = self.verifier(*settings)
+        return mf.miltertest(v.milter, signed, sender="<alice@example.test>")
+
+    def auth_results(self, r):
         ar = [e for e in r.edits if e.startswith("insert_header") and "Authentication-Results:"
               in e]
-        self.assertEqual(len(ar), 1, r.edits)
-        self.assertIn("Authentication-Results: mx.example.test;", ar[0])
-        self.assertIn("dkim=pass", ar[0])
-        self.assertIn("header.d=example.test", ar[0])
+        self.assertEqual(len(ar), 1, r.out + r.err)
+        return ar[0]
+
+    def test_good_signature_passes(self):
+        signed = self.sign()
+        dns = self.dns()
+        r = self.verify(signed)
+        self.assertEqual(r.replies["message"], "continue", r.out + r.err)
+        ar = self.auth_results(r)
+        self.assertIn("Authentication-Results: mx.example.test;", ar)
+        self.assertIn("dkim=pass (1024-bit key; unprotected) header.d=example.test "
+                      "header.i=@example.test header.a=rsa-sha256 header.s=sel1 header.b=", ar)
         # the stored copy has it above the signature it vouches for
         self.assertTrue(r.headers[0].startswith("Authentication-Results: mx.example.test;"),
                         r.headers)
+        # the key came from the test DNS: opendkim asked it
+        self.assertEqual(len(dns.queries(self.KEY_NAME, "TXT")), 1, dns.output())
 
     def test_broken_signature(self):
-        signed = self.sign(self.keydir).replace("this one is signed.", "this one was changed.")
-        v = self.verifier()
+        signed = self.sign().replace("this one is signed.", "this one was changed.")
+        dns = self.dns()
+        r = self.verify(signed)
+        self.assertEqual(r.replies["message"], "continue", r.out + r.err)
+        ar = self.auth_results(r)
+        self.assertIn("dkim=fail reason=\"signature verification failed\" (1024-bit key; "
+                      "unprotected) header.d=example.test header.i=@example.test "
+                      "header.a=rsa-sha256 header.s=sel1 header.b=", ar)
+        self.assertEqual(len(dns.queries(self.KEY_NAME, "TXT")), 1, dns.output())
+        # On-BadSignature reject: opendkim's own reply
+        r = self.verify(signed, "On-BadSignature reject")
+        self.assertEqual(r.replies["message"], "550 5.7.0 bad DKIM signature data", r.out + r.err)
+        self.assertEqual(len(dns.queries(self.KEY_NAME, "TXT")), 2, dns.output())
+
+    def test_missing_key(self):
+        signed = self.sign()
+        # the zone is there (another selector's key), sel1's record is not: NXDOMAIN
+        dns = self.dns([self.record.replace("sel1._domainkey.", "sel2._domainkey.", 1)])
+        self.assertEqual(dnsfixture.query(self.KEY_NAME, "TXT"), (3, []))
+        r = self.verify(signed)
+        self.assertEqual(r.replies["message"], "continue", r.out + r.err)
+        ar = self.auth_results(r)
+        self.assertIn("dkim=fail reason=\"key not found in DNS\" header.d=example.test", ar)
+        self.assertEqual(len(dns.queries(self.KEY_NAME, "TXT")), 2, dns.output())
+        # On-KeyNotFound reject: opendkim's own reply
+        r = self.verify(signed, "On-KeyNotFound reject")
+        self.assertEqual(r.replies["message"], "550 5.7.0 DKIM key retrieval failed",
+                         r.out + r.err)
+        self.assertEqual(len(dns.queries(self.KEY_NAME, "TXT")), 3, dns.output())
+
+    def test_libunbound_answers_test_itself(self):
+        # Nameservers alone (no ResolverConfiguration): libunbound's built-in local zone
+        # "test." answers NXDOMAIN and nothing reaches the test DNS, which has the key
+        signed = self.sign()
+        dns = self.dns()
+        v = mf.OpenDkim("v", "example.test", "sel1", self.keydir,
+                        ["Nameservers " + dnsfixture.UNBOUND_ADDRESS]).start()
+        self.addCleanup(v.stop)
         r = mf.miltertest(v.milter, signed, sender="<alice@example.test>")
         self.assertEqual(r.replies["message"], "continue", r.out + r.err)
-        ar = [e for e in r.edits if "Authentication-Results:" in e]
-        self.assertEqual(len(ar), 1, r.edits)
-        self.assertIn("dkim=fail", ar[0])
-        # On-BadSignature reject: opendkim's own reply
-        v2 = self.verifier("On-BadSignature reject")
-        r = mf.miltertest(v2.milter, signed, sender="<alice@example.test>")
-        self.assertRegex(r.replies["message"], r"^5\d\d 5\.\d+\.\d+ ", r.out + r.err)
+        self.assertIn("dkim=fail reason=\"key not found in DNS\" header.d=example.test",
+                      self.auth_results(r))
+        self.assertEqual(dns.queries(self.KEY_NAME, "TXT"), [], dns.output())
