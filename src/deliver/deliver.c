@@ -31,6 +31,7 @@ struct deliverer {
 	/* requests ready to be stored, taken as a group by a writer (FIFO) */
 	pthread_mutex_t lock;
 	struct deliver_req *head, *tail;
+	int	active;		/* jobs working the ready queue (under lock) */
 	struct lhelper *helper;		/* NULL: none */
 	const struct lhelper_conf *lconf;
 	uid_t	run_uid;
@@ -38,6 +39,17 @@ struct deliverer {
 
 /* At most this many messages share one durability step. */
 #define DELIVER_GROUP_MAX	64
+/*
+ * At most this many jobs work the ready queue at once (group commit): while
+ * they store their groups, the messages that become ready wait in the queue
+ * and the next round takes them together, so that a busy server makes fewer,
+ * larger groups (fewer directory fsyncs, fewer wake-ups) instead of one
+ * writer per message.  Two, so that one group's staging overlaps the other's
+ * fsyncs.
+ */
+#ifndef DELIVER_ROUNDS_MAX
+#define DELIVER_ROUNDS_MAX	2
+#endif
 
 struct deliver_req {
 	struct deliver_req *next;	/* the ready queue */
@@ -558,51 +570,55 @@ deliver_maildir_group(struct deliver_req **rs, size_t n)
 static void deliver_done(void *arg);
 
 /*
- * On a writer thread: take every request that is ready (up to a group),
- * store them, post each one's answer.  One job is queued per request; a job
- * that finds the queue empty (another took its request into a group) does
- * nothing.
+ * On a writer thread: rounds of the ready queue until it is empty.  Each
+ * round takes every request that is ready (up to a group), stores them and
+ * posts each one's answer.  A job is queued only when fewer than
+ * DELIVER_ROUNDS_MAX are at work (deliver_submit()); the decision to stop is
+ * taken under the same lock, so no request is left behind.
  */
 static void
 deliver_work(void *arg)
 {
 	struct deliverer *d = arg;
 	struct deliver_req *rs[DELIVER_GROUP_MAX];
-	size_t n = 0, i;
+	size_t n, i;
 
-	pthread_mutex_lock(&d->lock);
-	while (d->head != NULL && n < DELIVER_GROUP_MAX) {
-		rs[n++] = d->head;
-		d->head = d->head->next;
+	for (;;) {
+		n = 0;
+		pthread_mutex_lock(&d->lock);
+		while (d->head != NULL && n < DELIVER_GROUP_MAX) {
+			rs[n++] = d->head;
+			d->head = d->head->next;
+		}
+		if (d->head == NULL)
+			d->tail = NULL;
+		if (n == 0)
+			d->active--;
+		pthread_mutex_unlock(&d->lock);
+		if (n == 0)
+			return;
+		if (d->store == deliver_store && n > 1)
+			deliver_maildir_group(rs, n);	/* all groupable (deliver_submit()) */
+		else
+			for (i = 0; i < n; i++)
+				rs[i]->ok = d->store(d->store_ctx, rs[i]->m) == 0;
+		for (i = 0; i < n; i++) {
+			/* The body's last reference, most often: its file goes here, not on a loop. */
+			spool_unref(&rs[i]->m->body);
+			loop_post(rs[i]->loop, deliver_done, rs[i]);
+		}
 	}
-	if (d->head == NULL)
-		d->tail = NULL;
-	pthread_mutex_unlock(&d->lock);
-	if (n == 0)
-		return;
-	if (d->store == deliver_store) {
-		/* the all-Maildir messages share one durability step; the others go alone */
-		struct deliver_req *g[DELIVER_GROUP_MAX];
-		size_t ng = 0;
+}
 
-		for (i = 0; i < n; i++)
-			if (deliver_groupable(d, rs[i]->m))
-				g[ng++] = rs[i];
-			else
-				rs[i]->ok = deliver_store(d->store_ctx, rs[i]->m) == 0;
-		if (ng > 1)
-			deliver_maildir_group(g, ng);
-		else if (ng == 1)
-			g[0]->ok = deliver_store(d->store_ctx, g[0]->m) == 0;
-	} else {
-		for (i = 0; i < n; i++)
-			rs[i]->ok = d->store(d->store_ctx, rs[i]->m) == 0;
-	}
-	for (i = 0; i < n; i++) {
-		/* The body's last reference, most often: its file goes here, not on a loop. */
-		spool_unref(&rs[i]->m->body);
-		loop_post(rs[i]->loop, deliver_done, rs[i]);
-	}
+/* On a writer thread: a message that cannot join a group (LMTP, the helper, a limit). */
+static void
+deliver_alone_work(void *arg)
+{
+	struct deliver_req *r = arg;
+
+	r->ok = deliver_store(r->d->store_ctx, r->m) == 0;
+	spool_unref(&r->m->body);
+	loop_post(r->loop, deliver_done, r);
 }
 
 static void
@@ -703,6 +719,7 @@ deliver_submit(struct deliverer *d, struct deliver_msg *m, struct loop *l,
 	       void (*done)(void *ctx, const struct deliver_msg *m, int ok), void *ctx)
 {
 	struct deliver_req *r = xcalloc(1, sizeof(*r));
+	int new_job;
 
 	r->d = d;
 	r->m = m;
@@ -711,14 +728,23 @@ deliver_submit(struct deliverer *d, struct deliver_msg *m, struct loop *l,
 	r->ctx = ctx;
 	gettimeofday(&m->active, NULL);
 	atomic_fetch_add(&d->busy, 1);
+	if (d->store == deliver_store && !deliver_groupable(d, m)) {
+		/* its own job: a slow LMTP server never holds up a group */
+		workpool_submit(d->writers, l, deliver_alone_work, deliver_job_done, r);
+		return r;
+	}
 	pthread_mutex_lock(&d->lock);
 	if (d->tail != NULL)
 		d->tail->next = r;
 	else
 		d->head = r;
 	d->tail = r;
+	new_job = d->active < DELIVER_ROUNDS_MAX;
+	if (new_job)
+		d->active++;
 	pthread_mutex_unlock(&d->lock);
-	workpool_submit(d->writers, l, deliver_work, deliver_job_done, d);
+	if (new_job)
+		workpool_submit(d->writers, l, deliver_work, deliver_job_done, d);
 	return r;
 }
 

@@ -37,16 +37,22 @@
  * forwarded carry their trace above the Received: header, so they go in a
  * transaction of their own).
  *
- * Batching (fsync grouping): deliver_submit() puts the request on the
- * deliverer's ready queue and queues a writers-pool job; a job takes every
- * request that is ready (up to 64) and stores them as one group with the
- * Maildir transport: stage every copy without fsync, fsync every copy, rename
- * each message's copies, fsync each distinct directory once.  No request of
- * the group completes before that last step (250 means stored); each
- * message is still all or nothing (a failed directory fsync fails the
- * group).  A lone request, or a custom store, is stored by itself.  The
- * body's reference is dropped on the writer thread once stored, so the
- * spool file is released there.
+ * Batching (group commit): a message whose copies are all Maildir copies of
+ * the server's own uid goes on the deliverer's ready queue; at most two
+ * writers-pool jobs work that queue at once (one is queued at submit only
+ * when fewer are at work), each in rounds: take every request that is ready
+ * (up to 64), store them as one group with the Maildir transport (stage
+ * every copy without fsync, fsync every copy, rename each message's copies,
+ * fsync each distinct directory once), answer them, and take the next round
+ * until the queue is empty.  So the messages that finish while a group is
+ * being made durable wait for the next round and share its fsyncs, without
+ * a timer.  No request of a group completes before its last step (250 means
+ * stored); each message is still all or nothing (a failed directory fsync
+ * fails the group).  A round of one, or a custom store, stores each by
+ * itself.  Any other message (LMTP, the delivery helper, over
+ * virtual_mailbox_limit) gets a job of its own, so a slow LMTP server never
+ * holds up a group.  The body's reference is dropped on the writer thread
+ * once stored, so the spool file is released there.
  *
  * One copy per recipient entry: the caller decides what is a duplicate
  * (smtp/txn.h: one per original recipient and final address).

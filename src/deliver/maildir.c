@@ -143,6 +143,23 @@ maildir_mark_durable(const struct maildir_dirs *d)
 }
 
 /*
+ * After any failure: nothing is known any more (a Maildir may have been
+ * removed under us, and maildir_known() would skip making it again).  The
+ * next deliveries find each directory again and fsync its parents once.
+ */
+static void
+maildir_forget_durable(void)
+{
+	pthread_mutex_lock(&maildir_durable_lock);
+	for (size_t k = 0; k < maildir_durable_cap; k++) {
+		free(maildir_durable[k]);
+		maildir_durable[k] = NULL;
+	}
+	maildir_durable_n = 0;
+	pthread_mutex_unlock(&maildir_durable_lock);
+}
+
+/*
  * p exists: unless it is known durable, its parent must be fsync'd, and so
  * on upwards until a known directory (or the root).
  */
@@ -253,6 +270,34 @@ existing:
 out:
 	free(p);
 	return ret;
+}
+
+/*
+ * The Maildir and its tmp/ new/ cur/ are known durable (maildir_mark_durable()):
+ * step a has nothing to do, and is skipped (four mkdir(2) calls that fail with
+ * EEXIST, each under its parent's lock).  A Maildir removed since is made again
+ * when its tmp/ file cannot be created (maildir_stage_how()).
+ */
+static int
+maildir_known(const char *maildir)
+{
+	static const char *const sub[] = { "", "tmp", "new", "cur" };
+	struct buf p = BUF_INIT;
+	size_t len = strlen(maildir);
+	int known = 1;
+
+	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]) && known; i++) {
+		buf_reset(&p);
+		if (*sub[i] == '\0')
+			buf_append(&p, maildir, len - 1);
+		else {
+			buf_puts(&p, maildir);
+			buf_puts(&p, sub[i]);
+		}
+		known = maildir_is_durable(buf_str(&p));
+	}
+	buf_free(&p);
+	return known;
 }
 
 /* Step a for one Maildir: the Maildir itself, then tmp/ new/ cur/. */
@@ -632,7 +677,8 @@ maildir_stage_how(const struct maildir_msg *m, const struct maildir_rcpt *rcpts,
 				break;
 		if (j < i)
 			continue;
-		if (maildir_make(rcpts[i].maildir, &b->fsync_dirs, &b->pending, err) < 0)
+		if (!maildir_known(rcpts[i].maildir)
+		    && maildir_make(rcpts[i].maildir, &b->fsync_dirs, &b->pending, err) < 0)
 			goto out;
 		buf_puts(&nd, rcpts[i].maildir);
 		buf_puts(&nd, "new");
@@ -640,9 +686,15 @@ maildir_stage_how(const struct maildir_msg *m, const struct maildir_rcpt *rcpts,
 		buf_free(&nd);
 	}
 	/* b. Stage every copy in tmp/. */
-	for (i = 0; i < n; i++)
-		if (maildir_stage_one(m, &rcpts[i], host.data, &b->copies[i], nosync, err) < 0)
+	for (i = 0; i < n; i++) {
+		if (maildir_stage_one(m, &rcpts[i], host.data, &b->copies[i], nosync, err) == 0)
+			continue;
+		/* ENOENT: a Maildir known to exist was removed: make it again, once */
+		if (errno != ENOENT || b->copies[i].state != COPY_NONE
+		    || maildir_make(rcpts[i].maildir, &b->fsync_dirs, &b->pending, err) < 0
+		    || maildir_stage_one(m, &rcpts[i], host.data, &b->copies[i], nosync, err) < 0)
 			goto out;
+	}
 	ret = 0;
 out:
 	{
@@ -759,8 +811,10 @@ maildir_sync_group(struct maildir_batch *const *bs, size_t n, struct buf *err)
 void
 maildir_rollback(struct maildir_batch *b)
 {
-	if (b != NULL)
+	if (b != NULL) {
 		maildir_undo(b->copies, b->n, &b->new_dirs);
+		maildir_forget_durable();
+	}
 }
 
 int

@@ -93,10 +93,16 @@ struct maildir_rcpt {
  *                        failed delivery or a crash may have made it without
  *                        fsyncing its parent): its parents are fsync'd up to
  *                        one this process knows to be durable, once per
- *                        directory per process.
+ *                        directory per process.  Step a is skipped for a
+ *                        Maildir whose directories are all known durable
+ *                        (no mkdir calls); when its tmp/ file then cannot be
+ *                        created (ENOENT: removed since), step a runs and
+ *                        the copy is tried once more.
  *  maildir_rollback() undo what the steps did: no copy is left in any tmp/
  *                        or new/ (directories made in step a stay).  A
  *                        rollback step that fails is logged with msg_warn().
+ *                        It also forgets every directory known durable, so
+ *                        that the next deliveries find and sync them again.
  *
  * A batch is durable after maildir_sync() returned 0.  The steps are
  * separate so that a caller may publish several messages and then sync the

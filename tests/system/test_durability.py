@@ -239,6 +239,43 @@ class StraceOrderTest(DurabilityBase):
                   and fd_path(k.args) == parent and k.end < reply[0].start]
             self.assertTrue(ps, "no fsync of %s before the 250 for bob's mailbox" % parent)
 
+    def test_maildir_removed_while_running_is_made_again(self):
+        """Once a Maildir is known durable, deliveries skip making its directories.  When it
+        is removed while the server runs, the next delivery must still get its 250: the
+        Maildir is made again, and its parent fsync'd before that 250."""
+        srv = self.server(users=("bob",),
+                          strace=["-tt", "-y", "-s", "256", "-e",
+                                  "trace=write,writev,sendto,sendmsg,fsync,fdatasync,mkdir,openat"])
+        c = self.session(srv)
+        rep = self.transaction(c, ["bob@virt.test"], message("first", ["makes the Maildir"]))
+        self.assertRegex(rep.text, QUEUED)
+        shutil.rmtree(os.path.join(srv.vmail, "bob"))
+        rep = self.transaction(c, ["bob@virt.test"], message("second", ["after rm -rf"]))
+        m = QUEUED.match(rep.text)
+        self.assertIsNotNone(m, rep.text)
+        qid = m.group(1)
+        c.send("QUIT\r\n")
+        c.expect(221)
+        c.close()
+        self.assertEqual(len(harness.maildir(srv.vmail, "bob")["new"]), 1)
+        self.assertEqual(harness.maildir_files(srv.vmail, "tmp"), [])
+        problems = srv.stop()
+        self.assertEqual(problems, [], "\n".join(problems))
+        with open(srv.strace_path, errors="replace") as f:
+            calls = parse_strace(f.read())
+        reply = [k for k in calls if k.name in ("write", "writev", "sendto", "sendmsg")
+                 and "socket:[" in k.args and "250 2.0.0 Ok: queued as " + qid in k.args]
+        self.assertEqual(len(reply), 1, reply)
+        vmail = os.path.realpath(srv.vmail)
+        first = [k for k in calls if k.name in ("write", "writev", "sendto", "sendmsg")
+                 and "socket:[" in k.args
+                 and "250 2.0.0 Ok: queued as " in k.args and k.end < reply[0].start]
+        self.assertTrue(first, "no first 250")
+        for parent in (vmail, os.path.join(vmail, "bob")):
+            ps = [k for k in calls if k.name in ("fsync", "fdatasync") and k.ret == "0"
+                  and fd_path(k.args) == parent and first[-1].end < k.end < reply[0].start]
+            self.assertTrue(ps, "no fsync of %s between the two 250s" % parent)
+
 
 # -- fault injection -------------------------------------------------------------------------------
 
