@@ -1,0 +1,429 @@
+"""smtpd_milters in the SMTP session: the real build/mxgate with the scripted milter of
+milterfixture.py (one test per action a milter can take, at each stage) and with a real
+rspamd.  Each test asserts the reply lines the client gets, Postfix's log lines
+(check_milter_reply(), cleanup_milter.c's END-OF-MESSAGE lines) and the bytes stored in the
+Maildir."""
+
+import os
+import re
+import time
+import unittest
+
+import harness
+import milterfixture as mf
+from milterfixture import cstr, packet, u32
+
+MSG = ("From: Alice <alice@example.org>\n"
+       "To: Bob <bob@virt.test>\n"
+       "Subject: Lunch\n"
+       "Message-Id: <lunch@example.org>\n"
+       "Date: Tue, 1 Dec 2026 10:00:00 +0000\n"
+       "\n"
+       "Hi Bob,\n"
+       "shall we have lunch?\n")
+
+CLIENT = r"localhost\[127\.0\.0\.1\]"
+WHATSUP = " from=<alice@example.org> to=<bob@virt.test> proto=ESMTP helo=<client.example.net>"
+
+
+def wire(msg):
+    return msg.replace("\n", "\r\n") + ".\r\n"
+
+
+class MilterSession(harness.MxTestCase):
+    def serve(self, script=None, main=None, users=("bob", "carol"), milter=True, **mkw):
+        # inet: the daemon runs as mail_owner and cannot enter the fixture's 0700 directory
+        mkw.setdefault("inet", True)
+        self.m = mf.ScriptedMilter(script, **mkw) if milter else None
+        if self.m:
+            self.addCleanup(self.m.stop)
+        cf = dict(harness.BASE_MAIN)
+        cf["smtpd_milters"] = self.m.milter if self.m else "unix:/nonexistent/milter.sock"
+        cf.update(main or {})
+        self.srv = self.start_server(main=cf, virtual_users=list(users))
+        return self.srv
+
+    def transaction(self, c, rcpts=("bob@virt.test",), msg=MSG, sender="alice@example.org"):
+        """EHLO .. end of DATA; returns the replies: {"mail", "rcpt" [list], "data", "end"}."""
+        out = {"ehlo": c.cmd("EHLO client.example.net")}
+        out["mail"] = c.cmd("MAIL FROM:<%s>" % sender)
+        out["rcpt"] = [c.cmd("RCPT TO:<%s>" % r) for r in rcpts]
+        out["data"] = c.cmd("DATA")
+        if out["data"].code == 354:
+            c.send(wire(msg))
+            out["end"] = c.read_reply(timeout=30)
+        return out
+
+    def stored(self, user="bob"):
+        files = harness.maildir_files(self.srv.vmail) if user is None else \
+            harness.maildir(self.srv.vmail, user)["new"]
+        out = []
+        for p in files:
+            with open(p, "rb") as f:
+                out.append(f.read())
+        return out
+
+    def log(self, regex, timeout=5.0):
+        line = self.srv.wait_log(regex, timeout)
+        self.assertIsNotNone(line, "no log line %r in:\n%s" % (regex, "\n".join(
+            self.srv.log_messages()[-30:])))
+        return line
+
+    def body_of(self, data):
+        """The stored message below mxgate's headers (Return-Path, Delivered-To, Received)."""
+        text = data.decode()
+        self.assertTrue(text.startswith("Return-Path: "), text)
+        m = re.match(r"Return-Path: <[^>]*>\n(?:X-Original-To: [^\n]*\n)?Delivered-To: [^\n]*\n"
+                     r"Received: from [^\n]*\n(?:\t[^\n]*\n)*", text)
+        self.assertIsNotNone(m, text)
+        return text[m.end():]
+
+    # ---- accept, continue ----
+
+    def test_continue_everywhere_stores_the_message_unchanged(self):
+        self.serve()
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply().code, 220)
+        r = self.transaction(c)
+        self.assertEqual(r["end"].code, 250, r["end"])
+        self.assertRegex(r["end"].text, r"^250 2\.0\.0 Ok: queued as [0-9A-F]+$")
+        c.cmd("QUIT")
+        files = self.stored()
+        self.assertEqual(len(files), 1)
+        self.assertEqual(self.body_of(files[0]), MSG)
+        ev = self.m.events()
+        # Postfix's order: connect, HELO, MAIL, RCPT, DATA, headers, EOH, body, EOM, ABORT
+        # (after the message), ABORT (helo_reset), QUIT
+        self.assertEqual(ev[:6], ["O", "C", "H", "M", "R", "T"], ev)
+        self.assertEqual(ev[-1], "Q", ev)
+        self.assertIn("E", ev)
+        self.assertIn("A", ev[ev.index("E"):])
+
+    def test_macros_have_postfixs_values(self):
+        self.serve(symlists={0: "j _ {client_addr} {client_name} {client_port} {daemon_name}",
+                             2: "i {mail_addr} {mail_host}",
+                             3: "i {rcpt_addr} {rcpt_host} {rcpt_mailer}"})
+        c = self.connect(self.srv)
+        c.read_reply()
+        self.assertEqual(self.transaction(c)["end"].code, 250)
+        c.cmd("QUIT")
+        conn = self.m.macros("C")[0]
+        self.assertEqual(conn["j"], "mx.example.test")
+        self.assertEqual(conn["{client_addr}"], "127.0.0.1")
+        self.assertEqual(conn["{client_name}"], "localhost")
+        self.assertEqual(conn["_"], "localhost [127.0.0.1]")
+        self.assertEqual(conn["{daemon_name}"], "mx.example.test")
+        self.assertTrue(conn["{client_port}"].isdigit())
+        mail = self.m.macros("M")[0]
+        self.assertEqual(mail["{mail_addr}"], "alice@example.org")
+        self.assertEqual(mail["{mail_host}"], "example.org")
+        self.assertNotIn("i", mail)    # no queue id before the first recipient, as Postfix
+        rcpt = self.m.macros("R")[0]
+        self.assertEqual(rcpt["{rcpt_addr}"], "bob@virt.test")
+        self.assertEqual(rcpt["{rcpt_host}"], "virt.test")
+        self.assertEqual(rcpt["{rcpt_mailer}"], "virtual")
+
+    def test_accept_at_mail_skips_the_milter_for_the_message(self):
+        self.serve({"M": [packet(b"a")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c)
+        self.assertEqual(r["end"].code, 250)
+        c.cmd("QUIT")
+        self.assertEqual(self.body_of(self.stored()[0]), MSG)
+        self.assertNotIn("E", self.m.events())
+
+    # ---- rejects at each stage ----
+
+    def test_reject_at_connect(self):
+        self.serve({"C": [packet(b"r")]})
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply().text, "554 mx.example.test ESMTP not accepting connections")
+        self.log(r"NOQUEUE: milter-reject: CONNECT from %s: 550 5\.7\.1 Command rejected; "
+                 r"proto=SMTP$" % CLIENT)
+        # the reject sticks: every command gets it
+        self.assertEqual(c.cmd("EHLO client.example.net").code, 250)
+        r = c.cmd("MAIL FROM:<alice@example.org>")
+        self.assertEqual(r.text, "550 5.7.1 Command rejected")
+
+    def test_tempfail_421_at_connect(self):
+        self.serve({"C": [packet(b"y", cstr("421 4.7.0 not now"))]})
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply().text, "421 mx.example.test Service unavailable - try "
+                         "again later")
+        self.log(r"NOQUEUE: milter-reject: CONNECT from %s: 421 4\.7\.0 not now; proto=SMTP$"
+                 % CLIENT)
+
+    def test_reject_at_helo_applies_to_mail(self):
+        self.serve({"H": [packet(b"r")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        self.assertEqual(c.cmd("EHLO client.example.net").code, 250)
+        # proto=SMTP: Postfix logs the milter's answer before EHLO sets the protocol
+        self.log(r"NOQUEUE: milter-reject: EHLO from %s: 550 5\.7\.1 Command rejected; "
+                 r"proto=SMTP helo=<client\.example\.net>$" % CLIENT)
+        self.assertEqual(c.cmd("MAIL FROM:<alice@example.org>").text, "550 5.7.1 Command rejected")
+
+    def test_shutdown_at_helo_closes(self):
+        self.serve({"H": [packet(b"4")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        self.assertEqual(c.cmd("HELO client.example.net").text,
+                         "421 4.7.0 Server closing connection")
+        self.log(r"NOQUEUE: milter-reject: HELO from %s: 421 4\.7\.0 Server closing connection; "
+                 r"proto=SMTP helo=<client\.example\.net>$" % CLIENT)
+
+    def test_reject_at_mail(self):
+        self.serve({"M": [packet(b"r"), packet(b"c")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        c.cmd("EHLO client.example.net")
+        self.assertEqual(c.cmd("MAIL FROM:<alice@example.org>").text, "550 5.7.1 Command rejected")
+        self.log(r"NOQUEUE: milter-reject: MAIL from %s: 550 5\.7\.1 Command rejected; "
+                 r"from=<alice@example\.org> proto=ESMTP helo=<client\.example\.net>$" % CLIENT)
+        # the transaction was reset: a new MAIL works
+        self.assertEqual(c.cmd("MAIL FROM:<alice@example.org>").code, 250)
+
+    def test_tempfail_at_rcpt(self):
+        self.serve({"R": [packet(b"t"), packet(b"c")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c, rcpts=("bob@virt.test", "carol@virt.test"))
+        self.assertEqual(r["rcpt"][0].text, "451 4.7.1 Service unavailable - try again later")
+        self.assertEqual(r["rcpt"][1].code, 250)
+        self.log(r"NOQUEUE: milter-reject: RCPT from %s: 451 4\.7\.1 Service unavailable - try "
+                 r"again later; from=<alice@example\.org> to=<bob@virt\.test> proto=ESMTP "
+                 r"helo=<client\.example\.net>$" % CLIENT)
+        self.assertEqual(r["end"].code, 250)
+        self.assertEqual(self.stored("bob"), [])
+        self.assertEqual(len(self.stored("carol")), 1)
+
+    def test_rejected_recipient_is_told_to_milters_that_ask(self):
+        SMFIP_RCPT_REJ = 0x800
+        self.serve(protocol=SMFIP_RCPT_REJ, symlists={3: "{rcpt_addr} {rcpt_host} {rcpt_mailer}"})
+        c = self.connect(self.srv)
+        c.read_reply()
+        c.cmd("EHLO client.example.net")
+        c.cmd("MAIL FROM:<alice@example.org>")
+        r = c.cmd("RCPT TO:<nobody@virt.test>")
+        self.assertEqual(r.code, 550)
+        c.cmd("QUIT")
+        mac = self.m.macros("R")[0]
+        self.assertEqual(mac["{rcpt_mailer}"], "error")
+        self.assertEqual(mac["{rcpt_host}"], "5.1.1")
+        self.assertTrue(mac["{rcpt_addr}"].startswith("<nobody@virt.test>: Recipient address "
+                                                      "rejected"), mac)
+
+    def test_custom_reply_at_data(self):
+        self.serve({"T": [packet(b"y", cstr("452-4.3.1 full\r\n452 4.3.1 come back"))]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c)
+        self.assertEqual(r["data"].lines, ["452-4.3.1 full", "452 4.3.1 come back"])
+        self.log(r"[0-9A-F]+: milter-reject: DATA from %s: 452-4\.3\.1 full;" % CLIENT)
+
+    def test_unknown_command(self):
+        self.serve({"U": [packet(b"y", cstr("502 5.5.1 no such thing"))]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        self.assertEqual(c.cmd("FROB x").text, "502 5.5.1 no such thing")
+        self.log(r"NOQUEUE: milter-reject: UNKNOWN from %s: 502 5\.5\.1 no such thing; "
+                 r"proto=SMTP$" % CLIENT)
+
+    # ---- end of message ----
+
+    def eom(self, reply, rcpts=("bob@virt.test",), **kw):
+        self.serve({"E": [reply]}, **kw)
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c, rcpts=rcpts)
+        c.cmd("QUIT")
+        return r
+
+    def test_reject_at_end_of_message(self):
+        r = self.eom(packet(b"y", cstr("554 5.7.1 spam, go away")))
+        self.assertEqual(r["end"].text, "554 5.7.1 spam, go away")
+        self.log(r"cleanup\S*: [0-9A-F]+: milter-reject: END-OF-MESSAGE from %s: 5\.7\.1 spam, go "
+                 r"away;%s$" % (CLIENT, re.escape(WHATSUP)))
+        self.assertEqual(self.stored(None), [])
+
+    def test_tempfail_at_end_of_message(self):
+        r = self.eom(packet(b"t"))
+        self.assertEqual(r["end"].text, "451 4.7.1 Service unavailable - try again later")
+        self.assertEqual(self.stored(None), [])
+
+    def test_discard_at_end_of_message(self):
+        r = self.eom(packet(b"d"))
+        self.assertRegex(r["end"].text, r"^250 2\.0\.0 Ok: queued as [0-9A-F]+$")
+        self.log(r"[0-9A-F]+: milter-discard: END-OF-MESSAGE from %s: milter triggers DISCARD "
+                 r"action;%s$" % (CLIENT, re.escape(WHATSUP)))
+        self.assertEqual(self.stored(None), [])
+
+    def test_quarantine_is_a_tempfail(self):
+        r = self.eom(packet(b"q", cstr("held for review")) + packet(b"c"))
+        self.assertEqual(r["end"].text, "451 4.7.1 Error: message quarantined by a mail filter; "
+                         "mxgate has no hold queue")
+        self.log(r"[0-9A-F]+: milter-hold: END-OF-MESSAGE from %s: milter triggers HOLD "
+                 r"action;%s$" % (CLIENT, re.escape(WHATSUP)))
+        self.assertEqual(self.stored(None), [])
+
+    def test_header_changes_are_stored(self):
+        r = self.eom(packet(b"h", cstr("X-Added") + cstr("one"))
+                     + packet(b"i", u32(0) + cstr("X-Top") + cstr("first"))
+                     + packet(b"m", u32(1) + cstr("Subject") + cstr("[SPAM] Lunch"))
+                     + packet(b"m", u32(1) + cstr("Date") + cstr(""))
+                     + packet(b"c"))
+        self.assertEqual(r["end"].code, 250, r["end"])
+        files = self.stored()
+        self.assertEqual(len(files), 1)
+        self.assertEqual(self.body_of(files[0]),
+                         "X-Top: first\n"
+                         "From: Alice <alice@example.org>\n"
+                         "To: Bob <bob@virt.test>\n"
+                         "Subject: [SPAM] Lunch\n"
+                         "Message-Id: <lunch@example.org>\n"
+                         "X-Added: one\n"
+                         "\n"
+                         "Hi Bob,\n"
+                         "shall we have lunch?\n")
+
+    def test_replace_body(self):
+        r = self.eom(packet(b"b", b"new body\r\nsecond line\r\n") + packet(b"c"))
+        self.assertEqual(r["end"].code, 250)
+        self.assertEqual(self.body_of(self.stored()[0]), MSG.split("\n\n")[0] + "\n\n"
+                         "new body\nsecond line\n")
+
+    def test_change_from(self):
+        r = self.eom(packet(b"e", cstr("<new@example.org>")) + packet(b"c"))
+        self.assertEqual(r["end"].code, 250)
+        self.assertTrue(self.stored()[0].startswith(b"Return-Path: <new@example.org>\n"))
+
+    def test_add_own_recipient(self):
+        r = self.eom(packet(b"+", cstr("<carol@virt.test>")) + packet(b"c"))
+        self.assertEqual(r["end"].code, 250)
+        self.assertEqual(len(self.stored("bob")), 1)
+        self.assertEqual(len(self.stored("carol")), 1)
+        self.assertEqual(self.body_of(self.stored("carol")[0]), MSG)
+
+    def test_add_foreign_recipient_defers_the_message(self):
+        r = self.eom(packet(b"+", cstr("<someone@elsewhere.example>")) + packet(b"c"))
+        self.assertEqual(r["end"].text, "451 4.3.0 Error: a mail filter added a recipient that "
+                         "cannot be delivered here")
+        self.log(r"warning: [0-9A-F]+: milter %s: add_rcpt <someone@elsewhere\.example>: "
+                 % re.escape(self.m.milter))
+        self.assertEqual(self.stored(None), [])
+
+    def test_delete_recipient(self):
+        r = self.eom(packet(b"-", cstr("<carol@virt.test>")) + packet(b"c"),
+                     rcpts=("bob@virt.test", "carol@virt.test"))
+        self.assertEqual(r["end"].code, 250)
+        self.assertEqual(len(self.stored("bob")), 1)
+        self.assertEqual(self.stored("carol"), [])
+
+    # ---- a milter that is down or slow ----
+
+    def down(self, action):
+        self.serve(milter=False, main={"milter_default_action": action})
+        c = self.connect(self.srv)
+        banner = c.read_reply()
+        return c, banner
+
+    def test_down_tempfail(self):
+        c, banner = self.down("tempfail")
+        self.assertEqual(banner.code, 220)
+        c.cmd("EHLO client.example.net")
+        self.assertEqual(c.cmd("MAIL FROM:<alice@example.org>").text,
+                         "451 4.7.1 Service unavailable - try again later")
+        self.log(r"warning: connect to Milter service unix:/nonexistent/milter\.sock: No such file "
+                 r"or directory$")
+
+    def test_down_reject(self):
+        c, banner = self.down("reject")
+        self.assertEqual(banner.text, "554 mx.example.test ESMTP not accepting connections")
+
+    def test_down_accept(self):
+        c, banner = self.down("accept")
+        self.assertEqual(banner.code, 220)
+        r = self.transaction(c)
+        self.assertEqual(r["end"].code, 250)
+        self.assertEqual(self.body_of(self.stored()[0]), MSG)
+
+    def test_down_quarantine(self):
+        c, banner = self.down("quarantine")
+        self.assertEqual(banner.code, 220)
+        r = self.transaction(c)
+        self.assertEqual(r["end"].code, 451)
+        self.assertEqual(self.stored(None), [])
+
+    def test_slow_milter_command_timeout(self):
+        self.serve({"R": [(3.0, packet(b"c"))]}, main={"milter_command_timeout": "1s"})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c)
+        self.assertEqual(r["rcpt"][0].text, "451 4.7.1 Service unavailable - try again later")
+        self.log(r"warning: milter inet:\S+: can't read SMFIC_RCPT reply packet header: ")
+
+    def test_session_freed_with_an_event_in_flight(self):
+        self.serve({"M": [(2.0, packet(b"c"))]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        c.cmd("EHLO client.example.net")
+        c.send("MAIL FROM:<alice@example.org>\r\n")
+        c.close()
+        self.log(r"disconnect from localhost\[127\.0\.0\.1\]")
+        time.sleep(2.5)     # the late answer finds no session (ASan would say otherwise)
+
+
+class RspamdSession(harness.MxTestCase):
+    rspamd = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.rspamd = mf.Rspamd().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.rspamd:
+            cls.rspamd.stop()
+
+    def run_one(self, msg):
+        cf = dict(harness.BASE_MAIN)
+        cf["smtpd_milters"] = self.rspamd.milter
+        srv = self.start_server(main=cf, virtual_users=["rcpt"])
+        c = self.connect(srv, timeout=60)
+        c.read_reply()
+        c.cmd("HELO mail.example.net")
+        c.cmd("MAIL FROM:<sender@example.org>")
+        self.assertEqual(c.cmd("RCPT TO:<rcpt@virt.test>").code, 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(wire(msg))
+        final = c.read_reply(timeout=60)
+        c.cmd("QUIT")
+        return srv, final
+
+    def test_gtube_rejected_with_rspamds_reply(self):
+        srv, final = self.run_one(mf.GTUBE.replace("rcpt@example.com", "rcpt@virt.test"))
+        self.assertEqual(final.text, "554 5.7.1 Gtube pattern")
+        self.assertIsNotNone(srv.wait_log(
+            r"cleanup\S*: [0-9A-F]+: milter-reject: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]:"
+            r" 5\.7\.1 Gtube pattern; from=<sender@example\.org> to=<rcpt@virt\.test> proto=SMTP "
+            r"helo=<mail\.example\.net>"))
+        self.assertEqual(harness.maildir_files(srv.vmail), [])
+
+    def test_clean_message_stored_with_rspamds_headers(self):
+        srv, final = self.run_one(mf.CLEAN)
+        self.assertEqual(final.code, 250, final)
+        files = harness.maildir_files(srv.vmail)
+        self.assertEqual(len(files), 1)
+        headers, body = harness.read_message(files[0])
+        names = [n for n, _ in headers]
+        self.assertEqual(names[:4], ["Return-Path", "X-Original-To", "Delivered-To", "Received"])
+        self.assertIn("X-Spamd-Result", names)
+        self.assertIn("X-Rspamd-Server", names)
+        qid = re.search(r"queued as ([0-9A-F]+)", final.text).group(1)
+        self.assertIn(("X-Rspamd-Queue-Id", qid), headers)
+        self.assertTrue(body.startswith(b"Hi Bob,\n"), body)
+
+
+if __name__ == "__main__":
+    unittest.main()
