@@ -809,8 +809,45 @@ session_milter_wants_message(const struct session *s)
 	return s->ms != NULL && !s->milter_discard;
 }
 
+static void eom_read(struct session *s);
+
+/*
+ * BDAT: the DATA event goes with the last chunk, just before the message
+ * (Postfix sends it at the first chunk; the order the milters see is the
+ * same).  A reply to it is the message's reply.
+ */
+static void
+eom_bdat_data(struct session *s, const char *reply)
+{
+	const char *where = s->where;
+
+	s->where = "DATA";
+	reply = session_milter_check(s, reply);
+	s->where = where;
+	if (reply != NULL) {
+		eom_fail_text(s, reply);
+		return;
+	}
+	if (s->milter_discard) {
+		session_deliver(s);
+		return;
+	}
+	eom_read(s);
+}
+
 void
 session_milter_message(struct session *s)
+{
+	if (s->txn.bdat_used) {
+		milters_data(s->ms, session_milter_answer, s);
+		session_milter_wait(s, eom_bdat_data);
+		return;
+	}
+	eom_read(s);
+}
+
+static void
+eom_read(struct session *s)
 {
 	struct milter_read *r = xcalloc(1, sizeof(*r));
 

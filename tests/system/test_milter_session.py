@@ -320,6 +320,29 @@ class MilterSession(harness.MxTestCase):
         self.assertEqual(len(self.stored("bob")), 1)
         self.assertEqual(self.stored("carol"), [])
 
+    def test_bdat_message_with_header_change(self):
+        self.serve({"E": [packet(b"h", cstr("X-Added") + cstr("bdat")) + packet(b"c")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        c.cmd("EHLO client.example.net")
+        c.cmd("MAIL FROM:<alice@example.org>")
+        c.cmd("RCPT TO:<bob@virt.test>")
+        data = MSG.replace("\n", "\r\n")
+        r = c.cmd("BDAT %d LAST\r\n%s" % (len(data), data[:-2]))
+        self.assertRegex(r.text, r"^250 2\.0\.0 Ok: %d bytes queued as [0-9A-F]+$" % len(data))
+        c.cmd("QUIT")
+        self.assertEqual(self.body_of(self.stored()[0]),
+                         MSG.replace("\n\n", "\nX-Added: bdat\n\n", 1))
+        ev = self.m.events()
+        self.assertLess(ev.index("T"), ev.index("L"), ev)
+
+    def test_bad_milter_list_is_a_configuration_error(self):
+        srv = harness.Server(main=dict(harness.BASE_MAIN, smtpd_milters="foo:bar"))
+        self.addCleanup(srv.cleanup)
+        rc, _, err = self.mxgate("run", "-c", srv.dir, timeout=30)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("smtpd_milters: invalid transport name: foo in Milter service: foo:bar", err)
+
     # ---- a milter that is down or slow ----
 
     def down(self, action):
