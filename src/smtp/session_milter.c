@@ -555,6 +555,32 @@ eom_store_view(struct session *s)
 	enum spool_status st;
 
 	milters_view(s->ms, &h, &nh, &body, &blen);
+	/*
+	 * A header inserted at index 0 goes above our Received: header, as in
+	 * Postfix (index 1 is below it); the view has both at its top.  Those
+	 * still at the top of the view, in the order they were inserted (each
+	 * above the one before), move above Received:.
+	 */
+	{
+		size_t n, top = 0;
+		const struct milter_edit *e = milters_edits(s->ms, &n);
+
+		for (size_t i = n; i-- > 0 && top < nh;) {
+			if (e[i].type != MILTER_EDIT_INSERT_HEADER || e[i].index != 0)
+				continue;
+			if (strncmp(h[top].raw, e[i].name, h[top].name_len) != 0
+			    || strlen(e[i].name) != h[top].name_len
+			    || strcmp(h[top].raw + h[top].value_off, e[i].text) != 0)
+				break;
+			top++;
+		}
+		for (size_t i = 0; i < top; i++) {
+			buf_puts(&b, h[i].raw);
+			buf_putc(&b, '\n');
+		}
+		h += top;
+		nh -= top;
+	}
 	buf_append(&b, s->milter_msg, s->milter_rcvd_len);
 	for (size_t i = 0; i < nh; i++) {
 		buf_puts(&b, h[i].raw);

@@ -276,8 +276,11 @@ class MilterSession(harness.MxTestCase):
         self.assertEqual(r["end"].code, 250, r["end"])
         files = self.stored()
         self.assertEqual(len(files), 1)
-        self.assertEqual(self.body_of(files[0]),
-                         "X-Top: first\n"
+        # index 0: above our Received: header, as Postfix puts it (SameAsPostfix checks it)
+        self.assertRegex(files[0].decode(), r"^Return-Path: <alice@example\.org>\n"
+                         r"X-Original-To: bob@virt\.test\nDelivered-To: bob@virt\.test\n"
+                         r"X-Top: first\nReceived: from client\.example\.net ")
+        self.assertEqual(self.body_of(files[0].replace(b"X-Top: first\n", b"")),
                          "From: Alice <alice@example.org>\n"
                          "To: Bob <bob@virt.test>\n"
                          "Subject: [SPAM] Lunch\n"
@@ -446,6 +449,94 @@ class RspamdSession(harness.MxTestCase):
         qid = re.search(r"queued as ([0-9A-F]+)", final.text).group(1)
         self.assertIn(("X-Rspamd-Queue-Id", qid), headers)
         self.assertTrue(body.startswith(b"Hi Bob,\n"), body)
+
+
+RECEIVED_ID = re.compile(rb"\bid [0-9A-F]{6,}")
+RECEIVED_DATE = re.compile(rb"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [ 123]\d [A-Z][a-z]{2} \d{4} "
+                           rb"\d\d:\d\d:\d\d [+-]\d{4} \([A-Za-z0-9+-]+\)")
+
+
+def normalize(data):
+    """The Received: header's queue id and time (the rest must be the same)."""
+    return RECEIVED_DATE.sub(b"DATE", RECEIVED_ID.sub(b"id QUEUEID", data))
+
+
+class SameAsPostfix(harness.MxTestCase):
+    """The same sessions with the same scripted milter through Postfix 3.7
+    (tests/system/postfixref.py) and through mxgate: the same replies, the same stored bytes."""
+    maxDiff = None
+
+    CASES = [
+        ("continue", {}),
+        ("header edits", {"E": [packet(b"h", cstr("X-Added") + cstr("one"))
+                                + packet(b"i", u32(0) + cstr("X-Top") + cstr("first"))
+                                + packet(b"i", u32(2) + cstr("X-Second") + cstr("two"))
+                                + packet(b"m", u32(1) + cstr("Subject") + cstr("[SPAM] Lunch"))
+                                + packet(b"m", u32(1) + cstr("Date") + cstr(""))
+                                + packet(b"c")]}),
+        ("replace body", {"E": [packet(b"b", b"new body\r\nsecond line\r\n") + packet(b"c")]}),
+        ("change from", {"E": [packet(b"e", cstr("<new@example.org>")) + packet(b"c")]}),
+        ("reject at eom", {"E": [packet(b"y", cstr("554 5.7.1 spam, go away"))]}),
+        ("tempfail at rcpt", {"R": [packet(b"t")]}),
+        ("reject at mail", {"M": [packet(b"r")]}),
+        ("discard at eom", {"E": [packet(b"d")]}),
+    ]
+
+    def setUp(self):
+        if os.geteuid() != 0 or not os.path.exists("/usr/sbin/postfix"):
+            self.skipTest("the Postfix reference needs root and Postfix")
+
+    @staticmethod
+    def session(port, base):
+        before = set(harness.maildir_files(base, "new"))
+        with harness.Client(port, timeout=30) as c:
+            out = [c.read_reply().code]
+            out.append(c.cmd("EHLO client.example.net").code)
+            out.append(c.cmd("MAIL FROM:<alice@example.org>").text)
+            out.append(c.cmd("RCPT TO:<bob@virt.test>").text)
+            r = c.cmd("DATA")
+            out.append(r.text)
+            if r.code == 354:
+                c.send(wire(MSG))
+                out.append(re.sub(r"queued as [0-9A-F]+", "queued as QUEUEID",
+                                  c.read_reply(timeout=30).text))
+            c.cmd("QUIT")
+        stored = None
+        if out[-1].startswith("250"):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                new = sorted(set(harness.maildir_files(base, "new")) - before)
+                if new:
+                    with open(new[0], "rb") as f:
+                        stored = normalize(f.read())
+                    break
+                time.sleep(0.05)
+        return out, stored
+
+    def test_same_replies_and_stored_bytes(self):
+        import postfixref
+        pf_milter = mf.ScriptedMilter(inet=True)
+        self.addCleanup(pf_milter.stop)
+        mx_milter = mf.ScriptedMilter(inet=True)
+        self.addCleanup(mx_milter.stop)
+        common = dict(harness.BASE_MAIN, myhostname="mx.example.test", mail_name="Postfix",
+                      compatibility_level="3.6", smtpd_client_restrictions="",
+                      milter_default_action="tempfail")
+        ref = postfixref.Reference("milter-sess")
+        self.addCleanup(ref.stop)
+        with open(os.path.join(ref.dir, "vmailbox"), "w") as f:
+            f.write("bob@virt.test bob/\n")
+        ref.start(dict(common, smtpd_milters=pf_milter.milter, virtual_mailbox_domains="virt.test",
+                       virtual_mailbox_maps="texthash:%s/vmailbox" % ref.dir))
+        srv = self.start_server(main=dict(common, smtpd_milters=mx_milter.milter),
+                                virtual_users=["bob"])
+        for name, script in self.CASES:
+            for m in (pf_milter, mx_milter):
+                m.script = {k: list(v) for k, v in script.items()}
+            pf = self.session(ref.port, ref.vmail)
+            mx = self.session(srv.port, srv.vmail)
+            self.assertEqual(mx[0], pf[0], name)
+            self.assertEqual((mx[1] or b"").decode(), (pf[1] or b"").decode(), name)
 
 
 if __name__ == "__main__":
