@@ -530,13 +530,50 @@ class SameAsPostfix(harness.MxTestCase):
                        virtual_mailbox_maps="texthash:%s/vmailbox" % ref.dir))
         srv = self.start_server(main=dict(common, smtpd_milters=mx_milter.milter),
                                 virtual_users=["bob"])
+        pf_log = os.path.join(ref.dir, "maillog")
         for name, script in self.CASES:
             for m in (pf_milter, mx_milter):
                 m.script = {k: list(v) for k, v in script.items()}
+            marks = (len(pf_milter.received), len(mx_milter.received),
+                     len(self.milter_lines(open(pf_log, errors="replace").read())),
+                     len(self.milter_lines("\n".join(srv.log_lines()))))
             pf = self.session(ref.port, ref.vmail)
             mx = self.session(srv.port, srv.vmail)
             self.assertEqual(mx[0], pf[0], name)
             self.assertEqual((mx[1] or b"").decode(), (pf[1] or b"").decode(), name)
+            # the same packets, in the same order (macro values and the port left out)
+            self.assertEqual(self.shape(mx_milter.received[marks[1]:]),
+                             self.shape(pf_milter.received[marks[0]:]), name)
+            # the same milter-* log lines (queue ids left out)
+            time.sleep(0.3)
+            pf_lines = self.milter_lines(open(pf_log, errors="replace").read())[marks[2]:]
+            self.assertEqual(self.milter_lines("\n".join(srv.log_lines()))[marks[3]:], pf_lines,
+                             name)
+            self.assertEqual(len(pf_lines), 1 if name.split()[0] in ("reject", "tempfail",
+                                                                      "discard") else 0, name)
+
+    @staticmethod
+    def milter_lines(text):
+        out = []
+        for ln in text.splitlines():
+            m = re.search(r"(?:smtpd|cleanup)\[\d+\]: (\S+: milter-.*)$", ln)
+            if m:
+                out.append(re.sub(r"^[0-9A-F]+:", "QUEUEID:", m.group(1)))
+        return out
+
+    @staticmethod
+    def shape(packets):
+        out = []
+        for c, d in packets:
+            if c == "D":
+                parts = d[1:].split(b"\0")[:-1]
+                out.append(("D", d[:1], tuple(parts[0::2])))
+            elif c == "C":
+                host, rest = d.split(b"\0", 1)
+                out.append(("C", host, rest[:1], rest[3:]))
+            else:
+                out.append((c, d))
+        return out
 
 
 if __name__ == "__main__":
