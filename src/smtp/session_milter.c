@@ -351,8 +351,11 @@ session_milter_check(struct session *s, const char *reply)
 		action = "milter-reject";
 		break;
 	}
+	/* a multi-line reply is logged whole, its CR LF as "??" (Postfix's printable()) */
 	line1 = xstrdup(text ? text : reply);
-	line1[strcspn(line1, "\r\n")] = '\0';
+	for (char *p = line1; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = '?';
 	restrict_format_log(&b, &q, action, line1);
 	msg_info("%s", buf_str(&b));
 	buf_free(&b);
@@ -495,7 +498,9 @@ eom_log(struct session *s, const char *action, const char *text)
 	};
 	char *line1 = xstrdup(text);
 
-	line1[strcspn(line1, "\r\n")] = '\0';
+	for (char *p = line1; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			*p = '?';
 	restrict_format_log(&b, &q, action, line1);
 	log_as("cleanup", LOG_LVL_INFO, "%s", buf_str(&b));
 	buf_free(&b);
