@@ -241,7 +241,8 @@ session_milter_mail(struct session *s, session_milter_next *next)
 	addr = xasprintf("<%s>", s->path.addr);
 	argv[argc++] = addr;
 	params = xstrdup(s->path.params ? s->path.params : "");
-	for (char *p = strtok(params, " "); p != NULL && argc < 64; p = strtok(NULL, " "))
+	for (char *sv, *p = strtok_r(params, " ", &sv); p != NULL && argc < 64;
+	     p = strtok_r(NULL, " ", &sv))
 		argv[argc++] = p;
 	milters_mail(s->ms, argv, argc, session_milter_answer, s);
 	free(addr);
@@ -265,7 +266,8 @@ session_milter_rcpt(struct session *s, const char *reject, session_milter_next *
 	addr = xasprintf("<%s>", s->path.addr);
 	argv[argc++] = addr;
 	params = xstrdup(s->path.params ? s->path.params : "");
-	for (char *p = strtok(params, " "); p != NULL && argc < 64; p = strtok(NULL, " "))
+	for (char *sv, *p = strtok_r(params, " ", &sv); p != NULL && argc < 64;
+	     p = strtok_r(NULL, " ", &sv))
 		argv[argc++] = p;
 	milters_rcpt(s->ms, argv, argc, reject != NULL, session_milter_answer, s);
 	free(addr);

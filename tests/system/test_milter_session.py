@@ -99,6 +99,28 @@ class MilterSession(harness.MxTestCase):
         self.assertIn("E", ev)
         self.assertIn("A", ev[ev.index("E"):])
 
+    def test_two_messages_in_one_session(self):
+        # the second message is filtered too, and the hold of the first does not stick
+        self.serve({"E": [packet(b"q", cstr("held")) + packet(b"c"),
+                          packet(b"h", cstr("X-Second") + cstr("yes")) + packet(b"c")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r1 = self.transaction(c)
+        self.assertEqual(r1["end"].code, 451)
+        c.cmd("RSET")
+        c.cmd("MAIL FROM:<alice@example.org>")
+        c.cmd("RCPT TO:<bob@virt.test>")
+        c.cmd("DATA")
+        c.send(wire(MSG))
+        self.assertEqual(c.read_reply(timeout=30).code, 250)
+        c.cmd("QUIT")
+        files = self.stored()
+        self.assertEqual(len(files), 1)
+        self.assertIn(b"\nX-Second: yes\n\nHi Bob,", files[0])
+        ev = self.m.events()
+        self.assertEqual(ev.count("E"), 2, ev)
+        self.assertEqual(ev.count("M"), 2, ev)
+
     def test_macros_have_postfixs_values(self):
         self.serve(symlists={0: "j _ {client_addr} {client_name} {client_port} {daemon_name}",
                              2: "i {mail_addr} {mail_host}",
@@ -145,6 +167,9 @@ class MilterSession(harness.MxTestCase):
         self.assertEqual(c.cmd("EHLO client.example.net").code, 250)
         r = c.cmd("MAIL FROM:<alice@example.org>")
         self.assertEqual(r.text, "550 5.7.1 Command rejected")
+        # and the commands without an event of their own (milters_other())
+        self.assertEqual(c.cmd("VRFY bob@virt.test").text, "550 5.7.1 Command rejected")
+        self.assertEqual(c.cmd("ETRN virt.test").text, "550 5.7.1 Command rejected")
 
     def test_tempfail_421_at_connect(self):
         self.serve({"C": [packet(b"y", cstr("421 4.7.0 not now"))]})
