@@ -196,6 +196,8 @@ starttls_go(struct session *s)
 {
 	session_reply(s, RPL_STARTTLS_GO);
 	/* RFC 3207 4.2: the client must forget what it knew; so does the server */
+	if (s->helo != NULL)
+		session_milter_helo_reset(s);
 	free(s->helo);
 	s->helo = NULL;
 	session_transaction_reset(s);

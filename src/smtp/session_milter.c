@@ -401,9 +401,10 @@ session_milter_end(struct session *s)
 {
 	if (s->ms == NULL)
 		return;
-	if (s->milter_need_abort)
-		milters_abort(s->ms);
+	/* Postfix's end of session: helo_reset(), mail_reset(), then the disconnect event */
 	if (s->helo != NULL)
+		milters_abort(s->ms);
+	if (s->milter_need_abort)
 		milters_abort(s->ms);
 	milters_disconnect(s->ms);
 	milters_free(&s->ms);
