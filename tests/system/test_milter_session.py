@@ -373,6 +373,28 @@ class MilterSession(harness.MxTestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn("smtpd_milters: invalid transport name: foo in Milter service: foo:bar", err)
 
+    def test_starttls_macros_and_abort(self):
+        from test_tls import Certs, Conn
+        Certs.make()
+        self.serve(symlists={1: "{tls_version} {cipher} {cipher_bits}"},
+                   main=dict(Certs.params(), smtpd_tls_security_level="may"))
+        c = Conn(self.srv.port)
+        c.reply()
+        c.cmd("EHLO client.example.net")
+        self.assertTrue(c.cmd("STARTTLS").startswith("220 "))
+        c.starttls()
+        c.cmd("EHLO client.example.net")
+        c.cmd("QUIT")
+        helo = self.m.macros("H")
+        # the first HELO in plaintext: no TLS macros; after STARTTLS: the TLS layer's values
+        self.assertEqual(helo[0], {})
+        self.assertRegex(helo[1]["{tls_version}"], r"^TLSv1\.[23]$")
+        self.assertTrue(helo[1]["{cipher}"])
+        self.assertTrue(helo[1]["{cipher_bits}"].isdigit())
+        ev = self.m.events()
+        # STARTTLS forgets the HELO: ABORT (Postfix's helo_reset()) before the second HELO
+        self.assertEqual(ev[:6], ["O", "C", "H", "A", "H", "A"], ev)
+
     # ---- a milter that is down or slow ----
 
     def down(self, action):
