@@ -135,17 +135,23 @@ session_milter_macro(void *ctx, const char *name)
 		if (rcpt == NULL)
 			return NULL;
 		if (s->milter_rcpt_rej != NULL) {
-			/* "554 5.7.1 <user@example.com>: Relay access denied" */
+			/*
+			 * "554 5.7.1 <user@example.com>: Relay access denied": {rcpt_host}
+			 * is the enhanced code, {rcpt_addr} the text after the address
+			 * (Sendmail's error mailer; Postfix's two split_at() calls)
+			 */
 			const char *p = s->milter_rcpt_rej + (strlen(s->milter_rcpt_rej) > 4 ? 4 : 0);
 			size_t n = strcspn(p, " ");
 
-			if (name[2] == 'c' && name[6] == 'h') {	/* {rcpt_host}: the enhanced code */
+			if (strcmp(name, "{rcpt_host}") == 0) {
 				snprintf(b, bl, "%.*s", (int)n, p);
 				return b;
 			}
-			p += n;
-			p += strspn(p, " ");
-			snprintf(b, bl, "%s", p);
+			if (p[n] == '\0')
+				return NULL;
+			p += n + 1;
+			n = strcspn(p, " ");
+			snprintf(b, bl, "%s", p[n] ? p + n + 1 : "");
 			return b;
 		}
 		if (strcmp(name, "{rcpt_host}") == 0)

@@ -236,8 +236,9 @@ class MilterSession(harness.MxTestCase):
         mac = self.m.macros("R")[0]
         self.assertEqual(mac["{rcpt_mailer}"], "error")
         self.assertEqual(mac["{rcpt_host}"], "5.1.1")
-        self.assertTrue(mac["{rcpt_addr}"].startswith("<nobody@virt.test>: Recipient address "
-                                                      "rejected"), mac)
+        # the text after the address, as Postfix's smtpd_milter_eval() cuts it
+        self.assertEqual(mac["{rcpt_addr}"], "Recipient address rejected: User unknown in "
+                         "virtual mailbox table")
 
     def test_custom_reply_at_data(self):
         self.serve({"T": [packet(b"y", cstr("452-4.3.1 full\r\n452 4.3.1 come back"))]})
@@ -682,6 +683,42 @@ class SameAsPostfix(harness.MxTestCase):
                              name)
             self.assertEqual(bool(pf_lines), name.split()[0] in ("reject", "tempfail", "discard"),
                              name)
+
+    def test_macros_as_postfix(self):
+        """The connect, MAIL and RCPT macros (a rejected recipient's too, SMFIP_RCPT_REJ) have
+        Postfix's values."""
+        import postfixref
+        syms = {0: "j _ {client_addr} {client_name} {client_ptr} {client_resolve} {daemon_addr}",
+                2: "{mail_addr} {mail_host} {mail_mailer}",
+                3: "{rcpt_addr} {rcpt_host} {rcpt_mailer}"}
+        pf_milter = mf.ScriptedMilter(inet=True, protocol=0x800, symlists=syms)
+        self.addCleanup(pf_milter.stop)
+        mx_milter = mf.ScriptedMilter(inet=True, protocol=0x800, symlists=syms)
+        self.addCleanup(mx_milter.stop)
+        common = dict(harness.BASE_MAIN, myhostname="mx.example.test",
+                      smtpd_client_restrictions="")
+        ref = postfixref.Reference("milter-sess")
+        self.addCleanup(ref.stop)
+        with open(os.path.join(ref.dir, "vmailbox"), "w") as f:
+            f.write("bob@virt.test bob/\n")
+        ref.start(dict(common, smtpd_milters=pf_milter.milter, virtual_mailbox_domains="virt.test",
+                       virtual_mailbox_maps="texthash:%s/vmailbox" % ref.dir))
+        srv = self.start_server(main=dict(common, smtpd_milters=mx_milter.milter),
+                                virtual_users=["bob"])
+        replies = []
+        for port in (ref.port, srv.port):
+            with harness.Client(port, timeout=30) as c:
+                c.read_reply()
+                c.cmd("EHLO client.example.net")
+                c.cmd("MAIL FROM:<alice@example.org>")
+                replies.append([c.cmd("RCPT TO:<nobody@virt.test>").text,
+                                c.cmd("RCPT TO:<bob@virt.test>").text])
+                c.cmd("QUIT")
+        self.assertEqual(replies[1], replies[0])
+        self.assertEqual(mx_milter.macros("R"), pf_milter.macros("R"))
+        self.assertEqual(mx_milter.macros("M"), pf_milter.macros("M"))
+        self.assertEqual(mx_milter.macros("C"), pf_milter.macros("C"))
+        self.assertEqual(pf_milter.macros("R")[0]["{rcpt_mailer}"], "error")
 
     @staticmethod
     def milter_lines(text):
