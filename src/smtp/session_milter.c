@@ -756,6 +756,13 @@ eom_answer(struct session *s, const char *reply)
 			eom_fail(s, RPL_MILTER_HOLD);
 			return;
 		case 'S':
+			/*
+			 * Deliberate difference: Postfix 3.7's cleanup logs this line,
+			 * then sets CLEANUP_STAT_CONT in its flags, where that bit is
+			 * CLEANUP_FLAG_DISCARD: the client gets 250 and the message is
+			 * dropped.  mxgate gives the 421 the milter asked for, so the
+			 * client keeps the message and tries again.
+			 */
 			eom_log(s, "milter-reject", "message content rejected");
 			eom_fail(s, RPL_MILTER_CLOSING);
 			return;
