@@ -1213,6 +1213,9 @@ server_run(struct server *srv, int nworkers)
 		w->env.spool_new = spool_disk_new;
 		w->env.spool_ctx = w->spool;
 		w->env.free_bytes = &srv->free_bytes;
+		w->env.milter_eb = evloop_base(w->el);
+		w->env.milter_dns = w->dns;
+		w->env.readers = srv->writers;
 		w->env.helper = srv->helper != NULL;
 		w->env.default_uid = srv->lconf ? srv->default_uid : (uid_t)-1;
 		w->env.default_gid = srv->default_gid;

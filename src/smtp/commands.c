@@ -125,6 +125,8 @@ session_helo_accept(struct session *s)
 {
 	int esmtp = strcmp(s->cur->name, "EHLO") == 0;
 
+	if (s->helo != NULL)
+		session_milter_helo_reset(s);
 	free(s->helo);
 	s->helo = s->arg;
 	s->arg = NULL;
@@ -132,6 +134,22 @@ session_helo_accept(struct session *s)
 	session_transaction_reset(s);
 	session_helo_reply(s, esmtp);
 	session_command_done(s, CMD_OK);
+}
+
+/*
+ * The milters' answer to HELO: logged; only a 421 is given (Postfix: a
+ * reject sticks and applies to MAIL and the commands after it).
+ */
+static void
+session_helo_milter(struct session *s, const char *reply)
+{
+	reply = session_milter_check(s, reply);
+	if (reply != NULL && strncmp(reply, "421", 3) == 0) {
+		session_reply_text(s, reply);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	session_helo_accept(s);
 }
 
 /* smtpd_helo_restrictions at HELO time (smtpd_delay_reject = no). */
@@ -143,7 +161,7 @@ session_helo_checked(struct session *s, struct restrict_out *out)
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
-	session_helo_accept(s);
+	session_milter_helo(s, s->arg, session_helo_milter);
 }
 
 static enum cmd_result
@@ -154,7 +172,7 @@ session_helo_cmd(struct session *s, const char *args, int esmtp)
 	if (!restrict_delay_reject(s->ss->acl) && !restrict_stage_empty(s->ss->acl, RESTRICT_HELO))
 		session_restrict(s, RESTRICT_HELO, s->arg, session_helo_checked);
 	else
-		session_helo_accept(s);
+		session_milter_helo(s, s->arg, session_helo_milter);
 	return CMD_WAIT;
 }
 
@@ -178,6 +196,8 @@ starttls_go(struct session *s)
 {
 	session_reply(s, RPL_STARTTLS_GO);
 	/* RFC 3207 4.2: the client must forget what it knew; so does the server */
+	if (s->helo != NULL)
+		session_milter_helo_reset(s);
 	free(s->helo);
 	s->helo = NULL;
 	session_transaction_reset(s);
@@ -204,8 +224,18 @@ starttls_rate_answer(void *ctx, const struct anvil_reply *r)
 static enum cmd_result
 cmd_starttls(struct session *s, const char *args)
 {
+	const char *milter;
+
 	if (*session_skip_space(args) != '\0') {
 		session_reply(s, RPL_STARTTLS_SYNTAX);
+		return CMD_FAIL;
+	}
+	if ((milter = session_milter_other(s)) != NULL) {
+		/* Sendmail compatibility: a 4XX becomes 454 */
+		if (milter[0] == '5')
+			session_reply_text(s, milter);
+		else
+			session_reply(s, RPL_MILTER_TLS_TEMP);
 		return CMD_FAIL;
 	}
 	if (s->tls != NULL) {
@@ -352,13 +382,18 @@ mail_check_space(struct session *s)
 }
 
 static void
-mail_accept(struct session *s)
+mail_milter(struct session *s, const char *reply)
 {
 	static atomic_uint seqno;
 
-	if (mail_check_space(s))
+	if ((reply = session_milter_check(s, reply)) != NULL) {
+		/* Postfix's mail_reset(): the access map side effects, and ABORT */
+		restrict_state_reset_mail(&s->rst);
+		session_milter_abort(s);
+		session_reply_text(s, reply);
+		session_command_done(s, CMD_FAIL);
 		return;
-
+	}
 	s->txn.sender = xstrdup(s->path.addr);
 	s->txn.smtputf8 = s->arg_utf8;
 	gettimeofday(&s->txn.arrival, NULL);
@@ -368,6 +403,14 @@ mail_accept(struct session *s)
 		 atomic_fetch_add(&seqno, 1));
 	session_reply(s, RPL_MAIL_OK);
 	session_command_done(s, CMD_OK);
+}
+
+static void
+mail_accept(struct session *s)
+{
+	if (mail_check_space(s))
+		return;
+	session_milter_mail(s, mail_milter);
 }
 
 /* smtpd_sender_restrictions at MAIL time (smtpd_delay_reject = no). */
@@ -550,6 +593,35 @@ rcpt_local_free(char **lpath, uid_t *luid, gid_t *lgid, size_t n)
 	free(lgid);
 }
 
+/* A rejected recipient, after the milters heard of it: the reject (s->arg) is the reply. */
+static void
+rcpt_rejected(struct session *s, const char *reply)
+{
+	(void)reply;
+	session_reply_text(s, s->arg);
+	session_command_done(s, CMD_FAIL);
+}
+
+/* The milters' answer to an accepted recipient (it is in the transaction already). */
+static void
+rcpt_milter(struct session *s, const char *reply)
+{
+	if ((reply = session_milter_check(s, reply)) != NULL) {
+		s->txn.rcpt_count--;
+		if (s->milter_rcpt_new)
+			txn_remove_rcpt(&s->txn, s->path.addr);
+		session_reply_text(s, reply);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	if (s->txn.queue_id[0] == '\0') {
+		txn_new_queue_id(&s->txn);
+		msg_info("%s: client=%s", s->txn.queue_id, s->namaddr);
+	}
+	session_reply(s, RPL_RCPT_OK);
+	session_command_done(s, CMD_OK);
+}
+
 /* The restrictions' answer, with the recipient's classification. */
 static void
 rcpt_checked(struct session *s, struct restrict_out *out)
@@ -566,8 +638,9 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 	size_t nt = 0;
 
 	if (out->verdict == RESTRICT_REJECT) {
-		session_reply_text(s, out->reply);
-		session_command_done(s, CMD_FAIL);
+		/* the milters may ask to hear of rejected recipients; the reject wins */
+		s->arg = xstrdup(out->reply);
+		session_milter_rcpt(s, s->arg, rcpt_rejected);
 		return;
 	}
 	if (s->rst.discard) {
@@ -605,16 +678,16 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 			msg_warn("%s: %s", addr, r->reason);
 	}
 	if (reply != NULL) {
-		session_reply_text(s, reply);
 		session_log_reject(s, "RCPT", reply, s->txn.sender, addr);
-		free(reply);
+		s->arg = reply;
 		rcpt_local_free(lpath, luid, lgid, nt);
-		session_command_done(s, CMD_FAIL);
+		session_milter_rcpt(s, s->arg, rcpt_rejected);
 		return;
 	}
 	/* Postfix counts every accepted RCPT, repeats included, toward the limit. */
 	s->txn.rcpt_count++;
-	if (!txn_has_rcpt(&s->txn, addr)) {
+	s->milter_rcpt_new = !txn_has_rcpt(&s->txn, addr);
+	if (s->milter_rcpt_new) {
 		tr = txn_add_rcpt(&s->txn, addr);
 		for (size_t i = 0; i < r->ntargets; i++) {
 			if (i < nt && lpath[i] != NULL)
@@ -636,12 +709,7 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 		}
 	}
 	rcpt_local_free(lpath, luid, lgid, nt);
-	if (s->txn.queue_id[0] == '\0') {
-		txn_new_queue_id(&s->txn);
-		msg_info("%s: client=%s", s->txn.queue_id, s->namaddr);
-	}
-	session_reply(s, RPL_RCPT_OK);
-	session_command_done(s, CMD_OK);
+	session_milter_rcpt(s, NULL, rcpt_milter);
 }
 
 static void
@@ -714,6 +782,19 @@ data_start(struct session *s)
 	session_reply(s, RPL_DATA_GO);
 }
 
+/* The milters' answer to DATA: refuse it, or read the body. */
+static void
+data_milter(struct session *s, const char *reply)
+{
+	if ((reply = session_milter_check(s, reply)) != NULL) {
+		session_reply_text(s, reply);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	data_start(s);
+	session_body_resume(s);
+}
+
 /* smtpd_data_restrictions: refuse DATA, or read the body. */
 static void
 data_checked(struct session *s, struct restrict_out *out)
@@ -723,8 +804,7 @@ data_checked(struct session *s, struct restrict_out *out)
 		session_command_done(s, CMD_FAIL);
 		return;
 	}
-	data_start(s);
-	session_body_resume(s);
+	session_milter_data(s, data_milter);
 }
 
 enum cmd_result
@@ -746,6 +826,10 @@ session_cmd_data(struct session *s, const char *args)
 	}
 	if (!restrict_stage_empty(s->ss->acl, RESTRICT_DATA)) {
 		session_restrict(s, RESTRICT_DATA, NULL, data_checked);
+		return CMD_WAIT;
+	}
+	if (s->ms != NULL) {
+		session_milter_data(s, data_milter);
 		return CMD_WAIT;
 	}
 	data_start(s);
@@ -846,7 +930,13 @@ cmd_noop(struct session *s, const char *args)
 static enum cmd_result
 cmd_etrn(struct session *s, const char *args)
 {
+	const char *milter;
+
 	(void)args;
+	if ((milter = session_milter_other(s)) != NULL) {
+		session_reply_text(s, milter);
+		return CMD_FAIL;
+	}
 	/* Deliberate difference: no queue to flush (DESIGN.md). */
 	session_reply(s, RPL_NOT_IMPLEMENTED);
 	return CMD_FAIL;
@@ -878,9 +968,16 @@ vrfy_checked(struct session *s, struct restrict_out *out)
 static void
 vrfy_after_rate(struct session *s, int rate)
 {
+	const char *milter;
+
 	if (s->ss->rcpt_rate_limit > 0 && rate > s->ss->rcpt_rate_limit) {
 		session_limit_warning(s, "Recipient address rate", rate);
 		session_reply(s, RPL_RCPT_RATE, s->addr);
+		session_command_done(s, CMD_FAIL);
+		return;
+	}
+	if ((milter = session_milter_other(s)) != NULL) {
+		session_reply_text(s, milter);
 		session_command_done(s, CMD_FAIL);
 		return;
 	}

@@ -11,6 +11,7 @@
 
 #include "conf/conf.h"
 #include "log/log.h"
+#include "milter/milter_client.h"
 #include "policy/addrlist.h"
 #include "policy/maps.h"
 #include "policy/recipient.h"
@@ -519,6 +520,17 @@ service_create(const struct conf_service *cs, const struct conf_view *cf,
 		goto fail;
 	if (service_cleanup_init(ss, cf, err_r) < 0)
 		goto fail;
+	if (*conf_str(cf, P_smtpd_milters) != '\0') {
+		char *e = NULL;
+
+		if ((ss->milters = milter_conf_new(conf_str(cf, P_smtpd_milters), cf, &e)) == NULL) {
+			*err_r = xasprintf("smtpd_milters: %s", e);
+			free(e);
+			goto fail;
+		}
+		if (milter_conf_count(ss->milters) == 0)
+			milter_conf_free(&ss->milters);
+	}
 	{
 		char *const *noop = conf_list(cf, P_smtpd_noop_commands, &ss->nnoop);
 
@@ -602,6 +614,7 @@ service_destroy(struct smtp_service *ss)
 		free(ss->noop_cmds[i]);
 	free(ss->noop_cmds);
 	tls_server_free(&ss->tls_srv);
+	milter_conf_free(&ss->milters);
 	free(ss->service_name);
 	free(ss->anvil_service);
 	free(ss->hostname);

@@ -19,6 +19,7 @@
 #include "deliver/cleanup.h"
 
 struct addrlist;
+struct milter_conf;
 struct maplist;
 struct conf_service;
 struct conf_view;
@@ -72,6 +73,7 @@ struct smtp_service {
 	int	hdr_rewrite_all;	/* ... static:all */
 	int	always_add_hdrs;	/* always_add_missing_headers */
 	int	orig_rcpt;		/* enable_original_recipient: X-Original-To: */
+	struct milter_conf *milters;	/* smtpd_milters (milter/milter_client.h); NULL: none */
 };
 
 /* Does the client get the headers cleanup adds when missing (Message-Id, Date, From)? */

@@ -337,6 +337,10 @@ session_wait_cancel(struct session *s)
 	case W_TLS_RATE:
 		anvil_cancel(s->wait_handle);
 		break;
+	case W_MILTER:
+	case W_MILTER_READ:
+		session_milter_cancel(s);
+		break;
 	}
 	session_waited(s);
 }
@@ -408,6 +412,20 @@ session_check_pipelining(struct session *s, const char *after)
 	return 1;
 }
 
+/* The milters' answer to an unknown command. */
+static void
+session_unknown_answer(struct session *s, const char *reply)
+{
+	if ((reply = session_milter_check(s, reply)) != NULL)
+		session_reply_text(s, reply);
+	else
+		session_reply(s, RPL_UNKNOWN_CMD);
+	s->error_count++;
+	lr_next(&s->lr);
+	session_after_command(s);
+	session_resume(s);
+}
+
 /* One complete command line is in s->lr. */
 static void
 session_command(struct session *s)
@@ -461,6 +479,14 @@ session_command(struct session *s)
 		}
 		if (s->access_denied != NULL)
 			goto denied;
+		if (s->ms != NULL) {
+			/* the milters hear of it first; their reply replaces the 500 */
+			char *v = xasprintf("%.*s", (int)vlen, verb);
+
+			session_milter_unknown(s, v, session_unknown_answer);
+			free(v);
+			return;
+		}
 		session_reply(s, RPL_UNKNOWN_CMD);
 		goto error;
 	}
@@ -628,23 +654,40 @@ static void
 session_committed(void *arg, enum spool_status st)
 {
 	struct session *s = arg;
-	struct txn_client c;
-	struct buf tls_comment = BUF_INIT;
-	struct deliver_msg *m;
-	size_t size = s->txn.bdat_used ? s->txn.bdat.size : s->txn.dr.size;
 
 	session_waited(s);
 	if (st != SPOOL_OK) {
 		session_message_done(s, 0, st == SPOOL_NO_SPACE ? RPL_NO_STORAGE : RPL_WRITE_ERROR);
 		return;
 	}
-	if (s->rst.discard) {
-		/* an access table said DISCARD: the client is told it is queued */
+	if (!s->rst.discard && session_milter_wants_message(s)) {
+		/* the milters see the stored copy first (smtp/session_milter.c) */
+		session_milter_message(s);
+		return;
+	}
+	session_deliver(s);
+}
+
+void
+session_deliver(struct session *s)
+{
+	struct txn_client c;
+	struct buf tls_comment = BUF_INIT;
+	struct deliver_msg *m;
+	size_t size = s->txn.bdat_used ? s->txn.bdat.size : s->txn.dr.size;
+
+	if (s->rst.discard || s->milter_discard || s->txn.nrcpts == 0) {
+		/* an access table or a milter said DISCARD: the client is told it is queued */
 		session_message_done(s, 1, RPL_OK);
 		return;
 	}
 	c = session_txn_client(s, &tls_comment);
-	if (s->txn.cl_on) {
+	if (s->milter_size > 0) {
+		/* the copy the milters changed */
+		size = s->milter_size;
+		for (size_t i = 0; i < s->rst.nprepend; i++)
+			size += cleanup_line_size(strlen(s->rst.prepend[i]), s->ss->cleanup.line_limit);
+	} else if (s->txn.cl_on) {
 		/* Postfix's size=: the queue file's content, our Received: header included */
 		size = s->txn.cl.size;
 		for (size_t i = 0; i < s->rst.nprepend; i++)
@@ -788,6 +831,8 @@ session_body_resume(struct session *s)
 void
 session_transaction_reset(struct session *s)
 {
+	session_milter_abort(s);
+	s->milter_size = 0;
 	txn_reset(&s->txn);
 	restrict_state_reset_mail(&s->rst);
 }
@@ -1120,6 +1165,7 @@ session_free(struct session **sp)
 		return;
 	*sp = NULL;
 	session_wait_cancel(s);
+	session_milter_end(s);
 	if (s->namaddr != NULL)
 		session_log_disconnect(s);
 	if (s->anvil_connected)
@@ -1387,14 +1433,31 @@ session_restrict_connect(struct session *s)
 
 /* ---- the greeting ------------------------------------------------------- */
 
+/* The milters' answer to the connect event decides the greeting (Postfix's smtpd_proto()). */
 static void
-session_banner(struct session *s)
+session_banner_milter(struct session *s, const char *reply)
 {
+	reply = session_milter_check(s, reply);
 	session_enter_state(s, S_CMD);
-	session_reply(s, RPL_BANNER, s->ss->banner);
+	if (reply != NULL && reply[0] == '5') {
+		session_reply(s, RPL_MILTER_CONN_REJECT, s->ss->hostname);
+		s->error_count++;
+	} else if (reply != NULL && strncmp(reply, "421", 3) == 0) {
+		session_reply(s, RPL_MILTER_CONN_TEMP, s->ss->hostname);
+		return;
+	} else {
+		session_reply(s, RPL_BANNER, s->ss->banner);
+	}
 	s->io->read(s->ioc, 1);
 	session_deadline_start(s);
 	session_resume(s);
+}
+
+static void
+session_banner(struct session *s)
+{
+	session_milter_init(s);
+	session_milter_connect(s, session_banner_milter);
 }
 
 /* anvil's answer to the connect event (POSTFIX_REFERENCE.md §0 step 3). */

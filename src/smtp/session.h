@@ -46,6 +46,8 @@ struct anvil;
 struct deliverer;
 struct spool;
 struct loop;
+struct event_base;
+struct evdns_base;
 struct session;
 struct smtp_service;
 struct workpool;
@@ -73,6 +75,14 @@ struct session_env {
 	 * check at MAIL).
 	 */
 	atomic_long *free_bytes;
+	/*
+	 * The milters' libevent loop and resolver (milter/milter_client.h), and
+	 * the pool that reads a stored message back for them.  milter_eb NULL
+	 * (unit tests): the sessions run no milters.
+	 */
+	struct event_base *milter_eb;
+	struct evdns_base *milter_dns;
+	struct workpool *readers;
 };
 
 /*

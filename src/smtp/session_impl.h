@@ -83,6 +83,9 @@ enum sess_wait {
 	W_POLICY,	/* struct policy_query: a policy server's answer */
 	W_TLS,		/* the transport's TLS handshake (session_on_tls()) */
 	W_TLS_RATE,	/* struct anvil_req: anvil's new TLS session rate */
+	W_MILTER,	/* struct milters: an event's answer (session_milter.c) */
+	W_MILTER_READ,	/* a pool job of session_milter.c: the stored message read back,
+			 * or the recipients a milter added looked up */
 };
 
 /* How a command continues once its restrictions are evaluated (out->verdict PASS or REJECT). */
@@ -161,6 +164,22 @@ struct session {
 	/* TLS (net/tls.h) */
 	struct tls_info *tls;		/* the handshake's facts; NULL: plaintext */
 	int	tls_start;		/* start the handshake once the queued replies are out */
+
+	/* milters (smtp/session_milter.c, milter/milter_client.h); ms NULL: none */
+	struct milters *ms;
+	void	(*milter_next)(struct session *s, const char *reply);
+	int	milter_rcpt_new;	/* RCPT: this recipient is new in the transaction */
+	int	milter_need_abort;	/* a MAIL event was sent: ABORT when the transaction ends */
+	int	milter_discard;		/* a milter said discard: skip milters, store nothing */
+	int	milter_hold;		/* a milter said quarantine (Postfix's HOLD flag) */
+	char   *milter_rcpt_rej;	/* RCPT: the restriction's reject text, for macros */
+	char	milter_buf[512];	/* a macro's value */
+	char   *milter_quoted;		/* a macro's value */
+	char   *milter_reply;		/* the 421 for a milter's "S" */
+	size_t	milter_size;		/* the changed copy's size for logs (0: the spool's) */
+	int    *milter_abandon;		/* W_MILTER_READ's job: set to drop it */
+	char   *milter_msg;		/* the stored message, our Received: first */
+	size_t	milter_msg_len, milter_rcvd_len;
 };
 
 /* Replies (session.c).  They return the reply's code. */
@@ -216,5 +235,42 @@ void session_body_flush(struct session *s);
 void session_message_end(struct session *s, int too_big, int bare_lf, size_t size);
 /* The transaction is over: reset it (RSET, HELO, after a message). */
 void session_transaction_reset(struct session *s);
+
+/* ---- milters (session_milter.c) ---- */
+
+/* How a command continues with a milter's answer (NULL: go on; else a reply, logged). */
+typedef void session_milter_next(struct session *s, const char *reply);
+
+/* smtpd_milters: make the session's conversation (none without milters). */
+void session_milter_init(struct session *s);
+/* Each event; next runs later with the answer (at once, reply NULL, without milters). */
+void session_milter_connect(struct session *s, session_milter_next *next);
+void session_milter_helo(struct session *s, const char *helo, session_milter_next *next);
+void session_milter_mail(struct session *s, session_milter_next *next);
+void session_milter_rcpt(struct session *s, const char *reject, session_milter_next *next);
+void session_milter_data(struct session *s, session_milter_next *next);
+void session_milter_unknown(struct session *s, const char *verb, session_milter_next *next);
+/* AUTH, STARTTLS, VRFY, ETRN: a 4XX/5XX reply to give, or NULL. */
+const char *session_milter_other(struct session *s);
+/*
+ * Postfix's check_milter_reply(): log the answer (milter-reject, -discard,
+ * -hold) at s->where and return the reply to give, or NULL (go on).
+ */
+const char *session_milter_check(struct session *s, const char *reply);
+/* A new HELO replaces an accepted one: ABORT (Postfix's helo_reset()). */
+void session_milter_helo_reset(struct session *s);
+/* The transaction ends (RSET, HELO, after a message, a rejected MAIL). */
+void session_milter_abort(struct session *s);
+/* The session ends: disconnect, free (an event in flight is cancelled). */
+void session_milter_end(struct session *s);
+void session_milter_cancel(struct session *s);
+/*
+ * The message is committed: run it through the milters, then deliver
+ * (session_deliver()) the stored copy as they changed it, or reply as they say.
+ */
+int session_milter_wants_message(const struct session *s);
+void session_milter_message(struct session *s);
+/* Deliver the committed message (session.c): 250 and nothing stored after a discard. */
+void session_deliver(struct session *s);
 
 #endif

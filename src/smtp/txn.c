@@ -17,25 +17,44 @@
 #include "smtp/address.h"
 #include "util/xalloc.h"
 
+static void
+txn_rcpt_free(struct txn_rcpt *r)
+{
+	free(r->addr);
+	free(r->quoted);
+	for (size_t k = 0; k < r->ntargets; k++) {
+		free(r->targets[k].quoted);
+		free(r->targets[k].maildir);
+		free(r->targets[k].transport);
+		for (size_t v = 0; v < r->targets[k].nvia; v++)
+			free(r->targets[k].via[v]);
+		free(r->targets[k].via);
+	}
+	free(r->targets);
+}
+
+int
+txn_remove_rcpt(struct txn *t, const char *addr)
+{
+	for (size_t i = 0; i < t->nrcpts; i++) {
+		if (strcasecmp(t->rcpts[i].addr, addr) != 0)
+			continue;
+		txn_rcpt_free(&t->rcpts[i]);
+		memmove(t->rcpts + i, t->rcpts + i + 1, (t->nrcpts - i - 1) * sizeof(*t->rcpts));
+		t->nrcpts--;
+		return 1;
+	}
+	return 0;
+}
+
 void
 txn_reset(struct txn *t)
 {
 	size_t i;
 
 	free(t->sender);
-	for (i = 0; i < t->nrcpts; i++) {
-		free(t->rcpts[i].addr);
-		free(t->rcpts[i].quoted);
-		for (size_t k = 0; k < t->rcpts[i].ntargets; k++) {
-			free(t->rcpts[i].targets[k].quoted);
-			free(t->rcpts[i].targets[k].maildir);
-			free(t->rcpts[i].targets[k].transport);
-			for (size_t v = 0; v < t->rcpts[i].targets[k].nvia; v++)
-				free(t->rcpts[i].targets[k].via[v]);
-			free(t->rcpts[i].targets[k].via);
-		}
-		free(t->rcpts[i].targets);
-	}
+	for (i = 0; i < t->nrcpts; i++)
+		txn_rcpt_free(&t->rcpts[i]);
 	free(t->rcpts);
 	spool_unref(&t->body);
 	buf_free(&t->chunk);

@@ -101,6 +101,8 @@ void txn_new_queue_id(struct txn *t);
 
 /* Is addr (internal form) already one of the recipients?  (case-insensitive) */
 int txn_has_rcpt(const struct txn *t, const char *addr);
+/* Remove the recipient addr (case-insensitive); 0 when it is not one. */
+int txn_remove_rcpt(struct txn *t, const char *addr);
 /* Add a recipient (copies addr); then give it its targets. */
 struct txn_rcpt *txn_add_rcpt(struct txn *t, const char *addr);
 /*

@@ -20,11 +20,12 @@ import harness
 
 PREFIX = "parameter is not implemented by mxgate, refused: "
 WHY = {
-    "smtpd_milters": "mxgate has no milter support yet: mail would not be filtered",
+    "smtpd_milter_maps": "mxgate has no per-client milter lists: these clients' mail would go "
+                         "through smtpd_milters instead",
     "content_filter": "mxgate has no after-queue content filter: mail would be stored without "
                       "passing through the filter",
-    "milter_header_checks": "mxgate has no milters: headers added by a milter would not be "
-                            "inspected",
+    "milter_header_checks": "mxgate does not inspect the headers that milters add: they would "
+                            "be stored unchecked",
     "always_bcc": "mxgate sends no copies (it never relays): the blind copy of every message "
                   "would be lost",
     "strict_rfc821_envelopes": "mxgate accepts addresses in MAIL FROM and RCPT TO as Postfix's "
@@ -69,7 +70,7 @@ class NeverSilentTest(harness.MxTestCase):
 
     def mixed_config(self):
         n = self.write([
-            "smtpd_milters = inet:127.0.0.1:8891, unix:/run/opendkim.sock",   # n+1
+            "smtpd_milter_maps = cidr:/etc/postfix/milters.cidr",             # n+1
             "content_filter = smtp-amavis:[127.0.0.1]:10024",                  # n+2
             "milter_header_checks = regexp:/etc/postfix/milter_header_checks", # n+3
             "always_bcc = archive@example.org",                                # n+4
@@ -86,7 +87,7 @@ class NeverSilentTest(harness.MxTestCase):
         want = [
             "mxgate: error: " + refused("strict_smtputf8", "yes"),
             "mxgate: error: %s, line %d: " % (m, n + 1)
-            + refused("smtpd_milters", "inet:127.0.0.1:8891, unix:/run/opendkim.sock"),
+            + refused("smtpd_milter_maps", "cidr:/etc/postfix/milters.cidr"),
             "mxgate: error: %s, line %d: " % (m, n + 2)
             + refused("content_filter", "smtp-amavis:[127.0.0.1]:10024"),
             "mxgate: error: %s, line %d: " % (m, n + 3)
@@ -115,7 +116,7 @@ class NeverSilentTest(harness.MxTestCase):
         for line in harmless:
             self.assertIn(line, err.splitlines())
         # A refused setting gets its error only, not the "ignored" warning as well.
-        self.assertNotIn(ignored("smtpd_milters"), err)
+        self.assertNotIn(ignored("smtpd_milter_maps"), err)
         self.assertNotIn(ignored("strict_rfc821_envelopes"), err)
 
     def test_run_refuses_to_start(self):
@@ -185,13 +186,13 @@ class NeverSilentTest(harness.MxTestCase):
                      "smtpd_tls_wrappermode": "no",
                      "receive_override_options": "no_header_body_checks, no_milters"})
         srv = self.start_server(main=main, master=[
-            "127.0.0.1:{port} inet n - n - - smtpd -o smtpd_milters= -o milter_header_checks="])
+            "127.0.0.1:{port} inet n - n - - smtpd -o smtpd_milter_maps= -o milter_header_checks="])
         c = self.connect(srv)
         c.expect(220)
         self.assertEqual(c.cmd("QUIT").code, 221)
         msgs = srv.log_messages()
         for name in ("strict_rfc821_envelopes", "content_filter",
-                     "receive_override_options", "smtpd_milters", "milter_header_checks"):
+                     "receive_override_options", "smtpd_milter_maps", "milter_header_checks"):
             self.assertTrue(any(m.endswith(ignored(name)) for m in msgs), (name, msgs))
         rc, _, err = self.mxgate("check", "-c", srv.dir)
         self.assertEqual(rc, 0, err)

@@ -117,12 +117,43 @@ test_forwarded_trace(void **state)
 	txn_reset(&t);
 }
 
+/* A milter's delete_rcpt: the recipient and its copies go, the others stay in order. */
+static void
+test_remove_rcpt(void **state)
+{
+	static const char *a[] = { "alice@virt.test" }, *b[] = { "bob@virt.test" },
+		*c[] = { "carol@virt.test" };
+	struct txn t;
+	struct deliver_msg *m;
+
+	(void)state;
+	start(&t);
+	add(&t, "alice@virt.test", a, 1);
+	add(&t, "bob@virt.test", b, 1);
+	add(&t, "carol@virt.test", c, 1);
+	assert_int_equal(txn_remove_rcpt(&t, "BOB@virt.test"), 1);
+	assert_int_equal(txn_remove_rcpt(&t, "bob@virt.test"), 0);
+	assert_int_equal(txn_remove_rcpt(&t, "nobody@virt.test"), 0);
+	assert_int_equal(t.nrcpts, 2);
+	assert_false(txn_has_rcpt(&t, "bob@virt.test"));
+	m = txn_deliver_msg(&t, &client, 10);
+	assert_int_equal(m->nrcpts, 2);
+	assert_string_equal(m->rcpts[0].address, "alice@virt.test");
+	assert_string_equal(m->rcpts[1].address, "carol@virt.test");
+	deliver_msg_free(&m);
+	assert_int_equal(txn_remove_rcpt(&t, "alice@virt.test"), 1);
+	assert_int_equal(txn_remove_rcpt(&t, "carol@virt.test"), 1);
+	assert_int_equal(t.nrcpts, 0);
+	txn_reset(&t);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_copy_per_rcpt_and_final),
 		cmocka_unit_test(test_forwarded_trace),
+		cmocka_unit_test(test_remove_rcpt),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

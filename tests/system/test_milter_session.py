@@ -1,0 +1,777 @@
+"""smtpd_milters in the SMTP session: the real build/mxgate with the scripted milter of
+milterfixture.py (one test per action a milter can take, at each stage) and with a real
+rspamd.  Each test asserts the reply lines the client gets, Postfix's log lines
+(check_milter_reply(), cleanup_milter.c's END-OF-MESSAGE lines) and the bytes stored in the
+Maildir."""
+
+import os
+import re
+import time
+import unittest
+
+import harness
+import milterfixture as mf
+from milterfixture import cstr, packet, u32
+
+MSG = ("From: Alice <alice@example.org>\n"
+       "To: Bob <bob@virt.test>\n"
+       "Subject: Lunch\n"
+       "Message-Id: <lunch@example.org>\n"
+       "Date: Tue, 1 Dec 2026 10:00:00 +0000\n"
+       "\n"
+       "Hi Bob,\n"
+       "shall we have lunch?\n")
+
+CLIENT = r"localhost\[127\.0\.0\.1\]"
+WHATSUP = " from=<alice@example.org> to=<bob@virt.test> proto=ESMTP helo=<client.example.net>"
+
+
+def wire(msg):
+    return msg.replace("\n", "\r\n") + ".\r\n"
+
+
+class MilterSession(harness.MxTestCase):
+    def serve(self, script=None, main=None, users=("bob", "carol"), milter=True, **mkw):
+        # inet: the daemon runs as mail_owner and cannot enter the fixture's 0700 directory
+        mkw.setdefault("inet", True)
+        self.m = mf.ScriptedMilter(script, **mkw) if milter else None
+        if self.m:
+            self.addCleanup(self.m.stop)
+        cf = dict(harness.BASE_MAIN)
+        cf["smtpd_milters"] = self.m.milter if self.m else "unix:/nonexistent/milter.sock"
+        cf.update(main or {})
+        self.srv = self.start_server(main=cf, virtual_users=list(users))
+        return self.srv
+
+    def transaction(self, c, rcpts=("bob@virt.test",), msg=MSG, sender="alice@example.org"):
+        """EHLO .. end of DATA; returns the replies: {"mail", "rcpt" [list], "data", "end"}."""
+        out = {"ehlo": c.cmd("EHLO client.example.net")}
+        out["mail"] = c.cmd("MAIL FROM:<%s>" % sender)
+        out["rcpt"] = [c.cmd("RCPT TO:<%s>" % r) for r in rcpts]
+        out["data"] = c.cmd("DATA")
+        if out["data"].code == 354:
+            c.send(wire(msg))
+            out["end"] = c.read_reply(timeout=30)
+        return out
+
+    def stored(self, user="bob"):
+        files = harness.maildir_files(self.srv.vmail) if user is None else \
+            harness.maildir(self.srv.vmail, user)["new"]
+        out = []
+        for p in files:
+            with open(p, "rb") as f:
+                out.append(f.read())
+        return out
+
+    def log(self, regex, timeout=5.0):
+        line = self.srv.wait_log(regex, timeout)
+        self.assertIsNotNone(line, "no log line %r in:\n%s" % (regex, "\n".join(
+            self.srv.log_messages()[-30:])))
+        return line
+
+    def body_of(self, data):
+        """The stored message below mxgate's headers (Return-Path, Delivered-To, Received)."""
+        text = data.decode()
+        self.assertTrue(text.startswith("Return-Path: "), text)
+        m = re.match(r"Return-Path: <[^>]*>\n(?:X-Original-To: [^\n]*\n)?Delivered-To: [^\n]*\n"
+                     r"Received: from [^\n]*\n(?:\t[^\n]*\n)*", text)
+        self.assertIsNotNone(m, text)
+        return text[m.end():]
+
+    # ---- accept, continue ----
+
+    def test_continue_everywhere_stores_the_message_unchanged(self):
+        self.serve()
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply().code, 220)
+        r = self.transaction(c)
+        self.assertEqual(r["end"].code, 250, r["end"])
+        self.assertRegex(r["end"].text, r"^250 2\.0\.0 Ok: queued as [0-9A-F]+$")
+        c.cmd("QUIT")
+        files = self.stored()
+        self.assertEqual(len(files), 1)
+        self.assertEqual(self.body_of(files[0]), MSG)
+        ev = self.m.events()
+        # Postfix's order: connect, HELO, MAIL, RCPT, DATA, headers, EOH, body, EOM, ABORT
+        # (after the message), ABORT (helo_reset), QUIT
+        self.assertEqual(ev[:6], ["O", "C", "H", "M", "R", "T"], ev)
+        self.assertEqual(ev[-1], "Q", ev)
+        self.assertIn("E", ev)
+        self.assertIn("A", ev[ev.index("E"):])
+
+    def test_two_messages_in_one_session(self):
+        # the second message is filtered too, and the hold of the first does not stick
+        self.serve({"E": [packet(b"q", cstr("held")) + packet(b"c"),
+                          packet(b"h", cstr("X-Second") + cstr("yes")) + packet(b"c")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r1 = self.transaction(c)
+        self.assertEqual(r1["end"].code, 451)
+        c.cmd("RSET")
+        c.cmd("MAIL FROM:<alice@example.org>")
+        c.cmd("RCPT TO:<bob@virt.test>")
+        c.cmd("DATA")
+        c.send(wire(MSG))
+        self.assertEqual(c.read_reply(timeout=30).code, 250)
+        c.cmd("QUIT")
+        files = self.stored()
+        self.assertEqual(len(files), 1)
+        self.assertIn(b"\nX-Second: yes\n\nHi Bob,", files[0])
+        ev = self.m.events()
+        self.assertEqual(ev.count("E"), 2, ev)
+        self.assertEqual(ev.count("M"), 2, ev)
+
+    def test_macros_have_postfixs_values(self):
+        self.serve(symlists={0: "j _ {client_addr} {client_name} {client_port} {daemon_name}",
+                             2: "i {mail_addr} {mail_host}",
+                             3: "i {rcpt_addr} {rcpt_host} {rcpt_mailer}"})
+        c = self.connect(self.srv)
+        c.read_reply()
+        self.assertEqual(self.transaction(c)["end"].code, 250)
+        c.cmd("QUIT")
+        conn = self.m.macros("C")[0]
+        self.assertEqual(conn["j"], "mx.example.test")
+        self.assertEqual(conn["{client_addr}"], "127.0.0.1")
+        self.assertEqual(conn["{client_name}"], "localhost")
+        self.assertEqual(conn["_"], "localhost [127.0.0.1]")
+        self.assertEqual(conn["{daemon_name}"], "mx.example.test")
+        self.assertTrue(conn["{client_port}"].isdigit())
+        mail = self.m.macros("M")[0]
+        self.assertEqual(mail["{mail_addr}"], "alice@example.org")
+        self.assertEqual(mail["{mail_host}"], "example.org")
+        self.assertNotIn("i", mail)    # no queue id before the first recipient, as Postfix
+        rcpt = self.m.macros("R")[0]
+        self.assertEqual(rcpt["{rcpt_addr}"], "bob@virt.test")
+        self.assertEqual(rcpt["{rcpt_host}"], "virt.test")
+        self.assertEqual(rcpt["{rcpt_mailer}"], "virtual")
+
+    def test_accept_at_mail_skips_the_milter_for_the_message(self):
+        self.serve({"M": [packet(b"a")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c)
+        self.assertEqual(r["end"].code, 250)
+        c.cmd("QUIT")
+        self.assertEqual(self.body_of(self.stored()[0]), MSG)
+        self.assertNotIn("E", self.m.events())
+
+    # ---- rejects at each stage ----
+
+    def test_reject_at_connect(self):
+        self.serve({"C": [packet(b"r")]})
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply().text, "554 mx.example.test ESMTP not accepting connections")
+        self.log(r"NOQUEUE: milter-reject: CONNECT from %s: 550 5\.7\.1 Command rejected; "
+                 r"proto=SMTP$" % CLIENT)
+        # the reject sticks: every command gets it
+        self.assertEqual(c.cmd("EHLO client.example.net").code, 250)
+        r = c.cmd("MAIL FROM:<alice@example.org>")
+        self.assertEqual(r.text, "550 5.7.1 Command rejected")
+        # and the commands without an event of their own (milters_other())
+        self.assertEqual(c.cmd("VRFY bob@virt.test").text, "550 5.7.1 Command rejected")
+        self.assertEqual(c.cmd("ETRN virt.test").text, "550 5.7.1 Command rejected")
+
+    def test_tempfail_421_at_connect(self):
+        self.serve({"C": [packet(b"y", cstr("421 4.7.0 not now"))]})
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply().text, "421 mx.example.test Service unavailable - try "
+                         "again later")
+        self.log(r"NOQUEUE: milter-reject: CONNECT from %s: 421 4\.7\.0 not now; proto=SMTP$"
+                 % CLIENT)
+
+    def test_reject_at_helo_applies_to_mail(self):
+        self.serve({"H": [packet(b"r")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        self.assertEqual(c.cmd("EHLO client.example.net").code, 250)
+        # proto=SMTP: Postfix logs the milter's answer before EHLO sets the protocol
+        self.log(r"NOQUEUE: milter-reject: EHLO from %s: 550 5\.7\.1 Command rejected; "
+                 r"proto=SMTP helo=<client\.example\.net>$" % CLIENT)
+        self.assertEqual(c.cmd("MAIL FROM:<alice@example.org>").text, "550 5.7.1 Command rejected")
+
+    def test_shutdown_at_helo_closes(self):
+        self.serve({"H": [packet(b"4")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        self.assertEqual(c.cmd("HELO client.example.net").text,
+                         "421 4.7.0 Server closing connection")
+        self.log(r"NOQUEUE: milter-reject: HELO from %s: 421 4\.7\.0 Server closing connection; "
+                 r"proto=SMTP helo=<client\.example\.net>$" % CLIENT)
+
+    def test_reject_at_mail(self):
+        self.serve({"M": [packet(b"r"), packet(b"c")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        c.cmd("EHLO client.example.net")
+        self.assertEqual(c.cmd("MAIL FROM:<alice@example.org>").text, "550 5.7.1 Command rejected")
+        self.log(r"NOQUEUE: milter-reject: MAIL from %s: 550 5\.7\.1 Command rejected; "
+                 r"from=<alice@example\.org> proto=ESMTP helo=<client\.example\.net>$" % CLIENT)
+        # the transaction was reset: a new MAIL works
+        self.assertEqual(c.cmd("MAIL FROM:<alice@example.org>").code, 250)
+
+    def test_tempfail_at_rcpt(self):
+        self.serve({"R": [packet(b"t"), packet(b"c")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c, rcpts=("bob@virt.test", "carol@virt.test"))
+        self.assertEqual(r["rcpt"][0].text, "451 4.7.1 Service unavailable - try again later")
+        self.assertEqual(r["rcpt"][1].code, 250)
+        self.log(r"NOQUEUE: milter-reject: RCPT from %s: 451 4\.7\.1 Service unavailable - try "
+                 r"again later; from=<alice@example\.org> to=<bob@virt\.test> proto=ESMTP "
+                 r"helo=<client\.example\.net>$" % CLIENT)
+        self.assertEqual(r["end"].code, 250)
+        self.assertEqual(self.stored("bob"), [])
+        self.assertEqual(len(self.stored("carol")), 1)
+
+    def test_rejected_recipient_is_told_to_milters_that_ask(self):
+        SMFIP_RCPT_REJ = 0x800
+        self.serve(protocol=SMFIP_RCPT_REJ, symlists={3: "{rcpt_addr} {rcpt_host} {rcpt_mailer}"})
+        c = self.connect(self.srv)
+        c.read_reply()
+        c.cmd("EHLO client.example.net")
+        c.cmd("MAIL FROM:<alice@example.org>")
+        r = c.cmd("RCPT TO:<nobody@virt.test>")
+        self.assertEqual(r.code, 550)
+        c.cmd("QUIT")
+        mac = self.m.macros("R")[0]
+        self.assertEqual(mac["{rcpt_mailer}"], "error")
+        self.assertEqual(mac["{rcpt_host}"], "5.1.1")
+        # the text after the address, as Postfix's smtpd_milter_eval() cuts it
+        self.assertEqual(mac["{rcpt_addr}"], "Recipient address rejected: User unknown in "
+                         "virtual mailbox table")
+
+    def test_custom_reply_at_data(self):
+        self.serve({"T": [packet(b"y", cstr("452-4.3.1 full\r\n452 4.3.1 come back"))]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c)
+        self.assertEqual(r["data"].lines, ["452-4.3.1 full", "452 4.3.1 come back"])
+        # logged whole, CR LF as "??", as Postfix logs it
+        self.log(r"[0-9A-F]+: milter-reject: DATA from %s: 452-4\.3\.1 full\?\?452 4\.3\.1 come "
+                 r"back;%s$" % (CLIENT, re.escape(WHATSUP)))
+
+    def test_unknown_command(self):
+        self.serve({"U": [packet(b"y", cstr("502 5.5.1 no such thing"))]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        self.assertEqual(c.cmd("FROB x").text, "502 5.5.1 no such thing")
+        self.log(r"NOQUEUE: milter-reject: UNKNOWN from %s: 502 5\.5\.1 no such thing; "
+                 r"proto=SMTP$" % CLIENT)
+
+    # ---- end of message ----
+
+    def eom(self, reply, rcpts=("bob@virt.test",), **kw):
+        self.serve({"E": [reply]}, **kw)
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c, rcpts=rcpts)
+        if r.get("end") is not None and r["end"].code != 421:
+            c.cmd("QUIT")
+        return r
+
+    def test_reject_at_end_of_message(self):
+        r = self.eom(packet(b"y", cstr("554 5.7.1 spam, go away")))
+        self.assertEqual(r["end"].text, "554 5.7.1 spam, go away")
+        self.log(r"cleanup\S*: [0-9A-F]+: milter-reject: END-OF-MESSAGE from %s: 5\.7\.1 spam, go "
+                 r"away;%s$" % (CLIENT, re.escape(WHATSUP)))
+        self.assertEqual(self.stored(None), [])
+
+    def test_tempfail_at_end_of_message(self):
+        r = self.eom(packet(b"t"))
+        self.assertEqual(r["end"].text, "451 4.7.1 Service unavailable - try again later")
+        self.assertEqual(self.stored(None), [])
+
+    def test_discard_at_end_of_message(self):
+        r = self.eom(packet(b"d"))
+        self.assertRegex(r["end"].text, r"^250 2\.0\.0 Ok: queued as [0-9A-F]+$")
+        self.log(r"[0-9A-F]+: milter-discard: END-OF-MESSAGE from %s: milter triggers DISCARD "
+                 r"action;%s$" % (CLIENT, re.escape(WHATSUP)))
+        self.assertEqual(self.stored(None), [])
+
+    def test_quarantine_is_a_tempfail(self):
+        r = self.eom(packet(b"q", cstr("held for review")) + packet(b"c"))
+        self.assertEqual(r["end"].text, "451 4.7.1 Error: message quarantined by a mail filter; "
+                         "mxgate has no hold queue")
+        self.log(r"[0-9A-F]+: milter-hold: END-OF-MESSAGE from %s: milter triggers HOLD "
+                 r"action;%s$" % (CLIENT, re.escape(WHATSUP)))
+        self.assertEqual(self.stored(None), [])
+
+    def test_quarantine_at_rcpt_holds_the_message(self):
+        self.serve({"R": [packet(b"q", cstr("later")) + packet(b"c")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c)
+        self.assertEqual(r["rcpt"][0].code, 250)
+        self.assertEqual(r["end"].code, 451)
+        self.assertEqual(self.stored(None), [])
+
+    def test_shutdown_at_end_of_message(self):
+        # Postfix's log line; but the 421 the milter asked for, where Postfix 3.7 answers 250
+        # and drops the message (README: Milters)
+        r = self.eom(packet(b"h", cstr("X-Before") + cstr("shutdown")) + packet(b"4"))
+        self.assertEqual(r["end"].text, "421 4.7.0 Server closing connection")
+        self.log(r"[0-9A-F]+: milter-reject: END-OF-MESSAGE from %s: message content rejected;%s$"
+                 % (CLIENT, re.escape(WHATSUP)))
+        self.assertEqual(self.stored(None), [])
+
+    def test_slow_end_of_message_content_timeout(self):
+        r = self.eom((3.0, packet(b"c")), main={"milter_content_timeout": "1s"})
+        self.assertEqual(r["end"].text, "451 4.7.1 Service unavailable - try again later")
+        self.log(r"warning: milter inet:\S+: can't read SMFIC_BODYEOB reply packet header: ")
+        self.assertEqual(self.stored(None), [])
+
+    def test_header_changes_are_stored(self):
+        r = self.eom(packet(b"h", cstr("X-Added") + cstr("one"))
+                     + packet(b"i", u32(0) + cstr("X-Top") + cstr("first"))
+                     + packet(b"m", u32(1) + cstr("Subject") + cstr("[SPAM] Lunch"))
+                     + packet(b"m", u32(1) + cstr("Date") + cstr(""))
+                     + packet(b"c"))
+        self.assertEqual(r["end"].code, 250, r["end"])
+        files = self.stored()
+        self.assertEqual(len(files), 1)
+        # index 0: above our Received: header, as Postfix puts it (SameAsPostfix checks it)
+        self.assertRegex(files[0].decode(), r"^Return-Path: <alice@example\.org>\n"
+                         r"X-Original-To: bob@virt\.test\nDelivered-To: bob@virt\.test\n"
+                         r"X-Top: first\nReceived: from client\.example\.net ")
+        self.assertEqual(self.body_of(files[0].replace(b"X-Top: first\n", b"")),
+                         "From: Alice <alice@example.org>\n"
+                         "To: Bob <bob@virt.test>\n"
+                         "Subject: [SPAM] Lunch\n"
+                         "Message-Id: <lunch@example.org>\n"
+                         "X-Added: one\n"
+                         "\n"
+                         "Hi Bob,\n"
+                         "shall we have lunch?\n")
+
+    def test_replace_body(self):
+        r = self.eom(packet(b"b", b"new body\r\nsecond line\r\n") + packet(b"c"))
+        self.assertEqual(r["end"].code, 250)
+        self.assertEqual(self.body_of(self.stored()[0]), MSG.split("\n\n")[0] + "\n\n"
+                         "new body\nsecond line\n")
+
+    def test_change_from(self):
+        r = self.eom(packet(b"e", cstr("<new@example.org>")) + packet(b"c"))
+        self.assertEqual(r["end"].code, 250)
+        self.assertTrue(self.stored()[0].startswith(b"Return-Path: <new@example.org>\n"))
+
+    def test_add_own_recipient(self):
+        r = self.eom(packet(b"+", cstr("<carol@virt.test>")) + packet(b"c"))
+        self.assertEqual(r["end"].code, 250)
+        self.assertEqual(len(self.stored("bob")), 1)
+        self.assertEqual(len(self.stored("carol")), 1)
+        self.assertEqual(self.body_of(self.stored("carol")[0]), MSG)
+
+    def test_add_foreign_recipient_defers_the_message(self):
+        r = self.eom(packet(b"+", cstr("<someone@elsewhere.example>")) + packet(b"c"))
+        self.assertEqual(r["end"].text, "451 4.3.0 Error: a mail filter added a recipient that "
+                         "cannot be delivered here")
+        self.log(r"warning: [0-9A-F]+: milter %s: add_rcpt <someone@elsewhere\.example>: "
+                 % re.escape(self.m.milter))
+        self.assertEqual(self.stored(None), [])
+
+    def test_delete_recipient(self):
+        r = self.eom(packet(b"-", cstr("<carol@virt.test>")) + packet(b"c"),
+                     rcpts=("bob@virt.test", "carol@virt.test"))
+        self.assertEqual(r["end"].code, 250)
+        self.assertEqual(len(self.stored("bob")), 1)
+        self.assertEqual(self.stored("carol"), [])
+
+    def test_bdat_message_with_header_change(self):
+        self.serve({"E": [packet(b"h", cstr("X-Added") + cstr("bdat")) + packet(b"c")]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        c.cmd("EHLO client.example.net")
+        c.cmd("MAIL FROM:<alice@example.org>")
+        c.cmd("RCPT TO:<bob@virt.test>")
+        data = MSG.replace("\n", "\r\n")
+        r = c.cmd("BDAT %d LAST\r\n%s" % (len(data), data[:-2]))
+        self.assertRegex(r.text, r"^250 2\.0\.0 Ok: %d bytes queued as [0-9A-F]+$" % len(data))
+        c.cmd("QUIT")
+        self.assertEqual(self.body_of(self.stored()[0]),
+                         MSG.replace("\n\n", "\nX-Added: bdat\n\n", 1))
+        ev = self.m.events()
+        self.assertLess(ev.index("T"), ev.index("L"), ev)
+
+    def test_bad_milter_list_is_a_configuration_error(self):
+        srv = harness.Server(main=dict(harness.BASE_MAIN, smtpd_milters="foo:bar"))
+        self.addCleanup(srv.cleanup)
+        rc, _, err = self.mxgate("run", "-c", srv.dir, timeout=30)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("smtpd_milters: invalid transport name: foo in Milter service: foo:bar", err)
+
+    def test_starttls_macros_and_abort(self):
+        from test_tls import Certs, Conn
+        Certs.make()
+        self.serve(symlists={1: "{tls_version} {cipher} {cipher_bits}"},
+                   main=dict(Certs.params(), smtpd_tls_security_level="may"))
+        c = Conn(self.srv.port)
+        c.reply()
+        c.cmd("EHLO client.example.net")
+        self.assertTrue(c.cmd("STARTTLS").startswith("220 "))
+        c.starttls()
+        c.cmd("EHLO client.example.net")
+        c.cmd("QUIT")
+        helo = self.m.macros("H")
+        # the first HELO in plaintext: no TLS macros; after STARTTLS: the TLS layer's values
+        self.assertEqual(helo[0], {})
+        self.assertRegex(helo[1]["{tls_version}"], r"^TLSv1\.[23]$")
+        self.assertTrue(helo[1]["{cipher}"])
+        self.assertTrue(helo[1]["{cipher_bits}"].isdigit())
+        ev = self.m.events()
+        # STARTTLS forgets the HELO: ABORT (Postfix's helo_reset()) before the second HELO
+        self.assertEqual(ev[:6], ["O", "C", "H", "A", "H", "A"], ev)
+
+    # ---- a milter that is down or slow ----
+
+    def down(self, action):
+        self.serve(milter=False, main={"milter_default_action": action})
+        c = self.connect(self.srv)
+        banner = c.read_reply()
+        return c, banner
+
+    def test_down_tempfail(self):
+        c, banner = self.down("tempfail")
+        self.assertEqual(banner.code, 220)
+        c.cmd("EHLO client.example.net")
+        self.assertEqual(c.cmd("MAIL FROM:<alice@example.org>").text,
+                         "451 4.7.1 Service unavailable - try again later")
+        self.log(r"warning: connect to Milter service unix:/nonexistent/milter\.sock: No such file "
+                 r"or directory$")
+
+    def test_down_reject(self):
+        c, banner = self.down("reject")
+        self.assertEqual(banner.text, "554 mx.example.test ESMTP not accepting connections")
+
+    def test_down_accept(self):
+        c, banner = self.down("accept")
+        self.assertEqual(banner.code, 220)
+        r = self.transaction(c)
+        self.assertEqual(r["end"].code, 250)
+        self.assertEqual(self.body_of(self.stored()[0]), MSG)
+
+    def test_down_quarantine(self):
+        c, banner = self.down("quarantine")
+        self.assertEqual(banner.code, 220)
+        r = self.transaction(c)
+        self.assertEqual(r["end"].code, 451)
+        self.assertEqual(self.stored(None), [])
+
+    def test_slow_milter_command_timeout(self):
+        self.serve({"R": [(3.0, packet(b"c"))]}, main={"milter_command_timeout": "1s"})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c)
+        self.assertEqual(r["rcpt"][0].text, "451 4.7.1 Service unavailable - try again later")
+        self.log(r"warning: milter inet:\S+: can't read SMFIC_RCPT reply packet header: ")
+
+    def test_client_gone_with_an_event_in_flight(self):
+        self.serve({"M": [(2.0, packet(b"c"))]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        c.cmd("EHLO client.example.net")
+        c.send("MAIL FROM:<alice@example.org>\r\n")
+        c.close()
+        self.log(r"disconnect from localhost\[127\.0\.0\.1\]")
+        time.sleep(2.5)     # the late answer finds no session (ASan would say otherwise)
+
+
+    def test_shutdown_with_an_event_in_flight(self):
+        # the session is freed while the milter owes its MAIL answer: the event is cancelled
+        # (no callback into a freed session: ASan would report it, and the stop fails)
+        self.serve({"M": [(4.0, packet(b"c"))]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        c.cmd("EHLO client.example.net")
+        c.send("MAIL FROM:<alice@example.org>\r\n")
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        self.assertEqual(self.srv.stop(), [])
+        self.assertLess(time.monotonic() - t0, 3.5)     # before the milter's answer
+        msgs = self.srv.log_messages()
+        self.assertIn("disconnect from localhost[127.0.0.1] ehlo=1 commands=1", msgs)
+
+    def test_client_gone_during_the_end_of_message(self):
+        # the whole message arrived: it is stored once the milter accepts it (as Postfix's
+        # cleanup queues it), the 250 goes nowhere
+        self.serve({"E": [(2.0, packet(b"c"))]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        c.cmd("EHLO client.example.net")
+        c.cmd("MAIL FROM:<alice@example.org>")
+        c.cmd("RCPT TO:<bob@virt.test>")
+        c.cmd("DATA")
+        c.send(wire(MSG))
+        time.sleep(0.5)
+        c.close()
+        self.log(r"disconnect from localhost\[127\.0\.0\.1\]")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not self.stored():
+            time.sleep(0.05)
+        self.assertEqual([self.body_of(f) for f in self.stored()], [MSG])
+
+
+class RspamdSession(harness.MxTestCase):
+    rspamd = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.rspamd = mf.Rspamd().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.rspamd:
+            cls.rspamd.stop()
+
+    def run_one(self, msg):
+        cf = dict(harness.BASE_MAIN)
+        cf["smtpd_milters"] = self.rspamd.milter
+        srv = self.start_server(main=cf, virtual_users=["rcpt"])
+        c = self.connect(srv, timeout=60)
+        c.read_reply()
+        c.cmd("HELO mail.example.net")
+        c.cmd("MAIL FROM:<sender@example.org>")
+        self.assertEqual(c.cmd("RCPT TO:<rcpt@virt.test>").code, 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(wire(msg))
+        final = c.read_reply(timeout=60)
+        c.cmd("QUIT")
+        return srv, final
+
+    def test_gtube_rejected_with_rspamds_reply(self):
+        srv, final = self.run_one(mf.GTUBE.replace("rcpt@example.com", "rcpt@virt.test"))
+        self.assertEqual(final.text, "554 5.7.1 Gtube pattern")
+        self.assertIsNotNone(srv.wait_log(
+            r"cleanup\S*: [0-9A-F]+: milter-reject: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]:"
+            r" 5\.7\.1 Gtube pattern; from=<sender@example\.org> to=<rcpt@virt\.test> proto=SMTP "
+            r"helo=<mail\.example\.net>"))
+        self.assertEqual(harness.maildir_files(srv.vmail), [])
+
+    def test_same_as_postfix(self):
+        if os.geteuid() != 0 or not os.path.exists("/usr/sbin/postfix"):
+            self.skipTest("the Postfix reference needs root and Postfix")
+        import postfixref
+        ref = postfixref.Reference("milter-sess-rspamd")
+        self.addCleanup(ref.stop)
+        with open(os.path.join(ref.dir, "vmailbox"), "w") as f:
+            f.write("rcpt@virt.test rcpt/\n")
+        ref.start(dict(harness.BASE_MAIN, smtpd_milters=self.rspamd.milter,
+                       myhostname="mx.example.test", smtpd_client_restrictions="",
+                       virtual_mailbox_domains="virt.test",
+                       virtual_mailbox_maps="texthash:%s/vmailbox" % ref.dir))
+        gtube = mf.GTUBE.replace("rcpt@example.com", "rcpt@virt.test")
+        with harness.Client(ref.port, timeout=60) as c:
+            c.read_reply()
+            c.cmd("HELO mail.example.net")
+            c.cmd("MAIL FROM:<sender@example.org>")
+            c.cmd("RCPT TO:<rcpt@virt.test>")
+            c.cmd("DATA")
+            c.send(wire(gtube))
+            pf_gtube = c.read_reply(timeout=60).text
+            c.cmd("MAIL FROM:<sender@example.org>")
+            c.cmd("RCPT TO:<rcpt@virt.test>")
+            c.cmd("DATA")
+            c.send(wire(mf.CLEAN))
+            pf_clean = c.read_reply(timeout=60).text
+            c.cmd("QUIT")
+        srv, mx_gtube = self.run_one(gtube)
+        self.assertEqual(mx_gtube.text, pf_gtube)
+        srv, mx_clean = self.run_one(mf.CLEAN)
+        self.assertEqual(mx_clean.code, 250)
+        self.assertTrue(pf_clean.startswith("250 "), pf_clean)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not harness.maildir_files(ref.vmail):
+            time.sleep(0.1)
+        pf_headers, pf_body = harness.read_message(harness.maildir_files(ref.vmail)[0])
+        mx_headers, mx_body = harness.read_message(harness.maildir_files(srv.vmail)[0])
+        # the same headers in the same order (rspamd's among them), the same body
+        self.assertEqual([n for n, _ in mx_headers], [n for n, _ in pf_headers])
+        self.assertEqual(mx_body, pf_body)
+
+    def test_clean_message_stored_with_rspamds_headers(self):
+        srv, final = self.run_one(mf.CLEAN)
+        self.assertEqual(final.code, 250, final)
+        files = harness.maildir_files(srv.vmail)
+        self.assertEqual(len(files), 1)
+        headers, body = harness.read_message(files[0])
+        names = [n for n, _ in headers]
+        self.assertEqual(names[:4], ["Return-Path", "X-Original-To", "Delivered-To", "Received"])
+        self.assertIn("X-Spamd-Result", names)
+        self.assertIn("X-Rspamd-Server", names)
+        qid = re.search(r"queued as ([0-9A-F]+)", final.text).group(1)
+        self.assertIn(("X-Rspamd-Queue-Id", qid), headers)
+        self.assertTrue(body.startswith(b"Hi Bob,\n"), body)
+
+
+RECEIVED_ID = re.compile(rb"\bid [0-9A-F]{6,}")
+RECEIVED_DATE = re.compile(rb"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [ 123]\d [A-Z][a-z]{2} \d{4} "
+                           rb"\d\d:\d\d:\d\d [+-]\d{4} \([A-Za-z0-9+-]+\)")
+
+
+def normalize(data):
+    """The Received: header's queue id and time (the rest must be the same)."""
+    return RECEIVED_DATE.sub(b"DATE", RECEIVED_ID.sub(b"id QUEUEID", data))
+
+
+class SameAsPostfix(harness.MxTestCase):
+    """The same sessions with the same scripted milter through Postfix 3.7
+    (tests/system/postfixref.py) and through mxgate: the same replies, the same stored bytes."""
+    maxDiff = None
+
+    CASES = [
+        ("continue", {}),
+        ("header edits", {"E": [packet(b"h", cstr("X-Added") + cstr("one"))
+                                + packet(b"i", u32(0) + cstr("X-Top") + cstr("first"))
+                                + packet(b"i", u32(2) + cstr("X-Second") + cstr("two"))
+                                + packet(b"m", u32(1) + cstr("Subject") + cstr("[SPAM] Lunch"))
+                                + packet(b"m", u32(1) + cstr("Date") + cstr(""))
+                                + packet(b"c")]}),
+        ("replace body", {"E": [packet(b"b", b"new body\r\nsecond line\r\n") + packet(b"c")]}),
+        ("change from", {"E": [packet(b"e", cstr("<new@example.org>")) + packet(b"c")]}),
+        ("reject at eom", {"E": [packet(b"y", cstr("554 5.7.1 spam, go away"))]}),
+        ("tempfail at rcpt", {"R": [packet(b"t")]}),
+        ("reject at mail", {"M": [packet(b"r")]}),
+        ("discard at eom", {"E": [packet(b"d")]}),
+        ("reject at connect", {"C": [packet(b"r")]}),
+        ("reject at helo", {"H": [packet(b"r")]}),
+        ("reject at data", {"T": [packet(b"y", cstr("452-4.3.1 full\r\n452 4.3.1 come back"))]}),
+        ("tempfail at eom", {"E": [packet(b"t")]}),
+        ("accept at mail", {"M": [packet(b"a")]}),
+        ("discard at rcpt", {"R": [packet(b"d")]}),
+        # not "shutdown at eom": Postfix 3.7 answers 250 and drops the message, mxgate 421
+    ]
+
+    def setUp(self):
+        if os.geteuid() != 0 or not os.path.exists("/usr/sbin/postfix"):
+            self.skipTest("the Postfix reference needs root and Postfix")
+
+    @staticmethod
+    def session(port, base):
+        before = set(harness.maildir_files(base, "new"))
+        with harness.Client(port, timeout=30) as c:
+            out = [c.read_reply().code]
+            out.append(c.cmd("EHLO client.example.net").code)
+            out.append(c.cmd("MAIL FROM:<alice@example.org>").text)
+            out.append(c.cmd("RCPT TO:<bob@virt.test>").text)
+            r = c.cmd("DATA")
+            out.append(r.text)
+            if r.code == 354:
+                c.send(wire(MSG))
+                out.append(re.sub(r"queued as [0-9A-F]+", "queued as QUEUEID",
+                                  c.read_reply(timeout=30).text))
+            try:
+                c.cmd("QUIT")
+            except (harness.Closed, OSError):
+                pass
+        stored = None
+        if out[-1].startswith("250"):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                new = sorted(set(harness.maildir_files(base, "new")) - before)
+                if new:
+                    with open(new[0], "rb") as f:
+                        stored = normalize(f.read())
+                    break
+                time.sleep(0.05)
+        return out, stored
+
+    def test_same_replies_and_stored_bytes(self):
+        import postfixref
+        pf_milter = mf.ScriptedMilter(inet=True)
+        self.addCleanup(pf_milter.stop)
+        mx_milter = mf.ScriptedMilter(inet=True)
+        self.addCleanup(mx_milter.stop)
+        common = dict(harness.BASE_MAIN, myhostname="mx.example.test", mail_name="Postfix",
+                      compatibility_level="3.6", smtpd_client_restrictions="",
+                      milter_default_action="tempfail")
+        ref = postfixref.Reference("milter-sess")
+        self.addCleanup(ref.stop)
+        with open(os.path.join(ref.dir, "vmailbox"), "w") as f:
+            f.write("bob@virt.test bob/\n")
+        ref.start(dict(common, smtpd_milters=pf_milter.milter, virtual_mailbox_domains="virt.test",
+                       virtual_mailbox_maps="texthash:%s/vmailbox" % ref.dir))
+        srv = self.start_server(main=dict(common, smtpd_milters=mx_milter.milter),
+                                virtual_users=["bob"])
+        pf_log = os.path.join(ref.dir, "maillog")
+        for name, script in self.CASES:
+            for m in (pf_milter, mx_milter):
+                m.script = {k: list(v) for k, v in script.items()}
+            marks = (len(pf_milter.received), len(mx_milter.received),
+                     len(self.milter_lines(open(pf_log, errors="replace").read())),
+                     len(self.milter_lines("\n".join(srv.log_lines()))))
+            pf = self.session(ref.port, ref.vmail)
+            mx = self.session(srv.port, srv.vmail)
+            self.assertEqual(mx[0], pf[0], name)
+            self.assertEqual((mx[1] or b"").decode(), (pf[1] or b"").decode(), name)
+            # the same packets, in the same order (macro values and the port left out)
+            self.assertEqual(self.shape(mx_milter.received[marks[1]:]),
+                             self.shape(pf_milter.received[marks[0]:]), name)
+            # the same milter-* log lines (queue ids left out)
+            time.sleep(0.3)
+            pf_lines = self.milter_lines(open(pf_log, errors="replace").read())[marks[2]:]
+            self.assertEqual(self.milter_lines("\n".join(srv.log_lines()))[marks[3]:], pf_lines,
+                             name)
+            self.assertEqual(bool(pf_lines), name.split()[0] in ("reject", "tempfail", "discard"),
+                             name)
+
+    def test_macros_as_postfix(self):
+        """The connect, MAIL and RCPT macros (a rejected recipient's too, SMFIP_RCPT_REJ) have
+        Postfix's values."""
+        import postfixref
+        syms = {0: "j _ {client_addr} {client_name} {client_ptr} {client_resolve} {daemon_addr}",
+                2: "{mail_addr} {mail_host} {mail_mailer}",
+                3: "{rcpt_addr} {rcpt_host} {rcpt_mailer}"}
+        pf_milter = mf.ScriptedMilter(inet=True, protocol=0x800, symlists=syms)
+        self.addCleanup(pf_milter.stop)
+        mx_milter = mf.ScriptedMilter(inet=True, protocol=0x800, symlists=syms)
+        self.addCleanup(mx_milter.stop)
+        common = dict(harness.BASE_MAIN, myhostname="mx.example.test",
+                      smtpd_client_restrictions="")
+        ref = postfixref.Reference("milter-sess")
+        self.addCleanup(ref.stop)
+        with open(os.path.join(ref.dir, "vmailbox"), "w") as f:
+            f.write("bob@virt.test bob/\n")
+        ref.start(dict(common, smtpd_milters=pf_milter.milter, virtual_mailbox_domains="virt.test",
+                       virtual_mailbox_maps="texthash:%s/vmailbox" % ref.dir))
+        srv = self.start_server(main=dict(common, smtpd_milters=mx_milter.milter),
+                                virtual_users=["bob"])
+        replies = []
+        for port in (ref.port, srv.port):
+            with harness.Client(port, timeout=30) as c:
+                c.read_reply()
+                c.cmd("EHLO client.example.net")
+                c.cmd("MAIL FROM:<alice@example.org>")
+                replies.append([c.cmd("RCPT TO:<nobody@virt.test>").text,
+                                c.cmd("RCPT TO:<bob@virt.test>").text])
+                c.cmd("QUIT")
+        self.assertEqual(replies[1], replies[0])
+        self.assertEqual(mx_milter.macros("R"), pf_milter.macros("R"))
+        self.assertEqual(mx_milter.macros("M"), pf_milter.macros("M"))
+        self.assertEqual(mx_milter.macros("C"), pf_milter.macros("C"))
+        self.assertEqual(pf_milter.macros("R")[0]["{rcpt_mailer}"], "error")
+
+    @staticmethod
+    def milter_lines(text):
+        out = []
+        for ln in text.splitlines():
+            m = re.search(r"(?:smtpd|cleanup)\[\d+\]: (\S+: milter-.*)$", ln)
+            if m:
+                out.append(re.sub(r"^[0-9A-F]+:", "QUEUEID:", m.group(1)))
+        return out
+
+    @staticmethod
+    def shape(packets):
+        out = []
+        for c, d in packets:
+            if c == "D":
+                parts = d[1:].split(b"\0")[:-1]
+                out.append(("D", d[:1], tuple(parts[0::2])))
+            elif c == "C":
+                host, rest = d.split(b"\0", 1)
+                out.append(("C", host, rest[:1], rest[3:]))
+            else:
+                out.append((c, d))
+        return out
+
+
+if __name__ == "__main__":
+    unittest.main()
