@@ -5,8 +5,9 @@ down and milter_default_action), and against a scripted milter (milterfixture.Sc
 written from the protocol's description) for every reply and change that rspamd does not send
 on demand, the macros, the negotiation, the chain of several milters, timeouts and cancels.
 
-The session hook (smtpd_milters) is not there yet: these tests show what the session will get
-from the client, reply by reply, with Postfix 3.7's reply texts and warnings."""
+These tests show what the session gets from the client, reply by reply, with Postfix 3.7's
+reply texts and warnings; tests/system/test_milter_session.py tests the session hook
+(smtpd_milters) itself, with the same milters."""
 
 import os
 import re
@@ -652,7 +653,7 @@ class SameAsPostfix(unittest.TestCase):
         self.assertEqual(mx_replies, pf_replies)
         self.assertEqual(pf_replies, ["550 5.7.1 Command rejected", TEMPFAIL,
                                       "550 5.7.1 <custom@example.com>: go away"])
-        # Postfix's log lines, which the session hook is to write (check_milter_reply())
+        # Postfix's log lines, which the session hook writes too (check_milter_reply())
         deadline = time.monotonic() + 10
         log = ""
         while time.monotonic() < deadline and log.count("milter-reject") < 3:
