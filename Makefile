@@ -142,6 +142,7 @@ bench:
 	python3 bench/dnsbl.py --build bench/build
 	python3 bench/tls.py --build bench/build
 	python3 bench/anvil_redis.py --build bench/build
+	python3 bench/milter.py --build bench/build
 
 clean:
 	rm -rf $(BUILD)
