@@ -29,6 +29,54 @@ static int log_syslog_open;	/* fallback: syslog(3), one ident for every line */
 static int log_dev_fd = -1;	/* /dev/log datagram socket: our own tag per line */
 static pthread_mutex_t log_dev_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/*
+ * The pid in every line's tag, asked once: 0 until then, and set to 0 again
+ * in every forked child (pthread_atfork), so a child asks again.
+ */
+static pid_t log_pid;
+static pthread_once_t log_pid_once = PTHREAD_ONCE_INIT;
+
+static void
+log_pid_forget(void)
+{
+	log_pid = 0;
+}
+
+static void
+log_pid_init(void)
+{
+	pthread_atfork(NULL, NULL, log_pid_forget);
+}
+
+static long
+log_getpid(void)
+{
+	pthread_once(&log_pid_once, log_pid_init);
+	if (log_pid == 0)
+		log_pid = getpid();
+	return (long)log_pid;
+}
+
+/*
+ * "Mon DD HH:MM:SS" for now, formatted once per second per thread (a line
+ * a few microseconds into a new second gets that second's stamp, as before).
+ */
+static const char *
+log_stamp(time_t now)
+{
+	static __thread time_t last = (time_t)-1;
+	static __thread char stamp[32];
+
+	if (now != last) {
+		struct tm tm;
+
+		localtime_r(&now, &tm);
+		strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
+		last = now;
+	}
+	return stamp;
+}
+
 static const char *const log_prefix[] = {
 	[LOG_LVL_INFO] = "",
 	[LOG_LVL_WARNING] = "warning: ",
@@ -148,7 +196,7 @@ log_dev_send(const char *data, size_t len)
 		char note[128];
 		int n = snprintf(note, sizeof(note), "<%d>%s/smtpd[%ld]: warning: %lu log lines "
 				 "dropped: syslog did not keep up", log_facility | LOG_WARNING,
-				 log_syslog_name, (long)getpid(), log_dev_dropped);
+				 log_syslog_name, log_getpid(), log_dev_dropped);
 
 		if (n > 0 && send(log_dev_fd, note, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
 			log_dev_dropped = 0;
@@ -421,7 +469,7 @@ log_writer_start(int fd, const char *hostname, const char *syslog_name, char **e
 
 	w->fd = fd;
 	w->tail = &w->head;
-	w->tag = xasprintf("%s %s/smtpd[%ld]: ", hostname, syslog_name, (long)getpid());
+	w->tag = xasprintf("%s %s/smtpd[%ld]: ", hostname, syslog_name, log_getpid());
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);	/* the linger's clock */
@@ -712,13 +760,55 @@ log_forked_child(void)
 	log_syslog_open = 0;
 	log_dev_fd = -1;
 	log_syslog_name = NULL;
+	log_pid = 0;	/* also done by pthread_atfork: a child made otherwise */
+}
+
+static pthread_key_t log_line_key;
+static pthread_once_t log_line_once = PTHREAD_ONCE_INIT;
+
+static void
+log_line_key_free(void *p)
+{
+	buf_free(p);
+	free(p);
+}
+
+static void
+log_line_key_init(void)
+{
+	pthread_key_create(&log_line_key, log_line_key_free);
+}
+
+/* This thread's line buffer, freed when the thread ends. */
+static struct buf *
+log_line_buf(void)
+{
+	static __thread struct buf *b;
+
+	if (b == NULL) {
+		pthread_once(&log_line_once, log_line_key_init);
+		b = xcalloc(1, sizeof(*b));
+		pthread_setspecific(log_line_key, b);
+	}
+	return b;
 }
 
 void
 log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 {
-	struct buf line = BUF_INIT;
+	/*
+	 * One line buffer per thread, kept between lines (no allocation per
+	 * line); a line logged while another is being formatted on the same
+	 * thread (from a signal handler, say) gets a buffer of its own.
+	 */
+	static __thread int kept_busy;
+	struct buf local = BUF_INIT, *kept = kept_busy ? NULL : log_line_buf();
+	struct buf *lp = kept != NULL ? kept : &local;
+#define line (*lp)
 	int saved_errno = errno;
+
+	kept_busy++;
+	buf_reset(lp);
 
 	if (log_syslog_name == NULL) {
 		buf_printf(&line, "%s: %s", log_progname, log_prefix[level]);
@@ -732,9 +822,7 @@ log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 		buf_vprintf(&line, fmt, ap);
 		syslog(log_syslog_prio[level], "%s", line.data);
 	} else {
-		char stamp[32];
-		struct tm tm;
-		time_t now = time(NULL);
+		const char *stamp = log_stamp(time(NULL));
 		va_list ap2;
 
 		/* A daemon that stops also says why on stderr, for whoever started it. */
@@ -749,14 +837,12 @@ log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 			(void)!write(STDERR_FILENO, e.data, e.len);
 			buf_free(&e);
 		}
-		localtime_r(&now, &tm);
-		strftime(stamp, sizeof(stamp), "%b %e %H:%M:%S", &tm);
 		/* maillog_file: "stamp host tag[pid]: text\n"; /dev/log: "<pri>stamp tag[pid]: text". */
 		if (log_w != NULL)
 			buf_printf(&line, "%s %s ", stamp, log_hostname);
 		else
 			buf_printf(&line, "<%d>%s ", log_facility | log_syslog_prio[level], stamp);
-		buf_printf(&line, "%s/%s[%ld]: %s", log_syslog_name, process, (long)getpid(),
+		buf_printf(&line, "%s/%s[%ld]: %s", log_syslog_name, process, log_getpid(),
 			   log_prefix[level]);
 		buf_vprintf(&line, fmt, ap);
 		if (log_w != NULL) {
@@ -772,7 +858,12 @@ log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 			log_dev_send(line.data, line.len);
 		}
 	}
-	buf_free(&line);
+#undef line
+	buf_free(&local);
+	/* A buffer grown by a huge line is not kept. */
+	if (kept != NULL && kept->cap > 4096)
+		buf_free(kept);
+	kept_busy--;
 	errno = saved_errno;
 }
 

@@ -18,7 +18,10 @@
  *
  * Buffering: at most 64 KiB of input is read ahead of the session (beyond
  * it the kernel holds the client's bytes); the session is told the output
- * drained when unsent replies fall to 16 KiB.
+ * drained when unsent replies fall to 16 KiB.  Writing (plaintext): what a
+ * loop turn writes goes out at the turn's end in one writev(2), with no
+ * write event; only output the kernel did not take is left to the
+ * bufferevent's write event, under the write timeout.
  *
  * Closing: io->close() stops reading, sends what is queued (bounded by the
  * write timeout, smtpd_timeout), then calls the owner's closed(owner)
