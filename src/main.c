@@ -661,7 +661,20 @@ cmd_run(int argc, char **argv)
 
 	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	nworkers = ncpu > 0 ? (int)ncpu : 1;
-	/* Postfix's master(8) logs its start, reload and stop lines. */
+	/*
+	 * Postfix's master(8) logs its start, reload and stop lines.  Once
+	 * "daemon started" is out, a SIGHUP or SIGTERM must reach the loop's
+	 * handlers, which server_run() sets up: until then they wait, blocked.
+	 */
+	{
+		sigset_t early;
+
+		sigemptyset(&early);
+		sigaddset(&early, SIGTERM);
+		sigaddset(&early, SIGINT);
+		sigaddset(&early, SIGHUP);
+		pthread_sigmask(SIG_BLOCK, &early, NULL);
+	}
 	log_as("master", LOG_LVL_INFO, "daemon started -- version %s, configuration %s",
 	       MXGATE_VERSION, dir);
 	rc = server_run(srv, nworkers);

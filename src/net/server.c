@@ -1254,6 +1254,8 @@ server_run(struct server *srv, int nworkers)
 				   &srv->workers[k]) != 0)
 			msg_fatal("cannot start event-loop thread: %s", strerror(errno));
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* what came since `mxgate run` blocked them (its "daemon started" line) is taken now */
+	pthread_sigmask(SIG_UNBLOCK, &block, NULL);
 
 	evloop_run(srv->workers[0].el);
 
