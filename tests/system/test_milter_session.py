@@ -775,3 +775,28 @@ class SameAsPostfix(harness.MxTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class MilterSessionReview(harness.MxTestCase):
+    """Review of the milter session (issue 13): what a milter's answer may not do."""
+    serve, transaction, stored, log, body_of, eom = (
+        MilterSession.serve, MilterSession.transaction, MilterSession.stored,
+        MilterSession.log, MilterSession.body_of, MilterSession.eom)
+
+    def test_multiline_reply_is_one_reply(self):
+        # Postfix's smtpd_chat_reply(): the lines of a milter's text are one reply (each but
+        # the last gets '-' after its code); the client must not read a second reply from it
+        r = self.eom(packet(b"y", cstr("554 5.7.1 spam\r\n250 2.0.0 Ok: queued as FAKE")))
+        self.assertEqual(r["end"].lines, ["554-5.7.1 spam", "250 2.0.0 Ok: queued as FAKE"])
+        self.assertEqual(self.stored(None), [])
+
+    def test_lone_lf_in_reply_does_not_split_it(self):
+        self.serve({"E": [packet(b"y", cstr("554 5.7.1 spam\n250 2.0.0 Ok: queued as FAKE"))]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c)
+        self.assertEqual(r["end"].lines, ["554 5.7.1 spam?250 2.0.0 Ok: queued as FAKE"])
+        self.assertEqual(c.cmd("NOOP").text, "250 2.0.0 Ok")
+        self.log(r"milter-reject: END-OF-MESSAGE from %s: 5\.7\.1 spam\?250 2\.0\.0 Ok: queued "
+                 r"as FAKE;" % CLIENT)
+        self.assertEqual(self.stored(None), [])
