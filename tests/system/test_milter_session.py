@@ -800,3 +800,12 @@ class MilterSessionReview(harness.MxTestCase):
         self.log(r"milter-reject: END-OF-MESSAGE from %s: 5\.7\.1 spam\?250 2\.0\.0 Ok: queued "
                  r"as FAKE;" % CLIENT)
         self.assertEqual(self.stored(None), [])
+
+    def test_milter_text_cannot_forge_a_log_line(self):
+        # Postfix's msg_vprintf() makes every log text printable(): a milter's LF is a '?'
+        forged = "Dec  1 00:00:00 mx postfix/smtpd[1]: forged"
+        r = self.eom(packet(b"+", cstr("<someone@elsewhere.example>\n" + forged)) + packet(b"c"))
+        self.assertEqual(r["end"].code, 451)
+        self.log(r"warning: [0-9A-F]+: milter %s: add_rcpt <<someone@elsewhere\.example>\?%s>: "
+                 % (re.escape(self.m.milter), re.escape(forged)))
+        self.assertFalse([l for l in self.srv.log_lines() if l.startswith(forged)])
