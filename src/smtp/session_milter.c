@@ -564,7 +564,7 @@ eom_store_view(struct session *s)
 	const struct milter_header *h;
 	size_t nh, blen;
 	const char *body;
-	struct spool *sp = spool_memory_new(s->env->body_bytes, 0);
+	struct spool *sp = session_new_spool(s);	/* the daemon's: a file, not memory */
 	struct buf b = BUF_INIT;
 	enum spool_status st;
 
