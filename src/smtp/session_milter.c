@@ -420,6 +420,8 @@ session_milter_end(struct session *s)
 	s->milter_quoted = NULL;
 	free(s->milter_reply);
 	s->milter_reply = NULL;
+	free(s->milter_received);
+	s->milter_received = NULL;
 }
 
 /* ---- the end of the message ---- */
@@ -476,12 +478,19 @@ milter_read_free(struct milter_read *r)
 	free(r);
 }
 
-/* How long our Received: header (the spool's first header, cleanup's) is. */
+/*
+ * How long our Received: header (the spool's first header, cleanup's) is;
+ * 0 when the first header is not ours (header_checks removed ours: the
+ * client's first Received: is the milters' to see, as in Postfix, whose
+ * milter8 hides only the text of its own).
+ */
 static size_t
-received_len(const char *msg, size_t len)
+received_len(const char *msg, size_t len, const char *ours)
 {
 	size_t off = 0;
 
+	if (ours == NULL || strlen(ours) > len || strncmp(msg, ours, strlen(ours)) != 0)
+		return 0;
 	if (len < 9 || strncasecmp(msg, "Received:", 9) != 0)
 		return 0;
 	while (off < len) {
@@ -844,7 +853,8 @@ milter_read_done(void *arg)
 	s->milter_msg_len = r->len;
 	r->data = NULL;
 	milter_read_free(r);
-	s->milter_rcvd_len = s->txn.cl_on ? received_len(s->milter_msg, s->milter_msg_len) : 0;
+	s->milter_rcvd_len = s->txn.cl_on ? received_len(s->milter_msg, s->milter_msg_len,
+							  s->milter_received) : 0;
 	milters_message(s->ms, s->milter_msg + s->milter_rcvd_len,
 			s->milter_msg_len - s->milter_rcvd_len, session_milter_answer, s);
 	session_milter_wait(s, eom_answer);

@@ -809,3 +809,25 @@ class MilterSessionReview(harness.MxTestCase):
         self.log(r"warning: [0-9A-F]+: milter %s: add_rcpt <<someone@elsewhere\.example>\?%s>: "
                  % (re.escape(self.m.milter), re.escape(forged)))
         self.assertFalse([l for l in self.srv.log_lines() if l.startswith(forged)])
+
+    def test_milter_sees_the_clients_received_when_ours_was_removed(self):
+        # Postfix's milter8 hides only its own Received: header (the exact text it added):
+        # once header_checks removed it, the client's first Received: is the milters' to see
+        tmp = self.enterContext(__import__("tempfile").TemporaryDirectory())
+        os.chmod(tmp, 0o755)
+        hc = os.path.join(tmp, "hc")
+        with open(hc, "w") as f:
+            f.write("/^Received: from client\\.example\\.net/ IGNORE\n")
+        os.chmod(hc, 0o644)
+        theirs = "Received: from upstream.example by relay.example; Tue, 1 Dec 2026"
+        self.serve(main={"header_checks": "regexp:" + hc})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c, msg=theirs + "\n" + MSG)
+        self.assertEqual(r["end"].code, 250)
+        c.cmd("QUIT")
+        names = [d.split(b"\0")[0].decode() for cmd, d in self.m.received if cmd == "L"]
+        self.assertEqual(names[:2], ["Received", "From"])
+        stored = self.stored()[0].decode()
+        self.assertIn("\n" + theirs + "\n", stored)
+        self.assertNotIn("Received: from client.example.net", stored)
