@@ -803,8 +803,13 @@ eom_answer(struct session *s, const char *reply)
 			s->txn.sender = edit_addr(e[i].name);
 			break;
 		case MILTER_EDIT_DELETE_RCPT:
+			/* the address exactly as RCPT gave it (Postfix's cleanup_del_rcpt() strcmp()) */
 			a = edit_addr(e[i].name);
-			txn_remove_rcpt(&s->txn, a);
+			for (size_t k = 0; k < s->txn.nrcpts; k++)
+				if (strcmp(s->txn.rcpts[k].addr, a) == 0) {
+					txn_remove_rcpt(&s->txn, a);
+					break;
+				}
 			free(a);
 			break;
 		case MILTER_EDIT_ADD_RCPT:

@@ -831,3 +831,11 @@ class MilterSessionReview(harness.MxTestCase):
         stored = self.stored()[0].decode()
         self.assertIn("\n" + theirs + "\n", stored)
         self.assertNotIn("Received: from client.example.net", stored)
+
+    def test_delete_recipient_needs_the_exact_address(self):
+        # Postfix's cleanup_del_rcpt() compares with strcmp(): BOB@ is not bob@, which stays
+        r = self.eom(packet(b"-", cstr("<BOB@virt.test>")) + packet(b"-", cstr("<carol@virt.test>"))
+                     + packet(b"c"), rcpts=("bob@virt.test", "carol@virt.test"))
+        self.assertEqual(r["end"].code, 250)
+        self.assertEqual(len(self.stored("bob")), 1)
+        self.assertEqual(self.stored("carol"), [])
