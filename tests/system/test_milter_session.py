@@ -861,3 +861,15 @@ class MilterSessionReview(harness.MxTestCase):
             self.assertNotEqual(r.code, 250)
         except harness.Closed:
             pass
+
+    def test_added_headers_count_with_the_message_headers_against_the_size_limit(self):
+        # message_size_limit bounds the changed copy whole (Postfix: the queue file), not only
+        # the body and the edits: 1.2 kB of headers + 0.9 kB added > 2 kB
+        msg = "X-Long: " + "a" * 1000 + "\n" + MSG
+        self.serve({"E": [packet(b"h", cstr("X-Add") + cstr("b" * 900)) + packet(b"c")]},
+                   main={"message_size_limit": "2000"})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c, msg=msg)
+        self.assertEqual(r["end"].text, "552 5.3.4 Error: message file too big")
+        self.assertEqual(self.stored(None), [])
