@@ -793,6 +793,19 @@ log_line_buf(void)
 	return b;
 }
 
+/*
+ * Postfix's msg_vprintf(): the text of a log line is printable(), so that
+ * no text from outside (a milter's, a client's) can end it and forge the
+ * next one: each control character (CR, LF, ...) becomes '?'.
+ */
+static void
+log_controls(struct buf *line, size_t from)
+{
+	for (size_t i = from; i < line->len; i++)
+		if ((unsigned char)line->data[i] < 0x20 || line->data[i] == 0x7f)
+			line->data[i] = '?';
+}
+
 void
 log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 {
@@ -819,7 +832,12 @@ log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 		if (strcmp(process, "smtpd") != 0)
 			buf_printf(&line, "[%s] ", process);
 		buf_puts(&line, log_prefix[level]);
-		buf_vprintf(&line, fmt, ap);
+		{
+			size_t from = line.len;
+
+			buf_vprintf(&line, fmt, ap);
+			log_controls(&line, from);
+		}
 		syslog(log_syslog_prio[level], "%s", line.data);
 	} else {
 		const char *stamp = log_stamp(time(NULL));
@@ -844,7 +862,12 @@ log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 			buf_printf(&line, "<%d>%s ", log_facility | log_syslog_prio[level], stamp);
 		buf_printf(&line, "%s/%s[%ld]: %s", log_syslog_name, process, log_getpid(),
 			   log_prefix[level]);
-		buf_vprintf(&line, fmt, ap);
+		{
+			size_t from = line.len;
+
+			buf_vprintf(&line, fmt, ap);
+			log_controls(&line, from);
+		}
 		if (log_w != NULL) {
 			int fatal = level >= LOG_LVL_FATAL;
 			unsigned long long seq;

@@ -373,6 +373,7 @@ struct milters {
 	struct milter_edit *edits;
 	size_t	nedits;
 	size_t	edit_bytes;		/* what the edits of this message add */
+	size_t	msg_len;		/* the message given (headers and body) */
 	const char *edit_resp;		/* EDIT_TOO_BIG, or NULL */
 };
 
@@ -681,7 +682,8 @@ edit_add(struct milters *ms, struct m8 *m, enum milter_edit_type type, uint32_t 
 
 	if (ms->edit_resp != NULL)
 		return;		/* skipped after an edit error, as in Postfix */
-	if (ms->edit_bytes + bytes + ms->vbody.len > ms->mc->size_limit
+	/* the headers count too: Postfix's queue file holds them, then the edits */
+	if (ms->edit_bytes + bytes + ms->msg_len > ms->mc->size_limit
 	    || ms->edit_bytes + bytes < ms->edit_bytes) {
 		ms->edit_resp = EDIT_TOO_BIG;
 		return;
@@ -1468,6 +1470,7 @@ view_reset(struct milters *ms)
 	ms->edits = NULL;
 	ms->nedits = 0;
 	ms->edit_bytes = 0;
+	ms->msg_len = 0;
 	ms->edit_resp = NULL;
 }
 
@@ -1887,6 +1890,7 @@ milters_message(struct milters *ms, const char *msg, size_t len, milter_cb *cb, 
 	job_start(ms, EV_MESSAGE, cb, ctx);
 	view_reset(ms);
 	body = view_parse(ms, msg, len);
+	ms->msg_len = len;
 	buf_append(&ms->vbody, msg + body, len - body);
 	buf_str(&ms->vbody);
 }

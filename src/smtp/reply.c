@@ -90,14 +90,37 @@ reply_string(enum reply_id id, ...)
 int
 reply_raw(struct buf *out, int soft_bounce, const char *text)
 {
-	size_t start = out->len;
 	int code = atoi(text);
 
 	if (code < 200 || code > 599)
 		msg_panic("reply_raw: bad reply \"%s\"", text);
-	buf_puts(out, text);
-	buf_append(out, "\r\n", 2);
-	if (soft_bounce)
-		code = reply_soften(out, start, code);
+	/*
+	 * A multi-line text (a milter's "550-5.7.1 a\r\n550 5.7.1 b") is one
+	 * reply, as Postfix's smtpd_chat_reply() sends it: each line but the
+	 * last gets '-' after its code, a trailing CR LF goes, soft_bounce
+	 * applies to each line.  Deliberate difference: a lone CR or LF inside
+	 * a line becomes '?' (Postfix sends it as is): no text can end the
+	 * reply early and have the client read the rest as the next one.
+	 */
+	for (const char *cp = text;;) {
+		const char *next = strstr(cp, "\r\n");
+		size_t line = out->len, n = next ? (size_t)(next - cp) : strlen(cp);
+		int last = next == NULL || next[2] == '\0';
+
+		buf_append(out, cp, n);
+		for (size_t i = line; i < out->len; i++)
+			if (out->data[i] == '\r' || out->data[i] == '\n')
+				out->data[i] = '?';
+		if (!last && n > 3)
+			out->data[line + 3] = '-';
+		buf_append(out, "\r\n", 2);
+		if (soft_bounce && out->data[line] == '5')
+			reply_soften(out, line, 500);
+		if (last)
+			break;
+		cp = next + 2;
+	}
+	if (soft_bounce && code >= 500)
+		code -= 100;
 	return code;
 }

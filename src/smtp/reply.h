@@ -32,6 +32,8 @@ char *reply_string(enum reply_id id, ...);
 /*
  * Append a free-form reply "<text>\r\n" whose text already starts with the
  * code (as the recipient policy produces them), applying soft_bounce.
+ * A text of several lines joined by CR LF (a milter's) is one reply, each
+ * line but the last with '-' after the code; a lone CR or LF becomes '?'.
  * Returns the code.
  */
 int reply_raw(struct buf *out, int soft_bounce, const char *text);

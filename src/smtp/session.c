@@ -873,6 +873,11 @@ session_body_start(struct session *s)
 
 	txn_body_start(t, session_new_spool(s));
 	txn_received(t, &c, &head);
+	if (s->ms != NULL) {
+		/* the milters do not see it, if it is still there (session_milter.c) */
+		free(s->milter_received);
+		s->milter_received = xstrdup(buf_str(&head));
+	}
 	/* cleanup_act_log()'s "from <name[addr]>; from=<> to=<> proto= helo=<>" */
 	buf_printf(&ctx, "%s;", s->namaddr);
 	buf_printf(&ctx, " from=<%s>", t->sender ? log_escape_str(t->sender, 300) : "");

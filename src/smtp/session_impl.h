@@ -179,6 +179,7 @@ struct session {
 	size_t	milter_size;		/* the changed copy's size for logs (0: the spool's) */
 	int    *milter_abandon;		/* W_MILTER_READ's job: set to drop it */
 	char   *milter_msg;		/* the stored message, our Received: first */
+	char   *milter_received;	/* our Received: header as cleanup was given it */
 	size_t	milter_msg_len, milter_rcvd_len;
 };
 

@@ -420,6 +420,8 @@ session_milter_end(struct session *s)
 	s->milter_quoted = NULL;
 	free(s->milter_reply);
 	s->milter_reply = NULL;
+	free(s->milter_received);
+	s->milter_received = NULL;
 }
 
 /* ---- the end of the message ---- */
@@ -476,12 +478,19 @@ milter_read_free(struct milter_read *r)
 	free(r);
 }
 
-/* How long our Received: header (the spool's first header, cleanup's) is. */
+/*
+ * How long our Received: header (the spool's first header, cleanup's) is;
+ * 0 when the first header is not ours (header_checks removed ours: the
+ * client's first Received: is the milters' to see, as in Postfix, whose
+ * milter8 hides only the text of its own).
+ */
 static size_t
-received_len(const char *msg, size_t len)
+received_len(const char *msg, size_t len, const char *ours)
 {
 	size_t off = 0;
 
+	if (ours == NULL || strlen(ours) > len || strncmp(msg, ours, strlen(ours)) != 0)
+		return 0;
 	if (len < 9 || strncasecmp(msg, "Received:", 9) != 0)
 		return 0;
 	while (off < len) {
@@ -564,7 +573,7 @@ eom_store_view(struct session *s)
 	const struct milter_header *h;
 	size_t nh, blen;
 	const char *body;
-	struct spool *sp = spool_memory_new(s->env->body_bytes, 0);
+	struct spool *sp = session_new_spool(s);	/* the daemon's: a file, not memory */
 	struct buf b = BUF_INIT;
 	enum spool_status st;
 
@@ -794,8 +803,13 @@ eom_answer(struct session *s, const char *reply)
 			s->txn.sender = edit_addr(e[i].name);
 			break;
 		case MILTER_EDIT_DELETE_RCPT:
+			/* the address exactly as RCPT gave it (Postfix's cleanup_del_rcpt() strcmp()) */
 			a = edit_addr(e[i].name);
-			txn_remove_rcpt(&s->txn, a);
+			for (size_t k = 0; k < s->txn.nrcpts; k++)
+				if (strcmp(s->txn.rcpts[k].addr, a) == 0) {
+					txn_remove_rcpt(&s->txn, a);
+					break;
+				}
 			free(a);
 			break;
 		case MILTER_EDIT_ADD_RCPT:
@@ -844,7 +858,8 @@ milter_read_done(void *arg)
 	s->milter_msg_len = r->len;
 	r->data = NULL;
 	milter_read_free(r);
-	s->milter_rcvd_len = s->txn.cl_on ? received_len(s->milter_msg, s->milter_msg_len) : 0;
+	s->milter_rcvd_len = s->txn.cl_on ? received_len(s->milter_msg, s->milter_msg_len,
+							  s->milter_received) : 0;
 	milters_message(s->ms, s->milter_msg + s->milter_rcvd_len,
 			s->milter_msg_len - s->milter_rcvd_len, session_milter_answer, s);
 	session_milter_wait(s, eom_answer);

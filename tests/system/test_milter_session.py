@@ -775,3 +775,101 @@ class SameAsPostfix(harness.MxTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class MilterSessionReview(harness.MxTestCase):
+    """Review of the milter session (issue 13): what a milter's answer may not do."""
+    serve, transaction, stored, log, body_of, eom = (
+        MilterSession.serve, MilterSession.transaction, MilterSession.stored,
+        MilterSession.log, MilterSession.body_of, MilterSession.eom)
+
+    def test_multiline_reply_is_one_reply(self):
+        # Postfix's smtpd_chat_reply(): the lines of a milter's text are one reply (each but
+        # the last gets '-' after its code); the client must not read a second reply from it
+        r = self.eom(packet(b"y", cstr("554 5.7.1 spam\r\n250 2.0.0 Ok: queued as FAKE")))
+        self.assertEqual(r["end"].lines, ["554-5.7.1 spam", "250 2.0.0 Ok: queued as FAKE"])
+        self.assertEqual(self.stored(None), [])
+
+    def test_lone_lf_in_reply_does_not_split_it(self):
+        self.serve({"E": [packet(b"y", cstr("554 5.7.1 spam\n250 2.0.0 Ok: queued as FAKE"))]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c)
+        self.assertEqual(r["end"].lines, ["554 5.7.1 spam?250 2.0.0 Ok: queued as FAKE"])
+        self.assertEqual(c.cmd("NOOP").text, "250 2.0.0 Ok")
+        self.log(r"milter-reject: END-OF-MESSAGE from %s: 5\.7\.1 spam\?250 2\.0\.0 Ok: queued "
+                 r"as FAKE;" % CLIENT)
+        self.assertEqual(self.stored(None), [])
+
+    def test_milter_text_cannot_forge_a_log_line(self):
+        # Postfix's msg_vprintf() makes every log text printable(): a milter's LF is a '?'
+        forged = "Dec  1 00:00:00 mx postfix/smtpd[1]: forged"
+        r = self.eom(packet(b"+", cstr("<someone@elsewhere.example>\n" + forged)) + packet(b"c"))
+        self.assertEqual(r["end"].code, 451)
+        self.log(r"warning: [0-9A-F]+: milter %s: add_rcpt <<someone@elsewhere\.example>\?%s>: "
+                 % (re.escape(self.m.milter), re.escape(forged)))
+        self.assertFalse([l for l in self.srv.log_lines() if l.startswith(forged)])
+
+    def test_milter_sees_the_clients_received_when_ours_was_removed(self):
+        # Postfix's milter8 hides only its own Received: header (the exact text it added):
+        # once header_checks removed it, the client's first Received: is the milters' to see
+        tmp = self.enterContext(__import__("tempfile").TemporaryDirectory())
+        os.chmod(tmp, 0o755)
+        hc = os.path.join(tmp, "hc")
+        with open(hc, "w") as f:
+            f.write("/^Received: from client\\.example\\.net/ IGNORE\n")
+        os.chmod(hc, 0o644)
+        theirs = "Received: from upstream.example by relay.example; Tue, 1 Dec 2026"
+        self.serve(main={"header_checks": "regexp:" + hc})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c, msg=theirs + "\n" + MSG)
+        self.assertEqual(r["end"].code, 250)
+        c.cmd("QUIT")
+        names = [d.split(b"\0")[0].decode() for cmd, d in self.m.received if cmd == "L"]
+        self.assertEqual(names[:2], ["Received", "From"])
+        stored = self.stored()[0].decode()
+        self.assertIn("\n" + theirs + "\n", stored)
+        self.assertNotIn("Received: from client.example.net", stored)
+
+    def test_delete_recipient_needs_the_exact_address(self):
+        # Postfix's cleanup_del_rcpt() compares with strcmp(): BOB@ is not bob@, which stays
+        r = self.eom(packet(b"-", cstr("<BOB@virt.test>")) + packet(b"-", cstr("<carol@virt.test>"))
+                     + packet(b"c"), rcpts=("bob@virt.test", "carol@virt.test"))
+        self.assertEqual(r["end"].code, 250)
+        self.assertEqual(len(self.stored("bob")), 1)
+        self.assertEqual(self.stored("carol"), [])
+
+    def test_shutdown_during_the_end_of_message(self):
+        # SIGTERM while the milter owes its end-of-message answer: the session goes, the
+        # event is cancelled (ASan would report a late callback), nothing is stored, no 250
+        self.serve({"E": [(4.0, packet(b"c"))]})
+        c = self.connect(self.srv)
+        c.read_reply()
+        c.cmd("EHLO client.example.net")
+        c.cmd("MAIL FROM:<alice@example.org>")
+        c.cmd("RCPT TO:<bob@virt.test>")
+        c.cmd("DATA")
+        c.send(wire(MSG))
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        self.assertEqual(self.srv.stop(), [])
+        self.assertLess(time.monotonic() - t0, 3.5)
+        self.assertEqual(self.stored(None), [])
+        try:
+            r = c.read_reply(timeout=2)
+            self.assertNotEqual(r.code, 250)
+        except harness.Closed:
+            pass
+
+    def test_added_headers_count_with_the_message_headers_against_the_size_limit(self):
+        # message_size_limit bounds the changed copy whole (Postfix: the queue file), not only
+        # the body and the edits: 1.2 kB of headers + 0.9 kB added > 2 kB
+        msg = "X-Long: " + "a" * 1000 + "\n" + MSG
+        self.serve({"E": [packet(b"h", cstr("X-Add") + cstr("b" * 900)) + packet(b"c")]},
+                   main={"message_size_limit": "2000"})
+        c = self.connect(self.srv)
+        c.read_reply()
+        r = self.transaction(c, msg=msg)
+        self.assertEqual(r["end"].text, "552 5.3.4 Error: message file too big")
+        self.assertEqual(self.stored(None), [])

@@ -84,6 +84,13 @@ test_soft_bounce(void **state)
 	buf_reset(&b);
 	assert_int_equal(reply_raw(&b, 1, "550 5.1.1 <a@b>: Recipient address rejected: x"), 450);
 	assert_string_equal(buf_str(&b), "450 4.1.1 <a@b>: Recipient address rejected: x\r\n");
+	buf_reset(&b);
+	/* a milter's lines: one reply, each line softened; the trailing CR LF goes */
+	assert_int_equal(reply_raw(&b, 1, "550 5.7.1 a\r\n550 5.7.1 b\r\n"), 450);
+	assert_string_equal(buf_str(&b), "450-4.7.1 a\r\n450 4.7.1 b\r\n");
+	buf_reset(&b);
+	assert_int_equal(reply_raw(&b, 0, "554 5.7.1 a\n250 ok\r"), 554);
+	assert_string_equal(buf_str(&b), "554 5.7.1 a?250 ok?\r\n");
 	buf_free(&b);
 }
 
