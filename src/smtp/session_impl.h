@@ -167,11 +167,13 @@ struct session {
 
 	/* milters (smtp/session_milter.c, milter/milter_client.h); ms NULL: none */
 	struct milters *ms;
+	struct milter_conf *milter_own;	/* smtpd_milter_maps' list for this session */
 	void	(*milter_next)(struct session *s, const char *reply);
 	int	milter_rcpt_new;	/* RCPT: this recipient is new in the transaction */
 	int	milter_need_abort;	/* a MAIL event was sent: ABORT when the transaction ends */
 	int	milter_discard;		/* a milter said discard: skip milters, store nothing */
 	int	milter_hold;		/* a milter said quarantine (Postfix's HOLD flag) */
+	int	milter_hbc;		/* milter_header_checks rejected or discarded the message */
 	char   *milter_rcpt_rej;	/* RCPT: the restriction's reject text, for macros */
 	char	milter_buf[512];	/* a macro's value */
 	char   *milter_quoted;		/* a macro's value */
