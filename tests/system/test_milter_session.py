@@ -834,6 +834,17 @@ class MilterMaps(harness.MxTestCase):
         self.assertEqual(c.read_reply().text, "554 mx.example.test ESMTP not accepting connections")
         self.assertEqual(self.m.events()[:2], ["O", "C"])
 
+    def test_failed_lookup_uses_smtpd_milters(self):
+        # Postfix 3.7's setup_milters(): maps_find() fails -> smtpd_milters
+        self.m = mf.ScriptedMilter({"C": [packet(b"r")]}, inet=True)
+        self.addCleanup(self.m.stop)
+        cf = dict(harness.BASE_MAIN, smtpd_milters=self.m.milter,
+                  smtpd_milter_maps="socketmap:inet:127.0.0.1:%d:milters" % harness.free_port())
+        self.srv = self.start_server(main=cf, virtual_users=["bob"])
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply().text, "554 mx.example.test ESMTP not accepting connections")
+        self.log(r"warning: smtpd_milter_maps: lookup of 127\.0\.0\.1 failed; using smtpd_milters$")
+
     def test_bad_list_in_the_answer_refuses_the_session(self):
         self.serve_maps("127.0.0.1/32 foo:bar\n", smtpd_milters="")
         c = self.connect(self.srv)
