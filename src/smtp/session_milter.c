@@ -1062,6 +1062,7 @@ eom_bdat_data(struct session *s, const char *reply)
 void
 session_milter_message(struct session *s)
 {
+	s->milter_hbc = 0;
 	if (s->txn.bdat_used) {
 		milters_data(s->ms, session_milter_answer, s);
 		session_milter_wait(s, eom_bdat_data);
