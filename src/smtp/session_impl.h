@@ -85,7 +85,8 @@ enum sess_wait {
 	W_TLS_RATE,	/* struct anvil_req: anvil's new TLS session rate */
 	W_MILTER,	/* struct milters: an event's answer (session_milter.c) */
 	W_MILTER_READ,	/* a pool job of session_milter.c: the stored message read back,
-			 * or the recipients a milter added looked up */
+			 * the recipients a milter added looked up, or the client
+			 * address in smtpd_milter_maps */
 };
 
 /* How a command continues once its restrictions are evaluated (out->verdict PASS or REJECT). */
