@@ -267,10 +267,14 @@ static void
 cl_log(struct cleanup *c, const char *action, const char *where, const char *content,
        const char *text)
 {
-	size_t n = strlen(content);
+	size_t n = strlen(content), max = c->in_milter ? 60 : 200;
 
-	buf_printf(&c->logs, "I %s: %s %.*s from %s", action, where, (int)(n > 200 ? 200 : n),
-		   content, c->log_ctx ? c->log_ctx : "unknown;");
+	if (c->in_milter)
+		buf_printf(&c->logs, "I milter-%s-%s: %s %.*s from %s", where, action, where,
+			   (int)(n > max ? max : n), content, c->log_ctx ? c->log_ctx : "unknown;");
+	else
+		buf_printf(&c->logs, "I %s: %s %.*s from %s", action, where,
+			   (int)(n > max ? max : n), content, c->log_ctx ? c->log_ctx : "unknown;");
 	if (text != NULL && *text)
 		buf_printf(&c->logs, ": %s", text);
 	buf_putc(&c->logs, '\n');
@@ -338,6 +342,20 @@ cl_act(struct cleanup *c, enum cleanup_where where, const char *text, const char
 		c->result = CLEANUP_DISCARD;
 		return 0;
 	}
+	if (where == CLEANUP_MILTER && IS("HOLD")) {
+		if (!c->milter_hold)
+			cl_log(c, "hold", ctx, text, opt);
+		c->milter_hold = 1;
+		return 0;
+	}
+	if (where == CLEANUP_MILTER && IS("PREPEND")) {
+		if (*opt == '\0' || cl_is_header(opt, strlen(opt)) == 0)
+			return 0;
+		cl_log(c, "prepend", ctx, text, opt);
+		buf_puts(&c->logs, "W the milter_header/body_checks prepend action is not "
+			 "implemented\n");
+		return 0;
+	}
 	if (IS("PREPEND")) {
 		if (*opt == '\0')
 			return 0;
@@ -367,8 +385,8 @@ cl_act(struct cleanup *c, enum cleanup_where where, const char *text, const char
 	}
 	if (IS("DUNNO") || IS("OK"))
 		return 0;
-	if (IS("HOLD") || IS("FILTER") || IS("REDIRECT") || IS("BCC") || IS("PASS")
-	    || IS("DELAY")) {
+	if (IS("HOLD") || IS("FILTER") || IS("REDIRECT") || IS("BCC")
+	    || (where != CLEANUP_MILTER && (IS("PASS") || IS("DELAY")))) {
 		/* mxgate has no queue to hold, filter, redirect or copy in: never a silent accept */
 		buf_reset(&c->reason);
 		buf_printf(&c->reason, "%.*s action of %s is not implemented by mxgate",
@@ -377,7 +395,12 @@ cl_act(struct cleanup *c, enum cleanup_where where, const char *text, const char
 		c->result = CLEANUP_TEMPFAIL;
 		return 0;
 	}
-	buf_printf(&c->logs, "W unknown command in %s map: %s\n", cl_map_class(where), value);
+	if (where == CLEANUP_MILTER)
+		buf_printf(&c->logs, "W unsupported command in %s map: %s\n", cl_map_class(where),
+			   value);
+	else
+		buf_printf(&c->logs, "W unknown command in %s map: %s\n", cl_map_class(where),
+			   value);
 	return 0;
 #undef IS
 }
@@ -392,6 +415,8 @@ cl_map_class(enum cleanup_where where)
 		return "mime_header_checks";
 	case CLEANUP_NESTED:
 		return "nested_header_checks";
+	case CLEANUP_MILTER:
+		return "milter_header_checks";
 	case CLEANUP_BODY:
 		return "body_checks";
 	default:
@@ -411,7 +436,8 @@ cl_check(struct cleanup *c, enum cleanup_where where, const char *text, char **r
 	if ((where == CLEANUP_HEADER && !c->cf->header_checks)
 	    || (where == CLEANUP_MIME && !c->cf->mime_header_checks)
 	    || (where == CLEANUP_NESTED && !c->cf->nested_header_checks)
-	    || (where == CLEANUP_BODY && !c->cf->body_checks))
+	    || (where == CLEANUP_BODY && !c->cf->body_checks)
+	    || (where == CLEANUP_MILTER && !c->cf->milter_header_checks))
 		return 0;
 	r = c->cf->check(c->cf->check_ctx, where, text, &value);
 	if (r < 0) {
@@ -423,6 +449,18 @@ cl_check(struct cleanup *c, enum cleanup_where where, const char *text, char **r
 	}
 	free(value);
 	return ret;
+}
+
+int
+cleanup_milter_header(struct cleanup *c, const char *header, char **replace_r)
+{
+	int r;
+
+	*replace_r = NULL;
+	c->in_milter = 1;
+	r = cl_check(c, CLEANUP_MILTER, header, replace_r);
+	c->in_milter = 0;
+	return r;
 }
 
 /*

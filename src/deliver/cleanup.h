@@ -94,6 +94,7 @@ enum cleanup_where {
 	CLEANUP_CONTENT,	/* message_reject_characters (logs only) */
 	CLEANUP_MIME,		/* mime_header_checks: MIME headers, parts' headers */
 	CLEANUP_NESTED,		/* nested_header_checks: attached messages' headers */
+	CLEANUP_MILTER,		/* milter_header_checks: headers that milters add or change */
 };
 
 /*
@@ -118,6 +119,7 @@ struct cleanup_conf {
 	void   *check_ctx;
 	int	header_checks, body_checks;	/* which ones to run */
 	int	mime_header_checks, nested_header_checks;
+	int	milter_header_checks;
 	const char *hostname;		/* myhostname */
 	const char *myorigin;		/* appended to unqualified header addresses */
 	const char *rcpt_witheld;	/* undisclosed_recipients_header */
@@ -156,6 +158,8 @@ struct cleanup {
 	int	resent;
 	int	add_missing;
 	int	result;
+	int	milter_hold;	/* milter_header_checks said HOLD (the quarantine answer) */
+	int	in_milter;	/* in cleanup_milter_header(): its log format */
 	long	body_offset;
 	const char *sender;	/* RFC 5321 form; "" for <> */
 	const char *queue_id;
@@ -194,6 +198,22 @@ void cleanup_free(struct cleanup *c);
  * the first 1000 of them back for its mail forwarding loop check)?
  */
 int cleanup_has_delivered_to(const struct cleanup *c, const char *addr);
+
+/*
+ * milter_header_checks (Postfix's cleanup_milter_header_checks()): a header
+ * that a milter adds, inserts or changes, "Name: value" as it is to be
+ * stored, looked up with conf->check(CLEANUP_MILTER), after the content is
+ * done.  Returns 0 to store it, 1 to drop it (IGNORE, STRIP; a change is
+ * then not made), 2 to store *replace_r (REPLACE; malloc'd) instead.  The
+ * actions are Postfix's there: REJECT and DISCARD set the result (later
+ * headers are not checked), HOLD sets milter_hold, WARN, INFO, REPLACE,
+ * STRIP, IGNORE, DUNNO, OK; PREPEND is logged and warned about as not
+ * implemented (as Postfix 3.7 does); FILTER, REDIRECT and BCC tempfail
+ * (mxgate has no queue); anything else is warned about ("unsupported
+ * command").  Log lines are Postfix's "milter-header-ACTION: header
+ * <first 60 bytes> from <log_ctx>[: text]".
+ */
+int cleanup_milter_header(struct cleanup *c, const char *header, char **replace_r);
 
 /* The queue-file size of one stored line of len bytes (its LF excluded). */
 size_t cleanup_line_size(size_t len, size_t line_limit);

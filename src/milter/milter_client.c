@@ -374,7 +374,9 @@ struct milters {
 	size_t	nedits;
 	size_t	edit_bytes;		/* what the edits of this message add */
 	size_t	msg_len;		/* the message given (headers and body) */
-	const char *edit_resp;		/* EDIT_TOO_BIG, or NULL */
+	const char *edit_resp;		/* EDIT_TOO_BIG, the header check's reply, or NULL */
+	milter_header_check_fn *hdr_check;	/* milter_header_checks, or NULL */
+	void   *hdr_check_ctx;
 };
 
 static void drive(struct milters *ms);
@@ -678,10 +680,45 @@ edit_add(struct milters *ms, struct m8 *m, enum milter_edit_type type, uint32_t 
 	 const char *name, const char *value)
 {
 	struct milter_edit *e;
-	size_t	bytes = (name ? strlen(name) : 0) + (value ? strlen(value) : 0) + 2;
+	size_t	bytes;
+	char   *repl = NULL, *repl_name = NULL;
+	const char *find_name = name;
 
 	if (ms->edit_resp != NULL)
 		return;		/* skipped after an edit error, as in Postfix */
+	if (ms->hdr_check != NULL && (type == MILTER_EDIT_ADD_HEADER
+				      || type == MILTER_EDIT_INSERT_HEADER
+				      || type == MILTER_EDIT_CHANGE_HEADER)) {
+		const char *resp = NULL;
+		char   *hdr = xasprintf("%s:%s%s", name ? name : "",
+					(m->ev_mask & SMFIP_HDR_LEADSPC) ? "" : " ",
+					value ? value : "");
+		int	r = ms->hdr_check(ms->hdr_check_ctx, hdr, &repl, &resp);
+
+		free(hdr);
+		if (resp != NULL)
+			ms->edit_resp = resp;
+		if (r == 1) {
+			free(repl);
+			return;
+		}
+		if (r == 2 && repl != NULL) {
+			char   *colon = strchr(repl, ':');
+
+			if (colon == NULL) {
+				free(repl);
+				repl = NULL;
+			} else {
+				repl_name = xasprintf("%.*s", (int)(colon - repl), repl);
+				if (type != MILTER_EDIT_CHANGE_HEADER)
+					find_name = repl_name;
+			}
+		} else {
+			free(repl);
+			repl = NULL;
+		}
+	}
+	bytes = (repl ? strlen(repl) : (name ? strlen(name) : 0) + (value ? strlen(value) : 0)) + 2;
 	/* the headers count too: Postfix's queue file holds them, then the edits */
 	if (ms->edit_bytes + bytes + ms->msg_len > ms->mc->size_limit
 	    || ms->edit_bytes + bytes < ms->edit_bytes) {
@@ -694,10 +731,24 @@ edit_add(struct milters *ms, struct m8 *m, enum milter_edit_type type, uint32_t 
 	memset(e, 0, sizeof(*e));
 	e->type = type;
 	e->index = index;
-	e->name = xstrdup(name ? name : "");
+	e->name = xstrdup(find_name ? find_name : "");
 	e->value = xstrdup(value ? value : "");
-	e->text = xasprintf("%s%s", (m->ev_mask & SMFIP_HDR_LEADSPC) ? "" : " ", e->value);
+	if (type == MILTER_EDIT_CHANGE_HEADER && repl_name != NULL)
+		e->new_name = xstrdup(repl_name);
+	if (repl != NULL)
+		e->text = xstrdup(strchr(repl, ':') + 1);
+	else
+		e->text = xasprintf("%s%s", (m->ev_mask & SMFIP_HDR_LEADSPC) ? "" : " ", e->value);
 	e->milter = m->d->name;
+	free(repl);
+	free(repl_name);
+}
+
+void
+milters_set_header_check(struct milters *ms, milter_header_check_fn *fn, void *ctx)
+{
+	ms->hdr_check = fn;
+	ms->hdr_check_ctx = ctx;
 }
 
 static void
@@ -750,10 +801,10 @@ view_apply(struct milters *ms, const struct milter_edit *e)
 		break;
 	case MILTER_EDIT_CHANGE_HEADER:
 		if ((i = view_find(ms, e->name, e->index)) < 0) {
-			view_insert(ms, ms->nhdrs, e->name, e->text);
+			view_insert(ms, ms->nhdrs, e->new_name ? e->new_name : e->name, e->text);
 		} else {
 			free(ms->hdrs[i].raw);
-			hdr_set(&ms->hdrs[i], e->name, e->text);
+			hdr_set(&ms->hdrs[i], e->new_name ? e->new_name : e->name, e->text);
 		}
 		break;
 	case MILTER_EDIT_DELETE_HEADER:
@@ -1465,6 +1516,7 @@ view_reset(struct milters *ms)
 		free(ms->edits[i].name);
 		free(ms->edits[i].value);
 		free(ms->edits[i].text);
+		free(ms->edits[i].new_name);
 	}
 	free(ms->edits);
 	ms->edits = NULL;

@@ -153,6 +153,21 @@ void	milters_cancel(struct milters *ms);
 
 /* ---- the message's changes ---- */
 
+/*
+ * milter_header_checks: each header that a milter adds, inserts or changes
+ * goes, as it is to be stored ("Name: value", or "Name:value" with
+ * SMFIP_HDR_LEADSPC), to fn before it becomes an edit (Postfix checks it
+ * in cleanup_add_header(), cleanup_patch_header()).  fn returns 0 (keep),
+ * 1 (drop: the header is not added, a change is not made) or 2 (store
+ * *replace_r, "Name: value", malloc'd, instead).  A non-NULL *reply_r ("D",
+ * or "5XX ..." / "4XX ...", valid until the next message) ends the
+ * message's edits: the later ones are skipped and the message's answer is
+ * that reply, as for Postfix's milter_hbc_reply.
+ */
+typedef int milter_header_check_fn(void *ctx, const char *header, char **replace_r,
+				   const char **reply_r);
+void	milters_set_header_check(struct milters *ms, milter_header_check_fn *fn, void *ctx);
+
 enum milter_edit_type {
 	MILTER_EDIT_ADD_HEADER,		/* name, value */
 	MILTER_EDIT_INSERT_HEADER,	/* index (0: above every header, mxgate's Received:
@@ -180,6 +195,8 @@ struct milter_edit {
 	 */
 	char   *text;
 	const char *milter;		/* which milter asked (its name) */
+	char   *new_name;		/* CHANGE_HEADER: milter_header_checks' REPLACE gave the
+					 * header this name (NULL: name) */
 };
 
 /* The changes of the last milters_message(), in the order they were asked. */

@@ -50,6 +50,25 @@ smtp_service_forbidden(const struct smtp_service *ss, const char *verb, size_t l
 	return hit;
 }
 
+struct smtp_milter_maps *
+smtp_milter_maps_ref(struct smtp_milter_maps *m)
+{
+	__atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
+	return m;
+}
+
+void
+smtp_milter_maps_unref(struct smtp_milter_maps **mp)
+{
+	struct smtp_milter_maps *m = *mp;
+
+	*mp = NULL;
+	if (m == NULL || __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	maplist_free(&m->l);
+	free(m);
+}
+
 int
 smtp_service_noop_command(const struct smtp_service *ss, const char *verb, size_t len)
 {
@@ -155,6 +174,7 @@ service_check(void *ctx, enum cleanup_where where, const char *text, char **acti
 {
 	const struct smtp_service *ss = ctx;
 	const struct maplist *l = where == CLEANUP_HEADER ? ss->header_checks
+				  : where == CLEANUP_MILTER ? ss->milter_checks
 				  : where == CLEANUP_MIME ? ss->mime_checks
 				  : where == CLEANUP_NESTED ? ss->nested_checks : ss->body_checks;
 
@@ -185,6 +205,8 @@ service_checks_scan(const struct map *m, const char *param, char **err_r)
 	char line[4096];
 	FILE *fp;
 	int lineno = 0, ret = 0;
+	/* milter_header_checks: HOLD is the quarantine answer; PASS and DELAY are warned about */
+	int milter = strcmp(param, "milter_header_checks") == 0;
 
 	if (!pattern && strcmp(type, "texthash") != 0)
 		return 0;
@@ -226,7 +248,8 @@ service_checks_scan(const struct map *m, const char *param, char **err_r)
 			p++;
 		act = p;
 		n = strcspn(act, " \t\n");
-		for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		for (size_t i = milter ? 1 : 0; i < (milter ? 4 : sizeof(refused) / sizeof(refused[0]));
+		     i++) {
 			if (n == strlen(refused[i]) && strncasecmp(act, refused[i], n) == 0) {
 				*err_r = xasprintf("%s: %s, line %d: %s is not implemented by mxgate, "
 						   "refused: mxgate has no queue to hold, filter, "
@@ -358,8 +381,11 @@ service_cleanup_init(struct smtp_service *ss, const struct conf_view *cf, char *
 	if ((ss->mime_checks = service_checks_open(cf, P_mime_header_checks,
 						   "mime_header_checks", err_r)) == NULL
 	    || (ss->nested_checks = service_checks_open(cf, P_nested_header_checks,
-						      "nested_header_checks", err_r)) == NULL)
+						      "nested_header_checks", err_r)) == NULL
+	    || (ss->milter_checks = service_checks_open(cf, P_milter_header_checks,
+						      "milter_header_checks", err_r)) == NULL)
 		return -1;
+	cc->milter_header_checks = !maplist_empty(ss->milter_checks);
 	cc->mime_header_checks = !maplist_empty(ss->mime_checks);
 	cc->nested_header_checks = !maplist_empty(ss->nested_checks);
 	cc->header_checks = !maplist_empty(ss->header_checks);
@@ -531,6 +557,25 @@ service_create(const struct conf_service *cs, const struct conf_view *cf,
 		if (milter_conf_count(ss->milters) == 0)
 			milter_conf_free(&ss->milters);
 	}
+	ss->view = cf;
+	{
+		size_t n;
+		char *const *specs = conf_list(cf, P_smtpd_milter_maps, &n);
+		char *e = NULL;
+		struct maplist *l;
+
+		if (n > 0) {
+			if ((l = maplist_open(specs, n, &e)) == NULL) {
+				*err_r = xasprintf("smtpd_milter_maps: %s", e);
+				free(e);
+				goto fail;
+			}
+			maplist_set_title(l, "smtpd_milter_maps");
+			ss->milter_maps = xcalloc(1, sizeof(*ss->milter_maps));
+			ss->milter_maps->l = l;
+			ss->milter_maps->refs = 1;
+		}
+	}
 	{
 		char *const *noop = conf_list(cf, P_smtpd_noop_commands, &ss->nnoop);
 
@@ -608,6 +653,7 @@ service_destroy(struct smtp_service *ss)
 	maplist_free(&ss->body_checks);
 	maplist_free(&ss->mime_checks);
 	maplist_free(&ss->nested_checks);
+	maplist_free(&ss->milter_checks);
 	if (ss->hdr_rewrite)
 		addrlist_free(&ss->hdr_rewrite);
 	for (i = 0; i < ss->nnoop; i++)
@@ -615,6 +661,7 @@ service_destroy(struct smtp_service *ss)
 	free(ss->noop_cmds);
 	tls_server_free(&ss->tls_srv);
 	milter_conf_free(&ss->milters);
+	smtp_milter_maps_unref(&ss->milter_maps);
 	free(ss->service_name);
 	free(ss->anvil_service);
 	free(ss->hostname);

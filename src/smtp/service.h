@@ -69,12 +69,27 @@ struct smtp_service {
 	/* what cleanup(8) does to the content (deliver/cleanup.h) */
 	struct cleanup_conf cleanup;
 	struct maplist *header_checks, *body_checks, *mime_checks, *nested_checks;
+	struct maplist *milter_checks;	/* milter_header_checks */
 	struct addrlist *hdr_rewrite;	/* local_header_rewrite_clients' addresses */
 	int	hdr_rewrite_all;	/* ... static:all */
 	int	always_add_hdrs;	/* always_add_missing_headers */
 	int	orig_rcpt;		/* enable_original_recipient: X-Original-To: */
 	struct milter_conf *milters;	/* smtpd_milters (milter/milter_client.h); NULL: none */
+	struct smtp_milter_maps *milter_maps;	/* smtpd_milter_maps; NULL: none */
+	const struct conf_view *view;	/* the view it was built from (milter_conf_new() of
+					 * a smtpd_milter_maps answer); lives as long as ss */
 };
+
+/*
+ * smtpd_milter_maps: the tables, shared by the service data and the lookups
+ * in flight on the pool (a session that goes leaves its job running).
+ */
+struct smtp_milter_maps {
+	struct maplist *l;
+	int	refs;		/* atomic */
+};
+struct smtp_milter_maps *smtp_milter_maps_ref(struct smtp_milter_maps *m);
+void	smtp_milter_maps_unref(struct smtp_milter_maps **mp);
 
 /* Does the client get the headers cleanup adds when missing (Message-Id, Date, From)? */
 int smtp_service_adds_headers(const struct smtp_service *ss, const char *name,

@@ -85,7 +85,8 @@ enum sess_wait {
 	W_TLS_RATE,	/* struct anvil_req: anvil's new TLS session rate */
 	W_MILTER,	/* struct milters: an event's answer (session_milter.c) */
 	W_MILTER_READ,	/* a pool job of session_milter.c: the stored message read back,
-			 * or the recipients a milter added looked up */
+			 * the recipients a milter added looked up, or the client
+			 * address in smtpd_milter_maps */
 };
 
 /* How a command continues once its restrictions are evaluated (out->verdict PASS or REJECT). */
@@ -167,11 +168,13 @@ struct session {
 
 	/* milters (smtp/session_milter.c, milter/milter_client.h); ms NULL: none */
 	struct milters *ms;
+	struct milter_conf *milter_own;	/* smtpd_milter_maps' list for this session */
 	void	(*milter_next)(struct session *s, const char *reply);
 	int	milter_rcpt_new;	/* RCPT: this recipient is new in the transaction */
 	int	milter_need_abort;	/* a MAIL event was sent: ABORT when the transaction ends */
 	int	milter_discard;		/* a milter said discard: skip milters, store nothing */
 	int	milter_hold;		/* a milter said quarantine (Postfix's HOLD flag) */
+	int	milter_hbc;		/* milter_header_checks rejected or discarded the message */
 	char   *milter_rcpt_rej;	/* RCPT: the restriction's reject text, for macros */
 	char	milter_buf[512];	/* a macro's value */
 	char   *milter_quoted;		/* a macro's value */

@@ -15,9 +15,11 @@
 #include <sys/socket.h>
 
 #include "conf/conf.h"
+#include "deliver/cleanup.h"
 #include "deliver/spool.h"
 #include "log/log.h"
 #include "milter/milter_client.h"
+#include "policy/maps.h"
 #include "policy/recipient.h"
 #include "smtp/service.h"
 #include "smtp/session_impl.h"
@@ -170,13 +172,130 @@ session_milter_macro(void *ctx, const char *name)
 
 /* ---- the events ---- */
 
+/*
+ * milter_header_checks on a header that a milter adds or changes, with the
+ * message's cleanup (deliver/cleanup.h: cleanup_milter_header(), the same
+ * matcher and actions as header_checks); its log lines at once.
+ */
+static void
+hbc_log(void *arg, const char *line)
+{
+	struct session *s = arg;
+
+	log_as("cleanup", line[0] == 'W' ? LOG_LVL_WARNING : LOG_LVL_INFO, "%s: %s",
+	       s->txn.queue_id[0] ? s->txn.queue_id : "NOQUEUE", line + (line[0] ? 2 : 0));
+}
+
+static int
+session_milter_hdr_check(void *ctx, const char *header, char **replace_r, const char **reply_r)
+{
+	struct session *s = ctx;
+	int r;
+
+	if (!s->txn.cl_on || cleanup_result(&s->txn.cl) != CLEANUP_OK)
+		return 0;
+	r = cleanup_milter_header(&s->txn.cl, header, replace_r);
+	txn_cleanup_logs(&s->txn, hbc_log, s);
+	switch (cleanup_result(&s->txn.cl)) {
+	case CLEANUP_OK:
+		break;
+	case CLEANUP_DISCARD:
+		s->milter_hbc = 1;
+		*reply_r = "D";
+		break;
+	default:
+		s->milter_hbc = 1;
+		*reply_r = "550 5.7.1 message content rejected";
+		break;
+	}
+	return r;
+}
+
+static void
+session_milter_new(struct session *s, const struct milter_conf *mc)
+{
+	s->ms = milters_new(mc, s->env->milter_eb, s->env->milter_dns, session_milter_macro, s);
+	if (!maplist_empty(s->ss->milter_checks))
+		milters_set_header_check(s->ms, session_milter_hdr_check, s);
+}
+
 void
 session_milter_init(struct session *s)
 {
-	if (s->ss->milters == NULL || s->env->milter_eb == NULL)
+	if (s->ss->milters == NULL || s->env->milter_eb == NULL || s->ss->milter_maps != NULL)
 		return;
-	s->ms = milters_new(s->ss->milters, s->env->milter_eb, s->env->milter_dns,
-			    session_milter_macro, s);
+	session_milter_new(s, s->ss->milters);
+}
+
+/*
+ * smtpd_milter_maps: the client address is looked up on the lookups pool
+ * before the connect event (Postfix's setup_milters(): maps_find() of the
+ * address, flags 0: the address itself, the network for cidr: and other
+ * pattern tables).  The answer's milter_conf is built for the session
+ * (milter_conf_new() is a parse, no I/O) and freed with it.
+ */
+struct milter_maps_job {
+	struct session *s;
+	struct smtp_milter_maps *maps;	/* a reference */
+	char	addr[64];
+	char   *value;
+	enum map_status st;
+	int	abandoned;
+};
+
+static void
+milter_maps_work(void *arg)
+{
+	struct milter_maps_job *j = arg;
+
+	j->st = maplist_lookup(j->maps->l, j->addr, &j->value, NULL);
+}
+
+static void session_milter_connect_now(struct session *s);
+
+static void
+milter_maps_done(void *arg)
+{
+	struct milter_maps_job *j = arg;
+	struct session *s = j->s;
+	const struct milter_conf *mc = s->ss->milters;
+
+	if (j->abandoned)
+		goto out;
+	session_waited(s);
+	s->milter_abandon = NULL;
+	if (j->st == MAP_FOUND) {
+		char *e = NULL;
+
+		if (strcasecmp(j->value, "DISABLE") == 0) {
+			mc = NULL;
+		} else if ((s->milter_own = milter_conf_new(j->value, s->ss->view, &e)) == NULL) {
+			/* Postfix: milter_create() of a bad list is fatal for the smtpd process */
+			msg_warn("smtpd_milter_maps: client %s: %s; the session is refused",
+				 s->addr, e);
+			free(e);
+			s->milter_next = NULL;
+			session_reply(s, RPL_LOCAL_ERROR, s->ss->hostname);
+			session_hangup(s);
+			goto out;
+		} else {
+			mc = milter_conf_count(s->milter_own) > 0 ? s->milter_own : NULL;
+		}
+	} else if (j->st != MAP_NOTFOUND) {
+		/*
+		 * Postfix 3.7's setup_milters(): a failed lookup (maps_find()
+		 * returns nothing) falls back to smtpd_milters; map_lookup()
+		 * logged the table's warning.
+		 */
+		msg_warn("smtpd_milter_maps: lookup of %s failed; using smtpd_milters", s->addr);
+	}
+	if (mc != NULL && s->env->milter_eb != NULL)
+		session_milter_new(s, mc);
+	session_milter_connect_now(s);
+out:
+	smtp_milter_maps_unref(&j->maps);
+	free(j->value);
+	free(j);
 }
 
 static void
@@ -207,11 +326,13 @@ session_milter_skip(const struct session *s)
 	return s->ms == NULL || s->milter_discard;
 }
 
-void
-session_milter_connect(struct session *s, session_milter_next *next)
+static void
+session_milter_connect_now(struct session *s)
 {
+	session_milter_next *next = s->milter_next;
 	int family = s->sa.sa.sa_family;
 
+	s->milter_next = NULL;
 	if (s->ms == NULL) {
 		next(s, NULL);
 		return;
@@ -219,6 +340,26 @@ session_milter_connect(struct session *s, session_milter_next *next)
 	milters_connect(s->ms, s->name, s->addr, s->client_port[0] ? s->client_port : "0",
 			family, session_milter_answer, s);
 	session_milter_wait(s, next);
+}
+
+void
+session_milter_connect(struct session *s, session_milter_next *next)
+{
+	struct milter_maps_job *j;
+
+	s->milter_next = next;
+	if (s->ss->milter_maps == NULL) {
+		session_milter_connect_now(s);
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->s = s;
+	j->maps = smtp_milter_maps_ref(s->ss->milter_maps);
+	snprintf(j->addr, sizeof(j->addr), "%s", s->addr);
+	s->milter_abandon = &j->abandoned;
+	s->wait = W_MILTER_READ;
+	s->wait_handle = j;
+	workpool_submit(s->env->lookups, s->loop, milter_maps_work, milter_maps_done, j);
 }
 
 void
@@ -405,8 +546,10 @@ session_milter_cancel(struct session *s)
 void
 session_milter_end(struct session *s)
 {
-	if (s->ms == NULL)
+	if (s->ms == NULL) {
+		milter_conf_free(&s->milter_own);
 		return;
+	}
 	/* Postfix's end of session: helo_reset(), mail_reset(), then the disconnect event */
 	if (s->helo != NULL)
 		milters_abort(s->ms);
@@ -420,8 +563,12 @@ session_milter_end(struct session *s)
 	s->milter_quoted = NULL;
 	free(s->milter_reply);
 	s->milter_reply = NULL;
+<<<<<<< HEAD
 	free(s->milter_received);
 	s->milter_received = NULL;
+=======
+	milter_conf_free(&s->milter_own);
+>>>>>>> mmaps
 }
 
 /* ---- the end of the message ---- */
@@ -748,6 +895,39 @@ eom_answer(struct session *s, const char *reply)
 	const struct milter_edit *e;
 	struct milter_rcpts *j;
 
+	if (s->milter_hbc) {
+		/*
+		 * milter_header_checks rejected or discarded: cleanup logged it
+		 * (milter-header-reject ...), the milter's reply is not logged
+		 * again (Postfix's milter_hbc_reply); the reply is cleanup's.
+		 */
+		enum cleanup_result cr = cleanup_result(&s->txn.cl);
+
+		s->milter_hbc = 0;
+		free(s->milter_msg);
+		s->milter_msg = NULL;
+		if (cr == CLEANUP_DISCARD) {
+			s->milter_discard = 1;
+			s->milter_size = 0;
+			session_deliver(s);
+		} else if (cr == CLEANUP_REJECT) {
+			const char *why = cleanup_reason(&s->txn.cl);
+
+			session_reply(s, RPL_CONTENT_REJECT, *why == '4' ? 451 : 550, why);
+			session_transaction_reset(s);
+			session_command_done(s, CMD_FAIL);
+		} else {
+			eom_fail(s, RPL_WRITE_ERROR);
+		}
+		return;
+	}
+	if (reply == NULL && s->txn.cl_on && s->txn.cl.milter_hold && !s->milter_hold) {
+		/* milter_header_checks' HOLD (logged as milter-header-hold) */
+		free(s->milter_msg);
+		s->milter_msg = NULL;
+		eom_fail(s, RPL_MILTER_HOLD);
+		return;
+	}
 	if (reply == NULL && s->milter_hold)
 		reply = "H";
 	if (reply != NULL) {
@@ -900,6 +1080,7 @@ eom_bdat_data(struct session *s, const char *reply)
 void
 session_milter_message(struct session *s)
 {
+	s->milter_hbc = 0;
 	if (s->txn.bdat_used) {
 		milters_data(s->ms, session_milter_answer, s);
 		session_milter_wait(s, eom_bdat_data);

@@ -773,6 +773,272 @@ class SameAsPostfix(harness.MxTestCase):
         return out
 
 
+class MilterMaps(harness.MxTestCase):
+    """smtpd_milter_maps: the client address looked up (cidr:, texthash:); the answer replaces
+    smtpd_milters for the session, DISABLE means none, not found means smtpd_milters."""
+
+    serve = MilterSession.serve
+    transaction = MilterSession.transaction
+    stored = MilterSession.stored
+    log = MilterSession.log
+    body_of = MilterSession.body_of
+    eom = MilterSession.eom
+
+    def serve_maps(self, table, script=None, smtpd_milters=None, typ="cidr"):
+        self.m = mf.ScriptedMilter(script, inet=True)
+        self.addCleanup(self.m.stop)
+        import tempfile
+        d = tempfile.mkdtemp(prefix="mmaps-")
+        path = os.path.join(d, "milter_maps")
+        with open(path, "w") as f:
+            f.write(table.replace("MILTER", self.m.milter))
+        os.chmod(d, 0o755)
+        os.chmod(path, 0o644)
+        cf = dict(harness.BASE_MAIN)
+        cf["smtpd_milters"] = (smtpd_milters or "").replace("MILTER", self.m.milter)
+        cf["smtpd_milter_maps"] = "%s:%s" % (typ, path)
+        self.srv = self.start_server(main=cf, virtual_users=["bob", "carol"])
+        return self.srv
+
+    def test_cidr_answer_replaces_smtpd_milters(self):
+        # smtpd_milters would tempfail every command (no such socket): the map's list is used
+        self.serve_maps("10.0.0.0/8 DISABLE\n127.0.0.0/8 MILTER\n",
+                        {"E": [packet(b"h", cstr("X-Mapped") + cstr("yes")) + packet(b"c")]},
+                        smtpd_milters="unix:/nonexistent/milter.sock")
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply().code, 220)
+        r = self.transaction(c)
+        self.assertEqual(r["end"].code, 250, r["end"])
+        c.cmd("QUIT")
+        self.assertIn(b"\nX-Mapped: yes\n\nHi Bob,", self.stored()[0])
+        self.assertEqual(self.m.events()[:2], ["O", "C"])
+
+    def test_texthash_key_is_the_address(self):
+        self.serve_maps("127.0.0.1 MILTER\n", {"C": [packet(b"r")]}, typ="texthash")
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply().text, "554 mx.example.test ESMTP not accepting connections")
+
+    def test_disable_means_no_milters(self):
+        self.serve_maps("127.0.0.1/32 DISABLE\n", smtpd_milters="unix:/nonexistent/milter.sock")
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply().code, 220)
+        r = self.transaction(c)
+        self.assertEqual(r["end"].code, 250, r["end"])
+        c.cmd("QUIT")
+        self.assertEqual(self.body_of(self.stored()[0]), MSG)
+        self.assertEqual(self.m.events(), [])
+
+    def test_not_found_uses_smtpd_milters(self):
+        self.serve_maps("10.0.0.0/8 DISABLE\n", {"C": [packet(b"r")]}, smtpd_milters="MILTER")
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply().text, "554 mx.example.test ESMTP not accepting connections")
+        self.assertEqual(self.m.events()[:2], ["O", "C"])
+
+    def test_failed_lookup_uses_smtpd_milters(self):
+        # Postfix 3.7's setup_milters(): maps_find() fails -> smtpd_milters
+        self.m = mf.ScriptedMilter({"C": [packet(b"r")]}, inet=True)
+        self.addCleanup(self.m.stop)
+        cf = dict(harness.BASE_MAIN, smtpd_milters=self.m.milter,
+                  smtpd_milter_maps="socketmap:inet:127.0.0.1:%d:milters" % harness.free_port())
+        self.srv = self.start_server(main=cf, virtual_users=["bob"])
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply().text, "554 mx.example.test ESMTP not accepting connections")
+        self.log(r"warning: smtpd_milter_maps: lookup of 127\.0\.0\.1 failed; using smtpd_milters$")
+
+    def test_bad_list_in_the_answer_refuses_the_session(self):
+        self.serve_maps("127.0.0.1/32 foo:bar\n", smtpd_milters="")
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply().text, "421 4.3.0 mx.example.test Server local error")
+        self.log(r"warning: smtpd_milter_maps: client 127\.0\.0\.1: invalid transport name: foo")
+
+
+class MilterHeaderChecks(harness.MxTestCase):
+    """milter_header_checks: header_checks patterns on the headers that milters add, insert
+    or change, with the actions Postfix's cleanup_milter_hbc_extend() and hbc_action() take."""
+
+    serve = MilterSession.serve
+    transaction = MilterSession.transaction
+    stored = MilterSession.stored
+    log = MilterSession.log
+    body_of = MilterSession.body_of
+    eom = MilterSession.eom
+
+    CHECKS = ("/^X-Spam: yes/ REJECT spam header\n"
+              "/^X-Spam: maybe/ REJECT 4.7.0 try later\n"
+              "/^X-Drop:/ IGNORE\n"
+              "/^X-Strip:/ STRIP\n"
+              "/^X-Old: (.*)/ REPLACE X-New: $1\n"
+              "/^X-Hold:/ HOLD\n"
+              "/^X-Warn:/ WARN looked at\n"
+              "/^X-Gone:/ DISCARD\n"
+              "/^Subject: \\[SPAM\\]/ REPLACE Subject: filtered\n")
+
+    def run_eom(self, edits):
+        import tempfile
+        d = tempfile.mkdtemp(prefix="mhbc-")
+        os.chmod(d, 0o755)
+        path = os.path.join(d, "milter_checks")
+        with open(path, "w") as f:
+            f.write(self.CHECKS)
+        os.chmod(path, 0o644)
+        return self.eom(edits + packet(b"c"), main={"milter_header_checks": "regexp:" + path})
+
+    def test_reject(self):
+        r = self.run_eom(packet(b"h", cstr("X-Spam") + cstr("yes")))
+        self.assertEqual(r["end"].text, "550 5.7.1 spam header")
+        self.log(r"cleanup\S*: [0-9A-F]+: milter-header-reject: header X-Spam: yes from %s;%s: "
+                 r"5\.7\.1 spam header$" % (CLIENT, re.escape(WHATSUP)))
+        self.assertEqual(self.stored(None), [])
+        # the milter's own answer is not logged again
+        self.assertIsNone(self.srv.wait_log(r"milter-reject: END-OF-MESSAGE", 0.5))
+
+    def test_reject_4xx(self):
+        r = self.run_eom(packet(b"h", cstr("X-Spam") + cstr("maybe")))
+        self.assertEqual(r["end"].text, "451 4.7.0 try later")
+        self.assertEqual(self.stored(None), [])
+
+    def test_ignore_strip_replace_warn(self):
+        r = self.run_eom(packet(b"h", cstr("X-Drop") + cstr("1"))
+                         + packet(b"h", cstr("X-Strip") + cstr("2"))
+                         + packet(b"h", cstr("X-Old") + cstr("three"))
+                         + packet(b"h", cstr("X-Warn") + cstr("4"))
+                         + packet(b"m", u32(1) + cstr("Subject") + cstr("[SPAM] Lunch")))
+        self.assertEqual(r["end"].code, 250, r["end"])
+        self.assertEqual(self.body_of(self.stored()[0]),
+                         MSG.replace("Subject: Lunch", "Subject: filtered")
+                         .replace("\n\nHi", "\nX-New: three\nX-Warn: 4\n\nHi"))
+        self.log(r"[0-9A-F]+: milter-header-warning: header X-Warn: 4 from %s;%s: looked at$"
+                 % (CLIENT, re.escape(WHATSUP)))
+        self.log(r"[0-9A-F]+: milter-header-strip: header X-Strip: 2 from %s;" % CLIENT)
+        self.log(r"[0-9A-F]+: milter-header-replace: header X-Old: three from %s;%s: "
+                 r"X-New: three$" % (CLIENT, re.escape(WHATSUP)))
+
+    def test_hold_is_the_quarantine_answer(self):
+        r = self.run_eom(packet(b"h", cstr("X-Hold") + cstr("please")))
+        self.assertEqual(r["end"].text, "451 4.7.1 Error: message quarantined by a mail filter; "
+                         "mxgate has no hold queue")
+        self.log(r"[0-9A-F]+: milter-header-hold: header X-Hold: please from %s;%s$"
+                 % (CLIENT, re.escape(WHATSUP)))
+        self.assertEqual(self.stored(None), [])
+
+    def test_discard(self):
+        r = self.run_eom(packet(b"h", cstr("X-Gone") + cstr("x")))
+        self.assertRegex(r["end"].text, r"^250 2\.0\.0 Ok: queued as [0-9A-F]+$")
+        self.log(r"[0-9A-F]+: milter-header-discard: header X-Gone: x from %s;%s$"
+                 % (CLIENT, re.escape(WHATSUP)))
+        self.assertEqual(self.stored(None), [])
+
+    def test_headers_of_the_client_are_not_checked(self):
+        r = self.run_eom(packet(b"h", cstr("X-Fine") + cstr("1")))
+        self.assertEqual(r["end"].code, 250)
+
+    def test_filter_action_is_refused_by_check(self):
+        import tempfile
+        d = tempfile.mkdtemp(prefix="mhbc-")
+        path = os.path.join(d, "checks")
+        with open(path, "w") as f:
+            f.write("/^X-A:/ FILTER smtp:[127.0.0.1]:10025\n")
+        srv = harness.Server(main=dict(harness.BASE_MAIN, milter_header_checks="regexp:" + path))
+        self.addCleanup(srv.cleanup)
+        rc, out, err = self.mxgate("check", "-c", srv.dir, timeout=30)
+        self.assertNotEqual(rc, 0)
+        self.assertIn("milter_header_checks: %s, line 1: FILTER is not implemented" % path,
+                      out + err)
+
+
+class SameAsPostfixMiltersMaps(harness.MxTestCase):
+    """smtpd_milter_maps and milter_header_checks, through Postfix 3.7 and mxgate."""
+    maxDiff = None
+    setUp = SameAsPostfix.setUp
+    session = staticmethod(SameAsPostfix.session)
+    milter_lines = staticmethod(SameAsPostfix.milter_lines)
+    shape = staticmethod(SameAsPostfix.shape)
+
+    def compare(self, extra, mx_extra, script):
+        import postfixref
+        pf_milter = mf.ScriptedMilter(inet=True)
+        self.addCleanup(pf_milter.stop)
+        mx_milter = mf.ScriptedMilter(inet=True)
+        self.addCleanup(mx_milter.stop)
+        common = dict(harness.BASE_MAIN, myhostname="mx.example.test", mail_name="Postfix",
+                      compatibility_level="3.6", smtpd_client_restrictions="",
+                      milter_default_action="tempfail")
+        ref = postfixref.Reference("milter-maps")
+        self.addCleanup(ref.stop)
+        with open(os.path.join(ref.dir, "vmailbox"), "w") as f:
+            f.write("bob@virt.test bob/\n")
+        pf_cf = dict(common, virtual_mailbox_domains="virt.test",
+                     virtual_mailbox_maps="texthash:%s/vmailbox" % ref.dir)
+        pf_cf.update(extra(pf_milter, ref.dir))
+        ref.start(pf_cf)
+        import tempfile
+        d = tempfile.mkdtemp(prefix="mmaps-")
+        os.chmod(d, 0o755)
+        mx_cf = dict(common)
+        mx_cf.update(extra(mx_milter, d))
+        srv = self.start_server(main=mx_cf, virtual_users=["bob"])
+        pf_log = os.path.join(ref.dir, "maillog")
+        for m in (pf_milter, mx_milter):
+            m.script = {k: list(v) for k, v in script.items()}
+        pf = self.session(ref.port, ref.vmail)
+        mx = self.session(srv.port, srv.vmail)
+        self.assertEqual(mx[0], pf[0])
+        self.assertEqual((mx[1] or b"").decode(), (pf[1] or b"").decode())
+        self.assertEqual(self.shape(mx_milter.received), self.shape(pf_milter.received))
+        time.sleep(0.5)
+        pf_lines = self.milter_lines(open(pf_log, errors="replace").read())
+        self.assertEqual(self.milter_lines("\n".join(srv.log_lines())), pf_lines)
+        return pf, pf_lines
+
+    @staticmethod
+    def write(d, name, text):
+        path = os.path.join(d, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o644)
+        return path
+
+    def test_milter_maps_as_postfix(self):
+        def extra(m, d):
+            return {"smtpd_milters": "inet:127.0.0.1:1",
+                    "smtpd_milter_maps": "cidr:" + self.write(
+                        d, "mmaps", "10.0.0.0/8 DISABLE\n127.0.0.0/8 %s\n" % m.milter)}
+        pf, _ = self.compare(extra, None, {"E": [packet(b"h", cstr("X-Mapped") + cstr("yes"))
+                                                 + packet(b"c")]})
+        self.assertTrue(pf[0][-1].startswith("250"), pf)
+        self.assertIn("X-Mapped: yes", pf[1].decode())
+
+    def test_milter_maps_disable_as_postfix(self):
+        def extra(m, d):
+            return {"smtpd_milters": m.milter,
+                    "smtpd_milter_maps": "cidr:" + self.write(d, "mmaps", "127.0.0.1 DISABLE\n")}
+        pf, _ = self.compare(extra, None, {"C": [packet(b"r")]})
+        self.assertEqual(pf[0][0], 220)
+
+    def test_milter_header_checks_as_postfix(self):
+        def extra(m, d):
+            return {"smtpd_milters": m.milter,
+                    "milter_header_checks": "regexp:" + self.write(
+                        d, "mhbc", MilterHeaderChecks.CHECKS)}
+        pf, lines = self.compare(extra, None, {
+            "E": [packet(b"h", cstr("X-Drop") + cstr("1"))
+                  + packet(b"h", cstr("X-Old") + cstr("three"))
+                  + packet(b"h", cstr("X-Warn") + cstr("4"))
+                  + packet(b"m", u32(1) + cstr("Subject") + cstr("[SPAM] Lunch"))
+                  + packet(b"c")]})
+        self.assertTrue(any("milter-header-warning" in ln for ln in lines), lines)
+
+    def test_milter_header_checks_reject_as_postfix(self):
+        def extra(m, d):
+            return {"smtpd_milters": m.milter,
+                    "milter_header_checks": "regexp:" + self.write(
+                        d, "mhbc", MilterHeaderChecks.CHECKS)}
+        pf, lines = self.compare(extra, None, {
+            "E": [packet(b"h", cstr("X-Spam") + cstr("yes")) + packet(b"c")]})
+        self.assertEqual(pf[0][-1], "550 5.7.1 spam header")
+        self.assertTrue(any("milter-header-reject" in ln for ln in lines), lines)
+
+
 if __name__ == "__main__":
     unittest.main()
 

@@ -20,12 +20,14 @@ import harness
 
 PREFIX = "parameter is not implemented by mxgate, refused: "
 WHY = {
-    "smtpd_milter_maps": "mxgate has no per-client milter lists: these clients' mail would go "
-                         "through smtpd_milters instead",
+    "smtpd_discard_ehlo_keyword_address_maps": "mxgate has no per-client EHLO keyword "
+                                               "discarding: those clients would be offered, "
+                                               "and could use, the extensions that the table "
+                                               "takes away",
     "content_filter": "mxgate has no after-queue content filter: mail would be stored without "
                       "passing through the filter",
-    "milter_header_checks": "mxgate does not inspect the headers that milters add: they would "
-                            "be stored unchecked",
+    "smtpd_command_filter": "mxgate does not rewrite SMTP commands: they would be executed as "
+                            "the client sent them",
     "always_bcc": "mxgate sends no copies (it never relays): the blind copy of every message "
                   "would be lost",
     "strict_rfc821_envelopes": "mxgate accepts addresses in MAIL FROM and RCPT TO as Postfix's "
@@ -70,9 +72,9 @@ class NeverSilentTest(harness.MxTestCase):
 
     def mixed_config(self):
         n = self.write([
-            "smtpd_milter_maps = cidr:/etc/postfix/milters.cidr",             # n+1
+            "smtpd_discard_ehlo_keyword_address_maps = cidr:/etc/postfix/e.cidr", # n+1
             "content_filter = smtp-amavis:[127.0.0.1]:10024",                  # n+2
-            "milter_header_checks = regexp:/etc/postfix/milter_header_checks", # n+3
+            "smtpd_command_filter = pcre:/etc/postfix/command_filter",        # n+3
             "always_bcc = archive@example.org",                                # n+4
             "strict_rfc821_envelopes = yes",                                   # n+5
             "smtpd_proxy_filter =",                                            # n+6 default
@@ -87,11 +89,11 @@ class NeverSilentTest(harness.MxTestCase):
         want = [
             "mxgate: error: " + refused("strict_smtputf8", "yes"),
             "mxgate: error: %s, line %d: " % (m, n + 1)
-            + refused("smtpd_milter_maps", "cidr:/etc/postfix/milters.cidr"),
+            + refused("smtpd_discard_ehlo_keyword_address_maps", "cidr:/etc/postfix/e.cidr"),
             "mxgate: error: %s, line %d: " % (m, n + 2)
             + refused("content_filter", "smtp-amavis:[127.0.0.1]:10024"),
             "mxgate: error: %s, line %d: " % (m, n + 3)
-            + refused("milter_header_checks", "regexp:/etc/postfix/milter_header_checks"),
+            + refused("smtpd_command_filter", "pcre:/etc/postfix/command_filter"),
             "mxgate: error: %s, line %d: " % (m, n + 4)
             + refused("always_bcc", "archive@example.org"),
             "mxgate: error: %s, line %d: " % (m, n + 5) + refused("strict_rfc821_envelopes", "yes"),
@@ -116,7 +118,7 @@ class NeverSilentTest(harness.MxTestCase):
         for line in harmless:
             self.assertIn(line, err.splitlines())
         # A refused setting gets its error only, not the "ignored" warning as well.
-        self.assertNotIn(ignored("smtpd_milter_maps"), err)
+        self.assertNotIn(ignored("smtpd_discard_ehlo_keyword_address_maps"), err)
         self.assertNotIn(ignored("strict_rfc821_envelopes"), err)
 
     def test_run_refuses_to_start(self):
@@ -132,10 +134,10 @@ class NeverSilentTest(harness.MxTestCase):
         self.write([], ["127.0.0.1:{p1} inet n - n - - smtpd"])
         for verb in ("check", "run"):
             rc, _, err = self.mxgate(verb, "-c", self.dir, "-o",
-                                     "milter_header_checks=regexp:/x")
+                                     "smtpd_command_filter=pcre:/x")
             self.assertEqual(rc, 1, err)
             self.assertEqual(self.errors(err), [
-                "mxgate: error: " + refused("milter_header_checks", "regexp:/x")], err)
+                "mxgate: error: " + refused("smtpd_command_filter", "pcre:/x")], err)
         self.assertFalse(harness.port_listening(self.p1))
 
     def test_tls_client_certificate_requirement_is_refused(self):
@@ -186,13 +188,15 @@ class NeverSilentTest(harness.MxTestCase):
                      "smtpd_tls_wrappermode": "no",
                      "receive_override_options": "no_header_body_checks, no_milters"})
         srv = self.start_server(main=main, master=[
-            "127.0.0.1:{port} inet n - n - - smtpd -o smtpd_milter_maps= -o milter_header_checks="])
+            "127.0.0.1:{port} inet n - n - - smtpd -o smtpd_discard_ehlo_keyword_address_maps= "
+            "-o smtpd_command_filter="])
         c = self.connect(srv)
         c.expect(220)
         self.assertEqual(c.cmd("QUIT").code, 221)
         msgs = srv.log_messages()
         for name in ("strict_rfc821_envelopes", "content_filter",
-                     "receive_override_options", "smtpd_milter_maps", "milter_header_checks"):
+                     "receive_override_options", "smtpd_discard_ehlo_keyword_address_maps",
+                     "smtpd_command_filter"):
             self.assertTrue(any(m.endswith(ignored(name)) for m in msgs), (name, msgs))
         rc, _, err = self.mxgate("check", "-c", srv.dir)
         self.assertEqual(rc, 0, err)
