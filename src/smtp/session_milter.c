@@ -563,12 +563,9 @@ session_milter_end(struct session *s)
 	s->milter_quoted = NULL;
 	free(s->milter_reply);
 	s->milter_reply = NULL;
-<<<<<<< HEAD
 	free(s->milter_received);
 	s->milter_received = NULL;
-=======
 	milter_conf_free(&s->milter_own);
->>>>>>> mmaps
 }
 
 /* ---- the end of the message ---- */
