@@ -54,6 +54,17 @@ class MilterSession(harness.MxTestCase):
             out["end"] = c.read_reply(timeout=30)
         return out
 
+    def message_sent(self):
+        """A session through the end of the message, its answer not read: the client."""
+        c = self.connect(self.srv)
+        c.read_reply()
+        c.cmd("EHLO client.example.net")
+        c.cmd("MAIL FROM:<alice@example.org>")
+        c.cmd("RCPT TO:<bob@virt.test>")
+        c.cmd("DATA")
+        c.send(wire(MSG))
+        return c
+
     def stored(self, user="bob"):
         files = harness.maildir_files(self.srv.vmail) if user is None else \
             harness.maildir(self.srv.vmail, user)["new"]
@@ -494,13 +505,7 @@ class MilterSession(harness.MxTestCase):
         # the whole message arrived: it is stored once the milter accepts it (as Postfix's
         # cleanup queues it), the 250 goes nowhere
         self.serve({"E": [(2.0, packet(b"c"))]})
-        c = self.connect(self.srv)
-        c.read_reply()
-        c.cmd("EHLO client.example.net")
-        c.cmd("MAIL FROM:<alice@example.org>")
-        c.cmd("RCPT TO:<bob@virt.test>")
-        c.cmd("DATA")
-        c.send(wire(MSG))
+        c = self.message_sent()
         time.sleep(0.5)
         c.close()
         self.log(r"disconnect from localhost\[127\.0\.0\.1\]")
@@ -1045,9 +1050,9 @@ if __name__ == "__main__":
 
 class MilterSessionReview(harness.MxTestCase):
     """Review of the milter session (issue 13): what a milter's answer may not do."""
-    serve, transaction, stored, log, body_of, eom = (
+    serve, transaction, stored, log, body_of, eom, message_sent = (
         MilterSession.serve, MilterSession.transaction, MilterSession.stored,
-        MilterSession.log, MilterSession.body_of, MilterSession.eom)
+        MilterSession.log, MilterSession.body_of, MilterSession.eom, MilterSession.message_sent)
 
     def test_multiline_reply_is_one_reply(self):
         # Postfix's smtpd_chat_reply(): the lines of a milter's text are one reply (each but
@@ -1110,13 +1115,7 @@ class MilterSessionReview(harness.MxTestCase):
         # SIGTERM while the milter owes its end-of-message answer: the session goes, the
         # event is cancelled (ASan would report a late callback), nothing is stored, no 250
         self.serve({"E": [(4.0, packet(b"c"))]})
-        c = self.connect(self.srv)
-        c.read_reply()
-        c.cmd("EHLO client.example.net")
-        c.cmd("MAIL FROM:<alice@example.org>")
-        c.cmd("RCPT TO:<bob@virt.test>")
-        c.cmd("DATA")
-        c.send(wire(MSG))
+        c = self.message_sent()
         time.sleep(0.5)
         t0 = time.monotonic()
         self.assertEqual(self.srv.stop(), [])
