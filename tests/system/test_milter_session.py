@@ -645,6 +645,23 @@ class SameAsPostfix(harness.MxTestCase):
         # not "shutdown at eom": Postfix 3.7 answers 250 and drops the message, mxgate 421
     ]
 
+
+    def reference_pair(self, name):
+        """A scripted milter for Postfix 3.7 (postfixref NAME, bob@virt.test's mailbox listed)
+        and one for mxgate, and the main.cf settings both get."""
+        import postfixref
+        pf_milter = mf.ScriptedMilter(inet=True)
+        self.addCleanup(pf_milter.stop)
+        mx_milter = mf.ScriptedMilter(inet=True)
+        self.addCleanup(mx_milter.stop)
+        common = dict(harness.BASE_MAIN, myhostname="mx.example.test", mail_name="Postfix",
+                      compatibility_level="3.6", smtpd_client_restrictions="",
+                      milter_default_action="tempfail")
+        ref = postfixref.Reference(name)
+        self.addCleanup(ref.stop)
+        with open(os.path.join(ref.dir, "vmailbox"), "w") as f:
+            f.write("bob@virt.test bob/\n")
+        return pf_milter, mx_milter, common, ref
     def setUp(self):
         if os.geteuid() != 0 or not os.path.exists("/usr/sbin/postfix"):
             self.skipTest("the Postfix reference needs root and Postfix")
@@ -680,18 +697,7 @@ class SameAsPostfix(harness.MxTestCase):
         return out, stored
 
     def test_same_replies_and_stored_bytes(self):
-        import postfixref
-        pf_milter = mf.ScriptedMilter(inet=True)
-        self.addCleanup(pf_milter.stop)
-        mx_milter = mf.ScriptedMilter(inet=True)
-        self.addCleanup(mx_milter.stop)
-        common = dict(harness.BASE_MAIN, myhostname="mx.example.test", mail_name="Postfix",
-                      compatibility_level="3.6", smtpd_client_restrictions="",
-                      milter_default_action="tempfail")
-        ref = postfixref.Reference("milter-sess")
-        self.addCleanup(ref.stop)
-        with open(os.path.join(ref.dir, "vmailbox"), "w") as f:
-            f.write("bob@virt.test bob/\n")
+        pf_milter, mx_milter, common, ref = self.reference_pair("milter-sess")
         ref.start(dict(common, smtpd_milters=pf_milter.milter, virtual_mailbox_domains="virt.test",
                        virtual_mailbox_maps="texthash:%s/vmailbox" % ref.dir))
         srv = self.start_server(main=dict(common, smtpd_milters=mx_milter.milter),
@@ -958,20 +964,10 @@ class SameAsPostfixMiltersMaps(harness.MxTestCase):
     session = staticmethod(SameAsPostfix.session)
     milter_lines = staticmethod(SameAsPostfix.milter_lines)
     shape = staticmethod(SameAsPostfix.shape)
+    reference_pair = SameAsPostfix.reference_pair
 
     def compare(self, extra, mx_extra, script):
-        import postfixref
-        pf_milter = mf.ScriptedMilter(inet=True)
-        self.addCleanup(pf_milter.stop)
-        mx_milter = mf.ScriptedMilter(inet=True)
-        self.addCleanup(mx_milter.stop)
-        common = dict(harness.BASE_MAIN, myhostname="mx.example.test", mail_name="Postfix",
-                      compatibility_level="3.6", smtpd_client_restrictions="",
-                      milter_default_action="tempfail")
-        ref = postfixref.Reference("milter-maps")
-        self.addCleanup(ref.stop)
-        with open(os.path.join(ref.dir, "vmailbox"), "w") as f:
-            f.write("bob@virt.test bob/\n")
+        pf_milter, mx_milter, common, ref = self.reference_pair("milter-maps")
         pf_cf = dict(common, virtual_mailbox_domains="virt.test",
                      virtual_mailbox_maps="texthash:%s/vmailbox" % ref.dir)
         pf_cf.update(extra(pf_milter, ref.dir))
