@@ -236,6 +236,22 @@ def cstr(s):
     return (s.encode() if isinstance(s, str) else s) + b"\0"
 
 
+class SharedRspamd:
+    """A test class mixin: one real rspamd (Rspamd()) for all the class's tests, cls.rspamd."""
+    rspamd = None
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.rspamd = Rspamd().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.rspamd:
+            cls.rspamd.stop()
+        super().tearDownClass()
+
+
 class ScriptedMilter:
     """A milter on a unix socket (or 127.0.0.1 with inet=True), one thread per connection.
 

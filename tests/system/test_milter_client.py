@@ -25,18 +25,7 @@ from milterfixture import cstr, packet, u32
 TEMPFAIL = "451 4.7.1 Service unavailable - try again later"
 
 
-class RspamdMilter(unittest.TestCase):
-    rspamd = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.rspamd = mf.Rspamd().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.rspamd:
-            cls.rspamd.stop()
-
+class RspamdMilter(mf.SharedRspamd, unittest.TestCase):
     def test_startup_bounded(self):
         # with hyperscan off and no network maps rspamd answers within seconds
         self.assertLess(self.rspamd.startup_seconds, 30)

@@ -515,18 +515,7 @@ class MilterSession(harness.MxTestCase):
         self.assertEqual([self.body_of(f) for f in self.stored()], [MSG])
 
 
-class RspamdSession(harness.MxTestCase):
-    rspamd = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.rspamd = mf.Rspamd().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.rspamd:
-            cls.rspamd.stop()
-
+class RspamdSession(mf.SharedRspamd, harness.MxTestCase):
     def run_one(self, msg):
         cf = dict(harness.BASE_MAIN)
         cf["smtpd_milters"] = self.rspamd.milter
