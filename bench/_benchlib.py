@@ -10,6 +10,7 @@
     Load               one selectors loop that drives many non-blocking SMTP clients; what a
                        client sends next is decided by a per-benchmark on_reply() function
     Budget             the whole run is time-bounded (SIGALRM), cleanup runs on any exit
+    count_files / empty_dir   a Maildir's new/: how many files, and emptied between runs
 
 Nothing here is run by `make test`.
 """
@@ -692,3 +693,18 @@ def prepare(build, nofile, seconds=295):
     binary = build_mxgate(build)
     print_environment(binary)
     return budget, binary
+
+
+def count_files(d):
+    """Files in a directory (a Maildir's new/), 0 if it is not there yet."""
+    try:
+        return len(os.listdir(d))
+    except FileNotFoundError:
+        return 0
+
+
+def empty_dir(d):
+    """Remove every file in d (a Maildir's new/ between runs)."""
+    if os.path.isdir(d):
+        for n in os.listdir(d):
+            os.unlink(os.path.join(d, n))

@@ -92,19 +92,6 @@ def gtube_message(tag, n):
     return "\r\n".join(text.rstrip("\n").split("\n"))
 
 
-def count_files(d):
-    try:
-        return len(os.listdir(d))
-    except FileNotFoundError:
-        return 0
-
-
-def empty_dir(d):
-    if os.path.isdir(d):
-        for n in os.listdir(d):
-            os.unlink(os.path.join(d, n))
-
-
 def header_names(path):
     names = []
     with open(path, "rb") as f:
@@ -222,7 +209,7 @@ class Run:
         return None
 
     def go(self):
-        empty_dir(self.srv.new)
+        B.empty_dir(self.srv.new)
         cpu0 = B.tree_cpu_seconds(self.srv.cpu_pid())
         rcpu0 = B.tree_cpu_seconds(self.rspamd_pid)
         load = B.Load(self.srv.port, ["127.0.0.1"], self.sessions, self.on_reply, window=50)
@@ -239,7 +226,7 @@ class Run:
         if load.notes:
             self.problems.extend(load.notes)
         want_files = self.ok if self.kind == "clean" else 0
-        while (time.monotonic() < deadline and count_files(self.srv.new) < want_files):
+        while (time.monotonic() < deadline and B.count_files(self.srv.new) < want_files):
             time.sleep(0.01)
         t1 = time.monotonic() if self.kind == "clean" else self.last_reply
         if self.kind == "gtube":
@@ -263,7 +250,7 @@ class Run:
         if self.with_headers != self.stored:
             self.problems.append("%d of %d stored messages lack rspamd's headers"
                                  % (self.stored - self.with_headers, self.stored))
-        empty_dir(self.srv.new)
+        B.empty_dir(self.srv.new)
         return self
 
     def rate(self):

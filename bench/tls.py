@@ -175,19 +175,6 @@ def run_workers(target, port, cafile, procs, per):
     return time.monotonic() - t0, t0, errors
 
 
-def count_files(d):
-    try:
-        return len(os.listdir(d))
-    except FileNotFoundError:
-        return 0
-
-
-def empty_dir(d):
-    if os.path.isdir(d):
-        for n in os.listdir(d):
-            os.unlink(os.path.join(d, n))
-
-
 # -- servers ---------------------------------------------------------------------------------
 
 class Mxgate:
@@ -248,16 +235,16 @@ def one_run(rcv, case, cafile, count):
     else:
         per = count // SESSIONS
         n = per * SESSIONS
-        empty_dir(rcv.new)
+        B.empty_dir(rcv.new)
         _, t0, errors = run_workers(message_worker, rcv.port, cafile, SESSIONS, per)
         deadline = t0 + RUN_CAP
-        while count_files(rcv.new) < n and time.monotonic() < deadline:
+        while B.count_files(rcv.new) < n and time.monotonic() < deadline:
             time.sleep(0.01)
         elapsed = time.monotonic() - t0
-        stored = count_files(rcv.new)
+        stored = B.count_files(rcv.new)
         if stored != n:
             errors.append("%d of %d messages stored" % (stored, n))
-        empty_dir(rcv.new)
+        B.empty_dir(rcv.new)
     cpu = B.tree_cpu_seconds(rcv.cpu_pid()) - cpu0
     if errors:
         return None, "; ".join(errors[:3]), None
