@@ -628,17 +628,21 @@ cmd_run(int argc, char **argv)
 	}
 	global = conf_global(conf);
 	/*
-	 * The privileged delivery helper: forked while we are root and have one
-	 * thread (before the log writer), so that the child's allocator and locks
-	 * are in a state that no other thread left half-way.  What goes wrong here
-	 * is said on stderr, as a configuration error is.
+	 * The privileged delivery helper and the spawner of master.cf's spawn
+	 * services: forked while we are root and have one thread (before the log
+	 * writer), so that the children's allocator and locks are in a state that
+	 * no other thread left half-way.  What goes wrong here is said on stderr,
+	 * as a configuration error is.
 	 */
 	if (local_conf_read(global, &lconf, &def_uid, &def_gid) < 0)
 		msg_fatal("cannot set up local delivery");
 	if (lhelper_start(&lconf, &helper) < 0)
 		msg_fatal("cannot start the privileged delivery helper");
+	if (spawner_start(conf, dir, &spawner) < 0)
+		msg_fatal("cannot start the spawn services");
 	if (log_open_global(global, &err) < 0)
 		msg_fatal("%s", err);
+	spawner_log_start(spawner);
 	print_report(&rep, 0);
 	conf_report_free(&rep);
 	signal(SIGPIPE, SIG_IGN);
@@ -649,9 +653,6 @@ cmd_run(int argc, char **argv)
 	if (server_bind(srv) < 0)
 		msg_fatal("cannot listen on the configured services");
 	server_set_local(srv, helper, &lconf, def_uid, def_gid);
-	/* master.cf spawn services: bound and forked while we may still change users */
-	if (spawner_start(conf, dir, &spawner) < 0)
-		msg_fatal("cannot start the spawn services");
 	if (server_build_services(srv, &err) < 0)
 		msg_fatal("%s", err);
 	prepare_spool_as_root(global);

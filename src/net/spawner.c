@@ -48,6 +48,7 @@ struct spawner {
 	pid_t	pid;		/* the spawner process */
 	int	life_w;		/* its end closes: the spawner stops */
 	int	log_r;
+	int	log_started;	/* spawner_log_start() made log_thread */
 	pthread_t log_thread;
 };
 
@@ -269,8 +270,6 @@ spawner_start(const struct conf *c, const char *config_dir, struct spawner **sp_
 	sp->pid = pid;
 	sp->life_w = life[1];
 	sp->log_r = logp[0];
-	if (pthread_create(&sp->log_thread, NULL, sp_log_thread, sp) != 0)
-		msg_fatal("spawn services: cannot start the log thread");
 	*sp_r = sp;
 	return 0;
 fail:
@@ -278,6 +277,16 @@ fail:
 		close(ls[k].fd);
 	free(ls);
 	return -1;
+}
+
+void
+spawner_log_start(struct spawner *sp)
+{
+	if (sp == NULL || sp->log_started)
+		return;
+	if (pthread_create(&sp->log_thread, NULL, sp_log_thread, sp) != 0)
+		msg_fatal("spawn services: cannot start the log thread");
+	sp->log_started = 1;
 }
 
 void
@@ -292,7 +301,10 @@ spawner_stop(struct spawner **spp)
 	close(sp->life_w);
 	while (waitpid(sp->pid, &status, 0) < 0 && errno == EINTR)
 		;
-	pthread_join(sp->log_thread, NULL);
+	if (sp->log_started)
+		pthread_join(sp->log_thread, NULL);
+	else
+		close(sp->log_r);
 	free(sp);
 }
 

@@ -3,8 +3,9 @@
  * master(8)), for the policy servers that check_policy_service talks to
  * (policyd-spf and the like).
  *
- * spawner_start() runs in `mxgate run` before the privilege drop, before any
- * thread but the log writer exists.  It binds every spawn service: a unix
+ * spawner_start() runs in `mxgate run` before the privilege drop, while the
+ * process has one thread (a fork beside a running thread could leave the
+ * child an allocator lock held for ever).  It binds every spawn service: a unix
  * socket at queue_directory/private/NAME (public/NAME with private = n;
  * queue_directory and that directory are created when missing, private/
  * mode 0700 owned by mail_owner, so that mxgate's own policy client reaches
@@ -13,7 +14,8 @@
  * Then it forks the spawner process, which keeps the privileges it needs to
  * change users and nothing else: no network clients, no tables, no log file
  * (its lines go through a pipe to the daemon, which logs them as
- * "spawn").
+ * "spawn" from a thread that spawner_log_start() starts once the log is
+ * open; until then they wait in the pipe).
  *
  * The spawner process accepts a connection and runs the service's argv in a
  * new process, one per connection (spawn_command()): setgid, initgroups,
@@ -47,6 +49,8 @@ struct spawner;
  * logging why (msg_error: a bind that fails, a user that cannot be had).
  */
 int	spawner_start(const struct conf *c, const char *config_dir, struct spawner **sp_r);
+/* The daemon's side of the spawner's log pipe (sp may be NULL). */
+void	spawner_log_start(struct spawner *sp);
 void	spawner_stop(struct spawner **sp);
 /* Do a and b have different spawn services (for reload's warning)? */
 int	spawner_conf_differs(const struct conf *a, const struct conf *b);
