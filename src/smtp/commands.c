@@ -532,8 +532,8 @@ rcpt_local_mailbox(struct session *s, const char *addr, const struct rcpt_target
 
 	if (t->uid == (uid_t)-1 || t->user == NULL || t->home == NULL) {
 		/* no passwd entry (postmaster without an alias, a table's own value) */
-		msg_warn("%s: local delivery needs the privileged delivery helper,"
-			 " which is not available yet; deferring", addr);
+		msg_warn("%s: no passwd entry for this local recipient, and mxgate does"
+			 " not bounce; deferring", addr);
 		return reply_string(RPL_NO_HELPER, addr, "Local delivery is not available");
 	}
 	if (uid == 0) {
@@ -665,8 +665,8 @@ rcpt_checked(struct session *s, struct restrict_out *out)
 				reply = rcpt_local_mailbox(s, addr, t, &lpath[i], &luid[i], &lgid[i]);
 			} else if (t->uid != s->env->run_uid && !s->env->helper) {
 				msg_warn("%s: delivery as uid %ld needs the privileged delivery"
-					 " helper, which is not available yet; deferring", addr,
-					 (long)t->uid);
+					 " helper, which runs only when mxgate is started as root;"
+					 " deferring", addr, (long)t->uid);
 				reply = reply_string(RPL_NO_HELPER, addr,
 						     "Mailbox owner differs from the server user");
 			}

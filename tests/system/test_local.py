@@ -382,6 +382,24 @@ class NoHelperTest(harness.MxTestCase):
         self.assertEqual(os.stat(path).st_uid, pwd.getpwnam("nobody").pw_uid)
         self.assertTrue(read(path).startswith(b"From a@example.org  "))
 
+    def test_virtual_mailbox_of_another_uid_deferred(self):
+        need_root(self)
+        other = pwd.getpwnam("mxgate")
+        srv = self.start_server(main={"virtual_uid_maps": "static:%d" % other.pw_uid,
+                                      "virtual_gid_maps": "static:%d" % other.pw_gid},
+                                virtual_users=["vuser"], as_user="nobody")
+        c = self.connect(srv)
+        c.expect(220)
+        c.cmd("EHLO client.example")
+        c.cmd("MAIL FROM:<a@example.org>")
+        rep = c.cmd("RCPT TO:<vuser@virt.test>")
+        self.assertEqual(rep.text, "451 4.3.0 <vuser@virt.test>: Recipient address rejected: "
+                                   "Mailbox owner differs from the server user")
+        srv.wait_log(r"warning: vuser@virt\.test: delivery as uid %d needs the privileged "
+                     r"delivery helper, which runs only when mxgate is started as root; "
+                     r"deferring" % other.pw_uid)
+        c.cmd("QUIT")
+
 
 class CheckTest(harness.MxTestCase):
     def test_mailbox_command_refused(self):
