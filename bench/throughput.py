@@ -101,6 +101,25 @@ def empty_dir(d):
     os.chown(d, st.st_uid, st.st_gid)
 
 
+def spread(d):
+    """Give the directories made below d block groups of their own (ext4's Orlov spreading,
+    chattr +T), so that one receiver's files are not allocated beside another's.
+
+    The same recently_deleted() scan as above, across receivers: Postfix deletes its queue
+    file of every message, and the receivers' directories, all made in /tmp one after the
+    other, had their inodes in the same group (new/ of both Maildirs in one group of 8192).
+    So each mxgate run that came right after a Postfix run allocated its files past Postfix's
+    3000 freed inodes: in one interleaved run here, mxgate made 732 then 1314 msg/s right
+    after Postfix, 2114 and 1973 alone.  With the receivers' Maildirs (and Postfix's queue)
+    in groups of their own, each pays only for its own deletions: Postfix still for its queue
+    files, as it would in production, and mxgate, which deletes nothing for these messages,
+    for none.  Where chattr cannot set it (another file system), the runs go on without."""
+    r = subprocess.run(["chattr", "+T", d], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        print("  note: chattr +T %s: %s (directories not spread)"
+              % (d, r.stderr.decode("utf-8", "replace").strip()))
+
+
 # -- receivers ------------------------------------------------------------------------------
 
 class Sink:
@@ -167,6 +186,7 @@ class Mxgate:
 
     def start(self):
         self.srv = B.start_mxgate(self.binary, MAIN, None)
+        spread(self.srv.vmail)              # alice/ is made at the first delivery
         self.port = self.srv.port
         self.new = os.path.join(self.srv.vmail, "alice", "new")
         self.tmp = os.path.join(self.srv.vmail, "alice", "tmp")
@@ -189,6 +209,8 @@ class Postfix:
 
     def start(self):
         self.pf = B.PostfixRef("throughput", MAIN, ["127.0.0.1:{port} inet n - n - - smtpd"])
+        spread(self.pf.dir)                 # its queue/, made by postfix start
+        spread(self.pf.vmail)               # alice/, made at the first delivery
         self.pf.start()
         self.port = self.pf.port
         self.new = os.path.join(self.pf.vmail, "alice", "new")
