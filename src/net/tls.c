@@ -534,11 +534,13 @@ tls_set_dh(SSL_CTX *ctx, const struct conf_view *cf, char **err_r)
 		SSL_CTX_set_dh_auto(ctx, 1);
 		return 0;
 	}
+	dh = NULL;
 	if ((bio = BIO_new_file(file, "r")) == NULL
 	    || (dh = PEM_read_bio_Parameters(bio, NULL)) == NULL
 	    || SSL_CTX_set0_tmp_dh_pkey(ctx, dh) != 1) {
 		*err_r = xasprintf("smtpd_tls_dh1024_param_file = %s: cannot load DH parameters: %s",
 				   file, tls_error_text(etext, sizeof(etext)));
+		EVP_PKEY_free(dh);	/* set0 takes it only when it succeeds */
 		BIO_free(bio);
 		return -1;
 	}

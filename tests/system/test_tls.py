@@ -757,6 +757,30 @@ class TlsTest(MxTestCase):
         rc, out, err = self.mxgate("check", "-c", d)
         self.assertEqual(rc, 0, err)
 
+    def test_dh_parameter_file_that_does_not_load(self):
+        """smtpd_tls_dh1024_param_file with 1024-bit parameters (too small for OpenSSL 3's
+        default security level) or with no parameters at all: check names it and exits 1,
+        with no leak on that path (the sanitized build's LeakSanitizer is the judge)."""
+        d = tempfile.mkdtemp(prefix="mxgate-tls-dh-")
+        self.addCleanup(shutil.rmtree, d, True)
+        small = os.path.join(d, "dh1024.pem")
+        subprocess.run(["openssl", "dhparam", "-out", small, "1024"], check=True,
+                       capture_output=True, timeout=120)
+        junk = os.path.join(d, "junk.pem")
+        with open(junk, "w") as f:
+            f.write("not PEM\n")
+        for path, why in ((small, "dh key too small"), (junk, "")):
+            with open(os.path.join(d, "main.cf"), "w") as f:
+                f.write("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s\n"
+                        "smtpd_tls_key_file = %s\nsmtpd_tls_dh1024_param_file = %s\n"
+                        "mydestination = local.test\n"
+                        % (Certs.path("srv.crt"), Certs.path("srv.key"), path))
+            rc, out, err = self.mxgate("check", "-c", d)
+            self.assertEqual(rc, 1, out + err)
+            self.assertIn("smtpd_tls_dh1024_param_file = %s: cannot load DH parameters: " % path,
+                          err)
+            self.assertIn(why, err)
+
     def test_plaintext_restriction_and_policy_attributes(self):
         pol = policyfixture.PolicyServer(lambda req: policyfixture.action("DUNNO"))
         self.addCleanup(pol.stop)
