@@ -135,11 +135,13 @@ class Conn:
         self.send(line + "\r\n")
         return self.reply(timeout)
 
-    def starttls(self, ctx=None, hostname="mx.test"):
-        """Handshake over the connection (the plaintext buffer must be empty)."""
+    def starttls(self, ctx=None, hostname="mx.test", session=None):
+        """Handshake over the connection (the plaintext buffer must be empty); session: an
+        ssl.SSLSession of ctx to resume."""
         assert self.buf == b"", "plaintext left before the handshake: %r" % self.buf
         self.sock = (ctx or Certs.client_context()).wrap_socket(self.sock,
-                                                                server_hostname=hostname)
+                                                                server_hostname=hostname,
+                                                                session=session)
 
     def silent(self, seconds):
         """True when nothing at all comes for seconds."""
@@ -842,6 +844,39 @@ class TlsTest(MxTestCase):
         self.assertEqual(old.cmd("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok")
         old.cmd("QUIT")
         old.close()
+
+    def test_session_resumption(self):
+        """Tickets for smtpd_tls_session_cache_timeout: a later session resumes (and, as in
+        Postfix, a resumed session is not a new TLS session for
+        smtpd_client_new_tls_session_rate_limit); at 0 nothing is resumed."""
+        def sessions(srv, n):
+            ctx, sess, out = Certs.client_context(), None, []
+            for _ in range(n):
+                c = Conn(srv.port)
+                c.reply()
+                c.cmd("EHLO a.test")
+                self.assertEqual(c.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS")
+                c.starttls(ctx, session=sess)
+                # TLS 1.3: the ticket comes after the handshake, with the first reply
+                out.append((c.sock.session_reused, c.cmd("EHLO b.test").split("\n")[0]))
+                sess = c.sock.session
+                c.cmd("QUIT")
+                c.close()
+            return out
+        srv = self.server(main={"smtpd_client_new_tls_session_rate_limit": "1"})
+        self.assertEqual(sessions(srv, 3), [(False, "250-mx.example.test"),
+                                            (True, "250-mx.example.test"),
+                                            (True, "250-mx.example.test")])
+        self.assertEqual(len(harness.wait_log_count(srv, r"disconnect from localhost\[127\.0\.0"
+                                                    r"\.1\] ehlo=2 starttls=1 quit=1 commands=4$",
+                                                    3)), 3, srv.log_lines())
+        self.assertEqual(len(harness.log_matches(srv, r"Anonymous TLS connection established "
+                                                      r"from localhost\[127\.0\.0\.1\]: "
+                                                      r"TLSv1\.3 ")), 3, srv.log_lines())
+        self.assertIsNone(srv.find_log(r"New TLS session rate limit exceeded"))
+        srv2 = self.server(main={"smtpd_tls_session_cache_timeout": "0"})
+        self.assertEqual(sessions(srv2, 2), [(False, "250-mx.example.test"),
+                                             (False, "250-mx.example.test")])
 
     # -- limits and pipelining over TLS --------------------------------------------------------
 
