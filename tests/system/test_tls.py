@@ -263,7 +263,7 @@ class TlsAsPostfixTest(MxTestCase):
     def setUpClass(cls):
         Certs.make()
 
-    def both(self, params, sessions):
+    def both(self, params, sessions, ref_name="tls"):
         p = dict(harness.BASE_MAIN, myhostname=HOST, compatibility_level="3.6",
                  smtpd_forbid_unauth_pipelining="yes", smtpd_tls_loglevel="1",
                  smtpd_starttls_timeout="2s")
@@ -272,7 +272,7 @@ class TlsAsPostfixTest(MxTestCase):
         with open(vmb, "w") as f:
             f.write("alice@virt.test alice/\n")
         os.chmod(vmb, 0o644)
-        ref = postfixref.Reference("tls")
+        ref = postfixref.Reference(ref_name)
         self.addCleanup(ref.stop)
         ref.start(dict(p, virtual_mailbox_domains="virt.test",
                        virtual_mailbox_maps="texthash:" + vmb),
@@ -354,6 +354,44 @@ class TlsAsPostfixTest(MxTestCase):
                          "TLS sessions from localhost[127.0.0.1]")
         self.assertEqual(got[2][2], "454 4.7.0 Error: too many new TLS sessions from "
                          "localhost[127.0.0.1]")
+
+    def test_protocols_and_ciphers(self):
+        """docker-mailserver's protocol, cipher and option lines, with TLS 1.3 turned off so
+        that the cipher lists decide: the server's order wins with tls_preempt_cipherlist
+        (AES128 first in tls_high_cipherlist, where Python's client puts AES256 first), the
+        exclusions apply, and at encrypt the mandatory_* settings do instead."""
+        dms = {"tls_high_cipherlist": "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                                      "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384",
+               "tls_ssl_options": "NO_COMPRESSION, NO_RENEGOTIATION",
+               "smtpd_tls_exclude_ciphers": "aNULL, SEED, CAMELLIA, RSA+AES, SHA1"}
+        steps = ["EHLO a.test", "STARTTLS", ("tls",), "EHLO a.test", "QUIT"]
+        cases = [
+            ("tls-ciphers-may",
+             dict(dms, smtpd_tls_security_level="may", smtpd_tls_ciphers="high",
+                  tls_preempt_cipherlist="yes",
+                  smtpd_tls_protocols="!SSLv2,!SSLv3,!TLSv1,!TLSv1.1,!TLSv1.3",
+                  smtpd_tls_mandatory_protocols=">=TLSv1.3"),
+             "TLSv1.2 with cipher ECDHE-RSA-AES128-GCM-SHA256 (128/128 bits)"),
+            ("tls-ciphers-client-order",
+             dict(dms, smtpd_tls_security_level="may", smtpd_tls_ciphers="high",
+                  smtpd_tls_protocols="<=TLSv1.2"),
+             "TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits)"),
+            ("tls-ciphers-encrypt",
+             dict(dms, smtpd_tls_security_level="encrypt", smtpd_tls_mandatory_ciphers="high",
+                  tls_preempt_cipherlist="yes", smtpd_tls_mandatory_exclude_ciphers="AES128",
+                  smtpd_tls_mandatory_protocols="!SSLv2,!SSLv3,!TLSv1,!TLSv1.1,!TLSv1.3",
+                  smtpd_tls_protocols=">=TLSv1.3"),
+             "TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits)"),
+        ]
+        for name, params, want in cases:
+            with self.subTest(name):
+                got, log, srv = self.both(params, [steps], ref_name=name)
+                self.assertEqual(got[0][3], "handshake ok", got)
+                summary = [ln for ln in log if "TLS connection established" in ln]
+                self.assertEqual(len(summary), 1, log)
+                self.assertIn("from localhost[127.0.0.1]: " + want, summary[0])
 
     def test_client_certificates(self):
         """smtpd_tls_ask_ccert with smtpd_tls_CAfile: Trusted and Untrusted in the log."""
