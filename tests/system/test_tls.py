@@ -821,6 +821,92 @@ class TlsTest(MxTestCase):
                           err)
             self.assertIn(why, err)
 
+    def test_real_configuration_tls_lines(self):
+        """Every smtpd_tls_* and tls_* line of docker-mailserver's, mailcow's, Mailu's and
+        iRedMail's main.cf (target/postfix/main.cf, data/conf/postfix/main.cf,
+        core/postfix/conf/main.cf, samples/postfix/main.cf; their files replaced by the test's,
+        mailcow's tls_server_sni_maps left to SniTest): check accepts them, names once each
+        one that changes nothing (the "ignored" warning), and a server with them takes a
+        message over STARTTLS."""
+        d = tempfile.mkdtemp(prefix="mxgate-tls-real-")
+        self.addCleanup(shutil.rmtree, d, True)
+        dh = os.path.join(d, "dhparams.pem")
+        subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt",
+                        "group:ffdhe2048", "-out", dh], check=True, capture_output=True,
+                       timeout=60)
+        os.chmod(dh, 0o644)
+        crt, key = Certs.path("srv.crt"), Certs.path("srv.key")
+        configs = {
+            "docker-mailserver": ([
+                ("smtpd_tls_chain_files", key + " " + crt),
+                ("smtpd_tls_security_level", "may"), ("smtpd_tls_loglevel", "1"),
+                ("tls_ssl_options", "NO_COMPRESSION, NO_RENEGOTIATION"),
+                ("tls_high_cipherlist", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-"
+                 "SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-"
+                 "CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:"
+                 "DHE-RSA-AES256-GCM-SHA384"),
+                ("tls_preempt_cipherlist", "yes"),
+                ("smtpd_tls_protocols", "!SSLv2,!SSLv3,!TLSv1,!TLSv1.1"),
+                ("smtpd_tls_mandatory_ciphers", "high"),
+                ("smtpd_tls_mandatory_protocols", "!SSLv2,!SSLv3,!TLSv1,!TLSv1.1"),
+                ("smtpd_tls_exclude_ciphers", "aNULL, SEED, CAMELLIA, RSA+AES, SHA1"),
+                ("smtpd_tls_dh1024_param_file", dh), ("smtpd_tls_CApath", "/etc/ssl/certs")],
+                []),
+            "mailcow": ([
+                ("smtpd_tls_cert_file", crt), ("smtpd_tls_key_file", key),
+                ("smtpd_use_tls", "yes"), ("smtpd_tls_received_header", "yes"),
+                ("smtpd_tls_session_cache_database", "btree:${data_directory}/smtpd_scache"),
+                ("smtpd_tls_auth_only", "yes"), ("smtpd_tls_dh1024_param_file", dh),
+                ("smtpd_tls_eecdh_grade", "auto"),
+                ("smtpd_tls_exclude_ciphers", "ECDHE-RSA-RC4-SHA, RC4, aNULL, DES-CBC3-SHA, "
+                 "ECDHE-RSA-DES-CBC3-SHA, EDH-RSA-DES-CBC3-SHA"),
+                ("smtpd_tls_loglevel", "1"),
+                ("smtpd_tls_mandatory_protocols", "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"),
+                ("smtpd_tls_mandatory_ciphers", "high"),
+                ("smtpd_tls_protocols", "!SSLv2, !SSLv3"),
+                ("smtpd_tls_security_level", "may"), ("tls_preempt_cipherlist", "yes"),
+                ("tls_ssl_options", "NO_COMPRESSION, NO_RENEGOTIATION")],
+                ["smtpd_tls_session_cache_database"]),
+            "mailu": ([
+                ("tls_high_cipherlist", "EDH+CAMELLIA:EDH+aRSA:EECDH+aRSA+AESGCM:EECDH+aRSA+"
+                 "SHA256:EECDH:+CAMELLIA128:+AES128:+SSLv3:!aNULL:!eNULL:!LOW:!3DES:!MD5:!EXP:"
+                 "!PSK:!DSS:!RC4:!SEED:!IDEA:!ECDSA:kEDH:CAMELLIA128-SHA:AES128-SHA"),
+                ("tls_preempt_cipherlist", "yes"), ("tls_ssl_options", "NO_COMPRESSION, NO_TICKET"),
+                ("smtpd_tls_session_cache_database", "lmdb:/dev/shm/postfix/smtpd_scache"),
+                # Mailu's TLS is in its front container; the test adds a certificate and a level
+                ("smtpd_tls_cert_file", crt), ("smtpd_tls_key_file", key),
+                ("smtpd_tls_security_level", "may"), ("smtpd_tls_ciphers", "high")],
+                ["smtpd_tls_session_cache_database"]),
+            "iRedMail": ([
+                ("smtpd_tls_key_file", key), ("smtpd_tls_cert_file", crt),
+                ("smtpd_tls_CAfile", Certs.path("ca.crt")), ("smtpd_tls_CApath", "/etc/ssl/certs"),
+                ("smtpd_tls_protocols", "!SSLv2 !SSLv3 !TLSv1 !TLSv1.1"),
+                ("smtpd_tls_mandatory_protocols", "!SSLv2 !SSLv3 !TLSv1 !TLSv1.1"),
+                ("smtpd_tls_dh512_param_file", dh), ("smtpd_tls_dh1024_param_file", dh),
+                ("tls_random_source", "dev:/dev/urandom"), ("smtpd_tls_loglevel", "1"),
+                ("smtpd_tls_security_level", "may")],
+                ["smtpd_tls_dh512_param_file", "tls_random_source"]),
+        }
+        for name, (lines, ignored) in configs.items():
+            with self.subTest(name):
+                with open(os.path.join(d, "main.cf"), "w") as f:
+                    f.write("mydestination = local.test\n")
+                    f.write("".join("%s = %s\n" % kv for kv in lines))
+                rc, out, err = self.mxgate("check", "-c", d)
+                self.assertEqual(rc, 0, err)
+                warned = sorted(re.findall(r"^mxgate: warning: .*, line \d+: (\S+): parameter "
+                                           r"is not implemented by mxgate, ignored$", err, re.M))
+                self.assertEqual(warned, sorted(ignored), err)
+                self.assertEqual([ln for ln in err.splitlines()
+                                  if "warning" in ln and not ln.endswith(", ignored")], [], err)
+                srv = self.server(main=dict(lines))
+                m = smtplib.SMTP("127.0.0.1", srv.port, timeout=10)
+                self.assertEqual(m.starttls(context=Certs.client_context())[0], 220)
+                m.sendmail("a@example.org", ["alice@virt.test"], "Subject: %s\r\n\r\nx\r\n" % name)
+                m.quit()
+                self.assertEqual(len(self.stored(srv)), 1)
+                srv.stop()
+
     def test_plaintext_restriction_and_policy_attributes(self):
         pol = policyfixture.PolicyServer(lambda req: policyfixture.action("DUNNO"))
         self.addCleanup(pol.stop)
