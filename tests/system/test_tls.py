@@ -393,6 +393,24 @@ class TlsAsPostfixTest(MxTestCase):
                 self.assertEqual(len(summary), 1, log)
                 self.assertIn("from localhost[127.0.0.1]: " + want, summary[0])
 
+    def test_eecdh_grade(self):
+        """The key exchange that the summary line names: smtpd_tls_eecdh_grade is ignored, as
+        in Postfix >= 3.6 (ultra and none give X25519 as auto does); tls_eecdh_auto_curves
+        decides."""
+        steps = ["EHLO a.test", "STARTTLS", ("tls",), "EHLO a.test", "QUIT"]
+        for name, params, want in (
+                ("tls-eecdh-ultra", {"smtpd_tls_eecdh_grade": "ultra"}, "X25519"),
+                ("tls-eecdh-none", {"smtpd_tls_eecdh_grade": "none"}, "X25519"),
+                ("tls-eecdh-auto", {"tls_eecdh_auto_curves": "prime256v1 secp521r1"},
+                 "ECDHE (prime256v1)")):
+            with self.subTest(name):
+                got, log, srv = self.both(dict(params, smtpd_tls_security_level="may"),
+                                          [steps], ref_name=name)
+                self.assertEqual(got[0][3], "handshake ok", got)
+                summary = [ln for ln in log if "TLS connection established" in ln]
+                self.assertEqual(len(summary), 1, log)
+                self.assertIn(" key-exchange %s server-signature " % want, summary[0])
+
     def test_client_certificates(self):
         """smtpd_tls_ask_ccert with smtpd_tls_CAfile: Trusted and Untrusted in the log."""
         sessions = [
