@@ -405,7 +405,8 @@ parse_master_line(void *vctx, const struct parse_logical *lg)
 	/*
 	 * Postfix's master.cf lists many services; ours are inet smtpd, inet
 	 * postscreen (served by smtpd with the settings of the pass service it
-	 * hands clients to) and pass smtpd, and spawn.
+	 * hands clients to) and pass smtpd, and spawn.  Any other inet line is
+	 * not opened, with a warning at its line.
 	 */
 	if (strcmp(toks[7].text, "spawn") == 0) {
 		/* spawn(8): mxgate runs the command itself (net/spawner.h) */
@@ -426,8 +427,15 @@ parse_master_line(void *vctx, const struct parse_logical *lg)
 			kind = MENT_POSTSCREEN;
 		else if (strcmp(toks[1].text, "pass") == 0 && strcmp(toks[7].text, "smtpd") == 0)
 			kind = MENT_PASS;
-		else
+		else {
+			/* another daemon on a network port (qmqpd, ...): said, never silent */
+			if (strcmp(toks[1].text, "inet") == 0)
+				conf_report_add(ctx->rep, 0, CONF_PROB_OTHER, ctx->path, lg->line,
+						NULL, toks[0].text, "service \"%s\": not opened: "
+						"mxgate serves inet services of smtpd, postscreen and "
+						"spawn only, not \"%s\"", toks[0].text, toks[7].text);
 			goto out;
+		}
 		ctx->ents = xrealloc(ctx->ents, (ctx->n + 1) * sizeof(*ctx->ents));
 		ent = &ctx->ents[ctx->n++];
 		memset(ent, 0, sizeof(*ent));

@@ -479,43 +479,35 @@ bad:
 	return 0;
 }
 
-/* smtpd_tls_eecdh_grade: the ECDHE groups. */
+/*
+ * The ECDHE groups: tls_eecdh_auto_curves, those the library knows, in
+ * order.  smtpd_tls_eecdh_grade is read and ignored, whatever its value:
+ * "As of Postfix 3.6, the value of this parameter is always ignored, and
+ * Postfix behaves as though the auto value was chosen" (postconf(5)), and
+ * Postfix 3.7's tls_server.c sets the auto curves only.
+ */
 static int
 tls_set_groups(SSL_CTX *ctx, const struct conf_view *cf, char **err_r)
 {
-	const char *grade = conf_str(cf, P_smtpd_tls_eecdh_grade);
 	struct buf b = BUF_INIT;
 	int	rc = 0;
+	size_t	n;
+	char  *const *curves = conf_list(cf, P_tls_eecdh_auto_curves, &n);
 
-	if (strcasecmp(grade, "auto") == 0) {
-		size_t n;
-		char *const *curves = conf_list(cf, P_tls_eecdh_auto_curves, &n);
+	for (size_t i = 0; i < n; i++) {
+		SSL_CTX *probe = SSL_CTX_new(TLS_server_method());
 
-		/* Postfix keeps the curves the library knows, in order. */
-		for (size_t i = 0; i < n; i++) {
-			SSL_CTX *probe = SSL_CTX_new(TLS_server_method());
-
-			if (probe != NULL && SSL_CTX_set1_groups_list(probe, curves[i]) == 1)
-				buf_printf(&b, "%s%s", b.len ? ":" : "", curves[i]);
-			SSL_CTX_free(probe);
-		}
-		ERR_clear_error();
-	} else if (strcasecmp(grade, "strong") == 0) {
-		buf_puts(&b, conf_str(cf, P_tls_eecdh_strong_curve));
-	} else if (strcasecmp(grade, "ultra") == 0) {
-		buf_puts(&b, conf_str(cf, P_tls_eecdh_ultra_curve));
-	} else if (strcasecmp(grade, "none") == 0) {
-		/* no ECDHE: TLS 1.3 then has finite-field groups only */
-		buf_puts(&b, "ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192");
-	} else {
-		*err_r = xasprintf("smtpd_tls_eecdh_grade = %s: invalid value", grade);
-		return -1;
+		if (probe != NULL && SSL_CTX_set1_groups_list(probe, curves[i]) == 1)
+			buf_printf(&b, "%s%s", b.len ? ":" : "", curves[i]);
+		SSL_CTX_free(probe);
 	}
+	ERR_clear_error();
 	if (b.len == 0 || SSL_CTX_set1_groups_list(ctx, buf_str(&b)) != 1) {
 		char	etext[256];
 
-		*err_r = xasprintf("smtpd_tls_eecdh_grade = %s: no usable curve in \"%s\": %s",
-				   grade, buf_str(&b), tls_error_text(etext, sizeof(etext)));
+		*err_r = xasprintf("tls_eecdh_auto_curves = %s: no usable curve: %s",
+				   conf_str(cf, P_tls_eecdh_auto_curves),
+				   tls_error_text(etext, sizeof(etext)));
 		rc = -1;
 	}
 	buf_free(&b);
@@ -534,11 +526,13 @@ tls_set_dh(SSL_CTX *ctx, const struct conf_view *cf, char **err_r)
 		SSL_CTX_set_dh_auto(ctx, 1);
 		return 0;
 	}
+	dh = NULL;
 	if ((bio = BIO_new_file(file, "r")) == NULL
 	    || (dh = PEM_read_bio_Parameters(bio, NULL)) == NULL
 	    || SSL_CTX_set0_tmp_dh_pkey(ctx, dh) != 1) {
 		*err_r = xasprintf("smtpd_tls_dh1024_param_file = %s: cannot load DH parameters: %s",
 				   file, tls_error_text(etext, sizeof(etext)));
+		EVP_PKEY_free(dh);	/* set0 takes it only when it succeeds */
 		BIO_free(bio);
 		return -1;
 	}

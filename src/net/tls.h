@@ -5,7 +5,8 @@
  * One struct tls_server per service generation (built with the service
  * data, at start-up, at `mxgate check` and on reload, never per
  * connection): an SSL_CTX with the certificates and keys, protocols,
- * cipher grade and exclusions, ECDHE groups, DH parameters, client
+ * cipher grade and exclusions, ECDHE groups (tls_eecdh_auto_curves;
+ * smtpd_tls_eecdh_grade is ignored, as in Postfix >= 3.6), DH parameters, client
  * certificate request and CA, session cache timeout and session tickets,
  * options.  It is read-only once built (OpenSSL locks its own session
  * cache), so every event-loop thread makes its SSL objects from it.

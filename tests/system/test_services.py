@@ -9,7 +9,9 @@ a defined result, with `mxgate check` and with `mxgate run`:
   - a postscreen line is served by smtpd with the pass service's settings, the postscreen_*
     settings that are not applied are named, and those that would turn clients away
     (postscreen_greet_action = enforce, ...) are errors: check exits 1, run does not start;
-  - a line with a setting mxgate does not implement and would weaken is an error.
+  - a line with a setting mxgate does not implement and would weaken is an error;
+  - an inet line of another daemon (Debian's commented qmqpd line) is not opened, with a
+    warning at its line.
 """
 
 import os
@@ -30,6 +32,8 @@ SCREEN = ("service \"%s\": postscreen is not implemented by mxgate: this port is
 CHROOT = ("service \"%s\": chroot \"y\" is accepted, but mxgate does not chroot (for this service "
           "or any other): its network side runs as mail_owner, without root and without "
           "capabilities (docs/security.md)")
+OTHER = ("service \"%s\": not opened: mxgate serves inet services of smtpd, postscreen and "
+         "spawn only, not \"%s\"")
 GREET = ("postscreen_greet_action = enforce: postscreen is not implemented by mxgate, refused: "
          "service \"%s\" (%s, line %d) is served by smtpd without the screen: clients that speak "
          "before the greeting would not be turned away by the pregreet test (set "
@@ -132,6 +136,7 @@ class ServicesTest(harness.MxTestCase):
         self.assertIn(self.warn(1, SCREEN % ("smtp", 2)), err)
         self.assertIn(self.warn(5, SUBMISSION % ("submission", SASL)), err)
         self.assertIn(self.warn(17, SUBMISSION % ("submissions", SASL)), err)
+        self.assertIn(self.warn(28, OTHER % ("628", "qmqpd")), err)
         # what a service that is not opened sets is not refused (TLS enforcement, wrapper mode)
         self.assertEqual([ln for ln in err if "error" in ln], [], err)
         self.assertFalse(any("smtpd_tls_security_level" in ln or "milter_macro" in ln
@@ -140,9 +145,11 @@ class ServicesTest(harness.MxTestCase):
         self.assert_served(srv, ports["smtp"])
         self.assert_closed(ports["submission"])
         self.assert_closed(ports["submissions"])
+        self.assert_closed(ports["628"])
         text = self.daemon_text(srv)
         self.assertIn("service \"127.0.0.1:%d\": not opened: a submission service"
                       % ports["submission"], text)
+        self.assertIn(OTHER % ("127.0.0.1:%d" % ports["628"], "qmqpd"), text)
         self.assertIn(SCREEN % ("127.0.0.1:%d" % srv.port, 2), text)
 
     # -- docker-mailserver --------------------------------------------------------------------

@@ -135,11 +135,13 @@ class Conn:
         self.send(line + "\r\n")
         return self.reply(timeout)
 
-    def starttls(self, ctx=None, hostname="mx.test"):
-        """Handshake over the connection (the plaintext buffer must be empty)."""
+    def starttls(self, ctx=None, hostname="mx.test", session=None):
+        """Handshake over the connection (the plaintext buffer must be empty); session: an
+        ssl.SSLSession of ctx to resume."""
         assert self.buf == b"", "plaintext left before the handshake: %r" % self.buf
         self.sock = (ctx or Certs.client_context()).wrap_socket(self.sock,
-                                                                server_hostname=hostname)
+                                                                server_hostname=hostname,
+                                                                session=session)
 
     def silent(self, seconds):
         """True when nothing at all comes for seconds."""
@@ -261,7 +263,7 @@ class TlsAsPostfixTest(MxTestCase):
     def setUpClass(cls):
         Certs.make()
 
-    def both(self, params, sessions):
+    def both(self, params, sessions, ref_name="tls"):
         p = dict(harness.BASE_MAIN, myhostname=HOST, compatibility_level="3.6",
                  smtpd_forbid_unauth_pipelining="yes", smtpd_tls_loglevel="1",
                  smtpd_starttls_timeout="2s")
@@ -270,7 +272,7 @@ class TlsAsPostfixTest(MxTestCase):
         with open(vmb, "w") as f:
             f.write("alice@virt.test alice/\n")
         os.chmod(vmb, 0o644)
-        ref = postfixref.Reference("tls")
+        ref = postfixref.Reference(ref_name)
         self.addCleanup(ref.stop)
         ref.start(dict(p, virtual_mailbox_domains="virt.test",
                        virtual_mailbox_maps="texthash:" + vmb),
@@ -352,6 +354,62 @@ class TlsAsPostfixTest(MxTestCase):
                          "TLS sessions from localhost[127.0.0.1]")
         self.assertEqual(got[2][2], "454 4.7.0 Error: too many new TLS sessions from "
                          "localhost[127.0.0.1]")
+
+    def test_protocols_and_ciphers(self):
+        """docker-mailserver's protocol, cipher and option lines, with TLS 1.3 turned off so
+        that the cipher lists decide: the server's order wins with tls_preempt_cipherlist
+        (AES128 first in tls_high_cipherlist, where Python's client puts AES256 first), the
+        exclusions apply, and at encrypt the mandatory_* settings do instead."""
+        dms = {"tls_high_cipherlist": "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                                      "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384",
+               "tls_ssl_options": "NO_COMPRESSION, NO_RENEGOTIATION",
+               "smtpd_tls_exclude_ciphers": "aNULL, SEED, CAMELLIA, RSA+AES, SHA1"}
+        steps = ["EHLO a.test", "STARTTLS", ("tls",), "EHLO a.test", "QUIT"]
+        cases = [
+            ("tls-ciphers-may",
+             dict(dms, smtpd_tls_security_level="may", smtpd_tls_ciphers="high",
+                  tls_preempt_cipherlist="yes",
+                  smtpd_tls_protocols="!SSLv2,!SSLv3,!TLSv1,!TLSv1.1,!TLSv1.3",
+                  smtpd_tls_mandatory_protocols=">=TLSv1.3"),
+             "TLSv1.2 with cipher ECDHE-RSA-AES128-GCM-SHA256 (128/128 bits)"),
+            ("tls-ciphers-client-order",
+             dict(dms, smtpd_tls_security_level="may", smtpd_tls_ciphers="high",
+                  smtpd_tls_protocols="<=TLSv1.2"),
+             "TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits)"),
+            ("tls-ciphers-encrypt",
+             dict(dms, smtpd_tls_security_level="encrypt", smtpd_tls_mandatory_ciphers="high",
+                  tls_preempt_cipherlist="yes", smtpd_tls_mandatory_exclude_ciphers="AES128",
+                  smtpd_tls_mandatory_protocols="!SSLv2,!SSLv3,!TLSv1,!TLSv1.1,!TLSv1.3",
+                  smtpd_tls_protocols=">=TLSv1.3"),
+             "TLSv1.2 with cipher ECDHE-RSA-AES256-GCM-SHA384 (256/256 bits)"),
+        ]
+        for name, params, want in cases:
+            with self.subTest(name):
+                got, log, srv = self.both(params, [steps], ref_name=name)
+                self.assertEqual(got[0][3], "handshake ok", got)
+                summary = [ln for ln in log if "TLS connection established" in ln]
+                self.assertEqual(len(summary), 1, log)
+                self.assertIn("from localhost[127.0.0.1]: " + want, summary[0])
+
+    def test_eecdh_grade(self):
+        """The key exchange that the summary line names: smtpd_tls_eecdh_grade is ignored, as
+        in Postfix >= 3.6 (ultra and none give X25519 as auto does); tls_eecdh_auto_curves
+        decides."""
+        steps = ["EHLO a.test", "STARTTLS", ("tls",), "EHLO a.test", "QUIT"]
+        for name, params, want in (
+                ("tls-eecdh-ultra", {"smtpd_tls_eecdh_grade": "ultra"}, "X25519"),
+                ("tls-eecdh-none", {"smtpd_tls_eecdh_grade": "none"}, "X25519"),
+                ("tls-eecdh-auto", {"tls_eecdh_auto_curves": "prime256v1 secp521r1"},
+                 "ECDHE (prime256v1)")):
+            with self.subTest(name):
+                got, log, srv = self.both(dict(params, smtpd_tls_security_level="may"),
+                                          [steps], ref_name=name)
+                self.assertEqual(got[0][3], "handshake ok", got)
+                summary = [ln for ln in log if "TLS connection established" in ln]
+                self.assertEqual(len(summary), 1, log)
+                self.assertIn(" key-exchange %s server-signature " % want, summary[0])
 
     def test_client_certificates(self):
         """smtpd_tls_ask_ccert with smtpd_tls_CAfile: Trusted and Untrusted in the log."""
@@ -757,6 +815,116 @@ class TlsTest(MxTestCase):
         rc, out, err = self.mxgate("check", "-c", d)
         self.assertEqual(rc, 0, err)
 
+    def test_dh_parameter_file_that_does_not_load(self):
+        """smtpd_tls_dh1024_param_file with 1024-bit parameters (too small for OpenSSL 3's
+        default security level) or with no parameters at all: check names it and exits 1,
+        with no leak on that path (the sanitized build's LeakSanitizer is the judge)."""
+        d = tempfile.mkdtemp(prefix="mxgate-tls-dh-")
+        self.addCleanup(shutil.rmtree, d, True)
+        small = os.path.join(d, "dh1024.pem")
+        subprocess.run(["openssl", "dhparam", "-out", small, "1024"], check=True,
+                       capture_output=True, timeout=120)
+        junk = os.path.join(d, "junk.pem")
+        with open(junk, "w") as f:
+            f.write("not PEM\n")
+        for path, why in ((small, "dh key too small"), (junk, "")):
+            with open(os.path.join(d, "main.cf"), "w") as f:
+                f.write("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s\n"
+                        "smtpd_tls_key_file = %s\nsmtpd_tls_dh1024_param_file = %s\n"
+                        "mydestination = local.test\n"
+                        % (Certs.path("srv.crt"), Certs.path("srv.key"), path))
+            rc, out, err = self.mxgate("check", "-c", d)
+            self.assertEqual(rc, 1, out + err)
+            self.assertIn("smtpd_tls_dh1024_param_file = %s: cannot load DH parameters: " % path,
+                          err)
+            self.assertIn(why, err)
+
+    def test_real_configuration_tls_lines(self):
+        """Every smtpd_tls_* and tls_* line of docker-mailserver's, mailcow's, Mailu's and
+        iRedMail's main.cf (target/postfix/main.cf, data/conf/postfix/main.cf,
+        core/postfix/conf/main.cf, samples/postfix/main.cf; their files replaced by the test's,
+        mailcow's tls_server_sni_maps left to SniTest): check accepts them, names once each
+        one that changes nothing (the "ignored" warning), and a server with them takes a
+        message over STARTTLS."""
+        d = tempfile.mkdtemp(prefix="mxgate-tls-real-")
+        self.addCleanup(shutil.rmtree, d, True)
+        dh = os.path.join(d, "dhparams.pem")
+        subprocess.run(["openssl", "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt",
+                        "group:ffdhe2048", "-out", dh], check=True, capture_output=True,
+                       timeout=60)
+        os.chmod(dh, 0o644)
+        crt, key = Certs.path("srv.crt"), Certs.path("srv.key")
+        configs = {
+            "docker-mailserver": ([
+                ("smtpd_tls_chain_files", key + " " + crt),
+                ("smtpd_tls_security_level", "may"), ("smtpd_tls_loglevel", "1"),
+                ("tls_ssl_options", "NO_COMPRESSION, NO_RENEGOTIATION"),
+                ("tls_high_cipherlist", "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-"
+                 "SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-"
+                 "CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:"
+                 "DHE-RSA-AES256-GCM-SHA384"),
+                ("tls_preempt_cipherlist", "yes"),
+                ("smtpd_tls_protocols", "!SSLv2,!SSLv3,!TLSv1,!TLSv1.1"),
+                ("smtpd_tls_mandatory_ciphers", "high"),
+                ("smtpd_tls_mandatory_protocols", "!SSLv2,!SSLv3,!TLSv1,!TLSv1.1"),
+                ("smtpd_tls_exclude_ciphers", "aNULL, SEED, CAMELLIA, RSA+AES, SHA1"),
+                ("smtpd_tls_dh1024_param_file", dh), ("smtpd_tls_CApath", "/etc/ssl/certs")],
+                []),
+            "mailcow": ([
+                ("smtpd_tls_cert_file", crt), ("smtpd_tls_key_file", key),
+                ("smtpd_use_tls", "yes"), ("smtpd_tls_received_header", "yes"),
+                ("smtpd_tls_session_cache_database", "btree:${data_directory}/smtpd_scache"),
+                ("smtpd_tls_auth_only", "yes"), ("smtpd_tls_dh1024_param_file", dh),
+                ("smtpd_tls_eecdh_grade", "auto"),
+                ("smtpd_tls_exclude_ciphers", "ECDHE-RSA-RC4-SHA, RC4, aNULL, DES-CBC3-SHA, "
+                 "ECDHE-RSA-DES-CBC3-SHA, EDH-RSA-DES-CBC3-SHA"),
+                ("smtpd_tls_loglevel", "1"),
+                ("smtpd_tls_mandatory_protocols", "!SSLv2, !SSLv3, !TLSv1, !TLSv1.1"),
+                ("smtpd_tls_mandatory_ciphers", "high"),
+                ("smtpd_tls_protocols", "!SSLv2, !SSLv3"),
+                ("smtpd_tls_security_level", "may"), ("tls_preempt_cipherlist", "yes"),
+                ("tls_ssl_options", "NO_COMPRESSION, NO_RENEGOTIATION")],
+                ["smtpd_tls_session_cache_database"]),
+            "mailu": ([
+                ("tls_high_cipherlist", "EDH+CAMELLIA:EDH+aRSA:EECDH+aRSA+AESGCM:EECDH+aRSA+"
+                 "SHA256:EECDH:+CAMELLIA128:+AES128:+SSLv3:!aNULL:!eNULL:!LOW:!3DES:!MD5:!EXP:"
+                 "!PSK:!DSS:!RC4:!SEED:!IDEA:!ECDSA:kEDH:CAMELLIA128-SHA:AES128-SHA"),
+                ("tls_preempt_cipherlist", "yes"), ("tls_ssl_options", "NO_COMPRESSION, NO_TICKET"),
+                ("smtpd_tls_session_cache_database", "lmdb:/dev/shm/postfix/smtpd_scache"),
+                # Mailu's TLS is in its front container; the test adds a certificate and a level
+                ("smtpd_tls_cert_file", crt), ("smtpd_tls_key_file", key),
+                ("smtpd_tls_security_level", "may"), ("smtpd_tls_ciphers", "high")],
+                ["smtpd_tls_session_cache_database"]),
+            "iRedMail": ([
+                ("smtpd_tls_key_file", key), ("smtpd_tls_cert_file", crt),
+                ("smtpd_tls_CAfile", Certs.path("ca.crt")), ("smtpd_tls_CApath", "/etc/ssl/certs"),
+                ("smtpd_tls_protocols", "!SSLv2 !SSLv3 !TLSv1 !TLSv1.1"),
+                ("smtpd_tls_mandatory_protocols", "!SSLv2 !SSLv3 !TLSv1 !TLSv1.1"),
+                ("smtpd_tls_dh512_param_file", dh), ("smtpd_tls_dh1024_param_file", dh),
+                ("tls_random_source", "dev:/dev/urandom"), ("smtpd_tls_loglevel", "1"),
+                ("smtpd_tls_security_level", "may")],
+                ["smtpd_tls_dh512_param_file", "tls_random_source"]),
+        }
+        for name, (lines, ignored) in configs.items():
+            with self.subTest(name):
+                with open(os.path.join(d, "main.cf"), "w") as f:
+                    f.write("mydestination = local.test\n")
+                    f.write("".join("%s = %s\n" % kv for kv in lines))
+                rc, out, err = self.mxgate("check", "-c", d)
+                self.assertEqual(rc, 0, err)
+                warned = sorted(re.findall(r"^mxgate: warning: .*, line \d+: (\S+): parameter "
+                                           r"is not implemented by mxgate, ignored$", err, re.M))
+                self.assertEqual(warned, sorted(ignored), err)
+                self.assertEqual([ln for ln in err.splitlines()
+                                  if "warning" in ln and not ln.endswith(", ignored")], [], err)
+                srv = self.server(main=dict(lines))
+                m = smtplib.SMTP("127.0.0.1", srv.port, timeout=10)
+                self.assertEqual(m.starttls(context=Certs.client_context())[0], 220)
+                m.sendmail("a@example.org", ["alice@virt.test"], "Subject: %s\r\n\r\nx\r\n" % name)
+                m.quit()
+                self.assertEqual(len(self.stored(srv)), 1)
+                srv.stop()
+
     def test_plaintext_restriction_and_policy_attributes(self):
         pol = policyfixture.PolicyServer(lambda req: policyfixture.action("DUNNO"))
         self.addCleanup(pol.stop)
@@ -818,6 +986,39 @@ class TlsTest(MxTestCase):
         self.assertEqual(old.cmd("MAIL FROM:<a@example.org>"), "250 2.1.0 Ok")
         old.cmd("QUIT")
         old.close()
+
+    def test_session_resumption(self):
+        """Tickets for smtpd_tls_session_cache_timeout: a later session resumes (and, as in
+        Postfix, a resumed session is not a new TLS session for
+        smtpd_client_new_tls_session_rate_limit); at 0 nothing is resumed."""
+        def sessions(srv, n):
+            ctx, sess, out = Certs.client_context(), None, []
+            for _ in range(n):
+                c = Conn(srv.port)
+                c.reply()
+                c.cmd("EHLO a.test")
+                self.assertEqual(c.cmd("STARTTLS"), "220 2.0.0 Ready to start TLS")
+                c.starttls(ctx, session=sess)
+                # TLS 1.3: the ticket comes after the handshake, with the first reply
+                out.append((c.sock.session_reused, c.cmd("EHLO b.test").split("\n")[0]))
+                sess = c.sock.session
+                c.cmd("QUIT")
+                c.close()
+            return out
+        srv = self.server(main={"smtpd_client_new_tls_session_rate_limit": "1"})
+        self.assertEqual(sessions(srv, 3), [(False, "250-mx.example.test"),
+                                            (True, "250-mx.example.test"),
+                                            (True, "250-mx.example.test")])
+        self.assertEqual(len(harness.wait_log_count(srv, r"disconnect from localhost\[127\.0\.0"
+                                                    r"\.1\] ehlo=2 starttls=1 quit=1 commands=4$",
+                                                    3)), 3, srv.log_lines())
+        self.assertEqual(len(harness.log_matches(srv, r"Anonymous TLS connection established "
+                                                      r"from localhost\[127\.0\.0\.1\]: "
+                                                      r"TLSv1\.3 ")), 3, srv.log_lines())
+        self.assertIsNone(srv.find_log(r"New TLS session rate limit exceeded"))
+        srv2 = self.server(main={"smtpd_tls_session_cache_timeout": "0"})
+        self.assertEqual(sessions(srv2, 2), [(False, "250-mx.example.test"),
+                                             (False, "250-mx.example.test")])
 
     # -- limits and pipelining over TLS --------------------------------------------------------
 
