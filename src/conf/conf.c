@@ -815,6 +815,22 @@ conf_check_maillog(const struct conf_view *v, const struct conf_ctx *ctx,
 			"maillog_file_prefixes", file);
 }
 
+/*
+ * A service's own -o syslog_name: Postfix tags that service's lines with it
+ * ("watchdog/smtpd[PID]"); mxgate's lines carry the global syslog_name, so
+ * say that the service's is not applied.
+ */
+static void
+conf_check_service_syslog_name(const struct conf_settings *svc, struct conf_report *rep)
+{
+	const struct conf_setting *s = svc ? conf_settings_get(svc, "syslog_name") : NULL;
+
+	if (s != NULL)
+		conf_report_add(rep, 0, CONF_PROB_NOT_IMPLEMENTED, s->file, s->line, s->name,
+				s->value, "%s: a service's own syslog_name is not implemented by "
+				"mxgate, ignored: its lines carry main.cf's", s->name);
+}
+
 /* 1 if value (expanded) is empty or every item of it is one of r's harmless words. */
 static int
 conf_refused_harmless(const struct conf_refused *r, const char *value)
@@ -964,6 +980,7 @@ conf_view_build(const struct conf_settings *svc, const struct conf_settings *ove
 	}
 	conf_check_virtual_base(v, &ctx, rep);
 	conf_check_maillog(v, &ctx, rep);
+	conf_check_service_syslog_name(svc, rep);
 	conf_view_user_params(v, &ctx, rep);
 	conf_check_refused(&ctx, rep);
 	conf_ctx_free(&ctx);

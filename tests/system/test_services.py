@@ -17,6 +17,7 @@ a defined result, with `mxgate check` and with `mxgate run`:
 import os
 import re
 import shutil
+import socket
 import tempfile
 import unittest
 
@@ -236,6 +237,41 @@ class ServicesTest(harness.MxTestCase):
         srv, ports = self.run_fixture("mailu")
         self.assert_served(srv, ports["smtp"])
         self.assert_closed(ports["10025"])
+
+    def test_mailcow_more_services(self):
+        """mailcow's other inet kinds (written after them, see the fixtures' README): a watchdog
+        smtpd (its cleanup_service_name and syslog_name warned of) and a spawn service are served; a
+        re-injection port with receive_override_options is refused, with check naming it."""
+        rc, err = self.check("mailcow-more")
+        self.assertEqual(rc, 1, err)
+        errors = [ln for ln in err if "error:" in ln]
+        self.assertEqual(len(errors), 1, err)
+        self.assertTrue(errors[0].startswith(
+            "mxgate: error: %s, line 14: receive_override_options = no_unknown_recipient_checks,"
+            "no_header_body_checks,no_milters: parameter is not implemented by mxgate, refused"
+            % self.master_path), errors)
+        self.assertIn(self.warn(7, "cleanup_service_name: parameter is not implemented by mxgate, "
+                                   "ignored"), err)
+        # Postfix would tag the watchdog's lines "watchdog/smtpd[PID]"; mxgate says it will not
+        self.assertIn(self.warn(4, "syslog_name: a service's own syslog_name is not implemented "
+                                   "by mxgate, ignored: its lines carry main.cf's"), err)
+        self.assertFalse(any("not opened" in ln for ln in err), err)
+        rc, _, err = self.mxgate("run", "-c", self.dir)
+        self.assertNotEqual(rc, 0, err)
+        self.assertIn("receive_override_options", err)
+        # without the refused service, the others are served: the watchdog's smtpd, and the
+        # spawn service's command (/bin/cat here) on its own port
+        lines = fixture("mailcow-more.master.cf")[:11]
+        wport, sport = harness.free_port(), harness.free_port()
+        lines[1] = lines[1].replace("589 ", "127.0.0.1:%d " % wport, 1)
+        lines[10] = lines[10].replace("127.0.0.1:10027", "127.0.0.1:%d" % sport)
+        lines[0] = lines[0].replace("smtp ", "127.0.0.1:{port} ", 1)
+        srv = self.start_server(master=lines)
+        self.assert_served(srv, srv.port)
+        self.assert_served(srv, wport)
+        with socket.create_connection(("127.0.0.1", sport), timeout=10) as so:
+            so.sendall(b"spawned\n")
+            self.assertEqual(so.recv(100), b"spawned\n")
 
     def test_iredmail(self):
         """iRedMail: submission and 465 not opened; the amavis reinjection port sets
