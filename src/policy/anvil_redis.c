@@ -34,7 +34,10 @@
  *
  * Failure handling.  A loop's connection that fails is dropped and tried
  * again every second.  The first failure logs one warning for the process,
- * and the first loop that gets back logs that Redis is used again.
+ * and the first loop that gets back logs that Redis is used again: once a
+ * script on its new connection has answered without an error (a Redis that
+ * accepts connections but answers every script with an error, say -OOM,
+ * is not back, and logs no warning per reconnection).
  */
 #include "policy/anvil.h"
 
@@ -141,6 +144,8 @@ struct rds_loop {
 	redisAsyncContext *ac;
 	enum rds_state state;
 	int	failed;			/* has failed before: no waiting while reconnecting */
+	int	proving;		/* failed: the next script answer that is not an
+					 * error says Redis is back */
 	char sha[48];			/* the loaded script's SHA1, "" until loaded */
 	struct loop_timer *reconnect;	/* also the connection bound while connecting */
 	struct loop_timer *refresh;
@@ -478,6 +483,16 @@ rds_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 				v[i] = rr->element[i]->integer;
 		rep.count = rds_clamp(v[0]);
 		rep.rate = rds_clamp(v[1]);
+		if (rl->proving) {
+			struct anvil_rds *r = rl->r;
+			int was = 1;
+
+			rl->proving = 0;
+			if (__atomic_compare_exchange_n(&r->down, &was, 0, 0, __ATOMIC_RELAXED,
+							__ATOMIC_RELAXED))
+				log_as("anvil", LOG_LVL_INFO, "Redis at %s is back; sharing counts again",
+				       r->where);
+		}
 		if (q->op == ANVIL_OP_LOOKUP) {
 			rep.mail = rds_clamp(v[2]);
 			rep.rcpt = rds_clamp(v[3]);
@@ -681,6 +696,7 @@ rds_fail(struct rds_loop *rl, const char *why)
 		return;
 	rl->state = RDS_DOWN;
 	rl->failed = 1;
+	rl->proving = 1;
 	rl->sha[0] = '\0';
 	if (__atomic_compare_exchange_n(&r->down, &was, 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		log_as("anvil", LOG_LVL_WARNING,
@@ -735,9 +751,7 @@ static void
 rds_loaded_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	struct rds_loop *rl = privdata;
-	struct anvil_rds *r = rl->r;
 	redisReply *rr = reply;
-	int was = 1;
 
 	(void)ac;
 	if (rr == NULL || rl->state == RDS_DOWN)
@@ -750,9 +764,8 @@ rds_loaded_cb(redisAsyncContext *ac, void *reply, void *privdata)
 	rl->sha[rr->len] = '\0';
 	rl->state = RDS_UP;
 	loop_timer_stop(rl->loop, rl->reconnect);
-	if (__atomic_compare_exchange_n(&r->down, &was, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		log_as("anvil", LOG_LVL_INFO, "Redis at %s is back; sharing counts again", r->where);
-	/* The sessions opened while Redis was away, and the others' next refresh. */
+	/* The sessions opened while Redis was away, and the others' next refresh;
+	 * the first of their answers (or of the next request's) logs "back". */
 	rds_refresh_all(rl);
 }
 
