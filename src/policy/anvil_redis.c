@@ -32,6 +32,13 @@
  * time.  Clocks: lease expiry and rate windows use each node's own clock;
  * nodes should agree on the time (NTP), a skew shifts them by the skew.
  *
+ * Host names.  hiredis resolves a name with getaddrinfo() inside
+ * redisAsyncConnect(), which would block the loop for as long as the name
+ * server takes.  So a HOST that is not a numeric address is resolved on a
+ * thread of the loop's own (a workpool of one thread), before each
+ * connection attempt, and hiredis is given the address; the attempt's 500 ms
+ * bound covers the resolution.  Stopping waits for a resolution under way.
+ *
  * Failure handling.  A loop's connection that fails is dropped and tried
  * again every second.  The first failure logs one warning for the process,
  * and the first loop that gets back logs that Redis is used again: once a
@@ -43,7 +50,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <limits.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -63,6 +72,7 @@
 #include "policy/anvil_backend.h"
 #include "util/buf.h"
 #include "util/loop.h"
+#include "util/workpool.h"
 #include "util/xalloc.h"
 
 #define RDS_RECONNECT_MS	1000	/* between two connection attempts */
@@ -153,6 +163,18 @@ struct rds_loop {
 	unsigned long seq;
 	struct rds_lease *leases[RDS_LEASE_BUCKETS];
 	struct rds_req *pending;	/* doubly linked */
+	struct workpool *dns;		/* a host name: its resolutions; else NULL */
+	struct rds_resolve *resolving;	/* the one under way, or NULL */
+	char	addr[INET6_ADDRSTRLEN];	/* its answer, for the next attempt; "" none */
+};
+
+/* One resolution of r->host on rl->dns.  rl is NULL once the loop is
+ * detached: done() then only frees it. */
+struct rds_resolve {
+	struct rds_loop *rl;
+	char   *host;			/* a copy: work() never reads the loop's data */
+	char	addr[INET6_ADDRSTRLEN];	/* the answer: the first address */
+	char	err[128];		/* or why not */
 };
 
 /* One script call in flight.  Freed when hiredis is done with it AND the
@@ -186,6 +208,7 @@ struct anvil_rds {
 	long	unit;			/* atomics */
 	long	lease_ms;
 	char   *host;			/* NULL for a unix socket */
+	int	host_is_name;		/* host is not a numeric address: resolved off the loop */
 	int	port;
 	char   *path;
 	char   *where;			/* "127.0.0.1:6379", "unix:/run/redis.sock" for logs */
@@ -785,13 +808,93 @@ rds_reconnect_cb(void *arg)
 	rds_connect(rl);
 }
 
+static void rds_connect_to(struct rds_loop *rl, const char *host);
+
+static void
+rds_resolve_work(void *arg)
+{
+	struct rds_resolve *q = arg;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	int rc = getaddrinfo(q->host, NULL, &hints, &res);
+
+	if (rc != 0 || res == NULL) {
+		snprintf(q->err, sizeof(q->err), "%s: %s", q->host,
+			 rc != 0 ? gai_strerror(rc) : "no address");
+	} else if (res->ai_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, q->addr,
+			  sizeof(q->addr));
+	} else if (res->ai_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, q->addr,
+			  sizeof(q->addr));
+	} else {
+		snprintf(q->err, sizeof(q->err), "%s: no IPv4 or IPv6 address", q->host);
+	}
+	if (res != NULL)
+		freeaddrinfo(res);
+}
+
+/* On the loop: connect now if the attempt is still waiting for it, else
+ * keep the address for the next attempt. */
+static void
+rds_resolve_done(void *arg)
+{
+	struct rds_resolve *q = arg;
+	struct rds_loop *rl = q->rl;
+
+	if (rl != NULL) {
+		rl->resolving = NULL;
+		if (q->addr[0] != '\0') {
+			snprintf(rl->addr, sizeof(rl->addr), "%s", q->addr);
+			if (rl->state == RDS_CONNECTING && rl->ac == NULL)
+				rds_connect_to(rl, rl->addr);
+		} else if (rl->state == RDS_CONNECTING && rl->ac == NULL) {
+			rds_fail(rl, q->err);
+		}
+	}
+	free(q->host);
+	free(q);
+}
+
 static void
 rds_connect(struct rds_loop *rl)
 {
 	struct anvil_rds *r = rl->r;
+
+	if (rl->dns == NULL) {
+		rds_connect_to(rl, r->host);
+		return;
+	}
+	rl->state = RDS_CONNECTING;	/* requests get the local answer meanwhile */
+	rl->sha[0] = '\0';
+	loop_timer_set(rl->loop, rl->reconnect, RDS_CONNECT_MS);
+	if (rl->addr[0] != '\0') {	/* resolved after the last attempt gave up */
+		rds_connect_to(rl, rl->addr);
+		return;
+	}
+	if (rl->resolving == NULL) {
+		struct rds_resolve *q = xcalloc(1, sizeof(*q));
+
+		q->rl = rl;
+		q->host = xstrdup(r->host);
+		rl->resolving = q;
+		workpool_submit(rl->dns, rl->loop, rds_resolve_work, rds_resolve_done, q);
+	}
+}
+
+/* Connect to host (an address when r->host is a name; unused for a unix socket). */
+static void
+rds_connect_to(struct rds_loop *rl, const char *host)
+{
+	struct anvil_rds *r = rl->r;
+	char addr[INET6_ADDRSTRLEN];
 	redisAsyncContext *ac;
 
-	ac = r->path != NULL ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
+	if (host == rl->addr) {		/* a new attempt resolves the name again */
+		snprintf(addr, sizeof(addr), "%s", rl->addr);
+		host = addr;
+		rl->addr[0] = '\0';
+	}
+	ac = r->path != NULL ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(host, r->port);
 	if (ac == NULL || ac->err) {
 		char why[256];
 
@@ -812,7 +915,8 @@ rds_connect(struct rds_loop *rl)
 	if (r->password != NULL)
 		redisAsyncCommand(ac, rds_auth_cb, rl, "AUTH %s", r->password);
 	redisAsyncCommand(ac, rds_loaded_cb, rl, "SCRIPT LOAD %s", rds_script);
-	loop_timer_set(rl->loop, rl->reconnect, RDS_CONNECT_MS);
+	if (rl->dns == NULL)	/* else set by rds_connect(), before the resolution */
+		loop_timer_set(rl->loop, rl->reconnect, RDS_CONNECT_MS);
 }
 
 static void
@@ -843,6 +947,8 @@ rds_attach(struct anvil *a, struct loop *l, struct event_base *base)
 	rl->index = r->nloops;
 	r->loops[r->nloops++] = rl;
 	pthread_mutex_unlock(&r->lock);
+	if (r->host_is_name)
+		rl->dns = workpool_create("anvil redis resolver", 1);
 	/* Timers are made on the loop's own thread, once it runs; until then
 	 * the state is RDS_DOWN and requests get the local answer. */
 	loop_post(l, rds_start_cb, rl);
@@ -878,6 +984,11 @@ rds_detach(struct anvil *a, struct loop *l)
 	if (rl == NULL)
 		return;
 	rds_answer_pending_locally(rl);
+	/* A resolution under way is let finish (its done() runs from the loop's
+	 * posts, later, and only frees it). */
+	if (rl->resolving != NULL)
+		rl->resolving->rl = NULL;
+	workpool_destroy(&rl->dns);
 	if (rl->ac != NULL) {
 		redisAsyncContext *ac = rl->ac;
 
@@ -1137,6 +1248,12 @@ anvil_redis_create(const char *arg, long rate_time_unit, size_t max_entries, cha
 	r->unit = rate_time_unit < 1 ? 1 : rate_time_unit;
 	r->lease_ms = set->lease_time * 1000;
 	r->host = host;
+	if (host != NULL) {
+		unsigned char a6[16];
+
+		r->host_is_name = inet_pton(AF_INET, host, a6) != 1
+			&& inet_pton(AF_INET6, host, a6) != 1;
+	}
 	r->port = port;
 	r->path = path;
 	r->where = path != NULL ? xasprintf("unix:%s", path) : xasprintf("%s:%d", host, port);

@@ -206,13 +206,13 @@ class AnvilRedisTest(MxTestCase):
         self.redis.start()
         self.addCleanup(self.redis.cleanup)
 
-    def node(self, limits, **extra):
+    def node(self, limits, env=None, **extra):
         params = dict(harness.BASE_MAIN, anvil_rate_time_unit="5s",
                       mxgate_anvil_backend="redis:127.0.0.1:%d" % self.redis.port,
                       mxgate_anvil_service="smtp", mxgate_anvil_lease_time="%ds" % LEASE)
         params.update(limits)
         params.update(extra)
-        srv = self.start_server(main=params, virtual_users=["alice"])
+        srv = self.start_server(main=params, virtual_users=["alice"], env=env)
         return srv
 
     def nodes(self, limits, **extra):
@@ -538,6 +538,49 @@ class AnvilRedisTest(MxTestCase):
                                "disconnect"], clients)
         others = {args[5] for who, args in clients if args[3] != "mxgate:{smtp:127.0.0.2}:r"}
         self.assertLessEqual(others, {"lease"}, clients)
+
+    def test_redis_host_name_resolved_off_the_loop(self):
+        """redis:NAME:PORT with a name that takes 1.5s to resolve (the slowdns shim), and Redis
+        stopped, so that every reconnection (each second) resolves it again: banners never
+        wait for the resolution; once Redis is up, the node shares counts through the name;
+        stopped while a resolution is under way, it exits cleanly."""
+        a = self.node({"smtpd_client_connection_count_limit": 1})
+        self.wait_connected(a)
+        self.redis.stop()
+        env = harness.shim_env("slowdns", MXGATE_SLOW_DNS_NAME="redis.slow.test",
+                               MXGATE_SLOW_DNS_MS=1500)
+        b = self.node({"smtpd_client_connection_count_limit": 1}, env=env,
+                      mxgate_anvil_backend="redis:redis.slow.test:%d" % self.redis.port)
+        slowest = 0
+        end = time.time() + 4
+        i = 0
+        while time.time() < end:
+            i += 1
+            t0 = time.time()
+            c = self.accepted(b, "127.0.1.%d" % i, "while Redis is down")
+            slowest = max(slowest, time.time() - t0)
+            self.quit(c)
+            time.sleep(0.1)
+        self.assertLess(slowest, 0.5, "a banner waited %.2fs: the loop resolved the name" % slowest)
+        self.redis.start()
+        held = self.accepted(a, "127.0.0.2", "the session on node A")
+        deadline = time.time() + 10
+        shared = False
+        while time.time() < deadline and not shared:
+            c, rep = self.open(b, "127.0.0.2")
+            shared = rep.text == too_many_connections("127.0.0.2")
+            if not shared:
+                self.quit(c)
+                time.sleep(0.3)
+        self.assertTrue(shared, "node B never shared A's count through redis.slow.test\n"
+                        + "\n".join(b.log_lines()))
+        self.quit(held)
+        # Stopped while a resolution is under way: it exits cleanly, within the 1.5s it waits.
+        self.redis.stop()
+        time.sleep(1.7)
+        t0 = time.time()
+        b.check()
+        self.assertLess(time.time() - t0, 5)
 
     def test_redis_error_replies(self):
         """Redis that answers every script with an error (maxmemory 1, noeviction: -OOM): the
