@@ -10,8 +10,11 @@ Shown: the connection count limit across nodes (421 4.7.0 <host> Error: too many
 from <addr>, Postfix's reply); the connection, message and recipient rates across both nodes;
 a node killed with -9 stops counting within one lease time; Redis stopped: both nodes accept
 mail, log one warning, and go back to Redis when it returns (registering their sessions);
-Redis that does not answer (SIGSTOP): the 200 ms bound, local counts, one warning; a unix
-socket with AUTH from a password file, and a wrong password;
+Redis that does not answer (SIGSTOP): the 200 ms bound, local counts, one warning; Redis that
+answers every script with an error (-OOM): one warning, not one per reconnection; the sessions
+opened while Redis was down registered as soon as it is back; one EVALSHA per connect, MAIL and
+RCPT (MONITOR); a host name resolved off the loop (slowdns shim); two prefixes on one Redis and
+the keys' expiry; a unix socket with AUTH from a password file, and a wrong password;
 `mxgate anvil show` and `mxgate anvil clear` against Redis and through the control socket of a
 node with the memory backend.
 """
@@ -581,6 +584,27 @@ class AnvilRedisTest(MxTestCase):
         t0 = time.time()
         b.check()
         self.assertLess(time.time() - t0, 5)
+
+    def test_prefix_separates_clusters_and_keys_expire(self):
+        """Two clusters on one Redis (mxgate_anvil_redis_prefix c1: and c2:) do not share
+        counts; a client's rate hash expires at the end of its window (5s + 1) and its lease
+        set within one lease time (3s)."""
+        limits = {"smtpd_client_connection_count_limit": 1}
+        a = self.node(limits, mxgate_anvil_redis_prefix="c1:")
+        b = self.node(limits, mxgate_anvil_redis_prefix="c2:")
+        self.wait_connected(a)
+        ca = self.accepted(a, "127.0.0.2", "cluster c1")
+        cb = self.accepted(b, "127.0.0.2", "cluster c2: c1's session does not count")
+        self.refused(b, "127.0.0.2", "a second in cluster c2")
+        for p in ("c1:", "c2:"):
+            self.assertEqual(self.redis.command("ZCARD", p + "{smtp:127.0.0.2}:c"), 1, p)
+            ttl = self.redis.command("TTL", p + "{smtp:127.0.0.2}:r")
+            self.assertTrue(0 < ttl <= 6, "%s rate hash TTL %r" % (p, ttl))
+            pttl = self.redis.command("PTTL", p + "{smtp:127.0.0.2}:c")
+            self.assertTrue(0 < pttl <= LEASE * 1000, "%s lease set PTTL %r" % (p, pttl))
+        self.assertEqual(self.redis.command("EXISTS", "mxgate:{smtp:127.0.0.2}:r"), 0)
+        self.quit(ca)
+        self.quit(cb)
 
     def test_redis_error_replies(self):
         """Redis that answers every script with an error (maxmemory 1, noeviction: -OOM): the
