@@ -32,15 +32,27 @@
  * time.  Clocks: lease expiry and rate windows use each node's own clock;
  * nodes should agree on the time (NTP), a skew shifts them by the skew.
  *
+ * Host names.  hiredis resolves a name with getaddrinfo() inside
+ * redisAsyncConnect(), which would block the loop for as long as the name
+ * server takes.  So a HOST that is not a numeric address is resolved on a
+ * thread of the loop's own (a workpool of one thread), before each
+ * connection attempt, and hiredis is given the address; the attempt's 500 ms
+ * bound covers the resolution.  Stopping waits for a resolution under way.
+ *
  * Failure handling.  A loop's connection that fails is dropped and tried
  * again every second.  The first failure logs one warning for the process,
- * and the first loop that gets back logs that Redis is used again.
+ * and the first loop that gets back logs that Redis is used again: once a
+ * script on its new connection has answered without an error (a Redis that
+ * accepts connections but answers every script with an error, say -OOM,
+ * is not back, and logs no warning per reconnection).
  */
 #include "policy/anvil.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <limits.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -60,6 +72,7 @@
 #include "policy/anvil_backend.h"
 #include "util/buf.h"
 #include "util/loop.h"
+#include "util/workpool.h"
 #include "util/xalloc.h"
 
 #define RDS_RECONNECT_MS	1000	/* between two connection attempts */
@@ -141,6 +154,8 @@ struct rds_loop {
 	redisAsyncContext *ac;
 	enum rds_state state;
 	int	failed;			/* has failed before: no waiting while reconnecting */
+	int	proving;		/* failed: the next script answer that is not an
+					 * error says Redis is back */
 	char sha[48];			/* the loaded script's SHA1, "" until loaded */
 	struct loop_timer *reconnect;	/* also the connection bound while connecting */
 	struct loop_timer *refresh;
@@ -148,6 +163,18 @@ struct rds_loop {
 	unsigned long seq;
 	struct rds_lease *leases[RDS_LEASE_BUCKETS];
 	struct rds_req *pending;	/* doubly linked */
+	struct workpool *dns;		/* a host name: its resolutions; else NULL */
+	struct rds_resolve *resolving;	/* the one under way, or NULL */
+	char	addr[INET6_ADDRSTRLEN];	/* its answer, for the next attempt; "" none */
+};
+
+/* One resolution of r->host on rl->dns.  rl is NULL once the loop is
+ * detached: done() then only frees it. */
+struct rds_resolve {
+	struct rds_loop *rl;
+	char   *host;			/* a copy: work() never reads the loop's data */
+	char	addr[INET6_ADDRSTRLEN];	/* the answer: the first address */
+	char	err[128];		/* or why not */
 };
 
 /* One script call in flight.  Freed when hiredis is done with it AND the
@@ -181,6 +208,7 @@ struct anvil_rds {
 	long	unit;			/* atomics */
 	long	lease_ms;
 	char   *host;			/* NULL for a unix socket */
+	int	host_is_name;		/* host is not a numeric address: resolved off the loop */
 	int	port;
 	char   *path;
 	char   *where;			/* "127.0.0.1:6379", "unix:/run/redis.sock" for logs */
@@ -478,6 +506,16 @@ rds_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 				v[i] = rr->element[i]->integer;
 		rep.count = rds_clamp(v[0]);
 		rep.rate = rds_clamp(v[1]);
+		if (rl->proving) {
+			struct anvil_rds *r = rl->r;
+			int was = 1;
+
+			rl->proving = 0;
+			if (__atomic_compare_exchange_n(&r->down, &was, 0, 0, __ATOMIC_RELAXED,
+							__ATOMIC_RELAXED))
+				log_as("anvil", LOG_LVL_INFO, "Redis at %s is back; sharing counts again",
+				       r->where);
+		}
 		if (q->op == ANVIL_OP_LOOKUP) {
 			rep.mail = rds_clamp(v[2]);
 			rep.rcpt = rds_clamp(v[3]);
@@ -681,6 +719,7 @@ rds_fail(struct rds_loop *rl, const char *why)
 		return;
 	rl->state = RDS_DOWN;
 	rl->failed = 1;
+	rl->proving = 1;
 	rl->sha[0] = '\0';
 	if (__atomic_compare_exchange_n(&r->down, &was, 1, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		log_as("anvil", LOG_LVL_WARNING,
@@ -735,9 +774,7 @@ static void
 rds_loaded_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
 	struct rds_loop *rl = privdata;
-	struct anvil_rds *r = rl->r;
 	redisReply *rr = reply;
-	int was = 1;
 
 	(void)ac;
 	if (rr == NULL || rl->state == RDS_DOWN)
@@ -750,9 +787,8 @@ rds_loaded_cb(redisAsyncContext *ac, void *reply, void *privdata)
 	rl->sha[rr->len] = '\0';
 	rl->state = RDS_UP;
 	loop_timer_stop(rl->loop, rl->reconnect);
-	if (__atomic_compare_exchange_n(&r->down, &was, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		log_as("anvil", LOG_LVL_INFO, "Redis at %s is back; sharing counts again", r->where);
-	/* The sessions opened while Redis was away, and the others' next refresh. */
+	/* The sessions opened while Redis was away, and the others' next refresh;
+	 * the first of their answers (or of the next request's) logs "back". */
 	rds_refresh_all(rl);
 }
 
@@ -772,13 +808,93 @@ rds_reconnect_cb(void *arg)
 	rds_connect(rl);
 }
 
+static void rds_connect_to(struct rds_loop *rl, const char *host);
+
+static void
+rds_resolve_work(void *arg)
+{
+	struct rds_resolve *q = arg;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	int rc = getaddrinfo(q->host, NULL, &hints, &res);
+
+	if (rc != 0 || res == NULL) {
+		snprintf(q->err, sizeof(q->err), "%s: %s", q->host,
+			 rc != 0 ? gai_strerror(rc) : "no address");
+	} else if (res->ai_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, q->addr,
+			  sizeof(q->addr));
+	} else if (res->ai_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, q->addr,
+			  sizeof(q->addr));
+	} else {
+		snprintf(q->err, sizeof(q->err), "%s: no IPv4 or IPv6 address", q->host);
+	}
+	if (res != NULL)
+		freeaddrinfo(res);
+}
+
+/* On the loop: connect now if the attempt is still waiting for it, else
+ * keep the address for the next attempt. */
+static void
+rds_resolve_done(void *arg)
+{
+	struct rds_resolve *q = arg;
+	struct rds_loop *rl = q->rl;
+
+	if (rl != NULL) {
+		rl->resolving = NULL;
+		if (q->addr[0] != '\0') {
+			snprintf(rl->addr, sizeof(rl->addr), "%s", q->addr);
+			if (rl->state == RDS_CONNECTING && rl->ac == NULL)
+				rds_connect_to(rl, rl->addr);
+		} else if (rl->state == RDS_CONNECTING && rl->ac == NULL) {
+			rds_fail(rl, q->err);
+		}
+	}
+	free(q->host);
+	free(q);
+}
+
 static void
 rds_connect(struct rds_loop *rl)
 {
 	struct anvil_rds *r = rl->r;
+
+	if (rl->dns == NULL) {
+		rds_connect_to(rl, r->host);
+		return;
+	}
+	rl->state = RDS_CONNECTING;	/* requests get the local answer meanwhile */
+	rl->sha[0] = '\0';
+	loop_timer_set(rl->loop, rl->reconnect, RDS_CONNECT_MS);
+	if (rl->addr[0] != '\0') {	/* resolved after the last attempt gave up */
+		rds_connect_to(rl, rl->addr);
+		return;
+	}
+	if (rl->resolving == NULL) {
+		struct rds_resolve *q = xcalloc(1, sizeof(*q));
+
+		q->rl = rl;
+		q->host = xstrdup(r->host);
+		rl->resolving = q;
+		workpool_submit(rl->dns, rl->loop, rds_resolve_work, rds_resolve_done, q);
+	}
+}
+
+/* Connect to host (an address when r->host is a name; unused for a unix socket). */
+static void
+rds_connect_to(struct rds_loop *rl, const char *host)
+{
+	struct anvil_rds *r = rl->r;
+	char addr[INET6_ADDRSTRLEN];
 	redisAsyncContext *ac;
 
-	ac = r->path != NULL ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(r->host, r->port);
+	if (host == rl->addr) {		/* a new attempt resolves the name again */
+		snprintf(addr, sizeof(addr), "%s", rl->addr);
+		host = addr;
+		rl->addr[0] = '\0';
+	}
+	ac = r->path != NULL ? redisAsyncConnectUnix(r->path) : redisAsyncConnect(host, r->port);
 	if (ac == NULL || ac->err) {
 		char why[256];
 
@@ -799,7 +915,8 @@ rds_connect(struct rds_loop *rl)
 	if (r->password != NULL)
 		redisAsyncCommand(ac, rds_auth_cb, rl, "AUTH %s", r->password);
 	redisAsyncCommand(ac, rds_loaded_cb, rl, "SCRIPT LOAD %s", rds_script);
-	loop_timer_set(rl->loop, rl->reconnect, RDS_CONNECT_MS);
+	if (rl->dns == NULL)	/* else set by rds_connect(), before the resolution */
+		loop_timer_set(rl->loop, rl->reconnect, RDS_CONNECT_MS);
 }
 
 static void
@@ -830,6 +947,8 @@ rds_attach(struct anvil *a, struct loop *l, struct event_base *base)
 	rl->index = r->nloops;
 	r->loops[r->nloops++] = rl;
 	pthread_mutex_unlock(&r->lock);
+	if (r->host_is_name)
+		rl->dns = workpool_create("anvil redis resolver", 1);
 	/* Timers are made on the loop's own thread, once it runs; until then
 	 * the state is RDS_DOWN and requests get the local answer. */
 	loop_post(l, rds_start_cb, rl);
@@ -865,6 +984,11 @@ rds_detach(struct anvil *a, struct loop *l)
 	if (rl == NULL)
 		return;
 	rds_answer_pending_locally(rl);
+	/* A resolution under way is let finish (its done() runs from the loop's
+	 * posts, later, and only frees it). */
+	if (rl->resolving != NULL)
+		rl->resolving->rl = NULL;
+	workpool_destroy(&rl->dns);
 	if (rl->ac != NULL) {
 		redisAsyncContext *ac = rl->ac;
 
@@ -1124,6 +1248,12 @@ anvil_redis_create(const char *arg, long rate_time_unit, size_t max_entries, cha
 	r->unit = rate_time_unit < 1 ? 1 : rate_time_unit;
 	r->lease_ms = set->lease_time * 1000;
 	r->host = host;
+	if (host != NULL) {
+		unsigned char a6[16];
+
+		r->host_is_name = inet_pton(AF_INET, host, a6) != 1
+			&& inet_pton(AF_INET6, host, a6) != 1;
+	}
 	r->port = port;
 	r->path = path;
 	r->where = path != NULL ? xasprintf("unix:%s", path) : xasprintf("%s:%d", host, port);

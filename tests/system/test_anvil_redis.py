@@ -10,8 +10,11 @@ Shown: the connection count limit across nodes (421 4.7.0 <host> Error: too many
 from <addr>, Postfix's reply); the connection, message and recipient rates across both nodes;
 a node killed with -9 stops counting within one lease time; Redis stopped: both nodes accept
 mail, log one warning, and go back to Redis when it returns (registering their sessions);
-Redis that does not answer (SIGSTOP): the 200 ms bound, local counts, one warning; a unix
-socket with AUTH from a password file, and a wrong password;
+Redis that does not answer (SIGSTOP): the 200 ms bound, local counts, one warning; Redis that
+answers every script with an error (-OOM): one warning, not one per reconnection; the sessions
+opened while Redis was down registered as soon as it is back; one EVALSHA per connect, MAIL and
+RCPT (MONITOR); a host name resolved off the loop (slowdns shim); two prefixes on one Redis and
+the keys' expiry; a unix socket with AUTH from a password file, and a wrong password;
 `mxgate anvil show` and `mxgate anvil clear` against Redis and through the control socket of a
 node with the memory backend.
 """
@@ -154,6 +157,46 @@ class RedisServer:
         raise ValueError("bad RESP %r" % head)
 
 
+class RedisMonitor:
+    """MONITOR on a connection of its own: every command Redis executes from then on."""
+
+    LINE = re.compile(r'^\+(\S+) \[(\d+) ([^\]]+)\] (.*)$')
+
+    def __init__(self, redis):
+        self.sock = socket.create_connection(("127.0.0.1", redis.port), timeout=3)
+        self.sock.sendall(b"MONITOR\r\n")
+        self.buf = b""
+        while b"\r\n" not in self.buf:
+            self.buf += self.sock.recv(4096)
+        first, self.buf = self.buf.split(b"\r\n", 1)
+        assert first == b"+OK", first
+
+    def commands(self, quiet=0.5):
+        """(client, [command, args...]) for every command seen so far, after quiet seconds of
+        silence; client is "lua" for the commands a script ran."""
+        self.sock.settimeout(quiet)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    break
+                self.buf += chunk
+        except socket.timeout:
+            pass
+        out = []
+        *lines, self.buf = self.buf.split(b"\r\n")
+        for ln in lines:
+            m = self.LINE.match(ln.decode("utf-8", "replace"))
+            if m:
+                args = [re.sub(r"\\(.)", r"\1", a)
+                        for a in re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(4))]
+                out.append((m.group(3), args))
+        return out
+
+    def close(self):
+        self.sock.close()
+
+
 def redis_available():
     return os.access(REDIS, os.X_OK)
 
@@ -166,13 +209,13 @@ class AnvilRedisTest(MxTestCase):
         self.redis.start()
         self.addCleanup(self.redis.cleanup)
 
-    def node(self, limits, **extra):
+    def node(self, limits, env=None, **extra):
         params = dict(harness.BASE_MAIN, anvil_rate_time_unit="5s",
                       mxgate_anvil_backend="redis:127.0.0.1:%d" % self.redis.port,
                       mxgate_anvil_service="smtp", mxgate_anvil_lease_time="%ds" % LEASE)
         params.update(limits)
         params.update(extra)
-        srv = self.start_server(main=params, virtual_users=["alice"])
+        srv = self.start_server(main=params, virtual_users=["alice"], env=env)
         return srv
 
     def nodes(self, limits, **extra):
@@ -442,6 +485,160 @@ class AnvilRedisTest(MxTestCase):
         c = self.accepted(b, "127.0.0.2")
         self.refused(a, "127.0.0.2", "still sharing under mxgate:")
         self.quit(c)
+
+    def test_redis_down_registers_sessions_at_once(self):
+        """Lease 60s (refreshed every 20s): the sessions opened while Redis was down are in Redis
+        as soon as the node is back, not at its next refresh: the other node refuses a third."""
+        a, b = self.nodes({"smtpd_client_connection_count_limit": 2},
+                          mxgate_anvil_lease_time="60s")
+        started = time.time()
+        connected = self.script_clients()
+        self.redis.stop()
+        time.sleep(0.5)
+        held = [self.accepted(a, "127.0.0.2", "session %d on A while Redis is down" % i)
+                for i in (1, 2)]
+        self.redis.start()
+        back = r"mxgate/anvil\[\d+\]: Redis at 127\.0\.0\.1:%d is back; sharing counts again$" \
+               % self.redis.port
+        self.assertTrue(harness.wait_log_count(a, back, 1, timeout=5), "\n".join(a.log_lines()))
+        self.assertEqual(self.redis.command("ZCARD", "mxgate:{smtp:127.0.0.2}:c"), 2)
+        deadline = time.time() + 5
+        while time.time() < deadline and self.script_clients() < connected:
+            time.sleep(0.05)
+        self.refused(b, "127.0.0.2", "a third, on node B")
+        self.assertTrue(harness.wait_log_count(b, back, 1), "\n".join(b.log_lines()))
+        self.assertLess(time.time() - started, 15, "too slow to tell the reconnection from "
+                                                   "the refresh 20s after start")
+        for c in held:
+            self.quit(c)
+
+    def script_clients(self):
+        """The Redis clients (the nodes' loops) whose last command was the script or its load."""
+        return len(re.findall(r"cmd=(?:evalsha|eval|script)\b", self.redis.command("CLIENT", "LIST")))
+
+    def test_one_round_trip_per_check(self):
+        """Every limit set (count, connection, message and recipient rates): a connection,
+        its MAIL and each of its three RCPTs are ONE command each to Redis (an EVALSHA of the
+        script), and so is the disconnect; nothing else is sent but the lease refreshes."""
+        a, b = self.nodes({"smtpd_client_connection_count_limit": 5,
+                           "smtpd_client_connection_rate_limit": 10,
+                           "smtpd_client_message_rate_limit": 10,
+                           "smtpd_client_recipient_rate_limit": 10})
+        mon = RedisMonitor(self.redis)
+        self.addCleanup(mon.close)
+        c = self.accepted(a, "127.0.0.2")
+        self.send_mail(c, rcpts=("alice@virt.test",) * 3)
+        self.quit(c)
+        self.assertIsNotNone(a.wait_log(r"disconnect from unknown\[127\.0\.0\.2\]"))
+        seen = mon.commands()
+        clients = [(who, args) for who, args in seen if who != "lua"]
+        self.assertTrue(clients, "MONITOR saw nothing")
+        self.assertEqual(sorted({args[0].upper() for who, args in clients}), ["EVALSHA"],
+                         clients)
+        ops = [args[5] for who, args in clients
+               if args[3] == "mxgate:{smtp:127.0.0.2}:r" and args[5] != "lease"]
+        self.assertEqual(ops, ["connect", "message", "recipient", "recipient", "recipient",
+                               "disconnect"], clients)
+        others = {args[5] for who, args in clients if args[3] != "mxgate:{smtp:127.0.0.2}:r"}
+        self.assertLessEqual(others, {"lease"}, clients)
+
+    def test_redis_host_name_resolved_off_the_loop(self):
+        """redis:NAME:PORT with a name that takes 1.5s to resolve (the slowdns shim), and Redis
+        stopped, so that every reconnection (each second) resolves it again: banners never
+        wait for the resolution; once Redis is up, the node shares counts through the name;
+        stopped while a resolution is under way, it exits cleanly."""
+        a = self.node({"smtpd_client_connection_count_limit": 1})
+        self.wait_connected(a)
+        self.redis.stop()
+        env = harness.shim_env("slowdns", MXGATE_SLOW_DNS_NAME="redis.slow.test",
+                               MXGATE_SLOW_DNS_MS=1500)
+        b = self.node({"smtpd_client_connection_count_limit": 1}, env=env,
+                      mxgate_anvil_backend="redis:redis.slow.test:%d" % self.redis.port)
+        slowest = 0
+        end = time.time() + 4
+        i = 0
+        while time.time() < end:
+            i += 1
+            t0 = time.time()
+            c = self.accepted(b, "127.0.1.%d" % i, "while Redis is down")
+            slowest = max(slowest, time.time() - t0)
+            self.quit(c)
+            time.sleep(0.1)
+        self.assertLess(slowest, 0.5, "a banner waited %.2fs: the loop resolved the name" % slowest)
+        self.redis.start()
+        held = self.accepted(a, "127.0.0.2", "the session on node A")
+        deadline = time.time() + 10
+        shared = False
+        while time.time() < deadline and not shared:
+            c, rep = self.open(b, "127.0.0.2")
+            shared = rep.text == too_many_connections("127.0.0.2")
+            if not shared:
+                self.quit(c)
+                time.sleep(0.3)
+        self.assertTrue(shared, "node B never shared A's count through redis.slow.test\n"
+                        + "\n".join(b.log_lines()))
+        self.quit(held)
+        # Stopped while a resolution is under way: it exits cleanly, within the 1.5s it waits.
+        self.redis.stop()
+        time.sleep(1.7)
+        t0 = time.time()
+        b.check()
+        self.assertLess(time.time() - t0, 5)
+
+    def test_prefix_separates_clusters_and_keys_expire(self):
+        """Two clusters on one Redis (mxgate_anvil_redis_prefix c1: and c2:) do not share
+        counts; a client's rate hash expires at the end of its window (5s + 1) and its lease
+        set within one lease time (3s)."""
+        limits = {"smtpd_client_connection_count_limit": 1}
+        a = self.node(limits, mxgate_anvil_redis_prefix="c1:")
+        b = self.node(limits, mxgate_anvil_redis_prefix="c2:")
+        self.wait_connected(a)
+        ca = self.accepted(a, "127.0.0.2", "cluster c1")
+        cb = self.accepted(b, "127.0.0.2", "cluster c2: c1's session does not count")
+        self.refused(b, "127.0.0.2", "a second in cluster c2")
+        for p in ("c1:", "c2:"):
+            self.assertEqual(self.redis.command("ZCARD", p + "{smtp:127.0.0.2}:c"), 1, p)
+            ttl = self.redis.command("TTL", p + "{smtp:127.0.0.2}:r")
+            self.assertTrue(0 < ttl <= 6, "%s rate hash TTL %r" % (p, ttl))
+            pttl = self.redis.command("PTTL", p + "{smtp:127.0.0.2}:c")
+            self.assertTrue(0 < pttl <= LEASE * 1000, "%s lease set PTTL %r" % (p, pttl))
+        self.assertEqual(self.redis.command("EXISTS", "mxgate:{smtp:127.0.0.2}:r"), 0)
+        self.quit(ca)
+        self.quit(cb)
+
+    def test_redis_error_replies(self):
+        """Redis that answers every script with an error (maxmemory 1, noeviction: -OOM): the
+        mail flows on the local counts (limit 2 per node), ONE warning naming Redis's error is
+        logged however often the node reconnects and fails again, and once Redis accepts writes
+        again the node logs that it is back and shares counts again."""
+        a, b = self.nodes({"smtpd_client_connection_count_limit": 2})
+        self.assertEqual(self.redis.command("CONFIG", "SET", "maxmemory-policy", "noeviction"), "OK")
+        self.assertEqual(self.redis.command("CONFIG", "SET", "maxmemory", "1"), "OK")
+        warn = r"mxgate/anvil\[\d+\]: warning: Redis at 127\.0\.0\.1:%d: OOM .*; using this " \
+               r"host's own counts until it is back$" % self.redis.port
+        held = []
+        try:
+            for i in range(4):      # reconnections in between (one a second)
+                c = self.accepted(a, "127.0.0.2", "session %d while Redis refuses writes" % i)
+                self.send_mail(c)
+                self.quit(c)
+                time.sleep(1.2)
+            held = [self.accepted(a, "127.0.0.2"), self.accepted(a, "127.0.0.2")]
+            self.refused(a, "127.0.0.2", "the third on node A: its own count")
+            self.assertEqual(len(harness.wait_log_count(a, warn, 1)), 1, "\n".join(a.log_lines()))
+            self.assertEqual(self.warning_count(a, r"warning: Redis"), 1, "\n".join(a.log_lines()))
+        finally:
+            self.assertEqual(self.redis.command("CONFIG", "SET", "maxmemory", "0"), "OK")
+        back = r"mxgate/anvil\[\d+\]: Redis at 127\.0\.0\.1:%d is back; sharing counts again$" \
+               % self.redis.port
+        self.assertTrue(harness.wait_log_count(a, back, 1, timeout=5), "\n".join(a.log_lines()))
+        deadline = time.time() + 3
+        while time.time() < deadline and \
+                self.redis.command("ZCARD", "mxgate:{smtp:127.0.0.2}:c") != 2:
+            time.sleep(0.1)
+        self.refused(b, "127.0.0.2", "on node B once Redis is usable: A's two sessions count")
+        for c in held:
+            self.quit(c)
 
     # -- anvil show / clear -------------------------------------------------------------------
 
