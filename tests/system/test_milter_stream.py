@@ -143,6 +143,53 @@ class LargeMessages(harness.MxTestCase):
         self.assertEqual(sorted(stored), want)
         self.assert_bounded(growth)
 
+    def test_header_section_over_the_bound(self):
+        # the header section is held in memory: past MILTER_HEADER_MAX (1 MiB) it is refused
+        self.serve()
+        fill = "".join("X-Filler-%05d: %s\n" % (i, "f" * 90) for i in range(11000))
+        r = {}
+        self.send(0, HEADERS % (0, 0) + fill + "\nbody\n", r)
+        self.assertEqual(r[0].text, "552 5.3.4 Error: message header section too big")
+        self.assertIsNotNone(self.srv.wait_log(
+            r"warning: milter: the message's header section is over 1048576 bytes; not given "
+            r"to the milters", 5))
+        self.assertEqual(harness.maildir(self.srv.vmail, "bob")["new"], [])
+        self.assertNotIn("L", [c for c, _ in self.m.received])     # no header was sent
+
+
+class Pieces(unittest.TestCase):
+    """The body read in pieces (128 KiB) is the body sent whole: a line longer than a piece, a
+    CR LF cut by a piece's end, a last line without a newline; a replacement's CR LF cut
+    between two REPLBODY packets (milter/milter_client through tests/tools/miltertest)."""
+
+    def body_sent(self, msg, script=None):
+        m = mf.ScriptedMilter(script, inet=True)
+        self.addCleanup(m.stop)
+        out = os.path.join(m.dir, "changed.eml")
+        r = mf.miltertest(m.milter, msg, write=out)
+        self.assertEqual(r.exit, 0, r.out + r.err)
+        self.assertEqual(r.replies["message"], "continue", r.out + r.err)
+        chunks = [d for c, d in m.received if c == "B"]
+        self.assertTrue(all(len(d) == 65535 for d in chunks[:-1]), [len(d) for d in chunks])
+        with open(out, "rb") as f:
+            return b"".join(chunks), r, f.read()
+
+    def test_crlf_across_a_piece_and_long_lines(self):
+        piece = 128 * 1024
+        body = "a" * (piece - 1) + "\r\n" + "second\r\n" + "b" * (3 * piece + 17) + "\nlast"
+        got, _, _ = self.body_sent(b"Subject: pieces\r\n\r\n" + body.encode())
+        want = ("a" * (piece - 1) + "\r\nsecond\r\n" + "b" * (3 * piece + 17) + "\r\nlast\r\n")
+        self.assertEqual(got, want.encode())
+
+    def test_replacement_crlf_across_packets(self):
+        # CR LF becomes LF, also when the two are in different packets; a lone CR stays
+        got, r, changed = self.body_sent("Subject: x\n\nold\n", {
+            "E": [packet(b"b", b"line one\r") + packet(b"b", b"\nline two\r") +
+                  packet(b"b", b"\r\nthree") + packet(b"c")]})
+        self.assertEqual(got, b"old\r\n")
+        self.assertEqual(changed, b"Subject: x\n\nline one\nline two\r\nthree\n")
+        self.assertIn("body-bytes 25", r.lines)
+        self.assertTrue(any(e.startswith("replace_body 25 bytes") for e in r.edits), r.edits)
 
 if __name__ == "__main__":
     unittest.main()
