@@ -280,10 +280,11 @@ milter_maps_done(void *arg)
 {
 	struct milter_maps_job *j = arg;
 	struct session *s = j->s;
-	const struct milter_conf *mc = s->ss->milters;
+	const struct milter_conf *mc;
 
 	if (j->abandoned)
-		goto out;
+		goto out;	/* s is gone: not a byte of it may be read */
+	mc = s->ss->milters;
 	session_waited(s);
 	s->milter_abandon = NULL;
 	if (j->st == MAP_FOUND) {
@@ -642,12 +643,26 @@ eom_fail(struct session *s, enum reply_id id)
 	session_command_done(s, CMD_FAIL);
 }
 
-/* "<a@b>" or "a@b" -> "a@b" (internal form: no quotes handling beyond the brackets) */
+/*
+ * A milter's address ("<a@b>", "a@b", "<\"john smith\"@b>") in internal
+ * form ("john smith@b"), as Postfix's cleanup_milter.c turns it with
+ * tok822_internalize() before it changes the sender or adds or deletes a
+ * recipient: brackets, quotes and escapes go.  One that does not parse as
+ * an address loses its brackets only.
+ */
 static char *
 edit_addr(const char *a)
 {
+	struct smtp_path p = { 0 };
 	size_t n = strlen(a);
+	char *out;
 
+	if (smtp_parse_address(a, &p) == PATH_OK) {
+		out = xstrdup(p.addr);
+		smtp_path_free(&p);
+		return out;
+	}
+	smtp_path_free(&p);
 	if (n >= 2 && a[0] == '<' && a[n - 1] == '>')
 		return xasprintf("%.*s", (int)(n - 2), a + 1);
 	return xstrdup(a);
@@ -1045,7 +1060,7 @@ eom_answer(struct session *s, const char *reply)
 			s->txn.sender = edit_addr(e[i].name);
 			break;
 		case MILTER_EDIT_DELETE_RCPT:
-			/* the address exactly as RCPT gave it (Postfix's cleanup_del_rcpt() strcmp()) */
+			/* the internal form, exactly (Postfix's cleanup_del_rcpt() strcmp()) */
 			a = edit_addr(e[i].name);
 			for (size_t k = 0; k < s->txn.nrcpts; k++)
 				if (strcmp(s->txn.rcpts[k].addr, a) == 0) {
