@@ -1729,13 +1729,15 @@ static void
 rd_done(void *arg)
 {
 	struct rd_job *r = arg;
-	struct milters *ms = r->ms;
-	struct job *j = &ms->job;
+	struct milters *ms;
+	struct job *j;
 
 	if (r->abandoned) {
-		rd_free(r);
+		rd_free(r);	/* its milters may be gone */
 		return;
 	}
+	ms = r->ms;
+	j = &ms->job;
 	ms->rd = NULL;
 	if (r->failed) {
 		msg_warn("milter: cannot read the stored message for the milters");
