@@ -7,12 +7,15 @@ tests assert the bytes stored in the Maildir, and that the daemon's peak residen
 (/proc/PID/status VmHWM, measured from a reset of the peak after a warm-up message) grew by
 less than MEMORY_BOUND: a server that holds each message whole (the stored copy read back, the
 milters' view of its body, the changed copy built in memory: 3 x 8 MB per session, 96 MB for
-the four) cannot stay under it.  ASan's quarantine (which keeps freed memory resident) is
+the four) cannot stay under it.  And the server stopped while a large message is with the
+milters (a chunk or a read in flight; a replacement arriving) frees everything cleanly (ASan).
+ASan's quarantine (which keeps freed memory resident) is
 turned off for the server so that VmHWM follows what is live."""
 
 import os
 import re
 import threading
+import time
 import unittest
 
 import harness
@@ -155,6 +158,41 @@ class LargeMessages(harness.MxTestCase):
             r"to the milters", 5))
         self.assertEqual(harness.maildir(self.srv.vmail, "bob")["new"], [])
         self.assertNotIn("L", [c for c, _ in self.m.received])     # no header was sent
+
+    def stop_during_the_message(self, script, wait, settle=0.0):
+        """One large message; the server stopped while the milters have it: the session is
+        freed with a read, a chunk or a replacement in flight (ASan: no use after free, no
+        leak), and nothing is stored."""
+        self.serve(script)
+        c = self.connect(self.srv)
+        c.timeout = 60
+        c.read_reply()
+        c.cmd("EHLO client.example.net")
+        c.cmd("MAIL FROM:<alice@example.org>")
+        c.cmd("RCPT TO:<bob@virt.test>")
+        c.cmd("DATA")
+        c.send(message(1).replace("\n", "\r\n") + ".\r\n")
+        deadline = time.monotonic() + 60
+        while not wait() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(wait(), "the milter did not get that far")
+        time.sleep(settle)
+        self.assertEqual(self.srv.stop(), [])
+        self.assertEqual(harness.maildir(self.srv.vmail, "bob")["new"], [])
+
+    def test_stop_while_the_body_is_being_sent(self):
+        # the milter is slow on each chunk: the stop finds a chunk or a read in flight
+        self.stop_during_the_message({"B": [(0.02, packet(b"c"))]},
+                                     lambda: sum(c == "B" for c, _ in self.m.sessions[0]) > 20
+                                     if self.m.sessions else False)
+
+    def test_stop_while_a_replacement_arrives(self):
+        # 8 MB of REPLBODY, then the milter thinks: the replacement's spool is open
+        new = body("replaced").replace("\n", "\r\n").encode()
+        reply = b"".join(packet(b"b", new[i:i + 65535]) for i in range(0, len(new), 65535))
+        self.stop_during_the_message({"E": [(reply, 5.0, packet(b"c"))]},
+                                     lambda: any(c == "E" for c, _ in self.m.sessions[0])
+                                     if self.m.sessions else False, settle=1.0)
 
 
 class Pieces(unittest.TestCase):
