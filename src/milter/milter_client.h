@@ -75,7 +75,9 @@
  * "451 4.3.0 Error: queue file write error" (with a warning).
  *
  * THREADS: a struct milters and everything it calls back belong to the loop
- * it was made on.
+ * it was made on (milter_io's loop must be that loop).  A read on the pool
+ * touches only its own job (a spool reference, offsets, a buffer); a
+ * cancelled one is marked abandoned and freed when its answer comes.
  */
 #ifndef MXGATE_MILTER_MILTER_CLIENT_H
 #define MXGATE_MILTER_MILTER_CLIENT_H
