@@ -749,6 +749,41 @@ class SameAsPostfix(harness.MxTestCase):
         self.assertEqual(mx_milter.macros("C"), pf_milter.macros("C"))
         self.assertEqual(pf_milter.macros("R")[0]["{rcpt_mailer}"], "error")
 
+    def test_delete_quoted_recipient_as_postfix(self):
+        """DELRCPT <"carol"@virt.test> deletes carol@virt.test in both (the internal form is
+        compared); <"Bob"@virt.test> deletes nobody (strcmp(): Bob is not bob)."""
+        pf_milter, mx_milter, common, ref = self.reference_pair("ms-delrcpt")
+        with open(os.path.join(ref.dir, "vmailbox"), "w") as f:
+            f.write("bob@virt.test bob/\ncarol@virt.test carol/\n")
+        ref.start(dict(common, smtpd_milters=pf_milter.milter, virtual_mailbox_domains="virt.test",
+                       virtual_mailbox_maps="texthash:%s/vmailbox" % ref.dir))
+        srv = self.start_server(main=dict(common, smtpd_milters=mx_milter.milter),
+                                virtual_users=["bob", "carol"])
+        eob = (packet(b"-", cstr('<"carol"@virt.test>')) + packet(b"-", cstr('<"Bob"@virt.test>'))
+               + packet(b"c"))
+        for m in (pf_milter, mx_milter):
+            m.script = {"E": [eob]}
+        got = []
+        for port, base in ((ref.port, ref.vmail), (srv.port, srv.vmail)):
+            with harness.Client(port, timeout=30) as c:
+                c.read_reply()
+                c.cmd("EHLO client.example.net")
+                c.cmd("MAIL FROM:<alice@example.org>")
+                c.cmd("RCPT TO:<bob@virt.test>")
+                c.cmd("RCPT TO:<carol@virt.test>")
+                c.cmd("DATA")
+                c.send(wire(MSG))
+                end = c.read_reply(timeout=30)
+                c.cmd("QUIT")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not harness.maildir(base, "bob")["new"]:
+                time.sleep(0.05)
+            time.sleep(1.0)     # a copy for carol would be there by now
+            got.append((end.code, len(harness.maildir(base, "bob")["new"]),
+                        len(harness.maildir(base, "carol")["new"])))
+        self.assertEqual(got[0], (250, 1, 0))
+        self.assertEqual(got[1], got[0])
+
     @staticmethod
     def milter_lines(text):
         out = []
