@@ -22,10 +22,12 @@
 #include <event2/util.h>
 
 #include "conf/conf.h"
+#include "deliver/spool.h"
 #include "log/log.h"
 #include "milter/milter_proto.h"
 #include "util/buf.h"
 #include "util/attrlist.h"
+#include "util/workpool.h"
 #include "util/xalloc.h"
 
 /* ---- settings ---- */
@@ -320,7 +322,11 @@ struct m8 {
 	/* a body replacement being received */
 	bool	repl_body, body_lockout;
 	struct buf body;		/* the chunk being built for SMFIC_BODY */
-	struct buf newbody;
+	struct spool *nb;		/* the replacement body, as it arrives */
+	size_t	nb_len;			/* its bytes so far */
+	bool	nb_cr;			/* a CR held back (CR LF becomes LF) */
+	char	nb_last;		/* its last byte */
+	bool	paused;			/* nb is busy: no reading from this milter */
 };
 
 /* ---- the conversation ---- */
@@ -355,7 +361,17 @@ struct job {
  * down or tempfails): smtpd's reply when cleanup's queue file edits fail so.
  */
 #define EDIT_TOO_BIG "552 5.3.4 Error: message file too big"
+#define HEAD_TOO_BIG "552 5.3.4 Error: message header section too big"
+#define IO_ERROR "451 4.3.0 Error: queue file write error"
 
+/* A read of the message on the pool: the header section, or a body piece. */
+struct rd_job {
+	struct milters *ms;
+	struct spool *sp;		/* a reference */
+	size_t	off, len, n;
+	char   *data;
+	bool	head, failed, abandoned;
+};
 struct milters {
 	const struct milter_conf *mc;
 	struct event_base *eb;
@@ -366,10 +382,21 @@ struct milters {
 	size_t	n;
 	struct job job;
 	struct event *kick;		/* runs the job from the loop */
+	struct milter_io io;
 	/* the message view and edits */
+	struct spool *src;		/* the message given (a reference) */
+	char   *hide;			/* the first header to hide, or NULL */
+	struct buf head;		/* the header section as read; the hidden header after */
+	size_t	hidden_len;
+	bool	head_done;
 	struct milter_header *hdrs;
 	size_t	nhdrs;
-	struct buf vbody;
+	struct spool *bsrc;		/* the body as changed: bsrc[bbase .. bbase + blen) */
+	size_t	bbase, blen;
+	char   *piece;			/* the body piece read (the current milter's) */
+	size_t	plen, poff;
+	struct rd_job *rd;		/* the read in flight, or NULL */
+	struct spool *commit_sp;	/* a replacement body being committed, or NULL */
 	struct milter_edit *edits;
 	size_t	nedits;
 	size_t	edit_bytes;		/* what the edits of this message add */
@@ -409,6 +436,18 @@ m8_answer(struct m8 *m, const char *resp)
 	j->waiting = false;
 }
 
+/* The replacement body being received is dropped. */
+static void
+nb_drop(struct m8 *m)
+{
+	if (m->nb != NULL && m->paused)
+		spool_on_writable_cancel(m->nb);
+	m->paused = false;
+	spool_unref(&m->nb);
+	m->nb_len = 0;
+	m->nb_cr = false;
+}
+
 static void
 m8_close(struct m8 *m)
 {
@@ -430,6 +469,7 @@ m8_close(struct m8 *m)
 	milter_reader_free(&m->rd);
 	milter_reader_init(&m->rd);
 	m->wait = W_NONE;
+	nb_drop(m);
 }
 
 /* milter8_comm_error(): close, and the default action from now on. */
@@ -501,7 +541,7 @@ m8_arm(struct m8 *m)
 
 	if (m->out_off < m->out.len)
 		what |= EV_WRITE;
-	if (m->wait == W_REPLY || m->wait == W_OPTNEG)
+	if ((m->wait == W_REPLY || m->wait == W_OPTNEG) && !m->paused)
 		what |= EV_READ;
 	if (m->wait == W_CONNECT)
 		what = EV_WRITE;
@@ -816,44 +856,141 @@ view_apply(struct milters *ms, const struct milter_edit *e)
 		}
 		break;
 	case MILTER_EDIT_REPLACE_BODY:
-		buf_reset(&ms->vbody);
-		buf_append(&ms->vbody, e->value, strlen(e->value));
+		ms->bsrc = e->body;
+		ms->bbase = 0;
+		ms->blen = e->size;
 		break;
 	default:
 		break;
 	}
 }
 
-/* Body replacement chunks: CRLF (or LF) line ends become LF. */
+/* The replacement body's spool takes bytes again: read on from the milter. */
 static void
-repl_body_chunk(struct m8 *m, const char *p, size_t n)
+nb_writable(void *arg)
 {
-	size_t	i;
+	struct m8 *m = arg;
 
-	if (m->ms->edit_resp != NULL)
-		return;
-	if (m->newbody.len + n + m->ms->edit_bytes > m->ms->mc->size_limit) {
-		m->ms->edit_resp = EDIT_TOO_BIG;
-		buf_free(&m->newbody);
-		return;
-	}
-	for (i = 0; i < n; i++) {
-		if (p[i] == '\n' && m->newbody.len > 0 && m->newbody.data[m->newbody.len - 1] == '\r')
-			buf_truncate(&m->newbody, m->newbody.len - 1);
-		buf_putc(&m->newbody, p[i]);
-	}
+	m->paused = false;
+	if (m->fd >= 0)
+		m8_arm(m);
 }
 
 static void
+nb_write(struct m8 *m, const char *p, size_t n)
+{
+	if (n == 0)
+		return;
+	(void)spool_write(m->nb, p, n);	/* a failure is sticky: the commit tells */
+	m->nb_len += n;
+	m->nb_last = p[n - 1];
+}
+
+/*
+ * Body replacement chunks, into the replacement's spool: CRLF (or LF) line
+ * ends become LF.  While the spool is busy, nothing more is read from the
+ * milter (back-pressure; what is already buffered is parsed).
+ */
+static void
+repl_body_chunk(struct m8 *m, const char *p, size_t n)
+{
+	struct milters *ms = m->ms;
+	struct buf out = BUF_INIT;
+	size_t	i;
+
+	if (ms->edit_resp != NULL)
+		return;
+	if (m->nb_len + n + ms->edit_bytes > ms->mc->size_limit) {
+		ms->edit_resp = EDIT_TOO_BIG;
+		nb_drop(m);
+		return;
+	}
+	if (m->nb == NULL) {
+		m->nb = ms->io.new_spool(ms->io.ctx);
+		m->nb_len = 0;
+		m->nb_cr = false;
+		m->nb_last = 0;
+	}
+	buf_reserve(&out, n);
+	for (i = 0; i < n; i++) {
+		if (m->nb_cr && p[i] != '\n')
+			buf_putc(&out, '\r');
+		m->nb_cr = p[i] == '\r';
+		if (!m->nb_cr)
+			buf_putc(&out, p[i]);
+	}
+	nb_write(m, out.data, out.len);
+	buf_free(&out);
+	if (!m->paused && spool_busy(m->nb)) {
+		m->paused = true;
+		spool_on_writable(m->nb, ms->io.loop, nb_writable, m);
+	}
+}
+
+static void drive_resume(struct milters *ms);
+
+static void
+commit_done(void *arg, enum spool_status st)
+{
+	struct milters *ms = arg;
+
+	ms->commit_sp = NULL;
+	if (st != SPOOL_OK) {
+		msg_warn("milter: cannot store the replaced message body: %s",
+			 st == SPOOL_NO_SPACE ? "no space" : "write error");
+		ms->edit_resp = IO_ERROR;
+		if (ms->job.active && ms->job.resp == NULL)
+			ms->job.resp = xstrdup(IO_ERROR);
+	}
+	drive_resume(ms);
+}
+
+/*
+ * The replacement is complete: an edit (unless it makes the message too
+ * big), its spool committed before anyone reads it (drive() waits).
+ */
+static void
 repl_body_end(struct m8 *m)
 {
-	if (m->newbody.len > 0 && m->newbody.data[m->newbody.len - 1] != '\n')
-		buf_putc(&m->newbody, '\n');
-	if (m->ms->edit_resp == NULL)
-		edit_add(m->ms, m, MILTER_EDIT_REPLACE_BODY, 0, NULL, buf_str(&m->newbody));
-	buf_reset(&m->newbody);
+	struct milters *ms = m->ms;
+	struct milter_edit *e;
+
+	if (m->nb != NULL && m->nb_cr)
+		nb_write(m, "\r", 1);
+	m->nb_cr = false;
+	if (m->nb != NULL && m->nb_len > 0 && m->nb_last != '\n')
+		nb_write(m, "\n", 1);
+	if (m->nb != NULL && m->paused) {
+		spool_on_writable_cancel(m->nb);
+		m->paused = false;
+	}
 	m->repl_body = false;
 	m->body_lockout = true;
+	if (ms->edit_resp != NULL || m->nb == NULL) {
+		nb_drop(m);
+		return;
+	}
+	/* the body counts as the text of an edit (Postfix: the queue file grows) */
+	if (ms->edit_bytes + m->nb_len + 2 + ms->msg_len > ms->mc->size_limit) {
+		ms->edit_resp = EDIT_TOO_BIG;
+		nb_drop(m);
+		return;
+	}
+	ms->edit_bytes += m->nb_len + 2;
+	ms->edits = xrealloc(ms->edits, (ms->nedits + 1) * sizeof(*ms->edits));
+	e = &ms->edits[ms->nedits++];
+	memset(e, 0, sizeof(*e));
+	e->type = MILTER_EDIT_REPLACE_BODY;
+	e->name = xstrdup("");
+	e->value = xstrdup("");
+	e->text = xstrdup("");
+	e->milter = m->d->name;
+	e->body = m->nb;
+	e->size = m->nb_len;
+	m->nb = NULL;
+	m->nb_len = 0;
+	ms->commit_sp = e->body;
+	spool_commit(e->body, ms->io.loop, commit_done, ms);
 }
 
 /*
@@ -1160,8 +1297,7 @@ m8_connect_failed(struct m8 *m, int err)
 static void
 m8_resume(struct milters *ms)
 {
-	if (ms->job.active && !ms->job.waiting)
-		drive(ms);
+	drive_resume(ms);
 }
 
 static void
@@ -1501,6 +1637,182 @@ view_parse(struct milters *ms, const char *msg, size_t len)
 	return off;
 }
 
+/*
+ * Where the header section of msg[0 .. len) ends (the body's start), by
+ * view_parse()'s rules; -1 when a line is not complete yet (eof false).
+ */
+static long
+head_end(const char *msg, size_t len, bool eof)
+{
+	size_t	off = 0;
+	bool	have = false;
+
+	while (off < len) {
+		const char *nl = memchr(msg + off, '\n', len - off);
+		size_t	end = nl ? (size_t)(nl - msg) : len, ll = end - off, i = 0, name_len;
+		const char *line = msg + off;
+		size_t	next = nl ? end + 1 : len;
+
+		if (nl == NULL && !eof)
+			return -1;
+		if (ll > 0 && line[ll - 1] == '\r')
+			ll--;
+		if (have && ll > 0 && (line[0] == ' ' || line[0] == '\t')) {
+			off = next;
+			continue;
+		}
+		if (ll == 0)
+			return (long)next;
+		while (i < ll && line[i] > 32 && line[i] < 127 && line[i] != ':')
+			i++;
+		name_len = i;
+		while (i < ll && (line[i] == ' ' || line[i] == '\t'))
+			i++;
+		if (name_len == 0 || i >= ll || line[i] != ':')
+			return (long)off;
+		have = true;
+		off = next;
+	}
+	return eof ? (long)len : -1;
+}
+
+/*
+ * How long the hidden header (mxgate's Received:, the spool's first header,
+ * cleanup's) is at the start of msg; 0 when the first header is not it
+ * (header_checks removed it: the client's first Received: is the milters'
+ * to see, as in Postfix, whose milter8 hides only the text of its own).
+ */
+static size_t
+hidden_len(const char *msg, size_t len, const char *ours)
+{
+	size_t	off = 0;
+
+	if (ours == NULL || strlen(ours) > len || strncmp(msg, ours, strlen(ours)) != 0)
+		return 0;
+	if (len < 9 || strncasecmp(msg, "Received:", 9) != 0)
+		return 0;
+	while (off < len) {
+		const char *nl = memchr(msg + off, '\n', len - off);
+
+		off = nl ? (size_t)(nl - msg) + 1 : len;
+		if (off >= len || (msg[off] != ' ' && msg[off] != '\t'))
+			break;
+	}
+	return off;
+}
+
+static void
+rd_work(void *arg)
+{
+	struct rd_job *r = arg;
+
+	while (r->n < r->len) {
+		ssize_t	n = spool_pread(r->sp, r->data + r->n, r->len - r->n, r->off + r->n);
+
+		if (n <= 0) {
+			r->failed = true;
+			break;
+		}
+		r->n += (size_t)n;
+	}
+}
+
+static void
+rd_free(struct rd_job *r)
+{
+	spool_unref(&r->sp);
+	free(r->data);
+	free(r);
+}
+
+static void
+rd_done(void *arg)
+{
+	struct rd_job *r = arg;
+	struct milters *ms;
+	struct job *j;
+
+	if (r->abandoned) {
+		rd_free(r);	/* its milters may be gone */
+		return;
+	}
+	ms = r->ms;
+	j = &ms->job;
+	ms->rd = NULL;
+	if (r->failed) {
+		msg_warn("milter: cannot read the stored message for the milters");
+		free(j->resp);
+		j->resp = xstrdup(IO_ERROR);
+	} else if (r->head) {
+		buf_append(&ms->head, r->data, r->n);
+	} else {
+		size_t	n = r->n;
+
+		/* a CR at the end of a piece waits for the next: it may be a CR LF's */
+		if (j->boff + n < ms->blen && n > 1 && r->data[n - 1] == '\r')
+			n--;
+		free(ms->piece);
+		ms->piece = r->data;
+		r->data = NULL;
+		ms->plen = n;
+		ms->poff = 0;
+		j->boff += n;
+	}
+	rd_free(r);
+	drive_resume(ms);
+}
+
+/* Read len bytes at off (of the message, or of the body as changed) on the pool. */
+static void
+rd_start(struct milters *ms, bool head, size_t off, size_t len)
+{
+	struct rd_job *r = xcalloc(1, sizeof(*r));
+
+	r->ms = ms;
+	r->sp = spool_ref(head ? ms->src : ms->bsrc);
+	r->head = head;
+	r->off = off;
+	r->len = len;
+	r->data = xmalloc(len ? len : 1);
+	ms->rd = r;
+	workpool_submit(ms->io.pool, ms->io.loop, rd_work, rd_done, r);
+}
+
+/*
+ * Before the first milter: the header section, read until it is complete,
+ * into the view.
+ */
+static void
+head_step(struct milters *ms)
+{
+	struct job *j = &ms->job;
+	size_t	size = spool_size(ms->src), rl, body;
+	const char *hd = buf_str(&ms->head);
+	long	end = head_end(hd, ms->head.len, ms->head.len >= size);
+
+	if (end < 0 && ms->head.len < MILTER_HEADER_MAX) {
+		size_t	want = size - ms->head.len;
+
+		rd_start(ms, true, ms->head.len, want < MILTER_PIECE ? want : MILTER_PIECE);
+		return;
+	}
+	if (end < 0 || (size_t)end > MILTER_HEADER_MAX) {
+		msg_warn("milter: the message's header section is over %zu bytes; not given to "
+			 "the milters", MILTER_HEADER_MAX);
+		j->resp = xstrdup(HEAD_TOO_BIG);
+		return;
+	}
+	rl = hidden_len(hd, (size_t)end, ms->hide);
+	body = rl + view_parse(ms, hd + rl, (size_t)end - rl);
+	ms->bsrc = ms->src;
+	ms->bbase = body;
+	ms->blen = size - body;
+	ms->msg_len = size - rl;
+	buf_truncate(&ms->head, rl);
+	ms->hidden_len = rl;
+	ms->head_done = true;
+}
+
 static void
 view_reset(struct milters *ms)
 {
@@ -1511,8 +1823,19 @@ view_reset(struct milters *ms)
 	free(ms->hdrs);
 	ms->hdrs = NULL;
 	ms->nhdrs = 0;
-	buf_free(&ms->vbody);
+	ms->bsrc = NULL;
+	ms->bbase = ms->blen = 0;
+	free(ms->piece);
+	ms->piece = NULL;
+	ms->plen = ms->poff = 0;
+	spool_unref(&ms->src);
+	free(ms->hide);
+	ms->hide = NULL;
+	buf_free(&ms->head);
+	ms->hidden_len = 0;
+	ms->head_done = false;
 	for (i = 0; i < ms->nedits; i++) {
+		spool_unref(&ms->edits[i].body);
 		free(ms->edits[i].name);
 		free(ms->edits[i].value);
 		free(ms->edits[i].text);
@@ -1593,6 +1916,7 @@ msg_step(struct milters *ms, struct m8 *m)
 		buf_reset(&m->body);
 		j->hi = 0;
 		j->boff = 0;
+		ms->plen = ms->poff = 0;
 		j->stage = (m->ev_mask & SMFIP_NOHDRS) ? MS_EOH : MS_HEADERS;
 		return EV_DONE;
 	case MS_HEADERS:
@@ -1637,18 +1961,32 @@ msg_step(struct milters *ms, struct m8 *m)
 		/*
 		 * The body as Postfix sends it: each line with CRLF, the stream
 		 * cut into chunks of MILTER_CHUNK_SIZE (a CRLF may straddle two).
+		 * The body is read in pieces (rd_start()); a line may straddle
+		 * two pieces.
 		 */
-		while (j->boff < ms->vbody.len && m->body.len < MILTER_CHUNK_SIZE) {
-			const char *p = ms->vbody.data + j->boff;
-			size_t	left = ms->vbody.len - j->boff;
-			const char *nl = memchr(p, '\n', left);
-			size_t	ll = nl ? (size_t)(nl - p) : left;
+		while (m->body.len < MILTER_CHUNK_SIZE) {
+			const char *p, *nl;
+			size_t	left, ll;
 
-			j->boff += nl ? ll + 1 : ll;
+			if (ms->poff >= ms->plen) {
+				size_t	want = ms->blen - j->boff;
+
+				if (j->boff >= ms->blen)
+					break;
+				rd_start(ms, false, ms->bbase + j->boff,
+					 want < MILTER_PIECE ? want : MILTER_PIECE);
+				return EV_WAIT;
+			}
+			p = ms->piece + ms->poff;
+			left = ms->plen - ms->poff;
+			nl = memchr(p, '\n', left);
+			ll = nl ? (size_t)(nl - p) : left;
+			ms->poff += nl ? ll + 1 : ll;
 			if (nl && ll > 0 && p[ll - 1] == '\r')
 				ll--;	/* a CRLF message given: the CR is ours to add */
 			buf_append(&m->body, p, ll);
-			buf_append(&m->body, "\r\n", 2);
+			if (nl || j->boff >= ms->blen)
+				buf_append(&m->body, "\r\n", 2);
 		}
 		if (m->body.len >= MILTER_CHUNK_SIZE) {
 			j->stage = MS_FLUSH;
@@ -1731,6 +2069,9 @@ job_finish(struct milters *ms)
 
 	j->resp = NULL;
 	job_clear(j);
+	free(ms->piece);
+	ms->piece = NULL;
+	ms->plen = ms->poff = 0;
 	if (cb)
 		cb(ctx, resp);
 	free(resp);
@@ -1740,7 +2081,8 @@ static void
 drive(struct milters *ms)
 {
 	struct job *j = &ms->job;
-	while (j->active && !j->waiting) {
+
+	while (j->active && !j->waiting && ms->rd == NULL && ms->commit_sp == NULL) {
 		struct m8 *m;
 
 		if (j->cur >= ms->n || j->resp != NULL) {
@@ -1748,6 +2090,10 @@ drive(struct milters *ms)
 			return;
 		}
 		m = &ms->m[j->cur];
+		if (j->event == EV_MESSAGE && !ms->head_done) {
+			head_step(ms);
+			continue;
+		}
 		if (j->event == EV_MESSAGE) {
 			if (j->stage == MS_START)
 				j->first_edit = ms->nedits;
@@ -1799,6 +2145,14 @@ drive(struct milters *ms)
 			continue;
 		}
 	}
+}
+
+/* After a read or a commit: the job goes on if nothing else holds it. */
+static void
+drive_resume(struct milters *ms)
+{
+	if (ms->job.active && !ms->job.waiting)
+		drive(ms);
 }
 
 static void
@@ -1873,6 +2227,14 @@ milters_cancel(struct milters *ms)
 		}
 	}
 	event_del(ms->kick);
+	if (ms->rd != NULL) {
+		ms->rd->abandoned = true;	/* rd_done() frees it */
+		ms->rd = NULL;
+	}
+	if (ms->commit_sp != NULL) {
+		spool_commit_cancel(ms->commit_sp);
+		ms->commit_sp = NULL;
+	}
 	job_clear(j);
 }
 
@@ -1935,16 +2297,21 @@ milters_unknown(struct milters *ms, const char *command, milter_cb *cb, void *ct
 }
 
 void
-milters_message(struct milters *ms, const char *msg, size_t len, milter_cb *cb, void *ctx)
+milters_set_io(struct milters *ms, const struct milter_io *io)
 {
-	size_t	body;
+	ms->io = *io;
+}
 
+void
+milters_message(struct milters *ms, struct spool *sp, const char *hide, milter_cb *cb,
+		void *ctx)
+{
+	if (ms->io.pool == NULL || ms->io.new_spool == NULL)
+		msg_panic("milters_message: no milters_set_io()");
 	job_start(ms, EV_MESSAGE, cb, ctx);
 	view_reset(ms);
-	body = view_parse(ms, msg, len);
-	ms->msg_len = len;
-	buf_append(&ms->vbody, msg + body, len - body);
-	buf_str(&ms->vbody);
+	ms->src = spool_ref(sp);
+	ms->hide = dup_or_null(hide);
 }
 
 const char *
@@ -2025,7 +2392,6 @@ milters_free(struct milters **msp)
 		buf_free(&m->out);
 		buf_free(&m->in);
 		buf_free(&m->body);
-		buf_free(&m->newbody);
 		free(m->def_reply);
 		for (k = 0; k < MAC__N; k++)
 			free(m->macros[k]);
@@ -2044,11 +2410,23 @@ milters_edits(const struct milters *ms, size_t *n_r)
 }
 
 void
-milters_view(const struct milters *ms, const struct milter_header **hdrs_r, size_t *nhdrs_r,
-	     const char **body_r, size_t *body_len_r)
+milters_view(const struct milters *ms, const struct milter_header **hdrs_r, size_t *nhdrs_r)
 {
 	*hdrs_r = ms->hdrs;
 	*nhdrs_r = ms->nhdrs;
-	*body_r = buf_str(&ms->vbody);
-	*body_len_r = ms->vbody.len;
+}
+
+struct spool *
+milters_body(const struct milters *ms, size_t *off_r, size_t *len_r)
+{
+	*off_r = ms->bbase;
+	*len_r = ms->blen;
+	return ms->bsrc;
+}
+
+const char *
+milters_hidden(const struct milters *ms, size_t *len_r)
+{
+	*len_r = ms->hidden_len;
+	return ms->hidden_len ? ms->head.data : "";
 }

@@ -47,21 +47,37 @@
  * later"), quarantine ("H").
  *
  * The message: milters_message() sends the header, end of header, body
- * chunks and end of message of the message given (as stored: LF line
- * ends, without mxgate's own Received: header, which milters never see),
- * to each milter in turn; each milter sees the message as the milters
- * before it changed it.  The changes (add, insert, change, delete header;
- * replace body; change sender; add and delete recipients; quarantine) are
- * collected in order (milters_edits()) and applied to a copy of the
- * message (milters_view()) for the next milter and for the caller.  The
- * changes may not make the message larger than message_size_limit: past
- * it the rest are skipped and the message's answer is "552 5.3.4 Error:
- * message file too big" (unless a milter discards, shuts down or
- * tempfails), the reply Postfix's smtpd gives when cleanup's queue file
- * grows past the limit.
+ * chunks and end of message of a committed spool (as stored: LF line
+ * ends; mxgate's own Received: header, which milters never see, is given
+ * as the text to hide), to each milter in turn; each milter sees the
+ * message as the milters before it changed it.  The message is streamed:
+ * the spool is read in pieces of MILTER_PIECE bytes on a worker pool
+ * (milters_set_io(): never on the loop), one piece in flight per session,
+ * and each milter reads the body again from the start.  Only the header
+ * section is held whole (parsed into the view), bounded by
+ * MILTER_HEADER_MAX: a longer header section is not given to the milters
+ * and the message's answer is "552 5.3.4 Error: message header section too
+ * big" (HEAD_TOO_BIG; Postfix has no such bound: its cleanup reads the
+ * headers from the queue file one at a time).  A body replacement
+ * (SMFIR_REPLBODY) goes, as it arrives, into a new spool (milter_io's
+ * new_spool: the daemon's is an unnamed file in mxgate_spool_directory,
+ * written by the writers pool, back-pressure stopping the reads from that
+ * milter), which is committed before the next milter reads the body from
+ * it.  The changes (add, insert, change, delete header; replace body;
+ * change sender; add and delete recipients; quarantine) are collected in
+ * order (milters_edits()) and applied to the view (milters_view(),
+ * milters_body()) for the next milter and for the caller.  The changes may
+ * not make the message larger than message_size_limit: past it the rest
+ * are skipped and the message's answer is "552 5.3.4 Error: message file
+ * too big" (unless a milter discards, shuts down or tempfails), the reply
+ * Postfix's smtpd gives when cleanup's queue file grows past the limit.  A
+ * spool that cannot be read or a replacement that cannot be stored answers
+ * "451 4.3.0 Error: queue file write error" (with a warning).
  *
  * THREADS: a struct milters and everything it calls back belong to the loop
- * it was made on.
+ * it was made on (milter_io's loop must be that loop).  A read on the pool
+ * touches only its own job (a spool reference, offsets, a buffer); a
+ * cancelled one is marked abandoned and freed when its answer comes.
  */
 #ifndef MXGATE_MILTER_MILTER_CLIENT_H
 #define MXGATE_MILTER_MILTER_CLIENT_H
@@ -129,10 +145,32 @@ void	milters_rcpt(struct milters *ms, const char *const *argv, size_t argc, bool
 void	milters_data(struct milters *ms, milter_cb *cb, void *ctx);
 void	milters_unknown(struct milters *ms, const char *command, milter_cb *cb, void *ctx);
 /*
- * The message: msg (len bytes) must stay valid until the callback.  The
- * edit list and the view are reset at the start.
+ * How the message is read and a replaced body stored (required before
+ * milters_message()): pool runs the reads (its answers posted to loop, the
+ * loop of eb); new_spool(ctx) makes an empty spool for a body replacement.
  */
-void	milters_message(struct milters *ms, const char *msg, size_t len, milter_cb *cb,
+struct loop;
+struct spool;
+struct workpool;
+struct milter_io {
+	struct loop *loop;
+	struct workpool *pool;
+	struct spool *(*new_spool)(void *ctx);
+	void   *ctx;
+};
+void	milters_set_io(struct milters *ms, const struct milter_io *io);
+
+/* The bytes of one read from a spool, and the most the header section may hold. */
+#define MILTER_PIECE		((size_t)2 * 65536)
+#define MILTER_HEADER_MAX	((size_t)1024 * 1024)
+
+/*
+ * The message: sp, committed (a reference is taken).  hide: the text of a
+ * first header the milters do not see (mxgate's Received:, as cleanup was
+ * given it, continuation lines included) if the message starts with it, or
+ * NULL.  The edit list and the view are reset at the start.
+ */
+void	milters_message(struct milters *ms, struct spool *sp, const char *hide, milter_cb *cb,
 			void *ctx);
 
 /* The answer for a command without an event of its own (Postfix's milter_other_event()). */
@@ -176,7 +214,8 @@ enum milter_edit_type {
 	MILTER_EDIT_CHANGE_HEADER,	/* index (the Nth header of that name, from 1, in
 					 * the message as milters see it), name, value */
 	MILTER_EDIT_DELETE_HEADER,	/* index, name (a CHGHEADER with an empty value) */
-	MILTER_EDIT_REPLACE_BODY,	/* value: the new body, LF line ends */
+	MILTER_EDIT_REPLACE_BODY,	/* size: the new body's length (LF line ends); the
+					 * body is in body, a committed spool */
 	MILTER_EDIT_CHANGE_FROM,	/* name: the address, value: ESMTP args ("" none) */
 	MILTER_EDIT_ADD_RCPT,		/* name: the address, value: ESMTP args ("" none) */
 	MILTER_EDIT_DELETE_RCPT,	/* name: the address */
@@ -197,6 +236,8 @@ struct milter_edit {
 	const char *milter;		/* which milter asked (its name) */
 	char   *new_name;		/* CHANGE_HEADER: milter_header_checks' REPLACE gave the
 					 * header this name (NULL: name) */
+	struct spool *body;		/* REPLACE_BODY: the new body */
+	size_t	size;			/* REPLACE_BODY: its length */
 };
 
 /* The changes of the last milters_message(), in the order they were asked. */
@@ -211,10 +252,18 @@ struct milter_header {
 
 /*
  * The message after every change of the last milters_message(): its
- * headers in order and its body (LF line ends).  Valid until the next
- * message or milters_free().
+ * headers in order (the hidden header not among them).  Valid until the
+ * next message or milters_free().
  */
 void	milters_view(const struct milters *ms, const struct milter_header **hdrs_r,
-		     size_t *nhdrs_r, const char **body_r, size_t *body_len_r);
+		     size_t *nhdrs_r);
+/*
+ * Its body (LF line ends): len_r bytes of the returned spool (committed)
+ * from off_r.  The spool is valid until the next message or milters_free()
+ * (take a reference to keep it).
+ */
+struct spool *milters_body(const struct milters *ms, size_t *off_r, size_t *len_r);
+/* The hidden header as the message has it (its length in *len_r; 0: none). */
+const char *milters_hidden(const struct milters *ms, size_t *len_r);
 
 #endif

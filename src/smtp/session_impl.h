@@ -84,9 +84,9 @@ enum sess_wait {
 	W_TLS,		/* the transport's TLS handshake (session_on_tls()) */
 	W_TLS_RATE,	/* struct anvil_req: anvil's new TLS session rate */
 	W_MILTER,	/* struct milters: an event's answer (session_milter.c) */
-	W_MILTER_READ,	/* a pool job of session_milter.c: the stored message read back,
-			 * the recipients a milter added looked up, or the client
-			 * address in smtpd_milter_maps */
+	W_MILTER_READ,	/* a pool job of session_milter.c: a piece of the changed copy's
+			 * body read, the recipients a milter added looked up, or the
+			 * client address in smtpd_milter_maps */
 };
 
 /* How a command continues once its restrictions are evaluated (out->verdict PASS or REJECT). */
@@ -181,9 +181,10 @@ struct session {
 	char   *milter_reply;		/* the 421 for a milter's "S" */
 	size_t	milter_size;		/* the changed copy's size for logs (0: the spool's) */
 	int    *milter_abandon;		/* W_MILTER_READ's job: set to drop it */
-	char   *milter_msg;		/* the stored message, our Received: first */
 	char   *milter_received;	/* our Received: header as cleanup was given it */
-	size_t	milter_msg_len, milter_rcvd_len;
+	struct spool *milter_store;	/* the changed copy being written */
+	struct spool *milter_copy_src;	/* the body it copies (the milters' view) */
+	size_t	milter_copy_off, milter_copy_left;
 };
 
 /* Replies (session.c).  They return the reply's code. */

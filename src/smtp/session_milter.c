@@ -4,8 +4,11 @@
  * client (milter/milter_client.h) and the command continues with the answer
  * (session_milter_next), which Postfix's check_milter_reply() logs; the
  * macros are smtpd_milter.c's smtpd_milter_eval(); at the end of a message
- * the stored copy is read back off the loop (the readers pool), given to the
- * milters, and replaced by the copy they changed before the delivery.
+ * the stored copy goes to the milters (which read it in pieces off the loop,
+ * on the readers pool), and is replaced by the copy they changed before the
+ * delivery: its headers from the milters' view, its body copied in pieces
+ * (the readers pool reads, the spool's writers write) from the stored copy
+ * or from a milter's replacement, so no message is held whole in memory.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -211,10 +214,29 @@ session_milter_hdr_check(void *ctx, const char *header, char **replace_r, const 
 	return r;
 }
 
+/* A body replacement's spool: the session's kind (the daemon's: a file). */
+static struct spool *
+session_milter_spool(void *ctx)
+{
+	return session_new_spool(ctx);
+}
+
+static struct workpool *
+session_milter_pool(const struct session *s)
+{
+	return s->env->readers ? s->env->readers : s->env->lookups;
+}
+
 static void
 session_milter_new(struct session *s, const struct milter_conf *mc)
 {
+	struct milter_io io = {
+		.loop = s->loop, .pool = session_milter_pool(s),
+		.new_spool = session_milter_spool, .ctx = s,
+	};
+
 	s->ms = milters_new(mc, s->env->milter_eb, s->env->milter_dns, session_milter_macro, s);
+	milters_set_io(s->ms, &io);
 	if (!maplist_empty(s->ss->milter_checks))
 		milters_set_header_check(s->ms, session_milter_hdr_check, s);
 }
@@ -258,10 +280,11 @@ milter_maps_done(void *arg)
 {
 	struct milter_maps_job *j = arg;
 	struct session *s = j->s;
-	const struct milter_conf *mc = s->ss->milters;
+	const struct milter_conf *mc;
 
 	if (j->abandoned)
-		goto out;
+		goto out;	/* s is gone: not a byte of it may be read */
+	mc = s->ss->milters;
 	session_waited(s);
 	s->milter_abandon = NULL;
 	if (j->st == MAP_FOUND) {
@@ -557,8 +580,8 @@ session_milter_end(struct session *s)
 		milters_abort(s->ms);
 	milters_disconnect(s->ms);
 	milters_free(&s->ms);
-	free(s->milter_msg);
-	s->milter_msg = NULL;
+	spool_unref(&s->milter_store);
+	spool_unref(&s->milter_copy_src);
 	free(s->milter_quoted);
 	s->milter_quoted = NULL;
 	free(s->milter_reply);
@@ -570,19 +593,6 @@ session_milter_end(struct session *s)
 
 /* ---- the end of the message ---- */
 
-/*
- * A job on the readers pool: read the committed spool back (work), then the
- * milters (done, on the loop).  An abandoned job (the session went) is freed.
- */
-struct milter_read {
-	struct session *s;
-	struct spool *sp;		/* a reference */
-	char   *data;
-	size_t	len;
-	int	failed;
-	int	abandoned;
-};
-
 /* The added recipients resolved on the lookups pool. */
 struct milter_rcpts {
 	struct session *s;
@@ -593,59 +603,6 @@ struct milter_rcpts {
 	size_t	n;
 	int	abandoned;
 };
-
-static void
-milter_read_work(void *arg)
-{
-	struct milter_read *r = arg;
-	size_t size = spool_size(r->sp), off = 0;
-
-	r->data = xmalloc(size + 1);
-	while (off < size) {
-		ssize_t n = spool_pread(r->sp, r->data + off, size - off, off);
-
-		if (n <= 0) {
-			r->failed = 1;
-			break;
-		}
-		off += (size_t)n;
-	}
-	r->len = off;
-	r->data[off] = '\0';
-}
-
-static void
-milter_read_free(struct milter_read *r)
-{
-	spool_unref(&r->sp);
-	free(r->data);
-	free(r);
-}
-
-/*
- * How long our Received: header (the spool's first header, cleanup's) is;
- * 0 when the first header is not ours (header_checks removed ours: the
- * client's first Received: is the milters' to see, as in Postfix, whose
- * milter8 hides only the text of its own).
- */
-static size_t
-received_len(const char *msg, size_t len, const char *ours)
-{
-	size_t off = 0;
-
-	if (ours == NULL || strlen(ours) > len || strncmp(msg, ours, strlen(ours)) != 0)
-		return 0;
-	if (len < 9 || strncasecmp(msg, "Received:", 9) != 0)
-		return 0;
-	while (off < len) {
-		const char *nl = memchr(msg + off, '\n', len - off);
-
-		off = nl ? (size_t)(nl - msg) + 1 : len;
-		if (off >= len || (msg[off] != ' ' && msg[off] != '\t'))
-			break;
-	}
-	return off;
-}
 
 /* cleanup_milter.c's log line: "<qid>: milter-reject: END-OF-MESSAGE from ..." */
 static void
@@ -686,12 +643,26 @@ eom_fail(struct session *s, enum reply_id id)
 	session_command_done(s, CMD_FAIL);
 }
 
-/* "<a@b>" or "a@b" -> "a@b" (internal form: no quotes handling beyond the brackets) */
+/*
+ * A milter's address ("<a@b>", "a@b", "<\"john smith\"@b>") in internal
+ * form ("john smith@b"), as Postfix's cleanup_milter.c turns it with
+ * tok822_internalize() before it changes the sender or adds or deletes a
+ * recipient: brackets, quotes and escapes go.  One that does not parse as
+ * an address loses its brackets only.
+ */
 static char *
 edit_addr(const char *a)
 {
+	struct smtp_path p = { 0 };
 	size_t n = strlen(a);
+	char *out;
 
+	if (smtp_parse_address(a, &p) == PATH_OK) {
+		out = xstrdup(p.addr);
+		smtp_path_free(&p);
+		return out;
+	}
+	smtp_path_free(&p);
 	if (n >= 2 && a[0] == '<' && a[n - 1] == '>')
 		return xasprintf("%.*s", (int)(n - 2), a + 1);
 	return xstrdup(a);
@@ -710,18 +681,147 @@ eom_committed(void *arg, enum spool_status st)
 	session_deliver(s);
 }
 
-/* The headers and body of milters_view(), below our Received:, into a new spool. */
+/*
+ * The changed copy being written: a piece of the body read on the readers
+ * pool (one at a time), then appended to the new spool on the loop.
+ */
+struct milter_copy {
+	struct spool *src;		/* a reference */
+	size_t	off, len, n;
+	char   *data;
+	int	failed;
+	int	abandoned;
+	struct session *s;
+};
+
+static void
+milter_copy_work(void *arg)
+{
+	struct milter_copy *c = arg;
+
+	while (c->n < c->len) {
+		ssize_t n = spool_pread(c->src, c->data + c->n, c->len - c->n, c->off + c->n);
+
+		if (n <= 0) {
+			c->failed = 1;
+			break;
+		}
+		c->n += (size_t)n;
+	}
+}
+
+static void
+milter_copy_free(struct milter_copy *c)
+{
+	spool_unref(&c->src);
+	free(c->data);
+	free(c);
+}
+
+static void eom_copy_next(struct session *s);
+
+static void
+eom_copy_fail(struct session *s, enum spool_status st)
+{
+	spool_unref(&s->milter_store);
+	spool_unref(&s->milter_copy_src);
+	eom_fail(s, st == SPOOL_NO_SPACE ? RPL_NO_STORAGE : RPL_WRITE_ERROR);
+}
+
+static void
+milter_copy_done(void *arg)
+{
+	struct milter_copy *c = arg;
+	struct session *s = c->s;
+
+	if (c->abandoned) {
+		milter_copy_free(c);
+		return;
+	}
+	session_waited(s);
+	s->milter_abandon = NULL;
+	if (c->failed) {
+		msg_warn("%s: cannot read the message back for the milters' copy", s->txn.queue_id);
+		milter_copy_free(c);
+		eom_copy_fail(s, SPOOL_ERROR);
+		return;
+	}
+	(void)spool_write(s->milter_store, c->data, c->n);	/* sticky; checked next */
+	s->milter_copy_off += c->n;
+	s->milter_copy_left -= c->n;
+	milter_copy_free(c);
+	eom_copy_next(s);
+}
+
+static void
+eom_copy_writable(void *arg)
+{
+	struct session *s = arg;
+
+	session_waited(s);
+	eom_copy_next(s);
+}
+
+/* The next piece of the body, or the commit once it is all in. */
+static void
+eom_copy_next(struct session *s)
+{
+	struct spool *sp = s->milter_store;
+	enum spool_status st = spool_status(sp);
+	struct milter_copy *c;
+	size_t want;
+
+	if (st != SPOOL_OK) {
+		eom_copy_fail(s, st);
+		return;
+	}
+	if (s->milter_copy_left == 0) {
+		spool_unref(&s->milter_copy_src);
+		spool_unref(&s->txn.body);
+		s->txn.body = sp;
+		s->milter_store = NULL;
+		s->wait = W_COMMIT;
+		s->wait_handle = sp;
+		spool_commit(sp, s->loop, eom_committed, s);
+		return;
+	}
+	if (spool_busy(sp)) {
+		s->wait = W_SPOOL;
+		s->wait_handle = sp;
+		spool_on_writable(sp, s->loop, eom_copy_writable, s);
+		return;
+	}
+	want = s->milter_copy_left < MILTER_PIECE ? s->milter_copy_left : MILTER_PIECE;
+	c = xcalloc(1, sizeof(*c));
+	c->s = s;
+	c->src = spool_ref(s->milter_copy_src);
+	c->off = s->milter_copy_off;
+	c->len = want;
+	c->data = xmalloc(want);
+	s->milter_abandon = &c->abandoned;
+	s->wait = W_MILTER_READ;
+	s->wait_handle = c;
+	workpool_submit(session_milter_pool(s), s->loop, milter_copy_work, milter_copy_done, c);
+}
+
+/*
+ * The headers of milters_view(), with our Received: where it was, then the
+ * body of milters_body(), into a new spool (the daemon's: a file, written
+ * by the writers pool, never on the loop; back-pressure as for DATA).
+ */
 static void
 eom_store_view(struct session *s)
 {
 	const struct milter_header *h;
-	size_t nh, blen;
-	const char *body;
-	struct spool *sp = session_new_spool(s);	/* the daemon's: a file, not memory */
+	size_t nh, blen, boff, hidden_len;
+	const char *hidden;
+	struct spool *body;
+	struct spool *sp = session_new_spool(s);
 	struct buf b = BUF_INIT;
-	enum spool_status st;
 
-	milters_view(s->ms, &h, &nh, &body, &blen);
+	milters_view(s->ms, &h, &nh);
+	body = milters_body(s->ms, &boff, &blen);
+	hidden = milters_hidden(s->ms, &hidden_len);
 	/*
 	 * A header inserted at index 0 goes above our Received: header, as in
 	 * Postfix (index 1 is below it); the view has both at its top.  Those
@@ -748,28 +848,22 @@ eom_store_view(struct session *s)
 		h += top;
 		nh -= top;
 	}
-	buf_append(&b, s->milter_msg, s->milter_rcvd_len);
+	buf_append(&b, hidden, hidden_len);
 	for (size_t i = 0; i < nh; i++) {
 		buf_puts(&b, h[i].raw);
 		buf_putc(&b, '\n');
 	}
 	buf_putc(&b, '\n');
-	buf_append(&b, body, blen);
-	st = spool_write(sp, b.data, b.len);
-	s->milter_size = b.len;
+	(void)spool_write(sp, b.data, b.len);	/* sticky; eom_copy_next() checks */
+	s->milter_size = b.len + blen;
 	buf_free(&b);
-	free(s->milter_msg);
-	s->milter_msg = NULL;
-	if (st != SPOOL_OK) {
-		spool_unref(&sp);
-		eom_fail(s, st == SPOOL_NO_SPACE ? RPL_NO_STORAGE : RPL_WRITE_ERROR);
-		return;
-	}
-	spool_unref(&s->txn.body);
-	s->txn.body = sp;
-	s->wait = W_COMMIT;
-	s->wait_handle = sp;
-	spool_commit(sp, s->loop, eom_committed, s);
+	spool_unref(&s->milter_store);
+	spool_unref(&s->milter_copy_src);
+	s->milter_store = sp;
+	s->milter_copy_src = spool_ref(body);
+	s->milter_copy_off = boff;
+	s->milter_copy_left = blen;
+	eom_copy_next(s);
 }
 
 /* After the envelope changes: store the changed copy (if the content changed) and deliver. */
@@ -787,14 +881,10 @@ eom_content(struct session *s)
 		/* every recipient deleted: nothing to store, as for a discard */
 		log_as("cleanup", LOG_LVL_INFO, "%s: milter deleted every recipient; message "
 		       "not stored", s->txn.queue_id);
-		free(s->milter_msg);
-		s->milter_msg = NULL;
 		session_deliver(s);
 		return;
 	}
 	if (!content) {
-		free(s->milter_msg);
-		s->milter_msg = NULL;
 		session_deliver(s);
 		return;
 	}
@@ -858,8 +948,6 @@ milter_rcpts_done(void *arg)
 				 s->txn.queue_id, j->milters[i], j->addrs[i],
 				 r->reply ? r->reply : "not a recipient that mxgate can deliver");
 			milter_rcpts_free(j);
-			free(s->milter_msg);
-			s->milter_msg = NULL;
 			eom_fail(s, RPL_MILTER_ADD_RCPT);
 			return;
 		}
@@ -901,8 +989,6 @@ eom_answer(struct session *s, const char *reply)
 		enum cleanup_result cr = cleanup_result(&s->txn.cl);
 
 		s->milter_hbc = 0;
-		free(s->milter_msg);
-		s->milter_msg = NULL;
 		if (cr == CLEANUP_DISCARD) {
 			s->milter_discard = 1;
 			s->milter_size = 0;
@@ -920,16 +1006,12 @@ eom_answer(struct session *s, const char *reply)
 	}
 	if (reply == NULL && s->txn.cl_on && s->txn.cl.milter_hold && !s->milter_hold) {
 		/* milter_header_checks' HOLD (logged as milter-header-hold) */
-		free(s->milter_msg);
-		s->milter_msg = NULL;
 		eom_fail(s, RPL_MILTER_HOLD);
 		return;
 	}
 	if (reply == NULL && s->milter_hold)
 		reply = "H";
 	if (reply != NULL) {
-		free(s->milter_msg);
-		s->milter_msg = NULL;
 		switch (reply[0]) {
 		case 'D':
 			eom_log(s, "milter-discard", "milter triggers DISCARD action");
@@ -961,8 +1043,6 @@ eom_answer(struct session *s, const char *reply)
 	e = milters_edits(s->ms, &n);
 	for (size_t i = 0; i < n; i++) {
 		if (e[i].type == MILTER_EDIT_QUARANTINE) {
-			free(s->milter_msg);
-			s->milter_msg = NULL;
 			eom_log(s, "milter-hold", "milter triggers HOLD action");
 			eom_fail(s, RPL_MILTER_HOLD);
 			return;
@@ -980,7 +1060,7 @@ eom_answer(struct session *s, const char *reply)
 			s->txn.sender = edit_addr(e[i].name);
 			break;
 		case MILTER_EDIT_DELETE_RCPT:
-			/* the address exactly as RCPT gave it (Postfix's cleanup_del_rcpt() strcmp()) */
+			/* the internal form, exactly (Postfix's cleanup_del_rcpt() strcmp()) */
 			a = edit_addr(e[i].name);
 			for (size_t k = 0; k < s->txn.nrcpts; k++)
 				if (strcmp(s->txn.rcpts[k].addr, a) == 0) {
@@ -1009,37 +1089,6 @@ eom_answer(struct session *s, const char *reply)
 	s->wait = W_MILTER_READ;
 	s->wait_handle = j;
 	workpool_submit(s->env->lookups, s->loop, milter_rcpts_work, milter_rcpts_done, j);
-}
-
-static void
-milter_read_done(void *arg)
-{
-	struct milter_read *r = arg;
-	struct session *s = r->s;
-
-	if (r->abandoned) {
-		milter_read_free(r);
-		return;
-	}
-	session_waited(s);
-	s->milter_abandon = NULL;
-	if (r->failed) {
-		msg_warn("%s: cannot read the stored message back for the milters",
-			 s->txn.queue_id);
-		milter_read_free(r);
-		eom_fail(s, RPL_WRITE_ERROR);
-		return;
-	}
-	free(s->milter_msg);
-	s->milter_msg = r->data;
-	s->milter_msg_len = r->len;
-	r->data = NULL;
-	milter_read_free(r);
-	s->milter_rcvd_len = s->txn.cl_on ? received_len(s->milter_msg, s->milter_msg_len,
-							  s->milter_received) : 0;
-	milters_message(s->ms, s->milter_msg + s->milter_rcvd_len,
-			s->milter_msg_len - s->milter_rcvd_len, session_milter_answer, s);
-	session_milter_wait(s, eom_answer);
 }
 
 int
@@ -1089,14 +1138,8 @@ session_milter_message(struct session *s)
 static void
 eom_read(struct session *s)
 {
-	struct milter_read *r = xcalloc(1, sizeof(*r));
-
 	s->milter_size = 0;
-	r->s = s;
-	r->sp = spool_ref(s->txn.body);
-	s->milter_abandon = &r->abandoned;
-	s->wait = W_MILTER_READ;
-	s->wait_handle = r;
-	workpool_submit(s->env->readers ? s->env->readers : s->env->lookups, s->loop,
-			milter_read_work, milter_read_done, r);
+	milters_message(s->ms, s->txn.body, s->txn.cl_on ? s->milter_received : NULL,
+			session_milter_answer, s);
+	session_milter_wait(s, eom_answer);
 }

@@ -749,6 +749,41 @@ class SameAsPostfix(harness.MxTestCase):
         self.assertEqual(mx_milter.macros("C"), pf_milter.macros("C"))
         self.assertEqual(pf_milter.macros("R")[0]["{rcpt_mailer}"], "error")
 
+    def test_delete_quoted_recipient_as_postfix(self):
+        """DELRCPT <"carol"@virt.test> deletes carol@virt.test in both (the internal form is
+        compared); <"Bob"@virt.test> deletes nobody (strcmp(): Bob is not bob)."""
+        pf_milter, mx_milter, common, ref = self.reference_pair("ms-delrcpt")
+        with open(os.path.join(ref.dir, "vmailbox"), "w") as f:
+            f.write("bob@virt.test bob/\ncarol@virt.test carol/\n")
+        ref.start(dict(common, smtpd_milters=pf_milter.milter, virtual_mailbox_domains="virt.test",
+                       virtual_mailbox_maps="texthash:%s/vmailbox" % ref.dir))
+        srv = self.start_server(main=dict(common, smtpd_milters=mx_milter.milter),
+                                virtual_users=["bob", "carol"])
+        eob = (packet(b"-", cstr('<"carol"@virt.test>')) + packet(b"-", cstr('<"Bob"@virt.test>'))
+               + packet(b"c"))
+        for m in (pf_milter, mx_milter):
+            m.script = {"E": [eob]}
+        got = []
+        for port, base in ((ref.port, ref.vmail), (srv.port, srv.vmail)):
+            with harness.Client(port, timeout=30) as c:
+                c.read_reply()
+                c.cmd("EHLO client.example.net")
+                c.cmd("MAIL FROM:<alice@example.org>")
+                c.cmd("RCPT TO:<bob@virt.test>")
+                c.cmd("RCPT TO:<carol@virt.test>")
+                c.cmd("DATA")
+                c.send(wire(MSG))
+                end = c.read_reply(timeout=30)
+                c.cmd("QUIT")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not harness.maildir(base, "bob")["new"]:
+                time.sleep(0.05)
+            time.sleep(1.0)     # a copy for carol would be there by now
+            got.append((end.code, len(harness.maildir(base, "bob")["new"]),
+                        len(harness.maildir(base, "carol")["new"])))
+        self.assertEqual(got[0], (250, 1, 0))
+        self.assertEqual(got[1], got[0])
+
     @staticmethod
     def milter_lines(text):
         out = []
@@ -844,6 +879,71 @@ class MilterMaps(harness.MxTestCase):
         c = self.connect(self.srv)
         self.assertEqual(c.read_reply().text, "554 mx.example.test ESMTP not accepting connections")
         self.log(r"warning: smtpd_milter_maps: lookup of 127\.0\.0\.1 failed; using smtpd_milters$")
+
+    def slow_maps(self):
+        """smtpd_milter_maps a socketmap that answers NOTFOUND 2 s after each question; the
+        questions, as they come, in self.asked."""
+        import socket
+        import threading
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(4)
+        self.addCleanup(lsock.close)
+        self.asked = []
+
+        def answer(conn):
+            with conn:
+                try:
+                    while True:
+                        q = conn.recv(4096)
+                        if not q:
+                            return
+                        self.asked.append(q)
+                        time.sleep(2.0)
+                        conn.sendall(b"9:NOTFOUND ,")
+                except OSError:
+                    pass
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = lsock.accept()
+                except OSError:
+                    return
+                threading.Thread(target=answer, args=(conn,), daemon=True).start()
+        threading.Thread(target=serve, daemon=True).start()
+        self.m = mf.ScriptedMilter({"C": [packet(b"r")]}, inet=True)
+        self.addCleanup(self.m.stop)
+        cf = dict(harness.BASE_MAIN, smtpd_milters=self.m.milter,
+                  smtpd_milter_maps="socketmap:inet:127.0.0.1:%d:milters"
+                  % lsock.getsockname()[1])
+        self.srv = self.start_server(main=cf, virtual_users=["bob"])
+        c = self.connect(self.srv)
+        deadline = time.monotonic() + 5
+        while not self.asked and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertTrue(self.asked, "the table was not asked")
+        return c
+
+    def test_client_gone_while_the_lookup_is_in_flight(self):
+        # the session waits for the table (it reads nothing meanwhile, as Postfix's smtpd
+        # blocked in maps_find()); the client's close is seen after the answer, the session
+        # ends, and the next one is served (ASan: no use after free, no leak)
+        c = self.slow_maps()
+        c.close()
+        self.log(r"disconnect from localhost\[127\.0\.0\.1\]", timeout=10)
+        c = self.connect(self.srv)
+        self.assertEqual(c.read_reply(timeout=10).text,
+                         "554 mx.example.test ESMTP not accepting connections")
+        self.assertEqual(self.srv.stop(), [])
+
+    def test_shutdown_while_the_lookup_is_in_flight(self):
+        # the session is freed with the lookup in flight: the job is abandoned, its late
+        # answer freed without a session (ASan would report a use after free or a leak)
+        self.slow_maps()
+        self.assertEqual(self.srv.stop(), [])
+        self.assertIn("disconnect from localhost[127.0.0.1] commands=0", self.srv.log_messages())
+        self.assertEqual(self.m.events(), [])   # the milter was never asked
 
     def test_bad_list_in_the_answer_refuses_the_session(self):
         self.serve_maps("127.0.0.1/32 foo:bar\n", smtpd_milters="")
@@ -1092,6 +1192,15 @@ class MilterSessionReview(harness.MxTestCase):
         # Postfix's cleanup_del_rcpt() compares with strcmp(): BOB@ is not bob@, which stays
         r = self.eom(packet(b"-", cstr("<BOB@virt.test>")) + packet(b"-", cstr("<carol@virt.test>"))
                      + packet(b"c"), rcpts=("bob@virt.test", "carol@virt.test"))
+        self.assertEqual(r["end"].code, 250)
+        self.assertEqual(len(self.stored("bob")), 1)
+        self.assertEqual(self.stored("carol"), [])
+
+    def test_delete_recipient_given_quoted(self):
+        # cleanup_del_rcpt() compares the internal form (tok822_internalize()): the quotes of
+        # <"carol"@virt.test> go, so it is carol@virt.test, and carol is deleted
+        r = self.eom(packet(b"-", cstr('<"carol"@virt.test>')) + packet(b"c"),
+                     rcpts=("bob@virt.test", "carol@virt.test"))
         self.assertEqual(r["end"].code, 250)
         self.assertEqual(len(self.stored("bob")), 1)
         self.assertEqual(self.stored("carol"), [])

@@ -31,13 +31,21 @@
 #include <sys/socket.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "conf/conf.h"
+#include "deliver/spool.h"
 #include "milter/milter_client.h"
+#include "net/evloop.h"
 #include "util/buf.h"
+#include "util/workpool.h"
 #include "util/xalloc.h"
 
+static struct evloop *mt_el;
 static struct event_base *mt_eb;
+static struct workpool *mt_pool;
+static atomic_long mt_total;
+static struct spool *mt_sp;
 static struct milters *mt_ms;
 static bool mt_in_call, mt_bad, mt_cancelled, mt_helo_ok;
 static const char *mt_cancel_stage, *mt_write;
@@ -155,7 +163,9 @@ mt_report(void)
 	const struct milter_edit *e;
 	const struct milter_header *h;
 	const char *body, *p;
-	size_t	n, i, blen;
+	size_t	n, i, blen, boff;
+	struct spool *bsp;
+	char   *bodybuf;
 	static const char *const types[] = {
 		"add_header", "insert_header", "change_header", "delete_header",
 		"replace_body", "change_from", "add_rcpt", "delete_rcpt", "quarantine",
@@ -164,7 +174,7 @@ mt_report(void)
 	e = milters_edits(mt_ms, &n);
 	for (i = 0; i < n; i++) {
 		if (e[i].type == MILTER_EDIT_REPLACE_BODY)
-			printf("edit %s %zu bytes (%s)\n", types[e[i].type], strlen(e[i].value),
+			printf("edit %s %zu bytes (%s)\n", types[e[i].type], e[i].size,
 			       e[i].milter);
 		else if (e[i].type == MILTER_EDIT_DELETE_HEADER)
 			printf("edit %s %u %s (%s)\n", types[e[i].type], e[i].index, e[i].name,
@@ -180,7 +190,22 @@ mt_report(void)
 			printf("edit %s %s%s%s (%s)\n", types[e[i].type], e[i].name,
 			       *e[i].value ? " " : "", e[i].value, e[i].milter);
 	}
-	milters_view(mt_ms, &h, &n, &body, &blen);
+	milters_view(mt_ms, &h, &n);
+	bsp = milters_body(mt_ms, &boff, &blen);
+	/* the tool reads the body whole to print it (the client does not) */
+	bodybuf = xmalloc(blen + 1);
+	for (i = 0; i < blen;) {
+		ssize_t	got = spool_pread(bsp, bodybuf + i, blen - i, boff + i);
+
+		if (got <= 0) {
+			printf("body read error\n");
+			mt_bad = true;
+			blen = i;
+			break;
+		}
+		i += (size_t)got;
+	}
+	body = bodybuf;
 	for (i = 0; i < n; i++) {
 		printf("header ");
 		for (p = h[i].raw; *p; p++)
@@ -212,6 +237,7 @@ mt_report(void)
 		printf("body %.*s\n", (int)ll, p);
 		p += ll + (nl ? 1 : 0);
 	}
+	free(bodybuf);
 }
 
 static void
@@ -222,7 +248,7 @@ mt_done(void)
 		milters_abort(mt_ms);
 	milters_disconnect(mt_ms);
 	printf("quit\n");
-	event_base_loopexit(mt_eb, NULL);
+	evloop_stop(mt_el);
 }
 
 static void
@@ -318,7 +344,7 @@ mt_next(void)
 		milters_data(mt_ms, mt_cb, NULL);
 		break;
 	case 5:
-		milters_message(mt_ms, mt_msg, mt_msg_len, mt_cb, NULL);
+		milters_message(mt_ms, mt_sp, NULL, mt_cb, NULL);
 		break;
 	}
 	mt_in_call = false;
@@ -330,6 +356,24 @@ mt_next(void)
 		else
 			event_base_once(mt_eb, -1, EV_TIMEOUT, mt_do_cancel, NULL, &tv);
 	}
+}
+
+static struct spool *
+mt_new_spool(void *ctx)
+{
+	(void)ctx;
+	return spool_memory_new(&mt_total, 0);
+}
+
+static void
+mt_committed(void *arg, enum spool_status st)
+{
+	(void)arg;
+	if (st != SPOOL_OK) {
+		fprintf(stderr, "miltertest: cannot store the message\n");
+		exit(2);
+	}
+	mt_next();
 }
 
 static char *
@@ -413,12 +457,27 @@ usage:
 		return 2;
 	}
 	mt_msg = mt_read_file(argv[i + 1], &mt_msg_len);
-	mt_eb = event_base_new();
+	evthread_use_pthreads();	/* the pool posts to the loop from its thread */
+	mt_el = evloop_new();
+	mt_eb = evloop_base(mt_el);
+	mt_pool = workpool_create("miltertest", 1);
 	mt_ms = milters_new(mc, mt_eb, NULL, mt_macro, NULL);
-	mt_next();
-	event_base_dispatch(mt_eb);
+	{
+		struct milter_io io = {
+			.loop = evloop_loop(mt_el), .pool = mt_pool, .new_spool = mt_new_spool,
+		};
+
+		milters_set_io(mt_ms, &io);
+	}
+	/* the message as a session gives it: a committed spool (here in memory) */
+	mt_sp = spool_memory_new(&mt_total, 0);
+	spool_write(mt_sp, mt_msg, mt_msg_len);
+	spool_commit(mt_sp, evloop_loop(mt_el), mt_committed, NULL);
+	evloop_run(mt_el);
 	milters_free(&mt_ms);
-	event_base_free(mt_eb);
+	workpool_destroy(&mt_pool);
+	spool_unref(&mt_sp);
+	evloop_free(&mt_el);
 	milter_conf_free(&mc);
 	conf_free(&c);
 	free(mt_msg);
