@@ -1571,6 +1571,23 @@ m8_envelope(struct m8 *m)
 
 /* ---- the message (milter8_message() and its MIME callbacks) ---- */
 
+/*
+ * A header line: printable name characters, optional blanks, then ':'
+ * (Postfix's is_header()).  The name's length, or 0 when line is not one.
+ */
+static size_t
+header_name_len(const char *line, size_t ll)
+{
+	size_t	i = 0, name_len;
+
+	while (i < ll && line[i] > 32 && line[i] < 127 && line[i] != ':')
+		i++;
+	name_len = i;
+	while (i < ll && (line[i] == ' ' || line[i] == '\t'))
+		i++;
+	return name_len == 0 || i >= ll || line[i] != ':' ? 0 : name_len;
+}
+
 /* The headers of msg into the view; returns where the body starts. */
 static size_t
 view_parse(struct milters *ms, const char *msg, size_t len)
@@ -1608,18 +1625,8 @@ view_parse(struct milters *ms, const char *msg, size_t len)
 			off = next;	/* the empty line: not part of the body milters see */
 			break;
 		}
-		/* a header: printable name characters, optional blanks, ':' (is_header()) */
-		{
-			size_t	i = 0;
-
-			while (i < ll && line[i] > 32 && line[i] < 127 && line[i] != ':')
-				i++;
-			name_len = i;
-			while (i < ll && (line[i] == ' ' || line[i] == '\t'))
-				i++;
-			if (name_len == 0 || i >= ll || line[i] != ':')
-				break;	/* not a header: the body starts here */
-		}
+		if ((name_len = header_name_len(line, ll)) == 0)
+			break;	/* not a header: the body starts here */
 		buf_append(&cur, line, ll);
 		have = true;
 		off = next;
@@ -1649,7 +1656,7 @@ head_end(const char *msg, size_t len, bool eof)
 
 	while (off < len) {
 		const char *nl = memchr(msg + off, '\n', len - off);
-		size_t	end = nl ? (size_t)(nl - msg) : len, ll = end - off, i = 0, name_len;
+		size_t	end = nl ? (size_t)(nl - msg) : len, ll = end - off;
 		const char *line = msg + off;
 		size_t	next = nl ? end + 1 : len;
 
@@ -1663,12 +1670,7 @@ head_end(const char *msg, size_t len, bool eof)
 		}
 		if (ll == 0)
 			return (long)next;
-		while (i < ll && line[i] > 32 && line[i] < 127 && line[i] != ':')
-			i++;
-		name_len = i;
-		while (i < ll && (line[i] == ' ' || line[i] == '\t'))
-			i++;
-		if (name_len == 0 || i >= ll || line[i] != ':')
+		if (header_name_len(line, ll) == 0)
 			return (long)off;
 		have = true;
 		off = next;
