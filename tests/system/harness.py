@@ -532,6 +532,15 @@ class Server:
                 return line
             time.sleep(0.02)
 
+    def expect_log(self, regex, timeout=5.0):
+        """The first log line matching regex, waiting up to timeout; AssertionError (with the
+        log's last lines) if none comes."""
+        line = self.wait_log(regex, timeout)
+        if line is None:
+            raise AssertionError("no log line matches %r within %.1fs; the log ends:\n%s"
+                                 % (regex, timeout, "\n".join(self.log_lines()[-20:])))
+        return line
+
     def diagnostics(self):
         return ("--- stderr (%s) ---\n%s\n--- log (%s) ---\n%s" %
                 (self.stderr_path, self.stderr()[-3000:], self.maillog,

@@ -61,7 +61,7 @@ class CleanupTest(harness.MxTestCase):
         srv = self.server(header_checks="regexp:" + hc, body_checks="pcre:" + bc)
         self.assertEqual(send(srv.port, ["alice@virt.test"], "Subject: bad one\n\nx\n"),
                          "550 5.7.1 go away")
-        srv.wait_log(r"mxgate/cleanup\[\d+\]: [0-9A-F]+: reject: header Subject: bad one from "
+        srv.expect_log(r"mxgate/cleanup\[\d+\]: [0-9A-F]+: reject: header Subject: bad one from "
                      r"localhost\[127\.0\.0\.1\]; from=<s@client\.example> to=<alice@virt\.test> "
                      r"proto=ESMTP helo=<client\.example>: 5\.7\.1 go away$")
         self.assertIsNotNone(srv.find_log(r"mxgate/cleanup\[\d+\]: [0-9A-F]+: reject: header "

@@ -60,7 +60,7 @@ class LmtpTest(MxTestCase):
         return r
 
     def lmtp_lines(self, srv, qid):
-        srv.wait_log(r"qmgr\[\d+\]: %s: removed|%s: delivery failed" % (qid, qid))
+        srv.expect_log(r"qmgr\[\d+\]: %s: removed|%s: delivery failed" % (qid, qid))
         return [l for l in srv.log_messages("lmtp") if l.startswith(qid + ": ")]
 
     # -- it lands in Dovecot's mailbox -------------------------------------------------------
@@ -187,7 +187,7 @@ class LmtpTest(MxTestCase):
         self.assertEqual(r.lines, ["550 5.1.1 <carol@virt.test>: Recipient address rejected: "
                                    "User doesn't exist: carol@virt.test"])
         self.assertEqual(d.messages("alice@virt.test"), [], "all or nothing: alice gets none")
-        srv.wait_log(r"delivery failed")
+        srv.expect_log(r"delivery failed")
         log = "\n".join(srv.log_messages("lmtp"))
         self.assertRegex(log, r"to=<carol@virt\.test>, .*dsn=5\.1\.1, status=bounced \(host "
                          r"mx\.example\.test\[.*\] said: 550 5\.1\.1 <carol@virt\.test> User doesn't "
@@ -203,7 +203,7 @@ class LmtpTest(MxTestCase):
         self.assertEqual(r.lines, ["451 4.3.0 Error: mailbox delivery failed, try again later"])
         self.assertEqual(len(d.messages("alice@virt.test")), 1)
         self.assertEqual(d.messages("bob@virt.test"), [])
-        srv.wait_log(r"delivery failed")
+        srv.expect_log(r"delivery failed")
         log = "\n".join(srv.log_messages("lmtp"))
         self.assertRegex(log, r"to=<alice@virt\.test>, .*status=sent \(250 2\.0\.0")
         self.assertRegex(log, r"to=<bob@virt\.test>, .*dsn=5\.2\.2, status=deferred \(host .* said: "

@@ -120,7 +120,7 @@ class HelperDeliveryTest(LocalCase):
                                         b"Delivered-To: mxgtl1@local.test\nReceived: "), data)
         self.assertIn(b"\n\nFrom the start of a line\n", data)     # no quoting in a Maildir
         qid = rep.text.split()[-1]
-        srv.wait_log(r"mxgate/local\[\d+\]: %s: to=<mxgtl1@local.test>, relay=local, "
+        srv.expect_log(r"mxgate/local\[\d+\]: %s: to=<mxgtl1@local.test>, relay=local, "
                      r"delay=[\d.e-]+, dsn=2\.0\.0, status=sent \(delivered to maildir\)" % qid)
 
     def test_home_mailbox(self):
@@ -134,7 +134,7 @@ class HelperDeliveryTest(LocalCase):
                              rb"\d{4}\nReturn-Path: <a@example\.org>\nX-Original-To: "
                              + u.encode() + rb"@local\.test\nDelivered-To: "
                              + u.encode() + rb"@local\.test\n")
-        srv.wait_log(r"mxgate/local\[\d+\]: \w+: to=<mxgtl2@local.test>, relay=local, .*"
+        srv.expect_log(r"mxgate/local\[\d+\]: \w+: to=<mxgtl2@local.test>, relay=local, .*"
                      r"status=sent \(delivered to mailbox\)")
 
     def test_spool_mbox(self):
@@ -197,7 +197,7 @@ class HelperDeliveryTest(LocalCase):
         self.assertEqual(read(box), before)
         self.assertFalse(os.path.exists(self.home("mxgtl1", "Mailbox"))
                          and os.path.getsize(self.home("mxgtl1", "Mailbox")) > 0)
-        srv.wait_log(r"error: \w+: local delivery failed: write %s: File too large" % re.escape(box))
+        srv.expect_log(r"error: \w+: local delivery failed: write %s: File too large" % re.escape(box))
         self.assertFalse(os.path.exists(box + ".lock"))
 
     def test_over_quota_maildir(self):
@@ -205,7 +205,7 @@ class HelperDeliveryTest(LocalCase):
         self.send(srv, ["mxgtl1@local.test", "vuser@virt.test"], want_data="451 4.3.0")
         self.assertEqual(harness.all_maildir_files(self.pw["mxgtl1"].pw_dir), [])
         self.assertEqual(harness.all_maildir_files(srv.vmail), [])
-        srv.wait_log(r"local delivery failed: write .*File too large")
+        srv.expect_log(r"local delivery failed: write .*File too large")
 
     def test_symlink_out_of_home_refused(self):
         srv = self.server(home_mailbox="Mailbox")
@@ -216,7 +216,7 @@ class HelperDeliveryTest(LocalCase):
         os.symlink(target, self.home("mxgtl1", "Mailbox"))
         self.send(srv, ["mxgtl1@local.test"], want_data="451 4.3.0")
         self.assertEqual(read(target), b"precious\n")
-        srv.wait_log(r"local delivery failed: open mailbox %s: Too many levels of symbolic links"
+        srv.expect_log(r"local delivery failed: open mailbox %s: Too many levels of symbolic links"
                      % re.escape(self.home("mxgtl1", "Mailbox")))
 
     def test_home_mailbox_outside_home_refused(self):
@@ -224,7 +224,7 @@ class HelperDeliveryTest(LocalCase):
         rep = self.send(srv, ["mxgtl1@local.test"])
         self.assertEqual(rep.text, "451 4.3.5 Server configuration error")
         self.assertFalse(os.path.exists(self.home("mxgtl2", "Mailbox")))
-        srv.wait_log(r"mxgtl1@local.test: home_mailbox = \.\./mxgtl2/Mailbox: not a path inside")
+        srv.expect_log(r"mxgtl1@local.test: home_mailbox = \.\./mxgtl2/Mailbox: not a path inside")
 
     def test_dot_forward_tempfails(self):
         srv = self.server()
@@ -233,7 +233,7 @@ class HelperDeliveryTest(LocalCase):
             f.write("someone@elsewhere.example\n")
         self.send(srv, ["mxgtl1@local.test"], want_data="451 4.3.0")
         self.assertFalse(os.path.exists(os.path.join(self.spool, "mxgtl1")))
-        srv.wait_log(r"local delivery failed: mxgtl1 has a ~/\.forward \(%s\), which mxgate "
+        srv.expect_log(r"local delivery failed: mxgtl1 has a ~/\.forward \(%s\), which mxgate "
                      r"does not follow" % re.escape(fwd))
 
     def test_write_failure_in_helper(self):
@@ -250,7 +250,7 @@ class HelperDeliveryTest(LocalCase):
         big = big + (b"z" * 998 + b"\r\n") * 200          # more than one write of 64 KB
         self.send(srv, ["mxgtl1@local.test"], data=big, want_data="451 4.3.0")
         self.assertEqual(read(box), before)
-        srv.wait_log(r"local delivery failed: write %s: Input/output error" % re.escape(box))
+        srv.expect_log(r"local delivery failed: write %s: Input/output error" % re.escape(box))
 
 
 class HelperProcessTest(LocalCase):
@@ -298,7 +298,7 @@ class HelperProcessTest(LocalCase):
         files = harness.maildir_files(srv.vmail)
         self.assertEqual(len(files), 1)
         self.assert_owned(files[0], "mxgtl2")
-        srv.wait_log(r"mxgate/virtual\[\d+\]: \w+: to=<vuser@virt.test>, relay=virtual, .*"
+        srv.expect_log(r"mxgate/virtual\[\d+\]: \w+: to=<vuser@virt.test>, relay=virtual, .*"
                      r"status=sent \(delivered to maildir\)")
 
 
@@ -350,6 +350,21 @@ class MboxAsPostfixTest(LocalCase):
 class NoHelperTest(harness.MxTestCase):
     """Started as an ordinary user: no helper; only that user's own mailbox is written."""
 
+    def deferred(self, srv, rcpt, why, what):
+        """A session whose RCPT TO:<rcpt> gets the 451 with why, and the warning that says
+        what needs the helper; returns the client, inside its transaction."""
+        c = self.connect(srv)
+        c.expect(220)
+        c.cmd("EHLO client.example")
+        c.cmd("MAIL FROM:<a@example.org>")
+        rep = c.cmd("RCPT TO:<%s>" % rcpt)
+        self.assertEqual(rep.text, "451 4.3.0 <%s>: Recipient address rejected: %s" % (rcpt, why))
+        self.assertIsNotNone(srv.wait_log(r"warning: %s: %s needs the privileged delivery "
+                                          r"helper, which runs only when mxgate is started as "
+                                          r"root; deferring" % (re.escape(rcpt), what)),
+                             srv.log_lines())
+        return c
+
     def test_other_uid_deferred_own_uid_delivered(self):
         need_root(self)
         top = tempfile.mkdtemp(prefix="mxgate-local-nohelper-")
@@ -363,16 +378,8 @@ class NoHelperTest(harness.MxTestCase):
         self.addCleanup(subprocess.run, ["userdel", "mxgtl1"], capture_output=True)
         srv = self.start_server(main={"mydestination": "local.test",
                                       "mail_spool_directory": spool}, as_user="nobody")
-        c = self.connect(srv)
-        c.expect(220)
-        c.cmd("EHLO client.example")
-        c.cmd("MAIL FROM:<a@example.org>")
-        rep = c.cmd("RCPT TO:<mxgtl1@local.test>")
-        self.assertEqual(rep.text, "451 4.3.0 <mxgtl1@local.test>: Recipient address rejected: "
-                                   "Local delivery is not available")
-        srv.wait_log(r"warning: mxgtl1@local.test: delivery to %s/mxgtl1 as uid \d+ needs the "
-                     r"privileged delivery helper, which runs only when mxgate is started as "
-                     r"root; deferring" % re.escape(spool))
+        c = self.deferred(srv, "mxgtl1@local.test", "Local delivery is not available",
+                          r"delivery to %s/mxgtl1 as uid \d+" % re.escape(spool))
         self.assertEqual(c.cmd("RCPT TO:<nobody@local.test>").code, 250)
         self.assertEqual(c.cmd("DATA").code, 354)
         c.send(MSG + b".\r\n")
@@ -388,16 +395,8 @@ class NoHelperTest(harness.MxTestCase):
         srv = self.start_server(main={"virtual_uid_maps": "static:%d" % other.pw_uid,
                                       "virtual_gid_maps": "static:%d" % other.pw_gid},
                                 virtual_users=["vuser"], as_user="nobody")
-        c = self.connect(srv)
-        c.expect(220)
-        c.cmd("EHLO client.example")
-        c.cmd("MAIL FROM:<a@example.org>")
-        rep = c.cmd("RCPT TO:<vuser@virt.test>")
-        self.assertEqual(rep.text, "451 4.3.0 <vuser@virt.test>: Recipient address rejected: "
-                                   "Mailbox owner differs from the server user")
-        srv.wait_log(r"warning: vuser@virt\.test: delivery as uid %d needs the privileged "
-                     r"delivery helper, which runs only when mxgate is started as root; "
-                     r"deferring" % other.pw_uid)
+        c = self.deferred(srv, "vuser@virt.test", "Mailbox owner differs from the server user",
+                          r"delivery as uid %d" % other.pw_uid)
         c.cmd("QUIT")
 
 

@@ -33,7 +33,7 @@ class DescriptorTest(MxTestCase):
                 s.close()
                 continue
             flood.append(s)
-        srv.wait_log(r"warning: service \S+: accept: Too many open files; pausing new "
+        srv.expect_log(r"warning: service \S+: accept: Too many open files; pausing new "
                      r"connections for 1s", timeout=10)
         before = cpu_seconds(srv.pid)
         time.sleep(3)

@@ -73,7 +73,7 @@ class RestrictionTest(harness.MxTestCase):
         r, data = self.send(srv, "ok@spam.example", ["alice@virt.test"])
         self.assertEqual(r, [(250, "2.1.5 Ok")])
         self.assertEqual(data[0], 250)
-        srv.wait_log(r"NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.1\]: 550 5\.7\.9 "
+        srv.expect_log(r"NOQUEUE: reject: RCPT from localhost\[127\.0\.0\.1\]: 550 5\.7\.9 "
                      r"<x@spam\.example>: Sender address rejected: Go away; "
                      r"from=<x@spam\.example> to=<alice@virt\.test> proto=ESMTP "
                      r"helo=<client\.example>")
@@ -93,7 +93,7 @@ class RestrictionTest(harness.MxTestCase):
                                ("REDIRECT", "r@x.example"), ("BCC", "b@x.example")):
             r, _ = self.send(srv, sender, ["alice@virt.test"])
             self.assertEqual(r, [(451, "4.3.5 Server configuration error")], action)
-            srv.wait_log(r"warning: access table texthash:%s entry \"%s\": action %s needs a queue "
+            srv.expect_log(r"warning: access table texthash:%s entry \"%s\": action %s needs a queue "
                          r"or relaying, which mxgate does not have; refusing the request"
                          % (t, sender, action))
         self.assertEqual(self.maildir_files(srv, "alice"), [])
@@ -107,7 +107,7 @@ class RestrictionTest(harness.MxTestCase):
         r, data = self.send(srv, "d@x.example", ["alice@virt.test", "x@elsewhere.example"])
         self.assertEqual(r, [(250, "2.1.5 Ok"), (250, "2.1.5 Ok")])
         self.assertEqual(data[0], 250)
-        srv.wait_log(r"NOQUEUE: discard: RCPT from localhost\[127\.0\.0\.1\]: <d@x\.example>: "
+        srv.expect_log(r"NOQUEUE: discard: RCPT from localhost\[127\.0\.0\.1\]: <d@x\.example>: "
                      r"Sender address spam trap; from=<d@x\.example> to=<alice@virt\.test>")
         self.assertEqual(self.maildir_files(srv, "alice"), [])
         # PREPEND: above our Received: header in the stored copy
@@ -123,7 +123,7 @@ class RestrictionTest(harness.MxTestCase):
         # WARN: logged, accepted
         r, _ = self.send(srv, "w@x.example", ["bob@virt.test"])
         self.assertEqual(r, [(250, "2.1.5 Ok")])
-        srv.wait_log(r"NOQUEUE: warn: RCPT from localhost\[127\.0\.0\.1\]: watch this one; "
+        srv.expect_log(r"NOQUEUE: warn: RCPT from localhost\[127\.0\.0\.1\]: watch this one; "
                      r"from=<w@x\.example> to=<bob@virt\.test> proto=ESMTP helo=<client\.example>")
 
     def test_never_relay(self):
@@ -133,7 +133,7 @@ class RestrictionTest(harness.MxTestCase):
         self.assertEqual(r, [(250, "2.1.5 Ok"),
                              (554, "5.7.1 <x@elsewhere.example>: Relay access denied")])
         self.assertEqual(data[0], 250)
-        srv.wait_log(r": reject: RCPT from localhost\[127\.0\.0\.1\]: 554 5\.7\.1 "
+        srv.expect_log(r": reject: RCPT from localhost\[127\.0\.0\.1\]: 554 5\.7\.1 "
                      r"<x@elsewhere\.example>: Relay access denied; from=<a@example\.org> "
                      r"to=<x@elsewhere\.example>")
 

@@ -249,7 +249,7 @@ class SpawnTest(SpawnCase):
             f.write("127.0.0.1:%d inet n - n - - smtpd\n"
                     "pol unix - n n - 0 spawn user=nobody argv=/bin/false\n" % srv.port)
         srv.signal(signal.SIGHUP)
-        srv.wait_log(r"reload -- version", timeout=10)
+        srv.expect_log(r"reload -- version", timeout=10)
         self.assertTrue(srv.find_log(r"warning: reload: the spawn services in master\.cf "
                                      r"changed; they keep running as they were until mxgate "
                                      r"is restarted") is not None)

@@ -155,7 +155,7 @@ class SpoolFaultTest(SpoolCase):
         self.assertEqual(rep, want)
         self.assertEqual(harness.maildir_files(srv.vmail, "new"), [])
         self.assertEqual(harness.maildir_files(srv.vmail, "tmp"), [])
-        srv.wait_log(r"warning: spool file in \S+/q: " + re.escape(warn))
+        srv.expect_log(r"warning: spool file in \S+/q: " + re.escape(warn))
         # the session goes on: a small message (under 32 KiB) never gets a spool file, so
         # the failing writes do not touch it, and it is stored
         rep = self.send_message(c, "small\r\n")
@@ -179,7 +179,7 @@ class SpoolFaultTest(SpoolCase):
                 self.assertEqual(self.send_message(c, body_of(2500)), want)
                 self.assertEqual(harness.maildir_files(srv.vmail, "new"), [])
                 self.assertEqual(harness.maildir_files(srv.vmail, "tmp"), [])
-                srv.wait_log(r"maildir delivery failed: write file \S+/alice/tmp/")
+                srv.expect_log(r"maildir delivery failed: write file \S+/alice/tmp/")
                 self.assertEqual(srv.stop(), [])
 
     def test_spool_write_enospc_is_452(self):
@@ -206,9 +206,9 @@ class FreeSpaceTest(SpoolCase):
 
     def assert_refused(self, srv):
         self.assertEqual(self.mail(srv), NO_STORAGE)
-        srv.wait_log(r"NOQUEUE: reject: MAIL from localhost\[127\.0\.0\.1\]: 452 4\.3\.1 "
+        srv.expect_log(r"NOQUEUE: reject: MAIL from localhost\[127\.0\.0\.1\]: 452 4\.3\.1 "
                      r"Insufficient system storage; proto=ESMTP helo=<client\.example>$")
-        srv.wait_log(r"warning: not enough free space in mail queue: \d+ bytes < "
+        srv.expect_log(r"warning: not enough free space in mail queue: \d+ bytes < "
                      r"1\.5\*message size limit$")
 
     def test_spool_below_1_5_message_size_limit(self):
@@ -287,10 +287,10 @@ class StaleFilesTest(SpoolCase):
         harness.chown_tree(srv.dir, srv.uid, srv.gid)
         srv.start()
         self.addCleanup(lambda: self.assertEqual(srv.stop(), []))
-        srv.wait_log(r"removed stale spool file \S+/123\.4\.tmp")
-        srv.wait_log(r"removed stale spool file \S+/leftover")
+        srv.expect_log(r"removed stale spool file \S+/123\.4\.tmp")
+        srv.expect_log(r"removed stale spool file \S+/leftover")
         self.assertEqual(os.listdir(spool), [])
-        srv.wait_log(r"removed stale Maildir file \S+/alice/tmp/1000\.M1P1Q1\.old")
+        srv.expect_log(r"removed stale Maildir file \S+/alice/tmp/1000\.M1P1Q1\.old")
         self.assertFalse(os.path.exists(old))
         self.assertTrue(os.path.exists(fresh))
         c = self.session(srv)

@@ -23,12 +23,12 @@ class StressTest(MxTestCase):
         second = self.connect(srv)
         second.expect("220")
         name = str(srv.port)
-        srv.wait_log(r'mxgate/master\[\d+\]: warning: service "%s" \(%s\) has reached its '
+        srv.expect_log(r'mxgate/master\[\d+\]: warning: service "%s" \(%s\) has reached its '
                      r'process limit "2": new clients may experience noticeable delays$'
                      % (name, name))
-        srv.wait_log(r"mxgate/master\[\d+\]: warning: to avoid this condition, increase the "
+        srv.expect_log(r"mxgate/master\[\d+\]: warning: to avoid this condition, increase the "
                      r"process count in master.cf or reduce the service time per client$")
-        srv.wait_log(r"mxgate/master\[\d+\]: warning: see http://www.postfix.org/"
+        srv.expect_log(r"mxgate/master\[\d+\]: warning: see http://www.postfix.org/"
                      r"STRESS_README.html for examples of stress-adapting configuration "
                      r"settings$")
         self.assertEqual(str(second.cmd("FOO")), "500 5.5.2 Error: command not recognized")

@@ -464,7 +464,7 @@ class TlsTest(MxTestCase):
         self.assertEqual(c.cmd("QUIT"), "221 2.0.0 Bye")
         self.assertTrue(c.closed())
         self.assertEqual(self.stored(srv), [])
-        srv.wait_log(r"disconnect from")
+        srv.expect_log(r"disconnect from")
         self.assertIsNotNone(srv.find_log(r"disconnect from localhost\[127\.0\.0\.1\] ehlo=1 "
                                           r"starttls=1 rcpt=0/1 quit=1 commands=3/4$"))
         self.assertIsNone(srv.find_log(r"evil"))
