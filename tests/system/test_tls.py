@@ -274,6 +274,7 @@ class TlsAsPostfixTest(MxTestCase):
         os.chmod(vmb, 0o644)
         ref = postfixref.Reference(ref_name)
         self.addCleanup(ref.stop)
+        self.ref = ref
         ref.start(dict(p, virtual_mailbox_domains="virt.test",
                        virtual_mailbox_maps="texthash:" + vmb),
                   ["tlsmgr unix - - n 1000? 1 tlsmgr"])
@@ -474,6 +475,77 @@ class TlsAsPostfixTest(MxTestCase):
                 rc, out, err = self.mxgate("check", "-c", cf)
                 self.assertEqual(rc, 0, out + err)
                 self.assertIn(want[0], err)
+
+    def test_loglevel_0(self):
+        """smtpd_tls_loglevel = 0: no TLS summary line at all, as in Postfix (the handshake,
+        the session and the other lines are the same)."""
+        steps = ["EHLO a.test", "STARTTLS", ("tls",), "EHLO a.test", "QUIT"]
+        got, log, srv = self.both({"smtpd_tls_security_level": "may",
+                                   "smtpd_tls_loglevel": "0"}, [steps], ref_name="tg-loglevel0")
+        self.assertEqual(got[0][3], "handshake ok", got)
+        self.assertIn("disconnect from localhost[127.0.0.1] ehlo=2 starttls=1 quit=1 commands=4",
+                      log)
+        self.assertFalse([ln for ln in log if "TLS connection established" in ln], log)
+        self.assertFalse([ln for ln in srv.log_lines() if "TLS connection" in ln],
+                         srv.log_lines())
+
+    def test_ssl_option_no_ticket(self):
+        """tls_ssl_options = NO_TICKET: TLS 1.2 sessions get no ticket, and no session is
+        resumed (TLS 1.2 or 1.3: the 1.3 ticket is then only a session ID, which neither
+        server keeps), the same with Postfix; without it both resume."""
+        def sessions(port, maxv):
+            ctx, sess, out = Certs.client_context(), None, []
+            ctx.maximum_version = maxv
+            for _ in range(2):
+                c = Conn(port)
+                c.reply()
+                c.cmd("EHLO a.test")
+                c.cmd("STARTTLS")
+                c.starttls(ctx, session=sess)
+                c.cmd("EHLO b.test")    # TLS 1.3: the ticket comes with the first reply
+                sess = c.sock.session
+                out.append((c.sock.session_reused, sess.has_ticket))
+                c.cmd("QUIT")
+                c.close()
+            return out
+        steps = ["EHLO a.test", "STARTTLS", ("tls",), "EHLO a.test", "QUIT"]
+        for opts, want12, want13 in (
+                ("NO_TICKET", [(False, False), (False, False)], [False, False]),
+                ("NO_COMPRESSION", [(False, True), (True, True)], [False, True])):
+            with self.subTest(opts):
+                got, log, srv = self.both({"smtpd_tls_security_level": "may",
+                                           "tls_ssl_options": opts}, [steps],
+                                          ref_name="tg-ticket")
+                for port in (self.ref.port, srv.port):
+                    self.assertEqual(sessions(port, ssl.TLSVersion.TLSv1_2), want12, opts)
+                    self.assertEqual([r for r, _ in sessions(port, ssl.TLSVersion.TLSv1_3)],
+                                     want13, opts)
+
+    def test_reject_unauth_pipelining_over_tls(self):
+        """reject_unauth_pipelining (smtpd_forbid_unauth_pipelining = no) on the decrypted
+        bytes: after the handshake, HELO (no PIPELINING) with MAIL, RCPT and DATA behind it
+        in one TLS record: DATA gets Postfix's 503, and the pipelining is logged; the same
+        commands one at a time are fine."""
+        burst = b"HELO b.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<alice@virt.test>\r\nDATA\r\n"
+        sessions = [
+            ["EHLO a.test", "STARTTLS", ("tls",), ("raw", burst), ("read",), ("read",),
+             ("read",), ("read",), "QUIT"],
+            ["EHLO a.test", "STARTTLS", ("tls",), "HELO b.test", "MAIL FROM:<a@example.org>",
+             "RCPT TO:<alice@virt.test>", "DATA", ("raw", b"Subject: t\r\n\r\nx\r\n.\r\n"),
+             ("read",), "QUIT"],
+        ]
+        got, log, srv = self.both({"smtpd_tls_security_level": "may",
+                                   "smtpd_forbid_unauth_pipelining": "no",
+                                   "smtpd_data_restrictions": "reject_unauth_pipelining"},
+                                  sessions, ref_name="tg-unauth-pipe")
+        self.assertEqual(got[0][4:8], ["250 mx.example.test", "250 2.1.0 Ok", "250 2.1.5 Ok",
+                                       "503 5.5.0 <DATA>: Data command rejected: Improper use "
+                                       "of SMTP command pipelining"])
+        self.assertIn("improper command pipelining after HELO from localhost[127.0.0.1]: "
+                      "MAIL FROM:<a@example.org>\\r\\nRCPT TO:<alice@virt.test>\\r\\nDATA\\r\\n",
+                      log)
+        self.assertEqual(got[1][7], "354 End data with <CR><LF>.<CR><LF>")
+        self.assertEqual(len(harness.maildir(srv.vmail, "alice")["new"]), 1)
 
     def test_client_certificates(self):
         """smtpd_tls_ask_ccert with smtpd_tls_CAfile: Trusted and Untrusted in the log."""
