@@ -5,7 +5,9 @@ tests make with the openssl command.
                      CVE-2011-0411 injection, a stalled and a broken handshake, a message)
                      played to Postfix 3.7 and to mxgate, live: the replies and smtpd's log
                      lines must be the same (EHLO's ETRN and DSN and the banner's mail_name
-                     differ by design).
+                     differ by design); a DH parameter file that does not load,
+                     smtpd_tls_loglevel = 0, tls_ssl_options = NO_TICKET, and
+                     reject_unauth_pipelining on the decrypted bytes.
   TlsTest            the checklist rows 10-12 (reply, connection closing, what is stored and
                      logged), a byte-at-a-time STARTTLS transition, Python's smtplib, swaks
                      --tls, openssl s_client -starttls smtp, wrapper mode, a per-service level
