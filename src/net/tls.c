@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/decoder.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -98,8 +99,10 @@ tls_format_error(struct buf *out, unsigned long e, const char *file, int line, c
 	char	text[256];
 
 	ERR_error_string_n(e, text, sizeof(text));
-	buf_printf(out, "TLS library problem: %s:%s:%d:%s\n", text, file, line,
-		   (flags & ERR_TXT_STRING) ? data : "");
+	if (flags & ERR_TXT_STRING)
+		buf_printf(out, "TLS library problem: %s:%s:%d:%s:\n", text, file, line, data);
+	else
+		buf_printf(out, "TLS library problem: %s:%s:%d:\n", text, file, line);
 }
 
 
@@ -514,29 +517,60 @@ tls_set_groups(SSL_CTX *ctx, const struct conf_view *cf, char **err_r)
 	return rc;
 }
 
+/*
+ * smtpd_tls_dh1024_param_file, as Postfix 3.7's tls_dh.c reads it with
+ * OpenSSL 3: empty or "auto" is OpenSSL's automatic group; a file that
+ * cannot be opened or holds no DH parameters gets Postfix's warning (the
+ * library's errors after it) and the automatic group, which is what
+ * Postfix's "compiled-in defaults" are with OpenSSL 3.  Parameters that
+ * load but that the context refuses (1024 bits: too small for OpenSSL 3's
+ * default security level, which Postfix lowers to 0 and mxgate does not)
+ * are an error.  warn: log the warnings (the service's own context; not
+ * again for each tls_server_sni_maps context).
+ */
 static int
-tls_set_dh(SSL_CTX *ctx, const struct conf_view *cf, char **err_r)
+tls_set_dh(SSL_CTX *ctx, const struct conf_view *cf, int warn, char **err_r)
 {
 	const char *file = conf_str(cf, P_smtpd_tls_dh1024_param_file);
-	BIO    *bio;
-	EVP_PKEY *dh;
+	OSSL_DECODER_CTX *d;
+	EVP_PKEY *dh = NULL;
+	FILE   *fp;
 	char	etext[256];
 
-	if (*file == '\0') {
+	if (*file == '\0' || strcmp(file, "auto") == 0) {
 		SSL_CTX_set_dh_auto(ctx, 1);
 		return 0;
 	}
-	dh = NULL;
-	if ((bio = BIO_new_file(file, "r")) == NULL
-	    || (dh = PEM_read_bio_Parameters(bio, NULL)) == NULL
-	    || SSL_CTX_set0_tmp_dh_pkey(ctx, dh) != 1) {
+	if ((fp = fopen(file, "r")) == NULL) {
+		if (warn)
+			msg_warn("error opening DH parameter file \"%s\": %s -- using compiled-in "
+				 "defaults", file, strerror(errno));
+		SSL_CTX_set_dh_auto(ctx, 1);
+		return 0;
+	}
+	d = OSSL_DECODER_CTX_new_for_pkey(&dh, "PEM", NULL, "DH",
+					  OSSL_KEYMGMT_SELECT_DOMAIN_PARAMETERS, NULL, NULL);
+	if (d == NULL || !OSSL_DECODER_from_fp(d, fp) || dh == NULL) {
+		if (warn) {
+			msg_warn("error decoding DH parameters from file \"%s\" -- using "
+				 "compiled-in defaults", file);
+			tls_log_errors();
+		}
+		ERR_clear_error();
+		OSSL_DECODER_CTX_free(d);
+		EVP_PKEY_free(dh);
+		fclose(fp);
+		SSL_CTX_set_dh_auto(ctx, 1);
+		return 0;
+	}
+	OSSL_DECODER_CTX_free(d);
+	fclose(fp);
+	if (SSL_CTX_set0_tmp_dh_pkey(ctx, dh) != 1) {
 		*err_r = xasprintf("smtpd_tls_dh1024_param_file = %s: cannot load DH parameters: %s",
 				   file, tls_error_text(etext, sizeof(etext)));
 		EVP_PKEY_free(dh);	/* set0 takes it only when it succeeds */
-		BIO_free(bio);
 		return -1;
 	}
-	BIO_free(bio);
 	return 0;
 }
 
@@ -548,7 +582,7 @@ tls_set_dh(SSL_CTX *ctx, const struct conf_view *cf, char **err_r)
  * new context, which therefore has all of them too).
  */
 static SSL_CTX *
-tls_ctx_new(const struct conf_view *cf, const struct tls_policy *p, char **err_r)
+tls_ctx_new(const struct conf_view *cf, const struct tls_policy *p, int warn, char **err_r)
 {
 	int	enforce = p->level == TLS_LEVEL_ENCRYPT;
 	int	ask = conf_bool(cf, P_smtpd_tls_ask_ccert);
@@ -603,7 +637,7 @@ tls_ctx_new(const struct conf_view *cf, const struct tls_policy *p, char **err_r
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, tls_verify_cb);
 		SSL_CTX_set_verify_depth(ctx, 9 + 1);
 	}
-	if (tls_set_groups(ctx, cf, err_r) < 0 || tls_set_dh(ctx, cf, err_r) < 0
+	if (tls_set_groups(ctx, cf, err_r) < 0 || tls_set_dh(ctx, cf, warn, err_r) < 0
 	    || tls_set_ssl_options(ctx, cf, err_r) < 0)
 		goto fail;
 	if (conf_bool(cf, P_tls_preempt_cipherlist))
@@ -869,7 +903,7 @@ tls_sni_entry(void *ctx, const char *key, const char *value)
 		if (strcmp(sni->pems[c], pem) == 0)
 			break;
 	if (c == sni->nctxs) {
-		SSL_CTX *sctx = tls_ctx_new(b->cf, b->p, &why);
+		SSL_CTX *sctx = tls_ctx_new(b->cf, b->p, 0, &why);
 		char	name[] = "the value";
 		char   *names[] = { name };
 
@@ -1044,7 +1078,7 @@ tls_server_build(const struct conf_view *cf, const struct tls_policy *p,
 		*warn_r = xstrdup("No server certs available. TLS won't be enabled");
 		return 0;
 	}
-	if ((ctx = tls_ctx_new(cf, p, err_r)) == NULL)
+	if ((ctx = tls_ctx_new(cf, p, 1, err_r)) == NULL)
 		return -1;
 	/* Postfix's chain files win over the legacy files (it warns when both are set). */
 	if (nchain > 0) {

@@ -32,6 +32,9 @@
  *     chain").  A value that is not base64 of PEM keys and chains (indexed
  *     tables: postmap -F), names files that cannot be read (texthash,
  *     inline), or does not load, is an error that names table and key.
+ *   smtpd_tls_dh1024_param_file: a file that cannot be opened or decoded
+ *     is Postfix's warning and OpenSSL's automatic DH group; parameters
+ *     that OpenSSL's security level refuses (1024 bits) are an error.
  *   Session resumption: OpenSSL's in-process cache and RFC 5077 tickets
  *     (one per handshake, keys made per generation), valid for
  *     smtpd_tls_session_cache_timeout; 0 turns both off.

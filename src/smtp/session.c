@@ -388,7 +388,8 @@ session_command_done(struct session *s, enum cmd_result rc)
  * RFC 2920 and smtpd_forbid_unauth_pipelining: input that is already waiting
  * after a command that must end a pipelined group (or before the banner, or
  * in a non-ESMTP session) is logged, and refused when the parameter is on.
- * Returns 1 when the session was ended for it.
+ * Once per session, as in Postfix (its SMTPD_FLAG_ILL_PIPELINING stays set
+ * and stops the check).  Returns 1 when the session was ended for it.
  */
 static int
 session_check_pipelining(struct session *s, const char *after)
@@ -397,7 +398,7 @@ session_check_pipelining(struct session *s, const char *after)
 	size_t n;
 	struct buf esc = BUF_INIT;
 
-	if (s->io->pending(s->ioc) == 0)
+	if (s->ill_pipelining || s->io->pending(s->ioc) == 0)
 		return 0;
 	n = s->io->peek_copy(s->ioc, peek, sizeof(peek));
 	log_escape(&esc, peek, n, 100);

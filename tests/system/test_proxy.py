@@ -6,7 +6,8 @@ smtpd_upstream_proxy_timeout.  What must be the same: the replies, the smtpd log
 ("connect from" with the proxied address, Postfix's "warning: haproxy read: ..." lines), and the
 limits: smtpd_client_connection_count_limit counts the proxied address, and a client restriction
 rejects it.  Headers split into single bytes go to mxgate only (Postfix peeks once and refuses
-a header that has not fully arrived).
+a header that has not fully arrived).  STARTTLS behind a header: the TLS summary line names the
+proxied client, as Postfix's.
 """
 
 import os
@@ -173,6 +174,54 @@ class ProxyTest(harness.MxTestCase):
                          "from 198.51.100.7", got)
         self.assertTrue(dict(got)["count other"][0].startswith("220 "), got)
         self.assertEqual(dict(got)["restricted"][0][:4], "554 ", got)
+
+    def test_tls_summary_names_proxied_client(self):
+        """STARTTLS behind a PROXY header (smtpd_tls_security_level = may): the TLS summary
+        line names the proxied client, as Postfix's does, and so do the other lines."""
+        import test_tls
+        test_tls.Certs.make()
+        main = dict(MAIN, smtpd_tls_security_level="may", smtpd_tls_loglevel="1",
+                    **test_tls.Certs.params())
+        steps = ["EHLO a.test", "STARTTLS", ("tls",), "EHLO a.test", "QUIT"]
+
+        def one(port):
+            c = test_tls.Conn(port)
+            try:
+                c.send(b"PROXY TCP4 198.51.100.7 192.0.2.1 12345 25\r\n")
+                out = [c.reply()[:4]]
+                for st in steps:
+                    if st[0] == "tls":
+                        c.starttls()
+                        out.append("handshake ok")
+                    else:
+                        out.append(c.cmd(st).split("\n")[-1])
+                return out
+            finally:
+                c.close()
+
+        def tls_lines(text):
+            return [ln for ln in self.smtpd_lines(text)
+                    if re.match(r"(connect from|Anonymous TLS)", ln)]
+
+        ref = postfixref.Reference("tg-proxy-tls")
+        self.addCleanup(ref.stop)
+        ref.start(dict(main), ["tlsmgr unix - - n 1000? 1 tlsmgr"])
+        want = one(ref.port)
+        time.sleep(0.5)
+        with open(os.path.join(ref.dir, "maillog"), errors="replace") as f:
+            want_log = tls_lines(f.read())
+        ref.stop()
+        srv = self.start_server(main=dict(main))
+        got = one(srv.port)
+        self.assertIsNotNone(srv.wait_log(r"disconnect from unknown\[198\.51\.100\.7\]"))
+        got_log = tls_lines("\n".join(srv.log_lines()))
+        self.assertEqual(got, want)
+        self.assertEqual(got_log, want_log)
+        self.assertEqual(got, ["220 ", "250 CHUNKING", "220 2.0.0 Ready to start TLS",
+                               "handshake ok", "250 CHUNKING", "221 2.0.0 Bye"])
+        self.assertEqual(got_log[0], "connect from unknown[198.51.100.7]")
+        self.assertRegex(got_log[1], r"^Anonymous TLS connection established from "
+                                     r"unknown\[198\.51\.100\.7\]: TLSv1\.3 with cipher ")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ a defined result, with `mxgate check` and with `mxgate run`:
 """
 
 import os
+import pwd
 import re
 import shutil
 import socket
+import subprocess
 import tempfile
 import unittest
 
@@ -352,6 +354,35 @@ class ServicesTest(harness.MxTestCase):
         self.assertNotEqual(rc, 0, err)
         self.assertIn(want, err.splitlines())
         self.assertFalse(harness.port_listening(2999))
+
+    def test_mail_owner_other_user_with_uid_or_gid_0(self):
+        """mail_owner naming a user other than root whose uid is 0, or whose gid is 0 (users
+        the test makes, as root, and removes): check names it, run refuses to start."""
+        if os.geteuid() != 0:
+            self.fail("this test makes users: it needs root")
+        for user, args, what in (("mxgtroot0", ["-o", "-u", "0"], "user ID"),
+                                 ("mxgtgid0", ["-g", "0"], "group ID")):
+            with self.subTest(user):
+                subprocess.run(["useradd"] + args + ["-M", "-N", "-d", "/nonexistent", "-s",
+                                                     "/usr/sbin/nologin", user],
+                               check=True, capture_output=True, timeout=30)
+                # -f: userdel refuses a uid that running processes have (uid 0) without it
+                self.addCleanup(subprocess.run, ["userdel", "-f", user], capture_output=True,
+                                timeout=30)
+                pw = pwd.getpwnam(user)
+                self.assertEqual(pw.pw_uid == 0, what == "user ID")
+                self.assertEqual(pw.pw_gid == 0, what == "group ID")
+                n = self.write(["127.0.0.1:2999 inet n - n - - smtpd"], ["mail_owner = " + user])
+                want = self.error(n + 1, "mail_owner = %s: user %s has privileged %s: mxgate's "
+                                  "network side must not run as root" % (user, user, what),
+                                  self.main_path)
+                rc, _, err = self.mxgate("check", "-c", self.dir)
+                self.assertEqual(rc, 1, err)
+                self.assertIn(want, err.splitlines())
+                rc, _, err = self.mxgate("run", "-c", self.dir)
+                self.assertNotEqual(rc, 0, err)
+                self.assertIn(want, err.splitlines())
+                self.assertFalse(harness.port_listening(2999))
 
 
 if __name__ == "__main__":

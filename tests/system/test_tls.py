@@ -5,7 +5,9 @@ tests make with the openssl command.
                      CVE-2011-0411 injection, a stalled and a broken handshake, a message)
                      played to Postfix 3.7 and to mxgate, live: the replies and smtpd's log
                      lines must be the same (EHLO's ETRN and DSN and the banner's mail_name
-                     differ by design).
+                     differ by design); a DH parameter file that does not load,
+                     smtpd_tls_loglevel = 0, tls_ssl_options = NO_TICKET, and
+                     reject_unauth_pipelining on the decrypted bytes.
   TlsTest            the checklist rows 10-12 (reply, connection closing, what is stored and
                      logged), a byte-at-a-time STARTTLS transition, Python's smtplib, swaks
                      --tls, openssl s_client -starttls smtp, wrapper mode, a per-service level
@@ -274,6 +276,7 @@ class TlsAsPostfixTest(MxTestCase):
         os.chmod(vmb, 0o644)
         ref = postfixref.Reference(ref_name)
         self.addCleanup(ref.stop)
+        self.ref = ref
         ref.start(dict(p, virtual_mailbox_domains="virt.test",
                        virtual_mailbox_maps="texthash:" + vmb),
                   ["tlsmgr unix - - n 1000? 1 tlsmgr"])
@@ -410,6 +413,141 @@ class TlsAsPostfixTest(MxTestCase):
                 summary = [ln for ln in log if "TLS connection established" in ln]
                 self.assertEqual(len(summary), 1, log)
                 self.assertIn(" key-exchange %s server-signature " % want, summary[0])
+
+    def test_dh_parameter_file_that_does_not_load(self):
+        """smtpd_tls_dh1024_param_file naming a missing file or one with no DH parameters:
+        Postfix's warning (and the library's error), then OpenSSL's automatic group, as
+        Postfix 3.7 does with OpenSSL 3: STARTTLS works, and so does a TLS 1.2 DHE handshake
+        (ffdhe2048, as with a working file); check warns and exits 0."""
+        d = tempfile.mkdtemp(prefix="mxgate-tls-dh-")
+        self.addCleanup(shutil.rmtree, d, True)
+        os.chmod(d, 0o755)
+        junk = os.path.join(d, "junk.pem")
+        with open(junk, "w") as f:
+            f.write("not PEM\n")
+        os.chmod(junk, 0o644)
+        missing = os.path.join(d, "missing.pem")
+        warn = re.compile(r"(?:postfix|mxgate)/smtpd\[\d+\]: (warning: (?:error (?:opening|"
+                          r"decoding) DH|TLS library problem).*)$")
+        steps = ["EHLO a.test", "STARTTLS", ("tls",), "EHLO a.test", "QUIT"]
+
+        def dhe(port):
+            ctx = Certs.client_context()
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers("DHE-RSA-AES256-GCM-SHA384")
+            c = Conn(port)
+            try:
+                c.reply()
+                c.cmd("EHLO a.test")
+                c.cmd("STARTTLS")
+                c.starttls(ctx)
+                return c.sock.cipher()[0]
+            finally:
+                c.close()
+
+        for name, path, want in (
+                ("tg-dh-junk", junk,
+                 ['warning: error decoding DH parameters from file "%s" -- using compiled-in '
+                  'defaults' % junk,
+                  "warning: TLS library problem: error:1E08010C:DECODER routines::unsupported:"
+                  "../crypto/encode_decode/decoder_lib.c:103:No supported data to decode. "
+                  "Input type: PEM:"]),
+                ("tg-dh-missing", missing,
+                 ['warning: error opening DH parameter file "%s": No such file or directory '
+                  '-- using compiled-in defaults' % missing])):
+            with self.subTest(name):
+                got, log, srv = self.both({"smtpd_tls_security_level": "may",
+                                           "smtpd_tls_dh1024_param_file": path},
+                                          [steps], ref_name=name)
+                self.assertEqual(got[0][3], "handshake ok", got)
+                pf_log = os.path.join("/tmp/mxgate-ref-" + name, "maillog")
+                for logfile in (pf_log, srv.maillog):
+                    with open(logfile, errors="replace") as f:
+                        lines = [m.group(1) for m in map(warn.search, f.read().splitlines())
+                                 if m]
+                    self.assertEqual(lines, want, logfile)
+                self.assertEqual(dhe(srv.port), "DHE-RSA-AES256-GCM-SHA384")
+                cf = os.path.join(d, "cf")
+                os.makedirs(cf, exist_ok=True)
+                with open(os.path.join(cf, "main.cf"), "w") as f:
+                    f.write("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s\n"
+                            "smtpd_tls_key_file = %s\nsmtpd_tls_dh1024_param_file = %s\n"
+                            "mydestination = local.test\n"
+                            % (Certs.path("srv.crt"), Certs.path("srv.key"), path))
+                rc, out, err = self.mxgate("check", "-c", cf)
+                self.assertEqual(rc, 0, out + err)
+                self.assertIn(want[0], err)
+
+    def test_loglevel_0(self):
+        """smtpd_tls_loglevel = 0: no TLS summary line at all, as in Postfix (the handshake,
+        the session and the other lines are the same)."""
+        steps = ["EHLO a.test", "STARTTLS", ("tls",), "EHLO a.test", "QUIT"]
+        got, log, srv = self.both({"smtpd_tls_security_level": "may",
+                                   "smtpd_tls_loglevel": "0"}, [steps], ref_name="tg-loglevel0")
+        self.assertEqual(got[0][3], "handshake ok", got)
+        self.assertIn("disconnect from localhost[127.0.0.1] ehlo=2 starttls=1 quit=1 commands=4",
+                      log)
+        self.assertFalse([ln for ln in log if "TLS connection established" in ln], log)
+        self.assertFalse([ln for ln in srv.log_lines() if "TLS connection" in ln],
+                         srv.log_lines())
+
+    def test_ssl_option_no_ticket(self):
+        """tls_ssl_options = NO_TICKET: TLS 1.2 sessions get no ticket, and no session is
+        resumed (TLS 1.2 or 1.3: the 1.3 ticket is then only a session ID, which neither
+        server keeps), the same with Postfix; without it both resume."""
+        def sessions(port, maxv):
+            ctx, sess, out = Certs.client_context(), None, []
+            ctx.maximum_version = maxv
+            for _ in range(2):
+                c = Conn(port)
+                c.reply()
+                c.cmd("EHLO a.test")
+                c.cmd("STARTTLS")
+                c.starttls(ctx, session=sess)
+                c.cmd("EHLO b.test")    # TLS 1.3: the ticket comes with the first reply
+                sess = c.sock.session
+                out.append((c.sock.session_reused, sess.has_ticket))
+                c.cmd("QUIT")
+                c.close()
+            return out
+        steps = ["EHLO a.test", "STARTTLS", ("tls",), "EHLO a.test", "QUIT"]
+        for opts, want12, want13 in (
+                ("NO_TICKET", [(False, False), (False, False)], [False, False]),
+                ("NO_COMPRESSION", [(False, True), (True, True)], [False, True])):
+            with self.subTest(opts):
+                got, log, srv = self.both({"smtpd_tls_security_level": "may",
+                                           "tls_ssl_options": opts}, [steps],
+                                          ref_name="tg-ticket")
+                for port in (self.ref.port, srv.port):
+                    self.assertEqual(sessions(port, ssl.TLSVersion.TLSv1_2), want12, opts)
+                    self.assertEqual([r for r, _ in sessions(port, ssl.TLSVersion.TLSv1_3)],
+                                     want13, opts)
+
+    def test_reject_unauth_pipelining_over_tls(self):
+        """reject_unauth_pipelining (smtpd_forbid_unauth_pipelining = no) on the decrypted
+        bytes: after the handshake, HELO (no PIPELINING) with MAIL, RCPT and DATA behind it
+        in one TLS record: DATA gets Postfix's 503, and the pipelining is logged; the same
+        commands one at a time are fine."""
+        burst = b"HELO b.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<alice@virt.test>\r\nDATA\r\n"
+        sessions = [
+            ["EHLO a.test", "STARTTLS", ("tls",), ("raw", burst), ("read",), ("read",),
+             ("read",), ("read",), "QUIT"],
+            ["EHLO a.test", "STARTTLS", ("tls",), "HELO b.test", "MAIL FROM:<a@example.org>",
+             "RCPT TO:<alice@virt.test>", "DATA", ("raw", b"Subject: t\r\n\r\nx\r\n.\r\n"),
+             ("read",), "QUIT"],
+        ]
+        got, log, srv = self.both({"smtpd_tls_security_level": "may",
+                                   "smtpd_forbid_unauth_pipelining": "no",
+                                   "smtpd_data_restrictions": "reject_unauth_pipelining"},
+                                  sessions, ref_name="tg-unauth-pipe")
+        self.assertEqual(got[0][4:8], ["250 mx.example.test", "250 2.1.0 Ok", "250 2.1.5 Ok",
+                                       "503 5.5.0 <DATA>: Data command rejected: Improper use "
+                                       "of SMTP command pipelining"])
+        self.assertIn("improper command pipelining after HELO from localhost[127.0.0.1]: "
+                      "MAIL FROM:<a@example.org>\\r\\nRCPT TO:<alice@virt.test>\\r\\nDATA\\r\\n",
+                      log)
+        self.assertEqual(got[1][7], "354 End data with <CR><LF>.<CR><LF>")
+        self.assertEqual(len(harness.maildir(srv.vmail, "alice")["new"]), 1)
 
     def test_client_certificates(self):
         """smtpd_tls_ask_ccert with smtpd_tls_CAfile: Trusted and Untrusted in the log."""
@@ -815,29 +953,32 @@ class TlsTest(MxTestCase):
         rc, out, err = self.mxgate("check", "-c", d)
         self.assertEqual(rc, 0, err)
 
-    def test_dh_parameter_file_that_does_not_load(self):
-        """smtpd_tls_dh1024_param_file with 1024-bit parameters (too small for OpenSSL 3's
-        default security level) or with no parameters at all: check names it and exits 1,
-        with no leak on that path (the sanitized build's LeakSanitizer is the judge)."""
+    def test_dh_parameter_file_too_small(self):
+        """smtpd_tls_dh1024_param_file with 1024-bit parameters: OpenSSL 3's default security
+        level refuses them, so check names the file and exits 1 and run does not start, with
+        no leak on that path (the sanitized build's LeakSanitizer is the judge).  (Postfix
+        lowers the level to 0 and uses them: README's TLS section.)"""
         d = tempfile.mkdtemp(prefix="mxgate-tls-dh-")
         self.addCleanup(shutil.rmtree, d, True)
         small = os.path.join(d, "dh1024.pem")
         subprocess.run(["openssl", "dhparam", "-out", small, "1024"], check=True,
                        capture_output=True, timeout=120)
-        junk = os.path.join(d, "junk.pem")
-        with open(junk, "w") as f:
-            f.write("not PEM\n")
-        for path, why in ((small, "dh key too small"), (junk, "")):
-            with open(os.path.join(d, "main.cf"), "w") as f:
-                f.write("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s\n"
-                        "smtpd_tls_key_file = %s\nsmtpd_tls_dh1024_param_file = %s\n"
-                        "mydestination = local.test\n"
-                        % (Certs.path("srv.crt"), Certs.path("srv.key"), path))
-            rc, out, err = self.mxgate("check", "-c", d)
-            self.assertEqual(rc, 1, out + err)
-            self.assertIn("smtpd_tls_dh1024_param_file = %s: cannot load DH parameters: " % path,
-                          err)
-            self.assertIn(why, err)
+        os.chmod(small, 0o644)
+        with open(os.path.join(d, "main.cf"), "w") as f:
+            f.write("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s\n"
+                    "smtpd_tls_key_file = %s\nsmtpd_tls_dh1024_param_file = %s\n"
+                    "mydestination = local.test\n"
+                    % (Certs.path("srv.crt"), Certs.path("srv.key"), small))
+        rc, out, err = self.mxgate("check", "-c", d)
+        self.assertEqual(rc, 1, out + err)
+        self.assertIn("smtpd_tls_dh1024_param_file = %s: cannot load DH parameters: "
+                      "error:0A00018A:SSL routines::dh key too small" % small, err)
+        srv = harness.Server(main=dict(harness.BASE_MAIN, smtpd_tls_dh1024_param_file=small,
+                                       **Certs.params(smtpd_tls_security_level="may")))
+        self.addCleanup(srv.cleanup)
+        with self.assertRaises(harness.ServerError):
+            srv.start()
+        self.assertIn("dh key too small", srv.stderr() + "\n".join(srv.log_lines()))
 
     def test_real_configuration_tls_lines(self):
         """Every smtpd_tls_* and tls_* line of docker-mailserver's, mailcow's, Mailu's and
