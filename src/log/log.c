@@ -484,6 +484,8 @@ log_writer_start(int fd, const char *hostname, const char *syslog_name, char **e
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	rc = pthread_create(&w->thread, NULL, log_writer_main, w);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc == 0)
+		(void)pthread_setname_np(w->thread, "mxg log");
 	if (rc != 0) {
 		*err_r = xasprintf("cannot start the maillog_file writer thread: %s", strerror(rc));
 		pthread_mutex_destroy(&w->lock);

@@ -1253,6 +1253,12 @@ server_run(struct server *srv, int nworkers)
 		if (pthread_create(&srv->workers[k].tid, NULL, server_worker_main,
 				   &srv->workers[k]) != 0)
 			msg_fatal("cannot start event-loop thread: %s", strerror(errno));
+		else {
+			char	n[16];
+
+			snprintf(n, sizeof(n), "loop %d", k);
+			thread_name(srv->workers[k].tid, n);
+		}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	/* what came since `mxgate run` blocked them (its "daemon started" line) is taken now */
 	pthread_sigmask(SIG_UNBLOCK, &block, NULL);

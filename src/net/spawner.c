@@ -286,6 +286,7 @@ spawner_log_start(struct spawner *sp)
 		return;
 	if (pthread_create(&sp->log_thread, NULL, sp_log_thread, sp) != 0)
 		msg_fatal("spawn services: cannot start the log thread");
+	(void)pthread_setname_np(sp->log_thread, "mxg spawn log");
 	sp->log_started = 1;
 }
 

@@ -5,6 +5,7 @@
 #include "util/workpool.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +76,16 @@ workpool_thread(void *ctx)
 	}
 }
 
+void
+thread_name(pthread_t t, const char *name)
+{
+	char	n[16];
+
+	/* "mxg " and at most 11 characters of name: what top -H and perf show */
+	snprintf(n, sizeof(n), "mxg %s", name);
+	(void)pthread_setname_np(t, n);
+}
+
 struct workpool *
 workpool_create(const char *name, int nthreads)
 {
@@ -90,6 +101,7 @@ workpool_create(const char *name, int nthreads)
 	for (i = 0; i < nthreads; i++) {
 		if ((err = pthread_create(&p->threads[i], NULL, workpool_thread, p)) != 0)
 			msg_fatal("%s pool: cannot start a thread: %s", name, strerror(err));
+		thread_name(p->threads[i], name);
 		p->nthreads++;
 	}
 	return p;

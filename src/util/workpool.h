@@ -29,14 +29,20 @@
 #ifndef MXGATE_UTIL_WORKPOOL_H
 #define MXGATE_UTIL_WORKPOOL_H
 
+#include <pthread.h>
+
 struct loop;
 struct workpool;
 
 /*
  * Start nthreads threads (0: inline, see above).  name is used in fatal
- * messages.  Failing to start a thread is fatal.
+ * messages and names the threads (thread_name()).  Failing to start a
+ * thread is fatal.
  */
 struct workpool *workpool_create(const char *name, int nthreads);
+
+/* Name thread t "mxg <name>" (15 characters at most), as top -H and perf show it. */
+void	thread_name(pthread_t t, const char *name);
 
 /*
  * Stop taking jobs, let the threads finish every queued job (their done()
