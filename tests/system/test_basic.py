@@ -145,6 +145,20 @@ class BasicTest(MxTestCase):
         c.expect(220)
         c.cmd("QUIT")
 
+    def test_thread_names(self):
+        """Each thread is named for top -H and perf: the loops, the pools, the log writer."""
+        srv = self.server()
+        task = "/proc/%d/task" % srv.pid
+        names = set()
+        for t in os.listdir(task):
+            with open(os.path.join(task, t, "comm")) as f:
+                names.add(f.read().strip())
+        for want in ("mxg writers", "mxg lookups", "mxg remote", "mxg config", "mxg disk",
+                     "mxg log"):
+            self.assertIn(want, names)
+        if os.cpu_count() > 1:
+            self.assertIn("mxg loop 1", names)
+
     # -- log lines ---------------------------------------------------------------------------
 
     def test_log_lines_delivery(self):
