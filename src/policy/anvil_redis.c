@@ -36,7 +36,8 @@
  * redisAsyncConnect(), which would block the loop for as long as the name
  * server takes.  So a HOST that is not a numeric address is resolved on a
  * thread of the loop's own (a workpool of one thread), before each
- * connection attempt, and hiredis is given the address; the attempt's 500 ms
+ * connection attempt (its first IPv4 address, else its first IPv6 one, in
+ * hiredis's order), and hiredis is given the address; the attempt's 500 ms
  * bound covers the resolution.  Stopping waits for a resolution under way.
  *
  * Failure handling.  A loop's connection that fails is dropped and tried
@@ -814,8 +815,22 @@ static void
 rds_resolve_work(void *arg)
 {
 	struct rds_resolve *q = arg;
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	struct addrinfo hints = { .ai_family = AF_INET, .ai_socktype = SOCK_STREAM }, *res = NULL;
 	int rc = getaddrinfo(q->host, NULL, &hints, &res);
+
+	/*
+	 * IPv4 first, IPv6 only for a name without an IPv4 address, as
+	 * hiredis resolves a name itself: AF_UNSPEC would put ::1 before
+	 * 127.0.0.1 for "localhost" (RFC 6724), where Redis often listens on
+	 * 127.0.0.1 only.
+	 */
+	if (rc != 0 || res == NULL) {
+		if (res != NULL)
+			freeaddrinfo(res);
+		res = NULL;
+		hints.ai_family = AF_INET6;
+		rc = getaddrinfo(q->host, NULL, &hints, &res);
+	}
 
 	if (rc != 0 || res == NULL) {
 		snprintf(q->err, sizeof(q->err), "%s: %s", q->host,

@@ -585,6 +585,30 @@ class AnvilRedisTest(MxTestCase):
         b.check()
         self.assertLess(time.time() - t0, 5)
 
+    def test_redis_host_name_with_ipv4_and_ipv6(self):
+        """A HOST name with both an IPv4 and an IPv6 address (as localhost with Debian's
+        /etc/hosts; the dualdns shim gives AF_UNSPEC ::1 first, as glibc does) and Redis on
+        127.0.0.1 only: the node connects to the IPv4 address, as hiredis would, and shares
+        counts; no warning."""
+        a = self.node({"smtpd_client_connection_count_limit": 1})
+        self.wait_connected(a)
+        env = harness.shim_env("dualdns", MXGATE_DUAL_DNS_NAME="redis.dual.test")
+        b = self.node({"smtpd_client_connection_count_limit": 1}, env=env,
+                      mxgate_anvil_backend="redis:redis.dual.test:%d" % self.redis.port)
+        held = self.accepted(a, "127.0.0.2", "the session on node A")
+        deadline = time.time() + 10
+        shared = False
+        while time.time() < deadline and not shared:
+            c, rep = self.open(b, "127.0.0.2")
+            shared = rep.text == too_many_connections("127.0.0.2")
+            if not shared:
+                self.quit(c)
+                time.sleep(0.3)
+        self.assertTrue(shared, "node B never shared A's count through redis.dual.test\n"
+                        + "\n".join(b.log_lines()))
+        self.quit(held)
+        self.assertEqual([l for l in b.log_lines() if "warning" in l], [])
+
     def test_prefix_separates_clusters_and_keys_expire(self):
         """Two clusters on one Redis (mxgate_anvil_redis_prefix c1: and c2:) do not share
         counts; a client's rate hash expires at the end of its window (5s + 1) and its lease
