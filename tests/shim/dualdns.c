@@ -1,5 +1,5 @@
 /*
- * dualdns (review scratch): the name in MXGATE_DUAL_DNS_NAME has an IPv4 and
+ * dualdns: LD_PRELOAD shim (test_anvil_redis): the name in MXGATE_DUAL_DNS_NAME has an IPv4 and
  * an IPv6 loopback address, as "localhost" has with Debian's /etc/hosts:
  * AF_INET gives 127.0.0.1, AF_INET6 ::1, AF_UNSPEC ::1 then 127.0.0.1 (glibc's
  * RFC 6724 order: ::1/128 has precedence 50, IPv4 35).
