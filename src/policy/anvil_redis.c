@@ -822,9 +822,10 @@ rds_resolve_work(void *arg)
 	 * IPv4 first, IPv6 only for a name without an IPv4 address, as
 	 * hiredis resolves a name itself: AF_UNSPEC would put ::1 before
 	 * 127.0.0.1 for "localhost" (RFC 6724), where Redis often listens on
-	 * 127.0.0.1 only.
+	 * 127.0.0.1 only.  Not again when the name server did not answer
+	 * (EAI_AGAIN): that would only double the wait (and a stop's).
 	 */
-	if (rc != 0 || res == NULL) {
+	if ((rc != 0 && rc != EAI_AGAIN) || (rc == 0 && res == NULL)) {
 		if (res != NULL)
 			freeaddrinfo(res);
 		res = NULL;
