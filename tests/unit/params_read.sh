@@ -30,7 +30,10 @@ known_unread=""
 # Rows that exist only so that $NAME expands in main.cf values, and `mxgate conf` prints it,
 # with mxgate's own value: no code needs it.  config_directory: mxgate reads DIR/main.cf from
 # -c DIR (as Postfix does from its -c or MAIL_CONFIG, whatever main.cf says).
-expansion_only="config_directory"
+# smtpd_tls_eecdh_grade, tls_eecdh_strong_curve, tls_eecdh_ultra_curve: Postfix 3.6 and later
+# ignore them too (tls_eecdh_auto_curves decides, postconf(5)); they stay so that a main.cf
+# that sets them is accepted as Postfix accepts it, and `mxgate conf` prints them.
+expansion_only="config_directory smtpd_tls_eecdh_grade tls_eecdh_strong_curve tls_eecdh_ultra_curve"
 
 work=$(mktemp -d) || exit 1
 trap 'rm -rf "$work"' EXIT INT TERM
