@@ -148,6 +148,9 @@ class BasicTest(MxTestCase):
     def test_thread_names(self):
         """Each thread is named for top -H and perf: the loops, the pools, the log writer."""
         srv = self.server()
+        c = self.connect(srv)       # served: every loop and pool has started
+        c.expect(220)
+        c.cmd("QUIT")
         task = "/proc/%d/task" % srv.pid
         names = set()
         for t in os.listdir(task):
