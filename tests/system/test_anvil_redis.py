@@ -224,6 +224,22 @@ class AnvilRedisTest(MxTestCase):
         self.wait_connected(b)
         return a, b
 
+    def assert_shared_count(self, a, b, through):
+        """With a session from 127.0.0.2 held on node a (count limit 1), node b refuses the
+        same client within 10 s: b shares a's count through the Redis named through."""
+        held = self.accepted(a, "127.0.0.2", "the session on node A")
+        deadline = time.time() + 10
+        shared = False
+        while time.time() < deadline and not shared:
+            c, rep = self.open(b, "127.0.0.2")
+            shared = rep.text == too_many_connections("127.0.0.2")
+            if not shared:
+                self.quit(c)
+                time.sleep(0.3)
+        self.assertTrue(shared, "node B never shared A's count through %s\n" % through
+                        + "\n".join(b.log_lines()))
+        self.quit(held)
+
     def wait_connected(self, srv):
         """Redis holds the script once a node's loops are connected."""
         deadline = time.time() + 5
@@ -566,18 +582,7 @@ class AnvilRedisTest(MxTestCase):
             time.sleep(0.1)
         self.assertLess(slowest, 0.5, "a banner waited %.2fs: the loop resolved the name" % slowest)
         self.redis.start()
-        held = self.accepted(a, "127.0.0.2", "the session on node A")
-        deadline = time.time() + 10
-        shared = False
-        while time.time() < deadline and not shared:
-            c, rep = self.open(b, "127.0.0.2")
-            shared = rep.text == too_many_connections("127.0.0.2")
-            if not shared:
-                self.quit(c)
-                time.sleep(0.3)
-        self.assertTrue(shared, "node B never shared A's count through redis.slow.test\n"
-                        + "\n".join(b.log_lines()))
-        self.quit(held)
+        self.assert_shared_count(a, b, "redis.slow.test")
         # Stopped while a resolution is under way: it exits cleanly, within the 1.5s it waits.
         self.redis.stop()
         time.sleep(1.7)
@@ -595,18 +600,7 @@ class AnvilRedisTest(MxTestCase):
         env = harness.shim_env("dualdns", MXGATE_DUAL_DNS_NAME="redis.dual.test")
         b = self.node({"smtpd_client_connection_count_limit": 1}, env=env,
                       mxgate_anvil_backend="redis:redis.dual.test:%d" % self.redis.port)
-        held = self.accepted(a, "127.0.0.2", "the session on node A")
-        deadline = time.time() + 10
-        shared = False
-        while time.time() < deadline and not shared:
-            c, rep = self.open(b, "127.0.0.2")
-            shared = rep.text == too_many_connections("127.0.0.2")
-            if not shared:
-                self.quit(c)
-                time.sleep(0.3)
-        self.assertTrue(shared, "node B never shared A's count through redis.dual.test\n"
-                        + "\n".join(b.log_lines()))
-        self.quit(held)
+        self.assert_shared_count(a, b, "redis.dual.test")
         # the one warning is the refusal's own (Postfix's), none about Redis
         b.expect_log(r"warning: Connection concurrency limit exceeded: 2 from unknown\[127\.0\.0\.2\]")
         self.assertEqual([l for l in b.log_lines() if "warning" in l
