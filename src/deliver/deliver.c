@@ -13,6 +13,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "deliver/journal.h"
 #include "deliver/lmtp.h"
 #include "deliver/lhelper.h"
 #include "deliver/maildir.h"
@@ -35,6 +36,7 @@ struct deliverer {
 	struct lhelper *helper;		/* NULL: none */
 	const struct lhelper_conf *lconf;
 	uid_t	run_uid;
+	struct journal *journal;	/* NULL: every copy fsync'd by itself */
 };
 
 /* At most this many messages share one durability step. */
@@ -47,6 +49,8 @@ struct deliverer {
  * writer per message.  Two, so that one group's staging overlaps the other's
  * fsyncs.
  */
+_Static_assert(DELIVER_GROUP_MAX <= JOURNAL_ROUND_MAX, "a round fits the journal's");
+
 #ifndef DELIVER_ROUNDS_MAX
 #define DELIVER_ROUNDS_MAX	2
 #endif
@@ -193,6 +197,12 @@ deliverer_set_local(struct deliverer *d, struct lhelper *h, const struct lhelper
 	d->helper = h;
 	d->lconf = c;
 	d->run_uid = run_uid;
+}
+
+void
+deliverer_set_journal(struct deliverer *d, struct journal *j)
+{
+	d->journal = j;
 }
 
 void
@@ -511,20 +521,26 @@ done:
  * The Maildir transport for a group of messages that are ready together
  * (fsync batching; each message is still all or nothing):
  *  1. stage every copy of every message in tmp/, written, no fsync yet;
- *  2. the durability step: fsync every staged file (write-out was started
- *     at staging, so the first fsync's journal commit carries most of them);
+ *  2. the durability step: with a journal (j), one record per message and
+ *     one fdatasync for the group (deliver/journal.h); without one, or for
+ *     what the journal did not take, fsync every staged file (write-out was
+ *     started at staging, so the first fsync carries most of them);
  *  3. rename each message's copies into new/;
- *  4. fsync each distinct directory of the group once.
+ *  4. fsync each distinct directory of the group once (not for journaled
+ *     messages: the journal's checkpoint syncs them later).
  * A message that fails a step is rolled back alone; a failure of step 4
  * rolls back the whole group (none of its names is known durable).  No
  * message is answered before step 4 is over: 250 still means stored.
  */
 static void
-deliver_maildir_group(struct deliver_req **rs, size_t n)
+deliver_maildir_group(struct deliver_req **rs, size_t n, struct journal *j,
+		      struct journal_round *rd)
 {
 	struct maildir_batch *b[DELIVER_GROUP_MAX] = { 0 };
 	struct maildir_batch *ok_b[DELIVER_GROUP_MAX];
-	size_t i, nok = 0;
+	struct maildir_batch *staged[DELIVER_GROUP_MAX];
+	size_t idx[DELIVER_GROUP_MAX];
+	size_t i, nok = 0, nstaged = 0;
 
 	for (i = 0; i < n; i++) {
 		struct deliver_msg *m = rs[i]->m;
@@ -532,28 +548,46 @@ deliver_maildir_group(struct deliver_req **rs, size_t n)
 		size_t nm;
 		struct maildir_rcpt *mr = deliver_maildir_args(rs[i]->d, m, &mm, &nm);
 
-		rs[i]->ok = maildir_stage_nosync(&mm, mr, nm, &b[i], &m->err) == 0;
+		rs[i]->ok = (j != NULL ? maildir_stage_lazy(&mm, mr, nm, &b[i], &m->err)
+				       : maildir_stage_nosync(&mm, mr, nm, &b[i], &m->err)) == 0;
 		free(mr);
+		if (rs[i]->ok) {
+			idx[nstaged] = i;
+			staged[nstaged++] = b[i];
+		}
 	}
-	for (i = 0; i < n; i++)
-		if (rs[i]->ok)
-			rs[i]->ok = maildir_flush(b[i], &rs[i]->m->err) == 0;
-	for (i = 0; i < n; i++) {
+	/* The journal takes what it can in one fdatasync; the rest is fsync'd copy by copy. */
+	journal_write(j, staged, nstaged, rd);
+	for (size_t k = 0; k < nstaged; k++) {
+		i = idx[k];
+		rs[i]->ok = (rd->off[k] >= 0 ? maildir_close_staged(b[i], &rs[i]->m->err)
+					     : maildir_flush(b[i], &rs[i]->m->err)) == 0;
+	}
+	for (size_t k = 0; k < nstaged; k++) {
+		i = idx[k];
 		if (rs[i]->ok)
 			rs[i]->ok = maildir_publish(b[i], &rs[i]->m->err) == 0;
-		if (rs[i]->ok)
-			ok_b[nok++] = b[i];
+		if (rd->off[k] < 0) {
+			if (rs[i]->ok)
+				ok_b[nok++] = b[i];
+		} else if (rs[i]->ok) {
+			maildir_batch_covered(b[i]);
+		} else {
+			journal_cancel(j, rd, k);
+		}
 	}
 	if (nok > 0) {
 		struct buf err = BUF_INIT;
 
 		if (maildir_sync_group(ok_b, nok, &err) < 0)
-			for (i = 0; i < n; i++)
-				if (rs[i]->ok) {
+			for (size_t k = 0; k < nstaged; k++) {
+				i = idx[k];
+				if (rs[i]->ok && rd->off[k] < 0) {
 					rs[i]->ok = 0;
 					buf_reset(&rs[i]->m->err);
 					buf_puts(&rs[i]->m->err, buf_str(&err));
 				}
+			}
 		buf_free(&err);
 	}
 	for (i = 0; i < n; i++) {
@@ -581,6 +615,7 @@ deliver_work(void *arg)
 {
 	struct deliverer *d = arg;
 	struct deliver_req *rs[DELIVER_GROUP_MAX];
+	struct journal_round rd;
 	size_t n, i;
 
 	for (;;) {
@@ -597,8 +632,10 @@ deliver_work(void *arg)
 		pthread_mutex_unlock(&d->lock);
 		if (n == 0)
 			return;
-		if (d->store == deliver_store && n > 1)
-			deliver_maildir_group(rs, n);	/* all groupable (deliver_submit()) */
+		rd.half = rd.checkpoint = -1;
+		/* all groupable (deliver_submit()); with a journal, a round of one too */
+		if (d->store == deliver_store && (n > 1 || d->journal != NULL))
+			deliver_maildir_group(rs, n, d->journal, &rd);
 		else
 			for (i = 0; i < n; i++)
 				rs[i]->ok = d->store(d->store_ctx, rs[i]->m) == 0;
@@ -607,6 +644,8 @@ deliver_work(void *arg)
 			spool_unref(&rs[i]->m->body);
 			loop_post(rs[i]->loop, deliver_done, rs[i]);
 		}
+		/* After the answers: this may checkpoint (syncfs) the half the round left. */
+		journal_round_end(d->journal, &rd);
 	}
 }
 

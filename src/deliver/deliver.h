@@ -43,8 +43,9 @@
  * when fewer are at work), each in rounds: take every request that is ready
  * (up to 64), store them as one group with the Maildir transport (stage
  * every copy without fsync, fsync every copy, rename each message's copies,
- * fsync each distinct directory once), answer them, and take the next round
- * until the queue is empty.  So the messages that finish while a group is
+ * fsync each distinct directory once; with the delivery journal, below, one
+ * journal record per message and one fdatasync replace those fsyncs),
+ * answer them, and take the next round until the queue is empty.  So the messages that finish while a group is
  * being made durable wait for the next round and share its fsyncs, without
  * a timer.  No request of a group completes before its last step (250 means
  * stored); each message is still all or nothing (a failed directory fsync
@@ -187,6 +188,14 @@ struct lhelper;
 struct lhelper_conf;
 void deliverer_set_local(struct deliverer *d, struct lhelper *h, const struct lhelper_conf *c,
 			 uid_t run_uid);
+/*
+ * Group commit through the delivery journal j (deliver/journal.h; kept by
+ * the caller, closed after the deliverer is freed): the Maildir copies of a
+ * round are made durable by one fdatasync of the journal, and a round of
+ * one message goes that way too.  Without this call: fsyncs per copy.
+ */
+struct journal;
+void deliverer_set_journal(struct deliverer *d, struct journal *j);
 void deliverer_free(struct deliverer **dp);
 
 /*

@@ -39,6 +39,9 @@ struct maildir_dirs {
 	size_t cap;
 };
 
+/* maildir_stage_how()'s nosync: staged for a journal, no write-out started. */
+#define MAILDIR_LAZY 2
+
 /* Process-wide sequence number: unique tmp/ names across threads. */
 static unsigned long maildir_seq;
 
@@ -408,7 +411,7 @@ maildir_stage_one(const struct maildir_msg *m, const struct maildir_rcpt *r, con
 		c->tmp_path = xasprintf("%stmp/%lld.M%ldP%ldQ%lu.%s", r->maildir,
 					(long long)ts.tv_sec, ts.tv_nsec / 1000L,
 					(long)getpid(), seq, host);
-		fd = open(c->tmp_path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		fd = open(c->tmp_path, O_CREAT | O_EXCL | (nosync == MAILDIR_LAZY ? O_RDWR : O_WRONLY) | O_CLOEXEC, 0600);
 		if (fd >= 0)
 			break;
 		if (errno != EEXIST || tries + 1 >= MAILDIR_EXCL_TRIES) {
@@ -444,8 +447,11 @@ maildir_stage_one(const struct maildir_msg *m, const struct maildir_rcpt *r, con
 		 * Start the write-out now (and with it the block allocation),
 		 * so that the group's fsyncs find the data on its way and the
 		 * first one's journal commit carries every file's metadata.
+		 * Not for a copy the journal will hold (MAILDIR_LAZY): its
+		 * write-out waits for the checkpoint's syncfs, many at once.
 		 */
-		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		if (nosync != MAILDIR_LAZY)
+			(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 		c->fd = fd;
 		fd = -1;
 	} else if (close(fd) < 0 && errno != EINTR) {
@@ -718,6 +724,50 @@ maildir_stage_nosync(const struct maildir_msg *m, const struct maildir_rcpt *rcp
 		     struct maildir_batch **batch_r, struct buf *err)
 {
 	return maildir_stage_how(m, rcpts, n, 1, batch_r, err);
+}
+
+int
+maildir_stage_lazy(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
+		   struct maildir_batch **batch_r, struct buf *err)
+{
+	return maildir_stage_how(m, rcpts, n, MAILDIR_LAZY, batch_r, err);
+}
+
+size_t
+maildir_batch_ncopies(const struct maildir_batch *b)
+{
+	return b->n;
+}
+
+int
+maildir_batch_copy(const struct maildir_batch *b, size_t i, const char **new_path_r)
+{
+	*new_path_r = b->copies[i].new_path;
+	return b->copies[i].fd;
+}
+
+int
+maildir_close_staged(struct maildir_batch *b, struct buf *err)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct maildir_copy *c = &b->copies[i];
+		int fd = c->fd;
+
+		if (fd < 0)
+			continue;
+		c->fd = -1;
+		if (close(fd) < 0 && errno != EINTR) {
+			maildir_set_err(err, errno, "close file", c->tmp_path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void
+maildir_batch_covered(struct maildir_batch *b)
+{
+	maildir_mark_durable(&b->pending);
 }
 
 int

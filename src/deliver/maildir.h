@@ -131,6 +131,25 @@ int maildir_stage(const struct maildir_msg *m, const struct maildir_rcpt *rcpts,
 int maildir_stage_nosync(const struct maildir_msg *m, const struct maildir_rcpt *rcpts,
 			 size_t n, struct maildir_batch **batch_r, struct buf *err);
 int maildir_flush(struct maildir_batch *b, struct buf *err);
+/*
+ * Journaled group commit (deliver/journal.h):
+ *  maildir_stage_lazy()    steps a and b without the fsync and without
+ *                          starting the write-out; descriptors kept open;
+ *  maildir_batch_ncopies(), maildir_batch_copy()
+ *                          copy i's open descriptor (-1 once closed) and
+ *                          its new/ path, for the journal's record;
+ *  maildir_close_staged()  close the copies without fsync (the journal
+ *                          holds them);
+ *  maildir_batch_covered() after publishing: the directories the batch
+ *                          made count as durable (the journal's recovery
+ *                          makes them again).
+ */
+int maildir_stage_lazy(const struct maildir_msg *m, const struct maildir_rcpt *rcpts,
+		       size_t n, struct maildir_batch **batch_r, struct buf *err);
+size_t maildir_batch_ncopies(const struct maildir_batch *b);
+int maildir_batch_copy(const struct maildir_batch *b, size_t i, const char **new_path_r);
+int maildir_close_staged(struct maildir_batch *b, struct buf *err);
+void maildir_batch_covered(struct maildir_batch *b);
 int maildir_sync_group(struct maildir_batch *const *bs, size_t n, struct buf *err);
 int maildir_publish(struct maildir_batch *b, struct buf *err);
 int maildir_sync(struct maildir_batch *b, struct buf *err);

@@ -119,9 +119,12 @@ struct spool *spool_disk_new(void *ctx, atomic_long *total, long limit);
  * set ("mkdir /x: Permission denied") otherwise.
  */
 int spool_dir_prepare(const char *path, struct buf *err);
+/* The delivery journal's name in the spool directory (deliver/journal.h). */
+#define SPOOL_JOURNAL_NAME	"journal"
+
 /*
  * Blocking (start-up, or a writer/cleanup thread): remove the regular
- * files in path whose mtime is at least older_than seconds ago (0: all of
+ * files in path (but the journal) whose mtime is at least older_than seconds ago (0: all of
  * them), each logged.  Returns how many were removed.
  */
 long spool_dir_clean(const char *path, long older_than);

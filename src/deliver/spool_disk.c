@@ -549,7 +549,7 @@ spool_dir_clean(const char *path, long older_than)
 	while ((e = readdir(d)) != NULL) {
 		struct stat st;
 
-		if (e->d_name[0] == '.')
+		if (e->d_name[0] == '.' || strcmp(e->d_name, SPOOL_JOURNAL_NAME) == 0)
 			continue;
 		if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0
 		    || !S_ISREG(st.st_mode))

@@ -26,6 +26,7 @@
 
 #include "conf/conf.h"
 #include "deliver/deliver.h"
+#include "deliver/journal.h"
 #include "deliver/maildir.h"
 #include "deliver/spool.h"
 #include "log/log.h"
@@ -128,6 +129,7 @@ struct server {
 	size_t	nsvcs;
 	struct workpool *writers, *lookups, *remote_lookups, *config;
 	struct deliverer *deliver;
+	struct journal *journal;	/* the delivery journal, or NULL */
 	struct spool_dir *spool_dir;		/* mxgate_spool_directory */
 	struct workpool *disk;			/* free space and stale-file cleanup */
 	atomic_long free_bytes;			/* least free space of spool and mailboxes; -1 unknown */
@@ -1152,6 +1154,36 @@ server_worker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Blocking start-up step: recover the delivery journal left in the spool
+ * directory (always: a crashed run's acknowledged mail is in it), then keep
+ * it for the group commit unless mxgate_delivery_journal = no.  A journal
+ * that cannot be used is warned about, and each copy is fsync'd instead.
+ */
+static void
+server_journal_open(struct server *srv, const char *spool)
+{
+	char *path = xasprintf("%s/%s", spool, SPOOL_JOURNAL_NAME);
+	int use = conf_bool(srv->global, P_mxgate_delivery_journal);
+	struct buf err = BUF_INIT;
+
+	if (use || access(path, F_OK) == 0) {
+		srv->journal = journal_open(path, &err);
+		if (srv->journal == NULL)
+			msg_warn("delivery journal: %s; storing each copy with its own fsync",
+				 buf_str(&err));
+	}
+	if (!use && srv->journal != NULL) {
+		journal_close(&srv->journal);
+		if (unlink(path) < 0)
+			msg_warn("delivery journal: unlink %s: %m", path);
+	}
+	if (srv->journal != NULL)
+		deliverer_set_journal(srv->deliver, srv->journal);
+	buf_free(&err);
+	free(path);
+}
+
 int
 server_run(struct server *srv, int nworkers)
 {
@@ -1186,6 +1218,7 @@ server_run(struct server *srv, int nworkers)
 		/* Every file there is a crashed run's: none belongs to a live message. */
 		spool_dir_clean(spool, 0);
 		srv->spool_dir = spool_dir_new(spool, srv->writers);
+		server_journal_open(srv, spool);
 		/* The first answer before any client: the MAIL check knows from the start. */
 		atomic_store(&srv->free_bytes,
 			     server_least_free(spool, conf_str(srv->global, P_virtual_mailbox_base)));
@@ -1338,6 +1371,7 @@ server_free(struct server **srvp)
 	free(srv->workers);
 	spool_dir_free(&srv->spool_dir);
 	deliverer_free(&srv->deliver);
+	journal_close(&srv->journal);
 	anvil_free(&srv->anvil);
 	for (i = 0; i < srv->nsvcs; i++) {
 		struct service_rt *svc = &srv->svcs[i];

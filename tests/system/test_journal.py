@@ -1,0 +1,161 @@
+"""The delivery journal (src/deliver/journal.h; issue 10, throughput past the per-message fsync
+limit), seen from outside: with mxgate_delivery_journal = yes the 250 waits for one fdatasync of
+the journal instead of an fsync of every copy, and a copy that a crash lost after its 250 is
+written again, under the same name, when the daemon starts.
+
+Notes:
+  * "A copy lost by a crash" is simulated: kill -9 leaves the page cache alone, so the test removes
+    (or cuts short) the file in new/ after the kill, as a power loss could have left it.
+  * The strace test traces writev and sendmsg too (the daemon writes its replies with writev).
+"""
+
+import os
+import re
+
+import harness
+from harness import MxTestCase
+from test_durability import (DurabilityBase, KillUnderLoadTest, QUEUED, message, parse_strace,
+                             fd_path, rename_paths)
+
+JOURNAL = {"mxgate_delivery_journal": "yes"}
+
+
+class JournalTest(DurabilityBase):
+
+    def deliver(self, srv, rcpts, subject):
+        c = self.session(srv)
+        rep = self.transaction(c, rcpts, message(subject, ["journaled body"]))
+        m = QUEUED.match(rep.text)
+        self.assertIsNotNone(m, rep.text)
+        c.send("QUIT\r\n")
+        c.expect(221)
+        c.close()
+        return m.group(1)
+
+    def journal_path(self, srv):
+        return os.path.join(srv.params["mxgate_spool_directory"], "journal")
+
+    def test_journal_fdatasync_then_rename_then_250(self):
+        """Two recipients: the journal is written and fdatasync'd before either copy is renamed
+        into new/, and the 250 comes after both renames; the copies themselves get no fsync."""
+        srv = self.server(main=JOURNAL,
+                          strace=["-tt", "-y", "-s", "4096", "-e",
+                                  "trace=write,writev,pwrite64,sendto,sendmsg,fsync,fdatasync,"
+                                  "rename,renameat,renameat2"])
+        qid = self.deliver(srv, ["alice@virt.test", "bob@virt.test"], "journal order")
+        problems = srv.stop()
+        self.assertEqual(problems, [], "\n".join(problems))
+        with open(srv.strace_path, errors="replace") as f:
+            calls = parse_strace(f.read())
+        jpath = os.path.realpath(self.journal_path(srv))
+        reply = [k for k in calls if k.name in ("write", "writev", "sendto", "sendmsg")
+                 and "socket:[" in k.args and "250 2.0.0 Ok: queued as " + qid in k.args]
+        self.assertEqual(len(reply), 1, reply)
+        reply = reply[0]
+        vmail = os.path.realpath(srv.vmail)
+        renames = [k for k in calls if k.name.startswith("rename") and k.ret == "0"
+                   and rename_paths(k)[1] and "/new/" in rename_paths(k)[1]
+                   and rename_paths(k)[1].startswith(vmail)]
+        self.assertEqual(len(renames), 2, renames)
+        first = min(r.start for r in renames)
+        writes = [k for k in calls if k.name == "pwrite64" and fd_path(k.args) == jpath
+                  and k.end < first and "journaled body" in k.args]
+        self.assertTrue(writes, "no journal record (with the body) written before the renames")
+        syncs = [k for k in calls if k.name == "fdatasync" and k.ret == "0"
+                 and fd_path(k.args) == jpath and writes[0].end < k.start and k.end < first]
+        self.assertTrue(syncs, "no fdatasync of %s between its record and the renames" % jpath)
+        self.assertLess(max(r.end for r in renames), reply.start, "250 before a rename")
+        for r in renames:
+            tmp = os.path.normpath(rename_paths(r)[0])
+            self.assertFalse([k for k in calls if k.name in ("fsync", "fdatasync")
+                              and fd_path(k.args) == tmp],
+                             "a journaled copy was fsync'd by itself: %s" % tmp)
+
+    def test_copy_lost_after_250_is_recovered_at_start(self):
+        """kill -9 after three acknowledged messages; then alice's first copy is gone from new/,
+        bob's is cut short, and carol's was read (moved to cur/ with flags).  At the restart the
+        daemon writes alice's and bob's again, byte for byte under the same names, logs
+        each, leaves carol's alone (no duplicate), and delivers again."""
+        srv = self.server(users=["alice", "bob", "carol"], main=JOURNAL)
+        self.deliver(srv, ["alice@virt.test"], "one")
+        self.deliver(srv, ["bob@virt.test"], "two")
+        self.deliver(srv, ["carol@virt.test"], "three")
+        srv.kill9()
+        srv.stop()
+        files = {}
+        for user in ("alice", "bob", "carol"):
+            new = harness.maildir(srv.vmail, user)["new"]
+            self.assertEqual(len(new), 1, (user, new))
+            with open(new[0], "rb") as f:
+                files[user] = (new[0], f.read())
+        os.unlink(files["alice"][0])
+        with open(files["bob"][0], "r+b") as f:
+            f.truncate(10)
+        cpath = files["carol"][0]
+        cur = os.path.join(os.path.dirname(os.path.dirname(cpath)), "cur",
+                           os.path.basename(cpath) + ":2,S")
+        os.rename(cpath, cur)
+
+        srv.restart()
+        for user in ("alice", "bob"):
+            path, data = files[user]
+            srv.expect_log(re.escape("delivery journal: recovered %s" % path))
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(), data, "%s's copy must come back whole" % user)
+        srv.expect_log(re.escape("3 message(s) since the last checkpoint: 2 copies written "
+                                 "again, 1 already stored, 0 failed"))
+        self.assertEqual(harness.maildir(srv.vmail, "carol")["new"], [],
+                         "carol's copy was read: it must not come back")
+        self.assertEqual(harness.maildir(srv.vmail, "alice")["tmp"], [], "tmp/ left over")
+        self.deliver(srv, ["alice@virt.test"], "after the restart")
+        self.assertEqual(len(harness.maildir(srv.vmail, "alice")["new"]), 2)
+
+    def test_clean_stop_checkpoints(self):
+        """A clean stop syncs the copies and empties the journal: the next start recovers
+        nothing even when a copy is gone."""
+        srv = self.server(main=JOURNAL)
+        self.deliver(srv, ["alice@virt.test"], "checkpointed")
+        path = harness.maildir(srv.vmail, "alice")["new"][0]
+        srv.restart()
+        self.assertFalse([ln for ln in srv.log_lines()[srv.log_start:]
+                          if "delivery journal" in ln], "a checkpointed journal was replayed")
+        os.unlink(path)
+        srv.restart()
+        self.assertFalse(os.path.exists(path), "a checkpointed record came back")
+
+    def test_second_process_on_the_same_spool_falls_back(self):
+        """The journal is locked: opened a second time it is refused (warned), and that daemon
+        stores each copy with its own fsync (mail still delivered)."""
+        srv = self.server(main=JOURNAL)
+        main = dict(JOURNAL)
+        main["mxgate_spool_directory"] = srv.params["mxgate_spool_directory"]
+        other = self.server(main=main)
+        other.expect_log("is in use by another process")
+        self.deliver(other, ["alice@virt.test"], "no journal")
+        self.assertEqual(len(harness.maildir(other.vmail, "alice")["new"]), 1)
+        self.deliver(srv, ["alice@virt.test"], "journal")
+
+    def test_journal_write_error_falls_back_to_fsync(self):
+        """The journal's fdatasync fails (EIO, the faultfs shim; its first sync, at creation,
+        succeeds): the message still gets its 250, stored with its own fsync, the failure is
+        logged once, and the next message goes the fsync way too."""
+        env = harness.faultfs_env(MXGATE_FAULT="fsync", MXGATE_FAULT_PATH="/spool/journal",
+                                  MXGATE_FAULT_AFTER="1")
+        srv = self.server(main=JOURNAL, env=env)
+        self.deliver(srv, ["alice@virt.test"], "journal fails")
+        srv.expect_log(r"warning: delivery journal .*/spool/journal: write .*: Input/output "
+                       r"error; storing each copy with its own fsync from now on")
+        self.deliver(srv, ["alice@virt.test"], "after the failure")
+        self.assertEqual(len(harness.maildir(srv.vmail, "alice")["new"]), 2)
+        self.assertEqual(len([ln for ln in srv.log_lines() if "delivery journal" in ln]), 1)
+
+
+class JournalKillUnderLoadTest(KillUnderLoadTest):
+    """test_durability's kill -9 under load, with the journal: every acknowledged message is in
+    new/ once and whole, also after the restart's replay."""
+    MAIN = JOURNAL
+
+
+if __name__ == "__main__":
+    import unittest
+    unittest.main()
