@@ -726,6 +726,30 @@ maildir_stage_nosync(const struct maildir_msg *m, const struct maildir_rcpt *rcp
 	return maildir_stage_how(m, rcpts, n, 1, batch_r, err);
 }
 
+/* Close each copy staged without fsync, fsyncing it first when sync is set. */
+static int
+maildir_close_copies(struct maildir_batch *b, int sync, struct buf *err)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct maildir_copy *c = &b->copies[i];
+		int fd = c->fd;
+
+		if (fd < 0)
+			continue;
+		c->fd = -1;
+		if (sync && fsync(fd) < 0) {
+			maildir_set_err(err, errno, "fsync file", c->tmp_path);
+			close(fd);
+			return -1;
+		}
+		if (close(fd) < 0 && errno != EINTR) {
+			maildir_set_err(err, errno, "close file", c->tmp_path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int
 maildir_stage_lazy(const struct maildir_msg *m, const struct maildir_rcpt *rcpts, size_t n,
 		   struct maildir_batch **batch_r, struct buf *err)
@@ -749,19 +773,7 @@ maildir_batch_copy(const struct maildir_batch *b, size_t i, const char **new_pat
 int
 maildir_close_staged(struct maildir_batch *b, struct buf *err)
 {
-	for (size_t i = 0; i < b->n; i++) {
-		struct maildir_copy *c = &b->copies[i];
-		int fd = c->fd;
-
-		if (fd < 0)
-			continue;
-		c->fd = -1;
-		if (close(fd) < 0 && errno != EINTR) {
-			maildir_set_err(err, errno, "close file", c->tmp_path);
-			return -1;
-		}
-	}
-	return 0;
+	return maildir_close_copies(b, 0, err);
 }
 
 void
@@ -773,24 +785,7 @@ maildir_batch_covered(struct maildir_batch *b)
 int
 maildir_flush(struct maildir_batch *b, struct buf *err)
 {
-	for (size_t i = 0; i < b->n; i++) {
-		struct maildir_copy *c = &b->copies[i];
-		int fd = c->fd;
-
-		if (fd < 0)
-			continue;
-		c->fd = -1;
-		if (fsync(fd) < 0) {
-			maildir_set_err(err, errno, "fsync file", c->tmp_path);
-			close(fd);
-			return -1;
-		}
-		if (close(fd) < 0 && errno != EINTR) {
-			maildir_set_err(err, errno, "close file", c->tmp_path);
-			return -1;
-		}
-	}
-	return 0;
+	return maildir_close_copies(b, 1, err);
 }
 
 int
