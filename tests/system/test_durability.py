@@ -45,9 +45,12 @@ def message(subject, body_lines):
 
 
 class DurabilityBase(MxTestCase):
+    # The fsync path (a file fsync per copy, a directory fsync per group) is what these tests
+    # check: the delivery journal (its own tests: test_journal.py) is off unless a test says.
+    JOURNAL = "no"
 
     def server(self, users=("alice", "bob"), **kw):
-        main = dict(BASE)
+        main = dict(BASE, mxgate_delivery_journal=self.JOURNAL)
         main.update(kw.pop("main", {}))
         return self.start_server(main=main, virtual_users=list(users), **kw)
 

@@ -21,6 +21,7 @@ JOURNAL = {"mxgate_delivery_journal": "yes"}
 
 
 class JournalTest(DurabilityBase):
+    JOURNAL = "yes"
 
     def deliver(self, srv, rcpts, subject):
         c = self.session(srv)
@@ -154,6 +155,7 @@ class JournalKillUnderLoadTest(KillUnderLoadTest):
     """test_durability's kill -9 under load, with the journal: every acknowledged message is in
     new/ once and whole, also after the restart's replay."""
     MAIN = JOURNAL
+    JOURNAL = "yes"
 
 
 if __name__ == "__main__":

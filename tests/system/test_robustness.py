@@ -22,7 +22,9 @@ class RobustnessTest(MxTestCase):
         checks the path end to end: the daemon lives on, the copy is complete, tmp/ is clean.)"""
         # Every fsync of alice's staged copy takes 1.5 s: the client resets meanwhile.
         env = harness.faultfs_env(MXGATE_FSYNC_DELAY_MS="1500", MXGATE_FAULT_PATH="alice/tmp/")
-        srv = self.start_server(main=BASE, virtual_users=["alice"], env=env)
+        # (the fsync path: with the delivery journal the copy gets no fsync of its own)
+        srv = self.start_server(main=dict(BASE, mxgate_delivery_journal="no"),
+                                virtual_users=["alice"], env=env)
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
         c = harness.client_from_socket(s, srv.port)
         c.expect("220")
@@ -96,7 +98,9 @@ class RobustnessTest(MxTestCase):
     def test_sigterm_waits_for_the_message_being_written(self):
         """SIGTERM while the writer has a message: the 250 is still sent, then mxgate exits 0."""
         env = harness.faultfs_env(MXGATE_FSYNC_DELAY_MS="1500", MXGATE_FAULT_PATH="alice/tmp/")
-        srv = self.start_server(main=BASE, virtual_users=["alice"], env=env)
+        # (the fsync path: with the delivery journal the copy gets no fsync of its own)
+        srv = self.start_server(main=dict(BASE, mxgate_delivery_journal="no"),
+                                virtual_users=["alice"], env=env)
         c = self.connect(srv)
         c.expect("220")
         for line, want in (("EHLO client.example", "250"), ("MAIL FROM:<a@example.org>", "250"),
