@@ -281,6 +281,23 @@ make_dirs(const char *path)
 	return ret;
 }
 
+/* Does the file at path hold exactly these len bytes?  (A power loss may leave zeros.) */
+static int
+same_content(const char *path, const unsigned char *data, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	unsigned char *have;
+	int same;
+
+	if (fd < 0)
+		return 0;
+	have = xmalloc(len ? len : 1);
+	same = full_pread(fd, have, len, 0) == 0 && memcmp(have, data, len) == 0;
+	free(have);
+	close(fd);
+	return same;
+}
+
 /*
  * Is a copy whole at new_path (or seen in cur/)?  Else write it there again:
  * 1 written, 0 already there, -1 failed (logged).
@@ -298,7 +315,8 @@ recover_copy(const char *new_path, const unsigned char *data, size_t len)
 		msg_warn("delivery journal: record names no new/ file: %s (skipped)", new_path);
 		return -1;
 	}
-	if (stat(new_path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len)
+	if (stat(new_path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len
+	    && same_content(new_path, data, len))
 		return 0;
 	if (seen_in_cur(new_path))
 		return 0;
@@ -604,13 +622,18 @@ half_checkpoint(struct journal *j, int i)
 
 	if (h->sync_all)
 		sync();
-	for (int k = 0; k < h->ndevs; k++)
-		if (syncfs(h->devs[k].fd) < 0) {
-			msg_warn("delivery journal: syncfs of the file system of %s: %m", j->path);
+	for (int k = 0; k < h->ndevs && ok; k++)
+		if (syncfs(h->devs[k].fd) < 0)
 			ok = 0;
-		}
 	pthread_mutex_lock(&j->lock);
-	if (ok && !j->broken && (header_write(j, i, HALF_EMPTY) < 0 || fdatasync(j->fd) < 0))
+	/*
+	 * A failed syncfs turns the journal off: the half stays live (its
+	 * records are recovered at the next start), and no round may wait
+	 * for it to empty.
+	 */
+	if (!ok)
+		journal_fail(j, "syncfs for the mailboxes of");
+	else if (!j->broken && (header_write(j, i, HALF_EMPTY) < 0 || fdatasync(j->fd) < 0))
 		journal_fail(j, "write header of");
 	if (ok && !j->broken) {
 		h->live = 0;

@@ -24,7 +24,7 @@
  * Recovery (journal_open(), blocking, at start-up, before any delivery):
  * the records of each live half are read in order, up to the first that is
  * torn (a bad magic, length or checksum, or another generation's).  For each
- * copy of a record: a file at its new/ path of the recorded size, or one in
+ * copy of a record: a file at its new/ path with the recorded bytes, or one in
  * cur/ under the same name with a ":2," suffix (a reader has seen it), is
  * left alone; otherwise the copy is written again (tmp/, fsync, rename to
  * that new/ path, fsync new/).  Then both halves are marked empty.  So a
