@@ -45,12 +45,13 @@
  * every copy without fsync, fsync every copy, rename each message's copies,
  * fsync each distinct directory once; with the delivery journal, below, one
  * journal record per message and one fdatasync replace those fsyncs),
- * answer them, and take the next round until the queue is empty.  So the messages that finish while a group is
- * being made durable wait for the next round and share its fsyncs, without
- * a timer.  No request of a group completes before its last step (250 means
- * stored); each message is still all or nothing (a failed directory fsync
- * fails the group).  A round of one, or a custom store, stores each by
- * itself.  Any other message (LMTP, the delivery helper, over
+ * answer them, and take the next round until the queue is empty.  So the
+ * messages that finish while a group is being made durable wait for the
+ * next round and share its fsyncs, without a timer.  No request of a group
+ * completes before its last step (250 means stored); each message is still
+ * all or nothing (a failed directory fsync fails the group).  A round of
+ * one (unless there is a journal: then it is a group of one), or a custom
+ * store, stores each by itself.  Any other message (LMTP, the delivery helper, over
  * virtual_mailbox_limit) gets a job of its own, so a slow LMTP server never
  * holds up a group.  The body's reference is dropped on the writer thread
  * once stored, so the spool file is released there.
