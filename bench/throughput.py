@@ -180,10 +180,10 @@ class Mxgate:
     name = "mxgate"
     stores = True
 
-    def __init__(self, binary, journal=False):
+    def __init__(self, binary, journal=True):
         self.binary = binary
         self.srv = None
-        self.main = dict(MAIN, mxgate_delivery_journal="yes") if journal else MAIN
+        self.main = MAIN if journal else dict(MAIN, mxgate_delivery_journal="no")
 
     def start(self):
         self.srv = B.start_mxgate(self.binary, self.main, None)
@@ -352,8 +352,8 @@ def main():
     ap.add_argument("--reuse", action="store_true",
                     help="smtp-source -d: all of a session's messages over one connection")
     ap.add_argument("-k", dest="only", help="only cases whose name contains this")
-    ap.add_argument("--journal", action="store_true",
-                    help="mxgate with mxgate_delivery_journal = yes (the delivery journal)")
+    ap.add_argument("--no-journal", action="store_true",
+                    help="mxgate with mxgate_delivery_journal = no (the fsync path)")
     args = ap.parse_args()
     cases = [(n, s, l, max(s, int(m * args.scale))) for n, s, l, m in CASES
              if not args.only or args.only in n]
@@ -368,9 +368,9 @@ def main():
         print("  case %-9s %3d session(s), %6d-byte payload, %d messages" % (n, s, l, m))
     sys.stdout.flush()
 
-    if args.journal:
-        print("mxgate: mxgate_delivery_journal = yes")
-    receivers = [Sink(), Mxgate(binary, args.journal), Postfix()]
+    if args.no_journal:
+        print("mxgate: mxgate_delivery_journal = no")
+    receivers = [Sink(), Mxgate(binary, not args.no_journal), Postfix()]
     results = {}
     failed = False
     try:

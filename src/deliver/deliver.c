@@ -571,7 +571,7 @@ deliver_maildir_group(struct deliver_req **rs, size_t n, struct journal *j,
 			if (rs[i]->ok)
 				ok_b[nok++] = b[i];
 		} else if (rs[i]->ok) {
-			maildir_batch_covered(b[i]);
+			journal_covered(j, rd, k, b[i]);
 		} else {
 			journal_cancel(j, rd, k);
 		}

@@ -57,6 +57,8 @@ struct half {
 	struct { dev_t dev; int fd; } devs[DEVS_MAX];
 	int	ndevs;
 	int	sync_all;	/* more file systems than devs[]: sync(2) */
+	char  **pend;		/* directories durable once its checkpoint is */
+	size_t	npend, cappend;
 };
 
 struct journal {
@@ -549,6 +551,14 @@ journal_open(const char *path, struct buf *err)
 
 static void half_checkpoint(struct journal *j, int i);
 
+static void
+half_pend_free(struct half *h)
+{
+	for (size_t k = 0; k < h->npend; k++)
+		free(h->pend[k]);
+	h->npend = 0;
+}
+
 void
 journal_close(struct journal **jp)
 {
@@ -559,9 +569,12 @@ journal_close(struct journal **jp)
 	for (int i = 0; i < 2; i++)
 		if (j->h[i].live && !j->broken)
 			half_checkpoint(j, i);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 2; i++) {
 		for (int k = 0; k < j->h[i].ndevs; k++)
 			close(j->h[i].devs[k].fd);
+		half_pend_free(&j->h[i]);
+		free(j->h[i].pend);
+	}
 	close(j->fd);
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->cond);
@@ -636,6 +649,9 @@ half_checkpoint(struct journal *j, int i)
 	else if (!j->broken && (header_write(j, i, HALF_EMPTY) < 0 || fdatasync(j->fd) < 0))
 		journal_fail(j, "write header of");
 	if (ok && !j->broken) {
+		/* The directories its copies made are on disk now, with the copies. */
+		maildir_known_durable(h->pend, h->npend);
+		half_pend_free(h);
 		h->live = 0;
 		for (int k = 0; k < h->ndevs; k++)
 			close(h->devs[k].fd);
@@ -818,6 +834,26 @@ journal_cancel(struct journal *j, const struct journal_round *rd, size_t i)
 	/* Not synced: a crash before the checkpoint makes a duplicate, never a loss. */
 	if (full_pwrite(j->fd, magic, sizeof(magic), rd->off[i]) < 0)
 		msg_warn("delivery journal %s: mark a record cancelled: %m", j->path);
+}
+
+void
+journal_covered(struct journal *j, const struct journal_round *rd, size_t i,
+		const struct maildir_batch *b)
+{
+	struct half *h;
+	size_t n = maildir_batch_npending(b);
+
+	if (j == NULL || rd->half < 0 || rd->off[i] < 0 || n == 0)
+		return;
+	pthread_mutex_lock(&j->lock);
+	h = &j->h[rd->half];
+	if (h->npend + n > h->cappend) {
+		h->cappend = h->npend + n > 2 * h->cappend ? h->npend + n : 2 * h->cappend;
+		h->pend = xrealloc(h->pend, h->cappend * sizeof(*h->pend));
+	}
+	for (size_t k = 0; k < n; k++)
+		h->pend[h->npend++] = xstrdup(maildir_batch_pending(b, k));
+	pthread_mutex_unlock(&j->lock);
 }
 
 void

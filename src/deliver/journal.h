@@ -90,6 +90,12 @@ size_t journal_write(struct journal *j, struct maildir_batch *const *bs, size_t 
 		     struct journal_round *rd);
 /* Batch i of the round was rolled back after all: its record must not be recovered. */
 void journal_cancel(struct journal *j, const struct journal_round *rd, size_t i);
+/*
+ * Batch b (the round's i-th) is published: the directories it made become
+ * known durable once its half is checkpointed (maildir_known_durable()).
+ */
+void journal_covered(struct journal *j, const struct journal_round *rd, size_t i,
+		     const struct maildir_batch *b);
 /* The round's copies are published (or rolled back): may run a checkpoint (syncfs). */
 void journal_round_end(struct journal *j, struct journal_round *rd);
 

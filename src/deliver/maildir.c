@@ -118,10 +118,10 @@ maildir_is_durable(const char *path)
 }
 
 static void
-maildir_mark_durable(const struct maildir_dirs *d)
+maildir_mark_paths(char *const *v, size_t n)
 {
 	pthread_mutex_lock(&maildir_durable_lock);
-	for (size_t i = 0; i < d->n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		size_t slot;
 
 		if (2 * (maildir_durable_n + 1) > maildir_durable_cap) {
@@ -136,13 +136,25 @@ maildir_mark_durable(const struct maildir_dirs *d)
 			maildir_durable = tab;
 			maildir_durable_cap = cap;
 		}
-		slot = maildir_durable_slot(maildir_durable, maildir_durable_cap, d->v[i]);
+		slot = maildir_durable_slot(maildir_durable, maildir_durable_cap, v[i]);
 		if (maildir_durable[slot] == NULL) {
-			maildir_durable[slot] = xstrdup(d->v[i]);
+			maildir_durable[slot] = xstrdup(v[i]);
 			maildir_durable_n++;
 		}
 	}
 	pthread_mutex_unlock(&maildir_durable_lock);
+}
+
+static void
+maildir_mark_durable(const struct maildir_dirs *d)
+{
+	maildir_mark_paths(d->v, d->n);
+}
+
+void
+maildir_known_durable(char *const *paths, size_t n)
+{
+	maildir_mark_paths(paths, n);
 }
 
 /*
@@ -776,10 +788,16 @@ maildir_close_staged(struct maildir_batch *b, struct buf *err)
 	return maildir_close_copies(b, 0, err);
 }
 
-void
-maildir_batch_covered(struct maildir_batch *b)
+size_t
+maildir_batch_npending(const struct maildir_batch *b)
 {
-	maildir_mark_durable(&b->pending);
+	return b->pending.n;
+}
+
+const char *
+maildir_batch_pending(const struct maildir_batch *b, size_t i)
+{
+	return b->pending.v[i];
 }
 
 int

@@ -140,16 +140,26 @@ int maildir_flush(struct maildir_batch *b, struct buf *err);
  *                          its new/ path, for the journal's record;
  *  maildir_close_staged()  close the copies without fsync (the journal
  *                          holds them);
- *  maildir_batch_covered() after publishing: the directories the batch
- *                          made count as durable (the journal's recovery
- *                          makes them again).
+ *  maildir_batch_npending(), maildir_batch_pending()
+ *                          the directories the batch made or found that
+ *                          are not known durable: the journal's recovery
+ *                          makes them again, and its checkpoint (syncfs)
+ *                          makes them durable;
+ *  maildir_known_durable() after that checkpoint: those directories count
+ *                          as durable (later deliveries into them, with
+ *                          or without the journal, skip their fsyncs).
+ *                          Marking them earlier would let a copy that
+ *                          takes the fsync path in the meantime skip the
+ *                          fsync of a directory entry not yet on disk.
  */
 int maildir_stage_lazy(const struct maildir_msg *m, const struct maildir_rcpt *rcpts,
 		       size_t n, struct maildir_batch **batch_r, struct buf *err);
 size_t maildir_batch_ncopies(const struct maildir_batch *b);
 int maildir_batch_copy(const struct maildir_batch *b, size_t i, const char **new_path_r);
 int maildir_close_staged(struct maildir_batch *b, struct buf *err);
-void maildir_batch_covered(struct maildir_batch *b);
+size_t maildir_batch_npending(const struct maildir_batch *b);
+const char *maildir_batch_pending(const struct maildir_batch *b, size_t i);
+void maildir_known_durable(char *const *paths, size_t n);
 int maildir_sync_group(struct maildir_batch *const *bs, size_t n, struct buf *err);
 int maildir_publish(struct maildir_batch *b, struct buf *err);
 int maildir_sync(struct maildir_batch *b, struct buf *err);

@@ -136,6 +136,36 @@ class JournalTest(DurabilityBase):
         self.assertEqual(len(harness.maildir(other.vmail, "alice")["new"]), 1)
         self.deliver(srv, ["alice@virt.test"], "journal")
 
+    def test_large_copy_into_a_maildir_made_by_a_journaled_one_syncs_its_parents(self):
+        """A journaled message makes alice's Maildir, with no directory fsync (the journal's
+        checkpoint syncs the file system later).  A large message (its record would be over
+        60 KiB: the fsync path) into that Maildir before the checkpoint must still fsync the
+        Maildir's parents before its 250: the journal's replay knows only the small one."""
+        srv = self.server(main=JOURNAL,
+                          strace=["-tt", "-y", "-s", "256", "-e",
+                                  "trace=write,writev,sendto,sendmsg,fsync,fdatasync"])
+        self.deliver(srv, ["alice@virt.test"], "small, journaled")
+        c = self.session(srv)
+        rep = self.transaction(c, ["alice@virt.test"],
+                               message("large, fsync'd", ["x" * 998] * 80))
+        m = QUEUED.match(rep.text)
+        self.assertIsNotNone(m, rep.text)
+        c.send("QUIT\r\n")
+        c.expect(221)
+        c.close()
+        problems = srv.stop()
+        self.assertEqual(problems, [], "\n".join(problems))
+        with open(srv.strace_path, errors="replace") as f:
+            calls = parse_strace(f.read())
+        reply = [k for k in calls if k.name in ("write", "writev", "sendto", "sendmsg")
+                 and "socket:[" in k.args and "250 2.0.0 Ok: queued as " + m.group(1) in k.args]
+        self.assertEqual(len(reply), 1, reply)
+        vmail = os.path.realpath(srv.vmail)
+        for d in (vmail, os.path.join(vmail, "alice"), os.path.join(vmail, "alice", "new")):
+            syncs = [k for k in calls if k.name in ("fsync", "fdatasync") and k.ret == "0"
+                     and fd_path(k.args) == d and k.end < reply[0].start]
+            self.assertTrue(syncs, "no fsync of %s before the large message's 250" % d)
+
     def test_journal_write_error_falls_back_to_fsync(self):
         """The journal's fdatasync fails (EIO, the faultfs shim; its first sync, at creation,
         succeeds): the message still gets its 250, stored with its own fsync, the failure is
