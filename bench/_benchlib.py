@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -299,18 +300,80 @@ def fmt_kib(k):
     return "%d KiB" % k
 
 
+# -- a file system of its own ------------------------------------------------------------------
+
+class FreshFs:
+    """A new, empty ext4 file system (mkfs.ext4's defaults, with a journal, as a Debian
+    install makes it), loop-mounted at MNT for one benchmark run, so that what the receivers
+    store is measured on a file system that no earlier work has filled and emptied.  While
+    it is entered, tempfile.mkdtemp() (the receivers' directories) makes its directories
+    there.  Its image is a sparse file in /var/tmp; both are removed on exit.
+
+    Why: on the root file system here (ext4 without a journal), allocating an inode skips
+    the inodes that other work freed in the last minutes (ext4 ialloc.c, recently_deleted()),
+    so the storing receivers' rates depend on what ran before (a test suite halves them).
+    enter() returns False, and prints why, when the machine cannot mount one (no loop device,
+    no privilege): the run then goes on in /tmp."""
+
+    MNT = "/tmp/mxgate-bench-fs"
+    IMAGE = "/var/tmp/mxgate-bench-fs.img"
+
+    def __init__(self, size="16G"):
+        self.size = size
+        self.mounted = False
+
+    def _run(self, *cmd):
+        r = subprocess.run(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if r.returncode != 0:
+            raise OSError("%s: %s" % (" ".join(cmd), r.stderr.decode("utf-8", "replace").strip()))
+
+    def enter(self):
+        subprocess.run(["umount", self.MNT], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            if os.path.exists(self.IMAGE):
+                os.unlink(self.IMAGE)
+            self._run("truncate", "-s", self.size, self.IMAGE)
+            self._run("mkfs.ext4", "-q", "-F", self.IMAGE)
+            os.makedirs(self.MNT, exist_ok=True)
+            self._run("mount", "-o", "loop", self.IMAGE, self.MNT)
+        except OSError as e:
+            print("note: no file system of its own (%s): the receivers store in /tmp" % e)
+            self.leave()
+            return False
+        self.mounted = True
+        os.chmod(self.MNT, 0o1777)
+        tempfile.tempdir = self.MNT
+        print("file system: a new ext4 (mkfs.ext4 defaults, %s sparse image %s), mounted at %s"
+              % (self.size, self.IMAGE, self.MNT))
+        return True
+
+    def base(self):
+        return self.MNT if self.mounted else "/tmp"
+
+    def leave(self):
+        tempfile.tempdir = None
+        if self.mounted:
+            r = subprocess.run(["umount", self.MNT], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+            if r.returncode != 0:
+                print("note: umount %s: %s" % (self.MNT, r.stderr.decode("utf-8", "replace")))
+            self.mounted = False
+        if os.path.exists(self.IMAGE):
+            os.unlink(self.IMAGE)
+
+
 # -- Postfix 3.7 ----------------------------------------------------------------------------------
 
 class PostfixRef:
     """Postfix 3.7 from a fixed scratch directory (fixed, because postfix-ref appends each new
     directory to alternate_config_directories in /etc/postfix/main.cf)."""
 
-    def __init__(self, name, main, master_lines, vuser="nobody"):
+    def __init__(self, name, main, master_lines, vuser="nobody", base="/tmp"):
         if os.geteuid() != 0:
             raise SystemExit("Postfix needs root (postfix-ref)")
         if not os.path.exists(POSTFIX_REF):
             raise SystemExit("missing %s" % POSTFIX_REF)
-        self.dir = "/tmp/mxgate-bench-postfix-" + name
+        self.dir = os.path.join(base, "mxgate-bench-postfix-" + name)
         self.port = harness.free_port()
         self.master_pid = None
         self.pids_seen = set()

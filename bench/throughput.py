@@ -22,7 +22,11 @@ exit).  mxgate replies 250 once the message is in new/, so the two coincide; Pos
 once the message is in its queue and delivers afterwards, so its clock runs on until the last
 delivery.  The time of smtp-source's exit is printed beside it.
 
-    python3 bench/throughput.py [--build DIR] [--repeats N] [--scale F] [--reuse]
+    python3 bench/throughput.py [--build DIR] [--repeats N] [--scale F] [--reuse] [-k CASE]
+                                [--no-journal] [--root-fs]
+
+The receivers store on a new ext4 file system of the run's own (mkfs.ext4's defaults, with a
+journal, loop-mounted; _benchlib.FreshFs says why), or in /tmp with --root-fs.
 
 Needs root.  Each smtp-source run is capped at RUN_CAP seconds, the whole script at 240 s;
 every server is stopped on any exit.
@@ -205,11 +209,13 @@ class Postfix:
     name = "postfix"
     stores = True
 
-    def __init__(self):
+    def __init__(self, base="/tmp"):
         self.pf = None
+        self.base = base
 
     def start(self):
-        self.pf = B.PostfixRef("throughput", MAIN, ["127.0.0.1:{port} inet n - n - - smtpd"])
+        self.pf = B.PostfixRef("throughput", MAIN, ["127.0.0.1:{port} inet n - n - - smtpd"],
+                               base=self.base)
         spread(self.pf.dir)                 # its queue/, made by postfix start
         spread(self.pf.vmail)               # alice/, made at the first delivery
         self.pf.start()
@@ -354,6 +360,8 @@ def main():
     ap.add_argument("-k", dest="only", help="only cases whose name contains this")
     ap.add_argument("--no-journal", action="store_true",
                     help="mxgate with mxgate_delivery_journal = no (the fsync path)")
+    ap.add_argument("--root-fs", action="store_true",
+                    help="store in /tmp, not on a new file system of the run's own")
     args = ap.parse_args()
     cases = [(n, s, l, max(s, int(m * args.scale))) for n, s, l, m in CASES
              if not args.only or args.only in n]
@@ -370,7 +378,10 @@ def main():
 
     if args.no_journal:
         print("mxgate: mxgate_delivery_journal = no")
-    receivers = [Sink(), Mxgate(binary, not args.no_journal), Postfix()]
+    fs = B.FreshFs()
+    if args.root_fs or not fs.enter():
+        print("file system: /tmp (the machine's; its earlier deletions slow inode allocation)")
+    receivers = [Sink(), Mxgate(binary, not args.no_journal), Postfix(fs.base())]
     results = {}
     failed = False
     try:
@@ -401,6 +412,7 @@ def main():
     finally:
         for rcv in receivers:
             rcv.stop()
+        fs.leave()
     budget.cancel()
 
     print("\nresults (median of %d runs; msg/s = messages / seconds until all were stored; "

@@ -43,6 +43,8 @@
 #define HALF_LIVE	1
 /* A half's first record older than this: the next round switches halves. */
 #define CHECKPOINT_AGE_US	1000000L
+/* No record for this long: journal_tick() checkpoints the half (no round will). */
+#define CHECKPOINT_IDLE_US	1000000L
 /* File systems remembered per half for its syncfs; past that, sync(2). */
 #define DEVS_MAX	8
 
@@ -54,6 +56,7 @@ struct half {
 	int	inflight;	/* rounds between journal_write() and journal_round_end() */
 	int	checkpointing;	/* a checkpoint of it is running */
 	struct timeval first;	/* when its first record was written */
+	struct timeval last;	/* when its last record was */
 	struct { dev_t dev; int fd; } devs[DEVS_MAX];
 	int	ndevs;
 	int	sync_all;	/* more file systems than devs[]: sync(2) */
@@ -787,6 +790,7 @@ journal_write(struct journal *j, struct maildir_batch *const *bs, size_t n,
 	off = h->tail;
 	h->tail += (off_t)out.len;
 	h->inflight++;
+	gettimeofday(&h->last, NULL);
 	for (size_t k = 0; k < ncopies; k++)
 		half_add_dev(h, devs[k], paths[k]);
 	rd->half = j->cur;
@@ -854,6 +858,25 @@ journal_covered(struct journal *j, const struct journal_round *rd, size_t i,
 	for (size_t k = 0; k < n; k++)
 		h->pend[h->npend++] = xstrdup(maildir_batch_pending(b, k));
 	pthread_mutex_unlock(&j->lock);
+}
+
+void
+journal_tick(struct journal *j)
+{
+	int old = -1;
+
+	if (j == NULL)
+		return;
+	pthread_mutex_lock(&j->lock);
+	if (!j->broken && j->h[j->cur].live && j->h[j->cur].inflight == 0
+	    && !j->h[1 - j->cur].live && age_us(&j->h[j->cur].last) >= CHECKPOINT_IDLE_US) {
+		/* As a round would switch: the next round starts the other half. */
+		old = j->cur;
+		j->cur = 1 - j->cur;
+	}
+	pthread_mutex_unlock(&j->lock);
+	if (old >= 0)
+		half_checkpoint(j, old);
 }
 
 void

@@ -20,6 +20,8 @@
  * checkpointed: once the rounds in it have published their copies, one
  * syncfs(2) of each file system those copies are on, then the half's header
  * says "empty" (fdatasync'd).  Its records are then never read again.
+ * When no round comes for a second, journal_tick() checkpoints the half in
+ * use the same way.
  *
  * Recovery (journal_open(), blocking, at start-up, before any delivery):
  * the records of each live half are read in order, up to the first that is
@@ -42,8 +44,9 @@
  * The file is locked (flock): a second process on the same spool directory
  * gets an error from journal_open() and delivers without a journal.
  *
- * THREADS: journal_write(), journal_cancel() and journal_round_end() from
- * any writer thread, concurrently (a lock inside); they block on the disk.
+ * THREADS: journal_write(), journal_cancel(), journal_covered(),
+ * journal_round_end() and journal_tick() from any thread but a loop,
+ * concurrently (a lock inside); they block on the disk.
  * journal_open() and journal_close() alone (start-up, shutdown).
  */
 #ifndef MXGATE_DELIVER_JOURNAL_H
@@ -98,5 +101,13 @@ void journal_covered(struct journal *j, const struct journal_round *rd, size_t i
 		     const struct maildir_batch *b);
 /* The round's copies are published (or rolled back): may run a checkpoint (syncfs). */
 void journal_round_end(struct journal *j, struct journal_round *rd);
+/*
+ * Called about once a second (the server's disk thread): when no record has
+ * come for a second, the half in use is checkpointed now, so that under a
+ * light load, too, records are live for a second or two only (a copy that a
+ * reader deletes comes back after a crash only within that window).  It
+ * blocks on the disk (syncfs).  NULL is fine.
+ */
+void journal_tick(struct journal *j);
 
 #endif

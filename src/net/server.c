@@ -818,13 +818,14 @@ server_least_free(const char *spool, const char *mailboxes)
 	return b >= 0 && b < a ? b : a;
 }
 
-/* On the disk pool's thread: statvfs, and now and then the stale files. */
+/* On the disk pool's thread: statvfs, an idle journal's checkpoint, stale files hourly. */
 static void
 server_disk_work(void *arg)
 {
 	struct server_disk_job *j = arg;
 
 	atomic_store(&j->srv->free_bytes, server_least_free(j->spool, j->mailboxes));
+	journal_tick(j->srv->journal);
 	if (j->cleanup) {
 		spool_dir_clean(j->spool, SERVER_SPOOL_MAX_AGE);
 		maildir_clean_tmp(j->mailboxes, SERVER_TMP_MAX_AGE);

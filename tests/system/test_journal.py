@@ -11,6 +11,7 @@ Notes:
 
 import os
 import re
+import time
 
 import harness
 from harness import MxTestCase
@@ -123,6 +124,34 @@ class JournalTest(DurabilityBase):
         os.unlink(path)
         srv.restart()
         self.assertFalse(os.path.exists(path), "a checkpointed record came back")
+
+    def test_idle_journal_is_checkpointed(self):
+        """No mail for a while: the half in use is checkpointed without a next round or a stop
+        (about a second after its last record).  A copy a reader deletes after that does not
+        come back after a crash."""
+        srv = self.server(main=JOURNAL)
+        self.deliver(srv, ["alice@virt.test"], "then nothing")
+        path = harness.maildir(srv.vmail, "alice")["new"][0]
+        jpath = self.journal_path(srv)
+        deadline = time.time() + 20
+        while time.time() < deadline:       # both headers say empty: state word 0
+            with open(jpath, "rb") as f:
+                h0 = f.read(8)
+                f.seek(4096 + 4 * 1024 * 1024)
+                h1 = f.read(8)
+            if h0[4:8] == b"\0\0\0\0" and h1[4:8] == b"\0\0\0\0":
+                break
+            time.sleep(0.2)
+        else:
+            self.fail("the idle journal was not checkpointed within 20 s")
+        os.unlink(path)
+        srv.kill9()
+        srv.stop()
+        srv.restart()
+        self.deliver(srv, ["alice@virt.test"], "after the restart")
+        self.assertFalse(os.path.exists(path), "a checkpointed record came back")
+        self.assertFalse([ln for ln in srv.log_lines()[srv.log_start:]
+                          if "delivery journal" in ln], "an idle, checkpointed journal was replayed")
 
     def test_second_process_on_the_same_spool_falls_back(self):
         """The journal is locked: opened a second time it is refused (warned), and that daemon
