@@ -54,6 +54,21 @@ class DurabilityBase(MxTestCase):
         main.update(kw.pop("main", {}))
         return self.start_server(main=main, virtual_users=list(users), **kw)
 
+    def quit_and_trace(self, c, srv, qid):
+        """QUIT, stop the server (which flushes strace's output), and return its system calls
+        and the one write of the 250 for qid."""
+        c.send("QUIT\r\n")
+        c.expect(221)
+        c.close()
+        problems = srv.stop()
+        self.assertEqual(problems, [], "\n".join(problems))
+        with open(srv.strace_path, errors="replace") as f:
+            calls = parse_strace(f.read())
+        reply = [k for k in calls if k.name in ("write", "writev", "sendto", "sendmsg")
+                 and "socket:[" in k.args and "250 2.0.0 Ok: queued as " + qid in k.args]
+        self.assertEqual(len(reply), 1, "the 250 reply must be written once: %r" % reply)
+        return calls, reply[0]
+
     def session(self, srv):
         c = self.connect(srv)
         c.expect(220)
@@ -225,21 +240,11 @@ class StraceOrderTest(DurabilityBase):
         rep = self.transaction(c, ["bob@virt.test"], message("second", ["only bob"]))
         m = QUEUED.match(rep.text)
         self.assertIsNotNone(m, rep.text)
-        qid = m.group(1)
-        c.send("QUIT\r\n")
-        c.expect(221)
-        c.close()
-        problems = srv.stop()
-        self.assertEqual(problems, [], "\n".join(problems))
-        with open(srv.strace_path, errors="replace") as f:
-            calls = parse_strace(f.read())
-        reply = [k for k in calls if k.name in ("write", "writev", "sendto", "sendmsg")
-                 and "socket:[" in k.args and "250 2.0.0 Ok: queued as " + qid in k.args]
-        self.assertEqual(len(reply), 1, reply)
+        calls, reply = self.quit_and_trace(c, srv, m.group(1))
         vmail = os.path.realpath(srv.vmail)
         for parent in (vmail, os.path.join(vmail, "bob")):
             ps = [k for k in calls if k.name in ("fsync", "fdatasync") and k.ret == "0"
-                  and fd_path(k.args) == parent and k.end < reply[0].start]
+                  and fd_path(k.args) == parent and k.end < reply.start]
             self.assertTrue(ps, "no fsync of %s before the 250 for bob's mailbox" % parent)
 
     def test_maildir_removed_while_running_is_made_again(self):
@@ -256,27 +261,17 @@ class StraceOrderTest(DurabilityBase):
         rep = self.transaction(c, ["bob@virt.test"], message("second", ["after rm -rf"]))
         m = QUEUED.match(rep.text)
         self.assertIsNotNone(m, rep.text)
-        qid = m.group(1)
-        c.send("QUIT\r\n")
-        c.expect(221)
-        c.close()
+        calls, reply = self.quit_and_trace(c, srv, m.group(1))
         self.assertEqual(len(harness.maildir(srv.vmail, "bob")["new"]), 1)
         self.assertEqual(harness.maildir_files(srv.vmail, "tmp"), [])
-        problems = srv.stop()
-        self.assertEqual(problems, [], "\n".join(problems))
-        with open(srv.strace_path, errors="replace") as f:
-            calls = parse_strace(f.read())
-        reply = [k for k in calls if k.name in ("write", "writev", "sendto", "sendmsg")
-                 and "socket:[" in k.args and "250 2.0.0 Ok: queued as " + qid in k.args]
-        self.assertEqual(len(reply), 1, reply)
         vmail = os.path.realpath(srv.vmail)
         first = [k for k in calls if k.name in ("write", "writev", "sendto", "sendmsg")
                  and "socket:[" in k.args
-                 and "250 2.0.0 Ok: queued as " in k.args and k.end < reply[0].start]
+                 and "250 2.0.0 Ok: queued as " in k.args and k.end < reply.start]
         self.assertTrue(first, "no first 250")
         for parent in (vmail, os.path.join(vmail, "bob")):
             ps = [k for k in calls if k.name in ("fsync", "fdatasync") and k.ret == "0"
-                  and fd_path(k.args) == parent and first[-1].end < k.end < reply[0].start]
+                  and fd_path(k.args) == parent and first[-1].end < k.end < reply.start]
             self.assertTrue(ps, "no fsync of %s between the two 250s" % parent)
 
 

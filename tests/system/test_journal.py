@@ -179,20 +179,11 @@ class JournalTest(DurabilityBase):
                                message("large, fsync'd", ["x" * 998] * 80))
         m = QUEUED.match(rep.text)
         self.assertIsNotNone(m, rep.text)
-        c.send("QUIT\r\n")
-        c.expect(221)
-        c.close()
-        problems = srv.stop()
-        self.assertEqual(problems, [], "\n".join(problems))
-        with open(srv.strace_path, errors="replace") as f:
-            calls = parse_strace(f.read())
-        reply = [k for k in calls if k.name in ("write", "writev", "sendto", "sendmsg")
-                 and "socket:[" in k.args and "250 2.0.0 Ok: queued as " + m.group(1) in k.args]
-        self.assertEqual(len(reply), 1, reply)
+        calls, reply = self.quit_and_trace(c, srv, m.group(1))
         vmail = os.path.realpath(srv.vmail)
         for d in (vmail, os.path.join(vmail, "alice"), os.path.join(vmail, "alice", "new")):
             syncs = [k for k in calls if k.name in ("fsync", "fdatasync") and k.ret == "0"
-                     and fd_path(k.args) == d and k.end < reply[0].start]
+                     and fd_path(k.args) == d and k.end < reply.start]
             self.assertTrue(syncs, "no fsync of %s before the large message's 250" % d)
 
     def test_journal_write_error_falls_back_to_fsync(self):
