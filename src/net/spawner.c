@@ -282,9 +282,21 @@ fail:
 void
 spawner_log_start(struct spawner *sp)
 {
+	sigset_t all, old;
+	int rc;
+
 	if (sp == NULL || sp->log_started)
 		return;
-	if (pthread_create(&sp->log_thread, NULL, sp_log_thread, sp) != 0)
+	/*
+	 * The thread takes no signal: a SIGHUP or SIGTERM that comes before the
+	 * loop's handlers are set (the journal's recovery runs in between) must
+	 * wait for them, not find this thread with the default action (exit).
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&sp->log_thread, NULL, sp_log_thread, sp);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
 		msg_fatal("spawn services: cannot start the log thread");
 	(void)pthread_setname_np(sp->log_thread, "mxg spawn log");
 	sp->log_started = 1;
