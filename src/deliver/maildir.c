@@ -117,8 +117,8 @@ maildir_is_durable(const char *path)
 	return known;
 }
 
-static void
-maildir_mark_paths(char *const *v, size_t n)
+void
+maildir_known_durable(char *const *v, size_t n)
 {
 	pthread_mutex_lock(&maildir_durable_lock);
 	for (size_t i = 0; i < n; i++) {
@@ -148,13 +148,7 @@ maildir_mark_paths(char *const *v, size_t n)
 static void
 maildir_mark_durable(const struct maildir_dirs *d)
 {
-	maildir_mark_paths(d->v, d->n);
-}
-
-void
-maildir_known_durable(char *const *paths, size_t n)
-{
-	maildir_mark_paths(paths, n);
+	maildir_known_durable(d->v, d->n);
 }
 
 /*
