@@ -286,6 +286,22 @@ make_dirs(const char *path)
 	return ret;
 }
 
+/* Zeros from off to end, written (not a hole, not an unwritten extent). */
+static int
+zero_fill(int fd, off_t off, off_t end)
+{
+	static const char zeros[64 * 1024];
+
+	while (off < end) {
+		size_t n = end - off < (off_t)sizeof(zeros) ? (size_t)(end - off) : sizeof(zeros);
+
+		if (full_pwrite(fd, zeros, n, off) < 0)
+			return -1;
+		off += (off_t)n;
+	}
+	return 0;
+}
+
 /* Does the file at path hold exactly these len bytes?  (A power loss may leave zeros.) */
 static int
 same_content(const char *path, const unsigned char *data, size_t len)
@@ -532,16 +548,19 @@ journal_open(const char *path, struct buf *err)
 		journal_close(&j);
 		return NULL;
 	}
-	/* Its full size once, so that a round's pwrite never extends the file. */
+	/*
+	 * Its full size once, written (zeros), so that a round's pwrite never
+	 * extends the file nor writes into an unwritten extent: either would
+	 * make each round's fdatasync commit the file system's journal (with
+	 * every tmp/ file and rename since the last commit), where an
+	 * overwrite needs only its own blocks and a cache flush.
+	 */
+	if (st.st_size < half_start(2) && zero_fill(fd, st.st_size, half_start(2)) < 0) {
+		buf_printf(err, "allocate %s: %m", path);
+		journal_close(&j);
+		return NULL;
+	}
 	if (st.st_size < half_start(2)) {
-		int e = posix_fallocate(fd, 0, half_start(2));
-
-		if (e != 0) {
-			errno = e;
-			buf_printf(err, "allocate %s: %m", path);
-			journal_close(&j);
-			return NULL;
-		}
 		if (fsync(fd) < 0) {
 			buf_printf(err, "fsync %s: %m", path);
 			journal_close(&j);

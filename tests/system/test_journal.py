@@ -11,6 +11,7 @@ Notes:
 
 import os
 import re
+import subprocess
 import time
 
 import harness
@@ -152,6 +153,31 @@ class JournalTest(DurabilityBase):
         self.assertFalse(os.path.exists(path), "a checkpointed record came back")
         self.assertFalse([ln for ln in srv.log_lines()[srv.log_start:]
                           if "delivery journal" in ln], "an idle, checkpointed journal was replayed")
+
+    def test_journal_file_is_written_not_only_allocated(self):
+        """The journal is made with its whole size written (zeros), and synced: no hole, no
+        unwritten extent.  A round's write into an unwritten extent changes the file's extent
+        tree, so its fdatasync would commit the file system's own journal (every tmp/ file and
+        rename since the last commit); an overwrite is only the record's blocks and a cache
+        flush.  Seen as FIEMAP (filefrag) reports the file right after the start."""
+        srv = self.server(main=JOURNAL)
+        jpath = self.journal_path(srv)
+        r = subprocess.run(["filefrag", "-v", jpath], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True)
+        if r.returncode != 0 or "FIBMAP/FIEMAP unsupported" in r.stdout + r.stderr:
+            self.skipTest("no FIEMAP on this file system: " + (r.stdout + r.stderr).strip())
+        size = os.path.getsize(jpath)
+        self.assertEqual(size, 2 * (4096 + 4 * 1024 * 1024), "the journal's size")
+        extents = [ln for ln in r.stdout.splitlines() if re.match(r"\s*\d+:\s+\d+\.\.", ln)]
+        self.assertTrue(extents, r.stdout)
+        self.assertFalse([ln for ln in extents if "unwritten" in ln or "delalloc" in ln],
+                         "the journal has unwritten (or not yet allocated) extents:\n" + r.stdout)
+        blocks = sum(int(ln.split(":")[3]) for ln in extents)
+        bs = int(re.search(r"blocks of (\d+) bytes", r.stdout).group(1))
+        self.assertEqual(blocks * bs, size, "the journal has holes:\n" + r.stdout)
+        # still a journal that works
+        self.deliver(srv, ["alice@virt.test"], "after the zero fill")
+        self.assertEqual(len(harness.maildir(srv.vmail, "alice")["new"]), 1)
 
     def test_second_process_on_the_same_spool_falls_back(self):
         """The journal is locked: opened a second time it is refused (warned), and that daemon
