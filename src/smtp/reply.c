@@ -49,13 +49,26 @@ reply_vformat(struct buf *out, int soft_bounce, enum reply_id id, va_list ap)
 	size_t start = out->len;
 	int code = r->code;
 
+	char num[4];
+
 	if (code == 0)
 		code = va_arg(ap, int);
-	if (*r->dsn)
-		buf_printf(out, "%d %s ", code, r->dsn);
+	if (code < 100 || code > 999)
+		msg_panic("reply_vformat: bad code %d", code);
+	/* Every reply goes through here: no printf for what needs none. */
+	num[0] = (char)('0' + code / 100);
+	num[1] = (char)('0' + code / 10 % 10);
+	num[2] = (char)('0' + code % 10);
+	num[3] = ' ';
+	buf_append(out, num, sizeof(num));
+	if (*r->dsn) {
+		buf_puts(out, r->dsn);
+		buf_putc(out, ' ');
+	}
+	if (strchr(r->text, '%') == NULL)
+		buf_puts(out, r->text);
 	else
-		buf_printf(out, "%d ", code);
-	buf_vprintf(out, r->text, ap);
+		buf_vprintf(out, r->text, ap);
 	buf_append(out, "\r\n", 2);
 	if (soft_bounce)
 		code = reply_soften(out, start, code);
