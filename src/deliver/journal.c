@@ -73,6 +73,11 @@ struct journal {
 	int	cur;		/* the half rounds write to */
 	uint64_t gen;		/* the highest in use */
 	struct half h[2];
+	/* Group commit of the rounds' fdatasyncs (journal_sync()), under lock: */
+	uint64_t written;	/* rounds whose pwrite is over */
+	uint64_t synced;	/* the highest count that an fdatasync covered */
+	int	syncing;	/* an fdatasync is under way */
+	pthread_cond_t sync_cond;
 };
 
 /* CRC-32C (Castagnoli), bytewise: records are small. */
@@ -529,6 +534,7 @@ journal_open(const char *path, struct buf *err)
 	j->fd = fd;
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_cond_init(&j->cond, NULL);
+	pthread_cond_init(&j->sync_cond, NULL);
 	for (int i = 0; i < 2; i++) {
 		int state;
 		uint64_t gen;
@@ -600,6 +606,7 @@ journal_close(struct journal **jp)
 	close(j->fd);
 	pthread_mutex_destroy(&j->lock);
 	pthread_cond_destroy(&j->cond);
+	pthread_cond_destroy(&j->sync_cond);
 	free(j->path);
 	free(j);
 	*jp = NULL;
@@ -739,6 +746,53 @@ no:
 	return -1;
 }
 
+/*
+ * The round's pwrite is over: make it durable.  One fdatasync at a time
+ * (group commit): a round that finds one under way waits for it, and is done
+ * if that one began after its pwrite; otherwise it runs the next one, for
+ * itself and every round whose pwrite is over by then.  Two concurrent
+ * fdatasyncs of one file would each flush the device's cache.  -1 when the
+ * fdatasync that was to cover this round failed (the journal is then off).
+ */
+static int
+journal_sync(struct journal *j)
+{
+	uint64_t mine, upto;
+	int rc, e;
+
+	pthread_mutex_lock(&j->lock);
+	mine = ++j->written;
+	while (j->syncing)
+		pthread_cond_wait(&j->sync_cond, &j->lock);
+	if (j->synced >= mine || j->broken) {
+		rc = j->synced >= mine ? 0 : -1;
+		pthread_mutex_unlock(&j->lock);
+		return rc;
+	}
+	j->syncing = 1;
+	upto = j->written;
+	pthread_mutex_unlock(&j->lock);
+	rc = fdatasync(j->fd);
+	e = errno;
+	pthread_mutex_lock(&j->lock);
+	j->syncing = 0;
+	if (rc == 0) {
+		j->synced = upto;
+	} else {
+		/*
+		 * Off before anyone waiting wakes: the failed fdatasync was to
+		 * cover their records too, and a second one could say 0 for
+		 * pages the first one lost.
+		 */
+		errno = e;
+		journal_fail(j, "write");
+	}
+	pthread_cond_broadcast(&j->sync_cond);
+	pthread_mutex_unlock(&j->lock);
+	errno = e;
+	return rc;
+}
+
 size_t
 journal_write(struct journal *j, struct maildir_batch *const *bs, size_t n,
 	      struct journal_round *rd)
@@ -828,7 +882,7 @@ journal_write(struct journal *j, struct maildir_batch *const *bs, size_t n,
 		put32(p + 16, record_crc(p, len));
 		rd->off[i] = off + (off_t)starts[i];
 	}
-	if (full_pwrite(j->fd, out.data, out.len, off) < 0 || fdatasync(j->fd) < 0) {
+	if (full_pwrite(j->fd, out.data, out.len, off) < 0 || journal_sync(j) < 0) {
 		pthread_mutex_lock(&j->lock);
 		journal_fail(j, "write");
 		pthread_mutex_unlock(&j->lock);

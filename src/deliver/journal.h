@@ -10,7 +10,9 @@
  *      (maildir_stage_lazy());
  *   2. journal_write(): one record per message (each copy's new/ path and
  *      its bytes, read back from the staged file), all in one pwrite, then
- *      one fdatasync of the journal;
+ *      one fdatasync of the journal; one at a time: a round whose pwrite
+ *      ends while another round's fdatasync runs waits for it and then
+ *      runs the next one, for every round written by then (group commit);
  *   3. the copies are renamed into new/ (maildir_publish()), without any
  *      fsync, and the messages answered;
  *   4. journal_round_end().

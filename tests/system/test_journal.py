@@ -12,6 +12,7 @@ Notes:
 import os
 import re
 import subprocess
+import threading
 import time
 
 import harness
@@ -224,6 +225,42 @@ class JournalTest(DurabilityBase):
                        r"error; storing each copy with its own fsync from now on")
         self.deliver(srv, ["alice@virt.test"], "after the failure")
         self.assertEqual(len(harness.maildir(srv.vmail, "alice")["new"]), 2)
+        self.assertEqual(len([ln for ln in srv.log_lines() if "delivery journal" in ln]), 1)
+
+
+    def test_journal_failing_under_concurrent_rounds(self):
+        """Twelve sessions at once, three times, and the journal's fdatasync fails from its
+        third on (journal_sync(): one fdatasync at a time, which the rounds behind it wait for):
+        no round is left waiting when the one it waits for fails; every message still gets its
+        250 and is stored once (with its own fsync), and the failure is logged once."""
+        env = harness.faultfs_env(MXGATE_FAULT="fsync", MXGATE_FAULT_PATH="/spool/journal",
+                                  MXGATE_FAULT_AFTER="3")
+        srv = self.server(main=JOURNAL, env=env)
+        results = {}
+
+        def one(n):
+            try:
+                results[n] = self.deliver(srv, ["alice@virt.test"], "concurrent %d" % n)
+            except Exception as e:      # the assertion below names it
+                results[n] = e
+
+        for rnd in range(3):
+            threads = [threading.Thread(target=one, args=(rnd * 12 + n,)) for n in range(12)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+        failed = {n: r for n, r in results.items() if not isinstance(r, str)}
+        self.assertEqual(failed, {}, "sessions without their 250")
+        self.assertEqual(len(results), 36)
+        new = harness.maildir(srv.vmail, "alice")["new"]
+        subjects = []
+        for path in new:
+            with open(path, errors="replace") as f:
+                subjects += re.findall(r"^Subject: (concurrent \d+)$", f.read(), re.M)
+        self.assertEqual(sorted(subjects), sorted("concurrent %d" % n for n in range(36)))
+        srv.expect_log(r"warning: delivery journal .*/spool/journal: write .*: Input/output "
+                       r"error; storing each copy with its own fsync from now on")
         self.assertEqual(len([ln for ln in srv.log_lines() if "delivery journal" in ln]), 1)
 
 
