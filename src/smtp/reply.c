@@ -48,19 +48,20 @@ reply_vformat(struct buf *out, int soft_bounce, enum reply_id id, va_list ap)
 	const struct reply_row *r = &reply_table[id];
 	size_t start = out->len;
 	int code = r->code;
-
 	char num[4];
 
 	if (code == 0)
 		code = va_arg(ap, int);
-	if (code < 100 || code > 999)
-		msg_panic("reply_vformat: bad code %d", code);
 	/* Every reply goes through here: no printf for what needs none. */
-	num[0] = (char)('0' + code / 100);
-	num[1] = (char)('0' + code / 10 % 10);
-	num[2] = (char)('0' + code % 10);
-	num[3] = ' ';
-	buf_append(out, num, sizeof(num));
+	if (code >= 100 && code <= 999) {
+		num[0] = (char)('0' + code / 100);
+		num[1] = (char)('0' + code / 10 % 10);
+		num[2] = (char)('0' + code % 10);
+		num[3] = ' ';
+		buf_append(out, num, sizeof(num));
+	} else {
+		buf_printf(out, "%d ", code);
+	}
 	if (*r->dsn) {
 		buf_puts(out, r->dsn);
 		buf_putc(out, ' ');

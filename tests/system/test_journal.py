@@ -227,7 +227,6 @@ class JournalTest(DurabilityBase):
         self.assertEqual(len(harness.maildir(srv.vmail, "alice")["new"]), 2)
         self.assertEqual(len([ln for ln in srv.log_lines() if "delivery journal" in ln]), 1)
 
-
     def test_journal_failing_under_concurrent_rounds(self):
         """Twelve sessions at once, three times, and the journal's fdatasync fails from its
         third on (journal_sync(): one fdatasync at a time, which the rounds behind it wait for):
