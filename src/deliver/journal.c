@@ -562,6 +562,11 @@ journal_open(const char *path, struct buf *err)
 	 * overwrite needs only its own blocks and a cache flush.
 	 */
 	if (st.st_size < half_start(2) && zero_fill(fd, st.st_size, half_start(2)) < 0) {
+		int e = errno;
+
+		/* ENOSPC, say: give back what was written, the spool needs it more. */
+		(void)!ftruncate(fd, st.st_size);
+		errno = e;
 		buf_printf(err, "allocate %s: %m", path);
 		journal_close(&j);
 		return NULL;
