@@ -561,17 +561,17 @@ journal_open(const char *path, struct buf *err)
 	 * every tmp/ file and rename since the last commit), where an
 	 * overwrite needs only its own blocks and a cache flush.
 	 */
-	if (st.st_size < half_start(2) && zero_fill(fd, st.st_size, half_start(2)) < 0) {
-		int e = errno;
-
-		/* ENOSPC, say: give back what was written, the spool needs it more. */
-		(void)!ftruncate(fd, st.st_size);
-		errno = e;
-		buf_printf(err, "allocate %s: %m", path);
-		journal_close(&j);
-		return NULL;
-	}
 	if (st.st_size < half_start(2)) {
+		if (zero_fill(fd, st.st_size, half_start(2)) < 0) {
+			int e = errno;
+
+			/* ENOSPC, say: give back what was written, the spool needs it more. */
+			(void)!ftruncate(fd, st.st_size);
+			errno = e;
+			buf_printf(err, "allocate %s: %m", path);
+			journal_close(&j);
+			return NULL;
+		}
 		if (fsync(fd) < 0) {
 			buf_printf(err, "fsync %s: %m", path);
 			journal_close(&j);

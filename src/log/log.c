@@ -872,8 +872,10 @@ log_vmsg(const char *process, enum log_level level, const char *fmt, va_list ap)
 			(void)!write(STDERR_FILENO, e.data, e.len);
 			buf_free(&e);
 		}
-		/* maillog_file: "stamp host tag[pid]: text\n"; /dev/log: "<pri>stamp tag[pid]: text". */
-		/* Each line's prefix by hand: vsnprintf is a measurable share of a message's CPU. */
+		/*
+		 * maillog_file: "stamp host tag[pid]: text\n"; /dev/log: "<pri>stamp tag[pid]: text".
+		 * The prefix by hand: vsnprintf is a measurable share of a message's CPU.
+		 */
 		if (log_w != NULL) {
 			buf_puts(&line, stamp);
 			buf_putc(&line, ' ');
